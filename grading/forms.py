@@ -1,0 +1,31 @@
+from django import forms
+
+
+class JudgeForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    base_url = forms.CharField(
+        max_length=500, label="Base URL", help_text="e.g. https://api.openai.com/v1"
+    )
+    model = forms.CharField(max_length=200)
+    api_key_env = forms.CharField(
+        max_length=100,
+        required=False,
+        label="API key variable",
+        help_text="The name of the environment variable on the workers that holds the key.",
+    )
+    max_concurrency = forms.IntegerField(min_value=1, max_value=1024, initial=8)
+    temperature = forms.FloatField(min_value=0, max_value=2, initial=0)
+    use_json_schema = forms.BooleanField(required=False, initial=True, label="Structured output")
+
+
+class RunForm(forms.Form):
+    grader = forms.ChoiceField(label="Published rubric version")
+    judge = forms.ChoiceField()
+
+    def __init__(self, *args, graders=(), judges=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["grader"].choices = [
+            (g.hash, f"{g.version.rubric.title} v{g.version.number} ({g.short_hash})")
+            for g in graders
+        ]
+        self.fields["judge"].choices = [(str(j.pk), str(j)) for j in judges]

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import Rater, Response
+from rubrics.models import Grader, Project
+
+
+class Judge(models.Model):
+    """An OpenAI-compatible chat-completions endpoint. The API key stays in the environment."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(max_length=500)
+    model = models.CharField(max_length=200)
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable that holds the API key (never the key).",
+    )
+    max_concurrency = models.PositiveIntegerField(default=8)
+    temperature = models.FloatField(default=0.0)
+    use_json_schema = models.BooleanField(
+        default=True,
+        help_text="Ask for structured output (response_format json_schema); turn off for "
+        "servers that do not support it. Replies are validated either way.",
+    )
+    rater = models.OneToOneField(Rater, on_delete=models.PROTECT, related_name="judge")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="judge_name_unique"),
+            models.CheckConstraint(
+                condition=Q(max_concurrency__gte=1) & Q(max_concurrency__lte=1024),
+                name="judge_concurrency_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+
+class GradingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="runs")
+    judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    total_items = models.PositiveIntegerField(default=0)
+    simulated = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.CANCELLED)
+
+
+class Score(models.Model):
+    """One response's score in one run; a pending row is work not yet done."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+
+    run = models.ForeignKey(GradingRun, on_delete=models.CASCADE, related_name="scores")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="scores")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # HealthBench: points of met criteria / sum of positive points. Raw may fall below 0;
+    # means over responses are clipped to [0, 1]. Null when any verdict is an error.
+    raw = models.FloatField(null=True, blank=True)
+    met_points = models.FloatField(default=0)
+    possible_points = models.FloatField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "response"], name="one_score_per_run_response")
+        ]
+        indexes = [models.Index(fields=["run", "status"])]
+
+    def __str__(self) -> str:
+        return f"score of response {self.response_id} in run {self.run_id}"
+
+    @property
+    def clipped(self) -> float | None:
+        return None if self.raw is None else min(1.0, max(0.0, self.raw))

@@ -1,0 +1,42 @@
+"""Render a grader's prompt templates for one response and criterion.
+
+Graded text is fenced between lines that carry a nonce derived from the text itself, so a
+response cannot close its own fence: to forge the closing line it would have to contain the
+hash of itself. The same inputs always give the same prompt, which keeps verdicts cacheable
+and reproducible from the grader hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def nonce(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def conversation_text(messages: list[dict]) -> str:
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+def render_points(points: float) -> str:
+    return f"{points:g}"
+
+
+def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion: dict):
+    judge = spec["judge"]
+    conversation = conversation_text(messages)
+    system = judge["system_template"].format(
+        schema=json.dumps(judge["output_schema"], sort_keys=True)
+    )
+    user = judge["user_template"].format(
+        conversation=conversation,
+        conversation_nonce=nonce(conversation),
+        response=response,
+        response_nonce=nonce(response),
+        criterion=criterion["text"],
+        points=render_points(criterion["points"]),
+        criterion_nonce=nonce(criterion["text"]),
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

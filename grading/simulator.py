@@ -1,0 +1,389 @@
+"""The judge simulator: a real HTTP server speaking OpenAI's `/v1/chat/completions`.
+
+It exists so tests, benchmarks and offline demos can grade without a paid API. Its verdicts
+are deterministic by one documented rule, so a test can predict every score:
+
+    The *key words* of a criterion are its lower-cased words of five or more letters, minus
+    the rubric-speak in `STOPWORDS` ("response", "mentions", "recommends", ...). A key word
+    is *found* when some word of the graded response starts with the key word's first five
+    letters (a crude stem: "hydrate" finds "hydration"). The criterion is met when at least
+    half of its key words are found; a criterion with no key words is never met.
+
+Every reply carries the header `X-Assay-Simulator: 1`, and the model name `assay-simulator/...`,
+so Assay can label verdicts from it as simulated. Faults can be injected at a set rate: 429
+with Retry-After, 500, a reply slower than any sane client timeout, and malformed JSON.
+`GET /stats` reports requests seen and the peak of concurrent requests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STOPWORDS = frozenset(
+    [
+        "about",
+        "above",
+        "accurate",
+        "accurately",
+        "acknowledges",
+        "addresses",
+        "adequately",
+        "advises",
+        "after",
+        "again",
+        "against",
+        "along",
+        "already",
+        "although",
+        "always",
+        "another",
+        "answer",
+        "answers",
+        "appropriate",
+        "appropriately",
+        "around",
+        "asked",
+        "asking",
+        "avoid",
+        "avoids",
+        "based",
+        "because",
+        "before",
+        "being",
+        "below",
+        "between",
+        "brief",
+        "briefly",
+        "clear",
+        "clearly",
+        "complete",
+        "completely",
+        "concise",
+        "correct",
+        "correctly",
+        "could",
+        "describes",
+        "detail",
+        "details",
+        "discuss",
+        "discusses",
+        "doesn",
+        "during",
+        "either",
+        "ensure",
+        "ensures",
+        "especially",
+        "every",
+        "explain",
+        "explains",
+        "explicitly",
+        "fails",
+        "following",
+        "further",
+        "given",
+        "gives",
+        "helpful",
+        "identifies",
+        "include",
+        "includes",
+        "including",
+        "indicate",
+        "indicates",
+        "instead",
+        "itself",
+        "least",
+        "makes",
+        "mention",
+        "mentions",
+        "model",
+        "models",
+        "might",
+        "notes",
+        "other",
+        "otherwise",
+        "particular",
+        "please",
+        "point",
+        "points",
+        "properly",
+        "provide",
+        "provided",
+        "provides",
+        "providing",
+        "rather",
+        "recommend",
+        "recommends",
+        "recommended",
+        "relevant",
+        "request",
+        "response",
+        "responses",
+        "should",
+        "specific",
+        "specifically",
+        "state",
+        "states",
+        "statement",
+        "still",
+        "suggest",
+        "suggests",
+        "their",
+        "there",
+        "these",
+        "those",
+        "though",
+        "through",
+        "under",
+        "unless",
+        "until",
+        "using",
+        "where",
+        "whether",
+        "which",
+        "while",
+        "within",
+        "without",
+        "would",
+    ]
+)
+
+FAULT_KINDS = ("429", "500", "timeout", "malformed")
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def key_words(criterion: str) -> list[str]:
+    """The criterion's key words, in order of first appearance, without repeats."""
+    seen: dict[str, None] = {}
+    for word in WORD.findall(criterion.lower()):
+        if len(word) >= 5 and word not in STOPWORDS and not word.isdigit():
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def simulated_verdict(criterion: str, response: str) -> tuple[bool, str]:
+    """Apply the simulator's rule: (criteria_met, explanation)."""
+    keys = key_words(criterion)
+    stems = {w[:5] for w in WORD.findall(response.lower()) if len(w) >= 5}
+    found = [k for k in keys if k[:5] in stems]
+    met = bool(keys) and 2 * len(found) >= len(keys)
+    missing = [k for k in keys if k not in found]
+    explanation = (
+        f"Simulated verdict: found {len(found)} of {len(keys)} key words"
+        + (f" ({', '.join(found)})" if found else "")
+        + (f"; missing: {', '.join(missing)}" if missing else "")
+        + "."
+    )
+    return met, explanation
+
+
+# The judge prompt fences graded text between markers that carry a nonce derived from the
+# text itself (see grading.prompts); the simulator reads the blocks the same way.
+BLOCK = r"<<<{name} (?P<nonce>[0-9a-f]+)\n(?P<body>.*?)\n{name} (?P=nonce)>>>"
+
+
+def extract_block(name: str, text: str) -> str | None:
+    match = re.search(BLOCK.format(name=name), text, re.DOTALL)
+    return match.group("body") if match else None
+
+
+def extract_criteria(text: str) -> list[tuple[str, str]]:
+    """(criterion id, text) pairs of a batched prompt, or one pair for a single criterion."""
+    batch = extract_block("CRITERIA", text)
+    if batch is not None:
+        return [
+            (m.group(1), m.group(2).strip())
+            for m in re.finditer(r"^\[(\S+)\]\s*(?:\(-?[\d.]+ points?\)\s*)?(.*)$", batch, re.M)
+        ]
+    single = extract_block("CRITERION", text)
+    if single is None:
+        return []
+    return [("", re.sub(r"^\(-?[\d.]+ points?\)\s*", "", single.strip()))]
+
+
+@dataclass
+class SimulatorConfig:
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULT_KINDS
+    retry_after_s: float = 1.0
+    timeout_s: float = 30.0
+    max_concurrency: int = 0  # 0: unlimited; above it the simulator answers 429
+    seed: int = 0
+
+
+@dataclass
+class SimulatorStats:
+    requests: int = 0
+    in_flight: int = 0
+    peak_concurrency: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "in_flight": self.in_flight,
+                "peak_concurrency": self.peak_concurrency,
+                "faults": dict(self.faults),
+            }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SimulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        pass
+
+    def _send_json(self, status: int, payload: object, headers: dict[str, str] | None = None):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Assay-Simulator", "1")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/stats":
+            self._send_json(200, self.server.stats.as_dict())
+        elif self.path in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": "assay-simulator/judge"}]})
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path == "/stats/reset":
+            self.server.reset()
+            self._send_json(200, {"ok": True})
+            return
+        if self.path not in ("/v1/chat/completions", "/chat/completions"):
+            self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        stats, config = self.server.stats, self.server.config
+        with stats.lock:
+            stats.requests += 1
+            stats.in_flight += 1
+            stats.peak_concurrency = max(stats.peak_concurrency, stats.in_flight)
+            over_capacity = config.max_concurrency and stats.in_flight > config.max_concurrency
+            fault = self.server.draw_fault()
+            if over_capacity:
+                fault = "429"
+            if fault:
+                stats.faults[fault] = stats.faults.get(fault, 0) + 1
+        try:
+            self._complete(raw, fault)
+        finally:
+            with stats.lock:
+                stats.in_flight -= 1
+
+    def _complete(self, raw: bytes, fault: str | None) -> None:
+        config = self.server.config
+        if fault == "429":
+            self._send_json(
+                429,
+                {"error": {"message": "simulated rate limit", "type": "rate_limit"}},
+                {"Retry-After": f"{config.retry_after_s:g}"},
+            )
+            return
+        try:
+            request = json.loads(raw)
+            messages = request["messages"]
+        except (ValueError, KeyError, TypeError):
+            self._send_json(400, {"error": {"message": "body must be JSON with 'messages'"}})
+            return
+        time.sleep(config.latency_ms / 1000)
+        if fault == "500":
+            self._send_json(500, {"error": {"message": "simulated server error"}})
+            return
+        if fault == "timeout":
+            time.sleep(config.timeout_s)
+        prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        content = self.server.answer(prompt)
+        if fault == "malformed":
+            content = content[: len(content) // 2] + " ... I think it is met"
+        model = f"assay-simulator/{request.get('model', 'judge')}"
+        prompt_tokens = max(1, len(prompt) // 4)
+        completion_tokens = max(1, len(content) // 4)
+        self._send_json(
+            200,
+            {
+                "id": f"simcmpl-{self.server.stats.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+        )
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, host: str, port: int, config: SimulatorConfig):
+        super().__init__((host, port), _Handler)
+        self.config = config
+        self.stats = SimulatorStats()
+        self._rng = random.Random(config.seed)  # noqa: S311 - fault draws, not secrets
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def reset(self) -> None:
+        with self.stats.lock:
+            self.stats.requests = 0
+            self.stats.peak_concurrency = self.stats.in_flight
+            self.stats.faults = {}
+
+    def draw_fault(self) -> str | None:
+        """Called with the stats lock held, so draws are in request order."""
+        if self.config.fault_rate and self._rng.random() < self.config.fault_rate:
+            return self._rng.choice(self.config.faults)
+        return None
+
+    def answer(self, prompt: str) -> str:
+        response = extract_block("RESPONSE", prompt)
+        criteria = extract_criteria(prompt)
+        if response is None or not criteria:
+            return json.dumps(
+                {"criteria_met": False, "explanation": "Simulated: no fenced response found."}
+            )
+        if len(criteria) == 1 and criteria[0][0] == "":
+            met, why = simulated_verdict(criteria[0][1], response)
+            return json.dumps({"criteria_met": met, "explanation": why})
+        verdicts = []
+        for criterion_id, text in criteria:
+            met, why = simulated_verdict(text, response)
+            verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
+        return json.dumps({"verdicts": verdicts})
+
+    def start_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, daemon=True, name="judge-simulator")
+        thread.start()
+        return thread

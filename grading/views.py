@@ -1,0 +1,125 @@
+"""HTML and htmx doors for judges, runs and scores."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
+
+from grading import selectors, services
+from grading.forms import JudgeForm, RunForm
+from rubrics.permissions import Perm, project_for, role_allows
+from rubrics.selectors import published_graders
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def judges(request: HttpRequest, slug: str) -> HttpResponse:
+    perm = Perm.MANAGE_JUDGES if request.method == "POST" else Perm.VIEW_RESULTS
+    project = project_for(request.user, slug, perm)
+    form = JudgeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            judge = services.judge_create(project=project, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Judge {judge.name} saved.")
+            return redirect("judges", slug=slug)
+    return render(
+        request,
+        "grading/judges.html",
+        {
+            "project": project,
+            "judges": selectors.project_judges(project),
+            "form": form,
+            "can_manage": role_allows(project.role, Perm.MANAGE_JUDGES),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def runs(request: HttpRequest, slug: str) -> HttpResponse:
+    perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
+    project = project_for(request.user, slug, perm)
+    graders = list(published_graders(project))
+    judges = list(selectors.project_judges(project))
+    form = RunForm(request.POST or None, graders=graders, judges=judges)
+    if request.method == "POST" and form.is_valid():
+        grader = next(g for g in graders if g.hash == form.cleaned_data["grader"])
+        judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
+        try:
+            run = services.run_create(
+                project=project, grader=grader, judge=judge, user=request.user
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("run", pk=run.pk)
+    return render(
+        request,
+        "grading/runs.html",
+        {
+            "project": project,
+            "runs": selectors.project_runs(project),
+            "form": form,
+            "can_run": role_allows(project.role, Perm.RUN_GRADING),
+            "has_graders": bool(graders),
+            "has_judges": bool(judges),
+        },
+    )
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+    progress = selectors.run_progress(run)
+    context = {
+        "project": run.project,
+        "run": run,
+        "progress": progress,
+        "can_run": role_allows(run.project.role, Perm.RUN_GRADING),
+    }
+    # While the run works, htmx polls only the progress region. It asks for the results
+    # region too once the run has finished, so the page swaps in the charts and scores.
+    if request.htmx and request.GET.get("part") == "progress" and not run.is_finished:
+        return render(request, "grading/run.html#progress", context)
+    summaries = selectors.model_summaries(run)
+    context["summaries"] = summaries
+    context["chart_data"] = selectors.chart_data(summaries)
+    context["scores"] = selectors.run_scores(run)
+    if request.htmx and request.GET.get("part") == "progress":
+        response = render(request, "grading/run.html#live", context)
+        return reswap(retarget(response, "#live"), "outerHTML")
+    return render(request, "grading/run.html", context)
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+    if services.run_cancel(run=run):
+        messages.info(request, "Run cancelled: no new judge calls will start.")
+    return redirect("run", pk=pk)
+
+
+@login_required
+@require_GET
+def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
+    score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/score.html",
+        {
+            "project": score.run.project,
+            "run": score.run,
+            "score": score,
+            "verdicts": selectors.score_verdicts(score),
+        },
+    )

@@ -1,0 +1,43 @@
+from django import forms
+
+from rubrics.models import Role
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200)
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class TaskForm(forms.Form):
+    external_id = forms.CharField(
+        max_length=200, label="External id", help_text="Your id for the task, e.g. clinic-042."
+    )
+    title = forms.CharField(max_length=300, required=False)
+    system = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, label="System message"
+    )
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), label="User message")
+    reference = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        required=False,
+        label="Reference answer (Markdown)",
+    )
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+
+    def messages(self) -> list[dict]:
+        data = self.cleaned_data
+        messages = [{"role": "system", "content": data["system"]}] if data["system"] else []
+        return [*messages, {"role": "user", "content": data["prompt"]}]
+
+
+class RubricForm(forms.Form):
+    title = forms.CharField(max_length=300, required=False)
+
+
+class CriterionForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+    points = forms.DecimalField(max_digits=7, decimal_places=2)

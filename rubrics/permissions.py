@@ -1,0 +1,78 @@
+"""Who may do what in a project. Every view and API view goes through `project_for`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from rubrics.models import Membership, Project, Role
+
+
+class Perm(StrEnum):
+    VIEW = "view"  # see the project, its tasks and rubrics
+    MANAGE_MEMBERS = "manage_members"
+    EDIT_RUBRICS = "edit_rubrics"  # tasks, references, rubric drafts
+    PUBLISH = "publish"
+    IMPORT_RESPONSES = "import_responses"
+    MANAGE_JUDGES = "manage_judges"
+    RUN_GRADING = "run_grading"
+    VIEW_RESULTS = "view_results"  # judge verdicts and scores; annotators stay blind to them
+
+
+_ALL = set(Role)
+ROLE_PERMS: dict[Perm, set[Role]] = {
+    Perm.VIEW: _ALL,
+    Perm.MANAGE_MEMBERS: {Role.ADMIN},
+    Perm.EDIT_RUBRICS: {Role.ADMIN, Role.AUTHOR},
+    Perm.PUBLISH: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER},
+    Perm.IMPORT_RESPONSES: {Role.ADMIN, Role.ENGINEER},
+    Perm.MANAGE_JUDGES: {Role.ADMIN},
+    Perm.RUN_GRADING: {Role.ADMIN, Role.ENGINEER},
+    Perm.VIEW_RESULTS: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER, Role.ENGINEER},
+}
+
+
+def role_allows(role: str | None, perm: Perm) -> bool:
+    return role is not None and Role(role) in ROLE_PERMS[perm]
+
+
+def role_in(user, project: Project) -> str | None:
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    )
+
+
+def check(user, project: Project, perm: Perm) -> str:
+    """The user's role, if it allows `perm`. A non-member gets 404: they may not know it exists."""
+    role = getattr(project, "_role_cache", {}).get(user.pk) if user.is_authenticated else None
+    if role is None:
+        role = role_in(user, project)
+    if role is None:
+        raise Http404("No such project.")
+    if not role_allows(role, perm):
+        raise PermissionDenied(f"Your role ({role}) does not allow this ({perm}).")
+    return role
+
+
+def project_for(user, slug: str, perm: Perm) -> Project:
+    """The project named `slug`, if `user` is a member whose role allows `perm`."""
+    if not user.is_authenticated:
+        raise Http404("No such project.")
+    row = (
+        Membership.objects.filter(project__slug=slug, user=user)
+        .select_related("project")
+        .only("role", "project")
+        .first()
+    )
+    if row is None:
+        raise Http404("No such project.")
+    if not role_allows(row.role, perm):
+        raise PermissionDenied(f"Your role ({row.role}) does not allow this ({perm}).")
+    project = row.project
+    project.role = row.role  # the caller's role, for templates
+    project._role_cache = {user.pk: row.role}
+    return project

@@ -1,0 +1,25 @@
+from django.urls import path
+
+from rubrics import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path("p/<slug:slug>/", views.project_detail, name="project"),
+    path("p/<slug:slug>/members/", views.members, name="members"),
+    path("p/<slug:slug>/tasks/new/", views.task_new, name="task_new"),
+    path("p/<slug:slug>/tasks/<str:external_id>/", views.task_detail, name="task"),
+    path("p/<slug:slug>/tasks/<str:external_id>/rubrics/", views.rubric_new, name="rubric_new"),
+    path("rubrics/<int:pk>/", views.rubric_detail, name="rubric"),
+    path("rubrics/<int:pk>/edit/", views.rubric_edit, name="rubric_edit"),
+    path("rubrics/<int:pk>/criteria/", views.criterion_add, name="criterion_add"),
+    path("rubrics/<int:pk>/publish/", views.rubric_publish, name="rubric_publish"),
+    path("criteria/<int:pk>/", views.criterion_update, name="criterion_update"),
+    path("criteria/<int:pk>/delete/", views.criterion_delete, name="criterion_delete"),
+    path(
+        "criteria/<int:pk>/move/<str:direction>/",
+        views.criterion_move,
+        name="criterion_move",
+    ),
+    path("graders/<str:grader_hash>/", views.grader_detail, name="grader"),
+]

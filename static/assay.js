@@ -1,0 +1,63 @@
+// Assay's own front-end code: live points total in the rubric editor, and charts.
+(function () {
+  "use strict";
+
+  function updatePointsTotal() {
+    const total = document.getElementById("points-total");
+    if (!total) return;
+    let sum = 0;
+    document.querySelectorAll("#criteria input.points").forEach(function (input) {
+      const value = parseFloat(input.value);
+      if (!Number.isNaN(value) && value > 0) sum += value;
+    });
+    total.textContent = String(Math.round(sum * 100) / 100);
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("#criteria input.points")) {
+      updatePointsTotal();
+    }
+  });
+
+  const palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2"];
+
+  function drawCharts(root) {
+    if (typeof Chart === "undefined") return;
+    root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      const source = document.getElementById(canvas.dataset.source);
+      if (!source || canvas.dataset.drawn) return;
+      const data = JSON.parse(source.textContent);
+      canvas.dataset.drawn = "1";
+      if (canvas.dataset.chart === "means") {
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.models,
+            datasets: [{ label: "Mean score (clipped to [0, 1])", data: data.means,
+                         backgroundColor: data.models.map(function (_, i) { return palette[i % palette.length]; }) }],
+          },
+          options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
+                     title: { display: true, text: "Mean score per model" } } },
+        });
+      } else if (canvas.dataset.chart === "histogram") {
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.bins,
+            datasets: data.models.map(function (model, i) {
+              return { label: model, data: data.histograms[i], backgroundColor: palette[i % palette.length] };
+            }),
+          },
+          options: { scales: { x: { title: { display: true, text: "score (bin start)" } },
+                               y: { title: { display: true, text: "responses" }, ticks: { precision: 0 } } },
+                     plugins: { title: { display: true, text: "Score distribution per model" } } },
+        });
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    drawCharts(document);
+    if (window.htmx) htmx.onLoad(function (el) { drawCharts(el); updatePointsTotal(); });
+  });
+})();

@@ -1,0 +1,76 @@
+"""Test data built through the project's own services, so tests exercise the real paths."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+
+from annotation import services as annotation_services
+from grading import services as grading_services
+from rubrics import services as rubric_services
+from rubrics.models import Role
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_user(username: str | None = None):
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(username=username, password=PASSWORD)
+
+
+def make_project(owner=None, name: str | None = None):
+    owner = owner or make_user()
+    return rubric_services.project_create(name=name or f"Project {next(_counter)}", user=owner)
+
+
+def add_member(project, role: Role | str, username: str | None = None):
+    user = make_user(username)
+    rubric_services.membership_set(project=project, username=user.username, role=str(role))
+    return user
+
+
+def make_task(project, external_id: str | None = None, prompt: str = "What should I do?"):
+    external_id = external_id or f"task-{next(_counter)}"
+    return rubric_services.task_create(
+        project=project,
+        external_id=external_id,
+        title=f"Task {external_id}",
+        messages=[{"role": "user", "content": prompt}],
+    )
+
+
+def make_published_rubric(project, task, criteria, user):
+    """criteria: [(text, points)]. Returns the compiled Grader."""
+    rubric = rubric_services.rubric_create(
+        project=project,
+        task=task,
+        title=f"Rubric for {task.external_id}",
+        user=user,
+        criteria=[
+            rubric_services.CriterionInput(text=text, points=Decimal(str(points)))
+            for text, points in criteria
+        ],
+    )
+    version = rubric.versions.get()
+    return rubric_services.version_publish(version=version, user=user)
+
+
+def import_responses(project, rows: list[dict]):
+    lines = [json.dumps(row) for row in rows]
+    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+    assert result.ok, [str(e) for e in result.errors]
+    return result
+
+
+def make_judge(project, base_url: str, name: str = "sim", max_concurrency: int = 8):
+    return grading_services.judge_create(
+        project=project,
+        name=name,
+        base_url=base_url,
+        model="judge-model",
+        max_concurrency=max_concurrency,
+    )
