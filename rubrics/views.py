@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -12,10 +14,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rubrics import selectors, services
-from rubrics.compiler import canonical_json
 from rubrics.forms import CriterionForm, MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
+
+
+def _pretty(spec: dict) -> str:
+    """The grader for people to read; the hash is over its canonical (compact) form."""
+    return json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -163,7 +169,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None) 
         "criteria": criteria,
         "points_total": selectors.points_total(criteria),
         "grader": grader,
-        "grader_json": canonical_json(grader.spec) if grader else "",
+        "grader_json": _pretty(grader.spec) if grader else "",
         "editable": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
         "can_publish": bool(shown and shown.is_draft and role_allows(role, Perm.PUBLISH)),
@@ -286,6 +292,6 @@ def grader_detail(request: HttpRequest, grader_hash: str) -> HttpResponse:
         {
             "project": grader.version.rubric.project,
             "grader": grader,
-            "grader_json": canonical_json(grader.spec),
+            "grader_json": _pretty(grader.spec),
         },
     )

@@ -4,9 +4,10 @@
 
   function updatePointsTotal() {
     const total = document.getElementById("points-total");
-    if (!total) return;
+    const inputs = document.querySelectorAll("#criteria input.points");
+    if (!total || inputs.length === 0) return;  // read-only versions keep the server's total
     let sum = 0;
-    document.querySelectorAll("#criteria input.points").forEach(function (input) {
+    inputs.forEach(function (input) {
       const value = parseFloat(input.value);
       if (!Number.isNaN(value) && value > 0) sum += value;
     });

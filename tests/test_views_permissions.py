@@ -1,0 +1,211 @@
+"""Every HTML page and action, for every persona: who gets in, who gets 403, who gets 404.
+
+The table must name every URL pattern of the three apps, so a new page cannot ship untested.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import get_resolver, reverse
+
+from annotation.models import Response
+from grading import services as grading_services
+from grading.models import GradingRun, Score
+from rubrics.models import Criterion, RubricVersion
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+ALL = {"admin", "author", "annotator", "reviewer", "engineer"}
+RESULTS = {"admin", "author", "reviewer", "engineer"}
+
+
+@pytest.fixture
+def world(personas):
+    """A project with a task, a published rubric plus a draft, a response, a judge and a run."""
+    p = personas
+    task = factories.make_task(p.project, "t1")
+    grader = factories.make_published_rubric(p.project, task, [("Mentions hydration", 2)], p.admin)
+    rubric = grader.version.rubric
+    draft_rubric_grader = factories.make_published_rubric(
+        p.project, factories.make_task(p.project, "t2"), [("Mentions sleep", 1)], p.admin
+    )
+    draft_rubric = draft_rubric_grader.version.rubric
+    from rubrics import services as rubric_services
+
+    draft = rubric_services.draft_for_edit(rubric=draft_rubric, user=p.admin)
+    factories.import_responses(p.project, [{"task_id": "t1", "model": "m", "response": "x"}])
+    judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
+    run = GradingRun.objects.create(
+        project=p.project, grader=grader, judge=judge, total_items=1, created_by=p.admin
+    )
+    score = Score.objects.create(run=run, response=Response.objects.get())
+    return {
+        "p": p,
+        "task": task,
+        "grader": grader,
+        "rubric": rubric,
+        "draft_rubric": draft_rubric,
+        "criterion": draft.criteria.get(),
+        "run": run,
+        "score": score,
+        "judge": judge,
+    }
+
+
+# name -> (method, kwargs(world), roles allowed, form data)
+def _slug(w):
+    return {"slug": w["p"].project.slug}
+
+
+TABLE = {
+    "project": ("get", _slug, ALL, None),
+    "members": ("get", _slug, ALL, None),
+    "members#post": ("post", _slug, {"admin"}, {"username": "nobody", "role": "author"}),
+    "task_new": ("get", _slug, {"admin", "author"}, None),
+    "task_new#post": ("post", _slug, {"admin", "author"}, {"external_id": ""}),
+    "task": ("get", lambda w: {**_slug(w), "external_id": "t1"}, ALL, None),
+    "rubric_new": ("post", lambda w: {**_slug(w), "external_id": "t1"}, {"admin", "author"}, {}),
+    "rubric": ("get", lambda w: {"pk": w["rubric"].pk}, ALL, None),
+    "rubric_edit": ("post", lambda w: {"pk": w["rubric"].pk}, {"admin", "author"}, {}),
+    "criterion_add": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        {"admin", "author"},
+        {"text": "New one", "points": "1"},
+    ),
+    "rubric_publish": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        {"admin", "author", "reviewer"},
+        {},
+    ),
+    "criterion_update": (
+        "post",
+        lambda w: {"pk": w["criterion"].pk},
+        {"admin", "author"},
+        {"text": "Edited", "points": "2"},
+    ),
+    "criterion_delete": ("post", lambda w: {"pk": w["criterion"].pk}, {"admin", "author"}, {}),
+    "criterion_move": (
+        "post",
+        lambda w: {"pk": w["criterion"].pk, "direction": "up"},
+        {"admin", "author"},
+        {},
+    ),
+    "grader": ("get", lambda w: {"grader_hash": w["grader"].hash}, ALL, None),
+    "responses": ("get", _slug, ALL, None),
+    "responses#post": ("post", _slug, {"admin", "engineer"}, {}),
+    "judges": ("get", _slug, RESULTS, None),
+    "judges#post": ("post", _slug, {"admin"}, {"name": ""}),
+    "runs": ("get", _slug, RESULTS, None),
+    "runs#post": ("post", _slug, {"admin", "engineer"}, {}),
+    "run": ("get", lambda w: {"pk": w["run"].pk}, RESULTS, None),
+    "run_cancel": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
+    "score": ("get", lambda w: {"pk": w["run"].pk, "score_pk": w["score"].pk}, RESULTS, None),
+}
+PUBLIC = {"home", "signup", "login", "logout"}  # not project pages
+
+
+def test_every_page_is_in_the_table():
+    names = set()
+    for module in ("rubrics.urls", "annotation.urls", "grading.urls"):
+        names |= {p.name for p in get_resolver(module).url_patterns}
+    covered = {name.split("#")[0] for name in TABLE} | PUBLIC
+    assert names - covered == set(), "add these pages to TABLE"
+
+
+CASES = [(name, persona) for name in TABLE for persona in [*sorted(ALL), "outsider"]]
+
+
+@pytest.mark.parametrize(("name", "persona"), CASES)
+def test_role_outcome(client, world, name, persona):
+    method, kwargs, allowed, data = TABLE[name]
+    url = reverse(name.split("#")[0], kwargs=kwargs(world))
+    client.force_login(world["p"].by_role()[persona])
+    response = getattr(client, method)(url, data or {})
+    if persona == "outsider":
+        assert response.status_code == 404, (name, response.status_code)
+    elif persona in allowed:
+        assert response.status_code in (200, 302), (name, persona, response.status_code)
+    else:
+        assert response.status_code == 403, (name, persona, response.status_code)
+
+
+@pytest.mark.parametrize("name", [n for n in TABLE])
+def test_anonymous_is_sent_to_login(client, world, name):
+    method, kwargs, _, data = TABLE[name]
+    url = reverse(name.split("#")[0], kwargs=kwargs(world))
+    response = getattr(client, method)(url, data or {})
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_annotator_cannot_publish_and_nothing_changes(client, world):
+    client.force_login(world["p"].annotator)
+    response = client.post(reverse("rubric_publish", kwargs={"pk": world["draft_rubric"].pk}))
+    assert response.status_code == 403
+    assert world["draft_rubric"].versions.filter(status=RubricVersion.Status.DRAFT).exists()
+
+
+def test_published_version_cannot_be_edited_through_its_criteria(client, world):
+    published = Criterion.objects.get(version=world["grader"].version)
+    client.force_login(world["p"].admin)
+    response = client.post(
+        reverse("criterion_update", kwargs={"pk": published.pk}), {"text": "Sneaky", "points": 9}
+    )
+    assert response.status_code == 200
+    assert b"cannot change" in response.content
+    published.refresh_from_db()
+    assert published.text == "Mentions hydration"
+
+
+def test_wrong_method_is_405(client, world):
+    client.force_login(world["p"].admin)
+    assert (
+        client.get(reverse("rubric_publish", kwargs={"pk": world["rubric"].pk})).status_code == 405
+    )
+    assert client.delete(reverse("project", kwargs=_slug(world))).status_code == 405
+
+
+@pytest.mark.parametrize("n_tasks", [2, 12])
+def test_project_and_run_pages_do_not_grow_queries(
+    client, personas, django_assert_max_num_queries, n_tasks
+):
+    p = personas
+    graders = []
+    for i in range(n_tasks):
+        task = factories.make_task(p.project, f"q{i}")
+        graders.append(
+            factories.make_published_rubric(p.project, task, [("Mentions water", 1)], p.admin)
+        )
+        factories.import_responses(
+            p.project, [{"task_id": f"q{i}", "model": m, "response": "water"} for m in "abc"]
+        )
+    judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
+    run = GradingRun.objects.create(
+        project=p.project, grader=graders[0], judge=judge, total_items=3
+    )
+    Score.objects.bulk_create(Score(run=run, response=r) for r in Response.objects.all())
+    client.force_login(p.admin)
+    for url in (
+        reverse("project", kwargs={"slug": p.project.slug}),
+        reverse("responses", kwargs={"slug": p.project.slug}),
+        reverse("runs", kwargs={"slug": p.project.slug}),
+        reverse("run", kwargs={"pk": run.pk}),
+        reverse("rubric", kwargs={"pk": graders[0].version.rubric_id}),
+    ):
+        with django_assert_max_num_queries(14):
+            assert client.get(url).status_code == 200
+
+
+def test_run_create_refuses_when_nothing_to_grade(world):
+    from django.core.exceptions import ValidationError
+
+    p = world["p"]
+    empty_task = factories.make_task(p.project, "t-empty")
+    grader = factories.make_published_rubric(p.project, empty_task, [("Mentions salt", 1)], p.admin)
+    with pytest.raises(ValidationError, match="no responses"):
+        grading_services.run_create(
+            project=p.project, grader=grader, judge=world["judge"], user=p.admin
+        )
+    assert not GradingRun.objects.filter(grader=grader).exists()
