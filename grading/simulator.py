@@ -187,23 +187,36 @@ def simulated_verdict(criterion: str, response: str) -> tuple[bool, str]:
 BLOCK = r"<<<{name} (?P<nonce>[0-9a-f]+)\n(?P<body>.*?)\n{name} (?P=nonce)>>>"
 
 
-def extract_block(name: str, text: str) -> str | None:
-    match = re.search(BLOCK.format(name=name), text, re.DOTALL)
-    return match.group("body") if match else None
+def extract_block(name: str, text: str, start: int = 0) -> tuple[str, int] | None:
+    """(body, end offset) of the first block `name` at or after `start`."""
+    match = re.compile(BLOCK.format(name=name), re.DOTALL).search(text, start)
+    return (match.group("body"), match.end()) if match else None
 
 
-def extract_criteria(text: str) -> list[tuple[str, str]]:
+def extract_response_and_criteria(text: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """The fenced response, and the criteria fenced *after* it: like an honest judge, the
+    simulator reads the prompt in order, so fences forged inside the response are just text."""
+    conversation = extract_block("CONVERSATION", text)
+    found = extract_block("RESPONSE", text, conversation[1] if conversation else 0)
+    if found is None:
+        return None, []
+    response, end = found
+    return response, extract_criteria(text, end)
+
+
+def extract_criteria(text: str, start: int = 0) -> list[tuple[str, str]]:
     """(criterion id, text) pairs of a batched prompt, or one pair for a single criterion."""
-    batch = extract_block("CRITERIA", text)
-    if batch is not None:
+    found = extract_block("CRITERIA", text, start)
+    if found is not None:
+        batch = found[0]
         return [
             (m.group(1), m.group(2).strip())
             for m in re.finditer(r"^\[(\S+)\]\s*(?:\(-?[\d.]+ points?\)\s*)?(.*)$", batch, re.M)
         ]
-    single = extract_block("CRITERION", text)
-    if single is None:
+    found = extract_block("CRITERION", text, start)
+    if found is None:
         return []
-    return [("", re.sub(r"^\(-?[\d.]+ points?\)\s*", "", single.strip()))]
+    return [("", re.sub(r"^\(-?[\d.]+ points?\)\s*", "", found[0].strip()))]
 
 
 @dataclass
@@ -368,8 +381,7 @@ class SimulatorServer(ThreadingHTTPServer):
         return None
 
     def answer(self, prompt: str) -> str:
-        response = extract_block("RESPONSE", prompt)
-        criteria = extract_criteria(prompt)
+        response, criteria = extract_response_and_criteria(prompt)
         if response is None or not criteria:
             return json.dumps(
                 {"criteria_met": False, "explanation": "Simulated: no fenced response found."}

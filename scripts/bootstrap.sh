@@ -17,6 +17,11 @@ find_python() {
   return 1
 }
 
+# This machine's pip config names local indexes that may not exist; its warnings are noise.
+pip_install() {
+  .venv/bin/python -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 bootstrap() {
   local extras="${1:-}"  # "" for the product, "dev" for the tests
   if [ ! -x .venv/bin/python ]; then
@@ -28,11 +33,11 @@ bootstrap() {
   have="$(cat .venv/.assay-installed 2>/dev/null || true)"
   if [ "$want" != "$have" ] && ! { [ -z "$extras" ] && [ "$have" = "${want%-}-dev" ]; }; then
     echo "==> Installing Python packages"
-    .venv/bin/python -m pip install --quiet --upgrade pip
+    pip_install --upgrade pip
     if [ -n "$extras" ]; then
-      .venv/bin/python -m pip install --quiet -e ".[${extras}]"
+      pip_install -e ".[${extras}]"
     else
-      .venv/bin/python -m pip install --quiet -e .
+      pip_install -e .
     fi
     echo "$want" > .venv/.assay-installed
   fi
