@@ -84,6 +84,8 @@ class Verdict(models.Model):
     )
     sample_index = models.PositiveIntegerField(default=0)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    # A scale criterion's value normalised to [0, 1]; null for binary and checked criteria.
+    value = models.FloatField(null=True, blank=True)
     explanation = models.TextField(blank=True)
     evidence = models.TextField(blank=True)
     # Provenance of judge verdicts: the model that answered, whether it was the simulator,

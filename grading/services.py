@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from annotation.models import Rater, Response, Verdict
 from grading import prompts
 from grading.judge import JudgeClient, JudgeError, JudgeSettings, VerdictReply
 from grading.models import GradingRun, Judge, Score
+from rubrics import scoring
 from rubrics.models import Grader, Project
 
 logger = logging.getLogger(__name__)
@@ -175,26 +175,6 @@ def run_finish_if_done(*, run_id: int) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class ScoreFigures:
-    raw: float | None
-    met_points: float
-    possible_points: float
-    error_count: int
-
-
-def score_of(criteria: list[dict], outcomes: dict[int, str]) -> ScoreFigures:
-    """HealthBench: points of met criteria / sum of positive points (may fall below 0).
-
-    A response with any error verdict has no score: an error is not "unmet".
-    """
-    possible = sum(c["points"] for c in criteria if c["points"] > 0)
-    met = sum(c["points"] for c in criteria if outcomes.get(c["id"]) == Verdict.Outcome.MET)
-    errors = sum(1 for c in criteria if outcomes.get(c["id"]) == Verdict.Outcome.ERROR)
-    raw = None if errors or possible <= 0 else met / possible
-    return ScoreFigures(raw=raw, met_points=met, possible_points=possible, error_count=errors)
-
-
 def _judge_settings(judge: Judge) -> JudgeSettings:
     return JudgeSettings(
         base_url=judge.base_url,
@@ -283,12 +263,13 @@ def grade_response(*, run_id: int, response_id: int) -> str:
         Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
         if any(v.simulated for v in verdicts) and not run.simulated:
             GradingRun.objects.filter(pk=run_id).update(simulated=True)
-    outcomes = dict(
-        Verdict.objects.filter(
+    outcomes = {
+        criterion_id: scoring.Outcome(outcome, value)
+        for criterion_id, outcome, value in Verdict.objects.filter(
             run_id=run_id, response_id=response_id, rater_id=judge.rater_id
-        ).values_list("criterion_id", "outcome")
-    )
-    figures = score_of(criteria, outcomes)
+        ).values_list("criterion_id", "outcome", "value")
+    }
+    figures = scoring.score(spec, outcomes)
     Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
         status=Score.Status.DONE,
         raw=figures.raw,

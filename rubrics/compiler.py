@@ -12,6 +12,8 @@ import hashlib
 import json
 from decimal import Decimal
 
+from rubrics import scoring
+
 GRADER_FORMAT = "assay.grader/1"
 
 SYSTEM_TEMPLATE = """\
@@ -52,11 +54,7 @@ VERDICT_SCHEMA = {
     "additionalProperties": False,
 }
 
-AGGREGATION = {
-    "method": "healthbench",
-    "formula": "score = sum(points of met criteria) / sum(positive points); "
-    "a response's score may fall below 0; means over responses are clipped to [0, 1]",
-}
+AGGREGATION = {"method": "healthbench", "formula": scoring.FORMULAS["healthbench"]}
 
 
 def number(value: Decimal | float | int) -> int | float:

@@ -1,0 +1,113 @@
+"""Checked criteria: deterministic tests of a response, graded in code with no judge call.
+
+Never arbitrary code: a check is data of one of the kinds below, validated when saved.
+
+    {"type": "contains", "value": "911", "case_sensitive": false}
+    {"type": "not_contains", "value": "guaranteed returns", "case_sensitive": false}
+    {"type": "regex", "pattern": "\\\\bINR\\\\b", "ignore_case": true}
+    {"type": "number", "value": 6.2, "tolerance": 0.05}     # some number in the text
+    {"type": "json_field", "path": "decision.rating", "equals": "buy"}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
+MAX_PATTERN = 500
+MAX_TEXT = 200_000  # longer responses are checked on their first 200,000 characters
+NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+class CheckError(ValueError):
+    """A check that is not valid; `field` names the part that is wrong."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def validate(check: object) -> dict:
+    """The check, normalised, or CheckError naming the field."""
+    if not isinstance(check, dict):
+        raise CheckError("check", "must be an object with a 'type'")
+    kind = check.get("type")
+    if kind not in CHECK_TYPES:
+        raise CheckError("check.type", f"must be one of {', '.join(CHECK_TYPES)}")
+    if kind in ("contains", "not_contains"):
+        value = check.get("value")
+        if not isinstance(value, str) or not value:
+            raise CheckError("check.value", "give the text to look for")
+        return {"type": kind, "value": value, "case_sensitive": bool(check.get("case_sensitive"))}
+    if kind == "regex":
+        pattern = check.get("pattern")
+        if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN:
+            raise CheckError("check.pattern", f"give a pattern of 1-{MAX_PATTERN} characters")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise CheckError("check.pattern", f"not a valid regular expression ({exc})") from None
+        return {"type": kind, "pattern": pattern, "ignore_case": bool(check.get("ignore_case"))}
+    if kind == "number":
+        try:
+            value = float(check.get("value"))
+            tolerance = float(check.get("tolerance", 0))
+        except (TypeError, ValueError):
+            raise CheckError("check.value", "value and tolerance must be numbers") from None
+        if tolerance < 0:
+            raise CheckError("check.tolerance", "must be >= 0")
+        return {"type": kind, "value": value, "tolerance": tolerance}
+    path = check.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise CheckError("check.path", "give a dotted path, e.g. decision.rating or items.0.id")
+    if "equals" not in check:
+        raise CheckError("check.equals", "give the value the field must equal")
+    return {"type": kind, "path": path.strip(), "equals": check["equals"]}
+
+
+def _json_in(text: str) -> object:
+    text = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fenced:
+        text = fenced.group(1)
+    return json.loads(text)
+
+
+def evaluate(check: dict, text: str) -> tuple[bool, str]:
+    """(met, explanation) for a validated check."""
+    text = text[:MAX_TEXT]
+    kind = check["type"]
+    if kind in ("contains", "not_contains"):
+        needle, haystack = check["value"], text
+        if not check.get("case_sensitive"):
+            needle, haystack = needle.casefold(), haystack.casefold()
+        found = needle in haystack
+        met = found if kind == "contains" else not found
+        return met, f"'{check['value']}' {'found' if found else 'not found'} in the response."
+    if kind == "regex":
+        flags = re.IGNORECASE if check.get("ignore_case") else 0
+        match = re.search(check["pattern"], text, flags)
+        if match:
+            return True, f"Pattern matched: '{match.group(0)[:80]}'."
+        return False, "Pattern did not match."
+    if kind == "number":
+        target, tolerance = check["value"], check["tolerance"]
+        for raw in NUMBER.findall(text):
+            number = float(raw.replace(",", ""))
+            if abs(number - target) <= tolerance:
+                return True, f"Found {raw}, within {tolerance:g} of {target:g}."
+        return False, f"No number within {tolerance:g} of {target:g}."
+    try:
+        node = _json_in(text)
+    except (ValueError, TypeError):
+        return False, "The response is not JSON."
+    for part in check["path"].split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False, f"No field at '{check['path']}'."
+    met = node == check["equals"]
+    return met, f"'{check['path']}' is {json.dumps(node)[:80]}."

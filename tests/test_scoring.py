@@ -1,0 +1,118 @@
+"""The scoring formulas on hand-worked examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from rubrics import checks, scoring
+from rubrics.scoring import Outcome
+
+FLAT = {
+    "aggregation": {"method": "healthbench"},
+    "criteria": [
+        {"id": 1, "points": 5},
+        {"id": 2, "points": 3},
+        {"id": 3, "points": 2},
+        {"id": 4, "points": -4},  # pitfall
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "raw"),
+    [
+        ({1: "met", 2: "met", 3: "met"}, 1.0),  # 10 / 10
+        ({1: "met"}, 0.5),  # 5 / 10
+        ({1: "met", 4: "met"}, 0.1),  # (5 - 4) / 10
+        ({4: "met"}, -0.4),  # below zero for one response
+        ({1: "met", 3: "na"}, 5 / 8),  # n/a leaves the denominator
+        ({}, 0.0),
+    ],
+)
+def test_healthbench_flat_formula(outcomes, raw):
+    result = scoring.score(FLAT, outcomes)
+    assert result.raw == pytest.approx(raw)
+    assert result.clipped == pytest.approx(min(1, max(0, raw)))
+
+
+def test_an_error_leaves_the_response_without_a_score():
+    result = scoring.score(FLAT, {1: "met", 2: "error"})
+    assert result.raw is None and result.error_count == 1
+
+
+def test_a_scale_criterion_earns_points_times_its_normalised_value():
+    result = scoring.score(FLAT, {1: Outcome("met", 0.75), 2: "met"})
+    assert result.raw == pytest.approx((5 * 0.75 + 3) / 10)
+
+
+def test_an_unmet_gate_zeroes_the_score():
+    spec = {**FLAT, "criteria": [{**FLAT["criteria"][0], "gate": True}, *FLAT["criteria"][1:]]}
+    assert scoring.score(spec, {2: "met", 3: "met"}).raw == 0.0
+    assert scoring.score(spec, {1: "met", 2: "met"}).raw == pytest.approx(0.8)
+    assert "gate" in scoring.formula(spec)
+
+
+TREE = {
+    "aggregation": {"method": "tree"},
+    "groups": [
+        {"id": "a", "parent": None, "weight": 3},
+        {"id": "b", "parent": None, "weight": 1},
+        {"id": "a1", "parent": "a", "weight": 1},
+        {"id": "z", "parent": None, "weight": 2},  # zero-weight children
+    ],
+    "criteria": [
+        {"id": 1, "points": 1, "group": "a", "weight": 1},
+        {"id": 2, "points": 1, "group": "a1", "weight": 2},
+        {"id": 3, "points": 1, "group": "a1", "weight": 2},
+        {"id": 4, "points": 1, "group": "b", "weight": 1},
+        {"id": 5, "points": 1, "group": "z", "weight": 0},
+    ],
+}
+
+
+def test_tree_weighted_mean_by_hand():
+    # a1 = (2*1 + 2*0) / 4 = 0.5; a = (1*1 + 1*0.5) / 2 = 0.75; b = 1; z = 0 (zero total)
+    # root = (3*0.75 + 1*1 + 2*0) / 6 = 3.25 / 6
+    result = scoring.score(TREE, {1: "met", 2: "met", 4: "met", 5: "met"})
+    assert result.raw == pytest.approx(3.25 / 6)
+
+
+def test_tree_with_all_zero_weights_scores_zero_without_crashing():
+    spec = {"aggregation": {"method": "tree"}, "criteria": [{"id": 1, "points": 1, "weight": 0}]}
+    assert scoring.score(spec, {1: "met"}).raw == 0.0
+
+
+@pytest.mark.parametrize(
+    ("check", "text", "met"),
+    [
+        ({"type": "contains", "value": "911"}, "Call 911 now", True),
+        ({"type": "contains", "value": "ECG", "case_sensitive": True}, "an ecg", False),
+        ({"type": "not_contains", "value": "guaranteed"}, "Returns are GUARANTEED", False),
+        ({"type": "regex", "pattern": r"\bINR\b", "ignore_case": True}, "check inr daily", True),
+        ({"type": "number", "value": 6.2, "tolerance": 0.05}, "leverage of 6.24x", True),
+        ({"type": "number", "value": 1500000, "tolerance": 0}, "a $1,500,000 cap", True),
+        ({"type": "number", "value": 6.2, "tolerance": 0.01}, "leverage of 6.24x", False),
+        ({"type": "json_field", "path": "rating", "equals": "buy"}, '{"rating": "buy"}', True),
+        ({"type": "json_field", "path": "a.0", "equals": 2}, '```json\n{"a": [2]}\n```', True),
+        ({"type": "json_field", "path": "a.1", "equals": 2}, '{"a": [2]}', False),
+        ({"type": "json_field", "path": "a", "equals": 2}, "not json", False),
+    ],
+)
+def test_checks(check, text, met):
+    assert checks.evaluate(checks.validate(check), text)[0] is met
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        ({"type": "exec", "code": "1"}, "check.type"),
+        ({"type": "regex", "pattern": "("}, "check.pattern"),
+        ({"type": "contains"}, "check.value"),
+        ({"type": "number", "value": "x"}, "check.value"),
+        ({"type": "json_field", "path": "a"}, "check.equals"),
+    ],
+)
+def test_invalid_checks_name_the_field(check, field):
+    with pytest.raises(checks.CheckError) as caught:
+        checks.validate(check)
+    assert caught.value.field == field
