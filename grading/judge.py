@@ -50,6 +50,7 @@ class JudgeSettings:
 class VerdictReply:
     met: bool
     explanation: str
+    value: float | None
     raw: str
     model: str
     simulated: bool
@@ -57,8 +58,7 @@ class VerdictReply:
     completion_tokens: int
 
 
-def parse_verdict(content: str) -> tuple[bool, str]:
-    """(criteria_met, explanation) from the judge's reply, or ValueError saying what is wrong."""
+def _json_object(content: str) -> dict:
     text = content.strip()
     fenced = FENCED_JSON.search(text)
     if fenced:
@@ -74,6 +74,12 @@ def parse_verdict(content: str) -> tuple[bool, str]:
         raise ValueError(f"invalid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise ValueError("the reply is not a JSON object")
+    return data
+
+
+def parse_verdict(content: str) -> tuple[bool, str]:
+    """(criteria_met, explanation) from the judge's reply, or ValueError saying what is wrong."""
+    data = _json_object(content)
     met = data.get("criteria_met")
     if not isinstance(met, bool):
         raise ValueError("'criteria_met' is missing or not true/false")
@@ -81,6 +87,18 @@ def parse_verdict(content: str) -> tuple[bool, str]:
     if not isinstance(explanation, str):
         raise ValueError("'explanation' is not text")
     return met, explanation
+
+
+def parse_scale(content: str, levels: int) -> tuple[float, str]:
+    """(value normalised to [0, 1], explanation) from a reply to a 1..levels scale."""
+    data = _json_object(content)
+    score = data.get("score")
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= levels:
+        raise ValueError(f"'score' is missing or not a whole number from 1 to {levels}")
+    explanation = data.get("explanation", "")
+    if not isinstance(explanation, str):
+        raise ValueError("'explanation' is not text")
+    return (score - 1) / (levels - 1) if levels > 1 else 1.0, explanation
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -162,7 +180,8 @@ class JudgeClient:
         assert last is not None
         raise last
 
-    def grade(self, messages: list[dict], schema: dict) -> VerdictReply:
+    def grade(self, messages: list[dict], schema: dict, *, levels: int = 0) -> VerdictReply:
+        """One verdict: binary, or on a 1..levels scale when levels > 0 (met when above 1)."""
         body = self._body(messages, schema)
         content = ""
         problem = ""
@@ -176,7 +195,11 @@ class JudgeClient:
                 content, problem = response.text[:10000], "the reply is not a chat completion"
                 continue
             try:
-                met, explanation = parse_verdict(content)
+                if levels:
+                    value, explanation = parse_scale(content, levels)
+                    met = value > 0
+                else:
+                    (met, explanation), value = parse_verdict(content), None
             except ValueError as exc:
                 problem = str(exc)
                 continue
@@ -184,6 +207,7 @@ class JudgeClient:
             return VerdictReply(
                 met=met,
                 explanation=explanation,
+                value=value,
                 raw=content,
                 model=model,
                 simulated=response.headers.get("X-Assay-Simulator") == "1"

@@ -24,19 +24,39 @@ def render_points(points: float) -> str:
     return f"{points:g}"
 
 
+def criterion_text(criterion: dict) -> str:
+    """What the judge reads for a criterion: a scale criterion lists its level descriptors."""
+    if criterion.get("kind") != "scale":
+        return criterion["text"]
+    levels = criterion["scale"]["descriptors"]
+    lines = [f"{i}: {text}" for i, text in enumerate(levels, start=1)]
+    return (
+        f"{criterion['text']}\nRate the response from 1 to {len(levels)}, and reply with "
+        '{"score": <level>, "explanation": "..."}:\n' + "\n".join(lines)
+    )
+
+
+def output_schema(spec: dict, criterion: dict) -> dict:
+    judge = spec["judge"]
+    if criterion.get("kind") == "scale":
+        return judge["scale_output_schema"]
+    return judge["output_schema"]
+
+
 def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion: dict):
     judge = spec["judge"]
     conversation = conversation_text(messages)
     system = judge["system_template"].format(
-        schema=json.dumps(judge["output_schema"], sort_keys=True)
+        schema=json.dumps(output_schema(spec, criterion), sort_keys=True)
     )
+    text = criterion_text(criterion)
     user = judge["user_template"].format(
         conversation=conversation,
         conversation_nonce=nonce(conversation),
         response=response,
         response_nonce=nonce(response),
-        criterion=criterion["text"],
+        criterion=text,
         points=render_points(criterion["points"]),
-        criterion_nonce=nonce(criterion["text"]),
+        criterion_nonce=nonce(text),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

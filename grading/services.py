@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -12,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Rater, Response, Verdict
-from grading import prompts
-from grading.judge import JudgeClient, JudgeError, JudgeSettings, VerdictReply
+from grading import engine
+from grading.judge import JudgeSettings
 from grading.models import GradingRun, Judge, Score
 from rubrics import scoring
 from rubrics.models import Grader, Project
@@ -187,26 +186,6 @@ def _judge_settings(judge: Judge) -> JudgeSettings:
     )
 
 
-def _verdict_from(reply: VerdictReply | JudgeError, **provenance) -> Verdict:
-    if isinstance(reply, JudgeError):
-        return Verdict(
-            outcome=Verdict.Outcome.ERROR,
-            error=f"{reply.reason}: {reply}",
-            raw_output=reply.raw,
-            **provenance,
-        )
-    return Verdict(
-        outcome=Verdict.Outcome.MET if reply.met else Verdict.Outcome.UNMET,
-        explanation=reply.explanation,
-        raw_output=reply.raw,
-        judge_model=reply.model,
-        simulated=reply.simulated,
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        **provenance,
-    )
-
-
 def grade_response(*, run_id: int, response_id: int) -> str:
     """Grade every criterion of one response in one run that has no verdict yet.
 
@@ -229,36 +208,33 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     )
     todo = [c for c in criteria if c["id"] not in done]
     if todo:
-        client = JudgeClient(_judge_settings(judge))
-
-        def ask(criterion: dict) -> VerdictReply | JudgeError:
-            messages = prompts.judge_messages(
-                spec,
-                messages=response.task.messages,
-                response=response.text,
-                criterion=criterion,
-            )
-            try:
-                return client.grade(messages, spec["judge"]["output_schema"])
-            except JudgeError as exc:
-                return exc
-
-        try:
-            with ThreadPoolExecutor(max_workers=min(judge.max_concurrency, len(todo))) as pool:
-                replies = list(pool.map(ask, todo))
-        finally:
-            client.close()
+        graded = engine.grade_now(
+            spec,
+            _judge_settings(judge),
+            messages=response.task.messages,
+            response=response.text,
+            criteria=todo,
+            concurrency=judge.max_concurrency,
+        )
         verdicts = [
-            _verdict_from(
-                reply,
+            Verdict(
                 run_id=run_id,
                 response_id=response_id,
-                criterion_id=criterion["id"],
+                criterion_id=g.criterion_id,
                 rater_id=judge.rater_id,
                 grader_id=run.grader_id,
                 sample_index=0,
+                outcome=g.outcome,
+                value=g.value,
+                explanation=g.explanation,
+                raw_output=g.raw,
+                error=g.error,
+                judge_model=g.judge_model,
+                simulated=g.simulated,
+                prompt_tokens=g.prompt_tokens,
+                completion_tokens=g.completion_tokens,
             )
-            for criterion, reply in zip(todo, replies, strict=True)
+            for g in graded
         ]
         Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
         if any(v.simulated for v in verdicts) and not run.simulated:

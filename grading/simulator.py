@@ -8,6 +8,8 @@ are deterministic by one documented rule, so a test can predict every score:
     is *found* when some word of the graded response starts with the key word's first five
     letters (a crude stem: "hydrate" finds "hydration"). The criterion is met when at least
     half of its key words are found; a criterion with no key words is never met.
+    A scale criterion (1..N) gets level 1 + round(fraction of key words found x (N - 1)),
+    the key words being those of its first line.
 
 Every reply carries the header `X-Assay-Simulator: 1`, and the model name `assay-simulator/...`,
 so Assay can label verdicts from it as simulated. Faults can be injected at a set rate: 429
@@ -180,6 +182,21 @@ def simulated_verdict(criterion: str, response: str) -> tuple[bool, str]:
         + "."
     )
     return met, explanation
+
+
+def simulated_scale(criterion: str, response: str, levels: int) -> tuple[int, str]:
+    keys = key_words(criterion)
+    stems = {w[:5] for w in WORD.findall(response.lower()) if len(w) >= 5}
+    found = [k for k in keys if k[:5] in stems]
+    fraction = len(found) / len(keys) if keys else 0.0
+    level = 1 + round(fraction * (levels - 1))
+    return (
+        level,
+        f"Simulated level {level} of {levels}: found {len(found)} of {len(keys)} key words.",
+    )
+
+
+SCALE_LINE = re.compile(r"Rate the response from 1 to (\d+)")
 
 
 # The judge prompt fences graded text between markers that carry a nonce derived from the
@@ -387,6 +404,11 @@ class SimulatorServer(ThreadingHTTPServer):
                 {"criteria_met": False, "explanation": "Simulated: no fenced response found."}
             )
         if len(criteria) == 1 and criteria[0][0] == "":
+            scale = SCALE_LINE.search(criteria[0][1])
+            if scale:
+                first_line = criteria[0][1].split("\n", 1)[0]
+                level, why = simulated_scale(first_line, response, int(scale.group(1)))
+                return json.dumps({"score": level, "explanation": why})
             met, why = simulated_verdict(criteria[0][1], response)
             return json.dumps({"criteria_met": met, "explanation": why})
         verdicts = []
@@ -394,6 +416,14 @@ class SimulatorServer(ThreadingHTTPServer):
             met, why = simulated_verdict(text, response)
             verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
         return json.dumps({"verdicts": verdicts})
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (its timeout) closes the socket under a slow reply: not news.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def start_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, daemon=True, name="judge-simulator")

@@ -54,6 +54,16 @@ VERDICT_SCHEMA = {
     "additionalProperties": False,
 }
 
+SCALE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "integer"},
+        "explanation": {"type": "string"},
+    },
+    "required": ["score", "explanation"],
+    "additionalProperties": False,
+}
+
 AGGREGATION = {"method": "healthbench", "formula": scoring.FORMULAS["healthbench"]}
 
 
@@ -100,6 +110,7 @@ def compile_grader(version, criteria) -> tuple[str, dict]:
             "system_template": SYSTEM_TEMPLATE,
             "user_template": USER_TEMPLATE,
             "output_schema": VERDICT_SCHEMA,
+            "scale_output_schema": SCALE_SCHEMA,
         },
         "aggregation": AGGREGATION,
     }

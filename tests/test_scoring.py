@@ -116,3 +116,50 @@ def test_invalid_checks_name_the_field(check, field):
     with pytest.raises(checks.CheckError) as caught:
         checks.validate(check)
     assert caught.value.field == field
+
+
+def test_scale_and_checked_criteria_through_the_engine(sim):
+    from grading import engine
+    from grading.judge import JudgeSettings
+    from grading.simulator import simulated_scale
+    from rubrics.compiler import SCALE_SCHEMA, SYSTEM_TEMPLATE, USER_TEMPLATE, VERDICT_SCHEMA
+
+    spec = {
+        "judge": {
+            "system_template": SYSTEM_TEMPLATE,
+            "user_template": USER_TEMPLATE,
+            "output_schema": VERDICT_SCHEMA,
+            "scale_output_schema": SCALE_SCHEMA,
+        },
+        "aggregation": {"method": "healthbench"},
+        "criteria": [
+            {
+                "id": 1,
+                "points": 4,
+                "kind": "scale",
+                "text": "Explains hydration electrolytes vomiting",
+                "scale": {"descriptors": ["none", "some", "most", "all", "superb"]},
+            },
+            {
+                "id": 2,
+                "points": 2,
+                "kind": "checked",
+                "text": "Says 911",
+                "check": checks.validate({"type": "contains", "value": "911"}),
+            },
+        ],
+    }
+    response = "Hydration with electrolytes matters. Call 911 if confused."
+    graded = engine.grade_now(
+        spec,
+        JudgeSettings(base_url=sim.url, model="m"),
+        messages=[{"role": "user", "content": "I keep vomiting"}],
+        response=response,
+    )
+    level, _ = simulated_scale("Explains hydration electrolytes vomiting", response, 5)
+    assert level == 1 + round(2 / 3 * 4)  # 2 of 3 key words
+    assert graded[0].value == pytest.approx((level - 1) / 4)
+    assert graded[1].outcome == "met" and not graded[1].judged
+    assert sim.stats.requests == 1  # the checked criterion made no judge call
+    result = scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded})
+    assert result.raw == pytest.approx((4 * graded[0].value + 2) / 6)
