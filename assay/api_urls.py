@@ -1,1 +1,128 @@
-urlpatterns: list = []
+"""The JSON API, mounted at /api/. Each operation is its own APIView; `one_path` serves
+several of them (say, a list and a create) on one path, chosen by the request's method."""
+
+from __future__ import annotations
+
+from django.urls import path
+from rest_framework.views import APIView
+
+from annotation import api as annotation_api
+from grading import api as grading_api
+from rubrics import api as rubrics_api
+
+_SKIPPED = {"options", "head"}
+
+
+def _methods(view: type[APIView]) -> list[str]:
+    return [m for m in view.http_method_names if m not in _SKIPPED and hasattr(view, m)]
+
+
+def one_path(*views: type[APIView]):
+    """One URL for several single-operation APIViews.
+
+    A request goes to the view that handles its method, which does everything (auth,
+    permissions, parsing) its own way. The schema generator sees one view carrying each
+    operation's handler and `@extend_schema`; other methods get DRF's 401 or 405.
+    """
+    operations: dict[str, type[APIView]] = {}
+    for view in views:
+        for method in _methods(view):
+            if method in operations:
+                raise ValueError(f"{view.__name__} and {operations[method].__name__}: {method}")
+            operations[method] = view
+    callbacks = {method: view.as_view() for method, view in operations.items()}
+
+    def dispatch(self, request, *args, **kwargs):
+        method = request.method.lower()
+        callback = callbacks.get("get" if method == "head" else method)
+        if callback is None:
+            return APIView.dispatch(self, request, *args, **kwargs)
+        return callback(request, *args, **kwargs)
+
+    attrs = {method: getattr(view, method) for method, view in operations.items()}
+    attrs["dispatch"] = dispatch
+    paginated = [v.pagination_class for v in views if getattr(v, "pagination_class", None)]
+    if paginated:
+        attrs["pagination_class"] = paginated[0]
+    name = "".join(view.__name__.removesuffix("Api") for view in views) + "Api"
+    return type(name, (APIView,), attrs).as_view()
+
+
+urlpatterns = [
+    path("auth/token/", rubrics_api.TokenObtainApi.as_view(), name="api_token"),
+    path(
+        "projects/",
+        one_path(rubrics_api.ProjectListApi, rubrics_api.ProjectCreateApi),
+        name="api_projects",
+    ),
+    path("projects/<slug:slug>/", rubrics_api.ProjectDetailApi.as_view(), name="api_project"),
+    path(
+        "projects/<slug:slug>/members/",
+        one_path(rubrics_api.MemberListApi, rubrics_api.MemberSetApi),
+        name="api_members",
+    ),
+    path(
+        "projects/<slug:slug>/tasks/",
+        one_path(rubrics_api.TaskListApi, rubrics_api.TaskCreateApi),
+        name="api_tasks",
+    ),
+    path(
+        "projects/<slug:slug>/tasks/<str:external_id>/",
+        rubrics_api.TaskDetailApi.as_view(),
+        name="api_task",
+    ),
+    path(
+        "projects/<slug:slug>/rubrics/",
+        one_path(rubrics_api.RubricListApi, rubrics_api.RubricCreateApi),
+        name="api_rubrics",
+    ),
+    path(
+        "projects/<slug:slug>/responses/",
+        annotation_api.ResponseListApi.as_view(),
+        name="api_responses",
+    ),
+    path(
+        "projects/<slug:slug>/responses/import/",
+        annotation_api.ResponseImportApi.as_view(),
+        name="api_responses_import",
+    ),
+    path(
+        "projects/<slug:slug>/responses/models/",
+        annotation_api.ResponseModelsApi.as_view(),
+        name="api_response_models",
+    ),
+    path(
+        "projects/<slug:slug>/judges/",
+        one_path(grading_api.JudgeListApi, grading_api.JudgeCreateApi),
+        name="api_judges",
+    ),
+    path(
+        "projects/<slug:slug>/runs/",
+        one_path(grading_api.RunListApi, grading_api.RunCreateApi),
+        name="api_runs",
+    ),
+    path("rubrics/<int:pk>/", rubrics_api.RubricDetailApi.as_view(), name="api_rubric"),
+    path(
+        "rubrics/<int:pk>/draft/criteria/",
+        rubrics_api.DraftCriteriaReplaceApi.as_view(),
+        name="api_draft_criteria",
+    ),
+    path(
+        "rubrics/<int:pk>/publish/",
+        rubrics_api.RubricPublishApi.as_view(),
+        name="api_rubric_publish",
+    ),
+    path(
+        "graders/<str:grader_hash>/",
+        rubrics_api.GraderDetailApi.as_view(),
+        name="api_grader",
+    ),
+    path("runs/<int:pk>/", grading_api.RunDetailApi.as_view(), name="api_run"),
+    path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),
+    path("runs/<int:pk>/scores/", grading_api.ScoreListApi.as_view(), name="api_scores"),
+    path(
+        "runs/<int:pk>/scores/<int:score_pk>/verdicts/",
+        grading_api.VerdictListApi.as_view(),
+        name="api_verdicts",
+    ),
+]

@@ -1,0 +1,301 @@
+"""JSON doors for judges, grading runs, scores and verdicts.
+
+Everything here but the writes needs VIEW_RESULTS: annotators stay blind to the judge.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.models import Verdict
+from grading import selectors, services
+from grading.models import GradingRun
+from rubrics.api import Pagination, paginated, responses, service_errors
+from rubrics.permissions import Perm, project_for
+from rubrics.selectors import published_graders
+
+# --- Judges -----------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Judge")
+class JudgeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    base_url = serializers.CharField()
+    model = serializers.CharField()
+    api_key_env = serializers.CharField(
+        help_text="The name of the environment variable holding the key; never the key."
+    )
+    max_concurrency = serializers.IntegerField()
+    temperature = serializers.FloatField()
+    use_json_schema = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class JudgeListApi(APIView):
+    OutputSerializer = JudgeSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="The project's judges",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        judges = selectors.project_judges(project)
+        return Response(self.OutputSerializer(judges, many=True).data)
+
+
+class JudgeCreateApi(APIView):
+    @extend_schema_serializer(component_name="JudgeCreate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        base_url = serializers.CharField(
+            max_length=500, help_text="OpenAI-compatible, e.g. https://api.openai.com/v1"
+        )
+        model = serializers.CharField(max_length=200)
+        api_key_env = serializers.CharField(
+            max_length=100,
+            required=False,
+            allow_blank=True,
+            help_text="The *name* of the environment variable on the workers that holds the "
+            "API key (e.g. OPENAI_API_KEY); never the key itself.",
+        )
+        max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+        temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
+        use_json_schema = serializers.BooleanField(required=False)
+
+    OutputSerializer = JudgeSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Add a judge (admins only)",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_JUDGES)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            judge = services.judge_create(project=project, **data.validated_data)
+        return Response(self.OutputSerializer(judge).data, status=status.HTTP_201_CREATED)
+
+
+# --- Runs -------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Run")
+class RunSerializer(serializers.Serializer):
+    @extend_schema_serializer(component_name="RunGrader")
+    class GraderSerializer(serializers.Serializer):
+        hash = serializers.CharField()
+        rubric = serializers.IntegerField(source="version.rubric_id")
+        rubric_title = serializers.CharField(source="version.rubric.title")
+        version = serializers.IntegerField(source="version.number")
+
+    @extend_schema_serializer(component_name="RunJudge")
+    class JudgeSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        model = serializers.CharField()
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=GradingRun.Status.choices)
+    grader = GraderSerializer()
+    judge = JudgeSerializer()
+    total_items = serializers.IntegerField(help_text="Responses x criteria.")
+    simulated = serializers.BooleanField(help_text="Graded by the judge simulator.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RunListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = RunSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="The project's grading runs, newest first",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        runs = selectors.project_runs(project).order_by("-created_at", "-pk")
+        return paginated(self, request, runs, self.OutputSerializer)
+
+
+class RunCreateApi(APIView):
+    @extend_schema_serializer(component_name="RunCreate")
+    class InputSerializer(serializers.Serializer):
+        grader = serializers.CharField(help_text="The hash of a published grader.")
+        judge = serializers.IntegerField(min_value=1, help_text="A judge's id.")
+
+    OutputSerializer = RunSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Start a run: grade the grader's responses with a judge",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.RUN_GRADING)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        grader = published_graders(project).filter(hash=data.validated_data["grader"]).first()
+        judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
+        errors = {}
+        if grader is None:
+            errors["grader"] = ["No published grader with that hash in this project."]
+        if judge is None:
+            errors["judge"] = ["No judge with that id in this project."]
+        if errors:
+            raise ValidationError(errors)
+        with service_errors():
+            run = services.run_create(
+                project=project, grader=grader, judge=judge, user=request.user
+            )
+        return Response(self.OutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetailApi(APIView):
+    @extend_schema_serializer(component_name="RunDetail")
+    class OutputSerializer(RunSerializer):
+        @extend_schema_serializer(component_name="RunProgress")
+        class ProgressSerializer(serializers.Serializer):
+            done = serializers.IntegerField(help_text="Verdicts written, errors included.")
+            total = serializers.IntegerField(help_text="Verdicts to write.")
+            errors = serializers.IntegerField(help_text="Verdicts that are errors.")
+            percent = serializers.IntegerField()
+            responses_done = serializers.IntegerField()
+            responses_total = serializers.IntegerField()
+            prompt_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+
+        @extend_schema_serializer(component_name="RunModelSummary")
+        class SummarySerializer(serializers.Serializer):
+            model = serializers.CharField()
+            responses = serializers.IntegerField()
+            scored = serializers.IntegerField(help_text="Responses with a score (no errors).")
+            errors = serializers.IntegerField(help_text="Responses with an error verdict.")
+            mean = serializers.FloatField(
+                allow_null=True, help_text="Mean score, clipped to [0, 1] (HealthBench)."
+            )
+            mean_raw = serializers.FloatField(allow_null=True, help_text="Mean before clipping.")
+            histogram = serializers.ListField(
+                child=serializers.IntegerField(), help_text="Clipped scores in ten bins of 0.1."
+            )
+
+        project = serializers.SlugField(source="project.slug")
+        created_by = serializers.CharField(source="created_by.username", allow_null=True)
+        progress = ProgressSerializer()
+        summaries = SummarySerializer(many=True)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="A run: status, progress and per-model scores",
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+        run.progress = selectors.run_progress(run)
+        run.summaries = selectors.model_summaries(run)
+        return Response(self.OutputSerializer(run).data)
+
+
+class RunCancelApi(APIView):
+    @extend_schema_serializer(component_name="RunCancel")
+    class OutputSerializer(serializers.Serializer):
+        cancelled = serializers.BooleanField(
+            help_text="False when the run had already finished or been cancelled."
+        )
+        status = serializers.ChoiceField(choices=GradingRun.Status.choices)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Cancel a run: no new judge calls start",
+        request=None,
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+        cancelled = services.run_cancel(run=run)
+        run_status = GradingRun.Status.CANCELLED if cancelled else run.status
+        return Response(self.OutputSerializer({"cancelled": cancelled, "status": run_status}).data)
+
+
+# --- Scores and verdicts ----------------------------------------------------------------
+
+
+class ScoreListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="Score")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        response = serializers.IntegerField(source="response_id")
+        task = serializers.CharField(source="response.task.external_id")
+        model = serializers.CharField(source="response.model")
+        sample_index = serializers.IntegerField(source="response.sample_index")
+        # A plain string: a second enum named "status" would collide in the schema.
+        status = serializers.CharField(help_text="pending or done.")
+        raw = serializers.FloatField(
+            allow_null=True,
+            help_text="Met points / possible points; may fall below 0. Null while pending or "
+            "when a verdict is an error.",
+        )
+        clipped = serializers.FloatField(allow_null=True, help_text="Raw clipped to [0, 1].")
+        met_points = serializers.FloatField()
+        possible_points = serializers.FloatField()
+        error_count = serializers.IntegerField()
+        finished_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="A run's score for each response",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+        return paginated(self, request, selectors.run_scores(run), self.OutputSerializer)
+
+
+class VerdictListApi(APIView):
+    @extend_schema_serializer(component_name="Verdict")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="VerdictCriterion")
+        class CriterionSerializer(serializers.Serializer):
+            id = serializers.IntegerField()
+            position = serializers.IntegerField()
+            text = serializers.CharField()
+            points = serializers.DecimalField(
+                max_digits=7, decimal_places=2, coerce_to_string=False
+            )
+
+        id = serializers.IntegerField()
+        criterion = CriterionSerializer()
+        outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
+        explanation = serializers.CharField()
+        error = serializers.CharField(help_text="Why the verdict is an error, if it is.")
+        simulated = serializers.BooleanField()
+        judge_model = serializers.CharField()
+        prompt_tokens = serializers.IntegerField()
+        completion_tokens = serializers.IntegerField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=["grading"],
+        summary="The judge's verdicts on one scored response, by criterion",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, pk: int, score_pk: int) -> Response:
+        score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
+        verdicts = selectors.score_verdicts(score)
+        return Response(self.OutputSerializer(verdicts, many=True).data)

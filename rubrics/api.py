@@ -1,0 +1,632 @@
+"""JSON doors for tokens, projects, members, tasks, rubrics and graders.
+
+Also the small pieces every API module shares: turning a service's ValidationError into a
+400, pagination, and the error responses the schema documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import Prefetch, prefetch_related_objects
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from rubrics import selectors, services
+from rubrics.models import Criterion, Role, Rubric, RubricVersion
+from rubrics.permissions import ROLE_PERMS, Perm, project_for, role_allows
+
+# --- Shared by every API module -----------------------------------------------------------
+
+
+def api_validation_error(exc: DjangoValidationError) -> ValidationError:
+    """A service's ValidationError as DRF's 400: messages by field, the rest under
+    `non_field_errors`."""
+    if hasattr(exc, "error_dict"):
+        return ValidationError(
+            {
+                (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): msgs
+                for field, msgs in exc.message_dict.items()
+            }
+        )
+    return ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Wrap a service call: its ValidationError becomes a 400 with the field messages."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise api_validation_error(exc) from exc
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+
+def paginated(view: APIView, request: Request, queryset, serializer_class) -> Response:
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+@extend_schema_serializer(component_name="ErrorDetail")
+class ErrorDetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+_ERRORS = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="Invalid input: a list of messages per field, named like "
+        "`criteria[3].points`; other messages under `non_field_errors`.",
+    ),
+    401: OpenApiResponse(
+        ErrorDetailSerializer,
+        description="Not authenticated: send `Authorization: Token <key>`.",
+    ),
+    403: OpenApiResponse(
+        ErrorDetailSerializer, description="Your role in the project does not allow this."
+    ),
+    404: OpenApiResponse(
+        ErrorDetailSerializer,
+        description="No such object in a project you are a member of.",
+    ),
+}
+
+
+def responses(ok: dict, *codes: int) -> dict:
+    """The schema's responses: `ok`, 401, and the error `codes` the operation can return."""
+    return {**ok, 401: _ERRORS[401], **{code: _ERRORS[code] for code in codes}}
+
+
+# --- Tokens -----------------------------------------------------------------------------
+
+
+class TokenObtainApi(ObtainAuthToken):
+    # The username and password in the body are the credentials; nothing else is read.
+    authentication_classes = ()
+
+    @extend_schema_serializer(component_name="Token")
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Exchange a username and password for an API token",
+        request=AuthTokenSerializer,
+        responses={200: OutputSerializer, 400: _ERRORS[400]},
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+# --- Projects and members ----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Project")
+class ProjectSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, help_text="Your role in the project.")
+    permissions = serializers.SerializerMethodField(help_text="What your role allows.")
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=list(Perm))))
+    def get_permissions(self, project) -> list[str]:
+        return [str(perm) for perm in ROLE_PERMS if role_allows(project.role, perm)]
+
+
+class ProjectListApi(APIView):
+    @extend_schema_serializer(component_name="ProjectListItem")
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.SlugField(source="project.slug")
+        name = serializers.CharField(source="project.name")
+        role = serializers.ChoiceField(choices=Role.choices, help_text="Your role.")
+        task_count = serializers.IntegerField()
+        rubric_count = serializers.IntegerField()
+        created_at = serializers.DateTimeField(source="project.created_at")
+
+    @extend_schema(
+        tags=["projects"],
+        summary="The projects you are a member of, with your role",
+        responses=responses({200: OutputSerializer(many=True)}),
+    )
+    def get(self, request: Request) -> Response:
+        memberships = selectors.memberships_for_user(request.user)
+        return Response(self.OutputSerializer(memberships, many=True).data)
+
+
+class ProjectCreateApi(APIView):
+    @extend_schema_serializer(component_name="ProjectCreate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        slug = serializers.SlugField(max_length=80, required=False, allow_blank=True)
+
+    OutputSerializer = ProjectSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="Create a project; you become its admin",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400),
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            project = services.project_create(user=request.user, **data.validated_data)
+        project.role = Role.ADMIN
+        return Response(self.OutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    OutputSerializer = ProjectSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="A project and your role in it",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        return Response(self.OutputSerializer(project).data)
+
+
+@extend_schema_serializer(component_name="Member")
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    role = serializers.ChoiceField(choices=Role.choices)
+    created_at = serializers.DateTimeField()
+
+
+class MemberListApi(APIView):
+    OutputSerializer = MemberSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="The project's members and their roles",
+        responses=responses({200: OutputSerializer(many=True)}, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        members = selectors.project_members(project)
+        return Response(self.OutputSerializer(members, many=True).data)
+
+
+class MemberSetApi(APIView):
+    @extend_schema_serializer(component_name="MemberSet")
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    OutputSerializer = MemberSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="Add a member, or change a member's role (admins only)",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            membership = services.membership_set(project=project, **data.validated_data)
+        return Response(self.OutputSerializer(membership).data)
+
+
+# --- Tasks ------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="ChatMessage")
+class ChatMessageSerializer(serializers.Serializer):
+    # A plain string: a second enum named "role" would collide with Role in the schema.
+    role = serializers.CharField(help_text=", ".join(sorted(services.MESSAGE_ROLES)) + ".")
+    content = serializers.CharField()
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "role": {"type": "string", "enum": sorted(services.MESSAGE_ROLES)},
+                        "content": {"type": "string"},
+                    },
+                    "required": ["role", "content"],
+                },
+            },
+            {"type": "string", "description": "One user message."},
+        ]
+    }
+)
+class MessagesField(serializers.JSONField):
+    """Chat messages, checked by `services.validate_messages` so errors name the message."""
+
+
+class TaskListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="TaskListItem")
+    class OutputSerializer(serializers.Serializer):
+        external_id = serializers.CharField()
+        title = serializers.CharField()
+        tags = serializers.ListField(child=serializers.CharField())
+        response_count = serializers.IntegerField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=["tasks"],
+        summary="The project's tasks",
+        responses=responses({200: OutputSerializer(many=True)}, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        tasks = selectors.project_tasks(project).order_by("external_id")
+        return paginated(self, request, tasks, self.OutputSerializer)
+
+
+class TaskDetailApi(APIView):
+    @extend_schema_serializer(component_name="Task")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="Reference")
+        class ReferenceSerializer(serializers.Serializer):
+            id = serializers.IntegerField()
+            body = serializers.CharField(help_text="Markdown; untrusted, render sanitized.")
+            author = serializers.CharField(source="author.username", allow_null=True)
+            created_at = serializers.DateTimeField()
+
+        @extend_schema_serializer(component_name="TaskRubric")
+        class RubricSerializer(serializers.Serializer):
+            id = serializers.IntegerField()
+            title = serializers.CharField()
+
+        external_id = serializers.CharField()
+        title = serializers.CharField()
+        messages = ChatMessageSerializer(many=True)
+        context = serializers.CharField()
+        tags = serializers.ListField(child=serializers.CharField())
+        references = ReferenceSerializer(many=True)
+        rubrics = RubricSerializer(many=True)
+        created_at = serializers.DateTimeField()
+
+    @staticmethod
+    def with_relations(task):
+        prefetch_related_objects([task], "references__author", "rubrics")
+        return task
+
+    @extend_schema(
+        tags=["tasks"],
+        summary="A task with its messages, references and rubrics",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, slug: str, external_id: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        task = selectors.task_for(request.user, project, external_id)
+        return Response(self.OutputSerializer(self.with_relations(task)).data)
+
+
+class TaskCreateApi(APIView):
+    @extend_schema_serializer(component_name="TaskCreate")
+    class InputSerializer(serializers.Serializer):
+        external_id = serializers.CharField(max_length=200)
+        title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        messages = MessagesField()
+        context = serializers.CharField(required=False, allow_blank=True)
+        tags = serializers.ListField(
+            child=serializers.CharField(max_length=100), required=False, max_length=100
+        )
+        reference = serializers.CharField(
+            required=False, allow_blank=True, help_text="An exemplary answer, in Markdown."
+        )
+
+    OutputSerializer = TaskDetailApi.OutputSerializer
+
+    @extend_schema(
+        tags=["tasks"],
+        summary="Create a task, optionally with a reference answer",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        with service_errors():
+            task = services.task_create(
+                project=project,
+                external_id=fields["external_id"],
+                title=fields.get("title", ""),
+                messages=fields["messages"],
+                context=fields.get("context", ""),
+                tags=fields.get("tags", []),
+                reference=fields.get("reference", ""),
+                user=request.user,
+            )
+        task = TaskDetailApi.with_relations(task)
+        return Response(self.OutputSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+# --- Rubrics ----------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="CriterionInput")
+class CriterionInputSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=5000)
+    points = serializers.DecimalField(
+        max_digits=7,
+        decimal_places=2,
+        coerce_to_string=False,
+        help_text="Non-zero, between -1000 and 1000, at most two decimals; negative for "
+        "pitfalls. A number or a string.",
+    )
+
+
+@extend_schema_field(CriterionInputSerializer)
+class CriterionField(serializers.JSONField):
+    """One criterion, checked by `services.clean_criterion` so errors name its index."""
+
+
+CRITERION_KEYS = {"text", "points"}
+
+
+def clean_criteria(rows: list) -> list[services.CriterionInput]:
+    """Every criterion checked by the service's rules; all errors at once, by index."""
+    clean, errors = [], {}
+    for i, row in enumerate(rows):
+        where = f"criteria[{i}]"
+        if not isinstance(row, dict):
+            errors[where] = ["Each criterion is an object with text and points."]
+            continue
+        unknown = sorted(set(row) - CRITERION_KEYS)
+        missing = sorted(CRITERION_KEYS - set(row))
+        if unknown or missing:
+            for key in unknown:
+                errors[f"{where}.{key}"] = ["Unknown field; a criterion has text and points."]
+            for key in missing:
+                errors[f"{where}.{key}"] = ["This field is required."]
+            continue
+        try:
+            clean.append(services.clean_criterion(row["text"], row["points"], where=where))
+        except DjangoValidationError as exc:
+            errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+@extend_schema_serializer(component_name="Criterion")
+class CriterionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    text = serializers.CharField()
+    points = serializers.DecimalField(max_digits=7, decimal_places=2, coerce_to_string=False)
+
+
+@extend_schema_serializer(component_name="RubricVersion")
+class VersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    status = serializers.CharField()
+    content_hash = serializers.CharField(help_text="Empty while a draft.")
+    criteria = CriterionSerializer(many=True)
+    points_total = serializers.SerializerMethodField(help_text="Sum of positive points.")
+    grader = serializers.SerializerMethodField(help_text="The compiled grader's hash, if any.")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+    published_by = serializers.CharField(source="published_by.username", allow_null=True)
+    published_at = serializers.DateTimeField(allow_null=True)
+
+    def get_points_total(self, version) -> float:
+        return selectors.points_total(version.criteria.all())
+
+    def get_grader(self, version) -> str | None:
+        grader = next(iter(version.graders.all()), None)
+        return grader.hash if grader else None
+
+
+def with_versions(rubric: Rubric) -> Rubric:
+    """Load a rubric's versions, newest first, each with its criteria in order and its grader."""
+    versions = selectors.rubric_versions(rubric).prefetch_related(
+        Prefetch("criteria", queryset=Criterion.objects.order_by("position"))
+    )
+    prefetch_related_objects([rubric], Prefetch("versions", queryset=versions))
+    return rubric
+
+
+@extend_schema_serializer(component_name="Rubric")
+class RubricSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.SlugField(source="project.slug")
+    title = serializers.CharField()
+    task = serializers.CharField(source="task.external_id", allow_null=True)
+    versions = VersionSerializer(many=True, help_text="Newest first.")
+    created_at = serializers.DateTimeField()
+
+
+class RubricListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="RubricListItem")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        title = serializers.CharField()
+        task = serializers.CharField(source="task.external_id", allow_null=True)
+        version_count = serializers.IntegerField()
+        published_count = serializers.IntegerField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="The project's rubrics",
+        responses=responses({200: OutputSerializer(many=True)}, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        rubrics = selectors.project_rubrics(project).order_by("title", "pk")
+        return paginated(self, request, rubrics, self.OutputSerializer)
+
+
+class RubricCreateApi(APIView):
+    @extend_schema_serializer(component_name="RubricCreate")
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        task = serializers.CharField(
+            required=False, allow_null=True, help_text="A task's external id; none for a template."
+        )
+        criteria = serializers.ListField(child=CriterionField(), required=False, max_length=500)
+
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Create a rubric whose first version is a draft",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = None
+        if external_id := data.validated_data.get("task"):
+            try:
+                task = selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+            except Http404:
+                raise ValidationError({"task": [f"No task '{external_id}' here."]}) from None
+        criteria = clean_criteria(data.validated_data.get("criteria", []))
+        with service_errors():
+            rubric = services.rubric_create(
+                project=project,
+                task=task,
+                title=data.validated_data.get("title", ""),
+                user=request.user,
+                criteria=criteria,
+            )
+        return Response(
+            self.OutputSerializer(with_versions(rubric)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RubricDetailApi(APIView):
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="A rubric with every version, its criteria and its grader",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+class DraftCriteriaReplaceApi(APIView):
+    @extend_schema_serializer(component_name="DraftCriteria")
+    class InputSerializer(serializers.Serializer):
+        criteria = serializers.ListField(child=CriterionField(), max_length=500)
+
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Replace the draft's criteria, in order",
+        description="Starts a draft from the latest version if the rubric has none.",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        criteria = clean_criteria(data.validated_data["criteria"])
+        # One transaction, so a refused replacement leaves no new draft behind.
+        with service_errors(), transaction.atomic():
+            draft = services.draft_for_edit(rubric=rubric, user=request.user)
+            services.criteria_replace(version=draft, criteria=criteria)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+# --- Graders ----------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Grader")
+class GraderSerializer(serializers.Serializer):
+    @extend_schema_serializer(component_name="GraderVersion")
+    class VersionSerializer(serializers.Serializer):
+        number = serializers.IntegerField()
+        status = serializers.CharField()
+        content_hash = serializers.CharField()
+        published_at = serializers.DateTimeField()
+
+    @extend_schema_serializer(component_name="GraderRubric")
+    class RubricSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        title = serializers.CharField()
+        task = serializers.CharField(source="task.external_id", allow_null=True)
+
+    hash = serializers.CharField()
+    project = serializers.SlugField(source="version.rubric.project.slug")
+    rubric = RubricSerializer(source="version.rubric")
+    version = VersionSerializer()
+    spec = serializers.JSONField(help_text="The canonical grader; its SHA-256 is `hash`.")
+    created_at = serializers.DateTimeField()
+
+
+class RubricPublishApi(APIView):
+    OutputSerializer = GraderSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Publish the draft: freeze it and compile its grader",
+        request=None,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
+        draft = rubric.versions.filter(status=RubricVersion.Status.DRAFT).first()
+        if draft is None:
+            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["No draft to publish."]})
+        with service_errors():
+            grader = services.version_publish(version=draft, user=request.user)
+        grader.version.rubric.project = rubric.project
+        return Response(self.OutputSerializer(grader).data, status=status.HTTP_201_CREATED)
+
+
+class GraderDetailApi(APIView):
+    OutputSerializer = GraderSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="A compiled grader: its spec, version and rubric",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, grader_hash: str) -> Response:
+        grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+        return Response(self.OutputSerializer(grader).data)
