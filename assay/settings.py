@@ -74,6 +74,14 @@ TEMPLATES = [
     }
 ]
 
+# The embedded default (SQLite, filesystem broker) is for a laptop. Outside DEBUG it must be
+# asked for by name, so a production process with a missing DATABASE_URL or broker URL stops
+# instead of quietly writing to a local file.
+EMBEDDED = env_bool("ASSAY_EMBEDDED", default=DEBUG)
+if not EMBEDDED:
+    env_required("DATABASE_URL", "PostgreSQL, e.g. postgres://user:pw@host:5432/assay")
+    env_required("CELERY_BROKER_URL", "Redis or RabbitMQ, e.g. redis://host:6379/0")
+
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
@@ -153,6 +161,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "grading.models.GradingRun.Status",
+        "ScoreStatusEnum": "grading.models.Score.Status",
+        "RoleEnum": "rubrics.models.Role",
+    },
 }
 
 # --- I18N, static ---------------------------------------------------------------------
