@@ -77,6 +77,9 @@ def copy_import_responses(
             # Inside an outer transaction (a test, a caller's atomic block) ON COMMIT DROP
             # waits for the outer commit, so a second import in it must clear the table.
             cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+            # Joins and sorts over a million staged rows spill to disk at the default 4 MB.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
             cursor.execute(
                 f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
                 "text text, sample_index integer, metadata jsonb, external_id text) "
@@ -118,7 +121,7 @@ def copy_import_responses(
                 "INSERT INTO annotation_response "
                 "(task_id, model, text, sample_index, metadata, external_id, created_at) "
                 f"SELECT task_id, model, text, sample_index, metadata, external_id, now() "
-                f"FROM {STAGING} ORDER BY line "
+                f"FROM {STAGING} "
                 "ON CONFLICT (task_id, model, sample_index) DO NOTHING"
             )
             result.created = cursor.rowcount
@@ -144,6 +147,12 @@ def _database_errors(cursor) -> list[LineError]:
         LineError(line, "sample_index", f"repeats line {first} (same task, model, sample)")
         for line, first in cursor.fetchall()
     ]
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM annotation_response WHERE task_id IN "
+        f"(SELECT DISTINCT task_id FROM {STAGING}))"
+    )
+    if not cursor.fetchone()[0]:
+        return errors  # nothing stored for these tasks: nothing to contradict
     cursor.execute(
         f"SELECT s.line, s.model, s.sample_index FROM {STAGING} s "
         "JOIN annotation_response r ON r.task_id = s.task_id AND r.model = s.model "
