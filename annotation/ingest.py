@@ -1,0 +1,186 @@
+# ruff: noqa: S608 - SQL here names one constant staging table; values go as parameters or COPY.
+"""Bulk ingestion of responses on PostgreSQL through COPY: millions of rows, all or nothing.
+
+Rows stream through validation into a temporary staging table with COPY; the database then
+finds what Python cannot see row by row (keys repeated within the file, rows that contradict
+what is already stored), and one INSERT ... SELECT moves the new rows into place. Any error
+rolls the whole transaction back, so a failed file leaves nothing behind. Importing the same
+file twice adds nothing: a row identical to a stored response is counted as already present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from django.db import connection, transaction
+
+from annotation.services import (
+    MAX_ERRORS_REPORTED,
+    ImportResult,
+    LineError,
+    parse_response_row,
+)
+from rubrics.models import Project, Task
+
+STAGING = "assay_response_staging"
+PROGRESS_EVERY = 50_000
+
+
+class _Abort(Exception):
+    """Raised inside the transaction to roll it back when the file has errors."""
+
+
+def _decoded(lines: Iterable[bytes | str]) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, text or None if undecodable, decode error)."""
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                yield number, raw.decode("utf-8"), ""
+            except UnicodeDecodeError as exc:
+                yield number, None, f"not UTF-8 text (byte {exc.start})"
+        else:
+            yield number, raw, ""
+
+
+def copy_import_responses(
+    *,
+    project: Project,
+    rows: Iterable[tuple[int, dict | str | bytes]] | None = None,
+    lines: Iterable[bytes | str] | None = None,
+    filename: str = "",
+    progress: Callable[[int, float], None] | None = None,
+) -> ImportResult:
+    """Import responses from JSONL `lines`, or from `rows` of (line number, object) pairs (what
+    a Parquet reader yields). Returns counts, or every error by line and field with nothing
+    imported."""
+    result = ImportResult(filename=filename)
+    tasks = dict(Task.objects.filter(project=project).values_list("external_id", "pk"))
+    errors: list[LineError] = []
+    started = time.monotonic()
+
+    def source() -> Iterator[tuple[int, object]]:
+        if rows is not None:
+            yield from rows
+            return
+        for number, text, problem in _decoded(lines or ()):
+            if problem:
+                errors.append(LineError(number, "", problem))
+                continue
+            if text.strip():
+                yield number, text
+
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Inside an outer transaction (a test, a caller's atomic block) ON COMMIT DROP
+            # waits for the outer commit, so a second import in it must clear the table.
+            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+            # Joins and sorts over a million staged rows spill to disk at the default 4 MB.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            cursor.execute(
+                f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
+                "text text, sample_index integer, metadata jsonb, external_id text) "
+                "ON COMMIT DROP"
+            )
+            staged = 0
+            with cursor.copy(
+                f"COPY {STAGING} (line, task_id, model, text, sample_index, metadata, "
+                "external_id) FROM STDIN"
+            ) as copy:
+                for number, item in source():
+                    row, row_errors = parse_response_row(number, item, tasks)
+                    if row_errors:
+                        errors.extend(row_errors)
+                        continue
+                    if errors:
+                        continue  # keep validating to report everything; stop writing
+                    copy.write_row(
+                        (
+                            number,
+                            row["task_id"],
+                            row["model"],
+                            row["text"],
+                            row["sample_index"],
+                            json.dumps(row["metadata"]),
+                            row["external_id"],
+                        )
+                    )
+                    staged += 1
+                    if progress and staged % PROGRESS_EVERY == 0:
+                        progress(staged, time.monotonic() - started)
+            if not errors:
+                errors.extend(_database_errors(cursor))
+            if not errors and not staged:
+                errors.append(LineError(0, "", "the file holds no responses"))
+            if errors:
+                raise _Abort
+            cursor.execute(
+                "INSERT INTO annotation_response "
+                "(task_id, model, text, sample_index, metadata, external_id, created_at) "
+                f"SELECT task_id, model, text, sample_index, metadata, external_id, now() "
+                f"FROM {STAGING} "
+                "ON CONFLICT (task_id, model, sample_index) DO NOTHING"
+            )
+            result.created = cursor.rowcount
+            result.already_present = staged - result.created
+    except _Abort:
+        pass
+    result.error_count = len(errors)
+    result.errors = sorted(errors, key=lambda e: e.line)[:MAX_ERRORS_REPORTED]
+    return result
+
+
+def _database_errors(cursor) -> list[LineError]:
+    """Keys repeated within the file, and rows that differ from a stored response."""
+    cursor.execute(f"CREATE INDEX ON {STAGING} (task_id, model, sample_index); ANALYZE {STAGING}")
+    cursor.execute(
+        f"SELECT s.line, first.line FROM {STAGING} s JOIN ("
+        f"  SELECT task_id, model, sample_index, min(line) AS line FROM {STAGING}"
+        "   GROUP BY 1, 2, 3 HAVING count(*) > 1"
+        ") first USING (task_id, model, sample_index) WHERE s.line > first.line "
+        f"ORDER BY s.line LIMIT {MAX_ERRORS_REPORTED + 1}"
+    )
+    errors = [
+        LineError(line, "sample_index", f"repeats line {first} (same task, model, sample)")
+        for line, first in cursor.fetchall()
+    ]
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM annotation_response WHERE task_id IN "
+        f"(SELECT DISTINCT task_id FROM {STAGING}))"
+    )
+    if not cursor.fetchone()[0]:
+        return errors  # nothing stored for these tasks: nothing to contradict
+    cursor.execute(
+        f"SELECT s.line, s.model, s.sample_index FROM {STAGING} s "
+        "JOIN annotation_response r ON r.task_id = s.task_id AND r.model = s.model "
+        "AND r.sample_index = s.sample_index "
+        "WHERE r.text <> s.text OR r.metadata <> s.metadata OR r.external_id <> s.external_id "
+        f"ORDER BY s.line LIMIT {MAX_ERRORS_REPORTED + 1}"
+    )
+    errors += [
+        LineError(
+            line,
+            "response",
+            f"differs from the response already imported for {model} sample {sample}; "
+            "responses are immutable",
+        )
+        for line, model, sample in cursor.fetchall()
+    ]
+    return errors
+
+
+def parquet_rows(path, batch_size: int = 20_000) -> Iterator[tuple[int, dict]]:
+    """(row number, object) pairs from a Parquet file of responses, read in batches."""
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            number += 1
+            if isinstance(row.get("metadata"), str):
+                with contextlib.suppress(ValueError):  # left as text: validation names it
+                    row["metadata"] = json.loads(row["metadata"])
+            yield number, {k: v for k, v in row.items() if v is not None}
