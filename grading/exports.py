@@ -57,16 +57,187 @@ COPY_JSON_LINES = "COPY ({query}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DE
 def verdicts_jsonl(
     out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
-    """Write every verdict of `project` as JSON lines to `out`. Returns (bytes, sha256)."""
+    """Write every verdict of `project` as JSON lines to `out`. Returns (lines, sha256)."""
     query = VERDICTS_SQL.format(project_id=int(project.pk))
     digest = hashlib.sha256()
-    written = 0
+    lines = 0
     with connection.cursor() as cursor, cursor.copy(COPY_JSON_LINES.format(query=query)) as copy:
         for chunk in copy:
             data = bytes(chunk)
             out.write(data)
             digest.update(data)
-            written += len(data)
+            lines += data.count(b"\n")
             if progress:
-                progress(written)
-    return written, digest.hexdigest()
+                progress(lines)
+    return lines, digest.hexdigest()
+
+
+# --- Parquet ----------------------------------------------------------------------------
+
+VERDICT_COLUMNS = [
+    # (column, Django lookup, Arrow type): the documented schema of verdicts.parquet
+    ("verdict_id", "pk", "int64"),
+    ("run_id", "run_id", "int64"),
+    ("grader_hash", "grader__hash", "string"),
+    ("task_external_id", "response__task__external_id", "string"),
+    ("response_id", "response_id", "int64"),
+    ("model", "response__model", "string"),
+    ("sample_index", "response__sample_index", "int32"),
+    ("criterion_id", "criterion_id", "int64"),
+    ("criterion", "criterion__text", "string"),
+    ("points", "criterion__points", "float64"),
+    ("rater", "rater__name", "string"),
+    ("rater_kind", "rater__kind", "string"),
+    ("outcome", "outcome", "string"),
+    ("value", "value", "float64"),
+    ("explanation", "explanation", "string"),
+    ("error", "error", "string"),
+    ("judge_model", "judge_model", "string"),
+    ("simulated", "simulated", "bool"),
+]
+PARQUET_BATCH = 10_000
+
+
+def verdict_schema():
+    import pyarrow as pa
+
+    types = {
+        "bool": pa.bool_(),
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+    }
+    return pa.schema([(name, types[kind]) for name, _, kind in VERDICT_COLUMNS])
+
+
+def verdicts_parquet(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Write every verdict of `project` to Parquet in batches (constant memory). Returns
+    (rows, sha256 of the file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from annotation.models import Verdict
+
+    schema = verdict_schema()
+    lookups = [lookup for _, lookup, _ in VERDICT_COLUMNS]
+    rows = (
+        Verdict.objects.filter(response__task__project=project)
+        .order_by("pk")
+        .values_list(*lookups)
+        .iterator(chunk_size=PARQUET_BATCH)
+    )
+    hashing = _HashingWriter(out)
+    written = 0
+    with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:
+        batch: list[tuple] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == PARQUET_BATCH:
+                writer.write_batch(_record_batch(pa, schema, batch))
+                written += len(batch)
+                batch = []
+                if progress:
+                    progress(written)
+        if batch:
+            writer.write_batch(_record_batch(pa, schema, batch))
+            written += len(batch)
+    return written, hashing.digest.hexdigest()
+
+
+def _record_batch(pa, schema, rows: list[tuple]):
+    columns = list(zip(*rows, strict=True))
+    arrays = []
+    for (name, _, kind), values in zip(VERDICT_COLUMNS, columns, strict=True):
+        if kind == "float64":
+            values = [None if v is None else float(v) for v in values]
+        arrays.append(pa.array(values, type=schema.field(name).type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class _HashingWriter:
+    """A file-like object that hashes what passes through it."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.digest.update(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --- Preference pairs -------------------------------------------------------------------
+
+
+def preference_pairs(
+    out: BinaryIO, *, run, min_margin: float = 0.1, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """(prompt, chosen, rejected) from one run's scores: within each task, every pair of
+    scored responses whose scores differ by at least `min_margin` (raw scores, so pitfalls
+    count). TRL's conversational format. Returns (pairs, sha256)."""
+    import json
+
+    from grading.models import Score
+
+    scores = (
+        Score.objects.filter(run=run, raw__isnull=False)
+        .select_related("response__task")
+        .order_by("response__task_id", "-raw", "response_id")
+        .iterator(chunk_size=5_000)
+    )
+    digest = hashlib.sha256()
+    pairs = 0
+
+    def emit(group: list) -> None:
+        nonlocal pairs
+        for i, chosen in enumerate(group):
+            for rejected in group[i + 1 :]:
+                margin = chosen.raw - rejected.raw
+                if margin < min_margin:
+                    continue
+                task = chosen.response.task
+                line = (
+                    json.dumps(
+                        {
+                            "prompt": task.messages,
+                            "chosen": [{"role": "assistant", "content": chosen.response.text}],
+                            "rejected": [{"role": "assistant", "content": rejected.response.text}],
+                            "chosen_score": chosen.raw,
+                            "rejected_score": rejected.raw,
+                            "margin": round(margin, 6),
+                            "task_external_id": task.external_id,
+                            "chosen_model": chosen.response.model,
+                            "rejected_model": rejected.response.model,
+                            "grader_hash": run.grader.hash,
+                            "run_id": run.pk,
+                        },
+                        ensure_ascii=False,
+                    ).encode()
+                    + b"\n"
+                )
+                out.write(line)
+                digest.update(line)
+                pairs += 1
+        if progress:
+            progress(pairs)
+
+    group: list = []
+    for score in scores:
+        if group and group[0].response.task_id != score.response.task_id:
+            emit(group)
+            group = []
+        group.append(score)
+    if group:
+        emit(group)
+    return pairs, digest.hexdigest()

@@ -6,11 +6,13 @@ import hashlib
 import io
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
 
 from annotation.models import Rater, Response, Verdict
 from grading import exports
+from grading.models import GradingRun, Score
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -60,9 +62,9 @@ def test_verdicts_jsonl_round_trips_exactly(personas, tmp_path):
     )
 
     out = io.BytesIO()
-    size, digest = exports.verdicts_jsonl(out, project=p.project)
+    count, digest = exports.verdicts_jsonl(out, project=p.project)
     data = out.getvalue()
-    assert size == len(data) and digest == hashlib.sha256(data).hexdigest()
+    assert count == 2 and digest == hashlib.sha256(data).hexdigest()
     # JSON Lines split on "\n" only (str.splitlines would also split on U+2028).
     lines = data.decode().split("\n")[:-1]
     assert len(lines) == 2
@@ -76,3 +78,45 @@ def test_verdicts_jsonl_round_trips_exactly(personas, tmp_path):
     call_command("export_dataset", "--project", p.project.slug, "--output", str(path))
     assert path.read_bytes() == data
     assert not (tmp_path / "verdicts.jsonl.partial").exists()
+
+    # The same verdicts in Parquet, read back by pyarrow with the documented schema.
+    parquet = tmp_path / "verdicts.parquet"
+    call_command(
+        "export_dataset",
+        "--project",
+        p.project.slug,
+        "--format",
+        "verdicts-parquet",
+        "--output",
+        str(parquet),
+    )
+    table = pq.read_table(parquet)
+    assert table.schema == exports.verdict_schema()
+    back = table.to_pylist()
+    assert [r["verdict_id"] for r in back] == [made[0].pk, made[1].pk]
+    assert back[0]["explanation"] == TRICKY and back[0]["points"] == 2.0
+    assert back[1]["outcome"] == "error" and back[1]["value"] is None
+    assert back[0]["grader_hash"] == grader.hash and back[0]["rater_kind"] == "judge"
+
+
+def test_preference_pairs_respect_the_margin(personas):
+    p = personas
+    task = factories.make_task(p.project, "pp")
+    grader = factories.make_published_rubric(p.project, task, [("Mentions water", 1)], p.admin)
+    factories.import_responses(
+        p.project,
+        [{"task_id": "pp", "model": m, "response": f"answer of {m}"} for m in ("a", "b", "c", "d")],
+    )
+    judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
+    run = GradingRun.objects.create(project=p.project, grader=grader, judge=judge, total_items=4)
+    raws = {"a": 0.9, "b": 0.85, "c": 0.2, "d": None}  # d has an error: no score, no pairs
+    for response in Response.objects.filter(task=task):
+        Score.objects.create(run=run, response=response, status="done", raw=raws[response.model])
+    out = io.BytesIO()
+    count, _ = exports.preference_pairs(out, run=run, min_margin=0.1)
+    pairs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert count == 2
+    assert {(x["chosen_model"], x["rejected_model"]) for x in pairs} == {("a", "c"), ("b", "c")}
+    first = pairs[0]
+    assert first["prompt"] == task.messages and first["chosen"][0]["role"] == "assistant"
+    assert first["margin"] >= 0.1 and first["grader_hash"] == grader.hash

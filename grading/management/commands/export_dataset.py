@@ -4,36 +4,64 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from grading import exports
+from grading.models import GradingRun
 from rubrics.models import Project
 
-FORMATS = {"verdicts-jsonl": exports.verdicts_jsonl}
+PROJECT_FORMATS = {
+    "verdicts-jsonl": exports.verdicts_jsonl,
+    "verdicts-parquet": exports.verdicts_parquet,
+}
+RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
 
 
 class Command(BaseCommand):
-    help = "Stream a project's data out of PostgreSQL with constant memory."
+    help = (
+        "Stream a project's verdicts (JSONL or Parquet) or a run's preference pairs to a file, "
+        "with constant memory. The file appears whole or not at all; its SHA-256 is printed."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="the project's slug")
-        parser.add_argument("--format", choices=sorted(FORMATS), default="verdicts-jsonl")
+        parser.add_argument(
+            "--format", choices=sorted({*PROJECT_FORMATS, *RUN_FORMATS}), default="verdicts-jsonl"
+        )
+        parser.add_argument("--run", type=int, help="the run, for preference-pairs")
+        parser.add_argument("--min-margin", type=float, default=0.1)
         parser.add_argument("--output", required=True, help="file to write ('-': stdout)")
 
     def handle(self, *args, **options):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")
-        output = options["output"]
+        fmt, output = options["format"], options["output"]
+        if fmt in RUN_FORMATS:
+            run = (
+                GradingRun.objects.select_related("grader")
+                .filter(project=project, pk=options["run"] or 0)
+                .first()
+            )
+            if run is None:
+                raise CommandError(f"--run: {fmt} needs a run of project '{project.slug}'")
 
-        def progress(written: int) -> None:
-            if output != "-":
-                sys.stderr.write(f"\r  {written / 1e6:,.1f} MB written ")
+            def write(out, progress=None):
+                return RUN_FORMATS[fmt](
+                    out, run=run, min_margin=options["min_margin"], progress=progress
+                )
+        else:
+
+            def write(out, progress=None):
+                return PROJECT_FORMATS[fmt](out, project=project, progress=progress)
+
+        def progress(count: int) -> None:
+            sys.stderr.write(f"\r  {count:,} written ")
 
         if output == "-":
-            size, digest = FORMATS[options["format"]](sys.stdout.buffer, project=project)
+            count, digest = write(sys.stdout.buffer)
         else:
             path = Path(output)
             partial = path.with_name(path.name + ".partial")
             with partial.open("wb") as out:
-                size, digest = FORMATS[options["format"]](out, project=project, progress=progress)
+                count, digest = write(out, progress)
             partial.replace(path)  # a reader never sees half a file
             sys.stderr.write("\n")
-        self.stderr.write(f"Wrote {size:,} bytes, sha256 {digest}")
+        self.stderr.write(f"Wrote {count:,} ({fmt}), sha256 {digest}")
