@@ -120,3 +120,42 @@ def test_preference_pairs_respect_the_margin(personas):
     first = pairs[0]
     assert first["prompt"] == task.messages and first["chosen"][0]["role"] == "assistant"
     assert first["margin"] >= 0.1 and first["grader_hash"] == grader.hash
+
+
+def test_openai_rft_export_validates_against_the_openai_types(personas, tmp_path):
+    from openai.types.graders.multi_grader import MultiGrader
+    from openai.types.graders.score_model_grader import ScoreModelGrader
+
+    p = personas
+    task = factories.make_task(p.project, "rft-1", prompt="Is my chest pain serious?")
+    factories.make_published_rubric(
+        p.project, task, [("Advises emergency care", 5), ("Says wait a week", -3)], p.admin
+    )
+    factories.make_task(p.project, "no-rubric")  # not exported: nothing to grade it by
+    path = tmp_path / "rft.jsonl"
+    call_command(
+        "export_dataset",
+        "--project",
+        p.project.slug,
+        "--format",
+        "openai-rft",
+        "--output",
+        str(path),
+    )
+    items = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(items) == 1
+    item = items[0]
+    assert item["messages"] == [{"role": "user", "content": "Is my chest pain serious?"}]
+    assert item["rubric"] == "[+5] Advises emergency care\n[-3] Says wait a week"
+    grader = json.loads((tmp_path / "rft.grader.json").read_text())
+    parsed = ScoreModelGrader.model_validate(grader)
+    assert parsed.type == "score_model" and parsed.range == [0.0, 1.0]
+    # Every template variable the grader reads is a field of the items.
+    import re
+
+    for field in re.findall(r"\{\{item\.(\w+)\}\}", json.dumps(grader)):
+        assert field in item
+    multi = MultiGrader.model_validate(
+        {"type": "multi", "name": "m", "graders": grader, "calculate_output": "assay-rubric"}
+    )
+    assert multi.graders.name == "assay-rubric"

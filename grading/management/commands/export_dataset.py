@@ -1,3 +1,4 @@
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rubrics.models import Project
 PROJECT_FORMATS = {
     "verdicts-jsonl": exports.verdicts_jsonl,
     "verdicts-parquet": exports.verdicts_parquet,
+    "openai-rft": exports.rft_items,
 }
 RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
 
@@ -28,6 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--run", type=int, help="the run, for preference-pairs")
         parser.add_argument("--min-margin", type=float, default=0.1)
         parser.add_argument("--output", required=True, help="file to write ('-': stdout)")
+        parser.add_argument(
+            "--grader-model", default="o4-mini", help="openai-rft: the score_model grader's model"
+        )
 
     def handle(self, *args, **options):
         project = Project.objects.filter(slug=options["project"]).first()
@@ -64,4 +69,9 @@ class Command(BaseCommand):
                 count, digest = write(out, progress)
             partial.replace(path)  # a reader never sees half a file
             sys.stderr.write("\n")
+            if fmt == "openai-rft":
+                grader_path = path.with_name(path.stem + ".grader.json")
+                grader = exports.rft_grader(model=options["grader_model"])
+                grader_path.write_text(json.dumps(grader, indent=2) + "\n")
+                self.stderr.write(f"Grader configuration: {grader_path}")
         self.stderr.write(f"Wrote {count:,} ({fmt}), sha256 {digest}")
