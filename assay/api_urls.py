@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from annotation import api as annotation_api
 from grading import api as grading_api
+from grading import api_datasets
 from rubrics import api as rubrics_api
 
 _SKIPPED = {"options", "head"}
@@ -116,6 +117,17 @@ urlpatterns = [
         "graders/<str:grader_hash>/",
         rubrics_api.GraderDetailApi.as_view(),
         name="api_grader",
+    ),
+    path(
+        "projects/<slug:slug>/datasets/",
+        one_path(api_datasets.SnapshotListApi, api_datasets.SnapshotCreateApi),
+        name="api_datasets",
+    ),
+    path("datasets/<int:pk>/", api_datasets.SnapshotDetailApi.as_view(), name="api_dataset"),
+    path(
+        "datasets/<int:pk>/download/",
+        api_datasets.SnapshotDownloadApi.as_view(),
+        name="api_dataset_download",
     ),
     path("runs/<int:pk>/", grading_api.RunDetailApi.as_view(), name="api_run"),
     path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),

@@ -297,9 +297,6 @@ def rft_items(
         if task.pk in seen:
             continue  # an older version of a rubric already exported
         seen.add(task.pk)
-        prompt = [
-            m for m in task.messages if m["role"] != "assistant" or m is not task.messages[-1]
-        ]
         line = (
             json.dumps(
                 {

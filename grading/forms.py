@@ -29,3 +29,19 @@ class RunForm(forms.Form):
             for g in graders
         ]
         self.fields["judge"].choices = [(str(j.pk), str(j)) for j in judges]
+
+
+class SnapshotForm(forms.Form):
+    name = forms.SlugField(max_length=100, help_text="Letters, digits and '-'; never reused.")
+    format = forms.ChoiceField()
+    license = forms.CharField(max_length=100, required=False, help_text="e.g. CC-BY-4.0")
+    run = forms.ChoiceField(required=False, help_text="For preference pairs.")
+    min_margin = forms.FloatField(min_value=0, max_value=1, initial=0.1, required=False)
+
+    def __init__(self, *args, formats=(), runs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(key, f"{key}: {text}") for key, (text, _) in formats]
+        self.fields["run"].choices = [("", "—")] + [
+            (str(r.pk), f"#{r.pk} {r.grader.version.rubric.title} v{r.grader.version.number}")
+            for r in runs
+        ]

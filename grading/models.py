@@ -105,3 +105,51 @@ class Score(models.Model):
     @property
     def clipped(self) -> float | None:
         return None if self.raw is None else min(1.0, max(0.0, self.raw))
+
+
+class DatasetSnapshot(models.Model):
+    """A named, immutable export of a project's data, with what produced it and its SHA-256."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.SlugField(max_length=100)
+    format = models.CharField(max_length=40)
+    params = models.JSONField(default=dict, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    file = models.CharField(max_length=500, blank=True)  # a name in default_storage
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    card = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="snapshot_name_unique"),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | ~Q(sha256=""), name="ready_snapshot_has_hash"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.READY:
+            return 100
+        return min(99, int(100 * self.rows_done / self.rows_total)) if self.rows_total else 0

@@ -9,3 +9,9 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/scores/<int:score_pk>/", views.score_detail, name="score"),
 ]
+
+urlpatterns += [
+    path("p/<slug:slug>/datasets/", views.datasets, name="datasets"),
+    path("datasets/<int:pk>/", views.snapshot_detail, name="snapshot"),
+    path("datasets/<int:pk>/download/", views.snapshot_download, name="snapshot_download"),
+]

@@ -123,3 +123,72 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "verdicts": selectors.score_verdicts(score),
         },
     )
+
+
+# --- Dataset snapshots ----------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def datasets(request: HttpRequest, slug: str) -> HttpResponse:
+    from grading import datasets as snapshots
+    from grading.forms import SnapshotForm
+
+    perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
+    project = project_for(request.user, slug, perm)
+    runs = selectors.project_runs(project)
+    form = SnapshotForm(request.POST or None, formats=snapshots.FORMATS.items(), runs=runs)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            snapshot = snapshots.snapshot_create(
+                project=project,
+                name=data["name"],
+                format=data["format"],
+                license=data["license"],
+                run_id=data["run"] or None,
+                min_margin=data["min_margin"] if data["min_margin"] is not None else 0.1,
+                user=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("snapshot", pk=snapshot.pk)
+    return render(
+        request,
+        "grading/datasets.html",
+        {
+            "project": project,
+            "snapshots": snapshots.project_snapshots(project),
+            "form": form,
+            "can_export": role_allows(project.role, Perm.RUN_GRADING),
+        },
+    )
+
+
+@login_required
+@require_GET
+def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    from grading import datasets as snapshots
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+    context = {"project": snapshot.project, "snapshot": snapshot}
+    if request.htmx:
+        return render(request, "grading/snapshot.html#status", context)
+    return render(request, "grading/snapshot.html", context)
+
+
+@login_required
+@require_GET
+def snapshot_download(request: HttpRequest, pk: int) -> HttpResponse:
+    from django.http import FileResponse, Http404
+
+    from grading import datasets as snapshots
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+    if snapshot.status != snapshot.Status.READY:
+        raise Http404("This snapshot is not ready.")
+    path = snapshots.snapshot_path(snapshot)
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    response["X-Content-SHA256"] = snapshot.sha256
+    return response

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,8 @@ from rubrics.models import Role
 from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
+# Files the test run stores (snapshots), shared by this process and its worker processes.
+MEDIA_DIR = tempfile.mkdtemp(prefix="assay-test-media-")
 # Playwright's sync API runs an event loop in the test thread; Django's guard against ORM use
 # from async code would otherwise refuse the test's own database reads.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -31,6 +34,11 @@ def pytest_configure(config):
     # hashed-manifest storage of production needs collectstatic first.
     settings.STORAGES = {
         **settings.STORAGES,
+        # Snapshots and uploads of the test run go to a fresh folder, not the demo's var/.
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": MEDIA_DIR},
+        },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -85,6 +93,7 @@ def _worker_env(queue: str) -> dict[str, str]:
         ),
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         CELERY_QUEUE=queue,
+        ASSAY_MEDIA_DIR=MEDIA_DIR,
         PYTHONUNBUFFERED="1",
     )
     return env

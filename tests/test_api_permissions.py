@@ -15,6 +15,7 @@ import pytest
 from django.urls import resolve
 
 from assay import api_urls
+from grading import datasets
 from grading import services as grading_services
 from rubrics import services as rubric_services
 from tests import factories
@@ -104,6 +105,15 @@ ENDPOINTS = [
         members_only(PUBLISHERS, 400),
     ),
     Endpoint("get", "graders/<str:grader_hash>/", "graders/{grader}/", members_only(EVERYONE, 200)),
+    Endpoint("get", SLUG + "datasets/", "projects/{slug}/datasets/", members_only(RESULTS, 200)),
+    Endpoint("post", SLUG + "datasets/", "projects/{slug}/datasets/", members_only(OPERATORS, 400)),
+    Endpoint("get", "datasets/<int:pk>/", "datasets/{snapshot}/", members_only(RESULTS, 200)),
+    Endpoint(
+        "get",
+        "datasets/<int:pk>/download/",
+        "datasets/{snapshot}/download/",
+        members_only(RESULTS, 200),
+    ),
     Endpoint("get", "runs/<int:pk>/", "runs/{run}/", members_only(RESULTS, 200)),
     Endpoint("post", "runs/<int:pk>/cancel/", "runs/{run}/cancel/", members_only(OPERATORS, 200)),
     Endpoint("get", "runs/<int:pk>/scores/", "runs/{run}/scores/", members_only(RESULTS, 200)),
@@ -151,7 +161,12 @@ def world(personas):
     factories.import_responses(project, [{"task_id": "t-1", "model": "m", "response": "Rest."}])
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
+    snapshot = datasets.snapshot_create(
+        project=project, name="snap", format="verdicts-jsonl", user=admin
+    )
+    datasets.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
     return SimpleNamespace(
+        snapshot=snapshot.pk,
         slug=project.slug,
         task=task.external_id,
         rubric=grader.version.rubric_id,

@@ -9,6 +9,7 @@ import pytest
 from django.urls import get_resolver, reverse
 
 from annotation.models import Response
+from grading import datasets
 from grading import services as grading_services
 from grading.models import GradingRun, Score
 from rubrics.models import Criterion, RubricVersion
@@ -40,7 +41,12 @@ def world(personas):
         project=p.project, grader=grader, judge=judge, total_items=1, created_by=p.admin
     )
     score = Score.objects.create(run=run, response=Response.objects.get())
+    snapshot = datasets.snapshot_create(
+        project=p.project, name="snap", format="verdicts-jsonl", user=p.admin
+    )
+    datasets.snapshot_build(snapshot_id=snapshot.pk)
     return {
+        "snapshot": snapshot,
         "p": p,
         "task": task,
         "grader": grader,
@@ -103,6 +109,10 @@ TABLE = {
     "run": ("get", lambda w: {"pk": w["run"].pk}, RESULTS, None),
     "run_cancel": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
     "score": ("get", lambda w: {"pk": w["run"].pk, "score_pk": w["score"].pk}, RESULTS, None),
+    "datasets": ("get", _slug, RESULTS, None),
+    "datasets#post": ("post", _slug, {"admin", "engineer"}, {"name": ""}),
+    "snapshot": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
+    "snapshot_download": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
 }
 PUBLIC = {"home", "signup", "login", "logout"}  # not project pages
 

@@ -1,0 +1,115 @@
+"""JSON doors for dataset snapshots: list, request, read (with the card), download."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from grading import datasets
+from rubrics.api import Pagination, paginated, responses, service_errors
+from rubrics.permissions import Perm, project_for
+
+
+@extend_schema_serializer(component_name="DatasetSnapshot")
+class SnapshotSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    format = serializers.CharField()
+    params = serializers.JSONField()
+    license = serializers.CharField()
+    status = serializers.CharField()
+    rows_total = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    provenance = serializers.JSONField()
+    card = serializers.CharField(help_text="The dataset card, Markdown.")
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class SnapshotListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = SnapshotSerializer
+
+    @extend_schema(
+        tags=["datasets"],
+        summary="The project's dataset snapshots, newest first",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        return paginated(self, request, datasets.project_snapshots(project), self.OutputSerializer)
+
+
+class SnapshotCreateApi(APIView):
+    @extend_schema_serializer(component_name="DatasetSnapshotCreate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        format = serializers.ChoiceField(choices=sorted(datasets.FORMATS))
+        license = serializers.CharField(max_length=100, required=False, allow_blank=True)
+        run = serializers.IntegerField(required=False, help_text="For preference-pairs.")
+        min_margin = serializers.FloatField(required=False, min_value=0, max_value=1)
+
+    OutputSerializer = SnapshotSerializer
+
+    @extend_schema(
+        tags=["datasets"],
+        summary="Request a snapshot; a worker builds it (poll its status)",
+        request=InputSerializer,
+        responses=responses({202: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.RUN_GRADING)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        with service_errors():
+            snapshot = datasets.snapshot_create(
+                project=project,
+                name=values["name"],
+                format=values["format"],
+                license=values.get("license", ""),
+                run_id=values.get("run"),
+                min_margin=values.get("min_margin", 0.1),
+                user=request.user,
+            )
+        return Response(self.OutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SnapshotDetailApi(APIView):
+    OutputSerializer = SnapshotSerializer
+
+    @extend_schema(
+        tags=["datasets"],
+        summary="A snapshot: status and progress, then provenance, SHA-256 and card",
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+        return Response(self.OutputSerializer(snapshot).data)
+
+
+class SnapshotDownloadApi(APIView):
+    @extend_schema(
+        tags=["datasets"],
+        summary="The snapshot's file (its SHA-256 in the X-Content-SHA256 header)",
+        responses=responses(
+            {200: OpenApiResponse(OpenApiTypes.BINARY, description="The file.")}, 403, 404
+        ),
+    )
+    def get(self, request: Request, pk: int):
+        snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+        if snapshot.status != snapshot.Status.READY:
+            raise Http404("This snapshot is not ready.")
+        path = datasets.snapshot_path(snapshot)
+        response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        response["X-Content-SHA256"] = snapshot.sha256
+        return response

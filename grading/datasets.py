@@ -1,0 +1,337 @@
+"""Dataset snapshots: named, immutable exports with their provenance, SHA-256 and a card.
+
+A snapshot is requested (a row, queued), built by a worker (rows streamed to a file with
+progress written to the row), and then never changes: its name is unique in the project and
+its file is written once, under a name that includes its id.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.text import slugify
+
+from annotation.models import Response, Verdict
+from grading import exports
+from grading.models import DatasetSnapshot, GradingRun
+from rubrics.models import Grader, Project, Task
+from rubrics.permissions import Perm, check
+
+FORMATS = {
+    "verdicts-jsonl": ("Every verdict with its provenance, one JSON object per line", ".jsonl"),
+    "verdicts-parquet": (
+        "Every verdict with its provenance, Parquet (schema in the card)",
+        ".parquet",
+    ),
+    "openai-rft": ("OpenAI reinforcement fine-tuning items (the grader is in the card)", ".jsonl"),
+    "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
+}
+CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
+PROGRESS_EVERY = 2_000
+
+
+# --- Writes -------------------------------------------------------------------------------
+
+
+def snapshot_create(
+    *,
+    project: Project,
+    name: str,
+    format: str,
+    user,
+    license: str = "",
+    run_id=None,
+    min_margin: float = 0.1,
+) -> DatasetSnapshot:
+    name = slugify(name)[:100]
+    if not name:
+        raise ValidationError({"name": "Name the snapshot (letters, digits, '-')."})
+    if format not in FORMATS:
+        raise ValidationError({"format": f"Choose one of {', '.join(FORMATS)}."})
+    params: dict = {}
+    if format == "preference-pairs":
+        run = GradingRun.objects.filter(project=project, pk=run_id or 0).first()
+        if run is None:
+            raise ValidationError(
+                {"run": "Preference pairs are built from one run of this project."}
+            )
+        if not 0 <= float(min_margin) <= 1:
+            raise ValidationError({"min_margin": "Between 0 and 1."})
+        params = {"run": run.pk, "min_margin": float(min_margin)}
+    with transaction.atomic():
+        if DatasetSnapshot.objects.filter(project=project, name=name).exists():
+            raise ValidationError(
+                {"name": f"A snapshot named '{name}' exists; snapshots never change."}
+            )
+        snapshot = DatasetSnapshot.objects.create(
+            project=project,
+            name=name,
+            format=format,
+            params=params,
+            license=license.strip(),
+            created_by=user,
+            rows_total=_rows_estimate(project, format, params),
+        )
+        from grading import tasks
+
+        transaction.on_commit(lambda: tasks.build_snapshot.delay(snapshot.pk))
+    return snapshot
+
+
+def _rows_estimate(project: Project, format: str, params: dict) -> int:
+    if format.startswith("verdicts"):
+        return Verdict.objects.filter(response__task__project=project).count()
+    if format == "openai-rft":
+        return (
+            Task.objects.filter(project=project, rubrics__versions__graders__isnull=False)
+            .distinct()
+            .count()
+        )
+    return 0  # pairs: not known until built
+
+
+def snapshot_build(*, snapshot_id: int) -> str:
+    """Build a queued snapshot. Claimed with a conditional update, so a redelivered task never
+    builds it twice; a failure is recorded on the row and leaves no file."""
+    claimed = DatasetSnapshot.objects.filter(
+        pk=snapshot_id, status=DatasetSnapshot.Status.QUEUED
+    ).update(status=DatasetSnapshot.Status.BUILDING)
+    if not claimed:
+        return "not queued"
+    snapshot = DatasetSnapshot.objects.select_related("project").get(pk=snapshot_id)
+
+    def progress(rows: int) -> None:
+        if rows % PROGRESS_EVERY < 1 or rows - progress.last >= PROGRESS_EVERY:
+            progress.last = rows
+            DatasetSnapshot.objects.filter(pk=snapshot_id).update(rows_done=rows)
+
+    progress.last = 0
+    try:
+        with tempfile.TemporaryFile() as out:
+            rows, digest = _write(snapshot, out, progress)
+            size = out.tell()
+            out.seek(0)
+            stored = default_storage.save(
+                f"snapshots/{snapshot.project.slug}/{snapshot.pk}-{snapshot.name}"
+                f"{FORMATS[snapshot.format][1]}",
+                File(out),
+            )
+    except Exception as exc:  # recorded for the person who asked; the worker log has the rest
+        DatasetSnapshot.objects.filter(pk=snapshot_id).update(
+            status=DatasetSnapshot.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    snapshot.rows_done, snapshot.size_bytes, snapshot.sha256 = rows, size, digest
+    snapshot.file = stored
+    snapshot.provenance = provenance(snapshot)
+    snapshot.card = dataset_card(snapshot)
+    snapshot.status = DatasetSnapshot.Status.READY
+    snapshot.finished_at = timezone.now()
+    snapshot.save()
+    return f"{rows} rows"
+
+
+def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
+    project, params = snapshot.project, snapshot.params
+    if snapshot.format == "verdicts-jsonl":
+        return exports.verdicts_jsonl(out, project=project, progress=progress)
+    if snapshot.format == "verdicts-parquet":
+        return exports.verdicts_parquet(out, project=project, progress=progress)
+    if snapshot.format == "openai-rft":
+        return exports.rft_items(out, project=project, progress=progress)
+    run = GradingRun.objects.select_related("grader").get(pk=params["run"], project=project)
+    return exports.preference_pairs(
+        out, run=run, min_margin=params["min_margin"], progress=progress
+    )
+
+
+# --- What a snapshot is made of -------------------------------------------------------------
+
+
+def provenance(snapshot: DatasetSnapshot) -> dict:
+    project = snapshot.project
+    verdicts = Verdict.objects.filter(response__task__project=project)
+    if snapshot.format == "preference-pairs":
+        verdicts = verdicts.filter(run_id=snapshot.params["run"])
+    runs = list(
+        GradingRun.objects.filter(pk__in=verdicts.values("run_id").distinct())
+        .select_related("judge", "grader__version__rubric")
+        .order_by("pk")
+    )
+    grader_ids = set(verdicts.exclude(grader=None).values_list("grader_id", flat=True).distinct())
+    if snapshot.format == "openai-rft":
+        grader_ids |= set(
+            Grader.objects.filter(version__rubric__project=project).values_list("pk", flat=True)
+        )
+    graders = Grader.objects.filter(pk__in=grader_ids).select_related("version__rubric")
+    outcomes = dict(verdicts.values_list("outcome").annotate(n=Count("pk")).order_by())
+    kinds = dict(verdicts.values_list("rater__kind").annotate(n=Count("pk")).order_by())
+    tasks = Task.objects.filter(project=project)
+    return {
+        "graders": [
+            {
+                "hash": g.hash,
+                "rubric": g.version.rubric.title,
+                "version": g.version.number,
+                "content_hash": g.version.content_hash,
+            }
+            for g in graders.order_by("version__rubric__title", "version__number")
+        ],
+        "runs": [
+            {
+                "id": r.pk,
+                "grader_hash": r.grader.hash,
+                "judge": r.judge.name,
+                "judge_model": r.judge.model,
+                "status": r.status,
+                "simulated": r.simulated,
+            }
+            for r in runs
+        ],
+        "counts": {
+            "tasks": tasks.count(),
+            "responses": Response.objects.filter(task__project=project).count(),
+            "verdicts": sum(outcomes.values()),
+            "verdicts_by_outcome": outcomes,
+            "verdicts_by_rater_kind": kinds,
+            "rows": snapshot.rows_done,
+        },
+        "canary_tasks": sum(
+            1
+            for messages in tasks.filter(
+                Q(messages__icontains="healthbench:") | Q(context__icontains="healthbench:")
+            ).values_list("messages", flat=True)
+            if messages is not None
+        ),
+    }
+
+
+def dataset_card(snapshot: DatasetSnapshot) -> str:
+    p = snapshot.provenance
+    counts = p["counts"]
+    description, _ = FORMATS[snapshot.format]
+    lines = [
+        f"# {snapshot.name}",
+        "",
+        f"{description}. Exported from the Assay project **{snapshot.project.name}** "
+        f"on {timezone.localtime(snapshot.finished_at or timezone.now()):%Y-%m-%d %H:%M %Z}"
+        f" by {snapshot.created_by or 'a deleted user'}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| format | `{snapshot.format}` |",
+        f"| rows | {snapshot.rows_done:,} |",
+        f"| size | {snapshot.size_bytes:,} bytes |",
+        f"| SHA-256 | `{snapshot.sha256}` |",
+        f"| license | {snapshot.license or 'not set'} |",
+        "",
+        "## Contents",
+        "",
+        f"{counts['tasks']:,} tasks, {counts['responses']:,} responses, "
+        f"{counts['verdicts']:,} verdicts in the project"
+        + (
+            " (by outcome: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(counts["verdicts_by_outcome"].items()))
+            + "; by rater: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(counts["verdicts_by_rater_kind"].items()))
+            + ")."
+            if counts["verdicts"]
+            else "."
+        ),
+        "",
+        "## Rubric versions and graders",
+        "",
+        "| rubric | version | content hash | grader hash |",
+        "|---|---|---|---|",
+        *(
+            f"| {g['rubric']} | {g['version']} | `{g['content_hash'][:12]}` | `{g['hash']}` |"
+            for g in p["graders"]
+        ),
+        "",
+        "## Grading runs",
+        "",
+        "| run | judge | model | status | simulated |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['id']} | {r['judge']} | {r['judge_model']} | {r['status']} | "
+            f"{'yes' if r['simulated'] else 'no'} |"
+            for r in p["runs"]
+        ),
+        "",
+    ]
+    if any(r["simulated"] for r in p["runs"]):
+        lines += [
+            "> **Simulated judge.** Some verdicts come from Assay's judge simulator, not a "
+            "model: use them to test pipelines, not to train or evaluate.",
+            "",
+        ]
+    if p["canary_tasks"]:
+        lines += [
+            f"> **Benchmark canary.** {p['canary_tasks']} task(s) carry a HealthBench canary "
+            "string: keep this dataset out of training data.",
+            "",
+        ]
+    if snapshot.format == "verdicts-parquet":
+        lines += [
+            "## Schema",
+            "",
+            "| column | type |",
+            "|---|---|",
+            *(f"| {name} | {kind} |" for name, _, kind in exports.VERDICT_COLUMNS),
+            "",
+        ]
+    if snapshot.format == "openai-rft":
+        import json
+
+        lines += [
+            "## Grader",
+            "",
+            "```json",
+            json.dumps(exports.rft_grader(), indent=2),
+            "```",
+            "",
+        ]
+    lines += [
+        "## How it was made",
+        "",
+        f"`python manage.py export_dataset --project {snapshot.project.slug} "
+        f"--format {snapshot.format}"
+        + (
+            f" --run {snapshot.params['run']} --min-margin {snapshot.params['min_margin']}"
+            if snapshot.params.get("run")
+            else ""
+        )
+        + " --output FILE` writes the same rows (new verdicts since then aside); this snapshot "
+        "is frozen and its SHA-256 above names its file.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- Reads --------------------------------------------------------------------------------
+
+
+def project_snapshots(project: Project):
+    return DatasetSnapshot.objects.filter(project=project).select_related("created_by")
+
+
+def snapshot_for(user, pk: int, perm: Perm) -> DatasetSnapshot:
+    snapshot = get_object_or_404(DatasetSnapshot.objects.select_related("project"), pk=pk)
+    snapshot.project.role = check(user, snapshot.project, perm)
+    return snapshot
+
+
+def snapshot_path(snapshot: DatasetSnapshot) -> Path:
+    return Path(default_storage.path(snapshot.file))
