@@ -52,6 +52,12 @@ def one_path(*views: type[APIView]):
 urlpatterns = [
     path("auth/token/", rubrics_api.TokenObtainApi.as_view(), name="api_token"),
     path(
+        "tokens/",
+        one_path(rubrics_api.TokenListApi, rubrics_api.TokenCreateApi),
+        name="api_tokens",
+    ),
+    path("tokens/<int:pk>/", rubrics_api.TokenRevokeApi.as_view(), name="api_token_revoke"),
+    path(
         "projects/",
         one_path(rubrics_api.ProjectListApi, rubrics_api.ProjectCreateApi),
         name="api_projects",

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -23,16 +24,15 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from rubrics import selectors, services
-from rubrics.models import Criterion, Role, Rubric, RubricVersion
+from rubrics import selectors, services, tokens
+from rubrics.models import ApiToken, Criterion, Role, Rubric, RubricVersion
 from rubrics.permissions import ROLE_PERMS, Perm, project_for, role_allows
 
 # --- Shared by every API module -----------------------------------------------------------
@@ -104,13 +104,17 @@ def responses(ok: dict, *codes: int) -> dict:
 # --- Tokens -----------------------------------------------------------------------------
 
 
-class TokenObtainApi(ObtainAuthToken):
-    # The username and password in the body are the credentials; nothing else is read.
-    authentication_classes = ()
+class TokenObtainApi(APIView):
+    """Exchange a username and password for a token with every scope, valid for 30 days."""
+
+    authentication_classes = ()  # the username and password in the body are the credentials
+    permission_classes = ()
 
     @extend_schema_serializer(component_name="Token")
     class OutputSerializer(serializers.Serializer):
-        token = serializers.CharField()
+        token = serializers.CharField(help_text="Shown once; Assay stores only its hash.")
+        scopes = serializers.ListField(child=serializers.CharField())
+        expires_at = serializers.DateTimeField()
 
     @extend_schema(
         tags=["auth"],
@@ -118,8 +122,88 @@ class TokenObtainApi(ObtainAuthToken):
         request=AuthTokenSerializer,
         responses={200: OutputSerializer, 400: _ERRORS[400]},
     )
-    def post(self, request: Request, *args, **kwargs) -> Response:
-        return super().post(request, *args, **kwargs)
+    def post(self, request: Request) -> Response:
+        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
+        credentials.is_valid(raise_exception=True)
+        token, raw = tokens.token_create(
+            user=credentials.validated_data["user"],
+            name="password exchange",
+            scopes=list(ApiToken.Scope.values),
+            expires_in_days=30,
+        )
+        return Response({"token": raw, "scopes": token.scopes, "expires_at": token.expires_at})
+
+
+@extend_schema_serializer(component_name="ApiToken")
+class ApiTokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The token's first characters, to recognise it.")
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiToken.Scope.choices))
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = ApiTokenSerializer
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Your API tokens (never their keys)",
+        responses=responses({200: OutputSerializer(many=True)}),
+    )
+    def get(self, request: Request) -> Response:
+        return paginated(self, request, tokens.user_tokens(request.user), self.OutputSerializer)
+
+
+class TokenCreateApi(APIView):
+    @extend_schema_serializer(component_name="ApiTokenCreate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        scopes = serializers.ListField(
+            child=serializers.ChoiceField(choices=ApiToken.Scope.choices), min_length=1
+        )
+        expires_in_days = serializers.IntegerField(
+            min_value=1, max_value=tokens.MAX_DAYS, required=False, allow_null=True, default=90
+        )
+
+    @extend_schema_serializer(component_name="ApiTokenCreated")
+    class OutputSerializer(ApiTokenSerializer):
+        token = serializers.CharField(help_text="Shown once; Assay stores only its hash.")
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Create a token with scopes and an expiry",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403),
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        scopes = data.validated_data["scopes"]
+        current = request.auth
+        if isinstance(current, ApiToken) and not set(scopes) <= set(current.scopes):
+            raise PermissionDenied("A token cannot create a token with scopes it lacks.")
+        with service_errors():
+            token, raw = tokens.token_create(user=request.user, **data.validated_data)
+        out = {**ApiTokenSerializer(token).data, "token": raw}
+        return Response(out, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeApi(APIView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Revoke one of your tokens; it stops working at once",
+        request=None,
+        responses=responses({204: None}, 403, 404),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        token = get_object_or_404(tokens.user_tokens(request.user), pk=pk)
+        tokens.token_revoke(token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Projects and members ----------------------------------------------------------------

@@ -23,3 +23,10 @@ urlpatterns = [
     ),
     path("graders/<str:grader_hash>/", views.grader_detail, name="grader"),
 ]
+
+from rubrics import views_tokens  # noqa: E402 - the tokens page sits apart from project pages
+
+urlpatterns += [
+    path("tokens/", views_tokens.api_tokens, name="api_tokens_page"),
+    path("tokens/<int:pk>/revoke/", views_tokens.api_token_revoke, name="api_token_revoke_page"),
+]

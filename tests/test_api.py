@@ -12,12 +12,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from drf_spectacular.validation import validate_schema
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.models import Response
 from assay import api_urls
 from grading.simulator import simulated_verdict
+from rubrics import tokens
 from rubrics.models import RubricVersion
 from tests import factories
 from tests.conftest import wait_for
@@ -27,8 +27,8 @@ def api_client(user=None) -> APIClient:
     """A client that authenticates as `user` with an API token, or anonymous."""
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, raw = tokens.token_create(user=user, name="tests", scopes=["read", "write", "grade"])
+        client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client
 
 

@@ -18,6 +18,7 @@ from assay import api_urls
 from grading import datasets
 from grading import services as grading_services
 from rubrics import services as rubric_services
+from rubrics import tokens
 from tests import factories
 from tests.test_api import api_client
 
@@ -57,6 +58,10 @@ class Endpoint:
 SLUG = "projects/<slug:slug>/"
 ENDPOINTS = [
     Endpoint("post", "auth/token/", "auth/token/", any_user(400, anonymous=400)),
+    Endpoint("get", "tokens/", "tokens/", any_user(200)),
+    Endpoint("post", "tokens/", "tokens/", any_user(400)),
+    # Someone else's token is not found: each user sees only their own.
+    Endpoint("delete", "tokens/<int:pk>/", "tokens/{token}/", any_user(404)),
     Endpoint("get", "projects/", "projects/", any_user(200)),
     Endpoint("post", "projects/", "projects/", any_user(400)),
     Endpoint("get", SLUG, "projects/{slug}/", members_only(EVERYONE, 200)),
@@ -165,7 +170,9 @@ def world(personas):
         project=project, name="snap", format="verdicts-jsonl", user=admin
     )
     datasets.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
+    outsider_token, _ = tokens.token_create(user=factories.make_user(), name="x", scopes=["read"])
     return SimpleNamespace(
+        token=outsider_token.pk,
         snapshot=snapshot.pk,
         slug=project.slug,
         task=task.external_id,

@@ -114,7 +114,8 @@ TABLE = {
     "snapshot": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
     "snapshot_download": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
 }
-PUBLIC = {"home", "signup", "login", "logout"}  # not project pages
+# Not project pages: the home page, accounts, and one's own API tokens (tests/test_tokens.py).
+PUBLIC = {"home", "signup", "login", "logout", "api_tokens_page", "api_token_revoke_page"}
 
 
 def test_every_page_is_in_the_table():
