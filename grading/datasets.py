@@ -35,6 +35,7 @@ FORMATS = {
     ),
     "openai-rft": ("OpenAI reinforcement fine-tuning items (the grader is in the card)", ".jsonl"),
     "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
+    "responses-jsonl": ("Every response, in the format `import_responses` reads", ".jsonl"),
 }
 CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
 PROGRESS_EVERY = 2_000
@@ -91,6 +92,8 @@ def snapshot_create(
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
     if format.startswith("verdicts"):
         return Verdict.objects.filter(response__task__project=project).count()
+    if format == "responses-jsonl":
+        return Response.objects.filter(task__project=project).count()
     if format == "openai-rft":
         return (
             Task.objects.filter(project=project, rubrics__versions__graders__isnull=False)
@@ -151,6 +154,8 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
         return exports.verdicts_parquet(out, project=project, progress=progress)
     if snapshot.format == "openai-rft":
         return exports.rft_items(out, project=project, progress=progress)
+    if snapshot.format == "responses-jsonl":
+        return exports.responses_jsonl(out, project=project, progress=progress)
     run = GradingRun.objects.select_related("grader").get(pk=params["run"], project=project)
     return exports.preference_pairs(
         out, run=run, min_margin=params["min_margin"], progress=progress

@@ -49,6 +49,39 @@ WHERE t.project_id = {project_id}
 ORDER BY v.id
 """
 
+# Responses in exactly the shape `import_responses` reads, so export then import round-trips.
+RESPONSES_SQL = """
+SELECT json_build_object(
+    'task_id', t.external_id,
+    'model', r.model,
+    'response', r.text,
+    'sample_index', r.sample_index,
+    'metadata', r.metadata,
+    'external_id', r.external_id
+)
+FROM annotation_response r
+JOIN rubrics_task t ON t.id = r.task_id
+WHERE t.project_id = {project_id}
+ORDER BY r.id
+"""
+
+TASKS_SQL = """
+SELECT json_build_object(
+    'external_id', t.external_id,
+    'title', t.title,
+    'messages', t.messages,
+    'context', t.context,
+    'tags', t.tags,
+    'reference', coalesce((
+        SELECT body FROM rubrics_referencedeliverable d
+        WHERE d.task_id = t.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1
+    ), '')
+)
+FROM rubrics_task t
+WHERE t.project_id = {project_id}
+ORDER BY t.id
+"""
+
 # CSV with a quote and delimiter that JSON never leaves raw (it escapes control characters),
 # so COPY writes each JSON document as it is, one per line, with no escaping of its own.
 COPY_JSON_LINES = "COPY ({query}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
@@ -58,7 +91,24 @@ def verdicts_jsonl(
     out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
     """Write every verdict of `project` as JSON lines to `out`. Returns (lines, sha256)."""
-    query = VERDICTS_SQL.format(project_id=int(project.pk))
+    return _copy_json_lines(out, VERDICTS_SQL.format(project_id=int(project.pk)), progress)
+
+
+def responses_jsonl(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Every response of `project` in the import format. Returns (lines, sha256)."""
+    return _copy_json_lines(out, RESPONSES_SQL.format(project_id=int(project.pk)), progress)
+
+
+def tasks_jsonl(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Every task of `project` in the format `import_tasks` reads. Returns (lines, sha256)."""
+    return _copy_json_lines(out, TASKS_SQL.format(project_id=int(project.pk)), progress)
+
+
+def _copy_json_lines(out: BinaryIO, query: str, progress) -> tuple[int, str]:
     digest = hashlib.sha256()
     lines = 0
     with connection.cursor() as cursor, cursor.copy(COPY_JSON_LINES.format(query=query)) as copy:

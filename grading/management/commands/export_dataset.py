@@ -12,6 +12,8 @@ PROJECT_FORMATS = {
     "verdicts-jsonl": exports.verdicts_jsonl,
     "verdicts-parquet": exports.verdicts_parquet,
     "openai-rft": exports.rft_items,
+    "responses-jsonl": exports.responses_jsonl,
+    "tasks-jsonl": exports.tasks_jsonl,
 }
 RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
 

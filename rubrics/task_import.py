@@ -1,0 +1,163 @@
+"""Bulk import of tasks from JSONL or Parquet rows: all or nothing, errors by line and field,
+idempotent by external id (an identical task already stored is counted, not duplicated)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from rubrics.models import Project, ReferenceDeliverable, Task
+from rubrics.services import validate_messages
+
+TASK_FIELDS = {
+    "external_id": "your id for the task (required)",
+    "title": "a short title (optional)",
+    "messages": "the prompt as chat messages [{role, content}] (required)",
+    "context": "background the judge may see (optional)",
+    "tags": "a list of strings (optional)",
+    "reference": "an expert's reference answer, Markdown (optional)",
+}
+MAX_ERRORS = 200
+
+
+@dataclass
+class TaskImportResult:
+    created: int = 0
+    already_present: int = 0
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error_count
+
+
+def _rows_of(lines: Iterable[bytes | str]) -> Iterator[tuple[int, object]]:
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, ValueError(f"not UTF-8 text (byte {exc.start})")
+                continue
+        if raw.strip():
+            try:
+                yield number, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield number, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+
+
+def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
+    where = f"line {number}"
+    if isinstance(row, ValueError):
+        return None, [f"{where}: {row}"]
+    if not isinstance(row, dict):
+        return None, [f"{where}: each line must be a JSON object"]
+    errors = [
+        f"{where}, field '{name}': unknown field; the fields are: {', '.join(TASK_FIELDS)}"
+        for name in sorted(set(row) - set(TASK_FIELDS))
+    ]
+    external_id = row.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 200:
+        errors.append(f"{where}, field 'external_id': required, at most 200 characters")
+    try:
+        messages = validate_messages(row.get("messages"))
+    except ValidationError as exc:
+        messages = None
+        errors += [f"{where}, field '{k}': {m}" for k, ms in exc.message_dict.items() for m in ms]
+    tags = row.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        errors.append(f"{where}, field 'tags': a list of strings")
+    for name in ("title", "context", "reference"):
+        if not isinstance(row.get(name, ""), str):
+            errors.append(f"{where}, field '{name}': must be text")
+    if errors:
+        return None, errors
+    return {
+        "external_id": external_id.strip(),
+        "title": (row.get("title") or external_id).strip()[:300],
+        "messages": messages,
+        "context": row.get("context", ""),
+        "tags": tags,
+        "reference": row.get("reference", ""),
+    }, []
+
+
+def tasks_import(
+    *,
+    project: Project,
+    lines: Iterable[bytes | str] | None = None,
+    rows: Iterable[tuple[int, object]] | None = None,
+    user=None,
+) -> TaskImportResult:
+    result = TaskImportResult()
+    clean: list[dict] = []
+    seen: dict[str, int] = {}
+    for number, row in rows if rows is not None else _rows_of(lines or ()):
+        task, errors = _clean(number, row)
+        result.errors += errors
+        if task is None:
+            continue
+        if task["external_id"] in seen:
+            result.errors.append(
+                f"line {number}, field 'external_id': repeats line {seen[task['external_id']]}"
+            )
+            continue
+        seen[task["external_id"]] = number
+        task["line"] = number
+        clean.append(task)
+    if not clean and not result.errors:
+        result.errors.append("the file holds no tasks")
+    stored = {
+        t.external_id: t for t in Task.objects.filter(project=project, external_id__in=list(seen))
+    }
+    new = []
+    for task in clean if not result.errors else []:
+        old = stored.get(task["external_id"])
+        if old is None:
+            new.append(task)
+        elif (old.messages, old.title, old.context, old.tags) == (
+            task["messages"],
+            task["title"],
+            task["context"],
+            task["tags"],
+        ):
+            result.already_present += 1
+        else:
+            result.errors.append(
+                f"line {task['line']}, field 'external_id': a different task "
+                f"'{task['external_id']}' is already in the project"
+            )
+    result.error_count = len(result.errors)
+    del result.errors[MAX_ERRORS:]
+    if result.error_count:
+        return result
+    with transaction.atomic():
+        created = Task.objects.bulk_create(
+            [
+                Task(
+                    project=project,
+                    external_id=t["external_id"],
+                    title=t["title"],
+                    messages=t["messages"],
+                    context=t["context"],
+                    tags=t["tags"],
+                )
+                for t in new
+            ],
+            batch_size=1000,
+        )
+        ReferenceDeliverable.objects.bulk_create(
+            [
+                ReferenceDeliverable(task=task, body=t["reference"], author=user)
+                for task, t in zip(created, new, strict=True)
+                if t["reference"].strip()
+            ],
+            batch_size=1000,
+        )
+    result.created = len(new)
+    return result
