@@ -8,6 +8,7 @@ and must set SECRET_KEY whenever DEBUG is off. See `.env.example`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "rubrics",
     "annotation",
     "grading",
@@ -52,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a lockout flagged during authentication into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "assay.urls"
@@ -137,6 +141,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Brute force: after ASSAY_LOGIN_FAILURE_LIMIT failures for one username from one address,
+# that pair is locked out for 15 minutes (django-axes, attempts kept in the database so every
+# web process sees them). Applies to the login page and to the API's password exchange.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ASSAY_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ASSAY_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -200,6 +219,14 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ASSAY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
+# HTTPS in production. Behind a proxy that terminates TLS, set ASSAY_BEHIND_PROXY=1 so the
+# X-Forwarded-Proto header is trusted (only then: otherwise a client could forge it).
+SECURE_SSL_REDIRECT = env_bool("ASSAY_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env_int("ASSAY_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ASSAY_HSTS_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("ASSAY_HSTS_PRELOAD", default=True)
+if env_bool("ASSAY_BEHIND_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG and env_bool("ASSAY_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -27,6 +27,7 @@ def setup(db_name: str) -> None:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("DEBUG", "0")
+    os.environ.setdefault("ASSAY_SSL_REDIRECT", "0")  # benchmarks speak HTTP on loopback
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
     import django
 

@@ -24,7 +24,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -93,6 +93,9 @@ _ERRORS = {
         ErrorDetailSerializer,
         description="No such object in a project you are a member of.",
     ),
+    429: OpenApiResponse(
+        ErrorDetailSerializer, description="Too many failed attempts: wait, then try again."
+    ),
 }
 
 
@@ -120,11 +123,14 @@ class TokenObtainApi(APIView):
         tags=["auth"],
         summary="Exchange a username and password for an API token",
         request=AuthTokenSerializer,
-        responses={200: OutputSerializer, 400: _ERRORS[400]},
+        responses={200: OutputSerializer, 400: _ERRORS[400], 429: _ERRORS[429]},
     )
     def post(self, request: Request) -> Response:
         credentials = AuthTokenSerializer(data=request.data, context={"request": request})
-        credentials.is_valid(raise_exception=True)
+        if not credentials.is_valid():
+            if getattr(request, "axes_locked_out", False):
+                raise Throttled(detail="Too many failed logins for this username; try later.")
+            raise ValidationError(credentials.errors)
         token, raw = tokens.token_create(
             user=credentials.validated_data["user"],
             name="password exchange",

@@ -30,6 +30,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 def pytest_configure(config):
     # Personas are made per test; PBKDF2 at production strength would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The test client and the live server speak plain HTTP on loopback.
+    settings.SECURE_SSL_REDIRECT = False
     # The live server serves static files from the finders, by their plain names; the
     # hashed-manifest storage of production needs collectstatic first.
     settings.STORAGES = {

@@ -70,3 +70,29 @@ def test_production_with_everything_set_starts(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "postgresql" in result.stdout
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path):
+    env = {
+        "DEBUG": "0",
+        "SECRET_KEY": "k" * 30 + "-production-grade-secret-with-enough-entropy-1234567890",
+        "DATABASE_URL": "postgres://h/db",
+        "CELERY_BROKER_URL": "redis://h:6379/0",
+        "ALLOWED_HOSTS": "assay.example.com",
+    }
+    # Only what a production process would have: none of the test harness's variables.
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ASSAY_", "DEBUG", "DJANGO_ALLOW_ASYNC"))
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, **env, "ASSAY_VAR_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
