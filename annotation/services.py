@@ -183,10 +183,6 @@ def person_rater(*, project: Project, user) -> Rater:
 
 # --- Queues and hand-out --------------------------------------------------------------------
 
-# How many locked-then-full candidates one claim looks past before it gives up; a candidate
-# is full after the lock only when another annotator filled it in between, which is rare.
-_CLAIM_ATTEMPTS = 20
-
 
 def _annotator_ids(project: Project, usernames: Iterable[str]) -> list[int]:
     from rubrics.models import Membership, Role
@@ -315,19 +311,22 @@ def assignment_claim(*, queue: Queue, user) -> Assignment | None:
         annotator=user,
         status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
     )
-    tried: list[int] = []
-    for _ in range(_CLAIM_ATTEMPTS):
+    candidates = (
+        QueueItem.objects.filter(queue=queue)
+        .annotate(live=Coalesce(live_count, 0))
+        .filter(live__lt=queue.overlap)
+        .exclude(Exists(mine_closed))
+        .order_by("-live", "pk")
+    )
+    tried: list[int] = []  # items found full after the lock; each loop adds one or returns
+    while True:
         with transaction.atomic():
-            item = (
-                QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(queue=queue)
-                .exclude(pk__in=tried)
-                .annotate(live=Coalesce(live_count, 0))
-                .filter(live__lt=queue.overlap)
-                .exclude(Exists(mine_closed))
-                .order_by("-live", "pk")
-                .first()
-            )
+            open_items = candidates.exclude(pk__in=tried)
+            item = open_items.select_for_update(skip_locked=True, of=("self",)).first()
+            if item is None:
+                # Every open item may be locked by another claim for a moment; wait for
+                # one rather than tell this annotator there is nothing left.
+                item = open_items.select_for_update(of=("self",)).first()
             if item is None:
                 return None
             now = timezone.now()
@@ -354,7 +353,6 @@ def assignment_claim(*, queue: Queue, user) -> Assignment | None:
                 opened_at=now,
                 lease_expires_at=lease,
             )
-    return None
 
 
 def _check_turn(assignment: Assignment, now) -> None:
