@@ -46,7 +46,8 @@ def kappa(a, b) -> float | None:
     if len(a) == 0:
         return None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        # Undefined kappa is reported as None below; sklearn's warning says the same thing.
+        warnings.simplefilter("ignore")
         return _finite(cohen_kappa_score(a, b))
 
 
