@@ -23,7 +23,7 @@ PAGE = 200
 def _errors(exc: ValidationError) -> dict[str, str]:
     if hasattr(exc, "error_dict"):
         return {k: " ".join(v) for k, v in exc.message_dict.items()}
-    return {"__all__": " ".join(exc.messages)}
+    return {"form": " ".join(exc.messages)}
 
 
 @login_required
@@ -108,7 +108,6 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
             "errors": errors,
             "posted": request.POST,
         },
-        status=400 if errors else 200,
     )
 
 
@@ -343,7 +342,6 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 (Verdict.Outcome.NOT_APPLICABLE, "Not applicable"),
             ],
         },
-        status=400 if errors else 200,
     )
 
 

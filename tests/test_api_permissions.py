@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from django.urls import resolve
 
+from annotation import services as annotation_services
 from assay import api_urls
 from grading import services as grading_services
 from rubrics import services as rubric_services
@@ -27,6 +28,8 @@ PUBLISHERS = {"admin", "author", "reviewer"}  # annotators and engineers cannot 
 RESULTS = {"admin", "author", "reviewer", "engineer"}  # annotators stay blind to the judge
 OPERATORS = {"admin", "engineer"}  # import responses, start and cancel runs
 ADMINS = {"admin"}  # members and judges
+ANNOTATORS = {"annotator"}  # grade queue items, blind
+ADJUDICATORS = {"admin", "reviewer"}  # gold verdicts
 
 
 def members_only(allowed: set[str], ok: int) -> dict[str, int]:
@@ -113,6 +116,59 @@ ENDPOINTS = [
         "runs/{run}/scores/{score}/verdicts/",
         members_only(RESULTS, 200),
     ),
+    Endpoint("get", SLUG + "queues/", "projects/{slug}/queues/", members_only(EVERYONE, 200)),
+    Endpoint("post", SLUG + "queues/", "projects/{slug}/queues/", members_only(OPERATORS, 400)),
+    Endpoint("get", "queues/<int:pk>/", "queues/{queue}/", members_only(RESULTS, 200)),
+    # The annotator holds an item already, so the claim answers it again.
+    Endpoint(
+        "post", "queues/<int:pk>/claim/", "queues/{queue}/claim/", members_only(ANNOTATORS, 200)
+    ),
+    Endpoint(
+        "get", "assignments/<int:pk>/", "assignments/{assignment}/", members_only(ANNOTATORS, 200)
+    ),
+    Endpoint(
+        "put",
+        "assignments/<int:pk>/verdicts/",
+        "assignments/{assignment}/verdicts/",
+        members_only(ANNOTATORS, 400),
+    ),
+    # Nothing is decided yet, so an allowed submit is refused.
+    Endpoint(
+        "post",
+        "assignments/<int:pk>/submit/",
+        "assignments/{assignment}/submit/",
+        members_only(ANNOTATORS, 400),
+    ),
+    Endpoint(
+        "post",
+        "assignments/<int:pk>/skip/",
+        "assignments/{assignment}/skip/",
+        members_only(ANNOTATORS, 400),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/agreement/",
+        "versions/{version}/agreement/",
+        members_only(RESULTS, 200),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/disagreements/",
+        "versions/{version}/disagreements/",
+        members_only(RESULTS, 200),
+    ),
+    Endpoint(
+        "post",
+        "versions/<int:pk>/gold/",
+        "versions/{version}/gold/",
+        members_only(ADJUDICATORS, 400),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/calibration/",
+        "versions/{version}/calibration/",
+        members_only(RESULTS, 200),
+    ),
 ]
 
 
@@ -151,7 +207,12 @@ def world(personas):
     factories.import_responses(project, [{"task_id": "t-1", "model": "m", "response": "Rest."}])
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
+    queue = factories.make_queue(project, grader, [personas.annotator], admin, overlap=1)
+    assignment = annotation_services.assignment_claim(queue=queue, user=personas.annotator)
     return SimpleNamespace(
+        queue=queue.pk,
+        assignment=assignment.pk,
+        version=grader.version_id,
         slug=project.slug,
         task=task.external_id,
         rubric=grader.version.rubric_id,
