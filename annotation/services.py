@@ -450,7 +450,7 @@ def assignment_submit(*, assignment_id: int) -> Assignment:
             .values_list("position", flat=True)
         )
         if missing:
-            listed = ", ".join(str(p) for p in missing[:10])
+            listed = ", #".join(str(p + 1) for p in missing[:10])
             raise ValidationError(
                 {"verdicts": f"Decide every criterion first; missing: #{listed}."}
             )

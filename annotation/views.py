@@ -242,7 +242,7 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     criteria = [(c, figures.per_criterion.get(c.pk)) for c in report.criteria]
     chart = {
         "alpha": {
-            "labels": [f"#{c.position}" for c, _ in criteria],
+            "labels": [f"#{c.position + 1}" for c, _ in criteria],
             "values": [_fmt(f.alpha) if f else None for _, f in criteria],
             "threshold": selectors.project_threshold(version.rubric.project),
         },

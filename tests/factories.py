@@ -93,8 +93,9 @@ def annotate(queue, user, outcomes: dict[int, str] | str = "met", submit: bool =
     assignment = annotation_services.assignment_claim(queue=queue, user=user)
     if assignment is None:
         return None
-    for criterion in queue.grader.version.criteria.all():
-        outcome = outcomes if isinstance(outcomes, str) else outcomes[criterion.position]
+    # outcomes: one for all, or by criterion number (1-based, in rubric order)
+    for number, criterion in enumerate(queue.grader.version.criteria.order_by("position"), 1):
+        outcome = outcomes if isinstance(outcomes, str) else outcomes[number]
         annotation_services.verdict_save_draft(
             assignment_id=assignment.pk, criterion_id=criterion.pk, outcome=outcome
         )
