@@ -145,7 +145,7 @@
     document.querySelectorAll("td[data-kappa]").forEach(function (td) {
       td.style.background = heat(td.dataset.kappa);
     });
-    const canvas = document.querySelector("canvas[data-chart=alpha]");
+    const canvas = document.querySelector("canvas[data-annotation-chart=alpha]");
     if (!canvas || typeof Chart === "undefined" || canvas.dataset.drawn) return;
     const data = JSON.parse(document.getElementById(canvas.dataset.source).textContent);
     canvas.dataset.drawn = "1";
