@@ -401,8 +401,7 @@ def calibration_report(
     judge = next((j for j in judges if j.pk == judge_rater_id), judges[0] if judges else None)
     gold = version_gold(version, ratings)
     people = [r for r in ratings if raters[r.rater_id].kind == Rater.Kind.PERSON]
-    agreement = stats.agreement(people)
-    alpha = {c: f.alpha for c, f in agreement.per_criterion.items()}
+    alpha = stats.alpha_per_criterion(people)
     figures = None
     if judge is not None:
         judged = {

@@ -83,14 +83,17 @@ def fleiss(items: list[list[int]]) -> tuple[float | None, int]:
 
 def percent_agreement(items: list[list[int]]) -> float | None:
     """Mean over items (rated at least twice) of the share of rater pairs that agree."""
-    shares = []
-    for codes in items:
-        n = len(codes)
-        if n < 2:
-            continue
-        _, counts = np.unique(codes, return_counts=True)
-        shares.append(float((counts * (counts - 1)).sum()) / (n * (n - 1)))
-    return float(np.mean(shares)) if shares else None
+    rated = [codes for codes in items if len(codes) >= 2]
+    if not rated:
+        return None
+    flat = np.concatenate([np.asarray(c) for c in rated])
+    _, category = np.unique(flat, return_inverse=True)
+    row = np.repeat(np.arange(len(rated)), [len(c) for c in rated])
+    counts = np.zeros((len(rated), category.max() + 1))
+    np.add.at(counts, (row, category), 1)
+    n = counts.sum(axis=1)
+    shares = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    return float(shares.mean())
 
 
 @dataclass
@@ -169,14 +172,9 @@ def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
     return fig
 
 
-def agreement(ratings: list[Rating]) -> Agreement:
-    """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
-    raters (Cohen's kappa) and per rater against the others."""
+def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
     by_criterion: dict[int, dict] = defaultdict(lambda: defaultdict(dict))
-    ordinal: set[int] = set()
-    for r in ratings:
-        if r.value is not None:
-            ordinal.add(r.criterion_id)
+    ordinal = {r.criterion_id for r in ratings if r.value is not None}
     for r in ratings:
         if r.criterion_id in ordinal:
             if r.value is None:
@@ -185,6 +183,29 @@ def agreement(ratings: list[Rating]) -> Agreement:
         else:
             v = CODES[r.outcome]
         by_criterion[r.criterion_id][r.response_id][r.rater_id] = v
+    return by_criterion, ordinal
+
+
+def alpha_per_criterion(ratings: list[Rating]) -> dict[int, float | None]:
+    """Krippendorff's alpha of each criterion alone (what flags need, without the rest)."""
+    by_criterion, ordinal = _by_criterion(ratings)
+    raters = sorted({r.rater_id for r in ratings})
+    index = {r: i for i, r in enumerate(raters)}
+    out = {}
+    for c, by_item in by_criterion.items():
+        matrix = np.full((len(raters), len(by_item)), np.nan)
+        for j, by_rater in enumerate(by_item.values()):
+            for r, v in by_rater.items():
+                matrix[index[r], j] = v
+        used = ~np.isnan(matrix).all(axis=1)
+        out[c] = alpha(matrix[used], "ordinal" if c in ordinal else "nominal")
+    return out
+
+
+def agreement(ratings: list[Rating]) -> Agreement:
+    """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
+    raters (Cohen's kappa) and per rater against the others."""
+    by_criterion, ordinal = _by_criterion(ratings)
     raters = sorted({r.rater_id for r in ratings})
     per_criterion = {
         c: _figures(items, raters, c in ordinal) for c, items in sorted(by_criterion.items())
@@ -302,31 +323,32 @@ def calibration(
     for key in shared:
         by_criterion[key[1]].append(key)
     index = {label: i for i, label in enumerate(LABELS)}
+    codes = [0, 1, 2]  # LABELS as integers: sklearn checks integer arrays much faster
+    gold_all = np.fromiter((index[gold[k]] for k in shared), dtype=int, count=len(shared))
+    judge_all = np.fromiter((index[judge[k]] for k in shared), dtype=int, count=len(shared))
+    criterion_of = np.fromiter((k[1] for k in shared), dtype=int, count=len(shared))
     per_criterion = {}
-    for criterion_id, keys in sorted(by_criterion.items()):
-        yt = [gold[k] for k in keys]
-        yp = [judge[k] for k in keys]
+    for criterion_id in sorted(by_criterion):
+        mask = criterion_of == criterion_id
+        yt, yp = gold_all[mask], judge_all[mask]
         p, r, f, _ = precision_recall_fscore_support(
-            yt, yp, labels=["met"], average=None, zero_division=0
+            yt, yp, labels=[0], average=None, zero_division=0
         )
         per_criterion[criterion_id] = CriterionCalibration(
             criterion_id=criterion_id,
-            items=len(keys),
+            items=int(mask.sum()),
             accuracy=float(accuracy_score(yt, yp)),
             precision=float(p[0]),
             recall=float(r[0]),
             f1=float(f[0]),
             kappa=kappa(yt, yp),
-            confusion=confusion_matrix(yt, yp, labels=LABELS).tolist(),
+            confusion=confusion_matrix(yt, yp, labels=codes).tolist(),
         )
     if not shared:
         return Calibration(0, per_criterion, None, None, None, None, None)
-    yt = [gold[k] for k in shared]
-    yp = [judge[k] for k in shared]
-    macro = float(f1_score(yt, yp, labels=["met", "unmet"], average="macro", zero_division=0))
-    low, high = macro_f1_interval(
-        np.array([index[x] for x in yt]), np.array([index[x] for x in yp]), resamples
-    )
+    macro = float(f1_score(gold_all, judge_all, labels=[0, 1], average="macro", zero_division=0))
+    low, high = macro_f1_interval(gold_all, judge_all, resamples)
+    yt, yp = gold_all, judge_all
     return Calibration(
         items=len(shared),
         per_criterion=per_criterion,
