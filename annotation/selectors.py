@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from annotation import stats
 from annotation.models import (
@@ -100,6 +101,17 @@ def project_queues(project: Project, user=None):
             )
         )
     return queues
+
+
+def queue_held_by_others(queue: Queue, user) -> bool:
+    """Whether someone else holds a live lease in the queue (so work may come back)."""
+    return (
+        Assignment.objects.filter(
+            queue=queue, status=Assignment.Status.ACTIVE, lease_expires_at__gt=timezone.now()
+        )
+        .exclude(annotator=user)
+        .exists()
+    )
 
 
 @dataclass

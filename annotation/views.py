@@ -92,9 +92,8 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, f"Queue {queue.name} made with {queue.items.count()} items.")
             return redirect("queue", pk=queue.pk)
+    # An annotator sees the queues they are on; everyone else sees them all.
     shown = selectors.project_queues(project, user=request.user if annotating else None)
-    if not (can_manage or annotating):
-        shown = selectors.project_queues(project)
     return render(
         request,
         "annotation/queues.html",
@@ -130,7 +129,14 @@ def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponse("You are not on this queue.", status=403)
     assignment = services.assignment_claim(queue=queue, user=request.user)
     if assignment is None:
-        messages.success(request, f"Nothing left for you in {queue.name}. Thank you!")
+        if selectors.queue_held_by_others(queue, request.user):
+            messages.info(
+                request,
+                f"Nothing for you in {queue.name} right now: others hold the rest. "
+                "Items they skip or abandon come back; try again later.",
+            )
+        else:
+            messages.success(request, f"Nothing left for you in {queue.name}. Thank you!")
         return redirect("queues", slug=queue.project.slug)
     return redirect("assignment", pk=assignment.pk)
 
