@@ -485,6 +485,9 @@ class GoldDecideApi(APIView):
         response = serializers.IntegerField()
         criterion = serializers.IntegerField()
         outcome = serializers.CharField(help_text="met, unmet or na (not applicable).")
+        value = serializers.FloatField(
+            required=False, allow_null=True, help_text="Scale criteria: the level in [0, 1]."
+        )
         note = serializers.CharField(required=False, allow_blank=True, default="")
 
     @extend_schema_serializer(component_name="Gold")
@@ -522,6 +525,7 @@ class GoldDecideApi(APIView):
                 response=response,
                 criterion=criterion,
                 outcome=v["outcome"],
+                value=v.get("value"),
                 note=v["note"],
                 user=request.user,
             )

@@ -200,12 +200,31 @@ def project_annotators(project: Project) -> list[str]:
     )
 
 
+def spec_scales(spec: dict) -> dict[int, list[tuple[int, float, str]]]:
+    """criterion id -> [(level 1..L, value in [0, 1], descriptor)] for a spec's scale criteria;
+    the values are the judge's normalisation, (level - 1) / (L - 1)."""
+    scales = {}
+    for c in spec.get("criteria", []):
+        descriptors = c.get("scale", {}).get("descriptors", []) if c.get("kind") == "scale" else []
+        if len(descriptors) > 1:
+            last = len(descriptors) - 1
+            scales[c["id"]] = [(i + 1, i / last, str(d)) for i, d in enumerate(descriptors)]
+    return scales
+
+
+def criterion_scale(criterion: Criterion) -> list[tuple[int, float, str]] | None:
+    grader = criterion.version.graders.order_by("-created_at").first()
+    return spec_scales(grader.spec).get(criterion.pk) if grader else None
+
+
 @dataclass
 class AnnotationPage:
     assignment: Assignment
     response: Response
     criteria: list[Criterion]
     drafts: dict[int, Verdict]
+    # criterion id -> [(level 1..L, value in [0, 1], descriptor)] for scale criteria
+    scales: dict[int, list[tuple[int, float, str]]]
 
 
 def annotation_page(assignment: Assignment) -> AnnotationPage:
@@ -218,7 +237,8 @@ def annotation_page(assignment: Assignment) -> AnnotationPage:
             "criterion_id", "outcome", "value", "explanation", "evidence"
         )
     }
-    return AnnotationPage(assignment, assignment.item.response, criteria, drafts)
+    scales = spec_scales(assignment.queue.grader.spec)
+    return AnnotationPage(assignment, assignment.item.response, criteria, drafts, scales)
 
 
 # --- Ratings for agreement, gold, disagreements -----------------------------------------------

@@ -376,10 +376,22 @@ def _locked_turn(assignment_id: int) -> Assignment:
     return assignment
 
 
-def _decision(criterion: Criterion, outcome: str, value) -> tuple[str, float | None]:
+def scale_levels(spec: dict, criterion_id: int) -> int:
+    """How many levels a scale criterion of a grader spec has; 0 for binary and checked."""
+    for c in spec.get("criteria", []):
+        if c.get("id") == criterion_id and c.get("kind") == "scale":
+            return len(c.get("scale", {}).get("descriptors", []))
+    return 0
+
+
+def _decision(outcome: str, value, levels: int = 0) -> tuple[str, float | None]:
+    """A person's decision as (outcome, value). On a scale criterion the value decides, as it
+    does for judges: the lowest level is "unmet", any higher one "met"."""
     allowed = {Verdict.Outcome.MET, Verdict.Outcome.UNMET, Verdict.Outcome.NOT_APPLICABLE}
     if outcome not in allowed:
         raise ValidationError({"outcome": "Choose met, unmet or na (not applicable)."})
+    if outcome == Verdict.Outcome.NOT_APPLICABLE:
+        return outcome, None
     if value is not None:
         try:
             value = float(value)
@@ -387,6 +399,12 @@ def _decision(criterion: Criterion, outcome: str, value) -> tuple[str, float | N
             raise ValidationError({"value": "A scale value is a number from 0 to 1."}) from None
         if not 0 <= value <= 1:
             raise ValidationError({"value": "A scale value is a number from 0 to 1."})
+    if levels and value is None:
+        raise ValidationError({"value": f"Choose a level from 1 to {levels} on this scale."})
+    if not levels and value is not None:
+        raise ValidationError({"value": "This criterion is not a scale; decide met or unmet."})
+    if levels:
+        outcome = Verdict.Outcome.MET if value > 0 else Verdict.Outcome.UNMET
     return outcome, value
 
 
@@ -409,7 +427,8 @@ def verdict_save_draft(
         ).first()
         if criterion is None:
             raise ValidationError({"criterion": "Not a criterion of this queue's rubric."})
-        outcome, value = _decision(criterion, outcome, value)
+        levels = scale_levels(assignment.queue.grader.spec, criterion.pk)
+        outcome, value = _decision(outcome, value, levels)
         if len(evidence) > 5000:
             raise ValidationError({"evidence": "Quote at most 5,000 characters."})
         if evidence and evidence not in assignment.item.response.text:
@@ -488,7 +507,10 @@ def gold_decide(
     *, response: Response, criterion: Criterion, outcome: str, note: str, user, value=None
 ) -> Adjudication:
     """Record a reviewer's gold verdict. The previous decision stays, named as replaced."""
-    outcome, value = _decision(criterion, outcome, value)
+    grader = criterion.version.graders.order_by("-created_at").first()
+    outcome, value = _decision(
+        outcome, value, scale_levels(grader.spec, criterion.pk) if grader else 0
+    )
     if criterion.version.rubric.project_id != response.task.project_id:
         raise ValidationError({"criterion": "The criterion and response are not of one project."})
     with transaction.atomic():

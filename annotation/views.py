@@ -149,7 +149,7 @@ def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
 def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = selectors.assignment_for(request.user, pk)
     page = selectors.annotation_page(assignment)
-    rows = [(c, page.drafts.get(c.pk)) for c in page.criteria]
+    rows = [(c, page.drafts.get(c.pk), page.scales.get(c.pk)) for c in page.criteria]
     return render(
         request,
         "annotation/annotate.html",
@@ -179,16 +179,19 @@ def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
         criterion_id = int(request.POST.get("criterion", ""))
     except ValueError:
         criterion_id = 0
+    outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
+    if request.POST.get("na"):  # a scale criterion marked not applicable
+        outcome, value = "na", None
     error = ""
     verdict = None
     try:
         verdict = services.verdict_save_draft(
             assignment_id=assignment.pk,
             criterion_id=criterion_id,
-            outcome=request.POST.get("outcome", ""),
+            outcome=outcome,
             explanation=request.POST.get("explanation", ""),
             evidence=request.POST.get("evidence", ""),
-            value=request.POST.get("value") or None,
+            value=value,
         )
     except ValidationError as exc:
         error = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items())
@@ -322,6 +325,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 response=response,
                 criterion=criterion,
                 outcome=request.POST.get("outcome", ""),
+                value=request.POST.get("value") or None,
                 note=request.POST.get("note", ""),
                 user=request.user,
             )
@@ -339,6 +343,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "criterion": criterion,
             "response": response,
             "verdicts": selectors.item_verdicts(response, criterion),
+            "scale": selectors.criterion_scale(criterion),
             "history": selectors.gold_history(response, criterion),
             "errors": errors,
             "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),

@@ -26,15 +26,35 @@
     activate(all[Math.max(0, Math.min(all.length - 1, at + step))]);
   }
 
+  function isDecided(form) {
+    return Boolean(form.querySelector(
+      "input[name=outcome][type=radio]:checked, input[name=value]:checked, input[name=na]:checked"));
+  }
+
   function save(li) {
     const form = li.querySelector("form");
-    if (!form.querySelector("input[name=outcome]:checked")) return;  // nothing to save yet
+    if (!isDecided(form)) return;  // nothing to save yet
     htmx.trigger(form, "save");
   }
 
   function decide(li, outcome) {
     const radio = li.querySelector("input[name=outcome][value=" + outcome + "]");
     radio.checked = true;
+    save(li);
+  }
+
+  // A scale criterion: digits pick a level, x marks it not applicable.
+  function decideScale(li, key) {
+    const na = li.querySelector("input[name=na]");
+    if (key === "x") {
+      na.checked = !na.checked;
+      if (na.checked) li.querySelectorAll("input[name=value]").forEach(function (r) { r.checked = false; });
+    } else {
+      const radio = li.querySelectorAll("input[name=value]")[Number(key) - 1];
+      if (!radio) return;
+      radio.checked = true;
+      na.checked = false;
+    }
     save(li);
   }
 
@@ -82,6 +102,7 @@
     const li = active();
     if (event.key === "j") { move(1); event.preventDefault(); }
     else if (event.key === "k") { move(-1); event.preventDefault(); }
+    else if (li && li.dataset.scale && /^[1-9x]$/.test(event.key)) { decideScale(li, event.key); event.preventDefault(); }
     else if (KEYS[event.key] && li) { decide(li, KEYS[event.key]); event.preventDefault(); }
     else if (event.key === "e" && li) { quoteSelection(li); event.preventDefault(); }
     else if (event.key === "r" && li) { li.querySelector("textarea").focus(); event.preventDefault(); }
@@ -121,8 +142,7 @@
   // Radios and the rationale trigger "change" on the form; only a decided criterion saves.
   document.addEventListener("htmx:confirm", function (event) {
     const form = event.target;
-    if (form.classList && form.classList.contains("crit-form") &&
-        !form.querySelector("input[name=outcome]:checked")) {
+    if (form.classList && form.classList.contains("crit-form") && !isDecided(form)) {
       event.preventDefault();
     }
   });

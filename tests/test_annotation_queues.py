@@ -241,3 +241,55 @@ def test_concurrent_annotators_never_over_assign_and_lose_nothing(
     if not skip_every:
         done = Assignment.objects.filter(queue=queue, status=Assignment.Status.SUBMITTED)
         assert done.count() == n_responses * overlap
+
+
+@pytest.mark.django_db
+def test_a_scale_criterion_takes_a_level_and_its_value_decides_like_a_judges(client):
+    from annotation.models import Adjudication
+    from annotation.stats import Rating, agreement
+    from rubrics.models import Grader
+
+    project, admin, grader, annotators = setup_world(n_responses=1, n_annotators=1)
+    scale, binary = grader.version.criteria.order_by("position")
+    spec = grader.spec
+    spec["criteria"][0].update(kind="scale", scale={"descriptors": ["none", "some", "full"]})
+    Grader.objects.filter(pk=grader.pk).update(spec=spec)
+    queue = factories.make_queue(project, Grader.objects.get(pk=grader.pk), annotators, admin, 1)
+    turn = services.assignment_claim(queue=queue, user=annotators[0])
+    with pytest.raises(ValidationError) as err:
+        services.verdict_save_draft(assignment_id=turn.pk, criterion_id=scale.pk, outcome="met")
+    assert "value" in err.value.message_dict
+    with pytest.raises(ValidationError) as err:
+        services.verdict_save_draft(
+            assignment_id=turn.pk, criterion_id=binary.pk, outcome="met", value=0.5
+        )
+    assert "value" in err.value.message_dict
+    low = services.verdict_save_draft(
+        assignment_id=turn.pk, criterion_id=scale.pk, outcome="met", value=0
+    )
+    assert (low.outcome, low.value) == ("unmet", 0.0)
+    mid = services.verdict_save_draft(
+        assignment_id=turn.pk, criterion_id=scale.pk, outcome="met", value="0.5"
+    )
+    assert (mid.outcome, mid.value) == ("met", 0.5)
+    # The page offers the levels with their descriptors.
+    client.force_login(annotators[0])
+    page = client.get(f"/assignments/{turn.pk}/").content.decode()
+    assert 'data-scale="3"' in page and 'title="some"' in page
+    # Not applicable on a scale, through the page's form.
+    reply = client.post(
+        f"/assignments/{turn.pk}/draft/",
+        {"criterion": scale.pk, "outcome": "met", "na": "1"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert reply.status_code == 200
+    assert Verdict.objects.get(assignment=turn, criterion=scale).outcome == "na"
+    # Gold on a scale criterion takes the level too.
+    gold = services.gold_decide(
+        response=turn.item.response, criterion=scale, outcome="met", value=1, note="", user=admin
+    )
+    assert (gold.outcome, gold.value) == ("met", 1.0)
+    assert Adjudication.objects.count() == 1
+    # Values make a criterion ordinal in agreement.
+    figures = agreement([Rating(1, 1, scale.pk, "met", 0.5), Rating(2, 1, scale.pk, "met", 1.0)])
+    assert scale.pk in figures.ordinal
