@@ -241,11 +241,11 @@ def queue_create(
         errors["lease_seconds"] = "The lease is a whole number of seconds >= 1."
     if errors:
         raise ValidationError(errors)
+    rubric = grader.version.rubric
     if responses is None:
-        rubric = grader.version.rubric
         responses = Response.objects.filter(task__project=project)
-        if rubric.task_id:
-            responses = responses.filter(task_id=rubric.task_id)
+    if rubric.task_id:  # a task's rubric grades only that task's responses
+        responses = responses.filter(task_id=rubric.task_id)
     response_ids = list(responses.filter(task__project=project).values_list("pk", flat=True))
     if not response_ids:
         raise ValidationError({"responses": "There are no responses for this rubric; import some."})

@@ -79,12 +79,17 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             if grader is None:
                 raise ValidationError({"grader": "Choose a published rubric version."})
+            models = request.POST.getlist("models")
+            chosen = None
+            if models:  # only these models' outputs; default: every response the rubric fits
+                chosen = selectors.project_responses(project).filter(model__in=models)
             queue = services.queue_create(
                 project=project,
                 grader=grader,
                 name=request.POST.get("name", ""),
                 overlap=overlap,
                 annotators=request.POST.getlist("annotators"),
+                responses=chosen,
                 user=request.user,
             )
         except ValidationError as exc:
@@ -104,6 +109,7 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
             "annotating": annotating,
             "graders": selectors.published_graders(project) if can_manage else [],
             "annotators": selectors.project_annotators(project) if can_manage else [],
+            "models": selectors.response_counts_by_model(project) if can_manage else [],
             "errors": errors,
             "posted": request.POST,
         },

@@ -243,3 +243,40 @@ def test_annotation_page_queries_do_not_grow_with_criteria(client, personas):
         assignment = factories.annotate(queue, p.annotator, "met", submit=False)
         counts.append(_page_queries(client, p.annotator, assignment))
     assert counts[0] == counts[1], counts
+
+
+def test_engineer_makes_a_queue_of_chosen_models_and_annotators_see_only_theirs(client, personas):
+    p = personas
+    task = factories.make_task(p.project, "t9")
+    grader = factories.make_published_rubric(p.project, task, CRITERIA, p.admin)
+    factories.import_responses(
+        p.project,
+        [{"task_id": "t9", "model": m, "response": "text"} for m in ("alpha", "beta", "gamma")],
+    )
+    client.force_login(p.engineer)
+    reply = client.post(
+        reverse("queues", args=[p.project.slug]),
+        {
+            "name": "Two models",
+            "grader": grader.hash,
+            "overlap": "1",
+            "annotators": [p.annotator.username],
+            "models": ["alpha", "gamma"],
+        },
+    )
+    assert reply.status_code == 302
+    queue = p.project.queues.get()
+    assert sorted(queue.items.values_list("response__model", flat=True)) == ["alpha", "gamma"]
+    bad = client.post(
+        reverse("queues", args=[p.project.slug]),
+        {"name": "Two models", "grader": grader.hash, "overlap": "5", "annotators": ["nobody"]},
+    )
+    body = bad.content.decode()
+    assert "name: This project already has a queue" in body
+    assert "annotators: Not annotators in this project: nobody" in body
+    other = factories.add_member(p.project, Role.ANNOTATOR)
+    client.force_login(other)
+    assert "Two models" not in client.get(reverse("queues", args=[p.project.slug])).content.decode()
+    assert client.post(reverse("queue_next", args=[queue.pk])).status_code == 403
+    client.force_login(p.annotator)
+    assert "Two models" in client.get(reverse("queues", args=[p.project.slug])).content.decode()
