@@ -280,3 +280,35 @@ def test_engineer_makes_a_queue_of_chosen_models_and_annotators_see_only_theirs(
     assert client.post(reverse("queue_next", args=[queue.pk])).status_code == 403
     client.force_login(p.annotator)
     assert "Two models" in client.get(reverse("queues", args=[p.project.slug])).content.decode()
+
+
+def test_flags_for_a_draft_show_its_latest_published_version(client, world):
+    from rubrics import services as rubric_services
+
+    p, grader, queue, second, judge, run = world
+    for user in (p.annotator, second):
+        while factories.annotate(queue, user, {1: "met", 2: "unmet", 3: "unmet"}):
+            pass
+    responses = sorted(queue.items.values_list("response_id", flat=True))
+    judge_says(
+        run, judge, grader, {(r, 2): "met" if i % 2 else "unmet" for i, r in enumerate(responses)}
+    )
+    draft = rubric_services.draft_for_edit(rubric=grader.version.rubric, user=p.admin)
+    client.force_login(p.author)
+    flags = client.get(reverse("calibration_flags", args=[draft.pk])).content.decode()
+    assert "v1" in flags and "Mentions rest" in flags and "Advises hydration" not in flags
+    client.force_login(p.annotator)
+    assert client.get(reverse("calibration_flags", args=[draft.pk])).status_code == 403
+
+
+def test_admin_sets_the_project_threshold(client, world):
+    p, grader, *_ = world
+    url = reverse("calibration", args=[grader.version_id])
+    client.force_login(p.admin)
+    client.post(url, {"threshold": "0.25"})
+    assert selectors.project_threshold(p.project) == 0.25
+    reply = client.post(url, {"threshold": "2"}, follow=True)
+    assert "threshold: A number from -1 to 1." in reply.content.decode()
+    assert selectors.project_threshold(p.project) == 0.25
+    client.force_login(p.reviewer)
+    assert client.post(url, {"threshold": "0.9"}).status_code == 403
