@@ -304,6 +304,7 @@ def disagreements(request: HttpRequest, pk: int) -> HttpResponse:
             "project": version.rubric.project,
             "version": version,
             "found": found,
+            "criteria": Criterion.objects.filter(version=version),
             "among": among,
             "status": status,
             "criterion": criterion,

@@ -82,6 +82,7 @@
 
   function onKey(event) {
     if (!document.getElementById("annotate")) return;
+    if (document.querySelector("#annotate fieldset[disabled]")) return;  // submitted or skipped
     const target = event.target;
     const typing = target.matches("textarea, input:not([type=radio]):not([type=hidden])");
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

@@ -312,3 +312,11 @@ def test_admin_sets_the_project_threshold(client, world):
     assert selectors.project_threshold(p.project) == 0.25
     client.force_login(p.reviewer)
     assert client.post(url, {"threshold": "0.9"}).status_code == 403
+
+
+def test_a_submitted_item_is_shown_closed(client, world):
+    p, grader, queue, *_ = world
+    done = factories.annotate(queue, p.annotator, "met")
+    client.force_login(p.annotator)
+    page = client.get(reverse("assignment", args=[done.pk])).content.decode()
+    assert 'data-testid="closed"' in page and '<fieldset class="plain" disabled>' in page
