@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -17,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors, services, stats
+from annotation import selectors, services
 from rubrics.api import Pagination, paginated, responses, service_errors
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -390,64 +389,77 @@ class AssignmentSkipApi(APIView):
 # --- Agreement, disagreements, gold, calibration -------------------------------------------
 
 
-def _none(x):
-    return None if x is None else float(x)
+@extend_schema_serializer(component_name="AgreementFigures")
+class AgreementFiguresSerializer(serializers.Serializer):
+    items = serializers.IntegerField(help_text="(response, criterion) pairs rated.")
+    ratings = serializers.IntegerField()
+    percent_agreement = serializers.FloatField(
+        source="percent", allow_null=True, help_text="Share of agreeing rater pairs."
+    )
+    mean_cohen_kappa = serializers.FloatField(source="mean_kappa", allow_null=True)
+    fleiss_kappa = serializers.FloatField(source="fleiss", allow_null=True)
+    fleiss_items = serializers.IntegerField(
+        help_text="Items rated by the most common number of raters, which Fleiss uses."
+    )
+    krippendorff_alpha = serializers.FloatField(source="alpha", allow_null=True)
 
 
 class AgreementApi(APIView):
+    @extend_schema_serializer(component_name="Agreement")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="AgreementRater")
+        class RaterSerializer(serializers.Serializer):
+            id = serializers.IntegerField(source="pk")
+            name = serializers.CharField()
+            kind = serializers.ChoiceField(choices=["person", "judge"])
+
+        @extend_schema_serializer(component_name="CriterionAgreement")
+        class CriterionSerializer(serializers.Serializer):
+            criterion = serializers.IntegerField()
+            ordinal = serializers.BooleanField(help_text="A scale: alpha is ordinal.")
+            figures = AgreementFiguresSerializer()
+
+        @extend_schema_serializer(component_name="RaterPair")
+        class PairSerializer(serializers.Serializer):
+            a = serializers.IntegerField()
+            b = serializers.IntegerField()
+            items = serializers.IntegerField()
+            percent_agreement = serializers.FloatField(source="percent", allow_null=True)
+            cohen_kappa = serializers.FloatField(source="kappa", allow_null=True)
+
+        @extend_schema_serializer(component_name="RaterAgainstOthers")
+        class PerRaterSerializer(serializers.Serializer):
+            rater = serializers.IntegerField(source="rater_id")
+            items = serializers.IntegerField()
+            percent_agreement = serializers.FloatField(source="percent", allow_null=True)
+            mean_cohen_kappa = serializers.FloatField(source="mean_kappa", allow_null=True)
+
+        raters = RaterSerializer(many=True)
+        overall = AgreementFiguresSerializer()
+        per_criterion = CriterionSerializer(many=True)
+        pairs = PairSerializer(many=True)
+        per_rater = PerRaterSerializer(many=True)
+
     @extend_schema(
         tags=["agreement"],
-        summary="Agreement among people and judges on a rubric version",
-        responses=responses({200: OpenApiTypes.OBJECT}, 403, 404),
+        summary="Agreement among people and judges (judges count as raters) on a version",
+        responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
         version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
         report = selectors.agreement_report(version)
         f = report.figures
-
-        def figures(x):
-            return {
-                "items": x.items,
-                "ratings": x.ratings,
-                "percent_agreement": _none(x.percent),
-                "mean_cohen_kappa": _none(x.mean_kappa),
-                "fleiss_kappa": _none(x.fleiss),
-                "fleiss_items": x.fleiss_items,
-                "krippendorff_alpha": _none(x.alpha),
-            }
-
-        return Response(
-            {
-                "raters": [
-                    {"id": r.pk, "name": r.name, "kind": r.kind}
-                    for r in (report.raters[i] for i in f.raters)
-                ],
-                "overall": figures(f.overall),
-                "per_criterion": [
-                    {"criterion": c, "ordinal": c in f.ordinal, **figures(x)}
-                    for c, x in f.per_criterion.items()
-                ],
-                "pairs": [
-                    {
-                        "a": p.a,
-                        "b": p.b,
-                        "items": p.items,
-                        "percent_agreement": _none(p.percent),
-                        "cohen_kappa": _none(p.kappa),
-                    }
-                    for p in f.pairs
-                ],
-                "per_rater": [
-                    {
-                        "rater": r.rater_id,
-                        "items": r.items,
-                        "percent_agreement": _none(r.percent),
-                        "mean_cohen_kappa": _none(r.mean_kappa),
-                    }
-                    for r in f.per_rater
-                ],
-            }
-        )
+        data = {
+            "raters": [report.raters[i] for i in f.raters],
+            "overall": f.overall,
+            "per_criterion": [
+                {"criterion": c, "ordinal": c in f.ordinal, "figures": x}
+                for c, x in f.per_criterion.items()
+            ],
+            "pairs": f.pairs,
+            "per_rater": f.per_rater,
+        }
+        return Response(self.OutputSerializer(data).data)
 
 
 class DisagreementListApi(APIView):
@@ -533,50 +545,80 @@ class GoldDecideApi(APIView):
 
 
 class CalibrationApi(APIView):
+    @extend_schema_serializer(component_name="Calibration")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="CriterionCalibration")
+        class CriterionSerializer(serializers.Serializer):
+            criterion = serializers.IntegerField()
+            position = serializers.IntegerField()
+            flagged = serializers.BooleanField(help_text="Below the project's threshold.")
+            people_alpha = serializers.FloatField(allow_null=True)
+            items = serializers.IntegerField(help_text="Items with a judge verdict and gold.")
+            accuracy = serializers.FloatField(allow_null=True)
+            precision = serializers.FloatField(allow_null=True, help_text="Of 'met'.")
+            recall = serializers.FloatField(allow_null=True, help_text="Of 'met'.")
+            f1 = serializers.FloatField(allow_null=True, help_text="Of 'met'.")
+            cohen_kappa = serializers.FloatField(allow_null=True)
+            confusion = serializers.ListField(
+                child=serializers.ListField(child=serializers.IntegerField()),
+                allow_null=True,
+                help_text="Rows gold, columns judge, in the order met, unmet, na.",
+            )
+
+        judge = serializers.CharField(allow_null=True, help_text="The judge's rater name.")
+        judge_rater = serializers.IntegerField(allow_null=True)
+        threshold = serializers.FloatField()
+        gold_items = serializers.IntegerField()
+        items = serializers.IntegerField()
+        macro_f1 = serializers.FloatField(allow_null=True, help_text="Of met and not met.")
+        macro_f1_low = serializers.FloatField(allow_null=True, help_text="95% bootstrap.")
+        macro_f1_high = serializers.FloatField(allow_null=True, help_text="95% bootstrap.")
+        accuracy = serializers.FloatField(allow_null=True)
+        cohen_kappa = serializers.FloatField(allow_null=True)
+        per_criterion = CriterionSerializer(many=True)
+
     @extend_schema(
         tags=["agreement"],
         summary="A judge against gold on a rubric version, per criterion and overall",
         parameters=[
             OpenApiParameter("judge", int, description="The judge's rater id; default: first.")
         ],
-        responses=responses({200: OpenApiTypes.OBJECT}, 403, 404),
+        responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
         version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
         judge = request.query_params.get("judge", "")
         report = selectors.calibration_report(version, int(judge) if judge.isdigit() else None)
         f = report.figures
-        return Response(
-            {
-                "judge": report.judge and {"id": report.judge.pk, "name": report.judge.name},
-                "threshold": report.threshold,
-                "gold_items": report.gold_items,
-                "items": f.items if f else 0,
-                "macro_f1": _none(f.macro_f1) if f else None,
-                "macro_f1_interval": [_none(f.macro_f1_low), _none(f.macro_f1_high)] if f else None,
-                "accuracy": _none(f.accuracy) if f else None,
-                "cohen_kappa": _none(f.kappa) if f else None,
-                "per_criterion": [
-                    {
-                        "criterion": c.pk,
-                        "position": c.position,
-                        "flagged": c.pk in report.flagged,
-                        "people_alpha": _none(report.alpha.get(c.pk)),
-                        **(
-                            {
-                                "items": x.items,
-                                "accuracy": x.accuracy,
-                                "precision": x.precision,
-                                "recall": x.recall,
-                                "f1": x.f1,
-                                "cohen_kappa": x.kappa,
-                                "confusion": {"labels": stats.LABELS, "gold_by_judge": x.confusion},
-                            }
-                            if (x := (f.per_criterion.get(c.pk) if f else None))
-                            else {"items": 0}
-                        ),
-                    }
-                    for c in report.criteria
-                ],
-            }
-        )
+        rows = []
+        for c in report.criteria:
+            x = f.per_criterion.get(c.pk) if f else None
+            rows.append(
+                {
+                    "criterion": c.pk,
+                    "position": c.position,
+                    "flagged": c.pk in report.flagged,
+                    "people_alpha": report.alpha.get(c.pk),
+                    "items": x.items if x else 0,
+                    "accuracy": x and x.accuracy,
+                    "precision": x and x.precision,
+                    "recall": x and x.recall,
+                    "f1": x and x.f1,
+                    "cohen_kappa": x and x.kappa,
+                    "confusion": x and x.confusion,
+                }
+            )
+        data = {
+            "judge": report.judge.name if report.judge else None,
+            "judge_rater": report.judge.pk if report.judge else None,
+            "threshold": report.threshold,
+            "gold_items": report.gold_items,
+            "items": f.items if f else 0,
+            "macro_f1": f and f.macro_f1,
+            "macro_f1_low": f and f.macro_f1_low,
+            "macro_f1_high": f and f.macro_f1_high,
+            "accuracy": f and f.accuracy,
+            "cohen_kappa": f and f.kappa,
+            "per_criterion": rows,
+        }
+        return Response(self.OutputSerializer(data).data)
