@@ -284,6 +284,8 @@ def assignment_claim(*, queue: Queue, user) -> Assignment | None:
     annotators take different items, and recount after the lock, so a count read before
     another claim committed can never over-assign.
     """
+    if not queue.annotators.filter(pk=user.pk).exists():
+        raise ValidationError({"annotator": f"{user} is not an annotator on this queue."})
     now = timezone.now()
     held = (
         Assignment.objects.filter(
