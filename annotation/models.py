@@ -82,6 +82,14 @@ class Verdict(models.Model):
         on_delete=models.CASCADE,
         related_name="verdicts",
     )
+    # A person's verdict belongs to the queue assignment it was given under; judges' have none.
+    assignment = models.ForeignKey(
+        "Assignment",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="verdicts",
+    )
     sample_index = models.PositiveIntegerField(default=0)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     # A scale criterion's value normalised to [0, 1]; null for binary and checked criteria.
@@ -105,11 +113,165 @@ class Verdict(models.Model):
                 condition=Q(run__isnull=False),
                 name="one_verdict_per_run_item",
             ),
+            models.UniqueConstraint(
+                fields=["assignment", "criterion"],
+                condition=Q(assignment__isnull=False),
+                name="one_verdict_per_assignment_criterion",
+            ),
             models.CheckConstraint(
                 condition=~Q(outcome="error") | ~Q(error=""), name="error_verdict_says_why"
             ),
         ]
-        indexes = [models.Index(fields=["run", "response"])]
+        indexes = [
+            models.Index(fields=["run", "response"]),
+            models.Index(fields=["criterion", "rater"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.outcome} on criterion {self.criterion_id} of response {self.response_id}"
+
+
+class Queue(models.Model):
+    """Responses to grade by hand against one published grader, each by `overlap` annotators."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queues")
+    name = models.CharField(max_length=200)
+    grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="queues")
+    overlap = models.PositiveSmallIntegerField(default=2)
+    # An item opened and left alone this long is handed to someone else.
+    lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="annotation_queues", blank=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="queue_name_unique"),
+            models.CheckConstraint(
+                condition=Q(overlap__gte=1) & Q(overlap__lte=20), name="queue_overlap_range"
+            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=1), name="queue_lease_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QueueItem(models.Model):
+    """One response in a queue. Its row is the lock that serialises hand-out and submit."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="items")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="queue_items")
+
+    class Meta:
+        ordering = ["queue", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "response"], name="queue_item_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} of {self.queue_id}"
+
+
+class Assignment(models.Model):
+    """One annotator's turn at one queue item. Never two for the same (item, annotator)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "In progress"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    item = models.ForeignKey(QueueItem, on_delete=models.CASCADE, related_name="assignments")
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    skip_reason = models.TextField(blank=True)
+    opened_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    seconds_spent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="one_turn_per_annotator"),
+            models.CheckConstraint(
+                condition=~Q(status="skipped") | ~Q(skip_reason=""), name="skip_says_why"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="submitted") | Q(submitted_at__isnull=False),
+                name="submitted_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["item", "status"]),
+            models.Index(fields=["queue", "annotator", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} ({self.status})"
+
+
+class Adjudication(models.Model):
+    """A reviewer's gold verdict on one (response, criterion). Append-only: a new decision
+    is a new row naming the one it replaces, so the audit trail is the table itself."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="adjudications")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="adjudications")
+    outcome = models.CharField(max_length=10, choices=Verdict.Outcome.choices)
+    value = models.FloatField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(auto_now_add=True)
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
+
+    class Meta:
+        ordering = ["-decided_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=["met", "unmet", "na"]), name="gold_is_a_decision"
+            ),
+            # One first decision per item; every later one replaces exactly one before it.
+            models.UniqueConstraint(
+                fields=["response", "criterion"],
+                condition=Q(replaces__isnull=True),
+                name="one_first_gold_per_item",
+            ),
+        ]
+        indexes = [models.Index(fields=["criterion", "response"])]
+
+    def __str__(self) -> str:
+        return f"gold {self.outcome} on {self.criterion_id}/{self.response_id}"
+
+
+class CalibrationSettings(models.Model):
+    """What a project counts as good enough: criteria below the threshold are flagged."""
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, related_name="calibration_settings"
+    )
+    # Cohen's kappa of a judge against gold, and Krippendorff's alpha among people.
+    threshold = models.FloatField(default=0.6)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold__gte=-1) & Q(threshold__lte=1), name="threshold_range"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"calibration threshold {self.threshold}"

@@ -1,11 +1,27 @@
-"""Reads for responses."""
+"""Reads for responses, queues, the annotation page, agreement, gold and calibration."""
 
 from __future__ import annotations
 
-from django.db.models import Count
+from collections import defaultdict
+from dataclasses import dataclass
 
-from annotation.models import Response
-from rubrics.models import Project
+from django.db.models import Count, Q, Sum
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from annotation import stats
+from annotation.models import (
+    Adjudication,
+    Assignment,
+    CalibrationSettings,
+    Queue,
+    Rater,
+    Response,
+    Verdict,
+)
+from rubrics.models import Criterion, Grader, Membership, Project, Role, RubricVersion
+from rubrics.permissions import Perm, check
 
 
 def project_responses(project: Project):
@@ -18,4 +34,442 @@ def response_counts_by_model(project: Project) -> list[dict]:
         .values("model")
         .annotate(n=Count("pk"), tasks=Count("task", distinct=True))
         .order_by("model")
+    )
+
+
+# --- Permission helpers: an object the user may not see is a 404 ----------------------------
+
+
+def queue_for(user, pk: int, perm: Perm) -> Queue:
+    queue = get_object_or_404(
+        Queue.objects.select_related("project", "grader__version__rubric"), pk=pk
+    )
+    queue.project.role = check(user, queue.project, perm)
+    return queue
+
+
+def assignment_for(user, pk: int) -> Assignment:
+    """Only the annotator whose turn it is may see it: anyone else gets 404 (or 403 for a
+    role that never annotates), so the blind stays blind."""
+    assignment = get_object_or_404(
+        Assignment.objects.select_related(
+            "queue__project", "queue__grader__version__rubric", "item__response__task"
+        ),
+        pk=pk,
+    )
+    assignment.queue.project.role = check(user, assignment.queue.project, Perm.ANNOTATE)
+    if assignment.annotator_id != user.pk:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+def version_for(user, pk: int, perm: Perm) -> RubricVersion:
+    version = get_object_or_404(
+        RubricVersion.objects.select_related("rubric__project", "rubric__task"), pk=pk
+    )
+    version.rubric.project.role = check(user, version.rubric.project, perm)
+    return version
+
+
+# --- Queues -----------------------------------------------------------------------------------
+
+
+def project_queues(project: Project, user=None):
+    """Queues with their progress; for an annotator, only the queues they are on."""
+    queues = (
+        Queue.objects.filter(project=project)
+        .select_related("grader__version__rubric")
+        .annotate(
+            item_count=Count("items", distinct=True),
+            submitted=Count(
+                "assignments",
+                filter=Q(assignments__status=Assignment.Status.SUBMITTED),
+                distinct=True,
+            ),
+        )
+        .order_by("-created_at")
+    )
+    if user is not None:
+        queues = queues.filter(annotators=user).annotate(
+            mine=Count(
+                "assignments",
+                filter=Q(
+                    assignments__annotator=user,
+                    assignments__status=Assignment.Status.SUBMITTED,
+                ),
+                distinct=True,
+            )
+        )
+    return queues
+
+
+def queue_held_by_others(queue: Queue, user) -> bool:
+    """Whether someone else holds a live lease in the queue (so work may come back)."""
+    return (
+        Assignment.objects.filter(
+            queue=queue, status=Assignment.Status.ACTIVE, lease_expires_at__gt=timezone.now()
+        )
+        .exclude(annotator=user)
+        .exists()
+    )
+
+
+@dataclass
+class AnnotatorProgress:
+    username: str
+    submitted: int
+    skipped: int
+    active: int
+    expired: int
+    seconds: int
+
+    @property
+    def mean_seconds(self) -> float | None:
+        return self.seconds / self.submitted if self.submitted else None
+
+
+@dataclass
+class QueueProgress:
+    items: int
+    needed: int  # items x overlap
+    submitted: int
+    complete_items: int
+    annotators: list[AnnotatorProgress]
+
+    @property
+    def share(self) -> float:
+        return self.submitted / self.needed if self.needed else 0.0
+
+
+def queue_progress(queue: Queue) -> QueueProgress:
+    items = queue.items.count()
+    per_user: dict[int, dict] = {}
+    names = dict(queue.annotators.values_list("pk", "username"))
+    for uid in names:
+        per_user[uid] = defaultdict(int)
+    rows = queue.assignments.values("annotator_id", "annotator__username", "status").annotate(
+        n=Count("pk"), seconds=Sum("seconds_spent")
+    )
+    for row in rows:
+        names.setdefault(row["annotator_id"], row["annotator__username"])
+        counts = per_user.setdefault(row["annotator_id"], defaultdict(int))
+        counts[row["status"]] += row["n"]
+        if row["status"] == Assignment.Status.SUBMITTED:
+            counts["seconds"] += row["seconds"] or 0
+    complete = (
+        queue.items.annotate(
+            n=Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED))
+        )
+        .filter(n__gte=queue.overlap)
+        .count()
+    )
+    annotators = [
+        AnnotatorProgress(
+            username=names[uid],
+            submitted=c["submitted"],
+            skipped=c["skipped"],
+            active=c["active"],
+            expired=c["expired"],
+            seconds=c["seconds"],
+        )
+        for uid, c in sorted(per_user.items(), key=lambda kv: names[kv[0]])
+    ]
+    return QueueProgress(
+        items=items,
+        needed=items * queue.overlap,
+        submitted=sum(a.submitted for a in annotators),
+        complete_items=complete,
+        annotators=annotators,
+    )
+
+
+def published_graders(project: Project):
+    return (
+        Grader.objects.filter(version__rubric__project=project)
+        .exclude(version__status=RubricVersion.Status.DRAFT)
+        .select_related("version__rubric")
+        .order_by("version__rubric__title", "-version__number")
+    )
+
+
+def project_annotators(project: Project) -> list[str]:
+    return list(
+        Membership.objects.filter(project=project, role=Role.ANNOTATOR)
+        .order_by("user__username")
+        .values_list("user__username", flat=True)
+    )
+
+
+def spec_scales(spec: dict) -> dict[int, list[tuple[int, float, str]]]:
+    """criterion id -> [(level 1..L, value in [0, 1], descriptor)] for a spec's scale criteria;
+    the values are the judge's normalisation, (level - 1) / (L - 1)."""
+    scales = {}
+    for c in spec.get("criteria", []):
+        descriptors = c.get("scale", {}).get("descriptors", []) if c.get("kind") == "scale" else []
+        if len(descriptors) > 1:
+            last = len(descriptors) - 1
+            scales[c["id"]] = [(i + 1, i / last, str(d)) for i, d in enumerate(descriptors)]
+    return scales
+
+
+def criterion_scale(criterion: Criterion) -> list[tuple[int, float, str]] | None:
+    grader = criterion.version.graders.order_by("-created_at").first()
+    return spec_scales(grader.spec).get(criterion.pk) if grader else None
+
+
+@dataclass
+class AnnotationPage:
+    assignment: Assignment
+    response: Response
+    criteria: list[Criterion]
+    drafts: dict[int, Verdict]
+    # criterion id -> [(level 1..L, value in [0, 1], descriptor)] for scale criteria
+    scales: dict[int, list[tuple[int, float, str]]]
+
+
+def annotation_page(assignment: Assignment) -> AnnotationPage:
+    """What the annotator sees: the task, the response, the criteria and their OWN drafts.
+    Nothing from judges or other people is read here, so nothing can leak into the page."""
+    criteria = list(Criterion.objects.filter(version_id=assignment.queue.grader.version_id))
+    drafts = {
+        v.criterion_id: v
+        for v in Verdict.objects.filter(assignment=assignment).only(
+            "criterion_id", "outcome", "value", "explanation", "evidence"
+        )
+    }
+    scales = spec_scales(assignment.queue.grader.spec)
+    return AnnotationPage(assignment, assignment.item.response, criteria, drafts, scales)
+
+
+# --- Ratings for agreement, gold, disagreements -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RaterInfo:
+    pk: int
+    name: str
+    kind: str
+
+
+def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[int, RaterInfo]]:
+    """Every counted decision on this version's criteria: people's submitted verdicts and
+    judges' parsed verdicts (the latest run's, sample 0). Drafts and errors do not count."""
+    person = Verdict.objects.filter(
+        criterion__version=version, assignment__status=Assignment.Status.SUBMITTED
+    ).values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+    judged = (
+        Verdict.objects.filter(criterion__version=version, run__isnull=False, sample_index=0)
+        .exclude(outcome=Verdict.Outcome.ERROR)
+        .order_by("pk")
+        .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+    )
+    latest: dict[tuple[int, int, int], stats.Rating] = {}
+    for row in judged.iterator(chunk_size=5000):
+        latest[row[:3]] = stats.Rating(*row)  # later runs overwrite earlier ones
+    ratings = [stats.Rating(*row) for row in person.iterator(chunk_size=5000)]
+    ratings.extend(latest.values())
+    rater_ids = {r.rater_id for r in ratings}
+    raters = {
+        pk: RaterInfo(pk, name, kind)
+        for pk, name, kind in Rater.objects.filter(pk__in=rater_ids).values_list(
+            "pk", "name", "kind"
+        )
+    }
+    return ratings, raters
+
+
+def version_gold(
+    version: RubricVersion, ratings: list[stats.Rating] | None = None
+) -> dict[tuple[int, int], tuple[str, str]]:
+    """(response, criterion) -> (outcome, source). A reviewer's latest decision is gold; where
+    there is none, people who all agree (one or more submitted verdicts) make it."""
+    gold: dict[tuple[int, int], tuple[str, str]] = {}
+    if ratings is None:
+        ratings, _ = version_ratings(version)
+    people = set(
+        Rater.objects.filter(
+            pk__in={r.rater_id for r in ratings}, kind=Rater.Kind.PERSON
+        ).values_list("pk", flat=True)
+    )
+    seen: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for r in ratings:
+        if r.rater_id in people:
+            seen[(r.response_id, r.criterion_id)].add(r.outcome)
+    for key, outcomes in seen.items():
+        if len(outcomes) == 1:
+            gold[key] = (next(iter(outcomes)), "agreed")
+    decided = (
+        Adjudication.objects.filter(criterion__version=version)
+        .order_by("pk")
+        .values_list("response_id", "criterion_id", "outcome")
+    )
+    for response_id, criterion_id, outcome in decided:
+        gold[(response_id, criterion_id)] = (outcome, "adjudicated")
+    return gold
+
+
+@dataclass
+class Disagreement:
+    response_id: int
+    criterion_id: int
+    outcomes: dict[str, list[str]]  # outcome -> rater names
+    people_disagree: bool
+    judge_disagrees: bool
+    gold: str | None
+    response: Response | None = None
+    criterion: Criterion | None = None
+
+
+def disagreements(version: RubricVersion, among: str = "all", status: str = "open"):
+    """(response, criterion) pairs where raters differ. among: people | judge | all;
+    status: open (no reviewer decision yet) | decided | all."""
+    ratings, raters = version_ratings(version)
+    by_item: dict[tuple[int, int], list[stats.Rating]] = defaultdict(list)
+    for r in ratings:
+        by_item[(r.response_id, r.criterion_id)].append(r)
+    decided = {
+        (resp, crit): outcome
+        for resp, crit, outcome in Adjudication.objects.filter(criterion__version=version)
+        .order_by("pk")
+        .values_list("response_id", "criterion_id", "outcome")
+    }
+    found = []
+    for (resp, crit), rs in by_item.items():
+        people = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.PERSON}
+        judges = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.JUDGE}
+        people_disagree = len(people) > 1
+        # Some person and some judge differ.
+        judge_disagrees = bool(people) and bool(judges) and len(people | judges) > 1
+        if among == "people" and not people_disagree:
+            continue
+        if among == "judge" and not judge_disagrees:
+            continue
+        if among == "all" and not (people_disagree or judge_disagrees):
+            continue
+        gold = decided.get((resp, crit))
+        if status == "open" and gold is not None:
+            continue
+        if status == "decided" and gold is None:
+            continue
+        outcomes: dict[str, list[str]] = defaultdict(list)
+        for r in rs:
+            outcomes[r.outcome].append(raters[r.rater_id].name)
+        found.append(
+            Disagreement(resp, crit, dict(outcomes), people_disagree, judge_disagrees, gold)
+        )
+    responses = Response.objects.in_bulk({d.response_id for d in found})
+    criteria = Criterion.objects.in_bulk({d.criterion_id for d in found})
+    for d in found:
+        d.response, d.criterion = responses[d.response_id], criteria[d.criterion_id]
+    found.sort(key=lambda d: (d.criterion.position, d.response_id))
+    return found
+
+
+def item_verdicts(response: Response, criterion: Criterion):
+    """Every counted verdict on one (response, criterion), people's and judges', with the
+    rationale and evidence, for a reviewer to read side by side."""
+    return list(
+        Verdict.objects.filter(response=response, criterion=criterion)
+        .filter(Q(assignment__status=Assignment.Status.SUBMITTED) | Q(run__isnull=False))
+        .select_related("rater")
+        .order_by("rater__kind", "rater__name", "-pk")
+    )
+
+
+def gold_history(response: Response, criterion: Criterion):
+    return list(
+        Adjudication.objects.filter(response=response, criterion=criterion)
+        .select_related("decided_by", "replaces")
+        .order_by("-pk")
+    )
+
+
+# --- Reports ----------------------------------------------------------------------------------
+
+
+def project_threshold(project: Project) -> float:
+    row = CalibrationSettings.objects.filter(project=project).values_list("threshold", flat=True)
+    return next(iter(row), CalibrationSettings._meta.get_field("threshold").default)
+
+
+@dataclass
+class AgreementReport:
+    version: RubricVersion
+    criteria: list[Criterion]
+    raters: dict[int, RaterInfo]
+    figures: stats.Agreement
+
+
+def agreement_report(version: RubricVersion) -> AgreementReport:
+    ratings, raters = version_ratings(version)
+    return AgreementReport(
+        version=version,
+        criteria=list(Criterion.objects.filter(version=version)),
+        raters=raters,
+        figures=stats.agreement(ratings),
+    )
+
+
+@dataclass
+class CalibrationReport:
+    version: RubricVersion
+    judge: RaterInfo | None
+    judges: list[RaterInfo]
+    criteria: list[Criterion]
+    figures: stats.Calibration | None
+    alpha: dict[int, float | None]
+    threshold: float
+    flagged: set[int]
+    gold_items: int
+
+
+def calibration_report(
+    version: RubricVersion, judge_rater_id: int | None = None, resamples: int = 1000
+) -> CalibrationReport:
+    ratings, raters = version_ratings(version)
+    judges = sorted(
+        (r for r in raters.values() if r.kind == Rater.Kind.JUDGE), key=lambda r: r.name
+    )
+    judge = next((j for j in judges if j.pk == judge_rater_id), judges[0] if judges else None)
+    gold = version_gold(version, ratings)
+    people = [r for r in ratings if raters[r.rater_id].kind == Rater.Kind.PERSON]
+    alpha = stats.alpha_per_criterion(people)
+    figures = None
+    if judge is not None:
+        judged = {
+            (r.response_id, r.criterion_id): r.outcome for r in ratings if r.rater_id == judge.pk
+        }
+        figures = stats.calibration(judged, {k: v[0] for k, v in gold.items()}, resamples=resamples)
+    threshold = project_threshold(version.rubric.project)
+    flagged = set()
+    if figures is not None:
+        flagged |= {
+            c
+            for c, f in figures.per_criterion.items()
+            if f.kappa is not None and f.kappa < threshold
+        }
+    flagged |= {c for c, a in alpha.items() if a is not None and a < threshold}
+    return CalibrationReport(
+        version=version,
+        judge=judge,
+        judges=judges,
+        criteria=list(Criterion.objects.filter(version=version)),
+        figures=figures,
+        alpha=alpha,
+        threshold=threshold,
+        flagged=flagged,
+        gold_items=len(gold),
+    )
+
+
+def flag_version_for(version: RubricVersion) -> RubricVersion | None:
+    """The version whose calibration the editor shows: this one if published, else the
+    rubric's latest published version (a draft has no verdicts yet)."""
+    if not version.is_draft:
+        return version
+    return (
+        RubricVersion.objects.filter(rubric_id=version.rubric_id)
+        .exclude(status=RubricVersion.Status.DRAFT)
+        .order_by("-number")
+        .first()
     )

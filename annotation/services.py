@@ -1,15 +1,29 @@
-"""Writes for responses and raters."""
+"""Writes for responses, raters, queues, person verdicts and gold decisions."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from django.db import connection, transaction
+from django.core.exceptions import ValidationError
+from django.db import connection, models, transaction
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from annotation.models import Rater, Response
-from rubrics.models import Project, Task
+from annotation.models import (
+    Adjudication,
+    Assignment,
+    CalibrationSettings,
+    Queue,
+    QueueItem,
+    Rater,
+    Response,
+    Verdict,
+)
+from rubrics.models import Criterion, Grader, Project, RubricVersion, Task
 
 RESPONSE_FIELDS = {
     "task_id": "the task's external id (required)",
@@ -203,3 +217,369 @@ def person_rater(*, project: Project, user) -> Rater:
         defaults={"name": user.get_full_name() or user.get_username()},
     )
     return rater
+
+
+# --- Queues and hand-out --------------------------------------------------------------------
+
+
+def _annotator_ids(project: Project, usernames: Iterable[str]) -> list[int]:
+    from rubrics.models import Membership, Role
+
+    names = [n.strip() for n in usernames if n.strip()]
+    if not names:
+        raise ValidationError({"annotators": "Name at least one annotator."})
+    rows = dict(
+        Membership.objects.filter(
+            project=project, user__username__in=names, role=Role.ANNOTATOR
+        ).values_list("user__username", "user_id")
+    )
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValidationError(
+            {"annotators": f"Not annotators in this project: {', '.join(sorted(missing))}."}
+        )
+    return list(dict.fromkeys(rows[n] for n in names))
+
+
+@transaction.atomic
+def queue_create(
+    *,
+    project: Project,
+    grader: Grader,
+    name: str,
+    overlap: int,
+    annotators: Iterable[str],
+    user,
+    responses=None,
+    lease_seconds: int = 30 * 60,
+) -> Queue:
+    """A queue of `responses` (default: every response the grader's rubric applies to)."""
+    errors: dict[str, str] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "Give the queue a name."
+    elif Queue.objects.filter(project=project, name=name).exists():
+        errors["name"] = f"This project already has a queue named '{name}'."
+    if grader.version.rubric.project_id != project.pk:
+        errors["grader"] = "The grader must belong to this project."
+    elif grader.version.status == RubricVersion.Status.DRAFT:
+        errors["grader"] = "Queues grade against a published rubric version."
+    try:
+        annotator_ids = _annotator_ids(project, annotators)
+    except ValidationError as exc:
+        errors.update({k: v[0] for k, v in exc.message_dict.items()})
+        annotator_ids = []
+    if not isinstance(overlap, int) or not 1 <= overlap <= 20:
+        errors["overlap"] = "Overlap is a whole number from 1 to 20."
+    elif annotator_ids and overlap > len(annotator_ids):
+        errors["overlap"] = (
+            f"Overlap {overlap} needs at least {overlap} annotators; {len(annotator_ids)} named."
+        )
+    if not isinstance(lease_seconds, int) or lease_seconds < 1:
+        errors["lease_seconds"] = "The lease is a whole number of seconds >= 1."
+    if errors:
+        raise ValidationError(errors)
+    rubric = grader.version.rubric
+    if responses is None:
+        responses = Response.objects.filter(task__project=project)
+    if rubric.task_id:  # a task's rubric grades only that task's responses
+        responses = responses.filter(task_id=rubric.task_id)
+    response_ids = list(responses.filter(task__project=project).values_list("pk", flat=True))
+    if not response_ids:
+        raise ValidationError({"responses": "There are no responses for this rubric; import some."})
+    queue = Queue.objects.create(
+        project=project,
+        grader=grader,
+        name=name,
+        overlap=overlap,
+        lease_seconds=lease_seconds,
+        created_by=user,
+    )
+    queue.annotators.set(annotator_ids)
+    QueueItem.objects.bulk_create(
+        (QueueItem(queue=queue, response_id=pk) for pk in response_ids), batch_size=1000
+    )
+    return queue
+
+
+def _live_turns(item_id: int, now, exclude_pk: int | None = None) -> int:
+    """Submitted turns plus turns someone holds a live lease on."""
+    turns = Assignment.objects.filter(item_id=item_id).filter(
+        Q(status=Assignment.Status.SUBMITTED)
+        | Q(status=Assignment.Status.ACTIVE, lease_expires_at__gt=now)
+    )
+    if exclude_pk is not None:
+        turns = turns.exclude(pk=exclude_pk)
+    return turns.count()
+
+
+def assignment_claim(*, queue: Queue, user) -> Assignment | None:
+    """The annotator's next item: the one they hold, or a new one; None when none is left.
+
+    An item is handed out while fewer than `overlap` turns on it are submitted or held on a
+    live lease, never twice to one annotator (unique in the database) and never again to
+    someone who skipped it. Claims lock the item row (FOR UPDATE SKIP LOCKED), so concurrent
+    annotators take different items, and recount after the lock, so a count read before
+    another claim committed can never over-assign.
+    """
+    if not queue.annotators.filter(pk=user.pk).exists():
+        raise ValidationError({"annotator": f"{user} is not an annotator on this queue."})
+    now = timezone.now()
+    held = (
+        Assignment.objects.filter(
+            queue=queue,
+            annotator=user,
+            status=Assignment.Status.ACTIVE,
+            lease_expires_at__gt=now,
+        )
+        .order_by("opened_at")
+        .first()
+    )
+    if held is not None:
+        return held
+    rater = person_rater(project=queue.project, user=user)
+    live = Assignment.objects.filter(item=OuterRef("pk")).filter(
+        Q(status=Assignment.Status.SUBMITTED)
+        | Q(status=Assignment.Status.ACTIVE, lease_expires_at__gt=now)
+    )
+    live_count = Subquery(
+        live.order_by().values("item").annotate(n=Count("pk")).values("n")[:1],
+        output_field=models.IntegerField(),
+    )
+    mine_closed = Assignment.objects.filter(
+        item=OuterRef("pk"),
+        annotator=user,
+        status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
+    )
+    candidates = (
+        QueueItem.objects.filter(queue=queue)
+        .annotate(live=Coalesce(live_count, 0))
+        .filter(live__lt=queue.overlap)
+        .exclude(Exists(mine_closed))
+        .order_by("-live", "pk")
+    )
+    tried: list[int] = []  # items found full after the lock; each loop adds one or returns
+    while True:
+        with transaction.atomic():
+            open_items = candidates.exclude(pk__in=tried)
+            item = open_items.select_for_update(skip_locked=True, of=("self",)).first()
+            if item is None:
+                # Every open item may be locked by another claim for a moment; wait for
+                # one rather than tell this annotator there is nothing left.
+                item = open_items.select_for_update(of=("self",)).first()
+            if item is None:
+                return None
+            now = timezone.now()
+            mine = Assignment.objects.filter(item=item, annotator=user).first()
+            if _live_turns(item.pk, now, exclude_pk=mine.pk if mine else None) >= queue.overlap:
+                tried.append(item.pk)
+                continue
+            lease = now + timedelta(seconds=queue.lease_seconds)
+            # Turns whose lease lapsed are marked, so progress shows who abandoned what.
+            Assignment.objects.filter(
+                item=item, status=Assignment.Status.ACTIVE, lease_expires_at__lte=now
+            ).update(status=Assignment.Status.EXPIRED)
+            if mine is not None:  # their own lapsed turn on it: pick it up again, drafts kept
+                mine.status = Assignment.Status.ACTIVE
+                mine.lease_expires_at = lease
+                mine.opened_at = now
+                mine.save(update_fields=["status", "lease_expires_at", "opened_at"])
+                return mine
+            return Assignment.objects.create(
+                item=item,
+                queue=queue,
+                annotator=user,
+                rater=rater,
+                opened_at=now,
+                lease_expires_at=lease,
+            )
+
+
+def _check_turn(assignment: Assignment, now) -> None:
+    """A lapsed lease can still be used while nobody else took the slot."""
+    if assignment.status not in (Assignment.Status.ACTIVE, Assignment.Status.EXPIRED):
+        raise ValidationError(
+            {"assignment": f"This item is {assignment.get_status_display().lower()}."}
+        )
+    if assignment.status == Assignment.Status.EXPIRED or assignment.lease_expires_at <= now:
+        taken = _live_turns(assignment.item_id, now, exclude_pk=assignment.pk)
+        if taken >= assignment.queue.overlap:
+            raise ValidationError(
+                {"assignment": "Your time on this item ran out and it went to someone else."}
+            )
+
+
+def _locked_turn(assignment_id: int) -> Assignment:
+    assignment = Assignment.objects.select_related("queue").get(pk=assignment_id)
+    QueueItem.objects.select_for_update().filter(pk=assignment.item_id).first()
+    assignment.refresh_from_db()
+    return assignment
+
+
+def scale_levels(spec: dict, criterion_id: int) -> int:
+    """How many levels a scale criterion of a grader spec has; 0 for binary and checked."""
+    for c in spec.get("criteria", []):
+        if c.get("id") == criterion_id and c.get("kind") == "scale":
+            return len(c.get("scale", {}).get("descriptors", []))
+    return 0
+
+
+def _decision(outcome: str, value, levels: int = 0) -> tuple[str, float | None]:
+    """A person's decision as (outcome, value). On a scale criterion the value decides, as it
+    does for judges: the lowest level is "unmet", any higher one "met"."""
+    allowed = {Verdict.Outcome.MET, Verdict.Outcome.UNMET, Verdict.Outcome.NOT_APPLICABLE}
+    if outcome not in allowed:
+        raise ValidationError({"outcome": "Choose met, unmet or na (not applicable)."})
+    if outcome == Verdict.Outcome.NOT_APPLICABLE:
+        return outcome, None
+    if value is not None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValidationError({"value": "A scale value is a number from 0 to 1."}) from None
+        if not 0 <= value <= 1:
+            raise ValidationError({"value": "A scale value is a number from 0 to 1."})
+    if levels and value is None:
+        raise ValidationError({"value": f"Choose a level from 1 to {levels} on this scale."})
+    if not levels and value is not None:
+        raise ValidationError({"value": "This criterion is not a scale; decide met or unmet."})
+    if levels:
+        outcome = Verdict.Outcome.MET if value > 0 else Verdict.Outcome.UNMET
+    return outcome, value
+
+
+def verdict_save_draft(
+    *,
+    assignment_id: int,
+    criterion_id: int,
+    outcome: str,
+    explanation: str = "",
+    evidence: str = "",
+    value=None,
+) -> Verdict:
+    """Save (or overwrite) the annotator's draft decision on one criterion; renews the lease."""
+    with transaction.atomic():
+        assignment = _locked_turn(assignment_id)
+        now = timezone.now()
+        _check_turn(assignment, now)
+        criterion = Criterion.objects.filter(
+            pk=criterion_id, version_id=assignment.queue.grader.version_id
+        ).first()
+        if criterion is None:
+            raise ValidationError({"criterion": "Not a criterion of this queue's rubric."})
+        levels = scale_levels(assignment.queue.grader.spec, criterion.pk)
+        outcome, value = _decision(outcome, value, levels)
+        if len(evidence) > 5000:
+            raise ValidationError({"evidence": "Quote at most 5,000 characters."})
+        if evidence and evidence not in assignment.item.response.text:
+            raise ValidationError({"evidence": "Evidence must be quoted from the response."})
+        verdict, _ = Verdict.objects.update_or_create(
+            assignment=assignment,
+            criterion=criterion,
+            defaults={
+                "response_id": assignment.item.response_id,
+                "rater_id": assignment.rater_id,
+                "grader_id": assignment.queue.grader_id,
+                "outcome": outcome,
+                "value": value,
+                "explanation": explanation.strip(),
+                "evidence": evidence,
+            },
+        )
+        Assignment.objects.filter(pk=assignment.pk).update(
+            status=Assignment.Status.ACTIVE,
+            lease_expires_at=now + timedelta(seconds=assignment.queue.lease_seconds),
+        )
+    return verdict
+
+
+def assignment_submit(*, assignment_id: int) -> Assignment:
+    """Submit the turn: every criterion must have a decision. Submitting twice is a no-op."""
+    with transaction.atomic():
+        assignment = _locked_turn(assignment_id)
+        if assignment.status == Assignment.Status.SUBMITTED:
+            return assignment
+        now = timezone.now()
+        _check_turn(assignment, now)
+        version_id = assignment.queue.grader.version_id
+        decided = set(assignment.verdicts.values_list("criterion_id", flat=True))
+        missing = list(
+            Criterion.objects.filter(version_id=version_id)
+            .exclude(pk__in=decided)
+            .values_list("position", flat=True)
+        )
+        if missing:
+            listed = ", #".join(str(p + 1) for p in missing[:10])
+            raise ValidationError(
+                {"verdicts": f"Decide every criterion first; missing: #{listed}."}
+            )
+        assignment.status = Assignment.Status.SUBMITTED
+        assignment.submitted_at = now
+        assignment.seconds_spent += max(0, int((now - assignment.opened_at).total_seconds()))
+        assignment.save(update_fields=["status", "submitted_at", "seconds_spent"])
+    return assignment
+
+
+def assignment_skip(*, assignment_id: int, reason: str) -> Assignment:
+    """Give the item back with a reason; it goes to someone else, never back to this person."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why you skip this item."})
+    with transaction.atomic():
+        assignment = _locked_turn(assignment_id)
+        if assignment.status != Assignment.Status.ACTIVE:
+            raise ValidationError(
+                {"assignment": f"This item is {assignment.get_status_display().lower()}."}
+            )
+        now = timezone.now()
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.skip_reason = reason[:2000]
+        assignment.seconds_spent += max(0, int((now - assignment.opened_at).total_seconds()))
+        assignment.save(update_fields=["status", "skip_reason", "seconds_spent"])
+        assignment.verdicts.all().delete()  # drafts of a skipped item are nobody's verdicts
+    return assignment
+
+
+# --- Adjudication ---------------------------------------------------------------------------
+
+
+def gold_decide(
+    *, response: Response, criterion: Criterion, outcome: str, note: str, user, value=None
+) -> Adjudication:
+    """Record a reviewer's gold verdict. The previous decision stays, named as replaced."""
+    grader = criterion.version.graders.order_by("-created_at").first()
+    outcome, value = _decision(
+        outcome, value, scale_levels(grader.spec, criterion.pk) if grader else 0
+    )
+    if criterion.version.rubric.project_id != response.task.project_id:
+        raise ValidationError({"criterion": "The criterion and response are not of one project."})
+    with transaction.atomic():
+        # Lock the item's chain so two reviewers deciding at once form a line, not a fork.
+        Response.objects.select_for_update().filter(pk=response.pk).first()
+        current = (
+            Adjudication.objects.filter(response=response, criterion=criterion)
+            .order_by("-pk")
+            .first()
+        )
+        return Adjudication.objects.create(
+            response=response,
+            criterion=criterion,
+            outcome=outcome,
+            value=value,
+            note=(note or "").strip(),
+            decided_by=user,
+            replaces=current,
+        )
+
+
+def calibration_threshold_set(*, project: Project, threshold) -> CalibrationSettings:
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise ValidationError({"threshold": "A number from -1 to 1."}) from None
+    if not -1 <= threshold <= 1:
+        raise ValidationError({"threshold": "A number from -1 to 1."})
+    settings_row, _ = CalibrationSettings.objects.update_or_create(
+        project=project, defaults={"threshold": threshold}
+    )
+    return settings_row

@@ -1,16 +1,29 @@
-"""HTML doors for responses: list and JSONL import."""
+"""HTML doors for responses, queues, the annotation page, agreement, adjudication and
+calibration. Each checks the role through a selector's helper and calls one service."""
 
 from __future__ import annotations
 
+import json
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotation import selectors, services
+from annotation.models import Response, Verdict
+from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 
 PAGE = 200
+
+
+def _errors(exc: ValidationError) -> dict[str, str]:
+    if hasattr(exc, "error_dict"):
+        return {k: " ".join(v) for k, v in exc.message_dict.items()}
+    return {"form": " ".join(exc.messages)}
 
 
 @login_required
@@ -43,3 +56,370 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and request.htmx:
         template += "#import"
     return render(request, template, context)
+
+
+# --- Queues ---------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def queues(request: HttpRequest, slug: str) -> HttpResponse:
+    perm = Perm.MANAGE_QUEUES if request.method == "POST" else Perm.VIEW
+    project = project_for(request.user, slug, perm)
+    can_manage = role_allows(project.role, Perm.MANAGE_QUEUES)
+    annotating = role_allows(project.role, Perm.ANNOTATE)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        graders = selectors.published_graders(project)
+        grader = graders.filter(hash=request.POST.get("grader", "")).first()
+        try:
+            overlap = int(request.POST.get("overlap", ""))
+        except ValueError:
+            overlap = -1
+        try:
+            if grader is None:
+                raise ValidationError({"grader": "Choose a published rubric version."})
+            models = request.POST.getlist("models")
+            chosen = None
+            if models:  # only these models' outputs; default: every response the rubric fits
+                chosen = selectors.project_responses(project).filter(model__in=models)
+            queue = services.queue_create(
+                project=project,
+                grader=grader,
+                name=request.POST.get("name", ""),
+                overlap=overlap,
+                annotators=request.POST.getlist("annotators"),
+                responses=chosen,
+                user=request.user,
+            )
+        except ValidationError as exc:
+            errors = _errors(exc)
+        else:
+            messages.success(request, f"Queue {queue.name} made with {queue.items.count()} items.")
+            return redirect("queue", pk=queue.pk)
+    # An annotator sees the queues they are on; everyone else sees them all.
+    shown = selectors.project_queues(project, user=request.user if annotating else None)
+    return render(
+        request,
+        "annotation/queues.html",
+        {
+            "project": project,
+            "queues": shown,
+            "can_manage": can_manage,
+            "annotating": annotating,
+            "graders": selectors.published_graders(project) if can_manage else [],
+            "annotators": selectors.project_annotators(project) if can_manage else [],
+            "models": selectors.response_counts_by_model(project) if can_manage else [],
+            "errors": errors,
+            "posted": request.POST,
+        },
+    )
+
+
+@login_required
+@require_GET
+def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_for(request.user, pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "annotation/queue.html",
+        {"project": queue.project, "queue": queue, "progress": selectors.queue_progress(queue)},
+    )
+
+
+@login_required
+@require_POST
+def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
+    queue = selectors.queue_for(request.user, pk, Perm.ANNOTATE)
+    if not queue.annotators.filter(pk=request.user.pk).exists():
+        return HttpResponse("You are not on this queue.", status=403)
+    assignment = services.assignment_claim(queue=queue, user=request.user)
+    if assignment is None:
+        if selectors.queue_held_by_others(queue, request.user):
+            messages.info(
+                request,
+                f"Nothing for you in {queue.name} right now: others hold the rest. "
+                "Items they skip or abandon come back; try again later.",
+            )
+        else:
+            messages.success(request, f"Nothing left for you in {queue.name}. Thank you!")
+        return redirect("queues", slug=queue.project.slug)
+    return redirect("assignment", pk=assignment.pk)
+
+
+# --- The annotation page ----------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = selectors.assignment_for(request.user, pk)
+    page = selectors.annotation_page(assignment)
+    rows = [(c, page.drafts.get(c.pk), page.scales.get(c.pk)) for c in page.criteria]
+    return render(
+        request,
+        "annotation/annotate.html",
+        {
+            "project": assignment.queue.project,
+            "assignment": assignment,
+            "queue": assignment.queue,
+            "task": page.response.task,
+            "response": page.response,
+            "rows": rows,
+            "decided": len(page.drafts),
+            "outcomes": [
+                (Verdict.Outcome.MET, "Met", "1"),
+                (Verdict.Outcome.UNMET, "Not met", "2"),
+                (Verdict.Outcome.NOT_APPLICABLE, "N/A", "3"),
+            ],
+        },
+    )
+
+
+@login_required
+@require_POST
+def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save one criterion's draft; answers the criterion's row (htmx) or redirects."""
+    assignment = selectors.assignment_for(request.user, pk)
+    try:
+        criterion_id = int(request.POST.get("criterion", ""))
+    except ValueError:
+        criterion_id = 0
+    outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
+    if request.POST.get("na"):  # a scale criterion marked not applicable
+        outcome, value = "na", None
+    error = ""
+    verdict = None
+    try:
+        verdict = services.verdict_save_draft(
+            assignment_id=assignment.pk,
+            criterion_id=criterion_id,
+            outcome=outcome,
+            explanation=request.POST.get("explanation", ""),
+            evidence=request.POST.get("evidence", ""),
+            value=value,
+        )
+    except ValidationError as exc:
+        error = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items())
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("assignment", pk=pk)
+    status = 400 if error else 200
+    body = json.dumps({"saved": verdict is not None, "error": error})
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+@login_required
+@require_POST
+def assignment_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = selectors.assignment_for(request.user, pk)
+    try:
+        services.assignment_submit(assignment_id=assignment.pk)
+    except ValidationError as exc:
+        for message in _errors(exc).values():
+            messages.error(request, message)
+        return redirect("assignment", pk=pk)
+    messages.success(request, "Submitted.")
+    if request.POST.get("next") == "1":
+        return queue_next(request, assignment.queue_id)
+    return redirect("queues", slug=assignment.queue.project.slug)
+
+
+@login_required
+@require_POST
+def assignment_skip(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = selectors.assignment_for(request.user, pk)
+    try:
+        services.assignment_skip(assignment_id=assignment.pk, reason=request.POST.get("reason", ""))
+    except ValidationError as exc:
+        for message in _errors(exc).values():
+            messages.error(request, message)
+        return redirect("assignment", pk=pk)
+    messages.success(request, "Skipped; the item goes to someone else.")
+    return redirect("queues", slug=assignment.queue.project.slug)
+
+
+# --- Agreement, adjudication, calibration -----------------------------------------------------
+
+
+def _fmt(x) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+@login_required
+@require_GET
+def agreement(request: HttpRequest, pk: int) -> HttpResponse:
+    version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
+    report = selectors.agreement_report(version)
+    names = {pk: info.name for pk, info in report.raters.items()}
+    figures = report.figures
+    criteria = [(c, figures.per_criterion.get(c.pk)) for c in report.criteria]
+    chart = {
+        "alpha": {
+            "labels": [f"#{c.position + 1}" for c, _ in criteria],
+            "values": [_fmt(f.alpha) if f else None for _, f in criteria],
+            "threshold": selectors.project_threshold(version.rubric.project),
+        },
+        "heatmap": {
+            "raters": [names[r] for r in figures.raters],
+            "kappa": [[_fmt(k) for k in row] for row in figures.kappa_matrix()],
+        },
+    }
+    return render(
+        request,
+        "annotation/agreement.html",
+        {
+            "project": version.rubric.project,
+            "version": version,
+            "report": report,
+            "criteria": criteria,
+            "pairs": [(names[p.a], names[p.b], p) for p in figures.pairs],
+            "per_rater": [(report.raters[r.rater_id], r) for r in figures.per_rater],
+            "chart": chart,
+        },
+    )
+
+
+AMONG = {"all": "Anyone", "people": "People among themselves", "judge": "People vs a judge"}
+STATUS = {"open": "Not yet decided", "decided": "Decided", "all": "All"}
+
+
+@login_required
+@require_GET
+def disagreements(request: HttpRequest, pk: int) -> HttpResponse:
+    version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
+    among = request.GET.get("among", "all")
+    status = request.GET.get("status", "open")
+    among = among if among in AMONG else "all"
+    status = status if status in STATUS else "open"
+    criterion = request.GET.get("criterion", "")
+    found = selectors.disagreements(version, among=among, status=status)
+    if criterion.isdigit():
+        found = [d for d in found if d.criterion_id == int(criterion)]
+    return render(
+        request,
+        "annotation/disagreements.html",
+        {
+            "project": version.rubric.project,
+            "version": version,
+            "found": found,
+            "criteria": Criterion.objects.filter(version=version),
+            "among": among,
+            "status": status,
+            "criterion": criterion,
+            "AMONG": AMONG,
+            "STATUS": STATUS,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: int) -> HttpResponse:
+    perm = Perm.ADJUDICATE if request.method == "POST" else Perm.VIEW_RESULTS
+    version = selectors.version_for(request.user, pk, perm)
+    criterion = get_object_or_404(Criterion, pk=criterion_pk, version=version)
+    response = get_object_or_404(
+        Response.objects.select_related("task"),
+        pk=response_pk,
+        task__project=version.rubric.project,
+    )
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            services.gold_decide(
+                response=response,
+                criterion=criterion,
+                outcome=request.POST.get("outcome", ""),
+                value=request.POST.get("value") or None,
+                note=request.POST.get("note", ""),
+                user=request.user,
+            )
+        except ValidationError as exc:
+            errors = _errors(exc)
+        else:
+            messages.success(request, "Gold verdict recorded.")
+            return redirect("adjudicate", pk=pk, response_pk=response_pk, criterion_pk=criterion_pk)
+    return render(
+        request,
+        "annotation/adjudicate.html",
+        {
+            "project": version.rubric.project,
+            "version": version,
+            "criterion": criterion,
+            "response": response,
+            "verdicts": selectors.item_verdicts(response, criterion),
+            "scale": selectors.criterion_scale(criterion),
+            "history": selectors.gold_history(response, criterion),
+            "errors": errors,
+            "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),
+            "outcomes": [
+                (Verdict.Outcome.MET, "Met"),
+                (Verdict.Outcome.UNMET, "Not met"),
+                (Verdict.Outcome.NOT_APPLICABLE, "Not applicable"),
+            ],
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def calibration(request: HttpRequest, pk: int) -> HttpResponse:
+    perm = Perm.MANAGE_MEMBERS if request.method == "POST" else Perm.VIEW_RESULTS
+    version = selectors.version_for(request.user, pk, perm)
+    project = version.rubric.project
+    if request.method == "POST":
+        try:
+            services.calibration_threshold_set(
+                project=project, threshold=request.POST.get("threshold")
+            )
+        except ValidationError as exc:
+            for message in _errors(exc).values():
+                messages.error(request, f"threshold: {message}")
+        return redirect("calibration", pk=pk)
+    judge = request.GET.get("judge", "")
+    report = selectors.calibration_report(version, int(judge) if judge.isdigit() else None)
+    rows = []
+    for c in report.criteria:
+        f = report.figures.per_criterion.get(c.pk) if report.figures else None
+        rows.append((c, f, report.alpha.get(c.pk), c.pk in report.flagged))
+    return render(
+        request,
+        "annotation/calibration.html",
+        {
+            "project": project,
+            "version": version,
+            "report": report,
+            "rows": rows,
+            "can_set_threshold": role_allows(project.role, Perm.MANAGE_MEMBERS),
+            "can_adjudicate": role_allows(project.role, Perm.ADJUDICATE),
+        },
+    )
+
+
+@login_required
+@require_GET
+def calibration_flags(request: HttpRequest, pk: int) -> HttpResponse:
+    """The rubric editor's flags, as an htmx fragment: criteria of the latest published
+    version whose judge or whose people fall below the project's threshold."""
+    version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
+    shown = selectors.flag_version_for(version)
+    report = selectors.calibration_report(shown, resamples=200) if shown else None
+    flagged = []
+    if report is not None:
+        for c in report.criteria:
+            if c.pk in report.flagged:
+                f = report.figures.per_criterion.get(c.pk) if report.figures else None
+                flagged.append((c, f, report.alpha.get(c.pk)))
+    return render(
+        request,
+        "annotation/flags.html",
+        {
+            "version": version,
+            "shown": shown,
+            "report": report,
+            "flagged": flagged,
+            "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),
+        },
+    )

@@ -108,6 +108,47 @@ urlpatterns = [
         one_path(grading_api.RunListApi, grading_api.RunCreateApi),
         name="api_runs",
     ),
+    path(
+        "projects/<slug:slug>/queues/",
+        one_path(annotation_api.QueueListApi, annotation_api.QueueCreateApi),
+        name="api_queues",
+    ),
+    path("queues/<int:pk>/", annotation_api.QueueDetailApi.as_view(), name="api_queue"),
+    path("queues/<int:pk>/claim/", annotation_api.QueueClaimApi.as_view(), name="api_queue_claim"),
+    path(
+        "assignments/<int:pk>/",
+        annotation_api.AssignmentDetailApi.as_view(),
+        name="api_assignment",
+    ),
+    path(
+        "assignments/<int:pk>/verdicts/",
+        annotation_api.VerdictDraftApi.as_view(),
+        name="api_assignment_verdicts",
+    ),
+    path(
+        "assignments/<int:pk>/submit/",
+        annotation_api.AssignmentSubmitApi.as_view(),
+        name="api_assignment_submit",
+    ),
+    path(
+        "assignments/<int:pk>/skip/",
+        annotation_api.AssignmentSkipApi.as_view(),
+        name="api_assignment_skip",
+    ),
+    path(
+        "versions/<int:pk>/agreement/", annotation_api.AgreementApi.as_view(), name="api_agreement"
+    ),
+    path(
+        "versions/<int:pk>/disagreements/",
+        annotation_api.DisagreementListApi.as_view(),
+        name="api_disagreements",
+    ),
+    path("versions/<int:pk>/gold/", annotation_api.GoldDecideApi.as_view(), name="api_gold"),
+    path(
+        "versions/<int:pk>/calibration/",
+        annotation_api.CalibrationApi.as_view(),
+        name="api_calibration",
+    ),
     path("rubrics/<int:pk>/", rubrics_api.RubricDetailApi.as_view(), name="api_rubric"),
     path(
         "rubrics/<int:pk>/draft/criteria/",

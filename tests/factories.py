@@ -74,3 +74,31 @@ def make_judge(project, base_url: str, name: str = "sim", max_concurrency: int =
         model="judge-model",
         max_concurrency=max_concurrency,
     )
+
+
+def make_queue(project, grader, annotators, user, overlap: int = 2, **kwargs):
+    return annotation_services.queue_create(
+        project=project,
+        grader=grader,
+        name=kwargs.pop("name", f"Queue {next(_counter)}"),
+        overlap=overlap,
+        annotators=[a.username for a in annotators],
+        user=user,
+        **kwargs,
+    )
+
+
+def annotate(queue, user, outcomes: dict[int, str] | str = "met", submit: bool = True):
+    """Claim the annotator's next item, decide every criterion, and submit."""
+    assignment = annotation_services.assignment_claim(queue=queue, user=user)
+    if assignment is None:
+        return None
+    # outcomes: one for all, or by criterion number (1-based, in rubric order)
+    for number, criterion in enumerate(queue.grader.version.criteria.order_by("position"), 1):
+        outcome = outcomes if isinstance(outcomes, str) else outcomes[number]
+        annotation_services.verdict_save_draft(
+            assignment_id=assignment.pk, criterion_id=criterion.pk, outcome=outcome
+        )
+    if submit:
+        annotation_services.assignment_submit(assignment_id=assignment.pk)
+    return assignment

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from django.urls import resolve
 
+from annotation import services as annotation_services
 from assay import api_urls
 from grading import datasets
 from grading import services as grading_services
@@ -29,6 +30,8 @@ PUBLISHERS = {"admin", "author", "reviewer"}  # annotators and engineers cannot 
 RESULTS = {"admin", "author", "reviewer", "engineer"}  # annotators stay blind to the judge
 OPERATORS = {"admin", "engineer"}  # import responses, start and cancel runs
 ADMINS = {"admin"}  # members and judges
+ANNOTATORS = {"annotator"}  # grade queue items, blind
+ADJUDICATORS = {"admin", "reviewer"}  # gold verdicts
 
 
 def members_only(allowed: set[str], ok: int) -> dict[str, int]:
@@ -128,6 +131,59 @@ ENDPOINTS = [
         "runs/{run}/scores/{score}/verdicts/",
         members_only(RESULTS, 200),
     ),
+    Endpoint("get", SLUG + "queues/", "projects/{slug}/queues/", members_only(EVERYONE, 200)),
+    Endpoint("post", SLUG + "queues/", "projects/{slug}/queues/", members_only(OPERATORS, 400)),
+    Endpoint("get", "queues/<int:pk>/", "queues/{queue}/", members_only(RESULTS, 200)),
+    # The annotator holds an item already, so the claim answers it again.
+    Endpoint(
+        "post", "queues/<int:pk>/claim/", "queues/{queue}/claim/", members_only(ANNOTATORS, 200)
+    ),
+    Endpoint(
+        "get", "assignments/<int:pk>/", "assignments/{assignment}/", members_only(ANNOTATORS, 200)
+    ),
+    Endpoint(
+        "put",
+        "assignments/<int:pk>/verdicts/",
+        "assignments/{assignment}/verdicts/",
+        members_only(ANNOTATORS, 400),
+    ),
+    # Nothing is decided yet, so an allowed submit is refused.
+    Endpoint(
+        "post",
+        "assignments/<int:pk>/submit/",
+        "assignments/{assignment}/submit/",
+        members_only(ANNOTATORS, 400),
+    ),
+    Endpoint(
+        "post",
+        "assignments/<int:pk>/skip/",
+        "assignments/{assignment}/skip/",
+        members_only(ANNOTATORS, 400),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/agreement/",
+        "versions/{version}/agreement/",
+        members_only(RESULTS, 200),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/disagreements/",
+        "versions/{version}/disagreements/",
+        members_only(RESULTS, 200),
+    ),
+    Endpoint(
+        "post",
+        "versions/<int:pk>/gold/",
+        "versions/{version}/gold/",
+        members_only(ADJUDICATORS, 400),
+    ),
+    Endpoint(
+        "get",
+        "versions/<int:pk>/calibration/",
+        "versions/{version}/calibration/",
+        members_only(RESULTS, 200),
+    ),
 ]
 
 
@@ -171,9 +227,14 @@ def world(personas):
     )
     datasets.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
     outsider_token, _ = tokens.token_create(user=factories.make_user(), name="x", scopes=["read"])
+    queue = factories.make_queue(project, grader, [personas.annotator], admin, overlap=1)
+    assignment = annotation_services.assignment_claim(queue=queue, user=personas.annotator)
     return SimpleNamespace(
         token=outsider_token.pk,
         snapshot=snapshot.pk,
+        queue=queue.pk,
+        assignment=assignment.pk,
+        version=grader.version_id,
         slug=project.slug,
         task=task.external_id,
         rubric=grader.version.rubric_id,

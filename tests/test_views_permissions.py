@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from django.urls import get_resolver, reverse
 
+from annotation import services as annotation_services
 from annotation.models import Response
 from grading import datasets
 from grading import services as grading_services
@@ -45,6 +46,8 @@ def world(personas):
         project=p.project, name="snap", format="verdicts-jsonl", user=p.admin
     )
     datasets.snapshot_build(snapshot_id=snapshot.pk)
+    queue = factories.make_queue(p.project, grader, [p.annotator], p.admin, overlap=1)
+    assignment = annotation_services.assignment_claim(queue=queue, user=p.annotator)
     return {
         "snapshot": snapshot,
         "p": p,
@@ -56,12 +59,25 @@ def world(personas):
         "run": run,
         "score": score,
         "judge": judge,
+        "queue": queue,
+        "assignment": assignment,
+        "version": grader.version,
+        "response": Response.objects.get(),
+        "published_criterion": grader.version.criteria.get(),
     }
 
 
 # name -> (method, kwargs(world), roles allowed, form data)
 def _slug(w):
     return {"slug": w["p"].project.slug}
+
+
+def _item(w):
+    return {
+        "pk": w["version"].pk,
+        "response_pk": w["response"].pk,
+        "criterion_pk": w["published_criterion"].pk,
+    }
 
 
 TABLE = {
@@ -113,6 +129,21 @@ TABLE = {
     "datasets#post": ("post", _slug, {"admin", "engineer"}, {"name": ""}),
     "snapshot": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
     "snapshot_download": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
+    "queues": ("get", _slug, ALL, None),
+    "queues#post": ("post", _slug, {"admin", "engineer"}, {"name": ""}),
+    "queue": ("get", lambda w: {"pk": w["queue"].pk}, RESULTS, None),
+    "queue_next": ("post", lambda w: {"pk": w["queue"].pk}, {"annotator"}, {}),
+    "assignment": ("get", lambda w: {"pk": w["assignment"].pk}, {"annotator"}, None),
+    "assignment_draft": ("post", lambda w: {"pk": w["assignment"].pk}, {"annotator"}, {}),
+    "assignment_submit": ("post", lambda w: {"pk": w["assignment"].pk}, {"annotator"}, {}),
+    "assignment_skip": ("post", lambda w: {"pk": w["assignment"].pk}, {"annotator"}, {}),
+    "agreement": ("get", lambda w: {"pk": w["version"].pk}, RESULTS, None),
+    "disagreements": ("get", lambda w: {"pk": w["version"].pk}, RESULTS, None),
+    "adjudicate": ("get", _item, RESULTS, None),
+    "adjudicate#post": ("post", _item, {"admin", "reviewer"}, {}),
+    "calibration": ("get", lambda w: {"pk": w["version"].pk}, RESULTS, None),
+    "calibration#post": ("post", lambda w: {"pk": w["version"].pk}, {"admin"}, {"threshold": "1"}),
+    "calibration_flags": ("get", lambda w: {"pk": w["version"].pk}, RESULTS, None),
 }
 # Not project pages: the home page, accounts, and one's own API tokens (tests/test_tokens.py).
 PUBLIC = {"home", "signup", "login", "logout", "api_tokens_page", "api_token_revoke_page"}

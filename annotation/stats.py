@@ -1,0 +1,360 @@
+"""Agreement and calibration figures over plain rows, computed with reference libraries.
+
+Pure functions: no database. `selectors` turns verdicts into `Rating`s and gold into a dict;
+everything here is numbers. Outcomes are coded met=1, unmet=0, na=2 (nominal); scale values
+are ordinal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import krippendorff
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+CODES = {"unmet": 0, "met": 1, "na": 2}
+LABELS = ["met", "unmet", "na"]
+
+
+@dataclass(frozen=True)
+class Rating:
+    rater_id: int
+    response_id: int
+    criterion_id: int
+    outcome: str
+    value: float | None = None
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def kappa(a, b) -> float | None:
+    """Cohen's kappa; None when it is undefined (both raters gave one same label throughout)."""
+    if len(a) == 0:
+        return None
+    with warnings.catch_warnings():
+        # Undefined kappa is reported as None below; sklearn's warning says the same thing.
+        warnings.simplefilter("ignore")
+        return _finite(cohen_kappa_score(a, b))
+
+
+def alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
+    """Krippendorff's alpha over raters x items (nan = not rated); None when undefined."""
+    if matrix.size == 0 or matrix.shape[0] < 2:
+        return None
+    values = matrix[~np.isnan(matrix)]
+    if len(np.unique(values)) < 2:
+        return None  # one value in the domain: alpha has no expected disagreement
+    pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
+    if not pairable.any():
+        return None
+    return _finite(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+
+
+def fleiss(items: list[list[int]]) -> tuple[float | None, int]:
+    """Fleiss' kappa over items rated by the same number of raters (the most common count,
+    at least 2); returns it and how many items it used."""
+    counts = defaultdict(list)
+    for codes in items:
+        if len(codes) >= 2:
+            counts[len(codes)].append(codes)
+    if not counts:
+        return None, 0
+    n = max(counts, key=lambda k: (len(counts[k]), k))
+    rows = np.array(counts[n])
+    table, _ = aggregate_raters(rows, n_cat=3)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _finite(fleiss_kappa(table, method="fleiss")), len(rows)
+
+
+def percent_agreement(items: list[list[int]]) -> float | None:
+    """Mean over items (rated at least twice) of the share of rater pairs that agree."""
+    rated = [codes for codes in items if len(codes) >= 2]
+    if not rated:
+        return None
+    flat = np.concatenate([np.asarray(c) for c in rated])
+    _, category = np.unique(flat, return_inverse=True)
+    row = np.repeat(np.arange(len(rated)), [len(c) for c in rated])
+    counts = np.zeros((len(rated), category.max() + 1))
+    np.add.at(counts, (row, category), 1)
+    n = counts.sum(axis=1)
+    shares = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    return float(shares.mean())
+
+
+@dataclass
+class Figures:
+    items: int = 0
+    ratings: int = 0
+    percent: float | None = None
+    fleiss: float | None = None
+    fleiss_items: int = 0
+    alpha: float | None = None
+    mean_kappa: float | None = None
+
+
+@dataclass
+class Pair:
+    a: int
+    b: int
+    items: int
+    percent: float | None
+    kappa: float | None
+
+
+@dataclass
+class RaterFigures:
+    rater_id: int
+    items: int
+    percent: float | None  # agreement with the others, pooled over pairs
+    mean_kappa: float | None
+
+
+@dataclass
+class Agreement:
+    raters: list[int]
+    overall: Figures
+    per_criterion: dict[int, Figures]
+    pairs: list[Pair]
+    per_rater: list[RaterFigures]
+    ordinal: set[int] = field(default_factory=set)
+
+    def kappa_matrix(self) -> list[list[float | None]]:
+        index = {r: i for i, r in enumerate(self.raters)}
+        grid: list[list[float | None]] = [[None] * len(self.raters) for _ in self.raters]
+        for i in range(len(self.raters)):
+            grid[i][i] = 1.0
+        for p in self.pairs:
+            grid[index[p.a]][index[p.b]] = grid[index[p.b]][index[p.a]] = p.kappa
+        return grid
+
+
+def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
+    """by_item: item -> {rater: code or value}."""
+    items = list(by_item)
+    codes = [list(d.values()) for d in by_item.values()]
+    fig = Figures(items=len(items), ratings=sum(len(c) for c in codes))
+    nominal_codes = [[int(round(v * 1000)) if ordinal else v for v in c] for c in codes]
+    fig.percent = percent_agreement(nominal_codes)
+    if not ordinal:
+        fig.fleiss, fig.fleiss_items = fleiss(codes)
+    index = {r: i for i, r in enumerate(raters)}
+    matrix = np.full((len(raters), len(items)), np.nan)
+    for j, item in enumerate(items):
+        for r, v in by_item[item].items():
+            matrix[index[r], j] = v
+    used = ~np.isnan(matrix).all(axis=1)
+    fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
+    kappas = []
+    rows = np.flatnonzero(used)
+    labels = np.nan_to_num(np.round(matrix * 1000) if ordinal else matrix).astype(int)
+    for i, j in combinations(rows, 2):
+        both = ~np.isnan(matrix[i]) & ~np.isnan(matrix[j])
+        if both.sum() >= 2:
+            k = kappa(labels[i, both], labels[j, both])
+            if k is not None:
+                kappas.append(k)
+    fig.mean_kappa = float(np.mean(kappas)) if kappas else None
+    return fig
+
+
+def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
+    by_criterion: dict[int, dict] = defaultdict(lambda: defaultdict(dict))
+    ordinal = {r.criterion_id for r in ratings if r.value is not None}
+    for r in ratings:
+        if r.criterion_id in ordinal:
+            if r.value is None:
+                continue
+            v = r.value
+        else:
+            v = CODES[r.outcome]
+        by_criterion[r.criterion_id][r.response_id][r.rater_id] = v
+    return by_criterion, ordinal
+
+
+def alpha_per_criterion(ratings: list[Rating]) -> dict[int, float | None]:
+    """Krippendorff's alpha of each criterion alone (what flags need, without the rest)."""
+    by_criterion, ordinal = _by_criterion(ratings)
+    raters = sorted({r.rater_id for r in ratings})
+    index = {r: i for i, r in enumerate(raters)}
+    out = {}
+    for c, by_item in by_criterion.items():
+        matrix = np.full((len(raters), len(by_item)), np.nan)
+        for j, by_rater in enumerate(by_item.values()):
+            for r, v in by_rater.items():
+                matrix[index[r], j] = v
+        used = ~np.isnan(matrix).all(axis=1)
+        out[c] = alpha(matrix[used], "ordinal" if c in ordinal else "nominal")
+    return out
+
+
+def agreement(ratings: list[Rating]) -> Agreement:
+    """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
+    raters (Cohen's kappa) and per rater against the others."""
+    by_criterion, ordinal = _by_criterion(ratings)
+    raters = sorted({r.rater_id for r in ratings})
+    per_criterion = {
+        c: _figures(items, raters, c in ordinal) for c, items in sorted(by_criterion.items())
+    }
+    pooled = {
+        (c, resp): dict(by_rater)
+        for c, items in by_criterion.items()
+        if c not in ordinal
+        for resp, by_rater in items.items()
+    }
+    # Scale criteria join the pooled nominal figures through their outcome codes.
+    for r in ratings:
+        if r.criterion_id in ordinal:
+            pooled.setdefault((r.criterion_id, r.response_id), {})[r.rater_id] = CODES[r.outcome]
+    overall = _figures(pooled, raters, ordinal=False)
+
+    per_rater_items: dict[int, dict] = defaultdict(dict)
+    for item, by_rater in pooled.items():
+        for rater, code in by_rater.items():
+            per_rater_items[rater][item] = code
+    pairs = []
+    for a, b in combinations(raters, 2):
+        shared = per_rater_items[a].keys() & per_rater_items[b].keys()
+        xa = np.fromiter((per_rater_items[a][i] for i in shared), dtype=int, count=len(shared))
+        xb = np.fromiter((per_rater_items[b][i] for i in shared), dtype=int, count=len(shared))
+        pairs.append(
+            Pair(
+                a=a,
+                b=b,
+                items=len(shared),
+                percent=float((xa == xb).mean()) if len(shared) else None,
+                kappa=kappa(xa, xb),
+            )
+        )
+    per_rater = []
+    for rater in raters:
+        mine = [p for p in pairs if rater in (p.a, p.b) and p.items]
+        n = sum(p.items for p in mine)
+        agree = sum(p.percent * p.items for p in mine if p.percent is not None)
+        ks = [p.kappa for p in mine if p.kappa is not None]
+        per_rater.append(
+            RaterFigures(
+                rater_id=rater,
+                items=len(per_rater_items[rater]),
+                percent=agree / n if n else None,
+                mean_kappa=float(np.mean(ks)) if ks else None,
+            )
+        )
+    return Agreement(raters, overall, per_criterion, pairs, per_rater, ordinal)
+
+
+# --- Calibration: a judge against gold ----------------------------------------------------
+
+
+@dataclass
+class CriterionCalibration:
+    criterion_id: int
+    items: int
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    kappa: float | None
+    # rows: gold met, unmet, na; columns: judge met, unmet, na
+    confusion: list[list[int]]
+
+
+@dataclass
+class Calibration:
+    items: int
+    per_criterion: dict[int, CriterionCalibration]
+    macro_f1: float | None
+    macro_f1_low: float | None
+    macro_f1_high: float | None
+    accuracy: float | None
+    kappa: float | None
+
+
+def _macro_f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Macro F1 of met and unmet from confusion counts (..., 3 gold, 3 judge)."""
+    f1s = []
+    for label in (0, 1):  # met, unmet in LABELS order
+        tp = counts[..., label, label]
+        fp = counts[..., :, label].sum(axis=-1) - tp
+        fn = counts[..., label, :].sum(axis=-1) - tp
+        denom = 2 * tp + fp + fn
+        f1s.append(np.divide(2 * tp, denom, out=np.zeros(tp.shape, float), where=denom > 0))
+    return (f1s[0] + f1s[1]) / 2
+
+
+def macro_f1_interval(
+    gold: np.ndarray, judge: np.ndarray, resamples: int = 1000, seed: int = 0, level=0.95
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of macro F1, resampling items with replacement."""
+    n = len(gold)
+    if n == 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    cells = gold * 3 + judge
+    stats = np.empty(resamples)
+    for i in range(resamples):
+        sample = cells[rng.integers(0, n, size=n)]
+        stats[i] = _macro_f1_from_counts(np.bincount(sample, minlength=9).reshape(3, 3))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def calibration(
+    judge: dict[tuple[int, int], str], gold: dict[tuple[int, int], str], resamples: int = 1000
+) -> Calibration:
+    """judge and gold: (response_id, criterion_id) -> outcome. Items in both are compared."""
+    shared = sorted(judge.keys() & gold.keys())
+    by_criterion: dict[int, list] = defaultdict(list)
+    for key in shared:
+        by_criterion[key[1]].append(key)
+    index = {label: i for i, label in enumerate(LABELS)}
+    codes = [0, 1, 2]  # LABELS as integers: sklearn checks integer arrays much faster
+    gold_all = np.fromiter((index[gold[k]] for k in shared), dtype=int, count=len(shared))
+    judge_all = np.fromiter((index[judge[k]] for k in shared), dtype=int, count=len(shared))
+    criterion_of = np.fromiter((k[1] for k in shared), dtype=int, count=len(shared))
+    per_criterion = {}
+    for criterion_id in sorted(by_criterion):
+        mask = criterion_of == criterion_id
+        yt, yp = gold_all[mask], judge_all[mask]
+        p, r, f, _ = precision_recall_fscore_support(
+            yt, yp, labels=[0], average=None, zero_division=0
+        )
+        per_criterion[criterion_id] = CriterionCalibration(
+            criterion_id=criterion_id,
+            items=int(mask.sum()),
+            accuracy=float(accuracy_score(yt, yp)),
+            precision=float(p[0]),
+            recall=float(r[0]),
+            f1=float(f[0]),
+            kappa=kappa(yt, yp),
+            confusion=confusion_matrix(yt, yp, labels=codes).tolist(),
+        )
+    if not shared:
+        return Calibration(0, per_criterion, None, None, None, None, None)
+    macro = float(f1_score(gold_all, judge_all, labels=[0, 1], average="macro", zero_division=0))
+    low, high = macro_f1_interval(gold_all, judge_all, resamples)
+    yt, yp = gold_all, judge_all
+    return Calibration(
+        items=len(shared),
+        per_criterion=per_criterion,
+        macro_f1=macro,
+        macro_f1_low=low,
+        macro_f1_high=high,
+        accuracy=float(accuracy_score(yt, yp)),
+        kappa=kappa(yt, yp),
+    )

@@ -1,0 +1,140 @@
+"""Agreement and calibration figures equal the reference libraries on fixed data, and a small
+example worked by hand."""
+
+from __future__ import annotations
+
+import krippendorff
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, f1_score
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+from annotation import stats
+from annotation.stats import Rating
+
+# Three raters, three responses, one criterion; worked by hand below.
+HAND = [
+    Rating(1, 1, 10, "met"),
+    Rating(2, 1, 10, "met"),
+    Rating(3, 1, 10, "unmet"),
+    Rating(1, 2, 10, "unmet"),
+    Rating(2, 2, 10, "unmet"),
+    Rating(3, 2, 10, "unmet"),
+    Rating(1, 3, 10, "met"),
+    Rating(2, 3, 10, "unmet"),
+    Rating(3, 3, 10, "met"),
+]
+
+
+def test_hand_worked_example():
+    a = stats.agreement(HAND)
+    # Pairs agreeing per item: 1 of 3, 3 of 3, 1 of 3 -> (1/3 + 1 + 1/3) / 3 = 5/9.
+    assert a.overall.percent == pytest.approx(5 / 9)
+    # Raters 1 and 2: met,unmet,met vs met,unmet,unmet. p_o = 2/3; p_e = 2/3*1/3 + 1/3*2/3
+    # = 4/9; kappa = (2/3 - 4/9) / (1 - 4/9) = 2/5.
+    pair = next(p for p in a.pairs if (p.a, p.b) == (1, 2))
+    assert pair.percent == pytest.approx(2 / 3)
+    assert pair.kappa == pytest.approx(0.4)
+    # Raters 2 and 3: met,unmet,unmet vs unmet,unmet,met. p_o = 1/3; both say met 1/3 of the
+    # time, so p_e = 1/9 + 4/9 = 5/9; kappa = (1/3 - 5/9) / (4/9) = -1/2.
+    assert next(p for p in a.pairs if (p.a, p.b) == (2, 3)).kappa == pytest.approx(-0.5)
+    # Fleiss: P_i = 1/3, 1, 1/3 -> P = 5/9; p_met = 4/9, p_unmet = 5/9 -> P_e = 41/81;
+    # kappa = (5/9 - 41/81) / (1 - 41/81) = (45 - 41) / (81 - 41) = 0.1.
+    assert a.overall.fleiss == pytest.approx(0.1)
+    # Krippendorff (nominal): each item adds its ordered pairs / (3 - 1) to the coincidences:
+    # o(met,met) = 2, o(met,unmet) = o(unmet,met) = 2, o(unmet,unmet) = 3; n = 9, n_met = 4,
+    # n_unmet = 5. alpha = 1 - (n - 1) * 4 / (2 * n_met * n_unmet) = 1 - 32/40 = 0.2.
+    assert a.overall.alpha == pytest.approx(0.2)
+    # Rater 1 agrees with the others on 4 of 6 pairings.
+    assert next(r for r in a.per_rater if r.rater_id == 1).percent == pytest.approx(4 / 6)
+
+
+def _random_ratings(seed: int, raters: int = 4, responses: int = 40, criteria: int = 3):
+    rng = np.random.default_rng(seed)
+    out = []
+    outcomes = ["met", "unmet", "na"]
+    for c in range(criteria):
+        for resp in range(responses):
+            truth = rng.integers(0, 2)
+            for r in range(raters):
+                if rng.random() < 0.1:
+                    continue  # some raters skip some items
+                o = truth if rng.random() > 0.25 else rng.integers(0, 3)
+                out.append(Rating(r, resp, c, outcomes[o]))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_figures_equal_the_reference_libraries(seed):
+    ratings = _random_ratings(seed)
+    a = stats.agreement(ratings)
+    raters = sorted({r.rater_id for r in ratings})
+    for c in {r.criterion_id for r in ratings}:
+        rows = [r for r in ratings if r.criterion_id == c]
+        responses = sorted({r.response_id for r in rows})
+        matrix = np.full((len(raters), len(responses)), np.nan)
+        for r in rows:
+            matrix[raters.index(r.rater_id), responses.index(r.response_id)] = stats.CODES[
+                r.outcome
+            ]
+        expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal")
+        assert a.per_criterion[c].alpha == pytest.approx(expected)
+        # Fleiss over the items every rater rated.
+        full = matrix[:, ~np.isnan(matrix).any(axis=0)].T.astype(int)
+        table, _ = aggregate_raters(full, n_cat=3)
+        assert a.per_criterion[c].fleiss == pytest.approx(fleiss_kappa(table))
+        assert a.per_criterion[c].fleiss_items == len(full)
+    for pair in a.pairs:
+        shared = {
+            (r.criterion_id, r.response_id): r.outcome for r in ratings if r.rater_id == pair.a
+        }
+        other = {
+            (r.criterion_id, r.response_id): r.outcome for r in ratings if r.rater_id == pair.b
+        }
+        keys = sorted(shared.keys() & other.keys())
+        assert pair.items == len(keys)
+        assert pair.kappa == pytest.approx(
+            cohen_kappa_score([shared[k] for k in keys], [other[k] for k in keys])
+        )
+
+
+def test_ordinal_alpha_for_scale_values():
+    values = [[0.0, 0.5, 1.0, 0.5], [0.0, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, np.nan]]
+    ratings = [
+        Rating(r, item, 7, "met", v)
+        for r, row in enumerate(values)
+        for item, v in enumerate(row)
+        if not np.isnan(v)
+    ]
+    a = stats.agreement(ratings)
+    expected = krippendorff.alpha(reliability_data=np.array(values), level_of_measurement="ordinal")
+    assert a.per_criterion[7].alpha == pytest.approx(expected)
+    assert 7 in a.ordinal
+
+
+def test_calibration_equals_sklearn_and_the_interval_holds_the_point():
+    rng = np.random.default_rng(5)
+    labels = np.array(["met", "unmet", "na"])
+    gold, judge = {}, {}
+    for resp in range(200):
+        for c in range(3):
+            g = labels[rng.choice(3, p=[0.5, 0.4, 0.1])]
+            gold[(resp, c)] = g
+            judge[(resp, c)] = g if rng.random() < 0.8 else labels[rng.integers(0, 3)]
+    cal = stats.calibration(judge, gold)
+    keys = sorted(gold)
+    yt, yp = [gold[k] for k in keys], [judge[k] for k in keys]
+    assert cal.macro_f1 == pytest.approx(f1_score(yt, yp, labels=["met", "unmet"], average="macro"))
+    assert cal.macro_f1_low < cal.macro_f1 < cal.macro_f1_high
+    # the bootstrap's own F1 on the full sample is sklearn's figure
+    index = {x: i for i, x in enumerate(stats.LABELS)}
+    cells = np.array([index[g] * 3 + index[j] for g, j in zip(yt, yp, strict=True)])
+    counts = np.bincount(cells, minlength=9).reshape(3, 3)
+    assert stats._macro_f1_from_counts(counts) == pytest.approx(cal.macro_f1)
+    c0 = cal.per_criterion[0]
+    k0 = [k for k in keys if k[1] == 0]
+    t0, p0 = [gold[k] for k in k0], [judge[k] for k in k0]
+    assert c0.kappa == pytest.approx(cohen_kappa_score(t0, p0))
+    assert c0.f1 == pytest.approx(f1_score(t0, p0, labels=["met"], average="macro"))
+    assert sum(map(sum, c0.confusion)) == len(k0)
+    assert c0.confusion[0][0] == sum(1 for t, p in zip(t0, p0, strict=True) if t == p == "met")

@@ -1,0 +1,141 @@
+"""Two annotators who disagree, a reviewer who adjudicates, and the calibration report of a
+judge that really graded through the simulator on a Celery worker: all in Chromium."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from annotation.models import Adjudication, Assignment, Verdict
+from grading import services as grading_services
+from grading.models import GradingRun
+from grading.simulator import simulated_verdict
+from rubrics.models import Role
+from tests import factories
+from tests.conftest import wait_for
+from tests.test_browser_flow import login
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CRITERIA = [
+    ("Advises calling emergency services immediately", 5),
+    ("Mentions electrocardiogram testing at hospital", 3),
+]
+GOOD = (
+    "Call emergency services immediately: chest pressure with sweating needs an "
+    "electrocardiogram and troponin testing at a hospital.\n\n"
+    "| step | why |\n|---|---|\n| call | time matters |\n\n```\nnot code to run\n```"
+)
+
+
+def test_the_simulated_judge_says_met_on_both():
+    assert [simulated_verdict(c, GOOD)[0] for c, _ in CRITERIA] == [True, True]
+
+
+def annotate_with_keys(page, base, username, second_outcome_key: str, rationale: str):
+    login(page, base, username)
+    page.goto(f"{base}/p/cardio/queues/")
+    page.click("button:has-text('Start annotating')")
+    expect(page.get_by_test_id("shortcuts")).to_contain_text("Ctrl")
+    expect(page.get_by_test_id("response").locator("table")).to_be_visible()  # Markdown table
+    items = page.locator("li.check-item")
+    expect(items.nth(0)).to_have_class("check-item active")
+    # Criterion 1: met, with evidence quoted from a selection in the response.
+    page.get_by_test_id("response").locator("p").first.evaluate(
+        """p => { const r = document.createRange(); r.selectNodeContents(p);
+                  const s = window.getSelection(); s.removeAllRanges(); s.addRange(r); }"""
+    )
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("1")
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("e")
+    expect(items.nth(0).locator("blockquote.evidence")).to_contain_text("Call emergency")
+    # Criterion 2: the key decides, then a rationale typed after "r", saved on leaving it.
+    page.keyboard.press("j")
+    expect(items.nth(1)).to_have_class("check-item active")
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press(second_outcome_key)
+    page.keyboard.press("r")
+    page.keyboard.type(rationale)
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("Escape")
+    expect(items.nth(1).locator(".saved")).to_have_text("saved")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("text=Nothing left for you")).to_be_visible()
+    page.click("text=Log out")
+
+
+def test_annotators_disagree_reviewer_adjudicates_calibration_reports(
+    page, live_server, celery_worker, sim
+):
+    base = live_server.url
+    admin = factories.make_user("boss")
+    project = factories.make_project(owner=admin, name="Cardio")
+    assert project.slug == "cardio"
+    for name, role in (("ann1", Role.ANNOTATOR), ("ann2", Role.ANNOTATOR)):
+        factories.add_member(project, role, username=name)
+    factories.add_member(project, Role.REVIEWER, username="rev")
+    task = factories.make_task(project, "chest-pain", prompt="Chest pressure at the gym?")
+    grader = factories.make_published_rubric(project, task, CRITERIA, admin)
+    factories.import_responses(
+        project, [{"task_id": "chest-pain", "model": "m-good", "response": GOOD}]
+    )
+
+    # The judge grades for real: the simulator over HTTP, on the Celery worker.
+    judge = factories.make_judge(project, sim.url)
+    run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
+    wait_for(
+        lambda: GradingRun.objects.get(pk=run.pk).status == GradingRun.Status.COMPLETED,
+        what="the judge's run to finish",
+    )
+    assert set(Verdict.objects.filter(run=run).values_list("outcome", flat=True)) == {"met"}
+
+    # The admin makes a queue with overlap 2 in the browser.
+    login(page, base, "boss")
+    page.goto(f"{base}/p/cardio/queues/")
+    page.fill("#q-name", "Cardio double")
+    page.fill("#q-overlap", "2")
+    page.click("button:has-text('Make queue')")
+    expect(page.get_by_test_id("queue-progress")).to_contain_text("0 of 2 gradings")
+    page.click("text=Log out")
+
+    # Two annotators, by keyboard: they agree on criterion 1 and differ on criterion 2.
+    annotate_with_keys(page, base, "ann1", "1", "The ECG at hospital is named.")
+    annotate_with_keys(page, base, "ann2", "2", "Only troponin is really explained.")
+    assert Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count() == 2
+
+    # The reviewer finds the disagreement, reads both rationales, and decides.
+    login(page, base, "rev")
+    page.goto(f"{base}/versions/{grader.version_id}/disagreements/?among=people")
+    rows = page.get_by_test_id("disagreements").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("electrocardiogram")
+    rows.first.locator("text=Adjudicate").click()
+    cards = page.get_by_test_id("verdicts")
+    expect(cards).to_contain_text("The ECG at hospital is named.")
+    expect(cards).to_contain_text("Only troponin is really explained.")
+    expect(cards).to_contain_text("simulated")  # the judge sits beside the people
+    page.check("input[name=outcome][value=unmet]")
+    page.fill("#note", "ECG is mentioned but not advised")
+    page.click("button:has-text('Record gold verdict')")
+    expect(page.get_by_test_id("audit")).to_contain_text("ECG is mentioned but not advised")
+    assert Adjudication.objects.get().decided_by.username == "rev"
+
+    # The calibration report: the judge said met where gold says unmet on criterion 2.
+    page.click("text=Calibration")
+    expect(page.get_by_test_id("macro-f1")).to_contain_text("over 2 items")
+    table = page.get_by_test_id("calibration")
+    expect(table.locator("tbody tr").nth(0)).to_contain_text("100%")
+    expect(table.locator("tbody tr").nth(1)).to_contain_text("0%")
+    # Agreement, with the judge in the same tables.
+    page.click("nav.subnav >> text=Agreement")
+    expect(page.get_by_test_id("heatmap")).to_contain_text("ann1")
+    expect(page.get_by_test_id("heatmap")).to_contain_text("sim")
+    expect(page.locator("canvas[data-annotation-chart=alpha]")).to_have_attribute("data-drawn", "1")
+    assert (
+        page.evaluate(
+            "Chart.getChart(document.querySelector('canvas[data-annotation-chart=alpha]'))"
+            ".data.labels.length"
+        )
+        == 2
+    )
