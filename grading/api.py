@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from annotation.models import Verdict
 from grading import selectors, services
 from grading.models import GradingRun
-from rubrics.api import Pagination, paginated, responses, service_errors
+from rubrics.api import NEWEST_FIRST, Pagination, paginated, responses, service_errors
 from rubrics.permissions import Perm, project_for
 from rubrics.selectors import published_graders
 
@@ -128,7 +128,7 @@ class RunListApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
         runs = selectors.project_runs(project).order_by("-created_at", "-pk")
-        return paginated(self, request, runs, self.OutputSerializer)
+        return paginated(self, request, runs, self.OutputSerializer, ordering=NEWEST_FIRST)
 
 
 class RunCreateApi(APIView):

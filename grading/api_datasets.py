@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from grading import datasets
-from rubrics.api import Pagination, paginated, responses, service_errors
+from rubrics.api import NEWEST_FIRST, Pagination, paginated, responses, service_errors
 from rubrics.permissions import Perm, project_for
 
 
@@ -46,7 +46,13 @@ class SnapshotListApi(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
-        return paginated(self, request, datasets.project_snapshots(project), self.OutputSerializer)
+        return paginated(
+            self,
+            request,
+            datasets.project_snapshots(project),
+            self.OutputSerializer,
+            ordering=NEWEST_FIRST,
+        )
 
 
 class SnapshotCreateApi(APIView):

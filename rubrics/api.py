@@ -25,7 +25,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -60,13 +60,25 @@ def service_errors() -> Iterator[None]:
         raise api_validation_error(exc) from exc
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
+class Pagination(CursorPagination):
+    """Cursor pages: stable while rows are added, and no COUNT(*) over millions of rows.
+    `?limit=` sets the page size; follow `next` for the rest."""
+
+    ordering = "pk"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
 
 
-def paginated(view: APIView, request: Request, queryset, serializer_class) -> Response:
+NEWEST_FIRST = "-pk"
+
+
+def paginated(
+    view: APIView, request: Request, queryset, serializer_class, *, ordering: str = "pk"
+) -> Response:
+    """One page of `queryset`, in `ordering` (a unique key, as cursors need)."""
     paginator = view.pagination_class()
+    paginator.ordering = ordering
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -162,7 +174,13 @@ class TokenListApi(APIView):
         responses=responses({200: OutputSerializer(many=True)}),
     )
     def get(self, request: Request) -> Response:
-        return paginated(self, request, tokens.user_tokens(request.user), self.OutputSerializer)
+        return paginated(
+            self,
+            request,
+            tokens.user_tokens(request.user),
+            self.OutputSerializer,
+            ordering=NEWEST_FIRST,
+        )
 
 
 class TokenCreateApi(APIView):

@@ -234,7 +234,7 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
     assert summaries["careless"]["mean_raw"] < 0 and summaries["careless"]["mean"] == 0
 
     scores = engineer.get(f"/api/runs/{run_id}/scores/").data
-    assert scores["count"] == len(PLANS)
+    assert len(scores["results"]) == len(PLANS) and scores["next"] is None
     for score in scores["results"]:
         met = PLANS[(score["model"], score["sample_index"])]
         assert score["task"] == "fever-01"
@@ -289,7 +289,7 @@ def test_import_good_file_creates_every_response(personas):
 
     client = api_client(personas.annotator)  # annotators see the responses they grade
     listing = client.get(f"/api/projects/{personas.project.slug}/responses/").data
-    assert listing["count"] == 3
+    assert len(listing["results"]) == 3
     only_a = client.get(f"/api/projects/{personas.project.slug}/responses/?model=m-a").data
     assert {(r["task"], r["sample_index"]) for r in only_a["results"]} == {("t1", 0), ("t2", 3)}
     only_t1 = client.get(f"/api/projects/{personas.project.slug}/responses/?task=t1").data
