@@ -4,6 +4,7 @@ from annotation import views
 
 urlpatterns = [
     path("p/<slug:slug>/responses/", views.responses, name="responses"),
+    path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/queues/", views.queues, name="queues"),
     path("queues/<int:pk>/", views.queue_detail, name="queue"),
     path("queues/<int:pk>/next/", views.queue_next, name="queue_next"),

@@ -10,9 +10,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from annotation import selectors, services
+from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -39,6 +41,11 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
                 errors=[services.LineError(0, "file", "choose a JSONL file to upload")],
                 error_count=1,
             )
+        elif upload.size > import_jobs.BACKGROUND_ABOVE_BYTES:
+            job = import_jobs.import_job_create(project=project, upload=upload, user=request.user)
+            if request.htmx:
+                return HttpResponseClientRedirect(reverse("import_job", args=[job.pk]))
+            return redirect("import_job", pk=job.pk)
         else:
             result = services.responses_import_jsonl(
                 project=project, lines=upload, filename=upload.name
@@ -56,6 +63,16 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and request.htmx:
         template += "#import"
     return render(request, template, context)
+
+
+@login_required
+@require_GET
+def import_job(request: HttpRequest, pk: int) -> HttpResponse:
+    job = import_jobs.import_job_for(request.user, pk, Perm.IMPORT_RESPONSES)
+    context = {"project": job.project, "job": job}
+    if request.htmx:
+        return render(request, "annotation/import_job.html#status", context)
+    return render(request, "annotation/import_job.html", context)
 
 
 # --- Queues ---------------------------------------------------------------------------------

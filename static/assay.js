@@ -20,6 +20,16 @@
     }
   });
 
+  // Upload progress for forms marked data-upload-progress (htmx reports the bytes sent).
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    const form = event.target.closest && event.target.closest("form[data-upload-progress]");
+    if (!form || !event.detail.lengthComputable) return;
+    const bar = form.querySelector("progress.upload-progress");
+    if (!bar) return;
+    bar.hidden = false;
+    bar.value = Math.round((100 * event.detail.loaded) / event.detail.total);
+  });
+
   const palette = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2"];
 
   function drawCharts(root) {

@@ -9,7 +9,7 @@ import pytest
 from django.urls import get_resolver, reverse
 
 from annotation import services as annotation_services
-from annotation.models import Response
+from annotation.models import ImportJob, Response
 from grading import datasets
 from grading import services as grading_services
 from grading.models import GradingRun, Score
@@ -49,6 +49,7 @@ def world(personas):
     queue = factories.make_queue(p.project, grader, [p.annotator], p.admin, overlap=1)
     assignment = annotation_services.assignment_claim(queue=queue, user=p.annotator)
     return {
+        "import_job": ImportJob.objects.create(project=p.project, filename="f.jsonl", file="x"),
         "snapshot": snapshot,
         "p": p,
         "task": task,
@@ -125,6 +126,7 @@ TABLE = {
     "run": ("get", lambda w: {"pk": w["run"].pk}, RESULTS, None),
     "run_cancel": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
     "score": ("get", lambda w: {"pk": w["run"].pk, "score_pk": w["score"].pk}, RESULTS, None),
+    "import_job": ("get", lambda w: {"pk": w["import_job"].pk}, {"admin", "engineer"}, None),
     "datasets": ("get", _slug, RESULTS, None),
     "datasets#post": ("post", _slug, {"admin", "engineer"}, {"name": ""}),
     "snapshot": ("get", lambda w: {"pk": w["snapshot"].pk}, RESULTS, None),
