@@ -346,6 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = f"assay-simulator/{request.get('model', 'judge')}"
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = max(1, len(content) // 4)
+        cached_tokens = self.server.cached_prefix(request.get("prompt_cache_key"), prompt) // 4
         self._send_json(
             200,
             {
@@ -364,6 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
                 },
             },
         )
@@ -379,6 +381,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.config = config
         self.stats = SimulatorStats()
         self._rng = random.Random(config.seed)  # noqa: S311 - fault draws, not secrets
+        self._prefixes: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -390,6 +393,25 @@ class SimulatorServer(ThreadingHTTPServer):
             self.stats.requests = 0
             self.stats.peak_concurrency = self.stats.in_flight
             self.stats.faults = {}
+
+    def cached_prefix(self, cache_key: object, prompt: str) -> int:
+        """Like a provider's prompt cache: characters of this prompt that repeat the start of
+        the last prompt sent with the same prompt_cache_key (whole 128-character blocks)."""
+        if not isinstance(cache_key, str) or not cache_key:
+            return 0
+        with self.stats.lock:
+            last = self._prefixes.get(cache_key)
+            if len(self._prefixes) > 100_000:
+                self._prefixes.clear()
+            self._prefixes[cache_key] = prompt
+        if last is None:
+            return 0
+        n = 0
+        for a, b in zip(last, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n - n % 128
 
     def draw_fault(self) -> str | None:
         """Called with the stats lock held, so draws are in request order."""

@@ -33,6 +33,10 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Shared judge limits live in Redis: this session's keys must not meet another's.
+    prefix = f"assay-test-{uuid.uuid4().hex[:8]}"
+    os.environ["ASSAY_REDIS_PREFIX"] = prefix  # inherited by worker subprocesses
+    settings.ASSAY_REDIS_PREFIX = prefix
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         raise pytest.UsageError(
