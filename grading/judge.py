@@ -239,6 +239,11 @@ class JudgeClient:
             if self.should_stop is not None and self.should_stop():
                 raise JudgeError("cancelled", "the run was cancelled")
             lease = self.limiter.acquire(tokens) if self.limiter is not None else None
+            # Waiting for room may take long: ask again before spending the call.
+            if self.should_stop is not None and self.should_stop():
+                if lease is not None:
+                    self.limiter.release(lease)
+                raise JudgeError("cancelled", "the run was cancelled")
             usage.attempts += 1
             try:
                 remaining = max(1.0, deadline - time.monotonic())

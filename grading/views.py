@@ -94,6 +94,16 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["summaries"] = summaries
     context["chart_data"] = selectors.chart_data(summaries)
     context["scores"] = selectors.run_scores(run)
+    context["errors_by_reason"] = selectors.run_error_reasons(run)
+    context["costs"] = selectors.run_costs(run)
+    context["criteria"] = selectors.criterion_rates(run)
+    context["chart_data"]["criteria"] = [
+        {"label": c.label, "rate": c.met_rate} for c in context["criteria"]
+    ]
+    context["tags"] = selectors.tag_summaries(run)
+    context["tie_rule"] = services.TIE_RULE
+    context["judges"] = services.run_judges(run)
+    context["other_runs"] = selectors.comparable_runs(run)
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "grading/run.html#live", context)
         return reswap(retarget(response, "#live"), "outerHTML")
@@ -107,6 +117,50 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if services.run_cancel(run=run):
         messages.info(request, "Run cancelled: no new judge calls will start.")
     return redirect("run", pk=pk)
+
+
+@login_required
+@require_POST
+def run_retry_failed(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        n = services.run_retry_failed(run=run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.info(request, f"Re-queued {n} failed item{'s' if n != 1 else ''}.")
+    return redirect("run", pk=pk)
+
+
+@login_required
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+    if services.run_resume(run=run):
+        messages.info(request, "Run resumed: only pending work is queued.")
+    return redirect("run", pk=pk)
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+    other = selectors.run_for(request.user, other_pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/compare.html",
+        {
+            "project": run.project,
+            "runs": [
+                {
+                    "run": r,
+                    "summaries": selectors.model_summaries(r),
+                    "criteria": selectors.criterion_rates(r),
+                }
+                for r in (run, other)
+            ],
+        },
+    )
 
 
 @login_required
