@@ -17,7 +17,7 @@ from django.utils import timezone
 from annotation.models import Rater, Response, Verdict
 from grading import engine, prompts
 from grading.judge import JudgeSettings
-from grading.limits import Limits
+from grading.limits import Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import scoring
 from rubrics.models import Grader, Project
@@ -294,11 +294,14 @@ def run_start(*, run_id: int, enqueue: bool = True) -> int:
 
 
 def run_cancel(*, run: GradingRun) -> bool:
-    return bool(
+    cancelled = bool(
         GradingRun.objects.filter(
             pk=run.pk, status__in=[GradingRun.Status.QUEUED, GradingRun.Status.RUNNING]
         ).update(status=GradingRun.Status.CANCELLED, finished_at=timezone.now())
     )
+    if cancelled:
+        transaction.on_commit(lambda: _set_cancel_flag(run.pk, True))
+    return cancelled
 
 
 @transaction.atomic
@@ -311,6 +314,7 @@ def run_resume(*, run: GradingRun) -> bool:
     GradingRun.objects.filter(pk=run.pk).exclude(status=GradingRun.Status.QUEUED).update(
         status=GradingRun.Status.RUNNING, finished_at=None
     )
+    transaction.on_commit(lambda: _set_cancel_flag(run.pk, False))
     transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
     return True
 
@@ -357,36 +361,54 @@ def run_finish_if_done(*, run_id: int) -> bool:
 # --- Cancellation, seen between judge calls --------------------------------------------
 
 CANCEL_CHECK_S = 0.5
+CANCEL_FLAG_TTL_S = 7 * 24 * 3600
 _live: dict[int, tuple[float, bool]] = {}
 _live_lock = threading.Lock()
 
 
+def _cancel_key(run_id: int) -> str:
+    return f"{settings.ASSAY_REDIS_PREFIX}:run:{run_id}:cancelled"
+
+
+def _set_cancel_flag(run_id: int, cancelled: bool) -> None:
+    """Mirror a run's cancellation in Redis, where judge threads look between calls without
+    opening database connections. The database stays the truth: tasks check it on start."""
+    client = redis_client()
+    if client is None:
+        return
+    if cancelled:
+        client.set(_cancel_key(run_id), "1", ex=CANCEL_FLAG_TTL_S)
+    else:
+        client.delete(_cancel_key(run_id))
+
+
 def run_is_live(run_id: int) -> bool:
-    """Whether the run still wants judge calls; re-read from the database at most every half
-    second per process, so cancelling stops new calls within about that."""
+    """Whether the run still wants judge calls; looked up at most every half second per
+    process (in Redis, or the database without it), so a cancel stops new calls within
+    about that."""
     now = time.monotonic()
     with _live_lock:
         seen = _live.get(run_id)
         if seen and now - seen[0] < CANCEL_CHECK_S:
             return seen[1]
-    live = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists()
+        # Claim this refresh, so other threads keep the old answer meanwhile.
+        _live[run_id] = (now, seen[1] if seen else True)
+    client = redis_client()
+    if client is not None:
+        live = not client.exists(_cancel_key(run_id))
+    else:
+        from django.db import connection
+
+        live = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists()
+        if threading.current_thread().name.startswith("judge"):
+            connection.close()
     with _live_lock:
-        _live[run_id] = (now, live)
+        _live[run_id] = (time.monotonic(), live)
     return live
 
 
 def _stopper(run_id: int):
-    from django.db import connection
-
-    def should_stop() -> bool:
-        try:
-            return not run_is_live(run_id)
-        finally:
-            # Judge threads are long-lived; each holds no connection between checks.
-            if threading.current_thread().name.startswith("judge"):
-                connection.close()
-
-    return should_stop
+    return lambda: not run_is_live(run_id)
 
 
 # --- Combining samples and panels -----------------------------------------------------

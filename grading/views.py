@@ -50,17 +50,38 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     graders = list(published_graders(project))
     judges = list(selectors.project_judges(project))
     form = RunForm(request.POST or None, graders=graders, judges=judges)
+    estimate = None
     if request.method == "POST" and form.is_valid():
         grader = next(g for g in graders if g.hash == form.cleaned_data["grader"])
         judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
+        panel = [j for j in judges if str(j.pk) in form.cleaned_data["panel"]]
+        options = {
+            "mode": form.cleaned_data["mode"],
+            "samples": form.cleaned_data["samples"],
+        }
         try:
-            run = services.run_create(
-                project=project, grader=grader, judge=judge, user=request.user
-            )
+            if "estimate" in request.POST:
+                estimate = services.run_estimate(
+                    grader=grader,
+                    judges=[judge, *[j for j in panel if j.pk != judge.pk]],
+                    response_ids=list(
+                        services.responses_for_grader(grader).values_list("pk", flat=True)
+                    ),
+                    **options,
+                )
+            else:
+                run = services.run_create(
+                    project=project,
+                    grader=grader,
+                    judge=judge,
+                    user=request.user,
+                    panel=panel,
+                    use_cache=form.cleaned_data["use_cache"],
+                    **options,
+                )
+                return redirect("run", pk=run.pk)
         except ValidationError as exc:
             form.add_error(None, exc)
-        else:
-            return redirect("run", pk=run.pk)
     return render(
         request,
         "grading/runs.html",
@@ -71,6 +92,7 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "can_run": role_allows(project.role, Perm.RUN_GRADING),
             "has_graders": bool(graders),
             "has_judges": bool(judges),
+            "estimate": estimate,
         },
     )
 

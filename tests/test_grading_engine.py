@@ -6,6 +6,7 @@ duplicated verdict shows up as a wrong count or a wrong outcome.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -269,3 +270,73 @@ def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_wo
     raters = set(Verdict.objects.filter(run=run).values_list("rater_id", flat=True))
     assert raters == {lead.rater_id, other.rater_id}
     assert_scores(run, expected)
+
+
+def test_reward_endpoint_returns_the_same_scores_as_a_run(personas, sim, celery_worker):
+    from tests.test_api import api_client
+
+    grader, expected = setup_project(personas, responses_per_model=2)
+    judge = factories.make_judge(personas.project, sim.url)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(run)
+    scores = list(Score.objects.filter(run=run).select_related("response").order_by("pk"))
+    sim.reset()
+    client = api_client(personas.engineer)
+    reply = client.post(
+        f"/api/graders/{grader.hash}/score/",
+        {"task": "t-engine", "responses": [s.response.text for s in scores]},
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    body = reply.json()
+    assert [r["score"] for r in body] == pytest.approx([s.raw for s in scores])
+    assert sim.stats.requests == 0  # all from the run's cache
+    assert all(v["cached"] for r in body for v in r["verdicts"])
+    # Fresh text: the judge is asked (batched here), and the score follows the rule.
+    fresh = keywords_text([0, 1, 2]) + " Something new."
+    reply = client.post(
+        f"/api/graders/{grader.hash}/score/",
+        {
+            "messages": [{"role": "user", "content": "What should I do?"}],
+            "responses": [fresh],
+            "mode": "batched",
+        },
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    assert reply.json()[0]["score"] == pytest.approx(expected_score({0, 1, 2}))
+    assert sim.stats.requests == 1
+    assert len(reply.json()[0]["verdicts"]) == 10
+
+
+def test_cli_grades_a_file_with_a_progress_line(personas, sim, tmp_path, capsys):
+    from django.core.management import call_command
+
+    grader, expected = setup_project(personas, responses_per_model=1)
+    factories.make_judge(personas.project, sim.url, name="sim-cli")
+    path = tmp_path / "more.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"task_id": "t-engine", "model": "strong", "response": text, **extra})
+            for text, extra in [
+                (keywords_text([0, 1]), {"sample_index": 5}),
+                ("Answer: Rest.", {"sample_index": 6}),
+            ]
+        )
+    )
+    call_command(
+        "grade",
+        rubric_version=grader.version_id,
+        responses=str(path),
+        judge="sim-cli",
+        mode="batched",
+    )
+    out = capsys.readouterr().out
+    assert "graded 2/2 responses" in out and "20/20 verdicts" in out
+    run = GradingRun.objects.latest("pk")
+    assert run.status == "completed" and run.mode == "batched"
+    raw = sorted(Score.objects.filter(run=run).values_list("raw", flat=True))
+    assert raw == pytest.approx(sorted([expected_score({0, 1}), 0.0]))
+    assert sim.stats.requests == 2
