@@ -20,12 +20,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import httpx
 from django.conf import settings as django_settings
 
 from grading import prompts
 from grading.judge import JudgeClient, JudgeError, JudgeSettings, Usage
 from grading.limits import Limits, limiter_for
+from grading.transport import Transport
 from rubrics import checks, scoring
 from rubrics.compiler import canonical_json
 
@@ -126,20 +126,16 @@ def cache_key(
 # --- Process-wide resources: one HTTP connection pool and one thread pool ---------------
 
 _lock = threading.Lock()
-_http: httpx.Client | None = None
+_http: Transport | None = None
 _pool: ThreadPoolExecutor | None = None
 _limiters: dict[Limits, object] = {}
 
 
-def http_client() -> httpx.Client:
+def http_client() -> Transport:
     global _http
     with _lock:
         if _http is None:
-            _http = httpx.Client(
-                follow_redirects=False,
-                timeout=django_settings.JUDGE_TIMEOUT_S,
-                limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-            )
+            _http = Transport()
         return _http
 
 

@@ -391,8 +391,6 @@ def run_is_live(run_id: int) -> bool:
         seen = _live.get(run_id)
         if seen and now - seen[0] < CANCEL_CHECK_S:
             return seen[1]
-        # Claim this refresh, so other threads keep the old answer meanwhile.
-        _live[run_id] = (now, seen[1] if seen else True)
     client = redis_client()
     if client is not None:
         live = not client.exists(_cancel_key(run_id))
@@ -597,6 +595,13 @@ def grade_response(*, run_id: int, response_id: int) -> str:
         if any(v.simulated for v in verdicts) and not run.simulated:
             GradingRun.objects.filter(pk=run_id).update(simulated=True)
     if cancelled:
+        if GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists():
+            # Resumed while we stopped: the response is still pending, so queue it again
+            # rather than leave it to nobody.
+            from grading import tasks
+
+            tasks.grade_response.delay(run_id, response_id)
+            return "stopped, then resumed: queued again"
         return "cancelled"
     rows = Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
         "criterion_id", "rater_id", "sample_index", "outcome", "value"

@@ -268,6 +268,9 @@ class SimulatorStats:
 class _Handler(BaseHTTPRequestHandler):
     server: SimulatorServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle's algorithm and the client's
+    # delayed ACK that adds ~40 ms to every reply on loopback. A real API does not.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
