@@ -232,7 +232,7 @@ def main() -> None:
                         "-n",
                         f"bench{w}-{tag}@%h",
                         "-l",
-                        "warning",
+                        os.environ.get("BENCH_LOGLEVEL", "warning"),
                         "--without-gossip",
                         "--without-mingle",
                         "--without-heartbeat",

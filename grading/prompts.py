@@ -85,7 +85,7 @@ CONVERSATION {conversation_nonce}>>>
 <<<RESPONSE {response_nonce}
 {response}
 RESPONSE {response_nonce}>>>
-
+{reference}
 # Rubric criteria, one per line: [id] (points) text
 <<<CRITERIA {criteria_nonce}
 {criteria}
@@ -130,7 +130,16 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
         for c in criteria
     )
     system = BATCH_SYSTEM.format(schema=json.dumps(BATCH_SCHEMA, sort_keys=True))
+    # A grader compiled with a reference answer carries it, shared by every criterion.
+    reference = spec.get("reference") or ""
+    template = spec["judge"].get("reference_template")
+    reference_section = (
+        template.format(reference=reference, reference_nonce=nonce(reference))
+        if reference and template
+        else ""
+    )
     user = BATCH_USER.format(
+        reference=reference_section,
         conversation=conversation,
         conversation_nonce=nonce(conversation),
         response=response,

@@ -277,6 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: object, headers: dict[str, str] | None = None):
         body = json.dumps(payload).encode()
+        self._done_in_flight()  # the reply is decided: the request no longer holds a slot
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -315,11 +316,19 @@ class _Handler(BaseHTTPRequestHandler):
                 fault = "429"
             if fault:
                 stats.faults[fault] = stats.faults.get(fault, 0) + 1
+        self._counted = True
         try:
             self._complete(raw, fault)
         finally:
-            with stats.lock:
-                stats.in_flight -= 1
+            self._done_in_flight()
+
+    def _done_in_flight(self) -> None:
+        # Counted down before the reply is written, so a client that sends its next request
+        # the moment it reads this reply is never seen as one request too many.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server.stats.lock:
+                self.server.stats.in_flight -= 1
 
     def _complete(self, raw: bytes, fault: str | None) -> None:
         config = self.server.config
