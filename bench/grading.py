@@ -94,6 +94,7 @@ def main() -> None:
         CELERY_QUEUE=f"bench-{tag}",
         ASSAY_REDIS_PREFIX=f"bench-{tag}",
         SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
+        ALLOWED_HOSTS="testserver,127.0.0.1",
         DEBUG="0",
         PYTHONUNBUFFERED="1",
     )
@@ -332,6 +333,29 @@ def main() -> None:
         client.close()
         stats = sim_stats()
 
+        # 5. The reward endpoint, through Django and DRF: one fresh response a request,
+        # batched (one judge call); overhead = wall time - the judge's latency.
+        from django.test import Client
+
+        web = Client()
+        web.force_login(admin)
+        overheads = []
+        for i in range(40):
+            t0 = time.monotonic()
+            reply = web.post(
+                f"/api/graders/{grader.hash}/score/",
+                {
+                    "task": "bench",
+                    "responses": [f"Reward probe {tag} {i} hydration"],
+                    "mode": "batched",
+                },
+                content_type="application/json",
+            )
+            elapsed = time.monotonic() - t0
+            assert reply.status_code == 200, reply.content
+            overheads.append(1000 * elapsed - LATENCY_MS)
+        overheads.sort()
+
         rate = verdicts1 / wall1
         print(
             json.dumps(
@@ -363,6 +387,7 @@ def main() -> None:
                     "peer_wall_s": round(peer_wall, 2),
                     "peer_met": sum(peer_results),
                     "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
+                    "reward_p50_overhead_ms": round(overheads[len(overheads) // 2], 1),
                     "simulator_peak_concurrency": stats["peak_concurrency"],
                     "simulator_429s": stats["faults"].get("429", 0),
                     "cpus": os.cpu_count(),

@@ -637,7 +637,7 @@ def reward_score(
     spec = grader.spec
     ref = judge_ref(judge)
 
-    def one(text: str):
+    def one(text: str, own_thread: bool = True):
         try:
             out = engine.grade_items(
                 spec,
@@ -666,11 +666,15 @@ def reward_score(
                     if c.usage.attempts
                 )
         finally:
-            connection.close()
+            if own_thread:
+                connection.close()
         by_id = {g.criterion_id: g for g in out.graded}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
         return scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}), graded
 
+    if len(texts) == 1:
+        # The common RL case: stay on the request's thread and its open connection.
+        return [one(texts[0], own_thread=False)]
     # Each response on its own thread (which closes its own connection); their judge calls
     # share the process's judge pool and the judge's limits.
     with ThreadPoolExecutor(max_workers=min(32, len(texts))) as pool:

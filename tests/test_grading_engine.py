@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 
 from annotation.models import Verdict
@@ -340,3 +341,28 @@ def test_cli_grades_a_file_with_a_progress_line(personas, sim, tmp_path, capsys)
     raw = sorted(Score.objects.filter(run=run).values_list("raw", flat=True))
     assert raw == pytest.approx(sorted([expected_score({0, 1}), 0.0]))
     assert sim.stats.requests == 2
+
+
+def test_samples_per_item_with_a_warm_judge(personas, sim, celery_worker):
+    grader, expected = setup_project(personas, responses_per_model=1)
+    warm = services.judge_create(
+        project=personas.project,
+        name="warm",
+        base_url=sim.url,
+        model="judge-model",
+        temperature=0.7,
+    )
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=warm, user=personas.admin, samples=3
+    )
+    wait_finished(run)
+    assert run.total_items == 90
+    assert_one_verdict_per_item(run)
+    assert set(Verdict.objects.filter(run=run).values_list("sample_index", flat=True)) == {0, 1, 2}
+    assert sim.stats.requests == 90  # each sample is its own call (and its own cache entry)
+    assert_scores(run, expected)
+    cold = factories.make_judge(personas.project, sim.url, name="cold")
+    with pytest.raises(ValidationError):
+        services.run_create(
+            project=personas.project, grader=grader, judge=cold, user=personas.admin, samples=3
+        )
