@@ -224,11 +224,34 @@ class RunDetailApi(APIView):
             histogram = serializers.ListField(
                 child=serializers.IntegerField(), help_text="Clipped scores in ten bins of 0.1."
             )
+            ci = serializers.ListField(
+                child=serializers.FloatField(),
+                allow_null=True,
+                help_text="95% bootstrap interval of the clipped mean; null below 2 scores.",
+            )
+
+        @extend_schema_serializer(component_name="RunCosts")
+        class CostsSerializer(serializers.Serializer):
+            calls = serializers.IntegerField(help_text="Judge calls (a batch is one call).")
+            requests = serializers.IntegerField(help_text="HTTP requests, retries included.")
+            prompt_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+            cost = serializers.FloatField(
+                allow_null=True, help_text="Null when a judge model has no price set."
+            )
+
+        @extend_schema_serializer(component_name="RunErrorReason")
+        class ErrorReasonSerializer(serializers.Serializer):
+            reason = serializers.CharField()
+            n = serializers.IntegerField()
 
         project = serializers.SlugField(source="project.slug")
         created_by = serializers.CharField(source="created_by.username", allow_null=True)
         progress = ProgressSerializer()
         summaries = SummarySerializer(many=True)
+        costs = CostsSerializer()
+        errors_by_reason = ErrorReasonSerializer(many=True)
 
     @extend_schema(
         tags=["grading"],
@@ -239,6 +262,8 @@ class RunDetailApi(APIView):
         run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
         run.progress = selectors.run_progress(run)
         run.summaries = selectors.model_summaries(run)
+        run.costs = selectors.run_costs(run)
+        run.errors_by_reason = selectors.run_error_reasons(run)
         return Response(self.OutputSerializer(run).data)
 
 
@@ -307,8 +332,14 @@ class RewardScoreApi(APIView):
     class InputSerializer(serializers.Serializer):
         @extend_schema_serializer(component_name="RewardMessage")
         class MessageSerializer(serializers.Serializer):
-            role = serializers.ChoiceField(choices=["system", "user", "assistant", "developer"])
+            # A plain string: a second enum named "role" would collide with project roles.
+            role = serializers.CharField(help_text="system, developer, user or assistant.")
             content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+            def validate_role(self, value: str) -> str:
+                if value not in ("system", "developer", "user", "assistant"):
+                    raise serializers.ValidationError("system, developer, user or assistant.")
+                return value
 
         task = serializers.CharField(
             required=False, help_text="A task's external id (its messages are the prompt)."

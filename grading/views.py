@@ -116,13 +116,14 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["summaries"] = summaries
     context["chart_data"] = selectors.chart_data(summaries)
     context["scores"] = selectors.run_scores(run)
-    context["errors_by_reason"] = selectors.run_error_reasons(run)
+    context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
     context["costs"] = selectors.run_costs(run)
     context["criteria"] = selectors.criterion_rates(run)
     context["chart_data"]["criteria"] = [
         {"label": c.label, "rate": c.met_rate} for c in context["criteria"]
     ]
-    context["tags"] = selectors.tag_summaries(run)
+    has_tags = any(c.get("tags") for c in run.grader.spec["criteria"])
+    context["tags"] = selectors.tag_summaries(run) if has_tags else []
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)

@@ -102,6 +102,14 @@ TABLE = {
     "runs#post": ("post", _slug, {"admin", "engineer"}, {}),
     "run": ("get", lambda w: {"pk": w["run"].pk}, RESULTS, None),
     "run_cancel": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
+    "run_retry_failed": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
+    "run_resume": ("post", lambda w: {"pk": w["run"].pk}, {"admin", "engineer"}, {}),
+    "run_compare": (
+        "get",
+        lambda w: {"pk": w["run"].pk, "other_pk": w["run"].pk},
+        RESULTS,
+        None,
+    ),
     "score": ("get", lambda w: {"pk": w["run"].pk, "score_pk": w["score"].pk}, RESULTS, None),
 }
 PUBLIC = {"home", "signup", "login", "logout"}  # not project pages
