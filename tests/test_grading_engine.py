@@ -254,7 +254,7 @@ def test_cancel_stops_new_judge_calls_within_seconds_and_resume_finishes(
     assert_scores(run, expected)
 
 
-def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_worker):
+def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_worker, client):
     grader, expected = setup_project(personas, responses_per_model=1)
     lead = factories.make_judge(personas.project, sim.url, name="lead")
     other = factories.make_judge(personas.project, sim.url, name="other")
@@ -271,6 +271,17 @@ def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_wo
     raters = set(Verdict.objects.filter(run=run).values_list("rater_id", flat=True))
     assert raters == {lead.rater_id, other.rater_id}
     assert_scores(run, expected)
+    # The page names the panel and shows the tie rule; two runs compare side by side.
+    single = services.run_create(
+        project=personas.project, grader=grader, judge=other, user=personas.admin
+    )
+    wait_finished(single)
+    client.force_login(personas.engineer)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "(lead)" in page and "tie goes to the lead judge" in page
+    assert 'data-testid="ci"' in page and 'data-chart="criteria"' in page
+    page = client.get(f"/runs/{run.pk}/compare/{single.pk}/").content.decode()
+    assert f"Run #{run.pk}" in page and f"Run #{single.pk}" in page
 
 
 def test_reward_endpoint_returns_the_same_scores_as_a_run(personas, sim, celery_worker):
