@@ -105,6 +105,7 @@ def cache_key(
     judge: JudgeSettings,
     mode: str,
     sample_index: int,
+    templates: str = "",
 ) -> str:
     """Content address of one verdict: everything that shapes the judge's answer."""
     return hashlib.sha256(
@@ -117,6 +118,7 @@ def cache_key(
                 "model": judge.model,
                 "base_url": judge.base_url,
                 "params": {"temperature": judge.temperature, "mode": mode},
+                "templates": templates,
                 "sample": sample_index,
             }
         ).encode()
@@ -203,7 +205,8 @@ def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample,
     prompt = prompts.batch_messages(spec, messages=messages, response=response, criteria=criteria)
     ids = [str(c["id"]) for c in criteria]
     try:
-        reply = client.grade_batch(prompt, prompts.BATCH_SCHEMA, ids, cache_key=key)
+        schema = spec["judge"].get("batch_output_schema", prompts.BATCH_SCHEMA)
+        reply = client.grade_batch(prompt, schema, ids, cache_key=key)
     except JudgeError as exc:
         graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
         return graded, CallRecord(judge_id, sample, len(criteria), exc.usage, exc.reason)
@@ -266,6 +269,7 @@ def grade_items(
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
+    templates = prompts.batch_template_id(spec) if mode == BATCHED else ""
     pending: list[tuple[dict, int, int, str]] = []  # criterion, judge id, sample, cache key
     for criterion_id, judge_id, sample in items:
         criterion = by_id[criterion_id]
@@ -283,6 +287,7 @@ def grade_items(
             judge=refs[judge_id].settings,
             mode=mode,
             sample_index=sample,
+            templates=templates,
         )
         pending.append((criterion, judge_id, sample, key))
     if pending and cache_lookup is not None:

@@ -129,16 +129,20 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
         f"[{c['id']}] ({render_points(c['points'])} points) {' '.join(c['text'].split())}"
         for c in criteria
     )
-    system = BATCH_SYSTEM.format(schema=json.dumps(BATCH_SCHEMA, sort_keys=True))
+    # A grader that carries its own batch templates (in its hashed spec) wins over ours.
+    judge = spec["judge"]
+    system = judge.get("batch_system_template", BATCH_SYSTEM).format(
+        schema=json.dumps(judge.get("batch_output_schema", BATCH_SCHEMA), sort_keys=True)
+    )
     # A grader compiled with a reference answer carries it, shared by every criterion.
     reference = spec.get("reference") or ""
-    template = spec["judge"].get("reference_template")
+    template = judge.get("reference_template")
     reference_section = (
         template.format(reference=reference, reference_nonce=nonce(reference))
         if reference and template
         else ""
     )
-    user = BATCH_USER.format(
+    user = judge.get("batch_user_template", BATCH_USER).format(
         reference=reference_section,
         conversation=conversation,
         conversation_nonce=nonce(conversation),
@@ -148,6 +152,19 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
         criteria_nonce=nonce(lines),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def batch_template_id(spec: dict) -> str:
+    """Names the batch templates a grader is graded with. They live here unless the spec
+    carries them, so they are not always covered by the grader hash: verdict cache keys of
+    batched runs include this instead."""
+    judge = spec["judge"]
+    parts = [
+        judge.get("batch_system_template", BATCH_SYSTEM),
+        judge.get("batch_user_template", BATCH_USER),
+        json.dumps(judge.get("batch_output_schema", BATCH_SCHEMA), sort_keys=True),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def prompt_cache_key(grader_hash: str, messages: list[dict], response: str) -> str:
