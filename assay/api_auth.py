@@ -11,7 +11,13 @@ from rubrics.tokens import token_authenticate
 
 KEYWORDS = (b"token", b"bearer")
 # Operations that spend judge calls need the "grade" scope, whatever their method.
-GRADE_ROUTES = {"api_runs", "api_run_cancel", "api_reward", "api_run_retry"}
+GRADE_ROUTES = {
+    "api_runs",
+    "api_run_cancel",
+    "api_run_retry_failed",
+    "api_run_resume",
+    "api_grader_score",
+}
 
 
 class ApiTokenAuthentication(BaseAuthentication):

@@ -176,7 +176,18 @@ urlpatterns = [
         api_datasets.SnapshotDownloadApi.as_view(),
         name="api_dataset_download",
     ),
+    path(
+        "graders/<str:grader_hash>/score/",
+        grading_api.RewardScoreApi.as_view(),
+        name="api_grader_score",
+    ),
     path("runs/<int:pk>/", grading_api.RunDetailApi.as_view(), name="api_run"),
+    path(
+        "runs/<int:pk>/retry-failed/",
+        grading_api.RunRetryFailedApi.as_view(),
+        name="api_run_retry_failed",
+    ),
+    path("runs/<int:pk>/resume/", grading_api.RunResumeApi.as_view(), name="api_run_resume"),
     path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),
     path("runs/<int:pk>/scores/", grading_api.ScoreListApi.as_view(), name="api_scores"),
     path(

@@ -132,7 +132,18 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Judges ---------------------------------------------------------------------------
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)
-JUDGE_MAX_ATTEMPTS = env_int("ASSAY_JUDGE_MAX_ATTEMPTS", 4)
+JUDGE_MAX_ATTEMPTS = env_int("ASSAY_JUDGE_MAX_ATTEMPTS", 6)
+# Total time one item (criterion, or a batch) may take across its attempts and back-offs.
+JUDGE_ITEM_DEADLINE_S = env_int("ASSAY_JUDGE_ITEM_DEADLINE_S", 300)
+JUDGE_MAX_REASKS = env_int("ASSAY_JUDGE_MAX_REASKS", 2)
+# Threads per worker process that make judge calls (the judge's own limits bound them further).
+JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
+# Shared judge limits (in-flight, requests/min, tokens/min) live in Redis under this prefix,
+# so several deployments (or test sessions) can share one Redis without colliding.
+ASSAY_REDIS_URL = env_str("ASSAY_REDIS_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+ASSAY_REDIS_PREFIX = env_str("ASSAY_REDIS_PREFIX") or "assay"
 
 # --- Auth, API ------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

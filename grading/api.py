@@ -17,7 +17,7 @@ from grading import selectors, services
 from grading.models import GradingRun
 from rubrics.api import NEWEST_FIRST, Pagination, paginated, responses, service_errors
 from rubrics.permissions import Perm, project_for
-from rubrics.selectors import published_graders
+from rubrics.selectors import grader_for, published_graders, task_for
 
 # --- Judges -----------------------------------------------------------------------------
 
@@ -31,9 +31,12 @@ class JudgeSerializer(serializers.Serializer):
     api_key_env = serializers.CharField(
         help_text="The name of the environment variable holding the key; never the key."
     )
-    max_concurrency = serializers.IntegerField()
+    max_concurrency = serializers.IntegerField(help_text="Max requests in flight, all workers.")
+    requests_per_minute = serializers.IntegerField(help_text="0: no limit.")
+    tokens_per_minute = serializers.IntegerField(help_text="0: no limit.")
     temperature = serializers.FloatField()
     use_json_schema = serializers.BooleanField()
+    send_cache_key = serializers.BooleanField()
     created_at = serializers.DateTimeField()
 
 
@@ -69,6 +72,9 @@ class JudgeCreateApi(APIView):
         max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, required=False)
         temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
         use_json_schema = serializers.BooleanField(required=False)
+        requests_per_minute = serializers.IntegerField(min_value=0, required=False)
+        tokens_per_minute = serializers.IntegerField(min_value=0, required=False)
+        send_cache_key = serializers.BooleanField(required=False)
 
     OutputSerializer = JudgeSerializer
 
@@ -109,7 +115,14 @@ class RunSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=GradingRun.Status.choices)
     grader = GraderSerializer()
     judge = JudgeSerializer()
-    total_items = serializers.IntegerField(help_text="Responses x criteria.")
+    mode = serializers.ChoiceField(choices=GradingRun.Mode.choices)
+    samples = serializers.IntegerField()
+    use_cache = serializers.BooleanField()
+    estimate = serializers.JSONField(
+        help_text="Before starting, without the cache: calls, input_tokens, output_tokens, "
+        "and cost when the judge model has a price."
+    )
+    total_items = serializers.IntegerField(help_text="Responses x criteria x judges x samples.")
     simulated = serializers.BooleanField(help_text="Graded by the judge simulator.")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -135,7 +148,15 @@ class RunCreateApi(APIView):
     @extend_schema_serializer(component_name="RunCreate")
     class InputSerializer(serializers.Serializer):
         grader = serializers.CharField(help_text="The hash of a published grader.")
-        judge = serializers.IntegerField(min_value=1, help_text="A judge's id.")
+        judge = serializers.IntegerField(min_value=1, help_text="The (lead) judge's id.")
+        panel = serializers.ListField(
+            child=serializers.IntegerField(min_value=1),
+            required=False,
+            help_text="More judges; the run's verdict is the panel's majority.",
+        )
+        mode = serializers.ChoiceField(choices=GradingRun.Mode.choices, required=False)
+        samples = serializers.IntegerField(min_value=1, max_value=16, required=False)
+        use_cache = serializers.BooleanField(required=False)
 
     OutputSerializer = RunSerializer
 
@@ -156,11 +177,22 @@ class RunCreateApi(APIView):
             errors["grader"] = ["No published grader with that hash in this project."]
         if judge is None:
             errors["judge"] = ["No judge with that id in this project."]
+        panel_ids = data.validated_data.get("panel", [])
+        panel = list(selectors.project_judges(project).filter(pk__in=panel_ids))
+        if len(panel) != len(set(panel_ids)):
+            errors["panel"] = ["Every panel judge must be a judge of this project."]
         if errors:
             raise ValidationError(errors)
         with service_errors():
             run = services.run_create(
-                project=project, grader=grader, judge=judge, user=request.user
+                project=project,
+                grader=grader,
+                judge=judge,
+                user=request.user,
+                panel=panel,
+                mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
+                samples=data.validated_data.get("samples", 1),
+                use_cache=data.validated_data.get("use_cache", True),
             )
         return Response(self.OutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -192,11 +224,34 @@ class RunDetailApi(APIView):
             histogram = serializers.ListField(
                 child=serializers.IntegerField(), help_text="Clipped scores in ten bins of 0.1."
             )
+            ci = serializers.ListField(
+                child=serializers.FloatField(),
+                allow_null=True,
+                help_text="95% bootstrap interval of the clipped mean; null below 2 scores.",
+            )
+
+        @extend_schema_serializer(component_name="RunCosts")
+        class CostsSerializer(serializers.Serializer):
+            calls = serializers.IntegerField(help_text="Judge calls (a batch is one call).")
+            requests = serializers.IntegerField(help_text="HTTP requests, retries included.")
+            prompt_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+            cost = serializers.FloatField(
+                allow_null=True, help_text="Null when a judge model has no price set."
+            )
+
+        @extend_schema_serializer(component_name="RunErrorReason")
+        class ErrorReasonSerializer(serializers.Serializer):
+            reason = serializers.CharField()
+            n = serializers.IntegerField()
 
         project = serializers.SlugField(source="project.slug")
         created_by = serializers.CharField(source="created_by.username", allow_null=True)
         progress = ProgressSerializer()
         summaries = SummarySerializer(many=True)
+        costs = CostsSerializer()
+        errors_by_reason = ErrorReasonSerializer(many=True)
 
     @extend_schema(
         tags=["grading"],
@@ -207,6 +262,8 @@ class RunDetailApi(APIView):
         run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
         run.progress = selectors.run_progress(run)
         run.summaries = selectors.model_summaries(run)
+        run.costs = selectors.run_costs(run)
+        run.errors_by_reason = selectors.run_error_reasons(run)
         return Response(self.OutputSerializer(run).data)
 
 
@@ -229,6 +286,129 @@ class RunCancelApi(APIView):
         cancelled = services.run_cancel(run=run)
         run_status = GradingRun.Status.CANCELLED if cancelled else run.status
         return Response(self.OutputSerializer({"cancelled": cancelled, "status": run_status}).data)
+
+
+class RunRetryFailedApi(APIView):
+    @extend_schema_serializer(component_name="RunRetryFailed")
+    class OutputSerializer(serializers.Serializer):
+        requeued = serializers.IntegerField(help_text="Error verdicts removed and re-queued.")
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Re-queue only the items whose verdict is an error (finished runs)",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+        with service_errors():
+            n = services.run_retry_failed(run=run)
+        return Response(self.OutputSerializer({"requeued": n}).data)
+
+
+class RunResumeApi(APIView):
+    @extend_schema_serializer(component_name="RunResume")
+    class OutputSerializer(serializers.Serializer):
+        resumed = serializers.BooleanField(help_text="False when the run had completed.")
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Resume a cancelled or interrupted run: only pending work is queued",
+        request=None,
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+        return Response(self.OutputSerializer({"resumed": services.run_resume(run=run)}).data)
+
+
+# --- The reward endpoint -----------------------------------------------------------------
+
+
+class RewardScoreApi(APIView):
+    """Synchronous scores for RL trainers, through the same engine, cache and limits as runs."""
+
+    @extend_schema_serializer(component_name="RewardRequest")
+    class InputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="RewardMessage")
+        class MessageSerializer(serializers.Serializer):
+            # A plain string: a second enum named "role" would collide with project roles.
+            role = serializers.CharField(help_text="system, developer, user or assistant.")
+            content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+            def validate_role(self, value: str) -> str:
+                if value not in ("system", "developer", "user", "assistant"):
+                    raise serializers.ValidationError("system, developer, user or assistant.")
+                return value
+
+        task = serializers.CharField(
+            required=False, help_text="A task's external id (its messages are the prompt)."
+        )
+        messages = MessageSerializer(many=True, required=False, help_text="Or the prompt.")
+        responses = serializers.ListField(
+            child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+            min_length=1,
+            max_length=256,
+        )
+        judge = serializers.IntegerField(
+            min_value=1, required=False, help_text="A judge's id; default: the project's first."
+        )
+        mode = serializers.ChoiceField(choices=GradingRun.Mode.choices, required=False)
+
+        def validate(self, attrs):
+            if bool(attrs.get("task")) == bool(attrs.get("messages")):
+                raise serializers.ValidationError("Give either task or messages.")
+            return attrs
+
+    @extend_schema_serializer(component_name="RewardResult")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="RewardVerdict")
+        class VerdictSerializer(serializers.Serializer):
+            criterion = serializers.IntegerField(source="criterion_id")
+            outcome = serializers.CharField()
+            value = serializers.FloatField(allow_null=True)
+            explanation = serializers.CharField()
+            error = serializers.CharField()
+            cached = serializers.BooleanField()
+
+        score = serializers.FloatField(allow_null=True, help_text="Raw; null on an error.")
+        clipped = serializers.FloatField(allow_null=True)
+        verdicts = VerdictSerializer(many=True)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Score 1..256 responses now (reward endpoint for RL trainers)",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def post(self, request: Request, grader_hash: str) -> Response:
+        grader = grader_for(request.user, grader_hash, Perm.RUN_GRADING)
+        project = grader.version.rubric.project
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judges = selectors.project_judges(project)
+        judge_id = data.validated_data.get("judge")
+        judge = judges.filter(pk=judge_id).first() if judge_id else judges.first()
+        if judge is None:
+            raise ValidationError({"judge": ["No such judge in this grader's project."]})
+        if data.validated_data.get("task"):
+            messages = task_for(
+                request.user, project, data.validated_data["task"], Perm.RUN_GRADING
+            ).messages
+        else:
+            messages = [dict(m) for m in data.validated_data["messages"]]
+        results = services.reward_score(
+            grader=grader,
+            judge=judge,
+            messages=messages,
+            texts=data.validated_data["responses"],
+            mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
+        )
+        out = [
+            {"score": figures.raw, "clipped": figures.clipped, "verdicts": graded}
+            for figures, graded in results
+        ]
+        return Response(self.OutputSerializer(out, many=True).data)
 
 
 # --- Scores and verdicts ----------------------------------------------------------------

@@ -1,20 +1,35 @@
-"""Grade one response against a grader spec, criterion by criterion, by kind:
+"""Grade one response against a grader spec, by kind:
 
 * ``binary`` and ``scale`` criteria ask the judge (scale replies are normalised to [0, 1]);
 * ``checked`` criteria run a deterministic check in code, with no judge call.
 
-Runs (grading.services), the reward endpoint and the rubric editor's "try it" all grade
-through `grade_now`, so a verdict means the same everywhere.
+Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
+grade through this module, so a verdict means the same everywhere.
+
+`grade_items` is the engine proper: for one response it takes the items still to decide —
+(criterion, judge, sample) — answers what it can from the content-addressed cache, groups the
+rest into judge calls (one per criterion, or one per judge and sample in batched mode), runs
+the calls on a process-wide thread pool, each call inside the judge's shared limits, and
+returns the verdicts, the calls' costs and what to add to the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from django.conf import settings as django_settings
 
 from grading import prompts
-from grading.judge import JudgeClient, JudgeError, JudgeSettings
+from grading.judge import JudgeClient, JudgeError, JudgeSettings, Usage
+from grading.limits import Limits, limiter_for
+from grading.transport import Transport
 from rubrics import checks, scoring
+from rubrics.compiler import canonical_json
+
+PER_CRITERION, BATCHED = "per_criterion", "batched"
 
 
 @dataclass(frozen=True)
@@ -30,9 +45,41 @@ class Graded:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     judged: bool = True  # False for checked criteria: no judge call was made
+    judge_id: int | None = None
+    sample_index: int = 0
+    cached: bool = False
 
     def as_outcome(self) -> scoring.Outcome:
         return scoring.Outcome(self.outcome, self.value)
+
+    @property
+    def reason(self) -> str:
+        return self.error.split(":", 1)[0] if self.error else ""
+
+
+@dataclass(frozen=True)
+class JudgeRef:
+    """What the engine needs of a judge; built from grading.models.Judge by the services."""
+
+    judge_id: int
+    settings: JudgeSettings
+    limits: Limits
+
+
+@dataclass
+class CallRecord:
+    judge_id: int
+    sample_index: int
+    criteria: int
+    usage: Usage
+    error: str = ""
+
+
+@dataclass
+class Outcome:
+    graded: list[Graded] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    to_cache: dict[str, Graded] = field(default_factory=dict)  # cache key -> verdict
 
 
 def kind_of(criterion: dict) -> str:
@@ -49,21 +96,96 @@ def grade_checked(criterion: dict, response: str) -> Graded:
     )
 
 
-def grade_judged(
-    client: JudgeClient, spec: dict, criterion: dict, *, messages: list[dict], response: str
-) -> Graded:
+def cache_key(
+    *,
+    grader_hash: str,
+    criterion_id: int,
+    messages: list[dict],
+    response: str,
+    judge: JudgeSettings,
+    mode: str,
+    sample_index: int,
+    templates: str = "",
+) -> str:
+    """Content address of one verdict: everything that shapes the judge's answer."""
+    return hashlib.sha256(
+        canonical_json(
+            {
+                "grader": grader_hash,
+                "criterion": criterion_id,
+                "conversation": prompts.nonce(prompts.conversation_text(messages)),
+                "response": hashlib.sha256(response.encode()).hexdigest(),
+                "model": judge.model,
+                "base_url": judge.base_url,
+                "params": {"temperature": judge.temperature, "mode": mode},
+                "templates": templates,
+                "sample": sample_index,
+            }
+        ).encode()
+    ).hexdigest()
+
+
+# --- Process-wide resources: one HTTP connection pool and one thread pool ---------------
+
+_lock = threading.Lock()
+_http: Transport | None = None
+_pool: ThreadPoolExecutor | None = None
+_limiters: dict[Limits, object] = {}
+
+
+def http_client() -> Transport:
+    global _http
+    with _lock:
+        if _http is None:
+            _http = Transport()
+        return _http
+
+
+def thread_pool() -> ThreadPoolExecutor:
+    """Judge calls of every task in this process share one pool; the judge's limits (in
+    Redis) bound the calls in flight across processes."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=django_settings.JUDGE_THREADS, thread_name_prefix="judge"
+            )
+        return _pool
+
+
+def limiter(limits: Limits):
+    with _lock:
+        if limits not in _limiters:
+            _limiters[limits] = limiter_for(limits)
+        return _limiters[limits]
+
+
+# --- One call ------------------------------------------------------------------------
+
+
+def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Graded:
+    return Graded(
+        criterion_id=criterion_id,
+        outcome=scoring.ERROR,
+        error=f"{exc.reason}: {exc}",
+        raw=exc.raw,
+        judge_id=judge_id,
+        sample_index=sample,
+    )
+
+
+def _single_call(client, spec, criterion, *, messages, response, judge_id, sample, key):
     levels = len(criterion["scale"]["descriptors"]) if kind_of(criterion) == "scale" else 0
     prompt = prompts.judge_messages(spec, messages=messages, response=response, criterion=criterion)
     try:
-        reply = client.grade(prompt, prompts.output_schema(spec, criterion), levels=levels)
-    except JudgeError as exc:
-        return Graded(
-            criterion_id=criterion["id"],
-            outcome=scoring.ERROR,
-            error=f"{exc.reason}: {exc}",
-            raw=exc.raw,
+        reply = client.grade(
+            prompt, prompts.output_schema(spec, criterion), levels=levels, cache_key=key
         )
-    return Graded(
+    except JudgeError as exc:
+        g = _error(criterion["id"], judge_id, sample, exc)
+        return [g], CallRecord(judge_id, sample, 1, exc.usage, exc.reason)
+    usage = Usage(reply.attempts, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens)
+    g = Graded(
         criterion_id=criterion["id"],
         outcome=scoring.MET if reply.met else scoring.UNMET,
         value=reply.value,
@@ -73,7 +195,178 @@ def grade_judged(
         simulated=reply.simulated,
         prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens,
+        judge_id=judge_id,
+        sample_index=sample,
     )
+    return [g], CallRecord(judge_id, sample, 1, usage)
+
+
+def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample, key):
+    prompt = prompts.batch_messages(spec, messages=messages, response=response, criteria=criteria)
+    ids = [str(c["id"]) for c in criteria]
+    try:
+        schema = spec["judge"].get("batch_output_schema", prompts.BATCH_SCHEMA)
+        reply = client.grade_batch(prompt, schema, ids, cache_key=key)
+    except JudgeError as exc:
+        graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
+        return graded, CallRecord(judge_id, sample, len(criteria), exc.usage, exc.reason)
+    graded = []
+    for i, c in enumerate(criteria):
+        ident = str(c["id"])
+        # The call's tokens are booked on its first verdict, so sums over verdicts add up.
+        tokens = (reply.usage.prompt_tokens, reply.usage.completion_tokens) if i == 0 else (0, 0)
+        if ident in reply.verdicts:
+            met, explanation = reply.verdicts[ident]
+            graded.append(
+                Graded(
+                    criterion_id=c["id"],
+                    outcome=scoring.MET if met else scoring.UNMET,
+                    explanation=explanation,
+                    raw=reply.raw if i == 0 else "",
+                    judge_model=reply.model,
+                    simulated=reply.simulated,
+                    prompt_tokens=tokens[0],
+                    completion_tokens=tokens[1],
+                    judge_id=judge_id,
+                    sample_index=sample,
+                )
+            )
+        else:
+            graded.append(
+                Graded(
+                    criterion_id=c["id"],
+                    outcome=scoring.ERROR,
+                    error=f"unparseable: {reply.missing[ident]}",
+                    raw=reply.raw,
+                    prompt_tokens=tokens[0],
+                    completion_tokens=tokens[1],
+                    judge_id=judge_id,
+                    sample_index=sample,
+                )
+            )
+    error = "unparseable" if reply.missing else ""
+    return graded, CallRecord(judge_id, sample, len(criteria), reply.usage, error)
+
+
+# --- The engine ----------------------------------------------------------------------
+
+
+def grade_items(
+    spec: dict,
+    *,
+    grader_hash: str,
+    judges: list[JudgeRef],
+    messages: list[dict],
+    response: str,
+    items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
+    mode: str = PER_CRITERION,
+    cache: dict[str, Graded] | None = None,
+    cache_lookup=None,
+    should_stop=None,
+) -> Outcome:
+    """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
+    cache (None: bypass it)."""
+    by_id = {c["id"]: c for c in spec["criteria"]}
+    refs = {j.judge_id: j for j in judges}
+    result = Outcome()
+    templates = prompts.batch_template_id(spec) if mode == BATCHED else ""
+    pending: list[tuple[dict, int, int, str]] = []  # criterion, judge id, sample, cache key
+    for criterion_id, judge_id, sample in items:
+        criterion = by_id[criterion_id]
+        if kind_of(criterion) == "checked":
+            g = grade_checked(criterion, response)
+            result.graded.append(
+                Graded(**{**g.__dict__, "judge_id": judge_id, "sample_index": sample})
+            )
+            continue
+        key = cache_key(
+            grader_hash=grader_hash,
+            criterion_id=criterion_id,
+            messages=messages,
+            response=response,
+            judge=refs[judge_id].settings,
+            mode=mode,
+            sample_index=sample,
+            templates=templates,
+        )
+        pending.append((criterion, judge_id, sample, key))
+    if pending and cache_lookup is not None:
+        hits = cache_lookup([p[3] for p in pending])
+        still = []
+        for criterion, judge_id, sample, key in pending:
+            hit = hits.get(key)
+            if hit is None:
+                still.append((criterion, judge_id, sample, key))
+            else:
+                result.graded.append(
+                    Graded(
+                        **{
+                            **hit.__dict__,
+                            "criterion_id": criterion["id"],
+                            "judge_id": judge_id,
+                            "sample_index": sample,
+                            "cached": True,
+                            "prompt_tokens": 0,
+                            "completion_tokens": 0,
+                        }
+                    )
+                )
+        pending = still
+    if not pending:
+        return result
+
+    prompt_key = prompts.prompt_cache_key(grader_hash, messages, response)
+    clients = {
+        ref.judge_id: JudgeClient(
+            ref.settings,
+            http=http_client(),
+            limiter=limiter(ref.limits),
+            should_stop=should_stop,
+        )
+        for ref in judges
+    }
+    keys = {(c["id"], j, s): k for c, j, s, k in pending}
+    calls = []
+    if mode == BATCHED:
+        groups: dict[tuple[int, int], list[dict]] = {}
+        for criterion, judge_id, sample, _key in pending:
+            if prompts.batchable(criterion):
+                groups.setdefault((judge_id, sample), []).append(criterion)
+            else:
+                calls.append(("single", criterion, judge_id, sample))
+        for (judge_id, sample), criteria in groups.items():
+            if len(criteria) == 1:
+                calls.append(("single", criteria[0], judge_id, sample))
+            else:
+                calls.append(("batch", criteria, judge_id, sample))
+    else:
+        calls = [("single", c, j, s) for c, j, s, _k in pending]
+
+    def run(call):
+        kind, what, judge_id, sample = call
+        fn = _batch_call if kind == "batch" else _single_call
+        return fn(
+            clients[judge_id],
+            spec,
+            what,
+            messages=messages,
+            response=response,
+            judge_id=judge_id,
+            sample=sample,
+            key=prompt_key,
+        )
+
+    pool = thread_pool()
+    futures = [pool.submit(run, call) for call in calls[1:]]
+    done = [run(calls[0])]  # the task's own thread works too
+    done += [f.result() for f in futures]
+    for graded, record in done:
+        result.calls.append(record)
+        for g in graded:
+            result.graded.append(g)
+            if g.outcome != scoring.ERROR:
+                result.to_cache[keys[(g.criterion_id, g.judge_id, g.sample_index)]] = g
+    return result
 
 
 def grade_now(
@@ -84,25 +377,19 @@ def grade_now(
     response: str,
     criteria: list[dict] | None = None,
     concurrency: int = 8,
+    judge_id: int = 0,
+    grader_hash: str = "",
 ) -> list[Graded]:
-    """Grade `criteria` (default: all of the spec's) of one response, in the spec's order."""
+    """Grade `criteria` (default: all of the spec's) of one response with one judge, no
+    cache, in the spec's order (the rubric editor's "try it")."""
     criteria = spec["criteria"] if criteria is None else criteria
-    results: dict[int, Graded] = {}
-    judged = []
-    for criterion in criteria:
-        if kind_of(criterion) == "checked":
-            results[criterion["id"]] = grade_checked(criterion, response)
-        else:
-            judged.append(criterion)
-    if judged:
-        client = JudgeClient(settings)
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(judged)))) as pool:
-                for graded in pool.map(
-                    lambda c: grade_judged(client, spec, c, messages=messages, response=response),
-                    judged,
-                ):
-                    results[graded.criterion_id] = graded
-        finally:
-            client.close()
-    return [results[c["id"]] for c in criteria]
+    out = grade_items(
+        spec,
+        grader_hash=grader_hash,
+        judges=[JudgeRef(judge_id, settings, Limits(judge_id=judge_id, max_in_flight=concurrency))],
+        messages=messages,
+        response=response,
+        items=[(c["id"], judge_id, 0) for c in criteria],
+    )
+    by_id = {g.criterion_id: g for g in out.graded}
+    return [by_id[c["id"]] for c in criteria]

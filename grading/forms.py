@@ -13,14 +13,39 @@ class JudgeForm(forms.Form):
         label="API key variable",
         help_text="The name of the environment variable on the workers that holds the key.",
     )
-    max_concurrency = forms.IntegerField(min_value=1, max_value=1024, initial=8)
+    max_concurrency = forms.IntegerField(
+        min_value=1, max_value=1024, initial=8, label="Max in flight (all workers)"
+    )
+    requests_per_minute = forms.IntegerField(min_value=0, initial=0, help_text="0: no limit.")
+    tokens_per_minute = forms.IntegerField(min_value=0, initial=0, help_text="0: no limit.")
     temperature = forms.FloatField(min_value=0, max_value=2, initial=0)
     use_json_schema = forms.BooleanField(required=False, initial=True, label="Structured output")
 
 
 class RunForm(forms.Form):
     grader = forms.ChoiceField(label="Published rubric version")
-    judge = forms.ChoiceField()
+    judge = forms.ChoiceField(label="Judge (lead)")
+    panel = forms.MultipleChoiceField(
+        required=False,
+        label="More judges (panel)",
+        help_text="The run's verdict is the panel's majority; a tie goes to the lead judge.",
+    )
+    mode = forms.ChoiceField(
+        choices=[
+            ("per_criterion", "One judge call per criterion"),
+            ("batched", "One call per response for all criteria"),
+        ],
+        initial="per_criterion",
+    )
+    samples = forms.IntegerField(
+        min_value=1,
+        max_value=16,
+        initial=1,
+        help_text="Judge samples per item (needs temperature > 0): majority or mean.",
+    )
+    use_cache = forms.BooleanField(
+        required=False, initial=True, label="Use the cache (identical work is not paid twice)"
+    )
 
     def __init__(self, *args, graders=(), judges=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -29,6 +54,7 @@ class RunForm(forms.Form):
             for g in graders
         ]
         self.fields["judge"].choices = [(str(j.pk), str(j)) for j in judges]
+        self.fields["panel"].choices = [(str(j.pk), str(j)) for j in judges]
 
 
 class SnapshotForm(forms.Form):

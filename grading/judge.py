@@ -32,6 +32,23 @@ class JudgeError(Exception):
         self.reason = reason
         self.raw = raw
         self.retry_after = retry_after
+        self.usage = Usage()
+
+
+@dataclass
+class Usage:
+    """What one logical judge call cost across its attempts and re-asks."""
+
+    attempts: int = 0  # HTTP requests sent
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, usage: dict) -> None:
+        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        self.cached_tokens += int(details.get("cached_tokens") or 0)
 
 
 @dataclass(frozen=True)
@@ -42,8 +59,10 @@ class JudgeSettings:
     temperature: float = 0.0
     use_json_schema: bool = True
     timeout_s: float = 60.0
-    max_attempts: int = 4
+    max_attempts: int = 6
     max_reasks: int = 2
+    deadline_s: float = 300.0  # per item, across attempts and back-offs
+    send_cache_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,20 @@ class VerdictReply:
     simulated: bool
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """A batched call's readable verdicts by criterion id, and what it could not read."""
+
+    verdicts: dict[str, tuple[bool, str]]
+    missing: dict[str, str]  # criterion id -> why it could not be read
+    raw: str
+    model: str
+    simulated: bool
+    usage: Usage
 
 
 def _json_object(content: str) -> dict:
@@ -101,6 +134,27 @@ def parse_scale(content: str, levels: int) -> tuple[float, str]:
     return (score - 1) / (levels - 1) if levels > 1 else 1.0, explanation
 
 
+def parse_batch(content: str, ids: list[str]) -> tuple[dict[str, tuple[bool, str]], dict]:
+    """Read a batched reply {"verdicts": [{"id", "criteria_met", "explanation"}]}: the
+    readable verdicts by id, and for each id not readable, why."""
+    data = _json_object(content)
+    items = data.get("verdicts")
+    if not isinstance(items, list):
+        raise ValueError("'verdicts' is missing or not a list")
+    wanted = set(ids)
+    got: dict[str, tuple[bool, str]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        ident = str(item.get("id"))
+        met, explanation = item.get("criteria_met"), item.get("explanation", "")
+        if ident in wanted and isinstance(met, bool) and isinstance(explanation, str):
+            got.setdefault(ident, (met, explanation))
+    why = "no readable verdict for this criterion in the reply"
+    missing = {i: why for i in ids if i not in got}
+    return got, missing
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -117,12 +171,26 @@ def _backoff(attempt: int) -> float:
 
 
 class JudgeClient:
-    def __init__(self, settings: JudgeSettings, *, http: httpx.Client | None = None):
+    """Calls one judge. `limiter` (grading.limits) is taken around every HTTP attempt, never
+    across a back-off sleep; `should_stop` is asked before each attempt (cancelled runs)."""
+
+    def __init__(
+        self,
+        settings: JudgeSettings,
+        *,
+        http: httpx.Client | None = None,
+        limiter=None,
+        should_stop=None,
+    ):
         self.settings = settings
+        self._own_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
+        self.limiter = limiter
+        self.should_stop = should_stop
 
     def close(self) -> None:
-        self._http.close()
+        if self._own_http:
+            self._http.close()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -137,7 +205,9 @@ class JudgeClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _body(self, messages: list[dict], schema: dict) -> dict:
+    def _body(
+        self, messages: list[dict], schema: dict, *, name: str = "verdict", cache_key: str = ""
+    ) -> dict:
         body: dict = {
             "model": self.settings.model,
             "messages": messages,
@@ -146,26 +216,52 @@ class JudgeClient:
         if self.settings.use_json_schema:
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "verdict", "schema": schema, "strict": True},
+                "json_schema": {"name": name, "schema": schema, "strict": True},
             }
+        if cache_key and self.settings.send_cache_key:
+            body["prompt_cache_key"] = cache_key
         return body
 
-    def _post(self, body: dict) -> httpx.Response:
-        """One HTTP exchange, retried on 429, 5xx, timeouts and connection errors."""
+    def _post(self, body: dict, usage: Usage, deadline: float) -> httpx.Response:
+        """One HTTP exchange, retried on 429, 5xx, timeouts and connection errors, with
+        exponential back-off and full jitter (or Retry-After), within attempts and deadline."""
         url = self.settings.base_url.rstrip("/") + "/chat/completions"
         headers = self._headers()
+        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply.
+        tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
         last: JudgeError | None = None
         for attempt in range(self.settings.max_attempts):
             if last is not None:
-                time.sleep(last.retry_after if last.retry_after is not None else _backoff(attempt))
+                pause = last.retry_after if last.retry_after is not None else _backoff(attempt)
+                if time.monotonic() + pause > deadline:
+                    break  # the item's time is up: fail with the last reason
+                time.sleep(pause)
+            if self.should_stop is not None and self.should_stop():
+                raise JudgeError("cancelled", "the run was cancelled")
+            lease = self.limiter.acquire(tokens) if self.limiter is not None else None
+            # Waiting for room may take long: ask again before spending the call.
+            if self.should_stop is not None and self.should_stop():
+                if lease is not None:
+                    self.limiter.release(lease)
+                raise JudgeError("cancelled", "the run was cancelled")
+            usage.attempts += 1
             try:
-                response = self._http.post(url, json=body, headers=headers)
+                remaining = max(1.0, deadline - time.monotonic())
+                response = self._http.post(
+                    url,
+                    json=body,
+                    headers=headers,
+                    timeout=min(self.settings.timeout_s, remaining),
+                )
             except httpx.TimeoutException:
                 last = JudgeError("timeout", f"no reply within {self.settings.timeout_s:g} s")
                 continue
             except httpx.TransportError as exc:
                 last = JudgeError("connection", f"could not reach the judge: {exc}")
                 continue
+            finally:
+                if lease is not None:
+                    self.limiter.release(lease)
             if response.status_code == 200:
                 return response
             reason = {429: "rate_limited"}.get(response.status_code, f"http_{response.status_code}")
@@ -180,39 +276,117 @@ class JudgeClient:
         assert last is not None
         raise last
 
-    def grade(self, messages: list[dict], schema: dict, *, levels: int = 0) -> VerdictReply:
-        """One verdict: binary, or on a 1..levels scale when levels > 0 (met when above 1)."""
-        body = self._body(messages, schema)
+    def _ask(self, body: dict, parse):
+        """Post, read the reply with `parse(content)`, and re-ask (telling the judge what was
+        wrong) at most max_reasks times. Returns (parsed, content, payload, response, usage)."""
+        usage = Usage()
+        deadline = time.monotonic() + self.settings.deadline_s
         content = ""
         problem = ""
-        for _ask in range(1 + self.settings.max_reasks):
-            response = self._post(body)
-            try:
-                payload = response.json()
-                content = payload["choices"][0]["message"]["content"] or ""
-                usage = payload.get("usage") or {}
-            except (ValueError, KeyError, IndexError, TypeError):
-                content, problem = response.text[:10000], "the reply is not a chat completion"
-                continue
-            try:
-                if levels:
-                    value, explanation = parse_scale(content, levels)
-                    met = value > 0
-                else:
-                    (met, explanation), value = parse_verdict(content), None
-            except ValueError as exc:
-                problem = str(exc)
-                continue
-            model = str(payload.get("model") or self.settings.model)
-            return VerdictReply(
-                met=met,
-                explanation=explanation,
-                value=value,
-                raw=content,
-                model=model,
-                simulated=response.headers.get("X-Assay-Simulator") == "1"
-                or model.startswith("assay-simulator"),
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
+        messages = list(body["messages"])
+        try:
+            for _ask in range(1 + self.settings.max_reasks):
+                response = self._post({**body, "messages": messages}, usage, deadline)
+                try:
+                    payload = response.json()
+                    content = payload["choices"][0]["message"]["content"] or ""
+                    usage.add(payload.get("usage") or {})
+                except (ValueError, KeyError, IndexError, TypeError):
+                    content, problem = response.text[:10000], "the reply is not a chat completion"
+                    continue
+                try:
+                    return parse(content), content, payload, response, usage
+                except ValueError as exc:
+                    problem = str(exc)
+                    messages = [
+                        *body["messages"],
+                        {"role": "assistant", "content": content[:4000]},
+                        {
+                            "role": "user",
+                            "content": f"Your reply could not be read: {problem}. "
+                            "Reply again with the JSON object only, matching the schema.",
+                        },
+                    ]
+        except JudgeError as exc:
+            exc.usage = usage
+            raise
+        error = JudgeError("unparseable", f"could not read a verdict: {problem}", content)
+        error.usage = usage
+        raise error
+
+    @staticmethod
+    def _is_simulated(response: httpx.Response, model: str) -> bool:
+        return response.headers.get("X-Assay-Simulator") == "1" or model.startswith(
+            "assay-simulator"
+        )
+
+    def grade(
+        self, messages: list[dict], schema: dict, *, levels: int = 0, cache_key: str = ""
+    ) -> VerdictReply:
+        """One verdict: binary, or on a 1..levels scale when levels > 0 (met when above 1)."""
+
+        def parse(content: str):
+            if levels:
+                value, explanation = parse_scale(content, levels)
+                return value > 0, explanation, value
+            met, explanation = parse_verdict(content)
+            return met, explanation, None
+
+        (met, explanation, value), content, payload, response, usage = self._ask(
+            self._body(messages, schema, cache_key=cache_key), parse
+        )
+        model = str(payload.get("model") or self.settings.model)
+        return VerdictReply(
+            met=met,
+            explanation=explanation,
+            value=value,
+            raw=content,
+            model=model,
+            simulated=self._is_simulated(response, model),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            attempts=usage.attempts,
+        )
+
+    def grade_batch(
+        self, messages: list[dict], schema: dict, ids: list[str], *, cache_key: str = ""
+    ) -> BatchReply:
+        """All criteria of one response in one call. A reply missing some verdicts is re-asked
+        (bounded); what is still missing after that is reported per criterion."""
+
+        def parse(content: str):
+            got, missing = parse_batch(content, ids)
+            if missing:
+                raise ValueError(f"{len(missing)} of {len(ids)} verdicts missing or unreadable")
+            return got
+
+        try:
+            got, content, payload, response, usage = self._ask(
+                self._body(messages, schema, name="verdicts", cache_key=cache_key), parse
             )
-        raise JudgeError("unparseable", f"could not read a verdict: {problem}", content)
+        except JudgeError as exc:
+            if exc.reason != "unparseable":
+                raise
+            # Keep what the last reply did answer; only the rest are errors.
+            try:
+                got, missing = parse_batch(exc.raw, ids)
+            except ValueError:
+                raise exc from None
+            return BatchReply(
+                verdicts=got,
+                missing=missing,
+                raw=exc.raw,
+                model=self.settings.model,
+                simulated=False,
+                usage=exc.usage,
+            )
+        model = str(payload.get("model") or self.settings.model)
+        return BatchReply(
+            verdicts=got,
+            missing={},
+            raw=content,
+            model=model,
+            simulated=self._is_simulated(response, model),
+            usage=usage,
+        )

@@ -20,7 +20,15 @@ class Judge(models.Model):
         blank=True,
         help_text="Name of the environment variable that holds the API key (never the key).",
     )
-    max_concurrency = models.PositiveIntegerField(default=8)
+    # Limits hold across every worker process and machine together (grading.limits, in Redis).
+    max_concurrency = models.PositiveIntegerField(default=8, help_text="Max requests in flight.")
+    requests_per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    tokens_per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")
+    send_cache_key = models.BooleanField(
+        default=True,
+        help_text="Send a stable prompt_cache_key per response (OpenAI accepts it; most "
+        "compatible servers ignore it).",
+    )
     temperature = models.FloatField(default=0.0)
     use_json_schema = models.BooleanField(
         default=True,
@@ -44,7 +52,31 @@ class Judge(models.Model):
         return f"{self.name} ({self.model})"
 
 
+class ModelPrice(models.Model):
+    """What a judge model costs, per million tokens, as an admin sets it."""
+
+    model = models.CharField(max_length=200, unique=True)
+    input_per_mtok = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    cached_input_per_mtok = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+    output_per_mtok = models.DecimalField(max_digits=10, decimal_places=4, default=0)
+
+    def __str__(self) -> str:
+        return self.model
+
+    def cost(self, *, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        fresh = max(0, prompt_tokens - cached_tokens)
+        return (
+            fresh * float(self.input_per_mtok)
+            + cached_tokens * float(self.cached_input_per_mtok)
+            + completion_tokens * float(self.output_per_mtok)
+        ) / 1_000_000
+
+
 class GradingRun(models.Model):
+    class Mode(models.TextChoices):
+        PER_CRITERION = "per_criterion", "One call per criterion"
+        BATCHED = "batched", "One call per response (all criteria)"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -53,7 +85,15 @@ class GradingRun(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="runs")
+    # The lead judge; `panel` adds more. Each judge's verdicts are kept under its own rater.
     judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="runs")
+    panel = models.ManyToManyField(Judge, blank=True, related_name="panel_runs")
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.PER_CRITERION)
+    samples = models.PositiveSmallIntegerField(
+        default=1, help_text="Judge samples per item; more than 1 only when temperature > 0."
+    )
+    use_cache = models.BooleanField(default=True)
+    estimate = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     total_items = models.PositiveIntegerField(default=0)
     simulated = models.BooleanField(default=False)
@@ -66,6 +106,11 @@ class GradingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(samples__gte=1) & Q(samples__lte=16), name="run_samples_range"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk}"
@@ -91,6 +136,8 @@ class Score(models.Model):
     met_points = models.FloatField(default=0)
     possible_points = models.FloatField(default=0)
     error_count = models.PositiveIntegerField(default=0)
+    # {tag: raw score over the criteria carrying that axis tag}
+    by_tag = models.JSONField(default=dict, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -153,3 +200,47 @@ class DatasetSnapshot(models.Model):
         if self.status == self.Status.READY:
             return 100
         return min(99, int(100 * self.rows_done / self.rows_total)) if self.rows_total else 0
+
+
+class JudgeCall(models.Model):
+    """One judge call that answered (or failed for good): what it cost and how it went.
+    A run's calls, tokens and cost are sums over these rows."""
+
+    run = models.ForeignKey(
+        GradingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
+    )
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="calls")
+    response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    sample_index = models.PositiveIntegerField(default=0)
+    criteria = models.PositiveIntegerField(default=1, help_text="Criteria graded by the call.")
+    attempts = models.PositiveIntegerField(default=1)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run"])]
+
+    def __str__(self) -> str:
+        return f"judge call {self.pk}"
+
+
+class CachedVerdict(models.Model):
+    """A judge's answer, content-addressed by all that shaped it (grading.engine.cache_key).
+    Only readable answers are cached; errors are asked again."""
+
+    key = models.CharField(max_length=64, unique=True)
+    outcome = models.CharField(max_length=10)
+    value = models.FloatField(null=True, blank=True)
+    explanation = models.TextField(blank=True)
+    raw_output = models.TextField(blank=True)
+    judge_model = models.CharField(max_length=200, blank=True)
+    simulated = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -58,7 +58,7 @@ class AssayReward:
 
     def _post(self, body: dict) -> list[dict]:
         request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own Assay
-            f"{self.base_url}/api/graders/{self.grader}/score",
+            f"{self.base_url}/api/graders/{self.grader}/score/",
             data=json.dumps(body).encode(),
             headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
             method="POST",

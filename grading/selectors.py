@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, F, Q, Sum, Value
+from django.db.models.functions import Left, StrIndex
 from django.shortcuts import get_object_or_404
 
 from annotation.models import Verdict
-from grading.models import GradingRun, Judge, Score
+from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project
 from rubrics.permissions import Perm, check
 
@@ -80,6 +81,23 @@ def run_progress(run: GradingRun) -> Progress:
     )
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(values: list[float], *, seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile-bootstrap interval of the mean of clipped scores (fixed seed, so a page
+    shows the same interval on every load)."""
+    if len(values) < 2:
+        return None
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(BOOTSTRAP_RESAMPLES, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     model: str
@@ -88,6 +106,7 @@ class ModelSummary:
     errors: int
     mean_raw: float | None
     histogram: list[int]
+    ci: tuple[float, float] | None = None
 
     @property
     def mean(self) -> float | None:
@@ -108,12 +127,14 @@ def model_summaries(run: GradingRun) -> list[ModelSummary]:
         .order_by("response__model")
     )
     histograms: dict[str, list[int]] = {}
+    values: dict[str, list[float]] = {}
     for model, raw in Score.objects.filter(run=run, raw__isnull=False).values_list(
         "response__model", "raw"
     ):
         bins = histograms.setdefault(model, [0] * HISTOGRAM_BINS)
         clipped = min(1.0, max(0.0, raw))
         bins[min(HISTOGRAM_BINS - 1, int(clipped * HISTOGRAM_BINS))] += 1
+        values.setdefault(model, []).append(clipped)
     return [
         ModelSummary(
             model=row["response__model"],
@@ -122,6 +143,7 @@ def model_summaries(run: GradingRun) -> list[ModelSummary]:
             errors=row["errors"],
             mean_raw=row["mean_raw"],
             histogram=histograms.get(row["response__model"], [0] * HISTOGRAM_BINS),
+            ci=bootstrap_ci(values.get(row["response__model"], [])),
         )
         for row in rows
     ]
@@ -157,3 +179,131 @@ def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
     score = get_object_or_404(Score.objects.select_related("response__task"), run=run, pk=score_pk)
     score.run = run
     return score
+
+
+def run_error_reasons(run: GradingRun) -> list[dict]:
+    """Error verdicts counted by reason (the text before the first colon of `error`)."""
+    return list(
+        Verdict.objects.filter(run=run, outcome=Verdict.Outcome.ERROR)
+        .annotate(reason=Left("error", StrIndex("error", Value(":")) - 1))
+        .values("reason")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "reason")
+    )
+
+
+@dataclass(frozen=True)
+class Costs:
+    calls: int
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost: float | None  # None when some judge model has no price set
+
+
+def run_costs(run: GradingRun) -> Costs:
+    rows = (
+        JudgeCall.objects.filter(run=run)
+        .values(model=F("judge__model"))
+        .annotate(
+            calls=Count("pk"),
+            requests=Sum("attempts"),
+            prompt=Sum("prompt_tokens"),
+            cached=Sum("cached_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+    )
+    rows = list(rows)
+    prices = {p.model: p for p in ModelPrice.objects.filter(model__in=[r["model"] for r in rows])}
+    cost: float | None = 0.0
+    for r in rows:
+        price = prices.get(r["model"])
+        if price is None:
+            cost = None
+        elif cost is not None:
+            cost += price.cost(
+                prompt_tokens=r["prompt"] or 0,
+                cached_tokens=r["cached"] or 0,
+                completion_tokens=r["completion"] or 0,
+            )
+    return Costs(
+        calls=sum(r["calls"] for r in rows),
+        requests=sum(r["requests"] or 0 for r in rows),
+        prompt_tokens=sum(r["prompt"] or 0 for r in rows),
+        cached_tokens=sum(r["cached"] or 0 for r in rows),
+        completion_tokens=sum(r["completion"] or 0 for r in rows),
+        cost=cost if rows else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class CriterionRate:
+    criterion_id: int
+    position: int
+    text: str
+    points: float
+    met: int
+    decided: int
+    errors: int
+
+    @property
+    def met_rate(self) -> float | None:
+        return None if not self.decided else self.met / self.decided
+
+    @property
+    def label(self) -> str:
+        return f"{self.position + 1}. {self.text[:40]}"
+
+
+def criterion_rates(run: GradingRun) -> list[CriterionRate]:
+    """Met rate per criterion over the lead judge's verdicts."""
+    counts = {
+        row["criterion_id"]: row
+        for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id)
+        .values("criterion_id")
+        .annotate(
+            met=Count("pk", filter=Q(outcome=Verdict.Outcome.MET)),
+            decided=Count("pk", filter=~Q(outcome=Verdict.Outcome.ERROR)),
+            errors=Count("pk", filter=Q(outcome=Verdict.Outcome.ERROR)),
+        )
+    }
+    rates = []
+    for c in run.grader.spec["criteria"]:
+        row = counts.get(c["id"], {})
+        rates.append(
+            CriterionRate(
+                criterion_id=c["id"],
+                position=c.get("position", 0),
+                text=c["text"],
+                points=c["points"],
+                met=row.get("met", 0),
+                decided=row.get("decided", 0),
+                errors=row.get("errors", 0),
+            )
+        )
+    return rates
+
+
+def tag_summaries(run: GradingRun) -> list[dict]:
+    """Mean score per (axis tag, model), clipped as HealthBench reports it."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for model, by_tag in Score.objects.filter(run=run, raw__isnull=False).values_list(
+        "response__model", "by_tag"
+    ):
+        for tag, raw in (by_tag or {}).items():
+            if raw is not None:
+                sums.setdefault((tag, model), []).append(min(1.0, max(0.0, raw)))
+    return [
+        {"tag": tag, "model": model, "n": len(v), "mean": sum(v) / len(v)}
+        for (tag, model), v in sorted(sums.items())
+    ]
+
+
+def comparable_runs(run: GradingRun):
+    return (
+        GradingRun.objects.filter(project_id=run.project_id)
+        .exclude(pk=run.pk)
+        .select_related("grader__version__rubric", "judge")
+        .order_by("-created_at")[:20]
+    )

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -11,9 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Rater, Response, Verdict
-from grading import engine
+from grading import engine, prompts
 from grading.judge import JudgeSettings
-from grading.models import GradingRun, Judge, Score
+from grading.limits import Limits, redis_client
+from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import scoring
 from rubrics.models import Grader, Project
 
@@ -70,6 +75,9 @@ def judge_create(
     max_concurrency: int = 8,
     temperature: float = 0.0,
     use_json_schema: bool = True,
+    requests_per_minute: int = 0,
+    tokens_per_minute: int = 0,
+    send_cache_key: bool = True,
 ) -> Judge:
     fields = _clean_judge_fields(
         name=name,
@@ -88,11 +96,18 @@ def judge_create(
         rater=rater,
         temperature=temperature,
         use_json_schema=use_json_schema,
+        requests_per_minute=max(0, int(requests_per_minute or 0)),
+        tokens_per_minute=max(0, int(tokens_per_minute or 0)),
+        send_cache_key=send_cache_key,
         **fields,
     )
 
 
 # --- Runs -------------------------------------------------------------------------------
+
+# Output tokens a verdict costs, for estimates only (a short JSON object with a sentence).
+EST_COMPLETION_TOKENS_PER_VERDICT = 60
+EST_SAMPLE_RESPONSES = 25
 
 
 def responses_for_grader(grader: Grader):
@@ -104,12 +119,125 @@ def responses_for_grader(grader: Grader):
     return responses
 
 
+def judge_settings(judge: Judge) -> JudgeSettings:
+    return JudgeSettings(
+        base_url=judge.base_url,
+        model=judge.model,
+        api_key_env=judge.api_key_env,
+        temperature=judge.temperature,
+        use_json_schema=judge.use_json_schema,
+        timeout_s=settings.JUDGE_TIMEOUT_S,
+        max_attempts=settings.JUDGE_MAX_ATTEMPTS,
+        max_reasks=settings.JUDGE_MAX_REASKS,
+        deadline_s=settings.JUDGE_ITEM_DEADLINE_S,
+        send_cache_key=judge.send_cache_key,
+    )
+
+
+def judge_ref(judge: Judge) -> engine.JudgeRef:
+    return engine.JudgeRef(
+        judge_id=judge.pk,
+        settings=judge_settings(judge),
+        limits=Limits(
+            judge_id=judge.pk,
+            max_in_flight=judge.max_concurrency,
+            requests_per_minute=judge.requests_per_minute,
+            tokens_per_minute=judge.tokens_per_minute,
+            lease_s=settings.JUDGE_TIMEOUT_S + 10,
+        ),
+    )
+
+
+def run_judges(run: GradingRun) -> list[Judge]:
+    """The lead judge first, then the panel by id: the order the tie rule uses."""
+    panel = [j for j in run.panel.all().order_by("pk") if j.pk != run.judge_id]
+    return [run.judge, *panel]
+
+
+def run_estimate(
+    *,
+    grader: Grader,
+    judges: list[Judge],
+    response_ids: list[int],
+    mode: str,
+    samples: int,
+) -> dict:
+    """Calls and tokens a run will cost without the cache, from prompts rendered for a
+    sample of its responses; and the cost where an admin has priced the judge's model."""
+    spec = grader.spec
+    judged = [c for c in spec["criteria"] if engine.kind_of(c) != "checked"]
+    batch = [c for c in judged if prompts.batchable(c)]
+    singles = judged if mode == engine.PER_CRITERION else [c for c in judged if c not in batch]
+    if mode == engine.BATCHED and len(batch) == 1:
+        singles, batch = judged, []
+    sample = list(
+        Response.objects.filter(pk__in=response_ids[:EST_SAMPLE_RESPONSES]).select_related("task")
+    )
+    chars = 0
+    for response in sample:
+        for c in singles:
+            rendered = prompts.judge_messages(
+                spec, messages=response.task.messages, response=response.text, criterion=c
+            )
+            chars += sum(len(m["content"]) for m in rendered)
+        if batch:
+            rendered = prompts.batch_messages(
+                spec, messages=response.task.messages, response=response.text, criteria=batch
+            )
+            chars += sum(len(m["content"]) for m in rendered)
+    n, factor = len(response_ids), len(judges) * samples
+    per_response = (chars / 4 / len(sample)) if sample else 0
+    calls_per_response = len(singles) + (1 if batch else 0)
+    estimate = {
+        "calls": n * calls_per_response * factor,
+        "input_tokens": round(n * per_response * factor),
+        "output_tokens": n * len(judged) * factor * EST_COMPLETION_TOKENS_PER_VERDICT,
+        "checked_in_code": n * (len(spec["criteria"]) - len(judged)) * factor,
+    }
+    prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
+    if all(j.model in prices for j in judges):
+        estimate["cost"] = round(
+            sum(
+                prices[j.model].cost(
+                    prompt_tokens=estimate["input_tokens"] // len(judges),
+                    cached_tokens=0,
+                    completion_tokens=estimate["output_tokens"] // len(judges),
+                )
+                for j in judges
+            ),
+            4,
+        )
+    return estimate
+
+
 @transaction.atomic
 def run_create(
-    *, project: Project, grader: Grader, judge: Judge, user, responses=None
+    *,
+    project: Project,
+    grader: Grader,
+    judge: Judge,
+    user,
+    responses=None,
+    panel: Iterable[Judge] = (),
+    mode: str = engine.PER_CRITERION,
+    samples: int = 1,
+    use_cache: bool = True,
+    start: bool = True,
 ) -> GradingRun:
-    if grader.version.rubric.project_id != project.pk or judge.project_id != project.pk:
-        raise ValidationError("The grader and the judge must belong to this project.")
+    panel = [j for j in panel if j.pk != judge.pk]
+    judges = [judge, *panel]
+    if grader.version.rubric.project_id != project.pk or any(
+        j.project_id != project.pk for j in judges
+    ):
+        raise ValidationError("The grader and the judges must belong to this project.")
+    if mode not in GradingRun.Mode.values:
+        raise ValidationError({"mode": f"Choose one of {', '.join(GradingRun.Mode.values)}."})
+    if not 1 <= samples <= 16:
+        raise ValidationError({"samples": "Between 1 and 16 samples per item."})
+    if samples > 1 and any(j.temperature <= 0 for j in judges):
+        raise ValidationError(
+            {"samples": "Several samples need judges with temperature above 0: at 0 they agree."}
+        )
     if responses is None:
         responses = responses_for_grader(grader)
     response_ids = list(responses.filter(task__project=project).values_list("pk", flat=True))
@@ -121,18 +249,27 @@ def run_create(
         grader=grader,
         judge=judge,
         created_by=user,
-        total_items=len(response_ids) * len(criteria),
+        mode=mode,
+        samples=samples,
+        use_cache=use_cache,
+        total_items=len(response_ids) * len(criteria) * len(judges) * samples,
+        estimate=run_estimate(
+            grader=grader, judges=judges, response_ids=response_ids, mode=mode, samples=samples
+        ),
     )
+    if panel:
+        run.panel.set(panel)
     Score.objects.bulk_create(
         (Score(run=run, response_id=pk) for pk in response_ids), batch_size=1000
     )
-    from grading import tasks  # tasks import services; the import here breaks the cycle
+    if start:
+        from grading import tasks  # tasks import services; the import here breaks the cycle
 
-    transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
+        transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
     return run
 
 
-def run_start(*, run_id: int) -> int:
+def run_start(*, run_id: int, enqueue: bool = True) -> int:
     """Mark a run running and queue every response not yet scored. Safe to call again: it is
     how an interrupted run resumes. Returns how many responses were queued."""
     from grading import tasks
@@ -148,19 +285,66 @@ def run_start(*, run_id: int) -> int:
         .order_by("pk")
         .values_list("response_id", flat=True)
     )
-    for response_id in pending:
-        tasks.grade_response.delay(run_id, response_id)
+    if enqueue:
+        for response_id in pending:
+            tasks.grade_response.delay(run_id, response_id)
     if not pending and updated:
         run_finish_if_done(run_id=run_id)
     return len(pending)
 
 
 def run_cancel(*, run: GradingRun) -> bool:
-    return bool(
+    cancelled = bool(
         GradingRun.objects.filter(
             pk=run.pk, status__in=[GradingRun.Status.QUEUED, GradingRun.Status.RUNNING]
         ).update(status=GradingRun.Status.CANCELLED, finished_at=timezone.now())
     )
+    if cancelled:
+        transaction.on_commit(lambda: _set_cancel_flag(run.pk, True))
+    return cancelled
+
+
+@transaction.atomic
+def run_resume(*, run: GradingRun) -> bool:
+    """Take up a cancelled or interrupted run where it stopped: only pending work is queued."""
+    from grading import tasks
+
+    if run.status == GradingRun.Status.COMPLETED:
+        return False
+    GradingRun.objects.filter(pk=run.pk).exclude(status=GradingRun.Status.QUEUED).update(
+        status=GradingRun.Status.RUNNING, finished_at=None
+    )
+    transaction.on_commit(lambda: _set_cancel_flag(run.pk, False))
+    transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
+    return True
+
+
+@transaction.atomic
+def run_retry_failed(*, run: GradingRun) -> int:
+    """Re-queue only the items whose verdict is an error. Their error verdicts are deleted and
+    their responses' scores made pending in the same transaction as the re-queueing (sent on
+    commit), so an item is never both lost and re-graded twice. Returns the items re-queued."""
+    from grading import tasks
+
+    locked = GradingRun.objects.select_for_update().get(pk=run.pk)
+    if locked.status != GradingRun.Status.COMPLETED:
+        raise ValidationError("Retry failed items once the run has finished (or resume it).")
+    errors = Verdict.objects.filter(run_id=run.pk, outcome=Verdict.Outcome.ERROR)
+    response_ids = sorted(set(errors.values_list("response_id", flat=True)))
+    if not response_ids:
+        return 0
+    deleted, _ = errors.delete()
+    Score.objects.filter(run_id=run.pk, response_id__in=response_ids).update(
+        status=Score.Status.PENDING, raw=None, error_count=0, finished_at=None
+    )
+    GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
+
+    def enqueue():
+        for response_id in response_ids:
+            tasks.grade_response.delay(run.pk, response_id)
+
+    transaction.on_commit(enqueue)
+    return deleted
 
 
 def run_finish_if_done(*, run_id: int) -> bool:
@@ -174,20 +358,155 @@ def run_finish_if_done(*, run_id: int) -> bool:
     )
 
 
-def _judge_settings(judge: Judge) -> JudgeSettings:
-    return JudgeSettings(
-        base_url=judge.base_url,
-        model=judge.model,
-        api_key_env=judge.api_key_env,
-        temperature=judge.temperature,
-        use_json_schema=judge.use_json_schema,
-        timeout_s=settings.JUDGE_TIMEOUT_S,
-        max_attempts=settings.JUDGE_MAX_ATTEMPTS,
-    )
+# --- Cancellation, seen between judge calls --------------------------------------------
+
+CANCEL_CHECK_S = 0.5
+CANCEL_FLAG_TTL_S = 7 * 24 * 3600
+_live: dict[int, tuple[float, bool]] = {}
+_live_lock = threading.Lock()
+
+
+def _cancel_key(run_id: int) -> str:
+    return f"{settings.ASSAY_REDIS_PREFIX}:run:{run_id}:cancelled"
+
+
+def _set_cancel_flag(run_id: int, cancelled: bool) -> None:
+    """Mirror a run's cancellation in Redis, where judge threads look between calls without
+    opening database connections. The database stays the truth: tasks check it on start."""
+    client = redis_client()
+    if client is None:
+        return
+    if cancelled:
+        client.set(_cancel_key(run_id), "1", ex=CANCEL_FLAG_TTL_S)
+    else:
+        client.delete(_cancel_key(run_id))
+
+
+def run_is_live(run_id: int) -> bool:
+    """Whether the run still wants judge calls; looked up at most every half second per
+    process (in Redis, or the database without it), so a cancel stops new calls within
+    about that."""
+    now = time.monotonic()
+    with _live_lock:
+        seen = _live.get(run_id)
+        if seen and now - seen[0] < CANCEL_CHECK_S:
+            return seen[1]
+    client = redis_client()
+    if client is not None:
+        live = not client.exists(_cancel_key(run_id))
+    else:
+        from django.db import connection
+
+        live = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists()
+        if threading.current_thread().name.startswith("judge"):
+            connection.close()
+    with _live_lock:
+        _live[run_id] = (time.monotonic(), live)
+    return live
+
+
+def _stopper(run_id: int):
+    return lambda: not run_is_live(run_id)
+
+
+# --- Combining samples and panels -----------------------------------------------------
+
+TIE_RULE = (
+    "Samples of one judge combine by majority (binary) or mean (scale); the panel's verdict is "
+    "the majority of its judges. A tie goes to the lead judge (and, among samples, to sample "
+    "0). Any error among them makes the item an error, to be retried."
+)
+
+
+def combine(outcomes: list[scoring.Outcome]) -> scoring.Outcome:
+    """Majority (binary) or mean (scale) of outcomes in precedence order (lead first)."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    if any(o.outcome == scoring.ERROR for o in outcomes):
+        return scoring.Outcome(scoring.ERROR)
+    if any(o.value is not None for o in outcomes):
+        values = [o.value or 0.0 for o in outcomes]
+        mean = sum(values) / len(values)
+        return scoring.Outcome(scoring.MET if mean > 0 else scoring.UNMET, mean)
+    met = sum(1 for o in outcomes if o.outcome == scoring.MET)
+    unmet = sum(1 for o in outcomes if o.outcome == scoring.UNMET)
+    if met == unmet:
+        return outcomes[0]
+    return scoring.Outcome(scoring.MET if met > unmet else scoring.UNMET)
+
+
+def combined_outcomes(
+    rows: Iterable[tuple[int, int, int, str, float | None]], rater_order: list[int]
+) -> dict[int, scoring.Outcome]:
+    """rows: (criterion, rater, sample, outcome, value) -> the run's verdict per criterion."""
+    grid: dict[int, dict[int, list[tuple[int, scoring.Outcome]]]] = {}
+    for criterion_id, rater_id, sample, outcome, value in rows:
+        grid.setdefault(criterion_id, {}).setdefault(rater_id, []).append(
+            (sample, scoring.Outcome(outcome, value))
+        )
+    result = {}
+    for criterion_id, per_rater in grid.items():
+        judges = []
+        for rater_id in rater_order:
+            if rater_id in per_rater:
+                judges.append(combine([o for _, o in sorted(per_rater[rater_id])]))
+        result[criterion_id] = combine(judges)
+    return result
+
+
+def score_with_tags(spec: dict, outcomes: dict[int, scoring.Outcome]):
+    """The response's score, and one per axis tag over the criteria carrying it."""
+    figures = scoring.score(spec, outcomes)
+    tags: dict[str, list[dict]] = {}
+    for c in spec["criteria"]:
+        for tag in c.get("tags") or []:
+            tags.setdefault(str(tag), []).append(c)
+    by_tag = {}
+    for tag, criteria in sorted(tags.items()):
+        sub = {**spec, "criteria": criteria, "groups": []}
+        if sub.get("aggregation", {}).get("method") == "tree":
+            sub["aggregation"] = {"method": "healthbench"}
+        by_tag[tag] = scoring.score(sub, outcomes).raw
+    return figures, by_tag
+
+
+# --- The worker's unit of work: one response of a run ---------------------------------
+
+
+def _cache_lookup(keys: list[str]) -> dict[str, engine.Graded]:
+    return {
+        row.key: engine.Graded(
+            criterion_id=0,
+            outcome=row.outcome,
+            value=row.value,
+            explanation=row.explanation,
+            raw=row.raw_output,
+            judge_model=row.judge_model,
+            simulated=row.simulated,
+        )
+        for row in CachedVerdict.objects.filter(key__in=keys)
+    }
+
+
+def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[CachedVerdict]:
+    return [
+        CachedVerdict(
+            key=key,
+            outcome=g.outcome,
+            value=g.value,
+            explanation=g.explanation,
+            raw_output=g.raw,
+            judge_model=g.judge_model,
+            simulated=g.simulated,
+        )
+        for key, g in to_cache.items()
+        if g.judged
+    ]
 
 
 def grade_response(*, run_id: int, response_id: int) -> str:
-    """Grade every criterion of one response in one run that has no verdict yet.
+    """Grade every (criterion, judge, sample) of one response in one run that has no verdict
+    yet, then score the response.
 
     Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
     database, so a redelivered task skips what is done and never writes a second verdict.
@@ -199,60 +518,164 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
     response = Response.objects.select_related("task").get(pk=response_id)
-    spec, judge = run.grader.spec, run.judge
-    criteria = spec["criteria"]
+    spec = run.grader.spec
+    judges = run_judges(run)
+    rater_of = {j.pk: j.rater_id for j in judges}
     done = set(
-        Verdict.objects.filter(
-            run_id=run_id, response_id=response_id, rater_id=judge.rater_id
-        ).values_list("criterion_id", flat=True)
+        Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
+            "criterion_id", "rater_id", "sample_index"
+        )
     )
-    todo = [c for c in criteria if c["id"] not in done]
-    if todo:
-        graded = engine.grade_now(
+    items = [
+        (c["id"], j.pk, s)
+        for c in spec["criteria"]
+        for j in judges
+        for s in range(run.samples)
+        if (c["id"], j.rater_id, s) not in done
+    ]
+    cancelled = False
+    if items:
+        outcome = engine.grade_items(
             spec,
-            _judge_settings(judge),
+            grader_hash=run.grader.hash,
+            judges=[judge_ref(j) for j in judges],
             messages=response.task.messages,
             response=response.text,
-            criteria=todo,
-            concurrency=judge.max_concurrency,
+            items=items,
+            mode=run.mode,
+            cache_lookup=_cache_lookup if run.use_cache else None,
+            should_stop=_stopper(run_id),
         )
+        # Items stopped by a cancel stay undecided (not errors): a resume grades them.
+        kept = [g for g in outcome.graded if g.reason != "cancelled"]
+        cancelled = len(kept) < len(outcome.graded)
         verdicts = [
             Verdict(
                 run_id=run_id,
                 response_id=response_id,
                 criterion_id=g.criterion_id,
-                rater_id=judge.rater_id,
+                rater_id=rater_of[g.judge_id],
                 grader_id=run.grader_id,
-                sample_index=0,
+                sample_index=g.sample_index,
                 outcome=g.outcome,
                 value=g.value,
                 explanation=g.explanation,
-                raw_output=g.raw,
+                raw_output=g.raw if g.outcome == scoring.ERROR or not g.cached else "",
                 error=g.error,
                 judge_model=g.judge_model,
                 simulated=g.simulated,
                 prompt_tokens=g.prompt_tokens,
                 completion_tokens=g.completion_tokens,
             )
-            for g in graded
+            for g in kept
         ]
-        Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+        calls = [
+            JudgeCall(
+                run_id=run_id,
+                judge_id=c.judge_id,
+                response_id=response_id,
+                sample_index=c.sample_index,
+                criteria=c.criteria,
+                attempts=c.usage.attempts,
+                prompt_tokens=c.usage.prompt_tokens,
+                cached_tokens=c.usage.cached_tokens,
+                completion_tokens=c.usage.completion_tokens,
+                error=c.error,
+            )
+            for c in outcome.calls
+            if c.usage.attempts
+        ]
+        with transaction.atomic():
+            Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+            JudgeCall.objects.bulk_create(calls)
+            if outcome.to_cache:
+                CachedVerdict.objects.bulk_create(
+                    _cache_rows(outcome.to_cache), ignore_conflicts=True
+                )
         if any(v.simulated for v in verdicts) and not run.simulated:
             GradingRun.objects.filter(pk=run_id).update(simulated=True)
-    outcomes = {
-        criterion_id: scoring.Outcome(outcome, value)
-        for criterion_id, outcome, value in Verdict.objects.filter(
-            run_id=run_id, response_id=response_id, rater_id=judge.rater_id
-        ).values_list("criterion_id", "outcome", "value")
-    }
-    figures = scoring.score(spec, outcomes)
+    if cancelled:
+        if GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists():
+            # Resumed while we stopped: the response is still pending, so queue it again
+            # rather than leave it to nobody.
+            from grading import tasks
+
+            tasks.grade_response.delay(run_id, response_id)
+            return "stopped, then resumed: queued again"
+        return "cancelled"
+    rows = Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
+        "criterion_id", "rater_id", "sample_index", "outcome", "value"
+    )
+    rows = list(rows)
+    if len(rows) < len(spec["criteria"]) * len(judges) * run.samples:
+        return "incomplete"
+    figures, by_tag = score_with_tags(spec, combined_outcomes(rows, [j.rater_id for j in judges]))
     Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
         status=Score.Status.DONE,
         raw=figures.raw,
         met_points=figures.met_points,
         possible_points=figures.possible_points,
         error_count=figures.error_count,
+        by_tag=by_tag,
         finished_at=timezone.now(),
     )
     run_finish_if_done(run_id=run_id)
-    return f"graded {len(todo)} criteria"
+    return f"graded {len(items)} items"
+
+
+# --- The reward endpoint: synchronous scores, same engine, cache and limits ---------------
+
+
+def reward_score(
+    *, grader: Grader, judge: Judge, messages: list[dict], texts: list[str], mode: str
+) -> list[tuple[scoring.ScoreResult, list[engine.Graded]]]:
+    """Score responses to one conversation now. Verdicts are cached (and read from the cache)
+    exactly as runs do, and calls go through the judge's shared limits; nothing else is
+    stored. Returns, per response in order, its score and its per-criterion verdicts."""
+    from django.db import connection
+
+    spec = grader.spec
+    ref = judge_ref(judge)
+
+    def one(text: str, own_thread: bool = True):
+        try:
+            out = engine.grade_items(
+                spec,
+                grader_hash=grader.hash,
+                judges=[ref],
+                messages=messages,
+                response=text,
+                items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
+                mode=mode,
+                cache_lookup=_cache_lookup,
+            )
+            if out.to_cache:
+                CachedVerdict.objects.bulk_create(_cache_rows(out.to_cache), ignore_conflicts=True)
+            if out.calls:
+                JudgeCall.objects.bulk_create(
+                    JudgeCall(
+                        judge_id=judge.pk,
+                        criteria=c.criteria,
+                        attempts=c.usage.attempts,
+                        prompt_tokens=c.usage.prompt_tokens,
+                        cached_tokens=c.usage.cached_tokens,
+                        completion_tokens=c.usage.completion_tokens,
+                        error=c.error,
+                    )
+                    for c in out.calls
+                    if c.usage.attempts
+                )
+        finally:
+            if own_thread:
+                connection.close()
+        by_id = {g.criterion_id: g for g in out.graded}
+        graded = [by_id[c["id"]] for c in spec["criteria"]]
+        return scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}), graded
+
+    if len(texts) == 1:
+        # The common RL case: stay on the request's thread and its open connection.
+        return [one(texts[0], own_thread=False)]
+    # Each response on its own thread (which closes its own connection); their judge calls
+    # share the process's judge pool and the judge's limits.
+    with ThreadPoolExecutor(max_workers=min(32, len(texts))) as pool:
+        return list(pool.map(one, texts))

@@ -268,12 +268,16 @@ class SimulatorStats:
 class _Handler(BaseHTTPRequestHandler):
     server: SimulatorServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle's algorithm and the client's
+    # delayed ACK that adds ~40 ms to every reply on loopback. A real API does not.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
 
     def _send_json(self, status: int, payload: object, headers: dict[str, str] | None = None):
         body = json.dumps(payload).encode()
+        self._done_in_flight()  # the reply is decided: the request no longer holds a slot
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -312,11 +316,19 @@ class _Handler(BaseHTTPRequestHandler):
                 fault = "429"
             if fault:
                 stats.faults[fault] = stats.faults.get(fault, 0) + 1
+        self._counted = True
         try:
             self._complete(raw, fault)
         finally:
-            with stats.lock:
-                stats.in_flight -= 1
+            self._done_in_flight()
+
+    def _done_in_flight(self) -> None:
+        # Counted down before the reply is written, so a client that sends its next request
+        # the moment it reads this reply is never seen as one request too many.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server.stats.lock:
+                self.server.stats.in_flight -= 1
 
     def _complete(self, raw: bytes, fault: str | None) -> None:
         config = self.server.config
@@ -346,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = f"assay-simulator/{request.get('model', 'judge')}"
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = max(1, len(content) // 4)
+        cached_tokens = self.server.cached_prefix(request.get("prompt_cache_key"), prompt) // 4
         self._send_json(
             200,
             {
@@ -364,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
                 },
             },
         )
@@ -379,6 +393,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.config = config
         self.stats = SimulatorStats()
         self._rng = random.Random(config.seed)  # noqa: S311 - fault draws, not secrets
+        self._prefixes: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -390,6 +405,25 @@ class SimulatorServer(ThreadingHTTPServer):
             self.stats.requests = 0
             self.stats.peak_concurrency = self.stats.in_flight
             self.stats.faults = {}
+
+    def cached_prefix(self, cache_key: object, prompt: str) -> int:
+        """Like a provider's prompt cache: characters of this prompt that repeat the start of
+        the last prompt sent with the same prompt_cache_key (whole 128-character blocks)."""
+        if not isinstance(cache_key, str) or not cache_key:
+            return 0
+        with self.stats.lock:
+            last = self._prefixes.get(cache_key)
+            if len(self._prefixes) > 100_000:
+                self._prefixes.clear()
+            self._prefixes[cache_key] = prompt
+        if last is None:
+            return 0
+        n = 0
+        for a, b in zip(last, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n - n % 128
 
     def draw_fault(self) -> str | None:
         """Called with the stats lock held, so draws are in request order."""

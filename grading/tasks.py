@@ -10,7 +10,9 @@ def run_start(run_id: int) -> int:
     return services.run_start(run_id=run_id)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=900, soft_time_limit=880)
+# Idempotent (verdicts are unique per item in the database), hence late acknowledgement: a
+# task whose worker dies is delivered again and finishes only what is missing.
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=1800, soft_time_limit=1780)
 def grade_response(run_id: int, response_id: int) -> str:
     return services.grade_response(run_id=run_id, response_id=response_id)
 

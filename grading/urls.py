@@ -7,6 +7,9 @@ urlpatterns = [
     path("p/<slug:slug>/runs/", views.runs, name="runs"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/retry-failed/", views.run_retry_failed, name="run_retry_failed"),
+    path("runs/<int:pk>/resume/", views.run_resume, name="run_resume"),
+    path("runs/<int:pk>/compare/<int:other_pk>/", views.run_compare, name="run_compare"),
     path("runs/<int:pk>/scores/<int:score_pk>/", views.score_detail, name="score"),
 ]
 

@@ -50,17 +50,38 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     graders = list(published_graders(project))
     judges = list(selectors.project_judges(project))
     form = RunForm(request.POST or None, graders=graders, judges=judges)
+    estimate = None
     if request.method == "POST" and form.is_valid():
         grader = next(g for g in graders if g.hash == form.cleaned_data["grader"])
         judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
+        panel = [j for j in judges if str(j.pk) in form.cleaned_data["panel"]]
+        options = {
+            "mode": form.cleaned_data["mode"],
+            "samples": form.cleaned_data["samples"],
+        }
         try:
-            run = services.run_create(
-                project=project, grader=grader, judge=judge, user=request.user
-            )
+            if "estimate" in request.POST:
+                estimate = services.run_estimate(
+                    grader=grader,
+                    judges=[judge, *[j for j in panel if j.pk != judge.pk]],
+                    response_ids=list(
+                        services.responses_for_grader(grader).values_list("pk", flat=True)
+                    ),
+                    **options,
+                )
+            else:
+                run = services.run_create(
+                    project=project,
+                    grader=grader,
+                    judge=judge,
+                    user=request.user,
+                    panel=panel,
+                    use_cache=form.cleaned_data["use_cache"],
+                    **options,
+                )
+                return redirect("run", pk=run.pk)
         except ValidationError as exc:
             form.add_error(None, exc)
-        else:
-            return redirect("run", pk=run.pk)
     return render(
         request,
         "grading/runs.html",
@@ -71,6 +92,7 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "can_run": role_allows(project.role, Perm.RUN_GRADING),
             "has_graders": bool(graders),
             "has_judges": bool(judges),
+            "estimate": estimate,
         },
     )
 
@@ -94,6 +116,17 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["summaries"] = summaries
     context["chart_data"] = selectors.chart_data(summaries)
     context["scores"] = selectors.run_scores(run)
+    context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
+    context["costs"] = selectors.run_costs(run)
+    context["criteria"] = selectors.criterion_rates(run)
+    context["chart_data"]["criteria"] = [
+        {"label": c.label, "rate": c.met_rate} for c in context["criteria"]
+    ]
+    has_tags = any(c.get("tags") for c in run.grader.spec["criteria"])
+    context["tags"] = selectors.tag_summaries(run) if has_tags else []
+    context["tie_rule"] = services.TIE_RULE
+    context["judges"] = services.run_judges(run)
+    context["other_runs"] = selectors.comparable_runs(run)
     if request.htmx and request.GET.get("part") == "progress":
         response = render(request, "grading/run.html#live", context)
         return reswap(retarget(response, "#live"), "outerHTML")
@@ -107,6 +140,50 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     if services.run_cancel(run=run):
         messages.info(request, "Run cancelled: no new judge calls will start.")
     return redirect("run", pk=pk)
+
+
+@login_required
+@require_POST
+def run_retry_failed(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        n = services.run_retry_failed(run=run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.info(request, f"Re-queued {n} failed item{'s' if n != 1 else ''}.")
+    return redirect("run", pk=pk)
+
+
+@login_required
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.RUN_GRADING)
+    if services.run_resume(run=run):
+        messages.info(request, "Run resumed: only pending work is queued.")
+    return redirect("run", pk=pk)
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
+    run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+    other = selectors.run_for(request.user, other_pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/compare.html",
+        {
+            "project": run.project,
+            "runs": [
+                {
+                    "run": r,
+                    "summaries": selectors.model_summaries(r),
+                    "criteria": selectors.criterion_rates(r),
+                }
+                for r in (run, other)
+            ],
+        },
+    )
 
 
 @login_required

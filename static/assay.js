@@ -50,6 +50,17 @@
           options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
                      title: { display: true, text: "Mean score per model" } } },
         });
+      } else if (canvas.dataset.chart === "criteria" && data.criteria) {
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.criteria.map(function (c) { return c.label; }),
+            datasets: [{ label: "Met rate", data: data.criteria.map(function (c) { return c.rate; }),
+                         backgroundColor: palette[0] }],
+          },
+          options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
+                     title: { display: true, text: "Met rate per criterion (lead judge)" } } },
+        });
       } else if (canvas.dataset.chart === "histogram") {
         new Chart(canvas, {
           type: "bar",

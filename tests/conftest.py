@@ -3,6 +3,7 @@ personas, and headless Chromium. Nothing of the project's own is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -43,6 +44,13 @@ def pytest_configure(config):
         },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Shared judge limits live in Redis: this session's keys must not meet another's.
+    prefix = f"assay-test-{uuid.uuid4().hex[:8]}"
+    os.environ["ASSAY_REDIS_PREFIX"] = prefix  # inherited by worker subprocesses
+    settings.ASSAY_REDIS_PREFIX = prefix
+    # Workers give up on a silent judge after 3 s (the simulator's "timeout" fault), so fault
+    # tests and the leases of killed workers (timeout + 10 s) stay short.
+    os.environ.setdefault("ASSAY_JUDGE_TIMEOUT_S", "3")
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         raise pytest.UsageError(
@@ -145,6 +153,16 @@ class WorkerProcess:
             if app.control.ping(destination=[name.replace("%h", os.uname().nodename)], timeout=0.5):
                 return
         raise RuntimeError(f"worker did not answer within 60 s; see {self.log}")
+
+    def kill(self) -> None:
+        """kill -9 the worker and its pool processes, as a machine crash would."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+        for pid in [self.proc.pid, *pids]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

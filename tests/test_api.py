@@ -478,8 +478,11 @@ def test_judges_never_take_or_show_a_key(personas):
         "model",
         "api_key_env",
         "max_concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
         "temperature",
         "use_json_schema",
+        "send_cache_key",
         "created_at",
     }
     assert set(reply.data) == expected_keys

@@ -122,7 +122,21 @@ ENDPOINTS = [
         "datasets/{snapshot}/download/",
         members_only(RESULTS, 200),
     ),
+    Endpoint(
+        "post",
+        "graders/<str:grader_hash>/score/",
+        "graders/{grader}/score/",
+        members_only(OPERATORS, 400),
+    ),
     Endpoint("get", "runs/<int:pk>/", "runs/{run}/", members_only(RESULTS, 200)),
+    # The run has not finished, so an allowed retry is refused without a change.
+    Endpoint(
+        "post",
+        "runs/<int:pk>/retry-failed/",
+        "runs/{run}/retry-failed/",
+        members_only(OPERATORS, 400),
+    ),
+    Endpoint("post", "runs/<int:pk>/resume/", "runs/{run}/resume/", members_only(OPERATORS, 200)),
     Endpoint("post", "runs/<int:pk>/cancel/", "runs/{run}/cancel/", members_only(OPERATORS, 200)),
     Endpoint("get", "runs/<int:pk>/scores/", "runs/{run}/scores/", members_only(RESULTS, 200)),
     Endpoint(

@@ -1,0 +1,417 @@
+"""Grading throughput benchmark. Prints ONE JSON line of figures.
+
+    .venv/bin/python bench/grading.py [--responses 1000] [--criteria 20] [--workers 2]
+
+Everything on this machine, loopback only: PostgreSQL (its own database, created and dropped),
+Redis (its own queue and key prefix), two Celery worker processes (threads pool), and the
+judge simulator in its own process at 200 ms latency with max concurrency 64; the judge's
+shared limit is 64 in flight. It grades responses x criteria (response, criterion) pairs:
+
+1. per-criterion mode, cache empty: verdicts per second, ratio to the ideal 64 / 0.2 s = 320/s,
+   Assay CPU ms per verdict (user + system time of the worker processes / verdicts);
+2. the identical run again: judge calls (expected 0, all from the cache);
+3. batched mode (cache bypassed): judge calls and input tokens against per-criterion's;
+4. a peer: a 64-thread pool loop in the style of the HealthBench reference grader (one
+   chat completion per (response, criterion), same prompt shape, same simulator, retry on
+   429), and the ratio of its wall time to Assay's.
+
+Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench),
+BENCH_BROKER_URL (default redis://127.0.0.1:6379/14). Each phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+LATENCY_MS = 200
+LIMIT = 64
+PHASE_TIMEOUT_S = 900
+
+WORDS = (  # noqa: SIM905 - easier to read as prose
+    "hydration electrolyte urgent evaluation persistent vomiting dangerous dehydration "
+    "monitoring temperature antibiotic resistance paracetamol dosing isolation hygiene "
+    "followup appointment codeine syrup fever contraindication anticoagulant interaction "
+    "bleeding warfarin vitamin potassium kidney function cardiac troponin ischemia aspirin "
+    "nitroglycerin ambulance emergency imaging tomography ultrasound referral specialist "
+    "counseling lifestyle exercise nutrition sodium sleep stress medication adherence"
+).split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped and live children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime, stime, cutime, cstime are fields 14-17 (1-based); after the ")" split, index 11..
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--responses", type=int, default=1000)
+    parser.add_argument("--criteria", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16, help="Celery threads per worker")
+    args = parser.parse_args()
+
+    db_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/assay_bench")
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+    for url in (db_url, broker):
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            sys.exit("The benchmark runs on loopback only.")
+    tag = uuid.uuid4().hex[:8]
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        CELERY_BROKER_URL=broker,
+        CELERY_QUEUE=f"bench-{tag}",
+        ASSAY_REDIS_PREFIX=f"bench-{tag}",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
+        ALLOWED_HOSTS="testserver,127.0.0.1",
+        DEBUG="0",
+        PYTHONUNBUFFERED="1",
+    )
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
+
+    # A fresh database of our own.
+    import psycopg
+
+    parts = urlsplit(db_url)
+    dbname = parts.path.lstrip("/")
+    admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    py = sys.executable
+    subprocess.run(
+        [py, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+
+    procs: list[subprocess.Popen] = []
+    var = ROOT / "var"
+    var.mkdir(exist_ok=True)
+    try:
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [
+                    py,
+                    "manage.py",
+                    "judge_simulator",
+                    "--port",
+                    str(port),
+                    "--latency-ms",
+                    str(LATENCY_MS),
+                    "--max-concurrency",
+                    str(LIMIT),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=(var / "bench-simulator.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        sim_url = f"http://127.0.0.1:{port}/v1"
+        import httpx
+
+        def sim_stats() -> dict:
+            return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
+
+        def up() -> bool:
+            try:
+                sim_stats()
+                return True
+            except httpx.HTTPError:
+                return False
+
+        wait(up, 30, "the simulator to answer")
+
+        import django
+
+        django.setup()
+        from decimal import Decimal
+
+        from django.db.models import Count, Sum
+
+        from annotation import services as annotation_services
+        from annotation.models import Verdict
+        from grading import prompts, services
+        from grading.models import GradingRun, JudgeCall
+        from rubrics import services as rubric_services
+
+        user = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
+        admin = user.objects.create_user(username=f"bench-{tag}", password=uuid.uuid4().hex)
+        project = rubric_services.project_create(name=f"Bench {tag}", user=admin)
+        task = rubric_services.task_create(
+            project=project,
+            external_id="bench",
+            title="Bench task",
+            messages=[{"role": "user", "content": "I have had a fever and vomiting. What now?"}],
+        )
+        rng = random.Random(42)
+        criteria = [
+            rubric_services.CriterionInput(
+                text=f"Mentions {WORDS[(3 * i) % len(WORDS)]} and "
+                f"{WORDS[(3 * i + 1) % len(WORDS)]}",
+                points=Decimal(rng.choice([1, 2, 3, 5, -2])) if i else Decimal(5),
+            )
+            for i in range(args.criteria)
+        ]
+        rubric = rubric_services.rubric_create(
+            project=project, task=task, title="Bench rubric", user=admin, criteria=criteria
+        )
+        grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
+        models = [f"model-{m}" for m in range(10)]
+        lines = []
+        for i in range(args.responses):
+            words = " ".join(rng.choice(WORDS) for _ in range(120))
+            lines.append(
+                json.dumps(
+                    {
+                        "task_id": "bench",
+                        "model": models[i % len(models)],
+                        "sample_index": i // len(models),
+                        "response": f"Response {i}. {words}.",
+                    }
+                )
+            )
+        result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+        assert result.ok, result.errors
+        judge = services.judge_create(
+            project=project,
+            name="simulator",
+            base_url=sim_url,
+            model="bench-judge",
+            max_concurrency=LIMIT,
+        )
+
+        workers = []
+        for w in range(args.workers):
+            workers.append(
+                subprocess.Popen(
+                    [
+                        py,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "assay",
+                        "worker",
+                        "-P",
+                        "threads",
+                        "-c",
+                        str(args.threads),
+                        "-Q",
+                        env["CELERY_QUEUE"],
+                        "-n",
+                        f"bench{w}-{tag}@%h",
+                        "-l",
+                        os.environ.get("BENCH_LOGLEVEL", "warning"),
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=(var / f"bench-worker{w}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        procs.extend(workers)
+        from assay.celery import app
+
+        app.conf.task_default_queue = env["CELERY_QUEUE"]
+        wait(
+            lambda: len(app.control.ping(timeout=0.5) or []) >= args.workers,
+            60,
+            "the workers to answer",
+        )
+
+        def worker_cpu() -> float:
+            return sum(cpu_seconds(p.pid) for p in workers)
+
+        def grade(mode: str, use_cache: bool) -> tuple[GradingRun, float]:
+            start = time.monotonic()
+            run = services.run_create(
+                project=project,
+                grader=grader,
+                judge=judge,
+                user=admin,
+                mode=mode,
+                use_cache=use_cache,
+            )
+            wait(
+                lambda: GradingRun.objects.filter(pk=run.pk, status="completed").exists(),
+                PHASE_TIMEOUT_S,
+                f"the {mode} run to complete",
+            )
+            return run, time.monotonic() - start
+
+        def calls_of(run) -> dict:
+            return JudgeCall.objects.filter(run=run).aggregate(
+                calls=Count("pk"), requests=Sum("attempts"), input_tokens=Sum("prompt_tokens")
+            )
+
+        pairs = args.responses * args.criteria
+        # 1. Per-criterion, cache empty.
+        cpu0 = worker_cpu()
+        run1, wall1 = grade("per_criterion", True)
+        cpu1 = worker_cpu()
+        verdicts1 = Verdict.objects.filter(run=run1).count()
+        errors1 = Verdict.objects.filter(run=run1, outcome="error").count()
+        per_criterion = calls_of(run1)
+        # 2. The identical run: everything from the cache.
+        before = sim_stats()["requests"]
+        run2, wall2 = grade("per_criterion", True)
+        second_calls = sim_stats()["requests"] - before
+        # 3. Batched, cache bypassed.
+        before = sim_stats()["requests"]
+        run3, wall3 = grade("batched", False)
+        batched = calls_of(run3)
+        batched_requests = sim_stats()["requests"] - before
+
+        # 4. The peer: HealthBench-style thread pool, one call per pair, same prompt shape.
+        spec = grader.spec
+        responses = list(run1.scores.select_related("response__task").order_by("pk"))
+        jobs = [
+            prompts.judge_messages(
+                spec,
+                messages=s.response.task.messages,
+                response=s.response.text,
+                criterion=c,
+            )
+            for s in responses
+            for c in spec["criteria"]
+        ]
+        client = httpx.Client(
+            timeout=60, limits=httpx.Limits(max_connections=128, max_keepalive_connections=128)
+        )
+
+        def peer_grade(messages: list[dict]) -> bool:
+            for attempt in range(20):
+                r = client.post(
+                    f"{sim_url}/chat/completions",
+                    json={"model": "bench-judge", "messages": messages, "temperature": 0},
+                )
+                if r.status_code == 200:
+                    content = r.json()["choices"][0]["message"]["content"]
+                    return bool(json.loads(content)["criteria_met"])
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+            raise RuntimeError("peer call failed")
+
+        peer_start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=LIMIT) as pool:
+            peer_results = list(pool.map(peer_grade, jobs))
+        peer_wall = time.monotonic() - peer_start
+        client.close()
+        stats = sim_stats()
+
+        # 5. The reward endpoint, through Django and DRF: one fresh response a request,
+        # batched (one judge call); overhead = wall time - the judge's latency.
+        from django.test import Client
+
+        web = Client()
+        web.force_login(admin)
+        overheads = []
+        for i in range(40):
+            t0 = time.monotonic()
+            reply = web.post(
+                f"/api/graders/{grader.hash}/score/",
+                {
+                    "task": "bench",
+                    "responses": [f"Reward probe {tag} {i} hydration"],
+                    "mode": "batched",
+                },
+                content_type="application/json",
+            )
+            elapsed = time.monotonic() - t0
+            assert reply.status_code == 200, reply.content
+            overheads.append(1000 * elapsed - LATENCY_MS)
+        overheads.sort()
+
+        rate = verdicts1 / wall1
+        print(
+            json.dumps(
+                {
+                    "pairs": pairs,
+                    "responses": args.responses,
+                    "criteria": args.criteria,
+                    "workers": args.workers,
+                    "judge_latency_ms": LATENCY_MS,
+                    "judge_limit": LIMIT,
+                    "per_criterion_wall_s": round(wall1, 2),
+                    "verdicts": verdicts1,
+                    "errors": errors1,
+                    "verdicts_per_s": round(rate, 1),
+                    "ratio_to_ideal_320": round(rate / (LIMIT / (LATENCY_MS / 1000)), 3),
+                    "assay_cpu_ms_per_verdict": round(1000 * (cpu1 - cpu0) / max(1, verdicts1), 3),
+                    "per_criterion_calls": per_criterion["calls"],
+                    "per_criterion_input_tokens": per_criterion["input_tokens"],
+                    "batched_calls": batched["calls"],
+                    "batched_http_requests": batched_requests,
+                    "batched_input_tokens": batched["input_tokens"],
+                    "batched_wall_s": round(wall3, 2),
+                    "calls_ratio_per_criterion_to_batched": round(
+                        per_criterion["calls"] / max(1, batched["calls"]), 1
+                    ),
+                    "second_run_calls": second_calls,
+                    "second_run_wall_s": round(wall2, 2),
+                    "peer": "thread-pool loop, HealthBench style, 64 threads",
+                    "peer_wall_s": round(peer_wall, 2),
+                    "peer_met": sum(peer_results),
+                    "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
+                    "reward_p50_overhead_ms": round(overheads[len(overheads) // 2], 1),
+                    "simulator_peak_concurrency": stats["peak_concurrency"],
+                    "simulator_429s": stats["faults"].get("429", 0),
+                    "cpus": os.cpu_count(),
+                }
+            )
+        )
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the figures
+            print(f"cleanup: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

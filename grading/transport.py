@@ -1,0 +1,91 @@
+"""A lean HTTP/1.1 keep-alive transport for judge calls, on the standard library.
+
+The engine makes hundreds of judge calls a second per process; httpx spends about a
+millisecond of CPU on each, http.client under half of that. This class offers the small part
+of httpx's interface the judge client uses (`post(url, json=, headers=, timeout=)` returning
+an object with `status_code`, `headers`, `text` and `json()`), and raises httpx's exception
+types, so JudgeClient's retry rules are the same for both. One connection per thread and host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json as jsonlib
+import ssl
+import threading
+from urllib.parse import urlsplit
+
+import httpx
+
+
+class Reply:
+    __slots__ = ("status_code", "headers", "content")
+
+    def __init__(self, status_code: int, headers, content: bytes):
+        self.status_code = status_code
+        self.headers = headers  # http.client.HTTPMessage: case-insensitive .get
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self):
+        return jsonlib.loads(self.content)
+
+
+class Transport:
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._ssl = ssl.create_default_context()
+
+    def _connection(self, scheme: str, host: str, port: int, timeout: float):
+        pool = self._local.__dict__.setdefault("conns", {})
+        key = (scheme, host, port)
+        conn = pool.get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            pool[key] = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return key, conn
+
+    def _drop(self, key) -> None:
+        conn = self._local.__dict__.get("conns", {}).pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def post(self, url: str, *, json: object, headers: dict[str, str], timeout: float) -> Reply:
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        port = parts.port or (443 if scheme == "https" else 80)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        body = jsonlib.dumps(json).encode()
+        for fresh_try in range(2):
+            key, conn = self._connection(scheme, parts.hostname or "", port, timeout)
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                content = response.read()
+            except TimeoutError as exc:
+                self._drop(key)
+                raise httpx.ReadTimeout(f"no reply within {timeout:g} s") from exc
+            except (http.client.HTTPException, OSError) as exc:
+                self._drop(key)
+                # A kept-alive connection the server closed meanwhile: one fresh try.
+                if reused and fresh_try == 0:
+                    continue
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            if response.will_close:
+                self._drop(key)
+            return Reply(response.status, response.headers, content)
+        raise httpx.ConnectError("the connection closed")  # not reached
+
+    def close(self) -> None:
+        for conn in self._local.__dict__.get("conns", {}).values():
+            conn.close()

@@ -1,0 +1,379 @@
+"""The grading engine under load and faults: real workers on Redis, PostgreSQL, the simulator.
+
+Each test predicts every verdict from the simulator's documented rule, so a lost, invented or
+duplicated verdict shows up as a wrong count or a wrong outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Sum
+
+from annotation.models import Verdict
+from grading import services
+from grading.models import GradingRun, JudgeCall, Score
+from grading.simulator import simulated_verdict
+from tests import factories
+from tests.conftest import WorkerProcess, wait_for
+from tests.test_grading_flow import CRITERIA, MODEL_PLANS, expected_score, keywords_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def setup_project(personas, responses_per_model: int = 4):
+    """One task, the ten criteria, and responses_per_model x 3 models."""
+    project, admin = personas.project, personas.admin
+    task = factories.make_task(project, external_id="t-engine")
+    grader = factories.make_published_rubric(project, task, CRITERIA, admin)
+    rows, expected = [], {}
+    for model, plan in MODEL_PLANS.items():
+        for i in range(responses_per_model):
+            met = plan(i)
+            rows.append(
+                {
+                    "task_id": "t-engine",
+                    "model": model,
+                    "response": keywords_text(met) + f" (sample {i})",
+                    "sample_index": i,
+                }
+            )
+            expected[(model, i)] = expected_score(set(met))
+    factories.import_responses(project, rows)
+    return grader, expected
+
+
+def wait_finished(run, timeout=120):
+    return wait_for(
+        lambda: GradingRun.objects.get(pk=run.pk).status == "completed",
+        timeout=timeout,
+        what=f"run {run.pk} to complete",
+    )
+
+
+def assert_one_verdict_per_item(run):
+    run.refresh_from_db()
+    verdicts = Verdict.objects.filter(run=run)
+    assert verdicts.count() == run.total_items
+    dupes = (
+        verdicts.values("response", "criterion", "rater", "sample_index")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+    )
+    assert not dupes.exists()
+
+
+def assert_verdicts_follow_the_rule(run):
+    criteria = {c["id"]: c["text"] for c in run.grader.spec["criteria"]}
+    for v in Verdict.objects.filter(run=run).exclude(outcome="error").select_related("response"):
+        met, _ = simulated_verdict(criteria[v.criterion_id], v.response.text)
+        assert v.outcome == ("met" if met else "unmet"), v
+
+
+def assert_scores(run, expected):
+    for score in Score.objects.filter(run=run).select_related("response"):
+        if score.error_count:
+            assert score.raw is None
+        else:
+            key = (score.response.model, score.response.sample_index)
+            assert score.raw == pytest.approx(expected[key]), key
+
+
+def test_faulty_judge_every_item_ends_decided_or_an_error_with_its_reason(
+    personas, sim, celery_worker
+):
+    grader, expected = setup_project(personas)
+    sim.config.fault_rate = 0.2
+    sim.config.retry_after_s = 0.05
+    sim.config.timeout_s = 5  # the workers give up after 3 s
+    sim.config.seed = 7
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=8)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(run, timeout=180)
+    assert sum(sim.stats.faults.values()) > 10  # the faults did happen
+    assert_one_verdict_per_item(run)
+    assert_verdicts_follow_the_rule(run)
+    assert_scores(run, expected)
+    counts = dict(Verdict.objects.filter(run=run).values_list("outcome").annotate(n=Count("pk")))
+    assert sum(counts.values()) == run.total_items == 120
+    for v in Verdict.objects.filter(run=run, outcome="error"):
+        assert v.error.split(":")[0] in {"rate_limited", "http_500", "timeout", "unparseable"}
+    # Retries happened and were counted: more requests than calls.
+    calls = JudgeCall.objects.filter(run=run).aggregate(n=Count("pk"), attempts=Sum("attempts"))
+    assert calls["attempts"] > calls["n"] >= 120 - counts.get("error", 0)
+
+
+def test_unreadable_replies_are_asked_twice_more_then_stored_as_errors_and_retried(
+    personas, sim, celery_worker, client
+):
+    grader, expected = setup_project(personas, responses_per_model=1)
+    sim.config.fault_rate = 1.0
+    sim.config.faults = ("malformed",)
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=8)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(run)
+    errors = Verdict.objects.filter(run=run, outcome="error")
+    assert errors.count() == run.total_items == 30
+    assert sim.stats.requests == 30 * 3  # one ask and two re-asks per item
+    for v in errors:
+        assert v.error.startswith("unparseable:")
+        assert "I think it is met" in v.raw_output
+    # The run page counts errors by reason; "retry failed items" re-queues only those.
+    client.force_login(personas.engineer)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "unparseable" in page and 'data-testid="retry-failed"' in page
+    sim.config.fault_rate = 0
+    sim.reset()
+    response = client.post(f"/runs/{run.pk}/retry-failed/")
+    assert response.status_code == 302
+    wait_finished(run)
+    assert_one_verdict_per_item(run)
+    assert not Verdict.objects.filter(run=run, outcome="error").exists()
+    assert sim.stats.requests == 30
+    assert_scores(run, expected)
+
+
+def test_worker_killed_mid_run_leaves_exactly_one_verdict_per_item(personas, sim, celery_worker):
+    grader, expected = setup_project(personas, responses_per_model=6)
+    sim.config.latency_ms = 250
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=4)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_for(lambda: Verdict.objects.filter(run=run).count() >= 20, what="some verdicts")
+    celery_worker.kill()
+    done_at_kill = Verdict.objects.filter(run=run).count()
+    assert done_at_kill < run.total_items
+    celery_worker.start()
+    # Redis keeps the dead worker's unacknowledged tasks until their visibility timeout;
+    # resuming re-queues every pending response now (duplicates are harmless).
+    services.run_resume(run=run)
+    wait_finished(run, timeout=180)
+    assert_one_verdict_per_item(run)
+    assert_verdicts_follow_the_rule(run)
+    assert not Verdict.objects.filter(run=run, outcome="error").exists()
+    assert_scores(run, expected)
+
+
+def test_in_flight_limit_holds_across_two_worker_processes(personas, sim, celery_worker):
+    grader, _ = setup_project(personas, responses_per_model=6)
+    sim.config.latency_ms = 100
+    second = WorkerProcess(celery_worker.queue)
+    second.start()
+    try:
+        judge = factories.make_judge(personas.project, sim.url, max_concurrency=4)
+        run = services.run_create(
+            project=personas.project, grader=grader, judge=judge, user=personas.admin
+        )
+        wait_finished(run)
+    finally:
+        second.stop()
+    assert sim.stats.requests == 180
+    assert sim.stats.peak_concurrency == 4
+    assert not sim.stats.faults
+
+
+def test_identical_second_run_makes_no_judge_calls_and_the_switch_bypasses_the_cache(
+    personas, sim, celery_worker
+):
+    grader, expected = setup_project(personas, responses_per_model=2)
+    judge = factories.make_judge(personas.project, sim.url)
+    first = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(first)
+    assert sim.stats.requests == 60
+    sim.reset()
+    second = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(second)
+    assert sim.stats.requests == 0
+    assert not JudgeCall.objects.filter(run=second).exists()
+    assert_one_verdict_per_item(second)
+    assert_scores(second, expected)
+    bypass = services.run_create(
+        project=personas.project,
+        grader=grader,
+        judge=judge,
+        user=personas.admin,
+        use_cache=False,
+    )
+    wait_finished(bypass)
+    assert sim.stats.requests == 60
+
+
+def test_batched_mode_one_call_per_response_same_scores(personas, sim, celery_worker):
+    grader, expected = setup_project(personas, responses_per_model=3)
+    judge = factories.make_judge(personas.project, sim.url)
+    run = services.run_create(
+        project=personas.project,
+        grader=grader,
+        judge=judge,
+        user=personas.admin,
+        mode="batched",
+    )
+    wait_finished(run)
+    assert sim.stats.requests == 9
+    assert_one_verdict_per_item(run)
+    assert_verdicts_follow_the_rule(run)
+    assert_scores(run, expected)
+    calls = JudgeCall.objects.filter(run=run)
+    assert calls.count() == 9 and all(c.criteria == 10 for c in calls)
+    assert run.estimate["calls"] == 9
+
+
+def test_cancel_stops_new_judge_calls_within_seconds_and_resume_finishes(
+    personas, sim, celery_worker
+):
+    grader, expected = setup_project(personas, responses_per_model=6)
+    sim.config.latency_ms = 300
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=2)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_for(lambda: sim.stats.requests >= 6, what="judge calls")
+    assert services.run_cancel(run=GradingRun.objects.get(pk=run.pk))
+    time.sleep(1.5)
+    after_cancel = sim.stats.requests
+    time.sleep(2)
+    assert sim.stats.requests == after_cancel  # nothing new started
+    assert Verdict.objects.filter(run=run).count() < run.total_items
+    assert not Verdict.objects.filter(run=run, outcome="error").exists()
+    run.refresh_from_db()
+    assert services.run_resume(run=run)
+    wait_finished(run, timeout=180)
+    assert_one_verdict_per_item(run)
+    assert_scores(run, expected)
+
+
+def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_worker, client):
+    grader, expected = setup_project(personas, responses_per_model=1)
+    lead = factories.make_judge(personas.project, sim.url, name="lead")
+    other = factories.make_judge(personas.project, sim.url, name="other")
+    run = services.run_create(
+        project=personas.project,
+        grader=grader,
+        judge=lead,
+        user=personas.admin,
+        panel=[other],
+    )
+    wait_finished(run)
+    assert run.total_items == 60
+    assert_one_verdict_per_item(run)
+    raters = set(Verdict.objects.filter(run=run).values_list("rater_id", flat=True))
+    assert raters == {lead.rater_id, other.rater_id}
+    assert_scores(run, expected)
+    # The page names the panel and shows the tie rule; two runs compare side by side.
+    single = services.run_create(
+        project=personas.project, grader=grader, judge=other, user=personas.admin
+    )
+    wait_finished(single)
+    client.force_login(personas.engineer)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "(lead)" in page and "tie goes to the lead judge" in page
+    assert 'data-testid="ci"' in page and 'data-chart="criteria"' in page
+    page = client.get(f"/runs/{run.pk}/compare/{single.pk}/").content.decode()
+    assert f"Run #{run.pk}" in page and f"Run #{single.pk}" in page
+
+
+def test_reward_endpoint_returns_the_same_scores_as_a_run(personas, sim, celery_worker):
+    from tests.test_api import api_client
+
+    grader, expected = setup_project(personas, responses_per_model=2)
+    judge = factories.make_judge(personas.project, sim.url)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(run)
+    scores = list(Score.objects.filter(run=run).select_related("response").order_by("pk"))
+    sim.reset()
+    client = api_client(personas.engineer)
+    reply = client.post(
+        f"/api/graders/{grader.hash}/score/",
+        {"task": "t-engine", "responses": [s.response.text for s in scores]},
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    body = reply.json()
+    assert [r["score"] for r in body] == pytest.approx([s.raw for s in scores])
+    assert sim.stats.requests == 0  # all from the run's cache
+    assert all(v["cached"] for r in body for v in r["verdicts"])
+    # Fresh text: the judge is asked (batched here), and the score follows the rule.
+    fresh = keywords_text([0, 1, 2]) + " Something new."
+    reply = client.post(
+        f"/api/graders/{grader.hash}/score/",
+        {
+            "messages": [{"role": "user", "content": "What should I do?"}],
+            "responses": [fresh],
+            "mode": "batched",
+        },
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    assert reply.json()[0]["score"] == pytest.approx(expected_score({0, 1, 2}))
+    assert sim.stats.requests == 1
+    assert len(reply.json()[0]["verdicts"]) == 10
+
+
+def test_cli_grades_a_file_with_a_progress_line(personas, sim, tmp_path, capsys):
+    from django.core.management import call_command
+
+    grader, expected = setup_project(personas, responses_per_model=1)
+    factories.make_judge(personas.project, sim.url, name="sim-cli")
+    path = tmp_path / "more.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"task_id": "t-engine", "model": "strong", "response": text, **extra})
+            for text, extra in [
+                (keywords_text([0, 1]), {"sample_index": 5}),
+                ("Answer: Rest.", {"sample_index": 6}),
+            ]
+        )
+    )
+    call_command(
+        "grade",
+        rubric_version=grader.version_id,
+        responses=str(path),
+        judge="sim-cli",
+        mode="batched",
+    )
+    out = capsys.readouterr().out
+    assert "graded 2/2 responses" in out and "20/20 verdicts" in out
+    run = GradingRun.objects.latest("pk")
+    assert run.status == "completed" and run.mode == "batched"
+    raw = sorted(Score.objects.filter(run=run).values_list("raw", flat=True))
+    assert raw == pytest.approx(sorted([expected_score({0, 1}), 0.0]))
+    assert sim.stats.requests == 2
+
+
+def test_samples_per_item_with_a_warm_judge(personas, sim, celery_worker):
+    grader, expected = setup_project(personas, responses_per_model=1)
+    warm = services.judge_create(
+        project=personas.project,
+        name="warm",
+        base_url=sim.url,
+        model="judge-model",
+        temperature=0.7,
+    )
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=warm, user=personas.admin, samples=3
+    )
+    wait_finished(run)
+    assert run.total_items == 90
+    assert_one_verdict_per_item(run)
+    assert set(Verdict.objects.filter(run=run).values_list("sample_index", flat=True)) == {0, 1, 2}
+    assert sim.stats.requests == 90  # each sample is its own call (and its own cache entry)
+    assert_scores(run, expected)
+    cold = factories.make_judge(personas.project, sim.url, name="cold")
+    with pytest.raises(ValidationError):
+        services.run_create(
+            project=personas.project, grader=grader, judge=cold, user=personas.admin, samples=3
+        )
