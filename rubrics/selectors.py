@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from django.db.models import Count, Prefetch, Q, Sum
 from django.shortcuts import get_object_or_404
 
-from rubrics.models import Criterion, Grader, Membership, Project, Rubric, RubricVersion, Task
+from rubrics.models import (
+    Criterion,
+    CriterionGroup,
+    Grader,
+    Membership,
+    Project,
+    ReviewComment,
+    Rubric,
+    RubricEvent,
+    RubricVersion,
+    Task,
+)
 from rubrics.permissions import Perm, check
 
 
@@ -92,6 +105,127 @@ def rubric_versions(rubric: Rubric):
 
 def version_criteria(version: RubricVersion):
     return version.criteria.order_by("position")
+
+
+def comment_for(user, pk: int, perm: Perm) -> ReviewComment:
+    comment = get_object_or_404(
+        ReviewComment.objects.select_related("version__rubric__project"), pk=pk
+    )
+    check(user, comment.version.rubric.project, perm)
+    return comment
+
+
+def group_for(user, pk: int, perm: Perm) -> CriterionGroup:
+    group = get_object_or_404(
+        CriterionGroup.objects.select_related("version__rubric__project"), pk=pk
+    )
+    check(user, group.version.rubric.project, perm)
+    return group
+
+
+@dataclass
+class EditorRow:
+    """One criterion in the editor, with the group headers that open just above it."""
+
+    criterion: Criterion
+    depth: int
+    headers: list[tuple[CriterionGroup, int]] = field(default_factory=list)
+    comments: list[ReviewComment] = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def group_chains(groups) -> dict[int, list[CriterionGroup]]:
+    """Each group's ancestors, outermost first, ending with the group itself."""
+    by_id = {g.pk: g for g in groups}
+    chains: dict[int, list[CriterionGroup]] = {}
+    for g in groups:
+        chain, node, seen = [], g, set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            chain.append(node)
+            node = by_id.get(node.parent_id)
+        chains[g.pk] = chain[::-1]
+    return chains
+
+
+def editor_rows(criteria, groups, comments=()) -> list[EditorRow]:
+    """Criteria in order, indented by group depth; a header wherever a group opens."""
+    chains = group_chains(groups)
+    by_criterion: dict[int, list[ReviewComment]] = {}
+    for comment in comments:
+        by_criterion.setdefault(comment.criterion_id, []).append(comment)
+    rows, previous = [], []
+    for c in criteria:
+        chain = chains.get(c.group_id, []) if c.group_id else []
+        common = 0
+        while common < min(len(chain), len(previous)) and chain[common] is previous[common]:
+            common += 1
+        headers = [(g, depth) for depth, g in enumerate(chain) if depth >= common]
+        rows.append(EditorRow(c, len(chain), headers, by_criterion.get(c.pk, [])))
+        previous = chain
+    return rows
+
+
+def version_groups(version: RubricVersion):
+    return version.groups.all()
+
+
+def version_comments(version: RubricVersion):
+    return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+
+
+def rubric_history(rubric: Rubric, limit: int = 200):
+    return RubricEvent.objects.filter(rubric=rubric).select_related("user")[:limit]
+
+
+DIFF_FIELDS = ("text", "points", "kind", "group", "gate", "weight", "importance")
+
+
+def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
+    return {
+        "text": c.text,
+        "points": float(c.points),
+        "kind": c.kind,
+        "group": paths.get(c.group_id, "") if c.group_id else "",
+        "gate": c.gate,
+        "weight": float(c.weight),
+        "importance": c.importance,
+        "position": c.position,
+    }
+
+
+def version_diff(left: RubricVersion, right: RubricVersion) -> list[dict]:
+    """Criteria added, removed and changed from `left` to `right`, paired by lineage."""
+    sides = []
+    for version in (left, right):
+        groups = list(version.groups.all())
+        paths = {
+            pk: " / ".join(g.title for g in chain) for pk, chain in group_chains(groups).items()
+        }
+        sides.append(
+            {c.lineage: _diff_view(c, paths) for c in version.criteria.order_by("position")}
+        )
+    before, after = sides
+    rows = []
+    for lineage, new in after.items():
+        old = before.get(lineage)
+        if old is None:
+            rows.append({"status": "added", "left": None, "right": new, "changed": []})
+            continue
+        changed = [f for f in DIFF_FIELDS if old[f] != new[f]]
+        rows.append(
+            {
+                "status": "changed" if changed else "same",
+                "left": old,
+                "right": new,
+                "changed": changed,
+            }
+        )
+    for lineage, old in before.items():
+        if lineage not in after:
+            rows.append({"status": "removed", "left": old, "right": None, "changed": []})
+    rows.sort(key=lambda r: ((r["right"] or r["left"])["position"], r["status"] != "removed"))
+    return rows
 
 
 def points_total(criteria) -> float:

@@ -34,6 +34,16 @@ def world(personas):
     from rubrics import services as rubric_services
 
     draft = rubric_services.draft_for_edit(rubric=draft_rubric, user=p.admin)
+    criterion = draft.criteria.get()
+    second = rubric_services.criterion_add(version=draft, text="Mentions rest", points=1)
+    rubric_services.criterion_indent(criterion=second)
+    review_grader = factories.make_published_rubric(
+        p.project, factories.make_task(p.project, "t3"), [("Mentions food", 1)], p.admin
+    )
+    review_rubric = review_grader.version.rubric
+    in_review = rubric_services.draft_for_edit(rubric=review_rubric, user=p.admin)
+    rubric_services.version_submit(version=in_review, user=p.admin)
+    comment = rubric_services.comment_add(version=in_review, user=p.reviewer, body="Vague")
     factories.import_responses(p.project, [{"task_id": "t1", "model": "m", "response": "x"}])
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
     run = GradingRun.objects.create(
@@ -46,7 +56,10 @@ def world(personas):
         "grader": grader,
         "rubric": rubric,
         "draft_rubric": draft_rubric,
-        "criterion": draft.criteria.get(),
+        "criterion": criterion,
+        "group": Criterion.objects.get(pk=second.pk).group,
+        "review_rubric": review_rubric,
+        "comment": comment,
         "run": run,
         "score": score,
         "judge": judge,
@@ -94,6 +107,30 @@ TABLE = {
         {},
     ),
     "grader": ("get", lambda w: {"grader_hash": w["grader"].hash}, ALL, None),
+    "rubric_settings": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        {"admin", "author"},
+        {"include_reference": "on"},
+    ),
+    "rubric_submit": ("post", lambda w: {"pk": w["draft_rubric"].pk}, {"admin", "author"}, {}),
+    "rubric_reopen": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"admin", "author"}, {}),
+    "rubric_approve": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"reviewer"}, {}),
+    "comment_add": (
+        "post",
+        lambda w: {"pk": w["review_rubric"].pk},
+        {"admin", "reviewer"},
+        {"body": "Please split this criterion."},
+    ),
+    "comment_resolve": ("post", lambda w: {"pk": w["comment"].pk}, {"admin", "author"}, {}),
+    "rubric_diff": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "rubric_history": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "group_update": (
+        "post",
+        lambda w: {"pk": w["group"].pk},
+        {"admin", "author"},
+        {"title": "Safety", "weight": "2"},
+    ),
     "responses": ("get", _slug, ALL, None),
     "responses#post": ("post", _slug, {"admin", "engineer"}, {}),
     "judges": ("get", _slug, RESULTS, None),
