@@ -26,7 +26,7 @@ VAGUE = (
     "well",
 )
 LONG_WORDS = 60
-NEAR_DUPLICATE = 0.8
+NEAR_DUPLICATE = 0.75
 # "and"/"or" joining two verb phrases: "Mentions X and recommends Y".
 DOUBLE = re.compile(
     r"\b(and|or|as well as)\s+(also\s+)?(mentions|states|recommends|advises|explains|"
