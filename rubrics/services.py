@@ -600,7 +600,8 @@ def criterion_indent(
             version=version,
             parent_id=current,
             title=f"Group {len(groups) + 1}",
-            position=criterion.position,
+            # A group sorts among its siblings by its first criterion's position.
+            position=above.position if above.group_id == current else criterion.position,
         )
         if above.group_id == current:
             above.group = target
