@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Prefetch, Q, Sum
 from django.shortcuts import get_object_or_404
 
+from rubrics import compiler
 from rubrics.models import (
     Criterion,
     CriterionGroup,
@@ -235,3 +236,29 @@ def points_total(criteria) -> float:
 def version_points(version: RubricVersion) -> float:
     total = version.criteria.filter(points__gt=0).aggregate(s=Sum("points"))["s"]
     return float(total or 0)
+
+
+def open_or_latest_version(rubric: Rubric, number: int | None = None) -> RubricVersion | None:
+    versions = rubric.versions.all()
+    if number is not None:
+        return versions.filter(number=number).first()
+    return (
+        versions.filter(status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW])
+        .order_by("-number")
+        .first()
+        or versions.order_by("-number").first()
+    )
+
+
+def version_spec(version: RubricVersion) -> dict:
+    """A version compiled as a grader spec without storing anything: what "try it" and the
+    prompt preview grade with before publishing."""
+    criteria = list(version.criteria.order_by("position"))
+    groups = list(version.groups.all())
+    rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
+    version.rubric = rubric
+    reference = ""
+    if rubric.include_reference and rubric.task_id:
+        latest = rubric.task.references.order_by("-created_at").first()
+        reference = latest.body if latest else ""
+    return compiler.compile_grader(version, criteria, groups=groups, reference=reference)[1]

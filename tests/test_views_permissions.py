@@ -125,6 +125,13 @@ TABLE = {
     "comment_resolve": ("post", lambda w: {"pk": w["comment"].pk}, {"admin", "author"}, {}),
     "rubric_diff": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
     "rubric_history": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "rubric_try": ("get", lambda w: {"pk": w["draft_rubric"].pk}, RESULTS, None),
+    "rubric_try#post": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        RESULTS,
+        {"action": "preview", "response": "Drink water."},
+    ),
     "group_update": (
         "post",
         lambda w: {"pk": w["group"].pk},
