@@ -113,13 +113,19 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
                 )
     # Word-set overlap (Jaccard) is cheap enough for a 200-criterion rubric on every keystroke.
     word_sets = [frozenset(_words(c.text)) for c in items]
+    # One warning per criterion, naming its first near twin: a long list of one theme
+    # would otherwise bury the author in n^2 warnings.
+    flagged: set[int] = set()
     for i, a in enumerate(items):
+        if i in flagged:
+            continue
         for j in range(i + 1, len(items)):
             x, y = word_sets[i], word_sets[j]
-            if len(x) < 3 or len(y) < 3:
+            if j in flagged or len(x) < 3 or len(y) < 3:
                 continue
             ratio = len(x & y) / len(x | y)
             if ratio >= NEAR_DUPLICATE:
+                flagged.add(j)
                 warnings.append(
                     Warning(
                         "near_duplicate",
@@ -129,6 +135,7 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
                         a.position,
                     )
                 )
+                break
     if items and not any(c.points < 0 for c in items):
         warnings.append(
             Warning(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Prefetch, Q, Sum
 from django.shortcuts import get_object_or_404
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from rubrics import compiler
 from rubrics.models import (
@@ -133,6 +136,14 @@ class EditorRow:
     headers: list[tuple[CriterionGroup, int]] = field(default_factory=list)
     comments: list[ReviewComment] = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    # Prepared in Python: a 200-row editor must not pay the template engine per option.
+    url: str = ""
+    id: str = ""  # strings, so the template does not localise 2,000 integers
+    n: str = ""
+    points: str = ""
+    weight: str = ""
+    importance_options: str = ""
+    kind_options: str = ""
 
 
 def group_chains(groups) -> dict[int, list[CriterionGroup]]:
@@ -149,7 +160,22 @@ def group_chains(groups) -> dict[int, list[CriterionGroup]]:
     return chains
 
 
-def editor_rows(criteria, groups, comments=()) -> list[EditorRow]:
+@functools.cache
+def _options(choices: tuple, current: str) -> str:
+    return mark_safe(  # noqa: S308 -- every value and label is escaped here
+        "".join(
+            format_html(
+                '<option value="{}"{}>{}</option>',
+                value,
+                mark_safe(" selected") if value == current else "",  # noqa: S308
+                label,
+            )
+            for value, label in choices
+        )
+    )
+
+
+def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[EditorRow]:
     """Criteria in order, indented by group depth; a header wherever a group opens."""
     chains = group_chains(groups)
     by_criterion: dict[int, list[ReviewComment]] = {}
@@ -162,7 +188,21 @@ def editor_rows(criteria, groups, comments=()) -> list[EditorRow]:
         while common < min(len(chain), len(previous)) and chain[common] is previous[common]:
             common += 1
         headers = [(g, depth) for depth, g in enumerate(chain) if depth >= common]
-        rows.append(EditorRow(c, len(chain), headers, by_criterion.get(c.pk, [])))
+        rows.append(
+            EditorRow(
+                c,
+                len(chain),
+                headers,
+                by_criterion.get(c.pk, []),
+                url=f"{url_prefix}{c.pk}/",
+                id=str(c.pk),
+                n=str(len(rows) + 1),
+                points=str(compiler.number(c.points)),
+                weight=str(compiler.number(c.weight)),
+                importance_options=_options(tuple(Criterion.Importance.choices), c.importance),
+                kind_options=_options(tuple(Criterion.Kind.choices), c.kind),
+            )
+        )
         previous = chain
     return rows
 

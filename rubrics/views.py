@@ -11,6 +11,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rubrics import checks, lint, scoring, selectors, services
@@ -212,7 +213,9 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
     role = rubric.project.role
     user = request.user
     in_review = bool(shown and shown.status == RubricVersion.Status.IN_REVIEW)
-    rows = selectors.editor_rows(criteria, groups, comments)
+    # "/criteria/0/" -> "/criteria/": each row's URLs are its pk appended, not 1,400 reverse()s.
+    url_prefix = reverse("criterion_update", kwargs={"pk": 0})[: -len("0/")]
+    rows = selectors.editor_rows(criteria, groups, comments, url_prefix=url_prefix)
     warnings = lint.lint_criteria(criteria)
     by_position = {row.criterion.position: row for row in rows}
     for warning in warnings:

@@ -341,3 +341,36 @@ def test_lint_rubric_level_warnings():
 def test_points_are_decimal_and_weights_nonnegative_in_the_database(draft):
     with pytest.raises(IntegrityError), transaction.atomic():
         Criterion.objects.create(version=draft, position=0, text="x", points=Decimal(1), weight=-1)
+
+
+def _rubric_with(personas, n: int):
+    criteria = [
+        services.clean_criterion(f"Advises step {i} of the plan", -1 if i % 7 == 0 else 2)
+        for i in range(n)
+    ]
+    rubric = services.rubric_create(
+        project=personas.project, title=f"R{n}", user=personas.author, criteria=criteria
+    )
+    version = rubric.versions.get()
+    for c in version.criteria.filter(position__in=[1, 2, n - 1]).order_by("position"):
+        services.criterion_indent(criterion=c)
+    services.version_submit(version=version, user=personas.author)
+    services.comment_add(
+        version=version, user=personas.reviewer, body="Split", criterion=version.criteria.first()
+    )
+    return rubric
+
+
+@pytest.mark.parametrize("n", [20, 200])
+def test_editor_query_count_does_not_grow_with_criteria(
+    client, personas, django_assert_num_queries, n
+):
+    rubric = _rubric_with(personas, n)
+    client.force_login(personas.author)
+    url = f"/rubrics/{rubric.pk}/"
+    # session + user, membership, rubric, versions + graders, criteria, groups, comments,
+    # references: the same for 20 and 200 criteria.
+    with django_assert_num_queries(10):
+        reply = client.get(url)
+    assert reply.status_code == 200
+    assert reply.content.decode().count('data-testid="criterion"') == n
