@@ -87,7 +87,9 @@
     }
     if (event.target.id === "new-criterion-text" && event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
-      if (event.target.value.trim()) event.target.form.requestSubmit();
+      if (!event.target.value.trim()) return;
+      if (window.htmx) window.htmx.process(event.target.form);  // never a native submit
+      event.target.form.requestSubmit();
       return;
     }
     if (event.altKey && KEYS[event.key]) {
@@ -95,11 +97,15 @@
       if (!row) return;
       const button = row.querySelector('button[data-key="' + KEYS[event.key] + '"]');
       event.preventDefault();
-      if (button && !button.disabled) button.click();
+      if (!button || button.disabled) return;
+      // A key pressed the instant a swap lands may beat htmx's wiring of the new row.
+      if (window.htmx) window.htmx.process(row);
+      button.click();
     }
   });
 
-  document.addEventListener("htmx:afterSwap", function () {
+  // After settling: by then htmx has wired the new buttons, so a key pressed at once works.
+  document.addEventListener("htmx:afterSettle", function () {
     const list = document.getElementById("criteria");
     if (!list || !list.dataset.focus) return;
     let target = null;
