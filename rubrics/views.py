@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import checks, lint, scoring, selectors, services
+from rubrics import checks, formats, lint, scoring, selectors, services
 from rubrics.forms import MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -556,6 +556,74 @@ def rubric_publish(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Published version {draft.number}: grader {grader.short_hash}.")
     return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Upload a HealthBench JSONL or PaperBench JSON file; all of it or nothing."""
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    errors: list[str] = []
+    chosen = request.POST.get("format", "healthbench")
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        publish = request.POST.get("publish") == "on"
+        if chosen not in formats.FORMATS:
+            errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
+        elif upload is None:
+            errors.append("file: choose a file to import.")
+        else:
+            try:
+                text = upload.read().decode("utf-8")
+                if chosen == "healthbench":
+                    result = formats.import_healthbench(
+                        project=project, lines=text.splitlines(), user=request.user, publish=publish
+                    )
+                else:
+                    result = formats.import_paperbench(
+                        project=project, text=text, user=request.user, publish=publish
+                    )
+            except UnicodeDecodeError:
+                errors.append(f"{upload.name}: the file is not UTF-8 text. Nothing was imported.")
+            except ValidationError as exc:
+                errors = [f"{upload.name}, {e}" for e in _errors(exc)]
+                errors.append("Nothing was imported.")
+            else:
+                messages.success(
+                    request,
+                    f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria.",
+                )
+                return redirect("project", slug=slug)
+    return render(
+        request,
+        "rubrics/import.html",
+        {"project": project, "errors": errors, "formats": formats.FORMATS, "chosen": chosen},
+    )
+
+
+@login_required
+@require_GET
+def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.VIEW)
+    fmt = request.GET.get("format", "healthbench")
+    if fmt == "healthbench":
+        body = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+        response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
+        return response
+    if fmt != "paperbench":
+        raise Http404("Unknown format.")
+    raw = request.GET.get("rubric", "")
+    try:
+        rubric = formats.tree_rubric_for_export(
+            project=project, pk=int(raw) if raw.isdigit() else None
+        )
+    except ValidationError as exc:
+        raise Http404(" ".join(_errors(exc))) from None
+    body = json.dumps(formats.export_paperbench(rubric=rubric), indent=2, ensure_ascii=False)
+    response = HttpResponse(body + "\n", content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug}-rubric-{rubric.pk}.json"'
+    return response
 
 
 @login_required

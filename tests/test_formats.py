@@ -227,3 +227,44 @@ def test_unknown_project_and_missing_file_are_clear(personas, tmp_path):
             format="healthbench",
             project=personas.project.slug,
         )
+
+
+def test_import_and_export_in_the_browser_pages(client, personas):
+    client.force_login(personas.author)
+    url = f"/p/{personas.project.slug}/rubrics/import/"
+    with HEALTHBENCH.open("rb") as upload:
+        reply = client.post(url, {"format": "healthbench", "file": upload})
+    assert reply.status_code == 302
+    assert Rubric.objects.count() == 5
+    reply = client.get(f"/p/{personas.project.slug}/rubrics/export/?format=healthbench")
+    assert reply["Content-Disposition"].endswith('healthbench.jsonl"')
+    exported = [json.loads(line) for line in reply.content.decode().splitlines()]
+    original = [json.loads(line) for line in HEALTHBENCH.read_text().splitlines() if line]
+    assert exported == original
+
+
+def test_a_bad_upload_is_refused_with_its_line_and_field(client, personas, tmp_path):
+    rows = HEALTHBENCH.read_text().splitlines()
+    _edit(rows, 2, lambda r: r["rubrics"][0].update(points="x"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(rows))
+    client.force_login(personas.author)
+    with bad.open("rb") as upload:
+        reply = client.post(
+            f"/p/{personas.project.slug}/rubrics/import/",
+            {"format": "healthbench", "file": upload},
+        )
+    body = reply.content.decode()
+    assert reply.status_code == 200
+    assert "bad.jsonl, line 3: rubrics[0].points" in body and "Nothing was imported" in body
+    assert not Rubric.objects.exists()
+
+
+def test_paperbench_export_from_the_page(client, personas):
+    call_command(
+        "import_rubrics", str(PAPERBENCH), format="paperbench", project=personas.project.slug
+    )
+    client.force_login(personas.annotator)
+    pk = Rubric.objects.get().pk
+    reply = client.get(f"/p/{personas.project.slug}/rubrics/export/?format=paperbench&rubric={pk}")
+    assert json.loads(reply.content) == json.loads(PAPERBENCH.read_text())

@@ -125,6 +125,9 @@ TABLE = {
     "comment_resolve": ("post", lambda w: {"pk": w["comment"].pk}, {"admin", "author"}, {}),
     "rubric_diff": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
     "rubric_history": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "rubrics_import": ("get", _slug, {"admin", "author"}, None),
+    "rubrics_import#post": ("post", _slug, {"admin", "author"}, {"format": "healthbench"}),
+    "rubrics_export": ("get", _slug, ALL, None),
     "rubric_try": ("get", lambda w: {"pk": w["draft_rubric"].pk}, RESULTS, None),
     "rubric_try#post": (
         "post",
