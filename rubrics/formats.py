@@ -8,6 +8,8 @@ back on export, so import then export gives the same JSON values.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -343,3 +345,119 @@ def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:
             {"rubric": f"The project has {len(trees) or 'no'} tree rubrics; name one with its id."}
         )
     return trees[0]
+
+
+# --- Spreadsheets (CSV) -------------------------------------------------------------------
+
+SHEET_FIELDS = ("task_id", "prompt", "criterion", "points", "tags", "gate", "group")
+SHEET_REQUIRED = ("task_id", "criterion", "points")
+TRUE = {"1", "true", "yes", "y", "x", "gate"}
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """FIELD=COLUMN pairs (e.g. criterion="Criterion text") onto the default identity map."""
+    mapping = {name: name for name in SHEET_FIELDS}
+    for pair in pairs:
+        field_name, sep, column = pair.partition("=")
+        field_name = field_name.strip()
+        if not sep or field_name not in SHEET_FIELDS or not column.strip():
+            raise _fail(
+                "map", f"'{pair}': use FIELD=COLUMN with FIELD one of {', '.join(SHEET_FIELDS)}."
+            )
+        mapping[field_name] = column.strip()
+    return mapping
+
+
+@transaction.atomic
+def import_spreadsheet(
+    *, project: Project, text: str, mapping: dict[str, str], user, publish: bool = False
+) -> ImportResult:
+    """One criterion per row, grouped into tasks by the task column; new tasks need a prompt."""
+    reader = csv.DictReader(io.StringIO(text))
+    headers = reader.fieldnames or []
+    for name in SHEET_REQUIRED:
+        if mapping[name] not in headers:
+            raise _fail(
+                f"line 1: column '{mapping[name]}'",
+                f"Not found; map the {name} column with --map {name}=COLUMN "
+                f"(columns: {', '.join(headers) or 'none'}).",
+            )
+    tasks: dict[str, dict] = {}
+    for row in reader:
+        line = reader.line_num
+        external_id = (row.get(mapping["task_id"]) or "").strip()
+        if not external_id:
+            raise _fail(f"line {line}: column '{mapping['task_id']}' (task_id)", "Give a task id.")
+        entry = tasks.setdefault(external_id, {"prompt": "", "rows": [], "line": line})
+        prompt = (row.get(mapping["prompt"]) or "").strip()
+        if prompt and not entry["prompt"]:
+            entry["prompt"] = prompt
+        where = f"line {line}: column '{mapping['criterion']}'"
+        try:
+            clean = services.clean_criterion(
+                row.get(mapping["criterion"]) or "",
+                (row.get(mapping["points"]) or "").strip(),
+                tags=row.get(mapping["tags"]) or "",
+                gate=(row.get(mapping["gate"]) or "").strip().lower() in TRUE,
+            )
+        except ValidationError as exc:
+            fields = {
+                "text": f"line {line}: column '{mapping['criterion']}' (criterion)",
+                "points": f"line {line}: column '{mapping['points']}' (points)",
+                "tags": f"line {line}: column '{mapping['tags']}' (tags)",
+            }
+            raise ValidationError(
+                {fields.get(k, where): v for k, v in exc.message_dict.items()}
+            ) from None
+        entry["rows"].append((clean, (row.get(mapping["group"]) or "").strip()))
+    if not tasks:
+        raise _fail("file", "No rows found under the header line.")
+    existing = {
+        t.external_id: t for t in Task.objects.filter(project=project, external_id__in=tasks)
+    }
+    criteria_count = published = 0
+    for external_id, entry in tasks.items():
+        task = existing.get(external_id)
+        if task is None:
+            if not entry["prompt"]:
+                raise _fail(
+                    f"line {entry['line']}: column '{mapping['prompt']}' (prompt)",
+                    f"Task '{external_id}' is new: give its prompt.",
+                )
+            try:
+                task = services.task_create(
+                    project=project,
+                    external_id=external_id,
+                    title=external_id,
+                    messages=entry["prompt"],
+                    user=user,
+                )
+            except ValidationError as exc:
+                raise _relabel(exc, f"line {entry['line']}: ") from None
+        rubric = services.rubric_create(
+            project=project,
+            task=task,
+            title=f"Rubric for {external_id}",
+            user=user,
+            criteria=[clean for clean, _ in entry["rows"]],
+            extra={"format": "spreadsheet"},
+        )
+        version = rubric.versions.get()
+        groups: dict[str, CriterionGroup] = {}
+        by_position = {c.position: c for c in version.criteria.all()}
+        grouped = []
+        for position, (_, group_name) in enumerate(entry["rows"]):
+            if group_name:
+                if group_name not in groups:
+                    groups[group_name] = CriterionGroup.objects.create(
+                        version=version, title=group_name, position=position
+                    )
+                criterion = by_position[position]
+                criterion.group = groups[group_name]
+                grouped.append(criterion)
+        Criterion.objects.bulk_update(grouped, ["group"])
+        criteria_count += len(entry["rows"])
+        if publish:
+            services.version_publish(version=version, user=user)
+            published += 1
+    return ImportResult(len(tasks), criteria_count, published)

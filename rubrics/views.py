@@ -568,14 +568,27 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         publish = request.POST.get("publish") == "on"
-        if chosen not in formats.FORMATS:
+        if chosen not in (*formats.FORMATS, "csv"):
             errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
         elif upload is None:
             errors.append("file: choose a file to import.")
         else:
             try:
                 text = upload.read().decode("utf-8")
-                if chosen == "healthbench":
+                if chosen == "csv":
+                    pairs = [
+                        f"{name}={request.POST[f'map_{name}']}"
+                        for name in formats.SHEET_FIELDS
+                        if request.POST.get(f"map_{name}", "").strip()
+                    ]
+                    result = formats.import_spreadsheet(
+                        project=project,
+                        text=text.lstrip("\ufeff"),
+                        mapping=formats.parse_mapping(pairs),
+                        user=request.user,
+                        publish=publish,
+                    )
+                elif chosen == "healthbench":
                     result = formats.import_healthbench(
                         project=project, lines=text.splitlines(), user=request.user, publish=publish
                     )
@@ -597,7 +610,13 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "rubrics/import.html",
-        {"project": project, "errors": errors, "formats": formats.FORMATS, "chosen": chosen},
+        {
+            "project": project,
+            "errors": errors,
+            "formats": [*formats.FORMATS, "csv"],
+            "chosen": chosen,
+            "sheet_fields": formats.SHEET_FIELDS,
+        },
     )
 
 

@@ -268,3 +268,87 @@ def test_paperbench_export_from_the_page(client, personas):
     pk = Rubric.objects.get().pk
     reply = client.get(f"/p/{personas.project.slug}/rubrics/export/?format=paperbench&rubric={pk}")
     assert json.loads(reply.content) == json.loads(PAPERBENCH.read_text())
+
+
+SHEET = """Task,Question,Criterion text,Pts,Axis,Hurdle,Section
+chest,I have chest pain. What now?,Advises calling emergency services,5,accuracy,yes,Safety
+chest,,Suggests waiting at home,-4,accuracy,,Safety
+chest,,Uses plain language,1,communication quality,,
+knee,My knee hurts after running.,Advises rest,2,completeness,,
+"""
+SHEET_MAP = [
+    "task_id=Task",
+    "prompt=Question",
+    "criterion=Criterion text",
+    "points=Pts",
+    "tags=Axis",
+    "gate=Hurdle",
+    "group=Section",
+]
+
+
+def test_a_spreadsheet_imports_with_a_column_map(personas, tmp_path):
+    path = tmp_path / "rubrics.csv"
+    path.write_text(SHEET)
+    call_command(
+        "import_rubrics",
+        str(path),
+        format="csv",
+        project=personas.project.slug,
+        map=SHEET_MAP,
+        publish=True,
+    )
+    chest = Rubric.objects.get(task__external_id="chest").versions.get()
+    rows = list(chest.criteria.order_by("position").select_related("group"))
+    assert [(c.text, float(c.points), c.gate) for c in rows] == [
+        ("Advises calling emergency services", 5, True),
+        ("Suggests waiting at home", -4, False),
+        ("Uses plain language", 1, False),
+    ]
+    assert rows[0].group.title == rows[1].group.title == "Safety" and rows[2].group is None
+    assert rows[2].tags == ["communication quality"]
+    assert chest.graders.get().spec["aggregation"]["method"] == "tree"
+    assert Task.objects.get(external_id="knee").prompt_text == "My knee hurts after running."
+
+
+@pytest.mark.parametrize(
+    ("sheet", "needle"),
+    [
+        (SHEET.replace(",5,accuracy", ",five,accuracy"), "line 2: column 'Pts' (points)"),
+        (SHEET.replace("knee,My knee hurts after running.", "knee,"), "line 5: column 'Question'"),
+        (SHEET.replace("Criterion text", "Text"), "column 'Criterion text'"),
+    ],
+)
+def test_a_bad_spreadsheet_names_line_and_column(personas, tmp_path, sheet, needle):
+    path = tmp_path / "bad.csv"
+    path.write_text(sheet)
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_rubrics", str(path), format="csv", project=personas.project.slug, map=SHEET_MAP
+        )
+    assert needle in str(caught.value)
+    assert not Rubric.objects.exists() and not Task.objects.exists()
+
+
+def test_a_bad_map_option_is_named(personas, tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text(SHEET)
+    with pytest.raises(CommandError, match="'colour=Pts'"):
+        call_command(
+            "import_rubrics",
+            str(path),
+            format="csv",
+            project=personas.project.slug,
+            map=["colour=Pts"],
+        )
+
+
+def test_the_import_page_maps_spreadsheet_columns(client, personas, tmp_path):
+    path = tmp_path / "sheet.csv"
+    path.write_text(SHEET)
+    client.force_login(personas.admin)
+    data = {"format": "csv", **{f"map_{p.split('=')[0]}": p.split("=")[1] for p in SHEET_MAP}}
+    with path.open("rb") as upload:
+        reply = client.post(f"/p/{personas.project.slug}/rubrics/import/", {**data, "file": upload})
+    assert reply.status_code == 302
+    assert Rubric.objects.count() == 2

@@ -23,7 +23,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
-        parser.add_argument("--format", required=True, choices=formats.FORMATS)
+        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv"])
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=COLUMN",
+            help="CSV: which column holds a field ("
+            + ", ".join(formats.SHEET_FIELDS)
+            + "); by default the column named like the field.",
+        )
         parser.add_argument("--project", required=True, help="The project's slug.")
         parser.add_argument("--user", help="Username recorded as the author (default: none).")
         parser.add_argument("--title", default="", help="PaperBench: the rubric's title.")
@@ -47,6 +56,14 @@ class Command(BaseCommand):
                     result = formats.import_healthbench(
                         project=project, lines=lines, user=user, publish=options["publish"]
                     )
+            elif options["format"] == "csv":
+                result = formats.import_spreadsheet(
+                    project=project,
+                    text=path.read_text(encoding="utf-8-sig"),
+                    mapping=formats.parse_mapping(options["map"]),
+                    user=user,
+                    publish=options["publish"],
+                )
             else:
                 result = formats.import_paperbench(
                     project=project,
