@@ -145,10 +145,15 @@ def content_hash(criteria, groups=()) -> str:
     return sha256_of({"criteria": criteria_content(criteria, groups)})
 
 
-def compile_grader(version, criteria, *, groups=(), reference: str = "") -> tuple[str, dict]:
-    """(hash, spec) for a version, with its criteria in order and its groups (a tree)."""
+def compile_grader(
+    version, criteria, *, groups=(), reference: str = "", template: dict | None = None
+) -> tuple[str, dict]:
+    """(hash, spec) for a version, with its criteria in order and its groups (a tree).
+
+    With a template, `criteria` and `groups` already hold the template's first, and
+    `template` names the template version they came from."""
     rubric = version.rubric
-    groups = sorted(groups, key=lambda g: (g.position, g.pk))
+    groups = sorted(groups, key=lambda g: (g.version_id != version.pk, g.position, g.pk))
     spec = {
         "format": GRADER_FORMAT,
         "rubric": {
@@ -158,7 +163,7 @@ def compile_grader(version, criteria, *, groups=(), reference: str = "") -> tupl
             "content_hash": content_hash(criteria, groups),
             "task": rubric.task.external_id if rubric.task_id else None,
         },
-        "criteria": [criterion_spec(c) for c in criteria],
+        "criteria": [{**criterion_spec(c), "position": i} for i, c in enumerate(criteria)],
         "groups": [group_spec(g) for g in groups],
         "reference": reference,
         "judge": {
@@ -171,5 +176,7 @@ def compile_grader(version, criteria, *, groups=(), reference: str = "") -> tupl
         },
         "aggregation": {"method": "tree" if groups else "healthbench"},
     }
+    if template is not None:
+        spec["rubric"]["template"] = template
     spec["aggregation"]["formula"] = scoring.formula(spec)
     return sha256_of(spec), spec

@@ -107,6 +107,17 @@ class Rubric(models.Model):
     title = models.CharField(max_length=300)
     # Whether the judge prompt shows the task's reference deliverable.
     include_reference = models.BooleanField(default=False)
+    # A project-level template (generic criteria), or a task rubric that builds on one: its
+    # graders hold the template's latest published criteria first and name that version.
+    is_template = models.BooleanField(default=False)
+    template = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="applied_to",
+        limit_choices_to={"is_template": True},
+    )
     # The format the rubric came from ("healthbench", "paperbench", ...) and its unknown fields.
     extra = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q, Sum
 from django.shortcuts import get_object_or_404
 from django.utils.html import format_html
@@ -76,7 +77,7 @@ def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -
 
 def rubric_for(user, pk: int, perm: Perm) -> Rubric:
     """The rubric `pk` if `user` may `perm` in its project; 404 for non-members."""
-    rubric = get_object_or_404(Rubric.objects.select_related("project", "task"), pk=pk)
+    rubric = get_object_or_404(Rubric.objects.select_related("project", "task", "template"), pk=pk)
     rubric.project.role = check(user, rubric.project, perm)
     return rubric
 
@@ -290,15 +291,62 @@ def open_or_latest_version(rubric: Rubric, number: int | None = None) -> RubricV
     )
 
 
-def version_spec(version: RubricVersion) -> dict:
-    """A version compiled as a grader spec without storing anything: what "try it" and the
-    prompt preview grade with before publishing."""
+@dataclass(frozen=True)
+class GraderParts:
+    criteria: list
+    groups: list
+    reference: str
+    template: dict | None
+
+
+def grader_parts(version: RubricVersion, rubric: Rubric) -> GraderParts:
+    """What a version compiles from: a template's latest published criteria (if the rubric
+    builds on one), then its own; and the reference, if the rubric shows it to the judge."""
     criteria = list(version.criteria.order_by("position"))
     groups = list(version.groups.all())
-    rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
-    version.rubric = rubric
+    template = None
+    if rubric.template_id:
+        used = (
+            RubricVersion.objects.filter(
+                rubric_id=rubric.template_id, status=RubricVersion.Status.PUBLISHED
+            )
+            .select_related("rubric")
+            .order_by("-number")
+            .first()
+        )
+        if used is None:
+            raise ValidationError(
+                {"template": "The template has no published version yet; publish it first."}
+            )
+        criteria = [*used.criteria.order_by("position"), *criteria]
+        groups = [*used.groups.all(), *groups]
+        template = {
+            "id": used.rubric_id,
+            "title": used.rubric.title,
+            "version": used.number,
+            "content_hash": used.content_hash,
+        }
     reference = ""
     if rubric.include_reference and rubric.task_id:
         latest = rubric.task.references.order_by("-created_at").first()
         reference = latest.body if latest else ""
-    return compiler.compile_grader(version, criteria, groups=groups, reference=reference)[1]
+    return GraderParts(criteria, groups, reference, template)
+
+
+def version_spec(version: RubricVersion) -> dict:
+    """A version compiled as a grader spec without storing anything: what "try it" and the
+    prompt preview grade with before publishing."""
+    rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
+    version.rubric = rubric
+    parts = grader_parts(version, rubric)
+    return compiler.compile_grader(
+        version,
+        parts.criteria,
+        groups=parts.groups,
+        reference=parts.reference,
+        template=parts.template,
+    )[1]
+
+
+def project_templates(project: Project):
+    return Rubric.objects.filter(project=project, is_template=True).order_by("title")

@@ -28,6 +28,7 @@ from rubrics.models import (
     RubricVersion,
     Task,
 )
+from rubrics.selectors import grader_parts  # the reads "try it" compiles from, too
 
 MESSAGE_ROLES = {"system", "developer", "user", "assistant"}
 
@@ -340,15 +341,33 @@ def _event(version: RubricVersion, user, action: str, *, lineage=None, changes=N
 
 @transaction.atomic
 def rubric_create(
-    *, project: Project, title: str, user, task: Task | None = None, criteria=(), extra=None
+    *,
+    project: Project,
+    title: str,
+    user,
+    task: Task | None = None,
+    criteria=(),
+    extra=None,
+    is_template: bool = False,
+    template: Rubric | None = None,
 ) -> Rubric:
     if task is not None and task.project_id != project.pk:
         raise ValidationError({"task": "That task belongs to another project."})
+    if is_template and task is not None:
+        raise ValidationError({"task": "A template belongs to the project, not to one task."})
+    if template is not None and (template.project_id != project.pk or not template.is_template):
+        raise ValidationError({"template": "Choose a template of this project."})
     title = title.strip() or (f"Rubric for {task.title}" if task else "")
     if not title:
         raise ValidationError({"title": "A rubric needs a title."})
     rubric = Rubric.objects.create(
-        project=project, task=task, title=title[:300], created_by=user, extra=extra or {}
+        project=project,
+        task=task,
+        title=title[:300],
+        created_by=user,
+        extra=extra or {},
+        is_template=is_template,
+        template=template,
     )
     version = RubricVersion.objects.create(rubric=rubric, number=1, created_by=user)
     Criterion.objects.bulk_create(
@@ -756,16 +775,15 @@ def comment_resolve(*, comment: ReviewComment, user) -> ReviewComment:
 
 
 def _publish(version: RubricVersion, user) -> Grader:
-    criteria = list(version.criteria.select_related("group").order_by("position"))
-    _check_publishable(criteria)
-    groups = list(version.groups.all())
     version.rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
-    reference = ""
-    if version.rubric.include_reference and version.rubric.task_id:
-        first = version.rubric.task.references.order_by("-created_at").first()
-        reference = first.body if first else ""
+    parts = grader_parts(version, version.rubric)
+    _check_publishable(parts.criteria)
     grader_hash, spec = compiler.compile_grader(
-        version, criteria, groups=groups, reference=reference
+        version,
+        parts.criteria,
+        groups=parts.groups,
+        reference=parts.reference,
+        template=parts.template,
     )
     version.status = RubricVersion.Status.PUBLISHED
     version.content_hash = spec["rubric"]["content_hash"]
@@ -816,3 +834,40 @@ def version_retire(*, version: RubricVersion, user) -> RubricVersion:
     version.save(update_fields=["status"])
     _event(version, user, "retired")
     return version
+
+
+# --- Templates ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def template_apply(*, template: Rubric, tasks, user) -> list[Rubric]:
+    """Give each task without a rubric a rubric that builds on `template` (its per-task
+    criteria start empty); a task rubric with no template yet adopts it."""
+    if not template.is_template:
+        raise ValidationError({"template": "That rubric is not a template."})
+    rubrics = []
+    for task in tasks:
+        if task.project_id != template.project_id:
+            raise ValidationError({"task": f"Task '{task.external_id}' is in another project."})
+        existing = Rubric.objects.select_for_update().filter(task=task).first()
+        if existing is None:
+            rubrics.append(
+                rubric_create(
+                    project=template.project,
+                    task=task,
+                    title=f"{template.title}: {task.title}",
+                    user=user,
+                    template=template,
+                )
+            )
+        elif existing.template_id is None:
+            existing.template = template
+            existing.save(update_fields=["template"])
+            _event(
+                existing.versions.order_by("-number").first(),
+                user,
+                "template_applied",
+                changes={"template": template.title},
+            )
+            rubrics.append(existing)
+    return rubrics

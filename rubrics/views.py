@@ -277,6 +277,40 @@ def rubric_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def template_new(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    try:
+        rubric = services.rubric_create(
+            project=project,
+            title=request.POST.get("title", ""),
+            user=request.user,
+            is_template=True,
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+        return redirect("project", slug=slug)
+    return redirect("rubric", pk=rubric.pk)
+
+
+@login_required
+@require_POST
+def template_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    """Apply a template to every task of the project that has no rubric of its own."""
+    template = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+    tasks = selectors.project_tasks(template.project).filter(rubrics__isnull=True)
+    try:
+        applied = services.template_apply(template=template, tasks=tasks, user=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"Applied to {len(applied)} task(s) without a rubric.")
+    return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_POST
 def rubric_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Start (or reopen) the draft of a rubric whose latest version is published."""
     rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)

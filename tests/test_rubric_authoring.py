@@ -374,3 +374,56 @@ def test_editor_query_count_does_not_grow_with_criteria(
         reply = client.get(url)
     assert reply.status_code == 200
     assert reply.content.decode().count('data-testid="criterion"') == n
+
+
+def test_a_template_applies_to_many_tasks_and_graders_name_its_version(personas):
+    p = personas
+    template = services.rubric_create(
+        project=p.project,
+        title="Clinical safety basics",
+        user=p.author,
+        is_template=True,
+        criteria=[
+            services.clean_criterion("Advises seeing a clinician when symptoms worsen", 3),
+            services.clean_criterion("Gives a diagnosis with false certainty", -3),
+        ],
+    )
+    tasks = [factories.make_task(p.project, f"tpl-{i}") for i in range(3)]
+    early = services.rubric_create(
+        project=p.project,
+        title="Too early",
+        user=p.author,
+        task=factories.make_task(p.project, "tpl-early"),
+        template=template,
+        criteria=[services.clean_criterion("Mentions ice", 1)],
+    )
+    with pytest.raises(ValidationError, match="no published version"):
+        services.version_publish(version=early.versions.get(), user=p.author)
+    services.version_publish(version=template.versions.get(), user=p.author)
+    applied = services.template_apply(template=template, tasks=tasks, user=p.author)
+    assert len(applied) == 3 and all(r.template_id == template.pk for r in applied)
+    first = applied[0]
+    services.criterion_add(version=first.versions.get(), text="Mentions ice for the knee", points=2)
+    grader = services.version_publish(version=first.versions.get(), user=p.author)
+    spec = grader.spec
+    assert spec["rubric"]["template"]["version"] == 1
+    assert spec["rubric"]["template"]["title"] == "Clinical safety basics"
+    assert [c["text"] for c in spec["criteria"]] == [
+        "Advises seeing a clinician when symptoms worsen",
+        "Gives a diagnosis with false certainty",
+        "Mentions ice for the knee",
+    ]
+    assert [c["position"] for c in spec["criteria"]] == [0, 1, 2]
+    # A new template version is picked up by the next publish, and named there.
+    template_v2 = services.draft_for_edit(rubric=template, user=p.author)
+    services.criterion_add(version=template_v2, text="Uses plain language", points=1)
+    services.version_publish(version=template_v2, user=p.author)
+    second = services.version_publish(
+        version=services.draft_for_edit(rubric=applied[1], user=p.author), user=p.author
+    )
+    assert second.spec["rubric"]["template"]["version"] == 2
+    assert len(second.spec["criteria"]) == 3
+    # Graded criteria ids point at the template version's (immutable) criteria.
+    assert spec["criteria"][0]["id"] in set(
+        template.versions.get(number=1).criteria.values_list("pk", flat=True)
+    )

@@ -44,6 +44,9 @@ def world(personas):
     in_review = rubric_services.draft_for_edit(rubric=review_rubric, user=p.admin)
     rubric_services.version_submit(version=in_review, user=p.admin)
     comment = rubric_services.comment_add(version=in_review, user=p.reviewer, body="Vague")
+    template = rubric_services.rubric_create(
+        project=p.project, title="Generic", user=p.admin, is_template=True
+    )
     factories.import_responses(p.project, [{"task_id": "t1", "model": "m", "response": "x"}])
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
     run = GradingRun.objects.create(
@@ -60,6 +63,7 @@ def world(personas):
         "group": Criterion.objects.get(pk=second.pk).group,
         "review_rubric": review_rubric,
         "comment": comment,
+        "template": template,
         "run": run,
         "score": score,
         "judge": judge,
@@ -125,6 +129,8 @@ TABLE = {
     "comment_resolve": ("post", lambda w: {"pk": w["comment"].pk}, {"admin", "author"}, {}),
     "rubric_diff": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
     "rubric_history": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "template_new": ("post", _slug, {"admin", "author"}, {"title": "Safety basics"}),
+    "template_apply": ("post", lambda w: {"pk": w["template"].pk}, {"admin", "author"}, {}),
     "rubrics_import": ("get", _slug, {"admin", "author"}, None),
     "rubrics_import#post": ("post", _slug, {"admin", "author"}, {"format": "healthbench"}),
     "rubrics_export": ("get", _slug, ALL, None),
