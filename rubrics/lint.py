@@ -159,3 +159,15 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
 def lint_criteria(criteria) -> list[Warning]:
     """Lint model instances (or anything with position, text, points, kind)."""
     return lint(Item(c.position, c.text, float(c.points), c.kind) for c in criteria)
+
+
+def suggest_check(text: str) -> dict:
+    """A first check for a criterion turned into a checked one: the quoted phrase or the
+    number the lint saw, else the text itself. The author refines it in the editor."""
+    quoted = QUOTED.search(text)
+    if quoted:
+        return {"type": "contains", "value": quoted.group(1), "case_sensitive": False}
+    number = re.search(r"(?<![\w.])[-+]?\d+(?:\.\d+)?", text)
+    if number:
+        return {"type": "number", "value": float(number.group(0)), "tolerance": 0}
+    return {"type": "contains", "value": text.strip()[:200] or "?", "case_sensitive": False}

@@ -197,8 +197,12 @@ def _criterion_fields(post) -> dict:
     fields = {name: post[name] for name in TEXT_FIELDS if name in post}
     if "gate_shown" in post:  # an unticked checkbox sends nothing
         fields["gate"] = post.get("gate") == "on"
-    if fields.get("kind", post.get("kind_now")) == "checked" and "check_type" in post:
-        fields["check_spec"] = _check_from(post)
+    if fields.get("kind", post.get("kind_now")) == "checked":
+        if "check_type" in post:
+            fields["check_spec"] = _check_from(post)
+        elif post.get("kind_now") != "checked":
+            # Just switched to checked: start from what the lint saw, for the author to refine.
+            fields["check_spec"] = lint.suggest_check(post.get("text", ""))
     return fields
 
 

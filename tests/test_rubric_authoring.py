@@ -427,3 +427,44 @@ def test_a_template_applies_to_many_tasks_and_graders_name_its_version(personas)
     assert spec["criteria"][0]["id"] in set(
         template.versions.get(number=1).criteria.values_list("pk", flat=True)
     )
+
+
+def test_switching_a_criterion_to_checked_in_the_editor_starts_from_a_suggestion(
+    client, draft, personas
+):
+    c = services.criterion_add(version=draft, text='Uses the phrase "call 911"', points=2)
+    client.force_login(personas.author)
+    reply = client.post(
+        f"/criteria/{c.pk}/",
+        {"text": c.text, "points": "2", "kind": "checked", "kind_now": "binary", "full": "1"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert reply.status_code == 200
+    c.refresh_from_db()
+    assert c.kind == "checked"
+    assert c.check_spec == {"type": "contains", "value": "call 911", "case_sensitive": False}
+    assert 'name="check_value" value="call 911"' in reply.content.decode()
+    # Then the author edits the check's fields.
+    client.post(
+        f"/criteria/{c.pk}/",
+        {"kind_now": "checked", "check_type": "regex", "check_value": r"\b911\b"},
+        HTTP_HX_REQUEST="true",
+    )
+    c.refresh_from_db()
+    assert c.check_spec == {"type": "regex", "pattern": r"\b911\b", "ignore_case": True}
+
+
+def test_a_stale_autosave_in_the_editor_says_so_and_keeps_the_other_edit(client, draft, personas):
+    c = services.criterion_add(version=draft, text="Original", points=1)
+    draft.refresh_from_db()
+    seen = draft.revision
+    services.criterion_update(criterion=c, text="Other author's edit", expected_revision=seen)
+    client.force_login(personas.author)
+    reply = client.post(
+        f"/criteria/{c.pk}/", {"text": "Mine", "revision": seen}, HTTP_HX_REQUEST="true"
+    )
+    body = reply.content.decode()
+    assert "Not saved" in body and "reload" in body
+    assert 'id="draft-revision"' not in body  # the page keeps its stale revision: no retry wins
+    c.refresh_from_db()
+    assert c.text == "Other author's edit"
