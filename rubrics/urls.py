@@ -22,6 +22,9 @@ urlpatterns = [
     path("rubrics/<int:pk>/submit/", views.rubric_submit, name="rubric_submit"),
     path("rubrics/<int:pk>/reopen/", views.rubric_reopen, name="rubric_reopen"),
     path("rubrics/<int:pk>/approve/", views.rubric_approve, name="rubric_approve"),
+    path(
+        "rubrics/<int:pk>/versions/<int:number>/retire/", views.rubric_retire, name="rubric_retire"
+    ),
     path("rubrics/<int:pk>/comments/", views.comment_add, name="comment_add"),
     path("rubrics/<int:pk>/diff/", views.rubric_diff, name="rubric_diff"),
     path("rubrics/<int:pk>/history/", views.rubric_history, name="rubric_history"),

@@ -247,6 +247,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "can_publish": bool(shown and shown.is_draft and role_allows(role, Perm.PUBLISH)),
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
+        "can_retire": role_allows(role, Perm.PUBLISH),
         "can_approve": in_review
         and role_allows(role, Perm.APPROVE)
         and user.pk not in (shown.created_by_id, shown.submitted_by_id),
@@ -500,6 +501,24 @@ def rubric_approve(request: HttpRequest, pk: int) -> HttpResponse:
         services.version_approve,
         "Approved and published version {v.number}: grader {result.short_hash}.",
     )
+
+
+@login_required
+@require_POST
+def rubric_retire(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """Retire a published version: it stays readable, and new runs should not use it."""
+    rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
+    version = rubric.versions.filter(number=number).first()
+    if version is None:
+        raise Http404("No such version.")
+    try:
+        services.version_retire(version=version, user=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"Retired version {number}.")
+    return redirect(f"{reverse('rubric', kwargs={'pk': pk})}?version={number}")
 
 
 @login_required

@@ -117,6 +117,12 @@ TABLE = {
         {"admin", "author"},
         {"include_reference": "on"},
     ),
+    "rubric_retire": (
+        "post",
+        lambda w: {"pk": w["rubric"].pk, "number": 1},
+        {"admin", "author", "reviewer"},
+        {},
+    ),
     "rubric_submit": ("post", lambda w: {"pk": w["draft_rubric"].pk}, {"admin", "author"}, {}),
     "rubric_reopen": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"admin", "author"}, {}),
     "rubric_approve": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"reviewer"}, {}),
@@ -262,3 +268,14 @@ def test_run_create_refuses_when_nothing_to_grade(world):
             project=p.project, grader=grader, judge=world["judge"], user=p.admin
         )
     assert not GradingRun.objects.filter(grader=grader).exists()
+
+
+def test_retiring_from_the_page_changes_only_the_status(client, world):
+    version = world["grader"].version
+    client.force_login(world["p"].reviewer)
+    reply = client.post(reverse("rubric_retire", kwargs={"pk": world["rubric"].pk, "number": 1}))
+    assert reply.status_code == 302
+    version.refresh_from_db()
+    assert (
+        version.status == "retired" and version.content_hash == world["grader"].version.content_hash
+    )
