@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import openpyxl
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -461,3 +462,25 @@ def import_spreadsheet(
             services.version_publish(version=version, user=user)
             published += 1
     return ImportResult(len(tasks), criteria_count, published)
+
+
+def xlsx_as_csv(data: bytes) -> str:
+    """The first worksheet of an XLSX workbook as CSV text, so one importer serves both."""
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable workbook is the same error to a person
+        raise _fail("file", f"Not a readable XLSX workbook ({exc.__class__.__name__}).") from None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in workbook.worksheets[0].iter_rows(values_only=True):
+        cells = []
+        for value in row:
+            if value is None:
+                cells.append("")
+            elif isinstance(value, float) and value.is_integer():
+                cells.append(str(int(value)))
+            else:
+                cells.append(str(value).replace("\r\n", " ").replace("\n", " "))
+        writer.writerow(cells)
+    workbook.close()
+    return out.getvalue()

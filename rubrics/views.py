@@ -625,14 +625,15 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         publish = request.POST.get("publish") == "on"
-        if chosen not in (*formats.FORMATS, "csv"):
+        if chosen not in (*formats.FORMATS, "csv", "xlsx"):
             errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
         elif upload is None:
             errors.append("file: choose a file to import.")
         else:
             try:
-                text = upload.read().decode("utf-8")
-                if chosen == "csv":
+                raw = upload.read()
+                text = formats.xlsx_as_csv(raw) if chosen == "xlsx" else raw.decode("utf-8")
+                if chosen in ("csv", "xlsx"):
                     pairs = [
                         f"{name}={request.POST[f'map_{name}']}"
                         for name in formats.SHEET_FIELDS
@@ -670,7 +671,7 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "errors": errors,
-            "formats": [*formats.FORMATS, "csv"],
+            "formats": [*formats.FORMATS, "csv", "xlsx"],
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
         },

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from pathlib import Path
 
+import openpyxl
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -352,3 +355,27 @@ def test_the_import_page_maps_spreadsheet_columns(client, personas, tmp_path):
         reply = client.post(f"/p/{personas.project.slug}/rubrics/import/", {**data, "file": upload})
     assert reply.status_code == 302
     assert Rubric.objects.count() == 2
+
+
+def test_an_xlsx_workbook_imports_like_its_csv(personas, tmp_path):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for row in csv.reader(io.StringIO(SHEET)):
+        sheet.append([float(c) if c.lstrip("-").isdigit() else c for c in row])
+    path = tmp_path / "rubrics.xlsx"
+    workbook.save(path)
+    call_command(
+        "import_rubrics", str(path), format="xlsx", project=personas.project.slug, map=SHEET_MAP
+    )
+    chest = Rubric.objects.get(task__external_id="chest").versions.get()
+    assert [float(c.points) for c in chest.criteria.order_by("position")] == [5, -4, 1]
+    assert chest.criteria.get(position=0).gate is True
+
+
+def test_a_file_that_is_not_a_workbook_is_refused(personas, tmp_path):
+    path = tmp_path / "fake.xlsx"
+    path.write_text(SHEET)
+    with pytest.raises(CommandError, match="Not a readable XLSX workbook"):
+        call_command(
+            "import_rubrics", str(path), format="xlsx", project=personas.project.slug, map=SHEET_MAP
+        )

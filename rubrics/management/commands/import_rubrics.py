@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
-        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv"])
+        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv", "xlsx"])
         parser.add_argument(
             "--map",
             action="append",
@@ -56,10 +56,15 @@ class Command(BaseCommand):
                     result = formats.import_healthbench(
                         project=project, lines=lines, user=user, publish=options["publish"]
                     )
-            elif options["format"] == "csv":
+            elif options["format"] in ("csv", "xlsx"):
+                text = (
+                    formats.xlsx_as_csv(path.read_bytes())
+                    if options["format"] == "xlsx"
+                    else path.read_text(encoding="utf-8-sig")
+                )
                 result = formats.import_spreadsheet(
                     project=project,
-                    text=path.read_text(encoding="utf-8-sig"),
+                    text=text,
                     mapping=formats.parse_mapping(options["map"]),
                     user=user,
                     publish=options["publish"],
