@@ -103,6 +103,22 @@ ENDPOINTS = [
         "rubrics/{draft_rubric}/publish/",
         members_only(PUBLISHERS, 400),
     ),
+    # The empty draft cannot be submitted, and it is not in review: allowed roles get 400.
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/submit/",
+        "rubrics/{draft_rubric}/submit/",
+        members_only(EDITORS, 400),
+    ),
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/approve/",
+        "rubrics/{draft_rubric}/approve/",
+        members_only({"reviewer"}, 400),
+    ),
+    Endpoint(
+        "get", "rubrics/<int:pk>/diff/", "rubrics/{rubric}/diff/", members_only(EVERYONE, 200)
+    ),
     Endpoint("get", "graders/<str:grader_hash>/", "graders/{grader}/", members_only(EVERYONE, 200)),
     Endpoint("get", "runs/<int:pk>/", "runs/{run}/", members_only(RESULTS, 200)),
     Endpoint("post", "runs/<int:pk>/cancel/", "runs/{run}/cancel/", members_only(OPERATORS, 200)),
