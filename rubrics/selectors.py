@@ -216,8 +216,12 @@ def version_comments(version: RubricVersion):
     return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
 
 
-def rubric_history(rubric: Rubric, limit: int = 200):
-    return RubricEvent.objects.filter(rubric=rubric).select_related("user")[:limit]
+def rubric_history(rubric: Rubric, limit: int = 200, lineage: str | None = None):
+    """Who changed what and when: the rubric's events, or one criterion's across versions."""
+    events = RubricEvent.objects.filter(rubric=rubric).select_related("user")
+    if lineage:
+        events = events.filter(criterion_lineage=lineage)
+    return events[:limit]
 
 
 DIFF_FIELDS = ("text", "points", "kind", "group", "gate", "weight", "importance")

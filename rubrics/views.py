@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -248,6 +249,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
         "can_retire": role_allows(role, Perm.PUBLISH),
+        "history_url": reverse("rubric_history", kwargs={"pk": rubric.pk}),
         "can_approve": in_review
         and role_allows(role, Perm.APPROVE)
         and user.pk not in (shown.created_by_id, shown.submitted_by_id),
@@ -590,10 +592,27 @@ def rubric_diff(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def rubric_history(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+    lineage = request.GET.get("criterion", "")
+    try:
+        lineage = str(uuid.UUID(lineage)) if lineage else ""
+    except ValueError:
+        raise Http404("No such criterion.") from None
+    criterion = (
+        Criterion.objects.filter(version__rubric=rubric, lineage=lineage)
+        .order_by("-version__number")
+        .first()
+        if lineage
+        else None
+    )
     return render(
         request,
         "rubrics/history.html",
-        {"project": rubric.project, "rubric": rubric, "events": selectors.rubric_history(rubric)},
+        {
+            "project": rubric.project,
+            "rubric": rubric,
+            "criterion": criterion,
+            "events": selectors.rubric_history(rubric, lineage=lineage or None),
+        },
     )
 
 

@@ -468,3 +468,20 @@ def test_a_stale_autosave_in_the_editor_says_so_and_keeps_the_other_edit(client,
     assert 'id="draft-revision"' not in body  # the page keeps its stale revision: no retry wins
     c.refresh_from_db()
     assert c.text == "Other author's edit"
+
+
+def test_one_criterion_history_across_versions(client, personas):
+    grader = factories.make_published_rubric(
+        personas.project, factories.make_task(personas.project), [("Original", 1)], personas.admin
+    )
+    rubric = grader.version.rubric
+    v2 = services.draft_for_edit(rubric=rubric, user=personas.author)
+    c = v2.criteria.get()
+    services.criterion_update(criterion=c, text="Revised", user=personas.author)
+    services.criterion_add(version=v2, text="Unrelated", points=1, user=personas.author)
+    client.force_login(personas.annotator)
+    reply = client.get(f"/rubrics/{rubric.pk}/history/?criterion={c.lineage}")
+    body = reply.content.decode()
+    assert "Criterion: <strong>Revised</strong>" in body
+    assert "criterion_changed" in body and "criterion_added" not in body
+    assert client.get(f"/rubrics/{rubric.pk}/history/?criterion=nope").status_code == 404
