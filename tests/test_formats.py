@@ -379,3 +379,54 @@ def test_a_file_that_is_not_a_workbook_is_refused(personas, tmp_path):
         call_command(
             "import_rubrics", str(path), format="xlsx", project=personas.project.slug, map=SHEET_MAP
         )
+
+
+def test_paperbench_keeps_float_weights_unknown_fields_and_mixed_children(personas, tmp_path):
+    tree = {
+        "id": "root",
+        "requirements": "  Reproduce the paper  ",
+        "weight": 1,
+        "task_category": None,
+        "finegrained_task_category": None,
+        "notes": {"source": "authors", "reviewed": True},
+        "sub_tasks": [
+            {
+                "id": "leaf-a",
+                "requirements": "Code runs",
+                "weight": 0.5,
+                "sub_tasks": [],
+                "task_category": "Code Execution",
+                "finegrained_task_category": "Setup",
+            },
+            {
+                "id": "group-b",
+                "requirements": "Results",
+                "weight": 2.25,
+                "task_category": None,
+                "sub_tasks": [
+                    {
+                        "id": "leaf-b1",
+                        "requirements": "Table 1 matches",
+                        "weight": 3,
+                        "sub_tasks": [],
+                        "task_category": "Result Analysis",
+                    },
+                ],
+            },
+            {
+                "id": "leaf-c",
+                "requirements": "Writes a README",
+                "weight": 0,
+                "sub_tasks": [],
+                "task_category": "Code Development",
+            },
+        ],
+    }
+    path = tmp_path / "tree.json"
+    path.write_text(json.dumps(tree))
+    out = tmp_path / "out.json"
+    call_command("import_rubrics", str(path), format="paperbench", project=personas.project.slug)
+    call_command(
+        "export_rubrics", format="paperbench", project=personas.project.slug, output=str(out)
+    )
+    assert json.loads(out.read_text()) == tree
