@@ -765,3 +765,67 @@ class RubricDiffApi(APIView):
             picked.append(versions[number])
         rows = selectors.version_diff(*picked)
         return Response(self.OutputSerializer(rows, many=True).data)
+
+
+@extend_schema_serializer(component_name="ReviewComment")
+class CommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(source="version.number")
+    criterion = serializers.IntegerField(source="criterion_id", allow_null=True)
+    author = serializers.CharField(source="author.username", allow_null=True)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+class CommentCreateApi(APIView):
+    @extend_schema_serializer(component_name="ReviewCommentCreate")
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(max_length=5000)
+        criterion = serializers.IntegerField(
+            required=False, allow_null=True, help_text="A criterion id of the version in review."
+        )
+
+    OutputSerializer = CommentSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Comment on the version in review, on one criterion or the whole rubric",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.REVIEW)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = _open_version(rubric)
+        criterion = None
+        if (criterion_id := data.validated_data.get("criterion")) is not None:
+            criterion = version.criteria.filter(pk=criterion_id).first()
+            if criterion is None:
+                raise ValidationError({"criterion": [f"No criterion {criterion_id} here."]})
+        with service_errors():
+            comment = services.comment_add(
+                version=version,
+                user=request.user,
+                body=data.validated_data["body"],
+                criterion=criterion,
+            )
+        return Response(self.OutputSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class CommentResolveApi(APIView):
+    OutputSerializer = CommentSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Resolve a review comment (the rubric's authors do)",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        comment = selectors.comment_for(request.user, pk, Perm.EDIT_RUBRICS)
+        with service_errors():
+            comment = services.comment_resolve(comment=comment, user=request.user)
+        return Response(self.OutputSerializer(comment).data)

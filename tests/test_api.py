@@ -628,3 +628,29 @@ def test_review_over_the_api_with_every_criterion_field(personas):
         "removed",
         "removed",
     ]
+
+
+def test_review_comments_over_the_api_block_approval_until_resolved(personas):
+    author, reviewer = api_client(personas.author), api_client(personas.reviewer)
+    reply = author.post(
+        f"/api/projects/{personas.project.slug}/rubrics/",
+        {"title": "R", "criteria": [{"text": "Advises rest", "points": 1}]},
+        format="json",
+    )
+    rubric_id = reply.data["id"]
+    criterion_id = reply.data["versions"][0]["criteria"][0]["id"]
+    author.post(f"/api/rubrics/{rubric_id}/submit/")
+    comment = reviewer.post(
+        f"/api/rubrics/{rubric_id}/comments/",
+        {"body": "For how long?", "criterion": criterion_id},
+        format="json",
+    )
+    assert comment.status_code == 201 and comment.data["criterion"] == criterion_id
+    assert reviewer.post(
+        f"/api/rubrics/{rubric_id}/comments/", {"body": "x", "criterion": 999999}, format="json"
+    ).data == {"criterion": ["No criterion 999999 here."]}
+    refused = reviewer.post(f"/api/rubrics/{rubric_id}/approve/")
+    assert refused.status_code == 400 and "unresolved" in str(refused.data)
+    resolved = author.post(f"/api/comments/{comment.data['id']}/resolve/")
+    assert resolved.status_code == 200 and resolved.data["resolved_by"] == personas.author.username
+    assert reviewer.post(f"/api/rubrics/{rubric_id}/approve/").status_code == 201

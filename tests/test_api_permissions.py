@@ -119,6 +119,20 @@ ENDPOINTS = [
     Endpoint(
         "get", "rubrics/<int:pk>/diff/", "rubrics/{rubric}/diff/", members_only(EVERYONE, 200)
     ),
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/comments/",
+        "rubrics/{review_rubric}/comments/",
+        members_only({"admin", "reviewer"}, 400),
+    ),
+    # An empty body: allowed roles get past the permission check, then resolve the comment
+    # (200) -- so the first allowed persona resolves it and the next one gets 400.
+    Endpoint(
+        "post",
+        "comments/<int:pk>/resolve/",
+        "comments/{comment}/resolve/",
+        {**members_only(EDITORS, 400), "admin": 200},
+    ),
     Endpoint("get", "graders/<str:grader_hash>/", "graders/{grader}/", members_only(EVERYONE, 200)),
     Endpoint("get", "runs/<int:pk>/", "runs/{run}/", members_only(RESULTS, 200)),
     Endpoint("post", "runs/<int:pk>/cancel/", "runs/{run}/cancel/", members_only(OPERATORS, 200)),
@@ -167,7 +181,18 @@ def world(personas):
     factories.import_responses(project, [{"task_id": "t-1", "model": "m", "response": "Rest."}])
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
+    review_rubric = rubric_services.rubric_create(
+        project=project,
+        title="In review",
+        user=admin,
+        criteria=[rubric_services.clean_criterion("Advises rest", 1)],
+    )
+    in_review = review_rubric.versions.get()
+    rubric_services.version_submit(version=in_review, user=admin)
+    comment = rubric_services.comment_add(version=in_review, user=personas.reviewer, body="Why?")
     return SimpleNamespace(
+        review_rubric=review_rubric.pk,
+        comment=comment.pk,
         slug=project.slug,
         task=task.external_id,
         rubric=grader.version.rubric_id,
