@@ -133,3 +133,41 @@ def test_author_writes_with_keyboard_reviewer_publishes_and_diff_shows_the_edit(
 
 def _pk(page, index: int) -> str:
     return page.get_by_test_id("criterion").nth(index).get_attribute("data-criterion")
+
+
+def test_lint_follows_typing_and_a_second_authors_stale_save_is_refused(page, browser, live_server):
+    base = live_server.url
+    author = factories.make_user("doc")
+    project = factories.make_project(owner=author, name="Cardiology")
+    other = factories.add_member(project, Role.AUTHOR, "colleague")
+    rubric = services.rubric_create(
+        project=project,
+        title="Shared draft",
+        user=author,
+        criteria=[services.clean_criterion("Advises calling emergency services", 5)],
+    )
+    url = f"{base}/rubrics/{rubric.pk}/"
+    login(page, base, author.username)
+    page.goto(url)
+    lint = page.get_by_test_id("lint")
+    expect(lint.locator('[data-code="vague"]')).to_have_count(0)
+    text = page.get_by_test_id("criterion").nth(0).locator("textarea")
+    text.fill("Gives appropriate advice")  # no blur: the autosave fires as the author types
+    expect(lint.locator('[data-code="vague"]')).to_have_count(1)
+    expect(page.locator("#save-status")).to_contain_text("Saved")
+
+    # A colleague opened the same draft before the next edit, and saves first.
+    second = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    login(second, base, other.username)
+    second.goto(url)
+    page.get_by_test_id("criterion").nth(0).locator("input.points").fill("4")
+    expect(page.locator("#save-status")).to_contain_text("Saved (revision 2)")
+    second.get_by_test_id("criterion").nth(0).locator("textarea").fill("Colleague's text")
+    expect(second.locator("#save-status")).to_contain_text("Not saved")
+    expect(second.locator("#save-status")).to_contain_text("reload")
+    second.context.close()
+    page.reload()
+    expect(page.get_by_test_id("criterion").nth(0).locator("textarea")).to_have_value(
+        "Gives appropriate advice"
+    )
+    expect(page.get_by_test_id("criterion").nth(0).locator("input.points")).to_have_value("4")
