@@ -161,6 +161,27 @@ urlpatterns = [
         name="api_rubric_publish",
     ),
     path(
+        "rubrics/<int:pk>/submit/",
+        rubrics_api.RubricSubmitApi.as_view(),
+        name="api_rubric_submit",
+    ),
+    path(
+        "rubrics/<int:pk>/approve/",
+        rubrics_api.RubricApproveApi.as_view(),
+        name="api_rubric_approve",
+    ),
+    path("rubrics/<int:pk>/diff/", rubrics_api.RubricDiffApi.as_view(), name="api_rubric_diff"),
+    path(
+        "rubrics/<int:pk>/comments/",
+        rubrics_api.CommentCreateApi.as_view(),
+        name="api_rubric_comments",
+    ),
+    path(
+        "comments/<int:pk>/resolve/",
+        rubrics_api.CommentResolveApi.as_view(),
+        name="api_comment_resolve",
+    ),
+    path(
         "graders/<str:grader_hash>/",
         rubrics_api.GraderDetailApi.as_view(),
         name="api_grader",

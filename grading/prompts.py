@@ -50,7 +50,14 @@ def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion
         schema=json.dumps(output_schema(spec, criterion), sort_keys=True)
     )
     text = criterion_text(criterion)
+    reference = spec.get("reference") or ""
+    reference_section = (
+        judge["reference_template"].format(reference=reference, reference_nonce=nonce(reference))
+        if reference and judge.get("reference_template")
+        else ""
+    )
     user = judge["user_template"].format(
+        reference=reference_section,
         conversation=conversation,
         conversation_nonce=nonce(conversation),
         response=response,

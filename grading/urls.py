@@ -1,6 +1,6 @@
 from django.urls import path
 
-from grading import views
+from grading import tryit, views
 
 urlpatterns = [
     path("p/<slug:slug>/judges/", views.judges, name="judges"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:pk>/resume/", views.run_resume, name="run_resume"),
     path("runs/<int:pk>/compare/<int:other_pk>/", views.run_compare, name="run_compare"),
     path("runs/<int:pk>/scores/<int:score_pk>/", views.score_detail, name="score"),
+    path("rubrics/<int:pk>/try/", tryit.rubric_try, name="rubric_try"),
 ]
 
 urlpatterns += [

@@ -17,6 +17,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -495,6 +496,22 @@ class CriterionInputSerializer(serializers.Serializer):
         help_text="Non-zero, between -1000 and 1000, at most two decimals; negative for "
         "pitfalls. A number or a string.",
     )
+    importance = serializers.ChoiceField(choices=Criterion.Importance.choices, required=False)
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    guidance = serializers.CharField(required=False)
+    example_met = serializers.CharField(required=False)
+    example_unmet = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(choices=Criterion.Kind.choices, required=False)
+    scale = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Scale: a descriptor per level."
+    )
+    check = serializers.JSONField(
+        required=False, help_text="Checked: e.g. {type: contains, value: '911'}."
+    )
+    gate = serializers.BooleanField(required=False)
+    weight = serializers.DecimalField(
+        max_digits=10, decimal_places=4, coerce_to_string=False, required=False
+    )
 
 
 @extend_schema_field(CriterionInputSerializer)
@@ -503,6 +520,19 @@ class CriterionField(serializers.JSONField):
 
 
 CRITERION_KEYS = {"text", "points"}
+# Optional criterion fields: API name -> service keyword.
+CRITERION_OPTIONAL = {
+    "importance": "importance",
+    "tags": "tags",
+    "guidance": "guidance",
+    "example_met": "example_met",
+    "example_unmet": "example_unmet",
+    "kind": "kind",
+    "scale": "scale",
+    "check": "check_spec",
+    "gate": "gate",
+    "weight": "weight",
+}
 
 
 def clean_criteria(rows: list) -> list[services.CriterionInput]:
@@ -513,16 +543,23 @@ def clean_criteria(rows: list) -> list[services.CriterionInput]:
         if not isinstance(row, dict):
             errors[where] = ["Each criterion is an object with text and points."]
             continue
-        unknown = sorted(set(row) - CRITERION_KEYS)
+        unknown = sorted(set(row) - CRITERION_KEYS - set(CRITERION_OPTIONAL))
         missing = sorted(CRITERION_KEYS - set(row))
         if unknown or missing:
             for key in unknown:
-                errors[f"{where}.{key}"] = ["Unknown field; a criterion has text and points."]
+                errors[f"{where}.{key}"] = [
+                    "Unknown field; a criterion has text, points and optionally "
+                    + ", ".join(sorted(CRITERION_OPTIONAL))
+                    + "."
+                ]
             for key in missing:
                 errors[f"{where}.{key}"] = ["This field is required."]
             continue
+        options = {CRITERION_OPTIONAL[k]: v for k, v in row.items() if k in CRITERION_OPTIONAL}
         try:
-            clean.append(services.clean_criterion(row["text"], row["points"], where=where))
+            clean.append(
+                services.clean_criterion(row["text"], row["points"], where=where, **options)
+            )
         except DjangoValidationError as exc:
             errors.update(exc.message_dict)
     if errors:
@@ -536,6 +573,17 @@ class CriterionSerializer(serializers.Serializer):
     position = serializers.IntegerField()
     text = serializers.CharField()
     points = serializers.DecimalField(max_digits=7, decimal_places=2, coerce_to_string=False)
+    importance = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    guidance = serializers.CharField()
+    example_met = serializers.CharField()
+    example_unmet = serializers.CharField()
+    kind = serializers.CharField()
+    scale = serializers.ListField(child=serializers.CharField())
+    check = serializers.JSONField(source="check_spec", allow_null=True)
+    gate = serializers.BooleanField()
+    group = serializers.IntegerField(source="group_id", allow_null=True)
+    weight = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=False)
 
 
 @extend_schema_serializer(component_name="RubricVersion")
@@ -738,3 +786,154 @@ class GraderDetailApi(APIView):
     def get(self, request: Request, grader_hash: str) -> Response:
         grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
         return Response(self.OutputSerializer(grader).data)
+
+
+# --- Review ------------------------------------------------------------------------------
+
+
+def _open_version(rubric: Rubric) -> RubricVersion:
+    version = rubric.versions.filter(
+        status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW]
+    ).first()
+    if version is None:
+        raise ValidationError(
+            {api_settings.NON_FIELD_ERRORS_KEY: ["No draft or version in review."]}
+        )
+    return version
+
+
+class RubricSubmitApi(APIView):
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Send the draft to review; it is read-only until approved or reopened",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        version = _open_version(rubric)
+        with service_errors():
+            services.version_submit(version=version, user=request.user)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+class RubricApproveApi(APIView):
+    OutputSerializer = GraderSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Approve the version in review: it is published (a reviewer, not its author)",
+        request=None,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.APPROVE)
+        version = _open_version(rubric)
+        with service_errors():
+            grader = services.version_approve(
+                version=version, user=request.user, role=rubric.project.role
+            )
+        grader.version.rubric.project = rubric.project
+        return Response(self.OutputSerializer(grader).data, status=status.HTTP_201_CREATED)
+
+
+class RubricDiffApi(APIView):
+    @extend_schema_serializer(component_name="RubricDiffRow")
+    class OutputSerializer(serializers.Serializer):
+        # A plain string: a second enum named "status" would collide in the schema.
+        status = serializers.CharField(help_text="added, removed, changed or same.")
+        changed = serializers.ListField(child=serializers.CharField())
+        left = serializers.JSONField(allow_null=True)
+        right = serializers.JSONField(allow_null=True)
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Criteria added, removed and changed between versions a and b",
+        parameters=[
+            OpenApiParameter("a", int, description="From version number (default: previous)."),
+            OpenApiParameter("b", int, description="To version number (default: newest)."),
+        ],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+        versions = {v.number: v for v in rubric.versions.all()}
+        numbers = sorted(versions)
+        picked = []
+        for name, default in (
+            ("a", numbers[-2] if len(numbers) > 1 else numbers[-1]),
+            ("b", numbers[-1]),
+        ):
+            raw = request.query_params.get(name, "")
+            number = int(raw) if raw.isdigit() else default
+            if number not in versions:
+                raise ValidationError({name: [f"No version {number}."]})
+            picked.append(versions[number])
+        rows = selectors.version_diff(*picked)
+        return Response(self.OutputSerializer(rows, many=True).data)
+
+
+@extend_schema_serializer(component_name="ReviewComment")
+class CommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(source="version.number")
+    criterion = serializers.IntegerField(source="criterion_id", allow_null=True)
+    author = serializers.CharField(source="author.username", allow_null=True)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+class CommentCreateApi(APIView):
+    @extend_schema_serializer(component_name="ReviewCommentCreate")
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(max_length=5000)
+        criterion = serializers.IntegerField(
+            required=False, allow_null=True, help_text="A criterion id of the version in review."
+        )
+
+    OutputSerializer = CommentSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Comment on the version in review, on one criterion or the whole rubric",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.REVIEW)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = _open_version(rubric)
+        criterion = None
+        if (criterion_id := data.validated_data.get("criterion")) is not None:
+            criterion = version.criteria.filter(pk=criterion_id).first()
+            if criterion is None:
+                raise ValidationError({"criterion": [f"No criterion {criterion_id} here."]})
+        with service_errors():
+            comment = services.comment_add(
+                version=version,
+                user=request.user,
+                body=data.validated_data["body"],
+                criterion=criterion,
+            )
+        return Response(self.OutputSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class CommentResolveApi(APIView):
+    OutputSerializer = CommentSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Resolve a review comment (the rubric's authors do)",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        comment = selectors.comment_for(request.user, pk, Perm.EDIT_RUBRICS)
+        with service_errors():
+            comment = services.comment_resolve(comment=comment, user=request.user)
+        return Response(self.OutputSerializer(comment).data)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -57,6 +58,8 @@ class Task(models.Model):
     messages = models.JSONField(default=list)
     context = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
+    # Fields of an imported row that Assay has no column for, written back on export.
+    extra = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -102,6 +105,21 @@ class Rubric(models.Model):
         Task, null=True, blank=True, on_delete=models.CASCADE, related_name="rubrics"
     )
     title = models.CharField(max_length=300)
+    # Whether the judge prompt shows the task's reference deliverable.
+    include_reference = models.BooleanField(default=False)
+    # A project-level template (generic criteria), or a task rubric that builds on one: its
+    # graders hold the template's latest published criteria first and name that version.
+    is_template = models.BooleanField(default=False)
+    template = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="applied_to",
+        limit_choices_to={"is_template": True},
+    )
+    # The format the rubric came from ("healthbench", "paperbench", ...) and its unknown fields.
+    extra = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -117,6 +135,7 @@ class Rubric(models.Model):
 class RubricVersion(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
         PUBLISHED = "published", "Published"
         RETIRED = "retired", "Retired"
 
@@ -124,10 +143,17 @@ class RubricVersion(models.Model):
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     content_hash = models.CharField(max_length=64, blank=True)
+    # Bumped by every edit of the draft: a save that names an older revision is refused, so
+    # two authors never silently overwrite each other.
+    revision = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
     published_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -138,10 +164,13 @@ class RubricVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rubric", "number"], name="version_number_unique"),
             models.UniqueConstraint(
-                fields=["rubric"], condition=Q(status="draft"), name="one_draft_per_rubric"
+                fields=["rubric"],
+                condition=Q(status__in=["draft", "in_review"]),
+                name="one_draft_per_rubric",
             ),
             models.CheckConstraint(
-                condition=Q(status="draft") | (~Q(content_hash="") & Q(published_at__isnull=False)),
+                condition=Q(status__in=["draft", "in_review"])
+                | (~Q(content_hash="") & Q(published_at__isnull=False)),
                 name="published_version_is_hashed",
             ),
         ]
@@ -153,12 +182,71 @@ class RubricVersion(models.Model):
     def is_draft(self) -> bool:
         return self.status == self.Status.DRAFT
 
+    @property
+    def is_open(self) -> bool:
+        """Not yet frozen: a draft or a version in review."""
+        return self.status in (self.Status.DRAFT, self.Status.IN_REVIEW)
+
+
+class CriterionGroup(models.Model):
+    """A weighted node of a rubric tree (PaperBench style); criteria are its leaves."""
+
+    version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="groups")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    title = models.TextField()
+    weight = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(1))
+    # Sort key among siblings, in the same sequence as criteria positions (document order).
+    position = models.PositiveIntegerField(default=0)
+    key = models.CharField(max_length=200, blank=True)  # the node id of an imported tree
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["version", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(weight__gte=0), name="group_weight_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title[:80]
+
 
 class Criterion(models.Model):
+    class Importance(models.TextChoices):
+        ESSENTIAL = "essential", "Essential"
+        IMPORTANT = "important", "Important"
+        OPTIONAL = "optional", "Optional"
+        PITFALL = "pitfall", "Pitfall"
+
+    class Kind(models.TextChoices):
+        BINARY = "binary", "Judged: met / not met"
+        SCALE = "scale", "Judged: scale 1..N"
+        CHECKED = "checked", "Checked by code"
+
     version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="criteria")
+    # The same criterion across versions: copied into each new draft, so diffs can pair them.
+    lineage = models.UUIDField(default=uuid.uuid4)
     position = models.PositiveIntegerField()
     text = models.TextField()
     points = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal(1))
+    importance = models.CharField(
+        max_length=12, choices=Importance.choices, default=Importance.IMPORTANT
+    )
+    tags = models.JSONField(default=list, blank=True)
+    guidance = models.TextField(blank=True)
+    example_met = models.TextField(blank=True)
+    example_unmet = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BINARY)
+    scale = models.JSONField(default=list, blank=True)  # level descriptors, 1..N
+    check_spec = models.JSONField(null=True, blank=True)  # rubrics.checks data
+    gate = models.BooleanField(default=False)
+    group = models.ForeignKey(
+        CriterionGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="criteria"
+    )
+    weight = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(1))
+    key = models.CharField(max_length=200, blank=True)  # an imported node or row id
+    extra = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["version", "position"]
@@ -169,6 +257,14 @@ class Criterion(models.Model):
                 deferrable=models.Deferrable.DEFERRED,
             ),
             models.CheckConstraint(condition=~Q(points=0), name="criterion_points_nonzero"),
+            models.CheckConstraint(condition=Q(weight__gte=0), name="criterion_weight_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["binary", "scale", "checked"]), name="criterion_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="checked") | Q(check_spec__isnull=False),
+                name="checked_criterion_has_check",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -226,3 +322,48 @@ class ApiToken(models.Model):
 
     def is_active(self, now) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class ReviewComment(models.Model):
+    """A reviewer's note on a version, anchored to one criterion (or the whole rubric)."""
+
+    version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="comments")
+    criterion = models.ForeignKey(
+        Criterion, null=True, blank=True, on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return self.body[:80]
+
+
+class RubricEvent(models.Model):
+    """History: who changed what, when, on a rubric or one of its criteria."""
+
+    rubric = models.ForeignKey(Rubric, on_delete=models.CASCADE, related_name="events")
+    version_number = models.PositiveIntegerField(null=True, blank=True)
+    criterion_lineage = models.UUIDField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=40)
+    changes = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["rubric", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.rubric_id}"

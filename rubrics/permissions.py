@@ -15,6 +15,8 @@ class Perm(StrEnum):
     MANAGE_MEMBERS = "manage_members"
     EDIT_RUBRICS = "edit_rubrics"  # tasks, references, rubric drafts
     PUBLISH = "publish"
+    REVIEW = "review"  # comment on a version in review
+    APPROVE = "approve"  # approve a version in review: it is published
     IMPORT_RESPONSES = "import_responses"
     MANAGE_JUDGES = "manage_judges"
     RUN_GRADING = "run_grading"
@@ -30,6 +32,8 @@ ROLE_PERMS: dict[Perm, set[Role]] = {
     Perm.MANAGE_MEMBERS: {Role.ADMIN},
     Perm.EDIT_RUBRICS: {Role.ADMIN, Role.AUTHOR},
     Perm.PUBLISH: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER},
+    Perm.REVIEW: {Role.ADMIN, Role.REVIEWER},
+    Perm.APPROVE: {Role.REVIEWER},
     Perm.IMPORT_RESPONSES: {Role.ADMIN, Role.ENGINEER},
     Perm.MANAGE_JUDGES: {Role.ADMIN},
     Perm.RUN_GRADING: {Role.ADMIN, Role.ENGINEER},

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q, Sum
 from django.shortcuts import get_object_or_404
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from rubrics.models import Criterion, Grader, Membership, Project, Rubric, RubricVersion, Task
+from rubrics import compiler
+from rubrics.models import (
+    Criterion,
+    CriterionGroup,
+    Grader,
+    Membership,
+    Project,
+    ReviewComment,
+    Rubric,
+    RubricEvent,
+    RubricVersion,
+    Task,
+)
 from rubrics.permissions import Perm, check
 
 
@@ -59,7 +77,7 @@ def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -
 
 def rubric_for(user, pk: int, perm: Perm) -> Rubric:
     """The rubric `pk` if `user` may `perm` in its project; 404 for non-members."""
-    rubric = get_object_or_404(Rubric.objects.select_related("project", "task"), pk=pk)
+    rubric = get_object_or_404(Rubric.objects.select_related("project", "task", "template"), pk=pk)
     rubric.project.role = check(user, rubric.project, perm)
     return rubric
 
@@ -94,6 +112,168 @@ def version_criteria(version: RubricVersion):
     return version.criteria.order_by("position")
 
 
+def comment_for(user, pk: int, perm: Perm) -> ReviewComment:
+    comment = get_object_or_404(
+        ReviewComment.objects.select_related("version__rubric__project"), pk=pk
+    )
+    check(user, comment.version.rubric.project, perm)
+    return comment
+
+
+def group_for(user, pk: int, perm: Perm) -> CriterionGroup:
+    group = get_object_or_404(
+        CriterionGroup.objects.select_related("version__rubric__project"), pk=pk
+    )
+    check(user, group.version.rubric.project, perm)
+    return group
+
+
+@dataclass
+class EditorRow:
+    """One criterion in the editor, with the group headers that open just above it."""
+
+    criterion: Criterion
+    depth: int
+    headers: list[tuple[CriterionGroup, int]] = field(default_factory=list)
+    comments: list[ReviewComment] = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    # Prepared in Python: a 200-row editor must not pay the template engine per option.
+    url: str = ""
+    id: str = ""  # strings, so the template does not localise 2,000 integers
+    n: str = ""
+    points: str = ""
+    weight: str = ""
+    importance_options: str = ""
+    kind_options: str = ""
+
+
+def group_chains(groups) -> dict[int, list[CriterionGroup]]:
+    """Each group's ancestors, outermost first, ending with the group itself."""
+    by_id = {g.pk: g for g in groups}
+    chains: dict[int, list[CriterionGroup]] = {}
+    for g in groups:
+        chain, node, seen = [], g, set()
+        while node is not None and node.pk not in seen:
+            seen.add(node.pk)
+            chain.append(node)
+            node = by_id.get(node.parent_id)
+        chains[g.pk] = chain[::-1]
+    return chains
+
+
+@functools.cache
+def _options(choices: tuple, current: str) -> str:
+    return mark_safe(  # noqa: S308 -- every value and label is escaped here
+        "".join(
+            format_html(
+                '<option value="{}"{}>{}</option>',
+                value,
+                mark_safe(" selected") if value == current else "",  # noqa: S308
+                label,
+            )
+            for value, label in choices
+        )
+    )
+
+
+def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[EditorRow]:
+    """Criteria in order, indented by group depth; a header wherever a group opens."""
+    chains = group_chains(groups)
+    by_criterion: dict[int, list[ReviewComment]] = {}
+    for comment in comments:
+        by_criterion.setdefault(comment.criterion_id, []).append(comment)
+    rows, previous = [], []
+    for c in criteria:
+        chain = chains.get(c.group_id, []) if c.group_id else []
+        common = 0
+        while common < min(len(chain), len(previous)) and chain[common] is previous[common]:
+            common += 1
+        headers = [(g, depth) for depth, g in enumerate(chain) if depth >= common]
+        rows.append(
+            EditorRow(
+                c,
+                len(chain),
+                headers,
+                by_criterion.get(c.pk, []),
+                url=f"{url_prefix}{c.pk}/",
+                id=str(c.pk),
+                n=str(len(rows) + 1),
+                points=str(compiler.number(c.points)),
+                weight=str(compiler.number(c.weight)),
+                importance_options=_options(tuple(Criterion.Importance.choices), c.importance),
+                kind_options=_options(tuple(Criterion.Kind.choices), c.kind),
+            )
+        )
+        previous = chain
+    return rows
+
+
+def version_groups(version: RubricVersion):
+    return version.groups.all()
+
+
+def version_comments(version: RubricVersion):
+    return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+
+
+def rubric_history(rubric: Rubric, limit: int = 200, lineage: str | None = None):
+    """Who changed what and when: the rubric's events, or one criterion's across versions."""
+    events = RubricEvent.objects.filter(rubric=rubric).select_related("user")
+    if lineage:
+        events = events.filter(criterion_lineage=lineage)
+    return events[:limit]
+
+
+DIFF_FIELDS = ("text", "points", "kind", "group", "gate", "weight", "importance")
+
+
+def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
+    return {
+        "text": c.text,
+        "points": float(c.points),
+        "kind": c.kind,
+        "group": paths.get(c.group_id, "") if c.group_id else "",
+        "gate": c.gate,
+        "weight": float(c.weight),
+        "importance": c.importance,
+        "position": c.position,
+    }
+
+
+def version_diff(left: RubricVersion, right: RubricVersion) -> list[dict]:
+    """Criteria added, removed and changed from `left` to `right`, paired by lineage."""
+    sides = []
+    for version in (left, right):
+        groups = list(version.groups.all())
+        paths = {
+            pk: " / ".join(g.title for g in chain) for pk, chain in group_chains(groups).items()
+        }
+        sides.append(
+            {c.lineage: _diff_view(c, paths) for c in version.criteria.order_by("position")}
+        )
+    before, after = sides
+    rows = []
+    for lineage, new in after.items():
+        old = before.get(lineage)
+        if old is None:
+            rows.append({"status": "added", "left": None, "right": new, "changed": []})
+            continue
+        changed = [f for f in DIFF_FIELDS if old[f] != new[f]]
+        rows.append(
+            {
+                "status": "changed" if changed else "same",
+                "left": old,
+                "right": new,
+                "changed": changed,
+            }
+        )
+    for lineage, old in before.items():
+        if lineage not in after:
+            rows.append({"status": "removed", "left": old, "right": None, "changed": []})
+    rows.sort(key=lambda r: ((r["right"] or r["left"])["position"], r["status"] != "removed"))
+    return rows
+
+
 def points_total(criteria) -> float:
     return float(sum(c.points for c in criteria if c.points > 0))
 
@@ -101,3 +281,76 @@ def points_total(criteria) -> float:
 def version_points(version: RubricVersion) -> float:
     total = version.criteria.filter(points__gt=0).aggregate(s=Sum("points"))["s"]
     return float(total or 0)
+
+
+def open_or_latest_version(rubric: Rubric, number: int | None = None) -> RubricVersion | None:
+    versions = rubric.versions.all()
+    if number is not None:
+        return versions.filter(number=number).first()
+    return (
+        versions.filter(status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW])
+        .order_by("-number")
+        .first()
+        or versions.order_by("-number").first()
+    )
+
+
+@dataclass(frozen=True)
+class GraderParts:
+    criteria: list
+    groups: list
+    reference: str
+    template: dict | None
+
+
+def grader_parts(version: RubricVersion, rubric: Rubric) -> GraderParts:
+    """What a version compiles from: a template's latest published criteria (if the rubric
+    builds on one), then its own; and the reference, if the rubric shows it to the judge."""
+    criteria = list(version.criteria.order_by("position"))
+    groups = list(version.groups.all())
+    template = None
+    if rubric.template_id:
+        used = (
+            RubricVersion.objects.filter(
+                rubric_id=rubric.template_id, status=RubricVersion.Status.PUBLISHED
+            )
+            .select_related("rubric")
+            .order_by("-number")
+            .first()
+        )
+        if used is None:
+            raise ValidationError(
+                {"template": "The template has no published version yet; publish it first."}
+            )
+        criteria = [*used.criteria.order_by("position"), *criteria]
+        groups = [*used.groups.all(), *groups]
+        template = {
+            "id": used.rubric_id,
+            "title": used.rubric.title,
+            "version": used.number,
+            "content_hash": used.content_hash,
+        }
+    reference = ""
+    if rubric.include_reference and rubric.task_id:
+        latest = rubric.task.references.order_by("-created_at").first()
+        reference = latest.body if latest else ""
+    return GraderParts(criteria, groups, reference, template)
+
+
+def version_spec(version: RubricVersion) -> dict:
+    """A version compiled as a grader spec without storing anything: what "try it" and the
+    prompt preview grade with before publishing."""
+    rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
+    version.rubric = rubric
+    parts = grader_parts(version, rubric)
+    return compiler.compile_grader(
+        version,
+        parts.criteria,
+        groups=parts.groups,
+        reference=parts.reference,
+        template=parts.template,
+    )[1]
+
+
+def project_templates(project: Project):
+    return Rubric.objects.filter(project=project, is_template=True).order_by("title")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
@@ -13,18 +13,22 @@ from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from rubrics import compiler
+from rubrics import checks, compiler
 from rubrics.models import (
     Criterion,
+    CriterionGroup,
     Grader,
     Membership,
     Project,
     ReferenceDeliverable,
+    ReviewComment,
     Role,
     Rubric,
+    RubricEvent,
     RubricVersion,
     Task,
 )
+from rubrics.selectors import grader_parts  # the reads "try it" compiles from, too
 
 MESSAGE_ROLES = {"system", "developer", "user", "assistant"}
 
@@ -135,11 +139,62 @@ def task_create(
 
 # --- Rubrics and their drafts ------------------------------------------------------------
 
+MAX_SCALE_LEVELS = 10
+CRITERION_FIELDS = (
+    "text",
+    "points",
+    "importance",
+    "tags",
+    "guidance",
+    "example_met",
+    "example_unmet",
+    "kind",
+    "scale",
+    "check_spec",
+    "gate",
+    "weight",
+    "key",
+    "extra",
+)
+
 
 @dataclass(frozen=True)
 class CriterionInput:
     text: str
     points: Decimal
+    importance: str = ""  # empty: "pitfall" for negative points, else "important"
+    tags: tuple[str, ...] = ()
+    guidance: str = ""
+    example_met: str = ""
+    example_unmet: str = ""
+    kind: str = Criterion.Kind.BINARY
+    scale: tuple[str, ...] = ()
+    check_spec: dict | None = None
+    gate: bool = False
+    weight: Decimal = Decimal(1)
+    key: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def model_fields(self) -> dict:
+        importance = self.importance or (
+            Criterion.Importance.PITFALL if self.points < 0 else Criterion.Importance.IMPORTANT
+        )
+        return {
+            "text": self.text,
+            "points": self.points,
+            "importance": importance,
+            "tags": list(self.tags),
+            "guidance": self.guidance,
+            "example_met": self.example_met,
+            "example_unmet": self.example_unmet,
+            "kind": self.kind,
+            "scale": list(self.scale),
+            "check_spec": self.check_spec,
+            "gate": self.gate,
+            "weight": self.weight,
+            "key": self.key,
+            "extra": dict(self.extra),
+        }
 
 
 def parse_points(value: object, *, field: str = "points") -> Decimal:
@@ -154,47 +209,243 @@ def parse_points(value: object, *, field: str = "points") -> Decimal:
     return points
 
 
-def clean_criterion(text: object, points: object, *, where: str = "") -> CriterionInput:
+def parse_weight(value: object, *, field: str = "weight") -> Decimal:
+    if value is None or value == "":
+        return Decimal(1)
+    try:
+        weight = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError({field: f"'{value}' is not a number."}) from None
+    if not weight.is_finite() or weight < 0 or weight > 1_000_000:
+        raise ValidationError({field: "A weight is a number from 0 to 1,000,000."})
+    if weight != weight.quantize(Decimal("0.0001")):
+        raise ValidationError({field: "A weight has at most four decimals."})
+    return weight
+
+
+def parse_tags(value: object, *, field: str = "tags") -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
+        raise ValidationError({field: "Tags are a list of text labels."})
+    tags: list[str] = []
+    for tag in (t.strip() for t in value):
+        if len(tag) > 100:
+            raise ValidationError({field: f"The tag '{tag[:20]}...' is over 100 characters."})
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def clean_criterion(
+    text: object,
+    points: object,
+    *,
+    where: str = "",
+    importance: str = "",
+    tags: object = (),
+    guidance: str = "",
+    example_met: str = "",
+    example_unmet: str = "",
+    kind: str = Criterion.Kind.BINARY,
+    scale: object = (),
+    check_spec: object = None,
+    gate: object = False,
+    weight: object = 1,
+    key: str = "",
+    extra: dict | None = None,
+) -> CriterionInput:
+    """A criterion's fields checked together; each error names the field (prefixed by `where`)."""
     prefix = f"{where}." if where else ""
     if not isinstance(text, str) or not text.strip():
         raise ValidationError({f"{prefix}text": "A criterion needs text."})
     if len(text) > 5000:
         raise ValidationError({f"{prefix}text": "Keep a criterion under 5,000 characters."})
-    return CriterionInput(text=text.strip(), points=parse_points(points, field=f"{prefix}points"))
+    clean_points = parse_points(points, field=f"{prefix}points")
+    importance = importance or ""
+    if importance and importance not in Criterion.Importance.values:
+        raise ValidationError(
+            {f"{prefix}importance": f"Choose one of {', '.join(Criterion.Importance.values)}."}
+        )
+    if importance == Criterion.Importance.PITFALL and clean_points > 0:
+        raise ValidationError(
+            {f"{prefix}points": "A pitfall has negative points: meeting it costs the response."}
+        )
+    if clean_points < 0 and importance and importance != Criterion.Importance.PITFALL:
+        raise ValidationError(
+            {f"{prefix}importance": "Negative points mark a pitfall; set importance to pitfall."}
+        )
+    if kind not in Criterion.Kind.values:
+        raise ValidationError(
+            {f"{prefix}kind": f"Choose one of {', '.join(Criterion.Kind.values)}."}
+        )
+    levels: tuple[str, ...] = ()
+    if kind == Criterion.Kind.SCALE:
+        if isinstance(scale, str):
+            scale = [line for line in scale.splitlines() if line.strip()]
+        if not isinstance(scale, list | tuple) or not 2 <= len(scale) <= MAX_SCALE_LEVELS:
+            raise ValidationError(
+                {
+                    f"{prefix}scale": f"A scale has 2 to {MAX_SCALE_LEVELS} levels, "
+                    "one descriptor per level (lowest first)."
+                }
+            )
+        for i, level in enumerate(scale):
+            if not isinstance(level, str) or not level.strip():
+                raise ValidationError({f"{prefix}scale[{i}]": f"Describe level {i + 1}."})
+        levels = tuple(level.strip() for level in scale)
+    check: dict | None = None
+    if kind == Criterion.Kind.CHECKED:
+        try:
+            check = checks.validate(check_spec)
+        except checks.CheckError as exc:
+            message = str(exc).split(": ", 1)[-1]
+            raise ValidationError({f"{prefix}{exc.field}": message}) from None
+    for name, value, limit in (
+        ("guidance", guidance, 5000),
+        ("example_met", example_met, 5000),
+        ("example_unmet", example_unmet, 5000),
+    ):
+        if not isinstance(value, str) or len(value) > limit:
+            raise ValidationError({f"{prefix}{name}": f"Text of at most {limit:,} characters."})
+    return CriterionInput(
+        text=text.strip(),
+        points=clean_points,
+        importance=importance,
+        tags=parse_tags(tags, field=f"{prefix}tags"),
+        guidance=guidance.strip(),
+        example_met=example_met.strip(),
+        example_unmet=example_unmet.strip(),
+        kind=kind,
+        scale=levels,
+        check_spec=check,
+        gate=bool(gate) and gate not in ("0", "false", "off"),
+        weight=parse_weight(weight, field=f"{prefix}weight"),
+        key=str(key or "")[:200],
+        extra=dict(extra or {}),
+    )
+
+
+def _event(version: RubricVersion, user, action: str, *, lineage=None, changes=None) -> None:
+    RubricEvent.objects.create(
+        rubric_id=version.rubric_id,
+        version_number=version.number,
+        criterion_lineage=lineage,
+        user=user if getattr(user, "is_authenticated", False) else None,
+        action=action,
+        changes=changes or {},
+    )
 
 
 @transaction.atomic
 def rubric_create(
-    *, project: Project, title: str, user, task: Task | None = None, criteria=()
+    *,
+    project: Project,
+    title: str,
+    user,
+    task: Task | None = None,
+    criteria=(),
+    extra=None,
+    is_template: bool = False,
+    template: Rubric | None = None,
 ) -> Rubric:
     if task is not None and task.project_id != project.pk:
         raise ValidationError({"task": "That task belongs to another project."})
+    if is_template and task is not None:
+        raise ValidationError({"task": "A template belongs to the project, not to one task."})
+    if template is not None and (template.project_id != project.pk or not template.is_template):
+        raise ValidationError({"template": "Choose a template of this project."})
     title = title.strip() or (f"Rubric for {task.title}" if task else "")
     if not title:
         raise ValidationError({"title": "A rubric needs a title."})
-    rubric = Rubric.objects.create(project=project, task=task, title=title, created_by=user)
+    rubric = Rubric.objects.create(
+        project=project,
+        task=task,
+        title=title[:300],
+        created_by=user,
+        extra=extra or {},
+        is_template=is_template,
+        template=template,
+    )
     version = RubricVersion.objects.create(rubric=rubric, number=1, created_by=user)
     Criterion.objects.bulk_create(
-        Criterion(version=version, position=i, text=c.text, points=c.points)
-        for i, c in enumerate(criteria)
+        Criterion(version=version, position=i, **c.model_fields()) for i, c in enumerate(criteria)
     )
+    _event(version, user, "created", changes={"title": rubric.title})
     return rubric
 
 
-def _locked_draft(version: RubricVersion) -> RubricVersion:
+STALE = (
+    "Someone else saved this draft (now at revision {now}) after you loaded revision {seen}. "
+    "Your change was not saved: reload to see theirs, then make it again."
+)
+
+
+def _locked_draft(version: RubricVersion, expected_revision: int | None = None) -> RubricVersion:
+    """Lock the draft for an edit and bump its revision; refuse a stale or frozen one."""
     locked = RubricVersion.objects.select_for_update().get(pk=version.pk)
+    if locked.status == RubricVersion.Status.IN_REVIEW:
+        raise ValidationError(
+            f"Version {locked.number} is in review and cannot change; "
+            "move it back to draft to edit it."
+        )
     if not locked.is_draft:
         raise ValidationError(
             f"Version {locked.number} is {locked.status} and cannot change; edit a new draft."
         )
+    if expected_revision is not None and expected_revision != locked.revision:
+        raise ValidationError(
+            {"revision": STALE.format(now=locked.revision, seen=expected_revision)}
+        )
+    locked.revision += 1
+    RubricVersion.objects.filter(pk=locked.pk).update(revision=locked.revision)
     return locked
+
+
+def _copy_content(source: RubricVersion, target: RubricVersion) -> None:
+    """Copy groups and criteria (with their lineage) from one version into another."""
+    groups = list(source.groups.all())
+    mapping: dict[int, CriterionGroup] = {}
+    pending = groups
+    while pending:
+        later = []
+        for g in pending:
+            if g.parent_id is not None and g.parent_id not in mapping:
+                later.append(g)
+                continue
+            mapping[g.pk] = CriterionGroup.objects.create(
+                version=target,
+                parent=mapping.get(g.parent_id),
+                title=g.title,
+                weight=g.weight,
+                position=g.position,
+                key=g.key,
+                extra=g.extra,
+            )
+        if len(later) == len(pending):
+            break  # a cycle cannot be stored, but never loop forever
+        pending = later
+    Criterion.objects.bulk_create(
+        Criterion(
+            version=target,
+            lineage=c.lineage,
+            position=c.position,
+            group=mapping.get(c.group_id),
+            **{name: getattr(c, name) for name in CRITERION_FIELDS},
+        )
+        for c in source.criteria.all()
+    )
 
 
 @transaction.atomic
 def draft_for_edit(*, rubric: Rubric, user) -> RubricVersion:
-    """The rubric's draft, or a new draft copied from its latest version."""
+    """The rubric's open version, or a new draft copied from its latest version."""
     Rubric.objects.select_for_update().get(pk=rubric.pk)
-    draft = rubric.versions.filter(status=RubricVersion.Status.DRAFT).first()
+    draft = rubric.versions.filter(
+        status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW]
+    ).first()
     if draft is not None:
         return draft
     latest = rubric.versions.order_by("-number").first()
@@ -202,83 +453,421 @@ def draft_for_edit(*, rubric: Rubric, user) -> RubricVersion:
         rubric=rubric, number=(latest.number + 1) if latest else 1, created_by=user
     )
     if latest is not None:
-        Criterion.objects.bulk_create(
-            Criterion(version=draft, position=c.position, text=c.text, points=c.points)
-            for c in latest.criteria.all()
-        )
+        _copy_content(latest, draft)
+    _event(draft, user, "draft_started")
     return draft
 
 
+def _criterion_snapshot(c: Criterion) -> dict:
+    return {
+        "text": c.text,
+        "points": compiler.number(c.points),
+        "kind": c.kind,
+        "importance": c.importance,
+        "gate": c.gate,
+        "group": c.group_id,
+        "weight": compiler.number(c.weight),
+        "tags": c.tags,
+    }
+
+
 @transaction.atomic
-def criterion_add(*, version: RubricVersion, text: str, points: object) -> Criterion:
-    version = _locked_draft(version)
-    clean = clean_criterion(text, points)
-    last = version.criteria.aggregate(m=Max("position"))["m"]
-    return Criterion.objects.create(
-        version=version,
-        position=0 if last is None else last + 1,
-        text=clean.text,
-        points=clean.points,
+def criterion_add(
+    *,
+    version: RubricVersion,
+    text: str,
+    points: object,
+    user=None,
+    expected_revision: int | None = None,
+    after: Criterion | None = None,
+    **fields,
+) -> Criterion:
+    """Add a criterion at the end, or just after `after` (joining its group)."""
+    version = _locked_draft(version, expected_revision)
+    clean = clean_criterion(text, points, **fields)
+    group = None
+    if after is not None and after.version_id == version.pk:
+        position = after.position + 1
+        group = after.group
+        version.criteria.filter(position__gte=position).update(position=F("position") + 1)
+    else:
+        last = version.criteria.aggregate(m=Max("position"))["m"]
+        position = 0 if last is None else last + 1
+    criterion = Criterion.objects.create(
+        version=version, position=position, group=group, **clean.model_fields()
     )
-
-
-@transaction.atomic
-def criterion_update(*, criterion: Criterion, text: str, points: object) -> Criterion:
-    _locked_draft(criterion.version)
-    clean = clean_criterion(text, points)
-    criterion.text, criterion.points = clean.text, clean.points
-    criterion.save(update_fields=["text", "points"])
+    _event(
+        version,
+        user,
+        "criterion_added",
+        lineage=criterion.lineage,
+        changes=_criterion_snapshot(criterion),
+    )
     return criterion
 
 
 @transaction.atomic
-def criterion_delete(*, criterion: Criterion) -> None:
-    version = _locked_draft(criterion.version)
-    position = criterion.position
-    criterion.delete()
-    version.criteria.filter(position__gt=position).update(position=F("position") - 1)
+def criterion_update(
+    *, criterion: Criterion, user=None, expected_revision: int | None = None, **fields
+) -> Criterion:
+    """Change some fields of a draft criterion; the fields not given keep their values."""
+    _locked_draft(criterion.version, expected_revision)
+    criterion = Criterion.objects.select_for_update().get(pk=criterion.pk)
+    before = _criterion_snapshot(criterion)
+    current = {name: getattr(criterion, name) for name in CRITERION_FIELDS}
+    current.update({k: v for k, v in fields.items() if k in CRITERION_FIELDS})
+    if "importance" not in fields:
+        # Keep the author's importance unless the sign of the points now contradicts it.
+        negative = str(current["points"]).strip().startswith("-")
+        if negative or current["importance"] == Criterion.Importance.PITFALL:
+            current["importance"] = ""
+    text, points = current.pop("text"), current.pop("points")
+    clean = clean_criterion(text, points, **current)
+    for name, value in clean.model_fields().items():
+        setattr(criterion, name, value)
+    criterion.save()
+    after = _criterion_snapshot(criterion)
+    changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changed:
+        _event(
+            criterion.version, user, "criterion_changed", lineage=criterion.lineage, changes=changed
+        )
+    return criterion
 
 
 @transaction.atomic
-def criterion_move(*, criterion: Criterion, offset: int) -> None:
+def criterion_delete(
+    *, criterion: Criterion, user=None, expected_revision: int | None = None
+) -> None:
+    version = _locked_draft(criterion.version, expected_revision)
+    position, group_id = criterion.position, criterion.group_id
+    _event(
+        version,
+        user,
+        "criterion_removed",
+        lineage=criterion.lineage,
+        changes={"text": criterion.text},
+    )
+    criterion.delete()
+    version.criteria.filter(position__gt=position).update(position=F("position") - 1)
+    _prune_empty_groups(version, group_id)
+
+
+@transaction.atomic
+def criterion_move(
+    *, criterion: Criterion, offset: int, user=None, expected_revision: int | None = None
+) -> None:
     """Swap with the neighbour `offset` (-1 up, +1 down) places away; at an end, do nothing."""
-    version = _locked_draft(criterion.version)
+    version = _locked_draft(criterion.version, expected_revision)
+    criterion = Criterion.objects.get(pk=criterion.pk)
     neighbour = version.criteria.filter(position=criterion.position + offset).first()
     if neighbour is None:
         return
     # The position constraint is deferred, so a swap inside one transaction is fine.
     neighbour.position, criterion.position = criterion.position, neighbour.position
     Criterion.objects.bulk_update([neighbour, criterion], ["position"])
+    _event(
+        version,
+        user,
+        "criterion_moved",
+        lineage=criterion.lineage,
+        changes={"to": criterion.position},
+    )
+
+
+def _ancestors(group: CriterionGroup | None, groups: dict[int, CriterionGroup]) -> list[int]:
+    chain = []
+    while group is not None:
+        chain.append(group.pk)
+        group = groups.get(group.parent_id) if group.parent_id else None
+    return chain
+
+
+def _prune_empty_groups(version: RubricVersion, group_id: int | None) -> None:
+    while group_id is not None:
+        group = CriterionGroup.objects.filter(pk=group_id, version=version).first()
+        if group is None or group.criteria.exists() or group.children.exists():
+            return
+        group_id = group.parent_id
+        group.delete()
 
 
 @transaction.atomic
-def criteria_replace(*, version: RubricVersion, criteria: list[CriterionInput]) -> None:
+def criterion_indent(
+    *, criterion: Criterion, user=None, expected_revision: int | None = None
+) -> None:
+    """One level deeper: join the group of the criterion above, or open a new group."""
+    version = _locked_draft(criterion.version, expected_revision)
+    criterion = Criterion.objects.select_related("group").get(pk=criterion.pk)
+    above = version.criteria.filter(position=criterion.position - 1).select_related("group").first()
+    if above is None:
+        raise ValidationError(
+            {"group": "The first criterion has nothing above it to group with; add one first."}
+        )
+    groups = {g.pk: g for g in version.groups.all()}
+    chain = _ancestors(above.group, groups)  # innermost first
+    current = criterion.group_id
+    target = None
+    if current in chain:
+        index = chain.index(current)
+        if index > 0:
+            target = groups[chain[index - 1]]  # the group one level below ours, above us
+    elif current is None and chain:
+        target = groups[chain[-1]]  # the outermost group of the criterion above
+    if target is None:
+        target = CriterionGroup.objects.create(
+            version=version,
+            parent_id=current,
+            title=f"Group {len(groups) + 1}",
+            # A group sorts among its siblings by its first criterion's position.
+            position=above.position if above.group_id == current else criterion.position,
+        )
+        if above.group_id == current:
+            above.group = target
+            above.save(update_fields=["group"])
+    criterion.group = target
+    criterion.save(update_fields=["group"])
+    _event(
+        version,
+        user,
+        "criterion_indented",
+        lineage=criterion.lineage,
+        changes={"group": target.title},
+    )
+
+
+@transaction.atomic
+def criterion_outdent(
+    *, criterion: Criterion, user=None, expected_revision: int | None = None
+) -> None:
+    """One level up: into the parent of the criterion's group."""
+    version = _locked_draft(criterion.version, expected_revision)
+    criterion = Criterion.objects.select_related("group").get(pk=criterion.pk)
+    if criterion.group is None:
+        raise ValidationError({"group": "This criterion is already at the top level."})
+    old = criterion.group
+    criterion.group_id = old.parent_id
+    criterion.save(update_fields=["group"])
+    _prune_empty_groups(version, old.pk)
+    _event(
+        version, user, "criterion_outdented", lineage=criterion.lineage, changes={"from": old.title}
+    )
+
+
+@transaction.atomic
+def group_update(
+    *, group: CriterionGroup, title: str, weight: object, user=None, expected_revision=None
+) -> CriterionGroup:
+    version = _locked_draft(group.version, expected_revision)
+    title = (title or "").strip()
+    if not title:
+        raise ValidationError({"group.title": "A group needs a title."})
+    clean_weight = parse_weight(weight, field="group.weight")
+    changes = {}
+    if title != group.title:
+        changes["title"] = [group.title, title]
+    if clean_weight != group.weight:
+        changes["weight"] = [compiler.number(group.weight), compiler.number(clean_weight)]
+    group.title, group.weight = title, clean_weight
+    group.save(update_fields=["title", "weight"])
+    if changes:
+        _event(version, user, "group_changed", changes=changes)
+    return group
+
+
+@transaction.atomic
+def rubric_settings_update(
+    *, rubric: Rubric, include_reference: bool, user=None, expected_revision=None
+) -> Rubric:
+    """The setting lives on the rubric; the draft's revision still guards concurrent edits."""
+    draft = draft_for_edit(rubric=rubric, user=user)
+    _locked_draft(draft, expected_revision)
+    if rubric.include_reference != include_reference:
+        rubric.include_reference = include_reference
+        rubric.save(update_fields=["include_reference"])
+        _event(draft, user, "settings_changed", changes={"include_reference": include_reference})
+    return rubric
+
+
+@transaction.atomic
+def criteria_replace(*, version: RubricVersion, criteria: list[CriterionInput], user=None) -> None:
     """Replace a draft's criteria in order (the API's PUT)."""
     version = _locked_draft(version)
     version.criteria.all().delete()
+    version.groups.all().delete()
     Criterion.objects.bulk_create(
-        Criterion(version=version, position=i, text=c.text, points=c.points)
-        for i, c in enumerate(criteria)
+        Criterion(version=version, position=i, **c.model_fields()) for i, c in enumerate(criteria)
     )
+    _event(version, user, "criteria_replaced", changes={"count": len(criteria)})
+
+
+# --- Review and publishing ---------------------------------------------------------------
+
+
+def _check_publishable(criteria: list[Criterion]) -> None:
+    if not criteria:
+        raise ValidationError("A rubric needs at least one criterion before it is published.")
+    if sum(c.points for c in criteria if c.points > 0) <= 0:
+        raise ValidationError("A rubric needs at least one criterion with positive points.")
+
+
+@transaction.atomic
+def version_submit(*, version: RubricVersion, user) -> RubricVersion:
+    """Send a draft to review; it is read-only until approved or moved back to draft."""
+    version = _locked_draft(version)
+    _check_publishable(list(version.criteria.all()))
+    version.status = RubricVersion.Status.IN_REVIEW
+    version.submitted_by, version.submitted_at = user, timezone.now()
+    version.save(update_fields=["status", "submitted_by", "submitted_at"])
+    _event(version, user, "submitted")
+    return version
+
+
+@transaction.atomic
+def version_reopen(*, version: RubricVersion, user) -> RubricVersion:
+    """Move a version in review back to draft, so its author can address comments."""
+    version = RubricVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != RubricVersion.Status.IN_REVIEW:
+        raise ValidationError(f"Version {version.number} is not in review.")
+    version.status = RubricVersion.Status.DRAFT
+    version.revision += 1
+    version.save(update_fields=["status", "revision"])
+    _event(version, user, "reopened")
+    return version
+
+
+@transaction.atomic
+def comment_add(
+    *, version: RubricVersion, user, body: str, criterion: Criterion | None = None
+) -> ReviewComment:
+    version = RubricVersion.objects.select_for_update().get(pk=version.pk)
+    if not version.is_open:
+        raise ValidationError({"body": f"Version {version.number} is {version.status}."})
+    if criterion is not None and criterion.version_id != version.pk:
+        raise ValidationError({"criterion": "That criterion belongs to another version."})
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError({"body": "Write the comment."})
+    if len(body) > 5000:
+        raise ValidationError({"body": "Keep a comment under 5,000 characters."})
+    comment = ReviewComment.objects.create(
+        version=version, criterion=criterion, author=user, body=body
+    )
+    _event(
+        version,
+        user,
+        "commented",
+        lineage=criterion.lineage if criterion else None,
+        changes={"body": body[:200]},
+    )
+    return comment
+
+
+@transaction.atomic
+def comment_resolve(*, comment: ReviewComment, user) -> ReviewComment:
+    comment = ReviewComment.objects.select_for_update().select_related("version").get(pk=comment.pk)
+    if comment.resolved_at is not None:
+        raise ValidationError({"comment": "This comment is already resolved."})
+    comment.resolved_by, comment.resolved_at = user, timezone.now()
+    comment.save(update_fields=["resolved_by", "resolved_at"])
+    _event(comment.version, user, "comment_resolved", changes={"body": comment.body[:200]})
+    return comment
+
+
+def _publish(version: RubricVersion, user) -> Grader:
+    version.rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
+    parts = grader_parts(version, version.rubric)
+    _check_publishable(parts.criteria)
+    grader_hash, spec = compiler.compile_grader(
+        version,
+        parts.criteria,
+        groups=parts.groups,
+        reference=parts.reference,
+        template=parts.template,
+    )
+    version.status = RubricVersion.Status.PUBLISHED
+    version.content_hash = spec["rubric"]["content_hash"]
+    version.published_by = user
+    version.published_at = timezone.now()
+    version.save(update_fields=["status", "content_hash", "published_by", "published_at"])
+    # The previous published version stays gradeable; it is retired by hand.
+    grader, _ = Grader.objects.get_or_create(
+        hash=grader_hash, defaults={"version": version, "spec": spec}
+    )
+    _event(version, user, "published", changes={"grader": grader_hash})
+    return grader
 
 
 @transaction.atomic
 def version_publish(*, version: RubricVersion, user) -> Grader:
     """Freeze a draft: it gets a content hash and compiles into a grader."""
     version = _locked_draft(version)
-    criteria = list(version.criteria.order_by("position"))
-    if not criteria:
-        raise ValidationError("A rubric needs at least one criterion before it is published.")
-    if sum(c.points for c in criteria if c.points > 0) <= 0:
-        raise ValidationError("A rubric needs at least one criterion with positive points.")
-    version.rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
-    grader_hash, spec = compiler.compile_grader(version, criteria)
-    version.status = RubricVersion.Status.PUBLISHED
-    version.content_hash = spec["rubric"]["content_hash"]
-    version.published_by = user
-    version.published_at = timezone.now()
-    version.save(update_fields=["status", "content_hash", "published_by", "published_at"])
-    grader, _ = Grader.objects.get_or_create(
-        hash=grader_hash, defaults={"version": version, "spec": spec}
-    )
-    return grader
+    return _publish(version, user)
+
+
+@transaction.atomic
+def version_approve(*, version: RubricVersion, user, role: str) -> Grader:
+    """A reviewer approves a version in review: it is published. Never their own draft."""
+    version = RubricVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != RubricVersion.Status.IN_REVIEW:
+        raise ValidationError(f"Version {version.number} is not in review; submit it first.")
+    if role != Role.REVIEWER:
+        raise ValidationError("Only a reviewer approves a rubric.")
+    if user.pk in (version.created_by_id, version.submitted_by_id):
+        raise ValidationError("You wrote or submitted this draft: another reviewer approves it.")
+    open_comments = version.comments.filter(resolved_at__isnull=True).count()
+    if open_comments:
+        raise ValidationError(
+            f"{open_comments} review comment(s) are unresolved; the author resolves them first."
+        )
+    return _publish(version, user)
+
+
+@transaction.atomic
+def version_retire(*, version: RubricVersion, user) -> RubricVersion:
+    version = RubricVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != RubricVersion.Status.PUBLISHED:
+        raise ValidationError(
+            f"Only a published version is retired; v{version.number} is {version.status}."
+        )
+    version.status = RubricVersion.Status.RETIRED
+    version.save(update_fields=["status"])
+    _event(version, user, "retired")
+    return version
+
+
+# --- Templates ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def template_apply(*, template: Rubric, tasks, user) -> list[Rubric]:
+    """Give each task without a rubric a rubric that builds on `template` (its per-task
+    criteria start empty); a task rubric with no template yet adopts it."""
+    if not template.is_template:
+        raise ValidationError({"template": "That rubric is not a template."})
+    rubrics = []
+    for task in tasks:
+        if task.project_id != template.project_id:
+            raise ValidationError({"task": f"Task '{task.external_id}' is in another project."})
+        existing = Rubric.objects.select_for_update().filter(task=task).first()
+        if existing is None:
+            rubrics.append(
+                rubric_create(
+                    project=template.project,
+                    task=task,
+                    title=f"{template.title}: {task.title}",
+                    user=user,
+                    template=template,
+                )
+            )
+        elif existing.template_id is None:
+            existing.template = template
+            existing.save(update_fields=["template"])
+            _event(
+                existing.versions.order_by("-number").first(),
+                user,
+                "template_applied",
+                changes={"template": template.title},
+            )
+            rubrics.append(existing)
+    return rubrics

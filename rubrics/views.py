@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import selectors, services
-from rubrics.forms import CriterionForm, MemberForm, ProjectForm, RubricForm, TaskForm
-from rubrics.models import RubricVersion
+from rubrics import checks, formats, lint, scoring, selectors, services
+from rubrics.forms import MemberForm, ProjectForm, RubricForm, TaskForm
+from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
 
 
@@ -153,13 +155,77 @@ def rubric_new(request: HttpRequest, slug: str, external_id: str) -> HttpRespons
     return redirect("rubric", pk=rubric.pk)
 
 
-def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None) -> dict:
+def _revision(request: HttpRequest) -> int | None:
+    raw = request.POST.get("revision", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _check_from(post) -> dict:
+    """A checked criterion's check from the editor's plain fields (no JSON for authors)."""
+    kind, value = post.get("check_type", ""), post.get("check_value", "")
+    match_case = post.get("check_case") in ("on", "1", "true")
+    if kind in ("contains", "not_contains"):
+        return {"type": kind, "value": value, "case_sensitive": match_case}
+    if kind == "regex":
+        return {"type": kind, "pattern": value, "ignore_case": not match_case}
+    if kind == "number":
+        return {"type": kind, "value": value, "tolerance": post.get("check_tolerance") or 0}
+    if kind == "json_field":
+        try:
+            equals = json.loads(value)
+        except ValueError:
+            equals = value
+        return {"type": kind, "path": post.get("check_path", ""), "equals": equals}
+    return {"type": kind}
+
+
+TEXT_FIELDS = (
+    "text",
+    "points",
+    "importance",
+    "guidance",
+    "example_met",
+    "example_unmet",
+    "kind",
+    "weight",
+    "tags",
+    "scale",
+)
+
+
+def _criterion_fields(post) -> dict:
+    """The fields a form sent; the ones it did not send keep their values."""
+    fields = {name: post[name] for name in TEXT_FIELDS if name in post}
+    if "gate_shown" in post:  # an unticked checkbox sends nothing
+        fields["gate"] = post.get("gate") == "on"
+    if fields.get("kind", post.get("kind_now")) == "checked":
+        if "check_type" in post:
+            fields["check_spec"] = _check_from(post)
+        elif post.get("kind_now") != "checked":
+            # Just switched to checked: start from what the lint saw, for the author to refine.
+            fields["check_spec"] = lint.suggest_check(post.get("text", ""))
+    return fields
+
+
+def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, focus="") -> dict:
     versions = list(selectors.rubric_versions(rubric))
-    draft = next((v for v in versions if v.is_draft), None)
+    draft = next((v for v in versions if v.is_open), None)
     shown = version or draft or (versions[0] if versions else None)
     criteria = list(selectors.version_criteria(shown)) if shown else []
+    groups = list(selectors.version_groups(shown)) if shown else []
+    comments = list(selectors.version_comments(shown)) if shown else []
     grader = next(iter(shown.graders.all()), None) if shown else None
     role = rubric.project.role
+    user = request.user
+    in_review = bool(shown and shown.status == RubricVersion.Status.IN_REVIEW)
+    # "/criteria/0/" -> "/criteria/": each row's URLs are its pk appended, not 1,400 reverse()s.
+    url_prefix = reverse("criterion_update", kwargs={"pk": 0})[: -len("0/")]
+    rows = selectors.editor_rows(criteria, groups, comments, url_prefix=url_prefix)
+    warnings = lint.lint_criteria(criteria)
+    by_position = {row.criterion.position: row for row in rows}
+    for warning in warnings:
+        if warning.position in by_position:
+            by_position[warning.position].warnings.append(warning)
     return {
         "project": rubric.project,
         "rubric": rubric,
@@ -167,14 +233,33 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None) 
         "version": shown,
         "draft": draft,
         "criteria": criteria,
+        "rows": rows,
+        "comments": comments,
+        "open_comments": sum(1 for c in comments if c.resolved_at is None),
+        "lint": warnings,
         "points_total": selectors.points_total(criteria),
+        "method": "tree" if groups else "healthbench",
+        "formula": scoring.FORMULAS["tree" if groups else "healthbench"]
+        + (scoring.GATE_NOTE if any(c.gate for c in criteria) else ""),
         "grader": grader,
         "grader_json": _pretty(grader.spec) if grader else "",
         "editable": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
         "can_publish": bool(shown and shown.is_draft and role_allows(role, Perm.PUBLISH)),
+        "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
+        "can_comment": in_review and role_allows(role, Perm.REVIEW),
+        "can_retire": role_allows(role, Perm.PUBLISH),
+        "history_url": reverse("rubric_history", kwargs={"pk": rubric.pk}),
+        "can_approve": in_review
+        and role_allows(role, Perm.APPROVE)
+        and user.pk not in (shown.created_by_id, shown.submitted_by_id),
+        "in_review": in_review,
         "errors": errors or [],
-        "new_form": CriterionForm(),
+        "focus": focus,
+        "importances": Criterion.Importance.choices,
+        "kinds": Criterion.Kind.choices,
+        "check_types": checks.CHECK_TYPES,
+        "references": list(rubric.task.references.all()[:1]) if rubric.task_id else [],
     }
 
 
@@ -199,6 +284,40 @@ def rubric_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def template_new(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    try:
+        rubric = services.rubric_create(
+            project=project,
+            title=request.POST.get("title", ""),
+            user=request.user,
+            is_template=True,
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+        return redirect("project", slug=slug)
+    return redirect("rubric", pk=rubric.pk)
+
+
+@login_required
+@require_POST
+def template_apply(request: HttpRequest, pk: int) -> HttpResponse:
+    """Apply a template to every task of the project that has no rubric of its own."""
+    template = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+    tasks = selectors.project_tasks(template.project).filter(rubrics__isnull=True)
+    try:
+        applied = services.template_apply(template=template, tasks=tasks, user=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"Applied to {len(applied)} task(s) without a rubric.")
+    return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_POST
 def rubric_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Start (or reopen) the draft of a rubric whose latest version is published."""
     rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
@@ -212,26 +331,99 @@ def criterion_add(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
     draft = services.draft_for_edit(rubric=rubric, user=request.user)
     errors = []
+    fields = _criterion_fields(request.POST)
+    text, points = fields.pop("text", ""), fields.pop("points", None)
     try:
         services.criterion_add(
-            version=draft, text=request.POST.get("text", ""), points=request.POST.get("points")
+            version=draft,
+            text=text,
+            points=points,
+            user=request.user,
+            expected_revision=_revision(request),
+            **fields,
         )
     except ValidationError as exc:
         errors = _errors(exc)
-    return _render_editor(request, rubric, partial="criteria", errors=errors)
+    return _render_editor(request, rubric, partial="criteria", errors=errors, focus="new")
+
+
+def _criterion_and_rubric(request: HttpRequest, pk: int):
+    criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
+    rubric = selectors.rubric_for(request.user, criterion.version.rubric_id, Perm.EDIT_RUBRICS)
+    return criterion, rubric
 
 
 @login_required
 @require_POST
 def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
-    criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
-    rubric = selectors.rubric_for(request.user, criterion.version.rubric_id, Perm.EDIT_RUBRICS)
-    errors = []
+    """Autosave of one criterion. htmx gets only the save status, lint and totals back, so
+    the author's cursor stays where it is; the revision guards against a second author."""
+    criterion, rubric = _criterion_and_rubric(request, pk)
+    errors, stale = [], False
     try:
         services.criterion_update(
             criterion=criterion,
-            text=request.POST.get("text", ""),
-            points=request.POST.get("points"),
+            user=request.user,
+            expected_revision=_revision(request),
+            **_criterion_fields(request.POST),
+        )
+    except ValidationError as exc:
+        errors = _errors(exc)
+        stale = "revision" in getattr(exc, "error_dict", {})
+    if not request.htmx or request.POST.get("full"):
+        return _render_editor(
+            request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
+        )
+    context = _editor_context(request, rubric, errors=errors)
+    context.update(saved_criterion=criterion, stale=stale, oob=True)
+    return render(request, "rubrics/rubric.html#saved", context)
+
+
+def _structural(request, pk: int, action) -> HttpResponse:
+    criterion, rubric = _criterion_and_rubric(request, pk)
+    errors = []
+    try:
+        action(criterion=criterion, user=request.user, expected_revision=_revision(request))
+    except ValidationError as exc:
+        errors = _errors(exc)
+    return _render_editor(
+        request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
+    )
+
+
+@login_required
+@require_POST
+def criterion_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    return _structural(request, pk, services.criterion_delete)
+
+
+@login_required
+@require_POST
+def criterion_move(request: HttpRequest, pk: int, direction: str) -> HttpResponse:
+    actions = {
+        "up": lambda **kw: services.criterion_move(offset=-1, **kw),
+        "down": lambda **kw: services.criterion_move(offset=1, **kw),
+        "in": services.criterion_indent,
+        "out": services.criterion_outdent,
+    }
+    if direction not in actions:
+        raise Http404("No such move.")
+    return _structural(request, pk, actions[direction])
+
+
+@login_required
+@require_POST
+def group_update(request: HttpRequest, pk: int) -> HttpResponse:
+    group = selectors.group_for(request.user, pk, Perm.EDIT_RUBRICS)
+    rubric = selectors.rubric_for(request.user, group.version.rubric_id, Perm.EDIT_RUBRICS)
+    errors = []
+    try:
+        services.group_update(
+            group=group,
+            title=request.POST.get("title", ""),
+            weight=request.POST.get("weight"),
+            user=request.user,
+            expected_revision=_revision(request),
         )
     except ValidationError as exc:
         errors = _errors(exc)
@@ -240,28 +432,188 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def criterion_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
-    rubric = selectors.rubric_for(request.user, criterion.version.rubric_id, Perm.EDIT_RUBRICS)
-    errors = []
+def rubric_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
     try:
-        services.criterion_delete(criterion=criterion)
+        services.rubric_settings_update(
+            rubric=rubric,
+            include_reference=request.POST.get("include_reference") == "on",
+            user=request.user,
+            expected_revision=_revision(request),
+        )
     except ValidationError as exc:
-        errors = _errors(exc)
-    return _render_editor(request, rubric, partial="criteria", errors=errors)
+        for error in _errors(exc):
+            messages.error(request, error)
+    return redirect("rubric", pk=pk)
+
+
+def _open_version(rubric):
+    return rubric.versions.filter(
+        status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW]
+    ).first()
+
+
+def _review_action(request, pk: int, perm: Perm, action, done: str) -> HttpResponse:
+    rubric = selectors.rubric_for(request.user, pk, perm)
+    version = _open_version(rubric)
+    if version is None:
+        messages.error(request, "There is no draft or version in review.")
+        return redirect("rubric", pk=pk)
+    try:
+        result = action(version=version, user=request.user, role=rubric.project.role)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, done.format(v=version, result=result))
+    return redirect("rubric", pk=pk)
 
 
 @login_required
 @require_POST
-def criterion_move(request: HttpRequest, pk: int, direction: str) -> HttpResponse:
-    criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
-    rubric = selectors.rubric_for(request.user, criterion.version.rubric_id, Perm.EDIT_RUBRICS)
-    errors = []
+def rubric_submit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _review_action(
+        request,
+        pk,
+        Perm.EDIT_RUBRICS,
+        lambda version, user, role: services.version_submit(version=version, user=user),
+        "Version {v.number} is in review.",
+    )
+
+
+@login_required
+@require_POST
+def rubric_reopen(request: HttpRequest, pk: int) -> HttpResponse:
+    return _review_action(
+        request,
+        pk,
+        Perm.EDIT_RUBRICS,
+        lambda version, user, role: services.version_reopen(version=version, user=user),
+        "Version {v.number} is a draft again.",
+    )
+
+
+@login_required
+@require_POST
+def rubric_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _review_action(
+        request,
+        pk,
+        Perm.APPROVE,
+        services.version_approve,
+        "Approved and published version {v.number}: grader {result.short_hash}.",
+    )
+
+
+@login_required
+@require_POST
+def rubric_retire(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """Retire a published version: it stays readable, and new runs should not use it."""
+    rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
+    version = rubric.versions.filter(number=number).first()
+    if version is None:
+        raise Http404("No such version.")
     try:
-        services.criterion_move(criterion=criterion, offset=-1 if direction == "up" else 1)
+        services.version_retire(version=version, user=request.user)
     except ValidationError as exc:
-        errors = _errors(exc)
-    return _render_editor(request, rubric, partial="criteria", errors=errors)
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"Retired version {number}.")
+    return redirect(f"{reverse('rubric', kwargs={'pk': pk})}?version={number}")
+
+
+@login_required
+@require_POST
+def comment_add(request: HttpRequest, pk: int) -> HttpResponse:
+    rubric = selectors.rubric_for(request.user, pk, Perm.REVIEW)
+    version = _open_version(rubric)
+    raw = request.POST.get("criterion", "")
+    criterion = version.criteria.filter(pk=int(raw)).first() if version and raw.isdigit() else None
+    try:
+        if version is None:
+            raise ValidationError("There is no version in review.")
+        services.comment_add(
+            version=version,
+            user=request.user,
+            body=request.POST.get("body", ""),
+            criterion=criterion,
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_POST
+def comment_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = selectors.comment_for(request.user, pk, Perm.EDIT_RUBRICS)
+    try:
+        services.comment_resolve(comment=comment, user=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    return redirect("rubric", pk=comment.version.rubric_id)
+
+
+@login_required
+@require_GET
+def rubric_diff(request: HttpRequest, pk: int) -> HttpResponse:
+    rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+    versions = list(rubric.versions.order_by("number"))
+    by_number = {v.number: v for v in versions}
+
+    def pick(name: str, default):
+        raw = request.GET.get(name, "")
+        return by_number.get(int(raw)) if raw.isdigit() else default
+
+    right = pick("b", versions[-1] if versions else None)
+    left = pick("a", versions[-2] if len(versions) > 1 else right)
+    rows = selectors.version_diff(left, right) if left and right else []
+    return render(
+        request,
+        "rubrics/diff.html",
+        {
+            "project": rubric.project,
+            "rubric": rubric,
+            "versions": versions,
+            "left": left,
+            "right": right,
+            "rows": rows,
+            "counts": {
+                s: sum(1 for r in rows if r["status"] == s) for s in ("added", "removed", "changed")
+            },
+        },
+    )
+
+
+@login_required
+@require_GET
+def rubric_history(request: HttpRequest, pk: int) -> HttpResponse:
+    rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+    lineage = request.GET.get("criterion", "")
+    try:
+        lineage = str(uuid.UUID(lineage)) if lineage else ""
+    except ValueError:
+        raise Http404("No such criterion.") from None
+    criterion = (
+        Criterion.objects.filter(version__rubric=rubric, lineage=lineage)
+        .order_by("-version__number")
+        .first()
+        if lineage
+        else None
+    )
+    return render(
+        request,
+        "rubrics/history.html",
+        {
+            "project": rubric.project,
+            "rubric": rubric,
+            "criterion": criterion,
+            "events": selectors.rubric_history(rubric, lineage=lineage or None),
+        },
+    )
 
 
 @login_required
@@ -280,6 +632,94 @@ def rubric_publish(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Published version {draft.number}: grader {grader.short_hash}.")
     return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Upload a HealthBench JSONL or PaperBench JSON file; all of it or nothing."""
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    errors: list[str] = []
+    chosen = request.POST.get("format", "healthbench")
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        publish = request.POST.get("publish") == "on"
+        if chosen not in (*formats.FORMATS, "csv", "xlsx"):
+            errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
+        elif upload is None:
+            errors.append("file: choose a file to import.")
+        else:
+            try:
+                raw = upload.read()
+                text = formats.xlsx_as_csv(raw) if chosen == "xlsx" else raw.decode("utf-8")
+                if chosen in ("csv", "xlsx"):
+                    pairs = [
+                        f"{name}={request.POST[f'map_{name}']}"
+                        for name in formats.SHEET_FIELDS
+                        if request.POST.get(f"map_{name}", "").strip()
+                    ]
+                    result = formats.import_spreadsheet(
+                        project=project,
+                        text=text.lstrip("\ufeff"),
+                        mapping=formats.parse_mapping(pairs),
+                        user=request.user,
+                        publish=publish,
+                    )
+                elif chosen == "healthbench":
+                    result = formats.import_healthbench(
+                        project=project, lines=text.splitlines(), user=request.user, publish=publish
+                    )
+                else:
+                    result = formats.import_paperbench(
+                        project=project, text=text, user=request.user, publish=publish
+                    )
+            except UnicodeDecodeError:
+                errors.append(f"{upload.name}: the file is not UTF-8 text. Nothing was imported.")
+            except ValidationError as exc:
+                errors = [f"{upload.name}, {e}" for e in _errors(exc)]
+                errors.append("Nothing was imported.")
+            else:
+                messages.success(
+                    request,
+                    f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria.",
+                )
+                return redirect("project", slug=slug)
+    return render(
+        request,
+        "rubrics/import.html",
+        {
+            "project": project,
+            "errors": errors,
+            "formats": [*formats.FORMATS, "csv", "xlsx"],
+            "chosen": chosen,
+            "sheet_fields": formats.SHEET_FIELDS,
+        },
+    )
+
+
+@login_required
+@require_GET
+def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.VIEW)
+    fmt = request.GET.get("format", "healthbench")
+    if fmt == "healthbench":
+        body = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+        response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
+        return response
+    if fmt != "paperbench":
+        raise Http404("Unknown format.")
+    raw = request.GET.get("rubric", "")
+    try:
+        rubric = formats.tree_rubric_for_export(
+            project=project, pk=int(raw) if raw.isdigit() else None
+        )
+    except ValidationError as exc:
+        raise Http404(" ".join(_errors(exc))) from None
+    body = json.dumps(formats.export_paperbench(rubric=rubric), indent=2, ensure_ascii=False)
+    response = HttpResponse(body + "\n", content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug}-rubric-{rubric.pk}.json"'
+    return response
 
 
 @login_required

@@ -83,3 +83,78 @@
     if (window.htmx) htmx.onLoad(function (el) { drawCharts(el); updatePointsTotal(); });
   });
 })();
+
+// The rubric editor's keyboard: Alt+N new criterion, Enter adds it, Alt+Up/Down moves the
+// criterion being edited, Alt+Right/Left moves it into / out of a group. After htmx swaps the
+// list, focus returns to where the author was. Unsaved typing is sent when the tab closes.
+(function () {
+  "use strict";
+
+  function editor() { return document.querySelector("[data-editor]"); }
+
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; }
+    catch (e) { return ""; }
+  }
+
+  const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowRight: "in", ArrowLeft: "out" };
+
+  document.addEventListener("keydown", function (event) {
+    if (!editor()) return;
+    if (event.altKey && (event.key === "n" || event.key === "N" || event.code === "KeyN")) {
+      const box = document.getElementById("new-criterion-text");
+      if (box) { event.preventDefault(); box.focus(); }
+      return;
+    }
+    if (event.target.id === "new-criterion-text" && event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      if (!event.target.value.trim()) return;
+      if (window.htmx) window.htmx.process(event.target.form);  // never a native submit
+      event.target.form.requestSubmit();
+      return;
+    }
+    if (event.altKey && KEYS[event.key]) {
+      const row = event.target.closest && event.target.closest("li[data-criterion]");
+      if (!row) return;
+      const button = row.querySelector('button[data-key="' + KEYS[event.key] + '"]');
+      event.preventDefault();
+      if (!button || button.disabled) return;
+      // A key pressed the instant a swap lands may beat htmx's wiring of the new row.
+      if (window.htmx) window.htmx.process(row);
+      button.click();
+    }
+  });
+
+  // After settling: by then htmx has wired the new buttons, so a key pressed at once works.
+  document.addEventListener("htmx:afterSettle", function () {
+    const list = document.getElementById("criteria");
+    if (!list || !list.dataset.focus) return;
+    let target = null;
+    if (list.dataset.focus === "new") {
+      target = document.getElementById("new-criterion-text");
+    } else {
+      target = document.getElementById(list.dataset.focus + "-text");
+    }
+    if (target) target.focus();
+    list.dataset.focus = "";
+  });
+
+  // Dirty rows: typed in, not yet answered by the server.
+  document.addEventListener("input", function (event) {
+    const form = event.target.closest && event.target.closest("form.crit-row");
+    if (form) form.dataset.dirty = "1";
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form.crit-row");
+    if (form && event.detail.successful) delete form.dataset.dirty;
+  });
+  window.addEventListener("pagehide", function () {
+    document.querySelectorAll("form.crit-row[data-dirty]").forEach(function (form) {
+      const data = new FormData(form);
+      const revision = document.getElementById("draft-revision");
+      if (revision) data.set("revision", revision.value);
+      data.set("csrfmiddlewaretoken", csrfToken());
+      navigator.sendBeacon(form.getAttribute("hx-post"), data);
+    });
+  });
+})();

@@ -357,7 +357,7 @@ def test_criteria_errors_are_named_by_index_and_leave_the_draft_alone(personas):
                 {"text": "Zero", "points": 0},
                 "not an object",
                 {"text": "  ", "points": 1},
-                {"text": "Extra", "points": 1, "importance": "essential"},
+                {"text": "Extra", "points": 1, "colour": "blue"},
                 {"text": "Too precise", "points": 1.005},
                 {"text": "No points"},
             ]
@@ -369,7 +369,7 @@ def test_criteria_errors_are_named_by_index_and_leave_the_draft_alone(personas):
         "criteria[1].points",
         "criteria[2]",
         "criteria[3].text",
-        "criteria[4].importance",
+        "criteria[4].colour",
         "criteria[5].points",
         "criteria[6].points",
     }
@@ -567,3 +567,93 @@ def test_docs_page_is_served_to_a_logged_in_user(client, personas):
     reply = client.get("/api/docs/")
     assert reply.status_code == 200
     assert b"swagger" in reply.content.lower()
+
+
+def test_review_over_the_api_with_every_criterion_field(personas):
+    author, reviewer = api_client(personas.author), api_client(personas.reviewer)
+    slug = personas.project.slug
+    reply = author.post(
+        f"/api/projects/{slug}/rubrics/",
+        {
+            "title": "Kinds",
+            "criteria": [
+                {"text": "Advises rest", "points": 2, "importance": "essential", "gate": True},
+                {
+                    "text": "Clarity",
+                    "points": 3,
+                    "kind": "scale",
+                    "scale": ["Unclear", "Clear"],
+                    "tags": ["communication quality"],
+                },
+                {
+                    "text": "Says 911",
+                    "points": 1,
+                    "kind": "checked",
+                    "check": {"type": "contains", "value": "911"},
+                },
+                {"text": "Scares the patient", "points": -2},
+            ],
+        },
+        format="json",
+    )
+    assert reply.status_code == 201, reply.data
+    rubric_id = reply.data["id"]
+    criteria = reply.data["versions"][0]["criteria"]
+    assert criteria[0]["gate"] is True and criteria[0]["importance"] == "essential"
+    assert criteria[1]["scale"] == ["Unclear", "Clear"]
+    assert criteria[2]["check"] == {"type": "contains", "value": "911", "case_sensitive": False}
+    assert criteria[3]["importance"] == "pitfall"
+
+    bad = author.post(
+        f"/api/projects/{slug}/rubrics/",
+        {"criteria": [{"text": "x", "points": 1, "kind": "scale", "scale": ["one"]}]},
+        format="json",
+    )
+    assert bad.status_code == 400 and "criteria[0].scale" in bad.data
+
+    assert author.post(f"/api/rubrics/{rubric_id}/submit/").status_code == 200
+    refused = author.post(f"/api/rubrics/{rubric_id}/approve/")
+    assert refused.status_code == 403  # authors never approve
+    approved = reviewer.post(f"/api/rubrics/{rubric_id}/approve/")
+    assert approved.status_code == 201, approved.data
+    assert approved.data["version"]["status"] == "published"
+
+    author.put(
+        f"/api/rubrics/{rubric_id}/draft/criteria/",
+        {"criteria": [{"text": "Advises rest", "points": 2}]},
+        format="json",
+    )
+    diff = author.get(f"/api/rubrics/{rubric_id}/diff/?a=1&b=2").data
+    assert sorted(r["status"] for r in diff) == [
+        "added",
+        "removed",
+        "removed",
+        "removed",
+        "removed",
+    ]
+
+
+def test_review_comments_over_the_api_block_approval_until_resolved(personas):
+    author, reviewer = api_client(personas.author), api_client(personas.reviewer)
+    reply = author.post(
+        f"/api/projects/{personas.project.slug}/rubrics/",
+        {"title": "R", "criteria": [{"text": "Advises rest", "points": 1}]},
+        format="json",
+    )
+    rubric_id = reply.data["id"]
+    criterion_id = reply.data["versions"][0]["criteria"][0]["id"]
+    author.post(f"/api/rubrics/{rubric_id}/submit/")
+    comment = reviewer.post(
+        f"/api/rubrics/{rubric_id}/comments/",
+        {"body": "For how long?", "criterion": criterion_id},
+        format="json",
+    )
+    assert comment.status_code == 201 and comment.data["criterion"] == criterion_id
+    assert reviewer.post(
+        f"/api/rubrics/{rubric_id}/comments/", {"body": "x", "criterion": 999999}, format="json"
+    ).data == {"criterion": ["No criterion 999999 here."]}
+    refused = reviewer.post(f"/api/rubrics/{rubric_id}/approve/")
+    assert refused.status_code == 400 and "unresolved" in str(refused.data)
+    resolved = author.post(f"/api/comments/{comment.data['id']}/resolve/")
+    assert resolved.status_code == 200 and resolved.data["resolved_by"] == personas.author.username
+    assert reviewer.post(f"/api/rubrics/{rubric_id}/approve/").status_code == 201

@@ -112,6 +112,36 @@ ENDPOINTS = [
         "rubrics/{draft_rubric}/publish/",
         members_only(PUBLISHERS, 400),
     ),
+    # The empty draft cannot be submitted, and it is not in review: allowed roles get 400.
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/submit/",
+        "rubrics/{draft_rubric}/submit/",
+        members_only(EDITORS, 400),
+    ),
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/approve/",
+        "rubrics/{draft_rubric}/approve/",
+        members_only({"reviewer"}, 400),
+    ),
+    Endpoint(
+        "get", "rubrics/<int:pk>/diff/", "rubrics/{rubric}/diff/", members_only(EVERYONE, 200)
+    ),
+    Endpoint(
+        "post",
+        "rubrics/<int:pk>/comments/",
+        "rubrics/{review_rubric}/comments/",
+        members_only({"admin", "reviewer"}, 400),
+    ),
+    # An empty body: allowed roles get past the permission check, then resolve the comment
+    # (200) -- so the first allowed persona resolves it and the next one gets 400.
+    Endpoint(
+        "post",
+        "comments/<int:pk>/resolve/",
+        "comments/{comment}/resolve/",
+        {**members_only(EDITORS, 400), "admin": 200},
+    ),
     Endpoint("get", "graders/<str:grader_hash>/", "graders/{grader}/", members_only(EVERYONE, 200)),
     Endpoint("get", SLUG + "datasets/", "projects/{slug}/datasets/", members_only(RESULTS, 200)),
     Endpoint("post", SLUG + "datasets/", "projects/{slug}/datasets/", members_only(OPERATORS, 400)),
@@ -243,12 +273,23 @@ def world(personas):
     outsider_token, _ = tokens.token_create(user=factories.make_user(), name="x", scopes=["read"])
     queue = factories.make_queue(project, grader, [personas.annotator], admin, overlap=1)
     assignment = annotation_services.assignment_claim(queue=queue, user=personas.annotator)
+    review_rubric = rubric_services.rubric_create(
+        project=project,
+        title="In review",
+        user=admin,
+        criteria=[rubric_services.clean_criterion("Advises rest", 1)],
+    )
+    in_review = review_rubric.versions.get()
+    rubric_services.version_submit(version=in_review, user=admin)
+    comment = rubric_services.comment_add(version=in_review, user=personas.reviewer, body="Why?")
     return SimpleNamespace(
         token=outsider_token.pk,
         snapshot=snapshot.pk,
         queue=queue.pk,
         assignment=assignment.pk,
         version=grader.version_id,
+        review_rubric=review_rubric.pk,
+        comment=comment.pk,
         slug=project.slug,
         task=task.external_id,
         rubric=grader.version.rubric_id,

@@ -36,6 +36,19 @@ def world(personas):
     from rubrics import services as rubric_services
 
     draft = rubric_services.draft_for_edit(rubric=draft_rubric, user=p.admin)
+    criterion = draft.criteria.get()
+    second = rubric_services.criterion_add(version=draft, text="Mentions rest", points=1)
+    rubric_services.criterion_indent(criterion=second)
+    review_grader = factories.make_published_rubric(
+        p.project, factories.make_task(p.project, "t3"), [("Mentions food", 1)], p.admin
+    )
+    review_rubric = review_grader.version.rubric
+    in_review = rubric_services.draft_for_edit(rubric=review_rubric, user=p.admin)
+    rubric_services.version_submit(version=in_review, user=p.admin)
+    comment = rubric_services.comment_add(version=in_review, user=p.reviewer, body="Vague")
+    template = rubric_services.rubric_create(
+        project=p.project, title="Generic", user=p.admin, is_template=True
+    )
     factories.import_responses(p.project, [{"task_id": "t1", "model": "m", "response": "x"}])
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
     run = GradingRun.objects.create(
@@ -56,7 +69,11 @@ def world(personas):
         "grader": grader,
         "rubric": rubric,
         "draft_rubric": draft_rubric,
-        "criterion": draft.criteria.get(),
+        "criterion": criterion,
+        "group": Criterion.objects.get(pk=second.pk).group,
+        "review_rubric": review_rubric,
+        "comment": comment,
+        "template": template,
         "run": run,
         "score": score,
         "judge": judge,
@@ -117,6 +134,48 @@ TABLE = {
         {},
     ),
     "grader": ("get", lambda w: {"grader_hash": w["grader"].hash}, ALL, None),
+    "rubric_settings": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        {"admin", "author"},
+        {"include_reference": "on"},
+    ),
+    "rubric_retire": (
+        "post",
+        lambda w: {"pk": w["rubric"].pk, "number": 1},
+        {"admin", "author", "reviewer"},
+        {},
+    ),
+    "rubric_submit": ("post", lambda w: {"pk": w["draft_rubric"].pk}, {"admin", "author"}, {}),
+    "rubric_reopen": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"admin", "author"}, {}),
+    "rubric_approve": ("post", lambda w: {"pk": w["review_rubric"].pk}, {"reviewer"}, {}),
+    "comment_add": (
+        "post",
+        lambda w: {"pk": w["review_rubric"].pk},
+        {"admin", "reviewer"},
+        {"body": "Please split this criterion."},
+    ),
+    "comment_resolve": ("post", lambda w: {"pk": w["comment"].pk}, {"admin", "author"}, {}),
+    "rubric_diff": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "rubric_history": ("get", lambda w: {"pk": w["draft_rubric"].pk}, ALL, None),
+    "template_new": ("post", _slug, {"admin", "author"}, {"title": "Safety basics"}),
+    "template_apply": ("post", lambda w: {"pk": w["template"].pk}, {"admin", "author"}, {}),
+    "rubrics_import": ("get", _slug, {"admin", "author"}, None),
+    "rubrics_import#post": ("post", _slug, {"admin", "author"}, {"format": "healthbench"}),
+    "rubrics_export": ("get", _slug, ALL, None),
+    "rubric_try": ("get", lambda w: {"pk": w["draft_rubric"].pk}, RESULTS, None),
+    "rubric_try#post": (
+        "post",
+        lambda w: {"pk": w["draft_rubric"].pk},
+        RESULTS,
+        {"action": "preview", "response": "Drink water."},
+    ),
+    "group_update": (
+        "post",
+        lambda w: {"pk": w["group"].pk},
+        {"admin", "author"},
+        {"title": "Safety", "weight": "2"},
+    ),
     "responses": ("get", _slug, ALL, None),
     "responses#post": ("post", _slug, {"admin", "engineer"}, {}),
     "judges": ("get", _slug, RESULTS, None),
@@ -261,3 +320,14 @@ def test_run_create_refuses_when_nothing_to_grade(world):
             project=p.project, grader=grader, judge=world["judge"], user=p.admin
         )
     assert not GradingRun.objects.filter(grader=grader).exists()
+
+
+def test_retiring_from_the_page_changes_only_the_status(client, world):
+    version = world["grader"].version
+    before = version.content_hash
+    client.force_login(world["p"].reviewer)
+    reply = client.post(reverse("rubric_retire", kwargs={"pk": world["rubric"].pk, "number": 1}))
+    assert reply.status_code == 302
+    version.refresh_from_db()
+    assert version.status == "retired" and version.content_hash == before
+    assert Criterion.objects.get(version=version).text == "Mentions hydration"

@@ -1,0 +1,123 @@
+"""Try a rubric draft before publishing: the exact judge prompt for one criterion, and a
+grade of one response now with the project's judge (or the simulator).
+
+It lives in grading/ because it grades; the rubric editor only links here (rubrics never
+imports grading). The draft is compiled without storing anything, and grading goes through
+`engine.grade_now`, the same path runs and the reward endpoint use.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from annotation.models import Response
+from grading import engine, prompts, selectors
+from grading.judge import JudgeSettings
+from grading.models import Judge
+from rubrics import scoring
+from rubrics import selectors as rubric_selectors
+from rubrics.permissions import Perm
+
+MAX_RESPONSE = 100_000
+
+
+def judge_settings(judge: Judge) -> JudgeSettings:
+    return JudgeSettings(
+        base_url=judge.base_url,
+        model=judge.model,
+        api_key_env=judge.api_key_env,
+        temperature=judge.temperature,
+        use_json_schema=judge.use_json_schema,
+        timeout_s=settings.JUDGE_TIMEOUT_S,
+        max_attempts=settings.JUDGE_MAX_ATTEMPTS,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
+    rubric = rubric_selectors.rubric_for(request.user, pk, Perm.VIEW_RESULTS)
+    project = rubric.project
+    version = rubric_selectors.open_or_latest_version(rubric)
+    spec = rubric_selectors.version_spec(version) if version else None
+    judges = list(selectors.project_judges(project))
+    imported = (
+        list(Response.objects.filter(task_id=rubric.task_id).order_by("model", "sample_index")[:50])
+        if rubric.task_id
+        else []
+    )
+    data = request.POST if request.method == "POST" else request.GET
+    errors: list[str] = []
+    response_text = data.get("response", "")
+    picked = data.get("response_id", "")
+    if picked.isdigit():
+        chosen = next((r for r in imported if r.pk == int(picked)), None)
+        if chosen is None:
+            errors.append("response_id: no such imported response for this task.")
+        else:
+            response_text = chosen.text
+    if len(response_text) > MAX_RESPONSE:
+        errors.append(f"response: keep it under {MAX_RESPONSE:,} characters.")
+    messages = rubric.task.messages if rubric.task_id else []
+    criteria = spec["criteria"] if spec else []
+    preview = None
+    raw_criterion = data.get("criterion", "")
+    criterion = next((c for c in criteria if str(c["id"]) == raw_criterion), None)
+    if criterion is None and criteria:
+        criterion = criteria[0]
+    if data.get("action") == "preview" and criterion and not errors:
+        if criterion["kind"] == "checked":
+            preview = {"checked": True, "check": criterion["check"]}
+        else:
+            preview = {
+                "messages": prompts.judge_messages(
+                    spec, messages=messages, response=response_text, criterion=criterion
+                ),
+                "schema": prompts.output_schema(spec, criterion),
+            }
+    results = score = None
+    judge = None
+    if request.method == "POST" and data.get("action") == "grade" and not errors:
+        judge = next((j for j in judges if str(j.pk) == data.get("judge")), None)
+        if judge is None:
+            errors.append("judge: choose one of the project's judges (an admin adds them).")
+        elif not response_text.strip():
+            errors.append("response: paste a response or pick an imported one.")
+        elif not criteria:
+            errors.append("The draft has no criteria yet.")
+        else:
+            graded = engine.grade_now(
+                spec,
+                judge_settings(judge),
+                messages=messages,
+                response=response_text,
+                concurrency=judge.max_concurrency,
+            )
+            by_id = {c["id"]: c for c in criteria}
+            results = [(by_id[g.criterion_id], g) for g in graded]
+            score = scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded})
+    context = {
+        "project": project,
+        "rubric": rubric,
+        "version": version,
+        "spec": spec,
+        "judges": judges,
+        "imported": imported,
+        "response_text": response_text,
+        "criterion": criterion,
+        "criteria": criteria,
+        "preview": preview,
+        "results": results,
+        "score": score,
+        "formula": scoring.formula(spec) if spec else "",
+        "judge": judge,
+        "errors": errors,
+    }
+    template = "grading/tryit.html"
+    if request.htmx:
+        template += "#result"
+    return render(request, template, context)

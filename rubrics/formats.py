@@ -1,0 +1,486 @@
+"""Rubric import and export: HealthBench JSONL and PaperBench rubric trees.
+
+Imports are all or nothing: one transaction, and the first bad line or node raises a
+ValidationError whose key names the line (JSONL) or node path (tree) and the field. Fields
+Assay has no column for are kept (on the task, rubric, group or criterion `extra`) and written
+back on export, so import then export gives the same JSON values.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import openpyxl
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from rubrics import services
+from rubrics.compiler import number
+from rubrics.models import Criterion, CriterionGroup, Project, Rubric, RubricVersion, Task
+
+FORMATS = ("healthbench", "paperbench")
+HB_TASK_FIELDS = ("prompt", "prompt_id", "rubrics")
+HB_ITEM_FIELDS = ("criterion", "points", "tags")
+PB_NODE_FIELDS = ("id", "requirements", "weight", "sub_tasks")
+MAX_DEPTH = 50
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    rubrics: int
+    criteria: int
+    published: int
+
+
+def _fail(where: str, message: str) -> ValidationError:
+    return ValidationError({where: message})
+
+
+def _relabel(exc: ValidationError, prefix: str) -> ValidationError:
+    """A service's field errors, prefixed with the line or node they came from."""
+    if hasattr(exc, "error_dict"):
+        return ValidationError(
+            {f"{prefix}{field}": messages for field, messages in exc.message_dict.items()}
+        )
+    return ValidationError({prefix.rstrip(": ."): exc.messages})
+
+
+# --- HealthBench --------------------------------------------------------------------------
+
+
+def _hb_item(item: object, where: str) -> services.CriterionInput:
+    if not isinstance(item, dict):
+        raise _fail(where, "Each rubric item is an object with criterion, points and tags.")
+    for name in HB_ITEM_FIELDS:
+        if name not in item:
+            raise _fail(f"{where}.{name}", "This field is required.")
+    text, points, tags = item["criterion"], item["points"], item["tags"]
+    if isinstance(points, bool) or not isinstance(points, int | float):
+        raise _fail(f"{where}.points", f"{points!r} is not a number.")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise _fail(f"{where}.tags", "Tags are a list of strings.")
+    try:
+        clean = services.clean_criterion(text, points)
+    except ValidationError as exc:
+        raise _relabel(exc, f"{where}.") from None
+    extra = {k: v for k, v in item.items() if k not in HB_ITEM_FIELDS}
+    # Kept verbatim (no stripping, no de-duplication) so the export gives the same values.
+    return services.CriterionInput(text=text, points=clean.points, tags=tuple(tags), extra=extra)
+
+
+def _hb_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    for number_, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise _fail(f"line {number_}", f"Not valid JSON ({exc}).") from None
+        if not isinstance(row, dict):
+            raise _fail(f"line {number_}", "Each line is one JSON object (one task).")
+        yield number_, row
+
+
+@transaction.atomic
+def import_healthbench(
+    *, project: Project, lines: Iterable[str], user, publish: bool = False
+) -> ImportResult:
+    rubrics = criteria = published = 0
+    seen: set[str] = set()
+    for line_no, row in _hb_rows(lines):
+        where = f"line {line_no}"
+        for name in HB_TASK_FIELDS:
+            if name not in row:
+                raise _fail(f"{where}: {name}", "This field is required.")
+        prompt_id = row["prompt_id"]
+        if not isinstance(prompt_id, str) or not prompt_id:
+            raise _fail(f"{where}: prompt_id", "Give the task's id as a string.")
+        if prompt_id in seen:
+            raise _fail(f"{where}: prompt_id", f"'{prompt_id}' appears twice in the file.")
+        seen.add(prompt_id)
+        if not isinstance(row["rubrics"], list) or not row["rubrics"]:
+            raise _fail(f"{where}: rubrics", "Give a non-empty list of rubric items.")
+        items = [_hb_item(item, f"{where}: rubrics[{i}]") for i, item in enumerate(row["rubrics"])]
+        extra = {k: v for k, v in row.items() if k not in HB_TASK_FIELDS}
+        try:
+            messages = services.validate_messages(row["prompt"], field="prompt")
+            if messages != row["prompt"]:
+                raise ValidationError({"prompt": "Messages carry only role and content."})
+            task = services.task_create(
+                project=project,
+                external_id=prompt_id,
+                title=prompt_id,
+                messages=messages,
+                tags=[t for t in extra.get("example_tags") or [] if isinstance(t, str)],
+                user=user,
+            )
+        except ValidationError as exc:
+            raise _relabel(exc, f"{where}: ") from None
+        task.extra = extra
+        task.save(update_fields=["extra"])
+        first_item = row["rubrics"][0]
+        rubric = services.rubric_create(
+            project=project,
+            task=task,
+            title=f"HealthBench {prompt_id}",
+            user=user,
+            criteria=items,
+            extra={
+                "format": "healthbench",
+                "keys": list(row.keys()),
+                "item_keys": list(first_item.keys()),
+            },
+        )
+        rubrics += 1
+        criteria += len(items)
+        if publish:
+            try:
+                services.version_publish(version=rubric.versions.get(), user=user)
+            except ValidationError as exc:
+                raise _relabel(exc, f"{where}: rubrics") from None
+            published += 1
+    if not rubrics:
+        raise _fail("file", "No tasks found: the file is empty.")
+    return ImportResult(rubrics, criteria, published)
+
+
+def _ordered(data: dict, keys: list[str]) -> dict:
+    """`data` with the keys in their original order first."""
+    out = {k: data[k] for k in keys if k in data}
+    out.update({k: v for k, v in data.items() if k not in out})
+    return out
+
+
+def _latest_versions(rubrics) -> dict[int, RubricVersion]:
+    latest: dict[int, RubricVersion] = {}
+    for version in RubricVersion.objects.filter(rubric__in=rubrics).order_by("rubric", "number"):
+        latest[version.rubric_id] = version  # the newest wins
+    return latest
+
+
+def export_healthbench(*, project: Project) -> Iterator[str]:
+    """One JSON line per task with a rubric, in import order, from each rubric's newest version."""
+    rubrics = list(
+        Rubric.objects.filter(project=project, task__isnull=False)
+        .select_related("task")
+        .order_by("task_id", "pk")
+    )
+    latest = _latest_versions(rubrics)
+    by_version: dict[int, list[Criterion]] = {}
+    for c in Criterion.objects.filter(version__in=latest.values()).order_by("position"):
+        by_version.setdefault(c.version_id, []).append(c)
+    done: set[int] = set()
+    for rubric in rubrics:
+        if rubric.task_id in done or rubric.pk not in latest:
+            continue
+        done.add(rubric.task_id)
+        task: Task = rubric.task
+        item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
+        items = [
+            _ordered(
+                {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
+                item_keys,
+            )
+            for c in by_version.get(latest[rubric.pk].pk, [])
+        ]
+        row = {
+            **task.extra,
+            "prompt": task.messages,
+            "prompt_id": task.external_id,
+            "rubrics": items,
+        }
+        yield json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+
+
+# --- PaperBench ---------------------------------------------------------------------------
+
+
+def _pb_weight(value: object, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"{where}.weight", f"{value!r} is not a number.")
+    try:
+        return services.parse_weight(value, field=f"{where}.weight")
+    except ValidationError as exc:
+        raise exc from None
+
+
+def _pb_check(node: object, where: str, depth: int) -> None:
+    """Validate the whole tree before writing anything."""
+    if depth > MAX_DEPTH:
+        raise _fail(where, f"The tree is deeper than {MAX_DEPTH} levels.")
+    if not isinstance(node, dict):
+        raise _fail(where, "Each node is an object with id, requirements, weight, sub_tasks.")
+    for name in PB_NODE_FIELDS:
+        if name not in node:
+            raise _fail(f"{where}.{name}", "This field is required.")
+    if not isinstance(node["id"], str) or not node["id"]:
+        raise _fail(f"{where}.id", "Give the node's id as a string.")
+    if not isinstance(node["requirements"], str) or not node["requirements"].strip():
+        raise _fail(f"{where}.requirements", "Say what the node requires.")
+    _pb_weight(node["weight"], where)
+    if not isinstance(node["sub_tasks"], list):
+        raise _fail(f"{where}.sub_tasks", "Give a list of child nodes (empty for a leaf).")
+    for i, child in enumerate(node["sub_tasks"]):
+        _pb_check(child, f"{where}.sub_tasks[{i}]", depth + 1)
+
+
+@transaction.atomic
+def import_paperbench(
+    *, project: Project, text: str, user, title: str = "", publish: bool = False
+) -> ImportResult:
+    try:
+        root = json.loads(text)
+    except ValueError as exc:
+        raise _fail("root", f"Not valid JSON ({exc}).") from None
+    _pb_check(root, "root", 0)
+    rubric = services.rubric_create(
+        project=project,
+        title=title or root["requirements"].strip().splitlines()[0][:300],
+        user=user,
+        extra={"format": "paperbench"},
+    )
+    version = rubric.versions.get()
+    leaves: list[Criterion] = []
+
+    def extra_of(node: dict) -> dict:
+        return {k: v for k, v in node.items() if k not in PB_NODE_FIELDS}
+
+    def walk(node: dict, parent: CriterionGroup | None) -> None:
+        weight = Decimal(str(node["weight"]))
+        if not node["sub_tasks"]:
+            leaves.append(
+                Criterion(
+                    version=version,
+                    position=len(leaves),
+                    text=node["requirements"],
+                    points=Decimal(1),
+                    weight=weight,
+                    group=parent,
+                    key=node["id"],
+                    extra=extra_of(node),
+                )
+            )
+            return
+        group = CriterionGroup.objects.create(
+            version=version,
+            parent=parent,
+            title=node["requirements"],
+            weight=weight,
+            position=len(leaves),  # sorts before the leaves it holds, after earlier ones
+            key=node["id"],
+            extra=extra_of(node),
+        )
+        for child in node["sub_tasks"]:
+            walk(child, group)
+
+    walk(root, None)
+    Criterion.objects.bulk_create(leaves)
+    published = 0
+    if publish:
+        services.version_publish(version=version, user=user)
+        published = 1
+    return ImportResult(1, len(leaves), published)
+
+
+def export_paperbench(*, rubric: Rubric) -> dict:
+    """The newest version of a tree rubric as a PaperBench node tree."""
+    version = rubric.versions.order_by("-number").first()
+    if version is None:
+        raise ValidationError({"rubric": "The rubric has no version."})
+    groups = list(version.groups.all())
+    criteria = list(version.criteria.order_by("position"))
+    children: dict[int | None, list[tuple[int, int, dict]]] = {}
+
+    def leaf(c: Criterion) -> dict:
+        return {
+            **c.extra,
+            "id": c.key or str(c.lineage),
+            "requirements": c.text,
+            "weight": number(c.weight),
+            "sub_tasks": [],
+        }
+
+    for c in criteria:
+        children.setdefault(c.group_id, []).append((c.position, 1, leaf(c)))
+    nodes: dict[int, dict] = {}
+    for g in groups:
+        nodes[g.pk] = {
+            **g.extra,
+            "id": g.key or f"group-{g.pk}",
+            "requirements": g.title,
+            "weight": number(g.weight),
+            "sub_tasks": [],
+        }
+    for g in groups:
+        children.setdefault(g.parent_id, []).append((g.position, 0, nodes[g.pk]))
+    for pk, node in nodes.items():
+        node["sub_tasks"] = [n for _, _, n in sorted(children.get(pk, []), key=lambda t: t[:2])]
+    top = [n for _, _, n in sorted(children.get(None, []), key=lambda t: t[:2])]
+    if len(top) == 1:
+        return top[0]
+    # A flat or multi-rooted rubric gets a synthetic root, as PaperBench needs one.
+    return {
+        "id": f"rubric-{rubric.pk}",
+        "requirements": rubric.title,
+        "weight": 1,
+        "sub_tasks": top,
+    }
+
+
+def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:
+    """The rubric to export as a tree: the one named, or the project's only tree rubric."""
+    rubrics = Rubric.objects.filter(project=project)
+    if pk is not None:
+        rubric = rubrics.filter(pk=pk).first()
+        if rubric is None:
+            raise ValidationError({"rubric": f"No rubric {pk} in this project."})
+        return rubric
+    trees = list(rubrics.filter(extra__format="paperbench")[:2])
+    if len(trees) != 1:
+        raise ValidationError(
+            {"rubric": f"The project has {len(trees) or 'no'} tree rubrics; name one with its id."}
+        )
+    return trees[0]
+
+
+# --- Spreadsheets (CSV) -------------------------------------------------------------------
+
+SHEET_FIELDS = ("task_id", "prompt", "criterion", "points", "tags", "gate", "group")
+SHEET_REQUIRED = ("task_id", "criterion", "points")
+TRUE = {"1", "true", "yes", "y", "x", "gate"}
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """FIELD=COLUMN pairs (e.g. criterion="Criterion text") onto the default identity map."""
+    mapping = {name: name for name in SHEET_FIELDS}
+    for pair in pairs:
+        field_name, sep, column = pair.partition("=")
+        field_name = field_name.strip()
+        if not sep or field_name not in SHEET_FIELDS or not column.strip():
+            raise _fail(
+                "map", f"'{pair}': use FIELD=COLUMN with FIELD one of {', '.join(SHEET_FIELDS)}."
+            )
+        mapping[field_name] = column.strip()
+    return mapping
+
+
+@transaction.atomic
+def import_spreadsheet(
+    *, project: Project, text: str, mapping: dict[str, str], user, publish: bool = False
+) -> ImportResult:
+    """One criterion per row, grouped into tasks by the task column; new tasks need a prompt."""
+    reader = csv.DictReader(io.StringIO(text))
+    headers = reader.fieldnames or []
+    for name in SHEET_REQUIRED:
+        if mapping[name] not in headers:
+            raise _fail(
+                f"line 1: column '{mapping[name]}'",
+                f"Not found; map the {name} column with --map {name}=COLUMN "
+                f"(columns: {', '.join(headers) or 'none'}).",
+            )
+    tasks: dict[str, dict] = {}
+    for row in reader:
+        line = reader.line_num
+        external_id = (row.get(mapping["task_id"]) or "").strip()
+        if not external_id:
+            raise _fail(f"line {line}: column '{mapping['task_id']}' (task_id)", "Give a task id.")
+        entry = tasks.setdefault(external_id, {"prompt": "", "rows": [], "line": line})
+        prompt = (row.get(mapping["prompt"]) or "").strip()
+        if prompt and not entry["prompt"]:
+            entry["prompt"] = prompt
+        where = f"line {line}: column '{mapping['criterion']}'"
+        try:
+            clean = services.clean_criterion(
+                row.get(mapping["criterion"]) or "",
+                (row.get(mapping["points"]) or "").strip(),
+                tags=row.get(mapping["tags"]) or "",
+                gate=(row.get(mapping["gate"]) or "").strip().lower() in TRUE,
+            )
+        except ValidationError as exc:
+            fields = {
+                "text": f"line {line}: column '{mapping['criterion']}' (criterion)",
+                "points": f"line {line}: column '{mapping['points']}' (points)",
+                "tags": f"line {line}: column '{mapping['tags']}' (tags)",
+            }
+            raise ValidationError(
+                {fields.get(k, where): v for k, v in exc.message_dict.items()}
+            ) from None
+        entry["rows"].append((clean, (row.get(mapping["group"]) or "").strip()))
+    if not tasks:
+        raise _fail("file", "No rows found under the header line.")
+    existing = {
+        t.external_id: t for t in Task.objects.filter(project=project, external_id__in=tasks)
+    }
+    criteria_count = published = 0
+    for external_id, entry in tasks.items():
+        task = existing.get(external_id)
+        if task is None:
+            if not entry["prompt"]:
+                raise _fail(
+                    f"line {entry['line']}: column '{mapping['prompt']}' (prompt)",
+                    f"Task '{external_id}' is new: give its prompt.",
+                )
+            try:
+                task = services.task_create(
+                    project=project,
+                    external_id=external_id,
+                    title=external_id,
+                    messages=entry["prompt"],
+                    user=user,
+                )
+            except ValidationError as exc:
+                raise _relabel(exc, f"line {entry['line']}: ") from None
+        rubric = services.rubric_create(
+            project=project,
+            task=task,
+            title=f"Rubric for {external_id}",
+            user=user,
+            criteria=[clean for clean, _ in entry["rows"]],
+            extra={"format": "spreadsheet"},
+        )
+        version = rubric.versions.get()
+        groups: dict[str, CriterionGroup] = {}
+        by_position = {c.position: c for c in version.criteria.all()}
+        grouped = []
+        for position, (_, group_name) in enumerate(entry["rows"]):
+            if group_name:
+                if group_name not in groups:
+                    groups[group_name] = CriterionGroup.objects.create(
+                        version=version, title=group_name, position=position
+                    )
+                criterion = by_position[position]
+                criterion.group = groups[group_name]
+                grouped.append(criterion)
+        Criterion.objects.bulk_update(grouped, ["group"])
+        criteria_count += len(entry["rows"])
+        if publish:
+            services.version_publish(version=version, user=user)
+            published += 1
+    return ImportResult(len(tasks), criteria_count, published)
+
+
+def xlsx_as_csv(data: bytes) -> str:
+    """The first worksheet of an XLSX workbook as CSV text, so one importer serves both."""
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable workbook is the same error to a person
+        raise _fail("file", f"Not a readable XLSX workbook ({exc.__class__.__name__}).") from None
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in workbook.worksheets[0].iter_rows(values_only=True):
+        cells = []
+        for value in row:
+            if value is None:
+                cells.append("")
+            elif isinstance(value, float) and value.is_integer():
+                cells.append(str(int(value)))
+            else:
+                cells.append(str(value).replace("\r\n", " ").replace("\n", " "))
+        writer.writerow(cells)
+    workbook.close()
+    return out.getvalue()

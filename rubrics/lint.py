@@ -1,0 +1,173 @@
+"""Warnings about a rubric draft, shown inline as the author types.
+
+Pure functions over plain criterion data, so the editor, the API and tests share them. Each
+warning says what is weak, why it matters to the judge, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+VAGUE = (
+    "appropriate",
+    "appropriately",
+    "good",
+    "adequate",
+    "adequately",
+    "properly",
+    "reasonable",
+    "etc.",
+    "as needed",
+    "sufficient",
+    "relevant",
+    "nice",
+    "well",
+)
+LONG_WORDS = 60
+NEAR_DUPLICATE = 0.75
+# "and"/"or" joining two verb phrases: "Mentions X and recommends Y".
+DOUBLE = re.compile(
+    r"\b(and|or|as well as)\s+(also\s+)?(mentions|states|recommends|advises|explains|"
+    r"includes|asks|suggests|provides|describes|lists|avoids|identifies|notes|warns|uses)\b",
+    re.IGNORECASE,
+)
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?\s*(?:%|mg|ml|kg|g|mmhg|usd|\$)?", re.IGNORECASE)
+QUOTED = re.compile(r"[\"“']([^\"”']{2,80})[\"”']")
+
+
+@dataclass(frozen=True)
+class Warning:
+    code: str
+    message: str  # what and why
+    fix: str  # how
+    position: int | None = None  # the criterion's position; None: the whole rubric
+
+
+@dataclass(frozen=True)
+class Item:
+    position: int
+    text: str
+    points: float
+    kind: str = "binary"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def lint(criteria: Iterable[Item]) -> list[Warning]:
+    items = list(criteria)
+    warnings: list[Warning] = []
+    for c in items:
+        lower = f" {c.text.lower()} "
+        found = [w for w in VAGUE if re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", lower)]
+        if found:
+            warnings.append(
+                Warning(
+                    "vague",
+                    f"Vague wording ({', '.join(repr(w) for w in found)}): two graders will "
+                    "read it differently, so the judge agrees with experts less often.",
+                    "Say what exactly counts, e.g. name the action, the threshold or the fact.",
+                    c.position,
+                )
+            )
+        if DOUBLE.search(c.text):
+            warnings.append(
+                Warning(
+                    "double_barreled",
+                    "Two checks in one criterion: a response that does one but not the other "
+                    "cannot be graded fairly as met or not met.",
+                    "Split it into two criteria, each with its own points.",
+                    c.position,
+                )
+            )
+        if len(_words(c.text)) > LONG_WORDS:
+            warnings.append(
+                Warning(
+                    "long",
+                    f"Very long ({len(_words(c.text))} words): long criteria usually bundle "
+                    "several checks, and judges miss parts of them.",
+                    f"Keep it under {LONG_WORDS} words; move context to the guidance field.",
+                    c.position,
+                )
+            )
+        if c.kind in ("binary", "scale"):
+            quoted = QUOTED.search(c.text)
+            number = NUMBER.search(c.text)
+            if quoted or number:
+                what = (
+                    f"the phrase '{quoted.group(1)}'"
+                    if quoted
+                    else f"the number {number.group(0).strip()}"
+                )
+                warnings.append(
+                    Warning(
+                        "could_be_checked",
+                        f"This judged criterion tests {what}: code can check that exactly, "
+                        "for free and without judge mistakes.",
+                        "Make it a checked criterion (contains, or number within a tolerance).",
+                        c.position,
+                    )
+                )
+    # Word-set overlap (Jaccard) is cheap enough for a 200-criterion rubric on every keystroke.
+    word_sets = [frozenset(_words(c.text)) for c in items]
+    # One warning per criterion, naming its first near twin: a long list of one theme
+    # would otherwise bury the author in n^2 warnings.
+    flagged: set[int] = set()
+    for i, a in enumerate(items):
+        if i in flagged:
+            continue
+        for j in range(i + 1, len(items)):
+            x, y = word_sets[i], word_sets[j]
+            if j in flagged or len(x) < 3 or len(y) < 3:
+                continue
+            ratio = len(x & y) / len(x | y)
+            if ratio >= NEAR_DUPLICATE:
+                flagged.add(j)
+                warnings.append(
+                    Warning(
+                        "near_duplicate",
+                        f"Nearly the same as criterion {items[j].position + 1} "
+                        f"({ratio:.0%} of words shared): the rubric counts the same thing twice.",
+                        "Merge the two, or make the difference explicit.",
+                        a.position,
+                    )
+                )
+                break
+    if items and not any(c.points < 0 for c in items):
+        warnings.append(
+            Warning(
+                "no_pitfalls",
+                "No pitfalls: the rubric rewards good answers but never penalises harmful or "
+                "wrong ones, so a long answer that says everything scores high.",
+                "Add a criterion with negative points for a mistake a response must not make.",
+            )
+        )
+    if items and sum(c.points for c in items if c.points > 0) <= 0:
+        warnings.append(
+            Warning(
+                "no_positive_points",
+                "Positive points sum to zero: every score would divide by zero.",
+                "Give at least one criterion positive points.",
+            )
+        )
+    return warnings
+
+
+def lint_criteria(criteria) -> list[Warning]:
+    """Lint model instances (or anything with position, text, points, kind)."""
+    return lint(Item(c.position, c.text, float(c.points), c.kind) for c in criteria)
+
+
+def suggest_check(text: str) -> dict:
+    """A first check for a criterion turned into a checked one: the quoted phrase or the
+    number the lint saw, else the text itself. The author refines it in the editor."""
+    quoted = QUOTED.search(text)
+    if quoted:
+        return {"type": "contains", "value": quoted.group(1), "case_sensitive": False}
+    number = re.search(r"(?<![\w.])[-+]?\d+(?:\.\d+)?", text)
+    if number:
+        return {"type": "number", "value": float(number.group(0)), "tolerance": 0}
+    return {"type": "contains", "value": text.strip()[:200] or "?", "case_sensitive": False}

@@ -1,0 +1,41 @@
+"""manage.py export_rubrics --format {healthbench,paperbench} --project SLUG [--output FILE]"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from rubrics import formats
+from rubrics.management.commands.import_rubrics import error_text
+from rubrics.models import Project
+
+
+class Command(BaseCommand):
+    help = "Export a project's rubrics as HealthBench JSONL or one PaperBench rubric tree."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", required=True, choices=formats.FORMATS)
+        parser.add_argument("--project", required=True, help="The project's slug.")
+        parser.add_argument("--rubric", type=int, help="PaperBench: which rubric (its id).")
+        parser.add_argument("--output", help="Write here instead of standard output.")
+
+    def handle(self, *args, **options):
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"No project with slug '{options['project']}'.")
+        try:
+            if options["format"] == "healthbench":
+                text = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+            else:
+                rubric = formats.tree_rubric_for_export(project=project, pk=options["rubric"])
+                text = json.dumps(formats.export_paperbench(rubric=rubric), indent=2) + "\n"
+        except ValidationError as exc:
+            raise CommandError(error_text(exc)) from None
+        if options["output"]:
+            Path(options["output"]).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)

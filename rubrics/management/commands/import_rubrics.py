@@ -1,0 +1,87 @@
+"""manage.py import_rubrics --format {healthbench,paperbench} FILE --project SLUG"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from rubrics import formats
+from rubrics.models import Project
+
+
+def error_text(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+class Command(BaseCommand):
+    help = "Import rubrics from a HealthBench JSONL file or a PaperBench rubric tree."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv", "xlsx"])
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=COLUMN",
+            help="CSV: which column holds a field ("
+            + ", ".join(formats.SHEET_FIELDS)
+            + "); by default the column named like the field.",
+        )
+        parser.add_argument("--project", required=True, help="The project's slug.")
+        parser.add_argument("--user", help="Username recorded as the author (default: none).")
+        parser.add_argument("--title", default="", help="PaperBench: the rubric's title.")
+        parser.add_argument("--publish", action="store_true", help="Publish what is imported.")
+
+    def handle(self, *args, **options):
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"No project with slug '{options['project']}'.")
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"No user named '{options['user']}'.")
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file.")
+        try:
+            if options["format"] == "healthbench":
+                with path.open(encoding="utf-8") as lines:
+                    result = formats.import_healthbench(
+                        project=project, lines=lines, user=user, publish=options["publish"]
+                    )
+            elif options["format"] in ("csv", "xlsx"):
+                text = (
+                    formats.xlsx_as_csv(path.read_bytes())
+                    if options["format"] == "xlsx"
+                    else path.read_text(encoding="utf-8-sig")
+                )
+                result = formats.import_spreadsheet(
+                    project=project,
+                    text=text,
+                    mapping=formats.parse_mapping(options["map"]),
+                    user=user,
+                    publish=options["publish"],
+                )
+            else:
+                result = formats.import_paperbench(
+                    project=project,
+                    text=path.read_text(encoding="utf-8"),
+                    user=user,
+                    title=options["title"],
+                    publish=options["publish"],
+                )
+        except ValidationError as exc:
+            raise CommandError(f"{path}: {error_text(exc)} Nothing was imported.") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{path}: not UTF-8 text ({exc}). Nothing was imported.") from None
+        self.stdout.write(
+            f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria"
+            f"{f', published {result.published}' if result.published else ''}."
+        )
