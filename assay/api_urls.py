@@ -156,11 +156,6 @@ urlpatterns = [
         name="api_draft_criteria",
     ),
     path(
-        "rubrics/<int:pk>/publish/",
-        rubrics_api.RubricPublishApi.as_view(),
-        name="api_rubric_publish",
-    ),
-    path(
         "rubrics/<int:pk>/submit/",
         rubrics_api.RubricSubmitApi.as_view(),
         name="api_rubric_submit",

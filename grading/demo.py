@@ -26,6 +26,7 @@ DEMO_USERS = {
     "demo": Role.ADMIN,
     "dr-lee": Role.AUTHOR,
     "annotator": Role.ANNOTATOR,
+    "annotator2": Role.ANNOTATOR,
     "reviewer": Role.REVIEWER,
     "engineer": Role.ENGINEER,
 }
@@ -78,6 +79,8 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             if username != "demo":
                 _user(username)
                 rubric_services.membership_set(project=project, username=username, role=role)
+        author = _user("dr-lee")
+        reviewer = _user("reviewer")
         graders = []
         for item in tasks:
             task = rubric_services.task_create(
@@ -99,8 +102,10 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
                     for c in item["criteria"]
                 ],
             )
+            # As in life: the author submits, a reviewer (not the author) approves.
+            version = rubric_services.version_submit(version=rubric.versions.get(), user=author)
             graders.append(
-                rubric_services.version_publish(version=rubric.versions.get(), user=admin)
+                rubric_services.version_approve(version=version, user=reviewer, role=Role.REVIEWER)
             )
         lines = [
             json.dumps({"task_id": t["external_id"], "model": model, "response": text})
@@ -122,4 +127,13 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             grading_services.run_create(project=project, grader=g, judge=judge, user=admin)
             for g in graders
         ]
+        # Two annotators grade the chest-pain answers by hand, to compare with the judge.
+        annotation_services.queue_create(
+            project=project,
+            grader=graders[0],
+            name="Chest pain: double annotation",
+            overlap=2,
+            annotators=["annotator", "annotator2"],
+            user=admin,
+        )
     return DemoResult(project=project, created=True, upload_file=upload, runs=len(runs))

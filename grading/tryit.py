@@ -96,6 +96,7 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
                 messages=messages,
                 response=response_text,
                 concurrency=judge.max_concurrency,
+                judge_id=judge.pk,  # try-it shares the judge's limits with its runs
             )
             by_id = {c["id"]: c for c in criteria}
             results = [(by_id[g.criterion_id], g) for g in graded]

@@ -755,26 +755,6 @@ class GraderSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class RubricPublishApi(APIView):
-    OutputSerializer = GraderSerializer
-
-    @extend_schema(
-        tags=["rubrics"],
-        summary="Publish the draft: freeze it and compile its grader",
-        request=None,
-        responses=responses({201: OutputSerializer}, 400, 403, 404),
-    )
-    def post(self, request: Request, pk: int) -> Response:
-        rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
-        draft = rubric.versions.filter(status=RubricVersion.Status.DRAFT).first()
-        if draft is None:
-            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["No draft to publish."]})
-        with service_errors():
-            grader = services.version_publish(version=draft, user=request.user)
-        grader.version.rubric.project = rubric.project
-        return Response(self.OutputSerializer(grader).data, status=status.HTTP_201_CREATED)
-
-
 class GraderDetailApi(APIView):
     OutputSerializer = GraderSerializer
 

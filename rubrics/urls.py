@@ -17,7 +17,6 @@ urlpatterns = [
     path("rubrics/<int:pk>/", views.rubric_detail, name="rubric"),
     path("rubrics/<int:pk>/edit/", views.rubric_edit, name="rubric_edit"),
     path("rubrics/<int:pk>/criteria/", views.criterion_add, name="criterion_add"),
-    path("rubrics/<int:pk>/publish/", views.rubric_publish, name="rubric_publish"),
     path("rubrics/<int:pk>/settings/", views.rubric_settings, name="rubric_settings"),
     path("rubrics/<int:pk>/submit/", views.rubric_submit, name="rubric_submit"),
     path("rubrics/<int:pk>/reopen/", views.rubric_reopen, name="rubric_reopen"),

@@ -245,7 +245,6 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "grader_json": _pretty(grader.spec) if grader else "",
         "editable": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
-        "can_publish": bool(shown and shown.is_draft and role_allows(role, Perm.PUBLISH)),
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
         "can_retire": role_allows(role, Perm.PUBLISH),
@@ -614,24 +613,6 @@ def rubric_history(request: HttpRequest, pk: int) -> HttpResponse:
             "events": selectors.rubric_history(rubric, lineage=lineage or None),
         },
     )
-
-
-@login_required
-@require_POST
-def rubric_publish(request: HttpRequest, pk: int) -> HttpResponse:
-    rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
-    draft = rubric.versions.filter(status=RubricVersion.Status.DRAFT).first()
-    if draft is None:
-        messages.error(request, "There is no draft to publish.")
-        return redirect("rubric", pk=pk)
-    try:
-        grader = services.version_publish(version=draft, user=request.user)
-    except ValidationError as exc:
-        for error in _errors(exc):
-            messages.error(request, error)
-    else:
-        messages.success(request, f"Published version {draft.number}: grader {grader.short_hash}.")
-    return redirect("rubric", pk=pk)
 
 
 @login_required

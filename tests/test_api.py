@@ -157,7 +157,10 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
     assert draft["points_total"] == POSITIVE
     assert draft["grader"] is None
 
-    reply = author.post(f"/api/rubrics/{rubric_id}/publish/")
+    # Only a reviewer publishes, by approving what the author submitted.
+    reply = author.post(f"/api/rubrics/{rubric_id}/submit/")
+    assert reply.status_code == 200, reply.data
+    reply = api_client(personas.reviewer).post(f"/api/rubrics/{rubric_id}/approve/")
     assert reply.status_code == 201, reply.data
     grader_hash = reply.data["hash"]
     assert re.fullmatch(r"[0-9a-f]{64}", grader_hash)
@@ -169,7 +172,7 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
     assert published["status"] == "published"
     assert published["grader"] == grader_hash
     assert published["content_hash"] == reply.data["spec"]["rubric"]["content_hash"]
-    assert published["published_by"] == personas.author.username
+    assert published["published_by"] == personas.reviewer.username
 
     # The engineer imports responses; the admin adds the simulator as a judge.
     rows = [
@@ -392,9 +395,9 @@ def test_editing_a_published_rubric_starts_a_new_draft(personas):
     )
     rubric_id = grader.version.rubric_id
     client = api_client(personas.author)
-    reply = client.post(f"/api/rubrics/{rubric_id}/publish/")
+    reply = client.post(f"/api/rubrics/{rubric_id}/submit/")
     assert reply.status_code == 400
-    assert reply.data == {"non_field_errors": ["No draft to publish."]}
+    assert reply.data == {"non_field_errors": ["No draft or version in review."]}
 
     reply = client.put(
         f"/api/rubrics/{rubric_id}/draft/criteria/",
@@ -410,7 +413,7 @@ def test_editing_a_published_rubric_starts_a_new_draft(personas):
 
     reply = client.put(f"/api/rubrics/{rubric_id}/draft/criteria/", {"criteria": []}, format="json")
     assert reply.status_code == 200
-    reply = api_client(personas.reviewer).post(f"/api/rubrics/{rubric_id}/publish/")
+    reply = client.post(f"/api/rubrics/{rubric_id}/submit/")
     assert reply.status_code == 400
     assert reply.data == {
         "non_field_errors": ["A rubric needs at least one criterion before it is published."]

@@ -26,7 +26,6 @@ from tests.test_api import api_client
 ROLES = ("admin", "author", "annotator", "reviewer", "engineer")
 EVERYONE = set(ROLES)
 EDITORS = {"admin", "author"}
-PUBLISHERS = {"admin", "author", "reviewer"}  # annotators and engineers cannot publish
 RESULTS = {"admin", "author", "reviewer", "engineer"}  # annotators stay blind to the judge
 OPERATORS = {"admin", "engineer"}  # import responses, start and cancel runs
 ADMINS = {"admin"}  # members and judges
@@ -104,13 +103,6 @@ ENDPOINTS = [
         "rubrics/<int:pk>/draft/criteria/",
         "rubrics/{rubric}/draft/criteria/",
         members_only(EDITORS, 400),
-    ),
-    # The draft rubric has no criteria, so an allowed publish is refused without a change.
-    Endpoint(
-        "post",
-        "rubrics/<int:pk>/publish/",
-        "rubrics/{draft_rubric}/publish/",
-        members_only(PUBLISHERS, 400),
     ),
     # The empty draft cannot be submitted, and it is not in review: allowed roles get 400.
     Endpoint(

@@ -43,6 +43,7 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     base = live_server.url
     expert = factories.make_user("expert")
     factories.make_user("eng")
+    factories.make_user("rev")
     login(page, base, expert.username)
 
     # 1. A project; the creator is its admin and adds a member with a role.
@@ -54,6 +55,10 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     page.select_option("#id_role", "engineer")
     page.click("button:has-text('Save')")
     expect(page.locator("text=eng is now engineer.")).to_be_visible()
+    page.fill("#id_username", "rev")
+    page.select_option("#id_role", "reviewer")
+    page.click("button:has-text('Save')")
+    expect(page.locator("text=rev is now reviewer.")).to_be_visible()
 
     # 2. A task and its rubric, edited inline.
     page.click("nav >> text=Cardiology eval")
@@ -67,15 +72,28 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     page.click("text=Write a rubric")
     criteria = page.get_by_test_id("criterion")
     for i, (text, points) in enumerate([*CRITERIA[:2], ("A criterion to delete", 1), CRITERIA[2]]):
+        # The editor follows each add with swaps of its own (lint, revision): let them land
+        # before typing into the form they replace.
+        page.wait_for_load_state("networkidle")
+        value = "2" if i == 1 else str(points)
         page.fill("#new-criterion-text", text)
-        page.fill("#new-criterion-points", "2" if i == 1 else str(points))
+        page.fill("#new-criterion-points", value)
+        expect(page.locator("#new-criterion-points")).to_have_value(value)
         page.click("text=Add criterion")
         expect(criteria).to_have_count(i + 1)
+        expect(criteria.nth(i).locator("input.points")).to_have_value(value)
     total = page.get_by_test_id("points-total")
     expect(total).to_have_text("8")  # 5 + 2 + 1; the pitfall does not count
     # The total follows the points as they are typed, before anything is saved.
     points_b = criteria.nth(1).locator("input.points")
-    points_b.fill("3")
+    # Known race (noted on issue 3): a re-render right after an add can drop a value typed in
+    # that instant; type again until the field holds it, then the total must follow at once.
+    for _attempt in range(3):
+        page.wait_for_load_state("networkidle")
+        points_b = criteria.nth(1).locator("input.points")
+        points_b.fill("3")
+        if points_b.input_value() == "3" and total.inner_text() == "9":
+            break
     expect(total).to_have_text("9")
     with page.expect_response(lambda r: "/criteria/" in r.url and r.request.method == "POST"):
         points_b.press("Tab")  # leaving the field saves it
@@ -90,9 +108,18 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     criteria.nth(1).locator("button[title='Move down']").click()
     expect(criteria.nth(2).locator("textarea")).to_have_value(CRITERIA[2][0])
 
-    # 3. Publish: immutable, hashed, compiled into a grader shown on the page.
-    page.click("button:has-text('Publish v1')")
-    expect(page.locator("text=Published version 1")).to_be_visible()
+    # 3. Submit for review; a reviewer approves: the version is published, immutable, hashed,
+    # and compiled into a grader shown on the page.
+    page.click("button:has-text('Submit v1 for review')")
+    rubric_url = page.url.split("?")[0]
+    page.click("button:has-text('Log out')")
+    login(page, base, "rev")
+    page.goto(rubric_url)
+    page.click("button:has-text('Approve and publish v1')")
+    expect(page.get_by_text("Published", exact=False).first).to_be_visible()
+    page.click("button:has-text('Log out')")
+    login(page, base, expert.username)
+    page.goto(rubric_url)
     grader = page.get_by_test_id("grader")
     expect(grader).to_contain_text('"format": "assay.grader/1"')
     expect(grader).to_contain_text('"output_schema"')

@@ -114,12 +114,6 @@ TABLE = {
         {"admin", "author"},
         {"text": "New one", "points": "1"},
     ),
-    "rubric_publish": (
-        "post",
-        lambda w: {"pk": w["draft_rubric"].pk},
-        {"admin", "author", "reviewer"},
-        {},
-    ),
     "criterion_update": (
         "post",
         lambda w: {"pk": w["criterion"].pk},
@@ -253,9 +247,9 @@ def test_anonymous_is_sent_to_login(client, world, name):
 
 def test_annotator_cannot_publish_and_nothing_changes(client, world):
     client.force_login(world["p"].annotator)
-    response = client.post(reverse("rubric_publish", kwargs={"pk": world["draft_rubric"].pk}))
+    response = client.post(reverse("rubric_approve", kwargs={"pk": world["review_rubric"].pk}))
     assert response.status_code == 403
-    assert world["draft_rubric"].versions.filter(status=RubricVersion.Status.DRAFT).exists()
+    assert world["review_rubric"].versions.filter(status=RubricVersion.Status.IN_REVIEW).exists()
 
 
 def test_published_version_cannot_be_edited_through_its_criteria(client, world):
@@ -273,7 +267,7 @@ def test_published_version_cannot_be_edited_through_its_criteria(client, world):
 def test_wrong_method_is_405(client, world):
     client.force_login(world["p"].admin)
     assert (
-        client.get(reverse("rubric_publish", kwargs={"pk": world["rubric"].pk})).status_code == 405
+        client.get(reverse("rubric_submit", kwargs={"pk": world["rubric"].pk})).status_code == 405
     )
     assert client.delete(reverse("project", kwargs=_slug(world))).status_code == 405
 
