@@ -36,6 +36,7 @@ FORMATS = {
     "openai-rft": ("OpenAI reinforcement fine-tuning items (the grader is in the card)", ".jsonl"),
     "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
     "responses-jsonl": ("Every response, in the format `import_responses` reads", ".jsonl"),
+    "healthbench-jsonl": ("Tasks with their rubrics, HealthBench's JSONL shape", ".jsonl"),
 }
 CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
 PROGRESS_EVERY = 2_000
@@ -92,6 +93,8 @@ def snapshot_create(
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
     if format.startswith("verdicts"):
         return Verdict.objects.filter(response__task__project=project).count()
+    if format == "healthbench-jsonl":
+        return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
         return Response.objects.filter(task__project=project).count()
     if format == "openai-rft":
@@ -156,6 +159,8 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
         return exports.rft_items(out, project=project, progress=progress)
     if snapshot.format == "responses-jsonl":
         return exports.responses_jsonl(out, project=project, progress=progress)
+    if snapshot.format == "healthbench-jsonl":
+        return exports.healthbench_jsonl(out, project=project, progress=progress)
     run = GradingRun.objects.select_related("grader").get(pk=params["run"], project=project)
     return exports.preference_pairs(
         out, run=run, min_margin=params["min_margin"], progress=progress
@@ -185,6 +190,7 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
     kinds = dict(verdicts.values_list("rater__kind").annotate(n=Count("pk")).order_by())
     tasks = Task.objects.filter(project=project)
     return {
+        "agreement": _agreement_figures(graders),
         "graders": [
             {
                 "hash": g.hash,
@@ -213,14 +219,68 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
             "verdicts_by_rater_kind": kinds,
             "rows": snapshot.rows_done,
         },
-        "canary_tasks": sum(
-            1
-            for messages in tasks.filter(
-                Q(messages__icontains="healthbench:") | Q(context__icontains="healthbench:")
-            ).values_list("messages", flat=True)
-            if messages is not None
-        ),
+        # HealthBench rows carry a canary so they stay out of training data (kept by the
+        # importer in Task.extra); one pasted into a prompt counts too.
+        "canary_tasks": tasks.filter(
+            Q(extra__has_key="canary")
+            | Q(messages__icontains="healthbench:")
+            | Q(context__icontains="healthbench:")
+        ).count(),
     }
+
+
+def _agreement_figures(graders) -> list[dict]:
+    """Per rubric version: agreement among all raters (people and judges), and each judge's
+    calibration against gold, computed as on the calibration pages (annotation.stats)."""
+    from annotation import selectors as annotation_selectors
+    from annotation import stats
+
+    figures = []
+    for grader in graders:
+        version = grader.version
+        ratings, raters = annotation_selectors.version_ratings(version)
+        if not ratings:
+            continue
+        overall = stats.agreement(ratings).overall
+        gold = {k: v[0] for k, v in annotation_selectors.version_gold(version, ratings).items()}
+        judges = []
+        for rater in raters.values():
+            if rater.kind != "judge":
+                continue
+            judged = {
+                (r.response_id, r.criterion_id): r.outcome
+                for r in ratings
+                if r.rater_id == rater.pk
+            }
+            calibration = stats.calibration(judged, gold, resamples=200) if gold else None
+            judges.append(
+                {
+                    "judge": rater.name,
+                    "items_with_gold": calibration.items if calibration else 0,
+                    "macro_f1": calibration.macro_f1 if calibration else None,
+                    "macro_f1_low": calibration.macro_f1_low if calibration else None,
+                    "macro_f1_high": calibration.macro_f1_high if calibration else None,
+                    "kappa": calibration.kappa if calibration else None,
+                }
+            )
+        figures.append(
+            {
+                "rubric": version.rubric.title,
+                "version": version.number,
+                "raters": len(raters),
+                "people": sum(1 for r in raters.values() if r.kind == "person"),
+                "items": overall.items,
+                "percent_agreement": overall.percent,
+                "krippendorff_alpha": overall.alpha,
+                "gold_items": len(gold),
+                "judges": judges,
+            }
+        )
+    return figures
+
+
+def _fig(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def dataset_card(snapshot: DatasetSnapshot) -> str:
@@ -276,6 +336,30 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
         ),
         "",
     ]
+    lines += ["## Agreement and calibration", ""]
+    agreement = p.get("agreement") or []
+    if not any(a["people"] for a in agreement):
+        lines += [
+            "No person has graded these rubric versions yet, so there is no human agreement or "
+            "gold to calibrate the judge against.",
+            "",
+        ]
+    if agreement:
+        lines += [
+            "| rubric | version | raters (people) | items | % agreement | Krippendorff α | "
+            "gold items | judge | macro F1 [95% CI] | κ vs gold |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for a in agreement:
+            for j in a["judges"] or [{"judge": "—"}]:
+                lines.append(
+                    f"| {a['rubric']} | {a['version']} | {a['raters']} ({a['people']}) | "
+                    f"{a['items']} | {_fig(a['percent_agreement'])} | "
+                    f"{_fig(a['krippendorff_alpha'])} | {a['gold_items']} | {j['judge']} | "
+                    f"{_fig(j.get('macro_f1'))} [{_fig(j.get('macro_f1_low'))}, "
+                    f"{_fig(j.get('macro_f1_high'))}] | {_fig(j.get('kappa'))} |"
+                )
+        lines.append("")
     if any(r["simulated"] for r in p["runs"]):
         lines += [
             "> **Simulated judge.** Some verdicts come from Assay's judge simulator, not a "

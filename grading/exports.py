@@ -366,3 +366,22 @@ def rft_items(
         if progress:
             progress(items)
     return items, digest.hexdigest()
+
+
+def healthbench_jsonl(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """HealthBench's JSONL (prompt, rubrics [{criterion, points, tags}], example_tags, ideal
+    completions, unknown fields kept), from rubrics.formats, so HealthBench tooling reads it."""
+    from rubrics.formats import export_healthbench
+
+    digest = hashlib.sha256()
+    lines = 0
+    for row in export_healthbench(project=project):
+        data = row.encode() + b"\n"
+        out.write(data)
+        digest.update(data)
+        lines += 1
+        if progress:
+            progress(lines)
+    return lines, digest.hexdigest()

@@ -105,3 +105,85 @@ def test_a_failed_build_is_recorded_and_leaves_no_file(personas):
     snapshot.refresh_from_db()
     assert snapshot.status == "failed" and "KeyError" in snapshot.error and not snapshot.file
     assert datasets.snapshot_build(snapshot_id=snapshot.pk) == "not queued"
+
+
+def test_card_agreement_figures_equal_the_annotation_statistics(personas):
+    from annotation import selectors as annotation_selectors
+    from annotation import services as annotation_services
+    from annotation import stats
+    from annotation.models import Rater
+
+    p = personas
+    task = factories.make_task(p.project, "agree")
+    grader = factories.make_published_rubric(
+        p.project, task, [("Mentions water", 1), ("Mentions rest", 1)], p.admin
+    )
+    factories.import_responses(
+        p.project, [{"task_id": "agree", "model": m, "response": m} for m in ("a", "b", "c")]
+    )
+    second = factories.add_member(p.project, "annotator")
+    queue = factories.make_queue(p.project, grader, [p.annotator, second], p.admin, overlap=2)
+    criteria = list(grader.version.criteria.order_by("position"))
+    for user, pattern in ((p.annotator, "mmu"), (second, "mum")):
+        for decision in pattern:
+            turn = annotation_services.assignment_claim(queue=queue, user=user)
+            for criterion in criteria:
+                annotation_services.verdict_save_draft(
+                    assignment_id=turn.pk,
+                    criterion_id=criterion.pk,
+                    outcome="met" if decision == "m" else "unmet",
+                )
+            annotation_services.assignment_submit(assignment_id=turn.pk)
+    judge_rater = Rater.objects.create(project=p.project, kind="judge", name="judge: j")
+    run = GradingRun.objects.create(
+        project=p.project,
+        grader=grader,
+        judge=factories.make_judge(p.project, "http://127.0.0.1:9/v1"),
+        total_items=6,
+    )
+    for response in task.responses.all():
+        for criterion in criteria:
+            Verdict.objects.create(
+                response=response,
+                criterion=criterion,
+                rater=judge_rater,
+                grader=grader,
+                run=run,
+                outcome="met",
+            )
+    snapshot = datasets.snapshot_create(
+        project=p.project, name="with-people", format="verdicts-jsonl", user=p.admin
+    )
+    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    ratings, _ = annotation_selectors.version_ratings(grader.version)
+    expected = stats.agreement(ratings).overall
+    (figures,) = snapshot.provenance["agreement"]
+    assert figures["people"] == 2 and figures["items"] == expected.items == 6
+    assert figures["krippendorff_alpha"] == pytest.approx(expected.alpha)
+    assert f"{expected.alpha:.3f}" in snapshot.card
+    assert f"{expected.percent:.3f}" in snapshot.card
+    (judge,) = figures["judges"]
+    assert judge["judge"] == "judge: j" and judge["items_with_gold"] == figures["gold_items"]
+
+
+def test_healthbench_snapshot_matches_the_shared_sample_and_warns_of_its_canary(personas):
+    from pathlib import Path
+
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+
+    sample = Path(__file__).resolve().parents[2] / "shared/data/healthbench/oss_eval_sample.jsonl"
+    call_command(
+        "import_rubrics", "--format", "healthbench", str(sample), "--project", personas.project.slug
+    )
+    snapshot = datasets.snapshot_create(
+        project=personas.project, name="hb", format="healthbench-jsonl", user=personas.admin
+    )
+    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshot.refresh_from_db()
+    with default_storage.open(snapshot.file, "rb") as built:
+        rows = [json.loads(line) for line in built.read().decode().split("\n")[:-1]]
+    original = [json.loads(line) for line in sample.read_text().splitlines()]
+    assert rows == original
+    assert "HealthBench canary" in snapshot.card and "5 task(s)" in snapshot.card

@@ -14,6 +14,7 @@ PROJECT_FORMATS = {
     "openai-rft": exports.rft_items,
     "responses-jsonl": exports.responses_jsonl,
     "tasks-jsonl": exports.tasks_jsonl,
+    "healthbench-jsonl": exports.healthbench_jsonl,
 }
 RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
 
