@@ -21,6 +21,19 @@ from rubrics.models import Role
 from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
+# ../shared/data: real public data for tests (CI clones the repo with shared/ beside it).
+SHARED_DATA = next(
+    (
+        path
+        for path in (
+            Path(os.environ.get("ASSAY_SHARED_DIR", "/nonexistent")) / "data",
+            ROOT.parent / "shared" / "data",
+            Path("/work/shared/data"),
+        )
+        if path.is_dir()
+    ),
+    ROOT.parent / "shared" / "data",
+)
 # Files the test run stores (snapshots), shared by this process and its worker processes.
 MEDIA_DIR = tempfile.mkdtemp(prefix="assay-test-media-")
 # Playwright's sync API runs an event loop in the test thread; Django's guard against ORM use

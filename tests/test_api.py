@@ -91,7 +91,11 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
     assert reply.data["role"] == "admin"
     assert "manage_judges" in reply.data["permissions"]
     slug = reply.data["slug"]
-    for user, role in [(personas.author, "author"), (personas.engineer, "engineer")]:
+    for user, role in [
+        (personas.author, "author"),
+        (personas.engineer, "engineer"),
+        (personas.reviewer, "reviewer"),
+    ]:
         reply = admin.post(
             f"/api/projects/{slug}/members/",
             {"username": user.username, "role": role},
@@ -104,6 +108,7 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
         personas.admin.username: "admin",
         personas.author.username: "author",
         personas.engineer.username: "engineer",
+        personas.reviewer.username: "reviewer",
     }
     mine = {p["slug"]: p["role"] for p in author.get("/api/projects/").data}
     assert mine == {slug: "author", personas.project.slug: "author"}

@@ -168,12 +168,12 @@ def test_card_agreement_figures_equal_the_annotation_statistics(personas):
 
 
 def test_healthbench_snapshot_matches_the_shared_sample_and_warns_of_its_canary(personas):
-    from pathlib import Path
-
     from django.core.files.storage import default_storage
     from django.core.management import call_command
 
-    sample = Path(__file__).resolve().parents[2] / "shared/data/healthbench/oss_eval_sample.jsonl"
+    from tests.conftest import SHARED_DATA
+
+    sample = SHARED_DATA / "healthbench" / "oss_eval_sample.jsonl"
     call_command(
         "import_rubrics", "--format", "healthbench", str(sample), "--project", personas.project.slug
     )

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import random
-from pathlib import Path
 
 import openpyxl
 import pytest
@@ -14,10 +13,11 @@ from django.core.management import CommandError, call_command
 
 from rubrics import scoring, services
 from rubrics.models import Criterion, Rubric, Task
+from tests.conftest import SHARED_DATA  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 HEALTHBENCH = DATA / "healthbench" / "oss_eval_sample.jsonl"
 PAPERBENCH = DATA / "paperbench" / "mechanistic-understanding.rubric.json"
 
