@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -113,9 +112,4 @@ class SnapshotDownloadApi(APIView):
     )
     def get(self, request: Request, pk: int):
         snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-        if snapshot.status != snapshot.Status.READY:
-            raise Http404("This snapshot is not ready.")
-        path = datasets.snapshot_path(snapshot)
-        response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
-        response["X-Content-SHA256"] = snapshot.sha256
-        return response
+        return datasets.snapshot_download(snapshot)

@@ -151,16 +151,8 @@ def snapshot_build(*, snapshot_id: int) -> str:
 
 def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
     project, params = snapshot.project, snapshot.params
-    if snapshot.format == "verdicts-jsonl":
-        return exports.verdicts_jsonl(out, project=project, progress=progress)
-    if snapshot.format == "verdicts-parquet":
-        return exports.verdicts_parquet(out, project=project, progress=progress)
-    if snapshot.format == "openai-rft":
-        return exports.rft_items(out, project=project, progress=progress)
-    if snapshot.format == "responses-jsonl":
-        return exports.responses_jsonl(out, project=project, progress=progress)
-    if snapshot.format == "healthbench-jsonl":
-        return exports.healthbench_jsonl(out, project=project, progress=progress)
+    if snapshot.format in exports.PROJECT_EXPORTS:
+        return exports.PROJECT_EXPORTS[snapshot.format](out, project=project, progress=progress)
     run = GradingRun.objects.select_related("grader").get(pk=params["run"], project=project)
     return exports.preference_pairs(
         out, run=run, min_margin=params["min_margin"], progress=progress
@@ -424,3 +416,15 @@ def snapshot_for(user, pk: int, perm: Perm) -> DatasetSnapshot:
 
 def snapshot_path(snapshot: DatasetSnapshot) -> Path:
     return Path(default_storage.path(snapshot.file))
+
+
+def snapshot_download(snapshot: DatasetSnapshot):
+    """The snapshot's file as an attachment, its SHA-256 in a header; 404 until it is ready."""
+    from django.http import FileResponse, Http404
+
+    if snapshot.status != snapshot.Status.READY:
+        raise Http404("This snapshot is not ready.")
+    path = snapshot_path(snapshot)
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    response["X-Content-SHA256"] = snapshot.sha256
+    return response

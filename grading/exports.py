@@ -385,3 +385,14 @@ def healthbench_jsonl(
         if progress:
             progress(lines)
     return lines, digest.hexdigest()
+
+
+# Every export of a whole project, by format name: export_dataset and snapshots share it.
+PROJECT_EXPORTS = {
+    "verdicts-jsonl": verdicts_jsonl,
+    "verdicts-parquet": verdicts_parquet,
+    "openai-rft": rft_items,
+    "responses-jsonl": responses_jsonl,
+    "tasks-jsonl": tasks_jsonl,
+    "healthbench-jsonl": healthbench_jsonl,
+}

@@ -119,6 +119,26 @@ def responses_for_grader(grader: Grader):
     return responses
 
 
+def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> list[JudgeCall]:
+    """Cost rows for the calls that reached the judge (cache hits made none)."""
+    return [
+        JudgeCall(
+            run_id=run_id,
+            judge_id=judge_id or c.judge_id,
+            response_id=response_id,
+            sample_index=c.sample_index,
+            criteria=c.criteria,
+            attempts=c.usage.attempts,
+            prompt_tokens=c.usage.prompt_tokens,
+            cached_tokens=c.usage.cached_tokens,
+            completion_tokens=c.usage.completion_tokens,
+            error=c.error,
+        )
+        for c in calls
+        if c.usage.attempts
+    ]
+
+
 def judge_settings(judge: Judge) -> JudgeSettings:
     return JudgeSettings(
         base_url=judge.base_url,
@@ -569,22 +589,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             )
             for g in kept
         ]
-        calls = [
-            JudgeCall(
-                run_id=run_id,
-                judge_id=c.judge_id,
-                response_id=response_id,
-                sample_index=c.sample_index,
-                criteria=c.criteria,
-                attempts=c.usage.attempts,
-                prompt_tokens=c.usage.prompt_tokens,
-                cached_tokens=c.usage.cached_tokens,
-                completion_tokens=c.usage.completion_tokens,
-                error=c.error,
-            )
-            for c in outcome.calls
-            if c.usage.attempts
-        ]
+        calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
         with transaction.atomic():
             Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
             JudgeCall.objects.bulk_create(calls)
@@ -652,19 +657,7 @@ def reward_score(
             if out.to_cache:
                 CachedVerdict.objects.bulk_create(_cache_rows(out.to_cache), ignore_conflicts=True)
             if out.calls:
-                JudgeCall.objects.bulk_create(
-                    JudgeCall(
-                        judge_id=judge.pk,
-                        criteria=c.criteria,
-                        attempts=c.usage.attempts,
-                        prompt_tokens=c.usage.prompt_tokens,
-                        cached_tokens=c.usage.cached_tokens,
-                        completion_tokens=c.usage.completion_tokens,
-                        error=c.error,
-                    )
-                    for c in out.calls
-                    if c.usage.attempts
-                )
+                JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
         finally:
             if own_thread:
                 connection.close()

@@ -8,33 +8,18 @@ imports grading). The draft is compiled without storing anything, and grading go
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from annotation.models import Response
-from grading import engine, prompts, selectors
-from grading.judge import JudgeSettings
-from grading.models import Judge
+from grading import engine, prompts, selectors, services
 from rubrics import scoring
 from rubrics import selectors as rubric_selectors
 from rubrics.permissions import Perm
 
 MAX_RESPONSE = 100_000
-
-
-def judge_settings(judge: Judge) -> JudgeSettings:
-    return JudgeSettings(
-        base_url=judge.base_url,
-        model=judge.model,
-        api_key_env=judge.api_key_env,
-        temperature=judge.temperature,
-        use_json_schema=judge.use_json_schema,
-        timeout_s=settings.JUDGE_TIMEOUT_S,
-        max_attempts=settings.JUDGE_MAX_ATTEMPTS,
-    )
 
 
 @login_required
@@ -92,7 +77,7 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             graded = engine.grade_now(
                 spec,
-                judge_settings(judge),
+                services.judge_settings(judge),
                 messages=messages,
                 response=response_text,
                 concurrency=judge.max_concurrency,

@@ -258,14 +258,7 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def snapshot_download(request: HttpRequest, pk: int) -> HttpResponse:
-    from django.http import FileResponse, Http404
-
     from grading import datasets as snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-    if snapshot.status != snapshot.Status.READY:
-        raise Http404("This snapshot is not ready.")
-    path = snapshots.snapshot_path(snapshot)
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
-    response["X-Content-SHA256"] = snapshot.sha256
-    return response
+    return snapshots.snapshot_download(snapshot)

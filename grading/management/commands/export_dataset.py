@@ -8,14 +8,7 @@ from grading import exports
 from grading.models import GradingRun
 from rubrics.models import Project
 
-PROJECT_FORMATS = {
-    "verdicts-jsonl": exports.verdicts_jsonl,
-    "verdicts-parquet": exports.verdicts_parquet,
-    "openai-rft": exports.rft_items,
-    "responses-jsonl": exports.responses_jsonl,
-    "tasks-jsonl": exports.tasks_jsonl,
-    "healthbench-jsonl": exports.healthbench_jsonl,
-}
+PROJECT_FORMATS = exports.PROJECT_EXPORTS
 RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
 
 
