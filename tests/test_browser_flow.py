@@ -74,10 +74,14 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     for i, (text, points) in enumerate([*CRITERIA[:2], ("A criterion to delete", 1), CRITERIA[2]]):
         # The editor follows each add with swaps of its own (lint, revision): let them land
         # before typing into the form they replace.
-        page.wait_for_load_state("networkidle")
         value = "2" if i == 1 else str(points)
-        page.fill("#new-criterion-text", text)
-        page.fill("#new-criterion-points", value)
+        for _attempt in range(3):  # the known editor race (issue 3): retype if it was wiped
+            page.wait_for_load_state("networkidle")
+            page.fill("#new-criterion-text", text)
+            page.fill("#new-criterion-points", value)
+            page.wait_for_timeout(200)
+            if page.locator("#new-criterion-points").input_value() == value:
+                break
         expect(page.locator("#new-criterion-points")).to_have_value(value)
         page.click("text=Add criterion")
         expect(criteria).to_have_count(i + 1)
