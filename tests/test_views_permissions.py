@@ -210,14 +210,84 @@ TABLE = {
 }
 # Not project pages: the home page, accounts, and one's own API tokens (tests/test_tokens.py).
 PUBLIC = {"home", "signup", "login", "logout", "api_tokens_page", "api_token_revoke_page"}
+# Site pages outside any project: (method, path, expected for anonymous, for any member).
+SITE = {
+    "password_change": ("get", "/account/password/", 302, 200),
+    "password_change_done": ("get", "/account/password/done/", 302, 200),
+    # The API's description holds no data: it is public, like the docs that render it.
+    "schema": ("get", "/api/schema/", 200, 200),
+    "api_docs": ("get", "/api/docs/", 200, 200),
+    "api_redoc": ("get", "/api/redoc/", 200, 200),
+}
+
+
+def _named_patterns(resolver, prefix=""):
+    """(name, include module) for every named pattern under the root URL configuration."""
+    for pattern in resolver.url_patterns:
+        if hasattr(pattern, "url_patterns"):  # an include()
+            if pattern.namespace == "admin":
+                yield "admin:*", "django.contrib.admin"
+                continue
+            module = getattr(pattern.urlconf_name, "__name__", pattern.urlconf_name)
+            for name, inner in _named_patterns(pattern, prefix):
+                yield name, inner if inner != "assay.urls" else module
+        elif pattern.name:
+            yield pattern.name, "assay.urls"
 
 
 def test_every_page_is_in_the_table():
-    names = set()
-    for module in ("rubrics.urls", "annotation.urls", "grading.urls"):
-        names |= {p.name for p in get_resolver(module).url_patterns}
-    covered = {name.split("#")[0] for name in TABLE} | PUBLIC
-    assert names - covered == set(), "add these pages to TABLE"
+    """Walks the whole URL configuration: the API has its own table (test_api_permissions)."""
+    names = {name for name, module in _named_patterns(get_resolver()) if module != "assay.api_urls"}
+    covered = {name.split("#")[0] for name in TABLE} | PUBLIC | set(SITE) | {"admin:*"}
+    assert names - covered == set(), "add these pages to TABLE or SITE"
+
+
+@pytest.mark.parametrize("name", sorted(SITE))
+def test_site_page_outcome(client, personas, name):
+    method, path, anonymous, member = SITE[name]
+    assert getattr(client, method)(path).status_code == anonymous
+    for persona in [*sorted(ALL), "outsider"]:
+        client.force_login(personas.by_role()[persona])
+        assert getattr(client, method)(path).status_code == member, persona
+
+
+def test_admin_site_is_for_staff_only(client, personas):
+    """Project admins are not Django staff: the admin site sends everyone else to its login."""
+    assert client.get("/admin/").status_code == 302
+    for persona in [*sorted(ALL), "outsider"]:
+        client.force_login(personas.by_role()[persona])
+        reply = client.get("/admin/grading/modelprice/")
+        assert reply.status_code == 302 and "/admin/login/" in reply.url, persona
+    personas.admin.is_staff = personas.admin.is_superuser = True
+    personas.admin.save()
+    client.force_login(personas.admin)
+    assert client.get("/admin/grading/modelprice/").status_code == 200
+
+
+def test_password_change_applies_the_validators(client, personas):
+    client.force_login(personas.author)
+    form = {"old_password": factories.PASSWORD, "new_password1": "12345678"}
+    reply = client.post("/account/password/", {**form, "new_password2": "12345678"})
+    assert reply.status_code == 200 and b"too common" in reply.content
+    personas.author.refresh_from_db()
+    assert personas.author.check_password(factories.PASSWORD)
+    strong = "violet-harbour-quartz-17"
+    reply = client.post(
+        "/account/password/",
+        {"old_password": factories.PASSWORD, "new_password1": strong, "new_password2": strong},
+    )
+    assert reply.status_code == 302
+    personas.author.refresh_from_db()
+    assert personas.author.check_password(strong)
+
+
+def test_signup_refuses_a_weak_password(client):
+    from django.contrib.auth import get_user_model
+
+    form = {"username": "newcomer", "password1": "password", "password2": "password"}
+    reply = client.post("/signup/", form)
+    assert reply.status_code == 200 and b"too common" in reply.content
+    assert not get_user_model().objects.filter(username="newcomer").exists()
 
 
 CASES = [(name, persona) for name in TABLE for persona in [*sorted(ALL), "outsider"]]
