@@ -74,6 +74,11 @@ urlpatterns = [
         name="api_tasks",
     ),
     path(
+        "projects/<slug:slug>/imports/tasks/",
+        rubrics_api.TaskImportApi.as_view(),
+        name="api_tasks_import",
+    ),
+    path(
         "projects/<slug:slug>/tasks/<str:external_id>/",
         rubrics_api.TaskDetailApi.as_view(),
         name="api_task",

@@ -27,12 +27,13 @@ from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from rubrics import selectors, services, tokens
+from rubrics import selectors, services, task_import, tokens
 from rubrics.models import ApiToken, Criterion, Role, Rubric, RubricVersion
 from rubrics.permissions import ROLE_PERMS, Perm, project_for, role_allows
 
@@ -481,6 +482,68 @@ class TaskCreateApi(APIView):
             )
         task = TaskDetailApi.with_relations(task)
         return Response(self.OutputSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskImportApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema_serializer(component_name="TaskImport")
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(
+            help_text="JSONL (one task per line) or Parquet (one per row), with the fields "
+            + "; ".join(f"{k}: {v}" for k, v in task_import.TASK_FIELDS.items())
+            + "."
+        )
+
+    @extend_schema_serializer(component_name="TaskImportResult")
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.IntegerField()
+        already_present = serializers.IntegerField(
+            help_text="Identical tasks already in the project, skipped."
+        )
+        filename = serializers.CharField()
+
+    @extend_schema_serializer(component_name="TaskImportErrors")
+    class ErrorsSerializer(serializers.Serializer):
+        errors = serializers.ListField(
+            child=serializers.CharField(), help_text="The first 200, each naming line and field."
+        )
+        error_count = serializers.IntegerField()
+        filename = serializers.CharField()
+
+    @extend_schema(
+        tags=["tasks"],
+        summary="Import tasks from a JSONL or Parquet file: all of them, or none",
+        request={"multipart/form-data": InputSerializer},
+        responses=responses(
+            {
+                201: OutputSerializer,
+                400: OpenApiResponse(
+                    ErrorsSerializer, description="Nothing was imported: every error, by line."
+                ),
+            },
+            403,
+            404,
+        ),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        if not data.is_valid():
+            payload = {
+                "errors": ["file: upload a JSONL or Parquet file in the field 'file'"],
+                "error_count": 1,
+                "filename": "",
+            }
+            return Response(payload, status=status.HTTP_400_BAD_REQUEST)
+        upload = data.validated_data["file"]
+        result = task_import.tasks_import_file(
+            project=project, upload=upload, filename=upload.name, user=request.user
+        )
+        body = {**vars(result), "filename": upload.name}
+        if not result.ok:
+            return Response(self.ErrorsSerializer(body).data, status=status.HTTP_400_BAD_REQUEST)
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 # --- Rubrics ----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _rows_of(lines: Iterable[bytes | str]) -> Iterator[tuple[int, object]]:
 
 
 def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
-    where = f"line {number}"
+    where = f"line {number}" if number else "file"
     if isinstance(row, ValueError):
         return None, [f"{where}: {row}"]
     if not isinstance(row, dict):
@@ -85,6 +85,45 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
         "tags": tags,
         "reference": row.get("reference", ""),
     }, []
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def is_parquet(upload, filename: str = "") -> bool:
+    """A Parquet file by its name or, whatever it is called, by its leading magic bytes."""
+    if filename.lower().endswith(".parquet"):
+        return True
+    position = upload.tell()
+    head = upload.read(4)
+    upload.seek(position)
+    return head == PARQUET_MAGIC
+
+
+def parquet_task_rows(upload, batch_size: int = 5_000) -> Iterator[tuple[int, object]]:
+    """(row number, object) pairs from a Parquet file of tasks, read in batches.
+
+    A file pyarrow cannot read yields one error for row 0 (the file as a whole)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(upload)
+    except (pa.ArrowException, OSError) as exc:
+        yield 0, ValueError(f"not a readable Parquet file ({exc})")
+        return
+    number = 0
+    for batch in reader.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, {k: v for k, v in row.items() if v is not None}
+
+
+def tasks_import_file(*, project: Project, upload, filename: str, user=None) -> TaskImportResult:
+    """One door for every upload of tasks (page, API, command): JSONL or Parquet by content."""
+    if is_parquet(upload, filename):
+        return tasks_import(project=project, rows=parquet_task_rows(upload), user=user)
+    return tasks_import(project=project, lines=upload, user=user)
 
 
 def tasks_import(

@@ -8,6 +8,7 @@ urlpatterns = [
     path("p/<slug:slug>/", views.project_detail, name="project"),
     path("p/<slug:slug>/members/", views.members, name="members"),
     path("p/<slug:slug>/tasks/new/", views.task_new, name="task_new"),
+    path("p/<slug:slug>/imports/tasks/", views.tasks_import, name="tasks_import"),
     path("p/<slug:slug>/tasks/<str:external_id>/", views.task_detail, name="task"),
     path("p/<slug:slug>/tasks/<str:external_id>/rubrics/", views.rubric_new, name="rubric_new"),
     path("p/<slug:slug>/rubrics/import/", views.rubrics_import, name="rubrics_import"),

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import checks, formats, lint, scoring, selectors, services
+from rubrics import checks, formats, lint, scoring, selectors, services, task_import
 from rubrics.forms import MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -122,6 +122,39 @@ def task_new(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             return redirect("task", slug=slug, external_id=task.external_id)
     return render(request, "rubrics/task_new.html", {"project": project, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tasks_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Upload many tasks at once, JSONL or Parquet: all of them, or none with every error."""
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    result, filename = None, ""
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            result = task_import.TaskImportResult(
+                errors=["file: choose a JSONL or Parquet file to upload"], error_count=1
+            )
+        else:
+            filename = upload.name
+            result = task_import.tasks_import_file(
+                project=project, upload=upload, filename=filename, user=request.user
+            )
+            if result.ok:
+                messages.success(
+                    request,
+                    f"Imported {result.created:,} tasks from {filename} "
+                    f"({result.already_present:,} already present).",
+                )
+                return redirect("project", slug=slug)
+    context = {
+        "project": project,
+        "result": result,
+        "filename": filename,
+        "fields": task_import.TASK_FIELDS,
+    }
+    return render(request, "rubrics/tasks_import.html", context)
 
 
 @login_required

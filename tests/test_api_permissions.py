@@ -82,6 +82,13 @@ ENDPOINTS = [
     Endpoint("get", SLUG + "responses/", "projects/{slug}/responses/", members_only(EVERYONE, 200)),
     Endpoint(
         "post",
+        SLUG + "imports/tasks/",
+        "projects/{slug}/imports/tasks/",
+        members_only(EDITORS, 400),
+        body_format="multipart",
+    ),
+    Endpoint(
+        "post",
         SLUG + "responses/import/",
         "projects/{slug}/responses/import/",
         members_only(OPERATORS, 400),

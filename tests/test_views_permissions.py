@@ -104,6 +104,8 @@ TABLE = {
     "members#post": ("post", _slug, {"admin"}, {"username": "nobody", "role": "author"}),
     "task_new": ("get", _slug, {"admin", "author"}, None),
     "task_new#post": ("post", _slug, {"admin", "author"}, {"external_id": ""}),
+    "tasks_import": ("get", _slug, {"admin", "author"}, None),
+    "tasks_import#post": ("post", _slug, {"admin", "author"}, {}),
     "task": ("get", lambda w: {**_slug(w), "external_id": "t1"}, ALL, None),
     "rubric_new": ("post", lambda w: {**_slug(w), "external_id": "t1"}, {"admin", "author"}, {}),
     "rubric": ("get", lambda w: {"pk": w["rubric"].pk}, ALL, None),

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from rubrics.models import Project
-from rubrics.task_import import tasks_import
+from rubrics.task_import import tasks_import_file
 
 
 class Command(BaseCommand):
@@ -23,16 +23,10 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = (
-                (number, row) for number, row in enumerate(pq.read_table(path).to_pylist(), start=1)
+        with path.open("rb") as upload:
+            result = tasks_import_file(
+                project=project, upload=upload, filename=path.name, user=None
             )
-            result = tasks_import(project=project, rows=rows)
-        else:
-            with path.open("rb") as lines:
-                result = tasks_import(project=project, lines=lines)
         if not result.ok:
             for error in result.errors:
                 self.stderr.write(f"{path.name}: {error}")
