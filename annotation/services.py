@@ -23,7 +23,8 @@ from annotation.models import (
     Response,
     Verdict,
 )
-from rubrics.models import Criterion, Grader, Project, RubricVersion, Task
+from rubrics import audit
+from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
 
 RESPONSE_FIELDS = {
     "task_id": "the task's external id (required)",
@@ -561,7 +562,7 @@ def gold_decide(
             .order_by("-pk")
             .first()
         )
-        return Adjudication.objects.create(
+        gold = Adjudication.objects.create(
             response=response,
             criterion=criterion,
             outcome=outcome,
@@ -570,16 +571,55 @@ def gold_decide(
             decided_by=user,
             replaces=current,
         )
+        version = criterion.version
+        audit.record(
+            AuditEvent.Action.GOLD_DECIDED,
+            actor=user,
+            project=version.rubric.project,
+            target_type="adjudication",
+            target_id=gold.pk,
+            target_label=(
+                f"{version.rubric.title} v{version.number}, criterion {criterion.position + 1}, "
+                f"response {response.pk}"
+            ),
+            details={
+                "response": response.pk,
+                "criterion": criterion.pk,
+                "outcome": outcome,
+                "value": value,
+                "note": gold.note[:200],
+                "replaces": current.pk if current else None,
+                "previous_outcome": current.outcome if current else None,
+            },
+        )
+        return gold
 
 
-def calibration_threshold_set(*, project: Project, threshold) -> CalibrationSettings:
+def calibration_threshold_set(*, project: Project, threshold, actor=None) -> CalibrationSettings:
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
         raise ValidationError({"threshold": "A number from -1 to 1."}) from None
     if not -1 <= threshold <= 1:
         raise ValidationError({"threshold": "A number from -1 to 1."})
-    settings_row, _ = CalibrationSettings.objects.update_or_create(
-        project=project, defaults={"threshold": threshold}
-    )
+    with transaction.atomic():
+        previous = (
+            CalibrationSettings.objects.select_for_update()
+            .filter(project=project)
+            .values_list("threshold", flat=True)
+            .first()
+        )
+        settings_row, _ = CalibrationSettings.objects.update_or_create(
+            project=project, defaults={"threshold": threshold}
+        )
+        if previous != threshold:
+            audit.record(
+                AuditEvent.Action.CALIBRATION_THRESHOLD_SET,
+                actor=actor,
+                project=project,
+                target_type="project",
+                target_id=project.pk,
+                target_label=project.name,
+                details={"from": previous, "to": threshold},
+            )
     return settings_row

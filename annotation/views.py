@@ -389,7 +389,7 @@ def calibration(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         try:
             services.calibration_threshold_set(
-                project=project, threshold=request.POST.get("threshold")
+                project=project, threshold=request.POST.get("threshold"), actor=request.user
             )
         except ValidationError as exc:
             for message in _errors(exc).values():

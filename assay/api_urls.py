@@ -69,6 +69,16 @@ urlpatterns = [
         name="api_members",
     ),
     path(
+        "projects/<slug:slug>/members/<str:username>/",
+        rubrics_api.MemberRemoveApi.as_view(),
+        name="api_member",
+    ),
+    path(
+        "projects/<slug:slug>/audit/",
+        rubrics_api.AuditEventListApi.as_view(),
+        name="api_audit",
+    ),
+    path(
         "projects/<slug:slug>/tasks/",
         one_path(rubrics_api.TaskListApi, rubrics_api.TaskCreateApi),
         name="api_tasks",

@@ -23,6 +23,9 @@ def setup(db_name: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db_name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{db_name}"')
+        # Benchmarks TRUNCATE ... CASCADE their tables, which reaches the append-only audit
+        # log; a disposable benchmark database may (rubrics/migrations/0007).
+        conn.execute(f"ALTER DATABASE \"{db_name}\" SET assay.allow_audit_truncate = 'on'")
     os.environ["DATABASE_URL"] = url._replace(path=f"/{db_name}").geturl()
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
     os.environ.setdefault("SECRET_KEY", "bench-only")

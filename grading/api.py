@@ -89,7 +89,9 @@ class JudgeCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with service_errors():
-            judge = services.judge_create(project=project, **data.validated_data)
+            judge = services.judge_create(
+                project=project, actor=request.user, **data.validated_data
+            )
         return Response(self.OutputSerializer(judge).data, status=status.HTTP_201_CREATED)
 
 

@@ -112,4 +112,4 @@ class SnapshotDownloadApi(APIView):
     )
     def get(self, request: Request, pk: int):
         snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-        return datasets.snapshot_download(snapshot)
+        return datasets.snapshot_download(snapshot, actor=request.user)

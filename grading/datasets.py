@@ -24,7 +24,8 @@ from django.utils.text import slugify
 from annotation.models import Response, Verdict
 from grading import exports
 from grading.models import DatasetSnapshot, GradingRun
-from rubrics.models import Grader, Project, Task
+from rubrics import audit
+from rubrics.models import AuditEvent, Grader, Project, Task
 from rubrics.permissions import Perm, check
 
 FORMATS = {
@@ -83,6 +84,15 @@ def snapshot_create(
             license=license.strip(),
             created_by=user,
             rows_total=_rows_estimate(project, format, params),
+        )
+        audit.record(
+            AuditEvent.Action.SNAPSHOT_REQUESTED,
+            actor=user,
+            project=project,
+            target_type="dataset_snapshot",
+            target_id=snapshot.pk,
+            target_label=snapshot.name,
+            details={"format": format, "params": params, "license": snapshot.license},
         )
         from grading import tasks
 
@@ -418,13 +428,28 @@ def snapshot_path(snapshot: DatasetSnapshot) -> Path:
     return Path(default_storage.path(snapshot.file))
 
 
-def snapshot_download(snapshot: DatasetSnapshot):
-    """The snapshot's file as an attachment, its SHA-256 in a header; 404 until it is ready."""
+def snapshot_download(snapshot: DatasetSnapshot, *, actor):
+    """The snapshot's file as an attachment, its SHA-256 in a header; 404 until it is ready.
+    Each download is audited: data leaving Assay."""
     from django.http import FileResponse, Http404
 
     if snapshot.status != snapshot.Status.READY:
         raise Http404("This snapshot is not ready.")
     path = snapshot_path(snapshot)
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    handle = path.open("rb")
+    audit.record(
+        AuditEvent.Action.SNAPSHOT_DOWNLOADED,
+        actor=actor,
+        project=snapshot.project,
+        target_type="dataset_snapshot",
+        target_id=snapshot.pk,
+        target_label=snapshot.name,
+        details={
+            "format": snapshot.format,
+            "sha256": snapshot.sha256,
+            "size_bytes": snapshot.size_bytes,
+        },
+    )
+    response = FileResponse(handle, as_attachment=True, filename=path.name)
     response["X-Content-SHA256"] = snapshot.sha256
     return response

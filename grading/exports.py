@@ -9,7 +9,8 @@ from typing import BinaryIO
 
 from django.db import connection
 
-from rubrics.models import Project
+from rubrics import audit
+from rubrics.models import AuditEvent, Project
 
 # Each verdict with what produced it: the run, the grader hash, the judge model or the person.
 VERDICTS_SQL = """
@@ -85,6 +86,35 @@ ORDER BY t.id
 # CSV with a quote and delimiter that JSON never leaves raw (it escapes control characters),
 # so COPY writes each JSON document as it is, one per line, with no escaping of its own.
 COPY_JSON_LINES = "COPY ({query}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+
+
+def export_recorded(
+    *,
+    project: Project,
+    format: str,
+    rows: int,
+    sha256: str,
+    destination: str,
+    actor=None,
+    run_id: int | None = None,
+) -> None:
+    """Audit an export written outside a snapshot (`manage.py export_dataset`)."""
+    audit.record(
+        AuditEvent.Action.DATASET_EXPORTED,
+        actor=actor,
+        project=project,
+        target_type="project",
+        target_id=project.pk,
+        target_label=f"{format} of {project.slug}",
+        details={
+            "format": format,
+            "rows": rows,
+            "sha256": sha256,
+            "destination": destination,
+            "run": run_id,
+            "os_user": audit.os_user(),
+        },
+    )
 
 
 def verdicts_jsonl(

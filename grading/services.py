@@ -19,8 +19,8 @@ from grading import engine, prompts
 from grading.judge import JudgeSettings
 from grading.limits import Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics import scoring
-from rubrics.models import Grader, Project
+from rubrics import audit, scoring
+from rubrics.models import AuditEvent, Grader, Project
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ def judge_create(
     requests_per_minute: int = 0,
     tokens_per_minute: int = 0,
     send_cache_key: bool = True,
+    actor=None,
 ) -> Judge:
+    """A judge for the project. Its URL decides where graded text goes: audited."""
     fields = _clean_judge_fields(
         name=name,
         base_url=base_url,
@@ -91,7 +93,7 @@ def judge_create(
     rater = Rater.objects.create(
         project=project, kind=Rater.Kind.JUDGE, name=f"judge: {fields['name']}"
     )
-    return Judge.objects.create(
+    judge = Judge.objects.create(
         project=project,
         rater=rater,
         temperature=temperature,
@@ -100,6 +102,62 @@ def judge_create(
         tokens_per_minute=max(0, int(tokens_per_minute or 0)),
         send_cache_key=send_cache_key,
         **fields,
+    )
+    audit.record(
+        AuditEvent.Action.JUDGE_CREATED,
+        actor=actor,
+        project=project,
+        target_type="judge",
+        target_id=judge.pk,
+        target_label=judge.name,
+        details={
+            "base_url": judge.base_url,
+            "model": judge.model,
+            "api_key_env": judge.api_key_env,  # the variable's name; the key is never stored
+            "max_concurrency": judge.max_concurrency,
+            "requests_per_minute": judge.requests_per_minute,
+            "tokens_per_minute": judge.tokens_per_minute,
+            "temperature": judge.temperature,
+        },
+    )
+    return judge
+
+
+@transaction.atomic
+def model_price_save(*, price: ModelPrice, actor, created: bool) -> ModelPrice:
+    """Save a model's price (it sets what runs are estimated and charged at): audited."""
+    before = (
+        None if created else ModelPrice.objects.filter(pk=price.pk).values(*PRICE_FIELDS).first()
+    )
+    price.save()
+    changes = {
+        name: [str(before[name]) if before else None, str(getattr(price, name))]
+        for name in PRICE_FIELDS
+        if before is None or before[name] != getattr(price, name)
+    }
+    if changes:
+        _price_event(AuditEvent.Action.MODEL_PRICE_CHANGED, price, actor, changes)
+    return price
+
+
+@transaction.atomic
+def model_price_delete(*, price: ModelPrice, actor) -> None:
+    before = {name: str(getattr(price, name)) for name in PRICE_FIELDS}
+    _price_event(AuditEvent.Action.MODEL_PRICE_DELETED, price, actor, before)
+    price.delete()
+
+
+PRICE_FIELDS = ("model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+
+
+def _price_event(action: str, price: ModelPrice, actor, details: dict) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        target_type="model_price",
+        target_id=price.pk,
+        target_label=price.model,
+        details=details,
     )
 
 

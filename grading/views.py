@@ -24,7 +24,7 @@ def judges(request: HttpRequest, slug: str) -> HttpResponse:
     form = JudgeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            judge = services.judge_create(project=project, **form.cleaned_data)
+            judge = services.judge_create(project=project, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -261,4 +261,4 @@ def snapshot_download(request: HttpRequest, pk: int) -> HttpResponse:
     from grading import datasets as snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-    return snapshots.snapshot_download(snapshot)
+    return snapshots.snapshot_download(snapshot, actor=request.user)

@@ -33,8 +33,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from rubrics import selectors, services, task_import, tokens
-from rubrics.models import ApiToken, Criterion, Role, Rubric, RubricVersion
+from rubrics import audit, selectors, services, task_import, tokens
+from rubrics.models import ApiToken, AuditEvent, Criterion, Role, Rubric, RubricVersion
 from rubrics.permissions import ROLE_PERMS, Perm, project_for, role_allows
 
 # --- Shared by every API module -----------------------------------------------------------
@@ -228,7 +228,7 @@ class TokenRevokeApi(APIView):
     )
     def delete(self, request: Request, pk: int) -> Response:
         token = get_object_or_404(tokens.user_tokens(request.user), pk=pk)
-        tokens.token_revoke(token=token)
+        tokens.token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -344,8 +344,73 @@ class MemberSetApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with service_errors():
-            membership = services.membership_set(project=project, **data.validated_data)
+            membership = services.membership_set(
+                project=project, actor=request.user, **data.validated_data
+            )
         return Response(self.OutputSerializer(membership).data)
+
+
+class MemberRemoveApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Remove a member from the project (admins only; the last admin stays)",
+        request=None,
+        responses=responses({204: None}, 400, 403, 404),
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        with service_errors():
+            services.membership_remove(project=project, username=username, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_serializer(component_name="AuditEvent")
+class AuditEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    actor = serializers.CharField(
+        source="actor_username",
+        help_text="The username, kept if the user is deleted; empty "
+        "for the system (a command, the demo loader).",
+    )
+    action = serializers.ChoiceField(choices=AuditEvent.Action.choices)
+    target_type = serializers.CharField()
+    target_id = serializers.CharField()
+    target_label = serializers.CharField()
+    details = serializers.JSONField()
+    source = serializers.ChoiceField(choices=AuditEvent.Source.choices)
+    ip_address = serializers.IPAddressField(allow_null=True)
+
+
+class AuditEventListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = AuditEventSerializer
+
+    class FilterSerializer(serializers.Serializer):
+        action = serializers.ChoiceField(
+            choices=AuditEvent.Action.choices, required=False, allow_blank=True
+        )
+        actor = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+    @extend_schema(
+        tags=["projects"],
+        summary="The project's audit log, newest first (admins only; read-only)",
+        parameters=[
+            OpenApiParameter("action", str, enum=AuditEvent.Action.values, required=False),
+            OpenApiParameter("actor", str, description="A username.", required=False),
+        ],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_AUDIT)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        events = audit.project_events(
+            project,
+            action=filters.validated_data.get("action", ""),
+            actor=filters.validated_data.get("actor", ""),
+        )
+        return paginated(self, request, events, self.OutputSerializer, ordering=NEWEST_FIRST)
 
 
 # --- Tasks ------------------------------------------------------------------------------

@@ -19,9 +19,17 @@ import openpyxl
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rubrics import services
+from rubrics import audit, services
 from rubrics.compiler import number
-from rubrics.models import Criterion, CriterionGroup, Project, Rubric, RubricVersion, Task
+from rubrics.models import (
+    AuditEvent,
+    Criterion,
+    CriterionGroup,
+    Project,
+    Rubric,
+    RubricVersion,
+    Task,
+)
 
 FORMATS = ("healthbench", "paperbench")
 HB_TASK_FIELDS = ("prompt", "prompt_id", "rubrics")
@@ -330,6 +338,19 @@ def export_paperbench(*, rubric: Rubric) -> dict:
         "weight": 1,
         "sub_tasks": top,
     }
+
+
+def export_recorded(*, project: Project, format: str, actor=None, rubric: Rubric | None = None):
+    """Audit a rubrics export (the page or `manage.py export_rubrics`)."""
+    audit.record(
+        AuditEvent.Action.RUBRICS_EXPORTED,
+        actor=actor,
+        project=project,
+        target_type="rubric" if rubric else "project",
+        target_id=rubric.pk if rubric else project.pk,
+        target_label=rubric.title if rubric else project.name,
+        details={"format": format, **({"os_user": audit.os_user()} if actor is None else {})},
+    )
 
 
 def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:

@@ -1,6 +1,6 @@
 from django import forms
 
-from rubrics.models import Role
+from rubrics.models import AuditEvent, Role
 
 
 class ProjectForm(forms.Form):
@@ -10,6 +10,14 @@ class ProjectForm(forms.Form):
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Role.choices)
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[("", "Any action"), *AuditEvent.Action.choices], required=False
+    )
+    actor = forms.CharField(max_length=150, required=False, label="By (username)")
+    before = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 
 
 class TaskForm(forms.Form):

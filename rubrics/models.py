@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -367,3 +368,82 @@ class RubricEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} on {self.rubric_id}"
+
+
+class AuditAction(models.TextChoices):
+    """What an audit event records; the database refuses any other value."""
+
+    PROJECT_CREATED = "project_created", "Project created"
+    MEMBER_ADDED = "member_added", "Member added"
+    MEMBER_ROLE_CHANGED = "member_role_changed", "Member's role changed"
+    MEMBER_REMOVED = "member_removed", "Member removed"
+    VERSION_SUBMITTED = "version_submitted", "Rubric submitted for review"
+    VERSION_RETURNED = "version_returned", "Rubric returned to draft"
+    VERSION_APPROVED = "version_approved", "Rubric approved and published"
+    VERSION_PUBLISHED = "version_published", "Rubric published without review"
+    VERSION_RETIRED = "version_retired", "Rubric version retired"
+    GOLD_DECIDED = "gold_decided", "Gold verdict decided"
+    CALIBRATION_THRESHOLD_SET = "calibration_threshold_set", "Calibration threshold set"
+    JUDGE_CREATED = "judge_created", "Judge created"
+    SNAPSHOT_REQUESTED = "snapshot_requested", "Dataset snapshot requested"
+    SNAPSHOT_DOWNLOADED = "snapshot_downloaded", "Dataset snapshot downloaded"
+    DATASET_EXPORTED = "dataset_exported", "Dataset exported by command"
+    RUBRICS_EXPORTED = "rubrics_exported", "Rubrics exported"
+    TOKEN_CREATED = "token_created", "API token created"
+    TOKEN_REVOKED = "token_revoked", "API token revoked"
+    MODEL_PRICE_CHANGED = "model_price_changed", "Model price set"
+    MODEL_PRICE_DELETED = "model_price_deleted", "Model price deleted"
+
+
+class AuditEvent(models.Model):
+    """One sensitive action: who, when, from where, on what. Append-only in the database.
+
+    The actor and the project are copied as text, so deleting a user or a project keeps the
+    record (their foreign keys become NULL; that is the only change the database allows).
+    Details never hold secrets: a token's name, prefix and scopes, never the token."""
+
+    Action = AuditAction
+
+    class Source(models.TextChoices):
+        WEB = "web", "Web page"
+        API = "api", "API"
+        COMMAND = "command", "Management command"
+        ADMIN = "admin", "Django admin"
+        SYSTEM = "system", "System (worker, demo loader, shell)"
+
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    project_slug = models.CharField(max_length=80, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.SYSTEM)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            models.Index(fields=["project", "-id"], name="audit_project_newest"),
+            models.Index(fields=["project", "action", "-id"], name="audit_project_action"),
+            models.Index(fields=["actor", "-id"], name="audit_actor_newest"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="audit_action_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_username or 'system'} at {self.at:%Y-%m-%d %H:%M}"

@@ -24,6 +24,7 @@ class Perm(StrEnum):
     ANNOTATE = "annotate"  # grade queue items by hand, blind to judges and other people
     MANAGE_QUEUES = "manage_queues"
     ADJUDICATE = "adjudicate"  # settle disagreements into gold verdicts
+    VIEW_AUDIT = "view_audit"  # the project's audit log: roles, publications, gold, exports
 
 
 _ALL = set(Role)
@@ -41,6 +42,7 @@ ROLE_PERMS: dict[Perm, set[Role]] = {
     Perm.ANNOTATE: {Role.ANNOTATOR},
     Perm.MANAGE_QUEUES: {Role.ADMIN, Role.ENGINEER},
     Perm.ADJUDICATE: {Role.ADMIN, Role.REVIEWER},
+    Perm.VIEW_AUDIT: {Role.ADMIN},
 }
 
 

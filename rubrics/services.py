@@ -13,8 +13,9 @@ from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from rubrics import checks, compiler
+from rubrics import audit, checks, compiler
 from rubrics.models import (
+    AuditEvent,
     Criterion,
     CriterionGroup,
     Grader,
@@ -56,12 +57,34 @@ def project_create(*, name: str, user, slug: str | None = None) -> Project:
             raise ValidationError({"slug": f"The slug '{slug}' is taken."})
     project = Project.objects.create(name=name, slug=slug or _unique_slug(name), created_by=user)
     Membership.objects.create(project=project, user=user, role=Role.ADMIN)
+    audit.record(
+        AuditEvent.Action.PROJECT_CREATED,
+        actor=user,
+        project=project,
+        target_type="project",
+        target_id=project.pk,
+        target_label=project.name,
+        details={"slug": project.slug},
+    )
     return project
 
 
+def _member_event(action: str, membership: Membership, actor, details: dict) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        project=membership.project,
+        target_type="user",
+        target_id=membership.user_id,
+        target_label=membership.user.get_username(),
+        details=details,
+    )
+
+
 @transaction.atomic
-def membership_set(*, project: Project, username: str, role: str) -> Membership:
-    """Add a member by username, or change their role. The last admin cannot be demoted."""
+def membership_set(*, project: Project, username: str, role: str, actor=None) -> Membership:
+    """Add a member by username, or change their role. The last admin cannot be demoted.
+    `actor` is who does it, for the audit log."""
     if role not in Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'; choose one of {Role.values}."})
     user = get_user_model().objects.filter(username=username).first()
@@ -69,14 +92,41 @@ def membership_set(*, project: Project, username: str, role: str) -> Membership:
         raise ValidationError({"username": f"No user named '{username}'."})
     membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if membership and membership.role == Role.ADMIN and role != Role.ADMIN:
-        admins = Membership.objects.filter(project=project, role=Role.ADMIN).count()
-        if admins <= 1:
-            raise ValidationError({"role": "A project keeps at least one admin."})
+        _keep_an_admin(project)
     if membership is None:
-        return Membership.objects.create(project=project, user=user, role=role)
-    membership.role = role
-    membership.save(update_fields=["role"])
+        membership = Membership.objects.create(project=project, user=user, role=role)
+        _member_event(AuditEvent.Action.MEMBER_ADDED, membership, actor, {"role": role})
+        return membership
+    if membership.role != role:
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        _member_event(
+            AuditEvent.Action.MEMBER_ROLE_CHANGED, membership, actor, {"from": old, "to": role}
+        )
     return membership
+
+
+def _keep_an_admin(project: Project) -> None:
+    if Membership.objects.filter(project=project, role=Role.ADMIN).count() <= 1:
+        raise ValidationError({"role": "A project keeps at least one admin."})
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, username: str, actor=None) -> None:
+    """Take a member out of the project. The last admin stays."""
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user", "project")
+        .filter(project=project, user__username=username)
+        .first()
+    )
+    if membership is None:
+        raise ValidationError({"username": f"'{username}' is not a member of this project."})
+    if membership.role == Role.ADMIN:
+        _keep_an_admin(project)
+    _member_event(AuditEvent.Action.MEMBER_REMOVED, membership, actor, {"role": membership.role})
+    membership.delete()
 
 
 # --- Tasks ------------------------------------------------------------------------------
@@ -704,6 +754,19 @@ def criteria_replace(*, version: RubricVersion, criteria: list[CriterionInput], 
 # --- Review and publishing ---------------------------------------------------------------
 
 
+def _version_audit(action: str, version: RubricVersion, user, **details) -> None:
+    rubric = Rubric.objects.select_related("project").get(pk=version.rubric_id)
+    audit.record(
+        action,
+        actor=user,
+        project=rubric.project,
+        target_type="rubric_version",
+        target_id=version.pk,
+        target_label=f"{rubric.title} v{version.number}",
+        details={"rubric": rubric.pk, "version": version.number, **details},
+    )
+
+
 def _check_publishable(criteria: list[Criterion]) -> None:
     if not criteria:
         raise ValidationError("A rubric needs at least one criterion before it is published.")
@@ -720,6 +783,7 @@ def version_submit(*, version: RubricVersion, user) -> RubricVersion:
     version.submitted_by, version.submitted_at = user, timezone.now()
     version.save(update_fields=["status", "submitted_by", "submitted_at"])
     _event(version, user, "submitted")
+    _version_audit(AuditEvent.Action.VERSION_SUBMITTED, version, user)
     return version
 
 
@@ -733,6 +797,7 @@ def version_reopen(*, version: RubricVersion, user) -> RubricVersion:
     version.revision += 1
     version.save(update_fields=["status", "revision"])
     _event(version, user, "reopened")
+    _version_audit(AuditEvent.Action.VERSION_RETURNED, version, user)
     return version
 
 
@@ -774,7 +839,7 @@ def comment_resolve(*, comment: ReviewComment, user) -> ReviewComment:
     return comment
 
 
-def _publish(version: RubricVersion, user) -> Grader:
+def _publish(version: RubricVersion, user, action: str, **details) -> Grader:
     version.rubric = Rubric.objects.select_related("task").get(pk=version.rubric_id)
     parts = grader_parts(version, version.rubric)
     _check_publishable(parts.criteria)
@@ -795,6 +860,9 @@ def _publish(version: RubricVersion, user) -> Grader:
         hash=grader_hash, defaults={"version": version, "spec": spec}
     )
     _event(version, user, "published", changes={"grader": grader_hash})
+    _version_audit(
+        action, version, user, grader=grader_hash, content_hash=version.content_hash, **details
+    )
     return grader
 
 
@@ -802,7 +870,7 @@ def _publish(version: RubricVersion, user) -> Grader:
 def version_publish(*, version: RubricVersion, user) -> Grader:
     """Freeze a draft: it gets a content hash and compiles into a grader."""
     version = _locked_draft(version)
-    return _publish(version, user)
+    return _publish(version, user, AuditEvent.Action.VERSION_PUBLISHED)
 
 
 @transaction.atomic
@@ -820,7 +888,8 @@ def version_approve(*, version: RubricVersion, user, role: str) -> Grader:
         raise ValidationError(
             f"{open_comments} review comment(s) are unresolved; the author resolves them first."
         )
-    return _publish(version, user)
+    submitter = version.submitted_by.get_username() if version.submitted_by else ""
+    return _publish(version, user, AuditEvent.Action.VERSION_APPROVED, submitted_by=submitter)
 
 
 @transaction.atomic
@@ -833,6 +902,7 @@ def version_retire(*, version: RubricVersion, user) -> RubricVersion:
     version.status = RubricVersion.Status.RETIRED
     version.save(update_fields=["status"])
     _event(version, user, "retired")
+    _version_audit(AuditEvent.Action.VERSION_RETIRED, version, user)
     return version
 
 

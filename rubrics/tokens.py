@@ -7,9 +7,11 @@ import secrets
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
-from rubrics.models import ApiToken
+from rubrics import audit
+from rubrics.models import ApiToken, AuditEvent
 
 PREFIX = "asy_"
 MAX_DAYS = 366
@@ -20,6 +22,25 @@ def _hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _audit(action: str, token: ApiToken, actor) -> None:
+    """A token event names the token, never its key: name, prefix, scopes, expiry, owner."""
+    audit.record(
+        action,
+        actor=actor,
+        target_type="api_token",
+        target_id=token.pk,
+        target_label=f"{token.name} ({token.prefix}…)",
+        details={
+            "owner": token.user.get_username(),
+            "name": token.name,
+            "prefix": token.prefix,
+            "scopes": list(token.scopes),
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
+    )
+
+
+@transaction.atomic
 def token_create(
     *, user, name: str, scopes: list[str], expires_in_days: int | None = 90
 ) -> tuple[ApiToken, str]:
@@ -46,15 +67,21 @@ def token_create(
         scopes=sorted(set(scopes)),
         expires_at=timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
+    _audit(AuditEvent.Action.TOKEN_CREATED, token, user)
     return token, raw
 
 
-def token_revoke(*, token: ApiToken) -> bool:
-    return bool(
+@transaction.atomic
+def token_revoke(*, token: ApiToken, actor=None) -> bool:
+    """Revoke `token` at once. False if it was revoked already (nothing changes, no event)."""
+    revoked = bool(
         ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
     )
+    if revoked:
+        _audit(AuditEvent.Action.TOKEN_REVOKED, token, actor)
+    return revoked
 
 
 def token_authenticate(raw: str) -> ApiToken | None:

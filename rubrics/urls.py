@@ -7,6 +7,12 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("p/<slug:slug>/", views.project_detail, name="project"),
     path("p/<slug:slug>/members/", views.members, name="members"),
+    path(
+        "p/<slug:slug>/members/<str:username>/remove/",
+        views.member_remove,
+        name="member_remove",
+    ),
+    path("p/<slug:slug>/audit/", views.audit_log, name="audit_log"),
     path("p/<slug:slug>/tasks/new/", views.task_new, name="task_new"),
     path("p/<slug:slug>/imports/tasks/", views.tasks_import, name="tasks_import"),
     path("p/<slug:slug>/tasks/<str:external_id>/", views.task_detail, name="task"),

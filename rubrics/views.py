@@ -15,8 +15,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import checks, formats, lint, scoring, selectors, services, task_import
-from rubrics.forms import MemberForm, ProjectForm, RubricForm, TaskForm
+from rubrics import audit, checks, formats, lint, scoring, selectors, services, task_import
+from rubrics.forms import AuditFilterForm, MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
 
@@ -82,7 +82,9 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
     form = MemberForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            membership = services.membership_set(project=project, **form.cleaned_data)
+            membership = services.membership_set(
+                project=project, actor=request.user, **form.cleaned_data
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -97,6 +99,44 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
             "form": form,
             "can_manage": role_allows(project.role, Perm.MANAGE_MEMBERS),
         },
+    )
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+    try:
+        services.membership_remove(project=project, username=username, actor=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"{username} is no longer a member.")
+    return redirect("members", slug=slug)
+
+
+AUDIT_PAGE = 50
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's audit log, newest first; `?before=<id>` pages back without a COUNT."""
+    project = project_for(request.user, slug, Perm.VIEW_AUDIT)
+    form = AuditFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    events = audit.project_events(
+        project, action=filters.get("action", ""), actor=filters.get("actor", "")
+    )
+    if filters.get("before"):
+        events = events.filter(pk__lt=filters["before"])
+    page = list(events[: AUDIT_PAGE + 1])
+    older = page[AUDIT_PAGE - 1].pk if len(page) > AUDIT_PAGE else None
+    return render(
+        request,
+        "rubrics/audit.html",
+        {"project": project, "events": page[:AUDIT_PAGE], "form": form, "older": older},
     )
 
 
@@ -718,6 +758,7 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
     fmt = request.GET.get("format", "healthbench")
     if fmt == "healthbench":
         body = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+        formats.export_recorded(project=project, format=fmt, actor=request.user)
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
         return response
@@ -731,6 +772,7 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
     except ValidationError as exc:
         raise Http404(" ".join(_errors(exc))) from None
     body = json.dumps(formats.export_paperbench(rubric=rubric), indent=2, ensure_ascii=False)
+    formats.export_recorded(project=project, format=fmt, actor=request.user, rubric=rubric)
     response = HttpResponse(body + "\n", content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{slug}-rubric-{rubric.pk}.json"'
     return response

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from rubrics import tokens
+from rubrics import audit, tokens
 from rubrics.models import ApiToken
 
 
@@ -38,7 +38,13 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "rubrics/tokens.html",
-        {"tokens": tokens.user_tokens(request.user), "form": form, "created": created},
+        {
+            "tokens": tokens.user_tokens(request.user),
+            "form": form,
+            "created": created,
+            # Token events belong to no project: their owner reads them here (staff: admin).
+            "events": audit.own_token_events(request.user),
+        },
     )
 
 
@@ -46,6 +52,6 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(tokens.user_tokens(request.user), pk=pk)
-    if tokens.token_revoke(token=token):
+    if tokens.token_revoke(token=token, actor=request.user):
         messages.success(request, f"Token {token.name} revoked: it no longer works.")
     return redirect("api_tokens_page")

@@ -75,6 +75,19 @@ def pytest_configure(config):
         )
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database may TRUNCATE the append-only audit log: transactional tests empty
+    every table between tests (rubrics/migrations/0007_audit_event_append_only)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            name = connection.ops.quote_name(connection.settings_dict["NAME"])
+            cursor.execute(f"ALTER DATABASE {name} SET assay.allow_audit_truncate = 'on'")
+        connection.close()  # the next connection, like the worker's, starts with it set
+
+
 # --- The judge simulator -----------------------------------------------------------------
 
 

@@ -69,6 +69,14 @@ ENDPOINTS = [
     Endpoint("get", SLUG, "projects/{slug}/", members_only(EVERYONE, 200)),
     Endpoint("get", SLUG + "members/", "projects/{slug}/members/", members_only(EVERYONE, 200)),
     Endpoint("post", SLUG + "members/", "projects/{slug}/members/", members_only(ADMINS, 400)),
+    # Removing the admin, the last one, is refused: allowed roles get 400 and nothing changes.
+    Endpoint(
+        "delete",
+        SLUG + "members/<str:username>/",
+        "projects/{slug}/members/{admin}/",
+        members_only(ADMINS, 400),
+    ),
+    Endpoint("get", SLUG + "audit/", "projects/{slug}/audit/", members_only(ADMINS, 200)),
     Endpoint("get", SLUG + "tasks/", "projects/{slug}/tasks/", members_only(EVERYONE, 200)),
     Endpoint("post", SLUG + "tasks/", "projects/{slug}/tasks/", members_only(EDITORS, 400)),
     Endpoint(
@@ -290,6 +298,7 @@ def world(personas):
         review_rubric=review_rubric.pk,
         comment=comment.pk,
         slug=project.slug,
+        admin=admin.username,
         task=task.external_id,
         rubric=grader.version.rubric_id,
         draft_rubric=draft_rubric.pk,

@@ -102,6 +102,13 @@ TABLE = {
     "project": ("get", _slug, ALL, None),
     "members": ("get", _slug, ALL, None),
     "members#post": ("post", _slug, {"admin"}, {"username": "nobody", "role": "author"}),
+    "member_remove": (
+        "post",
+        lambda w: {**_slug(w), "username": w["p"].annotator.username},
+        {"admin"},
+        {},
+    ),
+    "audit_log": ("get", _slug, {"admin"}, None),
     "task_new": ("get", _slug, {"admin", "author"}, None),
     "task_new#post": ("post", _slug, {"admin", "author"}, {"external_id": ""}),
     "tasks_import": ("get", _slug, {"admin", "author"}, None),

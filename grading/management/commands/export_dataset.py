@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from grading import exports
 from grading.models import GradingRun
+from rubrics import audit
 from rubrics.models import Project
 
 PROJECT_FORMATS = exports.PROJECT_EXPORTS
@@ -31,6 +32,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        with audit.origin("command"):
+            self.export(options)
+
+    def export(self, options):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")
@@ -70,4 +75,12 @@ class Command(BaseCommand):
                 grader = exports.rft_grader(model=options["grader_model"])
                 grader_path.write_text(json.dumps(grader, indent=2) + "\n")
                 self.stderr.write(f"Grader configuration: {grader_path}")
+        exports.export_recorded(
+            project=project,
+            format=fmt,
+            rows=count,
+            sha256=digest,
+            destination="stdout" if output == "-" else str(Path(output).resolve()),
+            run_id=options["run"] if fmt in RUN_FORMATS else None,
+        )
         self.stderr.write(f"Wrote {count:,} ({fmt}), sha256 {digest}")

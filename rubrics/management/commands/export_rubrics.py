@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from rubrics import formats
+from rubrics import audit, formats
 from rubrics.management.commands.import_rubrics import error_text
 from rubrics.models import Project
 
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"No project with slug '{options['project']}'.")
+        rubric = None
         try:
             if options["format"] == "healthbench":
                 text = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
@@ -39,3 +40,5 @@ class Command(BaseCommand):
             Path(options["output"]).write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
+        with audit.origin("command"):
+            formats.export_recorded(project=project, format=options["format"], rubric=rubric)
