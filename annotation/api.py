@@ -16,12 +16,103 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors, services
-from rubrics.api import Pagination, paginated, responses, service_errors
+from annotation import import_jobs, selectors, services
+from annotation.models import Assignment, ImportJob, Rater, Verdict
+from rubrics import selectors as rubric_selectors
+from rubrics.api import (
+    FILTERS_RULE,
+    NEWEST_FIRST,
+    MessagesField,
+    Pagination,
+    TaskDetailApi,
+    paginated,
+    query_filters,
+    responses,
+    service_errors,
+)
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 
+RESPONSE_RULE = (
+    "Responses are immutable once imported and are never edited or deleted: runs, "
+    "verdicts, gold and datasets name them."
+)
 FIELDS_HELP = "; ".join(f"`{name}`: {help}" for name, help in services.RESPONSE_FIELDS.items())
+
+
+# --- Tasks and members: their rules depend on responses and queues ---------------------------
+
+
+class TaskUpdateApi(APIView):
+    @extend_schema_serializer(component_name="TaskUpdate")
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        messages = MessagesField(required=False)
+        context = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+        tags = serializers.ListField(
+            child=serializers.CharField(max_length=100), required=False, max_length=100
+        )
+
+    OutputSerializer = TaskDetailApi.OutputSerializer
+
+    @extend_schema(
+        tags=["tasks"],
+        summary="Change a task's title, tags, or (before any response) its prompt",
+        description="The external id never changes: imports and exports name the task by it. "
+        "Once responses answer the task, its messages and context are frozen (409): create a "
+        "new task for a new prompt. Title and tags change at any time.",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404, 409),
+    )
+    def patch(self, request: Request, slug: str, external_id: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        task = rubric_selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not data.validated_data:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give at least one of title, messages, context, tags."]}
+            )
+        with service_errors():
+            task = services.task_update(task=task, **data.validated_data)
+        return Response(self.OutputSerializer(TaskDetailApi.with_relations(task)).data)
+
+
+class TaskDeleteApi(APIView):
+    @extend_schema(
+        tags=["tasks"],
+        summary="Delete a task nothing was imported or published against",
+        description="A task with responses or a published rubric version stays (409): runs, "
+        "verdicts and datasets name it. Its draft rubrics and references go with it.",
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, slug: str, external_id: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        task = rubric_selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+        with service_errors():
+            services.task_delete(task=task)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberRemoveApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Take a member out of the project (admins only)",
+        description="The last admin stays (409). The member leaves the project's queues: "
+        "their open items go back to the others and their drafts are dropped; what they "
+        "submitted, commented or ran stays under their name.",
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        member = rubric_selectors.member_for(project, username)
+        with service_errors():
+            services.member_remove(
+                project=project, username=member.user.username, actor=request.user
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ResponseImportApi(APIView):
@@ -107,19 +198,32 @@ class ResponseListApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="The project's responses",
+        description=RESPONSE_RULE + " " + FILTERS_RULE,
         parameters=[FilterSerializer],
         responses=responses({200: OutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = query_filters(request, self.FilterSerializer)
         found = selectors.project_responses(project)
-        if model := filters.validated_data.get("model"):
+        if model := filters.get("model"):
             found = found.filter(model=model)
-        if task := filters.validated_data.get("task"):
+        if task := filters.get("task"):
             found = found.filter(task__external_id=task)
         return paginated(self, request, found, self.OutputSerializer)
+
+
+class ResponseDetailApi(APIView):
+    OutputSerializer = ResponseListApi.OutputSerializer
+
+    @extend_schema(
+        tags=["responses"],
+        summary="One response",
+        description=RESPONSE_RULE,
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(self.OutputSerializer(selectors.response_for(request.user, pk)).data)
 
 
 class ResponseModelsApi(APIView):
@@ -132,10 +236,11 @@ class ResponseModelsApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="How many responses each model has, over how many tasks",
-        responses=responses({200: OutputSerializer(many=True)}, 404),
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
+        query_filters(request, paged=False)
         counts = selectors.response_counts_by_model(project)
         return Response(self.OutputSerializer(counts, many=True).data)
 
@@ -156,15 +261,24 @@ class QueueSerializer(serializers.Serializer):
 
 
 class QueueListApi(APIView):
+    @extend_schema_serializer(component_name="QueueFilter")
+    class FilterSerializer(serializers.Serializer):
+        grader = serializers.CharField(required=False, help_text="Only queues of this grader.")
+
     @extend_schema(
         tags=["annotation"],
         summary="The project's queues (an annotator sees the queues they are on)",
-        responses=responses({200: QueueSerializer(many=True)}, 403, 404),
+        description=FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: QueueSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
+        filters = query_filters(request, self.FilterSerializer, paged=False)
         mine = role_allows(project.role, Perm.ANNOTATE)
         queues = selectors.project_queues(project, user=request.user if mine else None)
+        if "grader" in filters:
+            queues = queues.filter(grader__hash=filters["grader"])
         return Response(QueueSerializer(queues, many=True).data)
 
 
@@ -175,7 +289,9 @@ class QueueCreateApi(APIView):
         grader = serializers.CharField(help_text="Hash of a grader of a published version.")
         overlap = serializers.IntegerField(min_value=1, max_value=20)
         annotators = serializers.ListField(child=serializers.CharField(), allow_empty=False)
-        lease_seconds = serializers.IntegerField(min_value=1, default=30 * 60)
+        lease_seconds = serializers.IntegerField(
+            min_value=1, max_value=services.MAX_LEASE_SECONDS, default=30 * 60
+        )
         responses = serializers.ListField(
             child=serializers.IntegerField(),
             required=False,
@@ -240,6 +356,108 @@ class QueueDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         queue = selectors.queue_for(request.user, pk, Perm.VIEW_RESULTS)
         return Response(self.OutputSerializer(selectors.queue_progress(queue)).data)
+
+
+QUEUE_RULE = (
+    "A queue's grader and items never change: make a new queue for other work. A queue "
+    "with submitted items is never deleted (409): their verdicts count in agreement and "
+    "calibration."
+)
+
+
+class QueueUpdateApi(APIView):
+    @extend_schema_serializer(component_name="QueueUpdate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        overlap = serializers.IntegerField(min_value=1, max_value=20, required=False)
+        lease_seconds = serializers.IntegerField(
+            min_value=1, max_value=services.MAX_LEASE_SECONDS, required=False
+        )
+        annotators = serializers.ListField(
+            child=serializers.CharField(),
+            allow_empty=False,
+            required=False,
+            help_text="The whole list. Someone taken off gives back their open items; what "
+            "they submitted stays.",
+        )
+
+    @extend_schema(
+        tags=["annotation"],
+        summary="Rename a queue, or change its overlap, lease or annotators",
+        description=QUEUE_RULE,
+        request=InputSerializer,
+        responses=responses({200: QueueSerializer}, 400, 403, 404),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        queue = selectors.queue_for(request.user, pk, Perm.MANAGE_QUEUES)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not data.validated_data:
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        "Give at least one of name, overlap, lease_seconds, annotators."
+                    ]
+                }
+            )
+        with service_errors():
+            services.queue_update(queue=queue, **data.validated_data)
+        queue = selectors.project_queues(queue.project).get(pk=queue.pk)
+        return Response(QueueSerializer(queue).data)
+
+
+class QueueDeleteApi(APIView):
+    @extend_schema(
+        tags=["annotation"],
+        summary="Delete a queue nobody has submitted work in",
+        description=QUEUE_RULE,
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        queue = selectors.queue_for(request.user, pk, Perm.MANAGE_QUEUES)
+        with service_errors():
+            services.queue_delete(queue=queue)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class QueueAssignmentListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="AssignmentFilter")
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Assignment.Status.choices, required=False)
+        annotator = serializers.CharField(required=False, help_text="A username.")
+
+    @extend_schema_serializer(component_name="QueueAssignment")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        response = serializers.IntegerField(source="item.response_id")
+        annotator = serializers.CharField(source="annotator.username")
+        status = serializers.CharField(help_text="active, submitted, skipped or expired.")
+        skip_reason = serializers.CharField()
+        opened_at = serializers.DateTimeField()
+        lease_expires_at = serializers.DateTimeField()
+        submitted_at = serializers.DateTimeField(allow_null=True)
+        seconds_spent = serializers.IntegerField()
+
+    @extend_schema(
+        tags=["annotation"],
+        summary="Who holds or did which item of a queue (not their verdicts)",
+        description="Assignments are made by claiming and changed by their annotator only. "
+        + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        queue = selectors.queue_for(request.user, pk, Perm.VIEW_RESULTS)
+        filters = query_filters(request, self.FilterSerializer)
+        found = selectors.queue_assignments(queue)
+        if "status" in filters:
+            found = found.filter(status=filters["status"])
+        if "annotator" in filters:
+            found = found.filter(annotator__username=filters["annotator"])
+        return paginated(self, request, found, self.OutputSerializer)
 
 
 @extend_schema_serializer(component_name="OwnVerdict")
@@ -485,10 +703,63 @@ class DisagreementListApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        found = selectors.disagreements(version, **filters.validated_data)
+        filters = query_filters(request, self.FilterSerializer, paged=False)
+        found = selectors.disagreements(version, **filters)
         return Response(self.OutputSerializer(found, many=True).data)
+
+
+@extend_schema_serializer(component_name="Gold")
+class GoldSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    response = serializers.IntegerField(source="response_id")
+    criterion = serializers.IntegerField(source="criterion_id")
+    outcome = serializers.CharField()
+    value = serializers.FloatField(allow_null=True)
+    note = serializers.CharField()
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True)
+    decided_at = serializers.DateTimeField()
+    replaces = serializers.IntegerField(source="replaces_id", allow_null=True)
+
+
+GOLD_RULE = (
+    "Gold is append-only: a new decision on an item replaces the current one and names it "
+    "in `replaces`; no decision is ever edited or deleted, so the list is the audit trail."
+)
+
+
+class GoldListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = GoldSerializer
+
+    @extend_schema_serializer(component_name="GoldFilter")
+    class FilterSerializer(serializers.Serializer):
+        response = serializers.IntegerField(required=False)
+        criterion = serializers.IntegerField(required=False)
+        current = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="true: only decisions no later one replaced; false: only replaced ones.",
+        )
+
+    @extend_schema(
+        tags=["agreement"],
+        summary="Gold decisions on a version's criteria, newest first",
+        description=GOLD_RULE + " " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
+        filters = query_filters(request, self.FilterSerializer)
+        found = selectors.version_gold_decisions(version)
+        if "response" in filters:
+            found = found.filter(response_id=filters["response"])
+        if "criterion" in filters:
+            found = found.filter(criterion_id=filters["criterion"])
+        if "current" in filters:
+            found = found.filter(replaced_by__isnull=filters["current"])
+        return paginated(self, request, found, self.OutputSerializer, ordering=NEWEST_FIRST)
 
 
 class GoldDecideApi(APIView):
@@ -502,20 +773,12 @@ class GoldDecideApi(APIView):
         )
         note = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema_serializer(component_name="Gold")
-    class OutputSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        response = serializers.IntegerField(source="response_id")
-        criterion = serializers.IntegerField(source="criterion_id")
-        outcome = serializers.CharField()
-        note = serializers.CharField()
-        decided_by = serializers.CharField(source="decided_by.username")
-        decided_at = serializers.DateTimeField()
-        replaces = serializers.IntegerField(source="replaces_id", allow_null=True)
+    OutputSerializer = GoldSerializer
 
     @extend_schema(
         tags=["agreement"],
         summary="Record a gold verdict (audited: the decision it replaces is kept)",
+        description=GOLD_RULE,
         request=InputSerializer,
         responses=responses({201: OutputSerializer}, 400, 403, 404),
     )
@@ -622,3 +885,233 @@ class CalibrationApi(APIView):
             "per_criterion": rows,
         }
         return Response(self.OutputSerializer(data).data)
+
+
+# --- Raters and verdicts: who decided what, for the roles that see results ------------------
+
+
+class RaterListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="RaterFilter")
+    class FilterSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=Rater.Kind.choices, required=False)
+
+    @extend_schema_serializer(component_name="Rater")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        kind = serializers.CharField(help_text="person or judge.")
+        name = serializers.CharField()
+        username = serializers.CharField(
+            source="user.username", allow_null=True, help_text="A person's; null for a judge."
+        )
+
+    @extend_schema(
+        tags=["agreement"],
+        summary="The project's raters: people and judges alike",
+        description="Raters are made by the first verdict of a person, or with a judge; they "
+        "are never edited or deleted (verdicts name them). " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        filters = query_filters(request, self.FilterSerializer)
+        return paginated(
+            self,
+            request,
+            selectors.project_raters(project).filter(**filters),
+            self.OutputSerializer,
+        )
+
+
+class ProjectVerdictListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="VerdictFilter")
+    class FilterSerializer(serializers.Serializer):
+        run = serializers.IntegerField(required=False, help_text="A grading run's id.")
+        response = serializers.IntegerField(required=False, help_text="A response's id.")
+        criterion = serializers.IntegerField(required=False, help_text="A criterion's id.")
+        rater = serializers.IntegerField(required=False, help_text="A rater's id.")
+        rubric_version = serializers.IntegerField(
+            required=False, help_text="A rubric version's id (as in /versions/{id}/)."
+        )
+        grader = serializers.CharField(required=False, help_text="A grader's hash.")
+        task = serializers.CharField(required=False, help_text="A task's external id.")
+        outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices, required=False)
+        rater_kind = serializers.ChoiceField(choices=Rater.Kind.choices, required=False)
+
+    @extend_schema_serializer(component_name="ProjectVerdict")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        response = serializers.IntegerField(source="response_id")
+        criterion = serializers.IntegerField(source="criterion_id")
+        rater = serializers.IntegerField(source="rater_id")
+        rater_kind = serializers.CharField(source="rater.kind", help_text="person or judge.")
+        grader = serializers.CharField(source="grader.hash", allow_null=True)
+        run = serializers.IntegerField(source="run_id", allow_null=True)
+        assignment = serializers.IntegerField(source="assignment_id", allow_null=True)
+        sample_index = serializers.IntegerField()
+        outcome = serializers.CharField(help_text="met, unmet, na or error.")
+        value = serializers.FloatField(allow_null=True)
+        explanation = serializers.CharField()
+        evidence = serializers.CharField()
+        judge_model = serializers.CharField()
+        simulated = serializers.BooleanField()
+        error = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=["agreement"],
+        summary="Every verdict of the project, judges' and people's, with provenance",
+        description="Verdicts are written by runs and by annotators (`/assignments/`), never "
+        "here; a person edits their own only until they submit. People's drafts are left "
+        "out. " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        f = query_filters(request, self.FilterSerializer)
+        lookups = {
+            "run": "run_id",
+            "response": "response_id",
+            "criterion": "criterion_id",
+            "rater": "rater_id",
+            "rubric_version": "criterion__version_id",
+            "grader": "grader__hash",
+            "task": "response__task__external_id",
+            "outcome": "outcome",
+            "rater_kind": "rater__kind",
+        }
+        found = selectors.project_verdicts(project).filter(
+            **{lookups[name]: value for name, value in f.items()}
+        )
+        return paginated(self, request, found, self.OutputSerializer)
+
+
+# --- Calibration settings ------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="CalibrationSettings")
+class CalibrationSettingsSerializer(serializers.Serializer):
+    threshold = serializers.FloatField(
+        min_value=-1,
+        max_value=1,
+        help_text="Criteria whose judge-vs-gold kappa (or people's alpha) falls below it are "
+        "flagged.",
+    )
+
+
+class CalibrationSettingsApi(APIView):
+    @extend_schema(
+        tags=["agreement"],
+        summary="The project's calibration threshold",
+        responses=responses({200: CalibrationSettingsSerializer}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        threshold = selectors.project_threshold(project)
+        return Response(CalibrationSettingsSerializer({"threshold": threshold}).data)
+
+
+class CalibrationSettingsSetApi(APIView):
+    @extend_schema(
+        tags=["agreement"],
+        summary="Set the project's calibration threshold (admins only)",
+        request=CalibrationSettingsSerializer,
+        responses=responses({200: CalibrationSettingsSerializer}, 400, 403, 404),
+    )
+    def put(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        data = CalibrationSettingsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            row = services.calibration_threshold_set(
+                project=project, threshold=data.validated_data["threshold"]
+            )
+        return Response(CalibrationSettingsSerializer(row).data)
+
+
+# --- Background imports --------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="ImportJob")
+class ImportJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    filename = serializers.CharField()
+    status = serializers.CharField(help_text="queued, running, done or failed.")
+    percent = serializers.IntegerField()
+    rows_total = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    created = serializers.IntegerField()
+    already_present = serializers.IntegerField()
+    error_count = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.CharField(), help_text="The first ones.")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+IMPORT_RULE = (
+    "A worker imports the file with the same rules as `/responses/import/`: every row, or "
+    "none. A job is a record: it is never edited or deleted."
+)
+
+
+class ImportJobListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = ImportJobSerializer
+
+    @extend_schema_serializer(component_name="ImportJobFilter")
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=ImportJob.Status.choices, required=False)
+
+    @extend_schema(
+        tags=["responses"],
+        summary="The project's background imports, newest first",
+        description=IMPORT_RULE + " " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.IMPORT_RESPONSES)
+        filters = query_filters(request, self.FilterSerializer)
+        jobs = import_jobs.project_import_jobs(project).filter(**filters)
+        return paginated(self, request, jobs, self.OutputSerializer, ordering=NEWEST_FIRST)
+
+
+class ImportJobCreateApi(APIView):
+    parser_classes = [MultiPartParser]
+    OutputSerializer = ImportJobSerializer
+
+    @extend_schema(
+        tags=["responses"],
+        summary="Import a large JSONL file in the background (poll the job)",
+        description=IMPORT_RULE,
+        request={"multipart/form-data": ResponseImportApi.InputSerializer},
+        responses=responses({202: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.IMPORT_RESPONSES)
+        data = ResponseImportApi.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = import_jobs.import_job_create(
+            project=project, upload=data.validated_data["file"], user=request.user
+        )
+        return Response(self.OutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportJobDetailApi(APIView):
+    OutputSerializer = ImportJobSerializer
+
+    @extend_schema(
+        tags=["responses"],
+        summary="A background import: status, progress, then counts or errors",
+        description=IMPORT_RULE,
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        job = import_jobs.import_job_for(request.user, pk, Perm.IMPORT_RESPONSES)
+        return Response(self.OutputSerializer(job).data)

@@ -75,6 +75,10 @@ def import_job_run(*, job_id: int) -> str:
     return f"{result.created} created, {result.error_count} errors"
 
 
+def project_import_jobs(project: Project):
+    return ImportJob.objects.filter(project=project).select_related("created_by")
+
+
 def import_job_for(user, pk: int, perm: Perm) -> ImportJob:
     job = get_object_or_404(ImportJob.objects.select_related("project"), pk=pk)
     job.project.role = check(user, job.project, perm)

@@ -28,6 +28,25 @@ def project_responses(project: Project):
     return Response.objects.filter(task__project=project).select_related("task")
 
 
+def response_for(user, pk: int) -> Response:
+    response = get_object_or_404(Response.objects.select_related("task__project"), pk=pk)
+    check(user, response.task.project, Perm.VIEW)
+    return response
+
+
+def project_raters(project: Project):
+    return Rater.objects.filter(project=project).select_related("user")
+
+
+def project_verdicts(project: Project):
+    """Judges' verdicts and people's submitted ones (drafts are nobody's verdict yet)."""
+    return (
+        Verdict.objects.filter(response__task__project=project)
+        .filter(Q(assignment__isnull=True) | Q(assignment__status=Assignment.Status.SUBMITTED))
+        .select_related("rater", "grader")
+    )
+
+
 def response_counts_by_model(project: Project) -> list[dict]:
     return list(
         Response.objects.filter(task__project=project)
@@ -101,6 +120,10 @@ def project_queues(project: Project, user=None):
             )
         )
     return queues
+
+
+def queue_assignments(queue: Queue):
+    return queue.assignments.select_related("item", "annotator")
 
 
 def queue_held_by_others(queue: Queue, user) -> bool:
@@ -363,6 +386,13 @@ def disagreements(version: RubricVersion, among: str = "all", status: str = "ope
         d.response, d.criterion = responses[d.response_id], criteria[d.criterion_id]
     found.sort(key=lambda d: (d.criterion.position, d.response_id))
     return found
+
+
+def version_gold_decisions(version: RubricVersion):
+    """Every gold decision on the version's criteria, with whether a later one replaced it."""
+    return Adjudication.objects.filter(criterion__version=version).select_related(
+        "decided_by", "replaced_by"
+    )
 
 
 def item_verdicts(response: Response, criterion: Criterion):

@@ -24,7 +24,9 @@ from annotation.models import (
     Verdict,
 )
 from rubrics import audit
+from rubrics import services as rubric_services
 from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
+from rubrics.services import Conflict
 
 RESPONSE_FIELDS = {
     "task_id": "the task's external id (required)",
@@ -220,7 +222,68 @@ def person_rater(*, project: Project, user) -> Rater:
     return rater
 
 
+# --- Tasks and members, whose rules depend on responses and queues -------------------------
+
+
+@transaction.atomic
+def task_update(*, task: Task, **fields) -> Task:
+    """Change a task (see `rubrics.services.task_fields_update`); its prompt is frozen once
+    responses answer it."""
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    frozen = Response.objects.filter(task=task).exists()
+    return rubric_services.task_fields_update(task=task, prompt_frozen=frozen, **fields)
+
+
+@transaction.atomic
+def task_delete(*, task: Task) -> None:
+    """Delete a task nothing was graded or imported against. A task with responses or a
+    published rubric version stays: runs, verdicts and exports name it."""
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    responses = Response.objects.filter(task=task).count()
+    published = (
+        RubricVersion.objects.filter(rubric__task=task)
+        .exclude(status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW])
+        .count()
+    )
+    if responses or published:
+        raise Conflict(
+            f"Task '{task.external_id}' has {responses} response(s) and {published} published "
+            "rubric version(s); graded work names it, so it cannot be deleted."
+        )
+    try:
+        task.delete()
+    except models.ProtectedError as exc:
+        raise Conflict(f"Task '{task.external_id}' is still referred to: {exc.args[0]}") from None
+
+
+def _take_off_queues(queues, user_ids: list[int], why: str) -> None:
+    """Take annotators off queues. Their open turns go back to the others, as a skip would,
+    and their drafts go with them; what they submitted stays."""
+    queue_ids = list(queues.values_list("pk", flat=True))
+    for queue in Queue.objects.filter(pk__in=queue_ids):
+        queue.annotators.remove(*user_ids)
+    open_turns = Assignment.objects.filter(
+        queue_id__in=queue_ids,
+        annotator_id__in=user_ids,
+        status__in=[Assignment.Status.ACTIVE, Assignment.Status.EXPIRED],
+    )
+    Verdict.objects.filter(assignment__in=open_turns).delete()
+    open_turns.update(status=Assignment.Status.SKIPPED, skip_reason=why)
+
+
+@transaction.atomic
+def member_remove(*, project: Project, username: str, actor=None) -> None:
+    """Take a member out of the project (never its last admin) and off its queues."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username).first()
+    rubric_services.membership_remove(project=project, username=username, actor=actor)
+    _take_off_queues(Queue.objects.filter(project=project), [user.pk], "Left the project.")
+
+
 # --- Queues and hand-out --------------------------------------------------------------------
+
+MAX_LEASE_SECONDS = 7 * 24 * 3600
 
 
 def _annotator_ids(project: Project, usernames: Iterable[str]) -> list[int]:
@@ -276,8 +339,8 @@ def queue_create(
         errors["overlap"] = (
             f"Overlap {overlap} needs at least {overlap} annotators; {len(annotator_ids)} named."
         )
-    if not isinstance(lease_seconds, int) or lease_seconds < 1:
-        errors["lease_seconds"] = "The lease is a whole number of seconds >= 1."
+    if not isinstance(lease_seconds, int) or not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
+        errors["lease_seconds"] = f"The lease is 1 to {MAX_LEASE_SECONDS} seconds (7 days)."
     if errors:
         raise ValidationError(errors)
     rubric = grader.version.rubric
@@ -301,6 +364,75 @@ def queue_create(
         (QueueItem(queue=queue, response_id=pk) for pk in response_ids), batch_size=1000
     )
     return queue
+
+
+@transaction.atomic
+def queue_update(
+    *,
+    queue: Queue,
+    name: str | None = None,
+    overlap: int | None = None,
+    lease_seconds: int | None = None,
+    annotators: Iterable[str] | None = None,
+) -> Queue:
+    """Change a queue's name, overlap, lease or annotators; None leaves a field as it is. Its
+    grader and items never change (make a new queue). An annotator taken off the queue gives
+    back their open items and drafts; what they submitted stays."""
+    queue = Queue.objects.select_for_update().get(pk=queue.pk)
+    errors: dict[str, str] = {}
+    if name is not None:
+        name = name.strip()
+        if not name:
+            errors["name"] = "Give the queue a name."
+        elif Queue.objects.filter(project=queue.project, name=name).exclude(pk=queue.pk).exists():
+            errors["name"] = f"This project already has a queue named '{name}'."
+    annotator_ids = None
+    if annotators is not None:
+        try:
+            annotator_ids = _annotator_ids(queue.project, annotators)
+        except ValidationError as exc:
+            errors.update({k: v[0] for k, v in exc.message_dict.items()})
+    new_overlap = queue.overlap if overlap is None else overlap
+    if not isinstance(new_overlap, int) or not 1 <= new_overlap <= 20:
+        errors["overlap"] = "Overlap is a whole number from 1 to 20."
+    else:
+        count = len(annotator_ids) if annotator_ids is not None else queue.annotators.count()
+        if "annotators" not in errors and new_overlap > count:
+            errors["overlap"] = (
+                f"Overlap {new_overlap} needs at least {new_overlap} annotators; it has {count}."
+            )
+    if lease_seconds is not None and (
+        not isinstance(lease_seconds, int) or not 1 <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        errors["lease_seconds"] = f"The lease is 1 to {MAX_LEASE_SECONDS} seconds (7 days)."
+    if errors:
+        raise ValidationError(errors)
+    if annotator_ids is not None:
+        current = set(queue.annotators.values_list("pk", flat=True))
+        removed = sorted(current - set(annotator_ids))
+        if removed:
+            _take_off_queues(Queue.objects.filter(pk=queue.pk), removed, "Taken off the queue.")
+        queue.annotators.set(annotator_ids)
+    if name is not None:
+        queue.name = name
+    queue.overlap = new_overlap
+    if lease_seconds is not None:
+        queue.lease_seconds = lease_seconds
+    queue.save(update_fields=["name", "overlap", "lease_seconds"])
+    return queue
+
+
+@transaction.atomic
+def queue_delete(*, queue: Queue) -> None:
+    """Delete a queue nobody has submitted work in; submitted verdicts are kept with theirs."""
+    queue = Queue.objects.select_for_update().get(pk=queue.pk)
+    submitted = queue.assignments.filter(status=Assignment.Status.SUBMITTED).count()
+    if submitted:
+        raise Conflict(
+            f"Queue '{queue.name}' holds {submitted} submitted item(s), whose verdicts count "
+            "in agreement and calibration; it cannot be deleted."
+        )
+    queue.delete()
 
 
 def _live_turns(item_id: int, now, exclude_pk: int | None = None) -> int:

@@ -56,13 +56,23 @@ urlpatterns = [
         one_path(rubrics_api.TokenListApi, rubrics_api.TokenCreateApi),
         name="api_tokens",
     ),
-    path("tokens/<int:pk>/", rubrics_api.TokenRevokeApi.as_view(), name="api_token_revoke"),
+    path(
+        "tokens/<int:pk>/",
+        one_path(rubrics_api.TokenDetailApi, rubrics_api.TokenRevokeApi),
+        name="api_token_revoke",
+    ),
     path(
         "projects/",
         one_path(rubrics_api.ProjectListApi, rubrics_api.ProjectCreateApi),
         name="api_projects",
     ),
-    path("projects/<slug:slug>/", rubrics_api.ProjectDetailApi.as_view(), name="api_project"),
+    path(
+        "projects/<slug:slug>/",
+        one_path(
+            rubrics_api.ProjectDetailApi, rubrics_api.ProjectUpdateApi, grading_api.ProjectDeleteApi
+        ),
+        name="api_project",
+    ),
     path(
         "projects/<slug:slug>/members/",
         one_path(rubrics_api.MemberListApi, rubrics_api.MemberSetApi),
@@ -70,7 +80,9 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/members/<str:username>/",
-        rubrics_api.MemberRemoveApi.as_view(),
+        one_path(
+            rubrics_api.MemberDetailApi, rubrics_api.MemberRoleApi, annotation_api.MemberRemoveApi
+        ),
         name="api_member",
     ),
     path(
@@ -90,8 +102,24 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/tasks/<str:external_id>/",
-        rubrics_api.TaskDetailApi.as_view(),
+        one_path(
+            rubrics_api.TaskDetailApi, annotation_api.TaskUpdateApi, annotation_api.TaskDeleteApi
+        ),
         name="api_task",
+    ),
+    path(
+        "projects/<slug:slug>/tasks/<str:external_id>/references/",
+        rubrics_api.ReferenceCreateApi.as_view(),
+        name="api_task_references",
+    ),
+    path(
+        "references/<int:pk>/",
+        one_path(
+            rubrics_api.ReferenceDetailApi,
+            rubrics_api.ReferenceUpdateApi,
+            rubrics_api.ReferenceDeleteApi,
+        ),
+        name="api_reference",
     ),
     path(
         "projects/<slug:slug>/rubrics/",
@@ -113,10 +141,49 @@ urlpatterns = [
         annotation_api.ResponseModelsApi.as_view(),
         name="api_response_models",
     ),
+    path("responses/<int:pk>/", annotation_api.ResponseDetailApi.as_view(), name="api_response"),
+    path(
+        "projects/<slug:slug>/imports/",
+        one_path(annotation_api.ImportJobListApi, annotation_api.ImportJobCreateApi),
+        name="api_imports",
+    ),
+    path("imports/<int:pk>/", annotation_api.ImportJobDetailApi.as_view(), name="api_import"),
+    path("projects/<slug:slug>/raters/", annotation_api.RaterListApi.as_view(), name="api_raters"),
+    path(
+        "projects/<slug:slug>/verdicts/",
+        annotation_api.ProjectVerdictListApi.as_view(),
+        name="api_project_verdicts",
+    ),
+    path(
+        "projects/<slug:slug>/calibration-settings/",
+        one_path(annotation_api.CalibrationSettingsApi, annotation_api.CalibrationSettingsSetApi),
+        name="api_calibration_settings",
+    ),
     path(
         "projects/<slug:slug>/judges/",
         one_path(grading_api.JudgeListApi, grading_api.JudgeCreateApi),
         name="api_judges",
+    ),
+    path(
+        "judges/<int:pk>/",
+        one_path(
+            grading_api.JudgeDetailApi, grading_api.JudgeUpdateApi, grading_api.JudgeDeleteApi
+        ),
+        name="api_judge",
+    ),
+    path(
+        "model-prices/",
+        one_path(grading_api.ModelPriceListApi, grading_api.ModelPriceCreateApi),
+        name="api_model_prices",
+    ),
+    path(
+        "model-prices/<int:pk>/",
+        one_path(
+            grading_api.ModelPriceDetailApi,
+            grading_api.ModelPriceUpdateApi,
+            grading_api.ModelPriceDeleteApi,
+        ),
+        name="api_model_price",
     ),
     path(
         "projects/<slug:slug>/runs/",
@@ -128,7 +195,20 @@ urlpatterns = [
         one_path(annotation_api.QueueListApi, annotation_api.QueueCreateApi),
         name="api_queues",
     ),
-    path("queues/<int:pk>/", annotation_api.QueueDetailApi.as_view(), name="api_queue"),
+    path(
+        "queues/<int:pk>/",
+        one_path(
+            annotation_api.QueueDetailApi,
+            annotation_api.QueueUpdateApi,
+            annotation_api.QueueDeleteApi,
+        ),
+        name="api_queue",
+    ),
+    path(
+        "queues/<int:pk>/assignments/",
+        annotation_api.QueueAssignmentListApi.as_view(),
+        name="api_queue_assignments",
+    ),
     path("queues/<int:pk>/claim/", annotation_api.QueueClaimApi.as_view(), name="api_queue_claim"),
     path(
         "assignments/<int:pk>/",
@@ -158,17 +238,52 @@ urlpatterns = [
         annotation_api.DisagreementListApi.as_view(),
         name="api_disagreements",
     ),
-    path("versions/<int:pk>/gold/", annotation_api.GoldDecideApi.as_view(), name="api_gold"),
+    path(
+        "versions/<int:pk>/gold/",
+        one_path(annotation_api.GoldListApi, annotation_api.GoldDecideApi),
+        name="api_gold",
+    ),
     path(
         "versions/<int:pk>/calibration/",
         annotation_api.CalibrationApi.as_view(),
         name="api_calibration",
     ),
-    path("rubrics/<int:pk>/", rubrics_api.RubricDetailApi.as_view(), name="api_rubric"),
+    path(
+        "rubrics/<int:pk>/",
+        one_path(
+            rubrics_api.RubricDetailApi, rubrics_api.RubricUpdateApi, rubrics_api.RubricDeleteApi
+        ),
+        name="api_rubric",
+    ),
+    path("rubrics/<int:pk>/draft/", rubrics_api.DraftDiscardApi.as_view(), name="api_draft"),
     path(
         "rubrics/<int:pk>/draft/criteria/",
-        rubrics_api.DraftCriteriaReplaceApi.as_view(),
+        one_path(rubrics_api.DraftCriteriaReplaceApi, rubrics_api.CriterionAddApi),
         name="api_draft_criteria",
+    ),
+    path(
+        "criteria/<int:pk>/",
+        one_path(
+            rubrics_api.CriterionDetailApi,
+            rubrics_api.CriterionUpdateApi,
+            rubrics_api.CriterionDeleteApi,
+        ),
+        name="api_criterion",
+    ),
+    path(
+        "rubrics/<int:pk>/reopen/",
+        rubrics_api.RubricReopenApi.as_view(),
+        name="api_rubric_reopen",
+    ),
+    path(
+        "rubrics/<int:pk>/versions/<int:number>/retire/",
+        rubrics_api.VersionRetireApi.as_view(),
+        name="api_version_retire",
+    ),
+    path(
+        "rubrics/<int:pk>/history/",
+        rubrics_api.RubricHistoryApi.as_view(),
+        name="api_rubric_history",
     ),
     path(
         "rubrics/<int:pk>/submit/",
@@ -183,7 +298,7 @@ urlpatterns = [
     path("rubrics/<int:pk>/diff/", rubrics_api.RubricDiffApi.as_view(), name="api_rubric_diff"),
     path(
         "rubrics/<int:pk>/comments/",
-        rubrics_api.CommentCreateApi.as_view(),
+        one_path(rubrics_api.CommentListApi, rubrics_api.CommentCreateApi),
         name="api_rubric_comments",
     ),
     path(
@@ -201,7 +316,11 @@ urlpatterns = [
         one_path(api_datasets.SnapshotListApi, api_datasets.SnapshotCreateApi),
         name="api_datasets",
     ),
-    path("datasets/<int:pk>/", api_datasets.SnapshotDetailApi.as_view(), name="api_dataset"),
+    path(
+        "datasets/<int:pk>/",
+        one_path(api_datasets.SnapshotDetailApi, api_datasets.SnapshotDeleteApi),
+        name="api_dataset",
+    ),
     path(
         "datasets/<int:pk>/download/",
         api_datasets.SnapshotDownloadApi.as_view(),

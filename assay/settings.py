@@ -197,6 +197,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "grading.models.GradingRun.Status",
         "ScoreStatusEnum": "grading.models.Score.Status",
         "RoleEnum": "rubrics.models.Role",
+        "RaterKindEnum": "annotation.models.Rater.Kind",
+        "CriterionKindEnum": "rubrics.models.Criterion.Kind",
     },
 }
 

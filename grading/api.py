@@ -5,17 +5,26 @@ Everything here but the writes needs VIEW_RESULTS: annotators stay blind to the 
 
 from __future__ import annotations
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import Verdict
 from grading import selectors, services
-from grading.models import GradingRun
-from rubrics.api import NEWEST_FIRST, Pagination, paginated, responses, service_errors
+from grading.models import GradingRun, Score
+from rubrics.api import (
+    FILTERS_RULE,
+    NEWEST_FIRST,
+    Pagination,
+    paginated,
+    query_filters,
+    responses,
+    service_errors,
+)
 from rubrics.permissions import Perm, project_for
 from rubrics.selectors import grader_for, published_graders, task_for
 
@@ -46,10 +55,11 @@ class JudgeListApi(APIView):
     @extend_schema(
         tags=["grading"],
         summary="The project's judges",
-        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        query_filters(request, paged=False)
         judges = selectors.project_judges(project)
         return Response(self.OutputSerializer(judges, many=True).data)
 
@@ -72,8 +82,12 @@ class JudgeCreateApi(APIView):
         max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, required=False)
         temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
         use_json_schema = serializers.BooleanField(required=False)
-        requests_per_minute = serializers.IntegerField(min_value=0, required=False)
-        tokens_per_minute = serializers.IntegerField(min_value=0, required=False)
+        requests_per_minute = serializers.IntegerField(
+            min_value=0, max_value=services.MAX_PER_MINUTE, required=False
+        )
+        tokens_per_minute = serializers.IntegerField(
+            min_value=0, max_value=services.MAX_PER_MINUTE, required=False
+        )
         send_cache_key = serializers.BooleanField(required=False)
 
     OutputSerializer = JudgeSerializer
@@ -93,6 +107,81 @@ class JudgeCreateApi(APIView):
                 project=project, actor=request.user, **data.validated_data
             )
         return Response(self.OutputSerializer(judge).data, status=status.HTTP_201_CREATED)
+
+
+JUDGE_RULE = (
+    "Limits, temperature, name and the key's variable may change at any time; new calls use "
+    "them at once. A judge that has graded (runs, reward calls or verdicts) keeps its base "
+    "URL and model, so its verdicts still say who judged (409): add a new judge instead. "
+    "Such a judge is never deleted (409)."
+)
+
+
+class JudgeDetailApi(APIView):
+    OutputSerializer = JudgeSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="A judge's settings (never its key)",
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            self.OutputSerializer(selectors.judge_for(request.user, pk, Perm.VIEW_RESULTS)).data
+        )
+
+
+class JudgeUpdateApi(APIView):
+    OutputSerializer = JudgeSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Change some of a judge's settings (admins only)",
+        description=JUDGE_RULE,
+        request=JudgeCreateApi.InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404, 409),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        judge = selectors.judge_for(request.user, pk, Perm.MANAGE_JUDGES)
+        data = JudgeCreateApi.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        if not data.validated_data:
+            raise ValidationError({"non_field_errors": ["Give at least one setting to change."]})
+        with service_errors():
+            judge = services.judge_update(judge=judge, **data.validated_data)
+        return Response(self.OutputSerializer(judge).data)
+
+
+class JudgeDeleteApi(APIView):
+    @extend_schema(
+        tags=["grading"],
+        summary="Delete a judge that never graded (admins only)",
+        description=JUDGE_RULE,
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        judge = selectors.judge_for(request.user, pk, Perm.MANAGE_JUDGES)
+        with service_errors():
+            services.judge_delete(judge=judge)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectDeleteApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Delete a project that holds no graded work (admins only)",
+        description="A project with a published (or retired) rubric version or any response "
+        "stays (409): runs, verdicts and datasets name them. Otherwise its tasks, drafts, "
+        "references, judges, snapshots and memberships are deleted with it.",
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        with service_errors():
+            services.project_delete(project=project)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Runs -------------------------------------------------------------------------------
@@ -131,18 +220,39 @@ class RunSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+RUN_RULE = (
+    "Runs are never edited or deleted: verdicts, scores and datasets name them. Cancel a "
+    "run to stop it; resume or retry its failed items to finish it."
+)
+
+
 class RunListApi(APIView):
     pagination_class = Pagination
     OutputSerializer = RunSerializer
 
+    @extend_schema_serializer(component_name="RunFilter")
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=GradingRun.Status.choices, required=False)
+        grader = serializers.CharField(required=False, help_text="A grader's hash.")
+        judge = serializers.IntegerField(required=False, help_text="The lead judge's id.")
+
     @extend_schema(
         tags=["grading"],
         summary="The project's grading runs, newest first",
-        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+        description=RUN_RULE + " " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        f = query_filters(request, self.FilterSerializer)
         runs = selectors.project_runs(project).order_by("-created_at", "-pk")
+        if "status" in f:
+            runs = runs.filter(status=f["status"])
+        if "grader" in f:
+            runs = runs.filter(grader__hash=f["grader"])
+        if "judge" in f:
+            runs = runs.filter(judge_id=f["judge"])
         return paginated(self, request, runs, self.OutputSerializer, ordering=NEWEST_FIRST)
 
 
@@ -258,6 +368,7 @@ class RunDetailApi(APIView):
     @extend_schema(
         tags=["grading"],
         summary="A run: status, progress and per-model scores",
+        description=RUN_RULE,
         responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
@@ -439,14 +550,32 @@ class ScoreListApi(APIView):
         error_count = serializers.IntegerField()
         finished_at = serializers.DateTimeField(allow_null=True)
 
+    @extend_schema_serializer(component_name="ScoreFilter")
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Score.Status.choices, required=False)
+        model = serializers.CharField(required=False, help_text="Only this model's responses.")
+        task = serializers.CharField(required=False, help_text="A task's external id.")
+        response = serializers.IntegerField(required=False, help_text="A response's id.")
+
     @extend_schema(
         tags=["grading"],
         summary="A run's score for each response",
-        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+        description=FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
         run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
-        return paginated(self, request, selectors.run_scores(run), self.OutputSerializer)
+        f = query_filters(request, self.FilterSerializer)
+        scores = selectors.run_scores(run)
+        lookups = {
+            "status": "status",
+            "model": "response__model",
+            "task": "response__task__external_id",
+            "response": "response_id",
+        }
+        scores = scores.filter(**{lookups[name]: value for name, value in f.items()})
+        return paginated(self, request, scores, self.OutputSerializer)
 
 
 class VerdictListApi(APIView):
@@ -475,9 +604,132 @@ class VerdictListApi(APIView):
     @extend_schema(
         tags=["grading"],
         summary="The judge's verdicts on one scored response, by criterion",
-        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, pk: int, score_pk: int) -> Response:
         score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
+        query_filters(request, paged=False)
         verdicts = selectors.score_verdicts(score)
         return Response(self.OutputSerializer(verdicts, many=True).data)
+
+
+# --- Model prices: one table for every project, kept by staff ------------------------------
+
+
+@extend_schema_serializer(component_name="ModelPrice")
+class ModelPriceSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    model = serializers.CharField(max_length=200, help_text="As judges name it.")
+    input_per_mtok = serializers.DecimalField(
+        max_digits=10, decimal_places=4, min_value=0, coerce_to_string=False, required=False
+    )
+    cached_input_per_mtok = serializers.DecimalField(
+        max_digits=10, decimal_places=4, min_value=0, coerce_to_string=False, required=False
+    )
+    output_per_mtok = serializers.DecimalField(
+        max_digits=10, decimal_places=4, min_value=0, coerce_to_string=False, required=False
+    )
+
+
+PRICE_RULE = (
+    "Prices are per million tokens and hold for every project, so only staff change them "
+    "(403 for everyone else, project admins included); any signed-in user reads them. Run "
+    "costs are computed from them when read; a model without a price shows a null cost."
+)
+
+
+def _staff_only(request: Request) -> None:
+    if not request.user.is_staff:
+        raise PermissionDenied("Model prices hold for every project: staff keep them.")
+
+
+class ModelPriceListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = ModelPriceSerializer
+
+    @extend_schema_serializer(component_name="ModelPriceFilter")
+    class FilterSerializer(serializers.Serializer):
+        model = serializers.CharField(required=False)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="What each judge model costs",
+        description=PRICE_RULE + " " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400),
+    )
+    def get(self, request: Request) -> Response:
+        filters = query_filters(request, self.FilterSerializer)
+        prices = selectors.model_prices().filter(**filters)
+        return paginated(self, request, prices, self.OutputSerializer)
+
+
+class ModelPriceCreateApi(APIView):
+    OutputSerializer = ModelPriceSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Set a model's price (staff only)",
+        description=PRICE_RULE,
+        request=ModelPriceSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403),
+    )
+    def post(self, request: Request) -> Response:
+        _staff_only(request)
+        data = ModelPriceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            price = services.model_price_set(actor=request.user, **data.validated_data)
+        return Response(self.OutputSerializer(price).data, status=status.HTTP_201_CREATED)
+
+
+class ModelPriceDetailApi(APIView):
+    OutputSerializer = ModelPriceSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="A model's price",
+        description=PRICE_RULE,
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        price = get_object_or_404(selectors.model_prices(), pk=pk)
+        return Response(self.OutputSerializer(price).data)
+
+
+class ModelPriceUpdateApi(APIView):
+    OutputSerializer = ModelPriceSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Change a model's price (staff only)",
+        description=PRICE_RULE,
+        request=ModelPriceSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        _staff_only(request)
+        price = get_object_or_404(selectors.model_prices(), pk=pk)
+        data = ModelPriceSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        if not data.validated_data:
+            raise ValidationError({"non_field_errors": ["Give at least one field to change."]})
+        values = {"model": price.model, **data.validated_data}
+        with service_errors():
+            price = services.model_price_set(price=price, actor=request.user, **values)
+        return Response(self.OutputSerializer(price).data)
+
+
+class ModelPriceDeleteApi(APIView):
+    @extend_schema(
+        tags=["grading"],
+        summary="Remove a model's price (staff only); its costs show as unknown",
+        description=PRICE_RULE,
+        request=None,
+        responses=responses({204: None}, 403, 404),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        _staff_only(request)
+        price = get_object_or_404(selectors.model_prices(), pk=pk)
+        services.model_price_delete(price=price, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,7 +10,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from grading import datasets
-from rubrics.api import NEWEST_FIRST, Pagination, paginated, responses, service_errors
+from grading.models import DatasetSnapshot
+from rubrics.api import (
+    FILTERS_RULE,
+    NEWEST_FIRST,
+    Pagination,
+    paginated,
+    query_filters,
+    responses,
+    service_errors,
+)
 from rubrics.permissions import Perm, project_for
 
 
@@ -38,17 +47,33 @@ class SnapshotListApi(APIView):
     pagination_class = Pagination
     OutputSerializer = SnapshotSerializer
 
+    @extend_schema_serializer(component_name="DatasetSnapshotFilter")
+    class FilterSerializer(serializers.Serializer):
+        # Not `format`: DRF reads ?format= to choose the reply's renderer (?format=json).
+        dataset_format = serializers.ChoiceField(
+            choices=sorted(datasets.FORMATS), required=False, help_text="The snapshot's format."
+        )
+        status = serializers.ChoiceField(choices=DatasetSnapshot.Status.choices, required=False)
+
     @extend_schema(
         tags=["datasets"],
         summary="The project's dataset snapshots, newest first",
-        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+        description=FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
+        filters = query_filters(request, self.FilterSerializer)
+        snapshots = datasets.project_snapshots(project)
+        if "dataset_format" in filters:
+            snapshots = snapshots.filter(format=filters["dataset_format"])
+        if "status" in filters:
+            snapshots = snapshots.filter(status=filters["status"])
         return paginated(
             self,
             request,
-            datasets.project_snapshots(project),
+            snapshots,
             self.OutputSerializer,
             ordering=NEWEST_FIRST,
         )
@@ -113,3 +138,19 @@ class SnapshotDownloadApi(APIView):
     def get(self, request: Request, pk: int):
         snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
         return datasets.snapshot_download(snapshot, actor=request.user)
+
+
+class SnapshotDeleteApi(APIView):
+    @extend_schema(
+        tags=["datasets"],
+        summary="Delete a snapshot and its file",
+        description="A snapshot never changes; deleting it is the only write. One being built "
+        "is left alone until it is ready or failed (409); a queued one is simply never built.",
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        snapshot = datasets.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+        with service_errors():
+            datasets.snapshot_delete(snapshot=snapshot)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -27,6 +27,7 @@ from grading.models import DatasetSnapshot, GradingRun
 from rubrics import audit
 from rubrics.models import AuditEvent, Grader, Project, Task
 from rubrics.permissions import Perm, check
+from rubrics.services import Conflict
 
 FORMATS = {
     "verdicts-jsonl": ("Every verdict with its provenance, one JSON object per line", ".jsonl"),
@@ -98,6 +99,23 @@ def snapshot_create(
 
         transaction.on_commit(lambda: tasks.build_snapshot.delay(snapshot.pk))
     return snapshot
+
+
+def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
+    """Delete a snapshot and its file. One being built is left alone until it is ready or
+    failed; a queued one is simply never built (its worker's claim finds nothing)."""
+    with transaction.atomic():
+        locked = DatasetSnapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
+        if locked is None:
+            return
+        if locked.status == DatasetSnapshot.Status.BUILDING:
+            raise Conflict(
+                f"Snapshot '{locked.name}' is being built; delete it once it is ready or failed."
+            )
+        name = locked.file
+        locked.delete()
+        if name:
+            transaction.on_commit(lambda: default_storage.delete(name))
 
 
 def _rows_estimate(project: Project, format: str, params: dict) -> int:

@@ -40,9 +40,14 @@ def run_for(user, pk: int, perm: Perm) -> GradingRun:
     return run
 
 
-def judge_for(user, project: Project, pk: int, perm: Perm) -> Judge:
-    check(user, project, perm)
-    return get_object_or_404(Judge, project=project, pk=pk)
+def judge_for(user, pk: int, perm: Perm) -> Judge:
+    judge = get_object_or_404(Judge.objects.select_related("project"), pk=pk)
+    judge.project.role = check(user, judge.project, perm)
+    return judge
+
+
+def model_prices():
+    return ModelPrice.objects.all()
 
 
 @dataclass(frozen=True)

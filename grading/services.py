@@ -7,11 +7,14 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from annotation.models import Rater, Response, Verdict
@@ -20,7 +23,8 @@ from grading.judge import JudgeSettings
 from grading.limits import Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import audit, scoring
-from rubrics.models import AuditEvent, Grader, Project
+from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion
+from rubrics.services import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +131,14 @@ def judge_create(
 def model_price_save(*, price: ModelPrice, actor, created: bool) -> ModelPrice:
     """Save a model's price (it sets what runs are estimated and charged at): audited."""
     before = (
-        None if created else ModelPrice.objects.filter(pk=price.pk).values(*PRICE_FIELDS).first()
+        None
+        if created
+        else ModelPrice.objects.filter(pk=price.pk).values(*AUDITED_PRICE_FIELDS).first()
     )
     price.save()
     changes = {
         name: [str(before[name]) if before else None, str(getattr(price, name))]
-        for name in PRICE_FIELDS
+        for name in AUDITED_PRICE_FIELDS
         if before is None or before[name] != getattr(price, name)
     }
     if changes:
@@ -141,13 +147,19 @@ def model_price_save(*, price: ModelPrice, actor, created: bool) -> ModelPrice:
 
 
 @transaction.atomic
-def model_price_delete(*, price: ModelPrice, actor) -> None:
-    before = {name: str(getattr(price, name)) for name in PRICE_FIELDS}
+def model_price_delete(*, price: ModelPrice, actor=None) -> None:
+    """Without a price, the model's costs show as unknown (null), never as zero. Audited."""
+    before = {name: str(getattr(price, name)) for name in AUDITED_PRICE_FIELDS}
     _price_event(AuditEvent.Action.MODEL_PRICE_DELETED, price, actor, before)
     price.delete()
 
 
-PRICE_FIELDS = ("model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+AUDITED_PRICE_FIELDS = (
+    "model",
+    "input_per_mtok",
+    "cached_input_per_mtok",
+    "output_per_mtok",
+)
 
 
 def _price_event(action: str, price: ModelPrice, actor, details: dict) -> None:
@@ -159,6 +171,180 @@ def _price_event(action: str, price: ModelPrice, actor, details: dict) -> None:
         target_label=price.model,
         details=details,
     )
+
+
+# Settings that say how a judge behaves, and may change at any time; its endpoint and model
+# say *who* judged, so they are fixed once the judge has graded anything.
+JUDGE_TUNABLE = (
+    "name",
+    "api_key_env",
+    "max_concurrency",
+    "temperature",
+    "use_json_schema",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "send_cache_key",
+)
+JUDGE_IDENTITY = ("base_url", "model")
+MAX_PER_MINUTE = 2_000_000_000
+
+
+def judge_has_graded(judge: Judge) -> bool:
+    return (
+        GradingRun.objects.filter(judge=judge).exists()
+        or judge.panel_runs.exists()
+        or JudgeCall.objects.filter(judge=judge).exists()
+        or Verdict.objects.filter(rater_id=judge.rater_id).exists()
+    )
+
+
+@transaction.atomic
+def judge_update(*, judge: Judge, **changes) -> Judge:
+    """Change some of a judge's settings; the ones not given keep their values. Limits take
+    effect for new calls at once. A judge that has graded keeps its base URL and model, so
+    its runs and verdicts still say who judged: add a new judge for another model."""
+    judge = Judge.objects.select_for_update().get(pk=judge.pk)
+    unknown = sorted(set(changes) - set(JUDGE_TUNABLE) - set(JUDGE_IDENTITY))
+    if unknown:
+        raise ValidationError({name: "A judge has no such setting." for name in unknown})
+    identity = {k: changes[k] for k in JUDGE_IDENTITY if k in changes}
+    if any(str(v).strip() != getattr(judge, k) for k, v in identity.items()) and (
+        judge_has_graded(judge)
+    ):
+        raise Conflict(
+            f"Judge '{judge.name}' has graded, and its verdicts name its endpoint and model; "
+            "those cannot change. Add a new judge instead."
+        )
+    merged = {name: getattr(judge, name) for name in (*JUDGE_TUNABLE, *JUDGE_IDENTITY)}
+    merged.update(changes)
+    fields = _clean_judge_fields(
+        name=merged["name"],
+        base_url=merged["base_url"],
+        model=merged["model"],
+        api_key_env=merged["api_key_env"],
+        max_concurrency=merged["max_concurrency"],
+    )
+    errors = {}
+    if (
+        Judge.objects.filter(project_id=judge.project_id, name=fields["name"])
+        .exclude(pk=judge.pk)
+        .exists()
+    ):
+        errors["name"] = f"A judge named '{fields['name']}' exists."
+    temperature = float(merged["temperature"])
+    if not 0 <= temperature <= 2:
+        errors["temperature"] = "Between 0 and 2."
+    for name in ("requests_per_minute", "tokens_per_minute"):
+        if not 0 <= int(merged[name]) <= MAX_PER_MINUTE:
+            errors[name] = f"From 0 (no limit) to {MAX_PER_MINUTE:,}."
+    if errors:
+        raise ValidationError(errors)
+    for name, value in fields.items():
+        setattr(judge, name, value)
+    judge.temperature = temperature
+    judge.use_json_schema = bool(merged["use_json_schema"])
+    judge.send_cache_key = bool(merged["send_cache_key"])
+    judge.requests_per_minute = int(merged["requests_per_minute"])
+    judge.tokens_per_minute = int(merged["tokens_per_minute"])
+    judge.save()
+    Rater.objects.filter(pk=judge.rater_id).update(name=f"judge: {judge.name}")
+    return judge
+
+
+@transaction.atomic
+def judge_delete(*, judge: Judge) -> None:
+    """Delete a judge that never graded (no runs, calls or verdicts), with its rater. One
+    that graded stays, so its verdicts keep their provenance and its calls their cost."""
+    judge = Judge.objects.select_for_update().get(pk=judge.pk)
+    if judge_has_graded(judge):
+        raise Conflict(
+            f"Judge '{judge.name}' has graded; its runs, verdicts and costs name it, so it "
+            "cannot be deleted."
+        )
+    rater_id = judge.rater_id
+    try:
+        judge.delete()
+        Rater.objects.filter(pk=rater_id).delete()
+    except ProtectedError as exc:  # a reference this check does not know yet
+        raise Conflict(f"Judge '{judge.name}' is still referred to: {exc.args[0]}") from None
+
+
+# --- Projects: deleted here, the one module that knows everything a project holds ---------
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project that holds no graded work: no published (or retired) rubric version
+    and no responses. Its tasks, drafts, references, judges, snapshots and members go too."""
+    from grading.models import DatasetSnapshot
+
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    published = (
+        RubricVersion.objects.filter(rubric__project=project)
+        .exclude(status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW])
+        .count()
+    )
+    responses = Response.objects.filter(task__project=project).count()
+    if published or responses:
+        raise Conflict(
+            f"Project '{project.name}' holds {published} published rubric version(s) and "
+            f"{responses} response(s); graded work and datasets name them, so it cannot be "
+            "deleted."
+        )
+    files = [
+        name
+        for name in DatasetSnapshot.objects.filter(project=project).values_list("file", flat=True)
+        if name
+    ]
+    # Foreign keys that PROTECT their target are deleted first, from the referring side.
+    try:
+        for judge in Judge.objects.filter(project=project):
+            judge.delete()
+        Rubric.objects.filter(project=project, template__isnull=False).delete()
+        project.delete()
+    except ProtectedError as exc:  # a reference this check does not know yet
+        raise Conflict(f"Project '{project.name}' is still referred to: {exc.args[0]}") from None
+    transaction.on_commit(lambda: [default_storage.delete(name) for name in files])
+
+
+# --- Model prices: one table for every project, kept by staff ------------------------------
+
+PRICE_FIELDS = ("input_per_mtok", "cached_input_per_mtok", "output_per_mtok")
+MAX_PRICE = Decimal("999999.9999")
+
+
+def _clean_price(value, field: str) -> Decimal:
+    try:
+        price = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError({field: f"'{value}' is not a number."}) from None
+    if not price.is_finite() or not 0 <= price <= MAX_PRICE:
+        raise ValidationError({field: f"A price per million tokens, from 0 to {MAX_PRICE}."})
+    if price != price.quantize(Decimal("0.0001")):
+        raise ValidationError({field: "At most four decimals."})
+    return price
+
+
+@transaction.atomic
+def model_price_set(
+    *, model: str, price: ModelPrice | None = None, actor=None, **prices
+) -> ModelPrice:
+    """Create a model's price, or change `price`; prices not given keep their values (0 for
+    a new model). Costs of runs are computed when read, so they follow at once."""
+    model = (model or "").strip()
+    if not model or len(model) > 200:
+        raise ValidationError({"model": "Name the model (1-200 characters), as judges name it."})
+    taken = ModelPrice.objects.filter(model=model)
+    if price is not None:
+        taken = taken.exclude(pk=price.pk)
+    if taken.exists():
+        raise ValidationError({"model": f"'{model}' has a price already; change that one."})
+    row = price or ModelPrice()
+    row.model = model
+    for field in PRICE_FIELDS:
+        if field in prices and prices[field] is not None:
+            setattr(row, field, _clean_price(prices[field], field))
+    return model_price_save(price=row, actor=actor, created=row.pk is None)
 
 
 # --- Runs -------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -53,11 +53,20 @@ def api_validation_error(exc: DjangoValidationError) -> ValidationError:
     return ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
 
 
+class ConflictError(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this."
+    default_code = "conflict"
+
+
 @contextmanager
 def service_errors() -> Iterator[None]:
-    """Wrap a service call: its ValidationError becomes a 400 with the field messages."""
+    """Wrap a service call: its ValidationError becomes a 400 with the field messages, and
+    a `Conflict` (published, in use, the last admin) a 409 that says why."""
     try:
         yield
+    except services.Conflict as exc:
+        raise ConflictError(" ".join(exc.messages)) from exc
     except DjangoValidationError as exc:
         raise api_validation_error(exc) from exc
 
@@ -73,6 +82,39 @@ class Pagination(CursorPagination):
 
 
 NEWEST_FIRST = "-pk"
+# Query parameters every list takes besides its filters: DRF's format override, and the
+# cursor and page size of paginated lists.
+PAGE_PARAMS = frozenset({"cursor", "limit"})
+ALWAYS_PARAMS = frozenset({"format"})
+FILTERS_RULE = (
+    "Lists filter only on the query parameters listed for them; any other parameter is "
+    "refused with a 400 that names it. A filter naming an object of another project (or "
+    "none) matches nothing: the list is empty."
+)
+
+
+@extend_schema_serializer(component_name="NoFilters")
+class NoFilters(serializers.Serializer):
+    """A list without filters: every query parameter but the page's is refused."""
+
+
+def query_filters(request: Request, filter_class=NoFilters, *, paged: bool = True) -> dict:
+    """The list's filters from the query string, checked against its allow-list
+    (`filter_class`'s fields). An unknown parameter is a 400 naming it, never ignored, so
+    a misspelt filter cannot silently return everything. Blank values are dropped."""
+    form = filter_class(data=request.query_params)
+    allowed = set(form.fields) | ALWAYS_PARAMS | (PAGE_PARAMS if paged else set())
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        known = ", ".join(sorted(form.fields)) or "nothing"
+        raise ValidationError(
+            {
+                name: [f"Unknown query parameter '{name}'; this list filters on: {known}."]
+                for name in unknown
+            }
+        )
+    form.is_valid(raise_exception=True)
+    return {k: v for k, v in form.validated_data.items() if v is not None and v != ""}
 
 
 def paginated(
@@ -106,6 +148,11 @@ _ERRORS = {
     404: OpenApiResponse(
         ErrorDetailSerializer,
         description="No such object in a project you are a member of.",
+    ),
+    409: OpenApiResponse(
+        ErrorDetailSerializer,
+        description="The object's state does not allow this (published, in use, or the "
+        "last of its kind); `detail` says why and what to do instead.",
     ),
     429: OpenApiResponse(
         ErrorDetailSerializer, description="Too many failed attempts: wait, then try again."
@@ -176,6 +223,7 @@ class TokenListApi(APIView):
         responses=responses({200: OutputSerializer(many=True)}),
     )
     def get(self, request: Request) -> Response:
+        query_filters(request)
         return paginated(
             self,
             request,
@@ -183,6 +231,21 @@ class TokenListApi(APIView):
             self.OutputSerializer,
             ordering=NEWEST_FIRST,
         )
+
+
+class TokenDetailApi(APIView):
+    OutputSerializer = ApiTokenSerializer
+
+    @extend_schema(
+        tags=["auth"],
+        summary="One of your tokens (never its key)",
+        description="A token's name, scopes and expiry never change: create a new token and "
+        "revoke the old one.",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        token = get_object_or_404(tokens.user_tokens(request.user), pk=pk)
+        return Response(self.OutputSerializer(token).data)
 
 
 class TokenCreateApi(APIView):
@@ -264,6 +327,7 @@ class ProjectListApi(APIView):
         responses=responses({200: OutputSerializer(many=True)}),
     )
     def get(self, request: Request) -> Response:
+        query_filters(request, paged=False)
         memberships = selectors.memberships_for_user(request.user)
         return Response(self.OutputSerializer(memberships, many=True).data)
 
@@ -304,6 +368,30 @@ class ProjectDetailApi(APIView):
         return Response(self.OutputSerializer(project).data)
 
 
+class ProjectUpdateApi(APIView):
+    @extend_schema_serializer(component_name="ProjectUpdate")
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+
+    OutputSerializer = ProjectSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="Rename a project (admins only)",
+        description="The slug never changes: it is in every URL and script. The calibration "
+        "threshold is set at `/calibration-settings/`.",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            project = services.project_update(project=project, **data.validated_data)
+        return Response(self.OutputSerializer(project).data)
+
+
 @extend_schema_serializer(component_name="Member")
 class MemberSerializer(serializers.Serializer):
     username = serializers.CharField(source="user.username")
@@ -314,14 +402,20 @@ class MemberSerializer(serializers.Serializer):
 class MemberListApi(APIView):
     OutputSerializer = MemberSerializer
 
+    @extend_schema_serializer(component_name="MemberFilter")
+    class FilterSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices, required=False)
+
     @extend_schema(
         tags=["projects"],
         summary="The project's members and their roles",
-        responses=responses({200: OutputSerializer(many=True)}, 404),
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
-        members = selectors.project_members(project)
+        filters = query_filters(request, self.FilterSerializer, paged=False)
+        members = selectors.project_members(project).filter(**filters)
         return Response(self.OutputSerializer(members, many=True).data)
 
 
@@ -350,18 +444,46 @@ class MemberSetApi(APIView):
         return Response(self.OutputSerializer(membership).data)
 
 
-class MemberRemoveApi(APIView):
+class MemberDetailApi(APIView):
+    OutputSerializer = MemberSerializer
+
     @extend_schema(
         tags=["projects"],
-        summary="Remove a member from the project (admins only; the last admin stays)",
-        request=None,
-        responses=responses({204: None}, 400, 403, 404),
+        summary="One member and their role",
+        responses=responses({200: OutputSerializer}, 404),
     )
-    def delete(self, request: Request, slug: str, username: str) -> Response:
+    def get(self, request: Request, slug: str, username: str) -> Response:
+        project = project_for(request.user, slug, Perm.VIEW)
+        return Response(self.OutputSerializer(selectors.member_for(project, username)).data)
+
+
+class MemberRoleApi(APIView):
+    @extend_schema_serializer(component_name="MemberRole")
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    OutputSerializer = MemberSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="Change a member's role (admins only)",
+        description="The last admin keeps the admin role (400 on `role`).",
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def patch(self, request: Request, slug: str, username: str) -> Response:
         project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        member = selectors.member_for(project, username)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         with service_errors():
-            services.membership_remove(project=project, username=username, actor=request.user)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+            membership = services.membership_set(
+                project=project,
+                username=member.user.username,
+                actor=request.user,
+                **data.validated_data,
+            )
+        return Response(self.OutputSerializer(membership).data)
 
 
 @extend_schema_serializer(component_name="AuditEvent")
@@ -456,14 +578,23 @@ class TaskListApi(APIView):
         response_count = serializers.IntegerField()
         created_at = serializers.DateTimeField()
 
+    @extend_schema_serializer(component_name="TaskFilter")
+    class FilterSerializer(serializers.Serializer):
+        tag = serializers.CharField(required=False, help_text="Only tasks with this tag.")
+
     @extend_schema(
         tags=["tasks"],
         summary="The project's tasks",
-        responses=responses({200: OutputSerializer(many=True)}, 404),
+        description=FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
+        filters = query_filters(request, self.FilterSerializer)
         tasks = selectors.project_tasks(project).order_by("external_id")
+        if "tag" in filters:
+            tasks = tasks.filter(tags__contains=[filters["tag"]])
         return paginated(self, request, tasks, self.OutputSerializer)
 
 
@@ -611,6 +742,96 @@ class TaskImportApi(APIView):
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
+# --- Reference deliverables ----------------------------------------------------------------
+
+REFERENCE_RULE = (
+    "A published grader keeps a copy of the reference it was compiled with, so references "
+    "may be added, edited and deleted at any time; the next published version uses the "
+    "newest one."
+)
+
+
+@extend_schema_serializer(component_name="ReferenceDetail")
+class ReferenceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    task = serializers.CharField(source="task.external_id")
+    body = serializers.CharField(help_text="Markdown; untrusted, render sanitized.")
+    author = serializers.CharField(source="author.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="ReferenceInput")
+class ReferenceInputSerializer(serializers.Serializer):
+    body = serializers.CharField(
+        max_length=services.MAX_REFERENCE_CHARS, help_text="An exemplary answer, in Markdown."
+    )
+
+
+class ReferenceCreateApi(APIView):
+    @extend_schema(
+        tags=["tasks"],
+        summary="Add a reference answer to a task",
+        description=REFERENCE_RULE,
+        request=ReferenceInputSerializer,
+        responses=responses({201: ReferenceSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, slug: str, external_id: str) -> Response:
+        project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+        task = selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+        data = ReferenceInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            reference = services.reference_add(
+                task=task, body=data.validated_data["body"], user=request.user
+            )
+        return Response(ReferenceSerializer(reference).data, status=status.HTTP_201_CREATED)
+
+
+class ReferenceDetailApi(APIView):
+    @extend_schema(
+        tags=["tasks"],
+        summary="A reference answer",
+        responses=responses({200: ReferenceSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(
+            ReferenceSerializer(selectors.reference_for(request.user, pk, Perm.VIEW)).data
+        )
+
+
+class ReferenceUpdateApi(APIView):
+    @extend_schema(
+        tags=["tasks"],
+        summary="Edit a reference answer",
+        description=REFERENCE_RULE,
+        request=ReferenceInputSerializer,
+        responses=responses({200: ReferenceSerializer}, 400, 403, 404),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        reference = selectors.reference_for(request.user, pk, Perm.EDIT_RUBRICS)
+        data = ReferenceInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            reference = services.reference_update(
+                reference=reference, body=data.validated_data["body"]
+            )
+        return Response(ReferenceSerializer(reference).data)
+
+
+class ReferenceDeleteApi(APIView):
+    @extend_schema(
+        tags=["tasks"],
+        summary="Delete a reference answer",
+        description=REFERENCE_RULE,
+        request=None,
+        responses=responses({204: None}, 403, 404),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        reference = selectors.reference_for(request.user, pk, Perm.EDIT_RUBRICS)
+        services.reference_delete(reference=reference)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 # --- Rubrics ----------------------------------------------------------------------------
 
 
@@ -750,6 +971,10 @@ class RubricSerializer(serializers.Serializer):
     project = serializers.SlugField(source="project.slug")
     title = serializers.CharField()
     task = serializers.CharField(source="task.external_id", allow_null=True)
+    is_template = serializers.BooleanField()
+    include_reference = serializers.BooleanField(
+        help_text="Whether the judge prompt shows the task's newest reference answer."
+    )
     versions = VersionSerializer(many=True, help_text="Newest first.")
     created_at = serializers.DateTimeField()
 
@@ -766,14 +991,28 @@ class RubricListApi(APIView):
         published_count = serializers.IntegerField()
         created_at = serializers.DateTimeField()
 
+    @extend_schema_serializer(component_name="RubricFilter")
+    class FilterSerializer(serializers.Serializer):
+        task = serializers.CharField(required=False, help_text="Only this task's (external id).")
+        template = serializers.BooleanField(
+            required=False, allow_null=True, default=None, help_text="Only templates, or none."
+        )
+
     @extend_schema(
         tags=["rubrics"],
         summary="The project's rubrics",
-        responses=responses({200: OutputSerializer(many=True)}, 404),
+        description=FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW)
+        filters = query_filters(request, self.FilterSerializer)
         rubrics = selectors.project_rubrics(project).order_by("title", "pk")
+        if "task" in filters:
+            rubrics = rubrics.filter(task__external_id=filters["task"])
+        if "template" in filters:
+            rubrics = rubrics.filter(is_template=filters["template"])
         return paginated(self, request, rubrics, self.OutputSerializer)
 
 
@@ -831,6 +1070,75 @@ class RubricDetailApi(APIView):
         return Response(self.OutputSerializer(with_versions(rubric)).data)
 
 
+RUBRIC_RULE = (
+    "Published and retired versions never change: edits go to the rubric's draft (started "
+    "from the latest version when there is none), and a version in review is read-only "
+    "until reopened (409 otherwise)."
+)
+
+
+class RubricUpdateApi(APIView):
+    @extend_schema_serializer(component_name="RubricUpdate")
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=300, required=False)
+        include_reference = serializers.BooleanField(
+            required=False,
+            help_text="Show the task's reference to the judge, from the next published version "
+            "on; setting it starts a draft if the rubric has none.",
+        )
+        revision = serializers.IntegerField(
+            required=False, min_value=0, help_text="The draft revision you edited, if any."
+        )
+
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Rename a rubric, or choose whether the judge sees the reference",
+        description="The title is a label: published graders keep the title they were "
+        "compiled with. " + RUBRIC_RULE,
+        request=InputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404, 409),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        if "title" not in v and "include_reference" not in v:
+            raise ValidationError(
+                {api_settings.NON_FIELD_ERRORS_KEY: ["Give title or include_reference."]}
+            )
+        with service_errors(), transaction.atomic():
+            if "title" in v:
+                services.rubric_rename(rubric=rubric, title=v["title"], user=request.user)
+            if "include_reference" in v:
+                services.rubric_settings_update(
+                    rubric=rubric,
+                    include_reference=v["include_reference"],
+                    user=request.user,
+                    expected_revision=v.get("revision"),
+                )
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+class RubricDeleteApi(APIView):
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Delete a rubric that was never published",
+        description="A rubric with a published or retired version stays (409): graders, runs, "
+        "verdicts and datasets name it; retire its versions instead. A template that other "
+        "rubrics build on stays too.",
+        request=None,
+        responses=responses({204: None}, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        with service_errors():
+            services.rubric_delete(rubric=rubric)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class DraftCriteriaReplaceApi(APIView):
     @extend_schema_serializer(component_name="DraftCriteria")
     class InputSerializer(serializers.Serializer):
@@ -841,9 +1149,9 @@ class DraftCriteriaReplaceApi(APIView):
     @extend_schema(
         tags=["rubrics"],
         summary="Replace the draft's criteria, in order",
-        description="Starts a draft from the latest version if the rubric has none.",
+        description=RUBRIC_RULE,
         request=InputSerializer,
-        responses=responses({200: OutputSerializer}, 400, 403, 404),
+        responses=responses({200: OutputSerializer}, 400, 403, 404, 409),
     )
     def put(self, request: Request, pk: int) -> Response:
         rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
@@ -854,6 +1162,175 @@ class DraftCriteriaReplaceApi(APIView):
         with service_errors(), transaction.atomic():
             draft = services.draft_for_edit(rubric=rubric, user=request.user)
             services.criteria_replace(version=draft, criteria=criteria)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+def _body(request: Request) -> dict:
+    """The request body as a plain dict (a form's single values, or a JSON object)."""
+    data = request.data
+    if hasattr(data, "dict"):
+        return data.dict()
+    if not isinstance(data, dict):
+        raise ValidationError(
+            {api_settings.NON_FIELD_ERRORS_KEY: ["Send an object of criterion fields."]}
+        )
+    return dict(data)
+
+
+def criterion_changes(row: dict, *, partial: bool) -> dict:
+    """A criterion's fields from a request body, by service keyword; unknown names are a 400.
+    `partial`: the fields to change (at least one); else a whole criterion (text and points)."""
+    allowed = CRITERION_KEYS | set(CRITERION_OPTIONAL)
+    errors = {
+        key: ["Unknown field; a criterion has " + ", ".join(sorted(allowed)) + "."]
+        for key in sorted(set(row) - allowed)
+    }
+    if not partial:
+        errors.update(
+            {key: ["This field is required."] for key in sorted(CRITERION_KEYS - set(row))}
+        )
+    elif not errors and not row:
+        errors[api_settings.NON_FIELD_ERRORS_KEY] = ["Give at least one field to change."]
+    if errors:
+        raise ValidationError(errors)
+    return {CRITERION_OPTIONAL.get(k, k): v for k, v in row.items()}
+
+
+def _revision(request: Request) -> int | None:
+    """The draft revision the client edited (`?revision=`), for optimistic concurrency."""
+    raw = request.query_params.get("revision", "")
+    if raw and not raw.isdigit():
+        raise ValidationError({"revision": ["A whole number: the draft revision you edited."]})
+    return int(raw) if raw else None
+
+
+REVISION_PARAM = OpenApiParameter(
+    "revision",
+    int,
+    description="The draft revision you edited; a stale one is refused (400 on `revision`) "
+    "so two authors never overwrite each other.",
+)
+
+
+@extend_schema_serializer(component_name="CriterionDetail")
+class CriterionDetailSerializer(CriterionSerializer):
+    rubric = serializers.IntegerField(source="version.rubric_id")
+    version = serializers.IntegerField(source="version.number")
+    version_status = serializers.CharField(source="version.status")
+    revision = serializers.IntegerField(
+        source="version.revision", help_text="The version's revision; send it back with edits."
+    )
+
+
+class CriterionAddApi(APIView):
+    @extend_schema_serializer(component_name="CriterionAdd")
+    class InputSerializer(CriterionInputSerializer):
+        after = serializers.IntegerField(
+            required=False, help_text="Insert after this criterion of the draft; default: last."
+        )
+
+    OutputSerializer = CriterionDetailSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Add one criterion to the draft",
+        description=RUBRIC_RULE,
+        parameters=[REVISION_PARAM],
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404, 409),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        body = _body(request)
+        after_id = body.pop("after", None)
+        fields = criterion_changes(body, partial=False)
+        if after_id is not None and (type(after_id) is not int or after_id < 1):
+            raise ValidationError({"after": ["A criterion id of the draft."]})
+        revision = _revision(request)
+        with service_errors(), transaction.atomic():
+            draft = services.draft_for_edit(rubric=rubric, user=request.user)
+            after = draft.criteria.filter(pk=after_id).first() if after_id else None
+            if after_id and after is None:
+                raise ValidationError({"after": [f"No criterion {after_id} in the draft."]})
+            criterion = services.criterion_add(
+                version=draft, user=request.user, expected_revision=revision, after=after, **fields
+            )
+        criterion = selectors.criterion_for(request.user, criterion.pk, Perm.EDIT_RUBRICS)
+        return Response(self.OutputSerializer(criterion).data, status=status.HTTP_201_CREATED)
+
+
+class CriterionDetailApi(APIView):
+    OutputSerializer = CriterionDetailSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="A criterion, with its version",
+        responses=responses({200: OutputSerializer}, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        criterion = selectors.criterion_for(request.user, pk, Perm.VIEW)
+        return Response(self.OutputSerializer(criterion).data)
+
+
+class CriterionUpdateApi(APIView):
+    OutputSerializer = CriterionDetailSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Change some fields of a draft's criterion",
+        description="Only a draft's criteria change; the fields not given keep their values. "
+        + RUBRIC_RULE,
+        parameters=[REVISION_PARAM],
+        request=CriterionInputSerializer,
+        responses=responses({200: OutputSerializer}, 400, 403, 404, 409),
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
+        fields = criterion_changes(_body(request), partial=True)
+        with service_errors():
+            criterion = services.criterion_update(
+                criterion=criterion,
+                user=request.user,
+                expected_revision=_revision(request),
+                **fields,
+            )
+        criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
+        return Response(self.OutputSerializer(criterion).data)
+
+
+class CriterionDeleteApi(APIView):
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Remove a criterion from a draft",
+        description=RUBRIC_RULE,
+        parameters=[REVISION_PARAM],
+        request=None,
+        responses=responses({204: None}, 400, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        criterion = selectors.criterion_for(request.user, pk, Perm.EDIT_RUBRICS)
+        with service_errors():
+            services.criterion_delete(
+                criterion=criterion, user=request.user, expected_revision=_revision(request)
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DraftDiscardApi(APIView):
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Throw away the draft (or the version in review)",
+        description="The rubric goes back to its latest published or retired version. A "
+        "rubric's only version is not discarded (409): delete the rubric instead.",
+        request=None,
+        responses=responses({200: OutputSerializer}, 403, 404, 409),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        with service_errors():
+            services.draft_discard(rubric=rubric, user=request.user)
         return Response(self.OutputSerializer(with_versions(rubric)).data)
 
 
@@ -947,6 +1424,42 @@ class RubricApproveApi(APIView):
         return Response(self.OutputSerializer(grader).data, status=status.HTTP_201_CREATED)
 
 
+class RubricReopenApi(APIView):
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Move the version in review back to draft, to address comments",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.EDIT_RUBRICS)
+        version = _open_version(rubric)
+        with service_errors():
+            services.version_reopen(version=version, user=request.user)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
+class VersionRetireApi(APIView):
+    OutputSerializer = RubricSerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Retire a published version: it stays readable and its grader keeps working, "
+        "but new work should use a newer version",
+        description="Only a published version is retired (400 otherwise); retiring is final.",
+        request=None,
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int, number: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.PUBLISH)
+        version = get_object_or_404(rubric.versions, number=number)
+        with service_errors():
+            services.version_retire(version=version, user=request.user)
+        return Response(self.OutputSerializer(with_versions(rubric)).data)
+
+
 class RubricDiffApi(APIView):
     @extend_schema_serializer(component_name="RubricDiffRow")
     class OutputSerializer(serializers.Serializer):
@@ -993,6 +1506,62 @@ class CommentSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
+
+
+class CommentListApi(APIView):
+    pagination_class = Pagination
+    OutputSerializer = CommentSerializer
+
+    @extend_schema_serializer(component_name="CommentFilter")
+    class FilterSerializer(serializers.Serializer):
+        version = serializers.IntegerField(required=False, min_value=1, help_text="A number.")
+        resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Review comments on every version of a rubric, oldest first",
+        description="Comments are part of the review record: they are resolved, never edited "
+        "or deleted. " + FILTERS_RULE,
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+        filters = query_filters(request, self.FilterSerializer)
+        comments = selectors.rubric_comments(rubric)
+        if "version" in filters:
+            comments = comments.filter(version__number=filters["version"])
+        if "resolved" in filters:
+            comments = comments.filter(resolved_at__isnull=not filters["resolved"])
+        return paginated(self, request, comments, self.OutputSerializer)
+
+
+class RubricHistoryApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="RubricEvent")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        version = serializers.IntegerField(source="version_number", allow_null=True)
+        criterion_lineage = serializers.UUIDField(
+            allow_null=True, help_text="The same criterion across versions."
+        )
+        user = serializers.CharField(source="user.username", allow_null=True)
+        action = serializers.CharField()
+        changes = serializers.JSONField()
+        at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Who changed what, when: the rubric's history, newest first",
+        description=FILTERS_RULE,
+        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
+        query_filters(request)
+        events = selectors.rubric_events(rubric)
+        return paginated(self, request, events, self.OutputSerializer, ordering=NEWEST_FIRST)
 
 
 class CommentCreateApi(APIView):

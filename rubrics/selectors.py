@@ -18,6 +18,7 @@ from rubrics.models import (
     Grader,
     Membership,
     Project,
+    ReferenceDeliverable,
     ReviewComment,
     Rubric,
     RubricEvent,
@@ -41,6 +42,13 @@ def memberships_for_user(user):
 
 def project_members(project: Project):
     return Membership.objects.filter(project=project).select_related("user").order_by("role")
+
+
+def member_for(project: Project, username: str) -> Membership:
+    """A member of `project` (the caller checked the project); anyone else is a 404."""
+    return get_object_or_404(
+        Membership.objects.select_related("user"), project=project, user__username=username
+    )
 
 
 def project_tasks(project: Project):
@@ -73,6 +81,14 @@ def published_graders(project: Project):
 def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -> Task:
     check(user, project, perm)
     return get_object_or_404(Task, project=project, external_id=external_id)
+
+
+def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
+    reference = get_object_or_404(
+        ReferenceDeliverable.objects.select_related("task__project", "author"), pk=pk
+    )
+    check(user, reference.task.project, perm)
+    return reference
 
 
 def rubric_for(user, pk: int, perm: Perm) -> Rubric:
@@ -208,12 +224,23 @@ def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[Edi
     return rows
 
 
+def rubric_comments(rubric: Rubric):
+    """Review comments on every version of a rubric, oldest first."""
+    return ReviewComment.objects.filter(version__rubric=rubric).select_related(
+        "version", "author", "resolved_by"
+    )
+
+
 def version_groups(version: RubricVersion):
     return version.groups.all()
 
 
 def version_comments(version: RubricVersion):
     return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+
+
+def rubric_events(rubric: Rubric):
+    return RubricEvent.objects.filter(rubric=rubric).select_related("user")
 
 
 def rubric_history(rubric: Rubric, limit: int = 200, lineage: str | None = None):

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, ProtectedError
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -32,6 +32,11 @@ from rubrics.models import (
 from rubrics.selectors import grader_parts  # the reads "try it" compiles from, too
 
 MESSAGE_ROLES = {"system", "developer", "user", "assistant"}
+
+
+class Conflict(ValidationError):
+    """The object's state forbids the change: it is published, in use, or the last of its
+    kind. Views show it like any ValidationError; the API answers 409 instead of 400."""
 
 
 # --- Projects and members ---------------------------------------------------------------
@@ -113,8 +118,22 @@ def _keep_an_admin(project: Project) -> None:
 
 
 @transaction.atomic
+def project_update(*, project: Project, name: str) -> Project:
+    """Rename a project. Its slug stays: it is in every URL and token script."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A project needs a name."})
+    if len(name) > 200:
+        raise ValidationError({"name": "Keep the name under 200 characters."})
+    project.name = name
+    project.save(update_fields=["name"])
+    return project
+
+
+@transaction.atomic
 def membership_remove(*, project: Project, username: str, actor=None) -> None:
-    """Take a member out of the project. The last admin stays."""
+    """Take a member out of the project; the last admin stays. Their verdicts, comments and
+    runs stay too, under their name. Audited."""
     membership = (
         Membership.objects.select_for_update()
         .select_related("user", "project")
@@ -124,7 +143,9 @@ def membership_remove(*, project: Project, username: str, actor=None) -> None:
     if membership is None:
         raise ValidationError({"username": f"'{username}' is not a member of this project."})
     if membership.role == Role.ADMIN:
-        _keep_an_admin(project)
+        admins = Membership.objects.filter(project=project, role=Role.ADMIN).count()
+        if admins <= 1:
+            raise Conflict("A project keeps at least one admin: make someone else admin first.")
     _member_event(AuditEvent.Action.MEMBER_REMOVED, membership, actor, {"role": membership.role})
     membership.delete()
 
@@ -185,6 +206,79 @@ def task_create(
         if reference.strip():
             ReferenceDeliverable.objects.create(task=task, body=reference, author=user)
     return task
+
+
+def task_fields_update(
+    *,
+    task: Task,
+    prompt_frozen: bool,
+    title: str | None = None,
+    messages: object = None,
+    context: str | None = None,
+    tags: list[str] | None = None,
+) -> Task:
+    """Change a task's fields; a None leaves a field as it is. The external id never changes
+    (imports and exports name the task by it). While `prompt_frozen` (responses answer the
+    prompt), messages and context cannot change. The caller owns the transaction and knows
+    whether the prompt is frozen: `annotation.services.task_update`."""
+    changed = []
+    if title is not None:
+        task.title = title.strip()[:300] or task.external_id
+        changed.append("title")
+    if tags is not None:
+        task.tags = list(parse_tags(tags))
+        changed.append("tags")
+    prompt = {}
+    if messages is not None:
+        prompt["messages"] = validate_messages(messages)
+    if context is not None:
+        prompt["context"] = context
+    if any(getattr(task, k) != v for k, v in prompt.items()):
+        if prompt_frozen:
+            raise Conflict(
+                f"Task '{task.external_id}' has responses, which answer its prompt: its "
+                "messages and context cannot change. Create a new task instead."
+            )
+        for k, v in prompt.items():
+            setattr(task, k, v)
+        changed += list(prompt)
+    if changed:
+        task.save(update_fields=changed)
+    return task
+
+
+# --- Reference deliverables -------------------------------------------------------------
+# A published grader holds a copy of the reference it was compiled with, so references may
+# change at any time: the next published version picks up the newest one.
+
+MAX_REFERENCE_CHARS = 200_000
+
+
+def _reference_body(body: object) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise ValidationError({"body": "Write the reference answer (Markdown)."})
+    if len(body) > MAX_REFERENCE_CHARS:
+        raise ValidationError(
+            {"body": f"Keep a reference under {MAX_REFERENCE_CHARS:,} characters."}
+        )
+    return body
+
+
+@transaction.atomic
+def reference_add(*, task: Task, body: str, user) -> ReferenceDeliverable:
+    return ReferenceDeliverable.objects.create(task=task, body=_reference_body(body), author=user)
+
+
+@transaction.atomic
+def reference_update(*, reference: ReferenceDeliverable, body: str) -> ReferenceDeliverable:
+    reference.body = _reference_body(body)
+    reference.save(update_fields=["body"])
+    return reference
+
+
+@transaction.atomic
+def reference_delete(*, reference: ReferenceDeliverable) -> None:
+    reference.delete()
 
 
 # --- Rubrics and their drafts ------------------------------------------------------------
@@ -437,12 +531,12 @@ def _locked_draft(version: RubricVersion, expected_revision: int | None = None) 
     """Lock the draft for an edit and bump its revision; refuse a stale or frozen one."""
     locked = RubricVersion.objects.select_for_update().get(pk=version.pk)
     if locked.status == RubricVersion.Status.IN_REVIEW:
-        raise ValidationError(
+        raise Conflict(
             f"Version {locked.number} is in review and cannot change; "
             "move it back to draft to edit it."
         )
     if not locked.is_draft:
-        raise ValidationError(
+        raise Conflict(
             f"Version {locked.number} is {locked.status} and cannot change; edit a new draft."
         )
     if expected_revision is not None and expected_revision != locked.revision:
@@ -904,6 +998,69 @@ def version_retire(*, version: RubricVersion, user) -> RubricVersion:
     _event(version, user, "retired")
     _version_audit(AuditEvent.Action.VERSION_RETIRED, version, user)
     return version
+
+
+@transaction.atomic
+def rubric_rename(*, rubric: Rubric, title: str, user=None) -> Rubric:
+    """A rubric's title is a label: published graders keep the title they were compiled with."""
+    title = (title or "").strip()
+    if not title:
+        raise ValidationError({"title": "A rubric needs a title."})
+    if len(title) > 300:
+        raise ValidationError({"title": "Keep the title under 300 characters."})
+    if title != rubric.title:
+        latest = rubric.versions.order_by("-number").first()
+        if latest is not None:
+            _event(latest, user, "renamed", changes={"title": [rubric.title, title]})
+        rubric.title = title
+        rubric.save(update_fields=["title"])
+    return rubric
+
+
+@transaction.atomic
+def rubric_delete(*, rubric: Rubric) -> None:
+    """Delete a rubric that was never published. A published (or retired) version is named
+    by graders, runs, verdicts and exports, so such a rubric stays: retire its versions."""
+    rubric = Rubric.objects.select_for_update().get(pk=rubric.pk)
+    published = rubric.versions.exclude(
+        status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW]
+    ).count()
+    if published:
+        raise Conflict(
+            f"'{rubric.title}' has {published} published or retired version(s), which graded "
+            "work names; it cannot be deleted. Retire its versions instead."
+        )
+    applied = rubric.applied_to.count()
+    if applied:
+        raise Conflict(
+            f"The template '{rubric.title}' is applied to {applied} rubric(s); it cannot be "
+            "deleted while they build on it."
+        )
+    try:
+        rubric.delete()
+    except ProtectedError as exc:  # a future reference this check does not know yet
+        raise Conflict(f"'{rubric.title}' is still referred to: {exc.args[0]}") from None
+
+
+@transaction.atomic
+def draft_discard(*, rubric: Rubric, user) -> RubricVersion:
+    """Throw away the open version (draft or in review) of a rubric that has an earlier one;
+    returns the version that is now the latest. A rubric's only version is not discarded:
+    delete the rubric instead."""
+    Rubric.objects.select_for_update().get(pk=rubric.pk)
+    draft = rubric.versions.filter(
+        status__in=[RubricVersion.Status.DRAFT, RubricVersion.Status.IN_REVIEW]
+    ).first()
+    if draft is None:
+        raise Conflict("This rubric has no draft or version in review to discard.")
+    latest = rubric.versions.exclude(pk=draft.pk).order_by("-number").first()
+    if latest is None:
+        raise Conflict(
+            f"Version {draft.number} is the rubric's only version; delete the rubric instead."
+        )
+    _event(latest, user, "draft_discarded", changes={"number": draft.number})
+    draft.delete()
+    return latest
 
 
 # --- Templates ----------------------------------------------------------------------------

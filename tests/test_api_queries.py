@@ -8,9 +8,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotation.models import Response, Verdict
+from annotation import services as annotation_services
+from annotation.models import ImportJob, Response, Verdict
+from grading import datasets
 from grading import services as grading_services
-from grading.models import Score
+from grading.models import ModelPrice, Score
 from rubrics import services as rubric_services
 from rubrics.models import ReferenceDeliverable
 from tests import factories
@@ -46,7 +48,9 @@ def world(personas):
         judge=judge,
         run=run,
         score=score,
+        queue=factories.make_queue(project, grader, [personas.annotator], admin, overlap=1),
     )
+    annotation_services.assignment_claim(queue=world.queue, user=personas.annotator)
     add_verdicts(world, grader.spec["criteria"][:1])
     return world
 
@@ -140,6 +144,67 @@ def grow_verdicts(w):
     add_verdicts(w, w.grader.spec["criteria"][1:])
 
 
+def grow_project_verdicts(w):
+    grow_verdicts(w)
+
+
+def grow_raters(w):
+    for _ in range(MORE):
+        annotation_services.person_rater(
+            project=w.project, user=factories.add_member(w.project, "annotator")
+        )
+
+
+def grow_assignments(w):
+    """MORE annotators more on the queue's one item, each holding a turn."""
+    annotators = [factories.add_member(w.project, "annotator") for _ in range(MORE)]
+    names = [w.personas.annotator.username, *(a.username for a in annotators)]
+    annotation_services.queue_update(queue=w.queue, annotators=names, overlap=MORE + 1)
+    w.queue.refresh_from_db()
+    for user in annotators:
+        annotation_services.assignment_claim(queue=w.queue, user=user)
+
+
+def grow_gold(w):
+    criterion = w.grader.version.criteria.order_by("position").first()
+    for response in more_responses(w):
+        annotation_services.gold_decide(
+            response=response, criterion=criterion, outcome="met", note="", user=w.admin
+        )
+
+
+def grow_comments(w):
+    draft = rubric_services.draft_for_edit(rubric=w.rubric, user=w.admin)
+    rubric_services.version_submit(version=draft, user=w.admin)
+    for i in range(MORE):
+        reviewer = factories.add_member(w.project, "reviewer")
+        rubric_services.comment_add(version=draft, user=reviewer, body=f"Comment {i}")
+
+
+def grow_history(w):
+    for i in range(MORE):
+        author = factories.add_member(w.project, "author")
+        rubric_services.rubric_rename(rubric=w.rubric, title=f"Title {i}", user=author)
+
+
+def grow_imports(w):
+    for i in range(MORE):
+        ImportJob.objects.create(
+            project=w.project, filename=f"{i}.jsonl", file="x", created_by=factories.make_user()
+        )
+
+
+def grow_prices(w):
+    ModelPrice.objects.bulk_create(ModelPrice(model=f"model-{i}") for i in range(MORE))
+
+
+def grow_snapshots(w):
+    for i in range(MORE):
+        datasets.snapshot_create(
+            project=w.project, name=f"snap-{i}", format="responses-jsonl", user=w.admin
+        )
+
+
 CASES = {
     "projects": ("projects/", grow_projects),
     "members": ("projects/{slug}/members/", grow_members),
@@ -154,6 +219,15 @@ CASES = {
     "run": ("runs/{run}/", grow_scores),
     "scores": ("runs/{run}/scores/", grow_scores),
     "verdicts": ("runs/{run}/scores/{score}/verdicts/", grow_verdicts),
+    "project verdicts": ("projects/{slug}/verdicts/", grow_project_verdicts),
+    "raters": ("projects/{slug}/raters/", grow_raters),
+    "queue assignments": ("queues/{queue}/assignments/", grow_assignments),
+    "gold": ("versions/{version}/gold/", grow_gold),
+    "comments": ("rubrics/{rubric}/comments/", grow_comments),
+    "history": ("rubrics/{rubric}/history/", grow_history),
+    "imports": ("projects/{slug}/imports/", grow_imports),
+    "model prices": ("model-prices/", grow_prices),
+    "datasets": ("projects/{slug}/datasets/", grow_snapshots),
 }
 
 
@@ -170,7 +244,12 @@ def size(data) -> int:
 def test_query_count_does_not_grow_with_rows(name, world, django_assert_max_num_queries):
     path, grow = CASES[name]
     url = "/api/" + path.format(
-        slug=world.project.slug, rubric=world.rubric.pk, run=world.run.pk, score=world.score.pk
+        slug=world.project.slug,
+        rubric=world.rubric.pk,
+        run=world.run.pk,
+        score=world.score.pk,
+        queue=world.queue.pk,
+        version=world.grader.version_id,
     )
     client = api_client(world.admin)
     with CaptureQueriesContext(connection) as few:
