@@ -30,6 +30,24 @@ class Response(models.Model):
         return f"{self.model} on {self.task.external_id} #{self.sample_index}"
 
 
+class ResponseFlag(models.Model):
+    """Why a response looks aimed at its grader (instructions to the grader, forged verdicts,
+    fake fences, master-key replies...), as the injection detector found it. Derived from the
+    response's text, which never changes; the detector that found it is named."""
+
+    response = models.OneToOneField(Response, on_delete=models.CASCADE, related_name="flag")
+    reasons = models.JSONField(default=list)  # [{"rule", "why", "excerpt"}], in order found
+    detector = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"flag on response {self.response_id}"
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(r.get("why", "") for r in self.reasons)
+
+
 class Rater(models.Model):
     """Who decides: a person or a judge, so agreement treats them alike."""
 
@@ -104,6 +122,9 @@ class Verdict(models.Model):
     error = models.TextField(blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    # A judge verdict on a response that addresses its grader (see ResponseFlag): it counts
+    # like any other, and it is listed for a reviewer to confirm or overrule.
+    needs_review = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -18,6 +18,7 @@ from annotation.models import (
     Queue,
     Rater,
     Response,
+    ResponseFlag,
     Verdict,
 )
 from rubrics.models import Criterion, Grader, Membership, Project, Role, RubricVersion
@@ -341,15 +342,32 @@ class Disagreement:
     gold: str | None
     response: Response | None = None
     criterion: Criterion | None = None
+    # Why the response looks aimed at its grader, when a judge verdict on it needs review.
+    flag: ResponseFlag | None = None
+
+
+def flagged_items(version: RubricVersion) -> set[tuple[int, int]]:
+    """(response, criterion) pairs of this version with a judge verdict marked for review
+    (the response addresses its grader)."""
+    return set(
+        Verdict.objects.filter(criterion__version=version, needs_review=True)
+        .values_list("response_id", "criterion_id")
+        .distinct()
+    )
 
 
 def disagreements(version: RubricVersion, among: str = "all", status: str = "open"):
-    """(response, criterion) pairs where raters differ. among: people | judge | all;
-    status: open (no reviewer decision yet) | decided | all."""
+    """(response, criterion) pairs to adjudicate: where raters differ, or where a judge's
+    verdict is marked for review because the response addresses its grader.
+    among: people | judge | flagged | all; status: open (no reviewer decision yet) | decided
+    | all."""
     ratings, raters = version_ratings(version)
     by_item: dict[tuple[int, int], list[stats.Rating]] = defaultdict(list)
     for r in ratings:
         by_item[(r.response_id, r.criterion_id)].append(r)
+    flagged = flagged_items(version)
+    for key in flagged:
+        by_item.setdefault(key, [])  # flagged even where no counted rating survives
     decided = {
         (resp, crit): outcome
         for resp, crit, outcome in Adjudication.objects.filter(criterion__version=version)
@@ -363,11 +381,14 @@ def disagreements(version: RubricVersion, among: str = "all", status: str = "ope
         people_disagree = len(people) > 1
         # Some person and some judge differ.
         judge_disagrees = bool(people) and bool(judges) and len(people | judges) > 1
+        is_flagged = (resp, crit) in flagged
         if among == "people" and not people_disagree:
             continue
         if among == "judge" and not judge_disagrees:
             continue
-        if among == "all" and not (people_disagree or judge_disagrees):
+        if among == "flagged" and not is_flagged:
+            continue
+        if among == "all" and not (people_disagree or judge_disagrees or is_flagged):
             continue
         gold = decided.get((resp, crit))
         if status == "open" and gold is not None:
@@ -382,8 +403,17 @@ def disagreements(version: RubricVersion, among: str = "all", status: str = "ope
         )
     responses = Response.objects.in_bulk({d.response_id for d in found})
     criteria = Criterion.objects.in_bulk({d.criterion_id for d in found})
+    flags = (
+        ResponseFlag.objects.in_bulk(
+            {d.response_id for d in found if (d.response_id, d.criterion_id) in flagged},
+            field_name="response_id",
+        )
+        if flagged
+        else {}
+    )
     for d in found:
         d.response, d.criterion = responses[d.response_id], criteria[d.criterion_id]
+        d.flag = flags.get(d.response_id)
     found.sort(key=lambda d: (d.criterion.position, d.response_id))
     return found
 
@@ -404,6 +434,10 @@ def item_verdicts(response: Response, criterion: Criterion):
         .select_related("rater")
         .order_by("rater__kind", "rater__name", "-pk")
     )
+
+
+def response_flag(response: Response) -> ResponseFlag | None:
+    return ResponseFlag.objects.filter(response=response).first()
 
 
 def gold_history(response: Response, criterion: Criterion):

@@ -298,7 +298,12 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-AMONG = {"all": "Anyone", "people": "People among themselves", "judge": "People vs a judge"}
+AMONG = {
+    "all": "Anyone",
+    "people": "People among themselves",
+    "judge": "People vs a judge",
+    "flagged": "Flagged: the response addresses its grader",
+}
 STATUS = {"open": "Not yet decided", "decided": "Decided", "all": "All"}
 
 
@@ -369,6 +374,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "verdicts": selectors.item_verdicts(response, criterion),
             "scale": selectors.criterion_scale(criterion),
             "history": selectors.gold_history(response, criterion),
+            "flag": selectors.response_flag(response),
             "errors": errors,
             "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),
             "outcomes": [

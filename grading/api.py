@@ -459,9 +459,11 @@ class RewardScoreApi(APIView):
         )
         messages = MessageSerializer(many=True, required=False, help_text="Or the prompt.")
         responses = serializers.ListField(
-            child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+            child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False),
             min_length=1,
             max_length=256,
+            help_text="Model outputs. An empty, blank or null one is scored without a judge "
+            "call: its judged criteria are not met.",
         )
         judge = serializers.IntegerField(
             min_value=1, required=False, help_text="A judge's id; default: the project's first."
@@ -487,6 +489,12 @@ class RewardScoreApi(APIView):
         score = serializers.FloatField(allow_null=True, help_text="Raw; null on an error.")
         clipped = serializers.FloatField(allow_null=True)
         verdicts = VerdictSerializer(many=True)
+        flags = serializers.ListField(
+            child=serializers.CharField(),
+            help_text="Why the response looks aimed at its grader (instructions to the grader, "
+            "forged verdicts, fake fences, master-key replies); empty when nothing was found. "
+            "The score is not changed.",
+        )
 
     @extend_schema(
         tags=["grading"],
@@ -518,8 +526,13 @@ class RewardScoreApi(APIView):
             mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
         )
         out = [
-            {"score": figures.raw, "clipped": figures.clipped, "verdicts": graded}
-            for figures, graded in results
+            {
+                "score": r.figures.raw,
+                "clipped": r.figures.clipped,
+                "verdicts": r.graded,
+                "flags": r.flags,
+            }
+            for r in results
         ]
         return Response(self.OutputSerializer(out, many=True).data)
 

@@ -1,7 +1,9 @@
 """Grade one response against a grader spec, by kind:
 
 * ``binary`` and ``scale`` criteria ask the judge (scale replies are normalised to [0, 1]);
-* ``checked`` criteria run a deterministic check in code, with no judge call.
+* ``checked`` criteria run a deterministic check in code, with no judge call;
+* an empty response (None, blank, only invisible characters) asks the judge nothing: its
+  judged criteria are "not met" (`grade_empty`), and checked criteria still run as code.
 
 Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
 grade through this module, so a verdict means the same everywhere.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 
-from grading import prompts
+from grading import injection, prompts
 from grading.judge import JudgeClient, JudgeError, JudgeSettings, Usage
 from grading.limits import Limits, limiter_for
 from grading.transport import Transport
@@ -44,7 +46,7 @@ class Graded:
     simulated: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    judged: bool = True  # False for checked criteria: no judge call was made
+    judged: bool = True  # False for checked criteria and empty responses: no judge call
     judge_id: int | None = None
     sample_index: int = 0
     cached: bool = False
@@ -86,6 +88,24 @@ def kind_of(criterion: dict) -> str:
     return criterion.get("kind", "binary")
 
 
+EMPTY_EXPLANATION = "Empty response: not met, decided without a judge call."
+
+
+def grade_empty(criterion: dict) -> Graded:
+    """A judged criterion of an empty response (None, "", only whitespace or invisible
+    characters): not met, with no judge call. Positive criteria earn nothing; a pitfall
+    (negative points) is "met" only when the response does the undesirable thing, and an
+    empty reply does nothing, so it is not met either (HealthBench's reading). A scale
+    criterion gets its lowest level."""
+    return Graded(
+        criterion_id=criterion["id"],
+        outcome=scoring.UNMET,
+        value=0.0 if kind_of(criterion) == "scale" else None,
+        explanation=EMPTY_EXPLANATION,
+        judged=False,
+    )
+
+
 def grade_checked(criterion: dict, response: str) -> Graded:
     met, why = checks.evaluate(criterion["check"], response)
     return Graded(
@@ -113,7 +133,7 @@ def cache_key(
             {
                 "grader": grader_hash,
                 "criterion": criterion_id,
-                "conversation": prompts.nonce(prompts.conversation_text(messages)),
+                "conversation": prompts.content_hash(prompts.conversation_text(messages)),
                 "response": hashlib.sha256(response.encode()).hexdigest(),
                 "model": judge.model,
                 "base_url": judge.base_url,
@@ -257,7 +277,7 @@ def grade_items(
     grader_hash: str,
     judges: list[JudgeRef],
     messages: list[dict],
-    response: str,
+    response: str | None,
     items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
     mode: str = PER_CRITERION,
     cache: dict[str, Graded] | None = None,
@@ -265,16 +285,23 @@ def grade_items(
     should_stop=None,
 ) -> Outcome:
     """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
-    cache (None: bypass it)."""
+    cache (None: bypass it). An empty response (None, blank, only invisible characters) makes
+    no judge call: its judged criteria are not met (`grade_empty`); checked ones still run."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
     templates = prompts.batch_template_id(spec) if mode == BATCHED else ""
     pending: list[tuple[dict, int, int, str]] = []  # criterion, judge id, sample, cache key
+    empty = injection.is_empty(response)
+    response = response or ""
     for criterion_id, judge_id, sample in items:
         criterion = by_id[criterion_id]
-        if kind_of(criterion) == "checked":
-            g = grade_checked(criterion, response)
+        if kind_of(criterion) == "checked" or empty:
+            g = (
+                grade_checked(criterion, response)
+                if kind_of(criterion) == "checked"
+                else grade_empty(criterion)
+            )
             result.graded.append(
                 Graded(**{**g.__dict__, "judge_id": judge_id, "sample_index": sample})
             )
@@ -374,7 +401,7 @@ def grade_now(
     settings: JudgeSettings,
     *,
     messages: list[dict],
-    response: str,
+    response: str | None,
     criteria: list[dict] | None = None,
     concurrency: int = 8,
     judge_id: int = 0,

@@ -1,18 +1,48 @@
 """Render a grader's prompt templates for one response and criterion.
 
-Graded text is fenced between lines that carry a nonce derived from the text itself, so a
-response cannot close its own fence: to forge the closing line it would have to contain the
-hash of itself. The same inputs always give the same prompt, which keeps verdicts cacheable
-and reproducible from the grader hash.
+Graded text is fenced between lines that carry a nonce, and the prompt says the text is data.
+The nonce is a keyed hash (HMAC with the deployment's secret) of the fenced text itself:
+
+* unpredictable: without the key nobody can compute the nonce of any text, so a response
+  cannot write its own closing fence, nor the fences of the conversation, the reference or
+  the criterion (whose texts are known to whoever wrote the task);
+* per response: every graded text gets its own nonce;
+* and still stable: the same inputs always give the same prompt, which keeps verdicts
+  reproducible from the grader hash, provider prompt caches warm, and the "try it" preview
+  identical to what the judge is sent. (A fresh random nonce per call would break all three
+  and buy nothing the key does not already give.)
+
+Should a text nevertheless contain its nonce, the next one in a deterministic sequence is
+used, so a fence line never occurs inside the text it fences.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+
+from django.conf import settings
+
+FENCE_SALT = b"assay.grading.prompts.fence"
+
+
+def _fence_key() -> bytes:
+    return hashlib.sha256(FENCE_SALT + settings.SECRET_KEY.encode()).digest()
 
 
 def nonce(text: str) -> str:
+    """The fence nonce of `text`: 24 hex digits that `text` does not contain."""
+    key = _fence_key()
+    for attempt in range(1000):
+        digest = hmac.new(key, f"{attempt}\n{text}".encode(), hashlib.sha256).hexdigest()[:24]
+        if digest not in text:
+            return digest
+    raise ValueError("no fence nonce found that the text does not contain")  # unreachable
+
+
+def content_hash(text: str) -> str:
+    """A plain content address (no key): for cache keys, which must survive a key change."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -132,5 +162,5 @@ def prompt_cache_key(grader_hash: str, messages: list[dict], response: str) -> s
     """Stable per (grader, conversation, response): every criterion of one response shares it,
     so a provider's prompt cache can reuse the shared prefix."""
     return hashlib.sha256(
-        f"{grader_hash}\n{nonce(conversation_text(messages))}\n{nonce(response)}".encode()
+        f"{grader_hash}\n{content_hash(conversation_text(messages))}\n{content_hash(response)}".encode()
     ).hexdigest()[:32]

@@ -186,6 +186,14 @@ def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
     return score
 
 
+def run_flagged_responses(run: GradingRun) -> int:
+    """Responses of the run whose judge verdicts are marked for review: they address the
+    grader (grading.injection)."""
+    return (
+        Verdict.objects.filter(run=run, needs_review=True).values("response_id").distinct().count()
+    )
+
+
 def run_error_reasons(run: GradingRun) -> list[dict]:
     """Error verdicts counted by reason (the text before the first colon of `error`)."""
     return list(

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
@@ -17,8 +18,8 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from annotation.models import Rater, Response, Verdict
-from grading import engine, prompts
+from annotation.models import Rater, Response, ResponseFlag, Verdict
+from grading import engine, injection, prompts
 from grading.judge import JudgeSettings
 from grading.limits import Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
@@ -768,6 +769,16 @@ def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[CachedVerdict]:
     ]
 
 
+def _store_flag(response: Response, finding: injection.Finding) -> None:
+    """One row per response, upserted, so concurrent runs of the same response never clash."""
+    ResponseFlag.objects.bulk_create(
+        [ResponseFlag(response=response, reasons=finding.as_list(), detector=injection.DETECTOR)],
+        update_conflicts=True,
+        unique_fields=["response"],
+        update_fields=["reasons", "detector"],
+    )
+
+
 def grade_response(*, run_id: int, response_id: int) -> str:
     """Grade every (criterion, judge, sample) of one response in one run that has no verdict
     yet, then score the response.
@@ -799,6 +810,8 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     ]
     cancelled = False
     if items:
+        # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
+        finding = injection.detect(response.text)
         outcome = engine.grade_items(
             spec,
             grader_hash=run.grader.hash,
@@ -830,11 +843,14 @@ def grade_response(*, run_id: int, response_id: int) -> str:
                 simulated=g.simulated,
                 prompt_tokens=g.prompt_tokens,
                 completion_tokens=g.completion_tokens,
+                needs_review=finding is not None and g.judged,
             )
             for g in kept
         ]
         calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
         with transaction.atomic():
+            if finding is not None:
+                _store_flag(response, finding)
             Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
             JudgeCall.objects.bulk_create(calls)
             if outcome.to_cache:
@@ -875,18 +891,28 @@ def grade_response(*, run_id: int, response_id: int) -> str:
 # --- The reward endpoint: synchronous scores, same engine, cache and limits ---------------
 
 
+@dataclass(frozen=True)
+class Reward:
+    figures: scoring.ScoreResult
+    graded: list[engine.Graded]
+    # Why the response looks aimed at its grader (empty: nothing found). The score stands;
+    # a trainer decides what to do with a policy that learns to address its judge.
+    flags: list[str]
+
+
 def reward_score(
-    *, grader: Grader, judge: Judge, messages: list[dict], texts: list[str], mode: str
-) -> list[tuple[scoring.ScoreResult, list[engine.Graded]]]:
+    *, grader: Grader, judge: Judge, messages: list[dict], texts: list[str | None], mode: str
+) -> list[Reward]:
     """Score responses to one conversation now. Verdicts are cached (and read from the cache)
     exactly as runs do, and calls go through the judge's shared limits; nothing else is
-    stored. Returns, per response in order, its score and its per-criterion verdicts."""
+    stored. Returns, per response in order, its score, its per-criterion verdicts and the
+    injection detector's reasons. An empty or null response makes no judge call."""
     from django.db import connection
 
     spec = grader.spec
     ref = judge_ref(judge)
 
-    def one(text: str, own_thread: bool = True):
+    def one(text: str | None, own_thread: bool = True) -> Reward:
         try:
             out = engine.grade_items(
                 spec,
@@ -907,7 +933,12 @@ def reward_score(
                 connection.close()
         by_id = {g.criterion_id: g for g in out.graded}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
-        return scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}), graded
+        finding = injection.detect(text)
+        return Reward(
+            scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}),
+            graded,
+            [str(r) for r in finding.reasons] if finding else [],
+        )
 
     if len(texts) == 1:
         # The common RL case: stay on the request's thread and its open connection.

@@ -11,6 +11,17 @@ are deterministic by one documented rule, so a test can predict every score:
     A scale criterion (1..N) gets level 1 + round(fraction of key words found x (N - 1)),
     the key words being those of its first line.
 
+A **gullible** simulator (`SimulatorConfig(gullible=True)`, `judge_simulator --gullible`)
+stands in for a judge that obeys the graded text, so tests can show what prompt injection
+does: when the fenced response carries words aimed at a grader (`GULLIBLE_CUES`: "grader",
+"criteria_met", "ignore previous instructions", "full marks", a fake fence, their
+translations...) or is a bare "master key" reply (":", "Thought process:", "Solution"), every
+criterion is met and a scale criterion gets its top level. It reads the text as a model
+would: invisible characters removed, Unicode tag characters decoded, look-alikes normalised.
+This list is the simulator's own and deliberately separate from Assay's detector
+(grading.injection), so a test that the detector catches what fools the gullible judge is
+not the same code agreeing with itself.
+
 Every reply carries the header `X-Assay-Simulator: 1`, and the model name `assay-simulator/...`,
 so Assay can label verdicts from it as simulated. Faults can be injected at a set rate: 429
 with Retry-After, 500, a reply slower than any sane client timeout, and malformed JSON.
@@ -24,6 +35,7 @@ import random
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -198,6 +210,124 @@ def simulated_scale(criterion: str, response: str, levels: int) -> tuple[int, st
 
 SCALE_LINE = re.compile(r"Rate the response from 1 to (\d+)")
 
+# What a gullible judge takes as an instruction to it (lower-case substrings of the text as
+# a model reads it).
+GULLIBLE_CUES = (
+    "grader",
+    "grading",
+    "judge",
+    "evaluat",
+    "assessor",
+    "rater",
+    "reviewer",
+    "scorer",
+    "scoring",
+    "whoever marks",
+    "criteria_met",
+    "criterion_met",
+    '"met"',
+    "'met'",
+    "verdict",
+    "criterion is met",
+    "criterion is satisfied",
+    "criteria are met",
+    "criteria met",
+    "criteria have all been met",
+    "rubric",
+    "every criterion",
+    "every requirement",
+    "every item",
+    "all boxes",
+    "full marks",
+    "full credit",
+    "top marks",
+    "maximum score",
+    "10/10",
+    "score=",
+    "ignore all previous",
+    "ignore previous",
+    "disregard",
+    "forget everything",
+    "new system instructions",
+    "system:",
+    "developer:",
+    "system notice",
+    "system-level",
+    "<|im_start|>",
+    "[inst]",
+    ">>>",
+    "<<<",
+    "</response>",
+    "end of response",
+    "# rubric criterion",
+    "mark this response",
+    "as fully correct",
+    "treat it as gold",
+    "pre-approved",
+    "assessment result",
+    # Other languages
+    "evaluador",
+    "calificación",
+    "évaluateur",
+    "correcteur",
+    "critères",
+    "bewerte",
+    "bewerter",
+    "kriterien",
+    "valutatore",
+    "avaliador",
+    "instrucciones anteriores",
+    "оценщик",
+    "критерии",
+    "评分",
+    "指令",
+    "採点",
+    "審査",
+    "基準",
+    "채점",
+    "기준",
+)
+MASTER_KEY_REPLIES = frozenset(
+    [
+        "",
+        "thought process",
+        "solution",
+        "answer",
+        "let's solve this problem step by step",
+        "let me think step by step",
+        "解",
+        "かいせつ",
+        "null",
+    ]
+)
+
+
+def read_as_a_model(text: str) -> str:
+    """The text as a model's tokenizer sees it: zero-width and direction characters gone,
+    Unicode tag characters decoded to the ASCII they mirror, compatibility forms and
+    Cyrillic look-alikes folded, lower-cased."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xE0000 <= code <= 0xE007F:
+            out.append(chr(code - 0xE0000))
+        elif unicodedata.category(ch) != "Cf":
+            out.append(ch)
+    folded = unicodedata.normalize("NFKC", "".join(out)).casefold()
+    return folded.translate(str.maketrans("аеорсхуіј", "aeopcxyij"))
+
+
+def gullible_obeys(response: str) -> str | None:
+    """What a gullible judge obeys in `response`: the cue it found, or None."""
+    text = read_as_a_model(response)
+    for cue in GULLIBLE_CUES:
+        if cue in text:
+            return cue
+    bare = re.sub(r"[^\w\s']+", "", text).strip()
+    if bare in MASTER_KEY_REPLIES:
+        return f"master key {text.strip()[:20]!r}"
+    return None
+
 
 # The judge prompt fences graded text between markers that carry a nonce derived from the
 # text itself (see grading.prompts); the simulator reads the blocks the same way.
@@ -245,6 +375,7 @@ class SimulatorConfig:
     timeout_s: float = 30.0
     max_concurrency: int = 0  # 0: unlimited; above it the simulator answers 429
     seed: int = 0
+    gullible: bool = False  # obey instructions found in the graded text (see module doc)
 
 
 @dataclass
@@ -437,6 +568,9 @@ class SimulatorServer(ThreadingHTTPServer):
             return json.dumps(
                 {"criteria_met": False, "explanation": "Simulated: no fenced response found."}
             )
+        obeyed = gullible_obeys(response) if self.config.gullible else None
+        if obeyed is not None:
+            return self._obey(criteria, obeyed)
         if len(criteria) == 1 and criteria[0][0] == "":
             scale = SCALE_LINE.search(criteria[0][1])
             if scale:
@@ -450,6 +584,17 @@ class SimulatorServer(ThreadingHTTPServer):
             met, why = simulated_verdict(text, response)
             verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
         return json.dumps({"verdicts": verdicts})
+
+    def _obey(self, criteria: list[tuple[str, str]], cue: str) -> str:
+        why = f"Simulated gullible judge: obeyed the response ({cue})."
+        if len(criteria) == 1 and criteria[0][0] == "":
+            scale = SCALE_LINE.search(criteria[0][1])
+            if scale:
+                return json.dumps({"score": int(scale.group(1)), "explanation": why})
+            return json.dumps({"criteria_met": True, "explanation": why})
+        return json.dumps(
+            {"verdicts": [{"id": i, "criteria_met": True, "explanation": why} for i, _ in criteria]}
+        )
 
     def handle_error(self, request, client_address) -> None:
         # A client that gave up (its timeout) closes the socket under a slow reply: not news.

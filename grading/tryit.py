@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from annotation.models import Response
-from grading import engine, prompts, selectors, services
+from grading import engine, injection, prompts, selectors, services
 from rubrics import scoring
 from rubrics import selectors as rubric_selectors
 from rubrics.permissions import Perm
@@ -86,7 +86,9 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
             by_id = {c["id"]: c for c in criteria}
             results = [(by_id[g.criterion_id], g) for g in graded]
             score = scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded})
+    acted = data.get("action") in ("preview", "grade") and not errors
     context = {
+        "flag": injection.detect(response_text) if acted else None,
         "project": project,
         "rubric": rubric,
         "version": version,

@@ -118,6 +118,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["scores"] = selectors.run_scores(run)
     context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
     context["costs"] = selectors.run_costs(run)
+    context["flagged"] = selectors.run_flagged_responses(run)
     context["criteria"] = selectors.criterion_rates(run)
     context["chart_data"]["criteria"] = [
         {"label": c.label, "rate": c.met_rate} for c in context["criteria"]

@@ -18,22 +18,10 @@ from django.conf import settings
 
 from grading.simulator import SimulatorConfig, SimulatorServer
 from rubrics.models import Role
-from tests import factories
+from tests import factories, shared
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared/data: real public data for tests (CI clones the repo with shared/ beside it).
-SHARED_DATA = next(
-    (
-        path
-        for path in (
-            Path(os.environ.get("ASSAY_SHARED_DIR", "/nonexistent")) / "data",
-            ROOT.parent / "shared" / "data",
-            Path("/work/shared/data"),
-        )
-        if path.is_dir()
-    ),
-    ROOT.parent / "shared" / "data",
-)
+SHARED_DATA = shared.SHARED_DATA  # ../shared/data (tests/shared.py finds it)
 # Files the test run stores (snapshots), shared by this process and its worker processes.
 MEDIA_DIR = tempfile.mkdtemp(prefix="assay-test-media-")
 # Playwright's sync API runs an event loop in the test thread; Django's guard against ORM use

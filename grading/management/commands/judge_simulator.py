@@ -30,6 +30,12 @@ class Command(BaseCommand):
             "--max-concurrency", type=int, default=0, help="answer 429 above this (0: no cap)"
         )
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--gullible",
+            action="store_true",
+            help="obey instructions found in the graded response (mark every criterion met), "
+            "to show what prompt injection does to a judge that is fooled",
+        )
 
     def handle(self, *args, **options):
         faults = tuple(f.strip() for f in options["faults"].split(",") if f.strip())
@@ -46,11 +52,14 @@ class Command(BaseCommand):
             timeout_s=options["timeout_s"],
             max_concurrency=options["max_concurrency"],
             seed=options["seed"],
+            gullible=options["gullible"],
         )
         server = SimulatorServer(options["host"], options["port"], config)
         self.stdout.write(
             f"Judge simulator on {server.url} (latency {config.latency_ms:g} ms, "
-            f"fault rate {config.fault_rate:g}). Verdicts are simulated. Ctrl-C stops it."
+            f"fault rate {config.fault_rate:g}"
+            + ("; GULLIBLE: obeys instructions in responses" if config.gullible else "")
+            + "). Verdicts are simulated. Ctrl-C stops it."
         )
         try:
             server.serve_forever()
