@@ -19,7 +19,7 @@ import openpyxl
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rubrics import audit, services
+from rubrics import audit, bulk, services
 from rubrics.compiler import number
 from rubrics.models import (
     AuditEvent,
@@ -94,67 +94,117 @@ def _hb_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
         yield number_, row
 
 
+@dataclass
+class _HbTask:
+    line: int
+    prompt_id: str
+    messages: list[dict]
+    items: list[services.CriterionInput]
+    row: dict
+
+
+def _hb_task(line_no: int, row: dict, seen: dict[str, int]) -> _HbTask:
+    """One line checked whole, before anything is written."""
+    where = f"line {line_no}"
+    for name in HB_TASK_FIELDS:
+        if name not in row:
+            raise _fail(f"{where}: {name}", "This field is required.")
+    prompt_id = row["prompt_id"]
+    if not isinstance(prompt_id, str) or not prompt_id:
+        raise _fail(f"{where}: prompt_id", "Give the task's id as a string.")
+    if prompt_id in seen:
+        raise _fail(f"{where}: prompt_id", f"'{prompt_id}' appears twice in the file.")
+    seen[prompt_id] = line_no
+    if not isinstance(row["rubrics"], list) or not row["rubrics"]:
+        raise _fail(f"{where}: rubrics", "Give a non-empty list of rubric items.")
+    items = [_hb_item(item, f"{where}: rubrics[{i}]") for i, item in enumerate(row["rubrics"])]
+    try:
+        services.clean_external_id(prompt_id, field="prompt_id")
+        messages = services.validate_messages(row["prompt"], field="prompt")
+        if messages != row["prompt"]:
+            raise ValidationError({"prompt": "Messages carry only role and content."})
+    except ValidationError as exc:
+        raise _relabel(exc, f"{where}: ") from None
+    return _HbTask(line_no, prompt_id, messages, items, row)
+
+
+BATCH = 2000
+
+
 @transaction.atomic
 def import_healthbench(
     *, project: Project, lines: Iterable[str], user, publish: bool = False
 ) -> ImportResult:
-    rubrics = criteria = published = 0
-    seen: set[str] = set()
-    for line_no, row in _hb_rows(lines):
-        where = f"line {line_no}"
-        for name in HB_TASK_FIELDS:
-            if name not in row:
-                raise _fail(f"{where}: {name}", "This field is required.")
-        prompt_id = row["prompt_id"]
-        if not isinstance(prompt_id, str) or not prompt_id:
-            raise _fail(f"{where}: prompt_id", "Give the task's id as a string.")
-        if prompt_id in seen:
-            raise _fail(f"{where}: prompt_id", f"'{prompt_id}' appears twice in the file.")
-        seen.add(prompt_id)
-        if not isinstance(row["rubrics"], list) or not row["rubrics"]:
-            raise _fail(f"{where}: rubrics", "Give a non-empty list of rubric items.")
-        items = [_hb_item(item, f"{where}: rubrics[{i}]") for i, item in enumerate(row["rubrics"])]
-        extra = {k: v for k, v in row.items() if k not in HB_TASK_FIELDS}
-        try:
-            messages = services.validate_messages(row["prompt"], field="prompt")
-            if messages != row["prompt"]:
-                raise ValidationError({"prompt": "Messages carry only role and content."})
-            task = services.task_create(
-                project=project,
-                external_id=prompt_id,
-                title=prompt_id,
-                messages=messages,
-                tags=[t for t in extra.get("example_tags") or [] if isinstance(t, str)],
-                user=user,
-            )
-        except ValidationError as exc:
-            raise _relabel(exc, f"{where}: ") from None
-        task.extra = extra
-        task.save(update_fields=["extra"])
-        first_item = row["rubrics"][0]
-        rubric = services.rubric_create(
-            project=project,
-            task=task,
-            title=f"HealthBench {prompt_id}",
-            user=user,
-            criteria=items,
-            extra={
-                "format": "healthbench",
-                "keys": list(row.keys()),
-                "item_keys": list(first_item.keys()),
-            },
-        )
-        rubrics += 1
-        criteria += len(items)
-        if publish:
-            try:
-                services.version_publish(version=rubric.versions.get(), user=user)
-            except ValidationError as exc:
-                raise _relabel(exc, f"{where}: rubrics") from None
-            published += 1
-    if not rubrics:
+    """Every line is checked before anything is written; then tasks, rubrics, versions and
+    criteria go in a few bulk inserts, so the full public file (5,000 conversations, ~48,500
+    criteria) imports in seconds."""
+    seen: dict[str, int] = {}
+    parsed = [_hb_task(line_no, row, seen) for line_no, row in _hb_rows(lines)]
+    if not parsed:
         raise _fail("file", "No tasks found: the file is empty.")
-    return ImportResult(rubrics, criteria, published)
+    taken = set(
+        Task.objects.filter(project=project, external_id__in=list(seen)).values_list(
+            "external_id", flat=True
+        )
+    )
+    for t in parsed:
+        if t.prompt_id in taken:
+            raise _fail(
+                f"line {t.line}: prompt_id", f"A task '{t.prompt_id}' is already in the project."
+            )
+    task_ids = bulk.insert_rows(
+        Task,
+        (
+            {
+                "project_id": project.pk,
+                "external_id": t.prompt_id,
+                "title": t.prompt_id,
+                "messages": t.messages,
+                "tags": [x for x in t.row.get("example_tags") or [] if isinstance(x, str)],
+                "extra": {k: v for k, v in t.row.items() if k not in HB_TASK_FIELDS},
+            }
+            for t in parsed
+        ),
+    )
+    rubrics = Rubric.objects.bulk_create(
+        [
+            Rubric(
+                project=project,
+                task_id=task_id,
+                title=f"HealthBench {t.prompt_id}"[:300],
+                created_by=user,
+                extra={
+                    "format": "healthbench",
+                    "keys": list(t.row.keys()),
+                    "item_keys": list(t.row["rubrics"][0].keys()),
+                },
+            )
+            for t, task_id in zip(parsed, task_ids, strict=True)
+        ],
+        batch_size=BATCH,
+    )
+    versions = RubricVersion.objects.bulk_create(
+        [RubricVersion(rubric=rubric, number=1, created_by=user) for rubric in rubrics],
+        batch_size=BATCH,
+    )
+    bulk.insert_rows(
+        Criterion,
+        (
+            {"version_id": version.pk, "position": i, **item.model_fields()}
+            for t, version in zip(parsed, versions, strict=True)
+            for i, item in enumerate(t.items)
+        ),
+    )
+    services.events_created(versions, user)
+    published = 0
+    if publish:
+        for t, version in zip(parsed, versions, strict=True):
+            try:
+                services.version_publish(version=version, user=user)
+            except ValidationError as exc:
+                raise _relabel(exc, f"line {t.line}: rubrics") from None
+            published += 1
+    return ImportResult(len(parsed), sum(len(t.items) for t in parsed), published)
 
 
 def _ordered(data: dict, keys: list[str]) -> dict:
