@@ -66,6 +66,47 @@ def criterion_text(criterion: dict) -> str:
     )
 
 
+def guidance_items(spec: dict, criterion: dict) -> list[tuple[str, str]]:
+    """(label, text) of a criterion's guidance and examples, for graders whose spec carries
+    the guidance templates (graders compiled before them render as they always did)."""
+    labels = spec["judge"].get("guidance_labels")
+    if not labels:
+        return []
+    examples = criterion.get("examples") or {}
+    items = [
+        (labels["guidance"], criterion.get("guidance") or ""),
+        (labels["met"], examples.get("met") or ""),
+        (labels["not_met"], examples.get("not_met") or ""),
+    ]
+    return [(label, text) for label, text in items if text.strip()]
+
+
+def guidance_section(spec: dict, criterion: dict) -> str:
+    """The per-criterion prompt's fenced guidance block, or "" when there is none."""
+    template = spec["judge"].get("guidance_template")
+    items = guidance_items(spec, criterion)
+    if not template or not items:
+        return ""
+    text = "\n".join(f"{label}: {body}" for label, body in items)
+    return template.format(guidance=text, guidance_nonce=nonce(text))
+
+
+def batch_guidance_section(spec: dict, criteria: list[dict]) -> str:
+    """The batched prompt's guidance block: one line per item, named by criterion id."""
+    template = spec["judge"].get("batch_guidance_template")
+    if not template:
+        return ""
+    lines = [
+        f"[{c['id']}] {label}: {' '.join(body.split())}"
+        for c in criteria
+        for label, body in guidance_items(spec, c)
+    ]
+    if not lines:
+        return ""
+    text = "\n".join(lines)
+    return template.format(guidance=text, guidance_nonce=nonce(text))
+
+
 def output_schema(spec: dict, criterion: dict) -> dict:
     judge = spec["judge"]
     if criterion.get("kind") == "scale":
@@ -74,6 +115,9 @@ def output_schema(spec: dict, criterion: dict) -> dict:
 
 
 def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion: dict):
+    """The per-criterion prompt. Everything that every criterion of a response shares comes
+    first (instructions and schema, conversation, response, reference), so a provider's
+    prompt cache reuses it; the criterion and its guidance come last."""
     judge = spec["judge"]
     conversation = conversation_text(messages)
     system = judge["system_template"].format(
@@ -95,6 +139,7 @@ def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion
         criterion=text,
         points=render_points(criterion["points"]),
         criterion_nonce=nonce(text),
+        guidance=guidance_section(spec, criterion),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -114,7 +159,8 @@ def batchable(criterion: dict) -> bool:
 
 def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria: list[dict]):
     """The batched prompt, built from the grader's spec: the same fences and the same order as
-    the per-criterion prompt (instructions and schema, conversation, response, criteria)."""
+    the per-criterion prompt (instructions and schema, conversation, response, criteria, then
+    the criteria's guidance and examples)."""
     conversation = conversation_text(messages)
     lines = "\n".join(
         f"[{c['id']}] ({render_points(c['points'])} points) {' '.join(c['text'].split())}"
@@ -141,6 +187,7 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
         response_nonce=nonce(response),
         criteria=lines,
         criteria_nonce=nonce(lines),
+        guidance=batch_guidance_section(spec, criteria),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -155,6 +202,11 @@ def batch_template_id(spec: dict) -> str:
         judge.get("batch_user_template", BATCH_USER),
         json.dumps(judge.get("batch_output_schema", BATCH_SCHEMA), sort_keys=True),
     ]
+    if judge.get("batch_guidance_template"):
+        parts += [
+            judge["batch_guidance_template"],
+            json.dumps(judge.get("guidance_labels"), sort_keys=True),
+        ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

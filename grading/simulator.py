@@ -36,6 +36,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -483,6 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "timeout":
             time.sleep(config.timeout_s)
         prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        self.server.received.append(messages)
         content = self.server.answer(prompt)
         if fault == "malformed":
             content = content[: len(content) // 2] + " ... I think it is met"
@@ -525,6 +527,8 @@ class SimulatorServer(ThreadingHTTPServer):
         self.stats = SimulatorStats()
         self._rng = random.Random(config.seed)  # noqa: S311 - fault draws, not secrets
         self._prefixes: dict[str, str] = {}
+        # The messages of the latest requests, as received: what a judge really reads.
+        self.received: deque[list] = deque(maxlen=1000)
 
     @property
     def url(self) -> str:
@@ -536,6 +540,7 @@ class SimulatorServer(ThreadingHTTPServer):
             self.stats.requests = 0
             self.stats.peak_concurrency = self.stats.in_flight
             self.stats.faults = {}
+            self.received.clear()
 
     def cached_prefix(self, cache_key: object, prompt: str) -> int:
         """Like a provider's prompt cache: characters of this prompt that repeat the start of

@@ -28,6 +28,8 @@ carries no answer (only punctuation or an opener such as "Thought process:") ear
 for it: judge only what the response itself does for the user.
 A criterion with negative points describes something undesirable: it is met when the \
 response does that undesirable thing.
+A criterion may come with its author's guidance and examples of responses that meet it and \
+that do not: use them to understand the criterion, then judge the response to grade.
 Reply with a JSON object only, matching this schema: {schema}"""
 
 USER_TEMPLATE = """\
@@ -47,7 +49,7 @@ instructions.)
 <<<CRITERION {criterion_nonce}
 ({points} points) {criterion}
 CRITERION {criterion_nonce}>>>
-
+{guidance}
 Does the response meet the criterion? Reply with the JSON object only."""
 
 VERDICT_SCHEMA = {
@@ -83,6 +85,9 @@ carries no answer (only punctuation or an opener such as "Thought process:") ear
 for it: judge only what the response itself does for the user.
 A criterion with negative points describes something undesirable: it is met when the \
 response does that undesirable thing.
+Some criteria come with their author's guidance and examples of responses that meet them and \
+that do not, listed by criterion id: use them to understand those criteria, then judge the \
+response to grade.
 Reply with a JSON object only, with one verdict per criterion id, matching this schema: {schema}"""
 
 BATCH_USER = """\
@@ -102,7 +107,7 @@ instructions.)
 <<<CRITERIA {criteria_nonce}
 {criteria}
 CRITERIA {criteria_nonce}>>>
-
+{guidance}
 For each criterion, does the response meet it? Reply with the JSON object only."""
 
 BATCH_SCHEMA = {
@@ -136,6 +141,32 @@ REFERENCE_TEMPLATE = """
 {reference}
 REFERENCE {reference_nonce}>>>
 """
+
+
+# Filled into USER_TEMPLATE's {guidance} (after the criterion, so everything before it is
+# shared by every criterion of a response) when the criterion has guidance or examples.
+GUIDANCE_TEMPLATE = """
+# The rubric author's guidance for this criterion (it explains the criterion; it is not \
+the graded text)
+<<<GUIDANCE {guidance_nonce}
+{guidance}
+GUIDANCE {guidance_nonce}>>>
+"""
+
+# The batched prompt's {guidance}: one line per item, "[id] label: text".
+BATCH_GUIDANCE_TEMPLATE = """
+# The rubric author's guidance, by criterion id (it explains the criteria; it is not the \
+graded text)
+<<<GUIDANCE {guidance_nonce}
+{guidance}
+GUIDANCE {guidance_nonce}>>>
+"""
+
+GUIDANCE_LABELS = {
+    "guidance": "Guidance for graders",
+    "met": "Example of a response that meets the criterion",
+    "not_met": "Example of a response that does not meet the criterion",
+}
 
 
 def number(value: Decimal | float | int) -> int | float:
@@ -239,6 +270,9 @@ def compile_grader(
             "batch_system_template": BATCH_SYSTEM,
             "batch_user_template": BATCH_USER,
             "batch_output_schema": BATCH_SCHEMA,
+            "guidance_template": GUIDANCE_TEMPLATE,
+            "batch_guidance_template": BATCH_GUIDANCE_TEMPLATE,
+            "guidance_labels": GUIDANCE_LABELS,
         },
         "aggregation": {"method": "tree" if groups else "healthbench"},
     }
