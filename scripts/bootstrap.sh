@@ -44,7 +44,7 @@ bootstrap() {
   local lock_sum
   lock_sum="$(sha256sum package-lock.json | cut -c1-16)"
   if [ "$(cat node_modules/.assay-installed 2>/dev/null || true)" != "$lock_sum" ]; then
-    echo "==> Installing front-end packages (htmx, Chart.js) from the npm registry"
+    echo "==> Installing front-end packages (htmx, idiomorph, Chart.js) from the npm registry"
     npm ci --no-audit --no-fund --loglevel=error
     echo "$lock_sum" > node_modules/.assay-installed
   fi

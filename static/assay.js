@@ -85,8 +85,14 @@
 })();
 
 // The rubric editor's keyboard: Alt+N new criterion, Enter adds it, Alt+Up/Down moves the
-// criterion being edited, Alt+Right/Left moves it into / out of a group. After htmx swaps the
-// list, focus returns to where the author was. Unsaved typing is sent when the tab closes.
+// criterion being edited, Alt+Right/Left moves it into / out of a group. After a swap, focus
+// returns to where the author was. Unsaved typing is sent when the tab closes.
+//
+// Typing is never lost to a swap: the list is morphed (idiomorph), not replaced, so its
+// elements, pending autosaves and focus stay; a field typed in and not yet saved keeps what
+// the author typed whatever the server renders, until a save of that very value comes back.
+// The add form belongs to the author: it is cleared when an add is sent (so the next
+// criterion can be typed at once) and the server never overwrites it.
 (function () {
   "use strict";
 
@@ -96,6 +102,99 @@
     try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; }
     catch (e) { return ""; }
   }
+
+  // Fields typed in since the server last saved their value.
+  const dirty = new WeakSet();
+
+  function isField(node) {
+    return node instanceof HTMLTextAreaElement || node instanceof HTMLSelectElement ||
+      (node instanceof HTMLInputElement && node.type !== "hidden");
+  }
+
+  function valueOf(field) {
+    if (field.type === "checkbox" || field.type === "radio") return field.checked ? (field.value || "on") : null;
+    return field.value;
+  }
+
+  function authorOwns(node) {
+    return isField(node) && (dirty.has(node) || Boolean(node.closest("form.crit-new")));
+  }
+
+  if (window.Idiomorph) {
+    const callbacks = window.Idiomorph.defaults.callbacks;
+    callbacks.beforeNodeMorphed = function (oldNode) {
+      if (authorOwns(oldNode)) return false;  // keep the element as the author left it
+      return true;
+    };
+    callbacks.beforeAttributeUpdated = function (name, node, kind) {
+      // An option of a select the author changed keeps its choice; an open <details> stays open.
+      if (node instanceof HTMLOptionElement && node.parentElement && authorOwns(node.parentElement)) return false;
+      if (name === "open" && kind === "remove" && node instanceof HTMLDetailsElement) return false;
+      return true;
+    };
+  }
+
+  document.addEventListener("input", function (event) {
+    if (isField(event.target) && event.target.closest("#criteria")) dirty.add(event.target);
+  });
+  document.addEventListener("change", function (event) {
+    if (isField(event.target) && event.target.closest("#criteria")) dirty.add(event.target);
+  });
+
+  // A save came back: fields still holding the value it saved are no longer the author's
+  // alone; ones typed in again since keep their new text.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (!xhr || xhr.getResponseHeader("X-Assay-Saved") !== "1") return;
+    const elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    const form = elt && elt.closest && elt.closest("form.crit-row, form.group-row");
+    if (!form) return;
+    const sent = event.detail.requestConfig.parameters;
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!isField(field) || !dirty.has(field)) return;
+      const was = field.type === "checkbox" ? (sent[field.name] === undefined ? null : sent[field.name]) : sent[field.name];
+      if (was !== undefined && valueOf(field) === was) dirty.delete(field);
+    });
+  });
+
+  function addCriterion(form) {
+    const box = form.querySelector("[name=text]");
+    const points = form.querySelector("[name=points]");
+    if (!box.value.trim()) return;
+    const values = { text: box.value, points: points.value };
+    // Sent with these values even if it waits in the queue behind another request.
+    box.value = "";
+    points.value = points.defaultValue;
+    dirty.delete(box);
+    dirty.delete(points);
+    // Sent from the button: it takes the form's fields (and its hx-include, hx-sync) without
+    // validating the now empty box again.
+    window.htmx.ajax("POST", form.getAttribute("action"), {
+      source: form.querySelector("button[type=submit]"), values: values, target: "#criteria", swap: "morph",
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!form.matches || !form.matches("form.crit-new") || !window.htmx) return;
+    event.preventDefault();
+    addCriterion(form);
+  });
+
+  // An add that was refused gives its text back, unless the author has typed anew.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    const elt = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form.crit-new");
+    if (!elt) return;
+    const xhr = event.detail.xhr;
+    if (xhr && xhr.getResponseHeader("X-Assay-Saved") === "1") return;
+    const sent = event.detail.requestConfig && event.detail.requestConfig.parameters;
+    const box = elt.querySelector("[name=text]");
+    const points = elt.querySelector("[name=points]");
+    if (sent && !box.value && !dirty.has(box)) {
+      box.value = sent.text || "";
+      points.value = sent.points || points.defaultValue;
+    }
+  });
 
   const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowRight: "in", ArrowLeft: "out" };
 
@@ -109,7 +208,6 @@
     if (event.target.id === "new-criterion-text" && event.key === "Enter" && !event.shiftKey) {
       event.preventDefault();
       if (!event.target.value.trim()) return;
-      if (window.htmx) window.htmx.process(event.target.form);  // never a native submit
       event.target.form.requestSubmit();
       return;
     }
@@ -126,30 +224,29 @@
   });
 
   // After settling: by then htmx has wired the new buttons, so a key pressed at once works.
+  // Focus moves only if the author is not already typing somewhere else.
   document.addEventListener("htmx:afterSettle", function () {
     const list = document.getElementById("criteria");
     if (!list || !list.dataset.focus) return;
+    const wanted = list.dataset.focus;
+    list.dataset.focus = "";
+    const active = document.activeElement;
     let target = null;
-    if (list.dataset.focus === "new") {
+    if (wanted === "new") {
       target = document.getElementById("new-criterion-text");
+      if (active && active !== document.body && !active.closest("form.crit-new")) return;
     } else {
-      target = document.getElementById(list.dataset.focus + "-text");
+      target = document.getElementById(wanted + "-text");
+      const row = target && target.closest("li[data-criterion]");
+      if (active && active !== document.body && !(row && row.contains(active))) return;
+      if (active === target) return;
     }
     if (target) target.focus();
-    list.dataset.focus = "";
   });
 
-  // Dirty rows: typed in, not yet answered by the server.
-  document.addEventListener("input", function (event) {
-    const form = event.target.closest && event.target.closest("form.crit-row");
-    if (form) form.dataset.dirty = "1";
-  });
-  document.addEventListener("htmx:afterRequest", function (event) {
-    const form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form.crit-row");
-    if (form && event.detail.successful) delete form.dataset.dirty;
-  });
   window.addEventListener("pagehide", function () {
-    document.querySelectorAll("form.crit-row[data-dirty]").forEach(function (form) {
+    document.querySelectorAll("form.crit-row").forEach(function (form) {
+      if (!Array.prototype.some.call(form.elements, function (f) { return dirty.has(f); })) return;
       const data = new FormData(form);
       const revision = document.getElementById("draft-revision");
       if (revision) data.set("revision", revision.value);
