@@ -122,6 +122,11 @@ urlpatterns = [
         name="api_reference",
     ),
     path(
+        "references/<int:pk>/file/",
+        rubrics_api.ReferenceFileApi.as_view(),
+        name="api_reference_file",
+    ),
+    path(
         "projects/<slug:slug>/rubrics/",
         one_path(rubrics_api.RubricListApi, rubrics_api.RubricCreateApi),
         name="api_rubrics",

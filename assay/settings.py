@@ -215,6 +215,8 @@ STATICFILES_DIRS = [
     # Installed from the npm registry by `npm ci`; never committed.
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    # The rubric editor's swaps morph the list, so what an author is typing survives them.
+    ("vendor/idiomorph", BASE_DIR / "node_modules" / "idiomorph" / "dist"),
 ]
 STORAGES = {
     # Snapshots and uploads. Point this at shared storage (S3 and the like) when web and
@@ -231,6 +233,10 @@ STORAGES = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ASSAY_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# A file attached to a reference answer (stored in the default storage, served only through
+# a view that checks the reader's role).
+REFERENCE_FILE_MAX_BYTES = env_int("ASSAY_REFERENCE_FILE_MAX_BYTES", 20 * 1024 * 1024)
 
 # HTTPS in production. Behind a proxy that terminates TLS, set ASSAY_BEHIND_PROXY=1 so the
 # X-Forwarded-Proto header is trusted (only then: otherwise a client could forge it).

@@ -73,12 +73,17 @@ SELECT json_build_object(
     'messages', t.messages,
     'context', t.context,
     'tags', t.tags,
-    'reference', coalesce((
-        SELECT body FROM rubrics_referencedeliverable d
-        WHERE d.task_id = t.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1
-    ), '')
+    'reference', coalesce(ref.body, ''),
+    'reference_file', CASE WHEN coalesce(ref.file, '') = '' THEN NULL ELSE json_build_object(
+        'name', ref.file_name, 'sha256', ref.file_sha256, 'bytes', ref.file_size
+    ) END
 )
 FROM rubrics_task t
+LEFT JOIN LATERAL (
+    SELECT d.body, d.file, d.file_name, d.file_sha256, d.file_size
+    FROM rubrics_referencedeliverable d
+    WHERE d.task_id = t.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1
+) ref ON true
 WHERE t.project_id = {project_id}
 ORDER BY t.id
 """

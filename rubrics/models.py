@@ -83,18 +83,39 @@ class Task(models.Model):
         return ""
 
 
+def reference_file_path(instance: ReferenceDeliverable, filename: str) -> str:
+    """Where an attached file is stored: never under a public URL (there is no MEDIA_URL);
+    it is only served by the download view, which checks the reader's role."""
+    return f"references/{instance.task_id}/{uuid.uuid4().hex}/{filename}"
+
+
 class ReferenceDeliverable(models.Model):
-    """An expert's exemplary answer for a task, in Markdown."""
+    """An expert's exemplary answer for a task, in Markdown, with an optional attached file
+    (a spreadsheet, a signed memo, a PDF) that readers download through a checked view."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="references")
-    body = models.TextField()
+    body = models.TextField(blank=True)
+    file = models.FileField(upload_to=reference_file_path, blank=True, max_length=400)
+    # The sanitized name the file is offered under, its SHA-256 and size in bytes.
+    file_name = models.CharField(max_length=200, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(body="") | ~Q(file=""), name="reference_has_body_or_file"
+            ),
+            models.CheckConstraint(
+                condition=Q(file="") | (~Q(file_name="") & Q(file_size__isnull=False)),
+                name="reference_file_is_described",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"reference for {self.task_id}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q, Sum
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -113,6 +114,42 @@ def grader_for(user, grader_hash: str, perm: Perm) -> Grader:
     )
     check(user, grader.version.rubric.project, perm)
     return grader
+
+
+def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
+    """A reference answer, if `user` may `perm` in its task's project; 404 for non-members."""
+    reference = get_object_or_404(
+        ReferenceDeliverable.objects.select_related("task__project"), pk=pk
+    )
+    check(user, reference.task.project, perm)
+    return reference
+
+
+def reference_download(reference: ReferenceDeliverable) -> FileResponse:
+    """The reference's attached file as a download (never rendered inline), under its
+    sanitized name, its SHA-256 in a header; 404 when there is none."""
+    if not reference.file:
+        raise Http404("This reference has no attached file.")
+    try:
+        handle = reference.file.open("rb")
+    except FileNotFoundError:
+        raise Http404("The attached file is missing from storage.") from None
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=reference.file_name,
+        content_type="application/octet-stream",
+    )
+    response["X-Content-SHA256"] = reference.file_sha256
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def task_references(task: Task):
+    """A task's reference answers, newest first (the newest is the one graded with)."""
+    return task.references.select_related("author").order_by("-created_at", "-pk")
 
 
 def rubric_versions(rubric: Rubric):
@@ -359,7 +396,7 @@ def grader_parts(version: RubricVersion, rubric: Rubric) -> GraderParts:
         }
     reference = ""
     if rubric.include_reference and rubric.task_id:
-        latest = rubric.task.references.order_by("-created_at").first()
+        latest = rubric.task.references.order_by("-created_at", "-pk").first()
         reference = latest.body if latest else ""
     return GraderParts(criteria, groups, reference, template)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.db import transaction
 from django.db.models import F, Max, ProtectedError
 from django.utils import timezone
-from django.utils.text import slugify
+from django.utils.text import get_valid_filename, slugify
 
 from rubrics import audit, checks, compiler
 from rubrics.models import (
@@ -154,7 +157,10 @@ def membership_remove(*, project: Project, username: str, actor=None) -> None:
 
 
 def validate_messages(messages: object, *, field: str = "messages") -> list[dict]:
-    """Chat messages as [{role, content}], with an error that names the message and field."""
+    """Chat messages as [{role, content}], with an error that names the message and field.
+
+    A turn's content may be empty (real conversations have them, e.g. HealthBench's), but
+    it must be text, and some user turn must say something."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, list) or not messages:
@@ -169,12 +175,21 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
             raise ValidationError(
                 {f"{where}.role": f"Role must be one of {sorted(MESSAGE_ROLES)}."}
             )
-        if not isinstance(content, str) or not content.strip():
-            raise ValidationError({f"{where}.content": "Content must be non-empty text."})
+        if not isinstance(content, str):
+            raise ValidationError({f"{where}.content": "Content must be text (a string)."})
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in clean):
         raise ValidationError({field: "The prompt needs at least one user message."})
+    if not any(m["role"] == "user" and m["content"].strip() for m in clean):
+        raise ValidationError({field: "Every user message is empty: the prompt says nothing."})
     return clean
+
+
+def clean_external_id(external_id: str, *, field: str = "external_id") -> str:
+    external_id = external_id.strip()
+    if not external_id or not re.fullmatch(r"[\w.:\-]{1,200}", external_id):
+        raise ValidationError({field: "Use 1-200 letters, digits, '.', '_', ':' or '-'."})
+    return external_id
 
 
 def task_create(
@@ -188,9 +203,7 @@ def task_create(
     reference: str = "",
     user=None,
 ) -> Task:
-    external_id = external_id.strip()
-    if not external_id or not re.fullmatch(r"[\w.:\-]{1,200}", external_id):
-        raise ValidationError({"external_id": "Use 1-200 letters, digits, '.', '_', ':' or '-'."})
+    external_id = clean_external_id(external_id)
     clean_messages = validate_messages(messages)
     with transaction.atomic():
         if Task.objects.filter(project=project, external_id=external_id).exists():
@@ -208,6 +221,7 @@ def task_create(
     return task
 
 
+<<<<<<< HEAD
 def task_fields_update(
     *,
     task: Task,
@@ -279,6 +293,83 @@ def reference_update(*, reference: ReferenceDeliverable, body: str) -> Reference
 @transaction.atomic
 def reference_delete(*, reference: ReferenceDeliverable) -> None:
     reference.delete()
+=======
+# --- Reference deliverables ---------------------------------------------------------------
+
+MAX_FILE_NAME = 150
+
+
+def safe_file_name(name: str) -> str:
+    """A file name safe to store and to offer in Content-Disposition: no directories, no
+    leading dots, only letters, digits, '-', '_' and '.', at most 150 characters (keeping the
+    extension)."""
+    base = os.path.basename(str(name).replace("\\", "/")).strip().lstrip(".")
+    try:
+        clean = get_valid_filename(base)
+    except SuspiciousFileOperation:
+        clean = ""
+    clean = clean.lstrip(".")
+    if len(clean) > MAX_FILE_NAME:
+        stem, dot, ext = clean.rpartition(".")
+        ext = ext[:20] if dot else ""
+        keep = MAX_FILE_NAME - len(ext) - (1 if ext else 0)
+        clean = f"{(stem if dot else clean)[:keep]}{'.' if ext else ''}{ext}"
+    return clean or "reference"
+
+
+def reference_create(
+    *, task: Task, body: str = "", file=None, keep_file: bool = False, user=None
+) -> ReferenceDeliverable:
+    """A new reference answer for `task` (the newest is the one shown and graded with):
+    Markdown, an attached file, or both; with `keep_file` and no new file, the file of the
+    current reference stays attached. A file is refused over the size limit; its name is
+    sanitized and its SHA-256 recorded, so exports can name it without shipping it."""
+    body = body or ""
+    if file is not None and not getattr(file, "name", ""):
+        file = None
+    reference = ReferenceDeliverable(task=task, body=body if body.strip() else "", author=user)
+    if file is None and keep_file:
+        current = task.references.order_by("-created_at", "-pk").first()
+        if current is not None and current.file:
+            reference.file.name = current.file.name  # the same stored file, not a copy
+            reference.file_name = current.file_name
+            reference.file_sha256 = current.file_sha256
+            reference.file_size = current.file_size
+    if not body.strip() and file is None and not reference.file:
+        raise ValidationError({"body": "Write the reference answer or attach a file."})
+    if file is not None:
+        limit = settings.REFERENCE_FILE_MAX_BYTES
+        size = file.size
+        if size is None or size > limit:
+            raise ValidationError(
+                {
+                    "file": f"'{safe_file_name(file.name)}' is {_megabytes(size or 0)}; "
+                    f"attach files of at most {_megabytes(limit)}."
+                }
+            )
+        if size == 0:
+            raise ValidationError({"file": f"'{safe_file_name(file.name)}' is empty."})
+        digest = hashlib.sha256()
+        for chunk in file.chunks():
+            digest.update(chunk)
+        file.seek(0)
+        reference.file_name = safe_file_name(file.name)
+        reference.file_sha256 = digest.hexdigest()
+        reference.file_size = size
+        reference.file.save(reference.file_name, file, save=False)
+    try:
+        with transaction.atomic():
+            reference.save()
+    except BaseException:
+        if file is not None and reference.file:
+            reference.file.delete(save=False)  # nothing half-written: no orphan file
+        raise
+    return reference
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+>>>>>>> authoring-gaps
 
 
 # --- Rubrics and their drafts ------------------------------------------------------------
@@ -480,6 +571,23 @@ def _event(version: RubricVersion, user, action: str, *, lineage=None, changes=N
         user=user if getattr(user, "is_authenticated", False) else None,
         action=action,
         changes=changes or {},
+    )
+
+
+def events_created(versions: list[RubricVersion], user) -> None:
+    """History of many new rubrics at once (bulk imports), as rubric_create records one."""
+    RubricEvent.objects.bulk_create(
+        [
+            RubricEvent(
+                rubric_id=v.rubric_id,
+                version_number=v.number,
+                user=user if getattr(user, "is_authenticated", False) else None,
+                action="created",
+                changes={"title": v.rubric.title},
+            )
+            for v in versions
+        ],
+        batch_size=2000,
     )
 
 

@@ -20,6 +20,8 @@ TASK_FIELDS = {
     "context": "background the judge may see (optional)",
     "tags": "a list of strings (optional)",
     "reference": "an expert's reference answer, Markdown (optional)",
+    "reference_file": "the reference's attached file as exports list it, {name, sha256, "
+    "bytes} or null (optional; for provenance only: the file itself is not in the line)",
 }
 MAX_ERRORS = 200
 
@@ -75,6 +77,16 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
     for name in ("title", "context", "reference"):
         if not isinstance(row.get(name, ""), str):
             errors.append(f"{where}, field '{name}': must be text")
+    listed = row.get("reference_file")
+    if listed is not None and not (
+        isinstance(listed, dict)
+        and isinstance(listed.get("name"), str)
+        and isinstance(listed.get("sha256"), str)
+        and isinstance(listed.get("bytes"), int)
+    ):
+        errors.append(
+            f"{where}, field 'reference_file': null or an object with name, sha256 and bytes"
+        )
     if errors:
         return None, errors
     return {

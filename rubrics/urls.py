@@ -17,6 +17,12 @@ urlpatterns = [
     path("p/<slug:slug>/imports/tasks/", views.tasks_import, name="tasks_import"),
     path("p/<slug:slug>/tasks/<str:external_id>/", views.task_detail, name="task"),
     path("p/<slug:slug>/tasks/<str:external_id>/rubrics/", views.rubric_new, name="rubric_new"),
+    path(
+        "p/<slug:slug>/tasks/<str:external_id>/references/",
+        views.reference_add,
+        name="reference_add",
+    ),
+    path("references/<int:pk>/file/", views.reference_file, name="reference_file"),
     path("p/<slug:slug>/rubrics/import/", views.rubrics_import, name="rubrics_import"),
     path("p/<slug:slug>/rubrics/export/", views.rubrics_export, name="rubrics_export"),
     path("p/<slug:slug>/templates/new/", views.template_new, name="template_new"),

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rubrics import audit, checks, formats, lint, scoring, selectors, services, task_import
@@ -24,6 +26,10 @@ from rubrics.permissions import Perm, project_for, role_allows
 def _pretty(spec: dict) -> str:
     """The grader for people to read; the hash is over its canonical (compact) form."""
     return json.dumps(spec, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _max_file_mb() -> str:
+    return f"{settings.REFERENCE_FILE_MAX_BYTES / (1024 * 1024):g}"
 
 
 def _errors(exc: ValidationError) -> list[str]:
@@ -208,11 +214,49 @@ def task_detail(request: HttpRequest, slug: str, external_id: str) -> HttpRespon
         {
             "project": project,
             "task": task,
-            "references": task.references.all(),
+            "references": list(selectors.task_references(task)),
             "rubrics": task.rubrics.all(),
             "can_edit": role_allows(project.role, Perm.EDIT_RUBRICS),
+            "max_file_mb": _max_file_mb(),
         },
     )
+
+
+@login_required
+@require_POST
+def reference_add(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
+    """A new reference answer for a task: Markdown and/or an attached file."""
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    task = selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+    try:
+        reference = services.reference_create(
+            task=task,
+            body=request.POST.get("body", ""),
+            file=request.FILES.get("file"),
+            keep_file=request.POST.get("keep_file") == "on",
+            user=request.user,
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, f"Reference not saved: {error}")
+    else:
+        attached = f" with {reference.file_name}" if reference.file else ""
+        messages.success(request, f"Saved the reference answer{attached}.")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(back)
+    return redirect("task", slug=slug, external_id=task.external_id)
+
+
+@login_required
+@require_GET
+def reference_file(request: HttpRequest, pk: int) -> FileResponse:
+    """A reference's attached file, for members of its project only. Always a download
+    (never shown inline) under its sanitized name."""
+    reference = selectors.reference_for(request.user, pk, Perm.VIEW)
+    return selectors.reference_download(reference)
 
 
 @login_required
@@ -331,7 +375,8 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "importances": Criterion.Importance.choices,
         "kinds": Criterion.Kind.choices,
         "check_types": checks.CHECK_TYPES,
-        "references": list(rubric.task.references.all()[:1]) if rubric.task_id else [],
+        "references": list(selectors.task_references(rubric.task)[:1]) if rubric.task_id else [],
+        "max_file_mb": _max_file_mb(),
     }
 
 
@@ -416,7 +461,15 @@ def criterion_add(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ValidationError as exc:
         errors = _errors(exc)
-    return _render_editor(request, rubric, partial="criteria", errors=errors, focus="new")
+    response = _render_editor(request, rubric, partial="criteria", errors=errors, focus="new")
+    return _saved(response, not errors)
+
+
+def _saved(response: HttpResponse, saved: bool) -> HttpResponse:
+    """Tells the editor's script whether the values it sent were stored: only then may the
+    server's rendering replace what the author typed."""
+    response["X-Assay-Saved"] = "1" if saved else "0"
+    return response
 
 
 def _criterion_and_rubric(request: HttpRequest, pk: int):
@@ -443,12 +496,13 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
         errors = _errors(exc)
         stale = "revision" in getattr(exc, "error_dict", {})
     if not request.htmx or request.POST.get("full"):
-        return _render_editor(
+        response = _render_editor(
             request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
         )
+        return _saved(response, not errors)
     context = _editor_context(request, rubric, errors=errors)
     context.update(saved_criterion=criterion, stale=stale, oob=True)
-    return render(request, "rubrics/rubric.html#saved", context)
+    return _saved(render(request, "rubrics/rubric.html#saved", context), not errors)
 
 
 def _structural(request, pk: int, action) -> HttpResponse:
@@ -499,7 +553,7 @@ def group_update(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ValidationError as exc:
         errors = _errors(exc)
-    return _render_editor(request, rubric, partial="criteria", errors=errors)
+    return _saved(_render_editor(request, rubric, partial="criteria", errors=errors), not errors)
 
 
 @login_required

@@ -112,6 +112,7 @@ ENDPOINTS = [
         members_only(EVERYONE, 200),
     ),
     Endpoint(
+<<<<<<< HEAD
         "patch",
         SLUG + "tasks/<str:external_id>/",
         "projects/{slug}/tasks/{task}/",
@@ -125,10 +126,13 @@ ENDPOINTS = [
         members_only(EDITORS, 409),
     ),
     Endpoint(
+=======
+>>>>>>> authoring-gaps
         "post",
         SLUG + "tasks/<str:external_id>/references/",
         "projects/{slug}/tasks/{task}/references/",
         members_only(EDITORS, 400),
+<<<<<<< HEAD
     ),
     Endpoint("get", "references/<int:pk>/", "references/{reference}/", members_only(EVERYONE, 200)),
     Endpoint(
@@ -137,6 +141,16 @@ ENDPOINTS = [
     # A fresh reference per persona ({new_...}), so each allowed one really deletes.
     Endpoint(
         "delete", "references/<int:pk>/", "references/{new_reference}/", members_only(EDITORS, 204)
+=======
+        body_format="multipart",
+    ),
+    # Every member may download a reference's file; no one else, and never from a public URL.
+    Endpoint(
+        "get",
+        "references/<int:pk>/file/",
+        "references/{reference}/file/",
+        members_only(EVERYONE, 200),
+>>>>>>> authoring-gaps
     ),
     Endpoint("get", SLUG + "rubrics/", "projects/{slug}/rubrics/", members_only(EVERYONE, 200)),
     Endpoint("post", SLUG + "rubrics/", "projects/{slug}/rubrics/", members_only(EDITORS, 400)),
@@ -482,6 +496,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     in_review = review_rubric.versions.get()
     rubric_services.version_submit(version=in_review, user=admin)
+<<<<<<< HEAD
     comment = rubric_services.comment_add(version=in_review, user=reviewer, body="Why?")
     criterion = grader.version.criteria.get()
     response = Response.objects.get(task=task)
@@ -522,6 +537,14 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     }
     return SimpleNamespace(
         make=makers,
+=======
+    comment = rubric_services.comment_add(version=in_review, user=personas.reviewer, body="Why?")
+    reference = rubric_services.reference_create(
+        task=task, body="Rest.", file=SimpleUploadedFile("ref.txt", b"notes"), user=admin
+    )
+    return SimpleNamespace(
+        reference=reference.pk,
+>>>>>>> authoring-gaps
         token=outsider_token.pk,
         snapshot=snapshot.pk,
         queue=queue.pk,

@@ -6,6 +6,7 @@ The table must name every URL pattern of the three apps, so a new page cannot sh
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import get_resolver, reverse
 
 from annotation import services as annotation_services
@@ -61,7 +62,11 @@ def world(personas):
     datasets.snapshot_build(snapshot_id=snapshot.pk)
     queue = factories.make_queue(p.project, grader, [p.annotator], p.admin, overlap=1)
     assignment = annotation_services.assignment_claim(queue=queue, user=p.annotator)
+    reference = rubric_services.reference_create(
+        task=task, body="Drink water.", file=SimpleUploadedFile("ref.txt", b"notes"), user=p.admin
+    )
     return {
+        "reference": reference,
         "import_job": ImportJob.objects.create(project=p.project, filename="f.jsonl", file="x"),
         "snapshot": snapshot,
         "p": p,
@@ -114,6 +119,14 @@ TABLE = {
     "tasks_import": ("get", _slug, {"admin", "author"}, None),
     "tasks_import#post": ("post", _slug, {"admin", "author"}, {}),
     "task": ("get", lambda w: {**_slug(w), "external_id": "t1"}, ALL, None),
+    "reference_add": (
+        "post",
+        lambda w: {**_slug(w), "external_id": "t1"},
+        {"admin", "author"},
+        {"body": "Call emergency services."},
+    ),
+    # Project members only, whatever their role: the file is never at a public URL.
+    "reference_file": ("get", lambda w: {"pk": w["reference"].pk}, ALL, None),
     "rubric_new": ("post", lambda w: {**_slug(w), "external_id": "t1"}, {"admin", "author"}, {}),
     "rubric": ("get", lambda w: {"pk": w["rubric"].pk}, ALL, None),
     "rubric_edit": ("post", lambda w: {"pk": w["rubric"].pk}, {"admin", "author"}, {}),
