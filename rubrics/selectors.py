@@ -84,14 +84,6 @@ def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -
     return get_object_or_404(Task, project=project, external_id=external_id)
 
 
-def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
-    reference = get_object_or_404(
-        ReferenceDeliverable.objects.select_related("task__project", "author"), pk=pk
-    )
-    check(user, reference.task.project, perm)
-    return reference
-
-
 def rubric_for(user, pk: int, perm: Perm) -> Rubric:
     """The rubric `pk` if `user` may `perm` in its project; 404 for non-members."""
     rubric = get_object_or_404(Rubric.objects.select_related("project", "task", "template"), pk=pk)
@@ -119,7 +111,7 @@ def grader_for(user, grader_hash: str, perm: Perm) -> Grader:
 def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
     """A reference answer, if `user` may `perm` in its task's project; 404 for non-members."""
     reference = get_object_or_404(
-        ReferenceDeliverable.objects.select_related("task__project"), pk=pk
+        ReferenceDeliverable.objects.select_related("task__project", "author"), pk=pk
     )
     check(user, reference.task.project, perm)
     return reference

@@ -221,7 +221,6 @@ def task_create(
     return task
 
 
-<<<<<<< HEAD
 def task_fields_update(
     *,
     task: Task,
@@ -261,42 +260,10 @@ def task_fields_update(
     return task
 
 
-# --- Reference deliverables -------------------------------------------------------------
-# A published grader holds a copy of the reference it was compiled with, so references may
-# change at any time: the next published version picks up the newest one.
-
-MAX_REFERENCE_CHARS = 200_000
-
-
-def _reference_body(body: object) -> str:
-    if not isinstance(body, str) or not body.strip():
-        raise ValidationError({"body": "Write the reference answer (Markdown)."})
-    if len(body) > MAX_REFERENCE_CHARS:
-        raise ValidationError(
-            {"body": f"Keep a reference under {MAX_REFERENCE_CHARS:,} characters."}
-        )
-    return body
-
-
-@transaction.atomic
-def reference_add(*, task: Task, body: str, user) -> ReferenceDeliverable:
-    return ReferenceDeliverable.objects.create(task=task, body=_reference_body(body), author=user)
-
-
-@transaction.atomic
-def reference_update(*, reference: ReferenceDeliverable, body: str) -> ReferenceDeliverable:
-    reference.body = _reference_body(body)
-    reference.save(update_fields=["body"])
-    return reference
-
-
-@transaction.atomic
-def reference_delete(*, reference: ReferenceDeliverable) -> None:
-    reference.delete()
-=======
 # --- Reference deliverables ---------------------------------------------------------------
 
 MAX_FILE_NAME = 150
+MAX_REFERENCE_CHARS = 200_000
 
 
 def safe_file_name(name: str) -> str:
@@ -325,6 +292,10 @@ def reference_create(
     current reference stays attached. A file is refused over the size limit; its name is
     sanitized and its SHA-256 recorded, so exports can name it without shipping it."""
     body = body or ""
+    if len(body) > MAX_REFERENCE_CHARS:
+        raise ValidationError(
+            {"body": f"Keep a reference under {MAX_REFERENCE_CHARS:,} characters."}
+        )
     if file is not None and not getattr(file, "name", ""):
         file = None
     reference = ReferenceDeliverable(task=task, body=body if body.strip() else "", author=user)
@@ -369,7 +340,43 @@ def reference_create(
 
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
->>>>>>> authoring-gaps
+
+
+def _reference_body(body: object, *, has_file: bool) -> str:
+    if not isinstance(body, str):
+        raise ValidationError({"body": "Write the reference answer (Markdown)."})
+    if not body.strip() and not has_file:
+        raise ValidationError({"body": "Write the reference answer or attach a file."})
+    if len(body) > MAX_REFERENCE_CHARS:
+        raise ValidationError(
+            {"body": f"Keep a reference under {MAX_REFERENCE_CHARS:,} characters."}
+        )
+    return body if body.strip() else ""
+
+
+def reference_add(*, task: Task, body: str, user) -> ReferenceDeliverable:
+    """A Markdown-only reference answer (see `reference_create` for attached files)."""
+    return reference_create(task=task, body=_reference_body(body, has_file=False), user=user)
+
+
+@transaction.atomic
+def reference_update(*, reference: ReferenceDeliverable, body: str) -> ReferenceDeliverable:
+    """Change a reference's Markdown; its attached file, if any, stays. A published grader
+    holds a copy of the reference it was compiled with, so this never changes graded work."""
+    reference.body = _reference_body(body, has_file=bool(reference.file))
+    reference.save(update_fields=["body"])
+    return reference
+
+
+@transaction.atomic
+def reference_delete(*, reference: ReferenceDeliverable) -> None:
+    """Delete a reference; its stored file goes too once no other reference shares it (a
+    newer reference may keep the same file attached)."""
+    name = reference.file.name if reference.file else ""
+    storage = reference.file.storage if reference.file else None
+    reference.delete()
+    if name and not ReferenceDeliverable.objects.filter(file=name).exists():
+        transaction.on_commit(lambda: storage.delete(name))
 
 
 # --- Rubrics and their drafts ------------------------------------------------------------

@@ -112,7 +112,6 @@ ENDPOINTS = [
         members_only(EVERYONE, 200),
     ),
     Endpoint(
-<<<<<<< HEAD
         "patch",
         SLUG + "tasks/<str:external_id>/",
         "projects/{slug}/tasks/{task}/",
@@ -126,13 +125,11 @@ ENDPOINTS = [
         members_only(EDITORS, 409),
     ),
     Endpoint(
-=======
->>>>>>> authoring-gaps
         "post",
         SLUG + "tasks/<str:external_id>/references/",
         "projects/{slug}/tasks/{task}/references/",
         members_only(EDITORS, 400),
-<<<<<<< HEAD
+        body_format="multipart",
     ),
     Endpoint("get", "references/<int:pk>/", "references/{reference}/", members_only(EVERYONE, 200)),
     Endpoint(
@@ -141,8 +138,6 @@ ENDPOINTS = [
     # A fresh reference per persona ({new_...}), so each allowed one really deletes.
     Endpoint(
         "delete", "references/<int:pk>/", "references/{new_reference}/", members_only(EDITORS, 204)
-=======
-        body_format="multipart",
     ),
     # Every member may download a reference's file; no one else, and never from a public URL.
     Endpoint(
@@ -150,7 +145,6 @@ ENDPOINTS = [
         "references/<int:pk>/file/",
         "references/{reference}/file/",
         members_only(EVERYONE, 200),
->>>>>>> authoring-gaps
     ),
     Endpoint("get", SLUG + "rubrics/", "projects/{slug}/rubrics/", members_only(EVERYONE, 200)),
     Endpoint("post", SLUG + "rubrics/", "projects/{slug}/rubrics/", members_only(EDITORS, 400)),
@@ -496,7 +490,6 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     in_review = review_rubric.versions.get()
     rubric_services.version_submit(version=in_review, user=admin)
-<<<<<<< HEAD
     comment = rubric_services.comment_add(version=in_review, user=reviewer, body="Why?")
     criterion = grader.version.criteria.get()
     response = Response.objects.get(task=task)
@@ -535,16 +528,12 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         ),
         "new_queue": new_queue,
     }
-    return SimpleNamespace(
-        make=makers,
-=======
-    comment = rubric_services.comment_add(version=in_review, user=personas.reviewer, body="Why?")
     reference = rubric_services.reference_create(
         task=task, body="Rest.", file=SimpleUploadedFile("ref.txt", b"notes"), user=admin
     )
     return SimpleNamespace(
+        make=makers,
         reference=reference.pk,
->>>>>>> authoring-gaps
         token=outsider_token.pk,
         snapshot=snapshot.pk,
         queue=queue.pk,
@@ -560,7 +549,6 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         task=task.external_id,
         tag=f"{prefix}tag",
         model=f"{prefix}m",
-        reference=task.references.get().pk,
         rubric=grader.version.rubric_id,
         draft_rubric=draft_rubric.pk,
         criterion=criterion.pk,

@@ -8,7 +8,7 @@ import rubrics.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rubrics", "0005_merge_0002_api_token_0004_rubric_templates"),
+        ("rubrics", "0007_audit_event_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
