@@ -119,6 +119,8 @@ def test_another_projects_objects_are_404_for_every_role(worlds):
 #   global the list is not a project's (model prices): only checked to answer
 FILTERS = {
     ("/api/projects/{slug}/members/", "role"): ("value", lambda w: "reviewer"),
+    ("/api/projects/{slug}/audit/", "action"): ("value", lambda w: "member_added"),
+    ("/api/projects/{slug}/audit/", "actor"): ("value", lambda w: w.admin),
     ("/api/projects/{slug}/tasks/", "tag"): ("ref", lambda w: w.tag),
     ("/api/projects/{slug}/rubrics/", "task"): ("ref", lambda w: w.task),
     ("/api/projects/{slug}/rubrics/", "template"): ("value", lambda w: "false"),
