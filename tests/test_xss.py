@@ -19,11 +19,13 @@ from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Error as PlaywrightError
 
+from annotation import import_jobs
+from annotation.models import ImportJob
 from grading import datasets
 from grading import services as grading_services
 from grading.models import DatasetSnapshot, GradingRun
 from tests.conftest import wait_for
-from tests.xss_payloads import PAYLOADS, RAW_MARKUP
+from tests.xss_payloads import ALL, PAYLOADS, RAW_MARKUP
 from tests.xss_plant import plant
 
 NONCE = re.compile(r"script-src [^;]*'nonce-([A-Za-z0-9_\-]+)'")
@@ -121,9 +123,19 @@ def _build_here(snapshot):
     datasets.snapshot_build(snapshot_id=snapshot.pk)
 
 
+def _import_here(job):
+    import_jobs.import_job_run(job_id=job.pk)
+
+
 @pytest.mark.django_db
 def test_pages_escape_every_payload_and_carry_a_fresh_nonce(sim):
-    planted = plant(judge_url=sim.url, sim=sim, grade=_grade_here, build_snapshot=_build_here)
+    planted = plant(
+        judge_url=sim.url,
+        sim=sim,
+        grade=_grade_here,
+        build_snapshot=_build_here,
+        run_import=_import_here,
+    )
     clients: dict[str, Client] = {}
     nonces: list[str] = []
     problems: list[str] = []
@@ -219,6 +231,16 @@ def _build_on_worker(snapshot):
     )
 
 
+def _import_on_worker(job):
+    wait_for(
+        lambda: (
+            ImportJob.objects.get(pk=job.pk).status
+            in (ImportJob.Status.DONE, ImportJob.Status.FAILED)
+        ),
+        what="the import to finish on the worker",
+    )
+
+
 def _context_for(browser, base: str, user):
     client = Client()
     client.force_login(user)
@@ -229,13 +251,40 @@ def _context_for(browser, base: str, user):
     return context
 
 
+def _watched(context) -> tuple[object, list[str]]:
+    """A new page and the list its dialogs, console errors and page errors go to."""
+    page = context.new_page()
+    events: list[str] = []
+    page.on("dialog", lambda d: (events.append(f"dialog {d.message!r}"), d.dismiss()))
+    page.on(
+        "console",
+        lambda m: events.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda exc: events.append(f"page error: {exc}"))
+    return page, events
+
+
+def _inspect(page, events: list[str], where: str) -> list[str]:
+    # Open every <details>: a handler planted on one would fire on toggle.
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.wait_for_timeout(150)  # handlers that fire after load (focus, toggle)
+    seen = page.evaluate(DETECT)
+    found = events + seen["bad"] + [f"CSP violation {v}" for v in seen["violations"]]
+    events.clear()
+    return [f"{where}: {item}" for item in found]
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_chromium_runs_no_payload_on_any_page(browser, live_server, celery_worker, sim):
     started = time.monotonic()
     base = live_server.url
     planted = plant(
-        judge_url=sim.url, sim=sim, grade=_grade_on_worker, build_snapshot=_build_on_worker
+        judge_url=sim.url,
+        sim=sim,
+        grade=_grade_on_worker,
+        build_snapshot=_build_on_worker,
+        run_import=_import_on_worker,
     )
     by_name = {u.username: u for u in planted.users.values()}
     problems: list[str] = []
@@ -247,47 +296,55 @@ def test_chromium_runs_no_payload_on_any_page(browser, live_server, celery_worke
                 continue  # an htmx fragment: the rubric page loads it (checked below)
             if username not in contexts:
                 contexts[username] = _context_for(browser, base, by_name[username])
-            page = contexts[username].new_page()
-            events: list[str] = []
-            page.on(
-                "dialog", lambda d, ev=events: (ev.append(f"dialog {d.message!r}"), d.dismiss())
-            )
-            page.on(
-                "console",
-                lambda m, ev=events: (
-                    ev.append(f"console {m.type}: {m.text}") if m.type == "error" else None
-                ),
-            )
-            page.on("pageerror", lambda exc, ev=events: ev.append(f"page error: {exc}"))
+            page, events = _watched(contexts[username])
             response = page.goto(base + url, wait_until="load")
             assert response is not None and response.status == 200, f"{url}: {response}"
             header = response.headers.get("content-security-policy", "")
             found = NONCE.search(header)
-            if "<html" in (response.text() or ""):
-                if not found:
-                    problems.append(f"{url}: no CSP nonce in {header!r}")
-                else:
-                    nonces.append(found.group(1))
-            # Open every <details>: a handler planted on one would fire on toggle.
-            page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
-            page.wait_for_timeout(150)  # handlers that fire after load (focus, toggle)
-            seen = page.evaluate(DETECT)
-            for item in events + seen["bad"] + [f"CSP violation {v}" for v in seen["violations"]]:
-                problems.append(f"{url} ({username}): {item}")
-            if url.startswith("/runs/") and url.count("/") == 3 and "compare" not in url:
-                drawn = page.locator("canvas[data-chart][data-drawn='1']").count()
-                if drawn == 0:
-                    problems.append(f"{url}: Chart.js drew no chart under the CSP")
+            if not found:
+                problems.append(f"{url}: no CSP nonce in {header!r}")
+            else:
+                nonces.append(found.group(1))
+            problems += _inspect(page, events, f"{url} ({username})")
+            charts = page.locator("canvas[data-chart][data-drawn='1']")
+            if url.startswith("/runs/") and url.count("/") == 3 and charts.count() == 0:
+                problems.append(f"{url}: Chart.js drew no chart under the CSP")
             if "/agreement/" in url and page.locator("canvas[data-drawn='1']").count() == 0:
                 problems.append(f"{url}: the agreement chart was not drawn under the CSP")
-            if url.startswith("/rubrics/") and url.endswith(f"{url.split('/')[2]}/"):
+            if url == planted.editor:
                 # htmx runs under the CSP: the calibration flags fragment loads itself.
                 try:
                     page.locator("div[hx-get*='/flags/']").wait_for(state="detached", timeout=5000)
                 except PlaywrightError:
                     problems.append(f"{url}: htmx did not load the flags fragment")
             page.close()
+
+        # Content that arrives by htmx swaps: a criterion typed into the editor, and a
+        # response tried against the rubric whose judge explains itself with payloads.
+        page, events = _watched(contexts[planted.users["admin"].username])
+        page.goto(base + planted.editor)
+        rows = page.get_by_test_id("criterion")
+        before = rows.count()
+        page.fill("#new-criterion-text", ALL)
+        page.fill("#new-criterion-points", "1")
+        with page.expect_response(lambda r: "/criteria/" in r.url):
+            page.click("button:has-text('Add criterion')")
+        page.wait_for_function(f"document.querySelectorAll('[data-criterion]').length > {before}")
+        problems += _inspect(page, events, f"{planted.editor} after adding a criterion")
+        sim.config.explanation = ALL
+        page.goto(base + planted.tryit)
+        page.fill("#try-response", ALL)
+        with page.expect_response(lambda r: "/try/" in r.url and r.request.method == "POST"):
+            page.click("button:has-text('Grade now')")
+        page.get_by_test_id("try-score").wait_for()
+        problems += _inspect(page, events, f"{planted.tryit} after grading")
+        with page.expect_response(lambda r: "/try/" in r.url and r.request.method == "POST"):
+            page.click("button:has-text('Preview the judge prompt')")
+        page.locator("[data-testid^=prompt-]").first.wait_for()
+        problems += _inspect(page, events, f"{planted.tryit} after the prompt preview")
+        page.close()
     finally:
+        sim.config.__init__()
         for context in contexts.values():
             context.close()
     assert not problems, "\n".join(problems)

@@ -3,13 +3,15 @@ through the project's own services, and list the pages that show them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.core.files.base import ContentFile
 
+from annotation import import_jobs
 from annotation import services as annotation_services
-from annotation.models import Assignment
+from annotation.models import Assignment, ImportJob
 from grading import datasets
 from grading import services as grading_services
 from grading.models import DatasetSnapshot, GradingRun
@@ -27,7 +29,8 @@ class Planted:
     users: dict[str, object]
     # (username, url) of every page that shows planted content.
     pages: list[tuple[str, str]] = field(default_factory=list)
-    swagger: str = "/api/docs/"
+    editor: str = ""  # the rubric editor, on the open draft
+    tryit: str = ""
 
 
 def _decide(assignment_id: int, criteria, outcome: str, *, submit: bool) -> None:
@@ -47,9 +50,9 @@ def _decide(assignment_id: int, criteria, outcome: str, *, submit: bool) -> None
         annotation_services.assignment_submit(assignment_id=assignment_id)
 
 
-def plant(*, judge_url: str, sim, grade, build_snapshot) -> Planted:
-    """`grade(run)` and `build_snapshot(snapshot)` finish those in the caller's way (in this
-    process, or by waiting for the Celery worker)."""
+def plant(*, judge_url: str, sim, grade, build_snapshot, run_import) -> Planted:
+    """`grade(run)`, `build_snapshot(snapshot)` and `run_import(job)` finish those in the
+    caller's way (in this process, or by waiting for the Celery worker)."""
     admin = factories.make_user()
     project = rubric_services.project_create(name=pick("project", 200), user=admin)
     ann1 = factories.add_member(project, Role.ANNOTATOR)
@@ -183,6 +186,20 @@ def plant(*, judge_url: str, sim, grade, build_snapshot) -> Planted:
     assert DatasetSnapshot.objects.get(pk=snapshot.pk).status == DatasetSnapshot.Status.READY
     tokens.token_create(user=admin, name=pick("token", 100), scopes=["read"])
 
+    # A background import whose file name and refused rows carry payloads.
+    rows = [
+        {"task_id": short(2), "model": "m", "response": "r"},
+        {"task_id": TASK_ID, "model": short(9), "response": ALL, "sample_index": short(1)},
+        {"task_id": TASK_ID, "model": "m", "response": ALL, "metadata": short(13)},
+    ]
+    upload = ContentFile(
+        "\n".join(json.dumps(r) for r in rows).encode() + b"\n{" + short(21).encode(),
+        name=f"{short(2)} {short(21)}.jsonl",
+    )
+    job = import_jobs.import_job_create(project=project, upload=upload, user=admin)
+    run_import(job)
+    assert ImportJob.objects.get(pk=job.pk).status == ImportJob.Status.FAILED
+
     slug, vp = project.slug, v1.pk
     score_a = run_a.scores.order_by("pk").first()
     score_b = run_b.scores.order_by("pk").first()
@@ -220,9 +237,12 @@ def plant(*, judge_url: str, sim, grade, build_snapshot) -> Planted:
         (a, f"/p/{slug}/datasets/"),
         (a, f"/datasets/{snapshot.pk}/"),
         (a, "/tokens/"),
+        (a, f"/imports/{job.pk}/"),
     ]
     assert Assignment.objects.filter(pk=open_turn.pk, status="active").exists()
     return Planted(
         users={"admin": admin, "ann1": ann1, "ann2": ann2, "rev": rev},
         pages=pages,
+        editor=f"/rubrics/{rubric.pk}/",
+        tryit=f"/rubrics/{rubric.pk}/try/",
     )
