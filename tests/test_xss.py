@@ -354,8 +354,10 @@ def test_chromium_runs_no_payload_on_any_page(browser, live_server, celery_worke
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_api_docs_work_under_the_csp(browser, live_server, personas):
+def test_api_docs_and_admin_work_under_the_csp(browser, live_server, personas):
     context = _context_for(browser, live_server.url, personas.admin)
+    # The admin's pages name no icon, so Chromium asks for /favicon.ico: not our concern here.
+    context.route("**/favicon.ico", lambda route: route.fulfill(status=204))
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -365,6 +367,7 @@ def test_api_docs_work_under_the_csp(browser, live_server, personas):
         for url, ready in (
             ("/api/docs/", ".swagger-ui .opblock"),
             ("/api/redoc/", "#redoc-container h1"),
+            ("/admin/login/", "#login-form"),
         ):
             response = page.goto(live_server.url + url)
             assert NONCE.search(response.headers["content-security-policy"]), url
