@@ -331,6 +331,18 @@ def test_chromium_runs_no_payload_on_any_page(browser, live_server, celery_worke
             page.click("button:has-text('Add criterion')")
         page.wait_for_function(f"document.querySelectorAll('[data-criterion]').length > {before}")
         problems += _inspect(page, events, f"{planted.editor} after adding a criterion")
+        # Indentation by group depth comes from the stylesheet now, not style="" attributes.
+        indent = page.locator("li[data-criterion][data-depth='1']").first.evaluate(
+            "li => getComputedStyle(li).marginLeft"
+        )
+        assert indent == "24px", f"a grouped criterion is indented {indent}"
+        # A control marked data-autosubmit submits its form (it had an inline onchange). The
+        # page is loaded afresh: the settings form carries the revision it was rendered with.
+        page.goto(base + planted.editor)
+        with page.expect_navigation():
+            page.check("input[name=include_reference]")
+        assert page.locator("input[name=include_reference]").is_checked()
+        problems += _inspect(page, events, f"{planted.editor} after an autosubmit")
         sim.config.explanation = ALL
         page.goto(base + planted.tryit)
         page.fill("#try-response", ALL)
