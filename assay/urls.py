@@ -1,7 +1,19 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils.csp import CSP
+from django.views.decorators.csp import csp_override
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+# Redoc (styled-components) injects <style> elements before it learns the nonce, and builds
+# its search index in a blob: worker. Its page shows only our own schema, so it alone may use
+# inline styles and that worker; scripts stay as strict as everywhere else.
+REDOC_CSP = {
+    **settings.SECURE_CSP,
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "worker-src": [CSP.SELF, "blob:"],
+}
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
@@ -20,7 +32,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api_redoc"),
+    path(
+        "api/redoc/",
+        csp_override(REDOC_CSP)(SpectacularRedocView.as_view(url_name="schema")),
+        name="api_redoc",
+    ),
     path("api/", include("assay.api_urls")),
     path("", include("rubrics.urls")),
     path("", include("annotation.urls")),

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 20.0
 MAX_RETRY_AFTER_S = 60.0
+# The model a reply names is whatever the endpoint says; verdicts keep up to this much of it.
+MODEL_NAME_CHARS = 200
 FENCED_JSON = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
 
@@ -335,7 +337,7 @@ class JudgeClient:
         (met, explanation, value), content, payload, response, usage = self._ask(
             self._body(messages, schema, cache_key=cache_key), parse
         )
-        model = str(payload.get("model") or self.settings.model)
+        model = str(payload.get("model") or self.settings.model)[:MODEL_NAME_CHARS]
         return VerdictReply(
             met=met,
             explanation=explanation,
@@ -381,7 +383,7 @@ class JudgeClient:
                 simulated=False,
                 usage=exc.usage,
             )
-        model = str(payload.get("model") or self.settings.model)
+        model = str(payload.get("model") or self.settings.model)[:MODEL_NAME_CHARS]
         return BatchReply(
             verdicts=got,
             missing={},

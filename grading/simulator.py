@@ -377,6 +377,9 @@ class SimulatorConfig:
     max_concurrency: int = 0  # 0: unlimited; above it the simulator answers 429
     seed: int = 0
     gullible: bool = False  # obey instructions found in the graded text (see module doc)
+    # When set, every verdict explains itself with this text: a real judge's explanation is
+    # whatever the model wrote, so tests plant hostile markup here to see how Assay shows it.
+    explanation: str = ""
 
 
 @dataclass
@@ -486,6 +489,8 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
         self.server.received.append(messages)
         content = self.server.answer(prompt)
+        if config.explanation:
+            content = _explained(content, config.explanation)
         if fault == "malformed":
             content = content[: len(content) // 2] + " ... I think it is met"
         model = f"assay-simulator/{request.get('model', 'judge')}"
@@ -514,6 +519,15 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+
+def _explained(content: str, explanation: str) -> str:
+    """The reply with every verdict's explanation replaced by `explanation`."""
+    reply = json.loads(content)
+    for verdict in [reply, *reply.get("verdicts", [])]:
+        if "explanation" in verdict:
+            verdict["explanation"] = explanation
+    return json.dumps(reply)
 
 
 class SimulatorServer(ThreadingHTTPServer):

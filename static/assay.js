@@ -20,6 +20,15 @@
     }
   });
 
+  // A control marked data-autosubmit submits its form when changed (no inline handlers: the
+  // Content-Security-Policy refuses them).
+  document.addEventListener("change", function (event) {
+    const control = event.target;
+    if (control.matches && control.matches("[data-autosubmit]") && control.form) {
+      control.form.requestSubmit();
+    }
+  });
+
   // Upload progress for forms marked data-upload-progress (htmx reports the bytes sent).
   document.addEventListener("htmx:xhr:progress", function (event) {
     const form = event.target.closest && event.target.closest("form[data-upload-progress]");

@@ -143,3 +143,16 @@ def test_a_response_cannot_close_its_own_fence(sim):
     assert user.count(f"RESPONSE {prompts.nonce(forged)}>>>") == 1
     reply = client_for(sim).grade(messages, VERDICT_SCHEMA)
     assert reply.met is False
+
+
+def test_a_long_model_name_in_a_reply_is_cut_to_what_a_verdict_keeps(sim):
+    """The reply names its model as the endpoint likes; a verdict keeps 200 characters of it
+    (the simulator answers "assay-simulator/<model>", here 216 characters)."""
+    reply = client_for(sim, model="m" * 200).grade(messages_for("Rest."), VERDICT_SCHEMA)
+    assert reply.model == ("assay-simulator/" + "m" * 200)[:200] and reply.simulated
+
+
+def test_the_simulator_can_explain_every_verdict_with_a_set_text(sim):
+    sim.config.explanation = "<b>planted</b>"
+    reply = client_for(sim).grade(messages_for("Rest."), VERDICT_SCHEMA)
+    assert reply.explanation == "<b>planted</b>"

@@ -13,6 +13,12 @@ def markdown_safe(text: str) -> str:
 
 
 @register.filter
+def indent(depth) -> int:
+    """A group depth for the stylesheet's indentation rules (assay.css stops at 12 levels)."""
+    return min(int(depth), 12)
+
+
+@register.filter
 def percent(value) -> str:
     if value is None:
         return "—"
