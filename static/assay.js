@@ -25,6 +25,11 @@
   document.addEventListener("change", function (event) {
     const control = event.target;
     if (control.matches && control.matches("[data-autosubmit]") && control.form) {
+      // A form that names the draft revision sends the current one: autosaves since the
+      // page loaded have moved it on, and a stale revision would be refused.
+      const current = document.getElementById("draft-revision");
+      const sent = control.form.querySelector('input[name="revision"]');
+      if (current && sent && sent !== current) sent.value = current.value;
       control.form.requestSubmit();
     }
   });
