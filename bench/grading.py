@@ -96,6 +96,7 @@ def main() -> None:
         SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
         ALLOWED_HOSTS="testserver,127.0.0.1",
         DEBUG="0",
+        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the simulator is on loopback
         PYTHONUNBUFFERED="1",
     )
     os.environ.update(env)
