@@ -11,7 +11,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -496,3 +499,65 @@ def test_the_api_key_never_reaches_a_log_a_page_or_the_api(
         assert PLANTED not in text
         assert PLANTED[3:] not in text
     assert "ASSAY_TEST_JUDGE_KEY" in pages[0].content.decode()  # the name is shown, not the key
+
+
+# --- TLS on the name, connection to the checked address -----------------------------------
+
+
+def _openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)  # noqa: S603, S607
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A throwaway CA, and a certificate it signed for judge.tls.test only."""
+    if not shutil.which("openssl"):
+        pytest.fail("the TLS tests need the openssl command (Debian's openssl package)")
+    d = tmp_path_factory.mktemp("tls")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=Assay test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=d)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=judge.tls.test",
+             "-keyout", "judge.key", "-out", "judge.csr", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=DNS:judge.tls.test\n")
+    _openssl("x509", "-req", "-in", "judge.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "judge.pem",
+             cwd=d)  # fmt: skip
+    return d
+
+
+@pytest.fixture
+def tls_judge(tls_files):
+    """The echo judge behind TLS on 127.0.0.1, recording the name each client asked for."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files / "judge.pem", tls_files / "judge.key")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.seen, server.sni = [], []
+    context.sni_callback = lambda sock, name, ctx: server.sni.append(name)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_verifies_the_certificate_for_the_name_and_sends_it_as_sni(
+    tls_files, tls_judge, settings, monkeypatch
+):
+    settings.JUDGE_ALLOW_PRIVATE_URLS = True
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files / "ca.pem"))  # trust the test CA only
+    port = tls_judge.server_address[1]
+    resolver = OSResolver(monkeypatch, "judge.tls.test", ["127.0.0.1"])
+    reply = judge_client(f"https://judge.tls.test:{port}/v1").grade(
+        messages_for("x"), VERDICT_SCHEMA
+    )
+    assert reply.met is True and resolver.calls == 1
+    assert tls_judge.sni == ["judge.tls.test"]  # SNI is the name, not 127.0.0.1
+    # Same address, another name: the certificate does not match it, so nothing is sent.
+    OSResolver(monkeypatch, "other.tls.test", ["127.0.0.1"])
+    with pytest.raises(JudgeError) as caught:
+        judge_client(f"https://other.tls.test:{port}/v1", max_attempts=1).grade(
+            messages_for("x"), VERDICT_SCHEMA
+        )
+    assert caught.value.reason == "connection" and "certificate" in str(caught.value).lower()
+    assert len(tls_judge.seen) == 1
