@@ -145,6 +145,10 @@ JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
 # Metadata, link-local and the like stay refused whatever these say (grading.judge_urls).
 JUDGE_ALLOW_PRIVATE_URLS = env_bool("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", default=DEBUG)
 JUDGE_PRIVATE_NETWORKS = env_networks("ASSAY_JUDGE_PRIVATE_NETWORKS")
+# The environment variables judges may name for their API key, each optionally bound to the
+# one host it may go to (OPENAI_API_KEY@api.openai.com). Empty: names ending in _API_KEY or
+# starting with ASSAY_JUDGE_KEY_, to any host.
+JUDGE_KEY_VARIABLES = env_list("ASSAY_JUDGE_KEY_VARIABLES", [])
 # Shared judge limits (in-flight, requests/min, tokens/min) live in Redis under this prefix,
 # so several deployments (or test sessions) can share one Redis without colliding.
 ASSAY_REDIS_URL = env_str("ASSAY_REDIS_URL") or (

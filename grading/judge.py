@@ -201,6 +201,15 @@ class JudgeClient:
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.settings.api_key_env:
+            # Checked before the variable is read: a judge must not be a way to send any
+            # of the workers' secrets to a server of one's choosing.
+            try:
+                host = judge_urls.parse(self.settings.base_url).host
+            except judge_urls.RefusedURL as exc:
+                raise JudgeError("address_refused", f"judge address refused: {exc}") from None
+            why = judge_urls.key_refusal(self.settings.api_key_env, host)
+            if why:
+                raise JudgeError("key_refused", f"the API key is not sent: {why}")
             key = os.environ.get(self.settings.api_key_env)
             if not key:
                 raise JudgeError(

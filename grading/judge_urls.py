@@ -22,6 +22,7 @@ nowhere.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -190,6 +191,8 @@ def parse(url: str) -> Target:
     host = parts.hostname or ""
     if not host:
         raise RefusedURL("The URL has no host, e.g. https://api.openai.com/v1.")
+    if not host.isascii():
+        raise RefusedURL("Write the host in ASCII (an international name in its xn-- form).")
     try:
         port = parts.port
     except ValueError:
@@ -271,3 +274,42 @@ def connect(
             last = exc
     assert last is not None
     raise last
+
+
+# --- Which key may go where -------------------------------------------------------------
+
+# Without ASSAY_JUDGE_KEY_VARIABLES, a judge may name a variable that looks like an API key,
+# and nothing else on the workers (SECRET_KEY, DATABASE_URL, AWS_SECRET_ACCESS_KEY, ...): a
+# project admin who points a judge at their own server receives what the variable holds.
+DEFAULT_KEY_VARIABLE = re.compile(r"^(ASSAY_JUDGE_KEY_[A-Z0-9_]+|[A-Z][A-Z0-9_]*_API_KEY)$")
+
+
+def key_refusal(variable: str, host: str) -> str:
+    """Why the worker may not send the key in `variable` to `host`, or "" if it may.
+
+    settings.JUDGE_KEY_VARIABLES (ASSAY_JUDGE_KEY_VARIABLES) lists the variables judges may
+    name, each optionally bound to the one host it is for: OPENAI_API_KEY@api.openai.com."""
+    from django.conf import settings
+
+    listed = getattr(settings, "JUDGE_KEY_VARIABLES", None)
+    if not listed:
+        if DEFAULT_KEY_VARIABLE.match(variable):
+            return ""
+        return (
+            f"{variable} is not a variable judges may name: by default only names ending in "
+            "_API_KEY or starting with ASSAY_JUDGE_KEY_ (the operator may list others in "
+            "ASSAY_JUDGE_KEY_VARIABLES)"
+        )
+    hosts = {}
+    for entry in listed:
+        name, _, bound = entry.partition("@")
+        hosts.setdefault(name.strip(), set()).add(bound.strip().lower())
+    if variable not in hosts:
+        return (
+            f"{variable} is not one of the key variables this server lets judges name "
+            f"(ASSAY_JUDGE_KEY_VARIABLES: {', '.join(sorted(hosts))})"
+        )
+    allowed = hosts[variable]
+    if "" in allowed or host.lower().rstrip(".") in allowed:
+        return ""
+    return f"the key in {variable} may be sent only to {', '.join(sorted(allowed))}, not {host}"

@@ -66,6 +66,10 @@ def _clean_judge_fields(
                 "on the workers and give its name here."
             }
         )
+    if api_key_env:
+        why = judge_urls.key_refusal(api_key_env, judge_urls.parse(base_url).host)
+        if why:
+            raise ValidationError({"api_key_env": f"{why[:1].upper()}{why[1:]}."})
     if not 1 <= int(max_concurrency) <= 1024:
         raise ValidationError({"max_concurrency": "Between 1 and 1024."})
     return {

@@ -77,13 +77,16 @@ class Transport:
             conn.close()
 
     def post(self, url: str, *, json: object, headers: dict[str, str], timeout: float) -> Reply:
+        try:
+            target = judge_urls.parse(url)  # http(s), a host, no userinfo: as when saved
+        except judge_urls.RefusedURL as exc:
+            raise judge_urls.AddressRefused(str(exc)) from None
         parts = urlsplit(url)
-        scheme = parts.scheme
-        port = parts.port or (443 if scheme == "https" else 80)
+        scheme, port = target.scheme, target.port
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         body = jsonlib.dumps(json).encode()
         for fresh_try in range(2):
-            key, conn = self._connection(scheme, parts.hostname or "", port, timeout)
+            key, conn = self._connection(scheme, target.host, port, timeout)
             reused = conn.sock is not None
             try:
                 conn.request("POST", path, body=body, headers=headers)

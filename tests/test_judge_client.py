@@ -119,9 +119,9 @@ def test_timeouts_are_bounded(sim):
 
 
 def test_missing_api_key_variable_is_an_error_that_names_it(sim, monkeypatch):
-    monkeypatch.delenv("ASSAY_TEST_KEY_THAT_IS_NOT_SET", raising=False)
-    client = client_for(sim, api_key_env="ASSAY_TEST_KEY_THAT_IS_NOT_SET")
-    with pytest.raises(JudgeError, match="ASSAY_TEST_KEY_THAT_IS_NOT_SET"):
+    monkeypatch.delenv("ASSAY_JUDGE_KEY_THAT_IS_NOT_SET", raising=False)
+    client = client_for(sim, api_key_env="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET")
+    with pytest.raises(JudgeError, match="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET"):
         client.grade(messages_for("x"), VERDICT_SCHEMA)
     assert sim.stats.requests == 0
 

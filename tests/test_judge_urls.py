@@ -109,7 +109,13 @@ def test_a_user_or_password_in_the_url_is_refused(personas, url):
 
 @pytest.mark.parametrize(
     "url",
-    ["http:///v1", "http://judge.example:99999/v1", "http://judge .example/v1", "http://a\\b/"],
+    [
+        "http:///v1",
+        "http://judge.example:99999/v1",
+        "http://judge .example/v1",
+        "http://a\\b/",
+        "http://bücher.example/v1",
+    ],
 )
 def test_urls_without_a_usable_host_or_port_are_refused(personas, url):
     assert refusal(personas.project, url)
@@ -342,6 +348,15 @@ def test_a_refused_connection_is_an_error_on_each_item_of_the_run(
     assert resolver.calls == 1 + 4  # the save, then one lookup per call: no retries
 
 
+def test_a_stored_url_of_another_scheme_or_with_userinfo_is_refused_at_connection(sim):
+    port = sim.server_address[1]
+    for url in (f"ftp://127.0.0.1:{port}/v1", f"http://u:p@127.0.0.1:{port}/v1"):
+        with pytest.raises(JudgeError) as caught:
+            judge_client(url).grade(messages_for("x"), VERDICT_SCHEMA)
+        assert caught.value.reason == "address_refused"
+    assert sim.stats.requests == 0
+
+
 # --- Redirects ---------------------------------------------------------------------------
 
 
@@ -436,7 +451,7 @@ def test_the_api_key_never_reaches_a_log_a_page_or_the_api(
     personas, echo, monkeypatch, caplog, client
 ):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("ASSAY_TEST_JUDGE_KEY", PLANTED)
+    monkeypatch.setenv("ASSAY_JUDGE_KEY_PLANTED", PLANTED)
     project, admin = personas.project, personas.admin
     task = factories.make_task(project, external_id="t-key")
     grader = factories.make_published_rubric(project, task, [("Mentions hydration", 3)], admin)
@@ -450,7 +465,7 @@ def test_the_api_key_never_reaches_a_log_a_page_or_the_api(
             name=name,
             base_url=f"http://127.0.0.1:{port}/{path}",
             model="m",
-            api_key_env="ASSAY_TEST_JUDGE_KEY",
+            api_key_env="ASSAY_JUDGE_KEY_PLANTED",
             actor=admin,
         )
         for name, path in (("echo", "v1"), ("denied", "denied/v1"))
@@ -498,7 +513,7 @@ def test_the_api_key_never_reaches_a_log_a_page_or_the_api(
     for text in seen:
         assert PLANTED not in text
         assert PLANTED[3:] not in text
-    assert "ASSAY_TEST_JUDGE_KEY" in pages[0].content.decode()  # the name is shown, not the key
+    assert "ASSAY_JUDGE_KEY_PLANTED" in pages[0].content.decode()  # the name is shown, not the key
 
 
 # --- TLS on the name, connection to the checked address -----------------------------------
@@ -561,3 +576,66 @@ def test_https_verifies_the_certificate_for_the_name_and_sends_it_as_sni(
         )
     assert caught.value.reason == "connection" and "certificate" in str(caught.value).lower()
     assert len(tls_judge.seen) == 1
+
+
+# --- Which key may go where ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable", ["SECRET_KEY", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "CELERY_BROKER_URL"]
+)
+def test_a_judge_cannot_name_the_workers_other_secrets(personas, variable):
+    with pytest.raises(ValidationError) as caught:
+        services.judge_create(
+            project=personas.project,
+            name="thief",
+            base_url="https://judge.invalid/v1",
+            model="m",
+            api_key_env=variable,
+        )
+    assert set(caught.value.message_dict) == {"api_key_env"}
+    assert "_API_KEY" in caught.value.message_dict["api_key_env"][0]
+    for name in ("OPENAI_API_KEY", "ASSAY_JUDGE_KEY_VLLM"):
+        assert (
+            services.judge_create(
+                project=personas.project,
+                name=name,
+                base_url="https://judge.invalid/v1",
+                model="m",
+                api_key_env=name,
+            ).api_key_env
+            == name
+        )
+
+
+def test_a_key_bound_to_its_host_goes_nowhere_else(personas, settings, echo, monkeypatch):
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@api.openai.com", "ASSAY_JUDGE_KEY_LOCAL"]
+    monkeypatch.setenv("OPENAI_API_KEY", PLANTED)
+    project = personas.project
+    port = echo.server_address[1]
+    with pytest.raises(ValidationError) as caught:
+        services.judge_create(
+            project=project,
+            name="elsewhere",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model="m",
+            api_key_env="OPENAI_API_KEY",
+        )
+    message = caught.value.message_dict["api_key_env"][0]
+    assert "only to api.openai.com, not 127.0.0.1" in message
+    with pytest.raises(ValidationError) as caught:
+        services.judge_create(
+            project=project,
+            name="unlisted",
+            base_url="https://api.openai.com/v1",
+            model="m",
+            api_key_env="ANTHROPIC_API_KEY",
+        )
+    assert "ASSAY_JUDGE_KEY_VARIABLES" in caught.value.message_dict["api_key_env"][0]
+    # A judge saved before the binding (or written around the service): the worker checks
+    # again before it reads the variable, and sends nothing.
+    client = judge_client(f"http://127.0.0.1:{port}/v1", api_key_env="OPENAI_API_KEY")
+    with pytest.raises(JudgeError) as caught:
+        client.grade(messages_for("x"), VERDICT_SCHEMA)
+    assert caught.value.reason == "key_refused" and PLANTED not in str(caught.value)
+    assert echo.seen == []
