@@ -21,6 +21,7 @@ nowhere.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -171,6 +172,7 @@ class Target:
     port: int
 
 
+@functools.lru_cache(maxsize=256)  # per request on the hot path; a judge has one URL
 def parse(url: str) -> Target:
     """Scheme, host and port of a judge URL, or RefusedURL saying what is wrong with it."""
     if not isinstance(url, str) or not url:
