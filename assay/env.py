@@ -49,3 +49,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list:
+    """Comma-separated networks (10.0.5.0/24, fd12::/64, 10.0.5.7), each checked."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP network; use e.g. 10.0.5.0/24 or fd12::/64"
+            ) from None
+    return networks

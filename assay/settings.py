@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.utils.csp import CSP
 
-from assay.env import env_bool, env_int, env_list, env_required, env_str
+from assay.env import env_bool, env_int, env_list, env_networks, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ASSAY_VAR_DIR") or BASE_DIR / "var")
@@ -143,6 +143,15 @@ JUDGE_ITEM_DEADLINE_S = env_int("ASSAY_JUDGE_ITEM_DEADLINE_S", 300)
 JUDGE_MAX_REASKS = env_int("ASSAY_JUDGE_MAX_REASKS", 2)
 # Threads per worker process that make judge calls (the judge's own limits bound them further).
 JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
+# Judge URLs on loopback, private, CGNAT or other non-public addresses (a local vLLM or
+# Ollama) are refused unless the operator allows them: all of them, or only these networks.
+# Metadata, link-local and the like stay refused whatever these say (grading.judge_urls).
+JUDGE_ALLOW_PRIVATE_URLS = env_bool("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", default=DEBUG)
+JUDGE_PRIVATE_NETWORKS = env_networks("ASSAY_JUDGE_PRIVATE_NETWORKS")
+# The environment variables judges may name for their API key, each optionally bound to the
+# one host it may go to (OPENAI_API_KEY@api.openai.com). Empty: names ending in _API_KEY or
+# starting with ASSAY_JUDGE_KEY_, to any host.
+JUDGE_KEY_VARIABLES = env_list("ASSAY_JUDGE_KEY_VARIABLES", [])
 # Shared judge limits (in-flight, requests/min, tokens/min) live in Redis under this prefix,
 # so several deployments (or test sessions) can share one Redis without colliding.
 ASSAY_REDIS_URL = env_str("ASSAY_REDIS_URL") or (

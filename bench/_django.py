@@ -31,6 +31,7 @@ def setup(db_name: str) -> None:
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("DEBUG", "0")
     os.environ.setdefault("ASSAY_SSL_REDIRECT", "0")  # benchmarks speak HTTP on loopback
+    os.environ.setdefault("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", "1")  # the simulator is on loopback
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
     import django
 

@@ -96,6 +96,8 @@ def main() -> None:
         SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
         ALLOWED_HOSTS="testserver,127.0.0.1",
         DEBUG="0",
+        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the simulator is on loopback
+        ASSAY_SSL_REDIRECT="0",  # the reward probe speaks plain HTTP to the test client
         PYTHONUNBUFFERED="1",
     )
     os.environ.update(env)

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from grading import judge_urls
+from grading.transport import Transport
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -180,15 +183,18 @@ class JudgeClient:
         self,
         settings: JudgeSettings,
         *,
-        http: httpx.Client | None = None,
+        http=None,
         limiter=None,
         should_stop=None,
     ):
         self.settings = settings
         self._own_http = http is None
-        self._http = http or httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
+        # The checked transport (grading.transport): addresses checked at each connection,
+        # redirects never followed, no proxy from the environment.
+        self._http = http or Transport()
         self.limiter = limiter
         self.should_stop = should_stop
+        self._key = ""
 
     def close(self) -> None:
         if self._own_http:
@@ -197,6 +203,15 @@ class JudgeClient:
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.settings.api_key_env:
+            # Checked before the variable is read: a judge must not be a way to send any
+            # of the workers' secrets to a server of one's choosing.
+            try:
+                host = judge_urls.parse(self.settings.base_url).host
+            except judge_urls.RefusedURL as exc:
+                raise JudgeError("address_refused", f"judge address refused: {exc}") from None
+            why = judge_urls.key_refusal(self.settings.api_key_env, host)
+            if why:
+                raise JudgeError("key_refused", f"the API key is not sent: {why}")
             key = os.environ.get(self.settings.api_key_env)
             if not key:
                 raise JudgeError(
@@ -205,7 +220,16 @@ class JudgeClient:
                     "on the worker.",
                 )
             headers["Authorization"] = f"Bearer {key}"
+            self._key = key
         return headers
+
+    def _scrub(self, text: str) -> str:
+        """Text from the judge, without the key: a judge that echoes the request (some
+        gateways quote the key in a 401) must not put it in a verdict, a page or a log."""
+        key = self._key
+        if key and len(key) >= 4 and key in text:
+            return text.replace(key, "[API key removed]")
+        return text
 
     def _body(
         self, messages: list[dict], schema: dict, *, name: str = "verdict", cache_key: str = ""
@@ -255,6 +279,9 @@ class JudgeClient:
                     headers=headers,
                     timeout=min(self.settings.timeout_s, remaining),
                 )
+            except judge_urls.AddressRefused as exc:
+                # Not a passing fault: the address is refused and stays refused. No retry.
+                raise JudgeError("address_refused", f"judge address refused: {exc}") from None
             except httpx.TimeoutException:
                 last = JudgeError("timeout", f"no reply within {self.settings.timeout_s:g} s")
                 continue
@@ -266,11 +293,21 @@ class JudgeClient:
                     self.limiter.release(lease)
             if response.status_code == 200:
                 return response
+            if 300 <= response.status_code < 400:
+                # Never followed: the request (and its key) would go where the judge says.
+                where = self._scrub(str(response.headers.get("Location") or "")[:300])
+                raise JudgeError(
+                    "redirect",
+                    f"the judge answered HTTP {response.status_code} (a redirect"
+                    + (f" to {where}" if where else "")
+                    + "); judge calls never follow redirects: give the final URL as base_url",
+                    self._scrub(response.text[:2000]),
+                )
             reason = {429: "rate_limited"}.get(response.status_code, f"http_{response.status_code}")
             last = JudgeError(
                 reason,
                 f"the judge answered HTTP {response.status_code}",
-                response.text[:2000],
+                self._scrub(response.text[:2000]),
                 retry_after=_retry_after(response),
             )
             if response.status_code not in RETRYABLE_STATUS:
@@ -291,10 +328,11 @@ class JudgeClient:
                 response = self._post({**body, "messages": messages}, usage, deadline)
                 try:
                     payload = response.json()
-                    content = payload["choices"][0]["message"]["content"] or ""
+                    content = self._scrub(payload["choices"][0]["message"]["content"] or "")
                     usage.add(payload.get("usage") or {})
                 except (ValueError, KeyError, IndexError, TypeError):
-                    content, problem = response.text[:10000], "the reply is not a chat completion"
+                    content = self._scrub(response.text[:10000])
+                    problem = "the reply is not a chat completion"
                     continue
                 try:
                     return parse(content), content, payload, response, usage
@@ -337,7 +375,7 @@ class JudgeClient:
         (met, explanation, value), content, payload, response, usage = self._ask(
             self._body(messages, schema, cache_key=cache_key), parse
         )
-        model = str(payload.get("model") or self.settings.model)[:MODEL_NAME_CHARS]
+        model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
         return VerdictReply(
             met=met,
             explanation=explanation,
@@ -383,7 +421,7 @@ class JudgeClient:
                 simulated=False,
                 usage=exc.usage,
             )
-        model = str(payload.get("model") or self.settings.model)[:MODEL_NAME_CHARS]
+        model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
         return BatchReply(
             verdicts=got,
             missing={},

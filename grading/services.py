@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,7 +18,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
-from grading import engine, injection, prompts
+from grading import engine, injection, judge_urls, prompts
 from grading.judge import JudgeSettings
 from grading.limits import Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
@@ -34,14 +33,23 @@ logger = logging.getLogger(__name__)
 
 
 def _clean_judge_fields(
-    *, name: str, base_url: str, model: str, api_key_env: str, max_concurrency: int
+    *,
+    name: str,
+    base_url: str,
+    model: str,
+    api_key_env: str,
+    max_concurrency: int,
+    resolve_url: bool = True,
 ) -> dict:
     name, base_url, model = name.strip(), base_url.strip(), model.strip()
     if not name:
         raise ValidationError({"name": "A judge needs a name."})
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError({"base_url": "Give an http(s) URL, e.g. https://api.openai.com/v1"})
+    # Where graded text (and the key) goes: the URL's form, and the addresses its host
+    # resolves to now; the transport checks the addresses again at every connection.
+    try:
+        judge_urls.check_url(base_url) if resolve_url else judge_urls.parse(base_url)
+    except judge_urls.RefusedURL as exc:
+        raise ValidationError({"base_url": str(exc)}) from None
     if not model:
         raise ValidationError({"model": "Name the judge model, e.g. gpt-4.1."})
     if api_key_env and not api_key_env.replace("_", "").isalnum():
@@ -58,6 +66,10 @@ def _clean_judge_fields(
                 "on the workers and give its name here."
             }
         )
+    if api_key_env:
+        why = judge_urls.key_refusal(api_key_env, judge_urls.parse(base_url).host)
+        if why:
+            raise ValidationError({"api_key_env": f"{why[:1].upper()}{why[1:]}."})
     if not 1 <= int(max_concurrency) <= 1024:
         raise ValidationError({"max_concurrency": "Between 1 and 1024."})
     return {
@@ -224,6 +236,8 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
         model=merged["model"],
         api_key_env=merged["api_key_env"],
         max_concurrency=merged["max_concurrency"],
+        # A kept URL is not looked up again: its calls are checked as they connect.
+        resolve_url=str(merged["base_url"]).strip() != judge.base_url,
     )
     errors = {}
     if (

@@ -5,6 +5,13 @@ millisecond of CPU on each, http.client under half of that. This class offers th
 of httpx's interface the judge client uses (`post(url, json=, headers=, timeout=)` returning
 an object with `status_code`, `headers`, `text` and `json()`), and raises httpx's exception
 types, so JudgeClient's retry rules are the same for both. One connection per thread and host.
+
+Every new connection goes through grading.judge_urls.connect: the host is resolved once, each
+address is checked (metadata and link-local never, private and loopback only if the operator
+allows), and the socket connects to a checked address, so a DNS answer that changes after a
+judge was saved (rebinding) cannot reach a refused address. TLS still verifies the certificate
+for the URL's host name and sends it as SNI. http.client never follows redirects and reads no
+proxy settings from the environment.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import threading
 from urllib.parse import urlsplit
 
 import httpx
+
+from grading import judge_urls
 
 
 class Reply:
@@ -35,9 +44,14 @@ class Reply:
 
 
 class Transport:
-    def __init__(self) -> None:
+    def __init__(self, policy: judge_urls.Policy | None = None) -> None:
         self._local = threading.local()
         self._ssl = ssl.create_default_context()
+        self._policy = policy  # None: the operator's setting, read at each connection
+
+    def _create_connection(self, address, timeout=None, source_address=None):
+        host, port = address
+        return judge_urls.connect(host, port, timeout, source_address, policy=self._policy)
 
     def _connection(self, scheme: str, host: str, port: int, timeout: float):
         pool = self._local.__dict__.setdefault("conns", {})
@@ -48,6 +62,9 @@ class Transport:
                 conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            # http.client opens its socket with this hook (HTTPSConnection then wraps it with
+            # server_hostname=host): the checked connection replaces socket.create_connection.
+            conn._create_connection = self._create_connection
             pool[key] = conn
         conn.timeout = timeout
         if conn.sock is not None:
@@ -60,18 +77,24 @@ class Transport:
             conn.close()
 
     def post(self, url: str, *, json: object, headers: dict[str, str], timeout: float) -> Reply:
+        try:
+            target = judge_urls.parse(url)  # http(s), a host, no userinfo: as when saved
+        except judge_urls.RefusedURL as exc:
+            raise judge_urls.AddressRefused(str(exc)) from None
         parts = urlsplit(url)
-        scheme = parts.scheme
-        port = parts.port or (443 if scheme == "https" else 80)
+        scheme, port = target.scheme, target.port
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         body = jsonlib.dumps(json).encode()
         for fresh_try in range(2):
-            key, conn = self._connection(scheme, parts.hostname or "", port, timeout)
+            key, conn = self._connection(scheme, target.host, port, timeout)
             reused = conn.sock is not None
             try:
                 conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()
                 content = response.read()
+            except judge_urls.AddressRefused:
+                self._drop(key)
+                raise
             except TimeoutError as exc:
                 self._drop(key)
                 raise httpx.ReadTimeout(f"no reply within {timeout:g} s") from exc

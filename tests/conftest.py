@@ -52,6 +52,11 @@ def pytest_configure(config):
     # Workers give up on a silent judge after 3 s (the simulator's "timeout" fault), so fault
     # tests and the leases of killed workers (timeout + 10 s) stay short.
     os.environ.setdefault("ASSAY_JUDGE_TIMEOUT_S", "3")
+    # The simulator listens on loopback, which production refuses for judges unless the
+    # operator allows it: the tests allow it, here and in their workers. Tests of refusal turn
+    # it off with the `settings` fixture (tests/test_judge_urls.py).
+    os.environ["ASSAY_JUDGE_ALLOW_PRIVATE_URLS"] = "1"
+    settings.JUDGE_ALLOW_PRIVATE_URLS = True
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         raise pytest.UsageError(

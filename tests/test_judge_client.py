@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from grading import prompts
 from grading.judge import JudgeClient, JudgeError, JudgeSettings, parse_verdict
+from grading.transport import Transport
 from rubrics.compiler import VERDICT_SCHEMA
 
 SPEC_JUDGE = {
@@ -119,18 +119,18 @@ def test_timeouts_are_bounded(sim):
 
 
 def test_missing_api_key_variable_is_an_error_that_names_it(sim, monkeypatch):
-    monkeypatch.delenv("ASSAY_TEST_KEY_THAT_IS_NOT_SET", raising=False)
-    client = client_for(sim, api_key_env="ASSAY_TEST_KEY_THAT_IS_NOT_SET")
-    with pytest.raises(JudgeError, match="ASSAY_TEST_KEY_THAT_IS_NOT_SET"):
+    monkeypatch.delenv("ASSAY_JUDGE_KEY_THAT_IS_NOT_SET", raising=False)
+    client = client_for(sim, api_key_env="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET")
+    with pytest.raises(JudgeError, match="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET"):
         client.grade(messages_for("x"), VERDICT_SCHEMA)
     assert sim.stats.requests == 0
 
 
 def test_redirects_are_not_followed(sim):
-    # A judge URL must not bounce the request (and its key) somewhere else.
+    # A judge URL must not bounce the request (and its key) somewhere else: the default
+    # transport never follows a redirect (tests/test_judge_urls.py answers 3xx to prove it).
     client = JudgeClient(JudgeSettings(base_url=sim.url, model="m"))
-    assert client._http.follow_redirects is False
-    assert isinstance(client._http, httpx.Client)
+    assert isinstance(client._http, Transport)
 
 
 def test_a_response_cannot_close_its_own_fence(sim):

@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from grading.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
 
@@ -13,9 +14,14 @@ class Command(BaseCommand):
         parser.add_argument("--simulator-url", default="http://127.0.0.1:8765/v1")
 
     def handle(self, *args, **options):
-        result = load_demo(
-            simulator_url=options["simulator_url"], out_dir=Path(settings.VAR_DIR) / "demo"
-        )
+        try:
+            result = load_demo(
+                simulator_url=options["simulator_url"], out_dir=Path(settings.VAR_DIR) / "demo"
+            )
+        except ValidationError as exc:
+            # Nothing is half-loaded (one transaction). The usual cause: the simulator is on
+            # loopback and this server does not allow judges there.
+            raise CommandError(f"The demo did not load: {' '.join(exc.messages)}") from None
         if result.created:
             self.stdout.write(
                 f"Loaded the demo project '{result.project.name}' and queued {result.runs} "
