@@ -155,6 +155,11 @@ _ERRORS = {
         description="The object's state does not allow this (published, in use, or the "
         "last of its kind); `detail` says why and what to do instead.",
     ),
+    413: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="The file or body is over its size limit: the message names the field, "
+        "the size and the limit (README, Upload limits). Nothing was written.",
+    ),
     429: OpenApiResponse(
         ErrorDetailSerializer, description="Too many failed attempts: wait, then try again."
     ),
@@ -739,6 +744,11 @@ class TaskImportApi(APIView):
                 400: OpenApiResponse(
                     ErrorsSerializer, description="Nothing was imported: every error, by line."
                 ),
+                413: OpenApiResponse(
+                    ErrorsSerializer,
+                    description="Nothing was imported: the file is over "
+                    "ASSAY_TASK_UPLOAD_MAX_BYTES.",
+                ),
             },
             403,
             404,
@@ -760,7 +770,7 @@ class TaskImportApi(APIView):
         )
         body = {**vars(result), "filename": upload.name}
         if not result.ok:
-            return Response(self.ErrorsSerializer(body).data, status=status.HTTP_400_BAD_REQUEST)
+            return Response(self.ErrorsSerializer(body).data, status=result.status)
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 

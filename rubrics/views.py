@@ -752,37 +752,26 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         publish = request.POST.get("publish") == "on"
-        if chosen not in (*formats.FORMATS, "csv", "xlsx"):
-            errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
+        if chosen not in formats.ALL_FORMATS:
+            errors.append(f"format: choose one of {', '.join(formats.ALL_FORMATS)}.")
         elif upload is None:
             errors.append("file: choose a file to import.")
         else:
             try:
-                raw = upload.read()
-                text = formats.xlsx_as_csv(raw) if chosen == "xlsx" else raw.decode("utf-8")
-                if chosen in ("csv", "xlsx"):
-                    pairs = [
-                        f"{name}={request.POST[f'map_{name}']}"
-                        for name in formats.SHEET_FIELDS
-                        if request.POST.get(f"map_{name}", "").strip()
-                    ]
-                    result = formats.import_spreadsheet(
-                        project=project,
-                        text=text.lstrip("\ufeff"),
-                        mapping=formats.parse_mapping(pairs),
-                        user=request.user,
-                        publish=publish,
-                    )
-                elif chosen == "healthbench":
-                    result = formats.import_healthbench(
-                        project=project, lines=text.splitlines(), user=request.user, publish=publish
-                    )
-                else:
-                    result = formats.import_paperbench(
-                        project=project, text=text, user=request.user, publish=publish
-                    )
-            except UnicodeDecodeError:
-                errors.append(f"{upload.name}: the file is not UTF-8 text. Nothing was imported.")
+                pairs = [
+                    f"{name}={request.POST[f'map_{name}']}"
+                    for name in formats.SHEET_FIELDS
+                    if request.POST.get(f"map_{name}", "").strip()
+                ]
+                result = formats.import_file(
+                    project=project,
+                    upload=upload,
+                    name=upload.name,
+                    format=chosen,
+                    mapping=formats.parse_mapping(pairs),
+                    user=request.user,
+                    publish=publish,
+                )
             except ValidationError as exc:
                 errors = [f"{upload.name}, {e}" for e in _errors(exc)]
                 errors.append("Nothing was imported.")
@@ -798,7 +787,7 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "errors": errors,
-            "formats": [*formats.FORMATS, "csv", "xlsx"],
+            "formats": formats.ALL_FORMATS,
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
         },
