@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF, which parses a POST body: an upload over its route's limit is never read.
+    "assay.upload_guards.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Audit events a request records say 'web', 'api' or 'admin' and the client's address.
@@ -186,6 +188,12 @@ REST_FRAMEWORK = {
         "assay.api_auth.TokenScopes",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies: nesting capped and unstorable text refused before anything reads them.
+    "DEFAULT_PARSER_CLASSES": [
+        "assay.upload_guards.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Assay API",

@@ -28,7 +28,7 @@ from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -796,8 +796,6 @@ class ReferenceInputSerializer(serializers.Serializer):
 
 
 class ReferenceCreateApi(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
-
     @extend_schema_serializer(component_name="ReferenceCreate")
     class InputSerializer(serializers.Serializer):
         body = serializers.CharField(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import openpyxl
+from defusedxml import DefusedXmlException
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -459,7 +460,8 @@ def _sheet_rows(reader: csv.DictReader) -> Iterator[dict]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise _fail(f"line {reader.line_num}", f"Not readable as CSV ({exc}).") from None
+            # csv counts a line once it is read whole: the bad one is the next.
+            raise _fail(f"line {reader.line_num + 1}", f"Not readable as CSV ({exc}).") from None
         count += 1
         _check_rows(count)
         extra = row.get(None)  # cells beyond the header's columns
@@ -611,9 +613,12 @@ def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
     except ValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 -- any unreadable workbook is the same error to a person
-        raise _fail(
-            "file", f"'{name}' is not a readable XLSX workbook ({exc.__class__.__name__})."
-        ) from None
+        while exc.__cause__ is not None:  # openpyxl wraps what its XML parser raised
+            exc = exc.__cause__
+        why = exc.__class__.__name__
+        if isinstance(exc, DefusedXmlException):
+            why += ": its XML declares entities or a DTD, which are refused"
+        raise _fail("file", f"'{name}' is not a readable XLSX workbook ({why}).") from None
     return out.getvalue()
 
 

@@ -36,9 +36,14 @@ class UploadRefused(ValidationError):
 
 
 def megabytes(size: int) -> str:
+    """A size as people read it: bytes, KB, MB or GB."""
     if size >= 1024**3:
         return f"{size / 1024**3:.1f} GB"
-    return f"{size / 1024**2:.1f} MB"
+    if size >= 1024**2:
+        return f"{size / 1024**2:.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
 
 
 def size_of(upload) -> int:
@@ -87,12 +92,15 @@ def kind_of(head: bytes) -> str:
         return "utf-32"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
-    if b"\x00" in head:
+    nuls = head.count(0)
+    if nuls:
         # Text without a BOM in UTF-16 has a NUL beside every ASCII letter.
         even, odd = head[0::2], head[1::2]
-        if head and (even.count(0) > len(even) // 3 or odd.count(0) > len(odd) // 3):
+        if even.count(0) > len(even) // 3 or odd.count(0) > len(odd) // 3:
             return "utf-16"
-        return "binary"
+        if nuls > max(8, len(head) // 100):
+            return "binary"
+        # A stray NUL in text: the importer names its line.
     return "text"
 
 
