@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -433,6 +434,79 @@ def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:
 # --- Spreadsheets (CSV) -------------------------------------------------------------------
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# injection"): the export prefixes such a cell with an apostrophe, which spreadsheets show
+# as text, and the import takes exactly that apostrophe off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def guard_cell(value: str) -> str:
+    """`value` safe to open in a spreadsheet: an apostrophe before a formula-like start (and
+    before an apostrophe that would otherwise be read back as a guard). Plain numbers such
+    as -5 are numbers in every spreadsheet, never formulas, and stay as they are."""
+    if _PLAIN_NUMBER.fullmatch(value):
+        return value
+    if value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def unguard_cell(value: str) -> str:
+    """What `guard_cell` was given: one apostrophe off where the guard put one."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def export_spreadsheet(*, project: Project) -> Iterator[str]:
+    """CSV lines in the importer's columns (SHEET_FIELDS): one row per criterion of each task's
+    rubric, newest version, the task's first user turn as the prompt on its first row. Every
+    cell passes `guard_cell`, so opening the file in a spreadsheet runs nothing."""
+    rubrics = list(
+        Rubric.objects.filter(project=project, task__isnull=False)
+        .select_related("task")
+        .order_by("task_id", "pk")
+    )
+    latest = _latest_versions(rubrics)
+    by_version: dict[int, list[Criterion]] = {}
+    for c in (
+        Criterion.objects.filter(version__in=latest.values())
+        .select_related("group")
+        .order_by("position")
+    ):
+        by_version.setdefault(c.version_id, []).append(c)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+
+    def line(cells) -> str:
+        out.seek(0)
+        out.truncate()
+        writer.writerow([guard_cell(str(cell)) for cell in cells])
+        return out.getvalue()
+
+    yield line(SHEET_FIELDS)
+    done: set[int] = set()
+    for rubric in rubrics:
+        if rubric.task_id in done or rubric.pk not in latest:
+            continue
+        done.add(rubric.task_id)
+        task: Task = rubric.task
+        prompt = next((m["content"] for m in task.messages if m["role"] == "user"), "")
+        for i, c in enumerate(by_version.get(latest[rubric.pk].pk, [])):
+            yield line(
+                [
+                    task.external_id,
+                    prompt if i == 0 else "",
+                    c.text,
+                    number(c.points),
+                    ", ".join(c.tags),
+                    "yes" if c.gate else "",
+                    c.group.title if c.group else "",
+                ]
+            )
+
+
 def _check_columns(count: int, line: int) -> None:
     if count > settings.SHEET_MAX_COLUMNS:
         raise _fail(
@@ -511,7 +585,8 @@ def import_spreadsheet(
                 f"(columns: {', '.join(headers) or 'none'}).",
             )
     tasks: dict[str, dict] = {}
-    for row in _sheet_rows(reader):
+    for raw_row in _sheet_rows(reader):
+        row = {k: unguard_cell(v) if isinstance(v, str) else v for k, v in raw_row.items()}
         line = reader.line_num
         external_id = (row.get(mapping["task_id"]) or "").strip()
         if not external_id:

