@@ -17,7 +17,17 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import audit, checks, formats, lint, scoring, selectors, services, task_import
+from rubrics import (
+    audit,
+    checks,
+    formats,
+    lint,
+    scoring,
+    selectors,
+    services,
+    task_import,
+    uploads,
+)
 from rubrics.forms import AuditFilterForm, MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -289,8 +299,8 @@ def _check_from(post) -> dict:
         return {"type": kind, "value": value, "tolerance": post.get("check_tolerance") or 0}
     if kind == "json_field":
         try:
-            equals = json.loads(value)
-        except ValueError:
+            equals = uploads.loads(value)
+        except ValueError:  # not JSON, or nested too deeply: kept as the text typed
             equals = value
         return {"type": kind, "path": post.get("check_path", ""), "equals": equals}
     return {"type": kind}

@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from annotation.models import ImportJob, Response
-from rubrics import formats, uploads
+from rubrics import checks, formats, uploads
 from rubrics.models import Criterion, ReferenceDeliverable, Rubric, RubricVersion, Task
 from tests import factories
 from tests.conftest import MEDIA_DIR
@@ -670,3 +670,10 @@ def test_the_guard_covers_every_formula_start_and_undoes_exactly_itself():
         assert guarded == "'" + value and formats.unguard_cell(guarded) == value
     for value in ["-5", "-2.50", "12", "plain", "'quoted", "", "a=b"]:
         assert formats.guard_cell(value) == value == formats.unguard_cell(value)
+
+
+def test_a_response_nested_too_deeply_fails_a_json_check_instead_of_crashing_the_run():
+    check = {"type": "json_field", "path": "decision", "equals": "yes"}
+    met, why = checks.evaluate(check, DEEP)
+    assert met is False and "nested too deeply" in why
+    assert checks.evaluate(check, '{"decision": "yes"}')[0] is True
