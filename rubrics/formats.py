@@ -677,13 +677,15 @@ def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
     writer = csv.writer(out)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        sheet = workbook.worksheets[0]
-        _check_rows(sheet.max_row or 0)  # the dimension the sheet declares, when it does
-        _check_columns(sheet.max_column or 0, 1)
-        for count, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+        # Counted as rows stream, not from the dimension the sheet declares: tools often
+        # declare a grid far larger than the cells they wrote.
+        for count, row in enumerate(workbook.worksheets[0].iter_rows(values_only=True), 1):
             _check_rows(count)
-            _check_columns(len(row), count)
-            writer.writerow(_xlsx_cells(row))
+            cells = list(row)
+            while cells and cells[-1] in (None, ""):
+                cells.pop()  # openpyxl pads each row to the declared width
+            _check_columns(len(cells), count)
+            writer.writerow(_xlsx_cells(cells))
         workbook.close()
     except ValidationError:
         raise
@@ -697,7 +699,7 @@ def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
     return out.getvalue()
 
 
-def _xlsx_cells(row: tuple) -> list[str]:
+def _xlsx_cells(row: list) -> list[str]:
     cells = []
     for value in row:
         if value is None:

@@ -349,6 +349,26 @@ def test_an_xlsx_that_unpacks_too_large_or_has_too_many_rows_or_columns_is_refus
     wide = [SHEET_ROWS[0] + [f"extra{i}" for i in range(12)], SHEET_ROWS[1] + [""] * 12]
     message = rubric_command(personas, tmp_path, "wide.xlsx", workbook(wide), "xlsx")
     assert "16 columns; a rubric sheet has at most 10 (ASSAY_SHEET_MAX_COLUMNS)" in message
+    # A sheet that declares a far larger grid than it fills is read by what it holds.
+    settings.SHEET_MAX_ROWS = 5
+    sheet = "xl/worksheets/sheet1.xml"
+    book = workbook(SHEET_ROWS)
+    xml = (
+        zipfile.ZipFile(io.BytesIO(book))
+        .read(sheet)
+        .replace(b'<dimension ref="A1:D2" />', b'<dimension ref="A1:XFD1048576" />')
+    )
+    assert b"XFD1048576" in xml
+    big_grid = rezip(book, replace={sheet: xml})
+    call_command(
+        "import_rubrics",
+        str(_write(tmp_path, "grid.xlsx", big_grid)),
+        format="xlsx",
+        project=personas.project.slug,
+    )
+    assert Criterion.objects.filter(version__rubric__project=personas.project).count() == 1
+    Rubric.objects.filter(project=personas.project).delete()
+    Task.objects.filter(project=personas.project, external_id="s-1").delete()
 
 
 SHEET_XML = (
