@@ -266,6 +266,7 @@ SHEET_MAX_COLUMNS = env_int("ASSAY_SHEET_MAX_COLUMNS", 100)
 # Parquet declares its rows and their unpacked size up front: refused before a row is read.
 PARQUET_MAX_ROWS = env_int("ASSAY_PARQUET_MAX_ROWS", 20_000_000)
 PARQUET_MAX_UNPACKED_BYTES = env_int("ASSAY_PARQUET_MAX_UNPACKED_BYTES", 8 * 1024 * 1024 * 1024)
+PARQUET_MAX_ROW_GROUP_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_GROUP_BYTES", 1024 * 1024 * 1024)
 # JSON from any file line or API body: deeper nesting is refused before it is parsed.
 JSON_MAX_DEPTH = env_int("ASSAY_JSON_MAX_DEPTH", 64)
 

@@ -296,7 +296,16 @@ def parquet_file(upload, *, name: str, columns: Iterable[str]):
             "(ASSAY_PARQUET_MAX_ROWS).",
             status=413,
         )
-    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    groups = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+    # pyarrow decodes a row group's columns whole, so the largest group bounds the memory.
+    limit = settings.PARQUET_MAX_ROW_GROUP_BYTES
+    if groups and (max(groups) > limit or min(groups) < 0):
+        raise UploadRefused(
+            f"'{name}' has a row group of {megabytes(max(groups))}; at most {megabytes(limit)} "
+            "is accepted (ASSAY_PARQUET_MAX_ROW_GROUP_BYTES): write it with smaller row groups.",
+            status=413,
+        )
+    unpacked = sum(groups)
     limit = settings.PARQUET_MAX_UNPACKED_BYTES
     if unpacked > limit or unpacked < 0:
         raise UploadRefused(

@@ -429,6 +429,14 @@ def test_parquet_with_absurd_declared_rows_or_unexpected_columns_is_refused_befo
         client, personas, "t.parquet", parquet(rows)
     )
     settings.PARQUET_MAX_UNPACKED_BYTES = 1024**3
+    settings.PARQUET_MAX_ROW_GROUP_BYTES = 100
+    reply = tasks_api(personas, "t.parquet", parquet(rows))
+    assert reply.status_code == 413
+    assert (
+        "at most 100 bytes is accepted (ASSAY_PARQUET_MAX_ROW_GROUP_BYTES)"
+        in (reply.json()["errors"][0])
+    )
+    settings.PARQUET_MAX_ROW_GROUP_BYTES = 1024**3
     odd = [{**TASK_ROW, "password": "x", "shell": "rm"}]
     shown = tasks_page(client, personas, "t.parquet", parquet(odd))
     assert "'t.parquet': unexpected column(s) 'password', 'shell'; the columns are:" in shown
