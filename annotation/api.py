@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from annotation import import_jobs, selectors, services
 from annotation.models import Assignment, ImportJob, Rater, Verdict
 from rubrics import selectors as rubric_selectors
+from rubrics import uploads
 from rubrics.api import (
     FILTERS_RULE,
     NEWEST_FIRST,
@@ -149,6 +150,11 @@ class ResponseImportApi(APIView):
                 400: OpenApiResponse(
                     ErrorsSerializer, description="Nothing was imported: every error, by line."
                 ),
+                413: OpenApiResponse(
+                    ErrorsSerializer,
+                    description="Nothing was imported: the file is over "
+                    "ASSAY_RESPONSE_UPLOAD_MAX_BYTES.",
+                ),
             },
             403,
             404,
@@ -164,11 +170,11 @@ class ResponseImportApi(APIView):
             )
         else:
             upload = data.validated_data["file"]
-            result = services.responses_import_jsonl(
-                project=project, lines=upload, filename=upload.name
+            result = services.responses_import_file(
+                project=project, upload=upload, filename=upload.name
             )
         if not result.ok:
-            return Response(self.ErrorsSerializer(result).data, status=status.HTTP_400_BAD_REQUEST)
+            return Response(self.ErrorsSerializer(result).data, status=result.status)
         return Response(self.OutputSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
@@ -1091,15 +1097,18 @@ class ImportJobCreateApi(APIView):
         summary="Import a large JSONL file in the background (poll the job)",
         description=IMPORT_RULE,
         request={"multipart/form-data": ResponseImportApi.InputSerializer},
-        responses=responses({202: OutputSerializer}, 400, 403, 404),
+        responses=responses({202: OutputSerializer}, 400, 403, 404, 413),
     )
     def post(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.IMPORT_RESPONSES)
         data = ResponseImportApi.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = import_jobs.import_job_create(
-            project=project, upload=data.validated_data["file"], user=request.user
-        )
+        try:
+            job = import_jobs.import_job_create(
+                project=project, upload=data.validated_data["file"], user=request.user
+            )
+        except uploads.UploadRefused as exc:
+            return Response({exc.field: [exc.text]}, status=exc.status)
         return Response(self.OutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

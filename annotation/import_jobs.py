@@ -5,6 +5,7 @@ the same path through validation and COPY, so the rules and the errors are the s
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import ImportJob
+from rubrics import uploads
 from rubrics.models import Project
 from rubrics.permissions import Perm, check
 
@@ -20,7 +22,18 @@ PROGRESS_EVERY = 10_000
 
 
 def import_job_create(*, project: Project, upload, user) -> ImportJob:
-    """Store the upload and queue its import. The file is counted first, for the progress bar."""
+    """Store the upload and queue its import. The file is counted first, for the progress bar.
+
+    A file over ASSAY_RESPONSE_UPLOAD_MAX_BYTES, or not JSONL text, is refused here
+    (uploads.UploadRefused) before anything is stored."""
+    uploads.check_size(
+        upload,
+        name=upload.name,
+        limit=settings.RESPONSE_UPLOAD_MAX_BYTES,
+        setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
+        what="response imports",
+    )
+    services.check_jsonl(upload, name=upload.name)
     rows = sum(chunk.count(b"\n") for chunk in upload.chunks())
     upload.seek(0)
     stored = default_storage.save(f"imports/{project.slug}/{upload.name}", upload)
@@ -49,9 +62,9 @@ def import_job_run(*, job_id: int) -> str:
             ImportJob.objects.filter(pk=job_id).update(rows_done=rows)
 
     try:
-        with default_storage.open(job.file, "rb") as lines:
-            result = services.responses_import_jsonl(
-                project=job.project, lines=lines, filename=job.filename, progress=progress
+        with default_storage.open(job.file, "rb") as upload:
+            result = services.responses_import_file(
+                project=job.project, upload=upload, filename=job.filename, progress=progress
             )
     except Exception as exc:
         ImportJob.objects.filter(pk=job_id).update(

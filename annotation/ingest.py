@@ -23,6 +23,7 @@ from annotation.services import (
     LineError,
     parse_response_row,
 )
+from rubrics import uploads
 from rubrics.models import Project, Task
 
 STAGING = "assay_response_staging"
@@ -31,18 +32,6 @@ PROGRESS_EVERY = 50_000
 
 class _Abort(Exception):
     """Raised inside the transaction to roll it back when the file has errors."""
-
-
-def _decoded(lines: Iterable[bytes | str]) -> Iterator[tuple[int, str | None, str]]:
-    """(line number, text or None if undecodable, decode error)."""
-    for number, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            try:
-                yield number, raw.decode("utf-8"), ""
-            except UnicodeDecodeError as exc:
-                yield number, None, f"not UTF-8 text (byte {exc.start})"
-        else:
-            yield number, raw, ""
 
 
 def copy_import_responses(
@@ -65,7 +54,7 @@ def copy_import_responses(
         if rows is not None:
             yield from rows
             return
-        for number, text, problem in _decoded(lines or ()):
+        for number, text, problem in uploads.decoded_lines(lines or ()):
             if problem:
                 errors.append(LineError(number, "", problem))
                 continue
@@ -172,15 +161,11 @@ def _database_errors(cursor) -> list[LineError]:
     return errors
 
 
-def parquet_rows(path, batch_size: int = 20_000) -> Iterator[tuple[int, dict]]:
-    """(row number, object) pairs from a Parquet file of responses, read in batches."""
-    import pyarrow.parquet as pq
-
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
-            number += 1
-            if isinstance(row.get("metadata"), str):
-                with contextlib.suppress(ValueError):  # left as text: validation names it
-                    row["metadata"] = json.loads(row["metadata"])
-            yield number, {k: v for k, v in row.items() if v is not None}
+def parquet_rows(reader, *, name: str, batch_size: int = 20_000) -> Iterator[tuple[int, dict]]:
+    """(row number, object) pairs from a Parquet file of responses whose footer passed
+    `uploads.parquet_file`, read in batches."""
+    for number, row in uploads.parquet_rows(reader, name=name, batch_size=batch_size):
+        if isinstance(row.get("metadata"), str):
+            with contextlib.suppress(ValueError):  # left as text: validation names it
+                row["metadata"] = uploads.loads(row["metadata"])
+        yield number, row

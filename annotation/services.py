@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
@@ -23,7 +23,7 @@ from annotation.models import (
     Response,
     Verdict,
 )
-from rubrics import audit
+from rubrics import audit, uploads
 from rubrics import services as rubric_services
 from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
 from rubrics.services import Conflict
@@ -57,6 +57,7 @@ class ImportResult:
     errors: list[LineError] = field(default_factory=list)
     error_count: int = 0
     filename: str = ""
+    status: int = 400  # of a refusal: 413 for a file over its size limit
 
     @property
     def ok(self) -> bool:
@@ -75,16 +76,24 @@ def parse_response_row(
     def err(field_name: str, message: str) -> None:
         errors.append(LineError(number, field_name, message))
 
-    if isinstance(item, (str, bytes)):
+    raw = None
+    if isinstance(item, bytes):
+        item = item.decode("utf-8")
+    if isinstance(item, str):
+        raw = item
         try:
-            item = json.loads(item)
-        except json.JSONDecodeError as exc:
-            err("", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            item = uploads.loads(item)
+        except uploads.JsonRefused as exc:
+            err("", str(exc))
             return None, errors
     if not isinstance(item, dict):
         err("", "each line must be a JSON object")
         return None, errors
     row = item
+    bad = uploads.row_text_problem(raw, row) if raw is not None else uploads.text_problem(row)
+    if bad:
+        err(bad[0], bad[1])
+        return None, errors
     unknown = sorted(set(row) - set(RESPONSE_FIELDS))
     if unknown:
         err(unknown[0], f"unknown field; the fields are: {', '.join(RESPONSE_FIELDS)}")
@@ -110,8 +119,6 @@ def parse_response_row(
     if isinstance(model, str) and len(model) > 200:
         err("model", "must be at most 200 characters")
     text = row.get("response")
-    if isinstance(text, str) and "\x00" in text:
-        err("response", "contains a NUL character")
     if errors:
         return None, errors
     return {
@@ -145,18 +152,62 @@ def responses_import_jsonl(
     return _import_in_python(project=project, lines=lines, filename=filename)
 
 
+def responses_import_file(
+    *, project: Project, upload, filename: str, format: str = "jsonl", progress=None
+) -> ImportResult:
+    """One door for a file of responses (page, API, background job, command): refused whole,
+    with nothing written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
+    try:
+        uploads.check_size(
+            upload,
+            name=filename,
+            limit=settings.RESPONSE_UPLOAD_MAX_BYTES,
+            setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
+            what="response imports",
+        )
+        if format == "parquet":
+            from annotation import ingest
+
+            reader = uploads.parquet_file(upload, name=filename, columns=RESPONSE_FIELDS)
+            return ingest.copy_import_responses(
+                project=project,
+                rows=ingest.parquet_rows(reader, name=filename),
+                filename=filename,
+                progress=progress,
+            )
+        check_jsonl(upload, name=filename)
+        return responses_import_jsonl(
+            project=project, lines=upload, filename=filename, progress=progress
+        )
+    except uploads.UploadRefused as exc:
+        return ImportResult(
+            errors=[LineError(0, "file", exc.text)],
+            error_count=1,
+            filename=filename,
+            status=exc.status,
+        )
+
+
+def check_jsonl(upload, *, name: str) -> None:
+    """JSONL text; a Parquet file names the door that takes it."""
+    if uploads.head_of(upload, 4) == uploads.PARQUET_MAGIC:
+        raise uploads.UploadRefused(
+            f"'{name}' is a Parquet file; here responses come as JSONL text "
+            "(import Parquet with manage.py import_responses)."
+        )
+    uploads.check_text(upload, name=name, expected="JSONL text")
+    upload.seek(0)
+
+
 def _import_in_python(*, project: Project, lines, filename: str) -> ImportResult:
     result = ImportResult(filename=filename)
     tasks = dict(Task.objects.filter(project=project).values_list("external_id", "pk"))
     rows: list[tuple[int, dict]] = []
     seen: dict[tuple, int] = {}
-    for number, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                result.errors.append(LineError(number, "", f"not UTF-8 text (byte {exc.start})"))
-                continue
+    for number, raw, problem in uploads.decoded_lines(lines):
+        if problem:
+            result.errors.append(LineError(number, "", problem))
+            continue
         if not raw.strip():
             continue
         row, errors = parse_response_row(number, raw, tasks)

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
+from rubrics import uploads
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 
@@ -42,13 +43,23 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
                 error_count=1,
             )
         elif upload.size > import_jobs.BACKGROUND_ABOVE_BYTES:
-            job = import_jobs.import_job_create(project=project, upload=upload, user=request.user)
-            if request.htmx:
-                return HttpResponseClientRedirect(reverse("import_job", args=[job.pk]))
-            return redirect("import_job", pk=job.pk)
+            try:
+                job = import_jobs.import_job_create(
+                    project=project, upload=upload, user=request.user
+                )
+            except uploads.UploadRefused as exc:
+                result = services.ImportResult(
+                    errors=[services.LineError(0, "file", exc.text)],
+                    error_count=1,
+                    filename=upload.name,
+                )
+            else:
+                if request.htmx:
+                    return HttpResponseClientRedirect(reverse("import_job", args=[job.pk]))
+                return redirect("import_job", pk=job.pk)
         else:
-            result = services.responses_import_jsonl(
-                project=project, lines=upload, filename=upload.name
+            result = services.responses_import_file(
+                project=project, upload=upload, filename=upload.name
             )
     context = {
         "project": project,

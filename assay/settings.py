@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF, which parses a POST body: an upload over its route's limit is never read.
+    "assay.upload_guards.UploadLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Audit events a request records say 'web', 'api' or 'admin' and the client's address.
@@ -195,6 +197,12 @@ REST_FRAMEWORK = {
         "assay.api_auth.TokenScopes",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies: nesting capped and unstorable text refused before anything reads them.
+    "DEFAULT_PARSER_CLASSES": [
+        "assay.upload_guards.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Assay API",
@@ -249,6 +257,27 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # A file attached to a reference answer (stored in the default storage, served only through
 # a view that checks the reader's role).
 REFERENCE_FILE_MAX_BYTES = env_int("ASSAY_REFERENCE_FILE_MAX_BYTES", 20 * 1024 * 1024)
+
+# Upload limits, per kind of file (README "Upload limits"). Rubric and task files are parsed
+# whole in memory before anything is written, so they get less room than responses, which
+# stream through COPY. A request whose declared size is over its route's limit is refused
+# before its body is read (assay.uploads.UploadLimitMiddleware).
+RUBRIC_UPLOAD_MAX_BYTES = env_int("ASSAY_RUBRIC_UPLOAD_MAX_BYTES", 100 * 1024 * 1024)
+TASK_UPLOAD_MAX_BYTES = env_int("ASSAY_TASK_UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
+RESPONSE_UPLOAD_MAX_BYTES = env_int("ASSAY_RESPONSE_UPLOAD_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+# XLSX is a zip: what it unpacks to, how much one member may expand, how many parts it holds.
+XLSX_MAX_UNPACKED_BYTES = env_int("ASSAY_XLSX_MAX_UNPACKED_BYTES", 200 * 1024 * 1024)
+XLSX_MAX_RATIO = env_int("ASSAY_XLSX_MAX_RATIO", 200)
+XLSX_MAX_MEMBERS = env_int("ASSAY_XLSX_MAX_MEMBERS", 500)
+# A rubric spreadsheet (CSV or XLSX): one criterion per row.
+SHEET_MAX_ROWS = env_int("ASSAY_SHEET_MAX_ROWS", 100_000)
+SHEET_MAX_COLUMNS = env_int("ASSAY_SHEET_MAX_COLUMNS", 100)
+# Parquet declares its rows and their unpacked size up front: refused before a row is read.
+PARQUET_MAX_ROWS = env_int("ASSAY_PARQUET_MAX_ROWS", 20_000_000)
+PARQUET_MAX_UNPACKED_BYTES = env_int("ASSAY_PARQUET_MAX_UNPACKED_BYTES", 8 * 1024 * 1024 * 1024)
+PARQUET_MAX_ROW_GROUP_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_GROUP_BYTES", 1024 * 1024 * 1024)
+# JSON from any file line or API body: deeper nesting is refused before it is parsed.
+JSON_MAX_DEPTH = env_int("ASSAY_JSON_MAX_DEPTH", 64)
 
 # HTTPS in production. Behind a proxy that terminates TLS, set ASSAY_BEHIND_PROXY=1 so the
 # X-Forwarded-Proto header is trusted (only then: otherwise a client could forge it).

@@ -28,7 +28,7 @@ from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -154,6 +154,11 @@ _ERRORS = {
         ErrorDetailSerializer,
         description="The object's state does not allow this (published, in use, or the "
         "last of its kind); `detail` says why and what to do instead.",
+    ),
+    413: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="The file or body is over its size limit: the message names the field, "
+        "the size and the limit (README, Upload limits). Nothing was written.",
     ),
     429: OpenApiResponse(
         ErrorDetailSerializer, description="Too many failed attempts: wait, then try again."
@@ -739,6 +744,11 @@ class TaskImportApi(APIView):
                 400: OpenApiResponse(
                     ErrorsSerializer, description="Nothing was imported: every error, by line."
                 ),
+                413: OpenApiResponse(
+                    ErrorsSerializer,
+                    description="Nothing was imported: the file is over "
+                    "ASSAY_TASK_UPLOAD_MAX_BYTES.",
+                ),
             },
             403,
             404,
@@ -760,7 +770,7 @@ class TaskImportApi(APIView):
         )
         body = {**vars(result), "filename": upload.name}
         if not result.ok:
-            return Response(self.ErrorsSerializer(body).data, status=status.HTTP_400_BAD_REQUEST)
+            return Response(self.ErrorsSerializer(body).data, status=result.status)
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
@@ -786,8 +796,6 @@ class ReferenceInputSerializer(serializers.Serializer):
 
 
 class ReferenceCreateApi(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
-
     @extend_schema_serializer(component_name="ReferenceCreate")
     class InputSerializer(serializers.Serializer):
         body = serializers.CharField(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 
+from rubrics import uploads
+
 CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
 MAX_PATTERN = 500
 MAX_TEXT = 200_000  # longer responses are checked on their first 200,000 characters
@@ -71,7 +73,8 @@ def _json_in(text: str) -> object:
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fenced:
         text = fenced.group(1)
-    return json.loads(text)
+    # A response nested thousands deep is "not JSON" here, never a RecursionError mid-run.
+    return uploads.loads(text)
 
 
 def evaluate(check: dict, text: str) -> tuple[bool, str]:
@@ -100,6 +103,8 @@ def evaluate(check: dict, text: str) -> tuple[bool, str]:
         return False, f"No number within {tolerance:g} of {target:g}."
     try:
         node = _json_in(text)
+    except uploads.JsonRefused as exc:
+        return False, f"The response is not usable JSON: {exc}."
     except (ValueError, TypeError):
         return False, "The response is not JSON."
     for part in check["path"].split("."):

@@ -11,15 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import openpyxl
+from defusedxml import DefusedXmlException
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from rubrics import audit, bulk, services
+from rubrics import audit, bulk, services, uploads
 from rubrics.compiler import number
 from rubrics.models import (
     AuditEvent,
@@ -81,16 +84,21 @@ def _hb_item(item: object, where: str) -> services.CriterionInput:
     return services.CriterionInput(text=text, points=clean.points, tags=tuple(tags), extra=extra)
 
 
-def _hb_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
-    for number_, line in enumerate(lines, start=1):
+def _hb_rows(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict]]:
+    for number_, line, problem in uploads.decoded_lines(lines):
+        if problem:
+            raise _fail(f"line {number_}", f"{problem[0].upper()}{problem[1:]}.")
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise _fail(f"line {number_}", f"Not valid JSON ({exc}).") from None
+            row = uploads.loads(line)
+        except uploads.JsonRefused as exc:
+            raise _fail(f"line {number_}", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
         if not isinstance(row, dict):
             raise _fail(f"line {number_}", "Each line is one JSON object (one task).")
+        bad = uploads.row_text_problem(line, row)
+        if bad:
+            raise _fail(f"line {number_}: {bad[0]}", f"The text {bad[1]}.")
         yield number_, row
 
 
@@ -292,10 +300,14 @@ def import_paperbench(
     *, project: Project, text: str, user, title: str = "", publish: bool = False
 ) -> ImportResult:
     try:
-        root = json.loads(text)
-    except ValueError as exc:
-        raise _fail("root", f"Not valid JSON ({exc}).") from None
+        # Each tree level is an object and its sub_tasks list: two levels of JSON.
+        root = uploads.loads(text.removeprefix("\ufeff"), max_depth=2 * MAX_DEPTH + 4)
+    except uploads.JsonRefused as exc:
+        raise _fail("root", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
     _pb_check(root, "root", 0)
+    bad = uploads.row_text_problem(text, root)
+    if bad:
+        raise _fail(f"root.{bad[0]}", f"The text {bad[1]}.")
     rubric = services.rubric_create(
         project=project,
         title=title or root["requirements"].strip().splitlines()[0][:300],
@@ -421,6 +433,117 @@ def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:
 
 # --- Spreadsheets (CSV) -------------------------------------------------------------------
 
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# injection"): the export prefixes such a cell with an apostrophe, which spreadsheets show
+# as text, and the import takes exactly that apostrophe off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def guard_cell(value: str) -> str:
+    """`value` safe to open in a spreadsheet: an apostrophe before a formula-like start (and
+    before an apostrophe that would otherwise be read back as a guard). Plain numbers such
+    as -5 are numbers in every spreadsheet, never formulas, and stay as they are."""
+    if _PLAIN_NUMBER.fullmatch(value):
+        return value
+    if value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def unguard_cell(value: str) -> str:
+    """What `guard_cell` was given: one apostrophe off where the guard put one."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def export_spreadsheet(*, project: Project) -> Iterator[str]:
+    """CSV lines in the importer's columns (SHEET_FIELDS): one row per criterion of each task's
+    rubric, newest version, the task's first user turn as the prompt on its first row. Every
+    cell passes `guard_cell`, so opening the file in a spreadsheet runs nothing."""
+    rubrics = list(
+        Rubric.objects.filter(project=project, task__isnull=False)
+        .select_related("task")
+        .order_by("task_id", "pk")
+    )
+    latest = _latest_versions(rubrics)
+    by_version: dict[int, list[Criterion]] = {}
+    for c in (
+        Criterion.objects.filter(version__in=latest.values())
+        .select_related("group")
+        .order_by("position")
+    ):
+        by_version.setdefault(c.version_id, []).append(c)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+
+    def line(cells) -> str:
+        out.seek(0)
+        out.truncate()
+        writer.writerow([guard_cell(str(cell)) for cell in cells])
+        return out.getvalue()
+
+    yield line(SHEET_FIELDS)
+    done: set[int] = set()
+    for rubric in rubrics:
+        if rubric.task_id in done or rubric.pk not in latest:
+            continue
+        done.add(rubric.task_id)
+        task: Task = rubric.task
+        prompt = next((m["content"] for m in task.messages if m["role"] == "user"), "")
+        for i, c in enumerate(by_version.get(latest[rubric.pk].pk, [])):
+            yield line(
+                [
+                    task.external_id,
+                    prompt if i == 0 else "",
+                    c.text,
+                    number(c.points),
+                    ", ".join(c.tags),
+                    "yes" if c.gate else "",
+                    c.group.title if c.group else "",
+                ]
+            )
+
+
+def _check_columns(count: int, line: int) -> None:
+    if count > settings.SHEET_MAX_COLUMNS:
+        raise _fail(
+            f"line {line}",
+            f"{count:,} columns; a rubric sheet has at most {settings.SHEET_MAX_COLUMNS:,} "
+            "(ASSAY_SHEET_MAX_COLUMNS).",
+        )
+
+
+def _check_rows(count: int) -> None:
+    if count > settings.SHEET_MAX_ROWS:
+        raise _fail(
+            "file",
+            f"More than {settings.SHEET_MAX_ROWS:,} rows; a rubric sheet has at most "
+            f"{settings.SHEET_MAX_ROWS:,} (ASSAY_SHEET_MAX_ROWS).",
+        )
+
+
+def _sheet_rows(reader: csv.DictReader) -> Iterator[dict]:
+    """Rows of a CSV sheet, counted as they stream, with csv's own errors named by line."""
+    count = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # csv counts a line once it is read whole: the bad one is the next.
+            raise _fail(f"line {reader.line_num + 1}", f"Not readable as CSV ({exc}).") from None
+        count += 1
+        _check_rows(count)
+        extra = row.get(None)  # cells beyond the header's columns
+        if extra:
+            _check_columns(len(row) - 1 + len(extra), reader.line_num)
+        yield row
+
+
 SHEET_FIELDS = ("task_id", "prompt", "criterion", "points", "tags", "gate", "group")
 SHEET_REQUIRED = ("task_id", "criterion", "points")
 TRUE = {"1", "true", "yes", "y", "x", "gate"}
@@ -445,8 +568,15 @@ def import_spreadsheet(
     *, project: Project, text: str, mapping: dict[str, str], user, publish: bool = False
 ) -> ImportResult:
     """One criterion per row, grouped into tasks by the task column; new tasks need a prompt."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise _fail(f"line {line}", "Holds a NUL character (\\x00), which cannot be stored.")
     reader = csv.DictReader(io.StringIO(text))
-    headers = reader.fieldnames or []
+    try:
+        headers = reader.fieldnames or []
+    except csv.Error as exc:
+        raise _fail("line 1", f"Not readable as CSV ({exc}).") from None
+    _check_columns(len(headers), 1)
     for name in SHEET_REQUIRED:
         if mapping[name] not in headers:
             raise _fail(
@@ -455,7 +585,8 @@ def import_spreadsheet(
                 f"(columns: {', '.join(headers) or 'none'}).",
             )
     tasks: dict[str, dict] = {}
-    for row in reader:
+    for raw_row in _sheet_rows(reader):
+        row = {k: unguard_cell(v) if isinstance(v, str) else v for k, v in raw_row.items()}
         line = reader.line_num
         external_id = (row.get(mapping["task_id"]) or "").strip()
         if not external_id:
@@ -535,23 +666,116 @@ def import_spreadsheet(
     return ImportResult(len(tasks), criteria_count, published)
 
 
-def xlsx_as_csv(data: bytes) -> str:
-    """The first worksheet of an XLSX workbook as CSV text, so one importer serves both."""
-    try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 -- any unreadable workbook is the same error to a person
-        raise _fail("file", f"Not a readable XLSX workbook ({exc.__class__.__name__}).") from None
+def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
+    """The first worksheet of an XLSX workbook as CSV text, so one importer serves both.
+
+    The zip is inspected before openpyxl opens it (uploads.check_xlsx), and rows and columns
+    are counted as they stream. openpyxl parses the XML with defusedxml, so a DTD with
+    entities (a billion laughs, an external entity) is refused, never expanded or fetched."""
+    uploads.check_xlsx(data, name=name)
     out = io.StringIO()
     writer = csv.writer(out)
-    for row in workbook.worksheets[0].iter_rows(values_only=True):
-        cells = []
-        for value in row:
-            if value is None:
-                cells.append("")
-            elif isinstance(value, float) and value.is_integer():
-                cells.append(str(int(value)))
-            else:
-                cells.append(str(value).replace("\r\n", " ").replace("\n", " "))
-        writer.writerow(cells)
-    workbook.close()
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        # Counted as rows stream, not from the dimension the sheet declares: tools often
+        # declare a grid far larger than the cells they wrote.
+        for count, row in enumerate(workbook.worksheets[0].iter_rows(values_only=True), 1):
+            _check_rows(count)
+            cells = list(row)
+            while cells and cells[-1] in (None, ""):
+                cells.pop()  # openpyxl pads each row to the declared width
+            _check_columns(len(cells), count)
+            writer.writerow(_xlsx_cells(cells))
+        workbook.close()
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any unreadable workbook is the same error to a person
+        while exc.__cause__ is not None:  # openpyxl wraps what its XML parser raised
+            exc = exc.__cause__
+        why = exc.__class__.__name__
+        if isinstance(exc, DefusedXmlException):
+            why += ": its XML declares entities or a DTD, which are refused"
+        raise _fail("file", f"'{name}' is not a readable XLSX workbook ({why}).") from None
     return out.getvalue()
+
+
+def _xlsx_cells(row: list) -> list[str]:
+    cells = []
+    for value in row:
+        if value is None:
+            cells.append("")
+        elif isinstance(value, float) and value.is_integer():
+            cells.append(str(int(value)))
+        else:
+            cells.append(str(value).replace("\r\n", " ").replace("\n", " "))
+    return cells
+
+
+# --- One door for every rubric file (the page and `manage.py import_rubrics`) ---------------
+
+SHEET_FORMATS = ("csv", "xlsx")
+ALL_FORMATS = (*FORMATS, *SHEET_FORMATS)
+EXPECTED = {
+    "healthbench": "HealthBench JSONL text",
+    "paperbench": "a PaperBench JSON tree",
+    "csv": "CSV text",
+}
+
+
+def _utf8(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _fail(
+            f"line {line}", f"'{name}' is not UTF-8 text (byte {exc.start + 1} of the file)."
+        ) from None
+
+
+def import_file(
+    *,
+    project: Project,
+    upload,
+    name: str,
+    format: str,
+    user,
+    mapping: dict[str, str] | None = None,
+    title: str = "",
+    publish: bool = False,
+) -> ImportResult:
+    """Check a rubric file's size and type, then import it in the named format: all or nothing.
+
+    The file is read whole (every format is checked whole before anything is written), so it
+    is refused by its size first: ASSAY_RUBRIC_UPLOAD_MAX_BYTES."""
+    if format not in ALL_FORMATS:
+        raise _fail("format", f"Choose one of {', '.join(ALL_FORMATS)}.")
+    uploads.check_size(
+        upload,
+        name=name,
+        limit=settings.RUBRIC_UPLOAD_MAX_BYTES,
+        setting="ASSAY_RUBRIC_UPLOAD_MAX_BYTES",
+        what="rubric imports",
+    )
+    upload.seek(0)
+    data = upload.read()
+    if format == "xlsx":
+        text = xlsx_as_csv(data, name)
+    else:
+        upload.seek(0)
+        uploads.check_text(upload, name=name, expected=EXPECTED[format])
+        if format == "healthbench":
+            return import_healthbench(
+                project=project, lines=io.BytesIO(data), user=user, publish=publish
+            )
+        text = _utf8(data, name)
+        if format == "paperbench":
+            return import_paperbench(
+                project=project, text=text, user=user, title=title, publish=publish
+            )
+    return import_spreadsheet(
+        project=project,
+        text=text,
+        mapping=mapping or parse_mapping([]),
+        user=user,
+        publish=publish,
+    )

@@ -3,13 +3,14 @@ idempotent by external id (an identical task already stored is counted, not dupl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from rubrics import uploads
 from rubrics.models import Project, ReferenceDeliverable, Task
 from rubrics.services import validate_messages
 
@@ -32,6 +33,7 @@ class TaskImportResult:
     already_present: int = 0
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
+    status: int = 400  # of a refusal: 413 for a file over its size limit
 
     @property
     def ok(self) -> bool:
@@ -39,22 +41,29 @@ class TaskImportResult:
 
 
 def _rows_of(lines: Iterable[bytes | str]) -> Iterator[tuple[int, object]]:
-    for number, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
+    for number, raw, problem in uploads.decoded_lines(lines):
+        if problem:
+            yield number, ValueError(problem)
+        elif raw.strip():
             try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, ValueError(f"not UTF-8 text (byte {exc.start})")
+                row = uploads.loads(raw)
+            except uploads.JsonRefused as exc:
+                yield number, ValueError(str(exc))
                 continue
-        if raw.strip():
-            try:
-                yield number, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                yield number, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            bad = uploads.row_text_problem(raw, row)
+            yield number, (_TextProblem(*bad) if bad else row)
+
+
+class _TextProblem(ValueError):
+    def __init__(self, where: str, what: str):
+        super().__init__(what)
+        self.where = where
 
 
 def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
     where = f"line {number}" if number else "file"
+    if isinstance(row, _TextProblem):
+        return None, [f"{where}, field '{row.where}': {row}"]
     if isinstance(row, ValueError):
         return None, [f"{where}: {row}"]
     if not isinstance(row, dict):
@@ -99,43 +108,44 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
     }, []
 
 
-PARQUET_MAGIC = b"PAR1"
+PARQUET_MAGIC = uploads.PARQUET_MAGIC
 
 
 def is_parquet(upload, filename: str = "") -> bool:
     """A Parquet file by its name or, whatever it is called, by its leading magic bytes."""
     if filename.lower().endswith(".parquet"):
         return True
-    position = upload.tell()
-    head = upload.read(4)
-    upload.seek(position)
-    return head == PARQUET_MAGIC
+    return uploads.head_of(upload, 4) == PARQUET_MAGIC
 
 
-def parquet_task_rows(upload, batch_size: int = 5_000) -> Iterator[tuple[int, object]]:
-    """(row number, object) pairs from a Parquet file of tasks, read in batches.
-
-    A file pyarrow cannot read yields one error for row 0 (the file as a whole)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        reader = pq.ParquetFile(upload)
-    except (pa.ArrowException, OSError) as exc:
-        yield 0, ValueError(f"not a readable Parquet file ({exc})")
-        return
-    number = 0
-    for batch in reader.iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, {k: v for k, v in row.items() if v is not None}
+def parquet_task_rows(upload, *, name: str, batch_size: int = 5_000):
+    """(row number, object) pairs from a Parquet file of tasks, read in batches, after its
+    footer passed `uploads.parquet_file` (rows, size, columns)."""
+    reader = uploads.parquet_file(upload, name=name, columns=TASK_FIELDS)
+    for number, row in uploads.parquet_rows(reader, name=name, batch_size=batch_size):
+        bad = uploads.text_problem(row)
+        yield number, (_TextProblem(*bad) if bad else row)
 
 
 def tasks_import_file(*, project: Project, upload, filename: str, user=None) -> TaskImportResult:
-    """One door for every upload of tasks (page, API, command): JSONL or Parquet by content."""
-    if is_parquet(upload, filename):
-        return tasks_import(project=project, rows=parquet_task_rows(upload), user=user)
-    return tasks_import(project=project, lines=upload, user=user)
+    """One door for every upload of tasks (page, API, command): JSONL or Parquet by content,
+    refused whole (nothing written) when over ASSAY_TASK_UPLOAD_MAX_BYTES or not what it says."""
+    try:
+        uploads.check_size(
+            upload,
+            name=filename,
+            limit=settings.TASK_UPLOAD_MAX_BYTES,
+            setting="ASSAY_TASK_UPLOAD_MAX_BYTES",
+            what="task imports",
+        )
+        if is_parquet(upload, filename):
+            rows = parquet_task_rows(upload, name=filename)
+            return tasks_import(project=project, rows=rows, user=user)
+        uploads.check_text(upload, name=filename, expected="JSONL text or a Parquet file")
+        upload.seek(0)
+        return tasks_import(project=project, lines=upload, user=user)
+    except uploads.UploadRefused as exc:
+        return TaskImportResult(errors=[f"file: {exc.text}"], error_count=1, status=exc.status)
 
 
 def tasks_import(

@@ -17,7 +17,17 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rubrics import audit, checks, formats, lint, scoring, selectors, services, task_import
+from rubrics import (
+    audit,
+    checks,
+    formats,
+    lint,
+    scoring,
+    selectors,
+    services,
+    task_import,
+    uploads,
+)
 from rubrics.forms import AuditFilterForm, MemberForm, ProjectForm, RubricForm, TaskForm
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -289,8 +299,8 @@ def _check_from(post) -> dict:
         return {"type": kind, "value": value, "tolerance": post.get("check_tolerance") or 0}
     if kind == "json_field":
         try:
-            equals = json.loads(value)
-        except ValueError:
+            equals = uploads.loads(value)
+        except ValueError:  # not JSON, or nested too deeply: kept as the text typed
             equals = value
         return {"type": kind, "path": post.get("check_path", ""), "equals": equals}
     return {"type": kind}
@@ -752,37 +762,26 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         publish = request.POST.get("publish") == "on"
-        if chosen not in (*formats.FORMATS, "csv", "xlsx"):
-            errors.append(f"format: choose one of {', '.join(formats.FORMATS)}.")
+        if chosen not in formats.ALL_FORMATS:
+            errors.append(f"format: choose one of {', '.join(formats.ALL_FORMATS)}.")
         elif upload is None:
             errors.append("file: choose a file to import.")
         else:
             try:
-                raw = upload.read()
-                text = formats.xlsx_as_csv(raw) if chosen == "xlsx" else raw.decode("utf-8")
-                if chosen in ("csv", "xlsx"):
-                    pairs = [
-                        f"{name}={request.POST[f'map_{name}']}"
-                        for name in formats.SHEET_FIELDS
-                        if request.POST.get(f"map_{name}", "").strip()
-                    ]
-                    result = formats.import_spreadsheet(
-                        project=project,
-                        text=text.lstrip("\ufeff"),
-                        mapping=formats.parse_mapping(pairs),
-                        user=request.user,
-                        publish=publish,
-                    )
-                elif chosen == "healthbench":
-                    result = formats.import_healthbench(
-                        project=project, lines=text.splitlines(), user=request.user, publish=publish
-                    )
-                else:
-                    result = formats.import_paperbench(
-                        project=project, text=text, user=request.user, publish=publish
-                    )
-            except UnicodeDecodeError:
-                errors.append(f"{upload.name}: the file is not UTF-8 text. Nothing was imported.")
+                pairs = [
+                    f"{name}={request.POST[f'map_{name}']}"
+                    for name in formats.SHEET_FIELDS
+                    if request.POST.get(f"map_{name}", "").strip()
+                ]
+                result = formats.import_file(
+                    project=project,
+                    upload=upload,
+                    name=upload.name,
+                    format=chosen,
+                    mapping=formats.parse_mapping(pairs),
+                    user=request.user,
+                    publish=publish,
+                )
             except ValidationError as exc:
                 errors = [f"{upload.name}, {e}" for e in _errors(exc)]
                 errors.append("Nothing was imported.")
@@ -798,7 +797,7 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "errors": errors,
-            "formats": [*formats.FORMATS, "csv", "xlsx"],
+            "formats": formats.ALL_FORMATS,
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
         },
@@ -815,6 +814,12 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
         formats.export_recorded(project=project, format=fmt, actor=request.user)
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
+        return response
+    if fmt == "csv":
+        body = "".join(formats.export_spreadsheet(project=project))
+        formats.export_recorded(project=project, format=fmt, actor=request.user)
+        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slug}-rubrics.csv"'
         return response
     if fmt != "paperbench":
         raise Http404("Unknown format.")

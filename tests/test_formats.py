@@ -375,7 +375,7 @@ def test_an_xlsx_workbook_imports_like_its_csv(personas, tmp_path):
 def test_a_file_that_is_not_a_workbook_is_refused(personas, tmp_path):
     path = tmp_path / "fake.xlsx"
     path.write_text(SHEET)
-    with pytest.raises(CommandError, match="Not a readable XLSX workbook"):
+    with pytest.raises(CommandError, match="is text, not an XLSX workbook"):
         call_command(
             "import_rubrics", str(path), format="xlsx", project=personas.project.slug, map=SHEET_MAP
         )

@@ -11,6 +11,8 @@ from django.core.management import CommandError, call_command
 
 from annotation import ingest, services
 from annotation.models import Response
+from annotation.services import RESPONSE_FIELDS
+from rubrics import uploads
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -94,13 +96,20 @@ def test_repeats_within_a_file_and_changes_to_stored_responses_are_refused(proje
     assert Response.objects.count() == 3  # the new fourth row was not imported either
 
 
+def parquet_rows(path, batch_size: int = 20_000):
+    """The rows of a Parquet file whose footer passed the upload checks."""
+    with open(path, "rb") as f:
+        reader = uploads.parquet_file(f, name=path.name, columns=RESPONSE_FIELDS)
+        yield from ingest.parquet_rows(reader, name=path.name, batch_size=batch_size)
+
+
 def test_parquet_rows_import_like_jsonl(project, tmp_path):
     path = tmp_path / "outputs.parquet"
     table = pa.Table.from_pylist(
         [{**r, "metadata": json.dumps(r["metadata"])} for r in rows(40, task="t2", model="p")]
     )
     pq.write_table(table, path)
-    result = ingest.copy_import_responses(project=project, rows=ingest.parquet_rows(path, 16))
+    result = ingest.copy_import_responses(project=project, rows=parquet_rows(path, 16))
     assert (result.ok, result.created) == (True, 40)
     assert Response.objects.filter(task__external_id="t2", model="p").count() == 40
 
@@ -116,7 +125,7 @@ def test_parquet_errors_name_the_row(project, tmp_path):
         ),
         path,
     )
-    result = ingest.copy_import_responses(project=project, rows=ingest.parquet_rows(path))
+    result = ingest.copy_import_responses(project=project, rows=parquet_rows(path))
     assert [(e.line, e.field) for e in result.errors] == [(2, "task_id")]
     assert Response.objects.count() == 0
 

@@ -74,7 +74,7 @@ def test_api_refuses_a_broken_parquet_file_and_a_missing_file(personas):
         url, {"file": SimpleUploadedFile("t.parquet", truncated)}, format="multipart"
     )
     assert reply.status_code == 400
-    assert reply.json()["errors"][0].startswith("file: not a readable Parquet file")
+    assert reply.json()["errors"][0].startswith("file: 't.parquet' is not a readable Parquet file")
     assert client.post(url, {}, format="multipart").status_code == 400
     assert not Task.objects.filter(project=personas.project).exists()
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation import ingest, services
+from annotation import services
 from rubrics.models import Project
 
 
@@ -31,18 +31,10 @@ class Command(BaseCommand):
             sys.stderr.write(f"\r  {rows:,} rows staged, {rows / max(seconds, 1e-9):,.0f}/s ")
             sys.stderr.flush()
 
-        if fmt == "parquet":
-            result = ingest.copy_import_responses(
-                project=project,
-                rows=ingest.parquet_rows(path),
-                filename=path.name,
-                progress=progress,
+        with path.open("rb") as upload:
+            result = services.responses_import_file(
+                project=project, upload=upload, filename=path.name, format=fmt, progress=progress
             )
-        else:
-            with path.open("rb") as lines:
-                result = services.responses_import_jsonl(
-                    project=project, lines=lines, filename=path.name, progress=progress
-                )
         sys.stderr.write("\n")
         if not result.ok:
             for error in result.errors:

@@ -8,7 +8,6 @@ The run is an ordinary run (it shows on the run page); judge limits and the cach
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from annotation import services as annotation_services
 from annotation.models import Response
 from grading import selectors, services
 from grading.models import GradingRun, Judge, Score
+from rubrics import uploads
 from rubrics.models import Grader
 
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         existing = self._existing(project, lines)
         for line in lines:
             try:
-                row = json.loads(line)
+                row = uploads.loads(line)
                 key = (row["task_id"], row["model"], int(row.get("sample_index", 0)))
             except (ValueError, KeyError, TypeError):
                 new_lines.append(line)  # the importer reports it, with its line number

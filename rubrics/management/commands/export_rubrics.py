@@ -1,4 +1,4 @@
-"""manage.py export_rubrics --format {healthbench,paperbench} --project SLUG [--output FILE]"""
+"""manage.py export_rubrics --format {healthbench,paperbench,csv} --project SLUG [--output FILE]"""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from rubrics.models import Project
 
 
 class Command(BaseCommand):
-    help = "Export a project's rubrics as HealthBench JSONL or one PaperBench rubric tree."
+    help = (
+        "Export a project's rubrics as HealthBench JSONL, one PaperBench rubric tree, or a CSV "
+        "sheet in the importer's columns (formula-like cells guarded)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", required=True, choices=formats.FORMATS)
+        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv"])
         parser.add_argument("--project", required=True, help="The project's slug.")
         parser.add_argument("--rubric", type=int, help="PaperBench: which rubric (its id).")
         parser.add_argument("--output", help="Write here instead of standard output.")
@@ -31,6 +34,8 @@ class Command(BaseCommand):
         try:
             if options["format"] == "healthbench":
                 text = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+            elif options["format"] == "csv":
+                text = "".join(formats.export_spreadsheet(project=project))
             else:
                 rubric = formats.tree_rubric_for_export(project=project, pk=options["rubric"])
                 text = json.dumps(formats.export_paperbench(rubric=rubric), indent=2) + "\n"

@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
-        parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv", "xlsx"])
+        parser.add_argument("--format", required=True, choices=formats.ALL_FORMATS)
         parser.add_argument(
             "--map",
             action="append",
@@ -51,36 +51,19 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file.")
         try:
-            if options["format"] == "healthbench":
-                with path.open(encoding="utf-8") as lines:
-                    result = formats.import_healthbench(
-                        project=project, lines=lines, user=user, publish=options["publish"]
-                    )
-            elif options["format"] in ("csv", "xlsx"):
-                text = (
-                    formats.xlsx_as_csv(path.read_bytes())
-                    if options["format"] == "xlsx"
-                    else path.read_text(encoding="utf-8-sig")
-                )
-                result = formats.import_spreadsheet(
+            with path.open("rb") as upload:
+                result = formats.import_file(
                     project=project,
-                    text=text,
+                    upload=upload,
+                    name=path.name,
+                    format=options["format"],
                     mapping=formats.parse_mapping(options["map"]),
-                    user=user,
-                    publish=options["publish"],
-                )
-            else:
-                result = formats.import_paperbench(
-                    project=project,
-                    text=path.read_text(encoding="utf-8"),
                     user=user,
                     title=options["title"],
                     publish=options["publish"],
                 )
         except ValidationError as exc:
             raise CommandError(f"{path}: {error_text(exc)} Nothing was imported.") from None
-        except UnicodeDecodeError as exc:
-            raise CommandError(f"{path}: not UTF-8 text ({exc}). Nothing was imported.") from None
         self.stdout.write(
             f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria"
             f"{f', published {result.published}' if result.published else ''}."
