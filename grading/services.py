@@ -551,8 +551,10 @@ def run_start(*, run_id: int, enqueue: bool = True) -> int:
         .values_list("response_id", flat=True)
     )
     if enqueue:
-        for response_id in pending:
-            tasks.grade_response.delay(run_id, response_id)
+        # One broker connection for all of them: queueing is most of this task's work.
+        with tasks.grade_response.app.producer_or_acquire() as producer:
+            for response_id in pending:
+                tasks.grade_response.apply_async((run_id, response_id), producer=producer)
     if not pending and updated:
         run_finish_if_done(run_id=run_id)
     return len(pending)
