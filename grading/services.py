@@ -926,10 +926,12 @@ def reward_score(
                 mode=mode,
                 cache_lookup=_cache_lookup,
             )
-            if out.to_cache:
-                CachedVerdict.objects.bulk_create(_cache_rows(out.to_cache), ignore_conflicts=True)
-            if out.calls:
-                JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
+            if out.to_cache or out.calls:
+                with transaction.atomic():  # one commit for both
+                    CachedVerdict.objects.bulk_create(
+                        _cache_rows(out.to_cache), ignore_conflicts=True
+                    )
+                    JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
         finally:
             if own_thread:
                 connection.close()
