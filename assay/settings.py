@@ -136,6 +136,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup would close each worker thread's database connection around every
+# task (a new PostgreSQL backend per graded response); assay/celery.py lets Django's
+# CONN_MAX_AGE and usability checks decide instead, as they do for web requests.
+CELERY_DB_REUSE_MAX = 1000
 
 # --- Judges ---------------------------------------------------------------------------
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)

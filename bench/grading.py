@@ -8,15 +8,18 @@ judge simulator in its own process at 200 ms latency with max concurrency 64; th
 shared limit is 64 in flight. It grades responses x criteria (response, criterion) pairs:
 
 1. per-criterion mode, cache empty: verdicts per second, ratio to the ideal 64 / 0.2 s = 320/s,
-   Assay CPU ms per verdict (user + system time of the worker processes / verdicts);
+   Assay CPU ms per verdict (user + system time of the worker processes / verdicts), and the
+   judge's requests in flight sampled every 50 ms (mean; ramp_s: until 60 were first in
+   flight; tail_s: from the last time 60 were in flight to completion);
 2. the identical run again: judge calls (expected 0, all from the cache);
 3. batched mode (cache bypassed): judge calls and input tokens against per-criterion's;
 4. a peer: a 64-thread pool loop in the style of the HealthBench reference grader (one
    chat completion per (response, criterion), same prompt shape, same simulator, retry on
-   429), and the ratio of its wall time to Assay's.
+   429), the ratio of its wall time to Assay's and its CPU ms per verdict.
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench),
-BENCH_BROKER_URL (default redis://127.0.0.1:6379/14). Each phase is bounded in time.
+BENCH_BROKER_URL (default redis://127.0.0.1:6379/14), BENCH_DEBUG=1 (timings and occupancy
+samples on stderr). Each phase is bounded in time.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -259,7 +263,35 @@ def main() -> None:
         def worker_cpu() -> float:
             return sum(cpu_seconds(p.pid) for p in workers)
 
-        def grade(mode: str, use_cache: bool) -> tuple[GradingRun, float]:
+        class Occupancy:
+            """The judge's requests in flight, sampled every 50 ms from the simulator while a
+            run goes: where the wall time beyond the ideal goes (ramp-up, steady state, tail)."""
+
+            def __init__(self):
+                self.samples: list[tuple[float, int]] = []
+                self.stop = threading.Event()
+                self.thread = threading.Thread(target=self._poll, daemon=True)
+
+            def _poll(self):
+                t0 = time.monotonic()
+                with httpx.Client(timeout=5) as c:
+                    while not self.stop.is_set():
+                        n = c.get(f"http://127.0.0.1:{port}/stats").json()["in_flight"]
+                        self.samples.append((time.monotonic() - t0, n))
+                        self.stop.wait(0.05)
+
+            def summary(self, wall: float) -> dict:
+                busy = [t for t, n in self.samples if n >= LIMIT - 4]
+                mean = sum(n for _, n in self.samples) / max(1, len(self.samples))
+                return {
+                    "mean_in_flight": round(mean, 1),
+                    "ramp_s": round(busy[0], 2) if busy else None,
+                    "tail_s": round(wall - busy[-1], 2) if busy else None,
+                }
+
+        def grade(mode: str, use_cache: bool, occupancy=None) -> tuple[GradingRun, float]:
+            if occupancy is not None:
+                occupancy.thread.start()
             start = time.monotonic()
             run = services.run_create(
                 project=project,
@@ -269,12 +301,26 @@ def main() -> None:
                 mode=mode,
                 use_cache=use_cache,
             )
+            created = time.monotonic()
             wait(
                 lambda: GradingRun.objects.filter(pk=run.pk, status="completed").exists(),
                 PHASE_TIMEOUT_S,
                 f"the {mode} run to complete",
             )
-            return run, time.monotonic() - start
+            wall = time.monotonic() - start
+            if os.environ.get("BENCH_DEBUG"):
+                r = GradingRun.objects.get(pk=run.pk)
+                print(
+                    f"{mode}: run_create {created - start:.2f} s, started after "
+                    f"{(r.started_at - r.created_at).total_seconds():.2f} s",
+                    file=sys.stderr,
+                )
+            if occupancy is not None:
+                occupancy.stop.set()
+                occupancy.thread.join()
+                if os.environ.get("BENCH_DEBUG"):
+                    print(f"occupancy: {occupancy.samples}", file=sys.stderr)
+            return run, wall
 
         def calls_of(run) -> dict:
             return JudgeCall.objects.filter(run=run).aggregate(
@@ -284,7 +330,8 @@ def main() -> None:
         pairs = args.responses * args.criteria
         # 1. Per-criterion, cache empty.
         cpu0 = worker_cpu()
-        run1, wall1 = grade("per_criterion", True)
+        occupancy = Occupancy()
+        run1, wall1 = grade("per_criterion", True, occupancy)
         cpu1 = worker_cpu()
         verdicts1 = Verdict.objects.filter(run=run1).count()
         errors1 = Verdict.objects.filter(run=run1, outcome="error").count()
@@ -328,10 +375,11 @@ def main() -> None:
                 time.sleep(min(2.0, 0.05 * 2**attempt))
             raise RuntimeError("peer call failed")
 
-        peer_start = time.monotonic()
+        peer_start, peer_cpu = time.monotonic(), time.process_time()
         with ThreadPoolExecutor(max_workers=LIMIT) as pool:
             peer_results = list(pool.map(peer_grade, jobs))
         peer_wall = time.monotonic() - peer_start
+        peer_cpu = time.process_time() - peer_cpu
         client.close()
         stats = sim_stats()
 
@@ -388,7 +436,9 @@ def main() -> None:
                     "peer": "thread-pool loop, HealthBench style, 64 threads",
                     "peer_wall_s": round(peer_wall, 2),
                     "peer_met": sum(peer_results),
+                    "peer_cpu_ms_per_verdict": round(1000 * peer_cpu / len(jobs), 3),
                     "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
+                    "per_criterion_occupancy": occupancy.summary(wall1),
                     "reward_p50_overhead_ms": round(overheads[len(overheads) // 2], 1),
                     "simulator_peak_concurrency": stats["peak_concurrency"],
                     "simulator_429s": stats["faults"].get("429", 0),

@@ -10,15 +10,18 @@ grade through this module, so a verdict means the same everywhere.
 
 `grade_items` is the engine proper: for one response it takes the items still to decide —
 (criterion, judge, sample) — answers what it can from the content-addressed cache, groups the
-rest into judge calls (one per criterion, or one per judge and sample in batched mode), runs
-the calls on a process-wide thread pool, each call inside the judge's shared limits, and
-returns the verdicts, the calls' costs and what to add to the cache.
+rest into judge calls (one per criterion, or one per judge and sample in batched mode, binary
+and scale criteria alike), runs the calls on a process-wide thread pool, each call inside the
+judge's shared limits and before the item's deadline (counted from the moment the calls are
+queued, so waiting for a thread or a slot counts), and returns the verdicts, the calls' costs
+and what to add to the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -194,12 +197,15 @@ def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Gr
     )
 
 
-def _single_call(client, spec, criterion, *, messages, response, judge_id, sample, key):
-    levels = len(criterion["scale"]["descriptors"]) if kind_of(criterion) == "scale" else 0
+def _single_call(client, spec, criterion, *, messages, response, judge_id, sample, key, deadline):
     prompt = prompts.judge_messages(spec, messages=messages, response=response, criterion=criterion)
     try:
         reply = client.grade(
-            prompt, prompts.output_schema(spec, criterion), levels=levels, cache_key=key
+            prompt,
+            prompts.output_schema(spec, criterion),
+            levels=prompts.levels_of(criterion),
+            cache_key=key,
+            deadline=deadline,
         )
     except JudgeError as exc:
         g = _error(criterion["id"], judge_id, sample, exc)
@@ -221,12 +227,19 @@ def _single_call(client, spec, criterion, *, messages, response, judge_id, sampl
     return [g], CallRecord(judge_id, sample, 1, usage)
 
 
-def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample, key):
+def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample, key, deadline):
     prompt = prompts.batch_messages(spec, messages=messages, response=response, criteria=criteria)
     ids = [str(c["id"]) for c in criteria]
+    levels = {str(c["id"]): prompts.levels_of(c) for c in criteria if prompts.levels_of(c)}
     try:
-        schema = spec["judge"].get("batch_output_schema", prompts.BATCH_SCHEMA)
-        reply = client.grade_batch(prompt, schema, ids, cache_key=key)
+        reply = client.grade_batch(
+            prompt,
+            prompts.batch_schema(spec, criteria),
+            ids,
+            levels=levels,
+            cache_key=key,
+            deadline=deadline,
+        )
     except JudgeError as exc:
         graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
         return graded, CallRecord(judge_id, sample, len(criteria), exc.usage, exc.reason)
@@ -236,11 +249,12 @@ def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample,
         # The call's tokens are booked on its first verdict, so sums over verdicts add up.
         tokens = (reply.usage.prompt_tokens, reply.usage.completion_tokens) if i == 0 else (0, 0)
         if ident in reply.verdicts:
-            met, explanation = reply.verdicts[ident]
+            met, explanation, value = reply.verdicts[ident]
             graded.append(
                 Graded(
                     criterion_id=c["id"],
                     outcome=scoring.MET if met else scoring.UNMET,
+                    value=value,
                     explanation=explanation,
                     raw=reply.raw if i == 0 else "",
                     judge_model=reply.model,
@@ -369,6 +383,10 @@ def grade_items(
     else:
         calls = [("single", c, j, s) for c, j, s, _k in pending]
 
+    # An item's deadline runs from now: waiting for a thread or a free slot counts.
+    now = time.monotonic()
+    deadlines = {ref.judge_id: now + ref.settings.deadline_s for ref in judges}
+
     def run(call):
         kind, what, judge_id, sample = call
         fn = _batch_call if kind == "batch" else _single_call
@@ -381,6 +399,7 @@ def grade_items(
             judge_id=judge_id,
             sample=sample,
             key=prompt_key,
+            deadline=deadlines[judge_id],
         )
 
     pool = thread_pool()

@@ -39,9 +39,8 @@ def is_empty(text: str | None) -> bool:
     """None, "", or only whitespace and invisible characters (zero-width spaces, BOM...)."""
     if text is None:
         return True
-    return not "".join(
-        ch for ch in text if not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc")
-    )
+    # Stops at the first visible character: every graded response passes through here.
+    return not any(not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc") for ch in text)
 
 
 # --- Findings -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from grading import judge_urls
+from grading.limits import SlotTimeout
 from grading.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class VerdictReply:
 class BatchReply:
     """A batched call's readable verdicts by criterion id, and what it could not read."""
 
-    verdicts: dict[str, tuple[bool, str]]
+    verdicts: dict[str, tuple[bool, str, float | None]]  # id -> met, explanation, scale value
     missing: dict[str, str]  # criterion id -> why it could not be read
     raw: str
     model: str
@@ -139,25 +140,63 @@ def parse_scale(content: str, levels: int) -> tuple[float, str]:
     return (score - 1) / (levels - 1) if levels > 1 else 1.0, explanation
 
 
-def parse_batch(content: str, ids: list[str]) -> tuple[dict[str, tuple[bool, str]], dict]:
-    """Read a batched reply {"verdicts": [{"id", "criteria_met", "explanation"}]}: the
-    readable verdicts by id, and for each id not readable, why."""
+def parse_batch(
+    content: str, ids: list[str], levels: dict[str, int] | None = None
+) -> tuple[dict[str, tuple[bool, str, float | None]], dict[str, str]]:
+    """Read a batched reply {"verdicts": [{"id", "criteria_met", "explanation"}], "levels":
+    [{"id", "level", "explanation"}]}: binary criteria answer in "verdicts", scale criteria
+    (`levels`: id -> number of levels) a whole level from 1 to N in "levels". Returns the
+    readable verdicts by id as (met, explanation, value: the level normalised to [0, 1], or
+    None for binary), and for each id not readable, why."""
+    levels = levels or {}
     data = _json_object(content)
-    items = data.get("verdicts")
-    if not isinstance(items, list):
-        raise ValueError("'verdicts' is missing or not a list")
+    lists = []
+    for name, wanted in (("verdicts", set(ids) - set(levels)), ("levels", set(levels))):
+        items = data.get(name)
+        if wanted and not isinstance(items, list):
+            raise ValueError(f"'{name}' is missing or not a list")
+        lists.append(items if isinstance(items, list) else [])
+    got: dict[str, tuple[bool, str, float | None]] = {}
+    why: dict[str, str] = {}
     wanted = set(ids)
-    got: dict[str, tuple[bool, str]] = {}
-    for item in items:
+    for item in (*lists[0], *lists[1]):
         if not isinstance(item, dict):
             continue
         ident = str(item.get("id"))
-        met, explanation = item.get("criteria_met"), item.get("explanation", "")
-        if ident in wanted and isinstance(met, bool) and isinstance(explanation, str):
-            got.setdefault(ident, (met, explanation))
-    why = "no readable verdict for this criterion in the reply"
-    missing = {i: why for i in ids if i not in got}
+        if ident not in wanted or ident in got:
+            continue
+        explanation = item.get("explanation", "")
+        if not isinstance(explanation, str):
+            why[ident] = "'explanation' is not text"
+            continue
+        if ident in levels:
+            n, level = levels[ident], item.get("level")
+            if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= n:
+                why[ident] = f"'level' is missing or not a whole number from 1 to {n}"
+                continue
+            value = (level - 1) / (n - 1) if n > 1 else 1.0
+            got[ident] = (value > 0, explanation, value)
+        else:
+            met = item.get("criteria_met")
+            if not isinstance(met, bool):
+                why[ident] = "'criteria_met' is missing or not true/false"
+                continue
+            got[ident] = (met, explanation, None)
+    missing = {
+        i: why.get(i, "no readable verdict for this criterion in the reply")
+        for i in ids
+        if i not in got
+    }
     return got, missing
+
+
+def _tokens_used(payload: object) -> int:
+    """Tokens the judge counted for one reply (its usage), or 0 when it does not say."""
+    try:
+        usage = payload["usage"]  # type: ignore[index]
+        return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return 0
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -248,12 +287,15 @@ class JudgeClient:
             body["prompt_cache_key"] = cache_key
         return body
 
-    def _post(self, body: dict, usage: Usage, deadline: float) -> httpx.Response:
+    def _post(self, body: dict, usage: Usage, deadline: float) -> tuple[httpx.Response, object]:
         """One HTTP exchange, retried on 429, 5xx, timeouts and connection errors, with
-        exponential back-off and full jitter (or Retry-After), within attempts and deadline."""
+        exponential back-off and full jitter (or Retry-After), within attempts and deadline.
+        The deadline counts the wait for a free slot too. Returns the response and its JSON
+        (None when the body is not JSON)."""
         url = self.settings.base_url.rstrip("/") + "/chat/completions"
         headers = self._headers()
-        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply.
+        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply;
+        # corrected from the reply's usage once the judge has answered.
         tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
         last: JudgeError | None = None
         for attempt in range(self.settings.max_attempts):
@@ -264,13 +306,14 @@ class JudgeClient:
                 time.sleep(pause)
             if self.should_stop is not None and self.should_stop():
                 raise JudgeError("cancelled", "the run was cancelled")
-            lease = self.limiter.acquire(tokens) if self.limiter is not None else None
+            lease = self._lease(tokens, deadline)
             # Waiting for room may take long: ask again before spending the call.
             if self.should_stop is not None and self.should_stop():
                 if lease is not None:
                     self.limiter.release(lease)
                 raise JudgeError("cancelled", "the run was cancelled")
             usage.attempts += 1
+            payload, delta = None, 0
             try:
                 remaining = max(1.0, deadline - time.monotonic())
                 response = self._http.post(
@@ -279,6 +322,13 @@ class JudgeClient:
                     headers=headers,
                     timeout=min(self.settings.timeout_s, remaining),
                 )
+                if response.status_code == 200:
+                    try:
+                        payload = response.json()
+                    except ValueError:
+                        payload = None
+                    used = _tokens_used(payload)
+                    delta = used - tokens if used else 0
             except judge_urls.AddressRefused as exc:
                 # Not a passing fault: the address is refused and stays refused. No retry.
                 raise JudgeError("address_refused", f"judge address refused: {exc}") from None
@@ -290,9 +340,9 @@ class JudgeClient:
                 continue
             finally:
                 if lease is not None:
-                    self.limiter.release(lease)
+                    self.limiter.release(lease, delta)
             if response.status_code == 200:
-                return response
+                return response, payload
             if 300 <= response.status_code < 400:
                 # Never followed: the request (and its key) would go where the judge says.
                 where = self._scrub(str(response.headers.get("Location") or "")[:300])
@@ -315,22 +365,35 @@ class JudgeClient:
         assert last is not None
         raise last
 
-    def _ask(self, body: dict, parse):
+    def _lease(self, tokens: int, deadline: float) -> str | None:
+        if self.limiter is None:
+            return None
+        try:
+            return self.limiter.acquire(tokens, deadline)
+        except SlotTimeout:
+            raise JudgeError(
+                "deadline",
+                "no free slot at the judge within the item's deadline "
+                f"({self.settings.deadline_s:g} s)",
+            ) from None
+
+    def _ask(self, body: dict, parse, deadline: float | None = None):
         """Post, read the reply with `parse(content)`, and re-ask (telling the judge what was
-        wrong) at most max_reasks times. Returns (parsed, content, payload, response, usage)."""
+        wrong) at most max_reasks times, all before `deadline` (time.monotonic(); default:
+        the item deadline from now). Returns (parsed, content, payload, response, usage)."""
         usage = Usage()
-        deadline = time.monotonic() + self.settings.deadline_s
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.deadline_s
         content = ""
         problem = ""
         messages = list(body["messages"])
         try:
             for _ask in range(1 + self.settings.max_reasks):
-                response = self._post({**body, "messages": messages}, usage, deadline)
+                response, payload = self._post({**body, "messages": messages}, usage, deadline)
                 try:
-                    payload = response.json()
                     content = self._scrub(payload["choices"][0]["message"]["content"] or "")
                     usage.add(payload.get("usage") or {})
-                except (ValueError, KeyError, IndexError, TypeError):
+                except (KeyError, IndexError, TypeError, AttributeError):
                     content = self._scrub(response.text[:10000])
                     problem = "the reply is not a chat completion"
                     continue
@@ -361,7 +424,13 @@ class JudgeClient:
         )
 
     def grade(
-        self, messages: list[dict], schema: dict, *, levels: int = 0, cache_key: str = ""
+        self,
+        messages: list[dict],
+        schema: dict,
+        *,
+        levels: int = 0,
+        cache_key: str = "",
+        deadline: float | None = None,
     ) -> VerdictReply:
         """One verdict: binary, or on a 1..levels scale when levels > 0 (met when above 1)."""
 
@@ -373,7 +442,7 @@ class JudgeClient:
             return met, explanation, None
 
         (met, explanation, value), content, payload, response, usage = self._ask(
-            self._body(messages, schema, cache_key=cache_key), parse
+            self._body(messages, schema, cache_key=cache_key), parse, deadline
         )
         model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
         return VerdictReply(
@@ -390,27 +459,41 @@ class JudgeClient:
         )
 
     def grade_batch(
-        self, messages: list[dict], schema: dict, ids: list[str], *, cache_key: str = ""
+        self,
+        messages: list[dict],
+        schema: dict,
+        ids: list[str],
+        *,
+        levels: dict[str, int] | None = None,
+        cache_key: str = "",
+        deadline: float | None = None,
     ) -> BatchReply:
-        """All criteria of one response in one call. A reply missing some verdicts is re-asked
-        (bounded); what is still missing after that is reported per criterion."""
+        """All criteria of one response in one call; `levels` names the scale criteria
+        (id -> number of levels). A reply missing some verdicts is re-asked (bounded); what
+        is still missing after that is reported per criterion."""
 
         def parse(content: str):
-            got, missing = parse_batch(content, ids)
+            got, missing = parse_batch(content, ids, levels)
             if missing:
-                raise ValueError(f"{len(missing)} of {len(ids)} verdicts missing or unreadable")
+                first = next(iter(missing.items()))
+                raise ValueError(
+                    f"{len(missing)} of {len(ids)} verdicts missing or unreadable "
+                    f"(criterion {first[0]}: {first[1]})"
+                )
             return got
 
         try:
             got, content, payload, response, usage = self._ask(
-                self._body(messages, schema, name="verdicts", cache_key=cache_key), parse
+                self._body(messages, schema, name="verdicts", cache_key=cache_key),
+                parse,
+                deadline,
             )
         except JudgeError as exc:
             if exc.reason != "unparseable":
                 raise
             # Keep what the last reply did answer; only the rest are errors.
             try:
-                got, missing = parse_batch(exc.raw, ids)
+                got, missing = parse_batch(exc.raw, ids, levels)
             except ValueError:
                 raise exc from None
             return BatchReply(

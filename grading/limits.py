@@ -1,17 +1,30 @@
 """Per-judge limits shared by every worker process and machine: requests in flight, requests
 per minute and tokens per minute.
 
-State lives in Redis and changes only inside one Lua script, so checks and takes are atomic:
+State lives in Redis and changes only inside Lua scripts, so checks and takes are atomic:
 
 * in flight: a sorted set of leases (member: a random token, score: when the lease expires).
   A worker killed with -9 never releases its leases; they expire after the judge timeout plus
   a margin, so a dead worker cannot hold the judge's capacity for ever.
 * per minute: two token buckets (requests and tokens) refilled continuously at limit/60 per
-  second, holding at most one minute's worth.
+  second, holding at most one minute's worth. A call reserves an estimate of its tokens; once
+  the judge has answered, the estimate is corrected from the reply's usage (the difference is
+  debited or credited), so the bucket follows what the judge really counted.
 
 A caller that finds the judge full waits on a list that every release pushes to (BLPOP), so
 waiting costs no polling; rate-limited callers sleep for the time the script says a bucket
-needs to refill. Without Redis (the embedded default) the limits hold per process only.
+needs to refill. Every wait ends at the caller's deadline (`SlotTimeout`).
+
+**Leases serve several calls.** For a judge limited by calls in flight only (no per-minute
+limits), a lease released in a process where other calls wait for a slot is handed to one of
+them directly, with no round trip to Redis; a lease serves calls that way for at most
+`REUSE_S` seconds after Redis granted it, then goes back to Redis, where every process's
+callers compete for it again. In each process one waiting caller at a time asks Redis for a
+slot on behalf of the others. A call still never runs without a lease in Redis, so the limit
+holds across processes; only the round trips per call go. (With per-minute limits each call
+is charged in Redis, so each takes and returns its own lease.)
+
+Without Redis (the embedded default) the limits hold per process only.
 """
 
 from __future__ import annotations
@@ -64,14 +77,50 @@ end
 return 0
 """
 
+# For judges limited by calls in flight only: up to ARGV[2] leases in one round trip (named
+# ARGV[1]:1, ARGV[1]:2, ...), as many as there is room for; returns how many.
+ACQUIRE_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local inflight = KEYS[1]
+local want, lease_ms, max_inflight = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+local n = math.min(want, max_inflight - redis.call('ZCARD', inflight))
+if n <= 0 then return 0 end
+for i = 1, n do
+  redis.call('ZADD', inflight, now + lease_ms, ARGV[1] .. ':' .. i)
+end
+redis.call('PEXPIRE', inflight, lease_ms + 60000)
+return n
+"""
+
+# Release a lease (waking one waiter) and correct the tokens bucket by `delta` tokens: what
+# the judge counted minus what the call reserved (negative: credit). A debt is kept, down to
+# one minute's worth, so the next callers wait for it.
 RELEASE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+if ARGV[1] ~= '' and redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], '1')
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]))
   redis.call('PEXPIRE', KEYS[2], 600000)
 end
+local tpm, delta = tonumber(ARGV[3]), tonumber(ARGV[4])
+if tpm > 0 and delta ~= 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local b = redis.call('HMGET', KEYS[3], 'v', 't')
+  local v = tonumber(b[1]) or tpm
+  local ts = tonumber(b[2]) or now
+  v = math.min(tpm, v + (now - ts) * tpm / 60000)
+  v = math.max(-tpm, math.min(tpm, v - delta))
+  redis.call('HSET', KEYS[3], 'v', v, 't', now)
+  redis.call('PEXPIRE', KEYS[3], 120000)
+end
 return 1
 """
+
+
+class SlotTimeout(Exception):
+    """No room at the judge before the caller's deadline."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +155,10 @@ def key(judge_id: int, name: str) -> str:
     return f"{settings.ASSAY_REDIS_PREFIX}:judge:{judge_id}:{name}"
 
 
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
 class _LocalLimiter:
     """The embedded default: in-flight only, per process."""
 
@@ -118,15 +171,27 @@ class _LocalLimiter:
                 limits.judge_id, threading.BoundedSemaphore(limits.max_in_flight)
             )
 
-    def acquire(self, tokens: int = 0) -> str:
-        self.sem.acquire()
+    def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+        remaining = _remaining(deadline)
+        if not self.sem.acquire(timeout=None if remaining is None else max(0.0, remaining)):
+            raise SlotTimeout("no free slot before the deadline")
         return ""
 
-    def release(self, token: str) -> None:
+    def release(self, token: str, tokens_delta: int = 0) -> None:
         self.sem.release()
 
 
+@dataclass
+class _Lease:
+    token: str
+    granted: float  # time.monotonic() when Redis granted it
+
+
 class RedisLimiter:
+    # A lease serves calls of its process for at most this long (and a fraction of its
+    # expiry, which must outlast the last call it serves); then it goes back to Redis.
+    REUSE_S = 2.0
+
     def __init__(self, limits: Limits, client):
         self.limits = limits
         self.client = client
@@ -138,13 +203,34 @@ class RedisLimiter:
         ]
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
+        self._acquire_many = client.register_script(ACQUIRE_MANY)
+        self.round_trips = 0  # to Redis, for figures and tests
+        self._trips_lock = threading.Lock()
+        self.reuse_s = (
+            min(self.REUSE_S, limits.lease_s / 20)
+            if limits.max_in_flight > 0
+            and not limits.requests_per_minute
+            and not limits.tokens_per_minute
+            else 0.0
+        )
+        self._cond = threading.Condition()
+        self._free: list[_Lease] = []  # leases handed back, waiting for a caller of ours
+        self._leases: dict[str, _Lease] = {}
+        self._waiting = 0  # callers of this process in acquire, the asker included
+        self._asking = False  # one of them is asking Redis
 
-    def acquire(self, tokens: int = 0) -> str:
-        """Block until the judge has room for one request of about `tokens` tokens; returns
-        the lease token to release."""
+    # --- Redis ---------------------------------------------------------------------------
+
+    def _trip(self) -> None:
+        with self._trips_lock:
+            self.round_trips += 1
+
+    def _take(self, tokens: int, deadline: float | None) -> str:
+        """Wait for Redis to grant a lease (or raise SlotTimeout at the deadline)."""
         token = uuid.uuid4().hex
         lim = self.limits
         while True:
+            self._trip()
             wait = int(
                 self._acquire(
                     keys=self.keys,
@@ -160,14 +246,148 @@ class RedisLimiter:
             )
             if wait == 0:
                 return token
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise SlotTimeout("no free slot before the deadline")
             if wait < 0:
                 # Full: sleep until some release wakes us (or a lease may have expired).
-                self.client.blpop([self.keys[3]], timeout=1)
+                timeout = 1.0 if remaining is None else max(0.01, min(1.0, remaining))
+                self.client.blpop([self.keys[3]], timeout=timeout)
             else:
-                time.sleep(wait / 1000 * random.uniform(1.0, 1.2))  # noqa: S311
+                pause = wait / 1000 * random.uniform(1.0, 1.2)  # noqa: S311
+                if remaining is not None and pause > remaining:
+                    raise SlotTimeout(f"the judge's per-minute limits need {pause:.1f} s more")
+                time.sleep(pause)
 
-    def release(self, token: str) -> None:
-        self._release(keys=[self.keys[0], self.keys[3]], args=[token, self.limits.max_in_flight])
+    def _take_many(self, want: int, deadline: float | None) -> list[str]:
+        """Wait for Redis to grant between 1 and `want` leases (judges without per-minute
+        limits only), or raise SlotTimeout at the deadline."""
+        base = uuid.uuid4().hex
+        lim = self.limits
+        while True:
+            self._trip()
+            n = int(
+                self._acquire_many(
+                    keys=[self.keys[0]],
+                    args=[base, want, int(lim.lease_s * 1000), lim.max_in_flight],
+                )
+            )
+            if n > 0:
+                return [f"{base}:{i}" for i in range(1, n + 1)]
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise SlotTimeout("no free slot before the deadline")
+            timeout = 1.0 if remaining is None else max(0.01, min(1.0, remaining))
+            self.client.blpop([self.keys[3]], timeout=timeout)
+
+    def _give_back(self, token: str, tokens_delta: int = 0) -> None:
+        self._trip()
+        self._release(
+            keys=[self.keys[0], self.keys[3], self.keys[2]],
+            args=[
+                token,
+                self.limits.max_in_flight,
+                self.limits.tokens_per_minute,
+                int(tokens_delta),
+            ],
+        )
+
+    # --- Calls -----------------------------------------------------------------------------
+
+    def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+        """Block until the judge has room for one request of about `tokens` tokens; returns
+        the lease token to release. Raises SlotTimeout when `deadline` (time.monotonic())
+        passes first."""
+        if not self.reuse_s:
+            return self._take(tokens, deadline)
+        stale: list[str] = []
+        try:
+            handed = self._wait_here(deadline, stale)
+        finally:
+            for token in stale:
+                self._give_back(token)
+        if handed is not None:
+            return handed
+        # This caller asks Redis for everyone here waiting (one round trip for all of them);
+        # the others wait for it or a handed lease.
+        try:
+            with self._cond:
+                want = min(self.limits.max_in_flight, self._waiting - len(self._free))
+            granted = self._take_many(max(1, want), deadline)
+        except BaseException:
+            with self._cond:
+                self._asking = False
+                self._waiting -= 1
+                self._cond.notify()
+            raise
+        now = time.monotonic()
+        surplus: list[str] = []
+        with self._cond:
+            self._asking = False
+            self._waiting -= 1
+            self._leases[granted[0]] = _Lease(granted[0], now)
+            # The rest go to the callers waiting here, as if released to them; any beyond
+            # those still waiting go back.
+            for token in granted[1:]:
+                if self._waiting > len(self._free):
+                    self._free.append(_Lease(token, now))
+                else:
+                    surplus.append(token)
+            self._cond.notify(len(self._free) + 1)  # and one to ask next, if need be
+        for token in surplus:
+            self._give_back(token)
+        return granted[0]
+
+    def _wait_here(self, deadline: float | None, stale: list[str]) -> str | None:
+        """A lease handed back in this process, or None when the caller is to ask Redis."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    lease = self._fresh_free(stale)
+                    if lease is not None:
+                        self._waiting -= 1
+                        self._leases[lease.token] = lease
+                        return lease.token
+                    if not self._asking:
+                        self._asking = True
+                        return None  # still counted as waiting, until Redis answers
+                    remaining = _remaining(deadline)
+                    if remaining is not None and remaining <= 0:
+                        raise SlotTimeout("no free slot before the deadline")
+                    self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
+            except BaseException:
+                self._waiting -= 1
+                # Leases handed to callers who gave up go back to Redis.
+                while len(self._free) > self._waiting - self._asking:
+                    stale.append(self._free.pop().token)
+                raise
+
+    def _fresh_free(self, stale: list[str]) -> _Lease | None:
+        now = time.monotonic()
+        while self._free:
+            lease = self._free.pop()
+            if now - lease.granted < self.reuse_s:
+                return lease
+            stale.append(lease.token)
+        return None
+
+    def release(self, token: str, tokens_delta: int = 0) -> None:
+        """Return a lease; `tokens_delta` corrects the tokens bucket (used - reserved)."""
+        if self.reuse_s:
+            with self._cond:
+                lease = self._leases.pop(token, None)
+                # Hand it to a caller of ours waiting for a slot and not yet served (the
+                # asker excepted: it waits on Redis, which a release there wakes).
+                if (
+                    lease is not None
+                    and self._waiting - self._asking > len(self._free)
+                    and time.monotonic() - lease.granted < self.reuse_s
+                ):
+                    self._free.append(lease)
+                    self._cond.notify()
+                    return
+        self._give_back(token, tokens_delta)
 
 
 def limiter_for(limits: Limits):

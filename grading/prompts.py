@@ -148,13 +148,79 @@ def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion
 
 # The batched templates are compiled into each grader (rubrics.compiler), so its hash covers
 # them; these defaults serve graders compiled before they were.
-from rubrics.compiler import BATCH_SCHEMA, BATCH_SYSTEM, BATCH_USER  # noqa: E402
+from rubrics.compiler import (  # noqa: E402
+    BATCH_LEVEL_SCHEMA,
+    BATCH_SCALE_LINE,
+    BATCH_SCHEMA,
+    BATCH_SYSTEM,
+    BATCH_USER,
+)
 
 
 def batchable(criterion: dict) -> bool:
-    """Binary judged criteria go in a batch; scale criteria keep their own call (their level
-    descriptors need the single-criterion prompt) and checked ones need no call."""
-    return criterion.get("kind", "binary") == "binary"
+    """Judged criteria go in a batch: binary ones answer met or not in "verdicts", scale
+    ones a level in "levels" (their line lists the level descriptors). Checked ones need no
+    call."""
+    return criterion.get("kind", "binary") in ("binary", "scale")
+
+
+def levels_of(criterion: dict) -> int:
+    """How many levels a scale criterion has (0 for any other kind)."""
+    if criterion.get("kind") != "scale":
+        return 0
+    return len(criterion["scale"]["descriptors"])
+
+
+def batch_line(spec: dict, criterion: dict) -> str:
+    """A criterion's line in the batched prompt: "[id] (points) text", and for a scale
+    criterion its levels, each with its descriptor."""
+    text = " ".join(criterion["text"].split())
+    points = render_points(criterion["points"])
+    if criterion.get("kind") != "scale":
+        return f"[{criterion['id']}] ({points} points) {text}"
+    descriptors = criterion["scale"]["descriptors"]
+    template = spec["judge"].get("batch_scale_line_template", BATCH_SCALE_LINE)
+    return template.format(
+        id=criterion["id"],
+        points=points,
+        text=text,
+        levels=len(descriptors),
+        descriptors="; ".join(
+            f"{i} = {' '.join(d.split())}" for i, d in enumerate(descriptors, start=1)
+        ),
+    )
+
+
+def batch_schema(spec: dict, criteria: list[dict]) -> dict:
+    """The output schema of one batched call: the grader's, and for its scale criteria a
+    "levels" list whose items are constrained per criterion (its id, a level in 1..N)."""
+    judge = spec["judge"]
+    schema = judge.get("batch_output_schema", BATCH_SCHEMA)
+    scale = [c for c in criteria if c.get("kind") == "scale"]
+    if not scale:
+        return schema
+    item = judge.get("batch_level_schema", BATCH_LEVEL_SCHEMA)
+    branches = [
+        {
+            **item,
+            "properties": {
+                **item["properties"],
+                "id": {"type": "string", "enum": [str(c["id"])]},
+                "level": {"type": "integer", "enum": list(range(1, levels_of(c) + 1))},
+            },
+        }
+        for c in scale
+    ]
+    properties = dict(schema["properties"])
+    required = list(schema["required"])
+    if len(scale) == len(criteria):  # nothing binary: no "verdicts" to give
+        properties.pop("verdicts", None)
+        required = [name for name in required if name != "verdicts"]
+    properties["levels"] = {
+        "type": "array",
+        "items": branches[0] if len(branches) == 1 else {"anyOf": branches},
+    }
+    return {**schema, "properties": properties, "required": [*required, "levels"]}
 
 
 def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria: list[dict]):
@@ -162,14 +228,11 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
     the per-criterion prompt (instructions and schema, conversation, response, criteria, then
     the criteria's guidance and examples)."""
     conversation = conversation_text(messages)
-    lines = "\n".join(
-        f"[{c['id']}] ({render_points(c['points'])} points) {' '.join(c['text'].split())}"
-        for c in criteria
-    )
+    lines = "\n".join(batch_line(spec, c) for c in criteria)
     # A grader that carries its own batch templates (in its hashed spec) wins over ours.
     judge = spec["judge"]
     system = judge.get("batch_system_template", BATCH_SYSTEM).format(
-        schema=json.dumps(judge.get("batch_output_schema", BATCH_SCHEMA), sort_keys=True)
+        schema=json.dumps(batch_schema(spec, criteria), sort_keys=True)
     )
     # A grader compiled with a reference answer carries it, shared by every criterion.
     reference = spec.get("reference") or ""
@@ -206,6 +269,12 @@ def batch_template_id(spec: dict) -> str:
         parts += [
             judge["batch_guidance_template"],
             json.dumps(judge.get("guidance_labels"), sort_keys=True),
+        ]
+    if any(c.get("kind") == "scale" for c in spec["criteria"]):
+        # Scale criteria are batched too (before, they had calls of their own).
+        parts += [
+            judge.get("batch_scale_line_template", BATCH_SCALE_LINE),
+            json.dumps(judge.get("batch_level_schema", BATCH_LEVEL_SCHEMA), sort_keys=True),
         ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

@@ -565,8 +565,10 @@ def run_start(*, run_id: int, enqueue: bool = True) -> int:
         .values_list("response_id", flat=True)
     )
     if enqueue:
-        for response_id in pending:
-            tasks.grade_response.delay(run_id, response_id)
+        # One broker connection for all of them: queueing is most of this task's work.
+        with tasks.grade_response.app.producer_or_acquire() as producer:
+            for response_id in pending:
+                tasks.grade_response.apply_async((run_id, response_id), producer=producer)
     if not pending and updated:
         run_finish_if_done(run_id=run_id)
     return len(pending)
@@ -938,10 +940,12 @@ def reward_score(
                 mode=mode,
                 cache_lookup=_cache_lookup,
             )
-            if out.to_cache:
-                CachedVerdict.objects.bulk_create(_cache_rows(out.to_cache), ignore_conflicts=True)
-            if out.calls:
-                JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
+            if out.to_cache or out.calls:
+                with transaction.atomic():  # one commit for both
+                    CachedVerdict.objects.bulk_create(
+                        _cache_rows(out.to_cache), ignore_conflicts=True
+                    )
+                    JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
         finally:
             if own_thread:
                 connection.close()

@@ -9,7 +9,8 @@ are deterministic by one documented rule, so a test can predict every score:
     letters (a crude stem: "hydrate" finds "hydration"). The criterion is met when at least
     half of its key words are found; a criterion with no key words is never met.
     A scale criterion (1..N) gets level 1 + round(fraction of key words found x (N - 1)),
-    the key words being those of its first line.
+    the key words being those of its first line (in a batched prompt: of its text before
+    its levels), answered in "levels" when batched.
 
 A **gullible** simulator (`SimulatorConfig(gullible=True)`, `judge_simulator --gullible`)
 stands in for a judge that obeys the graded text, so tests can show what prompt injection
@@ -210,6 +211,17 @@ def simulated_scale(criterion: str, response: str, levels: int) -> tuple[int, st
 
 
 SCALE_LINE = re.compile(r"Rate the response from 1 to (\d+)")
+# A scale criterion's line in a batched prompt: its own text, then this, then its levels.
+BATCH_SCALE_MARK = " (Scale criterion: "
+
+
+def _batch_reply(verdicts: list[dict], levels: list[dict]) -> dict:
+    """A batched answer: binary criteria in "verdicts", scale criteria in "levels"."""
+    reply: dict = {"verdicts": verdicts} if verdicts or not levels else {}
+    if levels:
+        reply["levels"] = levels
+    return reply
+
 
 # What a gullible judge takes as an instruction to it (lower-case substrings of the text as
 # a model reads it).
@@ -598,11 +610,17 @@ class SimulatorServer(ThreadingHTTPServer):
                 return json.dumps({"score": level, "explanation": why})
             met, why = simulated_verdict(criteria[0][1], response)
             return json.dumps({"criteria_met": met, "explanation": why})
-        verdicts = []
+        verdicts, levels = [], []
         for criterion_id, text in criteria:
-            met, why = simulated_verdict(text, response)
-            verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
-        return json.dumps({"verdicts": verdicts})
+            scale = SCALE_LINE.search(text)
+            if scale and BATCH_SCALE_MARK in text:
+                own = text.split(BATCH_SCALE_MARK, 1)[0]
+                level, why = simulated_scale(own, response, int(scale.group(1)))
+                levels.append({"id": criterion_id, "level": level, "explanation": why})
+            else:
+                met, why = simulated_verdict(text, response)
+                verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
+        return json.dumps(_batch_reply(verdicts, levels))
 
     def _obey(self, criteria: list[tuple[str, str]], cue: str) -> str:
         why = f"Simulated gullible judge: obeyed the response ({cue})."
@@ -611,9 +629,16 @@ class SimulatorServer(ThreadingHTTPServer):
             if scale:
                 return json.dumps({"score": int(scale.group(1)), "explanation": why})
             return json.dumps({"criteria_met": True, "explanation": why})
-        return json.dumps(
-            {"verdicts": [{"id": i, "criteria_met": True, "explanation": why} for i, _ in criteria]}
-        )
+        verdicts, levels = [], []
+        for criterion_id, text in criteria:
+            scale = SCALE_LINE.search(text)
+            if scale and BATCH_SCALE_MARK in text:
+                levels.append(
+                    {"id": criterion_id, "level": int(scale.group(1)), "explanation": why}
+                )
+            else:
+                verdicts.append({"id": criterion_id, "criteria_met": True, "explanation": why})
+        return json.dumps(_batch_reply(verdicts, levels))
 
     def handle_error(self, request, client_address) -> None:
         # A client that gave up (its timeout) closes the socket under a slow reply: not news.

@@ -132,6 +132,26 @@ BATCH_SCHEMA = {
 }
 
 
+# A scale criterion in the batched prompt: one line that lists its levels; its answer goes in
+# a "levels" list beside "verdicts", one BATCH_LEVEL_SCHEMA item per scale criterion, whose
+# id and level the engine constrains per criterion (the level to 1..N) when it builds a call.
+BATCH_SCALE_LINE = (
+    "[{id}] ({points} points) {text} (Scale criterion: Rate the response from 1 to {levels} "
+    'and give its level in "levels", not in "verdicts". {descriptors})'
+)
+
+BATCH_LEVEL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "level": {"type": "integer"},
+        "explanation": {"type": "string"},
+    },
+    "required": ["id", "level", "explanation"],
+    "additionalProperties": False,
+}
+
+
 AGGREGATION = {"method": "healthbench", "formula": scoring.FORMULAS["healthbench"]}
 
 # Filled into USER_TEMPLATE's {reference} by grading.prompts when the rubric includes it.
@@ -270,6 +290,8 @@ def compile_grader(
             "batch_system_template": BATCH_SYSTEM,
             "batch_user_template": BATCH_USER,
             "batch_output_schema": BATCH_SCHEMA,
+            "batch_scale_line_template": BATCH_SCALE_LINE,
+            "batch_level_schema": BATCH_LEVEL_SCHEMA,
             "guidance_template": GUIDANCE_TEMPLATE,
             "batch_guidance_template": BATCH_GUIDANCE_TEMPLATE,
             "guidance_labels": GUIDANCE_LABELS,

@@ -377,3 +377,166 @@ def test_samples_per_item_with_a_warm_judge(personas, sim, celery_worker):
         services.run_create(
             project=personas.project, grader=grader, judge=cold, user=personas.admin, samples=3
         )
+
+
+SCALE_LEVELS = ["No advice on fluids", "Mentions fluids", "Specific oral rehydration plan"]
+
+
+def setup_scale_project(personas):
+    """Three binary criteria and two scale criteria (three and four levels)."""
+    from decimal import Decimal
+
+    from rubrics import services as rubric_services
+
+    project, admin = personas.project, personas.admin
+    task = factories.make_task(project, external_id="t-scale")
+    rubric = rubric_services.rubric_create(
+        project=project,
+        task=task,
+        title="Mixed rubric",
+        user=admin,
+        criteria=[
+            *(
+                rubric_services.CriterionInput(text=text, points=Decimal(points))
+                for text, points in CRITERIA[:3]
+            ),
+            rubric_services.CriterionInput(
+                text="Hydration electrolyte advice quality",
+                points=Decimal(4),
+                kind="scale",
+                scale=tuple(SCALE_LEVELS),
+            ),
+            rubric_services.CriterionInput(
+                text="Temperature monitoring paracetamol dosing antibiotic isolation",
+                points=Decimal(2),
+                kind="scale",
+                scale=("None", "Some", "Most", "All"),
+            ),
+        ],
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
+    texts = [
+        "Answer: hydration with electrolyte; monitor temperature, paracetamol dosing.",
+        "Answer: rest. Urgent evaluation for persistent vomiting.",
+        "Answer: electrolyte drinks, temperature checks, paracetamol dosing, antibiotic use, "
+        "isolation. Dangerous dehydration symptoms.",
+    ]
+    factories.import_responses(
+        project,
+        [
+            {"task_id": "t-scale", "model": "m", "response": text, "sample_index": i}
+            for i, text in enumerate(texts)
+        ],
+    )
+    return grader
+
+
+def test_batched_mode_grades_scale_criteria_in_the_same_call(personas, sim, celery_worker):
+    from grading import prompts
+    from grading.simulator import simulated_scale
+
+    grader = setup_scale_project(personas)
+    judge = factories.make_judge(personas.project, sim.url)
+    batched = services.run_create(
+        project=personas.project,
+        grader=grader,
+        judge=judge,
+        user=personas.admin,
+        mode="batched",
+        use_cache=False,
+    )
+    wait_finished(batched)
+    assert sim.stats.requests == 3  # one call per response, scale criteria included
+    calls = JudgeCall.objects.filter(run=batched)
+    assert calls.count() == 3 and all(c.criteria == 5 for c in calls)
+    assert batched.estimate["calls"] == 3
+    assert_one_verdict_per_item(batched)
+    assert not Verdict.objects.filter(run=batched, outcome="error").exists()
+    spec = grader.spec
+    scale = {c["id"]: c for c in spec["criteria"] if c["kind"] == "scale"}
+    for v in Verdict.objects.filter(run=batched, criterion_id__in=scale).select_related("response"):
+        c = scale[v.criterion_id]
+        n = len(c["scale"]["descriptors"])
+        level, _ = simulated_scale(c["text"], v.response.text, n)
+        assert v.value == pytest.approx((level - 1) / (n - 1)), (c["text"], v.response.text)
+        assert v.outcome == ("met" if level > 1 else "unmet")
+    values = set(Verdict.objects.filter(run=batched, criterion_id__in=scale).values_list("value"))
+    assert len(values) > 2  # the levels differ across responses: not a constant answer
+    # What the judge got: the levels with their descriptors, and a schema that allows only
+    # 1..N for each scale criterion, by id.
+    messages = sim.received[-1]
+    assert all(d in messages[1]["content"] for d in SCALE_LEVELS)
+    schema = prompts.batch_schema(spec, [c for c in spec["criteria"]])
+    branches = schema["properties"]["levels"]["items"]["anyOf"]
+    assert {tuple(b["properties"]["id"]["enum"]) for b in branches} == {(str(i),) for i in scale}
+    assert sorted(len(b["properties"]["level"]["enum"]) for b in branches) == [3, 4]
+    assert json.dumps(schema, sort_keys=True) in messages[0]["content"]
+    # The same scores as the per-criterion run, which asks once per criterion.
+    sim.reset()
+    single = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin
+    )
+    wait_finished(single)
+    assert sim.stats.requests == 15
+    raw = lambda run: dict(  # noqa: E731
+        Score.objects.filter(run=run).values_list("response_id", "raw")
+    )
+    assert raw(batched) == pytest.approx(raw(single))
+
+
+def test_an_item_that_waits_past_its_deadline_for_a_slot_ends_as_a_deadline_error(
+    personas, sim, settings
+):
+    from grading.limits import Limits, RedisLimiter, redis_client
+
+    grader, _ = setup_project(personas, responses_per_model=1)
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=1)
+    run = services.run_create(
+        project=personas.project, grader=grader, judge=judge, user=personas.admin, start=False
+    )
+    services.run_start(run_id=run.pk, enqueue=False)
+    # Another process holds the judge's only slot for longer than the item deadline.
+    other = RedisLimiter(Limits(judge_id=judge.pk, max_in_flight=1), redis_client())
+    held = other.acquire()
+    settings.JUDGE_ITEM_DEADLINE_S = 1
+    response_id = Score.objects.filter(run=run).values_list("response_id", flat=True)[0]
+    started = time.monotonic()
+    try:
+        services.grade_response(run_id=run.pk, response_id=response_id)
+    finally:
+        other.release(held)
+    assert time.monotonic() - started < 10  # not until the slot frees: at the deadline
+    assert sim.stats.requests == 0
+    errors = Verdict.objects.filter(run=run, response_id=response_id)
+    assert errors.count() == 10
+    assert all(v.outcome == "error" and v.error.startswith("deadline:") for v in errors)
+    # A redelivered task finds every item decided: no second verdict, no call.
+    services.grade_response(run_id=run.pk, response_id=response_id)
+    assert sim.stats.requests == 0 and errors.count() == 10
+
+
+def test_tokens_per_minute_bucket_follows_the_judges_usage(personas, sim):
+    from grading import prompts
+    from grading.judge import JudgeClient
+    from grading.limits import Limits, RedisLimiter, redis_client
+
+    grader, _ = setup_project(personas, responses_per_model=1)
+    judge = factories.make_judge(personas.project, sim.url)
+    client = redis_client()
+    lim = RedisLimiter(Limits(judge_id=judge.pk, max_in_flight=4, tokens_per_minute=6000), client)
+    settings = services.judge_settings(judge)
+    messages = prompts.judge_messages(
+        grader.spec,
+        messages=[{"role": "user", "content": "What should I do?"}],
+        response=keywords_text([0, 1]),
+        criterion=grader.spec["criteria"][0],
+    )
+    estimate = sum(len(m["content"]) for m in messages) // 4 + 200
+    reply = JudgeClient(settings, limiter=lim).grade(
+        messages, prompts.output_schema(grader.spec, grader.spec["criteria"][0])
+    )
+    used = reply.prompt_tokens + reply.completion_tokens
+    assert estimate - used > 100  # the estimate was well off
+    level = float(client.hget(lim.keys[2], "v"))
+    # Debited what the judge counted, not the estimate (plus a little refill meanwhile).
+    assert 6000 - used <= level < 6000 - used + 50

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from grading.limits import Limits, RedisLimiter, redis_client
+from grading.limits import Limits, RedisLimiter, SlotTimeout, redis_client
 
 _ids = itertools.count(900_000)
 
@@ -71,3 +71,117 @@ def test_tokens_per_minute_bucket(client):
     assert lim._acquire(keys=lim.keys, args=["t", 1000, 0, 0, 1000, 800]) == 0
     wait_ms = lim._acquire(keys=lim.keys, args=["t", 1000, 0, 0, 1000, 400])
     assert 11_000 <= wait_ms <= 12_100  # 200 left; 200 more tokens take 12 s
+
+
+def test_leases_serve_several_calls_and_the_limit_holds_across_processes(client):
+    """Two limiters on one judge stand for two worker processes; leases handed over inside a
+    process still keep the calls in flight at or under the limit, with fewer round trips."""
+    judge_id = next(_ids)
+    processes = [RedisLimiter(Limits(judge_id=judge_id, max_in_flight=4), client) for _ in "ab"]
+    in_flight, peak, calls, lock = 0, 0, 0, threading.Lock()
+    served = {0: 0, 1: 0}
+
+    def worker(p: int):
+        nonlocal in_flight, peak, calls
+        lim = processes[p]
+        for _ in range(15):
+            token = lim.acquire()
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                calls += 1
+                served[p] += 1
+                held = client.zcard(lim.keys[0])
+            assert held <= 4  # what Redis counts never exceeds the limit either
+            time.sleep(0.01)
+            with lock:
+                in_flight -= 1
+            lim.release(token)
+
+    threads = [threading.Thread(target=worker, args=(i % 2,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert calls == 240 and served == {0: 120, 1: 120}
+    assert peak == 4
+    round_trips = sum(lim.round_trips for lim in processes)
+    assert round_trips < calls  # one acquire and one release each would be 480
+    assert client.zcard(processes[0].keys[0]) == 0  # every lease went back
+
+
+def test_a_fresh_lease_is_handed_over_here_and_an_old_one_goes_back_to_redis(client):
+    lim = limiter(client, max_in_flight=1)
+    lim.reuse_s = 0.3
+    first = lim.acquire()
+    got: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
+        for _ in range(2)
+    ]
+    for t in waiters:
+        t.start()
+    time.sleep(0.1)  # one waits on Redis for both, the other for a lease handed over here
+    lim.release(first)
+    wait_for_len(got, 1)
+    assert got == [first]  # the same lease, still held in Redis: no round trip
+    assert client.zscore(lim.keys[0], first) is not None
+    time.sleep(0.35)  # now older than reuse_s
+    lim.release(first)
+    assert client.zscore(lim.keys[0], first) is None  # back in Redis, for any process
+    wait_for_len(got, 2)
+    assert got[1] != first  # the one waiting on Redis got a lease of its own
+    lim.release(got[1])
+    for t in waiters:
+        t.join(timeout=5)
+    assert client.zcard(lim.keys[0]) == 0
+
+
+def wait_for_len(items: list, n: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while len(items) < n:
+        assert time.monotonic() < deadline, f"waited for {n} items, have {items}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("limits", [{}, {"tokens_per_minute": 100_000}])
+def test_a_caller_gives_up_at_its_deadline_when_the_judge_stays_full(client, limits):
+    judge_id = next(_ids)
+    holder = RedisLimiter(Limits(judge_id=judge_id, max_in_flight=1, **limits), client)
+    other = RedisLimiter(Limits(judge_id=judge_id, max_in_flight=1, **limits), client)
+    token = holder.acquire()
+    started = time.monotonic()
+    with pytest.raises(SlotTimeout):
+        other.acquire(deadline=started + 0.5)
+    assert 0.45 < time.monotonic() - started < 2
+    holder.release(token)
+    other.release(other.acquire(deadline=time.monotonic() + 2))  # room again: served
+
+
+def test_per_minute_wait_beyond_the_deadline_gives_up_at_once(client):
+    lim = limiter(client, max_in_flight=0, requests_per_minute=1)
+    lim.release(lim.acquire())
+    started = time.monotonic()
+    with pytest.raises(SlotTimeout):
+        lim.acquire(deadline=started + 1)  # the next request refills in 60 s
+    assert time.monotonic() - started < 0.5
+
+
+def bucket(client, lim) -> float:
+    return float(client.hget(lim.keys[2], "v"))
+
+
+def test_tokens_bucket_is_corrected_by_what_the_judge_counted(client):
+    lim = limiter(client, max_in_flight=2, tokens_per_minute=60_000)
+    token = lim.acquire(tokens=20_000)
+    assert bucket(client, lim) == pytest.approx(40_000, abs=100)
+    lim.release(token, tokens_delta=-15_000)  # the judge counted 5,000, not 20,000
+    assert bucket(client, lim) == pytest.approx(55_000, abs=100)
+    token = lim.acquire(tokens=1_000)
+    lim.release(token, tokens_delta=+30_000)  # and here 31,000, far above the estimate
+    assert bucket(client, lim) == pytest.approx(24_000, abs=100)
+    # A debt beyond a minute's worth is kept only down to minus one minute's worth.
+    lim.release(lim.acquire(tokens=1), tokens_delta=500_000)
+    assert bucket(client, lim) == pytest.approx(-60_000, abs=100)
+    wait_ms = lim._acquire(keys=lim.keys, args=["t", 1000, 0, 0, 60_000, 1_000])
+    assert 60_900 <= wait_ms <= 61_100  # the debt is waited off before the next call
