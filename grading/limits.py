@@ -16,6 +16,7 @@ needs to refill. Without Redis (the embedded default) the limits hold per proces
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -23,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -87,6 +90,19 @@ _redis = None
 _redis_lock = threading.Lock()
 
 
+def _redis_down_errors() -> tuple[type[Exception], ...]:
+    try:
+        from redis.exceptions import ConnectionError, TimeoutError
+    except ImportError:  # the embedded default may run without the redis package
+        return ()
+    return (ConnectionError, TimeoutError)
+
+
+# Redis not answering (refused, reset, timed out, or "loading the dataset" after a restart,
+# which redis-py reports as a BusyLoadingError, a ConnectionError).
+REDIS_DOWN = _redis_down_errors()
+
+
 def redis_client():
     """One client (and connection pool) per process, or None without Redis."""
     global _redis
@@ -141,33 +157,55 @@ class RedisLimiter:
 
     def acquire(self, tokens: int = 0) -> str:
         """Block until the judge has room for one request of about `tokens` tokens; returns
-        the lease token to release."""
+        the lease token to release.
+
+        While Redis is away (a restart) no call starts: the limits cannot be checked, and
+        calling anyway could exceed them across workers. The caller waits for Redis up to
+        ASSAY_SERVICE_WAIT_S, then the error goes up (the task fails and is queued again by
+        the recovery sweep). A Redis that comes back empty has lost the leases and buckets; they
+        start again full, which is how a fresh Redis starts too."""
         token = uuid.uuid4().hex
         lim = self.limits
+        away_since = None
         while True:
-            wait = int(
-                self._acquire(
-                    keys=self.keys,
-                    args=[
-                        token,
-                        int(lim.lease_s * 1000),
-                        lim.max_in_flight,
-                        lim.requests_per_minute,
-                        lim.tokens_per_minute,
-                        max(1, tokens),
-                    ],
+            try:
+                wait = int(
+                    self._acquire(
+                        keys=self.keys,
+                        args=[
+                            token,
+                            int(lim.lease_s * 1000),
+                            lim.max_in_flight,
+                            lim.requests_per_minute,
+                            lim.tokens_per_minute,
+                            max(1, tokens),
+                        ],
+                    )
                 )
-            )
+                if wait < 0:
+                    # Full: sleep until some release wakes us (or a lease may have expired).
+                    self.client.blpop([self.keys[3]], timeout=1)
+                    continue
+            except REDIS_DOWN as exc:
+                away_since = away_since or time.monotonic()
+                if time.monotonic() - away_since > settings.ASSAY_SERVICE_WAIT_S:
+                    raise
+                logger.warning("judge limits: Redis is not answering (%s); waiting", exc)
+                time.sleep(random.uniform(0.2, 1.0))  # noqa: S311
+                continue
             if wait == 0:
                 return token
-            if wait < 0:
-                # Full: sleep until some release wakes us (or a lease may have expired).
-                self.client.blpop([self.keys[3]], timeout=1)
-            else:
-                time.sleep(wait / 1000 * random.uniform(1.0, 1.2))  # noqa: S311
+            time.sleep(wait / 1000 * random.uniform(1.0, 1.2))  # noqa: S311
 
     def release(self, token: str) -> None:
-        self._release(keys=[self.keys[0], self.keys[3]], args=[token, self.limits.max_in_flight])
+        try:
+            self._release(
+                keys=[self.keys[0], self.keys[3]], args=[token, self.limits.max_in_flight]
+            )
+        except REDIS_DOWN as exc:
+            # The judge's answer matters more than the lease, which expires on its own (and a
+            # Redis that restarted empty has dropped it already).
+            logger.warning("judge limits: could not release a lease (%s); it will expire", exc)
 
 
 def limiter_for(limits: Limits):
