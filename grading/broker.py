@@ -58,3 +58,12 @@ def came_back_empty() -> bool:
     if redis is None:
         return False
     return bool(redis.set(_marker_key(), "1", nx=True))
+
+
+def queued_tasks() -> int | None:
+    """How many tasks wait in the default queue (None: not a Redis broker). Raises redis
+    errors while Redis is away."""
+    redis = client()
+    if redis is None:
+        return None
+    return int(redis.llen(settings.CELERY_TASK_DEFAULT_QUEUE))

@@ -651,7 +651,8 @@ def runs_recover(*, stalled_for_s: float) -> dict[str, list[int]]:
     The database says what is left (pending scores), so this never needs the lost messages:
     * a run still queued `stalled_for_s` after it was created: its start is sent again;
     * a running run with pending responses and no verdict or score for `stalled_for_s`:
-      every pending response is queued again;
+      every pending response is queued again (recovery_check asks only once the broker's
+      queue is empty);
     * with `stalled_for_s=0`, runs cancelled in the last week: their cancel flag is mirrored
       again in Redis.
     Queuing a response twice costs at most some repeated judge calls (a task still running
@@ -665,7 +666,7 @@ def runs_recover(*, stalled_for_s: float) -> dict[str, list[int]]:
     for run_id in GradingRun.objects.filter(
         status=GradingRun.Status.QUEUED, created_at__lte=cutoff
     ).values_list("pk", flat=True):
-        if _send(tasks.run_start, run_id):
+        if _claim_requeue(run_id, forced=stalled_for_s <= 0) and _send(tasks.run_start, run_id):
             done["started"].append(run_id)
     recent_verdicts = Verdict.objects.filter(run=OuterRef("pk"), created_at__gt=cutoff)
     recent_scores = Score.objects.filter(run=OuterRef("pk"), finished_at__gt=cutoff)
@@ -707,14 +708,23 @@ def recovery_check() -> dict[str, list[int]] | None:
         return runs_recover(stalled_for_s=0)
     if settings.ASSAY_RUN_STALL_S <= 0:
         return None
+    try:
+        if broker.queued_tasks():
+            # Tasks still wait: a run may be quiet only because its turn has not come, and
+            # queuing it again would pile duplicates on the backlog. Lost tasks are looked for
+            # once the queue has drained.
+            return None
+    except REDIS_DOWN:
+        return None
     return runs_recover(stalled_for_s=settings.ASSAY_RUN_STALL_S)
 
 
 def _claim_requeue(run_id: int, *, forced: bool) -> bool:
-    """A run is re-queued as stalled at most once per stall period, by one worker of many: a
-    key in Redis says it was (without Redis, each worker's sweep may re-queue it). The re-queued
-    tasks need time to show progress, for instance while a killed worker's judge leases
-    expire. `forced` (the broker came back empty) re-queues regardless and starts the period."""
+    """A run is started or re-queued as stalled at most once per stall period, by one worker
+    of many: a key in Redis says it was (without Redis, each worker's sweep may do it again).
+    Re-queued tasks need time to show progress, for instance while a killed worker's judge
+    leases expire. `forced` (the broker came back empty) goes ahead regardless and starts the
+    period."""
     client = redis_client()
     if client is None:
         return True
