@@ -6,6 +6,7 @@ PostgreSQL cluster and a private Redis started here, which it may stop and resta
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -41,7 +42,7 @@ def private_services(django_db_setup, django_db_blocker):
 
 def run_scenario(private_services, name: str, **env: str) -> None:
     pg, redis = private_services
-    result = subprocess.run(
+    scenario = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -64,13 +65,18 @@ def run_scenario(private_services, name: str, **env: str) -> None:
             "ASSAY_RECOVERY_CHECK_S": "1",
             **env,
         },
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=240,
+        # Its own process group, so a scenario that hangs is stopped with its worker.
+        start_new_session=True,
     )
-    assert result.returncode == 0, (
-        f"{name} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    )
+    try:
+        stdout, stderr = scenario.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(scenario.pid, signal.SIGKILL)
+        stdout, stderr = scenario.communicate()
+    assert scenario.returncode == 0, f"{name} failed:\n{stdout[-6000:]}\n{stderr[-3000:]}"
 
 
 def test_redis_restarted_mid_run_loses_nothing(private_services):
