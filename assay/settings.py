@@ -48,6 +48,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # A view that meets a lost database connection answers 503 with a plain message.
+    "assay.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -95,7 +97,11 @@ if not EMBEDDED:
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Health checks: a kept connection that a PostgreSQL restart broke is replaced at the
+    # start of the next request or task instead of failing it.
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -140,6 +146,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # task (a new PostgreSQL backend per graded response); assay/celery.py lets Django's
 # CONN_MAX_AGE and usability checks decide instead, as they do for web requests.
 CELERY_DB_REUSE_MAX = 1000
+# Service faults (README, "Service faults"). Every worker looks this often for runs whose
+# queued tasks were lost (the broker's Redis came back empty, a worker was killed) and queues
+# their pending responses again; a running run with pending work and no new verdict for
+# ASSAY_RUN_STALL_S counts as lost. A task waits up to ASSAY_SERVICE_WAIT_S for PostgreSQL or
+# Redis to come back before it gives up (and is retried).
+ASSAY_RECOVERY_CHECK_S = env_int("ASSAY_RECOVERY_CHECK_S", 15)
+ASSAY_RUN_STALL_S = env_int("ASSAY_RUN_STALL_S", 600)
+ASSAY_SERVICE_WAIT_S = env_int("ASSAY_SERVICE_WAIT_S", 120)
 
 # --- Judges ---------------------------------------------------------------------------
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)

@@ -29,6 +29,7 @@ Without Redis (the embedded default) the limits hold per process only.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -36,6 +37,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 ACQUIRE = """
 local t = redis.call('TIME')
@@ -136,6 +139,19 @@ _redis = None
 _redis_lock = threading.Lock()
 
 
+def _redis_down_errors() -> tuple[type[Exception], ...]:
+    try:
+        from redis.exceptions import ConnectionError, TimeoutError
+    except ImportError:  # the embedded default may run without the redis package
+        return ()
+    return (ConnectionError, TimeoutError)
+
+
+# Redis not answering (refused, reset, timed out, or "loading the dataset" after a restart,
+# which redis-py reports as a BusyLoadingError, a ConnectionError).
+REDIS_DOWN = _redis_down_errors()
+
+
 def redis_client():
     """One client (and connection pool) per process, or None without Redis."""
     global _redis
@@ -225,6 +241,23 @@ class RedisLimiter:
         with self._trips_lock:
             self.round_trips += 1
 
+    def _patiently(self, call):
+        """`call()` to Redis, waiting while Redis is away (a restart) up to
+        ASSAY_SERVICE_WAIT_S. No judge call starts meanwhile: the limits cannot be checked,
+        and calling anyway could exceed them across workers. After that the error goes up (the
+        task fails and the recovery sweep queues it again). A Redis that comes back empty has
+        lost the leases and buckets; they start again full, as a fresh Redis does."""
+        away_since = None
+        while True:
+            try:
+                return call()
+            except REDIS_DOWN as exc:
+                away_since = away_since or time.monotonic()
+                if time.monotonic() - away_since > settings.ASSAY_SERVICE_WAIT_S:
+                    raise
+                logger.warning("judge limits: Redis is not answering (%s); waiting", exc)
+                time.sleep(random.uniform(0.2, 1.0))  # noqa: S311
+
     def _take(self, tokens: int, deadline: float | None) -> str:
         """Wait for Redis to grant a lease (or raise SlotTimeout at the deadline)."""
         token = uuid.uuid4().hex
@@ -232,16 +265,18 @@ class RedisLimiter:
         while True:
             self._trip()
             wait = int(
-                self._acquire(
-                    keys=self.keys,
-                    args=[
-                        token,
-                        int(lim.lease_s * 1000),
-                        lim.max_in_flight,
-                        lim.requests_per_minute,
-                        lim.tokens_per_minute,
-                        max(1, tokens),
-                    ],
+                self._patiently(
+                    lambda: self._acquire(
+                        keys=self.keys,
+                        args=[
+                            token,
+                            int(lim.lease_s * 1000),
+                            lim.max_in_flight,
+                            lim.requests_per_minute,
+                            lim.tokens_per_minute,
+                            max(1, tokens),
+                        ],
+                    )
                 )
             )
             if wait == 0:
@@ -252,7 +287,7 @@ class RedisLimiter:
             if wait < 0:
                 # Full: sleep until some release wakes us (or a lease may have expired).
                 timeout = 1.0 if remaining is None else max(0.01, min(1.0, remaining))
-                self.client.blpop([self.keys[3]], timeout=timeout)
+                self._patiently(lambda t=timeout: self.client.blpop([self.keys[3]], timeout=t))
             else:
                 pause = wait / 1000 * random.uniform(1.0, 1.2)  # noqa: S311
                 if remaining is not None and pause > remaining:
@@ -267,9 +302,11 @@ class RedisLimiter:
         while True:
             self._trip()
             n = int(
-                self._acquire_many(
-                    keys=[self.keys[0]],
-                    args=[base, want, int(lim.lease_s * 1000), lim.max_in_flight],
+                self._patiently(
+                    lambda: self._acquire_many(
+                        keys=[self.keys[0]],
+                        args=[base, want, int(lim.lease_s * 1000), lim.max_in_flight],
+                    )
                 )
             )
             if n > 0:
@@ -278,19 +315,24 @@ class RedisLimiter:
             if remaining is not None and remaining <= 0:
                 raise SlotTimeout("no free slot before the deadline")
             timeout = 1.0 if remaining is None else max(0.01, min(1.0, remaining))
-            self.client.blpop([self.keys[3]], timeout=timeout)
+            self._patiently(lambda t=timeout: self.client.blpop([self.keys[3]], timeout=t))
 
     def _give_back(self, token: str, tokens_delta: int = 0) -> None:
         self._trip()
-        self._release(
-            keys=[self.keys[0], self.keys[3], self.keys[2]],
-            args=[
-                token,
-                self.limits.max_in_flight,
-                self.limits.tokens_per_minute,
-                int(tokens_delta),
-            ],
-        )
+        try:
+            self._release(
+                keys=[self.keys[0], self.keys[3], self.keys[2]],
+                args=[
+                    token,
+                    self.limits.max_in_flight,
+                    self.limits.tokens_per_minute,
+                    int(tokens_delta),
+                ],
+            )
+        except REDIS_DOWN as exc:
+            # The judge's answer matters more than the lease, which expires on its own (and a
+            # Redis that restarted empty has dropped it already).
+            logger.warning("judge limits: could not release a lease (%s); it will expire", exc)
 
     # --- Calls -----------------------------------------------------------------------------
 

@@ -65,6 +65,13 @@ class Progress:
         return 100 if not self.total else min(100, math.floor(100 * self.done / self.total))
 
 
+def broker_unreachable() -> bool:
+    """Whether the broker (when Redis) fails to answer a ping right now."""
+    from grading import broker
+
+    return broker.reachable() is False
+
+
 def run_progress(run: GradingRun) -> Progress:
     verdicts = Verdict.objects.filter(run=run).aggregate(
         done=Count("pk"),

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import ProtectedError
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
-from grading import engine, injection, judge_urls, prompts
+from grading import broker, engine, injection, judge_urls, prompts
 from grading.judge import JudgeSettings
-from grading.limits import Limits, redis_client
+from grading.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import audit, scoring
 from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion
@@ -544,8 +546,46 @@ def run_create(
     if start:
         from grading import tasks  # tasks import services; the import here breaks the cycle
 
-        transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
+        transaction.on_commit(lambda: _send(tasks.run_start, run.pk))
     return run
+
+
+def _send(task, *args) -> bool:
+    """Queue a task, or log that the broker is away and leave the work to the recovery sweep
+    (runs_recover), which finds it pending in the database. False when not sent."""
+    from kombu.exceptions import OperationalError as BrokerUnavailable
+
+    try:
+        task.delay(*args)
+    except (BrokerUnavailable, ConnectionError, *REDIS_DOWN) as exc:
+        logger.warning(
+            "broker unavailable, %s%s left to the recovery sweep: %s", task.name, args, exc
+        )
+        return False
+    return True
+
+
+def _send_all(task, calls: list[tuple]) -> int:
+    """Queue many tasks over one broker connection (queueing is most of a run start's work),
+    or stop when the broker is away and leave the rest to the recovery sweep. Returns how many
+    were sent."""
+    from kombu.exceptions import OperationalError as BrokerUnavailable
+
+    sent = 0
+    try:
+        with task.app.producer_or_acquire() as producer:
+            for args in calls:
+                task.apply_async(args, producer=producer)
+                sent += 1
+    except (BrokerUnavailable, ConnectionError, *REDIS_DOWN) as exc:
+        logger.warning(
+            "broker unavailable after %d of %d %s; the rest is left to the recovery sweep: %s",
+            sent,
+            len(calls),
+            task.name,
+            exc,
+        )
+    return sent
 
 
 def run_start(*, run_id: int, enqueue: bool = True) -> int:
@@ -565,10 +605,7 @@ def run_start(*, run_id: int, enqueue: bool = True) -> int:
         .values_list("response_id", flat=True)
     )
     if enqueue:
-        # One broker connection for all of them: queueing is most of this task's work.
-        with tasks.grade_response.app.producer_or_acquire() as producer:
-            for response_id in pending:
-                tasks.grade_response.apply_async((run_id, response_id), producer=producer)
+        _send_all(tasks.grade_response, [(run_id, response_id) for response_id in pending])
     if not pending and updated:
         run_finish_if_done(run_id=run_id)
     return len(pending)
@@ -596,7 +633,7 @@ def run_resume(*, run: GradingRun) -> bool:
         status=GradingRun.Status.RUNNING, finished_at=None
     )
     transaction.on_commit(lambda: _set_cancel_flag(run.pk, False))
-    transaction.on_commit(lambda: tasks.run_start.delay(run.pk))
+    transaction.on_commit(lambda: _send(tasks.run_start, run.pk))
     return True
 
 
@@ -622,7 +659,8 @@ def run_retry_failed(*, run: GradingRun) -> int:
 
     def enqueue():
         for response_id in response_ids:
-            tasks.grade_response.delay(run.pk, response_id)
+            if not _send(tasks.grade_response, run.pk, response_id):
+                break  # the broker is away: the recovery sweep queues the rest
 
     transaction.on_commit(enqueue)
     return deleted
@@ -637,6 +675,102 @@ def run_finish_if_done(*, run_id: int) -> bool:
             status=GradingRun.Status.COMPLETED, finished_at=timezone.now()
         )
     )
+
+
+# --- Recovering work the broker lost ------------------------------------------------------
+
+
+def runs_recover(*, stalled_for_s: float) -> dict[str, list[int]]:
+    """Queue again the work of runs that look abandoned; returns what was done, by kind.
+
+    The database says what is left (pending scores), so this never needs the lost messages:
+    * a run still queued `stalled_for_s` after it was created: its start is sent again;
+    * a running run with pending responses and no verdict or score for `stalled_for_s`:
+      every pending response is queued again (recovery_check asks only once the broker's
+      queue is empty);
+    * with `stalled_for_s=0`, runs cancelled in the last week: their cancel flag is mirrored
+      again in Redis.
+    Queuing a response twice costs at most some repeated judge calls (a task still running
+    it and the new one may both ask), never a second verdict. `stalled_for_s=0` takes every
+    queued and running run: the broker's Redis came back empty, so all their tasks are gone.
+    """
+    from grading import tasks
+
+    cutoff = timezone.now() - timedelta(seconds=stalled_for_s)
+    done: dict[str, list[int]] = {"started": [], "requeued": [], "cancel_flags": []}
+    for run_id in GradingRun.objects.filter(
+        status=GradingRun.Status.QUEUED, created_at__lte=cutoff
+    ).values_list("pk", flat=True):
+        if _claim_requeue(run_id, forced=stalled_for_s <= 0) and _send(tasks.run_start, run_id):
+            done["started"].append(run_id)
+    recent_verdicts = Verdict.objects.filter(run=OuterRef("pk"), created_at__gt=cutoff)
+    recent_scores = Score.objects.filter(run=OuterRef("pk"), finished_at__gt=cutoff)
+    stalled = GradingRun.objects.filter(
+        Q(started_at__isnull=True) | Q(started_at__lte=cutoff),
+        status=GradingRun.Status.RUNNING,
+    )
+    if stalled_for_s > 0:
+        stalled = stalled.filter(~Exists(recent_verdicts), ~Exists(recent_scores))
+    for run_id in stalled.values_list("pk", flat=True):
+        if not _claim_requeue(run_id, forced=stalled_for_s <= 0):
+            continue  # re-queued within the last stall period (here or by another worker)
+        pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
+        for response_id in pending.order_by("pk").values_list("response_id", flat=True):
+            if not _send(tasks.grade_response, run_id, response_id):
+                return done
+        done["requeued"].append(run_id)
+    if stalled_for_s > 0:
+        return done
+    week_ago = timezone.now() - timedelta(seconds=CANCEL_FLAG_TTL_S)
+    for run_id in GradingRun.objects.filter(
+        status=GradingRun.Status.CANCELLED, finished_at__gte=week_ago
+    ).values_list("pk", flat=True):
+        _set_cancel_flag(run_id, True)
+        done["cancel_flags"].append(run_id)
+    return done
+
+
+def recovery_check() -> dict[str, list[int]] | None:
+    """One look by a worker's recovery sweep (grading.tasks): everything if the broker's Redis
+    came back empty since the last look (exactly one worker hears so), else the stalled runs.
+    Returns what was done, or None when there was nothing to look at yet."""
+    try:
+        emptied = broker.came_back_empty()
+    except REDIS_DOWN:
+        return None  # the broker is away: nothing can be queued now; look again later
+    if emptied:
+        logger.warning("the broker came back empty: queuing the pending work of every run again")
+        return runs_recover(stalled_for_s=0)
+    if settings.ASSAY_RUN_STALL_S <= 0:
+        return None
+    try:
+        if broker.queued_tasks():
+            # Tasks still wait: a run may be quiet only because its turn has not come, and
+            # queuing it again would pile duplicates on the backlog. Lost tasks are looked for
+            # once the queue has drained.
+            return None
+    except REDIS_DOWN:
+        return None
+    return runs_recover(stalled_for_s=settings.ASSAY_RUN_STALL_S)
+
+
+def _claim_requeue(run_id: int, *, forced: bool) -> bool:
+    """A run is started or re-queued as stalled at most once per stall period, by one worker
+    of many: a key in Redis says it was (without Redis, each worker's sweep may do it again).
+    Re-queued tasks need time to show progress, for instance while a killed worker's judge
+    leases expire. `forced` (the broker came back empty) goes ahead regardless and starts the
+    period."""
+    client = redis_client()
+    if client is None:
+        return True
+    period = max(1, settings.ASSAY_RUN_STALL_S)
+    try:
+        claimed = client.set(
+            f"{settings.ASSAY_REDIS_PREFIX}:run:{run_id}:requeued", "1", nx=not forced, ex=period
+        )
+    except REDIS_DOWN:
+        return forced
+    return forced or bool(claimed)
 
 
 # --- Cancellation, seen between judge calls --------------------------------------------
@@ -657,10 +791,15 @@ def _set_cancel_flag(run_id: int, cancelled: bool) -> None:
     client = redis_client()
     if client is None:
         return
-    if cancelled:
-        client.set(_cancel_key(run_id), "1", ex=CANCEL_FLAG_TTL_S)
-    else:
-        client.delete(_cancel_key(run_id))
+    try:
+        if cancelled:
+            client.set(_cancel_key(run_id), "1", ex=CANCEL_FLAG_TTL_S)
+        else:
+            client.delete(_cancel_key(run_id))
+    except REDIS_DOWN as exc:
+        # The cancel stands in the database, which every task checks when it starts; the
+        # recovery sweep mirrors it again once Redis is back.
+        logger.warning("could not mirror the cancel of run %s in Redis: %s", run_id, exc)
 
 
 def run_is_live(run_id: int) -> bool:
@@ -673,14 +812,22 @@ def run_is_live(run_id: int) -> bool:
         if seen and now - seen[0] < CANCEL_CHECK_S:
             return seen[1]
     client = redis_client()
+    live = None
     if client is not None:
-        live = not client.exists(_cancel_key(run_id))
-    else:
-        from django.db import connection
-
-        live = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists()
-        if threading.current_thread().name.startswith("judge"):
-            connection.close()
+        try:
+            live = not client.exists(_cancel_key(run_id))
+        except REDIS_DOWN:
+            live = None  # Redis is away: ask the database, which is the truth anyway
+    if live is None:
+        try:
+            live = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists()
+        except DB_DOWN:
+            # Neither answers: keep going as last seen; a cancel is still honoured by every
+            # task that starts later, and a resume grades only what is missing.
+            live = seen[1] if seen else True
+        finally:
+            if threading.current_thread().name.startswith("judge"):
+                close_db_connection()
     with _live_lock:
         _live[run_id] = (time.monotonic(), live)
     return live
@@ -751,6 +898,38 @@ def score_with_tags(spec: dict, outcomes: dict[int, scoring.Outcome]):
     return figures, by_tag
 
 
+# --- Waiting out a database restart -------------------------------------------------------
+
+# The connection broke or could not be made (OperationalError), or a connection that broke
+# earlier was used again (InterfaceError).
+DB_DOWN = (OperationalError, InterfaceError)
+
+
+def close_db_connection() -> None:
+    with contextlib.suppress(*DB_DOWN):
+        connection.close()
+
+
+def _with_db(fn, *, what: str):
+    """`fn()` (reads, or one transaction of writes), done again on a fresh connection while
+    PostgreSQL is away (a restart, a failover), for up to ASSAY_SERVICE_WAIT_S. A transaction
+    cut off by the restart rolled back; the ones done again here are idempotent (verdicts are
+    unique per item, scores and runs change by conditional updates)."""
+    away_since = None
+    while True:
+        try:
+            return fn()
+        except DB_DOWN as exc:
+            if connection.in_atomic_block:
+                raise  # an outer transaction is lost as a whole: its owner must start again
+            away_since = away_since or time.monotonic()
+            close_db_connection()
+            if time.monotonic() - away_since > settings.ASSAY_SERVICE_WAIT_S:
+                raise
+            logger.warning("database unavailable while %s (%s); waiting", what, exc)
+            time.sleep(0.5)
+
+
 # --- The worker's unit of work: one response of a run ---------------------------------
 
 
@@ -795,13 +974,18 @@ def _store_flag(response: Response, finding: injection.Finding) -> None:
     )
 
 
-def grade_response(*, run_id: int, response_id: int) -> str:
-    """Grade every (criterion, judge, sample) of one response in one run that has no verdict
-    yet, then score the response.
+@dataclass
+class _Work:
+    """What one task needs to grade one response, read from the database up front."""
 
-    Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
-    database, so a redelivered task skips what is done and never writes a second verdict.
-    """
+    run: GradingRun
+    score: Score
+    response: Response
+    judges: list[Judge]
+    items: list[tuple[int, int, int]]
+
+
+def _work_for(run_id: int, response_id: int) -> _Work | str:
     run = GradingRun.objects.select_related("grader", "judge").get(pk=run_id)
     if run.status != GradingRun.Status.RUNNING:
         return f"run is {run.status}"
@@ -809,9 +993,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
     response = Response.objects.select_related("task").get(pk=response_id)
-    spec = run.grader.spec
     judges = run_judges(run)
-    rater_of = {j.pk: j.rater_id for j in judges}
     done = set(
         Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
             "criterion_id", "rater_id", "sample_index"
@@ -819,11 +1001,30 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     )
     items = [
         (c["id"], j.pk, s)
-        for c in spec["criteria"]
+        for c in run.grader.spec["criteria"]
         for j in judges
         for s in range(run.samples)
         if (c["id"], j.rater_id, s) not in done
     ]
+    return _Work(run, score, response, judges, items)
+
+
+def grade_response(*, run_id: int, response_id: int) -> str:
+    """Grade every (criterion, judge, sample) of one response in one run that has no verdict
+    yet, then score the response.
+
+    Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
+    database, so a redelivered task skips what is done and never writes a second verdict.
+    A PostgreSQL restart is waited out (`_with_db`): the judge's answers are kept in memory
+    and written once the database is back, never thrown away and asked again.
+    """
+    where = f"grading response {response_id} of run {run_id}"
+    work = _with_db(lambda: _work_for(run_id, response_id), what=where)
+    if isinstance(work, str):
+        return work
+    run, response, judges, items = work.run, work.response, work.judges, work.items
+    spec = run.grader.spec
+    rater_of = {j.pk: j.rater_id for j in judges}
     cancelled = False
     if items:
         # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
@@ -836,7 +1037,11 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             response=response.text,
             items=items,
             mode=run.mode,
-            cache_lookup=_cache_lookup if run.use_cache else None,
+            cache_lookup=(
+                (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
+                if run.use_cache
+                else None
+            ),
             should_stop=_stopper(run_id),
         )
         # Items stopped by a cancel stay undecided (not errors): a resume grades them.
@@ -864,7 +1069,9 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             for g in kept
         ]
         calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
-        with transaction.atomic():
+
+        @transaction.atomic
+        def write():
             if finding is not None:
                 _store_flag(response, finding)
             Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
@@ -873,23 +1080,38 @@ def grade_response(*, run_id: int, response_id: int) -> str:
                 CachedVerdict.objects.bulk_create(
                     _cache_rows(outcome.to_cache), ignore_conflicts=True
                 )
-        if any(v.simulated for v in verdicts) and not run.simulated:
-            GradingRun.objects.filter(pk=run_id).update(simulated=True)
+            if any(v.simulated for v in verdicts) and not run.simulated:
+                GradingRun.objects.filter(pk=run_id).update(simulated=True)
+
+        _with_db(write, what=where)
     if cancelled:
-        if GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists():
+        resumed = _with_db(
+            lambda: GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists(),
+            what=where,
+        )
+        if resumed:
             # Resumed while we stopped: the response is still pending, so queue it again
             # rather than leave it to nobody.
             from grading import tasks
 
-            tasks.grade_response.delay(run_id, response_id)
+            _send(tasks.grade_response, run_id, response_id)
             return "stopped, then resumed: queued again"
         return "cancelled"
-    rows = Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
-        "criterion_id", "rater_id", "sample_index", "outcome", "value"
-    )
-    rows = list(rows)
-    if len(rows) < len(spec["criteria"]) * len(judges) * run.samples:
+    if not _with_db(lambda: _score(run, work.score, judges), what=where):
         return "incomplete"
+    return f"graded {len(items)} items"
+
+
+def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
+    """Score the response once all its items have a verdict (False while some lack one)."""
+    spec = run.grader.spec
+    rows = list(
+        Verdict.objects.filter(run_id=run.pk, response_id=score.response_id).values_list(
+            "criterion_id", "rater_id", "sample_index", "outcome", "value"
+        )
+    )
+    if len(rows) < len(spec["criteria"]) * len(judges) * run.samples:
+        return False
     figures, by_tag = score_with_tags(spec, combined_outcomes(rows, [j.rater_id for j in judges]))
     Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
         status=Score.Status.DONE,
@@ -900,8 +1122,8 @@ def grade_response(*, run_id: int, response_id: int) -> str:
         by_tag=by_tag,
         finished_at=timezone.now(),
     )
-    run_finish_if_done(run_id=run_id)
-    return f"graded {len(items)} items"
+    run_finish_if_done(run_id=run.pk)
+    return True
 
 
 # --- The reward endpoint: synchronous scores, same engine, cache and limits ---------------

@@ -1,18 +1,41 @@
 """Celery doors to grading services: ids in, one service call, idempotent."""
 
+import logging
+import threading
+import time
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from grading import services
 
+logger = logging.getLogger(__name__)
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=280)
+# A task that still meets a lost database after waiting for it (services._with_db) goes back
+# to the queue with a growing delay instead of failing, so no response is dropped.
+DB_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+@shared_task(
+    acks_late=True, reject_on_worker_lost=True, time_limit=300, soft_time_limit=280, **DB_RETRY
+)
 def run_start(run_id: int) -> int:
     return services.run_start(run_id=run_id)
 
 
 # Idempotent (verdicts are unique per item in the database), hence late acknowledgement: a
 # task whose worker dies is delivered again and finishes only what is missing.
-@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=1800, soft_time_limit=1780)
+@shared_task(
+    acks_late=True, reject_on_worker_lost=True, time_limit=1800, soft_time_limit=1780, **DB_RETRY
+)
 def grade_response(run_id: int, response_id: int) -> str:
     return services.grade_response(run_id=run_id, response_id=response_id)
 
@@ -22,3 +45,30 @@ def build_snapshot(snapshot_id: int) -> str:
     from grading import datasets
 
     return datasets.snapshot_build(snapshot_id=snapshot_id)
+
+
+# --- The recovery sweep: a thread in every worker's main process --------------------------
+
+
+def _recovery_loop() -> None:
+    while True:
+        try:
+            done = services.recovery_check()
+            if done and any(done.values()):
+                logger.warning("recovery sweep: %s", done)
+        except services.DB_DOWN as exc:
+            logger.warning("recovery sweep: the database is not answering (%s)", exc)
+        except Exception:
+            logger.exception("recovery sweep failed; trying again later")
+        finally:
+            services.close_db_connection()  # never keep a connection a database restart may break
+        time.sleep(settings.ASSAY_RECOVERY_CHECK_S)
+
+
+@worker_ready.connect
+def start_recovery_sweep(**_kwargs) -> None:
+    """Every worker looks for lost work (services.recovery_check), so a deployment needs no
+    extra process: no beat, no cron."""
+    if settings.ASSAY_RECOVERY_CHECK_S <= 0:
+        return
+    threading.Thread(target=_recovery_loop, name="assay-recovery", daemon=True).start()

@@ -107,6 +107,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "progress": progress,
         "can_run": role_allows(run.project.role, Perm.RUN_GRADING),
+        # Said while the run works: its queued tasks wait for the broker (README, faults).
+        "broker_down": not run.is_finished and selectors.broker_unreachable(),
     }
     # While the run works, htmx polls only the progress region. It asks for the results
     # region too once the run has finished, so the page swaps in the charts and scores.
