@@ -20,8 +20,11 @@ demo answers); a double-annotation queue per rubric (overlap 2) with 50 annotato
 30 items of each already annotated by two people; a finished grading run per rubric graded by
 the simulator (batched); an engineer with an API token of scope `grade`.
 
-Virtual users log in through the login page (session cookie, CSRF token) before the clock
-starts, then for `--duration` seconds, with a think time drawn uniformly from 0 to
+Virtual users log in before the clock starts: `--password-logins` (5) of them through the login
+page (CSRF token, a production-strength PBKDF2 check, session cookie), the others with a
+session made beforehand as Django's test client makes one (fifty PBKDF2 checks would take the
+two cores for half a minute); each then opens the home page (the CSRF cookie) and fetches its
+static files. Then for `--duration` seconds, with a think time drawn uniformly from 0 to
 `--think-max` (1 s) before each request:
 
 * annotators (users - leads): open their queues page, claim the next item, open the
@@ -55,6 +58,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -155,6 +159,7 @@ class Seed:
     annotators: list[str]
     leads: list[str]
     token: str
+    sessions: dict[str, str]  # username -> session key, minted as Django's test client does
     responses: int
     criteria: int
 
@@ -329,6 +334,19 @@ def seed(args, sim_url: str, tag: str) -> Seed:
     assert statuses == {GradingRun.Status.COMPLETED}, statuses
     scores = list(Score.objects.filter(run__in=runs).values_list("run_id", "pk")[:50])
 
+    # Sessions for the people who do not type their password (see --password-logins): made
+    # the way Django's test client logs in, stored in the database like any other session.
+    from django.test import Client
+
+    sessions = {}
+    for name in [*annotators, *leads]:
+        client = Client()
+        client.force_login(
+            user_model.objects.get(username=name),
+            backend="django.contrib.auth.backends.ModelBackend",
+        )
+        sessions[name] = client.cookies["sessionid"].value
+
     reward_item = content[DEMO_TASKS[0]]
     return Seed(
         slug=project.slug,
@@ -344,6 +362,7 @@ def seed(args, sim_url: str, tag: str) -> Seed:
         annotators=annotators,
         leads=leads,
         token=raw_token,
+        sessions=sessions,
         responses=len(lines),
         criteria=len(graders[0].spec["criteria"]),
     )
@@ -418,7 +437,12 @@ class User:
         self.recorder.add(Sample(group, name, ms, status, error))
         return None if error else reply
 
-    def login(self, username: str) -> bool:
+    def login(self, username: str, session: str | None = None) -> bool:
+        """Through the login page (a PBKDF2 check on the server), or with a session made
+        beforehand; then the home page (the CSRF cookie) and its static files."""
+        if session is not None:
+            self.http.cookies.set("sessionid", session, domain="127.0.0.1", path="/")
+            return self.home("/")
         page = self.request("login", "login-page", "GET", "/login/")
         if page is None:
             return False
@@ -435,12 +459,13 @@ class User:
             },
             check=lambda r: None if r.status_code == 302 else "login refused",
         )
-        if reply is None:
-            return False
-        # A browser with an empty cache fetches the page's static files once (WhiteNoise).
-        home = self.request("login", "home", "GET", reply.headers["location"])
+        return reply is not None and self.home(reply.headers["location"])
+
+    def home(self, url: str) -> bool:
+        home = self.request("login", "home", "GET", url)
         if home is None:
             return False
+        # A browser with an empty cache fetches the page's static files once (WhiteNoise).
         for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', home.text):
             self.request("static", "static", "GET", src)
         return True
@@ -615,19 +640,27 @@ def summarise(samples: list[Sample]) -> dict:
     }
 
 
-def load(args, base: str, seed: Seed, gunicorn: subprocess.Popen) -> dict:
+def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
     recorder = Recorder()
     n_leads = min(args.leads, args.users)
     names = seed.annotators[: args.users - n_leads] + seed.leads[:n_leads]
     people = [(name, User(base, recorder, args.timeout)) for name in names]
 
-    log(f"logging {len(people)} users in")
+    typed = set(
+        names[:: max(1, len(names) // max(1, args.password_logins))][: args.password_logins]
+    )
+    log(f"logging {len(people)} users in, {len(typed)} through the login page")
     login_start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=len(people)) as pool:
-        logged = list(pool.map(lambda p: p[1].login(p[0]), people))
+
+    def log_in(person: tuple[str, User]) -> bool:
+        name, user = person
+        return user.login(name, None if name in typed else seed.sessions[name])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        logged = list(pool.map(log_in, people))
     login_s = time.monotonic() - login_start
 
-    workers = children(gunicorn.pid)
+    workers = [pid for pool in pools for pid in children(pool.pid)]
     cpu0 = sum(cpu_seconds(p) for p in workers)
     self0 = time.process_time()
     load_before = os.getloadavg()
@@ -664,7 +697,7 @@ def load(args, base: str, seed: Seed, gunicorn: subprocess.Popen) -> dict:
     threads = [threading.Thread(target=run_person, args=(i,)) for i in range(len(people))]
     threads.append(threading.Thread(target=sample_load, daemon=True))
     reward_threads = [
-        threading.Thread(target=reward_loop, args=(base, seed, recorder, end, n, args))
+        threading.Thread(target=reward_loop, args=(reward_base, seed, recorder, end, n, args))
         for n in range(args.reward_clients)
     ]
     for t in threads + reward_threads:
@@ -672,6 +705,7 @@ def load(args, base: str, seed: Seed, gunicorn: subprocess.Popen) -> dict:
     for t in threads + reward_threads:
         t.join(timeout=max(0.1, end - time.monotonic()) + args.timeout + 5)
     wall = time.monotonic() - start
+    log(f"load done after {wall:.1f} s")
     cpu1 = sum(cpu_seconds(p) for p in workers)
     self1 = time.process_time()
     load_after = os.getloadavg()
@@ -706,6 +740,7 @@ def load(args, base: str, seed: Seed, gunicorn: subprocess.Popen) -> dict:
         "static": summarise(by_group.get("static", [])),
         "warmup_errors": sum(1 for s in by_group.get("warmup", []) if s.error),
         "users_logged_in": sum(logged),
+        "password_logins": len(typed),
         "errors": errors,
         "requests": len(measured),
         "wall_s": round(wall, 1),
@@ -735,11 +770,25 @@ def main() -> None:
     parser.add_argument("--think-max", type=float, default=1.0, help="think time: U(0, this) s")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=12, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--reward-pool",
+        type=int,
+        default=0,
+        help="serve the reward clients from a second gunicorn with this many workers "
+        "(0: the same gunicorn as people)",
+    )
     parser.add_argument("--tasks", type=int, default=3, choices=[1, 2, 3])
     parser.add_argument("--responses-per-task", type=int, default=100)
     parser.add_argument("--annotator-accounts", type=int, default=50)
     parser.add_argument("--prefilled", type=int, default=30, help="items annotated beforehand")
     parser.add_argument("--timeout", type=float, default=30, help="client timeout, seconds")
+    parser.add_argument(
+        "--password-logins",
+        type=int,
+        default=5,
+        help="people who log in through the login page (PBKDF2, ~0.5 s of CPU each); the "
+        "others start with a session made beforehand",
+    )
     args = parser.parse_args()
     if args.leads is None:
         args.leads = max(1, args.users // 5)
@@ -816,8 +865,8 @@ def main() -> None:
         import httpx
 
         def answers(url: str) -> bool:
-            try:
-                return httpx.get(url, timeout=2).status_code < 500
+            try:  # a worker's first request imports the views (numpy, scikit-learn...): slow
+                return httpx.get(url, timeout=30).status_code < 500
             except httpx.HTTPError:
                 return False
 
@@ -831,39 +880,59 @@ def main() -> None:
         connections.close_all()
         if collect.wait(timeout=120) != 0:
             raise RuntimeError("collectstatic failed: see var/bench-load-collectstatic.log")
+        log("static files collected")
 
-        port = free_port()
-        gunicorn_args = [
-            "assay.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(args.threads),
-            "--timeout",
-            "60",
-            "--keep-alive",
-            "5",
-            "--log-level",
-            "warning",
-        ]
-        gunicorn = subprocess.Popen(
-            [py, "-m", "gunicorn", *gunicorn_args],
-            cwd=ROOT,
-            env=env,
-            stdout=(var / "bench-load-gunicorn.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(gunicorn)
-        base = f"http://127.0.0.1:{port}"
-        wait(lambda: answers(f"{base}/login/"), 60, "gunicorn to answer")
-        # Every worker up, so the first requests do not time a worker's start.
-        wait(lambda: len(children(gunicorn.pid)) >= args.workers, 30, "the workers to start")
+        def serve(name: str, workers: int, threads: int) -> tuple[str, subprocess.Popen, list]:
+            port = free_port()
+            options = [
+                # The app is imported once and forked: workers start in a second, not ten.
+                "--preload",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(threads),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                "--keep-alive",
+                "5",
+                "--log-level",
+                "warning",
+            ]
+            proc = subprocess.Popen(
+                [py, "-m", "gunicorn", "assay.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+                + options,
+                cwd=ROOT,
+                env=env,
+                stdout=(var / f"bench-load-gunicorn-{name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            procs.append(proc)
+            base = f"http://127.0.0.1:{port}"
+            wait(lambda: answers(f"{base}/login/"), 60, f"gunicorn ({name}) to answer")
+            # Every worker up, so the first requests do not time a worker's start.
+            wait(lambda: len(children(proc.pid)) >= workers, 30, f"the {name} workers to start")
+            log(f"gunicorn ({name}) up at {base}")
+            return base, proc, options
+
+        base, gunicorn, options = serve("people", args.workers, args.threads)
+        server = {
+            "command": "gunicorn assay.wsgi:application " + " ".join(options),
+            "static": "WhiteNoise, CompressedManifestStaticFilesStorage",
+            "database": "PostgreSQL, CONN_MAX_AGE 60",
+        }
+        pools = [gunicorn]
+        reward_base = base
+        if args.reward_pool:
+            reward_base, trainers, options = serve("trainers", args.reward_pool, args.threads)
+            pools.append(trainers)
+            server["trainers_command"] = "gunicorn assay.wsgi:application " + " ".join(options)
+        server["reward_on"] = "its own gunicorn" if args.reward_pool else "the same gunicorn"
         sim_before = httpx.get(f"http://127.0.0.1:{sim_port}/stats", timeout=5).json()
-        figures = load(args, base, data, gunicorn)
+        figures = load(args, base, reward_base, data, pools)
         sim_after = httpx.get(f"http://127.0.0.1:{sim_port}/stats", timeout=5).json()
         groups = figures["groups"]
         pages_p95 = groups["pages"]["p95_ms"]
@@ -886,13 +955,7 @@ def main() -> None:
                 "annotator_accounts": len(data.annotators),
                 "seconds": round(seed_s, 1),
             },
-            "server": {
-                "command": "gunicorn " + " ".join(gunicorn_args[:1] + gunicorn_args[3:]),
-                "workers": args.workers,
-                "threads": args.threads,
-                "static": "WhiteNoise, CompressedManifestStaticFilesStorage",
-                "database": "PostgreSQL, CONN_MAX_AGE 60",
-            },
+            "server": server,
             "cpus": os.cpu_count(),
             "targets": {"pages_p95_ms": TARGET_PAGES_P95_MS, "errors": 0},
             "pass": bool(
@@ -904,10 +967,12 @@ def main() -> None:
             "total_wall_s": round(time.monotonic() - wall_start, 1),
         }
         print(json.dumps(result))
+        sys.stdout.flush()
     finally:
+        log("stopping")
         for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
+            if p.poll() is None:  # SIGINT: gunicorn's quick shutdown (SIGTERM waits)
+                p.send_signal(signal.SIGINT)
         for p in procs:
             try:
                 p.wait(timeout=20)
@@ -922,6 +987,7 @@ def main() -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         except Exception as exc:  # noqa: BLE001 - cleanup must not hide the figures
             log(f"cleanup: {exc}")
+        log("stopped")
 
 
 if __name__ == "__main__":
