@@ -27,7 +27,9 @@ def test_the_load_benchmark_runs_and_reports_no_errors():
     done = subprocess.run(
         [sys.executable, "bench/load.py", "--duration", "3", "--users", "5"]
         + ["--reward-clients", "2", "--responses-per-task", "20"]
-        + ["--annotator-accounts", "5", "--prefilled", "5", "--password-logins", "2"],
+        + ["--annotator-accounts", "5", "--prefilled", "5", "--password-logins", "2"]
+        # Two workers: each one's first request imports the views (seconds of CPU).
+        + ["--workers", "2", "--threads", "4"],
         cwd=ROOT,
         env=env,
         capture_output=True,
