@@ -11,8 +11,10 @@ Everything on this machine, loopback only, bounded in time:
 * the judge simulator in its own process (`--latency-ms`, default 50 ms a call);
 * gunicorn serving assay.wsgi, DEBUG=0, gthread workers (`--workers 3 --threads 12`: three
   processes for two cores, each with enough threads that requests waiting on the judge do
-  not hold up pages), static files collected into a temporary STATIC_ROOT and served by
-  WhiteNoise.
+  not hold up pages; up to 36 PostgreSQL connections, CONN_MAX_AGE 60), `--preload`,
+  keep-alive 75 s (longer than the clients' idle expiry), static files collected into a
+  temporary STATIC_ROOT and served by WhiteNoise. `--reward-pool N` starts a second gunicorn
+  of N workers for the reward clients.
 
 The project is seeded through the services: three of the demo's expert tasks with their
 15-criterion rubrics, published; 100 responses each (10 models x 10 samples, variants of the
