@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -16,6 +17,7 @@ from annotation.models import (
     Assignment,
     CalibrationSettings,
     Queue,
+    QueueItem,
     Rater,
     Response,
     ResponseFlag,
@@ -94,30 +96,36 @@ def version_for(user, pk: int, perm: Perm) -> RubricVersion:
 # --- Queues -----------------------------------------------------------------------------------
 
 
+def _count_of(queryset) -> Coalesce:
+    """COUNT(*) of a correlated queryset as a subquery, 0 when it has no rows."""
+    counted = queryset.order_by().values("queue").annotate(n=Count("pk")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
 def project_queues(project: Project, user=None):
-    """Queues with their progress; for an annotator, only the queues they are on."""
+    """Queues with their progress; for an annotator, only the queues they are on.
+
+    Each count is its own subquery: counting items and assignments through joins multiplies
+    them (a queue of 300 items and 60 turns made 18,000 rows to sort, on every queues page)."""
     queues = (
         Queue.objects.filter(project=project)
         .select_related("grader__version__rubric")
         .annotate(
-            item_count=Count("items", distinct=True),
-            submitted=Count(
-                "assignments",
-                filter=Q(assignments__status=Assignment.Status.SUBMITTED),
-                distinct=True,
+            item_count=_count_of(QueueItem.objects.filter(queue=OuterRef("pk"))),
+            submitted=_count_of(
+                Assignment.objects.filter(queue=OuterRef("pk"), status=Assignment.Status.SUBMITTED)
             ),
         )
         .order_by("-created_at")
     )
     if user is not None:
         queues = queues.filter(annotators=user).annotate(
-            mine=Count(
-                "assignments",
-                filter=Q(
-                    assignments__annotator=user,
-                    assignments__status=Assignment.Status.SUBMITTED,
-                ),
-                distinct=True,
+            mine=_count_of(
+                Assignment.objects.filter(
+                    queue=OuterRef("pk"),
+                    annotator=user,
+                    status=Assignment.Status.SUBMITTED,
+                )
             )
         )
     return queues

@@ -594,10 +594,10 @@ def _check_turn(assignment: Assignment, now) -> None:
 
 
 def _locked_turn(assignment_id: int) -> Assignment:
-    assignment = Assignment.objects.select_related("queue").get(pk=assignment_id)
-    QueueItem.objects.select_for_update().filter(pk=assignment.item_id).first()
-    assignment.refresh_from_db()
-    return assignment
+    """The turn, read after its item's row is locked (the lock that serialises hand-out,
+    drafts, submit and skip of one item), with its queue, grader and item: two queries."""
+    QueueItem.objects.select_for_update(of=("self",)).filter(assignments=assignment_id).first()
+    return Assignment.objects.select_related("queue__grader", "item").get(pk=assignment_id)
 
 
 def scale_levels(spec: dict, criterion_id: int) -> int:
@@ -657,19 +657,16 @@ def verdict_save_draft(
             raise ValidationError({"evidence": "Quote at most 5,000 characters."})
         if evidence and evidence not in assignment.item.response.text:
             raise ValidationError({"evidence": "Evidence must be quoted from the response."})
-        verdict, _ = Verdict.objects.update_or_create(
-            assignment=assignment,
-            criterion=criterion,
-            defaults={
-                "response_id": assignment.item.response_id,
-                "rater_id": assignment.rater_id,
-                "grader_id": assignment.queue.grader_id,
-                "outcome": outcome,
-                "value": value,
-                "explanation": explanation.strip(),
-                "evidence": evidence,
-            },
-        )
+        # The item's lock is held, so no other save of this turn runs between read and write.
+        verdict = Verdict.objects.filter(assignment=assignment, criterion=criterion).first()
+        if verdict is None:
+            verdict = Verdict(assignment=assignment, criterion=criterion)
+        verdict.response_id = assignment.item.response_id
+        verdict.rater_id = assignment.rater_id
+        verdict.grader_id = assignment.queue.grader_id
+        verdict.outcome, verdict.value = outcome, value
+        verdict.explanation, verdict.evidence = explanation.strip(), evidence
+        verdict.save()
         Assignment.objects.filter(pk=assignment.pk).update(
             status=Assignment.Status.ACTIVE,
             lease_expires_at=now + timedelta(seconds=assignment.queue.lease_seconds),

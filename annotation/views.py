@@ -302,7 +302,8 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "version": version,
             "report": report,
             "criteria": criteria,
-            "pairs": [(names[p.a], names[p.b], p) for p in figures.pairs],
+            # With many annotators and a small overlap most pairs share no item: no figures.
+            "pairs": [(names[p.a], names[p.b], p) for p in figures.pairs if p.items],
             "per_rater": [(report.raters[r.rater_id], r) for r in figures.per_rater],
             "chart": chart,
         },

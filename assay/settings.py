@@ -247,7 +247,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes (and WhiteNoise serves from); the load benchmark collects into a
+# temporary folder so it never touches a deployment's.
+STATIC_ROOT = Path(env_str("ASSAY_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Installed from the npm registry by `npm ci`; never committed.

@@ -138,3 +138,21 @@ def test_calibration_equals_sklearn_and_the_interval_holds_the_point():
     assert c0.f1 == pytest.approx(f1_score(t0, p0, labels=["met"], average="macro"))
     assert sum(map(sum, c0.confusion)) == len(k0)
     assert c0.confusion[0][0] == sum(1 for t, p in zip(t0, p0, strict=True) if t == p == "met")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kappa_equals_scikit_learns_on_any_labels(seed):
+    """stats.kappa counts a contingency table for statsmodels; scikit-learn's cohen_kappa_score
+    is the reference, on codes, scale values x 1000 and strings alike."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    alphabet = [[0, 1, 2], [0, 250, 500, 750, 1000], ["met", "unmet", "na"]][seed % 3]
+    a = [alphabet[i] for i in rng.integers(0, len(alphabet), n)]
+    b = [x if rng.random() < 0.6 else alphabet[rng.integers(0, len(alphabet))] for x in a]
+    assert stats.kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+
+
+def test_kappa_is_none_when_undefined():
+    assert stats.kappa([], []) is None
+    assert stats.kappa([1, 1, 1], [1, 1, 1]) is None  # one label throughout: no chance term
+    assert stats.kappa([0, 1], [1, 0]) == pytest.approx(-1.0)

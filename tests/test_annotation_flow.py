@@ -245,6 +245,35 @@ def test_annotation_page_queries_do_not_grow_with_criteria(client, personas):
     assert counts[0] == counts[1], counts
 
 
+def test_a_draft_save_runs_twelve_queries_whatever_the_rubric(client, personas):
+    """Drafts are most of what 40 annotators send (bench/load.py): the turn is locked and read
+    with its queue, grader and item at once, and the count does not grow with criteria."""
+    p = personas
+    client.force_login(p.annotator)
+    counts = []
+    for n in (2, 25):
+        task = factories.make_task(p.project)
+        grader = factories.make_published_rubric(
+            p.project, task, [(f"Criterion {i}", 1) for i in range(n)], p.admin
+        )
+        factories.import_responses(
+            p.project, [{"task_id": task.external_id, "model": "m", "response": "text"}]
+        )
+        queue = factories.make_queue(p.project, grader, [p.annotator], p.admin, overlap=1)
+        assignment = factories.annotate(queue, p.annotator, "met", submit=False)
+        criterion = grader.version.criteria.order_by("position").last()
+        with CaptureQueriesContext(connection) as ctx:
+            reply = client.post(
+                reverse("assignment_draft", args=[assignment.pk]),
+                {"criterion": criterion.pk, "outcome": "unmet"},
+                HTTP_HX_REQUEST="true",
+            )
+        assert reply.status_code == 200 and reply.json() == {"saved": True, "error": ""}
+        counts.append(len(ctx.captured_queries))
+        assert Verdict.objects.get(assignment=assignment, criterion=criterion).outcome == "unmet"
+    assert counts == [12, 12], counts
+
+
 def test_engineer_makes_a_queue_of_chosen_models_and_annotators_see_only_theirs(client, personas):
     p = personas
     task = factories.make_task(p.project, "t9")

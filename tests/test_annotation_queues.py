@@ -65,6 +65,26 @@ def test_each_item_reaches_exactly_k_and_never_twice_to_one_annotator():
 
 
 @pytest.mark.django_db
+def test_queue_list_counts_items_submitted_and_mine_without_multiplying_them():
+    """Counted in subqueries: items and turns joined together would multiply each other."""
+    from annotation import selectors
+
+    project, admin, grader, annotators = setup_world(n_responses=4, n_annotators=3)
+    queue = factories.make_queue(project, grader, annotators, admin, overlap=2)
+    other = factories.make_queue(project, grader, annotators[:1], admin, overlap=1)
+    factories.annotate(queue, annotators[0])
+    factories.annotate(queue, annotators[0])
+    factories.annotate(queue, annotators[1])
+    factories.annotate(queue, annotators[2], submit=False)  # held, not submitted
+    shown = {q.pk: q for q in selectors.project_queues(project)}
+    assert (shown[queue.pk].item_count, shown[queue.pk].submitted) == (4, 3)
+    assert (shown[other.pk].item_count, shown[other.pk].submitted) == (4, 0)
+    mine = {q.pk: q.mine for q in selectors.project_queues(project, user=annotators[0])}
+    assert mine == {queue.pk: 2, other.pk: 0}
+    assert [q.mine for q in selectors.project_queues(project, user=annotators[2])] == [0]
+
+
+@pytest.mark.django_db
 def test_claim_resumes_the_held_item_and_submit_needs_every_criterion():
     project, admin, grader, annotators = setup_world(n_responses=2, n_annotators=2)
     queue = factories.make_queue(project, grader, annotators, admin, overlap=1)
