@@ -550,21 +550,6 @@ def run_create(
     return run
 
 
-def _send(task, *args) -> bool:
-    """Queue a task, or log that the broker is away and leave the work to the recovery sweep
-    (runs_recover), which finds it pending in the database. False when not sent."""
-    from kombu.exceptions import OperationalError as BrokerUnavailable
-
-    try:
-        task.delay(*args)
-    except (BrokerUnavailable, ConnectionError, *REDIS_DOWN) as exc:
-        logger.warning(
-            "broker unavailable, %s%s left to the recovery sweep: %s", task.name, args, exc
-        )
-        return False
-    return True
-
-
 def _send_all(task, calls: list[tuple]) -> int:
     """Queue many tasks over one broker connection (queueing is most of a run start's work),
     or stop when the broker is away and leave the rest to the recovery sweep. Returns how many
@@ -586,6 +571,12 @@ def _send_all(task, calls: list[tuple]) -> int:
             exc,
         )
     return sent
+
+
+def _send(task, *args) -> bool:
+    """Queue one task, or leave it to the recovery sweep (runs_recover), which finds its work
+    pending in the database, when the broker is away. False when not sent."""
+    return _send_all(task, [args]) == 1
 
 
 def run_start(*, run_id: int, enqueue: bool = True) -> int:
@@ -657,12 +648,9 @@ def run_retry_failed(*, run: GradingRun) -> int:
     )
     GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
 
-    def enqueue():
-        for response_id in response_ids:
-            if not _send(tasks.grade_response, run.pk, response_id):
-                break  # the broker is away: the recovery sweep queues the rest
-
-    transaction.on_commit(enqueue)
+    transaction.on_commit(
+        lambda: _send_all(tasks.grade_response, [(run.pk, pk) for pk in response_ids])
+    )
     return deleted
 
 
@@ -715,9 +703,11 @@ def runs_recover(*, stalled_for_s: float) -> dict[str, list[int]]:
         if not _claim_requeue(run_id, forced=stalled_for_s <= 0):
             continue  # re-queued within the last stall period (here or by another worker)
         pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
-        for response_id in pending.order_by("pk").values_list("response_id", flat=True):
-            if not _send(tasks.grade_response, run_id, response_id):
-                return done
+        calls = [
+            (run_id, pk) for pk in pending.order_by("pk").values_list("response_id", flat=True)
+        ]
+        if _send_all(tasks.grade_response, calls) < len(calls):
+            return done
         done["requeued"].append(run_id)
     if stalled_for_s > 0:
         return done
