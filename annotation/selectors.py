@@ -85,6 +85,28 @@ def assignment_for(user, pk: int) -> Assignment:
     return assignment
 
 
+def turn_for(user, pk: int) -> Assignment:
+    """`assignment_for` for the writes of a turn (draft, submit, skip): the same 404 and 403,
+    in one query that reads the turn, its project and the user's role, and none of the page's
+    response, task and grader (the services read what they need under the item's lock)."""
+    if not user.is_authenticated:
+        raise Http404("No such project.")
+    role = Membership.objects.filter(project=OuterRef("queue__project"), user=user)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("queue__project")
+        .only("annotator", "queue__project")
+        .annotate(user_role=Subquery(role.values("role")[:1])),
+        pk=pk,
+    )
+    project = assignment.queue.project
+    if assignment.user_role is not None:
+        project._role_cache = {user.pk: assignment.user_role}
+    project.role = check(user, project, Perm.ANNOTATE)
+    if assignment.annotator_id != user.pk:
+        raise Http404("No such assignment.")
+    return assignment
+
+
 def version_for(user, pk: int, perm: Perm) -> RubricVersion:
     version = get_object_or_404(
         RubricVersion.objects.select_related("rubric__project", "rubric__task"), pk=pk

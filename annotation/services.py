@@ -595,9 +595,14 @@ def _check_turn(assignment: Assignment, now) -> None:
 
 def _locked_turn(assignment_id: int) -> Assignment:
     """The turn, read after its item's row is locked (the lock that serialises hand-out,
-    drafts, submit and skip of one item), with its queue, grader and item: two queries."""
+    drafts, submit and skip of one item), with its queue, grader and item: two queries. The
+    grader's spec is left unread (drafts and submits come often and never need it)."""
     QueueItem.objects.select_for_update(of=("self",)).filter(assignments=assignment_id).first()
-    return Assignment.objects.select_related("queue__grader", "item").get(pk=assignment_id)
+    return (
+        Assignment.objects.select_related("queue__grader", "item")
+        .defer("queue__grader__spec")
+        .get(pk=assignment_id)
+    )
 
 
 def scale_levels(spec: dict, criterion_id: int) -> int:
@@ -646,12 +651,16 @@ def verdict_save_draft(
         assignment = _locked_turn(assignment_id)
         now = timezone.now()
         _check_turn(assignment, now)
-        criterion = Criterion.objects.filter(
-            pk=criterion_id, version_id=assignment.queue.grader.version_id
-        ).first()
+        # The published version's criteria are frozen, so their scale is the spec's.
+        criterion = (
+            Criterion.objects.filter(pk=criterion_id, version_id=assignment.queue.grader.version_id)
+            .only("kind", "scale")
+            .order_by("pk")
+            .first()
+        )
         if criterion is None:
             raise ValidationError({"criterion": "Not a criterion of this queue's rubric."})
-        levels = scale_levels(assignment.queue.grader.spec, criterion.pk)
+        levels = len(criterion.scale) if criterion.kind == Criterion.Kind.SCALE else 0
         outcome, value = _decision(outcome, value, levels)
         if len(evidence) > 5000:
             raise ValidationError({"evidence": "Quote at most 5,000 characters."})

@@ -208,7 +208,7 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
     """Save one criterion's draft; answers the criterion's row (htmx) or redirects."""
-    assignment = selectors.assignment_for(request.user, pk)
+    assignment = selectors.turn_for(request.user, pk)
     try:
         criterion_id = int(request.POST.get("criterion", ""))
     except ValueError:
@@ -241,7 +241,7 @@ def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def assignment_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    assignment = selectors.assignment_for(request.user, pk)
+    assignment = selectors.turn_for(request.user, pk)
     try:
         services.assignment_submit(assignment_id=assignment.pk)
     except ValidationError as exc:
@@ -257,7 +257,7 @@ def assignment_submit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def assignment_skip(request: HttpRequest, pk: int) -> HttpResponse:
-    assignment = selectors.assignment_for(request.user, pk)
+    assignment = selectors.turn_for(request.user, pk)
     try:
         services.assignment_skip(assignment_id=assignment.pk, reason=request.POST.get("reason", ""))
     except ValidationError as exc:

@@ -63,6 +63,8 @@ def check(user, project: Project, perm: Perm) -> str:
     role = getattr(project, "_role_cache", {}).get(user.pk) if user.is_authenticated else None
     if role is None:
         role = role_in(user, project)
+        if role is not None:  # a view that checks twice (two objects, one project) asks once
+            project._role_cache = {user.pk: role}
     if role is None:
         raise Http404("No such project.")
     if not role_allows(role, perm):
