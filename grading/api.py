@@ -513,9 +513,12 @@ class RewardScoreApi(APIView):
         if judge is None:
             raise ValidationError({"judge": ["No such judge in this grader's project."]})
         if data.validated_data.get("task"):
-            messages = task_for(
-                request.user, project, data.validated_data["task"], Perm.RUN_GRADING
-            ).messages
+            task = grader.version.rubric.task  # read with the grader; usually the one asked
+            if task is None or task.external_id != data.validated_data["task"]:
+                task = task_for(
+                    request.user, project, data.validated_data["task"], Perm.RUN_GRADING
+                )
+            messages = task.messages
         else:
             messages = [dict(m) for m in data.validated_data["messages"]]
         results = services.reward_score(

@@ -297,6 +297,8 @@ class JudgeClient:
         # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply;
         # corrected from the reply's usage once the judge has answered.
         tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
+        # Encoded once, before any slot is taken: a slot is held only while the judge works.
+        content = json.dumps(body).encode()
         last: JudgeError | None = None
         for attempt in range(self.settings.max_attempts):
             if last is not None:
@@ -318,7 +320,7 @@ class JudgeClient:
                 remaining = max(1.0, deadline - time.monotonic())
                 response = self._http.post(
                     url,
-                    json=body,
+                    content=content,
                     headers=headers,
                     timeout=min(self.settings.timeout_s, remaining),
                 )

@@ -1141,6 +1141,8 @@ def reward_score(
     ref = judge_ref(judge)
 
     def one(text: str | None, own_thread: bool = True) -> Reward:
+        # The detector's CPU time overlaps the judge call's wait (the call releases the GIL).
+        detecting = engine.thread_pool().submit(injection.detect, text)
         try:
             out = engine.grade_items(
                 spec,
@@ -1163,7 +1165,7 @@ def reward_score(
                 connection.close()
         by_id = {g.criterion_id: g for g in out.graded}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
-        finding = injection.detect(text)
+        finding = detecting.result()
         return Reward(
             scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}),
             graded,

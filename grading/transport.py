@@ -76,7 +76,16 @@ class Transport:
         if conn is not None:
             conn.close()
 
-    def post(self, url: str, *, json: object, headers: dict[str, str], timeout: float) -> Reply:
+    def post(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        timeout: float,
+        json: object = None,
+        content: bytes | None = None,
+    ) -> Reply:
+        """POST `content` (bytes), or `json` encoded here, as httpx.Client.post does."""
         try:
             target = judge_urls.parse(url)  # http(s), a host, no userinfo: as when saved
         except judge_urls.RefusedURL as exc:
@@ -84,7 +93,7 @@ class Transport:
         parts = urlsplit(url)
         scheme, port = target.scheme, target.port
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        body = jsonlib.dumps(json).encode()
+        body = content if content is not None else jsonlib.dumps(json).encode()
         for fresh_try in range(2):
             key, conn = self._connection(scheme, target.host, port, timeout)
             reused = conn.sock is not None
