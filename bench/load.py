@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -113,6 +114,19 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (the server is shared)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text.split("(", 1)[1].startswith("postgres"):
+            total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def children(pid: int) -> list[int]:
@@ -628,6 +642,24 @@ def reward_loop(base: str, seed: Seed, recorder: Recorder, end: float, n: int, a
     return sent
 
 
+def reward_process(reward_base: str, seed: Seed, end: float, args, conn) -> None:
+    """The trainers: `--reward-clients` threads in a process of their own (as a trainer's
+    reward workers run on other machines), so their client work never holds up the people's
+    threads in this process. Sends back its samples and CPU seconds."""
+    recorder = Recorder()
+    cpu0 = time.process_time()
+    threads = [
+        threading.Thread(target=reward_loop, args=(reward_base, seed, recorder, end, n, args))
+        for n in range(args.reward_clients)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    conn.send(([s.__dict__ for s in recorder.samples], time.process_time() - cpu0))
+    conn.close()
+
+
 def summarise(samples: list[Sample]) -> dict:
     ms = sorted(s.ms for s in samples)
     errors = Counter(s.status for s in samples if s.error)
@@ -665,6 +697,7 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
     workers = [pid for pool in pools for pid in children(pool.pid)]
     cpu0 = sum(cpu_seconds(p) for p in workers)
     self0 = time.process_time()
+    pg0 = postgres_cpu_seconds()
     load_before = os.getloadavg()
     start = time.monotonic()
     end = start + args.duration
@@ -696,20 +729,34 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
             recorder.add(Sample("pages", "generator", 0.0, f"generator {type(exc).__name__}", True))
             log(f"user {name}: {exc!r}")
 
+    trainers = None
+    if args.reward_clients:
+        # Forked before this process starts its people's threads; the child only speaks HTTP.
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        trainers = ctx.Process(target=reward_process, args=(reward_base, seed, end, args, send))
+        trainers.start()
+        send.close()
     threads = [threading.Thread(target=run_person, args=(i,)) for i in range(len(people))]
     threads.append(threading.Thread(target=sample_load, daemon=True))
-    reward_threads = [
-        threading.Thread(target=reward_loop, args=(reward_base, seed, recorder, end, n, args))
-        for n in range(args.reward_clients)
-    ]
-    for t in threads + reward_threads:
+    for t in threads:
         t.start()
-    for t in threads + reward_threads:
+    for t in threads:
         t.join(timeout=max(0.1, end - time.monotonic()) + args.timeout + 5)
+    trainers_cpu = 0.0
+    if trainers is not None:
+        if receive.poll(max(0.1, end - time.monotonic()) + args.timeout + 5):
+            samples, trainers_cpu = receive.recv()
+            for sample in samples:
+                recorder.add(Sample(**sample))
+        else:
+            recorder.add(Sample("reward", "trainers", 0.0, "trainers never reported", True))
+        trainers.join(timeout=5)
     wall = time.monotonic() - start
     log(f"load done after {wall:.1f} s")
     cpu1 = sum(cpu_seconds(p) for p in workers)
     self1 = time.process_time()
+    pg1 = postgres_cpu_seconds()
     load_after = os.getloadavg()
     for _, user in people:
         user.close()
@@ -750,6 +797,8 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
         "gunicorn_cpu_s": round(cpu1 - cpu0, 1),
         "gunicorn_cpu_ms_per_request": round(1000 * (cpu1 - cpu0) / max(1, len(measured)), 1),
         "generator_cpu_s": round(self1 - self0, 1),
+        "trainers_cpu_s": round(trainers_cpu, 1),
+        "postgres_cpu_s": round(pg1 - pg0, 1),
         "load_average": {
             "before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in load_after],
@@ -778,6 +827,12 @@ def main() -> None:
         default=0,
         help="serve the reward clients from a second gunicorn with this many workers "
         "(0: the same gunicorn as people)",
+    )
+    parser.add_argument(
+        "--reward-nice",
+        type=int,
+        default=10,
+        help="CPU niceness of the reward pool (with --reward-pool): people's pages first",
     )
     parser.add_argument("--tasks", type=int, default=3, choices=[1, 2, 3])
     parser.add_argument("--responses-per-task", type=int, default=100)
@@ -818,6 +873,7 @@ def main() -> None:
         ASSAY_SECURE_COOKIES="0",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the simulator is on loopback
     )
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
@@ -884,7 +940,9 @@ def main() -> None:
             raise RuntimeError("collectstatic failed: see var/bench-load-collectstatic.log")
         log("static files collected")
 
-        def serve(name: str, workers: int, threads: int) -> tuple[str, subprocess.Popen, list]:
+        def serve(
+            name: str, workers: int, threads: int, nice: int = 0
+        ) -> tuple[str, subprocess.Popen, list]:
             port = free_port()
             options = [
                 # The app is imported once and forked: workers start in a second, not ten.
@@ -907,7 +965,8 @@ def main() -> None:
                 "warning",
             ]
             proc = subprocess.Popen(
-                [py, "-m", "gunicorn", "assay.wsgi:application", "--bind", f"127.0.0.1:{port}"]
+                (["nice", "-n", str(nice)] if nice else [])
+                + [py, "-m", "gunicorn", "assay.wsgi:application", "--bind", f"127.0.0.1:{port}"]
                 + options,
                 cwd=ROOT,
                 env=env,
@@ -931,7 +990,9 @@ def main() -> None:
         pools = [gunicorn]
         reward_base = base
         if args.reward_pool:
-            reward_base, trainers, options = serve("trainers", args.reward_pool, args.threads)
+            reward_base, trainers, options = serve(
+                "trainers", args.reward_pool, args.threads, args.reward_nice
+            )
             pools.append(trainers)
             server["trainers_command"] = "gunicorn assay.wsgi:application " + " ".join(options)
         server["reward_on"] = "its own gunicorn" if args.reward_pool else "the same gunicorn"
