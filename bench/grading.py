@@ -165,12 +165,12 @@ def main() -> None:
         django.setup()
         from decimal import Decimal
 
-        from django.db.models import Count, Sum
+        from django.db.models import Count, Max, Min, Sum
 
         from annotation import services as annotation_services
         from annotation.models import Verdict
         from grading import prompts, services
-        from grading.models import GradingRun, JudgeCall
+        from grading.models import GradingRun, JudgeCall, Score
         from rubrics import services as rubric_services
 
         user = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
@@ -313,9 +313,18 @@ def main() -> None:
             wall = time.monotonic() - start
             if os.environ.get("BENCH_DEBUG"):
                 r = GradingRun.objects.get(pk=run.pk)
+                marks = Verdict.objects.filter(run=run).aggregate(
+                    first=Min("created_at"), last=Max("created_at")
+                )
+                last_score = Score.objects.filter(run=run).aggregate(last=Max("finished_at"))
                 print(
-                    f"{mode}: run_create {created - start:.2f} s, started after "
-                    f"{(r.started_at - r.created_at).total_seconds():.2f} s",
+                    f"{mode}: run_create {created - start:.3f} s; from created_at: started "
+                    f"{(r.started_at - r.created_at).total_seconds():.3f} s, first verdict "
+                    f"{(marks['first'] - r.created_at).total_seconds():.3f} s, last verdict "
+                    f"{(marks['last'] - r.created_at).total_seconds():.3f} s, last score "
+                    f"{(last_score['last'] - r.created_at).total_seconds():.3f} s, finished "
+                    f"{(r.finished_at - r.created_at).total_seconds():.3f} s; observed "
+                    f"{wall - (created - start):.3f} s after run_create returned",
                     file=sys.stderr,
                 )
             if occupancy is not None:

@@ -66,6 +66,16 @@ def _recovery_loop() -> None:
 
 
 @worker_ready.connect
+def warm_up(**_kwargs) -> None:
+    """Make the judge's connection pool and thread pool (and the TLS context an https judge
+    needs) before the first task, so a run's first calls do not wait for them."""
+    from grading import engine
+
+    engine.http_client()._tls()
+    engine.thread_pool()
+
+
+@worker_ready.connect
 def start_recovery_sweep(**_kwargs) -> None:
     """Every worker looks for lost work (services.recovery_check), so a deployment needs no
     extra process: no beat, no cron."""

@@ -46,8 +46,17 @@ class Reply:
 class Transport:
     def __init__(self, policy: judge_urls.Policy | None = None) -> None:
         self._local = threading.local()
-        self._ssl = ssl.create_default_context()
+        # Made at the first https connection: loading the system's certificates takes tens
+        # of milliseconds of CPU, which a run's first calls to an http judge need not wait on.
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_lock = threading.Lock()
         self._policy = policy  # None: the operator's setting, read at each connection
+
+    def _tls(self) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            return self._ssl
 
     def _create_connection(self, address, timeout=None, source_address=None):
         host, port = address
@@ -59,7 +68,7 @@ class Transport:
         conn = pool.get(key)
         if conn is None:
             if scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls())
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
             # http.client opens its socket with this hook (HTTPSConnection then wraps it with
