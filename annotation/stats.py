@@ -8,9 +8,8 @@ are ordinal.
 from __future__ import annotations
 
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from itertools import combinations
 
 import krippendorff
 import numpy as np
@@ -150,8 +149,62 @@ class Agreement:
         return grid
 
 
+@dataclass
+class PairFigures:
+    """Every pair of raters at once, as raters x raters arrays: items both rated (`shared`),
+    items on which they gave the same label (`agree`), and Cohen's kappa on their shared items
+    (nan where it is undefined: no shared item, or one same label throughout)."""
+
+    shared: np.ndarray
+    agree: np.ndarray
+    kappa: np.ndarray
+
+
+def pair_figures(labels: np.ndarray, rated: np.ndarray) -> PairFigures:
+    """labels: raters x items of integer labels (anything where not rated); rated: raters x
+    items, true where rated.
+
+    The same figures as `kappa` on each pair's shared items, computed for all pairs together:
+    fifty raters make 1,275 pairs, and a contingency table for each costs more than the
+    matrix products here. The arithmetic is statsmodels' (observed share of agreement, and
+    the chance agreement summed over labels in order), so the kappas are the same numbers."""
+    n_raters = rated.shape[0]
+    # Only items rated at least twice are shared by any pair.
+    multi = rated.sum(axis=0) >= 2
+    labels, rated = labels[:, multi], rated[:, multi]
+    present = rated.astype(float)
+    shared = present @ present.T
+    agree = np.zeros((n_raters, n_raters))
+    expected = np.zeros((n_raters, n_raters))
+    n_labels = np.zeros((n_raters, n_raters), dtype=int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for label in np.unique(labels[rated]):
+            mine = (rated & (labels == label)).astype(float)
+            agree += mine @ mine.T
+            # given[a, b]: items a gave this label among those b rated too, a's marginal in
+            # the pair's contingency table; b's is given[b, a].
+            given = mine @ present.T
+            # Labels a pair did not use add exact zeros: the sum is statsmodels' own.
+            expected += (given.T / shared) * (given / shared)
+            n_labels += (given > 0) | (given.T > 0)
+        kappas = (agree / shared - expected) / (1 - expected)
+    # numpy sums eight labels or more pairwise, not in order; so rare a table (a scale with
+    # many points) is left to `kappa`, so that every figure is the same to the last bit.
+    for a, b in zip(*np.nonzero(np.triu(n_labels >= 8, k=1)), strict=True):
+        both = rated[a] & rated[b]
+        k = kappa(labels[a, both], labels[b, both])
+        kappas[a, b] = kappas[b, a] = np.nan if k is None else k
+    return PairFigures(shared=shared.astype(int), agree=agree.astype(int), kappa=kappas)
+
+
 def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
     """by_item: item -> {rater: code or value}."""
+    return _figures_and_pairs(by_item, raters, ordinal)[0]
+
+
+def _figures_and_pairs(
+    by_item: dict, raters: list[int], ordinal: bool
+) -> tuple[Figures, PairFigures]:
     items = list(by_item)
     codes = [list(d.values()) for d in by_item.values()]
     fig = Figures(items=len(items), ratings=sum(len(c) for c in codes))
@@ -166,19 +219,14 @@ def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
             matrix[index[r], j] = v
     used = ~np.isnan(matrix).all(axis=1)
     fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
-    kappas = []
     labels = np.nan_to_num(np.round(matrix * 1000) if ordinal else matrix).astype(int)
-    # Only pairs of raters with at least two items in common have a kappa; with many
-    # annotators and a small overlap most pairs share none, so find the others at once.
-    rated = (~np.isnan(matrix)).astype(np.int32)
-    shared = np.triu(rated @ rated.T, k=1)
-    for i, j in zip(*np.nonzero(shared >= 2), strict=True):
-        both = (rated[i] & rated[j]).astype(bool)
-        k = kappa(labels[i, both], labels[j, both])
-        if k is not None:
-            kappas.append(k)
-    fig.mean_kappa = float(np.mean(kappas)) if kappas else None
-    return fig
+    pairs = pair_figures(labels, ~np.isnan(matrix))
+    # Only pairs of raters with at least two items in common count towards the mean kappa.
+    upper = np.triu(pairs.shared >= 2, k=1)
+    kappas = pairs.kappa[upper]
+    kappas = kappas[~np.isnan(kappas)]
+    fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
+    return fig, pairs
 
 
 def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
@@ -229,37 +277,39 @@ def agreement(ratings: list[Rating]) -> Agreement:
     for r in ratings:
         if r.criterion_id in ordinal:
             pooled.setdefault((r.criterion_id, r.response_id), {})[r.rater_id] = CODES[r.outcome]
-    overall = _figures(pooled, raters, ordinal=False)
+    overall, figures = _figures_and_pairs(pooled, raters, ordinal=False)
 
-    per_rater_items: dict[int, dict] = defaultdict(dict)
-    for item, by_rater in pooled.items():
-        for rater, code in by_rater.items():
-            per_rater_items[rater][item] = code
+    items_of = Counter(rater for by_rater in pooled.values() for rater in by_rater)
+    first, second = np.triu_indices(len(raters), k=1)  # the order of combinations(raters, 2)
+    shared = figures.shared[first, second].tolist()
+    agree = figures.agree[first, second].tolist()
+    kappas = figures.kappa[first, second].tolist()
     pairs = []
-    for a, b in combinations(raters, 2):
-        shared = per_rater_items[a].keys() & per_rater_items[b].keys()
-        xa = np.fromiter((per_rater_items[a][i] for i in shared), dtype=int, count=len(shared))
-        xb = np.fromiter((per_rater_items[b][i] for i in shared), dtype=int, count=len(shared))
-        pairs.append(
-            Pair(
-                a=a,
-                b=b,
-                items=len(shared),
-                percent=float((xa == xb).mean()) if len(shared) else None,
-                kappa=kappa(xa, xb),
-            )
+    mine: dict[int, list[Pair]] = defaultdict(list)
+    for i, j, n, same, k in zip(
+        first.tolist(), second.tolist(), shared, agree, kappas, strict=True
+    ):
+        pair = Pair(
+            a=raters[i],
+            b=raters[j],
+            items=n,
+            percent=same / n if n else None,
+            kappa=None if k != k else k,  # nan: undefined
         )
+        pairs.append(pair)
+        if n:
+            mine[pair.a].append(pair)
+            mine[pair.b].append(pair)
     per_rater = []
     for rater in raters:
-        mine = [p for p in pairs if rater in (p.a, p.b) and p.items]
-        n = sum(p.items for p in mine)
-        agree = sum(p.percent * p.items for p in mine if p.percent is not None)
-        ks = [p.kappa for p in mine if p.kappa is not None]
+        n = sum(p.items for p in mine[rater])
+        agreeing = sum(p.percent * p.items for p in mine[rater] if p.percent is not None)
+        ks = [p.kappa for p in mine[rater] if p.kappa is not None]
         per_rater.append(
             RaterFigures(
                 rater_id=rater,
-                items=len(per_rater_items[rater]),
-                percent=agree / n if n else None,
+                items=items_of[rater],
+                percent=agreeing / n if n else None,
                 mean_kappa=float(np.mean(ks)) if ks else None,
             )
         )
