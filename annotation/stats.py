@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 
 import krippendorff
 import numpy as np
@@ -20,6 +21,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
+from threadpoolctl import ThreadpoolController
 
 CODES = {"unmet": 0, "met": 1, "na": 2}
 LABELS = ["met", "unmet", "na"]
@@ -259,9 +261,21 @@ def alpha_per_criterion(ratings: list[Rating]) -> dict[int, float | None]:
     return out
 
 
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (a millisecond)
+
+
 def agreement(ratings: list[Rating]) -> Agreement:
     """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
     raters (Cohen's kappa) and per rater against the others."""
+    # The matrices are small (raters x items): OpenBLAS would start threads on every core
+    # and spin them, costing several times the product itself on a busy server.
+    with _blas().limit(limits=1, user_api="blas"):
+        return _agreement(ratings)
+
+
+def _agreement(ratings: list[Rating]) -> Agreement:
     by_criterion, ordinal = _by_criterion(ratings)
     raters = sorted({r.rater_id for r in ratings})
     per_criterion = {
