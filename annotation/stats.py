@@ -8,7 +8,7 @@ are ordinal.
 from __future__ import annotations
 
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -20,7 +20,7 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
-from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
+from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
 from threadpoolctl import ThreadpoolController
 
 CODES = {"unmet": 0, "met": 1, "na": 2}
@@ -75,18 +75,25 @@ def alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
 def fleiss(items: list[list[int]]) -> tuple[float | None, int]:
     """Fleiss' kappa over items rated by the same number of raters (the most common count,
     at least 2); returns it and how many items it used."""
-    counts = defaultdict(list)
-    for codes in items:
-        if len(codes) >= 2:
-            counts[len(codes)].append(codes)
-    if not counts:
+    rated = [codes for codes in items if len(codes) >= 2]
+    table = np.zeros((len(rated), 3), dtype=int)
+    for row, codes in zip(table, rated, strict=True):
+        row += np.bincount(codes, minlength=3)
+    return _fleiss(table)
+
+
+def _fleiss(table: np.ndarray) -> tuple[float | None, int]:
+    """table: items x (unmet, met, na) counts."""
+    n = table.sum(axis=1)
+    sizes, times = np.unique(n[n >= 2], return_counts=True)
+    if not len(sizes):
         return None, 0
-    n = max(counts, key=lambda k: (len(counts[k]), k))
-    rows = np.array(counts[n])
-    table, _ = aggregate_raters(rows, n_cat=3)
+    # The most common number of raters; of equally common ones, the largest.
+    size = max(zip(times.tolist(), sizes.tolist(), strict=True))[1]
+    rows = table[n == size]
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _finite(fleiss_kappa(table, method="fleiss")), len(rows)
+        return _finite(fleiss_kappa(rows, method="fleiss")), len(rows)
 
 
 def percent_agreement(items: list[list[int]]) -> float | None:
@@ -99,6 +106,11 @@ def percent_agreement(items: list[list[int]]) -> float | None:
     row = np.repeat(np.arange(len(rated)), [len(c) for c in rated])
     counts = np.zeros((len(rated), category.max() + 1))
     np.add.at(counts, (row, category), 1)
+    return _percent(counts)
+
+
+def _percent(counts: np.ndarray) -> float:
+    """counts: items (rated at least twice) x labels."""
     n = counts.sum(axis=1)
     shares = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
     return float(shares.mean())
@@ -201,34 +213,61 @@ def pair_figures(labels: np.ndarray, rated: np.ndarray) -> PairFigures:
 
 def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
     """by_item: item -> {rater: code or value}."""
-    return _figures_and_pairs(by_item, raters, ordinal)[0]
-
-
-def _figures_and_pairs(
-    by_item: dict, raters: list[int], ordinal: bool
-) -> tuple[Figures, PairFigures]:
-    items = list(by_item)
-    codes = [list(d.values()) for d in by_item.values()]
-    fig = Figures(items=len(items), ratings=sum(len(c) for c in codes))
-    nominal_codes = [[int(round(v * 1000)) if ordinal else v for v in c] for c in codes]
-    fig.percent = percent_agreement(nominal_codes)
-    if not ordinal:
-        fig.fleiss, fig.fleiss_items = fleiss(codes)
     index = {r: i for i, r in enumerate(raters)}
-    matrix = np.full((len(raters), len(items)), np.nan)
-    for j, item in enumerate(items):
-        for r, v in by_item[item].items():
+    matrix = np.full((len(raters), len(by_item)), np.nan)
+    for j, by_rater in enumerate(by_item.values()):
+        for r, v in by_rater.items():
             matrix[index[r], j] = v
-    used = ~np.isnan(matrix).all(axis=1)
-    fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
+    return _matrix_figures(matrix, ordinal)[0]
+
+
+def _matrix_figures(matrix: np.ndarray, ordinal: bool) -> tuple[Figures, PairFigures]:
+    """matrix: raters x items of codes (or scale values when ordinal), nan where not rated."""
+    rated = ~np.isnan(matrix)
+    per_item = rated.sum(axis=0)
+    fig = Figures(items=matrix.shape[1], ratings=int(per_item.sum()))
     labels = np.nan_to_num(np.round(matrix * 1000) if ordinal else matrix).astype(int)
-    pairs = pair_figures(labels, ~np.isnan(matrix))
+    multi = per_item >= 2
+    if multi.any():
+        # Counted as percent_agreement counts, over the labels of items rated at least twice.
+        sub_labels, sub_rated = labels[:, multi], rated[:, multi]
+        counts = np.stack(
+            [
+                (sub_rated & (sub_labels == label)).sum(axis=0)
+                for label in np.unique(sub_labels[sub_rated])
+            ],
+            axis=1,
+        ).astype(float)
+        fig.percent = _percent(counts)
+    if not ordinal:
+        table = np.stack([(rated & (labels == code)).sum(axis=0) for code in range(3)], axis=1)
+        fig.fleiss, fig.fleiss_items = _fleiss(table)
+    used = rated.any(axis=1)
+    fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
+    pairs = pair_figures(labels, rated)
     # Only pairs of raters with at least two items in common count towards the mean kappa.
     upper = np.triu(pairs.shared >= 2, k=1)
     kappas = pairs.kappa[upper]
     kappas = kappas[~np.isnan(kappas)]
     fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
     return fig, pairs
+
+
+def _grid(rater: np.ndarray, item: np.ndarray, value: np.ndarray, n_raters: int):
+    """raters x items from one row per rating: items in order of first appearance, the last
+    of repeated ratings of an item by a rater wins (as dict assignment would), nan where not
+    rated. Returns the matrix and the item keys in column order."""
+    keys, first, inverse = np.unique(item, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    column = np.empty_like(order)
+    column[order] = np.arange(len(order))
+    column = column[inverse]
+    cell = column * n_raters + rater
+    _, last = np.unique(cell[::-1], return_index=True)
+    last = len(cell) - 1 - last
+    matrix = np.full((n_raters, len(keys)), np.nan)
+    matrix[rater[last], column[last]] = value[last]
+    return matrix, keys[order]
 
 
 def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
@@ -276,24 +315,40 @@ def agreement(ratings: list[Rating]) -> Agreement:
 
 
 def _agreement(ratings: list[Rating]) -> Agreement:
-    by_criterion, ordinal = _by_criterion(ratings)
+    count = len(ratings)
     raters = sorted({r.rater_id for r in ratings})
-    per_criterion = {
-        c: _figures(items, raters, c in ordinal) for c, items in sorted(by_criterion.items())
-    }
-    pooled = {
-        (c, resp): dict(by_rater)
-        for c, items in by_criterion.items()
-        if c not in ordinal
-        for resp, by_rater in items.items()
-    }
-    # Scale criteria join the pooled nominal figures through their outcome codes.
-    for r in ratings:
-        if r.criterion_id in ordinal:
-            pooled.setdefault((r.criterion_id, r.response_id), {})[r.rater_id] = CODES[r.outcome]
-    overall, figures = _figures_and_pairs(pooled, raters, ordinal=False)
+    index = {r: i for i, r in enumerate(raters)}
+    rater = np.fromiter((index[r.rater_id] for r in ratings), dtype=np.int64, count=count)
+    criterion = np.fromiter((r.criterion_id for r in ratings), dtype=np.int64, count=count)
+    response = np.fromiter((r.response_id for r in ratings), dtype=np.int64, count=count)
+    code = np.fromiter((CODES[r.outcome] for r in ratings), dtype=float, count=count)
+    value = np.fromiter(
+        (np.nan if r.value is None else r.value for r in ratings), dtype=float, count=count
+    )
+    # A criterion with any scale value is ordinal; its ratings without one do not count in
+    # its own figures.
+    ordinal = set(np.unique(criterion[~np.isnan(value)]).tolist())
+    is_ordinal = np.isin(criterion, list(ordinal))
+    item = criterion * (int(response.max(initial=0)) + 1) + response
+    per_criterion = {}
+    for c in sorted(set(np.unique(criterion).tolist())):
+        rows = criterion == c
+        if c in ordinal:
+            rows &= ~np.isnan(value)
+        matrix, _ = _grid(
+            rater[rows], item[rows], value[rows] if c in ordinal else code[rows], len(raters)
+        )
+        per_criterion[c] = _matrix_figures(matrix, c in ordinal)[0]
+    # Overall, items are (criterion, response) with outcome codes (scale criteria join
+    # through theirs): nominal criteria first, in order of appearance, then scale ones.
+    _, criterion_first, criterion_of = np.unique(
+        np.where(is_ordinal, -1, criterion), return_index=True, return_inverse=True
+    )
+    order = np.lexsort((np.arange(count), criterion_first[criterion_of], is_ordinal))
+    pooled, _ = _grid(rater[order], item[order], code[order], len(raters))
+    overall, figures = _matrix_figures(pooled, ordinal=False)
 
-    items_of = Counter(rater for by_rater in pooled.values() for rater in by_rater)
+    items_of = dict(zip(raters, (~np.isnan(pooled)).sum(axis=1).tolist(), strict=True))
     first, second = np.triu_indices(len(raters), k=1)  # the order of combinations(raters, 2)
     shared = figures.shared[first, second].tolist()
     agree = figures.agree[first, second].tolist()
