@@ -11,6 +11,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 
 import krippendorff
 import numpy as np
@@ -27,8 +28,10 @@ CODES = {"unmet": 0, "met": 1, "na": 2}
 LABELS = ["met", "unmet", "na"]
 
 
-@dataclass(frozen=True)
-class Rating:
+class Rating(NamedTuple):
+    """A tuple, so that rows of a values_list make them cheaply and agreement can transpose
+    thousands of them at once."""
+
     rater_id: int
     response_id: int
     criterion_id: int
@@ -316,15 +319,14 @@ def agreement(ratings: list[Rating]) -> Agreement:
 
 def _agreement(ratings: list[Rating]) -> Agreement:
     count = len(ratings)
-    raters = sorted({r.rater_id for r in ratings})
+    columns = list(zip(*ratings, strict=True)) if ratings else [()] * 5
+    raters = sorted(set(columns[0]))
     index = {r: i for i, r in enumerate(raters)}
-    rater = np.fromiter((index[r.rater_id] for r in ratings), dtype=np.int64, count=count)
-    criterion = np.fromiter((r.criterion_id for r in ratings), dtype=np.int64, count=count)
-    response = np.fromiter((r.response_id for r in ratings), dtype=np.int64, count=count)
-    code = np.fromiter((CODES[r.outcome] for r in ratings), dtype=float, count=count)
-    value = np.fromiter(
-        (np.nan if r.value is None else r.value for r in ratings), dtype=float, count=count
-    )
+    rater = np.array([index[r] for r in columns[0]], dtype=np.int64)
+    response = np.array(columns[1], dtype=np.int64)
+    criterion = np.array(columns[2], dtype=np.int64)
+    code = np.array([CODES[o] for o in columns[3]], dtype=float)
+    value = np.array(columns[4], dtype=float)  # None becomes nan
     # A criterion with any scale value is ordinal; its ratings without one do not count in
     # its own figures.
     ordinal = set(np.unique(criterion[~np.isnan(value)]).tolist())
