@@ -179,39 +179,57 @@ class PairFigures:
 
 def pair_figures(labels: np.ndarray, rated: np.ndarray) -> PairFigures:
     """labels: raters x items of integer labels (anything where not rated); rated: raters x
-    items, true where rated.
+    items, true where rated. Either may have leading dimensions (one set of raters x items
+    for each criterion, say): the figures have them too. On the diagonal a rater is paired
+    with itself: its items, all agreeing, and no kappa.
 
-    The same figures as `kappa` on each pair's shared items, computed for all pairs together:
-    fifty raters make 1,275 pairs, and a contingency table for each costs more than the
-    matrix products here. The arithmetic is statsmodels' (observed share of agreement, and
-    the chance agreement summed over labels in order), so the kappas are the same numbers."""
-    n_raters = rated.shape[0]
-    # Only items rated at least twice are shared by any pair.
-    multi = rated.sum(axis=0) >= 2
-    labels, rated = labels[:, multi], rated[:, multi]
+    The same figures as `kappa` on each pair's shared items, for all pairs together: fifty
+    raters make 1,275 pairs, and a contingency table for each costs more than the arrays
+    here. The arithmetic is statsmodels' (observed share of agreement, and the chance
+    agreement summed over labels in order), so the kappas are the same numbers."""
     present = rated.astype(float)
-    shared = present @ present.T
-    agree = np.zeros((n_raters, n_raters))
-    expected = np.zeros((n_raters, n_raters))
-    n_labels = np.zeros((n_raters, n_raters), dtype=int)
+    shared = (present @ present.swapaxes(-1, -2)).astype(int)
+    agree = np.zeros_like(shared)
+    kappas = np.full(shared.shape, np.nan)
+    diagonal = np.arange(shared.shape[-1])
+    agree[..., diagonal, diagonal] = shared[..., diagonal, diagonal]
+    # With many raters and a small overlap most pairs share no item: only the others count,
+    # on the items rated at least twice.
+    *lead, first, second = np.nonzero(np.triu(shared > 0, k=1))
+    if not len(first):
+        return PairFigures(shared=shared, agree=agree, kappa=kappas)
+    multi = rated.sum(axis=-2) >= 2
+    multi = multi.any(axis=tuple(range(multi.ndim - 1)))
+    labels, rated = labels[..., multi], rated[..., multi]
+    values, codes = np.unique(labels[rated], return_inverse=True)
+    coded = np.zeros(labels.shape, dtype=np.intp)
+    coded[rated] = codes
+    both = rated[(*lead, first)] & rated[(*lead, second)]  # pairs x items
+    pair, item = np.nonzero(both)
+    a_codes = coded[(*lead, first)][pair, item]
+    b_codes = coded[(*lead, second)][pair, item]
+    n, k = len(first), len(values)
+    same = np.bincount(pair[a_codes == b_codes], minlength=n)
+    # Each rater's marginals in the pair's contingency table.
+    a_gave = np.bincount(pair * k + a_codes, minlength=n * k).reshape(n, k)
+    b_gave = np.bincount(pair * k + b_codes, minlength=n * k).reshape(n, k)
+    items = shared[(*lead, first, second)]
+    expected = np.zeros(n)
+    for label in range(k):
+        # Labels a pair did not use add exact zeros: the sum is statsmodels' own.
+        expected += (b_gave[:, label] / items) * (a_gave[:, label] / items)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for label in np.unique(labels[rated]):
-            mine = (rated & (labels == label)).astype(float)
-            agree += mine @ mine.T
-            # given[a, b]: items a gave this label among those b rated too, a's marginal in
-            # the pair's contingency table; b's is given[b, a].
-            given = mine @ present.T
-            # Labels a pair did not use add exact zeros: the sum is statsmodels' own.
-            expected += (given.T / shared) * (given / shared)
-            n_labels += (given > 0) | (given.T > 0)
-        kappas = (agree / shared - expected) / (1 - expected)
+        pair_kappa = (same / items - expected) / (1 - expected)
     # numpy sums eight labels or more pairwise, not in order; so rare a table (a scale with
     # many points) is left to `kappa`, so that every figure is the same to the last bit.
-    for a, b in zip(*np.nonzero(np.triu(n_labels >= 8, k=1)), strict=True):
-        both = rated[a] & rated[b]
-        k = kappa(labels[a, both], labels[b, both])
-        kappas[a, b] = kappas[b, a] = np.nan if k is None else k
-    return PairFigures(shared=shared.astype(int), agree=agree.astype(int), kappa=kappas)
+    for p in np.flatnonzero(((a_gave > 0) | (b_gave > 0)).sum(axis=1) >= 8):
+        mine = pair == p
+        alone = kappa(values[a_codes[mine]], values[b_codes[mine]])
+        pair_kappa[p] = np.nan if alone is None else alone
+    for a, b in ((first, second), (second, first)):
+        agree[(*lead, a, b)] = same
+        kappas[(*lead, a, b)] = pair_kappa
+    return PairFigures(shared=shared, agree=agree, kappa=kappas)
 
 
 def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
@@ -226,34 +244,76 @@ def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
 
 def _matrix_figures(matrix: np.ndarray, ordinal: bool) -> tuple[Figures, PairFigures]:
     """matrix: raters x items of codes (or scale values when ordinal), nan where not rated."""
-    rated = ~np.isnan(matrix)
-    per_item = rated.sum(axis=0)
-    fig = Figures(items=matrix.shape[1], ratings=int(per_item.sum()))
-    labels = np.nan_to_num(np.round(matrix * 1000) if ordinal else matrix).astype(int)
-    multi = per_item >= 2
-    if multi.any():
-        # Counted as percent_agreement counts, over the labels of items rated at least twice.
-        sub_labels, sub_rated = labels[:, multi], rated[:, multi]
-        counts = np.stack(
-            [
-                (sub_rated & (sub_labels == label)).sum(axis=0)
-                for label in np.unique(sub_labels[sub_rated])
-            ],
-            axis=1,
-        ).astype(float)
-        fig.percent = _percent(counts)
-    if not ordinal:
-        table = np.stack([(rated & (labels == code)).sum(axis=0) for code in range(3)], axis=1)
-        fig.fleiss, fig.fleiss_items = _fleiss(table)
-    used = rated.any(axis=1)
-    fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
+    return _stacked_figures(matrix[None], [matrix.shape[1]], [ordinal])[0]
+
+
+# Cells (criteria x raters x items) worked on together: enough for a version's criteria at
+# once, few enough that a version of thousands of responses does not take gigabytes.
+STACK_CELLS = 2_000_000
+
+
+def _criteria_figures(
+    matrix: np.ndarray, criterion_of: np.ndarray, ordinal: set[int]
+) -> dict[int, Figures]:
+    """Figures of each criterion. matrix: raters x items of every criterion (codes, or scale
+    values for ordinal ones), nan where not rated; criterion_of: each column's criterion.
+    Criteria are stacked, their items padded with unrated ones, and worked on together: a
+    criterion alone is too small a matrix to pay for numpy's calls."""
+    criteria = np.unique(criterion_of).tolist()
+    columns = [np.flatnonzero(criterion_of == c) for c in criteria]
+    width = max((len(cols) for cols in columns), default=0)
+    step = max(1, STACK_CELLS // max(1, matrix.shape[0] * width))
+    out = {}
+    for start in range(0, len(criteria), step):
+        chunk = range(start, min(start + step, len(criteria)))
+        grid = np.full((len(chunk), matrix.shape[0], width), np.nan)
+        for i, k in enumerate(chunk):
+            grid[i, :, : len(columns[k])] = matrix[:, columns[k]]
+        figures = _stacked_figures(
+            grid, [len(columns[k]) for k in chunk], [criteria[k] in ordinal for k in chunk]
+        )
+        for k, (fig, _) in zip(chunk, figures, strict=True):
+            out[criteria[k]] = fig
+    return out
+
+
+def _stacked_figures(
+    grid: np.ndarray, widths: list[int], ordinal: list[bool]
+) -> list[tuple[Figures, PairFigures]]:
+    """grid: sets x raters x items, nan where not rated (and in the padding past each set's
+    width); each set's figures, and its pairs'."""
+    rated = ~np.isnan(grid)
+    scale = np.array(ordinal, dtype=bool)[:, None, None]
+    labels = np.nan_to_num(np.where(scale, np.round(grid * 1000), grid)).astype(int)
+    per_item = rated.sum(axis=1)
+    # Percent agreement: pairs agreeing on an item over its pairs. The counts are whole
+    # numbers, exact in any order, so all labels of all sets are counted together.
+    agreeing = np.zeros(per_item.shape, dtype=np.int64)
+    for label in np.unique(labels[rated]):
+        count = (rated & (labels == label)).sum(axis=1)
+        agreeing += count * (count - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = agreeing / (per_item * (per_item - 1))
+    # Fleiss' kappa counts outcome codes.
+    table = np.stack([(rated & (labels == code)).sum(axis=1) for code in range(3)], axis=-1)
     pairs = pair_figures(labels, rated)
-    # Only pairs of raters with at least two items in common count towards the mean kappa.
     upper = np.triu(pairs.shared >= 2, k=1)
-    kappas = pairs.kappa[upper]
-    kappas = kappas[~np.isnan(kappas)]
-    fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
-    return fig, pairs
+    out = []
+    for i, (width, scaled) in enumerate(zip(widths, ordinal, strict=True)):
+        fig = Figures(items=width, ratings=int(per_item[i].sum()))
+        multi = per_item[i, :width] >= 2
+        if multi.any():
+            fig.percent = float(shares[i, :width][multi].mean())
+        if not scaled:
+            fig.fleiss, fig.fleiss_items = _fleiss(table[i, :width])
+        matrix = grid[i, :, :width]
+        fig.alpha = alpha(matrix[rated[i].any(axis=1)], "ordinal" if scaled else "nominal")
+        # Only pairs of raters with at least two items in common count towards the mean.
+        kappas = pairs.kappa[i][upper[i]]
+        kappas = kappas[~np.isnan(kappas)]
+        fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
+        out.append((fig, PairFigures(pairs.shared[i], pairs.agree[i], pairs.kappa[i])))
+    return out
 
 
 def _grid(rater: np.ndarray, item: np.ndarray, value: np.ndarray, n_raters: int):
@@ -331,16 +391,14 @@ def _agreement(ratings: list[Rating]) -> Agreement:
     # its own figures.
     ordinal = set(np.unique(criterion[~np.isnan(value)]).tolist())
     is_ordinal = np.isin(criterion, list(ordinal))
-    item = criterion * (int(response.max(initial=0)) + 1) + response
-    per_criterion = {}
-    for c in sorted(set(np.unique(criterion).tolist())):
-        rows = criterion == c
-        if c in ordinal:
-            rows &= ~np.isnan(value)
-        matrix, _ = _grid(
-            rater[rows], item[rows], value[rows] if c in ordinal else code[rows], len(raters)
-        )
-        per_criterion[c] = _matrix_figures(matrix, c in ordinal)[0]
+    base = int(response.max(initial=0)) + 1
+    item = criterion * base + response
+    # Each criterion's own figures: scale criteria on their values (ratings without one do
+    # not count), the others on outcome codes.
+    counted = ~is_ordinal | ~np.isnan(value)
+    scores = np.where(is_ordinal, value, code)
+    matrix, keys = _grid(rater[counted], item[counted], scores[counted], len(raters))
+    per_criterion = _criteria_figures(matrix, keys // base, ordinal)
     # Overall, items are (criterion, response) with outcome codes (scale criteria join
     # through theirs): nominal criteria first, in order of appearance, then scale ones.
     _, criterion_first, criterion_of = np.unique(

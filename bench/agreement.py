@@ -236,7 +236,9 @@ def main() -> None:
         profiler.enable()
         client.get(path)
         profiler.disable()
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+            os.environ.get("BENCH_SORT", "cumulative")
+        ).print_stats(40)
     if os.environ.get("BENCH_DUMP"):  # the page, to compare before and after a change
         Path(os.environ["BENCH_DUMP"]).write_bytes(response.content)
     cpu.sort()

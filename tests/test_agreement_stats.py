@@ -203,3 +203,18 @@ def test_pairs_without_shared_items_have_no_figures():
     assert a.overall.mean_kappa is None  # no pair shares two items
     assert [r.items for r in a.per_rater] == [1, 1, 1]
     assert next(r for r in a.per_rater if r.rater_id == 2).percent is None
+
+
+def test_pair_figures_of_stacked_sets_are_each_sets_own():
+    """Criteria stacked (sets x raters x items, padded with unrated items) give each one's
+    figures."""
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, (4, 6, 30)) * np.array([1, 1, 250, 1])[:, None, None]
+    rated = rng.random((4, 6, 30)) < 0.4
+    rated[2, :, 20:] = False  # a shorter set, padded
+    stacked = stats.pair_figures(labels, rated)
+    for i in range(4):
+        alone = stats.pair_figures(labels[i], rated[i])
+        assert (stacked.shared[i] == alone.shared).all()
+        assert (stacked.agree[i] == alone.agree).all()
+        assert np.array_equal(stacked.kappa[i], alone.kappa, equal_nan=True)
