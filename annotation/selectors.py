@@ -295,11 +295,11 @@ def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[in
         .order_by("pk")
         .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
     )
-    latest: dict[tuple[int, int, int], stats.Rating] = {}
-    for row in judged.iterator(chunk_size=5000):
-        latest[row[:3]] = stats.Rating(*row)  # later runs overwrite earlier ones
-    ratings = [stats.Rating(*row) for row in person.iterator(chunk_size=5000)]
-    ratings.extend(latest.values())
+    # Fetched whole, not through server-side cursors: their extra round trips cost more than
+    # the rows, which are all kept anyway.
+    latest = {row[:3]: row for row in judged}  # later runs overwrite earlier ones
+    ratings = [stats.Rating(*row) for row in person]
+    ratings.extend(stats.Rating(*row) for row in latest.values())
     rater_ids = {r.rater_id for r in ratings}
     raters = {
         pk: RaterInfo(pk, name, kind)

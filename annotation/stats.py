@@ -11,6 +11,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import compress
 from typing import NamedTuple
 
 import krippendorff
@@ -162,7 +163,8 @@ class Agreement:
         for i in range(len(self.raters)):
             grid[i][i] = 1.0
         for p in self.pairs:
-            grid[index[p.a]][index[p.b]] = grid[index[p.b]][index[p.a]] = p.kappa
+            if p.kappa is not None:  # most pairs share nothing
+                grid[index[p.a]][index[p.b]] = grid[index[p.b]][index[p.a]] = p.kappa
         return grid
 
 
@@ -413,22 +415,20 @@ def _agreement(ratings: list[Rating]) -> Agreement:
     shared = figures.shared[first, second].tolist()
     agree = figures.agree[first, second].tolist()
     kappas = figures.kappa[first, second].tolist()
-    pairs = []
-    mine: dict[int, list[Pair]] = defaultdict(list)
-    for i, j, n, same, k in zip(
-        first.tolist(), second.tolist(), shared, agree, kappas, strict=True
-    ):
-        pair = Pair(
-            a=raters[i],
-            b=raters[j],
-            items=n,
-            percent=same / n if n else None,
-            kappa=None if k != k else k,  # nan: undefined
+    pairs = list(
+        map(
+            Pair,
+            [raters[i] for i in first.tolist()],
+            [raters[j] for j in second.tolist()],
+            shared,
+            [same / n if n else None for same, n in zip(agree, shared, strict=True)],
+            [None if k != k else k for k in kappas],  # nan: undefined
         )
-        pairs.append(pair)
-        if n:
-            mine[pair.a].append(pair)
-            mine[pair.b].append(pair)
+    )
+    mine: dict[int, list[Pair]] = defaultdict(list)
+    for pair in compress(pairs, shared):  # the pairs that share items
+        mine[pair.a].append(pair)
+        mine[pair.b].append(pair)
     per_rater = []
     for rater in raters:
         n = sum(p.items for p in mine[rater])
