@@ -185,154 +185,147 @@ def pair_figures(labels: np.ndarray, rated: np.ndarray) -> PairFigures:
     for each criterion, say): the figures have them too. On the diagonal a rater is paired
     with itself: its items, all agreeing, and no kappa.
 
-    The same figures as `kappa` on each pair's shared items, for all pairs together: fifty
-    raters make 1,275 pairs, and a contingency table for each costs more than the arrays
-    here. The arithmetic is statsmodels' (observed share of agreement, and the chance
-    agreement summed over labels in order), so the kappas are the same numbers."""
-    present = rated.astype(float)
-    shared = (present @ present.swapaxes(-1, -2)).astype(int)
-    agree = np.zeros_like(shared)
-    kappas = np.full(shared.shape, np.nan)
-    diagonal = np.arange(shared.shape[-1])
-    agree[..., diagonal, diagonal] = shared[..., diagonal, diagonal]
-    # With many raters and a small overlap most pairs share no item: only the others count,
-    # on the items rated at least twice.
-    *lead, first, second = np.nonzero(np.triu(shared > 0, k=1))
-    if not len(first):
-        return PairFigures(shared=shared, agree=agree, kappa=kappas)
-    multi = rated.sum(axis=-2) >= 2
-    multi = multi.any(axis=tuple(range(multi.ndim - 1)))
-    labels, rated = labels[..., multi], rated[..., multi]
-    values, codes = np.unique(labels[rated], return_inverse=True)
-    coded = np.zeros(labels.shape, dtype=np.intp)
-    coded[rated] = codes
-    both = rated[(*lead, first)] & rated[(*lead, second)]  # pairs x items
-    pair, item = np.nonzero(both)
-    a_codes = coded[(*lead, first)][pair, item]
-    b_codes = coded[(*lead, second)][pair, item]
-    n, k = len(first), len(values)
-    same = np.bincount(pair[a_codes == b_codes], minlength=n)
-    # Each rater's marginals in the pair's contingency table.
-    a_gave = np.bincount(pair * k + a_codes, minlength=n * k).reshape(n, k)
-    b_gave = np.bincount(pair * k + b_codes, minlength=n * k).reshape(n, k)
-    items = shared[(*lead, first, second)]
-    expected = np.zeros(n)
-    for label in range(k):
-        # Labels a pair did not use add exact zeros: the sum is statsmodels' own.
-        expected += (b_gave[:, label] / items) * (a_gave[:, label] / items)
+    The same figures as `kappa` and counting give on each pair's shared items; see _pairs."""
+    *lead, n_raters, n_items = rated.shape
+    sets = int(np.prod(lead, dtype=int))
+    where, rater, column = np.nonzero(rated.reshape(sets, n_raters, n_items))
+    order = np.lexsort((rater, where * n_items + column))
+    item = (where * n_items + column)[order]
+    found = _pairs(
+        np.repeat(np.arange(sets), n_items),
+        rater[order],
+        item,
+        labels.reshape(sets, n_raters, n_items)[where, rater, column][order],
+        n_raters,
+    )
+    shape = (sets, n_raters, n_raters)
+    shared, agree = np.zeros(shape, dtype=int), np.zeros(shape, dtype=int)
+    kappas = np.full(shape, np.nan)
+    diagonal = np.arange(n_raters)
+    own = rated.reshape(sets, n_raters, n_items).sum(axis=-1)
+    shared[:, diagonal, diagonal] = agree[:, diagonal, diagonal] = own
+    for a, b in (("a", "b"), ("b", "a")):
+        at = (found["set"], found[a], found[b])
+        shared[at], agree[at], kappas[at] = found["shared"], found["agree"], found["kappa"]
+    return PairFigures(
+        shared.reshape(*lead, n_raters, n_raters),
+        agree.reshape(*lead, n_raters, n_raters),
+        kappas.reshape(*lead, n_raters, n_raters),
+    )
+
+
+def _pairs(set_of: np.ndarray, rater: np.ndarray, item: np.ndarray, label: np.ndarray, n_raters):
+    """Pairs of raters that share items, within each set of items, from one rating per rater
+    and item sorted by item then rater: each pair's set, raters a < b, shared items, items
+    agreed on and Cohen's kappa (nan where undefined), sorted by set, a, b.
+
+    Fifty raters make 1,275 pairs and with a small overlap most share nothing: only pairs
+    met on an item are counted, with bincount, not a contingency table each. The kappa is
+    statsmodels' arithmetic (observed share of agreement, and the chance agreement summed
+    over the labels in order), so it is the same number as `kappa`'s."""
+    per_item = np.bincount(item, minlength=len(set_of))
+    first, second = [], []
+    for step in range(1, int(per_item.max(initial=0))):
+        together = np.flatnonzero(item[:-step] == item[step:])
+        first.append(together)
+        second.append(together + step)
+    ea = np.concatenate(first) if first else np.zeros(0, dtype=int)
+    eb = np.concatenate(second) if second else np.zeros(0, dtype=int)
+    where = set_of[item[ea]]
+    key = (where * n_raters + rater[ea]) * n_raters + rater[eb]
+    keys, pair = np.unique(key, return_inverse=True)
+    n = len(keys)
+    # Labels numbered within each set, in order: the chance term sums over them so.
+    lowest = label.min(initial=0)
+    span = int(label.max(initial=0)) - lowest + 1
+    local, code = np.unique(set_of[item] * span + (label - lowest), return_inverse=True)
+    code = code - np.searchsorted(local // span, set_of[item])
+    k = int(code.max(initial=-1)) + 1
+    a_code, b_code = code[ea], code[eb]
+    shared = np.bincount(pair, minlength=n)
+    same = np.bincount(pair[a_code == b_code], minlength=n)
+    a_gave = np.bincount(pair * k + a_code, minlength=n * k).reshape(n, k)
+    b_gave = np.bincount(pair * k + b_code, minlength=n * k).reshape(n, k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pair_kappa = (same / items - expected) / (1 - expected)
+        # Labels a pair did not use add exact zeros; cumsum adds in order, as numpy sums
+        # statsmodels' few labels.
+        terms = (b_gave / shared[:, None]) * (a_gave / shared[:, None])
+        expected = np.cumsum(terms, axis=1)[:, -1] if k else np.zeros(n)
+        kappas = (same / shared - expected) / (1 - expected)
     # numpy sums eight labels or more pairwise, not in order; so rare a table (a scale with
     # many points) is left to `kappa`, so that every figure is the same to the last bit.
     for p in np.flatnonzero(((a_gave > 0) | (b_gave > 0)).sum(axis=1) >= 8):
         mine = pair == p
-        alone = kappa(values[a_codes[mine]], values[b_codes[mine]])
-        pair_kappa[p] = np.nan if alone is None else alone
-    for a, b in ((first, second), (second, first)):
-        agree[(*lead, a, b)] = same
-        kappas[(*lead, a, b)] = pair_kappa
-    return PairFigures(shared=shared, agree=agree, kappa=kappas)
+        alone = kappa(label[ea[mine]], label[eb[mine]])
+        kappas[p] = np.nan if alone is None else alone
+    return {
+        "set": keys // (n_raters * n_raters),
+        "a": keys // n_raters % n_raters,
+        "b": keys % n_raters,
+        "shared": shared,
+        "agree": same,
+        "kappa": kappas,
+    }
 
 
-def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
-    """by_item: item -> {rater: code or value}."""
-    index = {r: i for i, r in enumerate(raters)}
-    matrix = np.full((len(raters), len(by_item)), np.nan)
-    for j, by_rater in enumerate(by_item.values()):
-        for r, v in by_rater.items():
-            matrix[index[r], j] = v
-    return _matrix_figures(matrix, ordinal)[0]
+def _ratings(rater, key, score, rank, n_raters):
+    """One rating per rater and item (the last of repeated ones wins, as dict assignment
+    would), sorted by item then rater. Items are numbered by rank, then in order of first
+    appearance. Returns rater, item, score of each rating and the key of each item."""
+    keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.lexsort((first, rank[first]))
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    item = number[inverse]
+    _, last = np.unique((item * n_raters + rater)[::-1], return_index=True)
+    last = len(item) - 1 - last
+    return rater[last], item[last], score[last], keys[order]
 
 
-def _matrix_figures(matrix: np.ndarray, ordinal: bool) -> tuple[Figures, PairFigures]:
-    """matrix: raters x items of codes (or scale values when ordinal), nan where not rated."""
-    return _stacked_figures(matrix[None], [matrix.shape[1]], [ordinal])[0]
-
-
-# Cells (criteria x raters x items) worked on together: enough for a version's criteria at
-# once, few enough that a version of thousands of responses does not take gigabytes.
-STACK_CELLS = 2_000_000
-
-
-def _criteria_figures(
-    matrix: np.ndarray, criterion_of: np.ndarray, ordinal: set[int]
-) -> dict[int, Figures]:
-    """Figures of each criterion. matrix: raters x items of every criterion (codes, or scale
-    values for ordinal ones), nan where not rated; criterion_of: each column's criterion.
-    Criteria are stacked, their items padded with unrated ones, and worked on together: a
-    criterion alone is too small a matrix to pay for numpy's calls."""
-    criteria = np.unique(criterion_of).tolist()
-    columns = [np.flatnonzero(criterion_of == c) for c in criteria]
-    width = max((len(cols) for cols in columns), default=0)
-    step = max(1, STACK_CELLS // max(1, matrix.shape[0] * width))
-    out = {}
-    for start in range(0, len(criteria), step):
-        chunk = range(start, min(start + step, len(criteria)))
-        grid = np.full((len(chunk), matrix.shape[0], width), np.nan)
-        for i, k in enumerate(chunk):
-            grid[i, :, : len(columns[k])] = matrix[:, columns[k]]
-        figures = _stacked_figures(
-            grid, [len(columns[k]) for k in chunk], [criteria[k] in ordinal for k in chunk]
-        )
-        for k, (fig, _) in zip(chunk, figures, strict=True):
-            out[criteria[k]] = fig
-    return out
-
-
-def _stacked_figures(
-    grid: np.ndarray, widths: list[int], ordinal: list[bool]
-) -> list[tuple[Figures, PairFigures]]:
-    """grid: sets x raters x items, nan where not rated (and in the padding past each set's
-    width); each set's figures, and its pairs'."""
-    rated = ~np.isnan(grid)
-    scale = np.array(ordinal, dtype=bool)[:, None, None]
-    labels = np.nan_to_num(np.where(scale, np.round(grid * 1000), grid)).astype(int)
-    per_item = rated.sum(axis=1)
+def _sets_figures(set_of, rater, item, score, ordinal, n_raters):
+    """Figures of each set of items (a criterion's, or all of them): set_of gives each item's
+    set, in order; ratings as _ratings gives them; ordinal, per set, whether its scores are
+    scale values. Returns the figures of each set and its pairs of raters (see _pairs)."""
+    scale = ordinal[set_of[item]]
+    label = np.where(scale, np.round(score * 1000), score).astype(int)
+    per_item = np.bincount(item, minlength=len(set_of))
     # Percent agreement: pairs agreeing on an item over its pairs. The counts are whole
-    # numbers, exact in any order, so all labels of all sets are counted together.
-    agreeing = np.zeros(per_item.shape, dtype=np.int64)
-    for label in np.unique(labels[rated]):
-        count = (rated & (labels == label)).sum(axis=1)
-        agreeing += count * (count - 1)
+    # numbers, exact in any order.
+    values, code = np.unique(label, return_inverse=True)
+    counts = np.bincount(item * len(values) + code, minlength=len(set_of) * len(values))
+    counts = counts.reshape(len(set_of), len(values))
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = agreeing / (per_item * (per_item - 1))
-    # Fleiss' kappa counts outcome codes.
-    table = np.stack([(rated & (labels == code)).sum(axis=1) for code in range(3)], axis=-1)
-    pairs = pair_figures(labels, rated)
-    upper = np.triu(pairs.shared >= 2, k=1)
+        shares = (counts * (counts - 1)).sum(axis=1) / (per_item * (per_item - 1))
+    # Fleiss' kappa counts outcome codes (of sets that are not scales).
+    nominal = ~scale
+    table = np.bincount(item[nominal] * 3 + label[nominal], minlength=len(set_of) * 3).reshape(
+        len(set_of), 3
+    )
+    pairs = _pairs(set_of, rater, item, label, n_raters)
     out = []
-    for i, (width, scaled) in enumerate(zip(widths, ordinal, strict=True)):
-        fig = Figures(items=width, ratings=int(per_item[i].sum()))
-        multi = per_item[i, :width] >= 2
+    item_bounds = np.searchsorted(set_of, np.arange(len(ordinal) + 1))
+    rating_bounds = np.searchsorted(item, item_bounds)
+    pair_bounds = np.searchsorted(pairs["set"], np.arange(len(ordinal) + 1))
+    for s, scaled in enumerate(ordinal.tolist()):
+        lo, hi = item_bounds[s], item_bounds[s + 1]
+        fig = Figures(items=int(hi - lo), ratings=int(per_item[lo:hi].sum()))
+        multi = per_item[lo:hi] >= 2
         if multi.any():
-            fig.percent = float(shares[i, :width][multi].mean())
+            fig.percent = float(shares[lo:hi][multi].mean())
         if not scaled:
-            fig.fleiss, fig.fleiss_items = _fleiss(table[i, :width])
-        matrix = grid[i, :, :width]
-        fig.alpha = alpha(matrix[rated[i].any(axis=1)], "ordinal" if scaled else "nominal")
-        # Only pairs of raters with at least two items in common count towards the mean.
-        kappas = pairs.kappa[i][upper[i]]
+            fig.fleiss, fig.fleiss_items = _fleiss(table[lo:hi])
+        mine = slice(rating_bounds[s], rating_bounds[s + 1])
+        matrix = np.full((n_raters, hi - lo), np.nan)
+        matrix[rater[mine], item[mine] - lo] = score[mine]
+        used = np.bincount(rater[mine], minlength=n_raters) > 0
+        fig.alpha = alpha(matrix[used], "ordinal" if scaled else "nominal")
+        # Only pairs with at least two items in common count towards the mean kappa.
+        these = slice(pair_bounds[s], pair_bounds[s + 1])
+        kappas = pairs["kappa"][these][pairs["shared"][these] >= 2]
         kappas = kappas[~np.isnan(kappas)]
         fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
-        out.append((fig, PairFigures(pairs.shared[i], pairs.agree[i], pairs.kappa[i])))
-    return out
-
-
-def _grid(rater: np.ndarray, item: np.ndarray, value: np.ndarray, n_raters: int):
-    """raters x items from one row per rating: items in order of first appearance, the last
-    of repeated ratings of an item by a rater wins (as dict assignment would), nan where not
-    rated. Returns the matrix and the item keys in column order."""
-    keys, first, inverse = np.unique(item, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    column = np.empty_like(order)
-    column[order] = np.arange(len(order))
-    column = column[inverse]
-    cell = column * n_raters + rater
-    _, last = np.unique(cell[::-1], return_index=True)
-    last = len(cell) - 1 - last
-    matrix = np.full((n_raters, len(keys)), np.nan)
-    matrix[rater[last], column[last]] = value[last]
-    return matrix, keys[order]
+        out.append(fig)
+    return out, pairs
 
 
 def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
@@ -399,22 +392,38 @@ def _agreement(ratings: list[Rating]) -> Agreement:
     # not count), the others on outcome codes.
     counted = ~is_ordinal | ~np.isnan(value)
     scores = np.where(is_ordinal, value, code)
-    matrix, keys = _grid(rater[counted], item[counted], scores[counted], len(raters))
-    per_criterion = _criteria_figures(matrix, keys // base, ordinal)
+    by_criterion = _ratings(
+        rater[counted], item[counted], scores[counted], criterion[counted], len(raters)
+    )
+    criterion_ids, set_of = np.unique(by_criterion[3] // base, return_inverse=True)
+    figures, _ = _sets_figures(
+        set_of,
+        *by_criterion[:3],
+        np.isin(criterion_ids, list(ordinal)),
+        len(raters),
+    )
+    per_criterion = dict(zip(criterion_ids.tolist(), figures, strict=True))
     # Overall, items are (criterion, response) with outcome codes (scale criteria join
     # through theirs): nominal criteria first, in order of appearance, then scale ones.
     _, criterion_first, criterion_of = np.unique(
         np.where(is_ordinal, -1, criterion), return_index=True, return_inverse=True
     )
-    order = np.lexsort((np.arange(count), criterion_first[criterion_of], is_ordinal))
-    pooled, _ = _grid(rater[order], item[order], code[order], len(raters))
-    overall, figures = _matrix_figures(pooled, ordinal=False)
-
-    items_of = dict(zip(raters, (~np.isnan(pooled)).sum(axis=1).tolist(), strict=True))
+    rank = np.where(is_ordinal, count, criterion_first[criterion_of])
+    pooled = _ratings(rater, item, code, rank, len(raters))
+    (overall,), found = _sets_figures(
+        np.zeros(len(pooled[3]), dtype=int), *pooled[:3], np.array([False]), len(raters)
+    )
+    items_of = dict(
+        zip(raters, np.bincount(pooled[0], minlength=len(raters)).tolist(), strict=True)
+    )
     first, second = np.triu_indices(len(raters), k=1)  # the order of combinations(raters, 2)
-    shared = figures.shared[first, second].tolist()
-    agree = figures.agree[first, second].tolist()
-    kappas = figures.kappa[first, second].tolist()
+    # Pairs that share nothing have no figures: place the others.
+    index = found["a"] * len(raters) - found["a"] * (found["a"] + 1) // 2 + found["b"]
+    index -= found["a"] + 1
+    shared, agree = np.zeros(len(first), dtype=int), np.zeros(len(first), dtype=int)
+    kappas = np.full(len(first), np.nan)
+    shared[index], agree[index], kappas[index] = found["shared"], found["agree"], found["kappa"]
+    shared, agree, kappas = shared.tolist(), agree.tolist(), kappas.tolist()
     pairs = list(
         map(
             Pair,
