@@ -67,13 +67,21 @@ def alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
     """Krippendorff's alpha over raters x items (nan = not rated); None when undefined."""
     if matrix.size == 0 or matrix.shape[0] < 2:
         return None
-    values = matrix[~np.isnan(matrix)]
-    if len(np.unique(values)) < 2:
+    domain = np.unique(matrix[~np.isnan(matrix)])
+    # Counted as krippendorff counts them from the matrix.
+    counts = (matrix.T[..., np.newaxis] == domain[np.newaxis, np.newaxis, :]).sum(axis=1)
+    return _alpha(counts, domain, level)
+
+
+def _alpha(counts: np.ndarray, domain: np.ndarray, level: str) -> float | None:
+    """Krippendorff's alpha from items x values counts (of the values in domain, in order)."""
+    if len(domain) < 2:
         return None  # one value in the domain: alpha has no expected disagreement
-    pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
-    if not pairable.any():
-        return None
-    return _finite(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+    if not (counts.sum(axis=1) >= 2).any():
+        return None  # no item rated twice
+    return _finite(
+        krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level)
+    )
 
 
 def fleiss(items: list[list[int]]) -> tuple[float | None, int]:
@@ -315,10 +323,12 @@ def _sets_figures(set_of, rater, item, score, ordinal, n_raters):
         if not scaled:
             fig.fleiss, fig.fleiss_items = _fleiss(table[lo:hi])
         mine = slice(rating_bounds[s], rating_bounds[s + 1])
-        matrix = np.full((n_raters, hi - lo), np.nan)
-        matrix[rater[mine], item[mine] - lo] = score[mine]
-        used = np.bincount(rater[mine], minlength=n_raters) > 0
-        fig.alpha = alpha(matrix[used], "ordinal" if scaled else "nominal")
+        if hi > lo and len(np.unique(rater[mine])) >= 2:
+            domain, value = np.unique(score[mine], return_inverse=True)
+            counts = np.bincount(
+                (item[mine] - lo) * len(domain) + value, minlength=(hi - lo) * len(domain)
+            ).reshape(hi - lo, len(domain))
+            fig.alpha = _alpha(counts, domain, "ordinal" if scaled else "nominal")
         # Only pairs with at least two items in common count towards the mean kappa.
         these = slice(pair_bounds[s], pair_bounds[s + 1])
         kappas = pairs["kappa"][these][pairs["shared"][these] >= 2]
