@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from itertools import compress
 from typing import NamedTuple
 
@@ -23,7 +23,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
-from threadpoolctl import ThreadpoolController
 
 CODES = {"unmet": 0, "met": 1, "na": 2}
 LABELS = ["met", "unmet", "na"]
@@ -368,21 +367,10 @@ def alpha_per_criterion(ratings: list[Rating]) -> dict[int, float | None]:
     return out
 
 
-@cache
-def _blas() -> ThreadpoolController:
-    return ThreadpoolController()  # finds the loaded BLAS libraries once (a millisecond)
-
-
-def agreement(ratings: list[Rating]) -> Agreement:
+def agreement(ratings: Sequence[Rating | tuple]) -> Agreement:
     """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
-    raters (Cohen's kappa) and per rater against the others."""
-    # The matrices are small (raters x items): OpenBLAS would start threads on every core
-    # and spin them, costing several times the product itself on a busy server.
-    with _blas().limit(limits=1, user_api="blas"):
-        return _agreement(ratings)
-
-
-def _agreement(ratings: list[Rating]) -> Agreement:
+    raters (Cohen's kappa) and per rater against the others. Ratings may be plain tuples in
+    Rating's order, as the database gives them."""
     count = len(ratings)
     columns = list(zip(*ratings, strict=True)) if ratings else [()] * 5
     raters = sorted(set(columns[0]))
