@@ -3,6 +3,11 @@
 Pure functions: no database. `selectors` turns verdicts into `Rating`s and gold into a dict;
 everything here is numbers. Outcomes are coded met=1, unmet=0, na=2 (nominal); scale values
 are ordinal.
+
+`agreement` counts its tables from the ratings in bulk (every criterion and every pair of
+raters at once) and hands them to the libraries, or, for the pairs' Cohen's kappa, follows
+statsmodels' arithmetic step by step: tests hold every figure to the libraries' own on the
+same data, to the last bit for the pairs.
 """
 
 from __future__ import annotations
@@ -117,11 +122,6 @@ def percent_agreement(items: list[list[int]]) -> float | None:
     row = np.repeat(np.arange(len(rated)), [len(c) for c in rated])
     counts = np.zeros((len(rated), category.max() + 1))
     np.add.at(counts, (row, category), 1)
-    return _percent(counts)
-
-
-def _percent(counts: np.ndarray) -> float:
-    """counts: items (rated at least twice) x labels."""
     n = counts.sum(axis=1)
     shares = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
     return float(shares.mean())
@@ -324,10 +324,10 @@ def _sets_figures(set_of, rater, item, score, ordinal, n_raters):
         mine = slice(rating_bounds[s], rating_bounds[s + 1])
         if hi > lo and len(np.unique(rater[mine])) >= 2:
             domain, value = np.unique(score[mine], return_inverse=True)
-            counts = np.bincount(
+            tally = np.bincount(
                 (item[mine] - lo) * len(domain) + value, minlength=(hi - lo) * len(domain)
             ).reshape(hi - lo, len(domain))
-            fig.alpha = _alpha(counts, domain, "ordinal" if scaled else "nominal")
+            fig.alpha = _alpha(tally, domain, "ordinal" if scaled else "nominal")
         # Only pairs with at least two items in common count towards the mean kappa.
         these = slice(pair_bounds[s], pair_bounds[s + 1])
         kappas = pairs["kappa"][these][pairs["shared"][these] >= 2]

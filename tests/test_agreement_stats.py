@@ -218,3 +218,9 @@ def test_pair_figures_of_stacked_sets_are_each_sets_own():
         assert (stacked.shared[i] == alone.shared).all()
         assert (stacked.agree[i] == alone.agree).all()
         assert np.array_equal(stacked.kappa[i], alone.kappa, equal_nan=True)
+
+
+def test_agreement_takes_plain_rows_as_ratings():
+    """The agreement page passes the database's rows (tuples in Rating's order) as they are."""
+    ratings = _random_ratings(4) + [Rating(9, 1, 5, "met", 0.5), Rating(8, 1, 5, "unmet", 1.0)]
+    assert stats.agreement([tuple(r) for r in ratings]) == stats.agreement(ratings)
