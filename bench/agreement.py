@@ -1,8 +1,10 @@
 """CPU cost of the agreement page with many raters: 50 annotators and a judge on one version.
 
 Prints ONE JSON line: CPU milliseconds per GET (time.thread_time of the request in this
-process, so server-side only: view, selectors, stats, template) p50 and min over N requests,
-wall p50, and the page's query count.
+process, so server-side only: view, selectors, stats, template) p50 and min over N requests;
+the process's CPU p50 too (it counts threads a library starts, as OpenBLAS does for matrix
+products), wall p50, and the page's query count. On a shared machine compare runs made one
+after the other: contention for the cores inflates CPU time as well.
 
 The project is seeded as bench/load.py seeds it, through the services: three of the demo's
 15-criterion rubrics, published; 100 responses each; a double-annotation queue per rubric
@@ -11,7 +13,10 @@ submitted; and a grading run per rubric whose judge gave a verdict on every item
 bulk: the page reads verdicts, not how the judge reached them). A reviewer opens the agreement
 page of the first version.
 
-    .venv/bin/python bench/agreement.py [--requests 30]
+    .venv/bin/python bench/agreement.py [--requests 30] [--profile]
+
+--profile prints a cProfile of one request to stderr (BENCH_SORT=tottime to sort so);
+BENCH_DUMP=path writes the page, to compare its HTML before and after a change.
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench_agree),
 a throwaway database: created if missing, migrated, its tables emptied before seeding.
