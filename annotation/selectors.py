@@ -308,6 +308,13 @@ class RaterInfo:
 def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[int, RaterInfo]]:
     """Every counted decision on this version's criteria: people's submitted verdicts and
     judges' parsed verdicts (the latest run's, sample 0). Drafts and errors do not count."""
+    rows, raters = _version_rating_rows(version)
+    return [stats.Rating(*row) for row in rows], raters
+
+
+def _version_rating_rows(version: RubricVersion) -> tuple[list[tuple], dict[int, RaterInfo]]:
+    """version_ratings' ratings as the rows the database gives (tuples in Rating's order):
+    the agreement page takes them as they are, thousands of them."""
     person = Verdict.objects.filter(
         criterion__version=version, assignment__status=Assignment.Status.SUBMITTED
     ).values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
@@ -317,19 +324,19 @@ def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[in
         .order_by("pk")
         .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
     )
-    latest: dict[tuple[int, int, int], stats.Rating] = {}
-    for row in judged.iterator(chunk_size=5000):
-        latest[row[:3]] = stats.Rating(*row)  # later runs overwrite earlier ones
-    ratings = [stats.Rating(*row) for row in person.iterator(chunk_size=5000)]
-    ratings.extend(latest.values())
-    rater_ids = {r.rater_id for r in ratings}
+    # Fetched whole, not through server-side cursors: their extra round trips cost more than
+    # the rows, which are all kept anyway.
+    latest = {row[:3]: row for row in judged}  # later runs overwrite earlier ones
+    rows = list(person)
+    rows.extend(latest.values())
+    rater_ids = {row[0] for row in rows}
     raters = {
         pk: RaterInfo(pk, name, kind)
         for pk, name, kind in Rater.objects.filter(pk__in=rater_ids).values_list(
             "pk", "name", "kind"
         )
     }
-    return ratings, raters
+    return rows, raters
 
 
 def version_gold(
@@ -495,7 +502,7 @@ class AgreementReport:
 
 
 def agreement_report(version: RubricVersion) -> AgreementReport:
-    ratings, raters = version_ratings(version)
+    ratings, raters = _version_rating_rows(version)
     return AgreementReport(
         version=version,
         criteria=list(Criterion.objects.filter(version=version)),

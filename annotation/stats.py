@@ -3,14 +3,21 @@
 Pure functions: no database. `selectors` turns verdicts into `Rating`s and gold into a dict;
 everything here is numbers. Outcomes are coded met=1, unmet=0, na=2 (nominal); scale values
 are ordinal.
+
+`agreement` counts its tables from the ratings in bulk (every criterion and every pair of
+raters at once) and hands them to the libraries, or, for the pairs' Cohen's kappa, follows
+statsmodels' arithmetic step by step: tests hold every figure to the libraries' own on the
+same data, to the last bit for the pairs.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import compress
+from typing import NamedTuple
 
 import krippendorff
 import numpy as np
@@ -20,14 +27,16 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
-from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
+from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
 
 CODES = {"unmet": 0, "met": 1, "na": 2}
 LABELS = ["met", "unmet", "na"]
 
 
-@dataclass(frozen=True)
-class Rating:
+class Rating(NamedTuple):
+    """A tuple, so that rows of a values_list make them cheaply and agreement can transpose
+    thousands of them at once."""
+
     rater_id: int
     response_id: int
     criterion_id: int
@@ -62,30 +71,45 @@ def alpha(matrix: np.ndarray, level: str = "nominal") -> float | None:
     """Krippendorff's alpha over raters x items (nan = not rated); None when undefined."""
     if matrix.size == 0 or matrix.shape[0] < 2:
         return None
-    values = matrix[~np.isnan(matrix)]
-    if len(np.unique(values)) < 2:
+    domain = np.unique(matrix[~np.isnan(matrix)])
+    # Counted as krippendorff counts them from the matrix.
+    counts = (matrix.T[..., np.newaxis] == domain[np.newaxis, np.newaxis, :]).sum(axis=1)
+    return _alpha(counts, domain, level)
+
+
+def _alpha(counts: np.ndarray, domain: np.ndarray, level: str) -> float | None:
+    """Krippendorff's alpha from items x values counts (of the values in domain, in order)."""
+    if len(domain) < 2:
         return None  # one value in the domain: alpha has no expected disagreement
-    pairable = (~np.isnan(matrix)).sum(axis=0) >= 2
-    if not pairable.any():
-        return None
-    return _finite(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+    if not (counts.sum(axis=1) >= 2).any():
+        return None  # no item rated twice
+    return _finite(
+        krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level)
+    )
 
 
 def fleiss(items: list[list[int]]) -> tuple[float | None, int]:
     """Fleiss' kappa over items rated by the same number of raters (the most common count,
     at least 2); returns it and how many items it used."""
-    counts = defaultdict(list)
-    for codes in items:
-        if len(codes) >= 2:
-            counts[len(codes)].append(codes)
-    if not counts:
+    rated = [codes for codes in items if len(codes) >= 2]
+    table = np.zeros((len(rated), 3), dtype=int)
+    for row, codes in zip(table, rated, strict=True):
+        row += np.bincount(codes, minlength=3)
+    return _fleiss(table)
+
+
+def _fleiss(table: np.ndarray) -> tuple[float | None, int]:
+    """table: items x (unmet, met, na) counts."""
+    n = table.sum(axis=1)
+    sizes, times = np.unique(n[n >= 2], return_counts=True)
+    if not len(sizes):
         return None, 0
-    n = max(counts, key=lambda k: (len(counts[k]), k))
-    rows = np.array(counts[n])
-    table, _ = aggregate_raters(rows, n_cat=3)
+    # The most common number of raters; of equally common ones, the largest.
+    size = max(zip(times.tolist(), sizes.tolist(), strict=True))[1]
+    rows = table[n == size]
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _finite(fleiss_kappa(table, method="fleiss")), len(rows)
+        return _finite(fleiss_kappa(rows, method="fleiss")), len(rows)
 
 
 def percent_agreement(items: list[list[int]]) -> float | None:
@@ -146,39 +170,171 @@ class Agreement:
         for i in range(len(self.raters)):
             grid[i][i] = 1.0
         for p in self.pairs:
-            grid[index[p.a]][index[p.b]] = grid[index[p.b]][index[p.a]] = p.kappa
+            if p.kappa is not None:  # most pairs share nothing
+                grid[index[p.a]][index[p.b]] = grid[index[p.b]][index[p.a]] = p.kappa
         return grid
 
 
-def _figures(by_item: dict, raters: list[int], ordinal: bool) -> Figures:
-    """by_item: item -> {rater: code or value}."""
-    items = list(by_item)
-    codes = [list(d.values()) for d in by_item.values()]
-    fig = Figures(items=len(items), ratings=sum(len(c) for c in codes))
-    nominal_codes = [[int(round(v * 1000)) if ordinal else v for v in c] for c in codes]
-    fig.percent = percent_agreement(nominal_codes)
-    if not ordinal:
-        fig.fleiss, fig.fleiss_items = fleiss(codes)
-    index = {r: i for i, r in enumerate(raters)}
-    matrix = np.full((len(raters), len(items)), np.nan)
-    for j, item in enumerate(items):
-        for r, v in by_item[item].items():
-            matrix[index[r], j] = v
-    used = ~np.isnan(matrix).all(axis=1)
-    fig.alpha = alpha(matrix[used], "ordinal" if ordinal else "nominal")
-    kappas = []
-    labels = np.nan_to_num(np.round(matrix * 1000) if ordinal else matrix).astype(int)
-    # Only pairs of raters with at least two items in common have a kappa; with many
-    # annotators and a small overlap most pairs share none, so find the others at once.
-    rated = (~np.isnan(matrix)).astype(np.int32)
-    shared = np.triu(rated @ rated.T, k=1)
-    for i, j in zip(*np.nonzero(shared >= 2), strict=True):
-        both = (rated[i] & rated[j]).astype(bool)
-        k = kappa(labels[i, both], labels[j, both])
-        if k is not None:
-            kappas.append(k)
-    fig.mean_kappa = float(np.mean(kappas)) if kappas else None
-    return fig
+@dataclass
+class PairFigures:
+    """Every pair of raters at once, as raters x raters arrays: items both rated (`shared`),
+    items on which they gave the same label (`agree`), and Cohen's kappa on their shared items
+    (nan where it is undefined: no shared item, or one same label throughout)."""
+
+    shared: np.ndarray
+    agree: np.ndarray
+    kappa: np.ndarray
+
+
+def pair_figures(labels: np.ndarray, rated: np.ndarray) -> PairFigures:
+    """labels: raters x items of integer labels (anything where not rated); rated: raters x
+    items, true where rated. Either may have leading dimensions (one set of raters x items
+    for each criterion, say): the figures have them too. On the diagonal a rater is paired
+    with itself: its items, all agreeing, and no kappa.
+
+    The same figures as `kappa` and counting give on each pair's shared items; see _pairs."""
+    *lead, n_raters, n_items = rated.shape
+    sets = int(np.prod(lead, dtype=int))
+    where, rater, column = np.nonzero(rated.reshape(sets, n_raters, n_items))
+    order = np.lexsort((rater, where * n_items + column))
+    item = (where * n_items + column)[order]
+    found = _pairs(
+        np.repeat(np.arange(sets), n_items),
+        rater[order],
+        item,
+        labels.reshape(sets, n_raters, n_items)[where, rater, column][order],
+        n_raters,
+    )
+    shape = (sets, n_raters, n_raters)
+    shared, agree = np.zeros(shape, dtype=int), np.zeros(shape, dtype=int)
+    kappas = np.full(shape, np.nan)
+    diagonal = np.arange(n_raters)
+    own = rated.reshape(sets, n_raters, n_items).sum(axis=-1)
+    shared[:, diagonal, diagonal] = agree[:, diagonal, diagonal] = own
+    for a, b in (("a", "b"), ("b", "a")):
+        at = (found["set"], found[a], found[b])
+        shared[at], agree[at], kappas[at] = found["shared"], found["agree"], found["kappa"]
+    return PairFigures(
+        shared.reshape(*lead, n_raters, n_raters),
+        agree.reshape(*lead, n_raters, n_raters),
+        kappas.reshape(*lead, n_raters, n_raters),
+    )
+
+
+def _pairs(set_of: np.ndarray, rater: np.ndarray, item: np.ndarray, label: np.ndarray, n_raters):
+    """Pairs of raters that share items, within each set of items, from one rating per rater
+    and item sorted by item then rater: each pair's set, raters a < b, shared items, items
+    agreed on and Cohen's kappa (nan where undefined), sorted by set, a, b.
+
+    Fifty raters make 1,275 pairs and with a small overlap most share nothing: only pairs
+    met on an item are counted, with bincount, not a contingency table each. The kappa is
+    statsmodels' arithmetic (observed share of agreement, and the chance agreement summed
+    over the labels in order), so it is the same number as `kappa`'s."""
+    per_item = np.bincount(item, minlength=len(set_of))
+    first, second = [], []
+    for step in range(1, int(per_item.max(initial=0))):
+        together = np.flatnonzero(item[:-step] == item[step:])
+        first.append(together)
+        second.append(together + step)
+    ea = np.concatenate(first) if first else np.zeros(0, dtype=int)
+    eb = np.concatenate(second) if second else np.zeros(0, dtype=int)
+    where = set_of[item[ea]]
+    key = (where * n_raters + rater[ea]) * n_raters + rater[eb]
+    keys, pair = np.unique(key, return_inverse=True)
+    n = len(keys)
+    # Labels numbered within each set, in order: the chance term sums over them so.
+    lowest = label.min(initial=0)
+    span = int(label.max(initial=0)) - lowest + 1
+    local, code = np.unique(set_of[item] * span + (label - lowest), return_inverse=True)
+    code = code - np.searchsorted(local // span, set_of[item])
+    k = int(code.max(initial=-1)) + 1
+    a_code, b_code = code[ea], code[eb]
+    shared = np.bincount(pair, minlength=n)
+    same = np.bincount(pair[a_code == b_code], minlength=n)
+    a_gave = np.bincount(pair * k + a_code, minlength=n * k).reshape(n, k)
+    b_gave = np.bincount(pair * k + b_code, minlength=n * k).reshape(n, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Labels a pair did not use add exact zeros; cumsum adds in order, as numpy sums
+        # statsmodels' few labels.
+        terms = (b_gave / shared[:, None]) * (a_gave / shared[:, None])
+        expected = np.cumsum(terms, axis=1)[:, -1] if k else np.zeros(n)
+        kappas = (same / shared - expected) / (1 - expected)
+    # numpy sums eight labels or more pairwise, not in order; so rare a table (a scale with
+    # many points) is left to `kappa`, so that every figure is the same to the last bit.
+    for p in np.flatnonzero(((a_gave > 0) | (b_gave > 0)).sum(axis=1) >= 8):
+        mine = pair == p
+        alone = kappa(label[ea[mine]], label[eb[mine]])
+        kappas[p] = np.nan if alone is None else alone
+    return {
+        "set": keys // (n_raters * n_raters),
+        "a": keys // n_raters % n_raters,
+        "b": keys % n_raters,
+        "shared": shared,
+        "agree": same,
+        "kappa": kappas,
+    }
+
+
+def _ratings(rater, key, score, rank, n_raters):
+    """One rating per rater and item (the last of repeated ones wins, as dict assignment
+    would), sorted by item then rater. Items are numbered by rank, then in order of first
+    appearance. Returns rater, item, score of each rating and the key of each item."""
+    keys, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.lexsort((first, rank[first]))
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    item = number[inverse]
+    _, last = np.unique((item * n_raters + rater)[::-1], return_index=True)
+    last = len(item) - 1 - last
+    return rater[last], item[last], score[last], keys[order]
+
+
+def _sets_figures(set_of, rater, item, score, ordinal, n_raters):
+    """Figures of each set of items (a criterion's, or all of them): set_of gives each item's
+    set, in order; ratings as _ratings gives them; ordinal, per set, whether its scores are
+    scale values. Returns the figures of each set and its pairs of raters (see _pairs)."""
+    scale = ordinal[set_of[item]]
+    label = np.where(scale, np.round(score * 1000), score).astype(int)
+    per_item = np.bincount(item, minlength=len(set_of))
+    # Percent agreement: pairs agreeing on an item over its pairs. The counts are whole
+    # numbers, exact in any order.
+    values, code = np.unique(label, return_inverse=True)
+    counts = np.bincount(item * len(values) + code, minlength=len(set_of) * len(values))
+    counts = counts.reshape(len(set_of), len(values))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = (counts * (counts - 1)).sum(axis=1) / (per_item * (per_item - 1))
+    # Fleiss' kappa counts outcome codes (of sets that are not scales).
+    nominal = ~scale
+    table = np.bincount(item[nominal] * 3 + label[nominal], minlength=len(set_of) * 3).reshape(
+        len(set_of), 3
+    )
+    pairs = _pairs(set_of, rater, item, label, n_raters)
+    out = []
+    item_bounds = np.searchsorted(set_of, np.arange(len(ordinal) + 1))
+    rating_bounds = np.searchsorted(item, item_bounds)
+    pair_bounds = np.searchsorted(pairs["set"], np.arange(len(ordinal) + 1))
+    for s, scaled in enumerate(ordinal.tolist()):
+        lo, hi = item_bounds[s], item_bounds[s + 1]
+        fig = Figures(items=int(hi - lo), ratings=int(per_item[lo:hi].sum()))
+        multi = per_item[lo:hi] >= 2
+        if multi.any():
+            fig.percent = float(shares[lo:hi][multi].mean())
+        if not scaled:
+            fig.fleiss, fig.fleiss_items = _fleiss(table[lo:hi])
+        mine = slice(rating_bounds[s], rating_bounds[s + 1])
+        if hi > lo and len(np.unique(rater[mine])) >= 2:
+            domain, value = np.unique(score[mine], return_inverse=True)
+            tally = np.bincount(
+                (item[mine] - lo) * len(domain) + value, minlength=(hi - lo) * len(domain)
+            ).reshape(hi - lo, len(domain))
+            fig.alpha = _alpha(tally, domain, "ordinal" if scaled else "nominal")
+        # Only pairs with at least two items in common count towards the mean kappa.
+        these = slice(pair_bounds[s], pair_bounds[s + 1])
+        kappas = pairs["kappa"][these][pairs["shared"][these] >= 2]
+        kappas = kappas[~np.isnan(kappas)]
+        fig.mean_kappa = float(np.mean(kappas)) if kappas.size else None
+        out.append(fig)
+    return out, pairs
 
 
 def _by_criterion(ratings: list[Rating]) -> tuple[dict[int, dict], set[int]]:
@@ -211,55 +367,85 @@ def alpha_per_criterion(ratings: list[Rating]) -> dict[int, float | None]:
     return out
 
 
-def agreement(ratings: list[Rating]) -> Agreement:
+def agreement(ratings: Sequence[Rating | tuple]) -> Agreement:
     """Agreement per criterion, overall (items are (response, criterion) pairs), per pair of
-    raters (Cohen's kappa) and per rater against the others."""
-    by_criterion, ordinal = _by_criterion(ratings)
-    raters = sorted({r.rater_id for r in ratings})
-    per_criterion = {
-        c: _figures(items, raters, c in ordinal) for c, items in sorted(by_criterion.items())
-    }
-    pooled = {
-        (c, resp): dict(by_rater)
-        for c, items in by_criterion.items()
-        if c not in ordinal
-        for resp, by_rater in items.items()
-    }
-    # Scale criteria join the pooled nominal figures through their outcome codes.
-    for r in ratings:
-        if r.criterion_id in ordinal:
-            pooled.setdefault((r.criterion_id, r.response_id), {})[r.rater_id] = CODES[r.outcome]
-    overall = _figures(pooled, raters, ordinal=False)
-
-    per_rater_items: dict[int, dict] = defaultdict(dict)
-    for item, by_rater in pooled.items():
-        for rater, code in by_rater.items():
-            per_rater_items[rater][item] = code
-    pairs = []
-    for a, b in combinations(raters, 2):
-        shared = per_rater_items[a].keys() & per_rater_items[b].keys()
-        xa = np.fromiter((per_rater_items[a][i] for i in shared), dtype=int, count=len(shared))
-        xb = np.fromiter((per_rater_items[b][i] for i in shared), dtype=int, count=len(shared))
-        pairs.append(
-            Pair(
-                a=a,
-                b=b,
-                items=len(shared),
-                percent=float((xa == xb).mean()) if len(shared) else None,
-                kappa=kappa(xa, xb),
-            )
+    raters (Cohen's kappa) and per rater against the others. Ratings may be plain tuples in
+    Rating's order, as the database gives them."""
+    count = len(ratings)
+    columns = list(zip(*ratings, strict=True)) if ratings else [()] * 5
+    raters = sorted(set(columns[0]))
+    index = {r: i for i, r in enumerate(raters)}
+    rater = np.array([index[r] for r in columns[0]], dtype=np.int64)
+    response = np.array(columns[1], dtype=np.int64)
+    criterion = np.array(columns[2], dtype=np.int64)
+    code = np.array([CODES[o] for o in columns[3]], dtype=float)
+    value = np.array(columns[4], dtype=float)  # None becomes nan
+    # A criterion with any scale value is ordinal; its ratings without one do not count in
+    # its own figures.
+    ordinal = set(np.unique(criterion[~np.isnan(value)]).tolist())
+    is_ordinal = np.isin(criterion, list(ordinal))
+    base = int(response.max(initial=0)) + 1
+    item = criterion * base + response
+    # Each criterion's own figures: scale criteria on their values (ratings without one do
+    # not count), the others on outcome codes.
+    counted = ~is_ordinal | ~np.isnan(value)
+    scores = np.where(is_ordinal, value, code)
+    by_criterion = _ratings(
+        rater[counted], item[counted], scores[counted], criterion[counted], len(raters)
+    )
+    criterion_ids, set_of = np.unique(by_criterion[3] // base, return_inverse=True)
+    figures, _ = _sets_figures(
+        set_of,
+        *by_criterion[:3],
+        np.isin(criterion_ids, list(ordinal)),
+        len(raters),
+    )
+    per_criterion = dict(zip(criterion_ids.tolist(), figures, strict=True))
+    # Overall, items are (criterion, response) with outcome codes (scale criteria join
+    # through theirs): nominal criteria first, in order of appearance, then scale ones.
+    _, criterion_first, criterion_of = np.unique(
+        np.where(is_ordinal, -1, criterion), return_index=True, return_inverse=True
+    )
+    rank = np.where(is_ordinal, count, criterion_first[criterion_of])
+    pooled = _ratings(rater, item, code, rank, len(raters))
+    (overall,), found = _sets_figures(
+        np.zeros(len(pooled[3]), dtype=int), *pooled[:3], np.array([False]), len(raters)
+    )
+    items_of = dict(
+        zip(raters, np.bincount(pooled[0], minlength=len(raters)).tolist(), strict=True)
+    )
+    first, second = np.triu_indices(len(raters), k=1)  # the order of combinations(raters, 2)
+    # Pairs that share nothing have no figures: place the others.
+    index = found["a"] * len(raters) - found["a"] * (found["a"] + 1) // 2 + found["b"]
+    index -= found["a"] + 1
+    shared, agree = np.zeros(len(first), dtype=int), np.zeros(len(first), dtype=int)
+    kappas = np.full(len(first), np.nan)
+    shared[index], agree[index], kappas[index] = found["shared"], found["agree"], found["kappa"]
+    shared, agree, kappas = shared.tolist(), agree.tolist(), kappas.tolist()
+    pairs = list(
+        map(
+            Pair,
+            [raters[i] for i in first.tolist()],
+            [raters[j] for j in second.tolist()],
+            shared,
+            [same / n if n else None for same, n in zip(agree, shared, strict=True)],
+            [None if k != k else k for k in kappas],  # nan: undefined
         )
+    )
+    mine: dict[int, list[Pair]] = defaultdict(list)
+    for pair in compress(pairs, shared):  # the pairs that share items
+        mine[pair.a].append(pair)
+        mine[pair.b].append(pair)
     per_rater = []
     for rater in raters:
-        mine = [p for p in pairs if rater in (p.a, p.b) and p.items]
-        n = sum(p.items for p in mine)
-        agree = sum(p.percent * p.items for p in mine if p.percent is not None)
-        ks = [p.kappa for p in mine if p.kappa is not None]
+        n = sum(p.items for p in mine[rater])
+        agreeing = sum(p.percent * p.items for p in mine[rater] if p.percent is not None)
+        ks = [p.kappa for p in mine[rater] if p.kappa is not None]
         per_rater.append(
             RaterFigures(
                 rater_id=rater,
-                items=len(per_rater_items[rater]),
-                percent=agree / n if n else None,
+                items=items_of[rater],
+                percent=agreeing / n if n else None,
                 mean_kappa=float(np.mean(ks)) if ks else None,
             )
         )

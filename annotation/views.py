@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -275,6 +276,18 @@ def _fmt(x) -> float | None:
     return None if x is None else round(x, 4)
 
 
+def _heat_cells(row: list[float | None]) -> str:
+    """One row of the kappa heatmap's cells, as the template would write them (the raw value,
+    4 places, in data-kappa; 2 places shown). Fifty raters make 2,601 cells, which would take
+    the template engine longer than the figures take to compute."""
+    return mark_safe(  # noqa: S308 - numbers only; the raters' names stay in the template
+        "".join(
+            '<td data-kappa="">—</td>' if k is None else f'<td data-kappa="{k}">{k:.2f}</td>'
+            for k in map(_fmt, row)
+        )
+    )
+
+
 @login_required
 @require_GET
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
@@ -289,11 +302,11 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "values": [_fmt(f.alpha) if f else None for _, f in criteria],
             "threshold": selectors.project_threshold(version.rubric.project),
         },
-        "heatmap": {
-            "raters": [names[r] for r in figures.raters],
-            "kappa": [[_fmt(k) for k in row] for row in figures.kappa_matrix()],
-        },
     }
+    heatmap = [
+        (names[r], _heat_cells(row))
+        for r, row in zip(figures.raters, figures.kappa_matrix(), strict=True)
+    ]
     return render(
         request,
         "annotation/agreement.html",
@@ -306,6 +319,7 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "pairs": [(names[p.a], names[p.b], p) for p in figures.pairs if p.items],
             "per_rater": [(report.raters[r.rater_id], r) for r in figures.per_rater],
             "chart": chart,
+            "heatmap": heatmap,
         },
     )
 

@@ -156,3 +156,71 @@ def test_kappa_is_none_when_undefined():
     assert stats.kappa([], []) is None
     assert stats.kappa([1, 1, 1], [1, 1, 1]) is None  # one label throughout: no chance term
     assert stats.kappa([0, 1], [1, 0]) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("level", ["nominal", "ordinal"])
+def test_pair_figures_equal_kappa_on_each_pair(seed, level):
+    """pair_figures computes every pair of raters at once; each figure is the one `kappa` and
+    counting give on that pair's shared items, to the last bit, whatever is missing."""
+    rng = np.random.default_rng(seed)
+    raters, items = int(rng.integers(2, 10)), int(rng.integers(1, 50))
+    if level == "nominal":
+        alphabet = np.array([0, 1, 2])
+    else:  # scale values x 1000, up to eleven points: pairs with eight labels or more too
+        alphabet = np.round(np.linspace(0, 1, int(rng.integers(2, 12))) * 1000).astype(int)
+    truth = rng.integers(0, len(alphabet), items)
+    noisy = np.where(
+        rng.random((raters, items)) < 0.7, truth, rng.integers(0, len(alphabet), (raters, items))
+    )
+    labels = alphabet[noisy]
+    rated = rng.random((raters, items)) < rng.uniform(0.2, 1.0)
+    rated[0] = rated[1] = True  # a pair that shares everything
+    if seed % 4 == 0:
+        labels[2 % raters] = labels[3 % raters] = alphabet[0]  # one label throughout
+    figures = stats.pair_figures(labels, rated)
+    for a in range(raters):
+        for b in range(raters):
+            if a == b:
+                continue
+            both = rated[a] & rated[b]
+            assert figures.shared[a, b] == both.sum()
+            assert figures.agree[a, b] == (labels[a, both] == labels[b, both]).sum()
+            expected = stats.kappa(labels[a, both], labels[b, both])
+            if expected is None:
+                assert np.isnan(figures.kappa[a, b])
+            else:
+                assert figures.kappa[a, b] == expected
+
+
+def test_pairs_without_shared_items_have_no_figures():
+    ratings = [Rating(1, 1, 10, "met"), Rating(2, 2, 10, "met"), Rating(3, 1, 10, "met")]
+    a = stats.agreement(ratings)
+    apart = next(p for p in a.pairs if (p.a, p.b) == (1, 2))
+    assert (apart.items, apart.percent, apart.kappa) == (0, None, None)
+    together = next(p for p in a.pairs if (p.a, p.b) == (1, 3))
+    assert (together.items, together.percent, together.kappa) == (1, 1.0, None)
+    assert a.overall.mean_kappa is None  # no pair shares two items
+    assert [r.items for r in a.per_rater] == [1, 1, 1]
+    assert next(r for r in a.per_rater if r.rater_id == 2).percent is None
+
+
+def test_pair_figures_of_stacked_sets_are_each_sets_own():
+    """Criteria stacked (sets x raters x items, padded with unrated items) give each one's
+    figures."""
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, (4, 6, 30)) * np.array([1, 1, 250, 1])[:, None, None]
+    rated = rng.random((4, 6, 30)) < 0.4
+    rated[2, :, 20:] = False  # a shorter set, padded
+    stacked = stats.pair_figures(labels, rated)
+    for i in range(4):
+        alone = stats.pair_figures(labels[i], rated[i])
+        assert (stacked.shared[i] == alone.shared).all()
+        assert (stacked.agree[i] == alone.agree).all()
+        assert np.array_equal(stacked.kappa[i], alone.kappa, equal_nan=True)
+
+
+def test_agreement_takes_plain_rows_as_ratings():
+    """The agreement page passes the database's rows (tuples in Rating's order) as they are."""
+    ratings = _random_ratings(4) + [Rating(9, 1, 5, "met", 0.5), Rating(8, 1, 5, "unmet", 1.0)]
+    assert stats.agreement([tuple(r) for r in ratings]) == stats.agreement(ratings)
