@@ -819,19 +819,25 @@ def main() -> None:
     parser.add_argument("--reward-mode", choices=["per_criterion", "batched"], default="")
     parser.add_argument("--latency-ms", type=float, default=50, help="the simulator's latency")
     parser.add_argument("--think-max", type=float, default=1.0, help="think time: U(0, this) s")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=12, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=6, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument(
         "--reward-pool",
         type=int,
-        default=0,
+        default=2,
         help="serve the reward clients from a second gunicorn with this many workers "
         "(0: the same gunicorn as people)",
     )
     parser.add_argument(
+        "--reward-threads",
+        type=int,
+        default=12,
+        help="threads per reward worker (a reward request mostly waits on the judge)",
+    )
+    parser.add_argument(
         "--reward-nice",
         type=int,
-        default=10,
+        default=19,
         help="CPU niceness of the reward pool (with --reward-pool): people's pages first",
     )
     parser.add_argument("--tasks", type=int, default=3, choices=[1, 2, 3])
@@ -991,7 +997,7 @@ def main() -> None:
         reward_base = base
         if args.reward_pool:
             reward_base, trainers, options = serve(
-                "trainers", args.reward_pool, args.threads, args.reward_nice
+                "trainers", args.reward_pool, args.reward_threads, args.reward_nice
             )
             pools.append(trainers)
             server["trainers_command"] = "gunicorn assay.wsgi:application " + " ".join(options)
