@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from annotation import services
 from annotation.models import Assignment, QueueItem, Verdict
-from rubrics.models import Role
+from rubrics.models import Role, Task
 from tests import factories
 
 CRITERIA = [("Advises hydration", 2), ("Mentions rest", 1)]
@@ -281,14 +282,29 @@ def test_concurrent_annotators_never_over_assign_and_lose_nothing(
 def test_a_scale_criterion_takes_a_level_and_its_value_decides_like_a_judges(client):
     from annotation.models import Adjudication
     from annotation.stats import Rating, agreement
-    from rubrics.models import Grader
+    from rubrics import services as rubric_services
 
-    project, admin, grader, annotators = setup_world(n_responses=1, n_annotators=1)
+    project, admin, _, annotators = setup_world(n_responses=1, n_annotators=1)
+    # A published rubric whose first criterion is a 3-level scale: the frozen criterion and
+    # its compiled spec say the same, as publishing makes them.
+    rubric = rubric_services.rubric_create(
+        project=project,
+        task=Task.objects.get(project=project, external_id="t1"),
+        title="Scaled",
+        user=admin,
+        criteria=[
+            rubric_services.CriterionInput(
+                text="Advises hydration",
+                points=Decimal(2),
+                kind="scale",
+                scale=("none", "some", "full"),
+            ),
+            rubric_services.CriterionInput(text="Mentions rest", points=Decimal(1)),
+        ],
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
     scale, binary = grader.version.criteria.order_by("position")
-    spec = grader.spec
-    spec["criteria"][0].update(kind="scale", scale={"descriptors": ["none", "some", "full"]})
-    Grader.objects.filter(pk=grader.pk).update(spec=spec)
-    queue = factories.make_queue(project, Grader.objects.get(pk=grader.pk), annotators, admin, 1)
+    queue = factories.make_queue(project, grader, annotators, admin, 1)
     turn = services.assignment_claim(queue=queue, user=annotators[0])
     with pytest.raises(ValidationError) as err:
         services.verdict_save_draft(assignment_id=turn.pk, criterion_id=scale.pk, outcome="met")
