@@ -35,28 +35,21 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import ROOT, log
+from _django import log
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_agree"
 
 
 def seed(annotators: int, responses: int, prefilled: int):
-    from decimal import Decimal
-
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
-    from load import DEMO_TASKS, variant
+    from load import DEMO_TASKS, seed_annotated, seed_queues, seed_rubrics
 
-    from annotation import services as annotation_services
-    from annotation.models import Assignment, QueueItem, Verdict
+    from annotation.models import Verdict
     from grading import services as grading_services
     from rubrics import services as rubric_services
     from rubrics.models import Role
 
     rng = random.Random(7)
-    content = {
-        t["external_id"]: t for t in json.loads((ROOT / "assay/demo/tasks.json").read_text())
-    }
     user_model = get_user_model()
     names = [f"ann{i:02d}" for i in range(annotators)]
     user_model.objects.bulk_create(user_model(username=n) for n in ["owner", "reviewer", *names])
@@ -66,95 +59,12 @@ def seed(annotators: int, responses: int, prefilled: int):
         rubric_services.membership_set(project=project, username=name, role=Role.ANNOTATOR)
     rubric_services.membership_set(project=project, username="reviewer", role=Role.REVIEWER)
 
-    graders, tasks, lines = [], [], []
-    models = [f"model-{m}" for m in "abcdefghij"]
-    for external_id in DEMO_TASKS:
-        item = content[external_id]
-        task = rubric_services.task_create(
-            project=project,
-            external_id=external_id,
-            title=item["title"],
-            messages=item["messages"],
-            user=owner,
-        )
-        rubric = rubric_services.rubric_create(
-            project=project,
-            task=task,
-            title=f"{item['title']}: rubric",
-            user=owner,
-            criteria=[
-                rubric_services.clean_criterion(c["text"], Decimal(str(c["points"])))
-                for c in item["criteria"]
-            ],
-        )
-        graders.append(rubric_services.version_publish(version=rubric.versions.get(), user=owner))
-        tasks.append(task)
-        answers = list(item["responses"].values())
-        for i in range(responses):
-            lines.append(
-                json.dumps(
-                    {
-                        "task_id": external_id,
-                        "model": models[i % len(models)],
-                        "sample_index": i // len(models),
-                        "response": variant(answers[i % len(answers)], rng),
-                    }
-                )
-            )
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
+    graders, tasks = seed_rubrics(project, owner, DEMO_TASKS, responses, rng)
     judge = grading_services.judge_create(
         project=project, name="simulator", base_url="http://127.0.0.1:9/v1", model="bench-judge"
     )
-    queues = [
-        annotation_services.queue_create(
-            project=project,
-            grader=g,
-            name=f"{g.version.rubric.task.external_id}: double annotation",
-            overlap=2,
-            annotators=names,
-            user=owner,
-        )
-        for g in graders
-    ]
-    raters = {
-        u.username: annotation_services.person_rater(project=project, user=u)
-        for u in user_model.objects.filter(username__in=names)
-    }
-    users = dict(user_model.objects.filter(username__in=names).values_list("username", "pk"))
-    now = timezone.now()
-    turns = []
-    for q in queues:
-        items = list(QueueItem.objects.filter(queue=q).values_list("pk", flat=True))
-        for n, item_id in enumerate(items[:prefilled]):
-            for name in (names[(2 * n) % annotators], names[(2 * n + 1) % annotators]):
-                turns.append(
-                    Assignment(
-                        item_id=item_id,
-                        queue=q,
-                        annotator_id=users[name],
-                        rater=raters[name],
-                        status=Assignment.Status.SUBMITTED,
-                        opened_at=now,
-                        lease_expires_at=now,
-                        submitted_at=now,
-                        seconds_spent=rng.randint(120, 900),
-                    )
-                )
-    Assignment.objects.bulk_create(turns, batch_size=2000)
-    verdicts = []
-    for a in Assignment.objects.filter(queue__in=queues).select_related("item", "queue__grader"):
-        for c in a.queue.grader.version.criteria.values_list("pk", flat=True):
-            verdicts.append(
-                Verdict(
-                    response_id=a.item.response_id,
-                    criterion_id=c,
-                    rater_id=a.rater_id,
-                    grader_id=a.queue.grader_id,
-                    assignment=a,
-                    outcome=rng.choice(["met", "met", "unmet"]),
-                )
-            )
+    queues = seed_queues(project, owner, graders, names)
+    verdicts = seed_annotated(project, queues, names, prefilled, rng)
     # The judge: a run per rubric with a verdict on every (response, criterion).
     for g, task in zip(graders, tasks, strict=True):
         run = grading_services.run_create(

@@ -180,16 +180,137 @@ class Seed:
     criteria: int
 
 
-def seed(args, sim_url: str, tag: str) -> Seed:
+def seed_rubrics(project, owner, external_ids, per_task: int, rng) -> tuple[list, list]:
+    """The demo's tasks `external_ids` with their rubrics, published, and `per_task` responses
+    each (10 models, variants of the demo answers), imported as JSONL. Returns (graders,
+    tasks)."""
     from decimal import Decimal
 
+    from annotation import services as annotation_services
+    from rubrics import services as rubric_services
+
+    content = {
+        t["external_id"]: t for t in json.loads((ROOT / "assay/demo/tasks.json").read_text())
+    }
+    graders, tasks, lines = [], [], []
+    models = [f"model-{m}" for m in "abcdefghij"]
+    for external_id in external_ids:
+        item = content[external_id]
+        task = rubric_services.task_create(
+            project=project,
+            external_id=external_id,
+            title=item["title"],
+            messages=item["messages"],
+            tags=item.get("tags", []),
+            reference=item.get("reference", ""),
+            user=owner,
+        )
+        rubric = rubric_services.rubric_create(
+            project=project,
+            task=task,
+            title=f"{item['title']}: rubric",
+            user=owner,
+            criteria=[
+                rubric_services.clean_criterion(c["text"], Decimal(str(c["points"])))
+                for c in item["criteria"]
+            ],
+        )
+        graders.append(rubric_services.version_publish(version=rubric.versions.get(), user=owner))
+        tasks.append(task)
+        answers = list(item["responses"].values())
+        for i in range(per_task):
+            lines.append(
+                json.dumps(
+                    {
+                        "task_id": external_id,
+                        "model": models[i % len(models)],
+                        "sample_index": i // len(models),
+                        "response": variant(answers[i % len(answers)], rng),
+                    }
+                )
+            )
+    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+    assert result.ok, result.errors
+    return graders, tasks
+
+
+def seed_queues(project, owner, graders, annotators: list[str]) -> list:
+    """A double-annotation queue (overlap 2) per grader, for `annotators`."""
+    from annotation import services as annotation_services
+
+    return [
+        annotation_services.queue_create(
+            project=project,
+            grader=g,
+            name=f"{g.version.rubric.task.external_id}: double annotation",
+            overlap=2,
+            annotators=annotators,
+            user=owner,
+        )
+        for g in graders
+    ]
+
+
+def seed_annotated(project, queues, annotators: list[str], prefilled: int, rng) -> list:
+    """What came before: the first `prefilled` items of each queue annotated by two people
+    and submitted, written in bulk. Returns their verdicts, not yet saved."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import make_password
-    from django.db import connection
     from django.utils import timezone
 
     from annotation import services as annotation_services
     from annotation.models import Assignment, QueueItem, Verdict
+
+    user_model = get_user_model()
+    raters = {
+        u.username: annotation_services.person_rater(project=project, user=u)
+        for u in user_model.objects.filter(username__in=annotators)
+    }
+    users = dict(user_model.objects.filter(username__in=annotators).values_list("username", "pk"))
+    now = timezone.now()
+    turns, verdicts = [], []
+    for q in queues:
+        items = list(QueueItem.objects.filter(queue=q).values_list("pk", flat=True))
+        for n, item_id in enumerate(items[:prefilled]):
+            for name in (
+                annotators[(2 * n) % len(annotators)],
+                annotators[(2 * n + 1) % len(annotators)],
+            ):
+                turns.append(
+                    Assignment(
+                        item_id=item_id,
+                        queue=q,
+                        annotator_id=users[name],
+                        rater=raters[name],
+                        status=Assignment.Status.SUBMITTED,
+                        opened_at=now,
+                        lease_expires_at=now,
+                        submitted_at=now,
+                        seconds_spent=rng.randint(120, 900),
+                    )
+                )
+    Assignment.objects.bulk_create(turns, batch_size=2000)
+    for a in Assignment.objects.filter(queue__in=queues).select_related("item", "queue__grader"):
+        for c in a.queue.grader.version.criteria.values_list("pk", flat=True):
+            verdicts.append(
+                Verdict(
+                    response_id=a.item.response_id,
+                    criterion_id=c,
+                    rater_id=a.rater_id,
+                    grader_id=a.queue.grader_id,
+                    assignment=a,
+                    outcome=rng.choice(["met", "met", "unmet"]),
+                )
+            )
+    return verdicts
+
+
+def seed(args, sim_url: str, tag: str) -> Seed:
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.db import connection
+
+    from annotation.models import Verdict
     from grading import services as grading_services
     from grading.models import GradingRun, Score
     from rubrics import services as rubric_services
@@ -222,103 +343,16 @@ def seed(args, sim_url: str, tag: str) -> Seed:
     rubric_services.membership_set(project=project, username="trainer", role=Role.ENGINEER)
     _, raw_token = tokens.token_create(user=engineer, name="rl trainer", scopes=["grade"])
 
-    graders, tasks, lines = [], [], []
-    models = [f"model-{m}" for m in "abcdefghij"]
-    for external_id in DEMO_TASKS[: args.tasks]:
-        item = content[external_id]
-        task = rubric_services.task_create(
-            project=project,
-            external_id=external_id,
-            title=item["title"],
-            messages=item["messages"],
-            tags=item.get("tags", []),
-            reference=item.get("reference", ""),
-            user=owner,
-        )
-        rubric = rubric_services.rubric_create(
-            project=project,
-            task=task,
-            title=f"{item['title']}: rubric",
-            user=owner,
-            criteria=[
-                rubric_services.clean_criterion(c["text"], Decimal(str(c["points"])))
-                for c in item["criteria"]
-            ],
-        )
-        graders.append(rubric_services.version_publish(version=rubric.versions.get(), user=owner))
-        tasks.append(task)
-        answers = list(item["responses"].values())
-        for i in range(args.responses_per_task):
-            lines.append(
-                json.dumps(
-                    {
-                        "task_id": external_id,
-                        "model": models[i % len(models)],
-                        "sample_index": i // len(models),
-                        "response": variant(answers[i % len(answers)], rng),
-                    }
-                )
-            )
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
-
+    graders, tasks = seed_rubrics(
+        project, owner, DEMO_TASKS[: args.tasks], args.responses_per_task, rng
+    )
     judge = grading_services.judge_create(
         project=project, name="simulator", base_url=sim_url, model="load-judge", max_concurrency=64
     )
-    queues = [
-        annotation_services.queue_create(
-            project=project,
-            grader=g,
-            name=f"{g.version.rubric.task.external_id}: double annotation",
-            overlap=2,
-            annotators=annotators,
-            user=owner,
-        )
-        for g in graders
-    ]
-
-    # What came before: the first items of each queue annotated by two people, in bulk.
-    raters = {
-        u.username: annotation_services.person_rater(project=project, user=u)
-        for u in user_model.objects.filter(username__in=annotators)
-    }
-    users = dict(user_model.objects.filter(username__in=annotators).values_list("username", "pk"))
-    now = timezone.now()
-    turns, verdicts = [], []
-    for q in queues:
-        items = list(QueueItem.objects.filter(queue=q).values_list("pk", "response_id"))
-        for n, (item_id, _) in enumerate(items[: args.prefilled]):
-            for name in (
-                annotators[(2 * n) % n_annotators],
-                annotators[(2 * n + 1) % n_annotators],
-            ):
-                turns.append(
-                    Assignment(
-                        item_id=item_id,
-                        queue=q,
-                        annotator_id=users[name],
-                        rater=raters[name],
-                        status=Assignment.Status.SUBMITTED,
-                        opened_at=now,
-                        lease_expires_at=now,
-                        submitted_at=now,
-                        seconds_spent=rng.randint(120, 900),
-                    )
-                )
-    Assignment.objects.bulk_create(turns, batch_size=2000)
-    for a in Assignment.objects.filter(queue__in=queues).select_related("item", "queue__grader"):
-        for c in a.queue.grader.version.criteria.values_list("pk", flat=True):
-            verdicts.append(
-                Verdict(
-                    response_id=a.item.response_id,
-                    criterion_id=c,
-                    rater_id=a.rater_id,
-                    grader_id=a.queue.grader_id,
-                    assignment=a,
-                    outcome=rng.choice(["met", "met", "unmet"]),
-                )
-            )
-    Verdict.objects.bulk_create(verdicts, batch_size=5000)
+    queues = seed_queues(project, owner, graders, annotators)
+    Verdict.objects.bulk_create(
+        seed_annotated(project, queues, annotators, args.prefilled, rng), batch_size=5000
+    )
 
     # A finished run per rubric, graded by the simulator in this process, as `manage.py grade`.
     runs = []
@@ -379,7 +413,7 @@ def seed(args, sim_url: str, tag: str) -> Seed:
         leads=leads,
         token=raw_token,
         sessions=sessions,
-        responses=len(lines),
+        responses=len(tasks) * args.responses_per_task,
         criteria=len(graders[0].spec["criteria"]),
     )
 
