@@ -605,12 +605,11 @@ def _locked_turn(assignment_id: int) -> Assignment:
     )
 
 
-def scale_levels(spec: dict, criterion_id: int) -> int:
-    """How many levels a scale criterion of a grader spec has; 0 for binary and checked."""
-    for c in spec.get("criteria", []):
-        if c.get("id") == criterion_id and c.get("kind") == "scale":
-            return len(c.get("scale", {}).get("descriptors", []))
-    return 0
+def scale_levels(criterion: Criterion) -> int:
+    """How many levels a scale criterion has; 0 for binary and checked. A published
+    version's criteria are frozen and its grader's spec is compiled from them, so this is
+    what the judge was told too."""
+    return len(criterion.scale) if criterion.kind == Criterion.Kind.SCALE else 0
 
 
 def _decision(outcome: str, value, levels: int = 0) -> tuple[str, float | None]:
@@ -651,7 +650,6 @@ def verdict_save_draft(
         assignment = _locked_turn(assignment_id)
         now = timezone.now()
         _check_turn(assignment, now)
-        # The published version's criteria are frozen, so their scale is the spec's.
         criterion = (
             Criterion.objects.filter(pk=criterion_id, version_id=assignment.queue.grader.version_id)
             .only("kind", "scale")
@@ -660,8 +658,7 @@ def verdict_save_draft(
         )
         if criterion is None:
             raise ValidationError({"criterion": "Not a criterion of this queue's rubric."})
-        levels = len(criterion.scale) if criterion.kind == Criterion.Kind.SCALE else 0
-        outcome, value = _decision(outcome, value, levels)
+        outcome, value = _decision(outcome, value, scale_levels(criterion))
         if len(evidence) > 5000:
             raise ValidationError({"evidence": "Quote at most 5,000 characters."})
         if evidence and evidence not in assignment.item.response.text:
@@ -737,10 +734,8 @@ def gold_decide(
     *, response: Response, criterion: Criterion, outcome: str, note: str, user, value=None
 ) -> Adjudication:
     """Record a reviewer's gold verdict. The previous decision stays, named as replaced."""
-    grader = criterion.version.graders.order_by("-created_at").first()
-    outcome, value = _decision(
-        outcome, value, scale_levels(grader.spec, criterion.pk) if grader else 0
-    )
+    published = criterion.version.graders.exists()
+    outcome, value = _decision(outcome, value, scale_levels(criterion) if published else 0)
     if criterion.version.rubric.project_id != response.task.project_id:
         raise ValidationError({"criterion": "The criterion and response are not of one project."})
     with transaction.atomic():
