@@ -229,8 +229,9 @@ def _latest_versions(rubrics) -> dict[int, RubricVersion]:
     return latest
 
 
-def export_healthbench(*, project: Project) -> Iterator[str]:
-    """One JSON line per task with a rubric, in import order, from each rubric's newest version."""
+def _task_rubrics_newest(project: Project):
+    """What the exports walk: the project's task rubrics (in import order), each rubric's
+    newest version, and that version's criteria (with their groups) in order."""
     rubrics = list(
         Rubric.objects.filter(project=project, task__isnull=False)
         .select_related("task")
@@ -238,8 +239,18 @@ def export_healthbench(*, project: Project) -> Iterator[str]:
     )
     latest = _latest_versions(rubrics)
     by_version: dict[int, list[Criterion]] = {}
-    for c in Criterion.objects.filter(version__in=latest.values()).order_by("position"):
+    for c in (
+        Criterion.objects.filter(version__in=latest.values())
+        .select_related("group")
+        .order_by("position")
+    ):
         by_version.setdefault(c.version_id, []).append(c)
+    return rubrics, latest, by_version
+
+
+def export_healthbench(*, project: Project) -> Iterator[str]:
+    """One JSON line per task with a rubric, in import order, from each rubric's newest version."""
+    rubrics, latest, by_version = _task_rubrics_newest(project)
     done: set[int] = set()
     for rubric in rubrics:
         if rubric.task_id in done or rubric.pk not in latest:
@@ -463,19 +474,7 @@ def export_spreadsheet(*, project: Project) -> Iterator[str]:
     """CSV lines in the importer's columns (SHEET_FIELDS): one row per criterion of each task's
     rubric, newest version, the task's first user turn as the prompt on its first row. Every
     cell passes `guard_cell`, so opening the file in a spreadsheet runs nothing."""
-    rubrics = list(
-        Rubric.objects.filter(project=project, task__isnull=False)
-        .select_related("task")
-        .order_by("task_id", "pk")
-    )
-    latest = _latest_versions(rubrics)
-    by_version: dict[int, list[Criterion]] = {}
-    for c in (
-        Criterion.objects.filter(version__in=latest.values())
-        .select_related("group")
-        .order_by("position")
-    ):
-        by_version.setdefault(c.version_id, []).append(c)
+    rubrics, latest, by_version = _task_rubrics_newest(project)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
 
