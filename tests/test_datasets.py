@@ -95,11 +95,17 @@ def test_preference_pairs_need_a_run_of_the_project(personas):
 
 
 def test_a_failed_build_is_recorded_and_leaves_no_file(personas):
-    snapshot = datasets.snapshot_create(
-        project=personas.project, name="pairs-broken", format="verdicts-jsonl", user=personas.admin
+    # A queued snapshot whose parameters the builder cannot use fails cleanly (as corrupt data
+    # would). Written as a row, not through snapshot_create: this module's tests commit, so the
+    # service's build task would reach the session's worker, which could claim the snapshot
+    # before the broken parameters are in place.
+    snapshot = DatasetSnapshot.objects.create(
+        project=personas.project,
+        name="pairs-broken",
+        format="preference-pairs",
+        params={},
+        created_by=personas.admin,
     )
-    # A snapshot whose format is unknown to the builder fails cleanly (as corrupt data would).
-    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(format="preference-pairs", params={})
     with pytest.raises(KeyError):
         datasets.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
