@@ -1,6 +1,6 @@
 """The JSON API: the whole flow with a real worker, JSONL import, input errors, the schema.
 
-Permissions are in test_api_permissions.py, query counts in test_api_queries.py.
+Who may call each endpoint is in roles_matrix.py, query counts in test_api_queries.py.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from rubrics import tokens
+from tests.roles_matrix import API_ROWS, build_world, openapi_path
 from tests.test_api import api_client
-from tests.test_api_permissions import ENDPOINTS, build_world, openapi_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 EXAMPLES = 12
@@ -23,14 +23,14 @@ def known_path_values(world) -> dict[str, dict[str, object]]:
     table's URL in `world`, so generated requests reach real objects instead of stopping at
     a 404. Deletes get the table's fresh objects, so they leave the others' alone."""
     known: dict[str, dict[str, object]] = {}
-    for endpoint in ENDPOINTS:
-        names = [n if n != "pk" else "id" for n in re.findall(r"<(?:\w+:)?(\w+)>", endpoint.route)]
-        fields = [f for _, f, _, _ in string.Formatter().parse(endpoint.url) if f]
+    for row in API_ROWS:
+        names = [n if n != "pk" else "id" for n in re.findall(r"<(?:\w+:)?(\w+)>", row.pattern)]
+        fields = [f for _, f, _, _ in string.Formatter().parse(row.url) if f]
         values = {
             name: world.make[field]() if field.startswith("new_") else getattr(world, field)
             for name, field in zip(names, fields, strict=False)
         }
-        known[f"{endpoint.method.upper()} {openapi_path(endpoint.route)}"] = values
+        known[f"{row.method.upper()} {openapi_path(row.pattern)}"] = values
     return known
 
 
@@ -72,7 +72,7 @@ def test_fuzzing_every_operation_finds_no_server_error(live_server, personas):
         assert "{" not in operation.path or operation.label in known, operation.label
 
         fuzz(operation, live_server.url, headers, known, failures)
-    assert operations == len(ENDPOINTS) - len(SKIPPED)
+    assert operations == len(API_ROWS) - len(SKIPPED)
     # The fuzzer's token still works: no operation ran unauthenticated by accident.
     assert tokens.token_authenticate(raw) is not None
     assert not failures, "\n".join(failures[:10])

@@ -1,10 +1,10 @@
 """Another project's objects are out of reach: by id (404), by every filter (nothing of
 theirs comes back), and by every id a request body names (refused).
 
-Two full worlds are built (tests/test_api_permissions.py `build_world`): ours, whose
-members call the API, and another project's, whose every name starts with "other-". The
-tests walk the roles table and the OpenAPI schema, so a new endpoint or filter without a
-row here fails.
+Two full worlds are built (tests/roles_matrix.py `build_world`): ours, whose members call
+the pages and the API, and another project's, whose every name starts with "other-". The
+tests walk the roles matrix and the OpenAPI schema, so a new page, endpoint or filter
+without a row here fails.
 """
 
 from __future__ import annotations
@@ -20,13 +20,33 @@ from annotation.models import Assignment, Queue
 from grading.models import DatasetSnapshot, GradingRun, Judge
 from rubrics.models import ReferenceDeliverable, ReviewComment, Rubric, RubricVersion, Task
 from tests import factories
+from tests.roles_matrix import (
+    API_ROWS,
+    ROWS,
+    Row,
+    build_world,
+    call,
+    openapi_path,
+    outcome,
+    row_url,
+)
 from tests.test_api import api_client
-from tests.test_api_permissions import ENDPOINTS, Endpoint, build_world, call, endpoint_url
-from tests.test_api_permissions import openapi_path as schema_path
 
 OTHER = "other-"
-# Routes outside any project: tokens are per user, model prices hold for every project.
-GLOBAL_ROUTES = {
+# Pages and routes outside any project: accounts, the API's description, tokens (each user's
+# own), the list of projects, and model prices (they hold for every project).
+GLOBAL = {
+    "home",
+    "signup",
+    "login",
+    "logout",
+    "password_change",
+    "password_change_done",
+    "schema",
+    "api_docs",
+    "api_redoc",
+    "api_tokens_page",
+    "api_token_revoke_page",
     "auth/token/",
     "tokens/",
     "tokens/<int:pk>/",
@@ -83,30 +103,33 @@ def their_state(theirs) -> dict:
     }
 
 
-# --- By id: every endpoint that names an object, with the other project's ids ---------------
+# --- By id: every page and endpoint that names an object, with the other project's ids --------
 
-PROJECT_ENDPOINTS = [e for e in ENDPOINTS if e.route not in GLOBAL_ROUTES]
+PROJECT_ROWS = [row for row in ROWS if row.pattern not in GLOBAL]
 
 
 def test_every_project_route_is_checked():
-    """Only routes outside any project are left out, and they take no project's ids."""
-    assert {e.route for e in ENDPOINTS} - {e.route for e in PROJECT_ENDPOINTS} == GLOBAL_ROUTES
+    """Only pages and routes outside any project are left out, and they take no project's
+    ids: the matrix gives an outsider there what it gives a member."""
+    assert {row.pattern for row in ROWS} - {row.pattern for row in PROJECT_ROWS} == GLOBAL
+    for row in ROWS:
+        outsider, admin = row.expected["outsider"], row.expected["admin"]
+        assert (outsider == admin) if row.pattern in GLOBAL else (outsider == 404), str(row)
 
 
 def test_another_projects_objects_are_404_for_every_role(worlds):
-    """One test over every endpoint (two worlds are slow to build): all wrong answers at once."""
+    """One test over every row (two worlds are slow to build): all wrong answers at once."""
     wrong = []
-    for endpoint in PROJECT_ENDPOINTS:
-        url = endpoint_url(endpoint, worlds.theirs)  # first: it may make a fresh object
+    for row in PROJECT_ROWS:
+        url = row_url(row, worlds.theirs)  # first: it may make a fresh object
         before = their_state(worlds.theirs)
         answered = {
-            role: call(api_client(user), endpoint, url).status_code
-            for role, user in worlds.personas.by_role().items()
+            role: outcome(call(row, user, url)) for role, user in worlds.personas.by_role().items()
         }
         if answered != dict.fromkeys(answered, 404):
-            wrong.append(f"{endpoint}: {answered}")
+            wrong.append(f"{row}: {answered}")
         if their_state(worlds.theirs) != before:
-            wrong.append(f"{endpoint}: changed the other project")
+            wrong.append(f"{row}: changed the other project")
     assert not wrong, "\n".join(wrong)
 
 
@@ -188,8 +211,8 @@ def test_every_query_parameter_of_the_schema_has_a_row():
     assert not set(FILTERS) - documented, f"stale rows: {sorted(set(FILTERS) - documented)}"
 
 
-def list_get(path: str) -> Endpoint:
-    return next(e for e in ENDPOINTS if e.method == "get" and schema_path(e.route) == path)
+def list_get(path: str) -> Row:
+    return next(r for r in API_ROWS if r.method == "get" and openapi_path(r.pattern) == path)
 
 
 def rows(data):
@@ -207,7 +230,7 @@ def filter_leaks(row, worlds) -> list[str]:
     kind, value_in = FILTERS[row]
     ours, theirs = worlds.ours, worlds.theirs
     client = api_client(worlds.personas.admin)
-    url = endpoint_url(list_get(path), ours)
+    url = row_url(list_get(path), ours)
     params = {p["name"] for p in schema()["paths"][path]["get"].get("parameters", [])}
     paged = {"limit": 1000} if "cursor" in params else {}
     where = f"{path}?{param}={value_in(theirs)}"

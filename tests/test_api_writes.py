@@ -1,7 +1,7 @@
 """Updates and deletes over the API, and the integrity rules they keep: what is published,
 graded or in use stays (409, with why), everything else changes through the services.
 
-Who may call each endpoint is in test_api_permissions.py; other projects' objects in
+Who may call each endpoint is in roles_matrix.py; other projects' objects in
 test_api_isolation.py.
 """
 
