@@ -1,7 +1,8 @@
 import os
+import sys
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
 
@@ -18,3 +19,12 @@ def _close_old_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect
+def _hand_over_the_gil_sooner(**kwargs) -> None:
+    """A judge reply that has come back waits for the GIL while other tasks of the process
+    compute (their queries, their verdicts' inserts); Python hands it over every 5 ms by
+    default, and every millisecond a reply waits is a millisecond its judge slot stays empty.
+    As in assay/wsgi.py, ASSAY_GIL_SWITCH_MS (default 1) sets the interval."""
+    sys.setswitchinterval(float(os.environ.get("ASSAY_GIL_SWITCH_MS", "1")) / 1000)

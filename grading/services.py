@@ -24,7 +24,7 @@ from grading import broker, engine, injection, judge_urls, prompts
 from grading.judge import JudgeSettings
 from grading.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics import audit, scoring
+from rubrics import audit, bulk, scoring
 from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion
 from rubrics.services import Conflict
 
@@ -540,9 +540,9 @@ def run_create(
     )
     if panel:
         run.panel.set(panel)
-    Score.objects.bulk_create(
-        (Score(run=run, response_id=pk) for pk in response_ids), batch_size=1000
-    )
+    # One pending score per response (COPY on PostgreSQL): the run's first judge calls wait
+    # for this commit.
+    bulk.insert_rows(Score, ({"run_id": run.pk, "response_id": pk} for pk in response_ids))
     if start:
         from grading import tasks  # tasks import services; the import here breaks the cycle
 
@@ -975,15 +975,49 @@ class _Work:
     items: list[tuple[int, int, int]]
 
 
+# Graders are frozen once published: each process keeps the few its tasks grade with, so a
+# task does not read and decode the same spec again.
+_graders_lock = threading.Lock()
+_graders: dict[int, Grader] = {}
+
+
+def _grader(grader_id: int) -> Grader:
+    with _graders_lock:
+        grader = _graders.get(grader_id)
+    if grader is None:
+        grader = Grader.objects.get(pk=grader_id)
+        with _graders_lock:
+            if len(_graders) >= 64:
+                _graders.clear()
+            _graders[grader_id] = grader
+    return grader
+
+
+def _judges_of(run: GradingRun) -> list[Judge]:
+    """run_judges in one query: the lead judge first, then the panel by id."""
+    panel = GradingRun.panel.through.objects.filter(gradingrun_id=run.pk).values("judge_id")
+    judges = sorted(
+        Judge.objects.filter(Q(pk=run.judge_id) | Q(pk__in=panel)),
+        key=lambda j: (j.pk != run.judge_id, j.pk),
+    )
+    run.judge = judges[0]
+    return judges
+
+
 def _work_for(run_id: int, response_id: int) -> _Work | str:
-    run = GradingRun.objects.select_related("grader", "judge").get(pk=run_id)
+    # One query for the run's state, the score, the response and its task.
+    score = (
+        Score.objects.select_related("run", "response__task")
+        .filter(run_id=run_id, response_id=response_id)
+        .first()
+    )
+    run = score.run if score else GradingRun.objects.only("status").get(pk=run_id)
     if run.status != GradingRun.Status.RUNNING:
         return f"run is {run.status}"
-    score = Score.objects.filter(run_id=run_id, response_id=response_id).first()
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
-    response = Response.objects.select_related("task").get(pk=response_id)
-    judges = run_judges(run)
+    run.grader = _grader(run.grader_id)
+    judges = _judges_of(run)
     done = set(
         Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
             "criterion_id", "rater_id", "sample_index"
@@ -996,7 +1030,7 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
         for s in range(run.samples)
         if (c["id"], j.rater_id, s) not in done
     ]
-    return _Work(run, score, response, judges, items)
+    return _Work(run, score, score.response, judges, items)
 
 
 def grade_response(*, run_id: int, response_id: int) -> str:
@@ -1017,8 +1051,6 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     rater_of = {j.pk: j.rater_id for j in judges}
     cancelled = False
     if items:
-        # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
-        finding = injection.detect(response.text)
         outcome = engine.grade_items(
             spec,
             grader_hash=run.grader.hash,
@@ -1034,6 +1066,9 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             ),
             should_stop=_stopper(run_id),
         )
+        # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
+        # Looked for once the judge has answered: the first calls of a run need not wait.
+        finding = injection.detect(response.text)
         # Items stopped by a cancel stay undecided (not errors): a resume grades them.
         kept = [g for g in outcome.graded if g.reason != "cancelled"]
         cancelled = len(kept) < len(outcome.graded)
