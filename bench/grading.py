@@ -283,8 +283,11 @@ def main() -> None:
             def summary(self, wall: float) -> dict:
                 busy = [t for t, n in self.samples if n >= LIMIT - 4]
                 mean = sum(n for _, n in self.samples) / max(1, len(self.samples))
+                # Between the ramp-up and the tail: how full each client keeps the judge.
+                steady = [n for t, n in self.samples if busy and busy[0] <= t <= busy[-1]]
                 return {
                     "mean_in_flight": round(mean, 1),
+                    "steady_mean_in_flight": round(sum(steady) / max(1, len(steady)), 2),
                     "ramp_s": round(busy[0], 2) if busy else None,
                     "tail_s": round(wall - busy[-1], 2) if busy else None,
                 }
@@ -387,10 +390,14 @@ def main() -> None:
                 time.sleep(min(2.0, 0.05 * 2**attempt))
             raise RuntimeError("peer call failed")
 
+        peer_occupancy = Occupancy()
+        peer_occupancy.thread.start()
         peer_start, peer_cpu = time.monotonic(), time.process_time()
         with ThreadPoolExecutor(max_workers=LIMIT) as pool:
             peer_results = list(pool.map(peer_grade, jobs))
         peer_wall = time.monotonic() - peer_start
+        peer_occupancy.stop.set()
+        peer_occupancy.thread.join()
         peer_cpu = time.process_time() - peer_cpu
         client.close()
         stats = sim_stats()
@@ -451,6 +458,7 @@ def main() -> None:
                     "peer_cpu_ms_per_verdict": round(1000 * peer_cpu / len(jobs), 3),
                     "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
                     "per_criterion_occupancy": occupancy.summary(wall1),
+                    "peer_occupancy": peer_occupancy.summary(peer_wall),
                     "reward_p50_overhead_ms": round(overheads[len(overheads) // 2], 1),
                     "simulator_peak_concurrency": stats["peak_concurrency"],
                     "simulator_429s": stats["faults"].get("429", 0),
