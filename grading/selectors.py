@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.core.paginator import Paginator
 from django.db.models import Avg, Count, F, Q, Sum, Value
 from django.db.models.functions import Left, StrIndex
 from django.shortcuts import get_object_or_404
@@ -192,6 +193,18 @@ def run_scores(run: GradingRun):
         .select_related("response__task")
         .order_by("response__task__external_id", "response__model", "response__sample_index")
     )
+
+
+SCORES_PER_PAGE = 50
+
+
+def run_scores_page(run: GradingRun, page, *, count: int):
+    """One page of the run's scores (a run at RL scale has tens of thousands). `count` is the
+    number of scores, which the run page has already counted; `page` may be anything a URL
+    holds: out of range gives the last page, not a number the first."""
+    paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
+    paginator.count = count
+    return paginator.get_page(page)
 
 
 def score_verdicts(score: Score):

@@ -117,7 +117,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     summaries = selectors.model_summaries(run)
     context["summaries"] = summaries
     context["chart_data"] = selectors.chart_data(summaries)
-    context["scores"] = selectors.run_scores(run)
+    context["scores"] = selectors.run_scores_page(
+        run, request.GET.get("page"), count=progress.responses_total
+    )
     context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
     context["costs"] = selectors.run_costs(run)
     context["flagged"] = selectors.run_flagged_responses(run)

@@ -122,6 +122,44 @@ def test_project_and_run_pages_do_not_grow_queries(
             assert client.get(url).status_code == 200
 
 
+def test_run_page_shows_scores_a_page_at_a_time(client, personas):
+    """A run at RL scale has tens of thousands of responses: the page lists 50 at a time,
+    with links between pages, and a page number out of range or not a number still answers."""
+    import re
+
+    p = personas
+    task = factories.make_task(p.project, "paged")
+    grader = factories.make_published_rubric(p.project, task, [("Mentions water", 1)], p.admin)
+    factories.import_responses(
+        p.project,
+        [
+            {"task_id": "paged", "model": "m", "response": "water", "sample_index": i}
+            for i in range(120)
+        ],
+    )
+    judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
+    run = GradingRun.objects.create(project=p.project, grader=grader, judge=judge, total_items=120)
+    Score.objects.bulk_create(Score(run=run, response=r) for r in Response.objects.all())
+    client.force_login(p.admin)
+    url = reverse("run", kwargs={"pk": run.pk})
+
+    def samples(query: str) -> tuple[list[int], str]:
+        html = client.get(url + query).content.decode()
+        table = html.split('data-testid="scores"', 1)[1].split("</table>", 1)[0]
+        rows = re.findall(r"<tr><td>paged</td><td>m</td><td>(\d+)</td>", table)
+        return [int(r) for r in rows], html
+
+    first, html = samples("")
+    assert first == list(range(50))
+    assert "Responses 1–50 of 120" in html and "?page=2#scores" in html
+    second, html = samples("?page=2")
+    assert second == list(range(50, 100))
+    assert "?page=1#scores" in html and "?page=3#scores" in html
+    assert samples("?page=3")[0] == list(range(100, 120))
+    assert samples("?page=99")[0] == list(range(100, 120))  # past the end: the last page
+    assert samples("?page=x")[0] == list(range(50))  # not a number: the first
+
+
 def test_run_create_refuses_when_nothing_to_grade(personas, world):
     from django.core.exceptions import ValidationError
 
