@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -36,8 +38,20 @@ ALLOWED_TAGS = {
 }
 
 
+# Pages show the same texts again and again (a rubric's guidance, a response two annotators
+# grade); rendering and sanitizing one takes milliseconds, so each process keeps the HTML of
+# the texts it rendered last. Long texts are rendered each time rather than held.
+CACHED_CHARS = 20_000
+
+
 def render(text: str) -> str:
-    html = _md.render(text or "")
+    text = text or ""
+    return _render(text) if len(text) <= CACHED_CHARS else _render.__wrapped__(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _render(text: str) -> str:
+    html = _md.render(text)
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
