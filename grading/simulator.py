@@ -580,12 +580,12 @@ class SimulatorServer(ThreadingHTTPServer):
             self._prefixes[cache_key] = prompt
         if last is None:
             return 0
-        n = 0
-        for a, b in zip(last, prompt, strict=False):
-            if a != b:
-                break
-            n += 1
-        return n - n % 128
+        # Block by block, each compared in C: a character loop in Python took a third of a
+        # millisecond of the simulator's GIL per call, charged only to clients that send a key.
+        n, end = 0, min(len(last), len(prompt))
+        while n + 128 <= end and last[n : n + 128] == prompt[n : n + 128]:
+            n += 128
+        return n
 
     def draw_fault(self) -> str | None:
         """Called with the stats lock held, so draws are in request order."""
