@@ -9,6 +9,9 @@ Everything on this machine, loopback only, bounded in time:
 * Redis: the judge's shared limits under a key prefix of this run only (no Celery worker:
   none of the flows below enqueues work);
 * the judge simulator in its own process (`--latency-ms`, default 50 ms a call);
+* what stands in for other machines, the simulator (a judge API) and the trainers' client
+  process (an RL trainer's reward workers), at `--outside-nice` (19): on one machine they
+  use the CPU the server leaves, as they would use CPUs of their own in a deployment;
 * gunicorn serving assay.wsgi, DEBUG=0, gthread workers (`--workers 3 --threads 12`: three
   processes for two cores, each with enough threads that requests waiting on the judge do
   not hold up pages; up to 36 PostgreSQL connections, CONN_MAX_AGE 60), `--preload`,
@@ -44,6 +47,11 @@ writes (htmx draft saves, claims, submits), reward; p50/p95/p99 in ms and errors
 An error is any status outside 2xx/3xx, a redirect to the login page, a draft not saved, a
 reward with an error verdict, an exception or a timeout; each is counted, none retried.
 Targets: pages p95 < 300 ms, 0 errors.
+
+`--idle-burners N` adds N processes that spin at SCHED_IDLE, the lowest CPU priority, while
+the load runs: Linux lets every other thread go first, so what they cost the pages is what
+this machine charges for sharing its cores, not what the scheduler decides (on a 2-vCPU VM
+it is not nothing: see the README's Load section).
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_load),
 BENCH_BROKER_URL (default redis://127.0.0.1:6379/12). The load generator runs on the same
@@ -680,6 +688,8 @@ def reward_process(reward_base: str, seed: Seed, end: float, args, conn) -> None
     """The trainers: `--reward-clients` threads in a process of their own (as a trainer's
     reward workers run on other machines), so their client work never holds up the people's
     threads in this process. Sends back its samples and CPU seconds."""
+    if args.outside_nice:
+        os.nice(args.outside_nice)
     recorder = Recorder()
     cpu0 = time.process_time()
     threads = [
@@ -708,7 +718,7 @@ def summarise(samples: list[Sample]) -> dict:
     }
 
 
-def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
+def load(args, base: str, reward_base: str, seed: Seed, pools: list, simulator: int) -> dict:
     recorder = Recorder()
     n_leads = min(args.leads, args.users)
     names = seed.annotators[: args.users - n_leads] + seed.leads[:n_leads]
@@ -728,8 +738,13 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
         logged = list(pool.map(log_in, people))
     login_s = time.monotonic() - login_start
 
-    workers = [pid for pool in pools for pid in children(pool.pid)]
-    cpu0 = sum(cpu_seconds(p) for p in workers)
+    by_pool = [children(pool.pid) for pool in pools]
+
+    def cpu_of(pids) -> float:
+        return sum(cpu_seconds(p) for p in pids)
+
+    pool_cpu0 = [cpu_of(pids) for pids in by_pool]
+    sim_cpu0 = cpu_seconds(simulator)
     self0 = time.process_time()
     pg0 = postgres_cpu_seconds()
     load_before = os.getloadavg()
@@ -788,7 +803,8 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
         trainers.join(timeout=5)
     wall = time.monotonic() - start
     log(f"load done after {wall:.1f} s")
-    cpu1 = sum(cpu_seconds(p) for p in workers)
+    pool_cpu = [cpu_of(pids) - c0 for pids, c0 in zip(by_pool, pool_cpu0, strict=True)]
+    sim_cpu = cpu_seconds(simulator) - sim_cpu0
     self1 = time.process_time()
     pg1 = postgres_cpu_seconds()
     load_after = os.getloadavg()
@@ -828,8 +844,11 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
         "requests": len(measured),
         "wall_s": round(wall, 1),
         "requests_per_s": round(len(measured) / wall, 1),
-        "gunicorn_cpu_s": round(cpu1 - cpu0, 1),
-        "gunicorn_cpu_ms_per_request": round(1000 * (cpu1 - cpu0) / max(1, len(measured)), 1),
+        "gunicorn_cpu_s": round(sum(pool_cpu), 1),
+        "gunicorn_cpu_ms_per_request": round(1000 * sum(pool_cpu) / max(1, len(measured)), 1),
+        # The people's pool, then (with --reward-pool) the trainers' pool.
+        "gunicorn_cpu_s_by_pool": [round(c, 1) for c in pool_cpu],
+        "simulator_cpu_s": round(sim_cpu, 1),
         "generator_cpu_s": round(self1 - self0, 1),
         "trainers_cpu_s": round(trainers_cpu, 1),
         "postgres_cpu_s": round(pg1 - pg0, 1),
@@ -842,6 +861,17 @@ def load(args, base: str, reward_base: str, seed: Seed, pools: list) -> dict:
 
 
 # --- The run ---------------------------------------------------------------------------------
+
+
+IDLE_BURNER = """
+import os
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+try:
+    while True:
+        pass
+except KeyboardInterrupt:
+    pass
+"""
 
 
 def main() -> None:
@@ -873,6 +903,20 @@ def main() -> None:
         type=int,
         default=19,
         help="CPU niceness of the reward pool (with --reward-pool): people's pages first",
+    )
+    parser.add_argument(
+        "--outside-nice",
+        type=int,
+        default=19,
+        help="CPU niceness of what stands in for other machines: the judge simulator (a "
+        "judge API) and the trainers' client process (a trainer's reward workers)",
+    )
+    parser.add_argument(
+        "--idle-burners",
+        type=int,
+        default=0,
+        help="processes that spin at the lowest CPU priority (SCHED_IDLE) while the load runs: "
+        "what other work costs the pages when the scheduler always lets the pages go first",
     )
     parser.add_argument("--tasks", type=int, default=3, choices=[1, 2, 3])
     parser.add_argument("--responses-per-task", type=int, default=100)
@@ -943,16 +987,16 @@ def main() -> None:
         )
         procs.append(collect)
         sim_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [py, "manage.py", "judge_simulator", "--port", str(sim_port)]
-                + ["--latency-ms", str(args.latency_ms)],
-                cwd=ROOT,
-                env=env,
-                stdout=(var / "bench-load-simulator.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+        simulator = subprocess.Popen(
+            (["nice", "-n", str(args.outside_nice)] if args.outside_nice else [])
+            + [py, "manage.py", "judge_simulator", "--port", str(sim_port)]
+            + ["--latency-ms", str(args.latency_ms)],
+            cwd=ROOT,
+            env=env,
+            stdout=(var / "bench-load-simulator.log").open("wb"),
+            stderr=subprocess.STDOUT,
         )
+        procs.append(simulator)
         import django
 
         django.setup()
@@ -1036,8 +1080,10 @@ def main() -> None:
             pools.append(trainers)
             server["trainers_command"] = "gunicorn assay.wsgi:application " + " ".join(options)
         server["reward_on"] = "its own gunicorn" if args.reward_pool else "the same gunicorn"
+        for _ in range(args.idle_burners):
+            procs.append(subprocess.Popen([py, "-c", IDLE_BURNER]))
         sim_before = httpx.get(f"http://127.0.0.1:{sim_port}/stats", timeout=5).json()
-        figures = load(args, base, reward_base, data, pools)
+        figures = load(args, base, reward_base, data, pools, simulator.pid)
         sim_after = httpx.get(f"http://127.0.0.1:{sim_port}/stats", timeout=5).json()
         groups = figures["groups"]
         pages_p95 = groups["pages"]["p95_ms"]
@@ -1051,6 +1097,8 @@ def main() -> None:
             "reward_mode": args.reward_mode or "per_criterion",
             "think_s": [0, args.think_max],
             "judge_latency_ms": args.latency_ms,
+            "nice": {"trainers_pool": args.reward_nice, "outside": args.outside_nice},
+            "idle_burners": args.idle_burners,
             **figures,
             "judge_calls": sim_after["requests"] - sim_before["requests"],
             "seed": {
