@@ -400,6 +400,9 @@ class SimulatorStats:
     in_flight: int = 0
     peak_concurrency: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    # The judge's own latency of the latest requests, in ms: from the request read to the
+    # reply decided, so a client's overhead can be measured over what the judge really took.
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def as_dict(self) -> dict:
@@ -409,6 +412,7 @@ class SimulatorStats:
                 "in_flight": self.in_flight,
                 "peak_concurrency": self.peak_concurrency,
                 "faults": dict(self.faults),
+                "recent_latency_ms": [round(x, 3) for x in self.latencies_ms],
             }
 
 
@@ -453,6 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats, config = self.server.stats, self.server.config
+        self._started = time.perf_counter()
         with stats.lock:
             stats.requests += 1
             stats.in_flight += 1
@@ -474,8 +479,10 @@ class _Handler(BaseHTTPRequestHandler):
         # the moment it reads this reply is never seen as one request too many.
         if getattr(self, "_counted", False):
             self._counted = False
+            took = 1000 * (time.perf_counter() - self._started)
             with self.server.stats.lock:
                 self.server.stats.in_flight -= 1
+                self.server.stats.latencies_ms.append(took)
 
     def _complete(self, raw: bytes, fault: str | None) -> None:
         config = self.server.config
@@ -566,6 +573,7 @@ class SimulatorServer(ThreadingHTTPServer):
             self.stats.requests = 0
             self.stats.peak_concurrency = self.stats.in_flight
             self.stats.faults = {}
+            self.stats.latencies_ms.clear()
             self.received.clear()
 
     def cached_prefix(self, cache_key: object, prompt: str) -> int:

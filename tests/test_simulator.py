@@ -44,3 +44,25 @@ def test_cached_prefix_matches_a_character_by_character_count(server):
         key = f"k{i}"
         server.cached_prefix(key, base)
         assert server.cached_prefix(key, other) == reference_prefix(base, other)
+
+
+def test_stats_give_the_judges_own_latency_of_recent_requests():
+    """Clients measure their overhead over what the judge really took (bench/grading.py)."""
+    import threading
+
+    import httpx
+
+    s = SimulatorServer("127.0.0.1", 0, SimulatorConfig(latency_ms=50))
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{s.server_address[1]}"
+        body = {"model": "m", "messages": [{"role": "user", "content": "Is water wet?"}]}
+        for _ in range(3):
+            assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        httpx.get(f"{url}/stats")  # not a judge call: not counted
+        latencies = httpx.get(f"{url}/stats").json()["recent_latency_ms"]
+        assert len(latencies) == 3
+        assert all(50 <= ms < 1000 for ms in latencies)
+    finally:
+        s.shutdown()
+        s.server_close()
