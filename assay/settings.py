@@ -162,6 +162,10 @@ JUDGE_MAX_ATTEMPTS = env_int("ASSAY_JUDGE_MAX_ATTEMPTS", 6)
 JUDGE_ITEM_DEADLINE_S = env_int("ASSAY_JUDGE_ITEM_DEADLINE_S", 300)
 JUDGE_MAX_REASKS = env_int("ASSAY_JUDGE_MAX_REASKS", 2)
 # Threads per worker process that make judge calls (the judge's own limits bound them further).
+# Size it near the busiest judge's in-flight limit divided by the worker processes: threads
+# beyond a process's share only wait for a slot, and each is one more for the GIL to serve
+# (bench/grading.py: 40 instead of 64 for a limit of 64 over two workers kept 63.3 of the
+# judge's 64 slots busy instead of 63.0).
 JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
 # Judge URLs on loopback, private, CGNAT or other non-public addresses (a local vLLM or
 # Ollama) are refused unless the operator allows them: all of them, or only these networks.
