@@ -430,9 +430,15 @@ def judge_ref(judge: Judge) -> engine.JudgeRef:
 
 
 def run_judges(run: GradingRun) -> list[Judge]:
-    """The lead judge first, then the panel by id: the order the tie rule uses."""
-    panel = [j for j in run.panel.all().order_by("pk") if j.pk != run.judge_id]
-    return [run.judge, *panel]
+    """The lead judge first, then the panel by id: the order the tie rule uses. One query,
+    whether or not the run's lead judge is loaded already."""
+    panel = GradingRun.panel.through.objects.filter(gradingrun_id=run.pk).values("judge_id")
+    judges = sorted(
+        Judge.objects.filter(Q(pk=run.judge_id) | Q(pk__in=panel)),
+        key=lambda j: (j.pk != run.judge_id, j.pk),
+    )
+    run.judge = judges[0]
+    return judges
 
 
 def run_estimate(
@@ -1007,17 +1013,6 @@ def _grader(grader_id: int) -> Grader:
     return grader
 
 
-def _judges_of(run: GradingRun) -> list[Judge]:
-    """run_judges in one query: the lead judge first, then the panel by id."""
-    panel = GradingRun.panel.through.objects.filter(gradingrun_id=run.pk).values("judge_id")
-    judges = sorted(
-        Judge.objects.filter(Q(pk=run.judge_id) | Q(pk__in=panel)),
-        key=lambda j: (j.pk != run.judge_id, j.pk),
-    )
-    run.judge = judges[0]
-    return judges
-
-
 def _work_for(run_id: int, response_id: int) -> _Work | str:
     # One query for the run's state, the score, the response and its task.
     score = (
@@ -1031,7 +1026,7 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
     run.grader = _grader(run.grader_id)
-    judges = _judges_of(run)
+    judges = run_judges(run)
     done = set(
         Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
             "criterion_id", "rater_id", "sample_index"
