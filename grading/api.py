@@ -5,6 +5,8 @@ Everything here but the writes needs VIEW_RESULTS: annotators stay blind to the 
 
 from __future__ import annotations
 
+import logging
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -26,7 +28,9 @@ from rubrics.api import (
     service_errors,
 )
 from rubrics.permissions import Perm, project_for
-from rubrics.selectors import grader_for, published_graders, task_for
+from rubrics.selectors import grader_to_score, published_graders, task_for
+
+logger = logging.getLogger(__name__)
 
 # --- Judges -----------------------------------------------------------------------------
 
@@ -503,8 +507,7 @@ class RewardScoreApi(APIView):
         responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def post(self, request: Request, grader_hash: str) -> Response:
-        grader = grader_for(request.user, grader_hash, Perm.RUN_GRADING)
-        project = grader.version.rubric.project
+        grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         judges = selectors.project_judges(project)
@@ -513,7 +516,7 @@ class RewardScoreApi(APIView):
         if judge is None:
             raise ValidationError({"judge": ["No such judge in this grader's project."]})
         if data.validated_data.get("task"):
-            task = grader.version.rubric.task  # read with the grader; usually the one asked
+            # The rubric's task, read with the grader, is usually the one asked for.
             if task is None or task.external_id != data.validated_data["task"]:
                 task = task_for(
                     request.user, project, data.validated_data["task"], Perm.RUN_GRADING
@@ -521,7 +524,7 @@ class RewardScoreApi(APIView):
             messages = task.messages
         else:
             messages = [dict(m) for m in data.validated_data["messages"]]
-        results = services.reward_score(
+        results, store = services.reward_score(
             grader=grader,
             judge=judge,
             messages=messages,
@@ -537,7 +540,28 @@ class RewardScoreApi(APIView):
             }
             for r in results
         ]
-        return Response(self.OutputSerializer(out, many=True).data)
+        return _ThenResponse(self.OutputSerializer(out, many=True).data, then=store)
+
+
+class _ThenResponse(Response):
+    """A response that runs `then()` once it is sent: a WSGI server closes the response after
+    writing its body (gunicorn before it reads the connection's next request; Django's test
+    client before it returns), so the trainer does not wait on the cache and cost rows, and
+    its next request on the connection finds them written. A crash in between loses only them."""
+
+    def __init__(self, data, *, then, **kwargs):
+        super().__init__(data, **kwargs)
+        self._then = then
+
+    def close(self) -> None:
+        then, self._then = self._then, None
+        try:
+            if then is not None:
+                then()
+        except Exception:
+            logger.exception("writing the reward endpoint's cache and cost rows failed")
+        finally:
+            super().close()
 
 
 # --- Scores and verdicts ----------------------------------------------------------------

@@ -285,6 +285,22 @@ def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample,
 # --- The engine ----------------------------------------------------------------------
 
 
+_templates: dict[str, str] = {}
+
+
+def _templates_of(grader_hash: str, spec: dict) -> str:
+    """prompts.batch_template_id, once per grader and process: a hash names one spec, and
+    the templates in this module do not change while it runs."""
+    if not grader_hash:  # a draft's try-it: no hash names its spec
+        return prompts.batch_template_id(spec)
+    found = _templates.get(grader_hash)
+    if found is None:
+        if len(_templates) > 4096:
+            _templates.clear()
+        found = _templates[grader_hash] = prompts.batch_template_id(spec)
+    return found
+
+
 def grade_items(
     spec: dict,
     *,
@@ -304,7 +320,7 @@ def grade_items(
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
-    templates = prompts.batch_template_id(spec) if mode == BATCHED else ""
+    templates = _templates_of(grader_hash, spec) if mode == BATCHED else ""
     pending: list[tuple[dict, int, int, str]] = []  # criterion, judge id, sample, cache key
     empty = injection.is_empty(response)
     response = response or ""

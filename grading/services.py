@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
-from grading import broker, engine, injection, judge_urls, prompts
+from grading import broker, engine, injection, judge_urls, prompts, transport
 from grading.judge import JudgeSettings
 from grading.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
@@ -380,20 +380,21 @@ def responses_for_grader(grader: Grader):
     return responses
 
 
-def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> list[JudgeCall]:
-    """Cost rows for the calls that reached the judge (cache hits made none)."""
+def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> list[tuple]:
+    """Cost rows for the calls that reached the judge (cache hits made none), in the column
+    order of _CALL_COLUMNS."""
     return [
-        JudgeCall(
-            run_id=run_id,
-            judge_id=judge_id or c.judge_id,
-            response_id=response_id,
-            sample_index=c.sample_index,
-            criteria=c.criteria,
-            attempts=c.usage.attempts,
-            prompt_tokens=c.usage.prompt_tokens,
-            cached_tokens=c.usage.cached_tokens,
-            completion_tokens=c.usage.completion_tokens,
-            error=c.error,
+        (
+            run_id,
+            judge_id or c.judge_id,
+            response_id,
+            c.sample_index,
+            c.criteria,
+            c.usage.attempts,
+            c.usage.prompt_tokens,
+            c.usage.cached_tokens,
+            c.usage.completion_tokens,
+            c.error,
         )
         for c in calls
         if c.usage.attempts
@@ -943,35 +944,107 @@ def _with_db(fn, *, what: str):
 # --- The worker's unit of work: one response of a run ---------------------------------
 
 
+# The judge's answers and its calls are read and written on every graded response and every
+# reward request, where the ORM's compiling of a query costs more than the database's answer
+# (about 1 ms of CPU against 0.3 ms here): these few statements are written out once.
+_CACHE_COLUMNS = (
+    "key",
+    "outcome",
+    "value",
+    "explanation",
+    "raw_output",
+    "judge_model",
+    "simulated",
+)
+_CALL_COLUMNS = (
+    "run_id",
+    "judge_id",
+    "response_id",
+    "sample_index",
+    "criteria",
+    "attempts",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "error",
+)
+# PostgreSQL: both inserts in one statement (one round trip, and one commit outside a
+# transaction); the rows travel as one array per column.
+_STORE_SQL = """
+WITH calls AS (
+    INSERT INTO grading_judgecall (
+        run_id, judge_id, response_id, sample_index, criteria, attempts, prompt_tokens,
+        cached_tokens, completion_tokens, error, created_at
+    )
+    SELECT *, now() FROM unnest(
+        %s::bigint[], %s::bigint[], %s::bigint[], %s::int[], %s::int[], %s::int[],
+        %s::int[], %s::int[], %s::int[], %s::text[]
+    )
+)
+INSERT INTO grading_cachedverdict (
+    key, outcome, value, explanation, raw_output, judge_model, simulated, created_at
+)
+SELECT *, now() FROM unnest(
+    %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::bool[]
+)
+ON CONFLICT (key) DO NOTHING
+"""
+_LOOKUP_SQL = (
+    "SELECT key, outcome, value, explanation, raw_output, judge_model, simulated "
+    "FROM grading_cachedverdict WHERE key IN ({marks})"
+)
+
+
 def _cache_lookup(keys: list[str]) -> dict[str, engine.Graded]:
+    if not keys:
+        return {}
+    marks = ", ".join(["%s"] * len(keys))  # placeholders only: the keys are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(_LOOKUP_SQL.format(marks=marks), keys)
+        rows = cursor.fetchall()
     return {
-        row.key: engine.Graded(
+        key: engine.Graded(
             criterion_id=0,
-            outcome=row.outcome,
-            value=row.value,
-            explanation=row.explanation,
-            raw=row.raw_output,
-            judge_model=row.judge_model,
-            simulated=row.simulated,
+            outcome=outcome,
+            value=value,
+            explanation=explanation,
+            raw=raw_output,
+            judge_model=judge_model,
+            simulated=bool(simulated),
         )
-        for row in CachedVerdict.objects.filter(key__in=keys)
+        for key, outcome, value, explanation, raw_output, judge_model, simulated in rows
     }
 
 
-def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[CachedVerdict]:
+def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[tuple]:
+    """Readable answers (errors are asked again), in the column order of _CACHE_COLUMNS."""
     return [
-        CachedVerdict(
-            key=key,
-            outcome=g.outcome,
-            value=g.value,
-            explanation=g.explanation,
-            raw_output=g.raw,
-            judge_model=g.judge_model,
-            simulated=g.simulated,
-        )
+        (key, g.outcome, g.value, g.explanation, g.raw, g.judge_model, g.simulated)
         for key, g in to_cache.items()
         if g.judged
     ]
+
+
+def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> None:
+    """Write the judge's answers to the cache (a key already there is kept) and the cost rows
+    of its calls, together: in one statement on PostgreSQL, else in the caller's transaction
+    or one of their own."""
+    if not cache_rows and not call_rows:
+        return
+    if connection.vendor == "postgresql":
+        columns = [list(c) for c in zip(*call_rows, strict=True)] or [[]] * len(_CALL_COLUMNS)
+        columns += [list(c) for c in zip(*cache_rows, strict=True)] or [[]] * len(_CACHE_COLUMNS)
+        with connection.cursor() as cursor:
+            cursor.execute(_STORE_SQL, columns)
+        return
+    with transaction.atomic():
+        CachedVerdict.objects.bulk_create(
+            [CachedVerdict(**dict(zip(_CACHE_COLUMNS, r, strict=True))) for r in cache_rows],
+            ignore_conflicts=True,
+        )
+        JudgeCall.objects.bulk_create(
+            [JudgeCall(**dict(zip(_CALL_COLUMNS, r, strict=True))) for r in call_rows]
+        )
 
 
 def _store_flag(response: Response, finding: injection.Finding) -> None:
@@ -1109,11 +1182,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             if finding is not None:
                 _store_flag(response, finding)
             Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
-            JudgeCall.objects.bulk_create(calls)
-            if outcome.to_cache:
-                CachedVerdict.objects.bulk_create(
-                    _cache_rows(outcome.to_cache), ignore_conflicts=True
-                )
+            _store_answers(_cache_rows(outcome.to_cache), calls)
             if any(v.simulated for v in verdicts) and not run.simulated:
                 GradingRun.objects.filter(pk=run_id).update(simulated=True)
 
@@ -1174,52 +1243,63 @@ class Reward:
 
 def reward_score(
     *, grader: Grader, judge: Judge, messages: list[dict], texts: list[str | None], mode: str
-) -> list[Reward]:
-    """Score responses to one conversation now. Verdicts are cached (and read from the cache)
-    exactly as runs do, and calls go through the judge's shared limits; nothing else is
-    stored. Returns, per response in order, its score, its per-criterion verdicts and the
-    injection detector's reasons. An empty or null response makes no judge call."""
+) -> tuple[list[Reward], Callable[[], None]]:
+    """Score responses to one conversation now. Verdicts are read from the cache exactly as
+    runs read them, and calls go through the judge's shared limits. Returns, per response in
+    order, its score, its per-criterion verdicts and the injection detector's reasons; and the
+    write of the judge's new answers to the cache with the cost rows of its calls, for the
+    caller to run (the API runs it once the scores are sent). An empty or null response makes
+    no judge call."""
     from django.db import connection
 
     spec = grader.spec
     ref = judge_ref(judge)
+    cache_rows: list[tuple] = []
+    call_rows: list[tuple] = []
 
     def one(text: str | None, own_thread: bool = True) -> Reward:
-        # The detector's CPU time overlaps the judge call's wait (the call releases the GIL).
-        detecting = engine.thread_pool().submit(injection.detect, text)
+        found: list[injection.Finding | None] = []
+
+        def detect():
+            if not found:
+                found.append(injection.detect(text))
+
         try:
-            out = engine.grade_items(
-                spec,
-                grader_hash=grader.hash,
-                judges=[ref],
-                messages=messages,
-                response=text,
-                items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
-                mode=mode,
-                cache_lookup=_cache_lookup,
-            )
-            if out.to_cache or out.calls:
-                with transaction.atomic():  # one commit for both
-                    CachedVerdict.objects.bulk_create(
-                        _cache_rows(out.to_cache), ignore_conflicts=True
-                    )
-                    JudgeCall.objects.bulk_create(_judge_call_rows(out.calls, judge_id=judge.pk))
+            # The detector runs while the judge answers this thread's call: on another
+            # thread it would hold the GIL against this one's work before the call.
+            with transport.while_waiting(detect):
+                out = engine.grade_items(
+                    spec,
+                    grader_hash=grader.hash,
+                    judges=[ref],
+                    messages=messages,
+                    response=text,
+                    items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
+                    mode=mode,
+                    cache_lookup=_cache_lookup,
+                )
         finally:
             if own_thread:
                 connection.close()
+        cache_rows.extend(_cache_rows(out.to_cache))  # list.extend is atomic under the GIL
+        call_rows.extend(_judge_call_rows(out.calls, judge_id=judge.pk))
         by_id = {g.criterion_id: g for g in out.graded}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
-        finding = detecting.result()
+        detect()  # if no call was made (all from the cache, or an empty response)
+        finding = found[0]
         return Reward(
             scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}),
             graded,
             [str(r) for r in finding.reasons] if finding else [],
         )
 
+    def store() -> None:
+        _store_answers(cache_rows, call_rows)
+
     if len(texts) == 1:
         # The common RL case: stay on the request's thread and its open connection.
-        return [one(texts[0], own_thread=False)]
+        return [one(texts[0], own_thread=False)], store
     # Each response on its own thread (which closes its own connection); their judge calls
     # share the process's judge pool and the judge's limits.
     with ThreadPoolExecutor(max_workers=min(32, len(texts))) as pool:
-        return list(pool.map(one, texts))
+        return list(pool.map(one, texts)), store

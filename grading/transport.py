@@ -16,8 +16,10 @@ proxy settings from the environment.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json as jsonlib
+import logging
 import ssl
 import threading
 from urllib.parse import urlsplit
@@ -25,6 +27,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from grading import judge_urls
+
+logger = logging.getLogger(__name__)
 
 
 class Reply:
@@ -41,6 +45,31 @@ class Reply:
 
     def json(self):
         return jsonlib.loads(self.content)
+
+
+_waiting = threading.local()
+
+
+@contextlib.contextmanager
+def while_waiting(work):
+    """Run `work()` on this thread once, right after its next judge request is sent: CPU work
+    that then costs no latency, since the judge is answering meanwhile (the reply waits in the
+    socket). It may not run at all (no call was made): the caller checks."""
+    _waiting.work = work
+    try:
+        yield
+    finally:
+        _waiting.work = None
+
+
+def _after_send() -> None:
+    work = getattr(_waiting, "work", None)
+    if work is not None:
+        _waiting.work = None
+        try:
+            work()
+        except Exception:  # the caller runs it again and sees the error
+            logger.exception("work while waiting for the judge failed")
 
 
 class Transport:
@@ -108,6 +137,7 @@ class Transport:
             reused = conn.sock is not None
             try:
                 conn.request("POST", path, body=body, headers=headers)
+                _after_send()
                 response = conn.getresponse()
                 content = response.read()
             except judge_urls.AddressRefused:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Count, Prefetch, Q, Sum
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
@@ -106,6 +108,72 @@ def grader_for(user, grader_hash: str, perm: Perm) -> Grader:
     )
     check(user, grader.version.rubric.project, perm)
     return grader
+
+
+@dataclass(frozen=True)
+class _GraderFacts:
+    pk: int
+    version_id: int
+    spec: dict
+    project_id: int
+    task_id: int | None
+
+
+# What a grader is never changes: its hash names one compiled spec, its version's rubric
+# stays in its project and on its task, and graders are never deleted (PROTECT). The reward
+# endpoint reads these facts once per process; the caller's role and the task's prompt,
+# which do change, are read at every request.
+_FACTS: dict[str, _GraderFacts] = {}
+_FACTS_MAX = 4096
+_TARGET_SQL = """
+SELECT m.role, t.external_id, t.messages
+FROM rubrics_membership m LEFT JOIN rubrics_task t ON t.id = %s
+WHERE m.project_id = %s AND m.user_id = %s
+"""
+
+
+def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project, Task | None]:
+    """grader_for for the reward endpoint, in one short query once the grader is known: the
+    grader (spec and hash), its project (the caller's role checked) and its rubric's task
+    (external id and messages only; None if the rubric has no task). 404 for non-members."""
+    facts = _FACTS.get(grader_hash)
+    if facts is None:
+        row = (
+            Grader.objects.filter(hash=grader_hash)
+            .values_list(
+                "pk",
+                "version_id",
+                "spec",
+                "version__rubric__project_id",
+                "version__rubric__task_id",
+            )
+            .first()
+        )
+        if row is None:
+            raise Http404("No such grader.")
+        facts = _GraderFacts(*row)
+        if len(_FACTS) >= _FACTS_MAX:
+            _FACTS.clear()
+        _FACTS[grader_hash] = facts
+    if not user.is_authenticated:
+        raise Http404("No such project.")
+    with connection.cursor() as cursor:
+        cursor.execute(_TARGET_SQL, [facts.task_id, facts.project_id, user.pk])
+        row = cursor.fetchone()
+    project = Project(pk=facts.project_id)
+    if row is not None:
+        project._role_cache = {user.pk: row[0]}  # this request's own instance
+    check(user, project, perm)  # 404 for a non-member, 403 for a role that may not
+    grader = Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
+    task = None
+    if facts.task_id is not None and row[1] is not None:
+        messages = json.loads(row[2]) if isinstance(row[2], str) else row[2]
+        task = Task.from_db(
+            connection.alias,
+            ["id", "project_id", "external_id", "messages"],
+            [facts.task_id, facts.project_id, row[1], messages],
+        )
+    return grader, project, task
 
 
 def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:

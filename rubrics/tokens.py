@@ -6,8 +6,9 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from rubrics import audit
@@ -84,9 +85,56 @@ def token_revoke(*, token: ApiToken, actor=None) -> bool:
     return revoked
 
 
+class _Rows:
+    """A model's instances from the columns of a hand-written SELECT, converted as the ORM
+    converts them (JSON, and SQLite's dates and booleans)."""
+
+    def __init__(self, model: type[models.Model], alias: str):
+        self.model = model
+        self.fields = model._meta.concrete_fields
+        self.names = [f.attname for f in self.fields]
+        self.sql = ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in self.fields)
+        self._converters: dict[str, list] = {}
+
+    def build(self, values, offset: int = 0):
+        vendor = connection.vendor
+        converters = self._converters.get(vendor)
+        if converters is None:
+            converters = []
+            for f in self.fields:
+                col = f.get_col(self.model._meta.db_table)
+                converters.append(
+                    connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                )
+            self._converters[vendor] = converters
+        row = []
+        for i, convert in enumerate(converters):
+            value = values[offset + i]
+            for c in convert:
+                value = c(value, None, connection)
+            row.append(value)
+        return self.model.from_db(connection.alias, self.names, row)
+
+
+_tokens = _Rows(ApiToken, "t")
+_users = _Rows(get_user_model(), "u")
+# Every API request reads its token and user: one statement, written out once, rather than
+# the ORM compiling a two-table select for each request (about 1 ms of CPU here).
+_AUTH_SQL = (
+    f"SELECT {_tokens.sql}, {_users.sql} FROM {ApiToken._meta.db_table} t "  # noqa: S608
+    f"JOIN {get_user_model()._meta.db_table} u ON u.id = t.user_id WHERE t.key_hash = %s"
+)
+
+
 def token_authenticate(raw: str) -> ApiToken | None:
     """The active token for `raw`, or None (unknown, expired or revoked)."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=_hash(raw)).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_AUTH_SQL, [_hash(raw)])
+        row = cursor.fetchone()
+    token = None
+    if row is not None:
+        token = _tokens.build(row)
+        token.user = _users.build(row, offset=len(_tokens.fields))
     now = timezone.now()
     if token is None or not token.is_active(now) or not token.user.is_active:
         return None

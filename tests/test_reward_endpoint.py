@@ -1,0 +1,107 @@
+"""The reward endpoint's fast path: what it keeps per process, what it reads at every request,
+and when it writes the judge's answers (after the scores are sent)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from annotation import services as annotation_services
+from grading.models import CachedVerdict, JudgeCall
+from rubrics import services as rubric_services
+from rubrics.models import Role
+from rubrics.tokens import token_create
+from tests import factories
+
+CRITERIA = [("Mentions hydration and electrolytes", 5), ("Mentions urgent evaluation", 3)]
+
+
+def score(client, grader, text: str, **extra):
+    return client.post(
+        f"/api/graders/{grader.hash}/score/",
+        {"task": "t-reward", "responses": [text], **extra},
+        format="json",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_role_and_the_prompt_are_read_at_every_request(personas, sim):
+    from tests.test_api import api_client
+
+    task = factories.make_task(personas.project, "t-reward", prompt="Original prompt ALPHA.")
+    grader = factories.make_published_rubric(personas.project, task, CRITERIA, personas.admin)
+    factories.make_judge(personas.project, sim.url)
+    client = api_client(personas.engineer)
+
+    reply = score(client, grader, "Drink water with electrolytes.")
+    assert reply.status_code == 200, reply.content
+    assert "Original prompt ALPHA." in json.dumps(sim.received[-1])
+
+    # The grader is now known to this process; a changed prompt is still what the judge reads.
+    annotation_services.task_update(
+        task=task, messages=[{"role": "user", "content": "Changed prompt BETA."}]
+    )
+    reply = score(client, grader, "Rest, and see a doctor urgently.")
+    assert reply.status_code == 200, reply.content
+    received = json.dumps(sim.received[-1])
+    assert "Changed prompt BETA." in received and "ALPHA" not in received
+
+    # A role taken away takes effect at the next request: 403 for a role that may not grade,
+    # 404 once not a member.
+    rubric_services.membership_set(
+        project=personas.project, username=personas.engineer.username, role=Role.ANNOTATOR
+    )
+    reply = score(client, grader, "Another reply.")
+    assert reply.status_code == 403, reply.content
+    rubric_services.membership_remove(project=personas.project, username=personas.engineer.username)
+    reply = score(client, grader, "Another reply.")
+    assert reply.status_code == 404, reply.content
+    # An unknown hash is a 404 too, and names nothing.
+    reply = client.post(
+        "/api/graders/" + "0" * 64 + "/score/",
+        {"task": "t-reward", "responses": ["x"]},
+        format="json",
+    )
+    assert reply.status_code == 404
+    assert sim.stats.requests == 4  # two requests, two criteria each (per criterion)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_next_request_on_a_trainers_connection_finds_the_cache(personas, sim, live_server):
+    """The cache and cost rows are written once the scores are sent, before the server reads
+    the connection's next request: a trainer asking again never pays twice."""
+    task = factories.make_task(personas.project, "t-reward")
+    grader = factories.make_published_rubric(personas.project, task, CRITERIA, personas.admin)
+    factories.make_judge(personas.project, sim.url)
+    _, key = token_create(user=personas.engineer, name="trainer", scopes=["grade"])
+    url = urlsplit(live_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
+
+    def post(texts: list[str]) -> list[dict]:
+        body = {"task": "t-reward", "responses": texts, "mode": "batched"}
+        conn.request("POST", f"/api/graders/{grader.hash}/score/", json.dumps(body), headers)
+        reply = conn.getresponse()
+        content = reply.read()
+        assert reply.status == 200, content
+        return json.loads(content)
+
+    try:
+        first = post(["Hydration with electrolytes, and an urgent evaluation."])
+        again = post(["Hydration with electrolytes, and an urgent evaluation."])
+        assert sim.stats.requests == 1
+        assert not any(v["cached"] for v in first[0]["verdicts"])
+        assert all(v["cached"] for v in again[0]["verdicts"])
+        assert again[0]["score"] == first[0]["score"] == 1.0
+        # Three fresh replies at once (a thread each): one batched call each, every answer
+        # cached and every call's cost kept, in one write.
+        many = post([f"Reply {i} about hydration." for i in range(3)])
+        assert len(many) == 3 and sim.stats.requests == 4
+    finally:
+        conn.close()
+    assert JudgeCall.objects.filter(run=None).count() == 4
+    assert sum(JudgeCall.objects.values_list("criteria", flat=True)) == 8
+    assert CachedVerdict.objects.count() == 8
