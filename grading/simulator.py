@@ -400,8 +400,9 @@ class SimulatorStats:
     in_flight: int = 0
     peak_concurrency: int = 0
     faults: dict[str, int] = field(default_factory=dict)
-    # The judge's own latency of the latest requests, in ms: from the request read to the
-    # reply decided, so a client's overhead can be measured over what the judge really took.
+    # The judge's own latency of the latest requests, in ms: from the request line's arrival
+    # to the reply written (as a server's access log times a request), so a client's
+    # overhead can be measured over what the judge really took, its own HTTP work included.
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=64))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -437,6 +438,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+        if getattr(self, "_timed", False):
+            self._timed = False
+            took = 1000 * (time.perf_counter() - self._arrived)
+            with self.server.stats.lock:
+                self.server.stats.latencies_ms.append(took)
+
+    def parse_request(self) -> bool:
+        self._arrived = time.perf_counter()  # the request line is in: the judge's clock starts
+        return super().parse_request()
 
     def do_GET(self) -> None:
         if self.path == "/stats":
@@ -457,7 +467,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         stats, config = self.server.stats, self.server.config
-        self._started = time.perf_counter()
         with stats.lock:
             stats.requests += 1
             stats.in_flight += 1
@@ -479,10 +488,9 @@ class _Handler(BaseHTTPRequestHandler):
         # the moment it reads this reply is never seen as one request too many.
         if getattr(self, "_counted", False):
             self._counted = False
-            took = 1000 * (time.perf_counter() - self._started)
+            self._timed = True  # the reply, once written, ends this request's latency
             with self.server.stats.lock:
                 self.server.stats.in_flight -= 1
-                self.server.stats.latencies_ms.append(took)
 
     def _complete(self, raw: bytes, fault: str | None) -> None:
         config = self.server.config
