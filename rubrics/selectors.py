@@ -122,21 +122,21 @@ class _GraderFacts:
 # What a grader is never changes: its hash names one compiled spec, its version's rubric
 # stays in its project and on its task, and graders are never deleted (PROTECT). The reward
 # endpoint reads these facts once per process; the caller's role and the task's prompt,
-# which do change, are read at every request.
+# which do change, are read at every request, with the grader's row (so facts outliving
+# their database, as when one is recreated under a running server, are read again).
 _FACTS: dict[str, _GraderFacts] = {}
 _FACTS_MAX = 4096
 _TARGET_SQL = """
 SELECT m.role, t.external_id, t.messages
-FROM rubrics_membership m LEFT JOIN rubrics_task t ON t.id = %s
-WHERE m.project_id = %s AND m.user_id = %s
+FROM rubrics_grader g
+LEFT JOIN rubrics_membership m ON m.project_id = %s AND m.user_id = %s
+LEFT JOIN rubrics_task t ON t.id = %s
+WHERE g.id = %s AND g.hash = %s
 """
 
 
-def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project, Task | None]:
-    """grader_for for the reward endpoint, in one short query once the grader is known: the
-    grader (spec and hash), its project (the caller's role checked) and its rubric's task
-    (external id and messages only; None if the rubric has no task). 404 for non-members."""
-    facts = _FACTS.get(grader_hash)
+def _grader_facts(grader_hash: str, *, fresh: bool = False) -> _GraderFacts:
+    facts = None if fresh else _FACTS.get(grader_hash)
     if facts is None:
         row = (
             Grader.objects.filter(hash=grader_hash)
@@ -150,18 +150,35 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
             .first()
         )
         if row is None:
+            _FACTS.pop(grader_hash, None)
             raise Http404("No such grader.")
         facts = _GraderFacts(*row)
         if len(_FACTS) >= _FACTS_MAX:
             _FACTS.clear()
         _FACTS[grader_hash] = facts
+    return facts
+
+
+def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project, Task | None]:
+    """grader_for for the reward endpoint, in one short query once the grader is known: the
+    grader (spec and hash), its project (the caller's role checked) and its rubric's task
+    (external id and messages only; None if the rubric has no task). 404 for non-members."""
     if not user.is_authenticated:
         raise Http404("No such project.")
-    with connection.cursor() as cursor:
-        cursor.execute(_TARGET_SQL, [facts.task_id, facts.project_id, user.pk])
-        row = cursor.fetchone()
+    facts = _grader_facts(grader_hash)
+    for fresh in (False, True):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _TARGET_SQL, [facts.project_id, user.pk, facts.task_id, facts.pk, grader_hash]
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            break
+        if fresh:
+            raise Http404("No such grader.")
+        facts = _grader_facts(grader_hash, fresh=True)  # the cached facts were stale
     project = Project(pk=facts.project_id)
-    if row is not None:
+    if row[0] is not None:
         project._role_cache = {user.pk: row[0]}  # this request's own instance
     check(user, project, perm)  # 404 for a non-member, 403 for a role that may not
     grader = Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)

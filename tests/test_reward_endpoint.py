@@ -105,3 +105,25 @@ def test_the_next_request_on_a_trainers_connection_finds_the_cache(personas, sim
     assert JudgeCall.objects.filter(run=None).count() == 4
     assert sum(JudgeCall.objects.values_list("criteria", flat=True)) == 8
     assert CachedVerdict.objects.count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_grader_facts_that_outlived_their_database_are_read_again(personas, sim):
+    """As when a database is recreated under a running server: the kept facts name a grader
+    row that is not there; the request reads them again instead of failing."""
+    from dataclasses import replace
+
+    from rubrics import selectors
+    from tests.test_api import api_client
+
+    task = factories.make_task(personas.project, "t-reward")
+    grader = factories.make_published_rubric(personas.project, task, CRITERIA, personas.admin)
+    factories.make_judge(personas.project, sim.url)
+    client = api_client(personas.engineer)
+    assert score(client, grader, "Hydration.", mode="batched").status_code == 200
+    kept = selectors._FACTS[grader.hash]
+    selectors._FACTS[grader.hash] = replace(kept, pk=kept.pk + 10_000, project_id=0, task_id=0)
+    reply = score(client, grader, "Electrolytes.", mode="batched")
+    assert reply.status_code == 200, reply.content
+    assert selectors._FACTS[grader.hash] == kept
+    assert sim.stats.requests == 2
