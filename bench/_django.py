@@ -5,6 +5,7 @@ Benchmarks print one JSON line of figures on stdout; progress goes to stderr."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -50,3 +51,49 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Key words the simulated judge looks for: criteria name two, responses draw from all.
+WORDS = (  # noqa: SIM905 - easier to read as prose
+    "hydration electrolyte urgent evaluation persistent vomiting dangerous dehydration "
+    "monitoring temperature antibiotic resistance paracetamol dosing isolation hygiene "
+    "followup appointment codeine syrup fever contraindication anticoagulant interaction "
+    "bleeding warfarin vitamin potassium kidney function cardiac troponin ischemia aspirin "
+    "nitroglycerin ambulance emergency imaging tomography ultrasound referral specialist "
+    "counseling lifestyle exercise nutrition sodium sleep stress medication adherence"
+).split()
+
+
+def bench_grader(owner, *, project_name: str, criteria: int, rng):
+    """A project with the task "bench" (one user message) and a published rubric of
+    `criteria` criteria, each naming two of WORDS, points drawn from `rng` (the first 5).
+    Returns (project, task, grader). Django must be set up."""
+    from decimal import Decimal
+
+    from rubrics import services as rubric_services
+
+    project = rubric_services.project_create(name=project_name, user=owner)
+    task = rubric_services.task_create(
+        project=project,
+        external_id="bench",
+        title="Bench task",
+        messages=[{"role": "user", "content": "I have had a fever and vomiting. What now?"}],
+    )
+    inputs = [
+        rubric_services.CriterionInput(
+            text=f"Mentions {WORDS[(3 * i) % len(WORDS)]} and {WORDS[(3 * i + 1) % len(WORDS)]}",
+            points=Decimal(rng.choice([1, 2, 3, 5, -2])) if i else Decimal(5),
+        )
+        for i in range(criteria)
+    ]
+    rubric = rubric_services.rubric_create(
+        project=project, task=task, title="Bench rubric", user=owner, criteria=inputs
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=owner)
+    return project, task, grader

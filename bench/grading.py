@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -40,24 +39,12 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _django import WORDS, bench_grader, free_port  # noqa: E402 - beside this file
+
 LATENCY_MS = 200
 LIMIT = 64
 PHASE_TIMEOUT_S = 900
-
-WORDS = (  # noqa: SIM905 - easier to read as prose
-    "hydration electrolyte urgent evaluation persistent vomiting dangerous dehydration "
-    "monitoring temperature antibiotic resistance paracetamol dosing isolation hygiene "
-    "followup appointment codeine syrup fever contraindication anticoagulant interaction "
-    "bleeding warfarin vitamin potassium kidney function cardiac troponin ischemia aspirin "
-    "nitroglycerin ambulance emergency imaging tomography ultrasound referral specialist "
-    "counseling lifestyle exercise nutrition sodium sleep stress medication adherence"
-).split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -170,7 +157,6 @@ def main() -> None:
         import django
 
         django.setup()
-        from decimal import Decimal
 
         from django.db.models import Count, Max, Min, Sum
 
@@ -178,30 +164,13 @@ def main() -> None:
         from annotation.models import Verdict
         from grading import prompts, services
         from grading.models import GradingRun, JudgeCall, Score
-        from rubrics import services as rubric_services
 
         user = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
         admin = user.objects.create_user(username=f"bench-{tag}", password=uuid.uuid4().hex)
-        project = rubric_services.project_create(name=f"Bench {tag}", user=admin)
-        task = rubric_services.task_create(
-            project=project,
-            external_id="bench",
-            title="Bench task",
-            messages=[{"role": "user", "content": "I have had a fever and vomiting. What now?"}],
-        )
         rng = random.Random(42)
-        criteria = [
-            rubric_services.CriterionInput(
-                text=f"Mentions {WORDS[(3 * i) % len(WORDS)]} and "
-                f"{WORDS[(3 * i + 1) % len(WORDS)]}",
-                points=Decimal(rng.choice([1, 2, 3, 5, -2])) if i else Decimal(5),
-            )
-            for i in range(args.criteria)
-        ]
-        rubric = rubric_services.rubric_create(
-            project=project, task=task, title="Bench rubric", user=admin, criteria=criteria
+        project, task, grader = bench_grader(
+            admin, project_name=f"Bench {tag}", criteria=args.criteria, rng=rng
         )
-        grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
         models = [f"model-{m}" for m in range(10)]
         lines = []
         for i in range(args.responses):

@@ -70,7 +70,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -86,6 +85,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _django import free_port  # noqa: E402 - beside this file
+
 DEMO_TASKS = (  # the demo's 15-criterion rubrics
     "clinical-warfarin-interactions",
     "investment-ic-memo-buyout",
@@ -98,12 +99,6 @@ TARGET_PAGES_P95_MS = 300
 def log(message: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait(predicate, timeout: float, what: str) -> None:

@@ -32,19 +32,17 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import log
+from _django import WORDS, bench_grader, free_port, log
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
@@ -52,17 +50,6 @@ TARGET_MS = 20  # p50 overhead over the judge's own latency, issue 4
 # As the README's Production section serves the reward endpoint: its own pool.
 GUNICORN = ["--preload", "--workers", "2", "--worker-class", "gthread", "--threads", "12"]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_reward"
-WORDS = (  # noqa: SIM905 - easier to read as prose
-    "hydration electrolyte urgent evaluation persistent vomiting dangerous dehydration "
-    "monitoring temperature antibiotic resistance paracetamol dosing isolation hygiene "
-    "followup appointment codeine syrup fever contraindication anticoagulant interaction"
-).split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -95,7 +82,6 @@ def main() -> None:
     from django.test import Client
 
     from grading import prompts, services
-    from rubrics import services as rubric_services
     from rubrics.tokens import token_create
 
     call_command("flush", interactive=False, verbosity=0)
@@ -141,25 +127,9 @@ def main() -> None:
 
         rng = random.Random(42)
         owner = get_user_model().objects.create_user(username="trainer")
-        project = rubric_services.project_create(name="Reward bench", user=owner)
-        task = rubric_services.task_create(
-            project=project,
-            external_id="bench",
-            title="Bench task",
-            messages=[{"role": "user", "content": "I have had a fever and vomiting. What now?"}],
+        project, task, grader = bench_grader(
+            owner, project_name="Reward bench", criteria=args.criteria, rng=rng
         )
-        criteria = [
-            rubric_services.CriterionInput(
-                text=f"Mentions {WORDS[(3 * i) % len(WORDS)]} and "
-                f"{WORDS[(3 * i + 1) % len(WORDS)]}",
-                points=Decimal(rng.choice([1, 2, 3, 5, -2])) if i else Decimal(5),
-            )
-            for i in range(args.criteria)
-        ]
-        rubric = rubric_services.rubric_create(
-            project=project, task=task, title="Bench rubric", user=owner, criteria=criteria
-        )
-        grader = rubric_services.version_publish(version=rubric.versions.get(), user=owner)
         services.judge_create(
             project=project,
             name="simulator",
