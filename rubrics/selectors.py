@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -29,6 +28,7 @@ from rubrics.models import (
     Task,
 )
 from rubrics.permissions import Perm, check
+from rubrics.rows import Rows
 
 
 def memberships_for_user(user):
@@ -126,13 +126,13 @@ class _GraderFacts:
 # their database, as when one is recreated under a running server, are read again).
 _FACTS: dict[str, _GraderFacts] = {}
 _FACTS_MAX = 4096
-_TARGET_SQL = """
-SELECT m.role, t.external_id, t.messages
-FROM rubrics_grader g
-LEFT JOIN rubrics_membership m ON m.project_id = %s AND m.user_id = %s
-LEFT JOIN rubrics_task t ON t.id = %s
-WHERE g.id = %s AND g.hash = %s
-"""
+_TASKS = Rows(Task, "t", ["id", "project_id", "external_id", "messages"])
+_TARGET_SQL = (
+    f"SELECT m.role, {_TASKS.sql} FROM rubrics_grader g "  # noqa: S608 - the model's columns
+    "LEFT JOIN rubrics_membership m ON m.project_id = %s AND m.user_id = %s "
+    "LEFT JOIN rubrics_task t ON t.id = %s "
+    "WHERE g.id = %s AND g.hash = %s"
+)
 
 
 def _grader_facts(grader_hash: str, *, fresh: bool = False) -> _GraderFacts:
@@ -182,14 +182,7 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
         project._role_cache = {user.pk: row[0]}  # this request's own instance
     check(user, project, perm)  # 404 for a non-member, 403 for a role that may not
     grader = Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
-    task = None
-    if facts.task_id is not None and row[1] is not None:
-        messages = json.loads(row[2]) if isinstance(row[2], str) else row[2]
-        task = Task.from_db(
-            connection.alias,
-            ["id", "project_id", "external_id", "messages"],
-            [facts.task_id, facts.project_id, row[1], messages],
-        )
+    task = _TASKS.build(row, offset=1) if row[1] is not None else None
     return grader, project, task
 
 
