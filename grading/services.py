@@ -947,51 +947,49 @@ def _with_db(fn, *, what: str):
 # The judge's answers and its calls are read and written on every graded response and every
 # reward request, where the ORM's compiling of a query costs more than the database's answer
 # (about 1 ms of CPU against 0.3 ms here): these few statements are written out once.
-_CACHE_COLUMNS = (
-    "key",
-    "outcome",
-    "value",
-    "explanation",
-    "raw_output",
-    "judge_model",
-    "simulated",
-)
-_CALL_COLUMNS = (
-    "run_id",
-    "judge_id",
-    "response_id",
-    "sample_index",
-    "criteria",
-    "attempts",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "error",
-)
+# Each table's columns with their PostgreSQL types: the statements below, and the order of
+# the rows' values, come from these.
+_CACHE_COLUMNS = {
+    "key": "text",
+    "outcome": "text",
+    "value": "float8",
+    "explanation": "text",
+    "raw_output": "text",
+    "judge_model": "text",
+    "simulated": "bool",
+}
+_CALL_COLUMNS = {
+    "run_id": "bigint",
+    "judge_id": "bigint",
+    "response_id": "bigint",
+    "sample_index": "int",
+    "criteria": "int",
+    "attempts": "int",
+    "prompt_tokens": "int",
+    "cached_tokens": "int",
+    "completion_tokens": "int",
+    "error": "text",
+}
+
+
+def _insert_sql(table: str, columns: dict[str, str]) -> str:
+    """INSERT of rows sent as one array per column, stamped now."""
+    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}, created_at) "  # noqa: S608 - constants
+        f"SELECT *, now() FROM unnest({arrays})"
+    )
+
+
 # PostgreSQL: both inserts in one statement (one round trip, and one commit outside a
-# transaction); the rows travel as one array per column.
-_STORE_SQL = """
-WITH calls AS (
-    INSERT INTO grading_judgecall (
-        run_id, judge_id, response_id, sample_index, criteria, attempts, prompt_tokens,
-        cached_tokens, completion_tokens, error, created_at
-    )
-    SELECT *, now() FROM unnest(
-        %s::bigint[], %s::bigint[], %s::bigint[], %s::int[], %s::int[], %s::int[],
-        %s::int[], %s::int[], %s::int[], %s::text[]
-    )
+# transaction).
+_STORE_SQL = (
+    f"WITH calls AS ({_insert_sql('grading_judgecall', _CALL_COLUMNS)}) "
+    f"{_insert_sql('grading_cachedverdict', _CACHE_COLUMNS)} ON CONFLICT (key) DO NOTHING"
 )
-INSERT INTO grading_cachedverdict (
-    key, outcome, value, explanation, raw_output, judge_model, simulated, created_at
-)
-SELECT *, now() FROM unnest(
-    %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::bool[]
-)
-ON CONFLICT (key) DO NOTHING
-"""
 _LOOKUP_SQL = (
-    "SELECT key, outcome, value, explanation, raw_output, judge_model, simulated "
-    "FROM grading_cachedverdict WHERE key IN ({marks})"
+    f"SELECT {', '.join(_CACHE_COLUMNS)} FROM grading_cachedverdict "  # noqa: S608 - constants
+    "WHERE key IN ({marks})"
 )
 
 
