@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 
-from grading import injection, prompts
-from grading.judge import JudgeClient, JudgeError, JudgeSettings, Usage
+from grading import injection, prompts, transport
+from grading.judge import JudgeClient, JudgeError, JudgeSettings, Prepared, Usage
 from grading.limits import Limits, limiter_for
 from grading.transport import Transport
 from rubrics import checks, scoring
@@ -197,15 +197,15 @@ def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Gr
     )
 
 
-def _single_call(client, spec, criterion, *, messages, response, judge_id, sample, key, deadline):
+def _single_request(client, spec, criterion, *, messages, response, key) -> Prepared:
     prompt = prompts.judge_messages(spec, messages=messages, response=response, criterion=criterion)
+    return client.prepare(prompt, prompts.output_schema(spec, criterion), cache_key=key)
+
+
+def _single_call(client, request: Prepared, criterion, *, judge_id, sample, deadline):
     try:
-        reply = client.grade(
-            prompt,
-            prompts.output_schema(spec, criterion),
-            levels=prompts.levels_of(criterion),
-            cache_key=key,
-            deadline=deadline,
+        reply = client.grade_prepared(
+            request, levels=prompts.levels_of(criterion), deadline=deadline
         )
     except JudgeError as exc:
         g = _error(criterion["id"], judge_id, sample, exc)
@@ -227,19 +227,18 @@ def _single_call(client, spec, criterion, *, messages, response, judge_id, sampl
     return [g], CallRecord(judge_id, sample, 1, usage)
 
 
-def _batch_call(client, spec, criteria, *, messages, response, judge_id, sample, key, deadline):
+def _batch_request(client, spec, criteria, *, messages, response, key) -> Prepared:
     prompt = prompts.batch_messages(spec, messages=messages, response=response, criteria=criteria)
+    return client.prepare(
+        prompt, prompts.batch_schema(spec, criteria), name="verdicts", cache_key=key
+    )
+
+
+def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadline):
     ids = [str(c["id"]) for c in criteria]
     levels = {str(c["id"]): prompts.levels_of(c) for c in criteria if prompts.levels_of(c)}
     try:
-        reply = client.grade_batch(
-            prompt,
-            prompts.batch_schema(spec, criteria),
-            ids,
-            levels=levels,
-            cache_key=key,
-            deadline=deadline,
-        )
+        reply = client.grade_batch_prepared(request, ids, levels=levels, deadline=deadline)
     except JudgeError as exc:
         graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
         return graded, CallRecord(judge_id, sample, len(criteria), exc.usage, exc.reason)
@@ -313,10 +312,19 @@ def grade_items(
     cache: dict[str, Graded] | None = None,
     cache_lookup=None,
     should_stop=None,
+    leases_at_once: bool = False,
+    while_waiting=None,
 ) -> Outcome:
     """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
-    cache (None: bypass it). An empty response (None, blank, only invisible characters) makes
-    no judge call: its judged criteria are not met (`grade_empty`); checked ones still run."""
+    cache (None: bypass it). `leases_at_once`: take the judge's leases for all the calls in
+    one round trip to Redis and return them in one once the last call ends
+    (grading.limits.Together), for a caller that waits for the slowest call anyway (the
+    reward endpoint); runs return each lease as its call ends, so no slot stands idle.
+    `while_waiting()` is run once every call has been sent, on the thread that sent the last,
+    while the judge answers: CPU work that then delays no call. It is not run when a call fails
+    before it is sent, nor when no call is made; the caller checks. An empty response (None,
+    blank, only invisible characters) makes no judge call: its judged criteria are not met
+    (`grade_empty`); checked ones still run."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
@@ -373,15 +381,6 @@ def grade_items(
         return result
 
     prompt_key = prompts.prompt_cache_key(grader_hash, messages, response)
-    clients = {
-        ref.judge_id: JudgeClient(
-            ref.settings,
-            http=http_client(),
-            limiter=limiter(ref.limits),
-            should_stop=should_stop,
-        )
-        for ref in judges
-    }
     keys = {(c["id"], j, s): k for c, j, s, k in pending}
     calls = []
     if mode == BATCHED:
@@ -399,29 +398,60 @@ def grade_items(
     else:
         calls = [("single", c, j, s) for c, j, s, _k in pending]
 
+    clients = {
+        ref.judge_id: JudgeClient(
+            ref.settings, http=http_client(), limiter=limiter(ref.limits), should_stop=should_stop
+        )
+        for ref in judges
+    }
+    # Every request is built here, before any is sent: the pool's threads then only send
+    # and wait, rather than contend with each other (and this thread) for the GIL.
+    requests = [
+        (_batch_request if kind == "batch" else _single_request)(
+            clients[judge_id], spec, what, messages=messages, response=response, key=prompt_key
+        )
+        for kind, what, judge_id, _sample in calls
+    ]
+
     # An item's deadline runs from now: waiting for a thread or a free slot counts.
     now = time.monotonic()
     deadlines = {ref.judge_id: now + ref.settings.deadline_s for ref in judges}
 
-    def run(call):
-        kind, what, judge_id, sample = call
-        fn = _batch_call if kind == "batch" else _single_call
-        return fn(
-            clients[judge_id],
-            spec,
-            what,
-            messages=messages,
-            response=response,
-            judge_id=judge_id,
-            sample=sample,
-            key=prompt_key,
-            deadline=deadlines[judge_id],
-        )
+    unsent, unsent_lock = [len(calls)], threading.Lock()
 
-    pool = thread_pool()
-    futures = [pool.submit(run, call) for call in calls[1:]]
-    done = [run(calls[0])]  # the task's own thread works too
-    done += [f.result() for f in futures]
+    def sent() -> None:
+        with unsent_lock:
+            unsent[0] -= 1
+            last = unsent[0] == 0
+        if last:
+            while_waiting()
+
+    def run(i: int):
+        kind, what, judge_id, sample = calls[i]
+        with transport.while_waiting(sent if while_waiting is not None else None):
+            return (_batch_call if kind == "batch" else _single_call)(
+                clients[judge_id],
+                requests[i],
+                what,
+                judge_id=judge_id,
+                sample=sample,
+                deadline=deadlines[judge_id],
+            )
+
+    held = []
+    try:
+        for judge_id, client in clients.items() if leases_at_once else ():
+            group = client.limiter.together(sum(1 for call in calls if call[2] == judge_id))
+            if group is not None:
+                held.append(group)
+                client.limiter = group
+        pool = thread_pool()
+        futures = [pool.submit(run, i) for i in range(1, len(calls))]
+        done = [run(0)]  # the task's own thread works too
+        done += [f.result() for f in futures]
+    finally:
+        for group in held:
+            group.close()
     for graded, record in done:
         result.calls.append(record)
         for g in graded:

@@ -214,6 +214,15 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(MAX_BACKOFF_S, 0.5 * 2**attempt))  # noqa: S311
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A judge request, built and encoded (JudgeClient.prepare)."""
+
+    body: dict
+    content: bytes  # the body, as sent
+    tokens: int  # its rough size, for the tokens-per-minute bucket
+
+
 class JudgeClient:
     """Calls one judge. `limiter` (grading.limits) is taken around every HTTP attempt, never
     across a back-off sleep; `should_stop` is asked before each attempt (cancelled runs)."""
@@ -287,18 +296,30 @@ class JudgeClient:
             body["prompt_cache_key"] = cache_key
         return body
 
-    def _post(self, body: dict, usage: Usage, deadline: float) -> tuple[httpx.Response, object]:
+    def prepare(
+        self, messages: list[dict], schema: dict, *, name: str = "verdict", cache_key: str = ""
+    ) -> Prepared:
+        """A request built and encoded ahead of its call: before any slot is taken (a slot is
+        held only while the judge works), and possibly on another thread than the call's."""
+        return self._prepared(self._body(messages, schema, name=name, cache_key=cache_key))
+
+    @staticmethod
+    def _prepared(body: dict) -> Prepared:
+        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply;
+        # corrected from the reply's usage once the judge has answered.
+        tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
+        return Prepared(body, json.dumps(body).encode(), tokens)
+
+    def _post(
+        self, request: Prepared, usage: Usage, deadline: float
+    ) -> tuple[httpx.Response, object]:
         """One HTTP exchange, retried on 429, 5xx, timeouts and connection errors, with
         exponential back-off and full jitter (or Retry-After), within attempts and deadline.
         The deadline counts the wait for a free slot too. Returns the response and its JSON
         (None when the body is not JSON)."""
         url = self.settings.base_url.rstrip("/") + "/chat/completions"
         headers = self._headers()
-        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply;
-        # corrected from the reply's usage once the judge has answered.
-        tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
-        # Encoded once, before any slot is taken: a slot is held only while the judge works.
-        content = json.dumps(body).encode()
+        tokens, content = request.tokens, request.content
         last: JudgeError | None = None
         for attempt in range(self.settings.max_attempts):
             if last is not None:
@@ -379,7 +400,7 @@ class JudgeClient:
                 f"({self.settings.deadline_s:g} s)",
             ) from None
 
-    def _ask(self, body: dict, parse, deadline: float | None = None):
+    def _ask(self, request: Prepared, parse, deadline: float | None = None):
         """Post, read the reply with `parse(content)`, and re-ask (telling the judge what was
         wrong) at most max_reasks times, all before `deadline` (time.monotonic(); default:
         the item deadline from now). Returns (parsed, content, payload, response, usage)."""
@@ -388,10 +409,10 @@ class JudgeClient:
             deadline = time.monotonic() + self.settings.deadline_s
         content = ""
         problem = ""
-        messages = list(body["messages"])
+        body = request.body
         try:
             for _ask in range(1 + self.settings.max_reasks):
-                response, payload = self._post({**body, "messages": messages}, usage, deadline)
+                response, payload = self._post(request, usage, deadline)
                 try:
                     content = self._scrub(payload["choices"][0]["message"]["content"] or "")
                     usage.add(payload.get("usage") or {})
@@ -412,6 +433,7 @@ class JudgeClient:
                             "Reply again with the JSON object only, matching the schema.",
                         },
                     ]
+                    request = self._prepared({**body, "messages": messages})
         except JudgeError as exc:
             exc.usage = usage
             raise
@@ -435,6 +457,14 @@ class JudgeClient:
         deadline: float | None = None,
     ) -> VerdictReply:
         """One verdict: binary, or on a 1..levels scale when levels > 0 (met when above 1)."""
+        return self.grade_prepared(
+            self.prepare(messages, schema, cache_key=cache_key), levels=levels, deadline=deadline
+        )
+
+    def grade_prepared(
+        self, request: Prepared, *, levels: int = 0, deadline: float | None = None
+    ) -> VerdictReply:
+        """`grade`, for a request made by `prepare`."""
 
         def parse(content: str):
             if levels:
@@ -444,7 +474,7 @@ class JudgeClient:
             return met, explanation, None
 
         (met, explanation, value), content, payload, response, usage = self._ask(
-            self._body(messages, schema, cache_key=cache_key), parse, deadline
+            request, parse, deadline
         )
         model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
         return VerdictReply(
@@ -473,6 +503,22 @@ class JudgeClient:
         """All criteria of one response in one call; `levels` names the scale criteria
         (id -> number of levels). A reply missing some verdicts is re-asked (bounded); what
         is still missing after that is reported per criterion."""
+        return self.grade_batch_prepared(
+            self.prepare(messages, schema, name="verdicts", cache_key=cache_key),
+            ids,
+            levels=levels,
+            deadline=deadline,
+        )
+
+    def grade_batch_prepared(
+        self,
+        request: Prepared,
+        ids: list[str],
+        *,
+        levels: dict[str, int] | None = None,
+        deadline: float | None = None,
+    ) -> BatchReply:
+        """`grade_batch`, for a request made by `prepare(..., name="verdicts")`."""
 
         def parse(content: str):
             got, missing = parse_batch(content, ids, levels)
@@ -485,11 +531,7 @@ class JudgeClient:
             return got
 
         try:
-            got, content, payload, response, usage = self._ask(
-                self._body(messages, schema, name="verdicts", cache_key=cache_key),
-                parse,
-                deadline,
-            )
+            got, content, payload, response, usage = self._ask(request, parse, deadline)
         except JudgeError as exc:
             if exc.reason != "unparseable":
                 raise

@@ -24,6 +24,11 @@ slot on behalf of the others. A call still never runs without a lease in Redis, 
 holds across processes; only the round trips per call go. (With per-minute limits each call
 is charged in Redis, so each takes and returns its own lease.)
 
+**A response's leases can be taken together** (`RedisLimiter.together`): the reward endpoint
+asks Redis once for a lease for each of a response's calls, and returns them in one round
+trip once its last call ends, rather than two round trips per call on the trainer's clock.
+Only when the judge has room for all of them; otherwise the calls take theirs one by one.
+
 Without Redis (the embedded default) the limits hold per process only.
 """
 
@@ -81,7 +86,8 @@ return 0
 """
 
 # For judges limited by calls in flight only: up to ARGV[2] leases in one round trip (named
-# ARGV[1]:1, ARGV[1]:2, ...), as many as there is room for; returns how many.
+# ARGV[1]:1, ARGV[1]:2, ...), as many as there is room for but none unless there is room for
+# at least ARGV[5]; returns how many.
 ACQUIRE_MANY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -89,11 +95,23 @@ local inflight = KEYS[1]
 local want, lease_ms, max_inflight = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
 local n = math.min(want, max_inflight - redis.call('ZCARD', inflight))
-if n <= 0 then return 0 end
+if n <= 0 or n < tonumber(ARGV[5]) then return 0 end
 for i = 1, n do
   redis.call('ZADD', inflight, now + lease_ms, ARGV[1] .. ':' .. i)
 end
 redis.call('PEXPIRE', inflight, lease_ms + 60000)
+return n
+"""
+
+# Release the leases ARGV[2..] (judges without per-minute limits), waking one waiter for
+# each; ARGV[1] is the judge's in-flight limit (the longest the wake list need be).
+RELEASE_MANY = """
+local n = redis.call('ZREM', KEYS[1], unpack(ARGV, 2))
+if n > 0 then
+  for i = 1, n do redis.call('LPUSH', KEYS[2], '1') end
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]))
+  redis.call('PEXPIRE', KEYS[2], 600000)
+end
 return n
 """
 
@@ -196,6 +214,9 @@ class _LocalLimiter:
     def release(self, token: str, tokens_delta: int = 0) -> None:
         self.sem.release()
 
+    def together(self, calls: int) -> None:
+        return None  # no round trips to save
+
 
 @dataclass
 class _Lease:
@@ -220,6 +241,7 @@ class RedisLimiter:
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
         self._acquire_many = client.register_script(ACQUIRE_MANY)
+        self._release_many = client.register_script(RELEASE_MANY)
         self.round_trips = 0  # to Redis, for figures and tests
         self._trips_lock = threading.Lock()
         self.reuse_s = (
@@ -305,7 +327,7 @@ class RedisLimiter:
                 self._patiently(
                     lambda: self._acquire_many(
                         keys=[self.keys[0]],
-                        args=[base, want, int(lim.lease_s * 1000), lim.max_in_flight],
+                        args=[base, want, int(lim.lease_s * 1000), lim.max_in_flight, 1],
                     )
                 )
             )
@@ -316,6 +338,47 @@ class RedisLimiter:
                 raise SlotTimeout("no free slot before the deadline")
             timeout = 1.0 if remaining is None else max(0.01, min(1.0, remaining))
             self._patiently(lambda t=timeout: self.client.blpop([self.keys[3]], timeout=t))
+
+    def together(self, calls: int) -> Together | None:
+        """Leases for `calls` calls about to start at once (one response's), all taken in one
+        round trip to Redis; None when this judge charges each call in Redis (per-minute
+        limits) or has no room for all of them now (the calls then take theirs one by one)."""
+        lim = self.limits
+        if not self.reuse_s or calls < 2 or calls > lim.max_in_flight:
+            return None
+        base = uuid.uuid4().hex
+        self._trip()
+        try:
+            n = int(
+                self._acquire_many(
+                    keys=[self.keys[0]],
+                    args=[base, calls, int(lim.lease_s * 1000), lim.max_in_flight, calls],
+                )
+            )
+        except REDIS_DOWN:
+            return None  # each call then waits for Redis on its own, as it would have
+        if n < calls:
+            return None
+        return Together(self, [f"{base}:{i}" for i in range(1, n + 1)])
+
+    def _return_together(self, tokens: list[str], granted: float) -> None:
+        """Return leases taken together: handed to callers of this process waiting for a
+        slot while they are fresh, as `release` does; the rest to Redis in one round trip."""
+        tokens = list(tokens)
+        if self.reuse_s and time.monotonic() - granted < self.reuse_s:
+            with self._cond:
+                while tokens and self._waiting - self._asking > len(self._free):
+                    self._free.append(_Lease(tokens.pop(), granted))
+                    self._cond.notify()
+        if not tokens:
+            return
+        self._trip()
+        try:
+            self._release_many(
+                keys=[self.keys[0], self.keys[3]], args=[self.limits.max_in_flight, *tokens]
+            )
+        except REDIS_DOWN as exc:
+            logger.warning("judge limits: could not release leases (%s); they will expire", exc)
 
     def _give_back(self, token: str, tokens_delta: int = 0) -> None:
         self._trip()
@@ -430,6 +493,47 @@ class RedisLimiter:
                     self._cond.notify()
                     return
         self._give_back(token, tokens_delta)
+
+
+class Together:
+    """The leases of one response's calls, taken at once (`RedisLimiter.together`): one for
+    each call, so no call of the response ever waits for a slot or goes to Redis for one.
+    A call that ends puts its lease back here (a retry of another call may take it again);
+    `close()`, once every call has ended, returns them all in one round trip. A finished
+    call's slot so stays taken until the response's last call ends, which a caller waiting
+    for all of them anyway (the reward endpoint) does not notice. Leases released after
+    `close()` (a call still running when its response failed) go back one by one."""
+
+    def __init__(self, limiter: RedisLimiter, tokens: list[str]):
+        self._limiter = limiter
+        self._mine = frozenset(tokens)
+        self._free = list(tokens)
+        self._granted = time.monotonic()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+        with self._lock:
+            if self._free and not self._closed:
+                return self._free.pop()
+        return self._limiter.acquire(tokens, deadline)  # more attempts at once than leases
+
+    def release(self, token: str, tokens_delta: int = 0) -> None:
+        if token in self._mine:
+            with self._lock:
+                if not self._closed:
+                    self._free.append(token)
+                    return
+            self._limiter._give_back(token)
+            return
+        self._limiter.release(token, tokens_delta)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            free, self._free = self._free, []
+        if free:
+            self._limiter._return_together(free, self._granted)
 
 
 def limiter_for(limits: Limits):

@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
-from grading import broker, engine, injection, judge_urls, prompts, transport
+from grading import broker, engine, injection, judge_urls, prompts
 from grading.judge import JudgeSettings
 from grading.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
@@ -1263,19 +1263,20 @@ def reward_score(
                 found.append(injection.detect(text))
 
         try:
-            # The detector runs while the judge answers this thread's call: on another
-            # thread it would hold the GIL against this one's work before the call.
-            with transport.while_waiting(detect):
-                out = engine.grade_items(
-                    spec,
-                    grader_hash=grader.hash,
-                    judges=[ref],
-                    messages=messages,
-                    response=text,
-                    items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
-                    mode=mode,
-                    cache_lookup=_cache_lookup,
-                )
+            # The detector runs while the judge answers, once all the calls are sent: before
+            # that it would hold the GIL against their sending.
+            out = engine.grade_items(
+                spec,
+                grader_hash=grader.hash,
+                judges=[ref],
+                messages=messages,
+                response=text,
+                items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
+                mode=mode,
+                cache_lookup=_cache_lookup,
+                leases_at_once=True,
+                while_waiting=detect,
+            )
         finally:
             if own_thread:
                 connection.close()

@@ -540,3 +540,47 @@ def test_tokens_per_minute_bucket_follows_the_judges_usage(personas, sim):
     level = float(client.hget(lim.keys[2], "v"))
     # Debited what the judge counted, not the estimate (plus a little refill meanwhile).
     assert 6000 - used <= level < 6000 - used + 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_work_while_waiting_runs_once_every_call_of_a_response_is_sent(personas, sim):
+    """The reward endpoint's injection scan runs on the thread that sent a response's last
+    call, while the judge answers: once per response, and not at all without a call."""
+    from grading import engine
+
+    grader, _ = setup_project(personas, responses_per_model=1)
+    judge = factories.make_judge(personas.project, sim.url)
+    sim.config.latency_ms = 200
+    ref = services.judge_ref(judge)
+    spec = grader.spec
+    judged = [c["id"] for c in spec["criteria"] if c.get("kind") != "checked"][:4]
+    seen: list[bool] = []
+
+    def work():
+        seen.append(True)
+
+    def grade(response: str, mode: str, cache: dict | None = None):
+        started = time.monotonic()
+        out = engine.grade_items(
+            spec,
+            grader_hash=grader.hash,
+            judges=[ref],
+            messages=[{"role": "user", "content": "What should I do?"}],
+            response=response,
+            items=[(cid, judge.pk, 0) for cid in judged],
+            mode=mode,
+            cache_lookup=None if cache is None else (lambda keys: cache),
+            leases_at_once=True,
+            while_waiting=work,
+        )
+        return out, time.monotonic() - started
+
+    out, took = grade(keywords_text([0, 1]), "per_criterion")
+    assert len(out.calls) == 4 and len(seen) == 1
+    assert took < 0.6  # the calls went out together, not one after another
+    out, _ = grade(keywords_text([2]), "batched")
+    assert len(out.calls) == 1 and len(seen) == 2
+    # Every verdict from the cache: no call, so nothing is run (the caller runs it itself).
+    out, _ = grade(keywords_text([2]), "batched", cache=dict(out.to_cache))
+    assert out.calls == [] and len(seen) == 2
+    assert sim.stats.requests == 5

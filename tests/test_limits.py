@@ -185,3 +185,73 @@ def test_tokens_bucket_is_corrected_by_what_the_judge_counted(client):
     assert bucket(client, lim) == pytest.approx(-60_000, abs=100)
     wait_ms = lim._acquire(keys=lim.keys, args=["t", 1000, 0, 0, 60_000, 1_000])
     assert 60_900 <= wait_ms <= 61_100  # the debt is waited off before the next call
+
+
+def test_a_responses_leases_are_taken_and_returned_in_one_round_trip_each(client):
+    lim = limiter(client, max_in_flight=5)
+    group = lim.together(4)
+    assert group is not None and lim.round_trips == 1
+    assert client.zcard(lim.keys[0]) == 4  # counted in Redis, for every process
+    tokens = [group.acquire() for _ in range(4)]
+    assert len(set(tokens)) == 4
+    group.release(tokens[0])  # a call ended: its lease stays with the response ...
+    assert group.acquire() == tokens[0]  # ... for a retry of another, with no round trip
+    for token in tokens:
+        group.release(token)
+    assert lim.round_trips == 1 and client.zcard(lim.keys[0]) == 4
+    group.close()
+    assert lim.round_trips == 2 and client.zcard(lim.keys[0]) == 0
+    # Each release woke one caller of another process waiting for a slot.
+    assert client.llen(lim.keys[3]) == 4
+
+
+def test_no_leases_are_taken_together_unless_there_is_room_for_all(client):
+    lim = limiter(client, max_in_flight=5)
+    held = lim.acquire()
+    assert lim.together(5) is None  # room for 4: the calls take theirs one by one
+    assert lim.together(6) is None  # more than the limit, ever
+    assert client.zcard(lim.keys[0]) == 1  # nothing taken by the refusals
+    lim.release(held)
+    rpm = limiter(client, max_in_flight=5, requests_per_minute=600)
+    assert rpm.together(2) is None  # per-minute limits charge each call in Redis
+    assert rpm.round_trips == 0
+
+
+def test_a_lease_released_after_its_response_closed_goes_back_alone(client):
+    """A call still running when its response failed: its lease is not kept for ever."""
+    lim = limiter(client, max_in_flight=3)
+    group = lim.together(2)
+    running, done = group.acquire(), group.acquire()
+    group.release(done)
+    group.close()
+    assert client.zcard(lim.keys[0]) == 1  # the running call's lease is still counted
+    group.release(running)
+    assert client.zcard(lim.keys[0]) == 0
+
+
+def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
+    lim = limiter(client, max_in_flight=2)
+    group = lim.together(2)
+    tokens = [group.acquire(), group.acquire()]
+    got: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
+        for _ in range(2)
+    ]
+    for t in waiters:
+        t.start()
+    time.sleep(0.1)  # the judge is full: one waits on Redis for both, one here
+    for token in tokens:
+        group.release(token)
+    trips = lim.round_trips
+    group.close()
+    wait_for_len(got, 2)
+    # One lease was handed over here with no round trip; the other went back to Redis (one
+    # trip, waking the caller waiting there, who then took a lease of its own).
+    assert len(set(got) & set(tokens)) == 1
+    assert lim.round_trips - trips == 2
+    for token in got:
+        lim.release(token)
+    for t in waiters:
+        t.join(timeout=5)
+    assert client.zcard(lim.keys[0]) == 0

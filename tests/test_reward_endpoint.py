@@ -127,3 +127,47 @@ def test_grader_facts_that_outlived_their_database_are_read_again(personas, sim)
     assert reply.status_code == 200, reply.content
     assert selectors._FACTS[grader.hash] == kept
     assert sim.stats.requests == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_at_once_share_the_judges_limit_and_return_every_lease(personas, sim, live_server):
+    """A request takes its calls' leases together when the judge has room for all of them,
+    and otherwise one by one; either way the judge's limit holds across the requests, none
+    waits on another for ever, and every lease goes back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grading.limits import key, redis_client
+
+    criteria = [*CRITERIA, ("Mentions rest", 2), ("Mentions a doctor", 2)]
+    task = factories.make_task(personas.project, "t-reward")
+    grader = factories.make_published_rubric(personas.project, task, criteria, personas.admin)
+    judge = factories.make_judge(personas.project, sim.url, max_concurrency=6)
+    sim.config.latency_ms = 150
+    sim.config.max_concurrency = 6  # above it the simulator answers 429
+    _, token = token_create(user=personas.engineer, name="trainer", scopes=["grade"])
+    url = urlsplit(live_server.url)
+
+    def post(i: int) -> list[dict]:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        try:
+            body = {"task": "t-reward", "responses": [f"Reply {i}: rest and hydration."]}
+            conn.request(
+                "POST",
+                f"/api/graders/{grader.hash}/score/",
+                json.dumps(body),
+                {"Authorization": f"Token {token}", "Content-Type": "application/json"},
+            )
+            reply = conn.getresponse()
+            content = reply.read()
+            assert reply.status == 200, content
+            return json.loads(content)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(post, range(4)))
+    assert [len(r[0]["verdicts"]) for r in results] == [4, 4, 4, 4]
+    assert all(v["outcome"] in ("met", "unmet") for r in results for v in r[0]["verdicts"])
+    assert sim.stats.requests == 16  # no call was refused and made again
+    assert sim.stats.peak_concurrency <= 6
+    assert redis_client().zcard(key(judge.pk, "inflight")) == 0
