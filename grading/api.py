@@ -510,9 +510,7 @@ class RewardScoreApi(APIView):
         grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        judges = selectors.project_judges(project)
-        judge_id = data.validated_data.get("judge")
-        judge = judges.filter(pk=judge_id).first() if judge_id else judges.first()
+        judge = selectors.project_judge(project, data.validated_data.get("judge"))
         if judge is None:
             raise ValidationError({"judge": ["No such judge in this grader's project."]})
         if data.validated_data.get("task"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Avg, Count, F, Q, Sum, Value
 from django.db.models.functions import Left, StrIndex
 from django.shortcuts import get_object_or_404
@@ -15,12 +16,31 @@ from annotation.models import Verdict
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project
 from rubrics.permissions import Perm, check
+from rubrics.rows import Rows
 
 HISTOGRAM_BINS = 10
 
 
 def project_judges(project: Project):
     return Judge.objects.filter(project=project)
+
+
+_judges = Rows(Judge, "j")
+_JUDGE_SQL = f"SELECT {_judges.sql} FROM {Judge._meta.db_table} j WHERE j.project_id = %s"  # noqa: S608
+
+
+def project_judge(project: Project, judge_id: int | None = None) -> Judge | None:
+    """The project's judge `judge_id`, or when None its first (by name, as listed); None if
+    there is no such judge. Written out (rubrics/rows.py): the reward endpoint reads it at
+    every request."""
+    if judge_id is None:
+        sql, params = f"{_JUDGE_SQL} ORDER BY j.name, j.id LIMIT 1", [project.pk]
+    else:
+        sql, params = f"{_JUDGE_SQL} AND j.id = %s", [project.pk, judge_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _judges.build(row)
 
 
 def project_runs(project: Project):

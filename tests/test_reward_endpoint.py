@@ -171,3 +171,27 @@ def test_requests_at_once_share_the_judges_limit_and_return_every_lease(personas
     assert sim.stats.requests == 16  # no call was refused and made again
     assert sim.stats.peak_concurrency <= 6
     assert redis_client().zcard(key(judge.pk, "inflight")) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_judge_asked_for_or_else_the_projects_first_by_name(personas, sim):
+    from grading import services as grading_services
+    from tests.test_api import api_client
+
+    task = factories.make_task(personas.project, "t-reward")
+    grader = factories.make_published_rubric(personas.project, task, CRITERIA, personas.admin)
+    later, first = (
+        grading_services.judge_create(
+            project=personas.project, name=name, base_url=sim.url, model=f"{name}-model"
+        )
+        for name in ("zeta", "alpha")
+    )
+    client = api_client(personas.engineer)
+    assert score(client, grader, "Hydration.", mode="batched").status_code == 200
+    assert JudgeCall.objects.latest("id").judge_id == first.pk
+    reply = score(client, grader, "Electrolytes.", mode="batched", judge=later.pk)
+    assert reply.status_code == 200, reply.content
+    assert JudgeCall.objects.latest("id").judge_id == later.pk
+    reply = score(client, grader, "Rest.", judge=first.pk + later.pk + 1000)
+    assert reply.status_code == 400
+    assert "No such judge" in reply.content.decode()
