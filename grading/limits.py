@@ -359,19 +359,39 @@ class RedisLimiter:
             return None  # each call then waits for Redis on its own, as it would have
         if n < calls:
             return None
-        return Together(self, [f"{base}:{i}" for i in range(1, n + 1)])
+        tokens = [f"{base}:{i}" for i in range(1, n + 1)]
+        now = time.monotonic()
+        with self._cond:  # so that `release` hands them on as it does any other
+            for token in tokens:
+                self._leases[token] = _Lease(token, now)
+        return Together(self, tokens)
 
-    def _return_together(self, tokens: list[str], granted: float) -> None:
+    def _wanted_here(self) -> bool:
+        """Whether a caller of this process waits for a slot that no lease here serves yet
+        (the one asking Redis included: a release there wakes it)."""
+        with self._cond:
+            return self._waiting > len(self._free)
+
+    def _return_together(self, tokens: list[str]) -> None:
         """Return leases taken together: handed to callers of this process waiting for a
         slot while they are fresh, as `release` does; the rest to Redis in one round trip."""
-        tokens = list(tokens)
-        if self.reuse_s and time.monotonic() - granted < self.reuse_s:
-            with self._cond:
-                while tokens and self._waiting - self._asking > len(self._free):
-                    self._free.append(_Lease(tokens.pop(), granted))
+        back = []
+        now = time.monotonic()
+        with self._cond:
+            for token in tokens:
+                lease = self._leases.pop(token, None)
+                if (
+                    lease is not None
+                    and now - lease.granted < self.reuse_s
+                    and self._waiting - self._asking > len(self._free)
+                ):
+                    self._free.append(lease)
                     self._cond.notify()
-        if not tokens:
+                else:
+                    back.append(token)
+        if not back:
             return
+        tokens = back
         self._trip()
         try:
             self._release_many(
@@ -501,14 +521,15 @@ class Together:
     A call that ends puts its lease back here (a retry of another call may take it again);
     `close()`, once every call has ended, returns them all in one round trip. A finished
     call's slot so stays taken until the response's last call ends, which a caller waiting
-    for all of them anyway (the reward endpoint) does not notice. Leases released after
-    `close()` (a call still running when its response failed) go back one by one."""
+    for all of them anyway (the reward endpoint) does not notice; but while another caller
+    of this process waits for a slot, a lease is handed to it as its call ends (as `release`
+    does). Leases released after `close()` (a call still running when its response failed)
+    go back one by one."""
 
     def __init__(self, limiter: RedisLimiter, tokens: list[str]):
         self._limiter = limiter
         self._mine = frozenset(tokens)
         self._free = list(tokens)
-        self._granted = time.monotonic()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -516,16 +537,14 @@ class Together:
         with self._lock:
             if self._free and not self._closed:
                 return self._free.pop()
-        return self._limiter.acquire(tokens, deadline)  # more attempts at once than leases
+        return self._limiter.acquire(tokens, deadline)  # this response's were handed on
 
     def release(self, token: str, tokens_delta: int = 0) -> None:
-        if token in self._mine:
+        if token in self._mine and not self._limiter._wanted_here():
             with self._lock:
                 if not self._closed:
                     self._free.append(token)
                     return
-            self._limiter._give_back(token)
-            return
         self._limiter.release(token, tokens_delta)
 
     def close(self) -> None:
@@ -533,7 +552,7 @@ class Together:
             self._closed = True
             free, self._free = self._free, []
         if free:
-            self._limiter._return_together(free, self._granted)
+            self._limiter._return_together(free)
 
 
 def limiter_for(limits: Limits):

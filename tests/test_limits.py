@@ -233,6 +233,8 @@ def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
     lim = limiter(client, max_in_flight=2)
     group = lim.together(2)
     tokens = [group.acquire(), group.acquire()]
+    for token in tokens:
+        group.release(token)  # both calls ended, no one waiting: kept for the response
     got: list[str] = []
     waiters = [
         threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
@@ -241,8 +243,6 @@ def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
     for t in waiters:
         t.start()
     time.sleep(0.1)  # the judge is full: one waits on Redis for both, one here
-    for token in tokens:
-        group.release(token)
     trips = lim.round_trips
     group.close()
     wait_for_len(got, 2)
@@ -250,6 +250,35 @@ def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
     # trip, waking the caller waiting there, who then took a lease of its own).
     assert len(set(got) & set(tokens)) == 1
     assert lim.round_trips - trips == 2
+    for token in got:
+        lim.release(token)
+    for t in waiters:
+        t.join(timeout=5)
+    assert client.zcard(lim.keys[0]) == 0
+
+
+def test_a_responses_lease_is_handed_on_as_its_call_ends_when_others_here_wait(client):
+    """Leases taken together are not held idle while a caller of this process waits."""
+    lim = limiter(client, max_in_flight=2)
+    group = lim.together(2)
+    first, second = group.acquire(), group.acquire()
+    got: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
+        for _ in range(2)
+    ]
+    for t in waiters:
+        t.start()
+    time.sleep(0.1)  # the judge is full: one waits on Redis for both, one here
+    group.release(first)  # its call ended; the response's other call still runs
+    wait_for_len(got, 1)
+    assert got == [first]  # handed on at once, with no round trip, not kept for the response
+    assert client.zscore(lim.keys[0], first) is not None
+    # The other call ends too: its lease goes back to Redis at once, for the one waiting there.
+    group.release(second)
+    wait_for_len(got, 2)
+    assert client.zscore(lim.keys[0], second) is None
+    group.close()
     for token in got:
         lim.release(token)
     for t in waiters:
