@@ -6,8 +6,8 @@ A trainer posts one fresh response at a time, back to back on one keep-alive con
 `POST /api/graders/{hash}/score/` with a grade-scoped API token. The server is gunicorn as the
 README's Production section runs the reward pool (2 workers x 12 threads); the judge is the
 simulator, in its own process, at 200 ms. For each request, overhead = wall time at the
-client - the judge's own latency for that request as the simulator measured it (from its
-reading the request to its reply being decided):
+client - the judge's own latency for that request as the simulator measured it (from the
+request line's arrival to the reply written, as a server's access log times a request):
 
 - batched: one judge call grading all 20 criteria; overhead over that call's latency;
 - per_criterion: 20 calls at once; overhead over the slowest of them.
