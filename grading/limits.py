@@ -518,7 +518,8 @@ class RedisLimiter:
 class Together:
     """The leases of one response's calls, taken at once (`RedisLimiter.together`): one for
     each call, so no call of the response ever waits for a slot or goes to Redis for one.
-    A call that ends puts its lease back here (a retry of another call may take it again);
+    A call that ends puts its lease back here (a retry of another call may take it again,
+    within `RedisLimiter.reuse_s` of the grant);
     `close()`, once every call has ended, returns them all in one round trip. A finished
     call's slot so stays taken until the response's last call ends, which a caller waiting
     for all of them anyway (the reward endpoint) does not notice; but while another caller
@@ -530,14 +531,18 @@ class Together:
         self._limiter = limiter
         self._mine = frozenset(tokens)
         self._free = list(tokens)
+        self._granted = time.monotonic()
         self._lock = threading.Lock()
         self._closed = False
 
     def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+        # A lease serves a retry only while fresh, as a lease handed on in `RedisLimiter`
+        # does: it expires in Redis lease_s after it was granted.
+        fresh = time.monotonic() - self._granted < self._limiter.reuse_s
         with self._lock:
-            if self._free and not self._closed:
+            if self._free and fresh and not self._closed:
                 return self._free.pop()
-        return self._limiter.acquire(tokens, deadline)  # this response's were handed on
+        return self._limiter.acquire(tokens, deadline)  # handed on, or too old
 
     def release(self, token: str, tokens_delta: int = 0) -> None:
         if token in self._mine and not self._limiter._wanted_here():

@@ -205,6 +205,22 @@ def test_a_responses_leases_are_taken_and_returned_in_one_round_trip_each(client
     assert client.llen(lim.keys[3]) == 4
 
 
+def test_a_responses_lease_serves_a_retry_only_while_fresh(client):
+    """It expires in Redis lease_s after the grant: a retry long after takes a new one."""
+    lim = limiter(client, max_in_flight=3)
+    lim.reuse_s = 0.05
+    group = lim.together(2)
+    first, second = group.acquire(), group.acquire()
+    group.release(first)
+    time.sleep(0.06)
+    again = group.acquire(deadline=time.monotonic() + 2)
+    assert again not in (first, second) and client.zscore(lim.keys[0], again) is not None
+    for token in (again, second):
+        group.release(token)
+    group.close()
+    assert client.zcard(lim.keys[0]) == 0
+
+
 def test_no_leases_are_taken_together_unless_there_is_room_for_all(client):
     lim = limiter(client, max_in_flight=5)
     held = lim.acquire()
