@@ -535,17 +535,23 @@ class Together:
         self._lock = threading.Lock()
         self._closed = False
 
-    def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+    def _fresh(self) -> bool:
         # A lease serves a retry only while fresh, as a lease handed on in `RedisLimiter`
         # does: it expires in Redis lease_s after it was granted.
-        fresh = time.monotonic() - self._granted < self._limiter.reuse_s
+        return time.monotonic() - self._granted < self._limiter.reuse_s
+
+    def acquire(self, tokens: int = 0, deadline: float | None = None) -> str:
+        fresh = self._fresh()
         with self._lock:
             if self._free and fresh and not self._closed:
                 return self._free.pop()
-        return self._limiter.acquire(tokens, deadline)  # handed on, or too old
+            stale, self._free = self._free, []
+        if stale:  # not kept idle while this call (and maybe others) wait for a slot
+            self._limiter._return_together(stale)
+        return self._limiter.acquire(tokens, deadline)
 
     def release(self, token: str, tokens_delta: int = 0) -> None:
-        if token in self._mine and not self._limiter._wanted_here():
+        if token in self._mine and self._fresh() and not self._limiter._wanted_here():
             with self._lock:
                 if not self._closed:
                     self._free.append(token)
