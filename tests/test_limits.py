@@ -114,13 +114,7 @@ def test_a_fresh_lease_is_handed_over_here_and_an_old_one_goes_back_to_redis(cli
     lim = limiter(client, max_in_flight=1)
     lim.reuse_s = 0.3
     first = lim.acquire()
-    got: list[str] = []
-    waiters = [
-        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
-        for _ in range(2)
-    ]
-    for t in waiters:
-        t.start()
+    got, waiters = start_waiters(lim, 2)
     time.sleep(0.1)  # one waits on Redis for both, the other for a lease handed over here
     lim.release(first)
     wait_for_len(got, 1)
@@ -135,6 +129,27 @@ def test_a_fresh_lease_is_handed_over_here_and_an_old_one_goes_back_to_redis(cli
     for t in waiters:
         t.join(timeout=5)
     assert client.zcard(lim.keys[0]) == 0
+
+
+def start_waiters(lim, n: int) -> tuple[list[str], list[threading.Thread]]:
+    """`n` callers of `lim`'s process waiting for a slot, each on a thread; their leases
+    land in the list as they get them."""
+    got: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
+        for _ in range(n)
+    ]
+    for t in waiters:
+        t.start()
+    return got, waiters
+
+
+def release_all(client, lim, got: list[str], waiters: list[threading.Thread]) -> None:
+    for token in got:
+        lim.release(token)
+    for t in waiters:
+        t.join(timeout=5)
+    assert client.zcard(lim.keys[0]) == 0  # every lease went back
 
 
 def wait_for_len(items: list, n: int, timeout: float = 5) -> None:
@@ -254,13 +269,7 @@ def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
     tokens = [group.acquire(), group.acquire()]
     for token in tokens:
         group.release(token)  # both calls ended, no one waiting: kept for the response
-    got: list[str] = []
-    waiters = [
-        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
-        for _ in range(2)
-    ]
-    for t in waiters:
-        t.start()
+    got, waiters = start_waiters(lim, 2)
     time.sleep(0.1)  # the judge is full: one waits on Redis for both, one here
     trips = lim.round_trips
     group.close()
@@ -269,11 +278,7 @@ def test_closed_leases_go_to_callers_of_this_process_waiting_for_a_slot(client):
     # trip, waking the caller waiting there, who then took a lease of its own).
     assert len(set(got) & set(tokens)) == 1
     assert lim.round_trips - trips == 2
-    for token in got:
-        lim.release(token)
-    for t in waiters:
-        t.join(timeout=5)
-    assert client.zcard(lim.keys[0]) == 0
+    release_all(client, lim, got, waiters)
 
 
 def test_a_responses_lease_is_handed_on_as_its_call_ends_when_others_here_wait(client):
@@ -281,13 +286,7 @@ def test_a_responses_lease_is_handed_on_as_its_call_ends_when_others_here_wait(c
     lim = limiter(client, max_in_flight=2)
     group = lim.together(2)
     first, second = group.acquire(), group.acquire()
-    got: list[str] = []
-    waiters = [
-        threading.Thread(target=lambda: got.append(lim.acquire(deadline=time.monotonic() + 5)))
-        for _ in range(2)
-    ]
-    for t in waiters:
-        t.start()
+    got, waiters = start_waiters(lim, 2)
     time.sleep(0.1)  # the judge is full: one waits on Redis for both, one here
     group.release(first)  # its call ended; the response's other call still runs
     wait_for_len(got, 1)
@@ -298,8 +297,4 @@ def test_a_responses_lease_is_handed_on_as_its_call_ends_when_others_here_wait(c
     wait_for_len(got, 2)
     assert client.zscore(lim.keys[0], second) is None
     group.close()
-    for token in got:
-        lim.release(token)
-    for t in waiters:
-        t.join(timeout=5)
-    assert client.zcard(lim.keys[0]) == 0
+    release_all(client, lim, got, waiters)
