@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,16 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
+def wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Until `predicate()` holds; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
 def peak_rss_mb() -> float:
     import resource
 
@@ -57,6 +68,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Simulator:
+    """The judge simulator (`manage.py judge_simulator`) in its own process on a free loopback
+    port, logging to var/`log_name`. `stop()` it when done (or terminate `proc`)."""
+
+    def __init__(self, log_name: str, *, latency_ms: float, max_concurrency: int, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        (ROOT / "var").mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "judge_simulator", "--port", str(self.port)]
+            + ["--latency-ms", str(latency_ms), "--max-concurrency", str(max_concurrency)],
+            cwd=ROOT,
+            env=env,
+            stdout=(ROOT / "var" / log_name).open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self._http = None
+
+    def stats(self) -> dict:
+        """GET /stats: requests seen, in flight, peak, recent latencies."""
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.Client(timeout=5)
+        return self._http.get(f"http://127.0.0.1:{self.port}/stats").json()
+
+    def answers(self) -> bool:
+        import httpx
+
+        try:
+            self.stats()
+            return True
+        except httpx.HTTPError:
+            return False
+
+    def wait_until_up(self, timeout: float = 30) -> None:
+        wait(self.answers, timeout, "the simulator to answer")
 
 
 # Key words the simulated judge looks for: criteria name two, responses draw from all.

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _django import WORDS, bench_grader, free_port  # noqa: E402 - beside this file
+from _django import WORDS, Simulator, bench_grader, wait  # noqa: E402 - beside this file
 
 LATENCY_MS = 200
 LIMIT = 64
@@ -53,15 +53,6 @@ def cpu_seconds(pid: int) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     # utime, stime, cutime, cstime are fields 14-17 (1-based); after the ")" split, index 11..
     return sum(int(x) for x in fields[11:15]) / ticks
-
-
-def wait(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 def main() -> None:
@@ -119,42 +110,14 @@ def main() -> None:
     var = ROOT / "var"
     var.mkdir(exist_ok=True)
     try:
-        port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    py,
-                    "manage.py",
-                    "judge_simulator",
-                    "--port",
-                    str(port),
-                    "--latency-ms",
-                    str(LATENCY_MS),
-                    "--max-concurrency",
-                    str(LIMIT),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=(var / "bench-simulator.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
+        simulator = Simulator(
+            "bench-simulator.log", latency_ms=LATENCY_MS, max_concurrency=LIMIT, env=env
         )
-        sim_url = f"http://127.0.0.1:{port}/v1"
-        import httpx
-
-        def sim_stats() -> dict:
-            return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
-
-        def up() -> bool:
-            try:
-                sim_stats()
-                return True
-            except httpx.HTTPError:
-                return False
-
-        wait(up, 30, "the simulator to answer")
-
+        procs.append(simulator.proc)
+        port, sim_url, sim_stats = simulator.port, simulator.url, simulator.stats
+        simulator.wait_until_up()
         import django
+        import httpx
 
         django.setup()
 

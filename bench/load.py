@@ -85,7 +85,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _django import free_port  # noqa: E402 - beside this file
+from _django import free_port, log, wait  # noqa: E402 - beside this file
 
 DEMO_TASKS = (  # the demo's 15-criterion rubrics
     "clinical-warfarin-interactions",
@@ -94,20 +94,6 @@ DEMO_TASKS = (  # the demo's 15-criterion rubrics
 )
 PASSWORD = "load-bench-password-1"  # noqa: S105 - accounts of a throwaway benchmark database
 TARGET_PAGES_P95_MS = 300
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
-def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import WORDS, bench_grader, free_port, log
+from _django import WORDS, Simulator, bench_grader, free_port, log
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
@@ -86,44 +86,12 @@ def main() -> None:
 
     call_command("flush", interactive=False, verbosity=0)
 
-    port = free_port()
     var = ROOT / "var"
-    var.mkdir(exist_ok=True)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "judge_simulator",
-                "--port",
-                str(port),
-                "--latency-ms",
-                str(LATENCY_MS),
-                "--max-concurrency",
-                "64",
-            ],
-            cwd=ROOT,
-            stdout=(var / "bench-reward-simulator.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-    ]
+    simulator = Simulator("bench-reward-simulator.log", latency_ms=LATENCY_MS, max_concurrency=64)
+    procs = [simulator.proc]
+    port, sim_stats = simulator.port, simulator.stats
     try:
-        import httpx
-
-        stats_client = httpx.Client(timeout=5)
-
-        def sim_stats() -> dict:
-            return stats_client.get(f"http://127.0.0.1:{port}/stats").json()
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                sim_stats()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        simulator.wait_until_up()
 
         rng = random.Random(42)
         owner = get_user_model().objects.create_user(username="trainer")
