@@ -1248,8 +1248,6 @@ def reward_score(
     write of the judge's new answers to the cache with the cost rows of its calls, for the
     caller to run (the API runs it once the scores are sent). An empty or null response makes
     no judge call."""
-    from django.db import connection
-
     spec = grader.spec
     ref = judge_ref(judge)
     cache_rows: list[tuple] = []
