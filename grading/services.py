@@ -984,11 +984,11 @@ def _insert_sql(table: str, columns: dict[str, str]) -> str:
 # PostgreSQL: both inserts in one statement (one round trip, and one commit outside a
 # transaction).
 _STORE_SQL = (
-    f"WITH calls AS ({_insert_sql('grading_judgecall', _CALL_COLUMNS)}) "
-    f"{_insert_sql('grading_cachedverdict', _CACHE_COLUMNS)} ON CONFLICT (key) DO NOTHING"
+    f"WITH calls AS ({_insert_sql(JudgeCall._meta.db_table, _CALL_COLUMNS)}) "
+    f"{_insert_sql(CachedVerdict._meta.db_table, _CACHE_COLUMNS)} ON CONFLICT (key) DO NOTHING"
 )
 _LOOKUP_SQL = (
-    f"SELECT {', '.join(_CACHE_COLUMNS)} FROM grading_cachedverdict "  # noqa: S608 - constants
+    f"SELECT {', '.join(_CACHE_COLUMNS)} FROM {CachedVerdict._meta.db_table} "  # noqa: S608
     "WHERE key IN ({marks})"
 )
 

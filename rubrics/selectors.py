@@ -128,9 +128,9 @@ _FACTS: dict[str, _GraderFacts] = {}
 _FACTS_MAX = 4096
 _TASKS = Rows(Task, "t", ["id", "project_id", "external_id", "messages"])
 _TARGET_SQL = (
-    f"SELECT m.role, {_TASKS.sql} FROM rubrics_grader g "  # noqa: S608 - the model's columns
-    "LEFT JOIN rubrics_membership m ON m.project_id = %s AND m.user_id = %s "
-    "LEFT JOIN rubrics_task t ON t.id = %s "
+    f"SELECT m.role, {_TASKS.sql} FROM {Grader._meta.db_table} g "  # noqa: S608 - the models'
+    f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = %s AND m.user_id = %s "
+    f"LEFT JOIN {Task._meta.db_table} t ON t.id = %s "
     "WHERE g.id = %s AND g.hash = %s"
 )
 
