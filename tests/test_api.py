@@ -665,3 +665,16 @@ def test_review_comments_over_the_api_block_approval_until_resolved(personas):
     resolved = author.post(f"/api/comments/{comment.data['id']}/resolve/")
     assert resolved.status_code == 200 and resolved.data["resolved_by"] == personas.author.username
     assert reviewer.post(f"/api/rubrics/{rubric_id}/approve/").status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_api_url_that_matches_no_route_answers_json_and_a_page_keeps_the_html_404(personas):
+    client = api_client(personas.admin)
+    for path in ("/api/rubrics/1/versions/-5/retire/", "/api/no-such-thing/"):
+        response = client.post(path) if "retire" in path else client.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "Not found."}
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")
