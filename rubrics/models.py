@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from rubrics import event_text
+
 
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
@@ -390,6 +392,10 @@ class RubricEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.action} on {self.rubric_id}"
 
+    def sentence(self) -> str:
+        """What happened, in words (the History page)."""
+        return event_text.rubric_event(self.action, self.changes)
+
 
 class AuditAction(models.TextChoices):
     """What an audit event records; the database refuses any other value."""
@@ -468,3 +474,7 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_username or 'system'} at {self.at:%Y-%m-%d %H:%M}"
+
+    def details_text(self) -> str:
+        """The details in words (the Audit log page)."""
+        return event_text.details(self.details)
