@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -138,6 +138,8 @@ def project_queues(project: Project, user=None):
                 Assignment.objects.filter(queue=OuterRef("pk"), status=Assignment.Status.SUBMITTED)
             ),
         )
+        # Every item graded by `overlap` people: the queue has nothing left to hand out.
+        .annotate(turns=F("item_count") * F("overlap"))
         .order_by("-created_at")
     )
     if user is not None:
