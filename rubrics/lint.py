@@ -38,60 +38,14 @@ NEAR_DUPLICATE = 0.75
 # Words that do not change what a criterion asks; two criteria whose other words are the same
 # (up to a plural or tense ending) count the same thing twice. One different content word
 # ("trained" / "evaluated", "GPT-2" / "GPT-2 fine-tuned with DPO") is a different check.
-FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "this",
-        "that",
-        "these",
-        "those",
-        "of",
-        "for",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "with",
-        "from",
-        "as",
-        "and",
-        "or",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "has",
-        "have",
-        "had",
-        "it",
-        "its",
-        "their",
-        "his",
-        "her",
-        "them",
-        "they",
-        "he",
-        "she",
-        "response",
-        "model",
-        "user",
-        "should",
-        "must",
-        "does",
-        "do",
-        "any",
-        "some",
-        "all",
-        "also",
-        "very",
-    ]
-)
+# fmt: off
+FILLER = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "of", "for", "to", "in", "on", "at", "by",
+    "with", "from", "as", "and", "or", "is", "are", "was", "were", "be", "been", "being", "has",
+    "have", "had", "it", "its", "their", "his", "her", "them", "they", "he", "she", "response",
+    "model", "user", "should", "must", "does", "do", "any", "some", "all", "also", "very",
+))
+# fmt: on
 # "and"/"or" joining two verb phrases: "Mentions X and recommends Y".
 DOUBLE = re.compile(
     r"\b(and|or|as well as)\s+(also\s+)?(mentions|states|recommends|advises|explains|"
