@@ -415,7 +415,12 @@ def decoded_sizes(array):
         or pa.types.is_large_binary(kind)
     ):
         sizes = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False)
-    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+    elif pa.types.is_map(kind):
+        as_list = pa.list_(pa.struct([kind.key_field, kind.item_field]))
+        sizes = decoded_sizes(array.cast(as_list))
+    elif (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
         parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
         children = decoded_sizes(array.flatten())
         sizes = np.bincount(parents, weights=children, minlength=n)[:n]
@@ -423,9 +428,11 @@ def decoded_sizes(array):
         sizes = np.zeros(n, dtype=np.int64)
         for child in array.flatten():
             sizes = sizes + decoded_sizes(child)
-    else:
+    elif pa.types.is_primitive(kind) or pa.types.is_null(kind):
         width = getattr(kind, "bit_width", 64) if pa.types.is_primitive(kind) else 64
         sizes = np.full(n, max(width // 8, 1), dtype=np.int64)
+    else:  # anything else (unions, views, ...): row by row, by the buffers each row uses
+        sizes = np.array([array.slice(i, 1).nbytes for i in range(n)], dtype=np.int64)
     return np.asarray(sizes, dtype=np.int64)
 
 
