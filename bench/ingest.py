@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 
 from _django import ROOT, log, peak_rss_mb, setup, wait
 
@@ -164,6 +165,8 @@ def api_import(project, path, rows: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE annotation_response, annotation_importjob CASCADE")
     settings.ALLOWED_HOSTS = ["*"]
+    # The API's static files are not collected here, and need not be.
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise")
     tag = uuid.uuid4().hex[:8]
     queue, name = f"bench-ingest-{tag}", f"bench-ingest-{tag}@%h"
     env = dict(os.environ, CELERY_QUEUE=queue, ASSAY_REDIS_PREFIX=f"bench-{tag}")
