@@ -1062,7 +1062,10 @@ class ImportJobSerializer(serializers.Serializer):
 
 IMPORT_RULE = (
     "A worker imports the file with the same rules as `/responses/import/`: every row, or "
-    "none. A job is a record: it is never edited or deleted."
+    "none, with `rows_done` growing as it goes. A job whose worker dies is queued again by the "
+    "recovery sweep (up to ASSAY_IMPORT_MAX_ATTEMPTS tries, then failed saying why: post the "
+    "file again to retry). The upload is deleted when the job ends. A job is a record: it is "
+    "never edited or deleted."
 )
 
 

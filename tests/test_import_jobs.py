@@ -60,6 +60,7 @@ def test_a_large_bad_upload_is_refused_whole(client, personas, celery_worker):
     assert job.error_count == 1 and "line 5123: not valid JSON" in job.errors[0]
     assert not Response.objects.exists()
     assert b"Nothing was imported" in client.get(page.url).content
+    assert not default_storage.exists(job.file)  # refused or imported, the upload goes
 
 
 # --- Progress, a killed worker, clean-up -----------------------------------------------------
