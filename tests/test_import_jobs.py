@@ -180,6 +180,7 @@ def test_a_job_lost_too_often_fails_clearly_deletes_its_upload_and_can_be_import
     client.force_login(personas.engineer)
     page = client.get(f"/imports/{lost.pk}/").content.decode()
     assert "Nothing was imported" in page and "stopped 2 times" in page
+    assert f'href="/p/{personas.project.slug}/responses/" data-testid="import-again"' in page
 
     # Again, through the page (a background import, over 2 MB) and then the API.
     reply = client.post(f"/p/{personas.project.slug}/responses/", {"file": big_file(6000)})
