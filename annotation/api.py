@@ -1055,6 +1055,9 @@ class ImportJobSerializer(serializers.Serializer):
     already_present = serializers.IntegerField()
     error_count = serializers.IntegerField()
     errors = serializers.ListField(child=serializers.CharField(), help_text="The first ones.")
+    attempts = serializers.IntegerField(
+        help_text="Workers that took the job: more than 1 when a worker died and it was resumed."
+    )
     created_by = serializers.CharField(source="created_by.username", allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)

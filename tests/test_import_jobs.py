@@ -127,16 +127,20 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_sweep_resumes_it(
     celery_worker.kill()
     job = ImportJob.objects.get(pk=job_id)
     assert (job.status, job.attempts) == ("running", 1)
-    assert 0 < job.rows_done < 150_000
+    at_kill = job.rows_done
+    assert 0 < at_kill < 150_000
     assert not Response.objects.exists()  # all or nothing: the transaction died with the worker
     assert default_storage.exists(job.file)  # kept for the next try
     monkeypatch.setenv("ASSAY_IMPORT_STALL_S", "3")
     monkeypatch.setenv("ASSAY_RECOVERY_CHECK_S", "1")
     celery_worker.start()
     try:
-        watch(client, job_id, {"done", "failed"})
+        seen = watch(client, job_id, {"done", "failed"})
         job.refresh_from_db()
         assert (job.status, job.attempts, job.created) == ("done", 2, 150_000), job.errors
+        assert client.get(f"/api/imports/{job_id}/").json()["attempts"] == 2
+        again = [rows for status, rows in seen if status in ("queued", "running")]
+        assert min(again) < at_kill  # the second try counts its rows from the start
         assert Response.objects.count() == 150_000
         assert not default_storage.exists(job.file)
     finally:
