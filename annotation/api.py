@@ -1055,6 +1055,9 @@ class ImportJobSerializer(serializers.Serializer):
     already_present = serializers.IntegerField()
     error_count = serializers.IntegerField()
     errors = serializers.ListField(child=serializers.CharField(), help_text="The first ones.")
+    attempts = serializers.IntegerField(
+        help_text="Workers that took the job: more than 1 when a worker died and it was resumed."
+    )
     created_by = serializers.CharField(source="created_by.username", allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -1062,7 +1065,10 @@ class ImportJobSerializer(serializers.Serializer):
 
 IMPORT_RULE = (
     "A worker imports the file with the same rules as `/responses/import/`: every row, or "
-    "none. A job is a record: it is never edited or deleted."
+    "none, with `rows_done` growing as it goes. A job whose worker dies is queued again by the "
+    "recovery sweep (up to ASSAY_IMPORT_MAX_ATTEMPTS tries, then failed saying why: post the "
+    "file again to retry). The upload is deleted when the job ends. A job is a record: it is "
+    "never edited or deleted."
 )
 
 

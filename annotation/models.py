@@ -299,7 +299,12 @@ class CalibrationSettings(models.Model):
 
 
 class ImportJob(models.Model):
-    """A large upload, imported by a worker with its progress on this row."""
+    """A large upload, imported by a worker with its progress on this row.
+
+    `heartbeat_at` is the last sign of life: when the job was queued, or when its worker last
+    wrote progress. A job queued or running with no sign of life for ASSAY_IMPORT_STALL_S is
+    lost (its worker was killed, its task dropped) and the recovery sweep queues it again, up
+    to ASSAY_IMPORT_MAX_ATTEMPTS tries in all (annotation.import_jobs)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -322,9 +327,18 @@ class ImportJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # workers that claimed it
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                name="import_job_live",
+                condition=Q(status__in=["queued", "running"]),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"import of {self.filename}"

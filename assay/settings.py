@@ -156,6 +156,11 @@ CELERY_DB_REUSE_MAX = 1000
 ASSAY_RECOVERY_CHECK_S = env_int("ASSAY_RECOVERY_CHECK_S", 15)
 ASSAY_RUN_STALL_S = env_int("ASSAY_RUN_STALL_S", 600)
 ASSAY_SERVICE_WAIT_S = env_int("ASSAY_SERVICE_WAIT_S", 120)
+# A background import queued or running with no sign of life (its worker writes one every few
+# seconds) for ASSAY_IMPORT_STALL_S is lost: the recovery sweep queues it again, and after
+# ASSAY_IMPORT_MAX_ATTEMPTS tries marks it failed. Uploads of ended imports are deleted.
+ASSAY_IMPORT_STALL_S = env_int("ASSAY_IMPORT_STALL_S", 60)
+ASSAY_IMPORT_MAX_ATTEMPTS = env_int("ASSAY_IMPORT_MAX_ATTEMPTS", 3)
 
 # --- Judges ---------------------------------------------------------------------------
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)
@@ -302,6 +307,15 @@ SHEET_MAX_COLUMNS = env_int("ASSAY_SHEET_MAX_COLUMNS", 100)
 PARQUET_MAX_ROWS = env_int("ASSAY_PARQUET_MAX_ROWS", 20_000_000)
 PARQUET_MAX_UNPACKED_BYTES = env_int("ASSAY_PARQUET_MAX_UNPACKED_BYTES", 8 * 1024 * 1024 * 1024)
 PARQUET_MAX_ROW_GROUP_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_GROUP_BYTES", 1024 * 1024 * 1024)
+# One value and one row of a Parquet file, decoded: refused from the footer's sizes when it
+# shows them, else from each batch's Arrow buffers before any value becomes a Python object.
+PARQUET_MAX_FIELD_BYTES = env_int("ASSAY_PARQUET_MAX_FIELD_BYTES", 8 * 1024 * 1024)
+PARQUET_MAX_ROW_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_BYTES", 16 * 1024 * 1024)
+# A task's prompt, however it arrives (page, API, import): characters per message, messages
+# per prompt, characters of context.
+TASK_MESSAGE_MAX_CHARS = env_int("ASSAY_TASK_MESSAGE_MAX_CHARS", 200_000)
+TASK_MESSAGES_MAX = env_int("ASSAY_TASK_MESSAGES_MAX", 500)
+TASK_CONTEXT_MAX_CHARS = env_int("ASSAY_TASK_CONTEXT_MAX_CHARS", 1_000_000)
 # JSON from any file line or API body: deeper nesting is refused before it is parsed.
 JSON_MAX_DEPTH = env_int("ASSAY_JSON_MAX_DEPTH", 64)
 

@@ -765,6 +765,19 @@ def recovery_check() -> dict[str, list[int]] | None:
     return runs_recover(stalled_for_s=settings.ASSAY_RUN_STALL_S)
 
 
+def imports_recover() -> dict[str, list]:
+    """The recovery sweep's look at background imports (annotation.import_jobs): a queued
+    import is queued again only once the broker's queue has drained (it may just be waiting
+    its turn), and never while Redis is away or for brokers that keep their messages."""
+    from annotation import import_jobs
+
+    try:
+        drained = broker.queued_tasks() == 0
+    except REDIS_DOWN:
+        drained = False
+    return import_jobs.import_jobs_recover(queue_drained=drained)
+
+
 def _claim_requeue(run_id: int, *, forced: bool) -> bool:
     """A run is started or re-queued as stalled at most once per stall period, by one worker
     of many: a key in Redis says it was (without Redis, each worker's sweep may do it again).

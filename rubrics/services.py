@@ -165,6 +165,13 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, list) or not messages:
         raise ValidationError({field: "Give the prompt as a non-empty list of chat messages."})
+    if len(messages) > settings.TASK_MESSAGES_MAX:
+        raise ValidationError(
+            {
+                field: f"{len(messages):,} messages; a prompt holds at most "
+                f"{settings.TASK_MESSAGES_MAX:,} (ASSAY_TASK_MESSAGES_MAX)."
+            }
+        )
     clean = []
     for i, message in enumerate(messages):
         where = f"{field}[{i}]"
@@ -177,12 +184,33 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
             )
         if not isinstance(content, str):
             raise ValidationError({f"{where}.content": "Content must be text (a string)."})
+        if len(content) > settings.TASK_MESSAGE_MAX_CHARS:
+            raise ValidationError(
+                {
+                    f"{where}.content": f"{len(content):,} characters; a message holds at most "
+                    f"{settings.TASK_MESSAGE_MAX_CHARS:,} (ASSAY_TASK_MESSAGE_MAX_CHARS)."
+                }
+            )
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in clean):
         raise ValidationError({field: "The prompt needs at least one user message."})
     if not any(m["role"] == "user" and m["content"].strip() for m in clean):
         raise ValidationError({field: "Every user message is empty: the prompt says nothing."})
     return clean
+
+
+def validate_context(context: object, *, field: str = "context") -> str:
+    """A task's context: text of at most ASSAY_TASK_CONTEXT_MAX_CHARS characters."""
+    if not isinstance(context, str):
+        raise ValidationError({field: "Context must be text (a string)."})
+    if len(context) > settings.TASK_CONTEXT_MAX_CHARS:
+        raise ValidationError(
+            {
+                field: f"{len(context):,} characters; a context holds at most "
+                f"{settings.TASK_CONTEXT_MAX_CHARS:,} (ASSAY_TASK_CONTEXT_MAX_CHARS)."
+            }
+        )
+    return context
 
 
 def clean_external_id(external_id: str, *, field: str = "external_id") -> str:
@@ -205,6 +233,7 @@ def task_create(
 ) -> Task:
     external_id = clean_external_id(external_id)
     clean_messages = validate_messages(messages)
+    context = validate_context(context)
     with transaction.atomic():
         if Task.objects.filter(project=project, external_id=external_id).exists():
             raise ValidationError({"external_id": f"A task '{external_id}' already exists."})
@@ -245,7 +274,7 @@ def task_fields_update(
     if messages is not None:
         prompt["messages"] = validate_messages(messages)
     if context is not None:
-        prompt["context"] = context
+        prompt["context"] = validate_context(context)
     if any(getattr(task, k) != v for k, v in prompt.items()):
         if prompt_frozen:
             raise Conflict(
