@@ -286,12 +286,16 @@ class CalibrationSettings(models.Model):
     )
     # Cohen's kappa of a judge against gold, and Krippendorff's alpha among people.
     threshold = models.FloatField(default=0.6)
+    # A figure over fewer items than this is shown with its n but flags nothing: kappa -1.00
+    # over two items is noise, not a finding about the criterion.
+    min_items = models.PositiveIntegerField(default=10)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(threshold__gte=-1) & Q(threshold__lte=1), name="threshold_range"
-            )
+            ),
+            models.CheckConstraint(condition=Q(min_items__gte=1), name="min_items_positive"),
         ]
 
     def __str__(self) -> str:
