@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0006_injection_flags"),
+        ("annotation", "0007_import_job_heartbeat"),
         ("rubrics", "0008_reference_file"),
     ]
 
