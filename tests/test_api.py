@@ -468,7 +468,8 @@ def test_members_and_projects_refuse_bad_input(personas):
     assert APIClient().put("/api/projects/", {}, format="json").status_code == 401
 
 
-def test_judges_never_take_or_show_a_key(personas):
+def test_judges_never_take_or_show_a_key(personas, settings):
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@api.example.com"]
     admin = api_client(personas.admin)
     url = f"/api/projects/{personas.project.slug}/judges/"
     judge = {"name": "gpt", "base_url": "https://api.example.com/v1", "model": "gpt-4.1"}
@@ -485,6 +486,8 @@ def test_judges_never_take_or_show_a_key(personas):
         "base_url",
         "model",
         "api_key_env",
+        "api_key_set",
+        "api_key_last4",
         "max_concurrency",
         "requests_per_minute",
         "tokens_per_minute",

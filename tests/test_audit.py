@@ -373,7 +373,8 @@ def test_tokens_through_the_api_and_the_password_exchange(client, personas):
 # --- Judges and prices ------------------------------------------------------------------------
 
 
-def test_judges_from_the_page_and_the_api(client, personas):
+def test_judges_from_the_page_and_the_api(client, personas, settings):
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@judge.example"]
     p = personas
     client.force_login(p.admin)
     since = last_pk()
