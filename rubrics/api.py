@@ -26,7 +26,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -278,12 +278,12 @@ class TokenCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        current = request.auth
-        if isinstance(current, ApiToken) and not set(scopes) <= set(current.scopes):
-            raise PermissionDenied("A token cannot create a token with scopes it lacks.")
+        # Made by a token: never more scopes or a later expiry than it, revoked with it.
+        parent = request.auth if isinstance(request.auth, ApiToken) else None
         with service_errors():
-            token, raw = tokens.token_create(user=request.user, **data.validated_data)
+            token, raw = tokens.token_create(
+                user=request.user, parent=parent, **data.validated_data
+            )
         out = {**ApiTokenSerializer(token).data, "token": raw}
         return Response(out, status=status.HTTP_201_CREATED)
 
