@@ -50,10 +50,15 @@ def _errors(exc: ValidationError) -> list[str]:
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    # Open sign-up is the operator's choice (ASSAY_SIGNUP); otherwise there is no such page.
+    if not settings.SIGNUP_OPEN:
+        raise Http404("Sign-up is closed on this server: ask its operator for an account.")
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        # Two backends are configured (django-axes and the model backend): name the one
+        # that holds the account, or login() cannot choose and fails.
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 
