@@ -85,6 +85,17 @@ urlpatterns = [
         ),
         name="api_member",
     ),
+    path("invitations/", rubrics_api.InvitationListApi.as_view(), name="api_invitations"),
+    path(
+        "invitations/<int:pk>/accept/",
+        rubrics_api.InvitationAcceptApi.as_view(),
+        name="api_invitation_accept",
+    ),
+    path(
+        "invitations/<int:pk>/decline/",
+        rubrics_api.InvitationDeclineApi.as_view(),
+        name="api_invitation_decline",
+    ),
     path(
         "projects/<slug:slug>/audit/",
         rubrics_api.AuditEventListApi.as_view(),
