@@ -49,6 +49,21 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+class _Redirector(BaseHTTPRequestHandler):
+    """A judge that answers every call with a redirect to the attacker's server."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.headers.get("Host"), self.headers.get("Authorization")))
+        self.send_response(307)
+        self.send_header("Location", self.server.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def attacker():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
@@ -262,3 +277,50 @@ def test_rotation_re_encrypts_under_the_new_key(personas, settings):
     from assay import secrets
 
     assert secrets.decrypt(Judge.objects.get(pk=judge.pk).api_key_secret) == PROJECT_KEY
+
+
+def test_a_redirect_never_carries_the_key_to_another_host(personas, attacker):
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    redirector.seen = []
+    redirector.target = f"http://127.0.0.1:{attacker.server_address[1]}/v1/chat/completions"
+    threading.Thread(target=redirector.serve_forever, daemon=True).start()
+    try:
+        project, admin = personas.project, personas.admin
+        grader = _published(project, admin)
+        judge = services.judge_create(
+            project=project,
+            name="bouncing",
+            base_url=f"http://localhost:{redirector.server_address[1]}/v1",
+            model="m",
+            api_key=PROJECT_KEY,
+        )
+        reply = _reward(api_client(admin), grader, judge)
+        assert PROJECT_KEY not in reply.content.decode()
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert [auth for _host, auth in redirector.seen] == [f"Bearer {PROJECT_KEY}"]
+    assert attacker.seen == []
+
+
+def test_the_judge_form_stores_the_key_and_never_shows_it_back(client, personas):
+    client.force_login(personas.admin)
+    url = f"/p/{personas.project.slug}/judges/"
+    form = {
+        "name": "own",
+        "base_url": "https://judge.invalid/v1",
+        "model": "",
+        "api_key": PROJECT_KEY,
+        "max_concurrency": 4,
+        "requests_per_minute": 0,
+        "tokens_per_minute": 0,
+        "temperature": 0,
+    }
+    refused = client.post(url, form)  # no model: the form comes back, without the key
+    assert refused.status_code == 200 and PROJECT_KEY not in refused.content.decode()
+    assert client.post(url, {**form, "model": "m"}).status_code == 302
+    judge = Judge.objects.get(name="own")
+    assert judge.api_key_secret and PROJECT_KEY not in judge.api_key_secret
+    assert judge.api_key_host == "judge.invalid"
+    page = client.get(url).content.decode()
+    assert PROJECT_KEY not in page and PROJECT_KEY[-4:] in page
