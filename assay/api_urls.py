@@ -85,6 +85,16 @@ urlpatterns = [
         ),
         name="api_member",
     ),
+    path(
+        "projects/<slug:slug>/invitations/",
+        rubrics_api.ProjectInvitationListApi.as_view(),
+        name="api_project_invitations",
+    ),
+    path(
+        "projects/<slug:slug>/invitations/<str:username>/",
+        rubrics_api.ProjectInvitationCancelApi.as_view(),
+        name="api_project_invitation",
+    ),
     path("invitations/", rubrics_api.InvitationListApi.as_view(), name="api_invitations"),
     path(
         "invitations/<int:pk>/accept/",

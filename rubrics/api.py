@@ -466,6 +466,43 @@ class MemberSetApi(APIView):
         return Response(invited, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_serializer(component_name="PendingInvitation")
+class PendingInvitationSerializer(serializers.Serializer):
+    username = serializers.CharField(help_text="As invited; whether it is a user's is not said.")
+    role = serializers.ChoiceField(choices=Role.choices)
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ProjectInvitationListApi(APIView):
+    OutputSerializer = PendingInvitationSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="The project's pending invitations (admins only)",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        query_filters(request, paged=False)
+        invitations = selectors.project_invitations(project)
+        return Response(self.OutputSerializer(invitations, many=True).data)
+
+
+class ProjectInvitationCancelApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Withdraw a pending invitation (admins only)",
+        request=None,
+        responses=responses({204: None}, 400, 403, 404),
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        with service_errors():
+            services.invitation_cancel(project=project, username=username, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 @extend_schema_serializer(component_name="Invitation")
 class InvitationSerializer(serializers.Serializer):
     id = serializers.IntegerField()

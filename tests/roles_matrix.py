@@ -159,6 +159,15 @@ ROWS = [
         "/p/{slug}/invitations/{invited}/cancel/",
         members_page(ADMINS, 302),
     ),
+    api(
+        "get", SLUG + "invitations/", "/api/projects/{slug}/invitations/", members_only(ADMINS, 200)
+    ),
+    api(
+        "delete",
+        SLUG + "invitations/<str:username>/",
+        "/api/projects/{slug}/invitations/{invited}/",
+        members_only(ADMINS, 204),
+    ),
     # Only the invited user answers an invitation; anyone else's is not found.
     page("post", "invitation_accept", "/invitations/{invitation}/accept/", any_user(404, LOGIN)),
     page("post", "invitation_decline", "/invitations/{invitation}/decline/", any_user(404, LOGIN)),

@@ -85,9 +85,16 @@ def test_a_name_signed_up_after_the_invitation_does_not_inherit_it(client, perso
     client.post(url, {"username": "future-user", "role": "admin"})
     squatter = factories.make_user(username="future-user")
     assert api_client(squatter).get("/api/invitations/").data == []
+    pending = api_client(admin).get(f"/api/projects/{project.slug}/invitations/").data
+    assert [(i["username"], i["role"]) for i in pending] == [("future-user", "admin")]
     # The admin withdraws it, as any pending invitation.
     cancel = reverse("invitation_cancel", kwargs={"slug": project.slug, "username": "future-user"})
     assert client.post(cancel).status_code == 302
+    assert not Invitation.objects.filter(project=project).exists()
+    client.post(url, {"username": "future-user", "role": "author"})
+    base = f"/api/projects/{project.slug}/invitations/"
+    assert api_client(admin).delete(f"{base}future-user/").status_code == 204
+    assert api_client(admin).delete(f"{base}future-user/").status_code == 400
     assert not Invitation.objects.filter(project=project).exists()
 
 
