@@ -14,7 +14,16 @@ from pathlib import Path
 import dj_database_url
 from django.utils.csp import CSP
 
-from assay.env import env_bool, env_int, env_list, env_networks, env_required, env_str
+from assay.env import (
+    env_bool,
+    env_fernet_keys,
+    env_int,
+    env_key_bindings,
+    env_list,
+    env_networks,
+    env_required,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ASSAY_VAR_DIR") or BASE_DIR / "var")
@@ -179,10 +188,16 @@ JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
 # Metadata, link-local and the like stay refused whatever these say (grading.judge_urls).
 JUDGE_ALLOW_PRIVATE_URLS = env_bool("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", default=DEBUG)
 JUDGE_PRIVATE_NETWORKS = env_networks("ASSAY_JUDGE_PRIVATE_NETWORKS")
-# The environment variables judges may name for their API key, each optionally bound to the
-# one host it may go to (OPENAI_API_KEY@api.openai.com). Empty: names ending in _API_KEY or
-# starting with ASSAY_JUDGE_KEY_, to any host.
-JUDGE_KEY_VARIABLES = env_list("ASSAY_JUDGE_KEY_VARIABLES", [])
+# The deployment's environment variables judges may use for their API key, each bound to the
+# hosts it may be sent to (OPENAI_API_KEY@api.openai.com, several: VAR@host1|host2); an entry
+# without a host stops the server. Empty (the default): no judge may use any deployment
+# variable; each judge carries its project's own key, entered by a project admin.
+JUDGE_KEY_VARIABLES = env_key_bindings("ASSAY_JUDGE_KEY_VARIABLES")
+# Project judge keys are stored encrypted with these Fernet keys (comma-separated; the first
+# encrypts, all decrypt, so a new key goes first and the old one stays until
+# `manage.py rotate_judge_keys` has re-encrypted every key). Required to store a project key
+# outside DEBUG; in DEBUG (the demo) a key derived from SECRET_KEY stands in.
+SECRETS_KEYS = env_fernet_keys("ASSAY_SECRETS_KEY")
 # Shared judge limits (in-flight, requests/min, tokens/min) live in Redis under this prefix,
 # so several deployments (or test sessions) can share one Redis without colliding.
 ASSAY_REDIS_URL = env_str("ASSAY_REDIS_URL") or (
@@ -211,6 +226,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+
+# Anyone may create an account at /signup/ only when this is on (the demo turns it on).
+# Otherwise accounts are made by staff (Django admin, `manage.py createsuperuser`).
+SIGNUP_OPEN = env_bool("ASSAY_SIGNUP", default=False)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

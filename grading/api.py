@@ -42,7 +42,13 @@ class JudgeSerializer(serializers.Serializer):
     base_url = serializers.CharField()
     model = serializers.CharField()
     api_key_env = serializers.CharField(
-        help_text="The name of the environment variable holding the key; never the key."
+        help_text="A deployment variable the operator bound to this host; never the key."
+    )
+    api_key_set = serializers.SerializerMethodField(
+        help_text="Whether the project's own key is set (it is never shown)."
+    )
+    api_key_last4 = serializers.CharField(
+        help_text="The last 4 characters of the project's key (long keys only), or ''."
     )
     max_concurrency = serializers.IntegerField(help_text="Max requests in flight, all workers.")
     requests_per_minute = serializers.IntegerField(help_text="0: no limit.")
@@ -51,6 +57,9 @@ class JudgeSerializer(serializers.Serializer):
     use_json_schema = serializers.BooleanField()
     send_cache_key = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+
+    def get_api_key_set(self, judge) -> bool:
+        return bool(judge.api_key_secret)
 
 
 class JudgeListApi(APIView):
@@ -76,12 +85,22 @@ class JudgeCreateApi(APIView):
             max_length=500, help_text="OpenAI-compatible, e.g. https://api.openai.com/v1"
         )
         model = serializers.CharField(max_length=200)
+        api_key = serializers.CharField(
+            max_length=2000,
+            required=False,
+            allow_blank=True,
+            write_only=True,
+            style={"input_type": "password"},
+            help_text="The project's own API key for this endpoint: stored encrypted, sent "
+            "only to base_url's host, never shown again. Changing base_url to another host "
+            "clears it unless it is given again; '' clears it.",
+        )
         api_key_env = serializers.CharField(
             max_length=100,
             required=False,
             allow_blank=True,
-            help_text="The *name* of the environment variable on the workers that holds the "
-            "API key (e.g. OPENAI_API_KEY); never the key itself.",
+            help_text="Instead of api_key: the *name* of a deployment variable the operator "
+            "bound to base_url's host (ASSAY_JUDGE_KEY_VARIABLES); never the key itself.",
         )
         max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, required=False)
         temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
@@ -114,7 +133,7 @@ class JudgeCreateApi(APIView):
 
 
 JUDGE_RULE = (
-    "Limits, temperature, name and the key's variable may change at any time; new calls use "
+    "Limits, temperature, name and the key may change at any time; new calls use "
     "them at once. A judge that has graded (runs, reward calls or verdicts) keeps its base "
     "URL and model, so its verdicts still say who judged (409): add a new judge instead. "
     "Such a judge is never deleted (409)."

@@ -22,6 +22,7 @@ from rubrics.models import (
     Criterion,
     CriterionGroup,
     Grader,
+    Invitation,
     Membership,
     Project,
     ReferenceDeliverable,
@@ -113,6 +114,102 @@ def membership_set(*, project: Project, username: str, role: str, actor=None) ->
             AuditEvent.Action.MEMBER_ROLE_CHANGED, membership, actor, {"from": old, "to": role}
         )
     return membership
+
+
+INVITED = (
+    "Invitation recorded: if a user named '{username}' exists, they will see it on their "
+    "projects page and become {role} when they accept."
+)
+
+
+@transaction.atomic
+def member_invite(*, project: Project, username: str, role: str, actor=None) -> str:
+    """An admin adds someone by username: a member's role changes at once; anyone else is
+    invited and joins only by accepting. What comes back (and what the audit log records)
+    is the same whether or not the name is a user's, so it confirms no username. Returns
+    "member" (role set) or "invited"."""
+    username = (username or "").strip()
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role '{role}'; choose one of {Role.values}."})
+    if not username or len(username) > 150:
+        raise ValidationError({"username": "Give a username of 1 to 150 characters."})
+    if Membership.objects.filter(project=project, user__username=username).exists():
+        membership_set(project=project, username=username, role=role, actor=actor)
+        return "member"
+    user = get_user_model().objects.filter(username=username).first()
+    invitation, _ = Invitation.objects.update_or_create(
+        project=project,
+        username=username,
+        defaults={"user": user, "role": role, "invited_by": actor},
+    )
+    audit.record(
+        AuditEvent.Action.MEMBER_INVITED,
+        actor=actor,
+        project=project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=username,
+        details={"username": username, "role": role},
+    )
+    return "invited"
+
+
+def _own_invitation(user, invitation_id: int) -> Invitation:
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("project")
+        .filter(pk=invitation_id, user=user)
+        .first()
+    )
+    if invitation is None:
+        raise ValidationError({"invitation": "You have no such invitation."})
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, user, invitation_id: int) -> Membership:
+    """The invited user joins the project with the invitation's role."""
+    invitation = _own_invitation(user, invitation_id)
+    membership, created = Membership.objects.get_or_create(
+        project=invitation.project, user=user, defaults={"role": invitation.role}
+    )
+    invitation.delete()
+    if created:
+        _member_event(AuditEvent.Action.MEMBER_ADDED, membership, user, {"role": membership.role})
+    return membership
+
+
+@transaction.atomic
+def invitation_decline(*, user, invitation_id: int) -> None:
+    invitation = _own_invitation(user, invitation_id)
+    audit.record(
+        AuditEvent.Action.INVITATION_DECLINED,
+        actor=user,
+        project=invitation.project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=invitation.username,
+        details={"role": invitation.role},
+    )
+    invitation.delete()
+
+
+@transaction.atomic
+def invitation_cancel(*, project: Project, username: str, actor=None) -> None:
+    """An admin withdraws a pending invitation."""
+    invitation = Invitation.objects.filter(project=project, username=username).first()
+    if invitation is None:
+        raise ValidationError({"username": f"No pending invitation for '{username}'."})
+    audit.record(
+        AuditEvent.Action.INVITATION_CANCELLED,
+        actor=actor,
+        project=project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=username,
+        details={"role": invitation.role},
+    )
+    invitation.delete()
 
 
 def _keep_an_admin(project: Project) -> None:
