@@ -195,6 +195,8 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
 @require_GET
 def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
     score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
+    verdicts = list(selectors.score_verdicts(score))
+    gates = {v.criterion_id: v.criterion for v in verdicts if v.criterion_id in score.gated_by}
     return render(
         request,
         "grading/score.html",
@@ -202,7 +204,8 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "project": score.run.project,
             "run": score.run,
             "score": score,
-            "verdicts": selectors.score_verdicts(score),
+            "verdicts": verdicts,
+            "gates": [gates[pk] for pk in score.gated_by if pk in gates],
         },
     )
 
