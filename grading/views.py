@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -116,7 +118,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "grading/run.html#progress", context)
     summaries = selectors.model_summaries(run)
     context["summaries"] = summaries
-    context["chart_data"] = selectors.chart_data(summaries)
+    chart_data = selectors.chart_data(summaries)
     context["scores"] = selectors.run_scores_page(
         run, request.GET.get("page"), count=progress.responses_total
     )
@@ -124,9 +126,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["costs"] = selectors.run_costs(run)
     context["flagged"] = selectors.run_flagged_responses(run)
     context["criteria"] = selectors.criterion_rates(run)
-    context["chart_data"]["criteria"] = [
-        {"label": c.label, "rate": c.met_rate} for c in context["criteria"]
-    ]
+    chart_data["criteria"] = [{"label": c.label, "rate": c.met_rate} for c in context["criteria"]]
+    # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
+    # (scripts are off under the CSP), so the live update would bring charts without data.
+    context["chart_json"] = json.dumps(chart_data)
     has_tags = any(c.get("tags") for c in run.grader.spec["criteria"])
     context["tags"] = selectors.tag_summaries(run) if has_tags else []
     context["tie_rule"] = services.TIE_RULE

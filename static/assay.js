@@ -51,7 +51,8 @@
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       const source = document.getElementById(canvas.dataset.source);
       if (!source || canvas.dataset.drawn) return;
-      const data = JSON.parse(source.textContent);
+      // Data comes in a data-json attribute: htmx drops the <script> elements it swaps in.
+      const data = JSON.parse(source.dataset.json || source.textContent);
       canvas.dataset.drawn = "1";
       if (canvas.dataset.chart === "means") {
         new Chart(canvas, {
