@@ -800,6 +800,8 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
             "formats": formats.ALL_FORMATS,
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
+            "gate_yes": sorted(formats.GATE_YES),
+            "gate_no": sorted(w for w in formats.GATE_NO if w),
         },
     )
 
