@@ -334,7 +334,9 @@ def _criterion_fields(post) -> dict:
     return fields
 
 
-def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, focus="") -> dict:
+def _editor_context(
+    request: HttpRequest, rubric, *, version=None, errors=None, focus="", errors_for=None
+) -> dict:
     versions = list(selectors.rubric_versions(rubric))
     draft = next((v for v in versions if v.is_open), None)
     shown = version or draft or (versions[0] if versions else None)
@@ -381,6 +383,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         and user.pk not in (shown.created_by_id, shown.submitted_by_id),
         "in_review": in_review,
         "errors": errors or [],
+        "errors_for": errors_for,  # the criterion the errors belong to (None: the draft)
         "focus": focus,
         "importances": Criterion.Importance.choices,
         "kinds": Criterion.Kind.choices,
@@ -505,12 +508,19 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         errors = _errors(exc)
         stale = "revision" in getattr(exc, "error_dict", {})
+    # A stale revision concerns the whole draft; any other error is shown at its criterion.
+    errors_for = None if stale else criterion.pk
     if not request.htmx or request.POST.get("full"):
         response = _render_editor(
-            request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
+            request,
+            rubric,
+            partial="criteria",
+            errors=errors,
+            focus=f"crit-{criterion.pk}",
+            errors_for=errors_for,
         )
         return _saved(response, not errors)
-    context = _editor_context(request, rubric, errors=errors)
+    context = _editor_context(request, rubric, errors=errors, errors_for=errors_for)
     context.update(saved_criterion=criterion, stale=stale, oob=True)
     return _saved(render(request, "rubrics/rubric.html#saved", context), not errors)
 

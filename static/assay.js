@@ -141,6 +141,13 @@
       if (authorOwns(oldNode)) return false;  // keep the element as the author left it
       return true;
     };
+    callbacks.beforeNodeRemoved = function (node) {
+      // A kind's fields added for the author stay while they hold typing not saved yet.
+      if (node.classList && node.classList.contains("kind-fields")) {
+        return !Array.prototype.some.call(node.querySelectorAll("textarea, input, select"), authorOwns);
+      }
+      return true;
+    };
     callbacks.beforeAttributeUpdated = function (name, node, kind) {
       // An option of a select the author changed keeps its choice; an open <details> stays open.
       if (node instanceof HTMLOptionElement && node.parentElement && authorOwns(node.parentElement)) return false;
@@ -210,6 +217,37 @@
       points.value = sent.points || points.defaultValue;
     }
   });
+
+  // Choosing a kind with fields of its own (a scale's levels) shows them at once and puts the
+  // cursor there, instead of saving a kind that is not complete yet: the row's autosave sends
+  // the kind with its fields, and an error shows at the criterion. Runs in the capture phase,
+  // before htmx's own listener on the select would send the kind alone.
+  function kindFields(form, kind) {
+    let fields = form.querySelector('.kind-fields[data-kind="' + kind + '"]');
+    const template = document.getElementById("kind-fields-" + kind);
+    if (fields || !template) return fields;
+    fields = template.content.firstElementChild.cloneNode(true);
+    const row = form.closest("li[data-criterion]");
+    const kindSelect = form.querySelector("select[name=kind]");
+    fields.querySelectorAll("textarea, input, select").forEach(function (field) {
+      field.id = "crit-" + row.dataset.criterion + "-" + field.name;
+      field.setAttribute("aria-label", kindSelect.getAttribute("aria-label").replace(/ kind$/, " " + field.dataset.label));
+    });
+    form.querySelector(".crit-meta").after(fields);
+    return fields;
+  }
+
+  document.addEventListener("change", function (event) {
+    const select = event.target;
+    if (!select.matches || !select.matches("form.crit-row select[name=kind]")) return;
+    const fields = kindFields(select.form, select.value);
+    if (!fields) return;
+    const levels = fields.querySelector("textarea");
+    const filled = levels && levels.value.split("\n").filter(function (l) { return l.trim(); }).length;
+    if (filled >= 2) return;  // complete already: save the kind now
+    event.stopImmediatePropagation();
+    if (levels) levels.focus();
+  }, true);
 
   const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowRight: "in", ArrowLeft: "out" };
 
