@@ -287,7 +287,9 @@
     let target = null;
     if (wanted === "new") {
       target = document.getElementById("new-criterion-text");
-      if (active && active !== document.body && !active.closest("form.crit-new")) return;
+      // From the add button the cursor goes back to the text; from a field the author moved
+      // to (the points, tabbed to while the add was out) it stays, or the next key is lost.
+      if (active && active !== document.body && (isField(active) || !active.closest("form.crit-new"))) return;
     } else {
       target = document.getElementById(wanted + "-text");
       const row = target && target.closest("li[data-criterion]");
