@@ -229,7 +229,7 @@
     fields = template.content.firstElementChild.cloneNode(true);
     const row = form.closest("li[data-criterion]");
     const kindSelect = form.querySelector("select[name=kind]");
-    fields.querySelectorAll("textarea, input, select").forEach(function (field) {
+    fields.querySelectorAll("[data-label]").forEach(function (field) {
       field.id = "crit-" + row.dataset.criterion + "-" + field.name;
       field.setAttribute("aria-label", kindSelect.getAttribute("aria-label").replace(/ kind$/, " " + field.dataset.label));
     });
@@ -242,11 +242,12 @@
     if (!select.matches || !select.matches("form.crit-row select[name=kind]")) return;
     const fields = kindFields(select.form, select.value);
     if (!fields) return;
-    const levels = fields.querySelector("textarea");
+    const levels = fields.querySelector("textarea[name=scale]");
     const filled = levels && levels.value.split("\n").filter(function (l) { return l.trim(); }).length;
     if (filled >= 2) return;  // complete already: save the kind now
     event.stopImmediatePropagation();
-    if (levels) levels.focus();
+    const first = levels || fields.querySelector("input[type=text], input:not([type])");
+    if (first) first.focus();
   }, true);
 
   const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowRight: "in", ArrowLeft: "out" };

@@ -69,3 +69,42 @@ def test_a_scale_criterion_is_made_in_the_editor(page, live_server, personas):
         timeout=10,
         what="the fixed levels to be saved",
     )
+
+
+def test_a_criterion_switched_to_checked_starts_empty_and_case_insensitive(
+    page, live_server, personas
+):
+    task = factories.make_task(personas.project, "t-check")
+    rubric = services.rubric_create(
+        project=personas.project, task=task, title="Checks", user=personas.author
+    )
+    draft = rubric.versions.get()
+    c = services.criterion_add(version=draft, text="Names the drug warfarin in full", points=2)
+
+    login(page, live_server.url, personas.author.username)
+    page.goto(f"{live_server.url}/rubrics/{rubric.pk}/")
+    row = page.get_by_test_id("criterion").first
+    value = row.locator("input[name=check_value]")
+    expect(value).to_have_count(0)
+
+    page.get_by_label("Criterion 1 kind").select_option("checked")
+    # The check's fields appear at once: empty, matching case off, the cursor in the value.
+    expect(value).to_be_visible(timeout=500)
+    expect(value).to_have_value("")
+    expect(value).to_be_focused()
+    expect(row.locator("input[name=check_case]")).not_to_be_checked()
+    expect(row.locator("select[name=check_type]")).to_have_value("contains")
+    assert Criterion.objects.get(pk=c.pk).kind == "binary"  # nothing half-made is saved
+
+    value.fill("warfarin")
+    wait_for(
+        lambda: Criterion.objects.get(pk=c.pk).kind == "checked",
+        timeout=10,
+        what="the checked criterion to be saved",
+    )
+    assert Criterion.objects.get(pk=c.pk).check_spec == {
+        "type": "contains",
+        "value": "warfarin",
+        "case_sensitive": False,
+    }
+    expect(page.locator(f"#crit-{c.pk}-errors")).to_be_empty()
