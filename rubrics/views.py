@@ -508,8 +508,9 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         errors = _errors(exc)
         stale = "revision" in getattr(exc, "error_dict", {})
-    # A stale revision concerns the whole draft; any other error is shown at its criterion.
-    errors_for = None if stale else criterion.pk
+    # An error about the criterion's fields shows at the criterion; one about the version
+    # (a stale revision, a version no longer a draft) at the top of the list.
+    errors_for = criterion.pk if not stale and criterion.version.is_draft else None
     if not request.htmx or request.POST.get("full"):
         response = _render_editor(
             request,
