@@ -74,8 +74,10 @@ def test_a_harmful_answer_that_misses_a_gate_keeps_its_negative_score(
     assert harmful.gated_by == [gate_id] and harmful.gated
     assert good.raw == pytest.approx(1.0) and good.gated_by == []
 
-    # The score page says it was gated, and by which criterion.
+    # The run page marks the gated score; the score page says by which criterion.
     client.force_login(p.engineer)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert page.count('data-testid="gated"') == 1
     page = client.get(f"/runs/{run.pk}/scores/{harmful.pk}/").content.decode()
     assert "-0.22" in page and 'data-testid="gated"' in page
     assert f"Missed gate: <strong>{GATE}</strong>" in page
