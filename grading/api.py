@@ -511,6 +511,13 @@ class RewardScoreApi(APIView):
 
         score = serializers.FloatField(allow_null=True, help_text="Raw; null on an error.")
         clipped = serializers.FloatField(allow_null=True)
+        gated = serializers.BooleanField(
+            help_text="A gate criterion was not met: the score is capped at min(score, 0)."
+        )
+        gated_by = serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="Ids of the gate criteria not met, in rubric order; empty when not gated.",
+        )
         verdicts = VerdictSerializer(many=True)
         flags = serializers.ListField(
             child=serializers.CharField(),
@@ -552,6 +559,8 @@ class RewardScoreApi(APIView):
             {
                 "score": r.figures.raw,
                 "clipped": r.figures.clipped,
+                "gated": r.figures.gated,
+                "gated_by": list(r.figures.gated_by),
                 "verdicts": r.graded,
                 "flags": r.flags,
             }
@@ -598,13 +607,20 @@ class ScoreListApi(APIView):
         status = serializers.CharField(help_text="pending or done.")
         raw = serializers.FloatField(
             allow_null=True,
-            help_text="Met points / possible points; may fall below 0. Null while pending or "
-            "when a verdict is an error.",
+            help_text="Met points / possible points; may fall below 0; a missed gate caps it at "
+            "min(raw, 0). Null while pending or when a verdict is an error.",
         )
         clipped = serializers.FloatField(allow_null=True, help_text="Raw clipped to [0, 1].")
         met_points = serializers.FloatField()
         possible_points = serializers.FloatField()
         error_count = serializers.IntegerField()
+        gated = serializers.BooleanField(
+            help_text="A gate criterion was not met: raw is capped at min(raw, 0)."
+        )
+        gated_by = serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="Ids of the gate criteria not met, in rubric order; empty when not gated.",
+        )
         finished_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema_serializer(component_name="ScoreFilter")

@@ -145,6 +145,9 @@ class Score(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     # {tag: raw score over the criteria carrying that axis tag}
     by_tag = models.JSONField(default=dict, blank=True)
+    # Ids of the gate criteria the response missed, in rubric order; any caps raw at
+    # min(raw, 0). Empty: not gated.
+    gated_by = models.JSONField(default=list, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -159,6 +162,10 @@ class Score(models.Model):
     @property
     def clipped(self) -> float | None:
         return None if self.raw is None else min(1.0, max(0.0, self.raw))
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.gated_by)
 
 
 class DatasetSnapshot(models.Model):

@@ -735,7 +735,7 @@ def run_retry_failed(*, run: GradingRun) -> int:
         return 0
     deleted, _ = errors.delete()
     Score.objects.filter(run_id=run.pk, response_id__in=response_ids).update(
-        status=Score.Status.PENDING, raw=None, error_count=0, finished_at=None
+        status=Score.Status.PENDING, raw=None, error_count=0, gated_by=[], finished_at=None
     )
     GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
 
@@ -1304,6 +1304,7 @@ def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
         possible_points=figures.possible_points,
         error_count=figures.error_count,
         by_tag=by_tag,
+        gated_by=list(figures.gated_by),
         finished_at=timezone.now(),
     )
     run_finish_if_done(run_id=run.pk)

@@ -381,7 +381,9 @@ def _criterion_fields(post) -> dict:
     return fields
 
 
-def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, focus="") -> dict:
+def _editor_context(
+    request: HttpRequest, rubric, *, version=None, errors=None, focus="", errors_for=None
+) -> dict:
     versions = list(selectors.rubric_versions(rubric))
     draft = next((v for v in versions if v.is_open), None)
     shown = version or draft or (versions[0] if versions else None)
@@ -428,6 +430,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         and user.pk not in (shown.created_by_id, shown.submitted_by_id),
         "in_review": in_review,
         "errors": errors or [],
+        "errors_for": errors_for,  # the criterion the errors belong to (None: the draft)
         "focus": focus,
         "importances": Criterion.Importance.choices,
         "kinds": Criterion.Kind.choices,
@@ -552,12 +555,20 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         errors = _errors(exc)
         stale = "revision" in getattr(exc, "error_dict", {})
+    # An error about the criterion's fields shows at the criterion; one about the version
+    # (a stale revision, a version no longer a draft) at the top of the list.
+    errors_for = criterion.pk if not stale and criterion.version.is_draft else None
     if not request.htmx or request.POST.get("full"):
         response = _render_editor(
-            request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
+            request,
+            rubric,
+            partial="criteria",
+            errors=errors,
+            focus=f"crit-{criterion.pk}",
+            errors_for=errors_for,
         )
         return _saved(response, not errors)
-    context = _editor_context(request, rubric, errors=errors)
+    context = _editor_context(request, rubric, errors=errors, errors_for=errors_for)
     context.update(saved_criterion=criterion, stale=stale, oob=True)
     return _saved(render(request, "rubrics/rubric.html#saved", context), not errors)
 
@@ -847,6 +858,8 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
             "formats": formats.ALL_FORMATS,
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
+            "gate_yes": sorted(formats.GATE_YES),
+            "gate_no": sorted(w for w in formats.GATE_NO if w),
         },
     )
 
