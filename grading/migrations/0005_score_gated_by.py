@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("grading", "0003_merge_0002_dataset_snapshot_0002_engine_at_scale"),
+        ("grading", "0004_judge_project_keys"),
     ]
 
     operations = [
