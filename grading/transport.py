@@ -103,9 +103,22 @@ class _Deadlined:
         """http.client makes the response with this (a method here, so it sees the deadline):
         its reads go through _UntilDeadline, headers and body alike."""
         self.phase = "waiting for the reply"
-        response = http.client.HTTPResponse(sock, *args, **kwargs)
-        response.fp = io.BufferedReader(_UntilDeadline(response.fp.detach(), sock, self))
-        return response
+        return http.client.HTTPResponse(_Reads(sock, self), *args, **kwargs)
+
+
+class _Reads:
+    """What HTTPResponse takes for its socket: it only asks it for its reader."""
+
+    __slots__ = ("sock", "conn")
+
+    def __init__(self, sock, conn: _Deadlined):
+        self.sock, self.conn = sock, conn
+
+    def makefile(self, mode: str):
+        # The socket's own raw reader (counted by the socket, so a reply that closes the
+        # connection can still be read to its end), under a deadline, buffered as usual.
+        raw = self.sock.makefile(mode, buffering=0)
+        return io.BufferedReader(_UntilDeadline(raw, self.sock, self.conn))
 
 
 _TIMEOUTS = {"connecting": httpx.ConnectTimeout, "sending the request": httpx.WriteTimeout}
