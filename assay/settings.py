@@ -55,6 +55,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     # Before CSRF, which parses a POST body: an upload over its route's limit is never read.
     "assay.upload_guards.UploadLimitMiddleware",
+    # NUL or lone surrogates in the path (404) or in any parameter (400 naming it), before any
+    # view or CSRF reads them; a page's malformed whole number (rubrics.params) is a 400 too.
+    "assay.middleware.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Audit events a request records say 'web', 'api' or 'admin' and the client's address.
