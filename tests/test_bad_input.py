@@ -236,3 +236,66 @@ def test_no_path_parameter_ends_in_a_server_error(personas, world):
             if status >= 500 or status == 200 and row.method != "get":
                 failed.append(f"{row} ({persona}) {names[0]}={value!r}: {status}")
     assert not failed, "\n".join(failed[:30])
+
+
+# --- What the refusals say -------------------------------------------------------------------
+
+
+def test_a_unicode_digit_is_a_400_naming_the_parameter(personas, world):
+    api = api_client(personas.admin)
+    reply = api.get(f"/api/rubrics/{world.rubric}/diff/?a=%C2%B2")
+    assert reply.status_code == 400 and list(reply.json()) == ["a"], reply.content
+    reply = api.get(f"/api/versions/{world.version}/calibration/?judge=%D9%A3")
+    assert reply.status_code == 400 and list(reply.json()) == ["judge"], reply.content
+    page = Client()
+    page.force_login(personas.admin)
+    reply = page.get(f"/rubrics/{world.edited_rubric}/try/?response_id=%C2%B2")
+    assert reply.status_code == 400
+    assert "<code>response_id</code>: A whole number" in reply.content.decode()
+    # Plain ASCII digits still work, and a huge one is out of range, not a 500.
+    assert api.get(f"/api/rubrics/{world.rubric}/diff/?a=1&b=1").status_code == 200
+    reply = api.get(f"/api/rubrics/{world.rubric}/diff/?b=99999999999999999999999")
+    assert reply.status_code == 400 and "b" in reply.json()
+
+
+def test_a_forged_cursor_is_a_400_naming_it(personas, world):
+    api = api_client(personas.admin)
+    for forged in ("cD1hYmM=", "not base64!", "cD0lMDA="):  # p=abc; garbage; p=%00
+        reply = api.get(f"/api/projects/{world.slug}/tasks/", {"cursor": forged})
+        assert reply.status_code == 400, (forged, reply.content)
+        assert list(reply.json()) == ["cursor"]
+    # A cursor the list gave still works.
+    first = api.get(f"/api/projects/{world.slug}/audit/", {"limit": 1}).json()
+    assert api.get(first["next"]).status_code == 200
+
+
+def test_nul_in_a_form_field_is_a_400_naming_it_and_writes_nothing(personas, world):
+    page = Client()
+    page.force_login(personas.reviewer)
+    before = page.get(f"/rubrics/{world.review_rubric}/").content.count(b"Please")
+    reply = page.post(f"/rubrics/{world.review_rubric}/comments/", {"body": "Please\x00split"})
+    assert reply.status_code == 400
+    assert "<code>body</code>: The value contains a NUL character" in reply.content.decode()
+    assert page.get(f"/rubrics/{world.review_rubric}/").content.count(b"Please") == before
+    # Multipart forms, and the API's, are refused the same way.
+    api = api_client(personas.admin)
+    url = f"/api/projects/{world.slug}/tasks/{world.task}/references/"
+    reply = api.post(url, {"body": "a\x00b"}, format="multipart")
+    assert reply.status_code == 400 and list(reply.json()) == ["body"], reply.content
+
+
+def test_nul_in_a_path_is_a_404(personas, world):
+    api = api_client(personas.admin)
+    for path in ("/api/graders/%00/", "/api/graders/a%00b/score/", "/api/projects/%00/"):
+        assert api.get(path).status_code == 404, path
+
+
+@pytest.mark.parametrize("role", [{}, [], 1, None])
+def test_a_message_role_of_the_wrong_type_is_a_400_naming_it(personas, role):
+    reply = api_client(personas.admin).post(
+        f"/api/projects/{personas.project.slug}/tasks/",
+        {"external_id": "t-role", "messages": [{"role": role, "content": "Hi"}]},
+        format="json",
+    )
+    assert reply.status_code == 400, reply.content
+    assert list(reply.json()) == ["messages[0].role"], reply.content
