@@ -98,7 +98,8 @@ class Pagination(CursorPagination):
         ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
         position = cursor.position if cursor else None
         keyed = ordering.lstrip("-") in ("pk", "id")  # every list's order is by primary key
-        if keyed and position is not None and not (position.isascii() and position.isdigit()):
+        digits = position is not None and position.isascii() and position.isdigit()
+        if keyed and position is not None and not (digits and len(position) <= 19):  # bigint
             raise params.ParameterError("cursor", self.bad_cursor)
         return cursor
 
