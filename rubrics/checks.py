@@ -135,7 +135,8 @@ def evaluate(check: dict, text: str) -> tuple[bool, str]:
     except (ValueError, TypeError):
         return False, "The response is not JSON."
     for part in check["path"].split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        index = part.isascii() and part.isdigit()  # "²".isdigit(), yet int("²") fails
+        if isinstance(node, list) and index and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]

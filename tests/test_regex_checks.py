@@ -141,3 +141,8 @@ def test_ignore_case_and_the_match_shown():
     assert checks.evaluate(check, "paid in inr today") == (True, "Pattern matched: 'inr'.")
     strict = checks.validate({"type": "regex", "pattern": r"\bINR\b"})
     assert checks.evaluate(strict, "paid in inr today")[0] is False
+
+
+def test_a_json_path_with_a_unicode_digit_is_no_field_not_a_crash():
+    check = checks.validate({"type": "json_field", "path": "items.²", "equals": 1})
+    assert checks.evaluate(check, '{"items": [1, 2, 3]}') == (False, "No field at 'items.²'.")
