@@ -14,6 +14,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.utils.html import escape
 
+from assay.upload_guards import unstorable_parameter
 from rubrics import uploads
 from rubrics.params import ParameterError
 
@@ -74,14 +75,9 @@ class BadInputMiddleware:
         except UnreadablePostError:
             form = None  # the client went away; the view meets the same error, as CSRF does
         for params in (request.GET, form):
-            for name, values in params.lists() if params is not None else ():
-                bad = uploads.text_problem(name, "a parameter name")
-                if bad:
-                    return ascii(name)[1:-1], f"The parameter's name {bad[1]}."
-                for value in values:
-                    bad = uploads.text_problem(value, name)
-                    if bad:
-                        return name, f"The value {bad[1]}."
+            bad = unstorable_parameter(params) if params is not None else None
+            if bad:
+                return bad
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception):

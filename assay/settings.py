@@ -222,11 +222,12 @@ REST_FRAMEWORK = {
         "assay.api_auth.TokenScopes",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # JSON bodies: nesting capped and unstorable text refused before anything reads them.
+    # JSON bodies: nesting capped and unstorable text refused before anything reads them;
+    # form bodies (PUT and PATCH too): unstorable text refused, naming the field.
     "DEFAULT_PARSER_CLASSES": [
         "assay.upload_guards.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "assay.upload_guards.FormParser",
+        "assay.upload_guards.MultiPartParser",
     ],
 }
 SPECTACULAR_SETTINGS = {

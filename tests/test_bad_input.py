@@ -193,6 +193,13 @@ def failures_for(row: Row, callers: Callers, world) -> list[str]:
     if row.method == "get":
         check("?cursor=forged", ask_query({"cursor": "cD1hYmM="}))
     elif row.kind == "api" and row.body_format == "json":
+        # The API takes forms as well as JSON, PUT and PATCH included.
+        for value in ("a\x00b", LONE_SURROGATE):
+            body = form_body(dict.fromkeys(field_names, value))
+            status = send(
+                client, row, url, body=body, content_type="application/x-www-form-urlencoded"
+            )
+            check(f"form {', '.join(field_names)}={value!r}", status)
         deep = f'{{"{field_names[0]}": {DEEP_JSON}}}' if field_names else DEEP_JSON
         check(
             "a body nested 10,000 deep",
@@ -283,6 +290,12 @@ def test_nul_in_a_form_field_is_a_400_naming_it_and_writes_nothing(personas, wor
     url = f"/api/projects/{world.slug}/tasks/{world.task}/references/"
     reply = api.post(url, {"body": "a\x00b"}, format="multipart")
     assert reply.status_code == 400 and list(reply.json()) == ["body"], reply.content
+    reply = api.patch(
+        f"/api/criteria/{world.draft_criterion}/",
+        "text=a%00b",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert reply.status_code == 400 and list(reply.json()) == ["text"], reply.content
 
 
 def test_nul_in_a_path_is_a_404(personas, world):
