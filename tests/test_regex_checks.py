@@ -146,3 +146,24 @@ def test_ignore_case_and_the_match_shown():
 def test_a_json_path_with_a_unicode_digit_is_no_field_not_a_crash():
     check = checks.validate({"type": "json_field", "path": "items.²", "equals": 1})
     assert checks.evaluate(check, '{"items": [1, 2, 3]}') == (False, "No field at 'items.²'.")
+
+
+def test_the_editor_names_the_pattern_and_keeps_the_saved_one(client, personas, task):
+    rubric = services.rubric_create(
+        project=personas.project,
+        task=task,
+        title="Regex",
+        user=personas.author,
+        criteria=[checked(r"\b911\b")],
+    )
+    criterion = rubric.versions.get().criteria.get()
+    client.force_login(personas.author)
+    reply = client.post(
+        f"/criteria/{criterion.pk}/",
+        {"kind_now": "checked", "check_type": "regex", "check_value": r"(\d)\1"},
+        HTTP_HX_REQUEST="true",
+    )
+    body = reply.content.decode()
+    assert "check.pattern" in body and "backreferences" in body, body[:2000]
+    criterion.refresh_from_db()
+    assert criterion.check_spec["pattern"] == r"\b911\b"
