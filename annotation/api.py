@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 
 from annotation import import_jobs, selectors, services
 from annotation.models import Assignment, ImportJob, Rater, Verdict
+from rubrics import params, uploads
 from rubrics import selectors as rubric_selectors
-from rubrics import uploads
 from rubrics.api import (
     FILTERS_RULE,
     NEWEST_FIRST,
@@ -865,8 +865,8 @@ class CalibrationApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
-        judge = request.query_params.get("judge", "")
-        report = selectors.calibration_report(version, int(judge) if judge.isdigit() else None)
+        judge = params.whole_number(request.query_params, "judge")
+        report = selectors.calibration_report(version, judge)
         f = report.figures
         rows = []
         for c in report.criteria:

@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
-from rubrics import uploads
+from rubrics import params, uploads
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 
@@ -101,10 +101,7 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         graders = selectors.published_graders(project)
         grader = graders.filter(hash=request.POST.get("grader", "")).first()
-        try:
-            overlap = int(request.POST.get("overlap", ""))
-        except ValueError:
-            overlap = -1
+        overlap = params.whole_number(request.POST, "overlap", -1)
         try:
             if grader is None:
                 raise ValidationError({"grader": "Choose a published rubric version."})
@@ -210,10 +207,7 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
 def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
     """Save one criterion's draft; answers the criterion's row (htmx) or redirects."""
     assignment = selectors.turn_for(request.user, pk)
-    try:
-        criterion_id = int(request.POST.get("criterion", ""))
-    except ValueError:
-        criterion_id = 0
+    criterion_id = params.whole_number(request.POST, "criterion", 0)
     outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
     if request.POST.get("na"):  # a scale criterion marked not applicable
         outcome, value = "na", None
@@ -355,10 +349,10 @@ def disagreements(request: HttpRequest, pk: int) -> HttpResponse:
     status = request.GET.get("status", "open")
     among = among if among in AMONG else "all"
     status = status if status in STATUS else "open"
-    criterion = request.GET.get("criterion", "")
+    criterion = params.whole_number(request.GET, "criterion")
     found = selectors.disagreements(version, among=among, status=status)
-    if criterion.isdigit():
-        found = [d for d in found if d.criterion_id == int(criterion)]
+    if criterion is not None:
+        found = [d for d in found if d.criterion_id == criterion]
     return render(
         request,
         "annotation/disagreements.html",
@@ -444,8 +438,8 @@ def calibration(request: HttpRequest, pk: int) -> HttpResponse:
             for field, message in _errors(exc).items():
                 messages.error(request, f"{field}: {message}")
         return redirect("calibration", pk=pk)
-    judge = request.GET.get("judge", "")
-    report = selectors.calibration_report(version, int(judge) if judge.isdigit() else None)
+    judge = params.whole_number(request.GET, "judge")
+    report = selectors.calibration_report(version, judge)
     rows = []
     for c in report.criteria:
         f = report.figures.per_criterion.get(c.pk) if report.figures else None

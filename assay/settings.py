@@ -64,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     # Before CSRF, which parses a POST body: an upload over its route's limit is never read.
     "assay.upload_guards.UploadLimitMiddleware",
+    # NUL or lone surrogates in the path (404) or in any parameter (400 naming it), before any
+    # view or CSRF reads them; a page's malformed whole number (rubrics.params) is a 400 too.
+    "assay.middleware.BadInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Audit events a request records say 'web', 'api' or 'admin' and the client's address.
@@ -258,11 +261,12 @@ REST_FRAMEWORK = {
         "assay.api_auth.TokenScopes",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # JSON bodies: nesting capped and unstorable text refused before anything reads them.
+    # JSON bodies: nesting capped and unstorable text refused before anything reads them;
+    # form bodies (PUT and PATCH too): unstorable text refused, naming the field.
     "DEFAULT_PARSER_CLASSES": [
         "assay.upload_guards.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "assay.upload_guards.FormParser",
+        "assay.upload_guards.MultiPartParser",
     ],
 }
 SPECTACULAR_SETTINGS = {

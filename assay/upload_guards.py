@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.html import escape
 from rest_framework import parsers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.settings import api_settings
 
 from rubrics import uploads
@@ -123,6 +123,41 @@ class JSONParser(parsers.JSONParser):
             where = f"field '{bad[0]}'" if bad[0] else "the body"
             raise ParseError(f"JSON parse error - {where} {bad[1]}.")
         return data
+
+
+def unstorable_parameter(params) -> tuple[str, str] | None:
+    """(name, message) for the first parameter of a QueryDict (a query string or a form)
+    whose name or value PostgreSQL cannot store: NUL, or a lone surrogate."""
+    for name, values in params.lists():
+        bad = uploads.text_problem(name, name)
+        if bad:
+            return ascii(name)[1:-1], f"The parameter's name {bad[1]}."
+        for value in values:
+            bad = uploads.text_problem(value, name) if isinstance(value, str) else None
+            if bad:
+                return name, f"The value {bad[1]}."
+    return None
+
+
+class FormParser(parsers.FormParser):
+    """DRF's, refusing unstorable text with a 400 that names the field. POST forms meet the
+    same check earlier (assay.middleware.BadInputMiddleware); PUT and PATCH only here."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if bad := unstorable_parameter(data):
+            raise ValidationError({bad[0]: [bad[1]]})
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    """As FormParser, for multipart bodies (a file's own content is checked where it is read)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        if bad := unstorable_parameter(parsed.data):
+            raise ValidationError({bad[0]: [bad[1]]})
+        return parsed
 
 
 def _refuse_constant(name: str):

@@ -8,6 +8,8 @@ from django.views import defaults
 from django.views.decorators.csp import csp_override
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from rubrics.forms import SignInForm
+
 # Redoc (styled-components) injects <style> elements before it learns the nonce, and builds
 # its search index in a blob: worker. Its page shows only our own schema, so it alone may use
 # inline styles and that worker; scripts stay as strict as everywhere else.
@@ -18,7 +20,7 @@ REDOC_CSP = {
 }
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Changing one's password runs AUTH_PASSWORD_VALIDATORS, like sign-up does.
     path(

@@ -110,7 +110,17 @@ def grade_empty(criterion: dict) -> Graded:
 
 
 def grade_checked(criterion: dict, response: str) -> Graded:
-    met, why = checks.evaluate(criterion["check"], response)
+    try:
+        met, why = checks.evaluate(criterion["check"], response)
+    except checks.CheckError as exc:
+        # A grader published before patterns were held to RE2 (a lookaround, say): an error
+        # that says so, never an invented "unmet".
+        return Graded(
+            criterion_id=criterion["id"],
+            outcome=scoring.ERROR,
+            error=f"Checked criterion cannot run: {exc}",
+            judged=False,
+        )
     return Graded(
         criterion_id=criterion["id"],
         outcome=scoring.MET if met else scoring.UNMET,

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotation.models import Response
 from grading import engine, injection, prompts, selectors, services
-from rubrics import scoring
+from rubrics import params, scoring
 from rubrics import selectors as rubric_selectors
 from rubrics.permissions import Perm
 
@@ -38,9 +38,9 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     errors: list[str] = []
     response_text = data.get("response", "")
-    picked = data.get("response_id", "")
-    if picked.isdigit():
-        chosen = next((r for r in imported if r.pk == int(picked)), None)
+    picked = params.whole_number(data, "response_id")
+    if picked is not None:
+        chosen = next((r for r in imported if r.pk == picked), None)
         if chosen is None:
             errors.append("response_id: no such imported response for this task.")
         else:

@@ -26,7 +26,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import APIException, Throttled, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    Throttled,
+    ValidationError,
+)
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -34,7 +39,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from rubrics import audit, selectors, services, task_import, tokens
+from rubrics import audit, params, selectors, services, task_import, tokens
 from rubrics.models import ApiToken, AuditEvent, Criterion, Role, Rubric, RubricVersion
 from rubrics.permissions import ROLE_PERMS, Perm, project_for, role_allows
 
@@ -80,6 +85,22 @@ class Pagination(CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+    bad_cursor = "Not a cursor this list gave: follow the `next` or `previous` link as it is."
+
+    def decode_cursor(self, request):
+        """DRF's, but a cursor that was not ours is a 400 on `cursor` (DRF answers 404), and
+        so is one whose position is not a key, found before it reaches the query."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise params.ParameterError("cursor", self.bad_cursor) from None
+        ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+        position = cursor.position if cursor else None
+        keyed = ordering.lstrip("-") in ("pk", "id")  # every list's order is by primary key
+        digits = position is not None and position.isascii() and position.isdigit()
+        if keyed and position is not None and not (digits and len(position) <= 19):  # bigint
+            raise params.ParameterError("cursor", self.bad_cursor)
+        return cursor
 
 
 NEWEST_FIRST = "-pk"
@@ -174,6 +195,14 @@ def responses(ok: dict, *codes: int) -> dict:
 # --- Tokens -----------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="AuthToken")
+class CredentialsSerializer(AuthTokenSerializer):
+    """DRF's, with the username's length checked before authenticating: a longer one would
+    reach the failed-login records (django-axes, 255 characters) as a 500."""
+
+    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+
+
 class TokenObtainApi(APIView):
     """Exchange a username and password for a token with every scope, valid for 30 days."""
 
@@ -189,11 +218,11 @@ class TokenObtainApi(APIView):
     @extend_schema(
         tags=["auth"],
         summary="Exchange a username and password for an API token",
-        request=AuthTokenSerializer,
+        request=CredentialsSerializer,
         responses={200: OutputSerializer, 400: _ERRORS[400], 429: _ERRORS[429]},
     )
     def post(self, request: Request) -> Response:
-        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
+        credentials = CredentialsSerializer(data=request.data, context={"request": request})
         if not credentials.is_valid():
             if getattr(request, "axes_locked_out", False):
                 raise Throttled(detail="Too many failed logins for this username; try later.")
@@ -1371,10 +1400,7 @@ def criterion_changes(row: dict, *, partial: bool) -> dict:
 
 def _revision(request: Request) -> int | None:
     """The draft revision the client edited (`?revision=`), for optimistic concurrency."""
-    raw = request.query_params.get("revision", "")
-    if raw and not raw.isdigit():
-        raise ValidationError({"revision": ["A whole number: the draft revision you edited."]})
-    return int(raw) if raw else None
+    return params.whole_number(request.query_params, "revision")
 
 
 REVISION_PARAM = OpenApiParameter(
@@ -1660,8 +1686,7 @@ class RubricDiffApi(APIView):
             ("a", numbers[-2] if len(numbers) > 1 else numbers[-1]),
             ("b", numbers[-1]),
         ):
-            raw = request.query_params.get(name, "")
-            number = int(raw) if raw.isdigit() else default
+            number = params.whole_number(request.query_params, name, default)
             if number not in versions:
                 raise ValidationError({name: [f"No version {number}."]})
             picked.append(versions[number])

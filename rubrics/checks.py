@@ -11,14 +11,24 @@ Never arbitrary code: a check is data of one of the kinds below, validated when 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+
+import re2
 
 from rubrics import uploads
 
 CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
 MAX_PATTERN = 500
 MAX_TEXT = 200_000  # longer responses are checked on their first 200,000 characters
+# Patterns are written by experts and run on every response, in web requests (try it, the
+# reward endpoint) and in workers: RE2 matches in time linear in the text, whatever the
+# pattern, so a pattern such as ^(a+)+$ cannot hold a process (ReDoS).
+REGEX_SYNTAX = (
+    "RE2 syntax (as in Go and Rust): classes, groups, alternation, repetition, anchors and "
+    "\\b work; backreferences (\\1) and lookaround ((?=...), (?!...), (?<=...)) do not"
+)
 NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
@@ -46,11 +56,9 @@ def validate(check: object) -> dict:
         pattern = check.get("pattern")
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN:
             raise CheckError("check.pattern", f"give a pattern of 1-{MAX_PATTERN} characters")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise CheckError("check.pattern", f"not a valid regular expression ({exc})") from None
-        return {"type": kind, "pattern": pattern, "ignore_case": bool(check.get("ignore_case"))}
+        ignore_case = bool(check.get("ignore_case"))
+        compiled_pattern(pattern, ignore_case)
+        return {"type": kind, "pattern": pattern, "ignore_case": ignore_case}
     if kind == "number":
         try:
             value = float(check.get("value"))
@@ -66,6 +74,25 @@ def validate(check: object) -> dict:
     if "equals" not in check:
         raise CheckError("check.equals", "give the value the field must equal")
     return {"type": kind, "path": path.strip(), "equals": check["equals"]}
+
+
+@functools.lru_cache(maxsize=512)
+def compiled_pattern(pattern: str, ignore_case: bool):
+    """The RE2 matcher of a regex check, compiled once per process; CheckError on
+    `check.pattern` when RE2 refuses it. Saving and grading (try it, runs, the reward
+    endpoint) both come here, so a pattern that saved is the pattern that runs."""
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the author's 400, not a log line
+    options.case_sensitive = not ignore_case
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise CheckError(
+            "check.pattern", f"not a regular expression RE2 accepts ({reason}); use {REGEX_SYNTAX}"
+        ) from None
 
 
 def _json_in(text: str) -> object:
@@ -89,8 +116,8 @@ def evaluate(check: dict, text: str) -> tuple[bool, str]:
         met = found if kind == "contains" else not found
         return met, f"'{check['value']}' {'found' if found else 'not found'} in the response."
     if kind == "regex":
-        flags = re.IGNORECASE if check.get("ignore_case") else 0
-        match = re.search(check["pattern"], text, flags)
+        matcher = compiled_pattern(check["pattern"], bool(check.get("ignore_case")))
+        match = matcher.search(text)
         if match:
             return True, f"Pattern matched: '{match.group(0)[:80]}'."
         return False, "Pattern did not match."
@@ -108,7 +135,8 @@ def evaluate(check: dict, text: str) -> tuple[bool, str]:
     except (ValueError, TypeError):
         return False, "The response is not JSON."
     for part in check["path"].split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        index = part.isascii() and part.isdigit()  # "²".isdigit(), yet int("²") fails
+        if isinstance(node, list) and index and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]

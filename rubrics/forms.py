@@ -1,6 +1,20 @@
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from rubrics.models import AuditEvent, Role
+
+
+class SignInForm(AuthenticationForm):
+    """Django's sign-in form, with the username's length enforced before authenticating:
+    Django only sets it on the widget, and a longer one reaches the failed-login records
+    (django-axes, a 255-character column) as a 500."""
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        limit = self.fields["username"].max_length
+        if limit and len(username) > limit:
+            raise forms.ValidationError(f"A username has at most {limit} characters.")
+        return username
 
 
 class ProjectForm(forms.Form):

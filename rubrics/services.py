@@ -275,7 +275,7 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
         if not isinstance(message, dict):
             raise ValidationError({where: "Each message is an object with role and content."})
         role, content = message.get("role"), message.get("content")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             raise ValidationError(
                 {f"{where}.role": f"Role must be one of {sorted(MESSAGE_ROLES)}."}
             )

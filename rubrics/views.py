@@ -11,7 +11,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,6 +22,7 @@ from rubrics import (
     checks,
     formats,
     lint,
+    params,
     scoring,
     selectors,
     services,
@@ -300,10 +301,11 @@ def reference_add(request: HttpRequest, slug: str, external_id: str) -> HttpResp
         attached = f" with {reference.file_name}" if reference.file else ""
         messages.success(request, f"Saved the reference answer{attached}.")
     back = request.POST.get("next", "")
-    if back and url_has_allowed_host_and_scheme(
+    # Only a path on this site; never redirect(back), which takes "²" for a view name.
+    if back.startswith("/") and url_has_allowed_host_and_scheme(
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return redirect(back)
+        return HttpResponseRedirect(back)
     return redirect("task", slug=slug, external_id=task.external_id)
 
 
@@ -330,8 +332,7 @@ def rubric_new(request: HttpRequest, slug: str, external_id: str) -> HttpRespons
 
 
 def _revision(request: HttpRequest) -> int | None:
-    raw = request.POST.get("revision", "")
-    return int(raw) if raw.isdigit() else None
+    return params.whole_number(request.POST, "revision")
 
 
 def _check_from(post) -> dict:
@@ -452,10 +453,10 @@ def _render_editor(request, rubric, *, partial: str | None = None, **kwargs) -> 
 @require_GET
 def rubric_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = selectors.rubric_for(request.user, pk, Perm.VIEW)
-    number = request.GET.get("version")
+    number = params.whole_number(request.GET, "version")
     version = None
-    if number and number.isdigit():
-        version = rubric.versions.filter(number=int(number)).first()
+    if number is not None:
+        version = rubric.versions.filter(number=number).first()
     return _render_editor(request, rubric, version=version)
 
 
@@ -722,8 +723,8 @@ def rubric_retire(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 def comment_add(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = selectors.rubric_for(request.user, pk, Perm.REVIEW)
     version = _open_version(rubric)
-    raw = request.POST.get("criterion", "")
-    criterion = version.criteria.filter(pk=int(raw)).first() if version and raw.isdigit() else None
+    picked = params.whole_number(request.POST, "criterion")
+    criterion = version.criteria.filter(pk=picked).first() if version and picked else None
     try:
         if version is None:
             raise ValidationError("There is no version in review.")
@@ -758,12 +759,9 @@ def rubric_diff(request: HttpRequest, pk: int) -> HttpResponse:
     versions = list(rubric.versions.order_by("number"))
     by_number = {v.number: v for v in versions}
 
-    def pick(name: str, default):
-        raw = request.GET.get(name, "")
-        return by_number.get(int(raw)) if raw.isdigit() else default
-
-    right = pick("b", versions[-1] if versions else None)
-    left = pick("a", versions[-2] if len(versions) > 1 else right)
+    a, b = params.whole_number(request.GET, "a"), params.whole_number(request.GET, "b")
+    right = by_number.get(b) if b is not None else (versions[-1] if versions else None)
+    left = by_number.get(a) if a is not None else (versions[-2] if len(versions) > 1 else right)
     rows = selectors.version_diff(left, right) if left and right else []
     return render(
         request,
@@ -883,11 +881,9 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     if fmt != "paperbench":
         raise Http404("Unknown format.")
-    raw = request.GET.get("rubric", "")
+    picked = params.whole_number(request.GET, "rubric")
     try:
-        rubric = formats.tree_rubric_for_export(
-            project=project, pk=int(raw) if raw.isdigit() else None
-        )
+        rubric = formats.tree_rubric_for_export(project=project, pk=picked)
     except ValidationError as exc:
         raise Http404(" ".join(_errors(exc))) from None
     body = json.dumps(formats.export_paperbench(rubric=rubric), indent=2, ensure_ascii=False)
