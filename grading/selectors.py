@@ -147,6 +147,15 @@ class ModelSummary:
         """The mean over responses, clipped to [0, 1] as HealthBench reports it."""
         return None if self.mean_raw is None else min(1.0, max(0.0, self.mean_raw))
 
+    @property
+    def ci_missing(self) -> str:
+        """Why there is no interval, in words for the page; empty when there is one."""
+        if self.ci is not None:
+            return ""
+        if not self.scored:
+            return "no scored response yet"
+        return "one scored response; an interval needs two"
+
 
 def model_summaries(run: GradingRun) -> list[ModelSummary]:
     """Per model: counts, mean, histogram and bootstrap interval. A completed run's scores
@@ -328,6 +337,28 @@ class CriterionRate:
             cut = text[:41].rsplit(" ", 1)[0] if " " in text[:41] else text[:40]
             text = cut.rstrip(" ,;:.") + "…"
         return f"{self.position + 1}. {text}"
+
+
+def run_deltas(run: GradingRun, other: GradingRun) -> dict:
+    """What changes from `run` to `other`, for the comparison chart: the clipped mean per model
+    both runs scored, and the met rate per criterion (matched by position, as the runs may
+    grade different versions of a rubric). Each delta is other minus run."""
+    means = {s.model: s.mean for s in model_summaries(run) if s.mean is not None}
+    other_means = {s.model: s.mean for s in model_summaries(other) if s.mean is not None}
+    models = [m for m in means if m in other_means]
+    rates = {c.position: c for c in criterion_rates(run) if c.met_rate is not None}
+    other_rates = {c.position: c for c in criterion_rates(other) if c.met_rate is not None}
+    positions = sorted(p for p in rates if p in other_rates)
+    return {
+        "models": models,
+        "model_deltas": [round(other_means[m] - means[m], 4) for m in models],
+        "criteria": [rates[p].label for p in positions],
+        "criterion_deltas": [
+            round(other_rates[p].met_rate - rates[p].met_rate, 4) for p in positions
+        ],
+        "a": f"run #{run.pk}",
+        "b": f"run #{other.pk}",
+    }
 
 
 def criterion_rates(run: GradingRun) -> list[CriterionRate]:

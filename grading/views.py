@@ -182,6 +182,7 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
         "grading/compare.html",
         {
             "project": run.project,
+            "deltas_json": json.dumps(selectors.run_deltas(run, other)),
             "runs": [
                 {
                     "run": r,

@@ -76,6 +76,20 @@
           options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
                      title: { display: true, text: "Met rate per criterion (lead judge)" } } },
         });
+      } else if (canvas.dataset.chart === "model-deltas" || canvas.dataset.chart === "criterion-deltas") {
+        const perModel = canvas.dataset.chart === "model-deltas";
+        const values = perModel ? data.model_deltas : data.criterion_deltas;
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: perModel ? data.models : data.criteria,
+            datasets: [{ label: data.b + " minus " + data.a, data: values,
+                         backgroundColor: values.map(function (v) { return v < 0 ? "#dc2626" : "#059669"; }) }],
+          },
+          options: { indexAxis: "y", scales: { x: { min: -1, max: 1 } }, plugins: { legend: { display: false },
+                     title: { display: true, text: (perModel ? "Mean score per model: " : "Met rate per criterion: ")
+                                                   + data.b + " minus " + data.a } } },
+        });
       } else if (canvas.dataset.chart === "histogram") {
         new Chart(canvas, {
           type: "bar",

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 
 from annotation.models import Verdict
-from grading import services
+from grading import selectors, services
 from grading.models import GradingRun, JudgeCall, Score
 from grading.simulator import simulated_verdict
 from tests import factories
@@ -282,6 +282,26 @@ def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_wo
     assert 'data-testid="ci"' in page and 'data-chart="criteria"' in page
     page = client.get(f"/runs/{run.pk}/compare/{single.pk}/").content.decode()
     assert f"Run #{run.pk}" in page and f"Run #{single.pk}" in page
+    # The delta chart's data: both models, and every criterion both runs decided; the same
+    # simulator grades both, so nothing changes.
+    deltas = selectors.run_deltas(run, single)
+    assert sorted(deltas["models"]) == sorted(expected_models(expected))
+    assert deltas["model_deltas"] == [0.0] * len(deltas["models"])
+    assert len(deltas["criteria"]) == grader.version.criteria.count()
+    assert 'data-chart="model-deltas"' in page and 'data-chart="criterion-deltas"' in page
+
+
+def expected_models(expected: dict) -> set[str]:
+    return {model for model, _ in expected}
+
+
+def test_an_interval_that_cannot_be_drawn_says_why():
+    none = selectors.ModelSummary("m", 1, 0, 1, None, [])
+    one = selectors.ModelSummary("m", 1, 1, 0, 0.5, [])
+    two = selectors.ModelSummary("m", 2, 2, 0, 0.5, [], ci=(0.4, 0.6))
+    assert none.ci_missing == "no scored response yet"
+    assert one.ci_missing == "one scored response; an interval needs two"
+    assert two.ci_missing == ""
 
 
 def test_reward_endpoint_returns_the_same_scores_as_a_run(personas, sim, celery_worker):
