@@ -108,6 +108,9 @@ SCENARIOS = {
         lambda ids: _completion('{"criteria_met": ' + "[" * NESTED + "]" * NESTED + "}"),
         "error",
     ),
+    # text that made a parser take quadratic time (minutes of CPU for 100 kB)
+    "unclosed_fences": (lambda ids: _completion("```{" * 20_000), "error"),
+    "unclosed_escapes": (lambda ids: b"[" * 100 + b'"\\' * 50_000, "error"),
     # JSON of the wrong shape
     "top_level_list": (_payload([1, 2]), "error"),
     "top_level_string": (_payload("hello"), "error"),

@@ -79,9 +79,11 @@ def test_the_client_ends_every_hostile_reply_as_a_verdict_or_an_error(judge_serv
         response="Drink water.",
         criterion={"text": criterion_text(name), "points": 3},
     )
+    started = time.monotonic()
     try:
         reply = client.grade(messages, VERDICT_SCHEMA)
     except JudgeError as exc:
+        assert time.monotonic() - started < 5, "reading the replies took too long"
         assert EXPECTED[name] == "error", f"{name}: {exc.reason}: {exc}"
         assert exc.reason == "unparseable" and str(exc).startswith("could not read a verdict: ")
         assert storable(exc.raw) and storable(str(exc))
@@ -91,6 +93,7 @@ def test_the_client_ends_every_hostile_reply_as_a_verdict_or_an_error(judge_serv
         for count in (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens):
             assert 0 <= count <= replies.MAX_TOKENS
         return
+    assert time.monotonic() - started < 5, "reading the reply took too long"
     assert EXPECTED[name] == "met", name
     assert reply.met is True and judge_server.requests[name] == 1
     assert storable(reply.explanation) and storable(reply.raw) and storable(reply.model)
