@@ -84,8 +84,8 @@ def tokens_of(usage: object) -> Tokens:
 @dataclass(frozen=True)
 class Completion:
     """A chat-completions body, read. `content` is the judge's text (cleaned), or None with
-    `problem` saying why there is none; `raw` is what to keep of it for a person (cleaned and
-    cut to RAW_CHARS): the text, or the body when there is no text."""
+    `problem` saying why there is none; `raw` is what to keep of it for a person, cleaned (and
+    cut to RAW_CHARS where it is kept): the text, or the body when there is no text."""
 
     content: str | None
     problem: str
@@ -137,9 +137,9 @@ def _read(body: bytes) -> Completion:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raw = clean(body.decode("utf-8", errors="replace"), RAW_CHARS)
+        raw = clean(body.decode("utf-8", errors="replace"))
         return Completion(None, f"the reply is not UTF-8 text (byte {exc.start + 1})", raw)
-    raw = clean(text, RAW_CHARS)
+    raw = clean(text)
     try:
         payload = load_json(text)
     except ValueError as exc:
@@ -168,7 +168,7 @@ def _read(body: bytes) -> Completion:
             problem = f"the judge refused: {clean(refusal[:300])}"
         return refused(problem)
     content = clean(content)
-    return Completion(content, "", clean(content, RAW_CHARS), model, tokens)
+    return Completion(content, "", content, model, tokens)
 
 
 def read(body: bytes) -> Completion:
@@ -177,7 +177,7 @@ def read(body: bytes) -> Completion:
         return _read(body)
     except Exception as exc:  # noqa: BLE001 - a reply must end as an error, never a crash
         logger.exception("a judge reply could not be read")
-        raw = clean(body[:RAW_CHARS].decode("utf-8", errors="replace"), RAW_CHARS)
+        raw = clean(body[:RAW_CHARS].decode("utf-8", errors="replace"))
         return Completion(None, f"the reply could not be read ({type(exc).__name__})", raw)
 
 

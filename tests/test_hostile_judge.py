@@ -129,6 +129,14 @@ def test_cleaning_replaces_what_the_database_refuses_and_cuts_long_text():
     assert cut.startswith("x" * 10 + "\n") and "20 more characters cut" in cut
 
 
+def test_the_raw_text_kept_is_cut_once_saying_how_much_was_cut():
+    reply = replies.read(b"not a completion " * 3_000)  # 51,000 characters
+    error = JudgeError("unparseable", "could not read a verdict", reply.raw)
+    assert len(error.raw) < replies.RAW_CHARS + 100
+    assert error.raw.count("more characters cut") == 1
+    assert error.raw.endswith("[... 31,000 more characters cut]")
+
+
 # --- A run on a real worker, and its recovery sweep -------------------------------------
 
 
