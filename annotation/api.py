@@ -820,8 +820,16 @@ class CalibrationApi(APIView):
         class CriterionSerializer(serializers.Serializer):
             criterion = serializers.IntegerField()
             position = serializers.IntegerField()
-            flagged = serializers.BooleanField(help_text="Below the project's threshold.")
+            flagged = serializers.BooleanField(
+                help_text="Below the project's threshold on at least min_items items."
+            )
+            not_flagged_because = serializers.CharField(
+                help_text="Below the threshold on too few items to flag: why; else empty."
+            )
             people_alpha = serializers.FloatField(allow_null=True)
+            people_alpha_items = serializers.IntegerField(
+                help_text="Items rated by two people or more: the n behind people_alpha."
+            )
             items = serializers.IntegerField(help_text="Items with a judge verdict and gold.")
             accuracy = serializers.FloatField(allow_null=True)
             precision = serializers.FloatField(allow_null=True, help_text="Of 'met'.")
@@ -837,6 +845,7 @@ class CalibrationApi(APIView):
         judge = serializers.CharField(allow_null=True, help_text="The judge's rater name.")
         judge_rater = serializers.IntegerField(allow_null=True)
         threshold = serializers.FloatField()
+        min_items = serializers.IntegerField(help_text="Fewest items a figure needs to flag.")
         gold_items = serializers.IntegerField()
         items = serializers.IntegerField()
         macro_f1 = serializers.FloatField(allow_null=True, help_text="Of met and not met.")
@@ -867,7 +876,9 @@ class CalibrationApi(APIView):
                     "criterion": c.pk,
                     "position": c.position,
                     "flagged": c.pk in report.flagged,
+                    "not_flagged_because": report.too_few.get(c.pk, ""),
                     "people_alpha": report.alpha.get(c.pk),
+                    "people_alpha_items": report.alpha_items.get(c.pk, 0),
                     "items": x.items if x else 0,
                     "accuracy": x and x.accuracy,
                     "precision": x and x.precision,
@@ -881,6 +892,7 @@ class CalibrationApi(APIView):
             "judge": report.judge.name if report.judge else None,
             "judge_rater": report.judge.pk if report.judge else None,
             "threshold": report.threshold,
+            "min_items": report.min_items,
             "gold_items": report.gold_items,
             "items": f.items if f else 0,
             "macro_f1": f and f.macro_f1,
@@ -1008,6 +1020,12 @@ class CalibrationSettingsSerializer(serializers.Serializer):
         help_text="Criteria whose judge-vs-gold kappa (or people's alpha) falls below it are "
         "flagged.",
     )
+    min_items = serializers.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        required=False,
+        help_text="A figure over fewer items flags nothing (default 10).",
+    )
 
 
 class CalibrationSettingsApi(APIView):
@@ -1018,8 +1036,7 @@ class CalibrationSettingsApi(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
-        threshold = selectors.project_threshold(project)
-        return Response(CalibrationSettingsSerializer({"threshold": threshold}).data)
+        return Response(CalibrationSettingsSerializer(selectors.calibration_settings(project)).data)
 
 
 class CalibrationSettingsSetApi(APIView):
@@ -1035,7 +1052,10 @@ class CalibrationSettingsSetApi(APIView):
         data.is_valid(raise_exception=True)
         with service_errors():
             row = services.calibration_threshold_set(
-                project=project, threshold=data.validated_data["threshold"]
+                project=project,
+                threshold=data.validated_data["threshold"],
+                min_items=data.validated_data.get("min_items"),
+                actor=request.user,
             )
         return Response(CalibrationSettingsSerializer(row).data)
 
@@ -1055,6 +1075,9 @@ class ImportJobSerializer(serializers.Serializer):
     already_present = serializers.IntegerField()
     error_count = serializers.IntegerField()
     errors = serializers.ListField(child=serializers.CharField(), help_text="The first ones.")
+    attempts = serializers.IntegerField(
+        help_text="Workers that took the job: more than 1 when a worker died and it was resumed."
+    )
     created_by = serializers.CharField(source="created_by.username", allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -1062,7 +1085,10 @@ class ImportJobSerializer(serializers.Serializer):
 
 IMPORT_RULE = (
     "A worker imports the file with the same rules as `/responses/import/`: every row, or "
-    "none. A job is a record: it is never edited or deleted."
+    "none, with `rows_done` growing as it goes. A job whose worker dies is queued again by the "
+    "recovery sweep (up to ASSAY_IMPORT_MAX_ATTEMPTS tries, then failed saying why: post the "
+    "file again to retry). The upload is deleted when the job ends. A job is a record: it is "
+    "never edited or deleted."
 )
 
 

@@ -27,7 +27,7 @@ from rubrics import uploads
 from rubrics.models import Project, Task
 
 STAGING = "assay_response_staging"
-PROGRESS_EVERY = 50_000
+PROGRESS_EVERY = 10_000  # rows staged between calls of `progress`
 
 
 class _Abort(Exception):

@@ -286,12 +286,16 @@ class CalibrationSettings(models.Model):
     )
     # Cohen's kappa of a judge against gold, and Krippendorff's alpha among people.
     threshold = models.FloatField(default=0.6)
+    # A figure over fewer items than this is shown with its n but flags nothing: kappa -1.00
+    # over two items is noise, not a finding about the criterion.
+    min_items = models.PositiveIntegerField(default=10)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(threshold__gte=-1) & Q(threshold__lte=1), name="threshold_range"
-            )
+            ),
+            models.CheckConstraint(condition=Q(min_items__gte=1), name="min_items_positive"),
         ]
 
     def __str__(self) -> str:
@@ -299,7 +303,12 @@ class CalibrationSettings(models.Model):
 
 
 class ImportJob(models.Model):
-    """A large upload, imported by a worker with its progress on this row."""
+    """A large upload, imported by a worker with its progress on this row.
+
+    `heartbeat_at` is the last sign of life: when the job was queued, or when its worker last
+    wrote progress. A job queued or running with no sign of life for ASSAY_IMPORT_STALL_S is
+    lost (its worker was killed, its task dropped) and the recovery sweep queues it again, up
+    to ASSAY_IMPORT_MAX_ATTEMPTS tries in all (annotation.import_jobs)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -322,9 +331,18 @@ class ImportJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)  # workers that claimed it
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                name="import_job_live",
+                condition=Q(status__in=["queued", "running"]),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"import of {self.filename}"

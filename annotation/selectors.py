@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -138,6 +138,8 @@ def project_queues(project: Project, user=None):
                 Assignment.objects.filter(queue=OuterRef("pk"), status=Assignment.Status.SUBMITTED)
             ),
         )
+        # Every item graded by `overlap` people: the queue has nothing left to hand out.
+        .annotate(turns=F("item_count") * F("overlap"))
         .order_by("-created_at")
     )
     if user is not None:
@@ -488,9 +490,15 @@ def gold_history(response: Response, criterion: Criterion):
 # --- Reports ----------------------------------------------------------------------------------
 
 
+def calibration_settings(project: Project) -> CalibrationSettings:
+    """The project's calibration settings, or the defaults (unsaved) when none were set."""
+    return CalibrationSettings.objects.filter(project=project).first() or CalibrationSettings(
+        project=project
+    )
+
+
 def project_threshold(project: Project) -> float:
-    row = CalibrationSettings.objects.filter(project=project).values_list("threshold", flat=True)
-    return next(iter(row), CalibrationSettings._meta.get_field("threshold").default)
+    return calibration_settings(project).threshold
 
 
 @dataclass
@@ -522,6 +530,11 @@ class CalibrationReport:
     threshold: float
     flagged: set[int]
     gold_items: int
+    # The n behind each criterion's people's alpha: items rated by two people or more.
+    alpha_items: dict[int, int]
+    min_items: int
+    # Criteria below the threshold on too few items to flag, with why, for the page.
+    too_few: dict[int, str]
 
 
 def calibration_report(
@@ -541,15 +554,29 @@ def calibration_report(
             (r.response_id, r.criterion_id): r.outcome for r in ratings if r.rater_id == judge.pk
         }
         figures = stats.calibration(judged, {k: v[0] for k, v in gold.items()}, resamples=resamples)
-    threshold = project_threshold(version.rubric.project)
-    flagged = set()
-    if figures is not None:
-        flagged |= {
-            c
-            for c, f in figures.per_criterion.items()
-            if f.kappa is not None and f.kappa < threshold
-        }
-    flagged |= {c for c, a in alpha.items() if a is not None and a < threshold}
+    calibration = calibration_settings(version.rubric.project)
+    threshold, min_items = calibration.threshold, calibration.min_items
+    raters_per_item: Counter[tuple[int, int]] = Counter(
+        (r.criterion_id, r.response_id) for r in people
+    )
+    alpha_items: Counter[int] = Counter(c for (c, _), n in raters_per_item.items() if n >= 2)
+    flagged: set[int] = set()
+    too_few: dict[int, str] = {}
+    low_kappa = {
+        c: f.items
+        for c, f in (figures.per_criterion.items() if figures is not None else ())
+        if f.kappa is not None and f.kappa < threshold
+    }
+    low_alpha = {c: alpha_items[c] for c, a in alpha.items() if a is not None and a < threshold}
+    for figure, low in (("judge kappa", low_kappa), ("people's alpha", low_alpha)):
+        for c, n in low.items():
+            if n >= min_items:
+                flagged.add(c)
+            else:
+                too_few[c] = (
+                    f"{figure} below {threshold:g} on {n} item{'s' if n != 1 else ''}; "
+                    f"flags need {min_items}"
+                )
     return CalibrationReport(
         version=version,
         judge=judge,
@@ -560,6 +587,9 @@ def calibration_report(
         threshold=threshold,
         flagged=flagged,
         gold_items=len(gold),
+        alpha_items=dict(alpha_items),
+        min_items=min_items,
+        too_few={c: why for c, why in too_few.items() if c not in flagged},
     )
 
 

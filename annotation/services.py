@@ -779,23 +779,42 @@ def gold_decide(
         return gold
 
 
-def calibration_threshold_set(*, project: Project, threshold, actor=None) -> CalibrationSettings:
+def calibration_threshold_set(
+    *, project: Project, threshold, min_items=None, actor=None
+) -> CalibrationSettings:
+    """Set the threshold below which criteria are flagged and, when given, the fewest items
+    a figure needs before it may flag anything. Audited."""
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
         raise ValidationError({"threshold": "A number from -1 to 1."}) from None
     if not -1 <= threshold <= 1:
         raise ValidationError({"threshold": "A number from -1 to 1."})
+    if min_items is not None:
+        text = str(min_items).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100_000:
+            raise ValidationError({"min_items": "A whole number from 1 to 100000."})
+        min_items = int(text)
     with transaction.atomic():
-        previous = (
-            CalibrationSettings.objects.select_for_update()
-            .filter(project=project)
-            .values_list("threshold", flat=True)
-            .first()
-        )
+        row = CalibrationSettings.objects.select_for_update().filter(project=project).first()
+        previous = row.threshold if row else None
+        previous_min = row.min_items if row else CalibrationSettings().min_items
+        defaults = {"threshold": threshold}
+        if min_items is not None:
+            defaults["min_items"] = min_items
         settings_row, _ = CalibrationSettings.objects.update_or_create(
-            project=project, defaults={"threshold": threshold}
+            project=project, defaults=defaults
         )
+        if min_items is not None and min_items != previous_min:
+            audit.record(
+                AuditEvent.Action.CALIBRATION_THRESHOLD_SET,
+                actor=actor,
+                project=project,
+                target_type="project",
+                target_id=project.pk,
+                target_label=project.name,
+                details={"min_items": [previous_min, min_items]},
+            )
         if previous != threshold:
             audit.record(
                 AuditEvent.Action.CALIBRATION_THRESHOLD_SET,

@@ -288,6 +288,20 @@ def _heat_cells(row: list[float | None]) -> str:
     )
 
 
+def _share_cells(row: list[int], gold: str) -> str:
+    """One gold row of a confusion matrix as cells of a 3-column heatmap grid: the count, and
+    its share of the row in data-share for the page's script to shade (the CSP allows no
+    inline styles)."""
+    total = sum(row) or 1
+    return mark_safe(  # noqa: S308 - integers and fixed labels only
+        "".join(
+            f'<span data-share="{n / total:.3f}" title="gold {gold}, judge {judged}: {n}">'
+            f"{n}</span>"
+            for n, judged in zip(row, ("met", "unmet", "n/a"), strict=True)
+        )
+    )
+
+
 @login_required
 @require_GET
 def agreement(request: HttpRequest, pk: int) -> HttpResponse:
@@ -421,18 +435,36 @@ def calibration(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         try:
             services.calibration_threshold_set(
-                project=project, threshold=request.POST.get("threshold"), actor=request.user
+                project=project,
+                threshold=request.POST.get("threshold"),
+                min_items=request.POST.get("min_items"),
+                actor=request.user,
             )
         except ValidationError as exc:
-            for message in _errors(exc).values():
-                messages.error(request, f"threshold: {message}")
+            for field, message in _errors(exc).items():
+                messages.error(request, f"{field}: {message}")
         return redirect("calibration", pk=pk)
     judge = request.GET.get("judge", "")
     report = selectors.calibration_report(version, int(judge) if judge.isdigit() else None)
     rows = []
     for c in report.criteria:
         f = report.figures.per_criterion.get(c.pk) if report.figures else None
-        rows.append((c, f, report.alpha.get(c.pk), c.pk in report.flagged))
+        confusion = (
+            [_share_cells(row, ("met", "unmet", "n/a")[i]) for i, row in enumerate(f.confusion)]
+            if f
+            else []
+        )
+        rows.append(
+            (
+                c,
+                f,
+                report.alpha.get(c.pk),
+                c.pk in report.flagged,
+                report.alpha_items.get(c.pk, 0),
+                report.too_few.get(c.pk, ""),
+                confusion,
+            )
+        )
     return render(
         request,
         "annotation/calibration.html",

@@ -86,6 +86,27 @@ urlpatterns = [
         name="api_member",
     ),
     path(
+        "projects/<slug:slug>/invitations/",
+        rubrics_api.ProjectInvitationListApi.as_view(),
+        name="api_project_invitations",
+    ),
+    path(
+        "projects/<slug:slug>/invitations/<str:username>/",
+        rubrics_api.ProjectInvitationCancelApi.as_view(),
+        name="api_project_invitation",
+    ),
+    path("invitations/", rubrics_api.InvitationListApi.as_view(), name="api_invitations"),
+    path(
+        "invitations/<int:pk>/accept/",
+        rubrics_api.InvitationAcceptApi.as_view(),
+        name="api_invitation_accept",
+    ),
+    path(
+        "invitations/<int:pk>/decline/",
+        rubrics_api.InvitationDeclineApi.as_view(),
+        name="api_invitation_decline",
+    ),
+    path(
         "projects/<slug:slug>/audit/",
         rubrics_api.AuditEventListApi.as_view(),
         name="api_audit",

@@ -64,3 +64,47 @@ def env_networks(name: str) -> list:
                 f"{name}: {item!r} is not an IP network; use e.g. 10.0.5.0/24 or fd12::/64"
             ) from None
     return networks
+
+
+def env_key_bindings(name: str) -> list[str]:
+    """VAR@host[|host2] entries: a deployment variable judges may use for their key, bound to
+    the hosts it may be sent to. An entry without a host is refused: a deployment secret goes
+    only where its operator said it may."""
+    import re
+
+    entries = []
+    for item in env_list(name, []):
+        variable, _, hosts = item.partition("@")
+        variable = variable.strip()
+        bound = [h.strip().lower().rstrip(".") for h in hosts.split("|") if h.strip()]
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} does not start with an environment variable's name; "
+                "write VAR@host, e.g. OPENAI_API_KEY@api.openai.com"
+            )
+        if not bound:
+            raise ImproperlyConfigured(
+                f"{name}: {variable} is bound to no host, so its key could be sent anywhere; "
+                f"bind it to the hosts it is for: {variable}@api.openai.com "
+                f"(several: {variable}@host1|host2)"
+            )
+        entries.append(f"{variable}@{'|'.join(bound)}")
+    return entries
+
+
+def env_fernet_keys(name: str) -> list[str]:
+    """Comma-separated Fernet keys (each 32 url-safe base64 bytes, as
+    `Fernet.generate_key()` makes them); the first encrypts, every one decrypts."""
+    from cryptography.fernet import Fernet
+
+    keys = env_list(name, [])
+    for i, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {i + 1} is not a Fernet key (32 url-safe base64-encoded bytes); "
+                "make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            ) from None
+    return keys

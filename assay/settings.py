@@ -14,7 +14,16 @@ from pathlib import Path
 import dj_database_url
 from django.utils.csp import CSP
 
-from assay.env import env_bool, env_int, env_list, env_networks, env_required, env_str
+from assay.env import (
+    env_bool,
+    env_fernet_keys,
+    env_int,
+    env_key_bindings,
+    env_list,
+    env_networks,
+    env_required,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ASSAY_VAR_DIR") or BASE_DIR / "var")
@@ -126,12 +135,14 @@ SILENCED_SYSTEM_CHECKS = ["models.W038"]
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # kombu's default is ./control: the exchange tables belong under var/ with the rest.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE") or "assay"
@@ -154,6 +165,11 @@ CELERY_DB_REUSE_MAX = 1000
 ASSAY_RECOVERY_CHECK_S = env_int("ASSAY_RECOVERY_CHECK_S", 15)
 ASSAY_RUN_STALL_S = env_int("ASSAY_RUN_STALL_S", 600)
 ASSAY_SERVICE_WAIT_S = env_int("ASSAY_SERVICE_WAIT_S", 120)
+# A background import queued or running with no sign of life (its worker writes one every few
+# seconds) for ASSAY_IMPORT_STALL_S is lost: the recovery sweep queues it again, and after
+# ASSAY_IMPORT_MAX_ATTEMPTS tries marks it failed. Uploads of ended imports are deleted.
+ASSAY_IMPORT_STALL_S = env_int("ASSAY_IMPORT_STALL_S", 60)
+ASSAY_IMPORT_MAX_ATTEMPTS = env_int("ASSAY_IMPORT_MAX_ATTEMPTS", 3)
 
 # --- Judges ---------------------------------------------------------------------------
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)
@@ -172,10 +188,16 @@ JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
 # Metadata, link-local and the like stay refused whatever these say (grading.judge_urls).
 JUDGE_ALLOW_PRIVATE_URLS = env_bool("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", default=DEBUG)
 JUDGE_PRIVATE_NETWORKS = env_networks("ASSAY_JUDGE_PRIVATE_NETWORKS")
-# The environment variables judges may name for their API key, each optionally bound to the
-# one host it may go to (OPENAI_API_KEY@api.openai.com). Empty: names ending in _API_KEY or
-# starting with ASSAY_JUDGE_KEY_, to any host.
-JUDGE_KEY_VARIABLES = env_list("ASSAY_JUDGE_KEY_VARIABLES", [])
+# The deployment's environment variables judges may use for their API key, each bound to the
+# hosts it may be sent to (OPENAI_API_KEY@api.openai.com, several: VAR@host1|host2); an entry
+# without a host stops the server. Empty (the default): no judge may use any deployment
+# variable; each judge carries its project's own key, entered by a project admin.
+JUDGE_KEY_VARIABLES = env_key_bindings("ASSAY_JUDGE_KEY_VARIABLES")
+# Project judge keys are stored encrypted with these Fernet keys (comma-separated; the first
+# encrypts, all decrypt, so a new key goes first and the old one stays until
+# `manage.py rotate_judge_keys` has re-encrypted every key). Required to store a project key
+# outside DEBUG; in DEBUG (the demo) a key derived from SECRET_KEY stands in.
+SECRETS_KEYS = env_fernet_keys("ASSAY_SECRETS_KEY")
 # Shared judge limits (in-flight, requests/min, tokens/min) live in Redis under this prefix,
 # so several deployments (or test sessions) can share one Redis without colliding.
 ASSAY_REDIS_URL = env_str("ASSAY_REDIS_URL") or (
@@ -204,6 +226,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+
+# Anyone may create an account at /signup/ only when this is on (the demo turns it on).
+# Otherwise accounts are made by staff (Django admin, `manage.py createsuperuser`).
+SIGNUP_OPEN = env_bool("ASSAY_SIGNUP", default=False)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -300,6 +326,15 @@ SHEET_MAX_COLUMNS = env_int("ASSAY_SHEET_MAX_COLUMNS", 100)
 PARQUET_MAX_ROWS = env_int("ASSAY_PARQUET_MAX_ROWS", 20_000_000)
 PARQUET_MAX_UNPACKED_BYTES = env_int("ASSAY_PARQUET_MAX_UNPACKED_BYTES", 8 * 1024 * 1024 * 1024)
 PARQUET_MAX_ROW_GROUP_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_GROUP_BYTES", 1024 * 1024 * 1024)
+# One value and one row of a Parquet file, decoded: refused from the footer's sizes when it
+# shows them, else from each batch's Arrow buffers before any value becomes a Python object.
+PARQUET_MAX_FIELD_BYTES = env_int("ASSAY_PARQUET_MAX_FIELD_BYTES", 8 * 1024 * 1024)
+PARQUET_MAX_ROW_BYTES = env_int("ASSAY_PARQUET_MAX_ROW_BYTES", 16 * 1024 * 1024)
+# A task's prompt, however it arrives (page, API, import): characters per message, messages
+# per prompt, characters of context.
+TASK_MESSAGE_MAX_CHARS = env_int("ASSAY_TASK_MESSAGE_MAX_CHARS", 200_000)
+TASK_MESSAGES_MAX = env_int("ASSAY_TASK_MESSAGES_MAX", 500)
+TASK_CONTEXT_MAX_CHARS = env_int("ASSAY_TASK_CONTEXT_MAX_CHARS", 1_000_000)
 # JSON from any file line or API body: deeper nesting is refused before it is parsed.
 JSON_MAX_DEPTH = env_int("ASSAY_JSON_MAX_DEPTH", 64)
 

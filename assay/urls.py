@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import JsonResponse
 from django.urls import include, path
 from django.utils.csp import CSP
+from django.views import defaults
 from django.views.decorators.csp import csp_override
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
@@ -42,3 +44,14 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("grading.urls")),
 ]
+
+
+def not_found(request, exception):
+    """A URL under /api/ that matches no route answers in the API's own shape (JSON with a
+    `detail`), as the operations' documented 404s do; pages keep the site's 404 page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+handler404 = not_found

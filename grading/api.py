@@ -42,7 +42,13 @@ class JudgeSerializer(serializers.Serializer):
     base_url = serializers.CharField()
     model = serializers.CharField()
     api_key_env = serializers.CharField(
-        help_text="The name of the environment variable holding the key; never the key."
+        help_text="A deployment variable the operator bound to this host; never the key."
+    )
+    api_key_set = serializers.SerializerMethodField(
+        help_text="Whether the project's own key is set (it is never shown)."
+    )
+    api_key_last4 = serializers.CharField(
+        help_text="The last 4 characters of the project's key (long keys only), or ''."
     )
     max_concurrency = serializers.IntegerField(help_text="Max requests in flight, all workers.")
     requests_per_minute = serializers.IntegerField(help_text="0: no limit.")
@@ -51,6 +57,9 @@ class JudgeSerializer(serializers.Serializer):
     use_json_schema = serializers.BooleanField()
     send_cache_key = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+
+    def get_api_key_set(self, judge) -> bool:
+        return bool(judge.api_key_secret)
 
 
 class JudgeListApi(APIView):
@@ -76,12 +85,22 @@ class JudgeCreateApi(APIView):
             max_length=500, help_text="OpenAI-compatible, e.g. https://api.openai.com/v1"
         )
         model = serializers.CharField(max_length=200)
+        api_key = serializers.CharField(
+            max_length=2000,
+            required=False,
+            allow_blank=True,
+            write_only=True,
+            style={"input_type": "password"},
+            help_text="The project's own API key for this endpoint: stored encrypted, sent "
+            "only to base_url's host, never shown again. Changing base_url to another host "
+            "clears it unless it is given again; '' clears it.",
+        )
         api_key_env = serializers.CharField(
             max_length=100,
             required=False,
             allow_blank=True,
-            help_text="The *name* of the environment variable on the workers that holds the "
-            "API key (e.g. OPENAI_API_KEY); never the key itself.",
+            help_text="Instead of api_key: the *name* of a deployment variable the operator "
+            "bound to base_url's host (ASSAY_JUDGE_KEY_VARIABLES); never the key itself.",
         )
         max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, required=False)
         temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
@@ -114,7 +133,7 @@ class JudgeCreateApi(APIView):
 
 
 JUDGE_RULE = (
-    "Limits, temperature, name and the key's variable may change at any time; new calls use "
+    "Limits, temperature, name and the key may change at any time; new calls use "
     "them at once. A judge that has graded (runs, reward calls or verdicts) keeps its base "
     "URL and model, so its verdicts still say who judged (409): add a new judge instead. "
     "Such a judge is never deleted (409)."
@@ -497,6 +516,13 @@ class RewardScoreApi(APIView):
 
         score = serializers.FloatField(allow_null=True, help_text="Raw; null on an error.")
         clipped = serializers.FloatField(allow_null=True)
+        gated = serializers.BooleanField(
+            help_text="A gate criterion was not met: the score is capped at min(score, 0)."
+        )
+        gated_by = serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="Ids of the gate criteria not met, in rubric order; empty when not gated.",
+        )
         verdicts = VerdictSerializer(many=True)
         flags = serializers.ListField(
             child=serializers.CharField(),
@@ -538,6 +564,8 @@ class RewardScoreApi(APIView):
             {
                 "score": r.figures.raw,
                 "clipped": r.figures.clipped,
+                "gated": r.figures.gated,
+                "gated_by": list(r.figures.gated_by),
                 "verdicts": r.graded,
                 "flags": r.flags,
             }
@@ -584,13 +612,20 @@ class ScoreListApi(APIView):
         status = serializers.CharField(help_text="pending or done.")
         raw = serializers.FloatField(
             allow_null=True,
-            help_text="Met points / possible points; may fall below 0. Null while pending or "
-            "when a verdict is an error.",
+            help_text="Met points / possible points; may fall below 0; a missed gate caps it at "
+            "min(raw, 0). Null while pending or when a verdict is an error.",
         )
         clipped = serializers.FloatField(allow_null=True, help_text="Raw clipped to [0, 1].")
         met_points = serializers.FloatField()
         possible_points = serializers.FloatField()
         error_count = serializers.IntegerField()
+        gated = serializers.BooleanField(
+            help_text="A gate criterion was not met: raw is capped at min(raw, 0)."
+        )
+        gated_by = serializers.ListField(
+            child=serializers.IntegerField(),
+            help_text="Ids of the gate criteria not met, in rubric order; empty when not gated.",
+        )
         finished_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema_serializer(component_name="ScoreFilter")

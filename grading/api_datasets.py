@@ -132,7 +132,13 @@ class SnapshotDownloadApi(APIView):
         tags=["datasets"],
         summary="The snapshot's file (its SHA-256 in the X-Content-SHA256 header)",
         responses=responses(
-            {200: OpenApiResponse(OpenApiTypes.BINARY, description="The file.")}, 403, 404
+            {
+                (200, "application/octet-stream"): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The file."
+                )
+            },
+            403,
+            404,
         ),
     )
     def get(self, request: Request, pk: int):

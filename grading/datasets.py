@@ -468,6 +468,9 @@ def snapshot_download(snapshot: DatasetSnapshot, *, actor):
             "size_bytes": snapshot.size_bytes,
         },
     )
-    response = FileResponse(handle, as_attachment=True, filename=path.name)
+    # Always a download, whatever the format: the schema documents one media type.
+    response = FileResponse(
+        handle, as_attachment=True, filename=path.name, content_type="application/octet-stream"
+    )
     response["X-Content-SHA256"] = snapshot.sha256
     return response

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from annotation import services as annotation_services
 from grading import services as grading_services
+from grading.models import ModelPrice
 from rubrics import services as rubric_services
 from rubrics.models import Project, Role
 
@@ -22,6 +24,10 @@ CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "tasks.json"
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "assay-demo"  # noqa: S105 - a documented demo login on the embedded default
 HELD_BACK_MODEL = "tinyllm-1b"  # left for the person to upload, to show the import step
+SIM_MODEL = "assay-simulator"
+# Illustrative prices per million tokens for the simulated judge's model, so the demo's runs
+# show their cost; the demo admin is staff and may change them (/admin/, /api/model-prices/).
+SIM_PRICES = {"input_per_mtok": "2.50", "cached_input_per_mtok": "1.25", "output_per_mtok": "10"}
 DEMO_USERS = {
     "demo": Role.ADMIN,
     "dr-lee": Role.AUTHOR,
@@ -72,6 +78,17 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
         return DemoResult(project=existing, created=False, upload_file=upload)
     with transaction.atomic():
         admin = _user("demo")
+        # Prices hold for every project, so only staff set them: the demo's admin is staff so
+        # that a person trying Assay can see what a price changes.
+        admin.is_staff = True
+        admin.save(update_fields=["is_staff"])
+        admin.user_permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="grading", content_type__model="modelprice"
+            )
+        )
+        if not ModelPrice.objects.filter(model=SIM_MODEL).exists():
+            grading_services.model_price_set(model=SIM_MODEL, actor=admin, **SIM_PRICES)
         project = rubric_services.project_create(
             name="Demo: expert rubrics", slug=DEMO_SLUG, user=admin
         )
@@ -120,7 +137,7 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             project=project,
             name="Simulated judge",
             base_url=simulator_url,
-            model="assay-simulator",
+            model=SIM_MODEL,
             max_concurrency=8,
         )
         runs = [

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
 
 from rubrics import audit
 from rubrics.models import AuditEvent, Project
@@ -37,7 +38,11 @@ SELECT json_build_object(
     'error', v.error,
     'judge_model', v.judge_model,
     'simulated', v.simulated,
-    'created_at', v.created_at
+    'created_at', v.created_at,
+    'criterion_gate', c.gate,
+    'response_score', s.raw,
+    'response_gated', coalesce(jsonb_array_length(s.gated_by) > 0, false),
+    'response_gated_by', coalesce(s.gated_by, '[]'::jsonb)
 )
 FROM annotation_verdict v
 JOIN annotation_response r ON r.id = v.response_id
@@ -46,6 +51,8 @@ JOIN rubrics_criterion c ON c.id = v.criterion_id
 JOIN annotation_rater ra ON ra.id = v.rater_id
 LEFT JOIN rubrics_grader g ON g.id = v.grader_id
 LEFT JOIN rubrics_rubricversion rv ON rv.id = g.version_id
+-- The response's score in the verdict's run: a missed gate caps it at min(raw, 0).
+LEFT JOIN grading_score s ON s.run_id = v.run_id AND s.response_id = v.response_id
 WHERE t.project_id = {project_id}
 ORDER BY v.id
 """
@@ -179,6 +186,12 @@ VERDICT_COLUMNS = [
     ("error", "error", "string"),
     ("judge_model", "judge_model", "string"),
     ("simulated", "simulated", "bool"),
+    ("criterion_gate", "criterion__gate", "bool"),
+    # The response's score in the verdict's run (null: no run, or an error verdict), and the
+    # gate criteria it missed, which cap that score at min(raw, 0).
+    ("response_score", "response_score", "float64"),
+    ("response_gated", "response_gated", "bool"),
+    ("response_gated_by", "response_gated_by", "list<int64>"),
 ]
 PARQUET_BATCH = 10_000
 
@@ -192,6 +205,7 @@ def verdict_schema():
         "int32": pa.int32(),
         "int64": pa.int64(),
         "float64": pa.float64(),
+        "list<int64>": pa.list_(pa.int64()),
     }
     return pa.schema([(name, types[kind]) for name, _, kind in VERDICT_COLUMNS])
 
@@ -205,11 +219,18 @@ def verdicts_parquet(
     import pyarrow.parquet as pq
 
     from annotation.models import Verdict
+    from grading.models import Score
 
     schema = verdict_schema()
     lookups = [lookup for _, lookup, _ in VERDICT_COLUMNS]
+    score = Score.objects.filter(run_id=OuterRef("run_id"), response_id=OuterRef("response_id"))
     rows = (
         Verdict.objects.filter(response__task__project=project)
+        .annotate(
+            response_score=Subquery(score.values("raw")[:1]),
+            response_gated_by=Subquery(score.values("gated_by")[:1]),
+            response_gated=Exists(score.exclude(gated_by=[])),
+        )
         .order_by("pk")
         .values_list(*lookups)
         .iterator(chunk_size=PARQUET_BATCH)
@@ -238,6 +259,8 @@ def _record_batch(pa, schema, rows: list[tuple]):
     for (name, _, kind), values in zip(VERDICT_COLUMNS, columns, strict=True):
         if kind == "float64":
             values = [None if v is None else float(v) for v in values]
+        elif kind == "list<int64>":
+            values = [v or [] for v in values]
         arrays.append(pa.array(values, type=schema.field(name).type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -300,6 +323,9 @@ def preference_pairs(
                             "rejected": [{"role": "assistant", "content": rejected.response.text}],
                             "chosen_score": chosen.raw,
                             "rejected_score": rejected.raw,
+                            # Gate criteria missed: each caps its score at min(raw, 0).
+                            "chosen_gated_by": chosen.gated_by,
+                            "rejected_gated_by": rejected.gated_by,
                             "margin": round(margin, 6),
                             "task_external_id": task.external_id,
                             "chosen_model": chosen.response.model,

@@ -7,11 +7,21 @@ class JudgeForm(forms.Form):
         max_length=500, label="Base URL", help_text="e.g. https://api.openai.com/v1"
     )
     model = forms.CharField(max_length=200)
+    # Write-only: never rendered back, not even after an error.
+    api_key = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="API key",
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The project's key for this endpoint. Stored encrypted, sent only to the "
+        "base URL's host, never shown again.",
+    )
     api_key_env = forms.CharField(
         max_length=100,
         required=False,
-        label="API key variable",
-        help_text="The name of the environment variable on the workers that holds the key.",
+        label="Or: deployment key variable",
+        help_text="Only a variable the operator bound to this host (ASSAY_JUDGE_KEY_VARIABLES).",
     )
     max_concurrency = forms.IntegerField(
         min_value=1, max_value=1024, initial=8, label="Max in flight (all workers)"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from assay import secrets as assay_secrets
 from grading import judge_urls, replies
 from grading.limits import SlotTimeout
 from grading.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
@@ -63,6 +64,10 @@ class JudgeSettings:
     base_url: str
     model: str
     api_key_env: str = ""
+    # The project's own key, as stored (encrypted), and the host it was entered for: it is
+    # decrypted only to be sent, and only to that host.
+    api_key_secret: str = ""
+    api_key_host: str = ""
     temperature: float = 0.0
     use_json_schema: bool = True
     timeout_s: float = 60.0
@@ -149,26 +154,39 @@ class JudgeClient:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        if self.settings.api_key_env:
-            # Checked before the variable is read: a judge must not be a way to send any
-            # of the workers' secrets to a server of one's choosing.
+        if self.settings.api_key_secret or self.settings.api_key_env:
+            # Checked before any key is read, at every call (settings and bindings may have
+            # changed since the judge was saved): a judge must not be a way to send a key,
+            # the project's or the workers', to a server of one's choosing.
             try:
                 host = judge_urls.parse(self.settings.base_url).host
             except judge_urls.RefusedURL as exc:
                 raise JudgeError("address_refused", f"judge address refused: {exc}") from None
-            why = judge_urls.key_refusal(self.settings.api_key_env, host)
-            if why:
-                raise JudgeError("key_refused", f"the API key is not sent: {why}")
-            key = os.environ.get(self.settings.api_key_env)
-            if not key:
-                raise JudgeError(
-                    "missing_api_key",
-                    f"The environment variable {self.settings.api_key_env} is not set "
-                    "on the worker.",
-                )
+            key = self._project_key(host) if self.settings.api_key_secret else self._env_key(host)
             headers["Authorization"] = f"Bearer {key}"
             self._key = key
         return headers
+
+    def _project_key(self, host: str) -> str:
+        why = judge_urls.project_key_refusal(self.settings.api_key_host, host)
+        if why:
+            raise JudgeError("key_refused", f"the API key is not sent: {why}")
+        try:
+            return assay_secrets.decrypt(self.settings.api_key_secret)
+        except assay_secrets.SecretsUnavailable as exc:
+            raise JudgeError("key_unreadable", f"the API key is not sent: {exc}") from None
+
+    def _env_key(self, host: str) -> str:
+        why = judge_urls.key_refusal(self.settings.api_key_env, host)
+        if why:
+            raise JudgeError("key_refused", f"the API key is not sent: {why}")
+        key = os.environ.get(self.settings.api_key_env)
+        if not key:
+            raise JudgeError(
+                "missing_api_key",
+                f"The environment variable {self.settings.api_key_env} is not set on the worker.",
+            )
+        return key
 
     def _scrub(self, text: str) -> str:
         """Text from the judge, without the key: a judge that echoes the request (some

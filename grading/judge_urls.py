@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -187,8 +186,8 @@ def parse(url: str) -> Target:
         )
     if "@" in parts.netloc:
         raise RefusedURL(
-            "A user name or password in the URL (user:pass@host) is not allowed: put the API "
-            "key in an environment variable on the workers and give its name instead."
+            "A user name or password in the URL (user:pass@host) is not allowed: enter the "
+            "API key in the judge's key field instead."
         )
     host = parts.hostname or ""
     if not host:
@@ -280,38 +279,54 @@ def connect(
 
 # --- Which key may go where -------------------------------------------------------------
 
-# Without ASSAY_JUDGE_KEY_VARIABLES, a judge may name a variable that looks like an API key,
-# and nothing else on the workers (SECRET_KEY, DATABASE_URL, AWS_SECRET_ACCESS_KEY, ...): a
-# project admin who points a judge at their own server receives what the variable holds.
-DEFAULT_KEY_VARIABLE = re.compile(r"^(ASSAY_JUDGE_KEY_[A-Z0-9_]+|[A-Z][A-Z0-9_]*_API_KEY)$")
+
+def _host(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+def key_bindings() -> dict[str, set[str]]:
+    """settings.JUDGE_KEY_VARIABLES as {variable: hosts}. An entry without a host binds
+    nothing (settings refuse it at startup; an override in a test or shell is read the same)."""
+    from django.conf import settings
+
+    hosts: dict[str, set[str]] = {}
+    for entry in getattr(settings, "JUDGE_KEY_VARIABLES", None) or []:
+        name, _, bound = entry.partition("@")
+        for host in bound.split("|"):
+            if _host(host):
+                hosts.setdefault(name.strip(), set()).add(_host(host))
+    return hosts
 
 
 def key_refusal(variable: str, host: str) -> str:
-    """Why the worker may not send the key in `variable` to `host`, or "" if it may.
-
-    settings.JUDGE_KEY_VARIABLES (ASSAY_JUDGE_KEY_VARIABLES) lists the variables judges may
-    name, each optionally bound to the one host it is for: OPENAI_API_KEY@api.openai.com."""
-    from django.conf import settings
-
-    listed = getattr(settings, "JUDGE_KEY_VARIABLES", None)
-    if not listed:
-        if DEFAULT_KEY_VARIABLE.match(variable):
-            return ""
+    """Why the worker may not send the deployment's key in `variable` to `host`, or "" if it
+    may. Only the operator decides: ASSAY_JUDGE_KEY_VARIABLES binds each variable judges may
+    use to the hosts it is for (OPENAI_API_KEY@api.openai.com). With none bound, no judge may
+    use any deployment variable; a project enters its own key instead."""
+    hosts = key_bindings()
+    if not hosts:
         return (
-            f"{variable} is not a variable judges may name: by default only names ending in "
-            "_API_KEY or starting with ASSAY_JUDGE_KEY_ (the operator may list others in "
-            "ASSAY_JUDGE_KEY_VARIABLES)"
+            f"this server lets no judge use a deployment variable ({variable}): enter the "
+            "project's own API key on the judge instead (the operator may bind a variable to "
+            "its hosts in ASSAY_JUDGE_KEY_VARIABLES, e.g. OPENAI_API_KEY@api.openai.com)"
         )
-    hosts = {}
-    for entry in listed:
-        name, _, bound = entry.partition("@")
-        hosts.setdefault(name.strip(), set()).add(bound.strip().lower())
     if variable not in hosts:
         return (
-            f"{variable} is not one of the key variables this server lets judges name "
-            f"(ASSAY_JUDGE_KEY_VARIABLES: {', '.join(sorted(hosts))})"
+            f"{variable} is not one of the key variables this server lets judges use "
+            f"(ASSAY_JUDGE_KEY_VARIABLES: {', '.join(sorted(hosts))}); or enter the project's "
+            "own API key instead"
         )
     allowed = hosts[variable]
-    if "" in allowed or host.lower().rstrip(".") in allowed:
+    if _host(host) in allowed:
         return ""
     return f"the key in {variable} may be sent only to {', '.join(sorted(allowed))}, not {host}"
+
+
+def project_key_refusal(bound_host: str, host: str) -> str:
+    """Why a project's own key, entered for a judge at `bound_host`, may not go to `host`."""
+    if bound_host and _host(bound_host) == _host(host):
+        return ""
+    return (
+        f"the project's key was entered for {bound_host or 'no host'} and is sent only there, "
+        f"not to {host}: a project admin must enter it again for this URL"
+    )

@@ -9,7 +9,9 @@ from rubrics.models import Grader, Project
 
 
 class Judge(models.Model):
-    """An OpenAI-compatible chat-completions endpoint. The API key stays in the environment."""
+    """An OpenAI-compatible chat-completions endpoint. Its API key is the project's own,
+    stored encrypted and sent only to the host it was entered for, or (where the operator
+    binds one to this host) a deployment variable's."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
     name = models.CharField(max_length=100)
@@ -18,8 +20,13 @@ class Judge(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable that holds the API key (never the key).",
+        help_text="A deployment variable the operator bound to this host (never the key).",
     )
+    # The project's key, encrypted (assay.secrets); never shown again, only its last characters.
+    api_key_secret = models.TextField(blank=True, default="")
+    api_key_last4 = models.CharField(max_length=4, blank=True, default="")
+    # The host the key was entered for: it is sent nowhere else (grading.judge).
+    api_key_host = models.CharField(max_length=255, blank=True, default="")
     # Limits hold across every worker process and machine together (grading.limits, in Redis).
     max_concurrency = models.PositiveIntegerField(default=8, help_text="Max requests in flight.")
     requests_per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")
@@ -138,6 +145,9 @@ class Score(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     # {tag: raw score over the criteria carrying that axis tag}
     by_tag = models.JSONField(default=dict, blank=True)
+    # Ids of the gate criteria the response missed, in rubric order; any caps raw at
+    # min(raw, 0). Empty: not gated.
+    gated_by = models.JSONField(default=list, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -152,6 +162,10 @@ class Score(models.Model):
     @property
     def clipped(self) -> float | None:
         return None if self.raw is None else min(1.0, max(0.0, self.raw))
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.gated_by)
 
 
 class DatasetSnapshot(models.Model):

@@ -322,7 +322,12 @@ class CriterionRate:
 
     @property
     def label(self) -> str:
-        return f"{self.position + 1}. {self.text[:40]}"
+        """Numbered and short enough for a chart axis, cut between words, never inside one."""
+        text = " ".join(self.text.split())
+        if len(text) > 40:
+            cut = text[:41].rsplit(" ", 1)[0] if " " in text[:41] else text[:40]
+            text = cut.rstrip(" ,;:.") + "…"
+        return f"{self.position + 1}. {text}"
 
 
 def criterion_rates(run: GradingRun) -> list[CriterionRate]:

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
+from assay import secrets as assay_secrets
 from grading import broker, engine, injection, judge_urls, prompts
 from grading.judge import JudgeSettings
 from grading.limits import REDIS_DOWN, Limits, redis_client
@@ -64,8 +65,8 @@ def _clean_judge_fields(
     if api_key_env.startswith(("sk-", "sk_")):
         raise ValidationError(
             {
-                "api_key_env": "That looks like a key. Store the key in an environment variable "
-                "on the workers and give its name here."
+                "api_key_env": "That looks like a key: enter it as the judge's API key "
+                "instead, where it is stored encrypted."
             }
         )
     if api_key_env:
@@ -83,6 +84,34 @@ def _clean_judge_fields(
     }
 
 
+NO_PROJECT_KEY = {"api_key_secret": "", "api_key_last4": "", "api_key_host": ""}
+
+
+def _project_key_fields(api_key: str, *, base_url: str, api_key_env: str) -> dict:
+    """The project's own key for a judge at `base_url`: encrypted, with its last characters
+    (long keys only) and the one host it may be sent to. "" clears it."""
+    api_key = (api_key or "").strip()
+    if not api_key:
+        return dict(NO_PROJECT_KEY)
+    if api_key_env:
+        raise ValidationError(
+            {"api_key": "Give the project's own key or a deployment variable, not both."}
+        )
+    if len(api_key) > 2000 or not all(33 <= ord(c) < 127 for c in api_key):
+        raise ValidationError(
+            {"api_key": "An API key is one line of printable ASCII characters, no spaces."}
+        )
+    try:
+        secret = assay_secrets.encrypt(api_key)
+    except assay_secrets.SecretsUnavailable as exc:
+        raise ValidationError({"api_key": f"The key cannot be stored: {exc}."}) from None
+    return {
+        "api_key_secret": secret,
+        "api_key_last4": api_key[-4:] if len(api_key) >= 16 else "",
+        "api_key_host": judge_urls.parse(base_url).host.lower().rstrip("."),
+    }
+
+
 @transaction.atomic
 def judge_create(
     *,
@@ -97,15 +126,20 @@ def judge_create(
     requests_per_minute: int = 0,
     tokens_per_minute: int = 0,
     send_cache_key: bool = True,
+    api_key: str = "",
     actor=None,
 ) -> Judge:
-    """A judge for the project. Its URL decides where graded text goes: audited."""
+    """A judge for the project. Its URL decides where graded text goes: audited. `api_key`
+    is the project's own key, stored encrypted and sent only to the URL's host."""
     fields = _clean_judge_fields(
         name=name,
         base_url=base_url,
         model=model,
         api_key_env=api_key_env,
         max_concurrency=max_concurrency,
+    )
+    fields.update(
+        _project_key_fields(api_key, base_url=fields["base_url"], api_key_env=fields["api_key_env"])
     )
     if Judge.objects.filter(project=project, name=fields["name"]).exists():
         raise ValidationError({"name": f"A judge named '{fields['name']}' exists."})
@@ -133,6 +167,7 @@ def judge_create(
             "base_url": judge.base_url,
             "model": judge.model,
             "api_key_env": judge.api_key_env,  # the variable's name; the key is never stored
+            "api_key": "set" if judge.api_key_secret else None,  # never the key itself
             "max_concurrency": judge.max_concurrency,
             "requests_per_minute": judge.requests_per_minute,
             "tokens_per_minute": judge.tokens_per_minute,
@@ -219,6 +254,7 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
     effect for new calls at once. A judge that has graded keeps its base URL and model, so
     its runs and verdicts still say who judged: add a new judge for another model."""
     judge = Judge.objects.select_for_update().get(pk=judge.pk)
+    api_key = changes.pop("api_key", None)
     unknown = sorted(set(changes) - set(JUDGE_TUNABLE) - set(JUDGE_IDENTITY))
     if unknown:
         raise ValidationError({name: "A judge has no such setting." for name in unknown})
@@ -241,6 +277,24 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
         # A kept URL is not looked up again: its calls are checked as they connect.
         resolve_url=str(merged["base_url"]).strip() != judge.base_url,
     )
+    # The project's key goes only to the host it was entered for: a new host clears it,
+    # unless a new key comes with it.
+    host = judge_urls.parse(fields["base_url"]).host.lower().rstrip(".")
+    if api_key is not None:
+        fields.update(
+            _project_key_fields(
+                api_key, base_url=fields["base_url"], api_key_env=fields["api_key_env"]
+            )
+        )
+    elif judge.api_key_secret and host != judge.api_key_host:
+        fields.update(NO_PROJECT_KEY)
+    elif judge.api_key_secret and fields["api_key_env"]:
+        raise ValidationError(
+            {
+                "api_key_env": "This judge has the project's own key: clear it (an empty "
+                "api_key) to use a deployment variable instead."
+            }
+        )
     errors = {}
     if (
         Judge.objects.filter(project_id=judge.project_id, name=fields["name"])
@@ -266,6 +320,20 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
     judge.save()
     Rater.objects.filter(pk=judge.rater_id).update(name=f"judge: {judge.name}")
     return judge
+
+
+def judge_keys_rotate() -> int:
+    """Re-encrypt every project judge key under the first of ASSAY_SECRETS_KEY; the number
+    re-encrypted. Run after putting a new key first; then the old one may go."""
+    count = 0
+    for pk in Judge.objects.exclude(api_key_secret="").values_list("pk", flat=True):
+        with transaction.atomic():
+            judge = Judge.objects.select_for_update().get(pk=pk)
+            if judge.api_key_secret:
+                judge.api_key_secret = assay_secrets.rotate(judge.api_key_secret)
+                judge.save(update_fields=["api_key_secret"])
+                count += 1
+    return count
 
 
 @transaction.atomic
@@ -406,6 +474,8 @@ def judge_settings(judge: Judge) -> JudgeSettings:
         base_url=judge.base_url,
         model=judge.model,
         api_key_env=judge.api_key_env,
+        api_key_secret=judge.api_key_secret,
+        api_key_host=judge.api_key_host,
         temperature=judge.temperature,
         use_json_schema=judge.use_json_schema,
         timeout_s=settings.JUDGE_TIMEOUT_S,
@@ -665,7 +735,7 @@ def run_retry_failed(*, run: GradingRun) -> int:
         return 0
     deleted, _ = errors.delete()
     Score.objects.filter(run_id=run.pk, response_id__in=response_ids).update(
-        status=Score.Status.PENDING, raw=None, error_count=0, finished_at=None
+        status=Score.Status.PENDING, raw=None, error_count=0, gated_by=[], finished_at=None
     )
     GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
 
@@ -763,6 +833,19 @@ def recovery_check() -> dict[str, list[int]] | None:
     except REDIS_DOWN:
         return None
     return runs_recover(stalled_for_s=settings.ASSAY_RUN_STALL_S)
+
+
+def imports_recover() -> dict[str, list]:
+    """The recovery sweep's look at background imports (annotation.import_jobs): a queued
+    import is queued again only once the broker's queue has drained (it may just be waiting
+    its turn), and never while Redis is away or for brokers that keep their messages."""
+    from annotation import import_jobs
+
+    try:
+        drained = broker.queued_tasks() == 0
+    except REDIS_DOWN:
+        drained = False
+    return import_jobs.import_jobs_recover(queue_drained=drained)
 
 
 def _claim_requeue(run_id: int, *, forced: bool) -> bool:
@@ -1228,6 +1311,7 @@ def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
         possible_points=figures.possible_points,
         error_count=figures.error_count,
         by_tag=by_tag,
+        gated_by=list(figures.gated_by),
         finished_at=timezone.now(),
     )
     run_finish_if_done(run_id=run.pk)

@@ -52,16 +52,17 @@ def build_snapshot(snapshot_id: int) -> str:
 
 def _recovery_loop() -> None:
     while True:
-        try:
-            done = services.recovery_check()
-            if done and any(done.values()):
-                logger.warning("recovery sweep: %s", done)
-        except services.DB_DOWN as exc:
-            logger.warning("recovery sweep: the database is not answering (%s)", exc)
-        except Exception:
-            logger.exception("recovery sweep failed; trying again later")
-        finally:
-            services.close_db_connection()  # never keep a connection a database restart may break
+        # Runs, then background imports: one failing look does not skip the other.
+        for check in (services.recovery_check, services.imports_recover):
+            try:
+                done = check()
+                if done and any(done.values()):
+                    logger.warning("recovery sweep: %s", done)
+            except services.DB_DOWN as exc:
+                logger.warning("recovery sweep: the database is not answering (%s)", exc)
+            except Exception:
+                logger.exception("recovery sweep failed; trying again later")
+        services.close_db_connection()  # never keep a connection a database restart may break
         time.sleep(settings.ASSAY_RECOVERY_CHECK_S)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -116,7 +118,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "grading/run.html#progress", context)
     summaries = selectors.model_summaries(run)
     context["summaries"] = summaries
-    context["chart_data"] = selectors.chart_data(summaries)
+    chart_data = selectors.chart_data(summaries)
     context["scores"] = selectors.run_scores_page(
         run, request.GET.get("page"), count=progress.responses_total
     )
@@ -124,9 +126,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["costs"] = selectors.run_costs(run)
     context["flagged"] = selectors.run_flagged_responses(run)
     context["criteria"] = selectors.criterion_rates(run)
-    context["chart_data"]["criteria"] = [
-        {"label": c.label, "rate": c.met_rate} for c in context["criteria"]
-    ]
+    chart_data["criteria"] = [{"label": c.label, "rate": c.met_rate} for c in context["criteria"]]
+    # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
+    # (scripts are off under the CSP), so the live update would bring charts without data.
+    context["chart_json"] = json.dumps(chart_data)
     has_tags = any(c.get("tags") for c in run.grader.spec["criteria"])
     context["tags"] = selectors.tag_summaries(run) if has_tags else []
     context["tie_rule"] = services.TIE_RULE
@@ -195,6 +198,8 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
 @require_GET
 def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
     score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
+    verdicts = list(selectors.score_verdicts(score))
+    gates = {v.criterion_id: v.criterion for v in verdicts if v.criterion_id in score.gated_by}
     return render(
         request,
         "grading/score.html",
@@ -202,7 +207,8 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "project": score.run.project,
             "run": score.run,
             "score": score,
-            "verdicts": selectors.score_verdicts(score),
+            "verdicts": verdicts,
+            "gates": [gates[pk] for pk in score.gated_by if pk in gates],
         },
     )
 

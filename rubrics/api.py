@@ -26,7 +26,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -278,12 +278,12 @@ class TokenCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
-        current = request.auth
-        if isinstance(current, ApiToken) and not set(scopes) <= set(current.scopes):
-            raise PermissionDenied("A token cannot create a token with scopes it lacks.")
+        # Made by a token: never more scopes or a later expiry than it, revoked with it.
+        parent = request.auth if isinstance(request.auth, ApiToken) else None
         with service_errors():
-            token, raw = tokens.token_create(user=request.user, **data.validated_data)
+            token, raw = tokens.token_create(
+                user=request.user, parent=parent, **data.validated_data
+            )
         out = {**ApiTokenSerializer(token).data, "token": raw}
         return Response(out, status=status.HTTP_201_CREATED)
 
@@ -433,21 +433,126 @@ class MemberSetApi(APIView):
 
     OutputSerializer = MemberSerializer
 
+    @extend_schema_serializer(component_name="MemberInvited")
+    class InvitedSerializer(serializers.Serializer):
+        detail = serializers.CharField()
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Role.choices)
+
     @extend_schema(
         tags=["projects"],
-        summary="Add a member, or change a member's role (admins only)",
+        summary="Invite someone, or change a member's role (admins only)",
+        description="A member's role changes at once (200). Anyone else is invited (202) and "
+        "joins when they accept (POST /api/invitations/{id}/accept/); the answer is the same "
+        "whether or not a user has that name.",
         request=InputSerializer,
-        responses=responses({200: OutputSerializer}, 400, 403, 404),
+        responses=responses({200: OutputSerializer, 202: InvitedSerializer}, 400, 403, 404),
     )
     def post(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with service_errors():
-            membership = services.membership_set(
+            outcome = services.member_invite(
                 project=project, actor=request.user, **data.validated_data
             )
-        return Response(self.OutputSerializer(membership).data)
+        if outcome == "member":
+            member = selectors.member_for(project, data.validated_data["username"])
+            return Response(self.OutputSerializer(member).data)
+        invited = {
+            "detail": services.INVITED.format(**data.validated_data),
+            **data.validated_data,
+        }
+        return Response(invited, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_serializer(component_name="PendingInvitation")
+class PendingInvitationSerializer(serializers.Serializer):
+    username = serializers.CharField(help_text="As invited; whether it is a user's is not said.")
+    role = serializers.ChoiceField(choices=Role.choices)
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ProjectInvitationListApi(APIView):
+    OutputSerializer = PendingInvitationSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="The project's pending invitations (admins only)",
+        responses=responses({200: OutputSerializer(many=True)}, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        query_filters(request, paged=False)
+        invitations = selectors.project_invitations(project)
+        return Response(self.OutputSerializer(invitations, many=True).data)
+
+
+class ProjectInvitationCancelApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Withdraw a pending invitation (admins only)",
+        request=None,
+        responses=responses({204: None}, 400, 403, 404),
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+        with service_errors():
+            services.invitation_cancel(project=project, username=username, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_serializer(component_name="Invitation")
+class InvitationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.SlugField(source="project.slug")
+    project_name = serializers.CharField(source="project.name")
+    role = serializers.ChoiceField(choices=Role.choices)
+    invited_by = serializers.CharField(source="invited_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class InvitationListApi(APIView):
+    OutputSerializer = InvitationSerializer
+
+    @extend_schema(
+        tags=["projects"],
+        summary="Invitations waiting for your answer",
+        responses=responses({200: OutputSerializer(many=True)}),
+    )
+    def get(self, request: Request) -> Response:
+        query_filters(request, paged=False)
+        invitations = selectors.user_invitations(request.user)
+        return Response(self.OutputSerializer(invitations, many=True).data)
+
+
+class InvitationAcceptApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Accept one of your invitations: you join the project with its role",
+        request=None,
+        responses=responses({200: MemberSerializer}, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        invitation = get_object_or_404(selectors.user_invitations(request.user), pk=pk)
+        with service_errors():
+            membership = services.invitation_accept(user=request.user, invitation_id=invitation.pk)
+        return Response(MemberSerializer(membership).data)
+
+
+class InvitationDeclineApi(APIView):
+    @extend_schema(
+        tags=["projects"],
+        summary="Decline one of your invitations",
+        request=None,
+        responses=responses({204: None}, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        invitation = get_object_or_404(selectors.user_invitations(request.user), pk=pk)
+        with service_errors():
+            services.invitation_decline(user=request.user, invitation_id=invitation.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberDetailApi(APIView):
@@ -886,7 +991,13 @@ class ReferenceFileApi(APIView):
         tags=["tasks"],
         summary="A reference's attached file (its SHA-256 in the X-Content-SHA256 header)",
         responses=responses(
-            {200: OpenApiResponse(OpenApiTypes.BINARY, description="The file.")}, 403, 404
+            {
+                (200, "application/octet-stream"): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The file."
+                )
+            },
+            403,
+            404,
         ),
     )
     def get(self, request: Request, pk: int):

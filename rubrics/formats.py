@@ -544,8 +544,35 @@ def _sheet_rows(reader: csv.DictReader) -> Iterator[dict]:
 
 
 SHEET_FIELDS = ("task_id", "prompt", "criterion", "points", "tags", "gate", "group")
-SHEET_REQUIRED = ("task_id", "criterion", "points")
-TRUE = {"1", "true", "yes", "y", "x", "gate"}
+SHEET_REQUIRED = ("task_id", "criterion")
+# With no points column (and none mapped), every criterion is worth one point: expert sheets
+# often weigh criteria alike and write no points at all.
+POINTS_WHEN_ABSENT = "1"
+# The words expert sheets use to mark a hurdle, and to mark a criterion that is not one
+# (compared without case and surrounding spaces). Anything else in the gate column is an error.
+GATE_YES = frozenset(
+    ["1", "true", "yes", "y", "x", "gate", "hurdle", "critical", "must", "must have"]
+    + ["required", "essential", "mandatory"]
+)
+GATE_NO = frozenset(
+    ["", "0", "false", "no", "n", "not", "not hurdle", "not a hurdle", "optional"]
+    + ["nice to have", "-"]
+)
+
+
+def parse_gate(value: str | None, *, where: str) -> bool:
+    """A gate cell: a hurdle word, a not-a-hurdle word or empty; anything else is refused."""
+    word = " ".join((value or "").lower().split())
+    if word in GATE_YES:
+        return True
+    if word in GATE_NO:
+        return False
+    raise _fail(
+        where,
+        f"'{value}' is not a gate value: write one of {', '.join(sorted(GATE_YES))} for a "
+        f"gate, or one of {', '.join(sorted(w for w in GATE_NO if w))} (or nothing) for none "
+        "(case does not matter).",
+    )
 
 
 def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
@@ -576,7 +603,9 @@ def import_spreadsheet(
     except csv.Error as exc:
         raise _fail("line 1", f"Not readable as CSV ({exc}).") from None
     _check_columns(len(headers), 1)
-    for name in SHEET_REQUIRED:
+    # The points column may be absent unless it was mapped to a column by name.
+    points_given = mapping["points"] in headers or mapping["points"] != "points"
+    for name in (*SHEET_REQUIRED, *(["points"] if points_given else [])):
         if mapping[name] not in headers:
             raise _fail(
                 f"line 1: column '{mapping[name]}'",
@@ -595,12 +624,15 @@ def import_spreadsheet(
         if prompt and not entry["prompt"]:
             entry["prompt"] = prompt
         where = f"line {line}: column '{mapping['criterion']}'"
+        gate = parse_gate(
+            row.get(mapping["gate"]), where=f"line {line}: column '{mapping['gate']}' (gate)"
+        )
         try:
             clean = services.clean_criterion(
                 row.get(mapping["criterion"]) or "",
-                (row.get(mapping["points"]) or "").strip(),
+                (row.get(mapping["points"]) or "").strip() if points_given else POINTS_WHEN_ABSENT,
                 tags=row.get(mapping["tags"]) or "",
-                gate=(row.get(mapping["gate"]) or "").strip().lower() in TRUE,
+                gate=gate,
             )
         except ValidationError as exc:
             fields = {

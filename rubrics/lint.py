@@ -25,16 +25,56 @@ VAGUE = (
     "nice",
     "well",
 )
+# Where a vague word is content, not the criterion's standard: examples in parentheses or after
+# "such as" / "including", and the claim a response makes ("Reassures him that waiting is
+# reasonable": the pitfall is saying so, which a grader reads the same way every time).
+NOT_THE_STANDARD = re.compile(
+    r"\([^)]*\)|\b(?:such as|including|e\.g\.|for example|like)\b[^.;]*|"
+    r"\b(?:reassures|claims|says|states|tells|implies|asserts|suggests)\b[^.;]*?\bthat\b[^.;]*",
+    re.IGNORECASE,
+)
 LONG_WORDS = 60
 NEAR_DUPLICATE = 0.75
+# Words that do not change what a criterion asks; two criteria whose other words are the same
+# (up to a plural or tense ending) count the same thing twice. One different content word
+# ("trained" / "evaluated", "GPT-2" / "GPT-2 fine-tuned with DPO") is a different check.
+# fmt: off
+FILLER = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "of", "for", "to", "in", "on", "at", "by",
+    "with", "from", "as", "and", "or", "is", "are", "was", "were", "be", "been", "being", "has",
+    "have", "had", "it", "its", "their", "his", "her", "them", "they", "he", "she", "response",
+    "model", "user", "should", "must", "does", "do", "any", "some", "all", "also", "very",
+))
+# fmt: on
 # "and"/"or" joining two verb phrases: "Mentions X and recommends Y".
 DOUBLE = re.compile(
     r"\b(and|or|as well as)\s+(also\s+)?(mentions|states|recommends|advises|explains|"
     r"includes|asks|suggests|provides|describes|lists|avoids|identifies|notes|warns|uses)\b",
     re.IGNORECASE,
 )
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?\s*(?:%|mg|ml|kg|g|mmhg|usd|\$)?", re.IGNORECASE)
-QUOTED = re.compile(r"[\"“']([^\"”']{2,80})[\"”']")
+NUMBER = re.compile(
+    r"(?<![\w.,§])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]*\d)\s*"
+    r"(?:%|mg|mcg|ml|kg|g|mmhg|usd|\$)?",
+    re.IGNORECASE,
+)
+# A quoted phrase: double or curly quotes, or single quotes that are not an apostrophe.
+QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]|(?<![A-Za-z])'([^']{2,80})'(?![A-Za-z])")
+# A judged criterion that code could check exactly is one whose whole substance is a literal:
+# it asks only that the response say, use or give one phrase or one number ("Says the dose is
+# 81 mg", 'Uses the phrase "call an ambulance"'). A number or a quote inside reasoning
+# ("Explains that 18 months exceeds the 12-month maximum", "Identifies M.G.L. c. 149, § 24L")
+# still needs a judge, and so do citations, dates, multiples and ranges.
+SURFACE = re.compile(
+    r"^\s*(?:the response\s+)?(?:mentions|says|states|includes|contains|uses|gives|reports|"
+    r"answers|outputs|quotes|writes|names|recommends a dose of|prints)\b",
+    re.IGNORECASE,
+)
+NOT_A_LITERAL = re.compile(
+    r"§|\bc\.\s*\d|\bsection\b|\barticle\b|\b(?:19|20)\d\d\b|\b(?:jan|feb|mar|apr|may|jun|jul|"
+    r"aug|sep|oct|nov|dec)[a-z]*\b|\d(?:\.\d+)?x\b|\d\s*(?:-|–|to)\s*\d",
+    re.IGNORECASE,
+)
+CHECKABLE_WORDS = 15
 
 
 @dataclass(frozen=True)
@@ -57,11 +97,29 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
+def _content(words: frozenset[str]) -> frozenset[str]:
+    """The words that carry a criterion's meaning, with plural and tense endings dropped."""
+    return frozenset(re.sub(r"(?:ies|es|s|ed|ing)$", "", w) or w for w in words - FILLER)
+
+
+def _checkable_literal(c: Item) -> str | None:
+    """What a surface criterion asks for ("the phrase 'x'", "the number 81 mg"), else None."""
+    if not SURFACE.match(c.text) or len(_words(c.text)) > CHECKABLE_WORDS:
+        return None
+    quoted = [q for pair in QUOTED.findall(c.text) for q in pair if q]
+    if len(quoted) == 1:
+        return f"the phrase '{quoted[0]}'"
+    if quoted or NOT_A_LITERAL.search(c.text):
+        return None
+    numbers = [n.strip() for n in NUMBER.findall(c.text)]
+    return f"the number {numbers[0]}" if len(numbers) == 1 else None
+
+
 def lint(criteria: Iterable[Item]) -> list[Warning]:
     items = list(criteria)
     warnings: list[Warning] = []
     for c in items:
-        lower = f" {c.text.lower()} "
+        lower = f" {NOT_THE_STANDARD.sub(' ', c.text).lower()} "
         found = [w for w in VAGUE if re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", lower)]
         if found:
             warnings.append(
@@ -93,26 +151,20 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
                     c.position,
                 )
             )
-        if c.kind in ("binary", "scale"):
-            quoted = QUOTED.search(c.text)
-            number = NUMBER.search(c.text)
-            if quoted or number:
-                what = (
-                    f"the phrase '{quoted.group(1)}'"
-                    if quoted
-                    else f"the number {number.group(0).strip()}"
+        literal = _checkable_literal(c) if c.kind in ("binary", "scale") else None
+        if literal:
+            warnings.append(
+                Warning(
+                    "could_be_checked",
+                    f"This judged criterion only asks for {literal}: code can check that "
+                    "exactly, for free and without judge mistakes.",
+                    "Make it a checked criterion (contains, or number within a tolerance).",
+                    c.position,
                 )
-                warnings.append(
-                    Warning(
-                        "could_be_checked",
-                        f"This judged criterion tests {what}: code can check that exactly, "
-                        "for free and without judge mistakes.",
-                        "Make it a checked criterion (contains, or number within a tolerance).",
-                        c.position,
-                    )
-                )
+            )
     # Word-set overlap (Jaccard) is cheap enough for a 200-criterion rubric on every keystroke.
     word_sets = [frozenset(_words(c.text)) for c in items]
+    content_sets = [_content(words) for words in word_sets]
     # One warning per criterion, naming its first near twin: a long list of one theme
     # would otherwise bury the author in n^2 warnings.
     flagged: set[int] = set()
@@ -124,7 +176,7 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
             if j in flagged or len(x) < 3 or len(y) < 3:
                 continue
             ratio = len(x & y) / len(x | y)
-            if ratio >= NEAR_DUPLICATE:
+            if ratio >= NEAR_DUPLICATE and content_sets[i] == content_sets[j]:
                 flagged.add(j)
                 warnings.append(
                     Warning(
@@ -166,7 +218,11 @@ def suggest_check(text: str) -> dict:
     number the lint saw, else the text itself. The author refines it in the editor."""
     quoted = QUOTED.search(text)
     if quoted:
-        return {"type": "contains", "value": quoted.group(1), "case_sensitive": False}
+        return {
+            "type": "contains",
+            "value": quoted.group(1) or quoted.group(2),
+            "case_sensitive": False,
+        }
     number = re.search(r"(?<![\w.])[-+]?\d+(?:\.\d+)?", text)
     if number:
         return {"type": "number", "value": float(number.group(0)), "tolerance": 0}

@@ -8,6 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from rubrics import event_text
+
 
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
@@ -48,6 +50,38 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} as {self.role} in {self.project}"
+
+
+class Invitation(models.Model):
+    """A project admin's invitation to a username: that user becomes a member only by
+    accepting it. `user` is the account the name belonged to when invited, or null when there
+    was none: such a row matches nobody (a name signed up later does not inherit it), and the
+    admin sees both alike, so inviting tells nobody which usernames exist."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    username = models.CharField(max_length=150)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="invitations",
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "username"], name="one_invitation_per_name"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="invitation_role_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} invited to {self.project_id} as {self.role}"
 
 
 class Task(models.Model):
@@ -335,6 +369,11 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The token that made this one through the API, if any: a child never outlives or
+    # out-scopes it, and stops working with it (rubrics.tokens).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -390,6 +429,10 @@ class RubricEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.action} on {self.rubric_id}"
 
+    def sentence(self) -> str:
+        """What happened, in words (the History page)."""
+        return event_text.rubric_event(self.action, self.changes)
+
 
 class AuditAction(models.TextChoices):
     """What an audit event records; the database refuses any other value."""
@@ -398,6 +441,9 @@ class AuditAction(models.TextChoices):
     MEMBER_ADDED = "member_added", "Member added"
     MEMBER_ROLE_CHANGED = "member_role_changed", "Member's role changed"
     MEMBER_REMOVED = "member_removed", "Member removed"
+    MEMBER_INVITED = "member_invited", "Member invited"
+    INVITATION_DECLINED = "invitation_declined", "Invitation declined"
+    INVITATION_CANCELLED = "invitation_cancelled", "Invitation cancelled"
     VERSION_SUBMITTED = "version_submitted", "Rubric submitted for review"
     VERSION_RETURNED = "version_returned", "Rubric returned to draft"
     VERSION_APPROVED = "version_approved", "Rubric approved and published"
@@ -468,3 +514,7 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_username or 'system'} at {self.at:%Y-%m-%d %H:%M}"
+
+    def details_text(self) -> str:
+        """The details in words (the Audit log page)."""
+        return event_text.details(self.details)

@@ -11,8 +11,10 @@ Two methods:
   response's. A group whose children's weights sum to 0 scores 0 (PaperBench does the same).
   Not-applicable leaves leave their group's mean.
 
-Either way a **gate** (hurdle) criterion that is not met makes the score 0, and any verdict
-that is an error leaves the response without a score: an error is never "not met".
+Either way a **gate** (hurdle) criterion that is not met caps the score at ``min(raw, 0)``: a
+gate only ever lowers a score, so a harmful answer that also misses a gate keeps its negative
+score rather than rising to the 0 of an empty one. Any verdict that is an error leaves the
+response without a score: an error is never "not met".
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ FORMULAS = {
     "tree": "score = weighted mean of the children's scores, recursively from the leaves "
     "(met 1, not met 0, scales normalised to [0, 1])",
 }
-GATE_NOTE = "; a gate criterion that is not met makes the score 0"
+GATE_NOTE = (
+    "; a gate criterion that is not met caps the score at min(score, 0): a gate only ever "
+    "lowers a score"
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class ScoreResult:
     error_count: int
     gated: bool
     method: str
+    # The gate criteria not met, in rubric order (empty: not gated).
+    gated_by: tuple[int, ...] = ()
 
     @property
     def clipped(self) -> float | None:
@@ -79,25 +86,27 @@ def score(spec: dict, outcomes: Mapping[int, Outcome | str]) -> ScoreResult:
     criteria = spec["criteria"]
     got = {c["id"]: _as_outcome(outcomes.get(c["id"])) for c in criteria}
     errors = sum(1 for o in got.values() if o.outcome == ERROR)
-    gated = any(c.get("gate") and got[c["id"]].outcome == UNMET for c in criteria)
+    gated_by = tuple(c["id"] for c in criteria if c.get("gate") and got[c["id"]].outcome == UNMET)
     applicable = [c for c in criteria if got[c["id"]].outcome != NOT_APPLICABLE]
     possible = float(sum(c["points"] for c in applicable if c["points"] > 0))
     met_points = float(sum(c["points"] * got[c["id"]].credit for c in applicable))
+    raw: float | None
     if errors:
         raw = None
-    elif gated:
-        raw = 0.0
     elif method == "tree":
         raw = tree_score(spec, got)
     else:
         raw = met_points / possible if possible > 0 else 0.0
+    if raw is not None and gated_by:
+        raw = min(raw, 0.0)
     return ScoreResult(
         raw=raw,
         met_points=met_points,
         possible_points=possible,
         error_count=errors,
-        gated=gated,
+        gated=bool(gated_by),
         method=method,
+        gated_by=gated_by,
     )
 
 

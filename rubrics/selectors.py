@@ -18,6 +18,7 @@ from rubrics.models import (
     Criterion,
     CriterionGroup,
     Grader,
+    Invitation,
     Membership,
     Project,
     ReferenceDeliverable,
@@ -45,6 +46,16 @@ def memberships_for_user(user):
 
 def project_members(project: Project):
     return Membership.objects.filter(project=project).select_related("user").order_by("role")
+
+
+def project_invitations(project: Project):
+    """Pending invitations, by name: the admin cannot tell which names are users'."""
+    return Invitation.objects.filter(project=project).select_related("invited_by")
+
+
+def user_invitations(user):
+    """The invitations waiting for `user`'s answer."""
+    return Invitation.objects.filter(user=user).select_related("project", "invited_by")
 
 
 def member_for(project: Project, username: str) -> Membership:

@@ -22,6 +22,7 @@ from rubrics.models import (
     Criterion,
     CriterionGroup,
     Grader,
+    Invitation,
     Membership,
     Project,
     ReferenceDeliverable,
@@ -115,6 +116,102 @@ def membership_set(*, project: Project, username: str, role: str, actor=None) ->
     return membership
 
 
+INVITED = (
+    "Invitation recorded: if a user named '{username}' exists, they will see it on their "
+    "projects page and become {role} when they accept."
+)
+
+
+@transaction.atomic
+def member_invite(*, project: Project, username: str, role: str, actor=None) -> str:
+    """An admin adds someone by username: a member's role changes at once; anyone else is
+    invited and joins only by accepting. What comes back (and what the audit log records)
+    is the same whether or not the name is a user's, so it confirms no username. Returns
+    "member" (role set) or "invited"."""
+    username = (username or "").strip()
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role '{role}'; choose one of {Role.values}."})
+    if not username or len(username) > 150:
+        raise ValidationError({"username": "Give a username of 1 to 150 characters."})
+    if Membership.objects.filter(project=project, user__username=username).exists():
+        membership_set(project=project, username=username, role=role, actor=actor)
+        return "member"
+    user = get_user_model().objects.filter(username=username).first()
+    invitation, _ = Invitation.objects.update_or_create(
+        project=project,
+        username=username,
+        defaults={"user": user, "role": role, "invited_by": actor},
+    )
+    audit.record(
+        AuditEvent.Action.MEMBER_INVITED,
+        actor=actor,
+        project=project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=username,
+        details={"username": username, "role": role},
+    )
+    return "invited"
+
+
+def _own_invitation(user, invitation_id: int) -> Invitation:
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("project")
+        .filter(pk=invitation_id, user=user)
+        .first()
+    )
+    if invitation is None:
+        raise ValidationError({"invitation": "You have no such invitation."})
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, user, invitation_id: int) -> Membership:
+    """The invited user joins the project with the invitation's role."""
+    invitation = _own_invitation(user, invitation_id)
+    membership, created = Membership.objects.get_or_create(
+        project=invitation.project, user=user, defaults={"role": invitation.role}
+    )
+    invitation.delete()
+    if created:
+        _member_event(AuditEvent.Action.MEMBER_ADDED, membership, user, {"role": membership.role})
+    return membership
+
+
+@transaction.atomic
+def invitation_decline(*, user, invitation_id: int) -> None:
+    invitation = _own_invitation(user, invitation_id)
+    audit.record(
+        AuditEvent.Action.INVITATION_DECLINED,
+        actor=user,
+        project=invitation.project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=invitation.username,
+        details={"role": invitation.role},
+    )
+    invitation.delete()
+
+
+@transaction.atomic
+def invitation_cancel(*, project: Project, username: str, actor=None) -> None:
+    """An admin withdraws a pending invitation."""
+    invitation = Invitation.objects.filter(project=project, username=username).first()
+    if invitation is None:
+        raise ValidationError({"username": f"No pending invitation for '{username}'."})
+    audit.record(
+        AuditEvent.Action.INVITATION_CANCELLED,
+        actor=actor,
+        project=project,
+        target_type="invitation",
+        target_id=invitation.pk,
+        target_label=username,
+        details={"role": invitation.role},
+    )
+    invitation.delete()
+
+
 def _keep_an_admin(project: Project) -> None:
     if Membership.objects.filter(project=project, role=Role.ADMIN).count() <= 1:
         raise ValidationError({"role": "A project keeps at least one admin."})
@@ -165,6 +262,13 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, list) or not messages:
         raise ValidationError({field: "Give the prompt as a non-empty list of chat messages."})
+    if len(messages) > settings.TASK_MESSAGES_MAX:
+        raise ValidationError(
+            {
+                field: f"{len(messages):,} messages; a prompt holds at most "
+                f"{settings.TASK_MESSAGES_MAX:,} (ASSAY_TASK_MESSAGES_MAX)."
+            }
+        )
     clean = []
     for i, message in enumerate(messages):
         where = f"{field}[{i}]"
@@ -177,12 +281,33 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
             )
         if not isinstance(content, str):
             raise ValidationError({f"{where}.content": "Content must be text (a string)."})
+        if len(content) > settings.TASK_MESSAGE_MAX_CHARS:
+            raise ValidationError(
+                {
+                    f"{where}.content": f"{len(content):,} characters; a message holds at most "
+                    f"{settings.TASK_MESSAGE_MAX_CHARS:,} (ASSAY_TASK_MESSAGE_MAX_CHARS)."
+                }
+            )
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in clean):
         raise ValidationError({field: "The prompt needs at least one user message."})
     if not any(m["role"] == "user" and m["content"].strip() for m in clean):
         raise ValidationError({field: "Every user message is empty: the prompt says nothing."})
     return clean
+
+
+def validate_context(context: object, *, field: str = "context") -> str:
+    """A task's context: text of at most ASSAY_TASK_CONTEXT_MAX_CHARS characters."""
+    if not isinstance(context, str):
+        raise ValidationError({field: "Context must be text (a string)."})
+    if len(context) > settings.TASK_CONTEXT_MAX_CHARS:
+        raise ValidationError(
+            {
+                field: f"{len(context):,} characters; a context holds at most "
+                f"{settings.TASK_CONTEXT_MAX_CHARS:,} (ASSAY_TASK_CONTEXT_MAX_CHARS)."
+            }
+        )
+    return context
 
 
 def clean_external_id(external_id: str, *, field: str = "external_id") -> str:
@@ -205,6 +330,7 @@ def task_create(
 ) -> Task:
     external_id = clean_external_id(external_id)
     clean_messages = validate_messages(messages)
+    context = validate_context(context)
     with transaction.atomic():
         if Task.objects.filter(project=project, external_id=external_id).exists():
             raise ValidationError({"external_id": f"A task '{external_id}' already exists."})
@@ -245,7 +371,7 @@ def task_fields_update(
     if messages is not None:
         prompt["messages"] = validate_messages(messages)
     if context is not None:
-        prompt["context"] = context
+        prompt["context"] = validate_context(context)
     if any(getattr(task, k) != v for k, v in prompt.items()):
         if prompt_frozen:
             raise Conflict(

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from rubrics import uploads
 from rubrics.models import Project, ReferenceDeliverable, Task
-from rubrics.services import validate_messages
+from rubrics.services import validate_context, validate_messages
 
 TASK_FIELDS = {
     "external_id": "your id for the task (required)",
@@ -80,10 +80,15 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
     except ValidationError as exc:
         messages = None
         errors += [f"{where}, field '{k}': {m}" for k, ms in exc.message_dict.items() for m in ms]
+    try:
+        context = validate_context(row.get("context", ""))
+    except ValidationError as exc:
+        context = ""
+        errors += [f"{where}, field '{k}': {m}" for k, ms in exc.message_dict.items() for m in ms]
     tags = row.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         errors.append(f"{where}, field 'tags': a list of strings")
-    for name in ("title", "context", "reference"):
+    for name in ("title", "reference"):
         if not isinstance(row.get(name, ""), str):
             errors.append(f"{where}, field '{name}': must be text")
     listed = row.get("reference_file")
@@ -102,7 +107,7 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
         "external_id": external_id.strip(),
         "title": (row.get("title") or external_id).strip()[:300],
         "messages": messages,
-        "context": row.get("context", ""),
+        "context": context,
         "tags": tags,
         "reference": row.get("reference", ""),
     }, []

@@ -323,14 +323,141 @@ def parquet_file(upload, *, name: str, columns: Iterable[str]):
             f"'{name}': unexpected column(s) {', '.join(repr(c) for c in unexpected[:10])}; "
             f"the columns are: {', '.join(allowed)}."
         )
+    _check_parquet_sizes(meta, name=name)
+    # A dictionary-encoded column stores a repeated value once: decoded, a 1 MB value in a
+    # million rows is a terabyte. Read such columns as Arrow dictionaries (each value once),
+    # so parquet_rows can measure every row's values before one becomes a Python object.
+    encoded = {
+        meta.row_group(g).column(c).path_in_schema
+        for g in range(meta.num_row_groups)
+        for c in range(meta.num_columns)
+        if meta.row_group(g).column(c).has_dictionary_page
+    }
+    if encoded:
+        try:
+            reader = pq.ParquetFile(upload, read_dictionary=sorted(encoded))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise UploadRefused(f"'{name}' is not a readable Parquet file ({exc}).") from None
     return reader
 
 
+def _rows_named(first: int, count: int) -> str:
+    return f"row {first:,}" if count == 1 else f"rows {first:,} to {first + count - 1:,}"
+
+
+def _check_parquet_sizes(meta, *, name: str) -> None:
+    """From the footer alone: a row group whose field (or row) holds more bytes per row than
+    a value (or row) may decode to holds at least one value (row) over the limit. Refused
+    before anything is decompressed. What this cannot see (one big value among many small
+    ones, a dictionary repeating a value) parquet_rows measures batch by batch."""
+    first = 1
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        rows = max(group.num_rows, 1)
+        fields: dict[str, int] = {}
+        for c in range(group.num_columns):
+            column = group.column(c)
+            top = column.path_in_schema.split(".", 1)[0]
+            fields[top] = fields.get(top, 0) + max(column.total_uncompressed_size, 0)
+        for field, size in fields.items():
+            _refuse_if_over(
+                size,
+                rows=rows,
+                where=f"'{name}', {_rows_named(first, rows)}, field '{field}'",
+                what="a field",
+                setting="PARQUET_MAX_FIELD_BYTES",
+            )
+        _refuse_if_over(
+            sum(fields.values()),
+            rows=rows,
+            where=f"'{name}', {_rows_named(first, rows)}",
+            what="a row",
+            setting="PARQUET_MAX_ROW_BYTES",
+        )
+        first += group.num_rows
+
+
+def _refuse_if_over(size: int, *, where: str, what: str, setting: str, rows: int = 1) -> None:
+    """Refuse `size` decoded bytes (`rows` rows of them, seen from the footer) over a limit."""
+    limit = getattr(settings, setting)
+    if size // rows > limit:
+        seen = f"{megabytes(size)} once decoded"
+        if rows > 1:
+            seen = f"{megabytes(size)} in {rows:,} rows ({megabytes(size // rows)} a row)"
+        raise UploadRefused(
+            f"{where}: {seen}; {what} may hold at most {megabytes(limit)} (ASSAY_{setting}). "
+            "Nothing was imported.",
+            status=413,
+        )
+
+
+# Rows become Python objects this many decoded bytes at a time, whatever the batch size.
+MATERIALISE_BYTES = 64 * 1024 * 1024
+
+
+def decoded_sizes(array):
+    """The bytes each row of an Arrow array holds once decoded (text and binary by length,
+    lists and structs as the sum of their parts), computed on Arrow's buffers without making
+    a single Python object: dictionaries are measured once per distinct value."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(array)
+    kind = array.type
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if pa.types.is_dictionary(kind):
+        values = decoded_sizes(array.dictionary)
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        sizes = values[indices] if len(values) else np.zeros(n, dtype=np.int64)
+    elif (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
+        sizes = pc.binary_length(array).fill_null(0).to_numpy(zero_copy_only=False)
+    elif pa.types.is_map(kind):
+        as_list = pa.list_(pa.struct([kind.key_field, kind.item_field]))
+        sizes = decoded_sizes(array.cast(as_list))
+    elif (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        children = decoded_sizes(array.flatten())
+        sizes = np.bincount(parents, weights=children, minlength=n)[:n]
+    elif pa.types.is_struct(kind):
+        sizes = np.zeros(n, dtype=np.int64)
+        for child in array.flatten():
+            sizes = sizes + decoded_sizes(child)
+    elif pa.types.is_primitive(kind) or pa.types.is_null(kind):
+        width = getattr(kind, "bit_width", 64) if pa.types.is_primitive(kind) else 64
+        sizes = np.full(n, max(width // 8, 1), dtype=np.int64)
+    else:  # anything else (unions, views, ...): row by row, by the buffers each row uses
+        sizes = np.array([array.slice(i, 1).nbytes for i in range(n)], dtype=np.int64)
+    return np.asarray(sizes, dtype=np.int64)
+
+
 def parquet_rows(reader, *, name: str, batch_size: int) -> Iterator[tuple[int, dict]]:
-    """(row number, object) pairs, read a batch at a time; an unreadable batch is refused."""
+    """(row number, object) pairs, read a batch at a time; an unreadable batch is refused, and
+    so is a value or row over ASSAY_PARQUET_MAX_FIELD_BYTES / _ROW_BYTES (or a file decoding to
+    more than ASSAY_PARQUET_MAX_UNPACKED_BYTES), measured before it becomes a Python object."""
+    import numpy as np
     import pyarrow as pa
 
+    meta = reader.metadata
+    widest = (
+        max(
+            (meta.row_group(g).total_byte_size / max(meta.row_group(g).num_rows, 1))
+            for g in range(meta.num_row_groups)
+        )
+        if meta.num_row_groups
+        else 1
+    )
+    batch_size = max(1, min(batch_size, int(MATERIALISE_BYTES // max(widest, 1))))
     number = 0
+    decoded = 0
     batches = reader.iter_batches(batch_size=batch_size)
     while True:
         try:
@@ -341,6 +468,41 @@ def parquet_rows(reader, *, name: str, batch_size: int) -> Iterator[tuple[int, d
             raise UploadRefused(
                 f"'{name}': rows after {number:,} cannot be read ({exc})."
             ) from None
-        for row in batch.to_pylist():
-            number += 1
-            yield number, {k: v for k, v in row.items() if v is not None}
+        rows = np.zeros(batch.num_rows, dtype=np.int64)
+        for field, column in zip(batch.schema.names, batch.columns, strict=True):
+            sizes = decoded_sizes(column)
+            over = np.flatnonzero(sizes > settings.PARQUET_MAX_FIELD_BYTES)
+            if len(over):
+                _refuse_if_over(
+                    int(sizes[over[0]]),
+                    where=f"'{name}', row {number + int(over[0]) + 1:,}, field '{field}'",
+                    what="a field",
+                    setting="PARQUET_MAX_FIELD_BYTES",
+                )
+            rows += sizes
+        over = np.flatnonzero(rows > settings.PARQUET_MAX_ROW_BYTES)
+        if len(over):
+            _refuse_if_over(
+                int(rows[over[0]]),
+                where=f"'{name}', row {number + int(over[0]) + 1:,}",
+                what="a row",
+                setting="PARQUET_MAX_ROW_BYTES",
+            )
+        decoded += int(rows.sum())
+        if decoded > settings.PARQUET_MAX_UNPACKED_BYTES:
+            raise UploadRefused(
+                f"'{name}': the rows up to {number + batch.num_rows:,} decode to "
+                f"{megabytes(decoded)}; at most {megabytes(settings.PARQUET_MAX_UNPACKED_BYTES)} "
+                "is accepted (ASSAY_PARQUET_MAX_UNPACKED_BYTES). Nothing was imported.",
+                status=413,
+            )
+        start = 0
+        ends = np.cumsum(rows)
+        while start < batch.num_rows:
+            # Up to MATERIALISE_BYTES of rows (at least one) become Python objects at a time.
+            budget = (ends[start - 1] if start else 0) + MATERIALISE_BYTES
+            stop = max(start + 1, int(np.searchsorted(ends, budget, side="right")))
+            for row in batch.slice(start, stop - start).to_pylist():
+                number += 1
+                yield number, {k: v for k, v in row.items() if v is not None}
+            start = stop

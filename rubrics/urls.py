@@ -12,6 +12,23 @@ urlpatterns = [
         views.member_remove,
         name="member_remove",
     ),
+    path(
+        "p/<slug:slug>/invitations/<str:username>/cancel/",
+        views.invitation_cancel,
+        name="invitation_cancel",
+    ),
+    path(
+        "invitations/<int:pk>/accept/",
+        views.invitation_answer,
+        {"answer": "accept"},
+        name="invitation_accept",
+    ),
+    path(
+        "invitations/<int:pk>/decline/",
+        views.invitation_answer,
+        {"answer": "decline"},
+        name="invitation_decline",
+    ),
     path("p/<slug:slug>/audit/", views.audit_log, name="audit_log"),
     path("p/<slug:slug>/tasks/new/", views.task_new, name="task_new"),
     path("p/<slug:slug>/imports/tasks/", views.tasks_import, name="tasks_import"),

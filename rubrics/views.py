@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -50,10 +50,15 @@ def _errors(exc: ValidationError) -> list[str]:
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    # Open sign-up is the operator's choice (ASSAY_SIGNUP); otherwise there is no such page.
+    if not settings.SIGNUP_OPEN:
+        raise Http404("Sign-up is closed on this server: ask its operator for an account.")
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        # Two backends are configured (django-axes and the model backend): name the one
+        # that holds the account, or login() cannot choose and fails.
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -70,7 +75,29 @@ def home(request: HttpRequest) -> HttpResponse:
         else:
             return redirect("project", slug=project.slug)
     memberships = selectors.memberships_for_user(request.user)
-    return render(request, "rubrics/home.html", {"memberships": memberships, "form": form})
+    return render(
+        request,
+        "rubrics/home.html",
+        {
+            "memberships": memberships,
+            "invitations": selectors.user_invitations(request.user),
+            "form": form,
+        },
+    )
+
+
+@login_required
+@require_POST
+def invitation_answer(request: HttpRequest, pk: int, answer: str) -> HttpResponse:
+    """Accept or decline one's own invitation; anyone else's is a 404."""
+    invitation = get_object_or_404(selectors.user_invitations(request.user), pk=pk)
+    if answer == "accept":
+        membership = services.invitation_accept(user=request.user, invitation_id=invitation.pk)
+        messages.success(request, f"You joined {membership.project.name} as {membership.role}.")
+        return redirect("project", slug=membership.project.slug)
+    services.invitation_decline(user=request.user, invitation_id=invitation.pk)
+    messages.info(request, f"Invitation to {invitation.project.name} declined.")
+    return redirect("home")
 
 
 @login_required
@@ -98,24 +125,44 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
     form = MemberForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            membership = services.membership_set(
+            outcome = services.member_invite(
                 project=project, actor=request.user, **form.cleaned_data
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"{membership.user} is now {membership.role}.")
+            if outcome == "member":
+                text = f"{form.cleaned_data['username']} is now {form.cleaned_data['role']}."
+            else:
+                text = services.INVITED.format(**form.cleaned_data)
+            messages.success(request, text)
             return redirect("members", slug=slug)
+    can_manage = role_allows(project.role, Perm.MANAGE_MEMBERS)
     return render(
         request,
         "rubrics/members.html",
         {
             "project": project,
             "members": selectors.project_members(project),
+            "invitations": selectors.project_invitations(project) if can_manage else [],
             "form": form,
-            "can_manage": role_allows(project.role, Perm.MANAGE_MEMBERS),
+            "can_manage": can_manage,
         },
     )
+
+
+@login_required
+@require_POST
+def invitation_cancel(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    project = project_for(request.user, slug, Perm.MANAGE_MEMBERS)
+    try:
+        services.invitation_cancel(project=project, username=username, actor=request.user)
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    else:
+        messages.success(request, f"Invitation for {username} withdrawn.")
+    return redirect("members", slug=slug)
 
 
 @login_required
@@ -334,7 +381,9 @@ def _criterion_fields(post) -> dict:
     return fields
 
 
-def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, focus="") -> dict:
+def _editor_context(
+    request: HttpRequest, rubric, *, version=None, errors=None, focus="", errors_for=None
+) -> dict:
     versions = list(selectors.rubric_versions(rubric))
     draft = next((v for v in versions if v.is_open), None)
     shown = version or draft or (versions[0] if versions else None)
@@ -381,6 +430,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         and user.pk not in (shown.created_by_id, shown.submitted_by_id),
         "in_review": in_review,
         "errors": errors or [],
+        "errors_for": errors_for,  # the criterion the errors belong to (None: the draft)
         "focus": focus,
         "importances": Criterion.Importance.choices,
         "kinds": Criterion.Kind.choices,
@@ -505,12 +555,20 @@ def criterion_update(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         errors = _errors(exc)
         stale = "revision" in getattr(exc, "error_dict", {})
+    # An error about the criterion's fields shows at the criterion; one about the version
+    # (a stale revision, a version no longer a draft) at the top of the list.
+    errors_for = criterion.pk if not stale and criterion.version.is_draft else None
     if not request.htmx or request.POST.get("full"):
         response = _render_editor(
-            request, rubric, partial="criteria", errors=errors, focus=f"crit-{criterion.pk}"
+            request,
+            rubric,
+            partial="criteria",
+            errors=errors,
+            focus=f"crit-{criterion.pk}",
+            errors_for=errors_for,
         )
         return _saved(response, not errors)
-    context = _editor_context(request, rubric, errors=errors)
+    context = _editor_context(request, rubric, errors=errors, errors_for=errors_for)
     context.update(saved_criterion=criterion, stale=stale, oob=True)
     return _saved(render(request, "rubrics/rubric.html#saved", context), not errors)
 
@@ -800,6 +858,8 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
             "formats": formats.ALL_FORMATS,
             "chosen": chosen,
             "sheet_fields": formats.SHEET_FIELDS,
+            "gate_yes": sorted(formats.GATE_YES),
+            "gate_no": sorted(w for w in formats.GATE_NO if w),
         },
     )
 

@@ -166,6 +166,11 @@
     document.querySelectorAll("td[data-kappa]").forEach(function (td) {
       td.style.background = heat(td.dataset.kappa);
     });
+    // Confusion matrices: a cell's shade is its share of the gold row.
+    document.querySelectorAll("[data-share]").forEach(function (td) {
+      td.style.background = "rgba(37, 99, 235, " + (0.08 + 0.72 * Number(td.dataset.share)) + ")";
+      if (Number(td.dataset.share) > 0.5) td.style.color = "#fff";
+    });
     const canvas = document.querySelector("canvas[data-annotation-chart=alpha]");
     if (!canvas || typeof Chart === "undefined" || canvas.dataset.drawn) return;
     const data = JSON.parse(document.getElementById(canvas.dataset.source).textContent);

@@ -51,7 +51,8 @@
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       const source = document.getElementById(canvas.dataset.source);
       if (!source || canvas.dataset.drawn) return;
-      const data = JSON.parse(source.textContent);
+      // Data comes in a data-json attribute: htmx drops the <script> elements it swaps in.
+      const data = JSON.parse(source.dataset.json || source.textContent);
       canvas.dataset.drawn = "1";
       if (canvas.dataset.chart === "means") {
         new Chart(canvas, {
@@ -140,6 +141,13 @@
       if (authorOwns(oldNode)) return false;  // keep the element as the author left it
       return true;
     };
+    callbacks.beforeNodeRemoved = function (node) {
+      // A kind's fields added for the author stay while they hold typing not saved yet.
+      if (node.classList && node.classList.contains("kind-fields")) {
+        return !Array.prototype.some.call(node.querySelectorAll("textarea, input, select"), authorOwns);
+      }
+      return true;
+    };
     callbacks.beforeAttributeUpdated = function (name, node, kind) {
       // An option of a select the author changed keeps its choice; an open <details> stays open.
       if (node instanceof HTMLOptionElement && node.parentElement && authorOwns(node.parentElement)) return false;
@@ -210,6 +218,38 @@
     }
   });
 
+  // Choosing a kind with fields of its own (a scale's levels) shows them at once and puts the
+  // cursor there, instead of saving a kind that is not complete yet: the row's autosave sends
+  // the kind with its fields, and an error shows at the criterion. Runs in the capture phase,
+  // before htmx's own listener on the select would send the kind alone.
+  function kindFields(form, kind) {
+    let fields = form.querySelector('.kind-fields[data-kind="' + kind + '"]');
+    const template = document.getElementById("kind-fields-" + kind);
+    if (fields || !template) return fields;
+    fields = template.content.firstElementChild.cloneNode(true);
+    const row = form.closest("li[data-criterion]");
+    const kindSelect = form.querySelector("select[name=kind]");
+    fields.querySelectorAll("[data-label]").forEach(function (field) {
+      field.id = "crit-" + row.dataset.criterion + "-" + field.name;
+      field.setAttribute("aria-label", kindSelect.getAttribute("aria-label").replace(/ kind$/, " " + field.dataset.label));
+    });
+    form.querySelector(".crit-meta").after(fields);
+    return fields;
+  }
+
+  document.addEventListener("change", function (event) {
+    const select = event.target;
+    if (!select.matches || !select.matches("form.crit-row select[name=kind]")) return;
+    const fields = kindFields(select.form, select.value);
+    if (!fields) return;
+    const levels = fields.querySelector("textarea[name=scale]");
+    const filled = levels && levels.value.split("\n").filter(function (l) { return l.trim(); }).length;
+    if (filled >= 2) return;  // complete already: save the kind now
+    event.stopImmediatePropagation();
+    const first = levels || fields.querySelector("input[type=text], input:not([type])");
+    if (first) first.focus();
+  }, true);
+
   const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowRight: "in", ArrowLeft: "out" };
 
   document.addEventListener("keydown", function (event) {
@@ -248,7 +288,9 @@
     let target = null;
     if (wanted === "new") {
       target = document.getElementById("new-criterion-text");
-      if (active && active !== document.body && !active.closest("form.crit-new")) return;
+      // From the add button the cursor goes back to the text; from a field the author moved
+      // to (the points, tabbed to while the add was out) it stays, or the next key is lost.
+      if (active && active !== document.body && (isField(active) || !active.closest("form.crit-new"))) return;
     } else {
       target = document.getElementById(wanted + "-text");
       const row = target && target.closest("li[data-criterion]");

@@ -57,6 +57,12 @@ def pytest_configure(config):
     # it off with the `settings` fixture (tests/test_judge_urls.py).
     os.environ["ASSAY_JUDGE_ALLOW_PRIVATE_URLS"] = "1"
     settings.JUDGE_ALLOW_PRIVATE_URLS = True
+    # Project judge keys are stored encrypted; outside DEBUG that needs ASSAY_SECRETS_KEY, here
+    # and in the workers (which decrypt them).
+    from cryptography.fernet import Fernet
+
+    os.environ.setdefault("ASSAY_SECRETS_KEY", Fernet.generate_key().decode())
+    settings.SECRETS_KEYS = [os.environ["ASSAY_SECRETS_KEY"].split(",")[0].strip()]
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         raise pytest.UsageError(

@@ -35,7 +35,7 @@ from grading import services as grading_services
 from grading.models import ModelPrice
 from rubrics import services as rubric_services
 from rubrics import tokens
-from rubrics.models import Criterion
+from rubrics.models import Criterion, Invitation
 from tests import factories
 from tests.test_api import api_client
 
@@ -104,8 +104,9 @@ ROWS = [
     # A form with a blank field answers with the form again: signed-in users make projects and
     # tokens, and change their password; anyone may sign up and sign in.
     page("post", "home", "/", any_user(200, anonymous=LOGIN), {"name": ""}),
-    page("get", "signup", "/signup/", any_user(200, anonymous=200)),
-    page("post", "signup", "/signup/", any_user(200, anonymous=200), {"username": ""}),
+    # Sign-up is closed unless the operator opens it (ASSAY_SIGNUP; tests/test_signup.py).
+    page("get", "signup", "/signup/", any_user(404, anonymous=404)),
+    page("post", "signup", "/signup/", any_user(404, anonymous=404), {"username": ""}),
     page("get", "login", "/login/", any_user(200, anonymous=200)),
     page("post", "login", "/login/", any_user(200, anonymous=200), {"username": ""}),
     # Signing out ends on the sign-in page, signed in or not.
@@ -144,12 +145,44 @@ ROWS = [
     # The project holds published work, so even its admin may not delete it.
     api("delete", SLUG, "/api/projects/{slug}/", members_only(ADMINS, 409)),
     page("get", "members", "/p/{slug}/members/", members_page(EVERYONE, 200)),
+    # Admins invite: the same answer whether or not a user is named "nobody".
     page(
         "post",
         "members",
         "/p/{slug}/members/",
-        members_page(ADMINS, 200),  # there is no user "nobody": the form says so
+        members_page(ADMINS, 302),
         {"username": "nobody", "role": "author"},
+    ),
+    page(
+        "post",
+        "invitation_cancel",
+        "/p/{slug}/invitations/{invited}/cancel/",
+        members_page(ADMINS, 302),
+    ),
+    api(
+        "get", SLUG + "invitations/", "/api/projects/{slug}/invitations/", members_only(ADMINS, 200)
+    ),
+    api(
+        "delete",
+        SLUG + "invitations/<str:username>/",
+        "/api/projects/{slug}/invitations/{invited}/",
+        members_only(ADMINS, 204),
+    ),
+    # Only the invited user answers an invitation; anyone else's is not found.
+    page("post", "invitation_accept", "/invitations/{invitation}/accept/", any_user(404, LOGIN)),
+    page("post", "invitation_decline", "/invitations/{invitation}/decline/", any_user(404, LOGIN)),
+    api("get", "invitations/", "/api/invitations/", any_user(200)),
+    api(
+        "post",
+        "invitations/<int:pk>/accept/",
+        "/api/invitations/{invitation}/accept/",
+        any_user(404),
+    ),
+    api(
+        "post",
+        "invitations/<int:pk>/decline/",
+        "/api/invitations/{invitation}/decline/",
+        any_user(404),
     ),
     api("get", SLUG + "members/", "/api/projects/{slug}/members/", members_only(EVERYONE, 200)),
     api("post", SLUG + "members/", "/api/projects/{slug}/members/", members_only(ADMINS, 400)),
@@ -718,6 +751,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     datasets.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
     outsider_token, _ = tokens.token_create(user=factories.make_user(), name="x", scopes=["read"])
+    invited = factories.make_user()
+    rubric_services.member_invite(
+        project=project, username=invited.username, role="author", actor=admin
+    )
+    invitation = Invitation.objects.get(project=project, user=invited)
     queue = factories.make_queue(project, grader, [annotator], admin, overlap=1)
     assignment = annotation_services.assignment_claim(queue=queue, user=annotator)
     review_rubric = rubric_services.rubric_create(
@@ -773,6 +811,8 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         make=makers,
         reference=reference.pk,
         token=outsider_token.pk,
+        invited=invited.username,
+        invitation=invitation.pk,
         snapshot=snapshot.pk,
         queue=queue.pk,
         assignment=assignment.pk,

@@ -188,8 +188,28 @@ def test_calibration_against_gold_and_flags_for_the_editor(client, world):
         judged[(r, 2)] = "unmet" if i % 2 else "met"
         judged[(r, 3)] = "unmet" if i else "met"
     judge_says(run, judge, grader, judged)
+    c3 = grader.version.criteria.order_by("position")[2]
+    # Four items are too few to flag anything by default (10): the figure stands with its n
+    # and the page says why nothing is flagged.
     report = selectors.calibration_report(grader.version, judge.rater_id)
-    assert report.gold_items == 12 and report.figures.items == 12
+    assert report.min_items == 10 and not report.flagged
+    assert report.too_few[c3.pk] == "judge kappa below 0.6 on 4 items; flags need 10"
+    client.force_login(p.admin)
+    page = client.get(reverse("calibration", args=[grader.version_id])).content.decode()
+    assert "not flagged: judge kappa below 0.6 on 4 items; flags need 10" in page
+    assert 'data-testid="confusion"' in page and 'data-share="0.500"' in page
+    assert "(n=4)" in page
+    client.post(
+        reverse("calibration", args=[grader.version_id]), {"threshold": "0.6", "min_items": "4"}
+    )
+    bad = client.post(
+        reverse("calibration", args=[grader.version_id]),
+        {"threshold": "0.6", "min_items": "²"},
+        follow=True,
+    )
+    assert "min_items: A whole number from 1 to 100000." in bad.content.decode()
+    report = selectors.calibration_report(grader.version, judge.rater_id)
+    assert report.min_items == 4 and report.gold_items == 12 and report.figures.items == 12
     c2 = grader.version.criteria.order_by("position")[1]
     f2 = report.figures.per_criterion[c2.pk]
     gold2 = ["met"] * 4
@@ -197,7 +217,6 @@ def test_calibration_against_gold_and_flags_for_the_editor(client, world):
     assert f2.accuracy == 0.5 and f2.recall == 0.5 and f2.precision == 1.0
     assert f2.confusion == [[2, 2, 0], [0, 0, 0], [0, 0, 0]]
     assert f2.kappa is None or f2.kappa == pytest.approx(cohen_kappa_score(gold2, pred2))
-    c3 = grader.version.criteria.order_by("position")[2]
     assert c3.pk in report.flagged  # one wrong "met" against all-unmet gold: kappa 0
     client.force_login(p.author)
     flags = client.get(reverse("calibration_flags", args=[grader.version_id])).content.decode()
@@ -317,6 +336,7 @@ def test_flags_for_a_draft_show_its_latest_published_version(client, world):
     from rubrics import services as rubric_services
 
     p, grader, queue, second, judge, run = world
+    services.calibration_threshold_set(project=p.project, threshold=0.6, min_items=4)
     for user in (p.annotator, second):
         while factories.annotate(queue, user, {1: "met", 2: "unmet", 3: "unmet"}):
             pass

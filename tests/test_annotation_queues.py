@@ -343,3 +343,19 @@ def test_a_scale_criterion_takes_a_level_and_its_value_decides_like_a_judges(cli
     # Values make a criterion ordinal in agreement.
     figures = agreement([Rating(1, 1, scale.pk, "met", 0.5), Rating(2, 1, scale.pk, "met", 1.0)])
     assert scale.pk in figures.ordinal
+
+
+@pytest.mark.django_db
+def test_a_queue_with_nothing_left_for_the_annotator_says_complete(client):
+    project, admin, grader, annotators = setup_world(n_responses=2, n_annotators=2)
+    queue = factories.make_queue(project, grader, annotators, admin, overlap=1)
+    client.force_login(annotators[0])
+    page = client.get(f"/p/{project.slug}/queues/").content.decode()
+    assert "Start annotating" in page and "queue-complete" not in page
+    factories.annotate(queue, annotators[0])
+    page = client.get(f"/p/{project.slug}/queues/").content.decode()
+    assert "Continue annotating" in page
+    factories.annotate(queue, annotators[1])
+    page = client.get(f"/p/{project.slug}/queues/").content.decode()
+    assert "Start annotating" not in page and "Continue annotating" not in page
+    assert 'data-testid="queue-complete"' in page

@@ -23,6 +23,13 @@ from tests import factories
 from tests.conftest import wait_for
 
 
+def accept_invitation(user, slug: str):
+    """`user` accepts their invitation to the project `slug`, through the API."""
+    client = api_client(user)
+    (invitation,) = [i for i in client.get("/api/invitations/").data if i["project"] == slug]
+    return client.post(f"/api/invitations/{invitation['id']}/accept/")
+
+
 def api_client(user=None) -> APIClient:
     """A client that authenticates as `user` with an API token, or anonymous."""
     client = APIClient()
@@ -101,6 +108,9 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
             {"username": user.username, "role": role},
             format="json",
         )
+        assert reply.status_code == 202, reply.data
+        assert reply.data == {**reply.data, "username": user.username, "role": role}
+        reply = accept_invitation(user, slug)
         assert reply.status_code == 200, reply.data
         assert reply.data == {**reply.data, "username": user.username, "role": role}
     members = admin.get(f"/api/projects/{slug}/members/").data
@@ -270,6 +280,7 @@ def test_api_flow_from_token_to_verdicts(personas, sim, celery_worker):
         {"username": personas.annotator.username, "role": "annotator"},
         format="json",
     )
+    assert accept_invitation(personas.annotator, slug).status_code == 200
     assert api_client(personas.annotator).get(f"/api/runs/{run_id}/").status_code == 403
     reply = engineer.post(f"/api/runs/{run_id}/cancel/")
     assert reply.data == {"cancelled": False, "status": "completed"}
@@ -449,8 +460,9 @@ def test_task_errors_name_the_field_and_the_message(personas):
 def test_members_and_projects_refuse_bad_input(personas):
     admin = api_client(personas.admin)
     url = f"/api/projects/{personas.project.slug}/members/"
+    # No username oracle: a name nobody has is "invited" like any other.
     reply = admin.post(url, {"username": "nobody", "role": "author"}, format="json")
-    assert reply.data == {"username": ["No user named 'nobody'."]}
+    assert reply.status_code == 202 and "if a user named 'nobody' exists" in reply.data["detail"]
     reply = admin.post(url, {"username": personas.admin.username, "role": "author"}, format="json")
     assert reply.data == {"role": ["A project keeps at least one admin."]}
     reply = admin.post(url, {"username": personas.author.username, "role": "boss"}, format="json")
@@ -468,7 +480,8 @@ def test_members_and_projects_refuse_bad_input(personas):
     assert APIClient().put("/api/projects/", {}, format="json").status_code == 401
 
 
-def test_judges_never_take_or_show_a_key(personas):
+def test_judges_never_take_or_show_a_key(personas, settings):
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@api.example.com"]
     admin = api_client(personas.admin)
     url = f"/api/projects/{personas.project.slug}/judges/"
     judge = {"name": "gpt", "base_url": "https://api.example.com/v1", "model": "gpt-4.1"}
@@ -485,6 +498,8 @@ def test_judges_never_take_or_show_a_key(personas):
         "base_url",
         "model",
         "api_key_env",
+        "api_key_set",
+        "api_key_last4",
         "max_concurrency",
         "requests_per_minute",
         "tokens_per_minute",
@@ -665,3 +680,16 @@ def test_review_comments_over_the_api_block_approval_until_resolved(personas):
     resolved = author.post(f"/api/comments/{comment.data['id']}/resolve/")
     assert resolved.status_code == 200 and resolved.data["resolved_by"] == personas.author.username
     assert reviewer.post(f"/api/rubrics/{rubric_id}/approve/").status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_api_url_that_matches_no_route_answers_json_and_a_page_keeps_the_html_404(personas):
+    client = api_client(personas.admin)
+    for path in ("/api/rubrics/1/versions/-5/retire/", "/api/no-such-thing/"):
+        response = client.post(path) if "retire" in path else client.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "Not found."}
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404
+    assert page["Content-Type"].startswith("text/html")

@@ -436,9 +436,14 @@ def test_model_prices_are_kept_by_staff(personas):
 def test_calibration_threshold_is_set_by_admins(personas):
     url = f"/api/projects/{personas.project.slug}/calibration-settings/"
     admin = api_client(personas.admin)
-    assert admin.get(url).data == {"threshold": 0.6}
-    assert admin.put(url, {"threshold": 0.4}, format="json").data == {"threshold": 0.4}
-    assert api_client(personas.engineer).get(url).data == {"threshold": 0.4}
+    assert admin.get(url).data == {"threshold": 0.6, "min_items": 10}
+    reply = admin.put(url, {"threshold": 0.4}, format="json")
+    assert reply.data == {"threshold": 0.4, "min_items": 10}
+    reply = admin.put(url, {"threshold": 0.4, "min_items": 3}, format="json")
+    assert reply.data == {"threshold": 0.4, "min_items": 3}
+    assert api_client(personas.engineer).get(url).data == {"threshold": 0.4, "min_items": 3}
+    reply = admin.put(url, {"threshold": 0.4, "min_items": 0}, format="json")
+    assert reply.status_code == 400 and set(reply.data) == {"min_items"}
     reply = admin.put(url, {"threshold": 2}, format="json")
     assert reply.status_code == 400 and set(reply.data) == {"threshold"}
 

@@ -76,9 +76,19 @@ def test_member_added_changed_and_removed_on_the_page(client, personas):
     since = last_pk()
     assert client.post(url, {"username": newcomer.username, "role": "annotator"}).status_code == 302
     event = only_new_event(since)
-    check(event, Action.MEMBER_ADDED, p.admin, project=p.project, target_type="user")
+    check(event, Action.MEMBER_INVITED, p.admin, project=p.project, target_type="invitation")
+    assert event.details == {"username": newcomer.username, "role": "annotator"}
+
+    # The newcomer joins by accepting: the event is theirs.
+    client.force_login(newcomer)
+    invitation = newcomer.invitations.get()
+    since = last_pk()
+    assert client.post(reverse("invitation_accept", args=[invitation.pk])).status_code == 302
+    event = only_new_event(since)
+    check(event, Action.MEMBER_ADDED, newcomer, project=p.project, target_type="user")
     assert (event.target_id, event.target_label) == (str(newcomer.pk), newcomer.username)
     assert event.details == {"role": "annotator"}
+    client.force_login(p.admin)
 
     since = last_pk()
     assert client.post(url, {"username": newcomer.username, "role": "reviewer"}).status_code == 302
@@ -124,9 +134,15 @@ def test_member_changes_through_the_api(personas):
 
     since = last_pk()
     reply = client.post(base, {"username": newcomer.username, "role": "engineer"}, format="json")
-    assert reply.status_code == 200
+    assert reply.status_code == 202
+    check(only_new_event(since), Action.MEMBER_INVITED, p.admin, project=p.project, source="api")
+    newcomer_api = api_client(newcomer)
+    since = last_pk()
+    (invitation,) = newcomer_api.get("/api/invitations/").data
+    reply = newcomer_api.post(f"/api/invitations/{invitation['id']}/accept/")
+    assert reply.status_code == 200 and reply.data["role"] == "engineer"
     event = only_new_event(since)
-    check(event, Action.MEMBER_ADDED, p.admin, project=p.project, source="api")
+    check(event, Action.MEMBER_ADDED, newcomer, project=p.project, source="api")
 
     since = last_pk()
     assert client.delete(f"{base}{newcomer.username}/").status_code == 204
@@ -373,7 +389,8 @@ def test_tokens_through_the_api_and_the_password_exchange(client, personas):
 # --- Judges and prices ------------------------------------------------------------------------
 
 
-def test_judges_from_the_page_and_the_api(client, personas):
+def test_judges_from_the_page_and_the_api(client, personas, settings):
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@judge.example"]
     p = personas
     client.force_login(p.admin)
     since = last_pk()

@@ -140,3 +140,24 @@ def test_the_next_criterion_typed_the_instant_after_enter_survives_and_is_saved(
     expect(page.locator("#new-criterion-text")).to_be_focused()
     for i, text in enumerate(texts):
         expect(criteria.nth(i).locator("textarea")).to_have_value(text)
+
+
+def test_tabbing_to_points_while_an_add_lands_keeps_the_focus_there(page, editor):
+    criteria = page.get_by_test_id("criterion")
+    adds = HeldAdds(page)
+    page.keyboard.press("Alt+n")
+    page.keyboard.type("Advises calling emergency services")
+    page.keyboard.press("Enter")
+    adds.wait_until_held()
+    # The next criterion is typed and the author tabs to its points while the add is out.
+    page.keyboard.type("Asks about shortness of breath")
+    page.keyboard.press("Tab")
+    expect(page.locator("#new-criterion-points")).to_be_focused()
+    adds.release()
+    expect(criteria).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(100)  # past htmx's settling, when the editor places the focus
+    expect(page.locator("#new-criterion-points")).to_be_focused()
+    page.keyboard.type("3")
+    expect(page.locator("#new-criterion-text")).to_have_value("Asks about shortness of breath")
+    expect(page.locator("#new-criterion-points")).to_have_value("3")

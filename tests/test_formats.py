@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from django.core.management import CommandError, call_command
 
-from rubrics import scoring, services
+from rubrics import formats, scoring, services
 from rubrics.models import Criterion, Rubric, Task
 from tests.conftest import SHARED_DATA  # noqa: E402
 
@@ -430,3 +430,103 @@ def test_paperbench_keeps_float_weights_unknown_fields_and_mixed_children(person
         "export_rubrics", format="paperbench", project=personas.project.slug, output=str(out)
     )
     assert json.loads(out.read_text()) == tree
+
+
+# An expert's sheet as written: no points column, hurdles marked in words.
+EXPERT_ROWS = [
+    ["Task", "Question", "Criterion", "Hurdle"],
+    ["chest", "I have chest pain. What now?", "Advises calling emergency services", "Hurdle"],
+    ["chest", "", "Mentions an ECG", "Not"],
+    ["chest", "", "Asks about medication", ""],
+    ["chest", "", "Checks for allergies", "CRITICAL"],
+    ["chest", "", "Explains warning signs", " must "],
+    ["chest", "", "Uses plain language", "Nice to have"],
+]
+EXPERT_MAP = ["task_id=Task", "prompt=Question", "criterion=Criterion", "gate=Hurdle"]
+
+
+def expert_file(tmp_path, rows, suffix):
+    path = tmp_path / f"expert.{suffix}"
+    if suffix == "csv":
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    else:
+        workbook = openpyxl.Workbook()
+        for row in rows:
+            workbook.active.append(row)
+        workbook.save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_an_expert_sheet_without_points_imports_one_point_each(personas, tmp_path, suffix):
+    path = expert_file(tmp_path, EXPERT_ROWS, suffix)
+    call_command(
+        "import_rubrics", str(path), format=suffix, project=personas.project.slug, map=EXPERT_MAP
+    )
+    version = Rubric.objects.get(task__external_id="chest").versions.get()
+    assert [(c.text, float(c.points), c.gate) for c in version.criteria.order_by("position")] == [
+        ("Advises calling emergency services", 1, True),
+        ("Mentions an ECG", 1, False),
+        ("Asks about medication", 1, False),
+        ("Checks for allergies", 1, True),
+        ("Explains warning signs", 1, True),
+        ("Uses plain language", 1, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("word", "gate"),
+    [
+        *((w, True) for w in ["hurdle", "Yes", "y", "TRUE", "1", "x", "Critical", "must"]),
+        *((w, True) for w in ["Gate", "required", "Essential", "mandatory", "Must have"]),
+        *((w, False) for w in ["not", "No", "n", "false", "0", "", "optional", "nice to have"]),
+        *((w, False) for w in ["Not hurdle", "-"]),
+    ],
+)
+def test_the_gate_column_accepts_common_hurdle_words(word, gate):
+    assert formats.parse_gate(word, where="line 2") is gate
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_an_unknown_gate_word_names_its_line_and_value(personas, tmp_path, suffix):
+    rows = [list(r) for r in EXPERT_ROWS]
+    rows[4][3] = "Maybe"
+    path = expert_file(tmp_path, rows, suffix)
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_rubrics",
+            str(path),
+            format=suffix,
+            project=personas.project.slug,
+            map=EXPERT_MAP,
+        )
+    message = str(caught.value)
+    assert "line 5: column 'Hurdle' (gate)" in message and "'Maybe' is not a gate value" in message
+    assert "hurdle" in message and "nice to have" in message
+    assert not Rubric.objects.exists() and not Task.objects.exists()
+
+
+def test_a_points_column_mapped_by_name_must_exist(personas, tmp_path):
+    path = expert_file(tmp_path, EXPERT_ROWS, "csv")
+    with pytest.raises(CommandError, match="column 'Pts'"):
+        call_command(
+            "import_rubrics",
+            str(path),
+            format="csv",
+            project=personas.project.slug,
+            map=[*EXPERT_MAP, "points=Pts"],
+        )
+    assert not Rubric.objects.exists()
+
+
+def test_the_import_page_takes_an_expert_sheet_without_points(client, personas, tmp_path):
+    path = expert_file(tmp_path, EXPERT_ROWS, "xlsx")
+    client.force_login(personas.admin)
+    data = {"format": "xlsx", **{f"map_{p.split('=')[0]}": p.split("=")[1] for p in EXPERT_MAP}}
+    with path.open("rb") as upload:
+        reply = client.post(f"/p/{personas.project.slug}/rubrics/import/", {**data, "file": upload})
+    assert reply.status_code == 302
+    version = Rubric.objects.get().versions.get()
+    assert version.criteria.filter(gate=True).count() == 3
+    assert {float(c.points) for c in version.criteria.all()} == {1}

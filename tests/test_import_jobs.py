@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from datetime import timedelta
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
+from annotation import import_jobs
 from annotation.import_jobs import BACKGROUND_ABOVE_BYTES
 from annotation.models import ImportJob, Response
 from tests import factories
 from tests.conftest import wait_for
+from tests.test_api import api_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,3 +60,161 @@ def test_a_large_bad_upload_is_refused_whole(client, personas, celery_worker):
     assert job.error_count == 1 and "line 5123: not valid JSON" in job.errors[0]
     assert not Response.objects.exists()
     assert b"Nothing was imported" in client.get(page.url).content
+    assert not default_storage.exists(job.file)  # refused or imported, the upload goes
+
+
+# --- Progress, a killed worker, clean-up -----------------------------------------------------
+
+
+def lines_file(rows: int, name: str = "many.jsonl", model: str = "m") -> SimpleUploadedFile:
+    """`rows` short responses to the task 'big': many lines, few bytes."""
+    data = "".join(
+        f'{{"task_id": "big", "model": "{model}{i % 4}", "response": "r{i}", '
+        f'"sample_index": {i}}}\n'
+        for i in range(rows)
+    ).encode()
+    return SimpleUploadedFile(name, data, "application/jsonl")
+
+
+def api_import(client, project, upload) -> int:
+    reply = client.post(f"/api/projects/{project.slug}/imports/", {"file": upload})
+    assert reply.status_code == 202, reply.content
+    return reply.json()["id"]
+
+
+def watch(client, job_id: int, until: set[str], timeout: float = 180) -> list[tuple[str, int]]:
+    """Poll the job through the API until its status is in `until`; every (status, rows done)
+    seen on the way."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/imports/{job_id}/").json()
+        seen.append((job["status"], job["rows_done"]))
+        if job["status"] in until:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"the import stayed {seen[-1]} for {timeout} s")
+
+
+def test_an_api_import_of_many_lines_finishes_and_shows_progress_on_the_way(
+    personas, celery_worker
+):
+    """Progress goes to the job row while the COPY runs (issue 19: written on the COPY's own
+    connection, the first progress write hung the import for ever)."""
+    factories.make_task(personas.project, "big")
+    client = api_client(personas.engineer)
+    job_id = api_import(client, personas.project, lines_file(60_000))
+    seen = watch(client, job_id, {"done", "failed"})
+    job = ImportJob.objects.get(pk=job_id)
+    assert (job.status, job.created, job.rows_done, job.attempts) == ("done", 60_000, 60_000, 1)
+    assert Response.objects.filter(task__external_id="big").count() == 60_000
+    assert any(status == "running" and 0 < rows < 60_000 for status, rows in seen), seen
+    assert not default_storage.exists(job.file)
+
+
+def test_a_worker_killed_mid_import_leaves_nothing_and_the_sweep_resumes_it(
+    personas, celery_worker, monkeypatch
+):
+    """kill -9 of the worker and its pool in the middle of the COPY: nothing of the file is
+    stored, the job shows running, and a new worker's recovery sweep, seeing no sign of life for
+    ASSAY_IMPORT_STALL_S, queues it again; the second try imports it all and deletes the file."""
+    factories.make_task(personas.project, "big")
+    client = api_client(personas.engineer)
+    job_id = api_import(client, personas.project, lines_file(150_000))
+    wait_for(
+        lambda: ImportJob.objects.get(pk=job_id).rows_done >= 20_000, what="the import under way"
+    )
+    celery_worker.kill()
+    job = ImportJob.objects.get(pk=job_id)
+    assert (job.status, job.attempts) == ("running", 1)
+    at_kill = job.rows_done
+    assert 0 < at_kill < 150_000
+    assert not Response.objects.exists()  # all or nothing: the transaction died with the worker
+    assert default_storage.exists(job.file)  # kept for the next try
+    monkeypatch.setenv("ASSAY_IMPORT_STALL_S", "3")
+    monkeypatch.setenv("ASSAY_RECOVERY_CHECK_S", "1")
+    celery_worker.start()
+    try:
+        seen = watch(client, job_id, {"done", "failed"})
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.created) == ("done", 2, 150_000), job.errors
+        assert client.get(f"/api/imports/{job_id}/").json()["attempts"] == 2
+        again = [rows for status, rows in seen if status in ("queued", "running")]
+        assert min(again) < at_kill  # the second try counts its rows from the start
+        assert Response.objects.count() == 150_000
+        assert not default_storage.exists(job.file)
+    finally:
+        celery_worker.stop()  # the rest of the session's worker runs with the usual settings
+        monkeypatch.undo()
+        celery_worker.start()
+
+
+def lost_job(project, *, attempts: int, name: str = "lost.jsonl", rows: int = 10) -> ImportJob:
+    """What a worker killed during an import leaves behind: the job running, no recent sign of
+    life, its upload stored, nothing imported (its transaction died with it)."""
+    stored = default_storage.save(f"imports/{project.slug}/{name}", lines_file(rows))
+    return ImportJob.objects.create(
+        project=project,
+        filename=name,
+        file=stored,
+        rows_total=rows,
+        status="running",
+        attempts=attempts,
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+    )
+
+
+def test_a_job_lost_too_often_fails_clearly_deletes_its_upload_and_can_be_imported_again(
+    personas, celery_worker, client, settings
+):
+    factories.make_task(personas.project, "big")
+    settings.ASSAY_IMPORT_MAX_ATTEMPTS = 2
+    lost = lost_job(personas.project, attempts=2)
+    assert import_jobs.import_jobs_recover()["failed"] == [lost.pk]
+    lost.refresh_from_db()
+    assert (lost.status, lost.error_count) == ("failed", 1)
+    assert "stopped 2 times before it finished" in lost.errors[0]
+    assert "Upload the file again to retry" in lost.errors[0]
+    assert not default_storage.exists(lost.file)
+    assert import_jobs.import_jobs_recover() == {
+        "requeued": [],
+        "failed": [],
+        "uploads_deleted": [],
+    }  # ended: the next look leaves it alone
+    client.force_login(personas.engineer)
+    page = client.get(f"/imports/{lost.pk}/").content.decode()
+    assert "Nothing was imported" in page and "stopped 2 times" in page
+    assert f'href="/p/{personas.project.slug}/responses/" data-testid="import-again"' in page
+
+    # Again, through the page (a background import, over 2 MB) and then the API.
+    reply = client.post(f"/p/{personas.project.slug}/responses/", {"file": big_file(6000)})
+    again = ImportJob.objects.exclude(pk=lost.pk).get()
+    assert reply.url == f"/imports/{again.pk}/"
+    wait_for(lambda: ImportJob.objects.get(pk=again.pk).status == "done", what="the retry")
+    api = api_client(personas.engineer)
+    watch(api, api_import(api, personas.project, lines_file(10, model="api")), {"done"})
+    assert Response.objects.count() == 6010
+
+
+def test_the_sweep_requeues_a_lost_job_once_and_deletes_orphan_uploads(
+    personas, celery_worker, settings
+):
+    factories.make_task(personas.project, "big")
+    settings.ASSAY_IMPORT_STALL_S = 60
+    lost = lost_job(personas.project, attempts=1, rows=25)
+    alive = lost_job(personas.project, attempts=1, name="alive.jsonl")
+    ImportJob.objects.filter(pk=alive.pk).update(heartbeat_at=timezone.now())
+    orphan = default_storage.save(f"imports/{personas.project.slug}/orphan.jsonl", lines_file(1))
+    young = default_storage.save(f"imports/{personas.project.slug}/young.jsonl", lines_file(1))
+    old = time.time() - 3600
+    os.utime(default_storage.path(orphan), (old, old))
+
+    done = import_jobs.import_jobs_recover()
+    assert done == {"requeued": [lost.pk], "failed": [], "uploads_deleted": [orphan]}
+    assert import_jobs.import_jobs_recover()["requeued"] == []  # one sweep of many acts
+    wait_for(lambda: ImportJob.objects.get(pk=lost.pk).status == "done", what="the resumed job")
+    lost.refresh_from_db()
+    assert (lost.attempts, lost.created) == (2, 25)
+    assert not default_storage.exists(lost.file) and not default_storage.exists(orphan)
+    assert default_storage.exists(alive.file) and default_storage.exists(young)
+    assert ImportJob.objects.get(pk=alive.pk).status == "running"

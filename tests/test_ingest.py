@@ -142,3 +142,25 @@ def test_command_reports_counts_and_refuses_bad_files(project, tmp_path, capsys)
     assert "bad.jsonl: line 1, field 'model'" in capsys.readouterr().err
     with pytest.raises(CommandError, match="no project"):
         call_command("import_responses", str(good), "--project", "nope")
+
+
+def test_a_parquet_response_over_the_field_limit_is_refused_by_row_and_field(
+    project, tmp_path, settings
+):
+    settings.PARQUET_MAX_FIELD_BYTES = 1024
+    items = rows(30)
+    items[6]["response"] = "y" * 2000
+    path = tmp_path / "outputs.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([{**r, "metadata": json.dumps(r["metadata"])} for r in items]), path
+    )
+    with path.open("rb") as upload:
+        result = services.responses_import_file(
+            project=project, upload=upload, filename=path.name, format="parquet"
+        )
+    assert [str(e) for e in result.errors] == [
+        "line 0, field 'file': 'outputs.parquet', row 7, field 'response': 2.0 KB once "
+        "decoded; a field may hold at most 1.0 KB "
+        "(ASSAY_PARQUET_MAX_FIELD_BYTES). Nothing was imported."
+    ]
+    assert result.status == 413 and not Response.objects.exists()

@@ -119,11 +119,13 @@ def test_timeouts_are_bounded(sim):
     assert caught.value.reason == "timeout"
 
 
-def test_missing_api_key_variable_is_an_error_that_names_it(sim, monkeypatch):
+def test_missing_api_key_variable_is_an_error_that_names_it(sim, monkeypatch, settings):
+    settings.JUDGE_KEY_VARIABLES = ["ASSAY_JUDGE_KEY_THAT_IS_NOT_SET@127.0.0.1"]
     monkeypatch.delenv("ASSAY_JUDGE_KEY_THAT_IS_NOT_SET", raising=False)
     client = client_for(sim, api_key_env="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET")
-    with pytest.raises(JudgeError, match="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET"):
+    with pytest.raises(JudgeError, match="ASSAY_JUDGE_KEY_THAT_IS_NOT_SET") as caught:
         client.grade(messages_for("x"), VERDICT_SCHEMA)
+    assert caught.value.reason == "missing_api_key"
     assert sim.stats.requests == 0
 
 

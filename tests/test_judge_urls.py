@@ -448,10 +448,11 @@ def echo():
 
 
 def test_the_api_key_never_reaches_a_log_a_page_or_the_api(
-    personas, echo, monkeypatch, caplog, client
+    personas, echo, monkeypatch, caplog, client, settings
 ):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("ASSAY_JUDGE_KEY_PLANTED", PLANTED)
+    settings.JUDGE_KEY_VARIABLES = ["ASSAY_JUDGE_KEY_PLANTED@127.0.0.1"]
     project, admin = personas.project, personas.admin
     task = factories.make_task(project, external_id="t-key")
     grader = factories.make_published_rubric(project, task, [("Mentions hydration", 3)], admin)
@@ -584,32 +585,37 @@ def test_https_verifies_the_certificate_for_the_name_and_sends_it_as_sni(
 @pytest.mark.parametrize(
     "variable", ["SECRET_KEY", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "CELERY_BROKER_URL"]
 )
-def test_a_judge_cannot_name_the_workers_other_secrets(personas, variable):
-    with pytest.raises(ValidationError) as caught:
-        services.judge_create(
+def test_a_judge_cannot_name_the_workers_other_secrets(personas, variable, settings):
+    def create(name: str, api_key_env: str):
+        return services.judge_create(
             project=personas.project,
-            name="thief",
+            name=name,
             base_url="https://judge.invalid/v1",
             model="m",
-            api_key_env=variable,
+            api_key_env=api_key_env,
         )
-    assert set(caught.value.message_dict) == {"api_key_env"}
-    assert "_API_KEY" in caught.value.message_dict["api_key_env"][0]
-    for name in ("OPENAI_API_KEY", "ASSAY_JUDGE_KEY_VLLM"):
+
+    # Nothing bound (the default): no deployment variable at all, not even an API key's.
+    for name in (variable, "OPENAI_API_KEY", "ASSAY_JUDGE_KEY_VLLM"):
+        with pytest.raises(ValidationError) as caught:
+            create("thief", name)
+        assert set(caught.value.message_dict) == {"api_key_env"}
         assert (
-            services.judge_create(
-                project=personas.project,
-                name=name,
-                base_url="https://judge.invalid/v1",
-                model="m",
-                api_key_env=name,
-            ).api_key_env
-            == name
+            "lets no judge use a deployment variable"
+            in (caught.value.message_dict["api_key_env"][0])
         )
+    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@judge.invalid"]
+    with pytest.raises(ValidationError) as caught:
+        create("thief", variable)
+    assert "ASSAY_JUDGE_KEY_VARIABLES" in caught.value.message_dict["api_key_env"][0]
+    assert create("bound", "OPENAI_API_KEY").api_key_env == "OPENAI_API_KEY"
 
 
 def test_a_key_bound_to_its_host_goes_nowhere_else(personas, settings, echo, monkeypatch):
-    settings.JUDGE_KEY_VARIABLES = ["OPENAI_API_KEY@api.openai.com", "ASSAY_JUDGE_KEY_LOCAL"]
+    settings.JUDGE_KEY_VARIABLES = [
+        "OPENAI_API_KEY@api.openai.com",
+        "ASSAY_JUDGE_KEY_LOCAL@127.0.0.1",
+    ]
     monkeypatch.setenv("OPENAI_API_KEY", PLANTED)
     project = personas.project
     port = echo.server_address[1]

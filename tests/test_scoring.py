@@ -45,11 +45,48 @@ def test_a_scale_criterion_earns_points_times_its_normalised_value():
     assert result.raw == pytest.approx((5 * 0.75 + 3) / 10)
 
 
-def test_an_unmet_gate_zeroes_the_score():
+def test_an_unmet_gate_caps_a_positive_score_at_zero():
     spec = {**FLAT, "criteria": [{**FLAT["criteria"][0], "gate": True}, *FLAT["criteria"][1:]]}
-    assert scoring.score(spec, {2: "met", 3: "met"}).raw == 0.0
-    assert scoring.score(spec, {1: "met", 2: "met"}).raw == pytest.approx(0.8)
-    assert "gate" in scoring.formula(spec)
+    gated = scoring.score(spec, {2: "met", 3: "met"})  # (3 + 2) / 10 = 0.5, gate 1 missed
+    assert gated.raw == 0.0 and gated.gated and gated.gated_by == (1,)
+    passed = scoring.score(spec, {1: "met", 2: "met"})
+    assert passed.raw == pytest.approx(0.8) and not passed.gated and passed.gated_by == ()
+    assert "min(score, 0)" in scoring.formula(spec)
+
+
+# Issue 18: a response that meets a -10 pitfall and misses a gate.
+# Positive points 20 + 25 = 45; raw = -10 / 45 = -0.222...
+HARMFUL = {
+    "aggregation": {"method": "healthbench"},
+    "criteria": [
+        {"id": 1, "points": 20, "gate": True},
+        {"id": 2, "points": 25},
+        {"id": 3, "points": -10},  # pitfall
+        {"id": 4, "points": 5, "gate": True},
+    ],
+}
+
+
+def test_a_failed_gate_never_raises_a_harmful_answer_to_zero():
+    result = scoring.score({**HARMFUL, "criteria": HARMFUL["criteria"][:3]}, {3: "met"})
+    assert result.raw == pytest.approx(-10 / 45)  # -0.22, not 0
+    assert round(result.raw, 2) == -0.22
+    assert result.gated and result.gated_by == (1,)
+    assert result.clipped == 0.0
+
+
+def test_every_missed_gate_is_named_in_rubric_order():
+    # positives 20 + 25 + 5 = 50; met 25 - 10 = 15 -> 0.3, capped at 0 by gates 1 and 4
+    result = scoring.score(HARMFUL, {2: "met", 3: "met"})
+    assert result.raw == 0.0 and result.gated_by == (1, 4)
+    # a gate judged not applicable does not gate: (20 + 25 - 10) / 45
+    result = scoring.score(HARMFUL, {1: "met", 2: "met", 3: "met", 4: "na"})
+    assert result.raw == pytest.approx(35 / 45) and result.gated_by == ()
+
+
+def test_an_error_is_not_a_failed_gate():
+    result = scoring.score(HARMFUL, {1: "error", 3: "met"})
+    assert result.raw is None and result.gated_by == (4,)
 
 
 TREE = {
@@ -75,6 +112,17 @@ def test_tree_weighted_mean_by_hand():
     # root = (3*0.75 + 1*1 + 2*0) / 6 = 3.25 / 6
     result = scoring.score(TREE, {1: "met", 2: "met", 4: "met", 5: "met"})
     assert result.raw == pytest.approx(3.25 / 6)
+
+
+def test_a_tree_rubric_gate_caps_its_score_at_zero():
+    # Tree scores lie in [0, 1], so min(raw, 0) is 0 when a gate is missed: 3.25 / 6 -> 0.
+    spec = {**TREE, "criteria": [{**TREE["criteria"][2], "gate": True}, *TREE["criteria"][:2]]}
+    spec["criteria"] += TREE["criteria"][3:]
+    result = scoring.score(spec, {1: "met", 2: "met", 4: "met", 5: "met"})
+    assert result.raw == 0.0 and result.gated_by == (3,)
+    result = scoring.score(spec, {1: "met", 2: "met", 3: "met", 4: "met"})
+    # a1 = 1; a = 1; b = 1; root = (3 + 1) / 6
+    assert result.raw == pytest.approx(4 / 6) and not result.gated
 
 
 def test_tree_with_all_zero_weights_scores_zero_without_crashing():

@@ -44,6 +44,12 @@ def run_with(env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess:
         ({"DEBUG": "0", "SECRET_KEY": "s"}, "DATABASE_URL"),
         ({"DEBUG": "0", "SECRET_KEY": "s", "DATABASE_URL": "postgres://h/db"}, "CELERY_BROKER_URL"),
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        # A deployment key bound to no host could go anywhere: refused, saying how to bind it.
+        (
+            {"DEBUG": "1", "ASSAY_JUDGE_KEY_VARIABLES": "OPENAI_API_KEY"},
+            "OPENAI_API_KEY@api.openai.com",
+        ),
+        ({"DEBUG": "1", "ASSAY_SECRETS_KEY": "not-a-fernet-key"}, "is not a Fernet key"),
     ],
 )
 def test_a_missing_production_setting_stops_the_process_naming_it(env, missing, tmp_path):

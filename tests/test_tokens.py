@@ -106,3 +106,55 @@ def test_the_tokens_page_shows_a_key_once_and_revokes(client, personas):
     assert client_with(raw).get("/api/projects/").status_code == 401
     client.logout()
     assert client.get("/tokens/").status_code == 302
+
+
+def test_a_token_never_makes_one_that_outlives_or_out_scopes_it(personas):
+    """Issue 19, item 9: a one-day `write` token made a child that never expired and kept
+    working after the parent was revoked."""
+    parent, raw = tokens.token_create(
+        user=personas.admin, name="ci", scopes=["read", "write"], expires_in_days=1
+    )
+    client = client_with(raw)
+    reply = client.post(
+        "/api/tokens/",
+        {"name": "child", "scopes": ["read", "write", "grade"], "expires_in_days": None},
+        format="json",
+    )
+    assert reply.status_code == 403 and "grade" in reply.json()["detail"]
+    reply = client.post(
+        "/api/tokens/",
+        {"name": "child", "scopes": ["read", "write"], "expires_in_days": None},
+        format="json",
+    )
+    assert reply.status_code == 201, reply.content
+    child = reply.json()
+    parent.refresh_from_db()
+    assert child["expires_at"] is not None
+    assert ApiToken.objects.get(pk=child["id"]).expires_at == parent.expires_at
+    # A grandchild, then revoking the parent: all three stop working at once.
+    reply = client_with(child["token"]).post(
+        "/api/tokens/", {"name": "grandchild", "scopes": ["read"]}, format="json"
+    )
+    assert reply.status_code == 201, reply.content
+    grandchild = reply.json()
+    assert client_with(grandchild["token"]).get("/api/projects/").status_code == 200
+    assert client.delete(f"/api/tokens/{parent.pk}/").status_code == 204
+    for key in (raw, child["token"], grandchild["token"]):
+        assert client_with(key).get("/api/projects/").status_code == 401
+    assert not ApiToken.objects.filter(
+        pk__in=[child["id"], grandchild["id"]], revoked_at=None
+    ).exists()
+
+
+def test_a_child_stops_working_when_an_ancestor_expires_or_was_revoked_before(personas):
+    """Rows made before revocation cascaded: authentication checks the ancestors itself."""
+    parent, raw = tokens.token_create(user=personas.admin, name="ci", scopes=["read"])
+    child, child_raw = tokens.token_create(
+        user=personas.admin, name="child", scopes=["read"], parent=parent
+    )
+    assert client_with(child_raw).get("/api/projects/").status_code == 200
+    ApiToken.objects.filter(pk=parent.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert client_with(child_raw).get("/api/projects/").status_code == 401
+    ApiToken.objects.filter(pk=parent.pk).update(expires_at=None, revoked_at=timezone.now())
+    assert ApiToken.objects.get(pk=child.pk).revoked_at is None  # revoked around the service
+    assert client_with(child_raw).get("/api/projects/").status_code == 401

@@ -63,6 +63,22 @@ def test_try_it_grades_a_draft_with_the_project_judge(client, personas, sim, dra
     assert draft.versions.get().status == "draft"
 
 
+def test_try_it_says_a_missed_gate_capped_the_score(client, personas, sim, draft):
+    version = draft.versions.get()
+    gate = version.criteria.get(position=0)
+    services.criterion_update(criterion=gate, gate=True)
+    judge = factories.make_judge(personas.project, sim.url)
+    client.force_login(personas.author)
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "grade", "judge": judge.pk, "response": "Recommends waiting overnight at home"},
+    )
+    body = reply.content.decode()
+    # The pitfall is met (-5 of 7 positive points) and the gate missed: -0.714 stays.
+    assert "Score: <strong>-0.714</strong>" in body
+    assert 'data-testid="try-gated"' in body and f"“{gate.text}”" in body
+
+
 def test_try_it_names_missing_inputs(client, personas, draft):
     client.force_login(personas.author)
     reply = client.post(

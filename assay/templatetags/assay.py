@@ -1,4 +1,5 @@
 from django import template
+from django.conf import settings
 from django.utils.safestring import mark_safe
 
 from assay import markdown
@@ -35,3 +36,9 @@ def score(value) -> str:
 @register.filter
 def points(value) -> str:
     return f"{float(value):+g}" if value is not None else ""
+
+
+@register.simple_tag
+def signup_open() -> bool:
+    """Whether anyone may create an account here (ASSAY_SIGNUP)."""
+    return bool(settings.SIGNUP_OPEN)
