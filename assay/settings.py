@@ -172,11 +172,24 @@ ASSAY_IMPORT_STALL_S = env_int("ASSAY_IMPORT_STALL_S", 60)
 ASSAY_IMPORT_MAX_ATTEMPTS = env_int("ASSAY_IMPORT_MAX_ATTEMPTS", 3)
 
 # --- Judges ---------------------------------------------------------------------------
+# The longest one judge call may take, all of it: connecting, sending, and reading the reply
+# to its last byte (grading.transport), however the judge trickles it.
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)
+# The most a judge's reply body may hold; a longer one is abandoned and the call is an error
+# (reply_too_large), the connection closed. A verdict, or a batch of them, is a few kB.
+JUDGE_MAX_REPLY_BYTES = env_int("ASSAY_JUDGE_MAX_REPLY_BYTES", 4 * 1024 * 1024)
 JUDGE_MAX_ATTEMPTS = env_int("ASSAY_JUDGE_MAX_ATTEMPTS", 6)
 # Total time one item (criterion, or a batch) may take across its attempts and back-offs.
 JUDGE_ITEM_DEADLINE_S = env_int("ASSAY_JUDGE_ITEM_DEADLINE_S", 300)
 JUDGE_MAX_REASKS = env_int("ASSAY_JUDGE_MAX_REASKS", 2)
+# The reward endpoint: every judge call of one request ends this long after the request began
+# (an error verdict, reason timeout or deadline, past it), and one process serves at most
+# REWARD_MAX_CONCURRENT reward requests at once; more are answered 503 with Retry-After at
+# once, so requests waiting on a slow judge never hold every thread of a process that also
+# serves pages. Keep it below the server's threads per process (gunicorn --threads) where
+# people are served too; a pool of its own (README, Production) may set it to its threads.
+REWARD_DEADLINE_S = env_int("ASSAY_REWARD_DEADLINE_S", 60)
+REWARD_MAX_CONCURRENT = env_int("ASSAY_REWARD_MAX_CONCURRENT", 2)
 # Threads per worker process that make judge calls (the judge's own limits bound them further).
 # Size it near the busiest judge's in-flight limit divided by the worker processes: threads
 # beyond a process's share only wait for a slot, and each is one more for the GIL to serve

@@ -17,7 +17,9 @@ Everything on this machine, loopback only, bounded in time:
   not hold up pages; up to 36 PostgreSQL connections, CONN_MAX_AGE 60), `--preload`,
   keep-alive 75 s (longer than the clients' idle expiry), static files collected into a
   temporary STATIC_ROOT and served by WhiteNoise. `--reward-pool N` starts a second gunicorn
-  of N workers for the reward clients.
+  of N workers for the reward clients, each scoring a reward request on every thread
+  (ASSAY_REWARD_MAX_CONCURRENT = `--reward-threads`); with `--reward-pool 0` the people's
+  processes keep the default bound (2 reward requests each; more are a 503, counted).
 
 The project is seeded through the services: three of the demo's expert tasks with their
 15-criterion rubrics, published; 100 responses each (10 models x 10 samples, variants of the
@@ -1006,7 +1008,7 @@ def main() -> None:
         log("static files collected")
 
         def serve(
-            name: str, workers: int, threads: int, nice: int = 0
+            name: str, workers: int, threads: int, nice: int = 0, reward_places: int = 0
         ) -> tuple[str, subprocess.Popen, list]:
             port = free_port()
             options = [
@@ -1034,7 +1036,11 @@ def main() -> None:
                 + [py, "-m", "gunicorn", "assay.wsgi:application", "--bind", f"127.0.0.1:{port}"]
                 + options,
                 cwd=ROOT,
-                env=env,
+                # The trainers' pool may score a reward request on every thread (README,
+                # Production); the people's keeps the default bound, below its threads.
+                env={**env, "ASSAY_REWARD_MAX_CONCURRENT": str(reward_places)}
+                if reward_places
+                else env,
                 stdout=(var / f"bench-load-gunicorn-{name}.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
@@ -1056,7 +1062,11 @@ def main() -> None:
         reward_base = base
         if args.reward_pool:
             reward_base, trainers, options = serve(
-                "trainers", args.reward_pool, args.reward_threads, args.reward_nice
+                "trainers",
+                args.reward_pool,
+                args.reward_threads,
+                args.reward_nice,
+                reward_places=args.reward_threads,
             )
             pools.append(trainers)
             server["trainers_command"] = "gunicorn assay.wsgi:application " + " ".join(options)

@@ -121,6 +121,8 @@ def main() -> None:
                 [sys.executable, "-m", "gunicorn", "assay.wsgi:application"]
                 + ["--bind", f"127.0.0.1:{web_port}", *GUNICORN],
                 cwd=ROOT,
+                # As Production runs the reward pool: a reward request on every thread.
+                env={**os.environ, "ASSAY_REWARD_MAX_CONCURRENT": "12"},
                 stdout=(var / "bench-reward-gunicorn.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )

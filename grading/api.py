@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
@@ -21,6 +21,7 @@ from grading.models import GradingRun, Score
 from rubrics.api import (
     FILTERS_RULE,
     NEWEST_FIRST,
+    ErrorDetailSerializer,
     Pagination,
     paginated,
     query_filters,
@@ -535,7 +536,15 @@ class RewardScoreApi(APIView):
         tags=["grading"],
         summary="Score 1..256 responses now (reward endpoint for RL trainers)",
         request=InputSerializer,
-        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+        responses={
+            **responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+            503: OpenApiResponse(
+                ErrorDetailSerializer,
+                description="This server process already scores as many reward requests as "
+                "it may at once (ASSAY_REWARD_MAX_CONCURRENT): retry after `Retry-After` "
+                "seconds. Nothing was graded.",
+            ),
+        },
     )
     def post(self, request: Request, grader_hash: str) -> Response:
         grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
@@ -553,13 +562,20 @@ class RewardScoreApi(APIView):
             messages = task.messages
         else:
             messages = [dict(m) for m in data.validated_data["messages"]]
-        results, store = services.reward_score(
-            grader=grader,
-            judge=judge,
-            messages=messages,
-            texts=data.validated_data["responses"],
-            mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
-        )
+        try:
+            results, store = services.reward_score(
+                grader=grader,
+                judge=judge,
+                messages=messages,
+                texts=data.validated_data["responses"],
+                mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
+            )
+        except services.RewardBusy as exc:
+            return Response(
+                {"detail": str(exc)},
+                status=503,
+                headers={"Retry-After": str(exc.retry_after_s)},
+            )
         out = [
             {
                 "score": r.figures.raw,

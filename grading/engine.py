@@ -337,6 +337,7 @@ def grade_items(
     should_stop=None,
     leases_at_once: bool = False,
     while_waiting=None,
+    deadline: float | None = None,
 ) -> Outcome:
     """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
     cache (None: bypass it). `leases_at_once`: take the judge's leases for all the calls in
@@ -347,7 +348,9 @@ def grade_items(
     while the judge answers: CPU work that then delays no call. It is not run when a call fails
     before it is sent, nor when no call is made; the caller checks. An empty response (None,
     blank, only invisible characters) makes no judge call: its judged criteria are not met
-    (`grade_empty`); checked ones still run."""
+    (`grade_empty`); checked ones still run. `deadline` (time.monotonic()), when given, ends
+    every call by then even if a judge's own item deadline is later (the reward endpoint's
+    request deadline)."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
@@ -438,7 +441,9 @@ def grade_items(
 
     # An item's deadline runs from now: waiting for a thread or a free slot counts.
     now = time.monotonic()
-    deadlines = {ref.judge_id: now + ref.settings.deadline_s for ref in judges}
+    deadlines = {
+        ref.judge_id: min(now + ref.settings.deadline_s, deadline or float("inf")) for ref in judges
+    }
 
     unsent, unsent_lock = [len(calls)], threading.Lock()
 

@@ -19,13 +19,16 @@ from assay import secrets as assay_secrets
 from grading import judge_urls, replies
 from grading.limits import SlotTimeout
 from grading.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
-from grading.transport import Transport
+from grading.transport import ReplyTooLarge, Transport
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 20.0
 MAX_RETRY_AFTER_S = 60.0
+# The least time a call is given when its item's deadline is nearly up (a call is only started
+# before the deadline): so it ends by the deadline plus this at the latest.
+MIN_CALL_S = 0.05
 
 
 class JudgeError(Exception):
@@ -255,7 +258,9 @@ class JudgeClient:
             usage.attempts += 1
             reply, delta = None, 0
             try:
-                remaining = max(1.0, deadline - time.monotonic())
+                # The call ends by the item's deadline at the latest: the transport bounds
+                # the whole exchange (connect, send, the reply read to its end) by `timeout`.
+                remaining = max(MIN_CALL_S, deadline - time.monotonic())
                 response = self._http.post(
                     url,
                     content=content,
@@ -269,8 +274,11 @@ class JudgeClient:
             except judge_urls.AddressRefused as exc:
                 # Not a passing fault: the address is refused and stays refused. No retry.
                 raise JudgeError("address_refused", f"judge address refused: {exc}") from None
-            except httpx.TimeoutException:
-                last = JudgeError("timeout", f"no reply within {self.settings.timeout_s:g} s")
+            except ReplyTooLarge as exc:
+                # Not a passing fault either: the same question would get the same reply.
+                raise JudgeError("reply_too_large", str(exc)) from None
+            except httpx.TimeoutException as exc:
+                last = JudgeError("timeout", str(exc))
                 continue
             except httpx.TransportError as exc:
                 last = JudgeError("connection", f"could not reach the judge: {exc}")

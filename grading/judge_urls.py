@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -251,10 +252,12 @@ def connect(
     source_address=None,
     *,
     policy: Policy | None = None,
+    deadline: float | None = None,
 ) -> socket.socket:
     """A TCP connection to `host`: resolve once, refuse the host if any address is refused,
     then connect to the checked addresses in the resolver's order. AddressRefused, or the
-    last OSError when none answers."""
+    last OSError when none answers. With `deadline` (time.monotonic()), the addresses share
+    the time left rather than each having `timeout`: TimeoutError once it has passed."""
     policy = current_policy() if policy is None else policy
     resolved = resolve(host, port)
     if not resolved:
@@ -262,6 +265,10 @@ def connect(
     _checked(host, resolved, policy)
     last: OSError | None = None
     for family, sockaddr in resolved:
+        if deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError(f"no connection to {host} before the deadline")
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             if isinstance(timeout, int | float):

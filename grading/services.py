@@ -1330,15 +1330,78 @@ class Reward:
     flags: list[str]
 
 
+class RewardBusy(Exception):
+    """This process already serves settings.REWARD_MAX_CONCURRENT reward requests."""
+
+    retry_after_s = 1
+
+
+_reward_lock = threading.Lock()
+_reward_serving = 0
+
+
+@contextlib.contextmanager
+def _reward_slot():
+    """One of the process's REWARD_MAX_CONCURRENT places for a reward request (0: no bound),
+    or RewardBusy at once: a request never waits for one, since waiting would hold its
+    server thread as much as the judge does."""
+    global _reward_serving
+    bound = settings.REWARD_MAX_CONCURRENT
+    with _reward_lock:
+        if bound > 0 and _reward_serving >= bound:
+            raise RewardBusy(
+                f"this server process is already scoring {bound} reward requests "
+                "(ASSAY_REWARD_MAX_CONCURRENT); retry shortly"
+            )
+        _reward_serving += 1
+    try:
+        yield
+    finally:
+        with _reward_lock:
+            _reward_serving -= 1
+
+
 def reward_score(
-    *, grader: Grader, judge: Judge, messages: list[dict], texts: list[str | None], mode: str
+    *,
+    grader: Grader,
+    judge: Judge,
+    messages: list[dict],
+    texts: list[str | None],
+    mode: str,
+    deadline: float | None = None,
 ) -> tuple[list[Reward], Callable[[], None]]:
     """Score responses to one conversation now. Verdicts are read from the cache exactly as
     runs read them, and calls go through the judge's shared limits. Returns, per response in
     order, its score, its per-criterion verdicts and the injection detector's reasons; and the
     write of the judge's new answers to the cache with the cost rows of its calls, for the
     caller to run (the API runs it once the scores are sent). An empty or null response makes
-    no judge call."""
+    no judge call.
+
+    Every judge call ends by `deadline` (time.monotonic(); default REWARD_DEADLINE_S from
+    now): past it, its criteria are error verdicts. RewardBusy when the process already
+    serves REWARD_MAX_CONCURRENT reward requests."""
+    if deadline is None:
+        deadline = time.monotonic() + settings.REWARD_DEADLINE_S
+    with _reward_slot():
+        return _reward_score(
+            grader=grader,
+            judge=judge,
+            messages=messages,
+            texts=texts,
+            mode=mode,
+            deadline=deadline,
+        )
+
+
+def _reward_score(
+    *,
+    grader: Grader,
+    judge: Judge,
+    messages: list[dict],
+    texts: list[str | None],
+    mode: str,
+    deadline: float,
+) -> tuple[list[Reward], Callable[[], None]]:
     spec = grader.spec
     ref = judge_ref(judge)
     cache_rows: list[tuple] = []
@@ -1365,6 +1428,7 @@ def reward_score(
                 cache_lookup=_cache_lookup,
                 leases_at_once=True,
                 while_waiting=detect,
+                deadline=deadline,
             )
         finally:
             if own_thread:

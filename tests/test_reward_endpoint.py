@@ -130,13 +130,17 @@ def test_grader_facts_that_outlived_their_database_are_read_again(personas, sim)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_requests_at_once_share_the_judges_limit_and_return_every_lease(personas, sim, live_server):
+def test_requests_at_once_share_the_judges_limit_and_return_every_lease(
+    personas, sim, live_server, settings
+):
     """A request takes its calls' leases together when the judge has room for all of them,
     and otherwise one by one; either way the judge's limit holds across the requests, none
     waits on another for ever, and every lease goes back."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grading.limits import key, redis_client
+
+    settings.REWARD_MAX_CONCURRENT = 4  # a reward pool's process: all four served at once
 
     criteria = [*CRITERIA, ("Mentions rest", 2), ("Mentions a doctor", 2)]
     task = factories.make_task(personas.project, "t-reward")
