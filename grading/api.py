@@ -504,10 +504,15 @@ class RewardScoreApi(APIView):
         @extend_schema_serializer(component_name="RewardVerdict")
         class VerdictSerializer(serializers.Serializer):
             criterion = serializers.IntegerField(source="criterion_id")
-            outcome = serializers.CharField()
+            outcome = serializers.CharField(help_text="met, unmet or error.")
             value = serializers.FloatField(allow_null=True)
             explanation = serializers.CharField()
-            error = serializers.CharField()
+            error = serializers.CharField(
+                help_text="For an error, '<reason>: <what went wrong>' (unparseable: the "
+                "judge's reply could not be read as a verdict; timeout, rate_limited, "
+                "http_500, ...); empty otherwise. A judge's reply never makes this endpoint "
+                "fail: it answers 200 with the error here and a null score."
+            )
             cached = serializers.BooleanField()
 
         score = serializers.FloatField(allow_null=True, help_text="Raw; null on an error.")

@@ -20,6 +20,7 @@ and what to add to the cache.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +28,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 
-from grading import injection, prompts, transport
+from grading import injection, prompts, replies, transport
 from grading.judge import JudgeClient, JudgeError, JudgeSettings, Prepared, Usage
 from grading.limits import Limits, limiter_for
 from grading.transport import Transport
 from rubrics import checks, scoring
 from rubrics.compiler import canonical_json
+
+logger = logging.getLogger(__name__)
 
 PER_CRITERION, BATCHED = "per_criterion", "batched"
 
@@ -194,6 +197,26 @@ def limiter(limits: Limits):
 
 
 # --- One call ------------------------------------------------------------------------
+
+INTERNAL = "internal"
+
+
+def failed(items: list[tuple[int, int, int]], exc: BaseException) -> list[Graded]:
+    """Items (criterion id, judge id, sample) whose grading raised what no rule expects: each
+    ends as an error verdict saying so (logged with its traceback), so it is decided, shown,
+    and asked again only when a person retries failed items."""
+    logger.error("grading raised; %d item(s) end as errors", len(items), exc_info=exc)
+    error = replies.clean(f"{INTERNAL}: grading failed ({type(exc).__name__}: {exc})", 500)
+    return [
+        Graded(
+            criterion_id=criterion_id,
+            outcome=scoring.ERROR,
+            error=error,
+            judge_id=judge_id,
+            sample_index=sample,
+        )
+        for criterion_id, judge_id, sample in items
+    ]
 
 
 def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Graded:
@@ -443,15 +466,20 @@ def grade_items(
 
     def run(i: int):
         kind, what, judge_id, sample = calls[i]
-        with transport.while_waiting(sent if while_waiting is not None else None):
-            return (_batch_call if kind == "batch" else _single_call)(
-                clients[judge_id],
-                requests[i],
-                what,
-                judge_id=judge_id,
-                sample=sample,
-                deadline=deadlines[judge_id],
-            )
+        try:
+            with transport.while_waiting(sent if while_waiting is not None else None):
+                return (_batch_call if kind == "batch" else _single_call)(
+                    clients[judge_id],
+                    requests[i],
+                    what,
+                    judge_id=judge_id,
+                    sample=sample,
+                    deadline=deadlines[judge_id],
+                )
+        except Exception as exc:  # noqa: BLE001 - the item ends as an error, never a crash
+            criteria = what if kind == "batch" else [what]
+            graded = failed([(c["id"], judge_id, sample) for c in criteria], exc)
+            return graded, CallRecord(judge_id, sample, len(criteria), Usage(), INTERNAL)
 
     held = []
     try:

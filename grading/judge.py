@@ -1,7 +1,7 @@
 """A client for OpenAI-compatible chat-completions endpoints, with bounded retries.
 
 A reply that cannot be parsed into a verdict is an error that keeps the raw text; it is
-never read as "not met".
+never read as "not met". Bodies are read by grading.replies, as hostile input.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 
 import httpx
 
 from assay import secrets as assay_secrets
-from grading import judge_urls
+from grading import judge_urls, replies
 from grading.limits import SlotTimeout
+from grading.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
 from grading.transport import ReplyTooLarge, Transport
 
 logger = logging.getLogger(__name__)
@@ -29,18 +29,17 @@ MAX_RETRY_AFTER_S = 60.0
 # The least time a call is given when its item's deadline is nearly up (a call is only started
 # before the deadline): so it ends by the deadline plus this at the latest.
 MIN_CALL_S = 0.05
-# The model a reply names is whatever the endpoint says; verdicts keep up to this much of it.
-MODEL_NAME_CHARS = 200
-FENCED_JSON = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
 
 class JudgeError(Exception):
-    """A judge call that failed for good. `reason` is short and countable; `raw` is kept."""
+    """A judge call that failed for good. `reason` is short and countable; `raw` is kept,
+    cleaned for storage and cut to replies.RAW_CHARS (`content`: the judge's whole text)."""
 
     def __init__(self, reason: str, message: str, raw: str = "", retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(replies.clean(message, 2000))
         self.reason = reason
-        self.raw = raw
+        self.content = raw
+        self.raw = replies.clean(raw, replies.RAW_CHARS)
         self.retry_after = retry_after
         self.usage = Usage()
 
@@ -54,11 +53,13 @@ class Usage:
     cached_tokens: int = 0
     completion_tokens: int = 0
 
-    def add(self, usage: dict) -> None:
-        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        self.completion_tokens += int(usage.get("completion_tokens") or 0)
-        details = usage.get("prompt_tokens_details") or {}
-        self.cached_tokens += int(details.get("cached_tokens") or 0)
+    def add(self, tokens: replies.Tokens) -> None:
+        """A reply's counts (read by replies.token_count; absent ones add 0). The sums stay
+        within replies.MAX_TOKENS, whatever the number of asks, as the database's do."""
+        cap = replies.MAX_TOKENS
+        self.prompt_tokens = min(cap, self.prompt_tokens + (tokens.prompt or 0))
+        self.completion_tokens = min(cap, self.completion_tokens + (tokens.completion or 0))
+        self.cached_tokens = min(cap, self.cached_tokens + (tokens.cached or 0))
 
 
 @dataclass(frozen=True)
@@ -103,108 +104,6 @@ class BatchReply:
     model: str
     simulated: bool
     usage: Usage
-
-
-def _json_object(content: str) -> dict:
-    text = content.strip()
-    fenced = FENCED_JSON.search(text)
-    if fenced:
-        text = fenced.group(1)
-    elif not text.startswith("{"):
-        start, end = text.find("{"), text.rfind("}")
-        if start == -1 or end <= start:
-            raise ValueError("no JSON object in the reply")
-        text = text[start : end + 1]
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ValueError("the reply is not a JSON object")
-    return data
-
-
-def parse_verdict(content: str) -> tuple[bool, str]:
-    """(criteria_met, explanation) from the judge's reply, or ValueError saying what is wrong."""
-    data = _json_object(content)
-    met = data.get("criteria_met")
-    if not isinstance(met, bool):
-        raise ValueError("'criteria_met' is missing or not true/false")
-    explanation = data.get("explanation", "")
-    if not isinstance(explanation, str):
-        raise ValueError("'explanation' is not text")
-    return met, explanation
-
-
-def parse_scale(content: str, levels: int) -> tuple[float, str]:
-    """(value normalised to [0, 1], explanation) from a reply to a 1..levels scale."""
-    data = _json_object(content)
-    score = data.get("score")
-    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= levels:
-        raise ValueError(f"'score' is missing or not a whole number from 1 to {levels}")
-    explanation = data.get("explanation", "")
-    if not isinstance(explanation, str):
-        raise ValueError("'explanation' is not text")
-    return (score - 1) / (levels - 1) if levels > 1 else 1.0, explanation
-
-
-def parse_batch(
-    content: str, ids: list[str], levels: dict[str, int] | None = None
-) -> tuple[dict[str, tuple[bool, str, float | None]], dict[str, str]]:
-    """Read a batched reply {"verdicts": [{"id", "criteria_met", "explanation"}], "levels":
-    [{"id", "level", "explanation"}]}: binary criteria answer in "verdicts", scale criteria
-    (`levels`: id -> number of levels) a whole level from 1 to N in "levels". Returns the
-    readable verdicts by id as (met, explanation, value: the level normalised to [0, 1], or
-    None for binary), and for each id not readable, why."""
-    levels = levels or {}
-    data = _json_object(content)
-    lists = []
-    for name, wanted in (("verdicts", set(ids) - set(levels)), ("levels", set(levels))):
-        items = data.get(name)
-        if wanted and not isinstance(items, list):
-            raise ValueError(f"'{name}' is missing or not a list")
-        lists.append(items if isinstance(items, list) else [])
-    got: dict[str, tuple[bool, str, float | None]] = {}
-    why: dict[str, str] = {}
-    wanted = set(ids)
-    for item in (*lists[0], *lists[1]):
-        if not isinstance(item, dict):
-            continue
-        ident = str(item.get("id"))
-        if ident not in wanted or ident in got:
-            continue
-        explanation = item.get("explanation", "")
-        if not isinstance(explanation, str):
-            why[ident] = "'explanation' is not text"
-            continue
-        if ident in levels:
-            n, level = levels[ident], item.get("level")
-            if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= n:
-                why[ident] = f"'level' is missing or not a whole number from 1 to {n}"
-                continue
-            value = (level - 1) / (n - 1) if n > 1 else 1.0
-            got[ident] = (value > 0, explanation, value)
-        else:
-            met = item.get("criteria_met")
-            if not isinstance(met, bool):
-                why[ident] = "'criteria_met' is missing or not true/false"
-                continue
-            got[ident] = (met, explanation, None)
-    missing = {
-        i: why.get(i, "no readable verdict for this criterion in the reply")
-        for i in ids
-        if i not in got
-    }
-    return got, missing
-
-
-def _tokens_used(payload: object) -> int:
-    """Tokens the judge counted for one reply (its usage), or 0 when it does not say."""
-    try:
-        usage = payload["usage"]  # type: ignore[index]
-        return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return 0
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -333,11 +232,11 @@ class JudgeClient:
 
     def _post(
         self, request: Prepared, usage: Usage, deadline: float
-    ) -> tuple[httpx.Response, object]:
+    ) -> tuple[httpx.Response, replies.Completion]:
         """One HTTP exchange, retried on 429, 5xx, timeouts and connection errors, with
         exponential back-off and full jitter (or Retry-After), within attempts and deadline.
-        The deadline counts the wait for a free slot too. Returns the response and its JSON
-        (None when the body is not JSON)."""
+        The deadline counts the wait for a free slot too. Returns the response and its body
+        read as a chat completion (replies.read: whatever the body, it never raises)."""
         url = self.settings.base_url.rstrip("/") + "/chat/completions"
         headers = self._headers()
         tokens, content = request.tokens, request.content
@@ -357,7 +256,7 @@ class JudgeClient:
                     self.limiter.release(lease)
                 raise JudgeError("cancelled", "the run was cancelled")
             usage.attempts += 1
-            payload, delta = None, 0
+            reply, delta = None, 0
             try:
                 # The call ends by the item's deadline at the latest: the transport bounds
                 # the whole exchange (connect, send, the reply read to its end) by `timeout`.
@@ -369,11 +268,8 @@ class JudgeClient:
                     timeout=min(self.settings.timeout_s, remaining),
                 )
                 if response.status_code == 200:
-                    try:
-                        payload = response.json()
-                    except ValueError:
-                        payload = None
-                    used = _tokens_used(payload)
+                    reply = replies.read(response.content)
+                    used = reply.tokens.used
                     delta = used - tokens if used else 0
             except judge_urls.AddressRefused as exc:
                 # Not a passing fault: the address is refused and stays refused. No retry.
@@ -391,7 +287,8 @@ class JudgeClient:
                 if lease is not None:
                     self.limiter.release(lease, delta)
             if response.status_code == 200:
-                return response, payload
+                assert reply is not None
+                return response, reply
             if 300 <= response.status_code < 400:
                 # Never followed: the request (and its key) would go where the judge says.
                 where = self._scrub(str(response.headers.get("Location") or "")[:300])
@@ -429,7 +326,9 @@ class JudgeClient:
     def _ask(self, request: Prepared, parse, deadline: float | None = None):
         """Post, read the reply with `parse(content)`, and re-ask (telling the judge what was
         wrong) at most max_reasks times, all before `deadline` (time.monotonic(); default:
-        the item deadline from now). Returns (parsed, content, payload, response, usage)."""
+        the item deadline from now). A body that is not a chat completion with text is asked
+        again as it was, within the same bound. Returns (parsed, content, reply, response,
+        usage)."""
         usage = Usage()
         if deadline is None:
             deadline = time.monotonic() + self.settings.deadline_s
@@ -438,16 +337,14 @@ class JudgeClient:
         body = request.body
         try:
             for _ask in range(1 + self.settings.max_reasks):
-                response, payload = self._post(request, usage, deadline)
-                try:
-                    content = self._scrub(payload["choices"][0]["message"]["content"] or "")
-                    usage.add(payload.get("usage") or {})
-                except (KeyError, IndexError, TypeError, AttributeError):
-                    content = self._scrub(response.text[:10000])
-                    problem = "the reply is not a chat completion"
+                response, reply = self._post(request, usage, deadline)
+                usage.add(reply.tokens)
+                if reply.content is None:
+                    content, problem = self._scrub(reply.raw), reply.problem
                     continue
+                content = self._scrub(reply.content)
                 try:
-                    return parse(content), content, payload, response, usage
+                    return parse(content), content, reply, response, usage
                 except ValueError as exc:
                     problem = str(exc)
                     messages = [
@@ -499,15 +396,15 @@ class JudgeClient:
             met, explanation = parse_verdict(content)
             return met, explanation, None
 
-        (met, explanation, value), content, payload, response, usage = self._ask(
+        (met, explanation, value), content, reply, response, usage = self._ask(
             request, parse, deadline
         )
-        model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
+        model = self._scrub(reply.model or self.settings.model)[:MODEL_NAME_CHARS]
         return VerdictReply(
             met=met,
             explanation=explanation,
             value=value,
-            raw=content,
+            raw=replies.clean(content, replies.RAW_CHARS),
             model=model,
             simulated=self._is_simulated(response, model),
             prompt_tokens=usage.prompt_tokens,
@@ -557,13 +454,13 @@ class JudgeClient:
             return got
 
         try:
-            got, content, payload, response, usage = self._ask(request, parse, deadline)
+            got, content, reply, response, usage = self._ask(request, parse, deadline)
         except JudgeError as exc:
             if exc.reason != "unparseable":
                 raise
             # Keep what the last reply did answer; only the rest are errors.
             try:
-                got, missing = parse_batch(exc.raw, ids, levels)
+                got, missing = parse_batch(exc.content, ids, levels)
             except ValueError:
                 raise exc from None
             return BatchReply(
@@ -574,11 +471,11 @@ class JudgeClient:
                 simulated=False,
                 usage=exc.usage,
             )
-        model = self._scrub(str(payload.get("model") or self.settings.model))[:MODEL_NAME_CHARS]
+        model = self._scrub(reply.model or self.settings.model)[:MODEL_NAME_CHARS]
         return BatchReply(
             verdicts=got,
             missing={},
-            raw=content,
+            raw=replies.clean(content, replies.RAW_CHARS),
             model=model,
             simulated=self._is_simulated(response, model),
             usage=usage,

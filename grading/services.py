@@ -1214,21 +1214,28 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     rater_of = {j.pk: j.rater_id for j in judges}
     cancelled = False
     if items:
-        outcome = engine.grade_items(
-            spec,
-            grader_hash=run.grader.hash,
-            judges=[judge_ref(j) for j in judges],
-            messages=response.task.messages,
-            response=response.text,
-            items=items,
-            mode=run.mode,
-            cache_lookup=(
-                (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
-                if run.use_cache
-                else None
-            ),
-            should_stop=_stopper(run_id),
-        )
+        try:
+            outcome = engine.grade_items(
+                spec,
+                grader_hash=run.grader.hash,
+                judges=[judge_ref(j) for j in judges],
+                messages=response.task.messages,
+                response=response.text,
+                items=items,
+                mode=run.mode,
+                cache_lookup=(
+                    (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
+                    if run.use_cache
+                    else None
+                ),
+                should_stop=_stopper(run_id),
+            )
+        except DB_DOWN:
+            raise  # the task goes back to the queue (grading.tasks.DB_RETRY)
+        except Exception as exc:  # noqa: BLE001 - a crash would leave the items to the sweep
+            # The items end as errors now, rather than as a task that fails each time the
+            # recovery sweep queues it again: "Retry failed items" asks again.
+            outcome = engine.Outcome(graded=engine.failed(items, exc))
         # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
         # Looked for once the judge has answered: the first calls of a run need not wait.
         finding = injection.detect(response.text)

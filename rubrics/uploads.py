@@ -142,8 +142,11 @@ def decoded_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, str | Non
         yield number, text, ""
 
 
-# A JSON string (skipped whole) or one bracket; what the depth scan looks at.
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# A JSON string (skipped whole) or one bracket; what the depth scan looks at. A string left
+# open runs to the end of the text (json.loads refuses it anyway): were it a failed match,
+# each quote inside it would start a scan to the end again, quadratic time on text such as
+# '["\\"\\"\\...' (and possessive quantifiers never scan a character twice).
+_TOKENS = re.compile(r'"(?:[^"\\]++|\\.?)*+(?:"|\Z)|[\[\]{}]', re.DOTALL)
 
 
 def json_depth(text: str) -> int:

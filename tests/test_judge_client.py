@@ -7,7 +7,8 @@ import time
 import pytest
 
 from grading import prompts
-from grading.judge import JudgeClient, JudgeError, JudgeSettings, parse_verdict
+from grading.judge import JudgeClient, JudgeError, JudgeSettings
+from grading.replies import parse_verdict
 from grading.transport import Transport
 from rubrics.compiler import VERDICT_SCHEMA
 
@@ -57,7 +58,7 @@ def test_parse_verdict_accepts_json_in_common_wrappers(content, met):
     [
         ("I think it is met", "no JSON object"),
         ('{"criteria_met": "yes", "explanation": "x"}', "not true/false"),
-        ('{"criteria_met": true', "invalid JSON"),
+        ('{"criteria_met": true', "not valid JSON"),
         ('{"explanation": "x"}', "missing"),
         ("[1, 2]", "no JSON object"),
     ],

@@ -487,6 +487,21 @@ def test_an_api_json_body_nested_too_deeply_is_a_400_not_a_crash(personas, uncha
     assert "nested too deeply (more than 64 levels" in reply.json()["detail"]
 
 
+def test_the_depth_scan_takes_linear_time_on_an_unclosed_string_of_escapes(personas, unchanged):
+    """'"\\"\\"\\...' left open: the scan for nesting took quadratic time on it (minutes of
+    CPU for 100 kB, before json.loads was even tried)."""
+    client = api_client(personas.author)
+    body = '{"external_id": "deep", "messages": ' + "[" * 100 + '"\\' * 50_000
+    started = time.monotonic()
+    reply = client.post(
+        f"/api/projects/{personas.project.slug}/tasks/", body, content_type="application/json"
+    )
+    assert time.monotonic() - started < 2
+    assert reply.status_code == 400
+    assert "nested too deeply (more than 64 levels" in reply.json()["detail"]
+    assert uploads.json_depth('["\\"[", ["\\\\", [[' + '"\\' * 3) == 4
+
+
 # --- Encodings --------------------------------------------------------------------------------
 
 
