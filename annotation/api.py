@@ -38,6 +38,10 @@ RESPONSE_RULE = (
     "Responses are immutable once imported and are never edited or deleted: runs, "
     "verdicts, gold and datasets name them."
 )
+BLIND_RULE = (
+    "Annotators grade blind: they never see which model wrote a response nor its sample, "
+    "so they get 403 here."
+)
 FIELDS_HELP = "; ".join(f"`{name}`: {help}" for name, help in services.RESPONSE_FIELDS.items())
 
 
@@ -204,12 +208,12 @@ class ResponseListApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="The project's responses",
-        description=RESPONSE_RULE + " " + FILTERS_RULE,
+        description=RESPONSE_RULE + " " + BLIND_RULE + " " + FILTERS_RULE,
         parameters=[FilterSerializer],
-        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
-        project = project_for(request.user, slug, Perm.VIEW)
+        project = project_for(request.user, slug, Perm.VIEW_MODELS)
         filters = query_filters(request, self.FilterSerializer)
         found = selectors.project_responses(project)
         if model := filters.get("model"):
@@ -225,8 +229,8 @@ class ResponseDetailApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="One response",
-        description=RESPONSE_RULE,
-        responses=responses({200: OutputSerializer}, 404),
+        description=RESPONSE_RULE + " " + BLIND_RULE,
+        responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
         return Response(self.OutputSerializer(selectors.response_for(request.user, pk)).data)
@@ -242,10 +246,11 @@ class ResponseModelsApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="How many responses each model has, over how many tasks",
-        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+        description=BLIND_RULE,
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
-        project = project_for(request.user, slug, Perm.VIEW)
+        project = project_for(request.user, slug, Perm.VIEW_MODELS)
         query_filters(request, paged=False)
         counts = selectors.response_counts_by_model(project)
         return Response(self.OutputSerializer(counts, many=True).data)

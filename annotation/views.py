@@ -33,7 +33,9 @@ def _errors(exc: ValidationError) -> dict[str, str]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def responses(request: HttpRequest, slug: str) -> HttpResponse:
-    perm = Perm.IMPORT_RESPONSES if request.method == "POST" else Perm.VIEW
+    # Annotators grade blind: the page lists every response beside its model, so it is not
+    # theirs (refused rather than shown without models: they have nothing to do here).
+    perm = Perm.IMPORT_RESPONSES if request.method == "POST" else Perm.VIEW_MODELS
     project = project_for(request.user, slug, perm)
     result = None
     if request.method == "POST":
