@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
+from rubrics import selectors as rubric_selectors
 from rubrics import uploads
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
@@ -101,13 +102,14 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
     annotating = role_allows(project.role, Perm.ANNOTATE)
     errors: dict[str, str] = {}
     if request.method == "POST":
-        graders = selectors.published_graders(project)
-        grader = graders.filter(hash=request.POST.get("grader", "")).first()
         try:
             overlap = int(request.POST.get("overlap", ""))
         except ValueError:
             overlap = -1
         try:
+            chosen_hash = request.POST.get("grader", "")
+            graders = selectors.published_graders(project)
+            grader = rubric_selectors.by_hash(graders, chosen_hash) if chosen_hash else None
             if grader is None:
                 raise ValidationError({"grader": "Choose a published rubric version."})
             models = request.POST.getlist("models")

@@ -900,7 +900,12 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def grader_detail(request: HttpRequest, grader_hash: str) -> HttpResponse:
-    grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+    try:  # the full hash, or a unique prefix of 12 or more characters
+        grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+    except ValidationError as exc:
+        reason = " ".join(exc.messages)
+        context = {"title": "Not a grader's hash", "reason": reason}
+        return render(request, "problem.html", context, status=400)
     return render(
         request,
         "rubrics/grader.html",
