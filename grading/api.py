@@ -313,10 +313,13 @@ class RunCreateApi(APIView):
         project = project_for(request.user, slug, Perm.RUN_GRADING)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        grader = grader_named(project, data.validated_data["grader"])
-        judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
         errors = {}
-        if grader is None:
+        try:  # a malformed or ambiguous hash is reported with the other fields' errors
+            grader = grader_named(project, data.validated_data["grader"])
+        except ValidationError as exc:
+            grader, errors["grader"] = None, exc.detail["grader"]
+        judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
+        if grader is None and "grader" not in errors:
             errors["grader"] = ["No published grader with that hash in this project."]
         if judge is None:
             errors["judge"] = ["No judge with that id in this project."]
