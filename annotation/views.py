@@ -7,7 +7,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -165,7 +165,7 @@ def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_for(request.user, pk, Perm.ANNOTATE)
     if not queue.annotators.filter(pk=request.user.pk).exists():
-        return HttpResponse("You are not on this queue.", status=403)
+        raise PermissionDenied("You are not on this queue.")
     assignment = services.assignment_claim(queue=queue, user=request.user)
     if assignment is None:
         if selectors.queue_held_by_others(queue, request.user):
@@ -497,10 +497,12 @@ def calibration_flags(request: HttpRequest, pk: int) -> HttpResponse:
             if c.pk in report.flagged:
                 f = report.figures.per_criterion.get(c.pk) if report.figures else None
                 flagged.append((c, f, report.alpha.get(c.pk)))
+    # The rubric editor asks for the flags region (htmx); opened directly, the whole page.
     return render(
         request,
-        "annotation/flags.html",
+        "annotation/flags.html#flags" if request.htmx else "annotation/flags.html",
         {
+            "project": version.rubric.project,
             "version": version,
             "shown": shown,
             "report": report,

@@ -156,7 +156,8 @@ def grader_for(user, grader_hash: str, perm: Perm) -> Grader:
     )
     if grader is None:
         raise Http404("No such grader.")
-    check(user, grader.version.rubric.project, perm)
+    project = grader.version.rubric.project
+    project.role = check(user, project, perm)  # the caller's role, for templates
     return grader
 
 

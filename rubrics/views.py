@@ -421,6 +421,7 @@ def _editor_context(
         "grader_json": _pretty(grader.spec) if grader else "",
         "editable": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
+        "can_try": role_allows(role, Perm.VIEW_RESULTS),  # try-it shows a judge's verdicts
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
         "can_retire": role_allows(role, Perm.PUBLISH),
