@@ -126,3 +126,24 @@ def test_short_malformed_and_ambiguous_prefixes_are_refused_saying_why(personas,
     refused = page.get("/graders/abcdef012345/")
     assert refused.status_code == 400
     assert "more than one" in refused.content.decode()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_copy_button_copies_the_full_hash_in_chromium(page, live_server, personas, graded):
+    """Under the Content-Security-Policy (the `page` fixture fails on any refusal)."""
+    from playwright.sync_api import expect
+
+    grader, run = graded
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.goto(f"{live_server.url}/login/", timeout=60_000)
+    page.fill("#id_username", personas.engineer.username)
+    page.fill("#id_password", factories.PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    expect(page.get_by_test_id("grader-hash")).to_have_text(grader.hash[:12])
+    button = page.locator("button[data-copy]").first
+    button.click()
+    expect(button).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == grader.hash

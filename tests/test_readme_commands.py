@@ -230,3 +230,11 @@ def test_the_environment_wins_over_the_env_file(tmp_path, monkeypatch):
     path.write_text("SECRET_KEY=x\nnot a setting\n")
     with pytest.raises(dotenv.DotenvError, match=r"\.env:2: expected NAME=value"):
         dotenv.read(path)
+
+
+def test_the_celery_command_reads_the_demos_env(tmp_path):
+    """`celery -A assay worker` (scripts/demo, the README) configures from the same .env."""
+    install = Install(tmp_path)
+    done = install.run("celery -A assay report", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "DEBUG: True" in done.stdout and NOT_SET not in done.stdout + done.stderr
