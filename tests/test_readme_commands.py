@@ -45,8 +45,8 @@ def readme_commands() -> list[str]:
             if "manage.py " in line:
                 found.append(line.split("#")[0].strip())
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    for span in re.findall(r"`([^`]*manage\.py [^`]*)`", prose.replace("\n", " ")):
-        found.append(span.strip())
+    spans = prose.replace("\n", " ").split("`")[1::2]  # the text between backticks
+    found += [span.strip() for span in spans if "manage.py " in span]
     commands = []
     for line in found:
         line = re.sub(r"\s+", " ", line)
