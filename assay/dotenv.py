@@ -19,8 +19,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # What scripts/demo runs with: the embedded default (SQLite, filesystem broker) needs DEBUG,
-# and the simulated judge listens on loopback.
-DEMO = {"DEBUG": "1", "ASSAY_JUDGE_ALLOW_PRIVATE_URLS": "1"}
+# the simulated judge listens on loopback, and anyone may sign up.
+DEMO = {"DEBUG": "1", "ASSAY_JUDGE_ALLOW_PRIVATE_URLS": "1", "ASSAY_SIGNUP": "1"}
 _LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
 
 

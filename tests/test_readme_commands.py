@@ -217,15 +217,16 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) ->
 def test_the_environment_wins_over_the_env_file(tmp_path, monkeypatch):
     path = tmp_path / ".env"
     written = dotenv.write_demo(path)
-    assert set(written) == {"SECRET_KEY", "DEBUG", "ASSAY_JUDGE_ALLOW_PRIVATE_URLS"}
+    assert set(written) == {"SECRET_KEY", *dotenv.DEMO}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     # Written again: the key made the first time stays.
     assert dotenv.write_demo(path)["SECRET_KEY"] == written["SECRET_KEY"]
     monkeypatch.setenv("DEBUG", "0")
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    monkeypatch.delenv("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", raising=False)
+    for name in ("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", "ASSAY_SIGNUP"):
+        monkeypatch.delenv(name, raising=False)
     taken = dotenv.load(path)
-    assert sorted(taken) == ["ASSAY_JUDGE_ALLOW_PRIVATE_URLS", "SECRET_KEY"]
+    assert sorted(taken) == ["ASSAY_JUDGE_ALLOW_PRIVATE_URLS", "ASSAY_SIGNUP", "SECRET_KEY"]
     assert os.environ["DEBUG"] == "0" and os.environ["SECRET_KEY"] == written["SECRET_KEY"]
     path.write_text("SECRET_KEY=x\nnot a setting\n")
     with pytest.raises(dotenv.DotenvError, match=r"\.env:2: expected NAME=value"):
