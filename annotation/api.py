@@ -26,6 +26,7 @@ from rubrics.api import (
     MessagesField,
     Pagination,
     TaskDetailApi,
+    grader_named,
     paginated,
     query_filters,
     responses,
@@ -37,6 +38,10 @@ from rubrics.permissions import Perm, project_for, role_allows
 RESPONSE_RULE = (
     "Responses are immutable once imported and are never edited or deleted: runs, "
     "verdicts, gold and datasets name them."
+)
+BLIND_RULE = (
+    "Annotators grade blind: they never see which model wrote a response nor its sample, "
+    "so they get 403 here."
 )
 FIELDS_HELP = "; ".join(f"`{name}`: {help}" for name, help in services.RESPONSE_FIELDS.items())
 
@@ -204,12 +209,12 @@ class ResponseListApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="The project's responses",
-        description=RESPONSE_RULE + " " + FILTERS_RULE,
+        description=RESPONSE_RULE + " " + BLIND_RULE + " " + FILTERS_RULE,
         parameters=[FilterSerializer],
-        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
-        project = project_for(request.user, slug, Perm.VIEW)
+        project = project_for(request.user, slug, Perm.VIEW_MODELS)
         filters = query_filters(request, self.FilterSerializer)
         found = selectors.project_responses(project)
         if model := filters.get("model"):
@@ -225,8 +230,8 @@ class ResponseDetailApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="One response",
-        description=RESPONSE_RULE,
-        responses=responses({200: OutputSerializer}, 404),
+        description=RESPONSE_RULE + " " + BLIND_RULE,
+        responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
         return Response(self.OutputSerializer(selectors.response_for(request.user, pk)).data)
@@ -242,10 +247,11 @@ class ResponseModelsApi(APIView):
     @extend_schema(
         tags=["responses"],
         summary="How many responses each model has, over how many tasks",
-        responses=responses({200: OutputSerializer(many=True)}, 400, 404),
+        description=BLIND_RULE,
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, slug: str) -> Response:
-        project = project_for(request.user, slug, Perm.VIEW)
+        project = project_for(request.user, slug, Perm.VIEW_MODELS)
         query_filters(request, paged=False)
         counts = selectors.response_counts_by_model(project)
         return Response(self.OutputSerializer(counts, many=True).data)
@@ -284,7 +290,8 @@ class QueueListApi(APIView):
         mine = role_allows(project.role, Perm.ANNOTATE)
         queues = selectors.project_queues(project, user=request.user if mine else None)
         if "grader" in filters:
-            queues = queues.filter(grader__hash=filters["grader"])
+            grader = grader_named(project, filters["grader"])
+            queues = queues.filter(grader=grader) if grader else queues.none()
         return Response(QueueSerializer(queues, many=True).data)
 
 
@@ -292,7 +299,9 @@ class QueueCreateApi(APIView):
     @extend_schema_serializer(component_name="QueueCreate")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
-        grader = serializers.CharField(help_text="Hash of a grader of a published version.")
+        grader = serializers.CharField(
+            help_text="Hash of a grader of a published version, or a unique prefix (12+)."
+        )
         overlap = serializers.IntegerField(min_value=1, max_value=20)
         annotators = serializers.ListField(child=serializers.CharField(), allow_empty=False)
         lease_seconds = serializers.IntegerField(
@@ -315,7 +324,7 @@ class QueueCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        grader = selectors.published_graders(project).filter(hash=v["grader"]).first()
+        grader = grader_named(project, v["grader"])
         if grader is None:
             raise serializers.ValidationError({"grader": ["No published grader with this hash."]})
         chosen = None
@@ -955,7 +964,9 @@ class ProjectVerdictListApi(APIView):
         rubric_version = serializers.IntegerField(
             required=False, help_text="A rubric version's id (as in /versions/{id}/)."
         )
-        grader = serializers.CharField(required=False, help_text="A grader's hash.")
+        grader = serializers.CharField(
+            required=False, help_text="A grader's hash, or a unique prefix of 12+ characters."
+        )
         task = serializers.CharField(required=False, help_text="A task's external id.")
         outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices, required=False)
         rater_kind = serializers.ChoiceField(choices=Rater.Kind.choices, required=False)
@@ -998,13 +1009,15 @@ class ProjectVerdictListApi(APIView):
             "criterion": "criterion_id",
             "rater": "rater_id",
             "rubric_version": "criterion__version_id",
-            "grader": "grader__hash",
             "task": "response__task__external_id",
             "outcome": "outcome",
             "rater_kind": "rater__kind",
         }
+        if "grader" in f:  # its hash or a unique prefix
+            grader = grader_named(project, f.pop("grader"))
+            f["grader_id"] = grader.pk if grader else 0  # none: matches nothing
         found = selectors.project_verdicts(project).filter(
-            **{lookups[name]: value for name, value in f.items()}
+            **{lookups.get(name, name): value for name, value in f.items()}
         )
         return paginated(self, request, found, self.OutputSerializer)
 

@@ -33,7 +33,7 @@ def project_responses(project: Project):
 
 def response_for(user, pk: int) -> Response:
     response = get_object_or_404(Response.objects.select_related("task__project"), pk=pk)
-    check(user, response.task.project, Perm.VIEW)
+    check(user, response.task.project, Perm.VIEW_MODELS)
     return response
 
 

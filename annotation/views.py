@@ -7,7 +7,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,6 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
 from rubrics import params, uploads
+from rubrics import selectors as rubric_selectors
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 
@@ -33,7 +34,9 @@ def _errors(exc: ValidationError) -> dict[str, str]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def responses(request: HttpRequest, slug: str) -> HttpResponse:
-    perm = Perm.IMPORT_RESPONSES if request.method == "POST" else Perm.VIEW
+    # Annotators grade blind: the page lists every response beside its model, so it is not
+    # theirs (refused rather than shown without models: they have nothing to do here).
+    perm = Perm.IMPORT_RESPONSES if request.method == "POST" else Perm.VIEW_MODELS
     project = project_for(request.user, slug, perm)
     result = None
     if request.method == "POST":
@@ -99,10 +102,11 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
     annotating = role_allows(project.role, Perm.ANNOTATE)
     errors: dict[str, str] = {}
     if request.method == "POST":
-        graders = selectors.published_graders(project)
-        grader = graders.filter(hash=request.POST.get("grader", "")).first()
         overlap = params.whole_number(request.POST, "overlap", -1)
         try:
+            chosen_hash = request.POST.get("grader", "")
+            graders = selectors.published_graders(project)
+            grader = rubric_selectors.by_hash(graders, chosen_hash) if chosen_hash else None
             if grader is None:
                 raise ValidationError({"grader": "Choose a published rubric version."})
             models = request.POST.getlist("models")
@@ -158,7 +162,7 @@ def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_for(request.user, pk, Perm.ANNOTATE)
     if not queue.annotators.filter(pk=request.user.pk).exists():
-        return HttpResponse("You are not on this queue.", status=403)
+        raise PermissionDenied("You are not on this queue.")
     assignment = services.assignment_claim(queue=queue, user=request.user)
     if assignment is None:
         if selectors.queue_held_by_others(queue, request.user):
@@ -487,10 +491,12 @@ def calibration_flags(request: HttpRequest, pk: int) -> HttpResponse:
             if c.pk in report.flagged:
                 f = report.figures.per_criterion.get(c.pk) if report.figures else None
                 flagged.append((c, f, report.alpha.get(c.pk)))
+    # The rubric editor asks for the flags region (htmx); opened directly, the whole page.
     return render(
         request,
-        "annotation/flags.html",
+        "annotation/flags.html#flags" if request.htmx else "annotation/flags.html",
         {
+            "project": version.rubric.project,
             "version": version,
             "shown": shown,
             "report": report,

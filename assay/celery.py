@@ -1,9 +1,17 @@
 import os
 import sys
+from pathlib import Path
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init
 
+if "celery" in Path(sys.argv[0]).parts:
+    from assay import dotenv
+
+    # The `celery` command (`celery -A assay worker`, as scripts/demo and the README run it)
+    # reads the demo install's .env, as manage.py does; importing the app elsewhere (the web
+    # server, pytest) does not.
+    dotenv.load()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
 
 app = Celery("assay")

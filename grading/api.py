@@ -20,16 +20,18 @@ from grading import selectors, services
 from grading.models import GradingRun, Score
 from rubrics.api import (
     FILTERS_RULE,
+    HASH_RULE,
     NEWEST_FIRST,
     ErrorDetailSerializer,
     Pagination,
+    grader_named,
     paginated,
     query_filters,
     responses,
     service_errors,
 )
 from rubrics.permissions import Perm, project_for
-from rubrics.selectors import grader_to_score, published_graders, task_for
+from rubrics.selectors import grader_to_score, task_for
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +259,9 @@ class RunListApi(APIView):
     @extend_schema_serializer(component_name="RunFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=GradingRun.Status.choices, required=False)
-        grader = serializers.CharField(required=False, help_text="A grader's hash.")
+        grader = serializers.CharField(
+            required=False, help_text="A grader's hash, or a unique prefix of 12+ characters."
+        )
         judge = serializers.IntegerField(required=False, help_text="The lead judge's id.")
 
     @extend_schema(
@@ -274,7 +278,8 @@ class RunListApi(APIView):
         if "status" in f:
             runs = runs.filter(status=f["status"])
         if "grader" in f:
-            runs = runs.filter(grader__hash=f["grader"])
+            grader = grader_named(project, f["grader"])
+            runs = runs.filter(grader=grader) if grader else runs.none()
         if "judge" in f:
             runs = runs.filter(judge_id=f["judge"])
         return paginated(self, request, runs, self.OutputSerializer, ordering=NEWEST_FIRST)
@@ -283,7 +288,9 @@ class RunListApi(APIView):
 class RunCreateApi(APIView):
     @extend_schema_serializer(component_name="RunCreate")
     class InputSerializer(serializers.Serializer):
-        grader = serializers.CharField(help_text="The hash of a published grader.")
+        grader = serializers.CharField(
+            help_text="The hash of a published grader, or a unique prefix of 12+ characters."
+        )
         judge = serializers.IntegerField(min_value=1, help_text="The (lead) judge's id.")
         panel = serializers.ListField(
             child=serializers.IntegerField(min_value=1),
@@ -306,10 +313,13 @@ class RunCreateApi(APIView):
         project = project_for(request.user, slug, Perm.RUN_GRADING)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        grader = published_graders(project).filter(hash=data.validated_data["grader"]).first()
-        judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
         errors = {}
-        if grader is None:
+        try:  # a malformed or ambiguous hash is reported with the other fields' errors
+            grader = grader_named(project, data.validated_data["grader"])
+        except ValidationError as exc:
+            grader, errors["grader"] = None, exc.detail["grader"]
+        judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
+        if grader is None and "grader" not in errors:
             errors["grader"] = ["No published grader with that hash in this project."]
         if judge is None:
             errors["judge"] = ["No judge with that id in this project."]
@@ -535,6 +545,7 @@ class RewardScoreApi(APIView):
     @extend_schema(
         tags=["grading"],
         summary="Score 1..256 responses now (reward endpoint for RL trainers)",
+        description=HASH_RULE,
         request=InputSerializer,
         responses={
             **responses({200: OutputSerializer(many=True)}, 400, 403, 404),
@@ -547,7 +558,8 @@ class RewardScoreApi(APIView):
         },
     )
     def post(self, request: Request, grader_hash: str) -> Response:
-        grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
+        with service_errors():  # a malformed, short or ambiguous hash prefix: 400
+            grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         judge = selectors.project_judge(project, data.validated_data.get("judge"))

@@ -77,6 +77,19 @@ def service_errors() -> Iterator[None]:
         raise api_validation_error(exc) from exc
 
 
+def grader_named(project, value: str, *, param: str = "grader"):
+    """The project's grader that `value` (its hash, or a unique prefix of 12 or more
+    characters) names, or None; a 400 naming `param` for a malformed or ambiguous one."""
+    with service_errors():
+        return selectors.by_hash(selectors.published_graders(project), value, param=param)
+
+
+HASH_RULE = (
+    "A grader is named by its SHA-256 or by a unique prefix of it, 12 hex characters or more "
+    "(what pages show): a shorter or ambiguous prefix is a 400 saying so."
+)
+
+
 class Pagination(CursorPagination):
     """Cursor pages: stable while rows are added, and no COUNT(*) over millions of rows.
     `?limit=` sets the page size; follow `next` for the rest."""
@@ -1565,10 +1578,12 @@ class GraderDetailApi(APIView):
     @extend_schema(
         tags=["rubrics"],
         summary="A compiled grader: its spec, version and rubric",
-        responses=responses({200: OutputSerializer}, 404),
+        description=HASH_RULE,
+        responses=responses({200: OutputSerializer}, 400, 404),
     )
     def get(self, request: Request, grader_hash: str) -> Response:
-        grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+        with service_errors():
+            grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
         return Response(self.OutputSerializer(grader).data)
 
 

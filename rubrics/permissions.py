@@ -21,6 +21,9 @@ class Perm(StrEnum):
     MANAGE_JUDGES = "manage_judges"
     RUN_GRADING = "run_grading"
     VIEW_RESULTS = "view_results"  # judge verdicts and scores; annotators stay blind to them
+    # Which model wrote a response, and its sample index: the Responses page and the API's
+    # responses. Annotators grade blind, so they never see them.
+    VIEW_MODELS = "view_models"
     ANNOTATE = "annotate"  # grade queue items by hand, blind to judges and other people
     MANAGE_QUEUES = "manage_queues"
     ADJUDICATE = "adjudicate"  # settle disagreements into gold verdicts
@@ -39,6 +42,7 @@ ROLE_PERMS: dict[Perm, set[Role]] = {
     Perm.MANAGE_JUDGES: {Role.ADMIN},
     Perm.RUN_GRADING: {Role.ADMIN, Role.ENGINEER},
     Perm.VIEW_RESULTS: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER, Role.ENGINEER},
+    Perm.VIEW_MODELS: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER, Role.ENGINEER},
     Perm.ANNOTATE: {Role.ANNOTATOR},
     Perm.MANAGE_QUEUES: {Role.ADMIN, Role.ENGINEER},
     Perm.ADJUDICATE: {Role.ADMIN, Role.REVIEWER},

@@ -112,12 +112,52 @@ def criterion_for(user, pk: int, perm: Perm) -> Criterion:
     return criterion
 
 
+# --- Content hashes: the whole SHA-256, or a unique prefix of it ------------------------------
+
+HASH_PREFIX_MIN = 12  # pages show this much of a hash: it names the object everywhere
+_HEX = frozenset("0123456789abcdef")
+
+
+def by_hash(queryset, value: str, *, field: str = "hash", param: str = "grader"):
+    """The object of `queryset` whose `field` (a SHA-256 in hex) is `value` or starts with it,
+    or None. Every door that takes a grader's hash (URL, filter, body) calls this, so the 12
+    characters a page shows work wherever the full hash does. A value that is
+    not hex, is shorter than 12 characters or starts more than one hash is a ValidationError
+    naming `param` and saying which."""
+    value = value.strip().lower()
+    if not value or not set(value) <= _HEX or len(value) > 64:
+        raise ValidationError(
+            {
+                param: f"'{value[:80]}' is not a hash: give its 64 hex characters, or the "
+                f"first {HASH_PREFIX_MIN} or more."
+            }
+        )
+    if len(value) < HASH_PREFIX_MIN:
+        raise ValidationError(
+            {
+                param: f"A hash prefix needs at least {HASH_PREFIX_MIN} hex characters; "
+                f"'{value}' has {len(value)}."
+            }
+        )
+    lookup = field if len(value) == 64 else f"{field}__startswith"
+    found = list(queryset.filter(**{lookup: value})[:2])
+    if len(found) > 1:
+        raise ValidationError(
+            {param: f"'{value}' is the start of more than one hash; give more characters."}
+        )
+    return found[0] if found else None
+
+
 def grader_for(user, grader_hash: str, perm: Perm) -> Grader:
-    grader = get_object_or_404(
+    """The grader named by its hash or a unique prefix of it (`by_hash`); 404 for none."""
+    grader = by_hash(
         Grader.objects.select_related("version__rubric__project", "version__rubric__task"),
-        hash=grader_hash,
+        grader_hash,
     )
-    check(user, grader.version.rubric.project, perm)
+    if grader is None:
+        raise Http404("No such grader.")
+    project = grader.version.rubric.project
+    project.role = check(user, project, perm)  # the caller's role, for templates
     return grader
 
 
@@ -176,6 +216,12 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
     (external id and messages only; None if the rubric has no task). 404 for non-members."""
     if not user.is_authenticated:
         raise Http404("No such project.")
+    if len(grader_hash) != 64 or not set(grader_hash) <= _HEX:
+        # A prefix (or a hash in capitals): one more query, and the facts kept by full hash.
+        found = by_hash(Grader.objects.only("hash"), grader_hash)
+        if found is None:
+            raise Http404("No such grader.")
+        grader_hash = found.hash
     facts = _grader_facts(grader_hash)
     for fresh in (False, True):
         with connection.cursor() as cursor:

@@ -422,6 +422,7 @@ def _editor_context(
         "grader_json": _pretty(grader.spec) if grader else "",
         "editable": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
+        "can_try": role_allows(role, Perm.VIEW_RESULTS),  # try-it shows a judge's verdicts
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
         "can_retire": role_allows(role, Perm.PUBLISH),
@@ -896,7 +897,12 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def grader_detail(request: HttpRequest, grader_hash: str) -> HttpResponse:
-    grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+    try:  # the full hash, or a unique prefix of 12 or more characters
+        grader = selectors.grader_for(request.user, grader_hash, Perm.VIEW)
+    except ValidationError as exc:
+        reason = " ".join(exc.messages)
+        context = {"title": "Not a grader's hash", "reason": reason}
+        return render(request, "problem.html", context, status=400)
     return render(
         request,
         "rubrics/grader.html",

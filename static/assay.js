@@ -34,6 +34,29 @@
     }
   });
 
+  // A button marked data-copy copies its value (a full hash beside its short form).
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("button[data-copy]");
+    if (!button) return;
+    const done = function (label) {
+      button.textContent = label;
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(button.dataset.copy).then(
+        function () { done("Copied"); },
+        function () { done("Copy failed"); }
+      );
+    } else {  // plain http on a LAN: select the text so Ctrl+C copies it
+      const code = button.previousElementSibling;
+      if (code) {
+        code.textContent = button.dataset.copy;
+        window.getSelection().selectAllChildren(code);
+      }
+      done("Press Ctrl+C");
+    }
+  });
+
   // Upload progress for forms marked data-upload-progress (htmx reports the bytes sent).
   document.addEventListener("htmx:xhr:progress", function (event) {
     const form = event.target.closest && event.target.closest("form[data-upload-progress]");

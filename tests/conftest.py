@@ -129,6 +129,7 @@ def _worker_env(queue: str) -> dict[str, str]:
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         CELERY_QUEUE=queue,
         ASSAY_MEDIA_DIR=MEDIA_DIR,
+        ASSAY_DOTENV="off",  # a demo install's .env (assay/dotenv.py) is not the tests'
         PYTHONUNBUFFERED="1",
     )
     return env

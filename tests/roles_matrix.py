@@ -47,6 +47,8 @@ RESULTS = {"admin", "author", "reviewer", "engineer"}  # annotators stay blind t
 OPERATORS = {"admin", "engineer"}  # import responses, start and cancel runs
 ADMINS = {"admin"}  # members and judges
 ANNOTATORS = {"annotator"}  # grade queue items, blind
+# Which model wrote a response, and its sample: annotators grade blind (tests/test_blindness.py)
+SEE_MODELS = {"admin", "author", "reviewer", "engineer"}
 ADJUDICATORS = {"admin", "reviewer"}  # gold verdicts
 PUBLISHERS = {"admin", "author", "reviewer"}  # retire published versions
 REVIEWERS = {"reviewer"}  # approve what an author submitted
@@ -488,9 +490,11 @@ ROWS = [
     api("patch", "model-prices/<int:pk>/", "/api/model-prices/{price}/", any_user(403)),
     api("delete", "model-prices/<int:pk>/", "/api/model-prices/{price}/", any_user(403)),
     # --- Responses and their imports --------------------------------------------------------
-    page("get", "responses", "/p/{slug}/responses/", members_page(EVERYONE, 200)),
+    page("get", "responses", "/p/{slug}/responses/", members_page(SEE_MODELS, 200)),
     page("post", "responses", "/p/{slug}/responses/", members_page(OPERATORS, 200), {}),
-    api("get", SLUG + "responses/", "/api/projects/{slug}/responses/", members_only(EVERYONE, 200)),
+    api(
+        "get", SLUG + "responses/", "/api/projects/{slug}/responses/", members_only(SEE_MODELS, 200)
+    ),
     api(
         "post",
         SLUG + "responses/import/",
@@ -502,9 +506,9 @@ ROWS = [
         "get",
         SLUG + "responses/models/",
         "/api/projects/{slug}/responses/models/",
-        members_only(EVERYONE, 200),
+        members_only(SEE_MODELS, 200),
     ),
-    api("get", "responses/<int:pk>/", "/api/responses/{response}/", members_only(EVERYONE, 200)),
+    api("get", "responses/<int:pk>/", "/api/responses/{response}/", members_only(SEE_MODELS, 200)),
     api("get", SLUG + "imports/", "/api/projects/{slug}/imports/", members_only(OPERATORS, 200)),
     api(
         "post",

@@ -306,7 +306,10 @@ def test_import_good_file_creates_every_response(personas):
     assert reply.data == {"created": 3, "filename": "batch.jsonl"}
     assert Response.objects.filter(task__project=personas.project).count() == 3
 
-    client = api_client(personas.annotator)  # annotators see the responses they grade
+    # Annotators grade blind: the list names models, so it is not theirs (test_blindness.py).
+    slug = personas.project.slug
+    assert api_client(personas.annotator).get(f"/api/projects/{slug}/responses/").status_code == 403
+    client = api_client(personas.reviewer)
     listing = client.get(f"/api/projects/{personas.project.slug}/responses/").data
     assert len(listing["results"]) == 3
     only_a = client.get(f"/api/projects/{personas.project.slug}/responses/?model=m-a").data

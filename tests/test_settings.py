@@ -98,7 +98,8 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env={**base, **env, "ASSAY_VAR_DIR": str(tmp_path)},
+        # ASSAY_DOTENV=off: a demo install's .env (assay/dotenv.py) is not production's.
+        env={**base, **env, "ASSAY_VAR_DIR": str(tmp_path), "ASSAY_DOTENV": "off"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

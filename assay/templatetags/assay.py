@@ -1,5 +1,6 @@
 from django import template
 from django.conf import settings
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from assay import markdown
@@ -42,3 +43,22 @@ def points(value) -> str:
 def signup_open() -> bool:
     """Whether anyone may create an account here (ASSAY_SIGNUP)."""
     return bool(settings.SIGNUP_OPEN)
+
+
+SHORT_HASH = 12  # a unique prefix this long names a grader everywhere a hash is taken
+
+
+@register.simple_tag
+def hash_chip(value: str, testid: str = "hash"):
+    """A hash as pages show it: its first 12 characters (the full hash on hover) and a button
+    that copies the full hash (static/assay.js, `data-copy`)."""
+    if not value:
+        return ""
+    return format_html(
+        '<code class="hash" title="{}" data-testid="{}">{}</code> <button type="button" '
+        'class="copy" data-copy="{}" title="Copy the full hash">Copy</button>',
+        value,
+        testid,
+        value[:SHORT_HASH],
+        value,
+    )
