@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotation.models import Response, Verdict
+from annotation.models import Response
 from grading import exports
 from grading.models import DatasetSnapshot, GradingRun
 from rubrics import audit
@@ -120,7 +120,7 @@ def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
 
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
     if format.startswith("verdicts"):
-        return Verdict.objects.filter(response__task__project=project).count()
+        return exports.dataset_verdicts(project).count()
     if format == "healthbench-jsonl":
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
@@ -192,7 +192,7 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
 
 def provenance(snapshot: DatasetSnapshot) -> dict:
     project = snapshot.project
-    verdicts = Verdict.objects.filter(response__task__project=project)
+    verdicts = exports.dataset_verdicts(project)
     if snapshot.format == "preference-pairs":
         verdicts = verdicts.filter(run_id=snapshot.params["run"])
     runs = list(
