@@ -1,10 +1,12 @@
-"""Steps of tests/test_sqlite.py that no management command does, run in a subprocess on the
-embedded default (SQLite, filesystem broker): `python -m tests.sqlite_scenario STEP [ARG]`.
-Each prints one JSON object on its last line of output."""
+"""tests/test_sqlite.py's program, run in one subprocess on the embedded default (SQLite,
+filesystem broker): `python -m tests.sqlite_scenario PROGRAM`, where PROGRAM is a JSON list
+of ["manage", command, args...] (run as manage.py runs it) or [step, args...] (what no command
+does). Prints a JSON list of results, one per line of the program, on its last line."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -101,10 +103,33 @@ def snapshots(slug: str) -> dict:
     return built
 
 
-STEPS = {"setup": setup, "grade": grade, "snapshots": snapshots}
+def vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
+
+
+STEPS = {"setup": setup, "grade": grade, "snapshots": snapshots, "vendor": vendor}
+
+
+def manage(*argv: str) -> dict:
+    """One management command as manage.py runs it: its output, and its error if it fails."""
+    from django.core.management import CommandError, call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    error = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            call_command(*argv, stdout=out, stderr=err)
+    except (CommandError, SystemExit) as exc:
+        error = str(exc) or "failed"
+    return {"out": out.getvalue(), "err": err.getvalue(), "error": error}
+
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
     django.setup()
-    step, *args = sys.argv[1:]
-    print(json.dumps(STEPS[step](*args)))  # noqa: T201
+    results = []
+    for name, *args in json.loads(sys.argv[1]):
+        results.append(manage(*args) if name == "manage" else STEPS[name](*args))
+    print(json.dumps(results))  # noqa: T201

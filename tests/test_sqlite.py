@@ -57,33 +57,48 @@ PARQUET_RESPONSES = [
 
 
 class Embedded:
-    """manage.py and the scenario's steps, on a fresh SQLite file under `var`."""
+    """Programs of management commands and scenario steps, each in one subprocess on a SQLite
+    file under `var` (one Django start-up per program: the commands' code, not their shell)."""
 
     def __init__(self, var):
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-        self.env.pop("CELERY_BROKER_URL", None)
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")
+        }
         self.env.update(
             ASSAY_VAR_DIR=str(var), ASSAY_EMBEDDED="1", DJANGO_SETTINGS_MODULE="assay.settings"
         )
 
-    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-            [sys.executable, *args],
+    def run(self, *program: list) -> list:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "tests.sqlite_scenario", json.dumps(program)],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
         )
-        if ok:
-            assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-        return done
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
 
-    def manage(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        return self.run("manage.py", *args, ok=ok)
 
-    def step(self, *args: str) -> dict:
-        return json.loads(self.run("-m", "tests.sqlite_scenario", *args).stdout.splitlines()[-1])
+def ok(result: dict) -> str:
+    """A command's output, once it is known to have succeeded."""
+    assert result["error"] is None, result
+    return result["out"] + result["err"]
+
+
+def export(slug: str, fmt: str, path, *more: str) -> list:
+    return [
+        "manage",
+        "export_dataset",
+        "--project",
+        slug,
+        "--format",
+        fmt,
+        "--output",
+        str(path),
+        *more,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -92,45 +107,45 @@ def embedded(tmp_path_factory):
     format by its command), a run's verdicts and scores, and a person's draft."""
     files = tmp_path_factory.mktemp("sqlite-files")
     sqlite = Embedded(tmp_path_factory.mktemp("sqlite-var"))
-    sqlite.manage("migrate", "--noinput")
-    assert "sqlite3" in sqlite.run("-c", _ENGINE).stdout  # the embedded default indeed
-    names = sqlite.step("setup")
-    source = names["source"]
     (files / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TASKS))
     pq.write_table(pa.Table.from_pylist(PARQUET_TASKS), files / "tasks.parquet")
     (files / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RESPONSES))
     pq.write_table(pa.Table.from_pylist(PARQUET_RESPONSES), files / "responses.parquet")
-    imported = {
-        "healthbench": sqlite.manage(
-            "import_rubrics", "--format", "healthbench", str(HEALTHBENCH), "--project", source
-        ),
-        "tasks-jsonl": sqlite.manage(
-            "import_tasks", str(files / "tasks.jsonl"), "--project", source
-        ),
-        "tasks-parquet": sqlite.manage(
-            "import_tasks", str(files / "tasks.parquet"), "--project", source
-        ),
-        "responses-jsonl": sqlite.manage(
-            "import_responses", str(files / "responses.jsonl"), "--project", source
-        ),
-        "responses-parquet": sqlite.manage(
-            "import_responses", str(files / "responses.parquet"), "--project", source
-        ),
-    }
-    graded = sqlite.step("grade", source)
-    return sqlite, names, files, imported, graded
-
-
-_ENGINE = (
-    "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'assay.settings'); "
-    "django.setup(); from django.db import connection; print(connection.vendor, "
-    "connection.settings_dict['ENGINE'])"
-)
+    source = "sqlite-source"  # the slug setup gives it
+    migrated, vendor, names, *imported, graded = sqlite.run(
+        ["manage", "migrate", "--noinput"],
+        ["vendor"],
+        ["setup"],
+        [
+            "manage",
+            "import_rubrics",
+            "--format",
+            "healthbench",
+            str(HEALTHBENCH),
+            "--project",
+            source,
+        ],
+        ["manage", "import_tasks", str(files / "tasks.jsonl"), "--project", source],
+        ["manage", "import_tasks", str(files / "tasks.parquet"), "--project", source],
+        ["manage", "import_responses", str(files / "responses.jsonl"), "--project", source],
+        ["manage", "import_responses", str(files / "responses.parquet"), "--project", source],
+        ["grade", source],
+    )
+    ok(migrated)
+    assert vendor == "sqlite"  # the embedded default indeed
+    assert names["source"] == source
+    return sqlite, names, files, [ok(r) for r in imported], graded
 
 
 def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
     sqlite, names, files, _, graded = embedded
-    built = sqlite.step("snapshots", names["source"])
+    source = names["source"]
+    formats = sorted(exports.PROJECT_EXPORTS)
+    built, *exported, pairs_out = sqlite.run(
+        ["snapshots", source],
+        *(export(source, fmt, files / f"export-{fmt}") for fmt in formats),
+        export(source, "preference-pairs", files / "pairs.jsonl", "--run", str(graded["run"])),
+    )
     assert set(built) == set(datasets.FORMATS)
     for fmt, snapshot in built.items():
         assert (snapshot["status"], snapshot["error"]) == ("ready", ""), fmt
@@ -146,75 +161,55 @@ def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
     assert built["verdicts-parquet"]["rows"] == 10
     responses = [json.loads(line) for line in built["responses-jsonl"]["content"].splitlines()]
     assert responses[0] == RESPONSES[0]
-    # a -> b is the only pair of t1's scores 1.0, 0.75, 0.5, 0.25 apart by 0.1 or more... all
-    # six pairs are; each names the run.
+    # t1's four scores (1.0, 0.75, 0.5, 0.25) are all 0.1 or more apart: six pairs of the run.
     pairs = [json.loads(line) for line in built["preference-pairs"]["content"].splitlines()]
     assert len(pairs) == 6 and {p["run_id"] for p in pairs} == {graded["run"]}
 
     # The same formats through export_dataset.
-    for fmt in sorted(exports.PROJECT_EXPORTS):
-        out = files / f"export-{fmt}"
-        done = sqlite.manage(
-            "export_dataset", "--project", names["source"], "--format", fmt, "--output", str(out)
-        )
-        assert out.stat().st_size > 0, (fmt, done.stderr)
-    out = files / "export-pairs"
-    sqlite.manage(
-        "export_dataset",
-        "--project",
-        names["source"],
-        "--format",
-        "preference-pairs",
-        "--run",
-        str(graded["run"]),
-        "--output",
-        str(out),
-    )
-    assert len(out.read_text().splitlines()) == 6
+    for fmt, result in zip(formats, exported, strict=True):
+        ok(result)
+        assert (files / f"export-{fmt}").stat().st_size > 0, fmt
+    ok(pairs_out)
+    assert len((files / "pairs.jsonl").read_text().splitlines()) == 6
     assert pq.read_table(files / "export-verdicts-parquet").num_rows == 10
+    assert (files / "export-verdicts-jsonl").read_text() == built["verdicts-jsonl"]["content"]
 
 
 def test_every_import_format_works_on_sqlite_and_round_trips(embedded):
     sqlite, names, files, imported, _ = embedded
-    assert "Imported 2" in imported["tasks-jsonl"].stdout + imported["tasks-jsonl"].stderr
-    assert "4" in imported["responses-jsonl"].stdout + imported["responses-jsonl"].stderr
+    assert "2" in imported[1] and "1" in imported[2]  # tasks: JSONL, Parquet
+    assert "4" in imported[3] and "1" in imported[4]  # responses: JSONL, Parquet
     source, target = names["source"], names["target"]
     tasks, responses = files / "rt-tasks.jsonl", files / "rt-responses.jsonl"
-    for fmt, path in (("tasks-jsonl", tasks), ("responses-jsonl", responses)):
-        sqlite.manage("export_dataset", "--project", source, "--format", fmt, "--output", str(path))
-    sqlite.manage("import_tasks", str(tasks), "--project", target)
-    sqlite.manage("import_responses", str(responses), "--project", target)
-    for fmt, path in (("tasks-jsonl", tasks), ("responses-jsonl", responses)):
-        again = files / f"again-{fmt}"
-        sqlite.manage(
-            "export_dataset", "--project", target, "--format", fmt, "--output", str(again)
-        )
-        assert again.read_bytes() == path.read_bytes(), fmt
+    new = {"task_id": "t2", "model": "new", "response": "x"}
+    changed = dict(RESPONSES[1], response="something else")
+    bad = files / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in (new, changed, new)))
+    results = sqlite.run(
+        export(source, "tasks-jsonl", tasks),
+        export(source, "responses-jsonl", responses),
+        ["manage", "import_tasks", str(tasks), "--project", target],
+        ["manage", "import_responses", str(responses), "--project", target],
+        export(target, "tasks-jsonl", files / "again-tasks.jsonl"),
+        export(target, "responses-jsonl", files / "again-responses.jsonl"),
+        # The same file again adds nothing; a file that contradicts a stored response, or
+        # repeats a key, is refused with its lines, and nothing of it is written.
+        ["manage", "import_responses", str(responses), "--project", target],
+        ["manage", "import_responses", str(bad), "--project", target],
+        export(target, "responses-jsonl", files / "after.jsonl"),
+    )
+    for result in results[:7]:
+        ok(result)
+    assert (files / "again-tasks.jsonl").read_bytes() == tasks.read_bytes()
+    assert (files / "again-responses.jsonl").read_bytes() == responses.read_bytes()
     exported = [json.loads(line) for line in tasks.read_text().splitlines()]
     t1 = next(t for t in exported if t["external_id"] == "t1")
     assert t1["reference"] == TASKS[0]["reference"] and t1["messages"] == TASKS[0]["messages"]
     assert t1["reference_file"] is None
-
-    # The same file again adds nothing; a file that contradicts a stored response, or repeats
-    # a key, is refused with its lines, and nothing of it is written.
-    repeat = sqlite.manage("import_responses", str(responses), "--project", target)
-    assert "already" in (repeat.stdout + repeat.stderr).lower()
-    changed = dict(RESPONSES[1], response="something else")
-    bad = files / "bad.jsonl"
-    new = {"task_id": "t2", "model": "new", "response": "x"}
-    bad.write_text("".join(json.dumps(r) + "\n" for r in (new, changed, new)))
-    refused = sqlite.manage("import_responses", str(bad), "--project", target, ok=False)
-    said = refused.stdout + refused.stderr
-    assert refused.returncode != 0
+    assert "already" in ok(results[6]).lower()
+    refused = results[7]
+    said = refused["out"] + refused["err"] + str(refused["error"])
+    assert refused["error"] and "nothing was imported" in said
     assert "line 2" in said and "immutable" in said and "line 3" in said and "repeats" in said
-    after = files / "after.jsonl"
-    sqlite.manage(
-        "export_dataset",
-        "--project",
-        target,
-        "--format",
-        "responses-jsonl",
-        "--output",
-        str(after),
-    )
-    assert after.read_bytes() == responses.read_bytes()
+    ok(results[8])
+    assert (files / "after.jsonl").read_bytes() == responses.read_bytes()
