@@ -73,7 +73,15 @@ def snapshot_create(
             raise ValidationError({"min_margin": "Between 0 and 1."})
         params = {"run": run.pk, "min_margin": float(min_margin)}
     with transaction.atomic():
-        if DatasetSnapshot.objects.filter(project=project, name=name).exists():
+        taken = DatasetSnapshot.objects.filter(project=project, name=name).first()
+        if taken is not None and taken.status == DatasetSnapshot.Status.FAILED:
+            raise ValidationError(
+                {
+                    "name": f"A snapshot named '{name}' failed; retry it, or delete it to free "
+                    "its name."
+                }
+            )
+        if taken is not None:
             raise ValidationError(
                 {"name": f"A snapshot named '{name}' exists; snapshots never change."}
             )
@@ -94,6 +102,41 @@ def snapshot_create(
             target_id=snapshot.pk,
             target_label=snapshot.name,
             details={"format": format, "params": params, "license": snapshot.license},
+        )
+        from grading import tasks
+
+        transaction.on_commit(lambda: tasks.build_snapshot.delay(snapshot.pk))
+    return snapshot
+
+
+def snapshot_retry(*, snapshot: DatasetSnapshot, user) -> DatasetSnapshot:
+    """Queue a failed snapshot again, with its name, format and parameters; its error is
+    cleared and a worker builds it as it builds a new one. Only a failed snapshot is retried
+    (claimed with a conditional update, so two retries queue one build)."""
+    with transaction.atomic():
+        retried = DatasetSnapshot.objects.filter(
+            pk=snapshot.pk, status=DatasetSnapshot.Status.FAILED
+        ).update(
+            status=DatasetSnapshot.Status.QUEUED,
+            error="",
+            rows_done=0,
+            finished_at=None,
+            rows_total=_rows_estimate(snapshot.project, snapshot.format, snapshot.params),
+        )
+        snapshot = DatasetSnapshot.objects.select_related("project").get(pk=snapshot.pk)
+        if not retried:
+            raise Conflict(
+                f"Snapshot '{snapshot.name}' is {snapshot.get_status_display().lower()}; "
+                "only a failed snapshot is retried."
+            )
+        audit.record(
+            AuditEvent.Action.SNAPSHOT_REQUESTED,
+            actor=user,
+            project=snapshot.project,
+            target_type="dataset_snapshot",
+            target_id=snapshot.pk,
+            target_label=snapshot.name,
+            details={"format": snapshot.format, "params": snapshot.params, "retry": True},
         )
         from grading import tasks
 

@@ -260,10 +260,46 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from grading import datasets as snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-    context = {"project": snapshot.project, "snapshot": snapshot}
+    context = {
+        "project": snapshot.project,
+        "snapshot": snapshot,
+        "can_export": role_allows(snapshot.project.role, Perm.RUN_GRADING),
+    }
     if request.htmx:
         return render(request, "grading/snapshot.html#status", context)
     return render(request, "grading/snapshot.html", context)
+
+
+@login_required
+@require_POST
+def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    from grading import datasets as snapshots
+    from rubrics.services import Conflict
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        snapshots.snapshot_retry(snapshot=snapshot, user=request.user)
+    except Conflict as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Snapshot {snapshot.name} is queued again.")
+    return redirect("snapshot", pk=snapshot.pk)
+
+
+@login_required
+@require_POST
+def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    from grading import datasets as snapshots
+    from rubrics.services import Conflict
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        snapshots.snapshot_delete(snapshot=snapshot)
+    except Conflict as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("snapshot", pk=snapshot.pk)
+    messages.success(request, f"Snapshot {snapshot.name} deleted; its name is free.")
+    return redirect("datasets", slug=snapshot.project.slug)
 
 
 @login_required
