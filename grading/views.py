@@ -109,8 +109,11 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "progress": progress,
         "can_run": role_allows(run.project.role, Perm.RUN_GRADING),
-        # Said while the run works: its queued tasks wait for the broker (README, faults).
+        # Said while the run works: its queued tasks wait for the broker (README, faults),
+        # or for a worker nobody started; what its last responses wait for.
         "broker_down": not run.is_finished and selectors.broker_unreachable(),
+        "workers_missing": selectors.workers_missing(run),
+        "waiting": selectors.run_waiting(run, progress),
     }
     # While the run works, htmx polls only the progress region. It asks for the results
     # region too once the run has finished, so the page swaps in the charts and scores.
@@ -123,7 +126,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         run, request.GET.get("page"), count=progress.responses_total
     )
     context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
-    context["costs"] = selectors.run_costs(run)
+    context["costs"] = selectors.run_costs(run, progress)
     context["flagged"] = selectors.run_flagged_responses(run)
     context["criteria"] = selectors.criterion_rates(run)
     chart_data["criteria"] = [{"label": c.label, "rate": c.met_rate} for c in context["criteria"]]
