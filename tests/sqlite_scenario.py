@@ -24,6 +24,22 @@ def setup() -> dict:
     return {"source": source.slug, "target": target.slug, "owner": owner.username}
 
 
+def project(name: str) -> dict:
+    """Another project of the owner, for one test's own imports."""
+    from django.contrib.auth import get_user_model
+
+    from tests import factories
+
+    owner = get_user_model().objects.get(username="sqlite-owner")
+    return {"slug": factories.make_project(owner=owner, name=name).slug}
+
+
+def paperbench_id(slug: str) -> int:
+    from rubrics.models import Rubric
+
+    return Rubric.objects.filter(project__slug=slug).values_list("pk", flat=True).get()
+
+
 def grade(slug: str) -> dict:
     """A published rubric on task t1, a run's judge verdicts and scores (cached and not), a
     person's submitted verdicts and another's unsubmitted draft."""
@@ -109,7 +125,14 @@ def vendor() -> str:
     return connection.vendor
 
 
-STEPS = {"setup": setup, "grade": grade, "snapshots": snapshots, "vendor": vendor}
+STEPS = {
+    "setup": setup,
+    "project": project,
+    "paperbench_id": paperbench_id,
+    "grade": grade,
+    "snapshots": snapshots,
+    "vendor": vendor,
+}
 
 
 def manage(*argv: str) -> dict:

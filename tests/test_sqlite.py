@@ -18,6 +18,7 @@ from grading import datasets, exports
 from tests.conftest import ROOT, SHARED_DATA
 
 HEALTHBENCH = SHARED_DATA / "healthbench" / "oss_eval_sample.jsonl"
+PAPERBENCH = SHARED_DATA / "paperbench" / "mechanistic-understanding.rubric.json"
 TASKS = [
     {
         "external_id": "t1",
@@ -213,3 +214,103 @@ def test_every_import_format_works_on_sqlite_and_round_trips(embedded):
     assert "line 2" in said and "immutable" in said and "line 3" in said and "repeats" in said
     ok(results[8])
     assert (files / "after.jsonl").read_bytes() == responses.read_bytes()
+
+
+def test_every_rubric_format_imports_and_exports_on_sqlite(embedded, tmp_path):
+    import csv
+    import io
+
+    import openpyxl
+
+    from tests.test_formats import SHEET, SHEET_MAP
+
+    sqlite, names, _, _, _ = embedded
+    (tmp_path / "sheet.csv").write_text(SHEET)
+    workbook = openpyxl.Workbook()
+    for row in csv.reader(io.StringIO(SHEET)):
+        workbook.active.append([float(c) if c.lstrip("-").isdigit() else c for c in row])
+    workbook.save(tmp_path / "sheet.xlsx")
+    mapped = [arg for pair in SHEET_MAP for arg in ("--map", pair)]
+    pb, csv_project, xlsx_project = sqlite.run(
+        ["project", "SQLite PaperBench"], ["project", "SQLite CSV"], ["project", "SQLite XLSX"]
+    )
+    pb, sheet, book = pb["slug"], csv_project["slug"], xlsx_project["slug"]
+    imported = sqlite.run(
+        ["manage", "import_rubrics", str(PAPERBENCH), "--format", "paperbench", "--project", pb],
+        ["paperbench_id", pb],
+        [
+            "manage",
+            "import_rubrics",
+            str(tmp_path / "sheet.csv"),
+            "--format",
+            "csv",
+            *mapped,
+            "--project",
+            sheet,
+            "--publish",
+        ],
+        [
+            "manage",
+            "import_rubrics",
+            str(tmp_path / "sheet.xlsx"),
+            "--format",
+            "xlsx",
+            *mapped,
+            "--project",
+            book,
+        ],
+    )
+    ok(imported[0]), ok(imported[2]), ok(imported[3])
+    out = {name: tmp_path / name for name in ("pb.json", "hb.jsonl", "csv.csv", "xlsx.csv")}
+    exported = sqlite.run(
+        [
+            "manage",
+            "export_rubrics",
+            "--format",
+            "paperbench",
+            "--project",
+            pb,
+            "--rubric",
+            str(imported[1]),
+            "--output",
+            str(out["pb.json"]),
+        ],
+        [
+            "manage",
+            "export_rubrics",
+            "--format",
+            "healthbench",
+            "--project",
+            names["source"],
+            "--output",
+            str(out["hb.jsonl"]),
+        ],
+        [
+            "manage",
+            "export_rubrics",
+            "--format",
+            "csv",
+            "--project",
+            sheet,
+            "--output",
+            str(out["csv.csv"]),
+        ],
+        [
+            "manage",
+            "export_rubrics",
+            "--format",
+            "csv",
+            "--project",
+            book,
+            "--output",
+            str(out["xlsx.csv"]),
+        ],
+    )
+    for result in exported:
+        ok(result)
+    assert json.loads(out["pb.json"].read_text()) == json.loads(PAPERBENCH.read_text())
+    hb = [json.loads(line) for line in out["hb.jsonl"].read_text().splitlines()]
+    sample = [json.loads(line) for line in HEALTHBENCH.read_text().splitlines()]
+    assert [row for row in hb if row["prompt_id"] != "t1"] == sample  # t1: the graded task
+    assert out["csv.csv"].read_text() == out["xlsx.csv"].read_text()
+    assert "Advises calling emergency services" in out["csv.csv"].read_text()
