@@ -16,6 +16,7 @@ from grading import services, workers
 from grading.models import GradingRun, JudgeCall, Score, WorkerHeartbeat
 from tests import factories
 from tests.conftest import wait_for
+from tests.test_api import api_client
 
 NUMBERS = re.compile(r"(\d+) tokens in.*?(\d+) out", re.S)
 
@@ -140,10 +141,13 @@ def test_no_worker_is_said_and_a_live_one_silences_it(personas, client, settings
     # The progress region htmx polls says it too.
     part = client.get(f"/runs/{run.pk}/?part=progress", headers={"HX-Request": "true"})
     assert 'data-testid="no-worker"' in part.content.decode()
+    api = api_client(personas.engineer)
+    assert api.get(f"/api/runs/{run.pk}/").json()["workers_running"] is False
 
     workers.heartbeat(name="celery@test")
     cache.clear()
     assert 'data-testid="no-worker"' not in client.get(f"/runs/{run.pk}/").content.decode()
+    assert api.get(f"/api/runs/{run.pk}/").json()["workers_running"] is True
     # A finished run waits for nothing.
     WorkerHeartbeat.objects.update(seen_at=timezone.now() - timedelta(minutes=5))
     cache.clear()
@@ -171,6 +175,9 @@ def test_the_last_items_say_what_they_wait_for(personas, client, settings):
     due = quiet + timedelta(seconds=615)
     assert said.startswith("1 response stalled: nothing graded since")
     assert f"the stall sweep queues it again by {due:%H:%M}" in said
+    told = api_client(personas.engineer).get(f"/api/runs/{run.pk}/").json()["waiting"]
+    assert told["pending"] == 1 and told["stalled"] is True and told["retrying"] is False
+    assert told["requeue_by"].startswith(f"{due:%Y-%m-%dT%H:%M}")
     settings.ASSAY_RUN_STALL_S = 0
     assert "the stall sweep is off (ASSAY_RUN_STALL_S=0)" in waiting()
     settings.ASSAY_RUN_STALL_S = 600
