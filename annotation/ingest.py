@@ -1,11 +1,14 @@
 # ruff: noqa: S608 - SQL here names one constant staging table; values go as parameters or COPY.
-"""Bulk ingestion of responses on PostgreSQL through COPY: millions of rows, all or nothing.
+"""Bulk ingestion of responses, all or nothing, with constant memory on either database.
 
-Rows stream through validation into a temporary staging table with COPY; the database then
-finds what Python cannot see row by row (keys repeated within the file, rows that contradict
-what is already stored), and one INSERT ... SELECT moves the new rows into place. Any error
-rolls the whole transaction back, so a failed file leaves nothing behind. Importing the same
-file twice adds nothing: a row identical to a stored response is counted as already present.
+Rows stream through validation into a temporary staging table; the database then finds what
+Python cannot see row by row (keys repeated within the file, rows that contradict what is
+already stored), and one INSERT ... SELECT moves the new rows into place. Any error rolls the
+whole transaction back, so a failed file leaves nothing behind. Importing the same file twice
+adds nothing: a row identical to a stored response is counted as already present.
+
+Only the writing of staged rows depends on the database: COPY on PostgreSQL (millions of
+rows), batched INSERTs on the embedded SQLite default.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from django.db import connection, transaction
+from django.utils import timezone
 
+from annotation.models import Response
 from annotation.services import (
     MAX_ERRORS_REPORTED,
     ImportResult,
@@ -27,14 +32,16 @@ from rubrics import uploads
 from rubrics.models import Project, Task
 
 STAGING = "assay_response_staging"
+STAGED_COLUMNS = "line, task_id, model, text, sample_index, metadata, external_id"
 PROGRESS_EVERY = 10_000  # rows staged between calls of `progress`
+INSERT_BATCH = 2_000  # staged rows per INSERT where there is no COPY
 
 
 class _Abort(Exception):
     """Raised inside the transaction to roll it back when the file has errors."""
 
 
-def copy_import_responses(
+def import_responses(
     *,
     project: Project,
     rows: Iterable[tuple[int, dict | str | bytes]] | None = None,
@@ -63,22 +70,9 @@ def copy_import_responses(
 
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            # Inside an outer transaction (a test, a caller's atomic block) ON COMMIT DROP
-            # waits for the outer commit, so a second import in it must clear the table.
-            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
-            # Joins and sorts over a million staged rows spill to disk at the default 4 MB.
-            cursor.execute("SET LOCAL work_mem = '256MB'")
-            cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            cursor.execute(
-                f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
-                "text text, sample_index integer, metadata jsonb, external_id text) "
-                "ON COMMIT DROP"
-            )
+            _create_staging(cursor)
             staged = 0
-            with cursor.copy(
-                f"COPY {STAGING} (line, task_id, model, text, sample_index, metadata, "
-                "external_id) FROM STDIN"
-            ) as copy:
+            with _staging_writer(cursor) as write_row:
                 for number, item in source():
                     row, row_errors = parse_response_row(number, item, tasks)
                     if row_errors:
@@ -86,7 +80,7 @@ def copy_import_responses(
                         continue
                     if errors:
                         continue  # keep validating to report everything; stop writing
-                    copy.write_row(
+                    write_row(
                         (
                             number,
                             row["task_id"],
@@ -106,15 +100,18 @@ def copy_import_responses(
                 errors.append(LineError(0, "", "the file holds no responses"))
             if errors:
                 raise _Abort
+            # WHERE true: SQLite reads "FROM t ON CONFLICT" as a join without it.
             cursor.execute(
-                "INSERT INTO annotation_response "
+                f"INSERT INTO {Response._meta.db_table} "
                 "(task_id, model, text, sample_index, metadata, external_id, created_at) "
-                f"SELECT task_id, model, text, sample_index, metadata, external_id, now() "
-                f"FROM {STAGING} "
-                "ON CONFLICT (task_id, model, sample_index) DO NOTHING"
+                f"SELECT task_id, model, text, sample_index, metadata, external_id, %s "
+                f"FROM {STAGING} WHERE true "
+                "ON CONFLICT (task_id, model, sample_index) DO NOTHING",
+                [connection.ops.adapt_datetimefield_value(timezone.now())],
             )
             result.created = cursor.rowcount
             result.already_present = staged - result.created
+            cursor.execute(f"DROP TABLE {STAGING}")
     except _Abort:
         pass
     result.error_count = len(errors)
@@ -122,43 +119,100 @@ def copy_import_responses(
     return result
 
 
+def _create_staging(cursor) -> None:
+    # Inside an outer transaction (a test, a caller's atomic block) ON COMMIT DROP waits for
+    # the outer commit, and SQLite keeps a temp table for the connection: clear it first.
+    cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+    if connection.vendor == "postgresql":
+        # Joins and sorts over a million staged rows spill to disk at the default 4 MB.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        cursor.execute(
+            f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
+            "text text, sample_index integer, metadata jsonb, external_id text) ON COMMIT DROP"
+        )
+    else:
+        cursor.execute(
+            f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
+            "text text, sample_index integer, metadata text, external_id text)"
+        )
+
+
+@contextlib.contextmanager
+def _staging_writer(cursor):
+    """A function that stages one row (in STAGED_COLUMNS' order): through COPY on PostgreSQL,
+    in batched INSERTs elsewhere. Memory stays flat either way."""
+    if connection.vendor == "postgresql":
+        with cursor.copy(f"COPY {STAGING} ({STAGED_COLUMNS}) FROM STDIN") as copy:
+            yield copy.write_row
+        return
+    insert = f"INSERT INTO {STAGING} ({STAGED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    batch: list[tuple] = []
+
+    def write_row(row: tuple) -> None:
+        batch.append(row)
+        if len(batch) >= INSERT_BATCH:
+            cursor.executemany(insert, batch)
+            batch.clear()
+
+    yield write_row
+    if batch:
+        cursor.executemany(insert, batch)
+
+
 def _database_errors(cursor) -> list[LineError]:
     """Keys repeated within the file, and rows that differ from a stored response."""
-    cursor.execute(f"CREATE INDEX ON {STAGING} (task_id, model, sample_index); ANALYZE {STAGING}")
+    cursor.execute(f"CREATE INDEX {STAGING}_key ON {STAGING} (task_id, model, sample_index)")
+    cursor.execute(f"ANALYZE {STAGING}")
     cursor.execute(
-        f"SELECT s.line, first.line FROM {STAGING} s JOIN ("
+        f"SELECT s.line, f.line FROM {STAGING} s JOIN ("
         f"  SELECT task_id, model, sample_index, min(line) AS line FROM {STAGING}"
         "   GROUP BY 1, 2, 3 HAVING count(*) > 1"
-        ") first USING (task_id, model, sample_index) WHERE s.line > first.line "
+        ") f USING (task_id, model, sample_index) WHERE s.line > f.line "
         f"ORDER BY s.line LIMIT {MAX_ERRORS_REPORTED + 1}"
     )
     errors = [
         LineError(line, "sample_index", f"repeats line {first} (same task, model, sample)")
         for line, first in cursor.fetchall()
     ]
+    table = Response._meta.db_table
     cursor.execute(
-        "SELECT EXISTS (SELECT 1 FROM annotation_response WHERE task_id IN "
+        f"SELECT EXISTS (SELECT 1 FROM {table} WHERE task_id IN "
         f"(SELECT DISTINCT task_id FROM {STAGING}))"
     )
     if not cursor.fetchone()[0]:
         return errors  # nothing stored for these tasks: nothing to contradict
+    # Metadata is compared again as JSON: SQLite holds it as text, where key order counts.
     cursor.execute(
-        f"SELECT s.line, s.model, s.sample_index FROM {STAGING} s "
-        "JOIN annotation_response r ON r.task_id = s.task_id AND r.model = s.model "
+        f"SELECT s.line, s.model, s.sample_index, "
+        "r.text <> s.text OR r.external_id <> s.external_id, r.metadata, s.metadata "
+        f"FROM {STAGING} s JOIN {table} r ON r.task_id = s.task_id AND r.model = s.model "
         "AND r.sample_index = s.sample_index "
         "WHERE r.text <> s.text OR r.metadata <> s.metadata OR r.external_id <> s.external_id "
-        f"ORDER BY s.line LIMIT {MAX_ERRORS_REPORTED + 1}"
+        "ORDER BY s.line"
     )
-    errors += [
-        LineError(
-            line,
-            "response",
-            f"differs from the response already imported for {model} sample {sample}; "
-            "responses are immutable",
-        )
-        for line, model, sample in cursor.fetchall()
-    ]
+    differs = 0
+    while differs <= MAX_ERRORS_REPORTED:
+        found = cursor.fetchmany(500)
+        if not found:
+            break
+        for line, model, sample, other, stored, staged in found:
+            if not other and _json(stored) == _json(staged):
+                continue
+            differs += 1
+            errors.append(
+                LineError(
+                    line,
+                    "response",
+                    f"differs from the response already imported for {model} sample "
+                    f"{sample}; responses are immutable",
+                )
+            )
     return errors
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def parquet_rows(reader, *, name: str, batch_size: int = 20_000) -> Iterator[tuple[int, dict]]:

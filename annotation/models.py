@@ -76,6 +76,14 @@ class Rater(models.Model):
         return self.name
 
 
+class VerdictQuerySet(models.QuerySet):
+    def submitted(self):
+        """Verdicts that count: every judge's, and a person's once they submit the item. A
+        person's verdict on an item they have not submitted is their draft, nobody's verdict
+        yet: the verdicts API, exports, agreement and calibration all read through here."""
+        return self.filter(Q(assignment__isnull=True) | Q(assignment__status="submitted"))
+
+
 class Verdict(models.Model):
     """One rater's decision on one criterion of one response, with its provenance."""
 
@@ -126,6 +134,8 @@ class Verdict(models.Model):
     # like any other, and it is listed for a reviewer to confirm or overrule.
     needs_review = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VerdictQuerySet.as_manager()
 
     class Meta:
         constraints = [

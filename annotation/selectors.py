@@ -44,8 +44,8 @@ def project_raters(project: Project):
 def project_verdicts(project: Project):
     """Judges' verdicts and people's submitted ones (drafts are nobody's verdict yet)."""
     return (
-        Verdict.objects.filter(response__task__project=project)
-        .filter(Q(assignment__isnull=True) | Q(assignment__status=Assignment.Status.SUBMITTED))
+        Verdict.objects.submitted()
+        .filter(response__task__project=project)
         .select_related("rater", "grader")
     )
 
@@ -317,9 +317,11 @@ def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[in
 def _version_rating_rows(version: RubricVersion) -> tuple[list[tuple], dict[int, RaterInfo]]:
     """version_ratings' ratings as the rows the database gives (tuples in Rating's order):
     the agreement page takes them as they are, thousands of them."""
-    person = Verdict.objects.filter(
-        criterion__version=version, assignment__status=Assignment.Status.SUBMITTED
-    ).values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+    person = (
+        Verdict.objects.submitted()
+        .filter(criterion__version=version, assignment__isnull=False)
+        .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+    )
     judged = (
         Verdict.objects.filter(criterion__version=version, run__isnull=False, sample_index=0)
         .exclude(outcome=Verdict.Outcome.ERROR)
@@ -468,8 +470,8 @@ def item_verdicts(response: Response, criterion: Criterion):
     """Every counted verdict on one (response, criterion), people's and judges', with the
     rationale and evidence, for a reviewer to read side by side."""
     return list(
-        Verdict.objects.filter(response=response, criterion=criterion)
-        .filter(Q(assignment__status=Assignment.Status.SUBMITTED) | Q(run__isnull=False))
+        Verdict.objects.submitted()
+        .filter(response=response, criterion=criterion)
         .select_related("rater")
         .order_by("rater__kind", "rater__name", "-pk")
     )

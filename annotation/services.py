@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -140,16 +140,13 @@ def responses_import_jsonl(
     identical to a response already imported (same task, model, sample index and content) is
     counted as already present, so uploading a file twice adds nothing; a row that repeats a
     key within the file, or contradicts a stored response, is an error (responses are
-    immutable). On PostgreSQL rows stream through COPY (annotation.ingest); the embedded SQLite
-    default applies the same rules in Python.
+    immutable). Rows stream through a staging table (annotation.ingest), on either database.
     """
-    if connection.vendor == "postgresql":
-        from annotation import ingest
+    from annotation import ingest
 
-        return ingest.copy_import_responses(
-            project=project, lines=lines, filename=filename, progress=progress
-        )
-    return _import_in_python(project=project, lines=lines, filename=filename)
+    return ingest.import_responses(
+        project=project, lines=lines, filename=filename, progress=progress
+    )
 
 
 def responses_import_file(
@@ -169,7 +166,7 @@ def responses_import_file(
             from annotation import ingest
 
             reader = uploads.parquet_file(upload, name=filename, columns=RESPONSE_FIELDS)
-            return ingest.copy_import_responses(
+            return ingest.import_responses(
                 project=project,
                 rows=ingest.parquet_rows(reader, name=filename),
                 filename=filename,
@@ -197,70 +194,6 @@ def check_jsonl(upload, *, name: str) -> None:
         )
     uploads.check_text(upload, name=name, expected="JSONL text")
     upload.seek(0)
-
-
-def _import_in_python(*, project: Project, lines, filename: str) -> ImportResult:
-    result = ImportResult(filename=filename)
-    tasks = dict(Task.objects.filter(project=project).values_list("external_id", "pk"))
-    rows: list[tuple[int, dict]] = []
-    seen: dict[tuple, int] = {}
-    for number, raw, problem in uploads.decoded_lines(lines):
-        if problem:
-            result.errors.append(LineError(number, "", problem))
-            continue
-        if not raw.strip():
-            continue
-        row, errors = parse_response_row(number, raw, tasks)
-        result.errors.extend(errors)
-        if row is None:
-            continue
-        key = (row["task_id"], row["model"], row["sample_index"])
-        if key in seen:
-            result.errors.append(
-                LineError(
-                    number, "sample_index", f"repeats line {seen[key]} (same task, model, sample)"
-                )
-            )
-            continue
-        seen[key] = number
-        rows.append((number, row))
-    if not rows and not result.errors:
-        result.errors.append(LineError(0, "", "the file holds no responses"))
-    new_rows = []
-    if not result.errors:
-        stored = {
-            (r.task_id, r.model, r.sample_index): r
-            for r in Response.objects.filter(task__project=project).only(
-                "task_id", "model", "sample_index", "text", "metadata", "external_id"
-            )
-        }
-        for number, row in rows:
-            old = stored.get((row["task_id"], row["model"], row["sample_index"]))
-            if old is None:
-                new_rows.append(row)
-            elif (old.text, old.metadata, old.external_id) == (
-                row["text"],
-                row["metadata"],
-                row["external_id"],
-            ):
-                result.already_present += 1
-            else:
-                result.errors.append(
-                    LineError(
-                        number,
-                        "response",
-                        f"differs from the response already imported for {row['model']} "
-                        f"sample {row['sample_index']}; responses are immutable",
-                    )
-                )
-    result.error_count = len(result.errors)
-    del result.errors[MAX_ERRORS_REPORTED:]
-    if result.error_count:
-        return result
-    with transaction.atomic():
-        Response.objects.bulk_create((Response(**row) for row in new_rows), batch_size=1000)
-    result.created = len(new_rows)
-    return result
 
 
 def person_rater(*, project: Project, user) -> Rater:

@@ -348,6 +348,11 @@ urlpatterns = [
         name="api_dataset",
     ),
     path(
+        "datasets/<int:pk>/retry/",
+        api_datasets.SnapshotRetryApi.as_view(),
+        name="api_dataset_retry",
+    ),
+    path(
         "datasets/<int:pk>/download/",
         api_datasets.SnapshotDownloadApi.as_view(),
         name="api_dataset_download",

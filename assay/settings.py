@@ -173,6 +173,9 @@ ASSAY_SERVICE_WAIT_S = env_int("ASSAY_SERVICE_WAIT_S", 120)
 # ASSAY_IMPORT_MAX_ATTEMPTS tries marks it failed. Uploads of ended imports are deleted.
 ASSAY_IMPORT_STALL_S = env_int("ASSAY_IMPORT_STALL_S", 60)
 ASSAY_IMPORT_MAX_ATTEMPTS = env_int("ASSAY_IMPORT_MAX_ATTEMPTS", 3)
+# Every worker writes a heartbeat this often (0: never); a run page warns that no worker is
+# running when none has been written for three of these.
+ASSAY_WORKER_HEARTBEAT_S = env_int("ASSAY_WORKER_HEARTBEAT_S", 10)
 
 # --- Judges ---------------------------------------------------------------------------
 # The longest one judge call may take, all of it: connecting, sending, and reading the reply

@@ -392,12 +392,34 @@ class RunDetailApi(APIView):
             reason = serializers.CharField()
             n = serializers.IntegerField()
 
+        @extend_schema_serializer(component_name="RunWaiting")
+        class WaitingSerializer(serializers.Serializer):
+            pending = serializers.IntegerField(help_text="Responses not scored yet.")
+            retrying = serializers.BooleanField(
+                help_text="The judge's recent calls for the run failed or were retried."
+            )
+            stalled = serializers.BooleanField(
+                help_text="Nothing graded for ASSAY_RUN_STALL_S: the stall sweep re-queues them."
+            )
+            last_activity = serializers.DateTimeField()
+            requeue_by = serializers.DateTimeField(
+                allow_null=True, help_text="When the stall sweep re-queues them; null if it is off."
+            )
+
         project = serializers.SlugField(source="project.slug")
         created_by = serializers.CharField(source="created_by.username", allow_null=True)
         progress = ProgressSerializer()
         summaries = SummarySerializer(many=True)
         costs = CostsSerializer()
         errors_by_reason = ErrorReasonSerializer(many=True)
+        workers_running = serializers.BooleanField(
+            help_text="False while the run is not finished and no worker has written a heartbeat "
+            "lately: its work waits for one (celery -A assay worker)."
+        )
+        waiting = WaitingSerializer(
+            allow_null=True,
+            help_text="For a running run's last responses: what they wait for. Null otherwise.",
+        )
 
     @extend_schema(
         tags=["grading"],
@@ -409,8 +431,10 @@ class RunDetailApi(APIView):
         run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
         run.progress = selectors.run_progress(run)
         run.summaries = selectors.model_summaries(run)
-        run.costs = selectors.run_costs(run)
+        run.costs = selectors.run_costs(run, run.progress)
         run.errors_by_reason = selectors.run_error_reasons(run)
+        run.workers_running = not selectors.workers_missing(run)
+        run.waiting = selectors.run_waiting(run, run.progress)
         return Response(self.OutputSerializer(run).data)
 
 

@@ -1,4 +1,5 @@
-"""JSON doors for dataset snapshots: list, request, read (with the card), download."""
+"""JSON doors for dataset snapshots: list, request, read (with the card), download, retry a
+failed one, delete."""
 
 from __future__ import annotations
 
@@ -146,12 +147,31 @@ class SnapshotDownloadApi(APIView):
         return datasets.snapshot_download(snapshot, actor=request.user)
 
 
+class SnapshotRetryApi(APIView):
+    OutputSerializer = SnapshotSerializer
+
+    @extend_schema(
+        tags=["datasets"],
+        summary="Build a failed snapshot again, with its name and parameters",
+        description="Its error is cleared and a worker builds it (poll its status). Only a "
+        "failed snapshot is retried (409 otherwise); deleting it instead frees its name.",
+        request=None,
+        responses=responses({202: OutputSerializer}, 403, 404, 409),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        snapshot = datasets.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+        with service_errors():
+            snapshot = datasets.snapshot_retry(snapshot=snapshot, user=request.user)
+        return Response(self.OutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
 class SnapshotDeleteApi(APIView):
     @extend_schema(
         tags=["datasets"],
         summary="Delete a snapshot and its file",
-        description="A snapshot never changes; deleting it is the only write. One being built "
-        "is left alone until it is ready or failed (409); a queued one is simply never built.",
+        description="A snapshot never changes; deleting it (or retrying a failed one) is the only "
+        "write, and frees its name. One being built is left alone until it is ready or failed "
+        "(409); a queued one is simply never built.",
         request=None,
         responses=responses({204: None}, 403, 404, 409),
     )

@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotation.models import Response, Verdict
+from annotation.models import Response
 from grading import exports
 from grading.models import DatasetSnapshot, GradingRun
 from rubrics import audit
@@ -73,7 +73,15 @@ def snapshot_create(
             raise ValidationError({"min_margin": "Between 0 and 1."})
         params = {"run": run.pk, "min_margin": float(min_margin)}
     with transaction.atomic():
-        if DatasetSnapshot.objects.filter(project=project, name=name).exists():
+        taken = DatasetSnapshot.objects.filter(project=project, name=name).first()
+        if taken is not None and taken.status == DatasetSnapshot.Status.FAILED:
+            raise ValidationError(
+                {
+                    "name": f"A snapshot named '{name}' failed; retry it, or delete it to free "
+                    "its name."
+                }
+            )
+        if taken is not None:
             raise ValidationError(
                 {"name": f"A snapshot named '{name}' exists; snapshots never change."}
             )
@@ -101,6 +109,41 @@ def snapshot_create(
     return snapshot
 
 
+def snapshot_retry(*, snapshot: DatasetSnapshot, user) -> DatasetSnapshot:
+    """Queue a failed snapshot again, with its name, format and parameters; its error is
+    cleared and a worker builds it as it builds a new one. Only a failed snapshot is retried
+    (claimed with a conditional update, so two retries queue one build)."""
+    with transaction.atomic():
+        retried = DatasetSnapshot.objects.filter(
+            pk=snapshot.pk, status=DatasetSnapshot.Status.FAILED
+        ).update(
+            status=DatasetSnapshot.Status.QUEUED,
+            error="",
+            rows_done=0,
+            finished_at=None,
+            rows_total=_rows_estimate(snapshot.project, snapshot.format, snapshot.params),
+        )
+        snapshot = DatasetSnapshot.objects.select_related("project").get(pk=snapshot.pk)
+        if not retried:
+            raise Conflict(
+                f"Snapshot '{snapshot.name}' is {snapshot.get_status_display().lower()}; "
+                "only a failed snapshot is retried."
+            )
+        audit.record(
+            AuditEvent.Action.SNAPSHOT_REQUESTED,
+            actor=user,
+            project=snapshot.project,
+            target_type="dataset_snapshot",
+            target_id=snapshot.pk,
+            target_label=snapshot.name,
+            details={"format": snapshot.format, "params": snapshot.params, "retry": True},
+        )
+        from grading import tasks
+
+        transaction.on_commit(lambda: tasks.build_snapshot.delay(snapshot.pk))
+    return snapshot
+
+
 def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
     """Delete a snapshot and its file. One being built is left alone until it is ready or
     failed; a queued one is simply never built (its worker's claim finds nothing)."""
@@ -120,7 +163,7 @@ def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
 
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
     if format.startswith("verdicts"):
-        return Verdict.objects.filter(response__task__project=project).count()
+        return exports.dataset_verdicts(project).count()
     if format == "healthbench-jsonl":
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
@@ -192,7 +235,7 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
 
 def provenance(snapshot: DatasetSnapshot) -> dict:
     project = snapshot.project
-    verdicts = Verdict.objects.filter(response__task__project=project)
+    verdicts = exports.dataset_verdicts(project)
     if snapshot.format == "preference-pairs":
         verdicts = verdicts.filter(run_id=snapshot.params["run"])
     runs = list(

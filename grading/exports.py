@@ -1,103 +1,88 @@
-"""Streaming exports straight from PostgreSQL: rows become JSON lines inside the database and
-leave through COPY TO STDOUT, so memory stays flat whatever the size."""
+"""Streaming exports with constant memory, on PostgreSQL and on the embedded SQLite default.
+
+Each JSON-lines export is one queryset (which rows, in which order: the ORM's filters, so a
+person's draft stays out as everywhere else) and the keys of its objects with the lookup or
+expression that gives each value. One writer hashes, counts and reports progress; below it,
+only the reading differs by database: on PostgreSQL rows become JSON inside the database and
+leave through COPY TO STDOUT; elsewhere the same queryset is read in chunks and each row
+dumped in Python.
+"""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    JSONField,
+    OuterRef,
+    Q,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, JSONObject
 
 from rubrics import audit
 from rubrics.models import AuditEvent, Project
 
 # Each verdict with what produced it: the run, the grader hash, the judge model or the person.
-VERDICTS_SQL = """
-SELECT json_build_object(
-    'verdict_id', v.id,
-    'run_id', v.run_id,
-    'grader_hash', g.hash,
-    'rubric_version', rv.number,
-    'task_external_id', t.external_id,
-    'response_id', r.id,
-    'response_external_id', r.external_id,
-    'model', r.model,
-    'sample_index', r.sample_index,
-    'judge_sample_index', v.sample_index,
-    'criterion_id', v.criterion_id,
-    'criterion', c.text,
-    'points', c.points,
-    'rater', ra.name,
-    'rater_kind', ra.kind,
-    'outcome', v.outcome,
-    'value', v.value,
-    'explanation', v.explanation,
-    'evidence', v.evidence,
-    'error', v.error,
-    'judge_model', v.judge_model,
-    'simulated', v.simulated,
-    'created_at', v.created_at,
-    'criterion_gate', c.gate,
-    'response_score', s.raw,
-    'response_gated', coalesce(jsonb_array_length(s.gated_by) > 0, false),
-    'response_gated_by', coalesce(s.gated_by, '[]'::jsonb)
-)
-FROM annotation_verdict v
-JOIN annotation_response r ON r.id = v.response_id
-JOIN rubrics_task t ON t.id = r.task_id
-JOIN rubrics_criterion c ON c.id = v.criterion_id
-JOIN annotation_rater ra ON ra.id = v.rater_id
-LEFT JOIN rubrics_grader g ON g.id = v.grader_id
-LEFT JOIN rubrics_rubricversion rv ON rv.id = g.version_id
--- The response's score in the verdict's run: a missed gate caps it at min(raw, 0).
-LEFT JOIN grading_score s ON s.run_id = v.run_id AND s.response_id = v.response_id
-WHERE t.project_id = {project_id}
-ORDER BY v.id
-"""
+VERDICT_LINE = {
+    "verdict_id": "pk",
+    "run_id": "run_id",
+    "grader_hash": "grader__hash",
+    "rubric_version": "grader__version__number",
+    "task_external_id": "response__task__external_id",
+    "response_id": "response_id",
+    "response_external_id": "response__external_id",
+    "model": "response__model",
+    "sample_index": "response__sample_index",
+    "judge_sample_index": "sample_index",
+    "criterion_id": "criterion_id",
+    "criterion": "criterion__text",
+    "points": "criterion__points",
+    "rater": "rater__name",
+    "rater_kind": "rater__kind",
+    "outcome": "outcome",
+    "value": "value",
+    "explanation": "explanation",
+    "evidence": "evidence",
+    "error": "error",
+    "judge_model": "judge_model",
+    "simulated": "simulated",
+    "created_at": "created_at",
+    "criterion_gate": "criterion__gate",
+    # The response's score in the verdict's run (project_verdicts): a missed gate caps it at
+    # min(raw, 0).
+    "response_score": "response_score",
+    "response_gated": "response_gated",
+    "response_gated_by": "response_gated_by",
+}
 
 # Responses in exactly the shape `import_responses` reads, so export then import round-trips.
-RESPONSES_SQL = """
-SELECT json_build_object(
-    'task_id', t.external_id,
-    'model', r.model,
-    'response', r.text,
-    'sample_index', r.sample_index,
-    'metadata', r.metadata,
-    'external_id', r.external_id
-)
-FROM annotation_response r
-JOIN rubrics_task t ON t.id = r.task_id
-WHERE t.project_id = {project_id}
-ORDER BY r.id
-"""
+RESPONSE_LINE = {
+    "task_id": "task__external_id",
+    "model": "model",
+    "response": "text",
+    "sample_index": "sample_index",
+    "metadata": "metadata",
+    "external_id": "external_id",
+}
 
-TASKS_SQL = """
-SELECT json_build_object(
-    'external_id', t.external_id,
-    'title', t.title,
-    'messages', t.messages,
-    'context', t.context,
-    'tags', t.tags,
-    'reference', coalesce(ref.body, ''),
-    'reference_file', CASE WHEN coalesce(ref.file, '') = '' THEN NULL ELSE json_build_object(
-        'name', ref.file_name, 'sha256', ref.file_sha256, 'bytes', ref.file_size
-    ) END
-)
-FROM rubrics_task t
-LEFT JOIN LATERAL (
-    SELECT d.body, d.file, d.file_name, d.file_sha256, d.file_size
-    FROM rubrics_referencedeliverable d
-    WHERE d.task_id = t.id ORDER BY d.created_at DESC, d.id DESC LIMIT 1
-) ref ON true
-WHERE t.project_id = {project_id}
-ORDER BY t.id
-"""
 
 # CSV with a quote and delimiter that JSON never leaves raw (it escapes control characters),
 # so COPY writes each JSON document as it is, one per line, with no escaping of its own.
 COPY_JSON_LINES = "COPY ({query}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+PORTABLE_CHUNK = 2_000
 
 
 def export_recorded(
@@ -133,35 +118,128 @@ def verdicts_jsonl(
     out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
     """Write every verdict of `project` as JSON lines to `out`. Returns (lines, sha256)."""
-    return _copy_json_lines(out, VERDICTS_SQL.format(project_id=int(project.pk)), progress)
+    return _json_lines(out, project_verdicts(project), VERDICT_LINE, progress)
 
 
 def responses_jsonl(
     out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
     """Every response of `project` in the import format. Returns (lines, sha256)."""
-    return _copy_json_lines(out, RESPONSES_SQL.format(project_id=int(project.pk)), progress)
+    from annotation.models import Response
+
+    rows = Response.objects.filter(task__project=project).order_by("pk")
+    return _json_lines(out, rows, RESPONSE_LINE, progress)
 
 
 def tasks_jsonl(
     out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
-    """Every task of `project` in the format `import_tasks` reads. Returns (lines, sha256)."""
-    return _copy_json_lines(out, TASKS_SQL.format(project_id=int(project.pk)), progress)
+    """Every task of `project` in the format `import_tasks` reads, with its newest reference
+    deliverable. Returns (lines, sha256)."""
+    from rubrics.models import ReferenceDeliverable, Task
+
+    newest = ReferenceDeliverable.objects.filter(task=OuterRef("pk")).order_by("-created_at", "-pk")
+
+    def reference(field: str) -> Subquery:
+        return Subquery(newest.values(field)[:1])
+
+    line = {
+        "external_id": "external_id",
+        "title": "title",
+        "messages": "messages",
+        "context": "context",
+        "tags": "tags",
+        "reference": Coalesce(reference("body"), Value(""), output_field=TextField()),
+        "reference_file": Case(
+            When(
+                ~Q(_ref_file="") & Q(_ref_file__isnull=False),
+                then=JSONObject(
+                    name=reference("file_name"),
+                    sha256=reference("file_sha256"),
+                    bytes=reference("file_size"),
+                ),
+            ),
+            default=None,
+            output_field=JSONField(),
+        ),
+    }
+    rows = Task.objects.filter(project=project).annotate(_ref_file=reference("file"))
+    return _json_lines(out, rows.order_by("pk"), line, progress)
 
 
-def _copy_json_lines(out: BinaryIO, query: str, progress) -> tuple[int, str]:
+def dataset_verdicts(project: Project):
+    """The verdicts a dataset of `project` holds: judges' and people's submitted ones."""
+    from annotation.models import Verdict
+
+    return Verdict.objects.submitted().filter(response__task__project=project)
+
+
+def project_verdicts(project: Project):
+    """dataset_verdicts in order, each with its response's score in the verdict's run and the
+    gates that capped it (none: [])."""
+    from grading.models import Score
+
+    score = Score.objects.filter(run_id=OuterRef("run_id"), response_id=OuterRef("response_id"))
+    return (
+        dataset_verdicts(project)
+        .annotate(
+            response_score=Subquery(score.values("raw")[:1]),
+            response_gated_by=Coalesce(
+                Subquery(score.values("gated_by")[:1]), Value([], output_field=JSONField())
+            ),
+            response_gated=Exists(score.exclude(gated_by=[])),
+        )
+        .order_by("pk")
+    )
+
+
+def _json_lines(out: BinaryIO, rows, line: dict, progress) -> tuple[int, str]:
+    """Write one JSON object per row of the queryset `rows`, keys and values as `line` says.
+    Returns (lines, sha256)."""
+    columns = rows.annotate(
+        **{f"_c{i}": F(v) if isinstance(v, str) else v for i, v in enumerate(line.values())}
+    ).values_list(*(f"_c{i}" for i in range(len(line))))
+    read = _copied_lines if connection.vendor == "postgresql" else _dumped_lines
     digest = hashlib.sha256()
     lines = 0
-    with connection.cursor() as cursor, cursor.copy(COPY_JSON_LINES.format(query=query)) as copy:
-        for chunk in copy:
-            data = bytes(chunk)
-            out.write(data)
-            digest.update(data)
-            lines += data.count(b"\n")
-            if progress:
-                progress(lines)
+    for data in read(columns, list(line)):
+        out.write(data)
+        digest.update(data)
+        lines += data.count(b"\n")
+        if progress:
+            progress(lines)
     return lines, digest.hexdigest()
+
+
+def _copied_lines(columns, keys: list[str]) -> Iterator[bytes]:
+    """PostgreSQL: the rows as JSON built in the database, in chunks of lines from COPY."""
+    sql, params = columns.query.sql_with_params()
+    names = ", ".join(f"c{i}" for i in range(len(keys)))
+    pairs = ", ".join(f"'{key}', q.c{i}" for i, key in enumerate(keys))  # our own constants
+    query = f"SELECT json_build_object({pairs}) FROM ({sql}) AS q({names})"  # noqa: S608
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(COPY_JSON_LINES.format(query=query), params) as copy,
+    ):
+        for chunk in copy:
+            yield bytes(chunk)
+
+
+def _dumped_lines(columns, keys: list[str]) -> Iterator[bytes]:
+    """Any other database: the same rows read in chunks, each dumped to one line of JSON."""
+    for row in columns.iterator(chunk_size=PORTABLE_CHUNK):
+        yield (
+            json.dumps(dict(zip(keys, row, strict=True)), ensure_ascii=False, default=_json_value)
+            + "\n"
+        ).encode()
+
+
+def _json_value(value):
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 # --- Parquet ----------------------------------------------------------------------------
@@ -218,23 +296,9 @@ def verdicts_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from annotation.models import Verdict
-    from grading.models import Score
-
     schema = verdict_schema()
     lookups = [lookup for _, lookup, _ in VERDICT_COLUMNS]
-    score = Score.objects.filter(run_id=OuterRef("run_id"), response_id=OuterRef("response_id"))
-    rows = (
-        Verdict.objects.filter(response__task__project=project)
-        .annotate(
-            response_score=Subquery(score.values("raw")[:1]),
-            response_gated_by=Subquery(score.values("gated_by")[:1]),
-            response_gated=Exists(score.exclude(gated_by=[])),
-        )
-        .order_by("pk")
-        .values_list(*lookups)
-        .iterator(chunk_size=PARQUET_BATCH)
-    )
+    rows = project_verdicts(project).values_list(*lookups).iterator(chunk_size=PARQUET_BATCH)
     hashing = _HashingWriter(out)
     written = 0
     with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:

@@ -258,3 +258,15 @@ class CachedVerdict(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's sign of life, written every ASSAY_WORKER_HEARTBEAT_S by a thread of
+    its main process (grading.workers). In the database rather than asked of the broker, so
+    it holds on every broker: the embedded filesystem queue has no broadcast for a ping."""
+
+    name = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} seen at {self.seen_at:%H:%M:%S}"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Avg, Count, F, Q, Sum, Value
+from django.db.models import Avg, Count, F, Max, Q, Sum, Value
 from django.db.models.functions import Left, StrIndex
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from annotation.models import Verdict
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
@@ -81,6 +84,10 @@ class Progress:
     responses_done: int
     prompt_tokens: int
     completion_tokens: int
+    # The newest verdict or score of the run (None: nothing yet).
+    last_activity: datetime | None = None
+    # The run's judge calls per judge model (_call_totals): its tokens above, and its costs.
+    calls: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def percent(self) -> int:
@@ -98,21 +105,74 @@ def run_progress(run: GradingRun) -> Progress:
     verdicts = Verdict.objects.filter(run=run).aggregate(
         done=Count("pk"),
         errors=Count("pk", filter=Q(outcome=Verdict.Outcome.ERROR)),
-        prompt_tokens=Sum("prompt_tokens"),
-        completion_tokens=Sum("completion_tokens"),
+        last=Max("created_at"),
     )
     scores = Score.objects.filter(run=run).aggregate(
-        total=Count("pk"), done=Count("pk", filter=Q(status=Score.Status.DONE))
+        total=Count("pk"),
+        done=Count("pk", filter=Q(status=Score.Status.DONE)),
+        last=Max("finished_at"),
     )
+    calls = _call_totals(run)
+    seen = [t for t in (verdicts["last"], scores["last"]) if t is not None]
     return Progress(
         total=run.total_items,
         done=verdicts["done"],
         errors=verdicts["errors"],
         responses_total=scores["total"],
         responses_done=scores["done"],
-        prompt_tokens=verdicts["prompt_tokens"] or 0,
-        completion_tokens=verdicts["completion_tokens"] or 0,
+        # What the judge counted, as the cost panel shows it: a verdict carries the tokens of
+        # its own answer only, not those of failed attempts, errors or re-graded items.
+        prompt_tokens=sum(r["prompt"] or 0 for r in calls),
+        completion_tokens=sum(r["completion"] or 0 for r in calls),
+        last_activity=max(seen) if seen else None,
+        calls=tuple(calls),
     )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a running run's last responses wait for, said on its page instead of a silent 99%."""
+
+    pending: int  # responses not scored yet
+    retrying: bool  # the judge's recent calls for the run failed or were retried
+    stalled: bool  # nothing graded for ASSAY_RUN_STALL_S: the stall sweep queues them again
+    last_activity: datetime
+    requeue_by: datetime | None  # when the stall sweep will have queued them (None: it is off)
+
+
+def run_waiting(run: GradingRun, progress: Progress) -> Waiting | None:
+    """For a running run with responses left: stalled ones, or ones whose judge calls are
+    being retried, or (near the end) the last ones still being graded. None otherwise."""
+    pending = progress.responses_total - progress.responses_done
+    if run.status != GradingRun.Status.RUNNING or pending <= 0:
+        return None
+    now = timezone.now()
+    last = progress.last_activity or run.started_at or run.created_at
+    sweep_on = settings.ASSAY_RUN_STALL_S > 0
+    stall = timedelta(seconds=settings.ASSAY_RUN_STALL_S if sweep_on else QUIET_WITHOUT_SWEEP_S)
+    stalled = now - last >= stall
+    retrying = not stalled and (
+        JudgeCall.objects.filter(run=run, created_at__gte=now - max(stall, RETRY_WINDOW))
+        .filter(Q(attempts__gt=1) | ~Q(error=""))
+        .exists()
+    )
+    if not (stalled or retrying or progress.percent >= 99):
+        return None
+    requeue_by = None
+    if sweep_on:
+        requeue_by = last + stall + timedelta(seconds=max(0, settings.ASSAY_RECOVERY_CHECK_S))
+    return Waiting(pending, retrying, stalled, last, requeue_by)
+
+
+RETRY_WINDOW = timedelta(minutes=1)
+QUIET_WITHOUT_SWEEP_S = 600  # stalled, when the stall sweep is off (ASSAY_RUN_STALL_S=0)
+
+
+def workers_missing(run: GradingRun) -> bool:
+    """Whether a run that is not finished waits for workers nobody is running."""
+    from grading import workers
+
+    return not run.is_finished and not workers.any_alive()
 
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -280,8 +340,10 @@ class Costs:
     cost: float | None  # None when some judge model has no price set
 
 
-def run_costs(run: GradingRun) -> Costs:
-    rows = (
+def _call_totals(run: GradingRun) -> list[dict]:
+    """The run's judge calls summed per judge model: the one source of a run's tokens, for
+    its progress line and its cost panel alike."""
+    return list(
         JudgeCall.objects.filter(run=run)
         .values(model=F("judge__model"))
         .annotate(
@@ -291,8 +353,14 @@ def run_costs(run: GradingRun) -> Costs:
             cached=Sum("cached_tokens"),
             completion=Sum("completion_tokens"),
         )
+        .order_by("model")
     )
-    rows = list(rows)
+
+
+def run_costs(run: GradingRun, progress: Progress | None = None) -> Costs:
+    """Calls, tokens and cost; from `progress`'s calls when given, so a page that shows both
+    shows the same tokens even while calls land."""
+    rows = list(progress.calls) if progress is not None else _call_totals(run)
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in=[r["model"] for r in rows])}
     cost: float | None = 0.0
     for r in rows:

@@ -1,6 +1,8 @@
 """Celery doors to grading services: ids in, one service call, idempotent."""
 
 import logging
+import os
+import socket
 import threading
 import time
 
@@ -83,3 +85,31 @@ def start_recovery_sweep(**_kwargs) -> None:
     if settings.ASSAY_RECOVERY_CHECK_S <= 0:
         return
     threading.Thread(target=_recovery_loop, name="assay-recovery", daemon=True).start()
+
+
+# --- The heartbeat: a thread in every worker's main process -------------------------------
+
+
+def _heartbeat_loop(name: str) -> None:
+    from grading import workers
+
+    while True:
+        try:
+            workers.heartbeat(name=name)
+        except Exception:  # the database is away: the page will say no worker is seen
+            logger.warning("heartbeat: could not write it; trying again later", exc_info=True)
+        finally:
+            services.close_db_connection()
+        time.sleep(settings.ASSAY_WORKER_HEARTBEAT_S)
+
+
+@worker_ready.connect
+def start_heartbeat(sender=None, **_kwargs) -> None:
+    """Every worker says it is alive (grading.workers), so a run page can tell a run that
+    waits for its judge from one that waits for a worker nobody started."""
+    if settings.ASSAY_WORKER_HEARTBEAT_S <= 0:
+        return
+    name = getattr(sender, "hostname", None) or f"{socket.gethostname()}:{os.getpid()}"
+    threading.Thread(
+        target=_heartbeat_loop, args=(name,), name="assay-heartbeat", daemon=True
+    ).start()

@@ -18,4 +18,6 @@ urlpatterns += [
     path("p/<slug:slug>/datasets/", views.datasets, name="datasets"),
     path("datasets/<int:pk>/", views.snapshot_detail, name="snapshot"),
     path("datasets/<int:pk>/download/", views.snapshot_download, name="snapshot_download"),
+    path("datasets/<int:pk>/retry/", views.snapshot_retry, name="snapshot_retry"),
+    path("datasets/<int:pk>/delete/", views.snapshot_delete, name="snapshot_delete"),
 ]

@@ -109,8 +109,11 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "progress": progress,
         "can_run": role_allows(run.project.role, Perm.RUN_GRADING),
-        # Said while the run works: its queued tasks wait for the broker (README, faults).
+        # Said while the run works: its queued tasks wait for the broker (README, faults),
+        # or for a worker nobody started; what its last responses wait for.
         "broker_down": not run.is_finished and selectors.broker_unreachable(),
+        "workers_missing": selectors.workers_missing(run),
+        "waiting": selectors.run_waiting(run, progress),
     }
     # While the run works, htmx polls only the progress region. It asks for the results
     # region too once the run has finished, so the page swaps in the charts and scores.
@@ -123,7 +126,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         run, request.GET.get("page"), count=progress.responses_total
     )
     context["errors_by_reason"] = selectors.run_error_reasons(run) if progress.errors else []
-    context["costs"] = selectors.run_costs(run)
+    context["costs"] = selectors.run_costs(run, progress)
     context["flagged"] = selectors.run_flagged_responses(run)
     context["criteria"] = selectors.criterion_rates(run)
     chart_data["criteria"] = [{"label": c.label, "rate": c.met_rate} for c in context["criteria"]]
@@ -261,10 +264,46 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
     from grading import datasets as snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-    context = {"project": snapshot.project, "snapshot": snapshot}
+    context = {
+        "project": snapshot.project,
+        "snapshot": snapshot,
+        "can_export": role_allows(snapshot.project.role, Perm.RUN_GRADING),
+    }
     if request.htmx:
         return render(request, "grading/snapshot.html#status", context)
     return render(request, "grading/snapshot.html", context)
+
+
+@login_required
+@require_POST
+def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    from grading import datasets as snapshots
+    from rubrics.services import Conflict
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        snapshots.snapshot_retry(snapshot=snapshot, user=request.user)
+    except Conflict as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Snapshot {snapshot.name} is queued again.")
+    return redirect("snapshot", pk=snapshot.pk)
+
+
+@login_required
+@require_POST
+def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    from grading import datasets as snapshots
+    from rubrics.services import Conflict
+
+    snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+    try:
+        snapshots.snapshot_delete(snapshot=snapshot)
+    except Conflict as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("snapshot", pk=snapshot.pk)
+    messages.success(request, f"Snapshot {snapshot.name} deleted; its name is free.")
+    return redirect("datasets", slug=snapshot.project.slug)
 
 
 @login_required

@@ -562,6 +562,17 @@ ROWS = [
         "/api/datasets/{new_snapshot}/",
         members_only(OPERATORS, 204),
     ),
+    # A new snapshot is queued, not failed: retrying it is refused (a message, or 409).
+    page("post", "snapshot_retry", "/datasets/{new_snapshot}/retry/", members_page(OPERATORS, 302)),
+    api(
+        "post",
+        "datasets/<int:pk>/retry/",
+        "/api/datasets/{new_snapshot}/retry/",
+        members_only(OPERATORS, 409),
+    ),
+    page(
+        "post", "snapshot_delete", "/datasets/{new_snapshot}/delete/", members_page(OPERATORS, 302)
+    ),
     page("get", "snapshot_download", "/datasets/{snapshot}/download/", members_page(RESULTS, 200)),
     api(
         "get",

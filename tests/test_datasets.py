@@ -113,6 +113,72 @@ def test_a_failed_build_is_recorded_and_leaves_no_file(personas):
     assert datasets.snapshot_build(snapshot_id=snapshot.pk) == "not queued"
 
 
+def test_a_failed_snapshot_shows_its_error_and_is_retried_or_deleted(
+    personas, sim, celery_worker, client
+):
+    p, _, run = graded_project(personas, sim)
+    wait_for(lambda: GradingRun.objects.get(pk=run.pk).status == "completed", what="the run")
+    # As a build leaves it when its storage fails: failed, with the error, and no file.
+    failed = DatasetSnapshot.objects.create(
+        project=p.project,
+        name="verdicts-v2",
+        format="verdicts-jsonl",
+        created_by=p.engineer,
+        status="failed",
+        error="OSError: [Errno 28] No space left on device",
+    )
+    # The error is shown, with Retry and Delete for those who may export.
+    client.force_login(p.engineer)
+    page = client.get(f"/p/{p.project.slug}/datasets/").content.decode()
+    assert "No space left on device" in page and 'data-testid="snapshot-retry"' in page
+    assert 'data-testid="snapshot-delete"' in page
+    detail = client.get(f"/datasets/{failed.pk}/").content.decode()
+    assert "No space left on device" in detail and 'data-testid="snapshot-retry"' in detail
+    client.force_login(p.reviewer)  # sees results, exports nothing
+    page = client.get(f"/p/{p.project.slug}/datasets/").content.decode()
+    assert "No space left on device" in page and "snapshot-retry" not in page
+    # Its name stays taken while it exists, and the refusal says what to do.
+    with pytest.raises(ValidationError, match="retry it, or delete it"):
+        datasets.snapshot_create(
+            project=p.project, name="verdicts-v2", format="verdicts-jsonl", user=p.engineer
+        )
+
+    # Retried through the API: queued again with its name, built by the worker.
+    api = api_client(p.engineer)
+    reply = api.post(f"/api/datasets/{failed.pk}/retry/")
+    assert reply.status_code == 202, reply.content
+    assert reply.json()["status"] == "queued" and reply.json()["error"] == ""
+    wait_for(
+        lambda: DatasetSnapshot.objects.get(pk=failed.pk).status == "ready",
+        what="the retried snapshot to build",
+    )
+    retried = api.get(f"/api/datasets/{failed.pk}/").json()
+    assert retried["name"] == "verdicts-v2" and retried["rows_done"] == 4
+    assert api_client(p.reviewer).post(f"/api/datasets/{failed.pk}/retry/").status_code == 403
+    again = api.post(f"/api/datasets/{failed.pk}/retry/")  # only a failed one is retried
+    assert again.status_code == 409 and "only a failed snapshot" in again.json()["detail"]
+
+    # Deleted from the page: gone, and its name free for a new snapshot.
+    broken = DatasetSnapshot.objects.create(
+        project=p.project,
+        name="pairs-v1",
+        format="preference-pairs",
+        created_by=p.engineer,
+        status="failed",
+        error="KeyError: 'run'",
+    )
+    client.force_login(p.engineer)
+    reply = client.post(f"/datasets/{broken.pk}/delete/")
+    assert reply.status_code == 302 and reply["Location"] == f"/p/{p.project.slug}/datasets/"
+    assert not DatasetSnapshot.objects.filter(pk=broken.pk).exists()
+    reply = api.post(
+        f"/api/projects/{p.project.slug}/datasets/",
+        {"name": "pairs-v1", "format": "preference-pairs", "run": run.pk},
+        format="json",
+    )
+    assert reply.status_code == 202, reply.content
+
+
 def test_card_agreement_figures_equal_the_annotation_statistics(personas):
     from annotation import selectors as annotation_selectors
     from annotation import services as annotation_services

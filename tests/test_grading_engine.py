@@ -372,6 +372,10 @@ def test_cli_grades_a_file_with_a_progress_line(personas, sim, tmp_path, capsys)
     raw = sorted(Score.objects.filter(run=run).values_list("raw", flat=True))
     assert raw == pytest.approx(sorted([expected_score({0, 1}), 0.0]))
     assert sim.stats.requests == 2
+    # It did a worker's job, and said so: its run's page did not claim no worker was running.
+    from grading.models import WorkerHeartbeat
+
+    assert WorkerHeartbeat.objects.filter(name__startswith="grade@").exists()
 
 
 def test_samples_per_item_with_a_warm_judge(personas, sim, celery_worker):

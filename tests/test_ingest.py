@@ -109,7 +109,7 @@ def test_parquet_rows_import_like_jsonl(project, tmp_path):
         [{**r, "metadata": json.dumps(r["metadata"])} for r in rows(40, task="t2", model="p")]
     )
     pq.write_table(table, path)
-    result = ingest.copy_import_responses(project=project, rows=parquet_rows(path, 16))
+    result = ingest.import_responses(project=project, rows=parquet_rows(path, 16))
     assert (result.ok, result.created) == (True, 40)
     assert Response.objects.filter(task__external_id="t2", model="p").count() == 40
 
@@ -125,7 +125,7 @@ def test_parquet_errors_name_the_row(project, tmp_path):
         ),
         path,
     )
-    result = ingest.copy_import_responses(project=project, rows=parquet_rows(path))
+    result = ingest.import_responses(project=project, rows=parquet_rows(path))
     assert [(e.line, e.field) for e in result.errors] == [(2, "task_id")]
     assert Response.objects.count() == 0
 

@@ -119,7 +119,8 @@ def test_project_and_run_pages_do_not_grow_queries(
         reverse("run", kwargs={"pk": run.pk}),
         reverse("rubric", kwargs={"pk": graders[0].version.rubric_id}),
     ):
-        with django_assert_max_num_queries(14):
+        # 15: the run page of a run not finished also reads the newest worker heartbeat.
+        with django_assert_max_num_queries(15):
             assert client.get(url).status_code == 200
 
 

@@ -8,11 +8,14 @@ The run is an ordinary run (it shows on the run page); judge limits and the cach
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -20,7 +23,7 @@ from django.db.models import Q
 
 from annotation import services as annotation_services
 from annotation.models import Response
-from grading import selectors, services
+from grading import selectors, services, workers
 from grading.models import GradingRun, Judge, Score
 from rubrics import uploads
 from rubrics.models import Grader
@@ -103,11 +106,19 @@ class Command(BaseCommand):
             finally:
                 connection.close()
 
-        started = time.monotonic()
+        started = beat = time.monotonic()
+        # This process does a worker's job for its run: it says so, as workers do, so the run
+        # page does not report that no worker is running.
+        me = f"grade@{socket.gethostname()}:{os.getpid()}"
+        workers.heartbeat(name=me)
         with ThreadPoolExecutor(max_workers=max(1, opts["parallel"])) as pool:
             futures = [pool.submit(one, pk) for pk in pending]
             while not all(f.done() for f in futures):
                 self._progress(run, started)
+                every = settings.ASSAY_WORKER_HEARTBEAT_S
+                if every > 0 and time.monotonic() - beat >= every:
+                    workers.heartbeat(name=me)
+                    beat = time.monotonic()
                 time.sleep(0.5)
             for f in futures:
                 f.result()

@@ -1,0 +1,158 @@
+"""tests/test_sqlite.py's program, run in one subprocess on the embedded default (SQLite,
+filesystem broker): `python -m tests.sqlite_scenario PROGRAM`, where PROGRAM is a JSON list
+of ["manage", command, args...] (run as manage.py runs it) or [step, args...] (what no command
+does). Prints a JSON list of results, one per line of the program, on its last line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+
+import django
+
+
+def setup() -> dict:
+    """Two projects (a source and a copy) and their owner."""
+    from tests import factories
+
+    owner = factories.make_user("sqlite-owner")
+    source = factories.make_project(owner=owner, name="SQLite source")
+    target = factories.make_project(owner=owner, name="SQLite copy")
+    return {"source": source.slug, "target": target.slug, "owner": owner.username}
+
+
+def project(name: str) -> dict:
+    """Another project of the owner, for one test's own imports."""
+    from django.contrib.auth import get_user_model
+
+    from tests import factories
+
+    owner = get_user_model().objects.get(username="sqlite-owner")
+    return {"slug": factories.make_project(owner=owner, name=name).slug}
+
+
+def paperbench_id(slug: str) -> int:
+    from rubrics.models import Rubric
+
+    return Rubric.objects.filter(project__slug=slug).values_list("pk", flat=True).get()
+
+
+def grade(slug: str) -> dict:
+    """A published rubric on task t1, a run's judge verdicts and scores (cached and not), a
+    person's submitted verdicts and another's unsubmitted draft."""
+    from annotation.models import Rater, Response, Verdict
+    from grading.models import GradingRun, Score
+    from rubrics.models import Project, Role, Task
+    from tests import factories
+
+    project = Project.objects.get(slug=slug)
+    owner = project.created_by
+    task = Task.objects.get(project=project, external_id="t1")
+    grader = factories.make_published_rubric(
+        project, task, [("Mentions water", 2), ("Recommends antibiotics", -1)], owner
+    )
+    judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
+    responses = list(Response.objects.filter(task=task).order_by("pk"))
+    run = GradingRun.objects.create(
+        project=project, grader=grader, judge=judge, total_items=len(responses), status="completed"
+    )
+    rater = Rater.objects.get(pk=judge.rater_id)
+    criteria = list(grader.version.criteria.order_by("position"))
+    for i, response in enumerate(responses):
+        for criterion in criteria:
+            Verdict.objects.create(
+                response=response,
+                criterion=criterion,
+                rater=rater,
+                grader=grader,
+                run=run,
+                outcome="met" if i % 2 == 0 else "unmet",
+                judge_model="judge-model",
+                simulated=True,
+            )
+        Score.objects.create(run=run, response=response, status="done", raw=1.0 - i / 4)
+    person = factories.add_member(project, Role.ANNOTATOR, "sqlite-annotator")
+    drafter = factories.add_member(project, Role.ANNOTATOR, "sqlite-drafter")
+    queue = factories.make_queue(project, grader, [person, drafter], owner, overlap=2)
+    factories.annotate(queue, person, "met")
+    factories.annotate(queue, drafter, "unmet", submit=False)
+    drafts = list(Verdict.objects.filter(rater__user=drafter).values_list("pk", flat=True))
+    return {"run": run.pk, "drafts": drafts, "verdicts": Verdict.objects.count()}
+
+
+def snapshots(slug: str) -> dict:
+    """Every dataset format built through the snapshot service, as a worker builds it."""
+    from django.core.files.storage import default_storage
+
+    from grading import datasets
+    from grading.models import DatasetSnapshot, GradingRun
+    from rubrics.models import Project
+
+    project = Project.objects.get(slug=slug)
+    run = GradingRun.objects.filter(project=project).first()
+    built = {}
+    for fmt in datasets.FORMATS:
+        snapshot = datasets.snapshot_create(
+            project=project,
+            name=f"sqlite {fmt}",
+            format=fmt,
+            user=project.created_by,
+            run_id=run.pk,
+            min_margin=0.1,
+        )
+        with contextlib.suppress(Exception):  # a failure is recorded on the row: see below
+            datasets.snapshot_build(snapshot_id=snapshot.pk)
+        snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
+        content = ""
+        if snapshot.status == "ready" and fmt != "verdicts-parquet":
+            with default_storage.open(snapshot.file, "rb") as f:
+                content = f.read().decode()
+        built[fmt] = {
+            "status": snapshot.status,
+            "error": snapshot.error,
+            "rows": snapshot.rows_done,
+            "content": content,
+        }
+    return built
+
+
+def vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
+
+
+STEPS = {
+    "setup": setup,
+    "project": project,
+    "paperbench_id": paperbench_id,
+    "grade": grade,
+    "snapshots": snapshots,
+    "vendor": vendor,
+}
+
+
+def manage(*argv: str) -> dict:
+    """One management command as manage.py runs it: its output, and its error if it fails."""
+    from django.core.management import CommandError, call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    error = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            call_command(*argv, stdout=out, stderr=err)
+    except (CommandError, SystemExit) as exc:
+        error = str(exc) or "failed"
+    return {"out": out.getvalue(), "err": err.getvalue(), "error": error}
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
+    django.setup()
+    results = []
+    for name, *args in json.loads(sys.argv[1]):
+        results.append(manage(*args) if name == "manage" else STEPS[name](*args))
+    print(json.dumps(results))  # noqa: T201
