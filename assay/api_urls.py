@@ -312,6 +312,11 @@ urlpatterns = [
         name="api_comment_resolve",
     ),
     path(
+        "comments/<int:pk>/replies/",
+        rubrics_api.CommentReplyApi.as_view(),
+        name="api_comment_reply",
+    ),
+    path(
         "graders/<str:grader_hash>/",
         rubrics_api.GraderDetailApi.as_view(),
         name="api_grader",

@@ -1564,6 +1564,15 @@ class RubricDiffApi(APIView):
         return Response(self.OutputSerializer(rows, many=True).data)
 
 
+@extend_schema_serializer(component_name="ReviewCommentReply")
+class CommentReplySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    parent = serializers.IntegerField(source="parent_id", help_text="The comment it answers.")
+    author = serializers.CharField(source="author.username", allow_null=True)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
 @extend_schema_serializer(component_name="ReviewComment")
 class CommentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -1574,6 +1583,9 @@ class CommentSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
+    replies = CommentReplySerializer(
+        source="replies.all", many=True, help_text="The thread under the comment, oldest first."
+    )
 
 
 class CommentListApi(APIView):
@@ -1666,6 +1678,30 @@ class CommentCreateApi(APIView):
                 criterion=criterion,
             )
         return Response(self.OutputSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class CommentReplyApi(APIView):
+    @extend_schema_serializer(component_name="ReviewCommentReplyCreate")
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(max_length=5000)
+
+    OutputSerializer = CommentReplySerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Reply to a review comment before it is resolved (authors and reviewers)",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        comment = selectors.comment_for(request.user, pk, Perm.DISCUSS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            reply = services.comment_reply(
+                comment=comment, user=request.user, body=data.validated_data["body"]
+            )
+        return Response(self.OutputSerializer(reply).data, status=status.HTTP_201_CREATED)
 
 
 class CommentResolveApi(APIView):

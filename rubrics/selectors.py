@@ -331,10 +331,18 @@ def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[Edi
     return rows
 
 
+def _with_replies(comments):
+    """Top-level comments, each with its thread of replies (oldest first) prefetched."""
+    replies = ReviewComment.objects.select_related("author").order_by("created_at", "pk")
+    return comments.filter(parent=None).prefetch_related(Prefetch("replies", queryset=replies))
+
+
 def rubric_comments(rubric: Rubric):
-    """Review comments on every version of a rubric, oldest first."""
-    return ReviewComment.objects.filter(version__rubric=rubric).select_related(
-        "version", "author", "resolved_by"
+    """Review comments on every version of a rubric, oldest first, with their replies."""
+    return _with_replies(
+        ReviewComment.objects.filter(version__rubric=rubric).select_related(
+            "version", "author", "resolved_by"
+        )
     )
 
 
@@ -343,7 +351,9 @@ def version_groups(version: RubricVersion):
 
 
 def version_comments(version: RubricVersion):
-    return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+    return _with_replies(
+        version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+    )
 
 
 def rubric_events(rubric: Rubric):

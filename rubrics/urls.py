@@ -41,6 +41,7 @@ urlpatterns = [
     path("rubrics/<int:pk>/diff/", views.rubric_diff, name="rubric_diff"),
     path("rubrics/<int:pk>/history/", views.rubric_history, name="rubric_history"),
     path("comments/<int:pk>/resolve/", views.comment_resolve, name="comment_resolve"),
+    path("comments/<int:pk>/replies/", views.comment_reply, name="comment_reply"),
     path("groups/<int:pk>/", views.group_update, name="group_update"),
     path("criteria/<int:pk>/", views.criterion_update, name="criterion_update"),
     path("criteria/<int:pk>/delete/", views.criterion_delete, name="criterion_delete"),

@@ -374,6 +374,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "can_edit": role_allows(role, Perm.EDIT_RUBRICS),
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
+        "can_reply": bool(shown and shown.is_open and role_allows(role, Perm.DISCUSS)),
         "can_retire": role_allows(role, Perm.PUBLISH),
         "history_url": reverse("rubric_history", kwargs={"pk": rubric.pk}),
         "can_approve": in_review
@@ -679,6 +680,20 @@ def comment_add(request: HttpRequest, pk: int) -> HttpResponse:
         for error in _errors(exc):
             messages.error(request, error)
     return redirect("rubric", pk=pk)
+
+
+@login_required
+@require_POST
+def comment_reply(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = selectors.comment_for(request.user, pk, Perm.DISCUSS)
+    try:
+        services.comment_reply(
+            comment=comment, user=request.user, body=request.POST.get("body", "")
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    return redirect("rubric", pk=comment.version.rubric_id)
 
 
 @login_required

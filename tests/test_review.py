@@ -8,6 +8,7 @@ import pytest
 
 from rubrics import services
 from tests import factories
+from tests.test_api import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +88,48 @@ def test_a_reviewer_sees_every_field_of_what_they_approve(client, personas):
             assert shown in page, (status, shown)
         if status == "in review":
             services.version_approve(version=draft, user=p.reviewer, role="reviewer")
+
+
+def test_a_comment_takes_replies_until_it_is_resolved(client, personas):
+    p = personas
+    rubric, draft = _full_rubric(p)
+    services.version_submit(version=draft, user=p.author)
+    comment = services.comment_add(version=draft, user=p.reviewer, body="Too vague <b>x</b>")
+    # The author answers on the page, the reviewer through the API; both show in the thread.
+    client.force_login(p.author)
+    answer = client.post(f"/comments/{comment.pk}/replies/", {"body": "Vague how? <i>y</i>"})
+    assert answer.status_code == 302
+    api = api_client(p.reviewer)
+    made = api.post(
+        f"/api/comments/{comment.pk}/replies/", {"body": "Name the number."}, format="json"
+    )
+    assert made.status_code == 201, made.content
+    assert made.json()["parent"] == comment.pk
+    page = client.get(f"/rubrics/{rubric.pk}/").content.decode()
+    assert "Vague how? &lt;i&gt;y&lt;/i&gt;" in page and "Name the number." in page
+    listed = api.get(f"/api/rubrics/{rubric.pk}/comments/").json()["results"]
+    assert [c["id"] for c in listed] == [comment.pk]  # replies sit in the thread, not the list
+    assert [r["body"] for r in listed[0]["replies"]] == ["Vague how? <i>y</i>", "Name the number."]
+    # Replies are not open comments: resolving the thread lets the reviewer approve.
+    services.comment_resolve(comment=comment, user=p.author)
+    refused = api.post(
+        f"/api/comments/{comment.pk}/replies/", {"body": "One more thing"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "resolved" in refused.content.decode()
+    assert comment.replies.count() == 2
+    client.post(f"/comments/{comment.pk}/replies/", {"body": "late"})
+    assert "resolved" in client.get(f"/rubrics/{rubric.pk}/").content.decode()
+    services.version_approve(version=draft, user=p.reviewer, role="reviewer")
+
+
+def test_an_annotator_may_not_reply(personas):
+    p = personas
+    rubric, draft = _full_rubric(p)
+    services.version_submit(version=draft, user=p.author)
+    comment = services.comment_add(version=draft, user=p.reviewer, body="Why?")
+    answer = api_client(p.annotator).post(
+        f"/api/comments/{comment.pk}/replies/", {"body": "x"}, format="json"
+    )
+    assert answer.status_code == 403
+    assert not comment.replies.exists()
