@@ -127,6 +127,11 @@ urlpatterns = [
         name="api_reference_file",
     ),
     path(
+        "projects/<slug:slug>/reviews/",
+        rubrics_api.ReviewInboxApi.as_view(),
+        name="api_review_inbox",
+    ),
+    path(
         "projects/<slug:slug>/rubrics/",
         one_path(rubrics_api.RubricListApi, rubrics_api.RubricCreateApi),
         name="api_rubrics",

@@ -157,6 +157,17 @@ def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def review_inbox(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's rubrics in review, and which of them the user may approve."""
+    project = project_for(request.user, slug, Perm.DISCUSS)
+    versions = selectors.mark_approvable(
+        selectors.review_inbox(project), request.user, project.role
+    )
+    return render(request, "rubrics/reviews.html", {"project": project, "versions": versions})
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def task_new(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
@@ -377,9 +388,7 @@ def _editor_context(request: HttpRequest, rubric, *, version=None, errors=None, 
         "can_reply": bool(shown and shown.is_open and role_allows(role, Perm.DISCUSS)),
         "can_retire": role_allows(role, Perm.PUBLISH),
         "history_url": reverse("rubric_history", kwargs={"pk": rubric.pk}),
-        "can_approve": in_review
-        and role_allows(role, Perm.APPROVE)
-        and user.pk not in (shown.created_by_id, shown.submitted_by_id),
+        "can_approve": bool(shown and selectors.may_approve(shown, user, role)),
         "in_review": in_review,
         "errors": errors or [],
         "focus": focus,
@@ -733,7 +742,8 @@ def rubric_diff(request: HttpRequest, pk: int) -> HttpResponse:
             "right": right,
             "rows": rows,
             "counts": {
-                s: sum(1 for r in rows if r["status"] == s) for s in ("added", "removed", "changed")
+                s: sum(1 for r in rows if r["status"] == s)
+                for s in ("added", "removed", "changed", "moved")
             },
         },
     )

@@ -419,6 +419,8 @@ ROWS = [
         "/api/rubrics/{review_rubric}/comments/",
         members_only(COMMENTERS, 400),
     ),
+    page("get", "review_inbox", "/p/{slug}/reviews/", members_page(DISCUSSERS, 200)),
+    api("get", SLUG + "reviews/", "/api/projects/{slug}/reviews/", members_only(DISCUSSERS, 200)),
     page(
         "post",
         "comment_reply",

@@ -6,7 +6,7 @@ import html
 
 import pytest
 
-from rubrics import services
+from rubrics import selectors, services
 from tests import factories
 from tests.test_api import api_client
 
@@ -133,3 +133,91 @@ def test_an_annotator_may_not_reply(personas):
     )
     assert answer.status_code == 403
     assert not comment.replies.exists()
+
+
+def test_the_review_inbox_lists_versions_in_review_and_who_may_approve(
+    client, personas, django_assert_num_queries
+):
+    p = personas
+    rubric, draft = _full_rubric(p)
+    services.version_submit(version=draft, user=p.author)
+    services.comment_add(version=draft, user=p.reviewer, body="One")
+    done = services.comment_add(version=draft, user=p.reviewer, body="Two")
+    services.comment_reply(comment=done, user=p.author, body="A reply is not an open comment")
+    services.comment_resolve(comment=done, user=p.author)
+    # A reviewer's own draft is in the inbox too, but they may not approve it.
+    own = services.rubric_create(
+        project=p.project,
+        title="Own <script>",
+        user=p.reviewer,
+        criteria=[services.clean_criterion("Says hello", 1)],
+    ).versions.get()
+    services.version_submit(version=own, user=p.reviewer)
+    services.rubric_create(project=p.project, title="Still a draft", user=p.author)
+    other = factories.make_project(owner=factories.make_user())
+    services.rubric_create(project=other, title="Elsewhere", user=other.created_by)
+
+    client.force_login(p.reviewer)
+    with django_assert_num_queries(4):  # session, user, membership, the versions
+        page = client.get(f"/p/{p.project.slug}/reviews/")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "Full" in body and "Own &lt;script&gt;" in body and "Still a draft" not in body
+    assert "Elsewhere" not in body
+    assert f'href="/p/{p.project.slug}/reviews/"' in body  # in the project nav
+
+    items = api_client(p.reviewer).get(f"/api/projects/{p.project.slug}/reviews/").json()
+    by_title = {i["rubric_title"]: i for i in items["results"]}
+    assert set(by_title) == {"Full", "Own <script>"}
+    assert by_title["Full"]["open_comments"] == 1
+    assert by_title["Full"]["author"] == p.author.username
+    assert by_title["Full"]["submitted_at"]
+    assert by_title["Full"]["may_approve"] is True
+    assert by_title["Own <script>"]["may_approve"] is False
+    # The author sees the inbox, and may approve nothing.
+    mine = api_client(p.author).get(f"/api/projects/{p.project.slug}/reviews/").json()
+    assert [i["may_approve"] for i in mine["results"]] == [False, False]
+    assert (
+        api_client(p.annotator).get(f"/api/projects/{p.project.slug}/reviews/").status_code == 403
+    )
+
+
+def test_compare_marks_words_changed_and_criteria_moved(client, personas):
+    p = personas
+    grader = factories.make_published_rubric(
+        p.project,
+        factories.make_task(p.project),
+        [("Keep", 1), ("Says the dose is 5 mg daily", 2), ("Third", 3), ("Last <b>bold</b>", 4)],
+        p.author,
+    )
+    v1 = grader.version
+    v2 = services.draft_for_edit(rubric=v1.rubric, user=p.author)
+    dose = v2.criteria.get(text__startswith="Says")
+    services.criterion_update(criterion=dose, text="Says the dose is 10 mg <i>twice</i> daily")
+    last = v2.criteria.get(text__startswith="Last")
+    for _ in range(3):  # to the top: one move, not three criteria pushed down
+        services.criterion_move(criterion=last, offset=-1)
+    rows = selectors.version_diff(v1, v2)
+    assert [(r["status"], (r["right"] or r["left"])["text"][:4]) for r in rows] == [
+        ("moved", "Last"),
+        ("same", "Keep"),
+        ("changed", "Says"),
+        ("same", "Thir"),
+    ]
+    assert rows[0]["moved"] == {"from": 4, "to": 1}
+    assert rows[2]["moved"] is None and rows[2]["changed"] == ["text"]
+    assert rows[2]["words"] == [
+        {"op": "equal", "text": "Says the dose is "},
+        {"op": "delete", "text": "5"},
+        {"op": "insert", "text": "10"},
+        {"op": "equal", "text": " mg "},
+        {"op": "insert", "text": "<i>twice</i> "},
+        {"op": "equal", "text": "daily"},
+    ]
+    client.force_login(p.reviewer)
+    page = client.get(f"/rubrics/{v1.rubric_id}/diff/?a=1&b=2").content.decode()
+    assert "<del>5</del><ins>10</ins>" in page
+    assert "<ins>&lt;i&gt;twice&lt;/i&gt; </ins>" in page and "<i>twice" not in page
+    assert "moved from #4 to #1" in page and "1 moved" in page
+    api = api_client(p.reviewer).get(f"/api/rubrics/{v1.rubric_id}/diff/?a=1&b=2").json()
+    assert api[0]["moved"] == {"from": 4, "to": 1} and api[2]["words"] == rows[2]["words"]
