@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from rubrics import selectors, services
 from tests import factories
@@ -110,6 +111,9 @@ def test_a_comment_takes_replies_until_it_is_resolved(client, personas):
     listed = api.get(f"/api/rubrics/{rubric.pk}/comments/").json()["results"]
     assert [c["id"] for c in listed] == [comment.pk]  # replies sit in the thread, not the list
     assert [r["body"] for r in listed[0]["replies"]] == ["Vague how? <i>y</i>", "Name the number."]
+    reply = comment.replies.first()
+    with pytest.raises(ValidationError, match="first comment"):
+        services.comment_resolve(comment=reply, user=p.author)  # a thread resolves as one
     # Replies are not open comments: resolving the thread lets the reviewer approve.
     services.comment_resolve(comment=comment, user=p.author)
     refused = api.post(
