@@ -7,7 +7,7 @@ import html
 import pytest
 from django.core.exceptions import ValidationError
 
-from rubrics import selectors, services
+from rubrics import event_text, selectors, services
 from tests import factories
 from tests.test_api import api_client
 
@@ -226,3 +226,9 @@ def test_compare_marks_words_changed_and_criteria_moved(client, personas):
     assert "moved from #4 to #1" in page and "1 moved" in page
     api = api_client(p.reviewer).get(f"/api/rubrics/{v1.rubric_id}/diff/?a=1&b=2").json()
     assert api[0]["moved"] == {"from": 4, "to": 1} and api[2]["words"] == rows[2]["words"]
+
+
+def test_a_reply_reads_as_a_sentence_in_the_history():
+    assert event_text.rubric_event("comment_replied", {"body": "Which number?"}) == (
+        "Replied to a comment: “Which number?”."
+    )
