@@ -148,6 +148,11 @@ urlpatterns = [
         name="api_reference_file",
     ),
     path(
+        "projects/<slug:slug>/reviews/",
+        rubrics_api.ReviewInboxApi.as_view(),
+        name="api_review_inbox",
+    ),
+    path(
         "projects/<slug:slug>/rubrics/",
         one_path(rubrics_api.RubricListApi, rubrics_api.RubricCreateApi),
         name="api_rubrics",
@@ -331,6 +336,11 @@ urlpatterns = [
         "comments/<int:pk>/resolve/",
         rubrics_api.CommentResolveApi.as_view(),
         name="api_comment_resolve",
+    ),
+    path(
+        "comments/<int:pk>/replies/",
+        rubrics_api.CommentReplyApi.as_view(),
+        name="api_comment_reply",
     ),
     path(
         "graders/<str:grader_hash>/",

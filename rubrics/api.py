@@ -1674,14 +1674,37 @@ class VersionRetireApi(APIView):
         return Response(self.OutputSerializer(with_versions(rubric)).data)
 
 
+@extend_schema_serializer(component_name="RubricDiffMove")
+class DiffMoveSerializer(serializers.Serializer):
+    from_ = serializers.IntegerField(help_text="1-based place in version a.")  # "from" is a keyword
+    to = serializers.IntegerField(help_text="1-based place in version b.")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+@extend_schema_serializer(component_name="RubricDiffWords")
+class DiffWordsSerializer(serializers.Serializer):
+    op = serializers.CharField(help_text="equal, delete or insert.")
+    text = serializers.CharField(trim_whitespace=False)
+
+
 class RubricDiffApi(APIView):
     @extend_schema_serializer(component_name="RubricDiffRow")
     class OutputSerializer(serializers.Serializer):
         # A plain string: a second enum named "status" would collide in the schema.
-        status = serializers.CharField(help_text="added, removed, changed or same.")
+        status = serializers.CharField(help_text="added, removed, changed, moved or same.")
         changed = serializers.ListField(child=serializers.CharField())
         left = serializers.JSONField(allow_null=True)
         right = serializers.JSONField(allow_null=True)
+        moved = DiffMoveSerializer(
+            allow_null=True, help_text="Its place before and after, when its order changed."
+        )
+        words = DiffWordsSerializer(
+            many=True, help_text="When the text changed: its runs of equal, deleted, inserted text."
+        )
 
     @extend_schema(
         tags=["rubrics"],
@@ -1709,6 +1732,15 @@ class RubricDiffApi(APIView):
         return Response(self.OutputSerializer(rows, many=True).data)
 
 
+@extend_schema_serializer(component_name="ReviewCommentReply")
+class CommentReplySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    parent = serializers.IntegerField(source="parent_id", help_text="The comment it answers.")
+    author = serializers.CharField(source="author.username", allow_null=True)
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
 @extend_schema_serializer(component_name="ReviewComment")
 class CommentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -1719,6 +1751,9 @@ class CommentSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True)
     resolved_at = serializers.DateTimeField(allow_null=True)
+    replies = CommentReplySerializer(
+        source="replies.all", many=True, help_text="The thread under the comment, oldest first."
+    )
 
 
 class CommentListApi(APIView):
@@ -1747,6 +1782,37 @@ class CommentListApi(APIView):
         if "resolved" in filters:
             comments = comments.filter(resolved_at__isnull=not filters["resolved"])
         return paginated(self, request, comments, self.OutputSerializer)
+
+
+class ReviewInboxApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema_serializer(component_name="ReviewInboxItem")
+    class OutputSerializer(serializers.Serializer):
+        rubric = serializers.IntegerField(source="rubric_id")
+        rubric_title = serializers.CharField(source="rubric.title")
+        version = serializers.IntegerField(source="number")
+        author = serializers.CharField(source="created_by.username", allow_null=True)
+        submitted_by = serializers.CharField(source="submitted_by.username", allow_null=True)
+        submitted_at = serializers.DateTimeField(allow_null=True)
+        open_comments = serializers.IntegerField(help_text="Unresolved top-level comments.")
+        may_approve = serializers.BooleanField(
+            help_text="Whether you may approve it: a reviewer, never of their own draft."
+        )
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="The project's rubric versions in review, and which ones you may approve",
+        description=FILTERS_RULE,
+        responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request.user, slug, Perm.DISCUSS)
+        query_filters(request)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.review_inbox(project), request, view=self)
+        versions = selectors.mark_approvable(page, request.user, project.role)
+        return paginator.get_paginated_response(self.OutputSerializer(versions, many=True).data)
 
 
 class RubricHistoryApi(APIView):
@@ -1811,6 +1877,30 @@ class CommentCreateApi(APIView):
                 criterion=criterion,
             )
         return Response(self.OutputSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class CommentReplyApi(APIView):
+    @extend_schema_serializer(component_name="ReviewCommentReplyCreate")
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(max_length=5000)
+
+    OutputSerializer = CommentReplySerializer
+
+    @extend_schema(
+        tags=["rubrics"],
+        summary="Reply to a review comment before it is resolved (authors and reviewers)",
+        request=InputSerializer,
+        responses=responses({201: OutputSerializer}, 400, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        comment = selectors.comment_for(request.user, pk, Perm.DISCUSS)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors():
+            reply = services.comment_reply(
+                comment=comment, user=request.user, body=data.validated_data["body"]
+            )
+        return Response(self.OutputSerializer(reply).data, status=status.HTTP_201_CREATED)
 
 
 class CommentResolveApi(APIView):

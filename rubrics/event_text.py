@@ -113,6 +113,8 @@ def rubric_event(action: str, changes: Mapping | None) -> str:
             return "Returned the version to draft."
         case "commented":
             return f"Commented: {_value(c.get('body'))}."
+        case "comment_replied":
+            return f"Replied to a comment: {_value(c.get('body'))}."
         case "comment_resolved":
             return f"Resolved the comment {_value(c.get('body'))}."
         case "published":

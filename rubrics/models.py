@@ -392,6 +392,10 @@ class ReviewComment(models.Model):
     criterion = models.ForeignKey(
         Criterion, null=True, blank=True, on_delete=models.CASCADE, related_name="comments"
     )
+    # A reply belongs to the thread of a top-level comment; only top-level comments resolve.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
+    )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -404,6 +408,12 @@ class ReviewComment(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(parent__isnull=True) | Q(resolved_at__isnull=True),
+                name="comment_reply_never_resolved",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.body[:80]

@@ -16,6 +16,7 @@ class Perm(StrEnum):
     EDIT_RUBRICS = "edit_rubrics"  # tasks, references, rubric drafts
     PUBLISH = "publish"
     REVIEW = "review"  # comment on a version in review
+    DISCUSS = "discuss"  # reply to review comments; see the review inbox
     APPROVE = "approve"  # approve a version in review: it is published
     IMPORT_RESPONSES = "import_responses"
     MANAGE_JUDGES = "manage_judges"
@@ -37,6 +38,7 @@ ROLE_PERMS: dict[Perm, set[Role]] = {
     Perm.EDIT_RUBRICS: {Role.ADMIN, Role.AUTHOR},
     Perm.PUBLISH: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER},
     Perm.REVIEW: {Role.ADMIN, Role.REVIEWER},
+    Perm.DISCUSS: {Role.ADMIN, Role.AUTHOR, Role.REVIEWER},
     Perm.APPROVE: {Role.REVIEWER},
     Perm.IMPORT_RESPONSES: {Role.ADMIN, Role.ENGINEER},
     Perm.MANAGE_JUDGES: {Role.ADMIN},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -28,7 +30,7 @@ from rubrics.models import (
     RubricVersion,
     Task,
 )
-from rubrics.permissions import Perm, check
+from rubrics.permissions import Perm, check, role_allows
 from rubrics.rows import Rows
 
 
@@ -388,11 +390,50 @@ def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[Edi
     return rows
 
 
+def _with_replies(comments):
+    """Top-level comments, each with its thread of replies (oldest first) prefetched."""
+    replies = ReviewComment.objects.select_related("author").order_by("created_at", "pk")
+    return comments.filter(parent=None).prefetch_related(Prefetch("replies", queryset=replies))
+
+
 def rubric_comments(rubric: Rubric):
-    """Review comments on every version of a rubric, oldest first."""
-    return ReviewComment.objects.filter(version__rubric=rubric).select_related(
-        "version", "author", "resolved_by"
+    """Review comments on every version of a rubric, oldest first, with their replies."""
+    return _with_replies(
+        ReviewComment.objects.filter(version__rubric=rubric).select_related(
+            "version", "author", "resolved_by"
+        )
     )
+
+
+def may_approve(version: RubricVersion, user, role: str | None) -> bool:
+    """Whether `user` may approve `version` now: a reviewer, never of a draft of their own."""
+    return (
+        version.status == RubricVersion.Status.IN_REVIEW
+        and role_allows(role, Perm.APPROVE)
+        and user.pk not in (version.created_by_id, version.submitted_by_id)
+    )
+
+
+def review_inbox(project: Project):
+    """The project's versions in review, oldest submission first, with open comment counts."""
+    return (
+        RubricVersion.objects.filter(rubric__project=project, status=RubricVersion.Status.IN_REVIEW)
+        .select_related("rubric", "submitted_by", "created_by")
+        .annotate(
+            open_comments=Count(
+                "comments", filter=Q(comments__parent=None, comments__resolved_at=None)
+            )
+        )
+        .order_by("submitted_at", "pk")
+    )
+
+
+def mark_approvable(versions, user, role: str | None) -> list[RubricVersion]:
+    """The versions, each with `may_approve` set for `user`."""
+    versions = list(versions)
+    for version in versions:
+        version.may_approve = may_approve(version, user, role)
+    return versions
 
 
 def version_groups(version: RubricVersion):
@@ -400,7 +441,9 @@ def version_groups(version: RubricVersion):
 
 
 def version_comments(version: RubricVersion):
-    return version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+    return _with_replies(
+        version.comments.select_related("author", "resolved_by").order_by("created_at", "pk")
+    )
 
 
 def rubric_events(rubric: Rubric):
@@ -431,8 +474,48 @@ def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
     }
 
 
+WORD = re.compile(r"\s+|\S+")
+
+
+def word_diff(old: str, new: str) -> list[dict]:
+    """The words of `new` against `old`: runs of equal, deleted and inserted text, in order.
+    Plain strings: the template escapes them and wraps deletions and insertions itself."""
+    a, b = WORD.findall(old), WORD.findall(new)
+    runs: list[dict] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        parts = []
+        if op in ("delete", "replace"):
+            parts.append(("delete", "".join(a[i1:i2])))
+        if op in ("insert", "replace"):
+            parts.append(("insert", "".join(b[j1:j2])))
+        if op == "equal":
+            parts.append(("equal", "".join(a[i1:i2])))
+        for kind, text in parts:
+            if runs and runs[-1]["op"] == kind:
+                runs[-1]["text"] += text
+            else:
+                runs.append({"op": kind, "text": text})
+    return runs
+
+
+def _moved(before: list, after: list) -> set:
+    """Lineages whose order changed: those outside the longest common run of both orders, so
+    one criterion dragged up is one move, not every criterion it passed."""
+    common = set(before) & set(after)
+    old = [x for x in before if x in common]
+    new = [x for x in after if x in common]
+    kept = set()
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        kept.update(old[block.a : block.a + block.size])
+    return common - kept
+
+
 def version_diff(left: RubricVersion, right: RubricVersion) -> list[dict]:
-    """Criteria added, removed and changed from `left` to `right`, paired by lineage."""
+    """Criteria added, removed, changed and moved from `left` to `right`, paired by lineage.
+    A changed text carries its word-level diff (`words`); a moved criterion its old and new
+    place (`moved`, 1-based)."""
     sides = []
     for version in (left, right):
         groups = list(version.groups.all())
@@ -443,25 +526,41 @@ def version_diff(left: RubricVersion, right: RubricVersion) -> list[dict]:
             {c.lineage: _diff_view(c, paths) for c in version.criteria.order_by("position")}
         )
     before, after = sides
+    order_before, order_after = list(before), list(after)
+    moved = _moved(order_before, order_after)
     rows = []
     for lineage, new in after.items():
         old = before.get(lineage)
         if old is None:
-            rows.append({"status": "added", "left": None, "right": new, "changed": []})
+            rows.append(
+                {"status": "added", "left": None, "right": new, "changed": [], "moved": None}
+            )
             continue
         changed = [f for f in DIFF_FIELDS if old[f] != new[f]]
+        place = None
+        if lineage in moved:
+            place = {
+                "from": order_before.index(lineage) + 1,
+                "to": order_after.index(lineage) + 1,
+            }
         rows.append(
             {
-                "status": "changed" if changed else "same",
+                "status": "changed" if changed else "moved" if place else "same",
                 "left": old,
                 "right": new,
                 "changed": changed,
+                "moved": place,
+                "words": word_diff(old["text"], new["text"]) if "text" in changed else [],
             }
         )
     for lineage, old in before.items():
         if lineage not in after:
-            rows.append({"status": "removed", "left": old, "right": None, "changed": []})
+            rows.append(
+                {"status": "removed", "left": old, "right": None, "changed": [], "moved": None}
+            )
     rows.sort(key=lambda r: ((r["right"] or r["left"])["position"], r["status"] != "removed"))
+    for row in rows:
+        row.setdefault("words", [])
     return rows
 
 

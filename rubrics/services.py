@@ -1136,6 +1136,15 @@ def version_reopen(*, version: RubricVersion, user) -> RubricVersion:
     return version
 
 
+def _comment_body(body: str) -> str:
+    body = (body or "").strip()
+    if not body:
+        raise ValidationError({"body": "Write the comment."})
+    if len(body) > 5000:
+        raise ValidationError({"body": "Keep a comment under 5,000 characters."})
+    return body
+
+
 @transaction.atomic
 def comment_add(
     *, version: RubricVersion, user, body: str, criterion: Criterion | None = None
@@ -1145,11 +1154,7 @@ def comment_add(
         raise ValidationError({"body": f"Version {version.number} is {version.status}."})
     if criterion is not None and criterion.version_id != version.pk:
         raise ValidationError({"criterion": "That criterion belongs to another version."})
-    body = (body or "").strip()
-    if not body:
-        raise ValidationError({"body": "Write the comment."})
-    if len(body) > 5000:
-        raise ValidationError({"body": "Keep a comment under 5,000 characters."})
+    body = _comment_body(body)
     comment = ReviewComment.objects.create(
         version=version, criterion=criterion, author=user, body=body
     )
@@ -1164,8 +1169,29 @@ def comment_add(
 
 
 @transaction.atomic
+def comment_reply(*, comment: ReviewComment, user, body: str) -> ReviewComment:
+    """Answer a comment before it is resolved; a reply to a reply joins the same thread."""
+    root_pk = comment.parent_id or comment.pk
+    root = ReviewComment.objects.select_for_update().select_related("version").get(pk=root_pk)
+    if root.resolved_at is not None:
+        raise ValidationError({"comment": "This comment is resolved: its thread takes no replies."})
+    if not root.version.is_open:
+        raise ValidationError(
+            {"comment": f"Version {root.version.number} is {root.version.status}."}
+        )
+    body = _comment_body(body)
+    reply = ReviewComment.objects.create(
+        version=root.version, criterion_id=root.criterion_id, parent=root, author=user, body=body
+    )
+    _event(root.version, user, "comment_replied", changes={"body": body[:200]})
+    return reply
+
+
+@transaction.atomic
 def comment_resolve(*, comment: ReviewComment, user) -> ReviewComment:
     comment = ReviewComment.objects.select_for_update().select_related("version").get(pk=comment.pk)
+    if comment.parent_id is not None:
+        raise ValidationError({"comment": "Resolve the thread's first comment, not a reply."})
     if comment.resolved_at is not None:
         raise ValidationError({"comment": "This comment is already resolved."})
     comment.resolved_by, comment.resolved_at = user, timezone.now()
@@ -1218,7 +1244,7 @@ def version_approve(*, version: RubricVersion, user, role: str) -> Grader:
         raise ValidationError("Only a reviewer approves a rubric.")
     if user.pk in (version.created_by_id, version.submitted_by_id):
         raise ValidationError("You wrote or submitted this draft: another reviewer approves it.")
-    open_comments = version.comments.filter(resolved_at__isnull=True).count()
+    open_comments = version.comments.filter(parent=None, resolved_at__isnull=True).count()
     if open_comments:
         raise ValidationError(
             f"{open_comments} review comment(s) are unresolved; the author resolves them first."

@@ -205,6 +205,17 @@ def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def review_inbox(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's rubrics in review, and which of them the user may approve."""
+    project = project_for(request.user, slug, Perm.DISCUSS)
+    versions = selectors.mark_approvable(
+        selectors.review_inbox(project), request.user, project.role
+    )
+    return render(request, "rubrics/reviews.html", {"project": project, "versions": versions})
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def task_new(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
@@ -425,11 +436,10 @@ def _editor_context(
         "can_try": role_allows(role, Perm.VIEW_RESULTS),  # try-it shows a judge's verdicts
         "can_submit": bool(shown and shown.is_draft and role_allows(role, Perm.EDIT_RUBRICS)),
         "can_comment": in_review and role_allows(role, Perm.REVIEW),
+        "can_reply": bool(shown and shown.is_open and role_allows(role, Perm.DISCUSS)),
         "can_retire": role_allows(role, Perm.PUBLISH),
         "history_url": reverse("rubric_history", kwargs={"pk": rubric.pk}),
-        "can_approve": in_review
-        and role_allows(role, Perm.APPROVE)
-        and user.pk not in (shown.created_by_id, shown.submitted_by_id),
+        "can_approve": bool(shown and selectors.may_approve(shown, user, role)),
         "in_review": in_review,
         "errors": errors or [],
         "errors_for": errors_for,  # the criterion the errors belong to (None: the draft)
@@ -743,6 +753,20 @@ def comment_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def comment_reply(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = selectors.comment_for(request.user, pk, Perm.DISCUSS)
+    try:
+        services.comment_reply(
+            comment=comment, user=request.user, body=request.POST.get("body", "")
+        )
+    except ValidationError as exc:
+        for error in _errors(exc):
+            messages.error(request, error)
+    return redirect("rubric", pk=comment.version.rubric_id)
+
+
+@login_required
+@require_POST
 def comment_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     comment = selectors.comment_for(request.user, pk, Perm.EDIT_RUBRICS)
     try:
@@ -775,7 +799,8 @@ def rubric_diff(request: HttpRequest, pk: int) -> HttpResponse:
             "right": right,
             "rows": rows,
             "counts": {
-                s: sum(1 for r in rows if r["status"] == s) for s in ("added", "removed", "changed")
+                s: sum(1 for r in rows if r["status"] == s)
+                for s in ("added", "removed", "changed", "moved")
             },
         },
     )

@@ -53,6 +53,7 @@ ADJUDICATORS = {"admin", "reviewer"}  # gold verdicts
 PUBLISHERS = {"admin", "author", "reviewer"}  # retire published versions
 REVIEWERS = {"reviewer"}  # approve what an author submitted
 COMMENTERS = {"admin", "reviewer"}  # comment on a version in review
+DISCUSSERS = {"admin", "author", "reviewer"}  # reply to review comments; the review inbox
 
 LOGIN = "login"  # a redirect (302) to the sign-in page
 Outcome = int | str
@@ -452,6 +453,22 @@ ROWS = [
         "rubrics/<int:pk>/comments/",
         "/api/rubrics/{review_rubric}/comments/",
         members_only(COMMENTERS, 400),
+    ),
+    page("get", "review_inbox", "/p/{slug}/reviews/", members_page(DISCUSSERS, 200)),
+    api("get", SLUG + "reviews/", "/api/projects/{slug}/reviews/", members_only(DISCUSSERS, 200)),
+    page(
+        "post",
+        "comment_reply",
+        "/comments/{comment}/replies/",
+        members_page(DISCUSSERS, 302),
+        {"body": "Split how?"},
+    ),
+    # An empty body: an allowed role is told to write the reply.
+    api(
+        "post",
+        "comments/<int:pk>/replies/",
+        "/api/comments/{comment}/replies/",
+        members_only(DISCUSSERS, 400),
     ),
     page("post", "comment_resolve", "/comments/{comment}/resolve/", members_page(EDITORS, 302)),
     # An empty body: an allowed role resolves the comment.

@@ -178,7 +178,21 @@ def grow_comments(w):
     rubric_services.version_submit(version=draft, user=w.admin)
     for i in range(MORE):
         reviewer = factories.add_member(w.project, "reviewer")
-        rubric_services.comment_add(version=draft, user=reviewer, body=f"Comment {i}")
+        comment = rubric_services.comment_add(version=draft, user=reviewer, body=f"Comment {i}")
+        rubric_services.comment_reply(comment=comment, user=reviewer, body=f"Reply {i}")
+
+
+def grow_reviews(w):
+    for i in range(MORE):
+        author = factories.add_member(w.project, "author")
+        draft = rubric_services.rubric_create(
+            project=w.project,
+            title=f"In review {i}",
+            user=author,
+            criteria=[rubric_services.clean_criterion("Says hello", 1)],
+        ).versions.get()
+        rubric_services.version_submit(version=draft, user=author)
+        rubric_services.comment_add(version=draft, user=w.admin, body=f"Comment {i}")
 
 
 def grow_history(w):
@@ -225,6 +239,7 @@ CASES = {
     "gold": ("versions/{version}/gold/", grow_gold),
     "comments": ("rubrics/{rubric}/comments/", grow_comments),
     "history": ("rubrics/{rubric}/history/", grow_history),
+    "reviews": ("projects/{slug}/reviews/", grow_reviews),
     "imports": ("projects/{slug}/imports/", grow_imports),
     "model prices": ("model-prices/", grow_prices),
     "datasets": ("projects/{slug}/datasets/", grow_snapshots),

@@ -104,11 +104,22 @@ def test_author_writes_with_keyboard_reviewer_publishes_and_diff_shows_the_edit(
     login(page, base, author.username)
     page.goto(rubric_url)
     expect(page.locator("button:has-text('Approve and publish')")).to_have_count(0)
+    # The author asks back in the comment's thread, then resolves it.
+    page.fill("[data-testid=comments] textarea[name=body]", "911, or the local number?")
+    page.click("[data-testid=comments] button:has-text('Reply')")
+    expect(page.get_by_test_id("reply")).to_contain_text("911, or the local number?")
     page.click("button:has-text('Resolve')")
     expect(page.get_by_test_id("comments")).to_contain_text("resolved by doc")
 
+    # The reviewer finds it in their inbox, which says they may approve it.
     login(page, base, reviewer.username)
-    page.goto(rubric_url)
+    page.goto(f"{base}/p/{project.slug}/")
+    page.click("nav >> text=Reviews")
+    row = page.get_by_test_id("review-row")
+    expect(row).to_have_count(1)
+    expect(row.get_by_test_id("open-comments")).to_have_text("0")
+    expect(row.get_by_test_id("may-approve")).to_have_text("yes")
+    row.locator("a").click()
     page.click("button:has-text('Approve and publish v1')")
     expect(page.locator("text=Approved and published version 1")).to_be_visible()
     expect(page.get_by_test_id("grader")).to_contain_text('"method": "tree"')
@@ -124,7 +135,9 @@ def test_author_writes_with_keyboard_reviewer_publishes_and_diff_shows_the_edit(
         page.keyboard.press("Tab")
     expect(page.locator("#save-status")).to_contain_text("Saved")
     page.click("text=Compare versions")
-    expect(page.get_by_test_id("diff-summary")).to_have_text("0 added · 0 removed · 1 changed")
+    expect(page.get_by_test_id("diff-summary")).to_have_text(
+        "0 added · 0 removed · 1 changed · 0 moved"
+    )
     changed = page.locator("tr[data-status=changed]")
     expect(changed.locator("td.left")).to_contain_text(CRITERIA[0])
     expect(changed.locator("td.right")).to_contain_text("Advises calling 911 for chest pressure")

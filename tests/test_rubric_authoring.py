@@ -368,9 +368,9 @@ def test_editor_query_count_does_not_grow_with_criteria(
     rubric = _rubric_with(personas, n)
     client.force_login(personas.author)
     url = f"/rubrics/{rubric.pk}/"
-    # session + user, membership, rubric, versions + graders, criteria, groups, comments,
-    # references: the same for 20 and 200 criteria.
-    with django_assert_num_queries(10):
+    # session + user, membership, rubric, versions + graders, criteria, groups, comments +
+    # their replies, references: the same for 20 and 200 criteria.
+    with django_assert_num_queries(11):
         reply = client.get(url)
     assert reply.status_code == 200
     assert reply.content.decode().count('data-testid="criterion"') == n

@@ -115,7 +115,16 @@ def plant(*, judge_url: str, sim, grade, build_snapshot, run_import) -> Planted:
     rubric_services.criterion_indent(criterion=d2, user=admin)
     group = v2.groups.get()
     rubric_services.group_update(group=group, title=pick("group", 2000), weight="1", user=admin)
-    rubric_services.comment_add(version=v2, user=rev, body=ALL, criterion=d1)
+    comment = rubric_services.comment_add(version=v2, user=rev, body=ALL, criterion=d1)
+    rubric_services.comment_reply(comment=comment, user=admin, body=ALL)
+    # A rubric in review, for the review inbox.
+    in_review = rubric_services.rubric_create(
+        project=project,
+        title=pick("review title", 300),
+        user=admin,
+        criteria=[rubric_services.clean_criterion(ALL, 1)],
+    ).versions.get()
+    rubric_services.version_submit(version=in_review, user=admin)
 
     # Responses from an import: the text, the model name, metadata.
     factories.import_responses(
@@ -209,6 +218,8 @@ def plant(*, judge_url: str, sim, grade, build_snapshot, run_import) -> Planted:
         (a, f"/p/{slug}/"),
         (a, f"/p/{slug}/members/"),
         (a, f"/p/{slug}/audit/"),
+        (a, f"/p/{slug}/reviews/"),
+        (a, f"/rubrics/{in_review.rubric_id}/"),
         (a, f"/p/{slug}/tasks/{TASK_ID}/"),
         (a, f"/rubrics/{rubric.pk}/"),
         (a, f"/rubrics/{rubric.pk}/?version=1"),
