@@ -16,10 +16,10 @@ from _django import ROOT, log, peak_rss_mb, setup
 VERDICTS_SQL = (
     "INSERT INTO annotation_verdict (response_id, criterion_id, rater_id, sample_index, "
     "outcome, explanation, evidence, judge_model, simulated, raw_output, error, "
-    "prompt_tokens, completion_tokens, created_at) "
+    "prompt_tokens, completion_tokens, needs_review, created_at) "
     "SELECT r.id, c.id, %s, 0, CASE WHEN (r.id + c.id) %% 3 = 0 THEN 'unmet' ELSE 'met' END, "
     "'The response addresses the criterion: it states the key point clearly and "
-    "gives a reason \"quoted\".', '', 'judge-model', false, '', '', 900, 40, now() "
+    "gives a reason \"quoted\".', '', 'judge-model', false, '', '', 900, 40, false, now() "
     "FROM annotation_response r CROSS JOIN rubrics_criterion c "
     "WHERE r.task_id = %s AND c.version_id = %s"
 )

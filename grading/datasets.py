@@ -38,6 +38,7 @@ FORMATS = {
     "openai-rft": ("OpenAI reinforcement fine-tuning items (the grader is in the card)", ".jsonl"),
     "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
     "responses-jsonl": ("Every response, in the format `import_responses` reads", ".jsonl"),
+    "tasks-jsonl": ("Every task, in the format `import_tasks` reads", ".jsonl"),
     "healthbench-jsonl": ("Tasks with their rubrics, HealthBench's JSONL shape", ".jsonl"),
 }
 CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
@@ -168,6 +169,8 @@ def _rows_estimate(project: Project, format: str, params: dict) -> int:
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
         return Response.objects.filter(task__project=project).count()
+    if format == "tasks-jsonl":
+        return Task.objects.filter(project=project).count()
     if format == "openai-rft":
         return (
             Task.objects.filter(project=project, rubrics__versions__graders__isnull=False)
