@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rubrics", "0008_reference_file"),
+        ("rubrics", "0010_member_invitations"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
