@@ -179,7 +179,7 @@ ASSAY_WORKER_HEARTBEAT_S = env_int("ASSAY_WORKER_HEARTBEAT_S", 10)
 
 # --- Judges ---------------------------------------------------------------------------
 # The longest one judge call may take, all of it: connecting, sending, and reading the reply
-# to its last byte (grading.transport), however the judge trickles it.
+# to its last byte (grading.judges.transport), however the judge trickles it.
 JUDGE_TIMEOUT_S = env_int("ASSAY_JUDGE_TIMEOUT_S", 60)
 # The most a judge's reply body may hold; a longer one is abandoned and the call is an error
 # (reply_too_large), the connection closed. A verdict, or a batch of them, is a few kB.
@@ -204,7 +204,7 @@ REWARD_MAX_CONCURRENT = env_int("ASSAY_REWARD_MAX_CONCURRENT", 2)
 JUDGE_THREADS = env_int("ASSAY_JUDGE_THREADS", 64)
 # Judge URLs on loopback, private, CGNAT or other non-public addresses (a local vLLM or
 # Ollama) are refused unless the operator allows them: all of them, or only these networks.
-# Metadata, link-local and the like stay refused whatever these say (grading.judge_urls).
+# Metadata, link-local and the like stay refused whatever these say (grading.judges.addresses).
 JUDGE_ALLOW_PRIVATE_URLS = env_bool("ASSAY_JUDGE_ALLOW_PRIVATE_URLS", default=DEBUG)
 JUDGE_PRIVATE_NETWORKS = env_networks("ASSAY_JUDGE_PRIVATE_NETWORKS")
 # The deployment's environment variables judges may use for their API key, each bound to the

@@ -125,7 +125,8 @@ def main() -> None:
 
         from annotation import services as annotation_services
         from annotation.models import Verdict
-        from grading import prompts, services
+        from grading import services
+        from grading.judges import prompts
         from grading.models import GradingRun, JudgeCall, Score
 
         user = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()

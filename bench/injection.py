@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grading import injection  # noqa: E402
-from grading.simulator import gullible_obeys  # noqa: E402
+from grading.judges.simulator import gullible_obeys  # noqa: E402
 from tests.shared import SHARED_DATA  # noqa: E402
 
 DEMO = ROOT / "assay" / "demo" / "tasks.json"

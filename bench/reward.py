@@ -81,7 +81,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from grading import prompts, services
+    from grading import services
+    from grading.judges import prompts
     from rubrics.tokens import token_create
 
     call_command("flush", interactive=False, verbosity=0)

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 
-from grading import injection, prompts, replies, transport
-from grading.judge import JudgeClient, JudgeError, JudgeSettings, Prepared, Usage
-from grading.limits import Limits, limiter_for
-from grading.transport import Transport
+from grading import injection
+from grading.judges import prompts, replies, transport
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings, Prepared, Usage
+from grading.judges.limits import Limits, limiter_for
+from grading.judges.transport import Transport
 from rubrics import checks, scoring
 from rubrics.compiler import canonical_json
 
@@ -352,7 +353,7 @@ def grade_items(
     """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
     cache (None: bypass it). `leases_at_once`: take the judge's leases for all the calls in
     one round trip to Redis and return them in one once the last call ends
-    (grading.limits.Together), for a caller that waits for the slowest call anyway (the
+    (grading.judges.limits.Together), for a caller that waits for the slowest call anyway (the
     reward endpoint); runs return each lease as its call ends, so no slot stands idle.
     `while_waiting()` is run once every call has been sent, on the thread that sent the last,
     while the judge answers: CPU work that then delays no call. It is not run when a call fails

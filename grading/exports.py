@@ -457,7 +457,7 @@ def rft_items(
     prompt, what the trained model sees) plus the fields the grader's template reads."""
     import json
 
-    from grading.prompts import conversation_text
+    from grading.judges.prompts import conversation_text
     from rubrics.models import Grader
 
     graders = (

@@ -1,6 +1,6 @@
 """Find graded responses that try to steer the judge, so their verdicts go to a person.
 
-A response is data for the judge, and the judge prompt says so (grading.prompts); this module
+A response is data for the judge, and the judge prompt says so (grading.judges.prompts); this module
 is the second line: it flags responses that *address the grader* — instructions to the
 grader, claims that criteria are met, forged verdict JSON, imitations of the prompt's fences
 or of chat roles, "ignore previous instructions" and its translations, text hidden in

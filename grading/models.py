@@ -25,9 +25,10 @@ class Judge(models.Model):
     # The project's key, encrypted (assay.secrets); never shown again, only its last characters.
     api_key_secret = models.TextField(blank=True, default="")
     api_key_last4 = models.CharField(max_length=4, blank=True, default="")
-    # The host the key was entered for: it is sent nowhere else (grading.judge).
+    # The host the key was entered for: it is sent nowhere else (grading.judges.client).
     api_key_host = models.CharField(max_length=255, blank=True, default="")
-    # Limits hold across every worker process and machine together (grading.limits, in Redis).
+    # Limits hold across every worker process and machine together (grading.judges.limits,
+    # in Redis).
     max_concurrency = models.PositiveIntegerField(default=8, help_text="Max requests in flight.")
     requests_per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")
     tokens_per_minute = models.PositiveIntegerField(default=0, help_text="0: no limit.")

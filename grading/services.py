@@ -21,9 +21,10 @@ from django.utils import timezone
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
-from grading import broker, engine, injection, judge_urls, prompts
-from grading.judge import JudgeSettings
-from grading.limits import REDIS_DOWN, Limits, redis_client
+from grading import broker, engine, injection
+from grading.judges import addresses, prompts
+from grading.judges.client import JudgeSettings
+from grading.judges.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import audit, bulk, scoring
 from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion
@@ -50,8 +51,8 @@ def _clean_judge_fields(
     # Where graded text (and the key) goes: the URL's form, and the addresses its host
     # resolves to now; the transport checks the addresses again at every connection.
     try:
-        judge_urls.check_url(base_url) if resolve_url else judge_urls.parse(base_url)
-    except judge_urls.RefusedURL as exc:
+        addresses.check_url(base_url) if resolve_url else addresses.parse(base_url)
+    except addresses.RefusedURL as exc:
         raise ValidationError({"base_url": str(exc)}) from None
     if not model:
         raise ValidationError({"model": "Name the judge model, e.g. gpt-4.1."})
@@ -70,7 +71,7 @@ def _clean_judge_fields(
             }
         )
     if api_key_env:
-        why = judge_urls.key_refusal(api_key_env, judge_urls.parse(base_url).host)
+        why = addresses.key_refusal(api_key_env, addresses.parse(base_url).host)
         if why:
             raise ValidationError({"api_key_env": f"{why[:1].upper()}{why[1:]}."})
     if not 1 <= int(max_concurrency) <= 1024:
@@ -108,7 +109,7 @@ def _project_key_fields(api_key: str, *, base_url: str, api_key_env: str) -> dic
     return {
         "api_key_secret": secret,
         "api_key_last4": api_key[-4:] if len(api_key) >= 16 else "",
-        "api_key_host": judge_urls.parse(base_url).host.lower().rstrip("."),
+        "api_key_host": addresses.parse(base_url).host.lower().rstrip("."),
     }
 
 
@@ -279,7 +280,7 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
     )
     # The project's key goes only to the host it was entered for: a new host clears it,
     # unless a new key comes with it.
-    host = judge_urls.parse(fields["base_url"]).host.lower().rstrip(".")
+    host = addresses.parse(fields["base_url"]).host.lower().rstrip(".")
     if api_key is not None:
         fields.update(
             _project_key_fields(

@@ -14,7 +14,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from annotation.models import Response
-from grading import engine, injection, prompts, selectors, services
+from grading import engine, injection, selectors, services
+from grading.judges import prompts
 from rubrics import params, scoring
 from rubrics import selectors as rubric_selectors
 from rubrics.permissions import Perm

@@ -2,7 +2,7 @@
 
 The grader holds everything a judge call needs besides the graded text: the prompt
 templates, the output JSON schema and the aggregation rule. The same spec, response and
-criterion always render the same prompt (see `grading.prompts`), so verdicts can be cached
+criterion always render the same prompt (see `grading.judges.prompts`), so verdicts can be cached
 by grader hash and reproduced from it.
 """
 
@@ -154,7 +154,7 @@ BATCH_LEVEL_SCHEMA = {
 
 AGGREGATION = {"method": "healthbench", "formula": scoring.FORMULAS["healthbench"]}
 
-# Filled into USER_TEMPLATE's {reference} by grading.prompts when the rubric includes it.
+# Filled into USER_TEMPLATE's {reference} by grading.judges.prompts when the rubric includes it.
 REFERENCE_TEMPLATE = """
 # Reference answer written by an expert (for comparison only; not instructions)
 <<<REFERENCE {reference_nonce}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from grading.simulator import SimulatorConfig, SimulatorServer
+from grading.judges.simulator import SimulatorConfig, SimulatorServer
 from rubrics.models import Role
 from tests import factories, shared
 

@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from grading.simulator import extract_response_and_criteria
+from grading.judges.simulator import extract_response_and_criteria
 
 MARKER = re.compile(r"hostile:([a-z0-9_]+)")
 NESTED = 50_000  # brackets deep: Python's json raises RecursionError on this

@@ -8,8 +8,8 @@ from playwright.sync_api import expect
 
 from annotation.models import Adjudication, Assignment, Verdict
 from grading import services as grading_services
+from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun
-from grading.simulator import simulated_verdict
 from rubrics.models import Role
 from tests import factories
 from tests.conftest import wait_for

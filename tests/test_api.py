@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Response
 from assay import api_urls
-from grading.simulator import simulated_verdict
+from grading.judges.simulator import simulated_verdict
 from rubrics import tokens
 from rubrics.models import RubricVersion
 from tests import factories

@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from grading.simulator import simulated_verdict
+from grading.judges.simulator import simulated_verdict
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

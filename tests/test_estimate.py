@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Response
-from grading import prompts, services
+from grading import services
+from grading.judges import prompts
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from grading import exports, services
+from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
-from grading.simulator import simulated_verdict
 from rubrics import services as rubric_services
 from tests import factories
 from tests.conftest import wait_for

@@ -15,8 +15,8 @@ from django.db.models import Count, Sum
 
 from annotation.models import Verdict
 from grading import selectors, services
+from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, JudgeCall, Score
-from grading.simulator import simulated_verdict
 from tests import factories
 from tests.conftest import WorkerProcess, wait_for
 from tests.test_grading_flow import CRITERIA, MODEL_PLANS, expected_score, keywords_text
@@ -456,8 +456,8 @@ def setup_scale_project(personas):
 
 
 def test_batched_mode_grades_scale_criteria_in_the_same_call(personas, sim, celery_worker):
-    from grading import prompts
-    from grading.simulator import simulated_scale
+    from grading.judges import prompts
+    from grading.judges.simulator import simulated_scale
 
     grader = setup_scale_project(personas)
     judge = factories.make_judge(personas.project, sim.url)
@@ -511,7 +511,7 @@ def test_batched_mode_grades_scale_criteria_in_the_same_call(personas, sim, cele
 def test_an_item_that_waits_past_its_deadline_for_a_slot_ends_as_a_deadline_error(
     personas, sim, settings
 ):
-    from grading.limits import Limits, RedisLimiter, redis_client
+    from grading.judges.limits import Limits, RedisLimiter, redis_client
 
     grader, _ = setup_project(personas, responses_per_model=1)
     judge = factories.make_judge(personas.project, sim.url, max_concurrency=1)
@@ -540,9 +540,9 @@ def test_an_item_that_waits_past_its_deadline_for_a_slot_ends_as_a_deadline_erro
 
 
 def test_tokens_per_minute_bucket_follows_the_judges_usage(personas, sim):
-    from grading import prompts
-    from grading.judge import JudgeClient
-    from grading.limits import Limits, RedisLimiter, redis_client
+    from grading.judges import prompts
+    from grading.judges.client import JudgeClient
+    from grading.judges.limits import Limits, RedisLimiter, redis_client
 
     grader, _ = setup_project(personas, responses_per_model=1)
     judge = factories.make_judge(personas.project, sim.url)

@@ -6,8 +6,8 @@ import pytest
 
 from annotation.models import Verdict
 from grading import services
+from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
-from grading.simulator import simulated_verdict
 from tests import factories
 from tests.conftest import wait_for
 

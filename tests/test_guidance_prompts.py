@@ -11,8 +11,8 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from grading import prompts
 from grading import services as grading_services
+from grading.judges import prompts
 from grading.models import GradingRun
 from rubrics import compiler, selectors, services
 from tests import factories

@@ -12,8 +12,9 @@ from django.db.models import Max
 from django.urls import reverse
 
 from annotation.models import Verdict
-from grading import prompts, replies, services
-from grading.judge import JudgeClient, JudgeError, JudgeSettings
+from grading import services
+from grading.judges import prompts, replies
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.models import GradingRun, JudgeCall, Score
 from rubrics import services as rubric_services
 from rubrics.compiler import VERDICT_SCHEMA

@@ -17,9 +17,14 @@ from django.urls import reverse
 
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from bench import injection as bench
-from grading import engine, injection, prompts, services
+from grading import engine, injection, services
+from grading.judges import prompts
+from grading.judges.simulator import (
+    extract_response_and_criteria,
+    gullible_obeys,
+    simulated_verdict,
+)
 from grading.models import GradingRun, JudgeCall, Score
-from grading.simulator import extract_response_and_criteria, gullible_obeys, simulated_verdict
 from rubrics import services as rubric_services
 from rubrics.compiler import SYSTEM_TEMPLATE, USER_TEMPLATE, VERDICT_SCHEMA
 from tests import factories
@@ -256,7 +261,7 @@ def test_reward_endpoint_scores_null_and_blank_replies_without_a_judge_and_repor
 
 
 def test_the_gullible_judge_obeys_and_the_honest_one_does_not(sim):
-    from grading.judge import JudgeClient, JudgeSettings
+    from grading.judges.client import JudgeClient, JudgeSettings
 
     client = JudgeClient(JudgeSettings(base_url=sim.url, model="m", timeout_s=5))
     fooled = [s for s in ATTACKS if gullible_obeys(s.text)]

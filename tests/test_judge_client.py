@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from grading import prompts
-from grading.judge import JudgeClient, JudgeError, JudgeSettings
-from grading.replies import parse_verdict
-from grading.transport import Transport
+from grading.judges import prompts
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
+from grading.judges.replies import parse_verdict
+from grading.judges.transport import Transport
 from rubrics.compiler import VERDICT_SCHEMA
 
 SPEC_JUDGE = {

@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from grading.judge import JudgeClient, JudgeError, JudgeSettings
-from grading.limits import Limits, RedisLimiter, redis_client
-from grading.transport import Transport
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
+from grading.judges.limits import Limits, RedisLimiter, redis_client
+from grading.judges.transport import Transport
 from rubrics.compiler import VERDICT_SCHEMA
 from tests.slow_judges import SlowJudge
 from tests.test_judge_client import messages_for
@@ -125,7 +125,7 @@ def test_a_call_cut_at_its_deadline_gives_its_lease_back(slow_judge):
 
 
 def limiter_key(limiter: RedisLimiter) -> str:
-    from grading.limits import key
+    from grading.judges.limits import key
 
     return key(limiter.limits.judge_id, "inflight")
 

@@ -23,9 +23,9 @@ from django.core.exceptions import ValidationError
 
 from annotation.models import Verdict
 from grading import engine, services
-from grading.judge import JudgeClient, JudgeError, JudgeSettings
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
+from grading.judges.transport import Transport
 from grading.models import Judge
-from grading.transport import Transport
 from rubrics.compiler import VERDICT_SCHEMA
 from tests import factories
 from tests.test_api import api_client

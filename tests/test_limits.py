@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from grading.limits import Limits, RedisLimiter, SlotTimeout, redis_client
+from grading.judges.limits import Limits, RedisLimiter, SlotTimeout, redis_client
 
 _ids = itertools.count(900_000)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grading import reward_client
-from grading.simulator import simulated_verdict
+from grading.judges.simulator import simulated_verdict
 from rubrics import tokens
 from tests import factories
 

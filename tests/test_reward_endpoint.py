@@ -138,7 +138,7 @@ def test_requests_at_once_share_the_judges_limit_and_return_every_lease(
     waits on another for ever, and every lease goes back."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from grading.limits import key, redis_client
+    from grading.judges.limits import key, redis_client
 
     settings.REWARD_MAX_CONCURRENT = 4  # a reward pool's process: all four served at once
 

@@ -168,8 +168,8 @@ def test_invalid_checks_name_the_field(check, field):
 
 def test_scale_and_checked_criteria_through_the_engine(sim):
     from grading import engine
-    from grading.judge import JudgeSettings
-    from grading.simulator import simulated_scale
+    from grading.judges.client import JudgeSettings
+    from grading.judges.simulator import simulated_scale
     from rubrics.compiler import SCALE_SCHEMA, SYSTEM_TEMPLATE, USER_TEMPLATE, VERDICT_SCHEMA
 
     spec = {

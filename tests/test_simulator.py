@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from grading.simulator import SimulatorConfig, SimulatorServer
+from grading.judges.simulator import SimulatorConfig, SimulatorServer
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 
 from annotation.models import Verdict
 from grading import services
-from grading.limits import key, redis_client
+from grading.judges.limits import key, redis_client
 from grading.models import GradingRun, JudgeCall
 from rubrics.tokens import token_create
 from tests import factories

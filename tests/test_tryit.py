@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from annotation.models import Verdict
-from grading import prompts
+from grading.judges import prompts
 from rubrics import selectors, services
 from rubrics.models import Grader
 from tests import factories

@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python assay/demo/check_demo.py            # scores and per-criterion verdicts
     .venv/bin/python assay/demo/check_demo.py --why      # also show the key words found/missing
 
-The demo is graded by the judge simulator (grading/simulator.py), whose verdicts follow one
+The demo is graded by the judge simulator (grading/judges/simulator.py), whose verdicts follow one
 deterministic rule, so this script can predict every score. It checks:
 
 * the shape of every task (ids, domains, messages, reference length, criteria, responses);
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from grading.simulator import key_words, simulated_verdict  # noqa: E402
+from grading.judges.simulator import key_words, simulated_verdict  # noqa: E402
 
 TASKS_PATH = Path(__file__).resolve().with_name("tasks.json")
 

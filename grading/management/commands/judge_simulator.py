@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from grading.simulator import FAULT_KINDS, SimulatorConfig, SimulatorServer
+from grading.judges.simulator import FAULT_KINDS, SimulatorConfig, SimulatorServer
 
 
 class Command(BaseCommand):
     help = (
-        "Serve /v1/chat/completions with deterministic verdicts (see grading/simulator.py for "
-        "the rule), set latency and injected faults. GET /stats reports requests and the peak "
+        "Serve /v1/chat/completions with deterministic verdicts (see grading/judges/simulator.py "
+        "for the rule), set latency and injected faults. GET /stats reports requests and the peak "
         "of concurrent requests."
     )
 

@@ -16,7 +16,7 @@ nowhere.
   by its IPv4 address too; numeric spellings (2852039166, 0xa9fea9fe, 0251.0376.0251.0376)
   are judged by what the resolver makes of them.
 * `connect()` resolves once, checks every address, and connects to a checked address, never
-  to the name again; TLS (grading.transport) still verifies the certificate for the name.
+  to the name again; TLS (grading.judges.transport) still verifies the certificate for the name.
 """
 
 from __future__ import annotations

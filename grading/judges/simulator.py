@@ -343,7 +343,7 @@ def gullible_obeys(response: str) -> str | None:
 
 
 # The judge prompt fences graded text between markers that carry a nonce derived from the
-# text itself (see grading.prompts); the simulator reads the blocks the same way.
+# text itself (see grading.judges.prompts); the simulator reads the blocks the same way.
 BLOCK = r"<<<{name} (?P<nonce>[0-9a-f]+)\n(?P<body>.*?)\n{name} (?P=nonce)>>>"
 
 

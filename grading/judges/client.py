@@ -1,7 +1,7 @@
 """A client for OpenAI-compatible chat-completions endpoints, with bounded retries.
 
 A reply that cannot be parsed into a verdict is an error that keeps the raw text; it is
-never read as "not met". Bodies are read by grading.replies, as hostile input.
+never read as "not met". Bodies are read by grading.judges.replies, as hostile input.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import httpx
 
 from assay import secrets as assay_secrets
-from grading import judge_urls, replies
-from grading.limits import SlotTimeout
-from grading.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
-from grading.transport import ReplyTooLarge, Transport
+from grading.judges import addresses, replies
+from grading.judges.limits import SlotTimeout
+from grading.judges.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
+from grading.judges.transport import ReplyTooLarge, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Prepared:
 
 
 class JudgeClient:
-    """Calls one judge. `limiter` (grading.limits) is taken around every HTTP attempt, never
+    """Calls one judge. `limiter` (grading.judges.limits) is taken around every HTTP attempt, never
     across a back-off sleep; `should_stop` is asked before each attempt (cancelled runs)."""
 
     def __init__(
@@ -144,7 +144,7 @@ class JudgeClient:
     ):
         self.settings = settings
         self._own_http = http is None
-        # The checked transport (grading.transport): addresses checked at each connection,
+        # The checked transport (grading.judges.transport): addresses checked at each connection,
         # redirects never followed, no proxy from the environment.
         self._http = http or Transport()
         self.limiter = limiter
@@ -162,8 +162,8 @@ class JudgeClient:
             # changed since the judge was saved): a judge must not be a way to send a key,
             # the project's or the workers', to a server of one's choosing.
             try:
-                host = judge_urls.parse(self.settings.base_url).host
-            except judge_urls.RefusedURL as exc:
+                host = addresses.parse(self.settings.base_url).host
+            except addresses.RefusedURL as exc:
                 raise JudgeError("address_refused", f"judge address refused: {exc}") from None
             key = self._project_key(host) if self.settings.api_key_secret else self._env_key(host)
             headers["Authorization"] = f"Bearer {key}"
@@ -171,7 +171,7 @@ class JudgeClient:
         return headers
 
     def _project_key(self, host: str) -> str:
-        why = judge_urls.project_key_refusal(self.settings.api_key_host, host)
+        why = addresses.project_key_refusal(self.settings.api_key_host, host)
         if why:
             raise JudgeError("key_refused", f"the API key is not sent: {why}")
         try:
@@ -180,7 +180,7 @@ class JudgeClient:
             raise JudgeError("key_unreadable", f"the API key is not sent: {exc}") from None
 
     def _env_key(self, host: str) -> str:
-        why = judge_urls.key_refusal(self.settings.api_key_env, host)
+        why = addresses.key_refusal(self.settings.api_key_env, host)
         if why:
             raise JudgeError("key_refused", f"the API key is not sent: {why}")
         key = os.environ.get(self.settings.api_key_env)
@@ -271,7 +271,7 @@ class JudgeClient:
                     reply = replies.read(response.content)
                     used = reply.tokens.used
                     delta = used - tokens if used else 0
-            except judge_urls.AddressRefused as exc:
+            except addresses.AddressRefused as exc:
                 # Not a passing fault: the address is refused and stays refused. No retry.
                 raise JudgeError("address_refused", f"judge address refused: {exc}") from None
             except ReplyTooLarge as exc:

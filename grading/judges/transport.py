@@ -6,7 +6,7 @@ of httpx's interface the judge client uses (`post(url, json=, headers=, timeout=
 an object with `status_code`, `headers`, `text` and `json()`), and raises httpx's exception
 types, so JudgeClient's retry rules are the same for both. One connection per thread and host.
 
-Every new connection goes through grading.judge_urls.connect: the host is resolved once, each
+Every new connection goes through grading.judges.addresses.connect: the host is resolved once, each
 address is checked (metadata and link-local never, private and loopback only if the operator
 allows), and the socket connects to a checked address, so a DNS answer that changes after a
 judge was saved (rebinding) cannot reach a refused address. TLS still verifies the certificate
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from grading import judge_urls
+from grading.judges import addresses
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class _Deadlined:
 
     deadline = math.inf
     phase = ""
-    policy: judge_urls.Policy | None = None
+    policy: addresses.Policy | None = None
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -77,7 +77,7 @@ class _Deadlined:
 
     def _checked_connection(self, address, timeout=None, source_address=None):
         host, port = address
-        sock = judge_urls.connect(
+        sock = addresses.connect(
             host, port, self._left(), source_address, policy=self.policy, deadline=self.deadline
         )
         try:
@@ -216,7 +216,7 @@ def _after_send() -> None:
 
 class Transport:
     def __init__(
-        self, policy: judge_urls.Policy | None = None, max_reply_bytes: int | None = None
+        self, policy: addresses.Policy | None = None, max_reply_bytes: int | None = None
     ) -> None:
         self._local = threading.local()
         # Made at the first https connection: loading the system's certificates takes tens
@@ -274,9 +274,9 @@ class Transport:
         whole call ends within `timeout` seconds (see the module's docstring): httpx's
         ConnectTimeout, WriteTimeout or ReadTimeout saying so otherwise, or ReplyTooLarge."""
         try:
-            target = judge_urls.parse(url)  # http(s), a host, no userinfo: as when saved
-        except judge_urls.RefusedURL as exc:
-            raise judge_urls.AddressRefused(str(exc)) from None
+            target = addresses.parse(url)  # http(s), a host, no userinfo: as when saved
+        except addresses.RefusedURL as exc:
+            raise addresses.AddressRefused(str(exc)) from None
         parts = urlsplit(url)
         scheme, port = target.scheme, target.port
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -292,7 +292,7 @@ class Transport:
                 response = conn.getresponse()
                 conn.phase = "reading the reply"
                 content = _read_capped(response, cap)
-            except judge_urls.AddressRefused:
+            except addresses.AddressRefused:
                 self._drop(key)
                 raise
             except ReplyTooLarge:

@@ -24,7 +24,7 @@ import json
 
 from django.conf import settings
 
-FENCE_SALT = b"assay.grading.prompts.fence"
+FENCE_SALT = b"assay.grading.judges.prompts.fence"
 
 
 def _fence_key() -> bytes:
