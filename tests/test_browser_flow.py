@@ -46,19 +46,26 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     factories.make_user("rev")
     login(page, base, expert.username)
 
-    # 1. A project; the creator is its admin and adds a member with a role.
+    # 1. A project; the creator is its admin and invites members with a role, who accept on
+    # their projects page (an admin cannot add someone without them knowing).
     page.fill("#id_name", "Cardiology eval")
     page.click("text=Create project")
     expect(page.get_by_role("heading", name="Cardiology eval")).to_be_visible()
+    project_url = page.url
     page.click("nav >> text=Members")
-    page.fill("#id_username", "eng")
-    page.select_option("#id_role", "engineer")
-    page.click("button:has-text('Save')")
-    expect(page.locator("text=eng is now engineer.")).to_be_visible()
-    page.fill("#id_username", "rev")
-    page.select_option("#id_role", "reviewer")
-    page.click("button:has-text('Save')")
-    expect(page.locator("text=rev is now reviewer.")).to_be_visible()
+    for username, role in (("eng", "engineer"), ("rev", "reviewer")):
+        page.fill("#id_username", username)
+        page.select_option("#id_role", role)
+        page.click("button:has-text('Save')")
+        expect(page.get_by_text(f"if a user named '{username}' exists")).to_be_visible()
+    page.click("button:has-text('Log out')")
+    for username, role in (("eng", "engineer"), ("rev", "reviewer")):
+        login(page, base, username)
+        page.click("button:has-text('Accept')")
+        expect(page.get_by_text(f"You joined Cardiology eval as {role}.")).to_be_visible()
+        page.click("button:has-text('Log out')")
+    login(page, base, expert.username)
+    page.goto(project_url)
 
     # 2. A task and its rubric, edited inline.
     page.click("nav >> text=Cardiology eval")
