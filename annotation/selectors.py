@@ -178,6 +178,9 @@ class AnnotatorProgress:
     active: int
     expired: int
     seconds: int
+    # Items still open to them: short of `overlap` live turns, and neither submitted,
+    # skipped nor held by them (what `assignment_claim` could still hand them).
+    remaining: int = 0
 
     @property
     def mean_seconds(self) -> float | None:
@@ -201,6 +204,7 @@ def queue_progress(queue: Queue) -> QueueProgress:
     items = queue.items.count()
     per_user: dict[int, dict] = {}
     names = dict(queue.annotators.values_list("pk", "username"))
+    members = set(names)  # others appear below only through turns taken before removal
     for uid in names:
         per_user[uid] = defaultdict(int)
     rows = queue.assignments.values("annotator_id", "annotator__username", "status").annotate(
@@ -219,6 +223,31 @@ def queue_progress(queue: Queue) -> QueueProgress:
         .filter(n__gte=queue.overlap)
         .count()
     )
+    # Open items, counted as `assignment_claim` counts them: submitted turns and live leases.
+    open_items = queue.items.annotate(
+        live=Count(
+            "assignments",
+            filter=Q(assignments__status=Assignment.Status.SUBMITTED)
+            | Q(
+                assignments__status=Assignment.Status.ACTIVE,
+                assignments__lease_expires_at__gt=timezone.now(),
+            ),
+        )
+    ).filter(live__lt=queue.overlap)
+    open_count = open_items.count()
+    taken = dict(
+        queue.assignments.filter(
+            status__in=[
+                Assignment.Status.SUBMITTED,
+                Assignment.Status.SKIPPED,
+                Assignment.Status.ACTIVE,
+            ],
+            item__in=open_items.values("pk"),
+        )
+        .values("annotator_id")
+        .annotate(n=Count("item", distinct=True))
+        .values_list("annotator_id", "n")
+    )
     annotators = [
         AnnotatorProgress(
             username=names[uid],
@@ -227,6 +256,7 @@ def queue_progress(queue: Queue) -> QueueProgress:
             active=c["active"],
             expired=c["expired"],
             seconds=c["seconds"],
+            remaining=open_count - taken.get(uid, 0) if uid in members else 0,
         )
         for uid, c in sorted(per_user.items(), key=lambda kv: names[kv[0]])
     ]
@@ -397,11 +427,16 @@ def flagged_items(version: RubricVersion) -> set[tuple[int, int]]:
     )
 
 
-def disagreements(version: RubricVersion, among: str = "all", status: str = "open"):
+def disagreements(
+    version: RubricVersion,
+    among: str = "all",
+    status: str = "open",
+    criterion: int | None = None,
+):
     """(response, criterion) pairs to adjudicate: where raters differ, or where a judge's
     verdict is marked for review because the response addresses its grader.
     among: people | judge | flagged | all; status: open (no reviewer decision yet) | decided
-    | all."""
+    | all; criterion: only this criterion's (an id), when given."""
     ratings, raters = version_ratings(version)
     by_item: dict[tuple[int, int], list[stats.Rating]] = defaultdict(list)
     for r in ratings:
@@ -417,6 +452,8 @@ def disagreements(version: RubricVersion, among: str = "all", status: str = "ope
     }
     found = []
     for (resp, crit), rs in by_item.items():
+        if criterion is not None and crit != criterion:
+            continue
         people = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.PERSON}
         judges = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.JUDGE}
         people_disagree = len(people) > 1
@@ -455,8 +492,30 @@ def disagreements(version: RubricVersion, among: str = "all", status: str = "ope
     for d in found:
         d.response, d.criterion = responses[d.response_id], criteria[d.criterion_id]
         d.flag = flags.get(d.response_id)
-    found.sort(key=lambda d: (d.criterion.position, d.response_id))
+    found.sort(key=_in_list_order)
     return found
+
+
+def _in_list_order(d: Disagreement) -> tuple[int, int, int]:
+    return (d.criterion.position, d.criterion_id, d.response_id)
+
+
+def next_disagreement(
+    version: RubricVersion,
+    *,
+    response: Response,
+    criterion: Criterion,
+    among: str = "all",
+    only_criterion: int | None = None,
+) -> Disagreement | None:
+    """The open disagreement a reviewer takes after (response, criterion), in the list's
+    order and under the same filter: the next one below it, else the first still open above
+    it (those the reviewer passed over). None when nothing else is open."""
+    found = disagreements(version, among=among, status="open", criterion=only_criterion)
+    here = (criterion.position, criterion.pk, response.pk)
+    others = [d for d in found if (d.response_id, d.criterion_id) != (response.pk, criterion.pk)]
+    after = [d for d in others if _in_list_order(d) > here]
+    return (after or others or [None])[0]
 
 
 def version_gold_decisions(version: RubricVersion):
@@ -466,15 +525,41 @@ def version_gold_decisions(version: RubricVersion):
     )
 
 
-def item_verdicts(response: Response, criterion: Criterion):
+def item_verdicts(response: Response, criterion: Criterion) -> list[Verdict]:
     """Every counted verdict on one (response, criterion), people's and judges', with the
-    rationale and evidence, for a reviewer to read side by side."""
-    return list(
+    rationale and evidence, for a reviewer to read side by side. Each carries `label`, which
+    names its rater so that no two look alike: a judge by its name, run and the run's mode
+    (the same judge grades in many runs), a person by their name."""
+    verdicts = list(
         Verdict.objects.submitted()
         .filter(response=response, criterion=criterion)
-        .select_related("rater")
-        .order_by("rater__kind", "rater__name", "-pk")
+        # The judge and the run live in `grading`; they are read through the relations,
+        # by name, as Verdict.run is declared, without importing that app.
+        .select_related("rater__judge", "run")
+        .order_by("rater__kind", "rater__name", "run_id", "sample_index", "pk")
     )
+    for v in verdicts:
+        v.label = _rater_label(v)
+    seen = Counter(v.label for v in verdicts)
+    for v in verdicts:
+        if seen[v.label] > 1:  # the same person twice (two queues), or a run-less judge
+            v.label = f"{v.label} · verdict #{v.pk}"
+    return verdicts
+
+
+def _rater_label(verdict: Verdict) -> str:
+    rater = verdict.rater
+    if rater.kind != Rater.Kind.JUDGE:
+        return rater.name
+    judge = getattr(rater, "judge", None)  # None for a judge rater made without a Judge
+    name = judge.name if judge is not None else rater.name.removeprefix("judge: ")
+    label = f"Judge {name}"
+    run = verdict.run
+    if run is not None:
+        label += f" · run #{run.pk} ({run.mode.replace('_', ' ')})"
+        if run.samples > 1:
+            label += f" · sample {verdict.sample_index}"
+    return label
 
 
 def response_flag(response: Response) -> ResponseFlag | None:

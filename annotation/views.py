@@ -4,6 +4,7 @@ calibration. Each checks the role through a selector's helper and calls one serv
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -150,10 +151,22 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
     queue = selectors.queue_for(request.user, pk, Perm.VIEW_RESULTS)
+    progress = selectors.queue_progress(queue)
+    chart = {
+        "annotators": [a.username for a in progress.annotators],
+        "submitted": [a.submitted for a in progress.annotators],
+        "active": [a.active for a in progress.annotators],
+        "remaining": [a.remaining for a in progress.annotators],
+    }
     return render(
         request,
         "annotation/queue.html",
-        {"project": queue.project, "queue": queue, "progress": selectors.queue_progress(queue)},
+        {
+            "project": queue.project,
+            "queue": queue,
+            "progress": progress,
+            "chart_json": json.dumps(chart),
+        },
     )
 
 
@@ -345,18 +358,24 @@ AMONG = {
 STATUS = {"open": "Not yet decided", "decided": "Decided", "all": "All"}
 
 
+def _disagreement_filter(query) -> tuple[str, int | None, str]:
+    """The list's filter (who disagrees, which criterion) from a query or form, and the same
+    as a query string, which the adjudication page carries to find the next one."""
+    among = query.get("among", "all")
+    among = among if among in AMONG else "all"
+    criterion = params.whole_number(query, "criterion")
+    kept = {"among": among} if criterion is None else {"among": among, "criterion": criterion}
+    return among, criterion, urlencode(kept)
+
+
 @login_required
 @require_GET
 def disagreements(request: HttpRequest, pk: int) -> HttpResponse:
     version = selectors.version_for(request.user, pk, Perm.VIEW_RESULTS)
-    among = request.GET.get("among", "all")
+    among, criterion, kept = _disagreement_filter(request.GET)
     status = request.GET.get("status", "open")
-    among = among if among in AMONG else "all"
     status = status if status in STATUS else "open"
-    criterion = params.whole_number(request.GET, "criterion")
-    found = selectors.disagreements(version, among=among, status=status)
-    if criterion is not None:
-        found = [d for d in found if d.criterion_id == criterion]
+    found = selectors.disagreements(version, among=among, status=status, criterion=criterion)
     return render(
         request,
         "annotation/disagreements.html",
@@ -368,6 +387,7 @@ def disagreements(request: HttpRequest, pk: int) -> HttpResponse:
             "among": among,
             "status": status,
             "criterion": criterion,
+            "kept": kept,
             "AMONG": AMONG,
             "STATUS": STATUS,
         },
@@ -385,22 +405,48 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
         pk=response_pk,
         task__project=version.rubric.project,
     )
+    # The list's filter comes along, so "record and next" walks the same list.
+    among, only_criterion, kept = _disagreement_filter(
+        request.POST if request.method == "POST" else request.GET
+    )
     errors: dict[str, str] = {}
     if request.method == "POST":
+        outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
+        if request.POST.get("na"):  # a scale criterion marked not applicable
+            outcome, value = Verdict.Outcome.NOT_APPLICABLE, None
         try:
             services.gold_decide(
                 response=response,
                 criterion=criterion,
-                outcome=request.POST.get("outcome", ""),
-                value=request.POST.get("value") or None,
+                outcome=outcome,
+                value=value,
                 note=request.POST.get("note", ""),
                 user=request.user,
             )
         except ValidationError as exc:
             errors = _errors(exc)
         else:
-            messages.success(request, "Gold verdict recorded.")
-            return redirect("adjudicate", pk=pk, response_pk=response_pk, criterion_pk=criterion_pk)
+            if request.POST.get("next") != "1":
+                messages.success(request, "Gold verdict recorded.")
+                url = reverse("adjudicate", args=[pk, response_pk, criterion_pk])
+                return redirect(f"{url}?{kept}")
+            following = selectors.next_disagreement(
+                version,
+                response=response,
+                criterion=criterion,
+                among=among,
+                only_criterion=only_criterion,
+            )
+            if following is None:
+                messages.success(
+                    request,
+                    "Gold verdict recorded. No open disagreement is left in this list.",
+                )
+                return redirect(f"{reverse('disagreements', args=[pk])}?{kept}")
+            messages.success(request, "Gold verdict recorded; here is the next disagreement.")
+            url = reverse("adjudicate", args=[pk, following.response_id, following.criterion_id])
+            return redirect(f"{url}?{kept}")
+    history = selectors.gold_history(response, criterion)
     return render(
         request,
         "annotation/adjudicate.html",
@@ -411,14 +457,19 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "response": response,
             "verdicts": selectors.item_verdicts(response, criterion),
             "scale": selectors.criterion_scale(criterion),
-            "history": selectors.gold_history(response, criterion),
+            "history": history,
+            "current": history[0] if history else None,
             "flag": selectors.response_flag(response),
             "errors": errors,
             "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),
+            "can_see_runs": role_allows(version.rubric.project.role, Perm.VIEW_RESULTS),
+            "among": among,
+            "only_criterion": only_criterion,
+            "kept": kept,
             "outcomes": [
-                (Verdict.Outcome.MET, "Met"),
-                (Verdict.Outcome.UNMET, "Not met"),
-                (Verdict.Outcome.NOT_APPLICABLE, "Not applicable"),
+                (Verdict.Outcome.MET, "Met", "1"),
+                (Verdict.Outcome.UNMET, "Not met", "2"),
+                (Verdict.Outcome.NOT_APPLICABLE, "Not applicable", "3"),
             ],
         },
     )

@@ -148,6 +148,56 @@
     }
   });
 
+  // --- Adjudication: 1/2/3 (a scale: 1-9, x) pick the gold verdict, n the note, Enter (in
+  // the note Ctrl+Enter) records it and opens the next open disagreement. -----------------
+
+  function recordAndNext(form) {
+    const button = document.getElementById("record-next");
+    if (button) form.requestSubmit(button);
+  }
+
+  function pickGold(form, key) {
+    const scale = form.querySelector(".gold-choices.scale");
+    if (!scale) {
+      const radio = form.querySelector("input[name=outcome][value=" + KEYS[key] + "]");
+      if (radio) radio.checked = true;
+      return Boolean(radio);
+    }
+    const na = scale.querySelector("input[name=na]");
+    if (key === "x") {
+      na.checked = !na.checked;
+      if (na.checked) scale.querySelectorAll("input[name=value]").forEach(function (r) { r.checked = false; });
+      return true;
+    }
+    const radio = scale.querySelectorAll("input[name=value]")[Number(key) - 1];
+    if (!radio) return false;
+    radio.checked = true;
+    na.checked = false;
+    return true;
+  }
+
+  function onGoldKey(event) {
+    const form = document.getElementById("gold-form");
+    if (!form) return;
+    const target = event.target;
+    const typing = target.matches("textarea, input:not([type=radio]):not([type=checkbox]):not([type=hidden]), select");
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      recordAndNext(form);
+      return;
+    }
+    if (typing) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (/^[1-9x]$/.test(event.key) && pickGold(form, event.key)) event.preventDefault();
+    else if (event.key === "n") { event.preventDefault(); document.getElementById("note").focus(); }
+    else if (event.key === "Enter" && !target.matches("button, a")) { event.preventDefault(); recordAndNext(form); }
+  }
+
+  document.addEventListener("keydown", onGoldKey);
+
   // --- Charts ----------------------------------------------------------------------------
 
   function heat(value) {

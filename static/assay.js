@@ -113,6 +113,20 @@
                      title: { display: true, text: (perModel ? "Mean score per model: " : "Met rate per criterion: ")
                                                    + data.b + " minus " + data.a } } },
         });
+      } else if (canvas.dataset.chart === "queue-progress") {
+        const parts = [["Submitted", data.submitted, "#059669"], ["In progress", data.active, "#d97706"],
+                       ["Remaining", data.remaining, "#cbd5e1"]];
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.annotators,
+            datasets: parts.map(function (p) { return { label: p[0], data: p[1], backgroundColor: p[2] }; }),
+          },
+          options: { indexAxis: "y", maintainAspectRatio: false,
+                     scales: { x: { stacked: true, ticks: { precision: 0 }, title: { display: true, text: "items" } },
+                               y: { stacked: true } },
+                     plugins: { title: { display: true, text: "Progress per annotator (remaining: items still open to them)" } } },
+        });
       } else if (canvas.dataset.chart === "histogram") {
         new Chart(canvas, {
           type: "bar",
