@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from html import unescape
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation.models import Adjudication, Verdict
+from annotation.models import Adjudication, Response, Verdict
 from grading import services as grading_services
+from rubrics import services as rubric_services
 from rubrics.models import Role
 from tests import factories
 
@@ -164,3 +168,75 @@ def test_queue_page_charts_progress_per_annotator(client, world):
     assert chart["submitted"][mine] == 1 and chart["active"][mine] == 1
     assert chart["remaining"][mine] == 2
     assert chart["submitted"][1 - mine] == 0 and chart["remaining"][1 - mine] == 4
+
+
+def test_gold_on_a_scale_takes_a_level_or_not_applicable_from_the_grid(client, personas):
+    p = personas
+    task = factories.make_task(p.project, "t2")
+    rubric = rubric_services.rubric_create(
+        project=p.project,
+        task=task,
+        title="Scaled",
+        user=p.admin,
+        criteria=[
+            rubric_services.CriterionInput(
+                text="Advises hydration",
+                points=Decimal(2),
+                kind="scale",
+                scale=("none", "some", "full"),
+            )
+        ],
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=p.admin)
+    factories.import_responses(p.project, [{"task_id": "t2", "model": "m", "response": "Rest."}])
+    response = Response.objects.get(task=task)
+    scale = grader.version.criteria.get()
+    url = reverse("adjudicate", args=[grader.version_id, response.pk, scale.pk])
+    client.force_login(p.reviewer)
+    body = client.get(url).content.decode()
+    assert 'class="gold-choices scale"' in body and body.count('name="value"') == 3
+    assert '<span class="descriptor">some</span>' in body
+    client.post(url, {"outcome": "met", "value": "0.5", "next": "0"})
+    client.post(url, {"outcome": "met", "value": "0.5", "na": "1", "next": "0"})
+    gold = list(Adjudication.objects.order_by("pk").values_list("outcome", "value"))
+    assert gold == [("met", 0.5), ("na", None)]
+    # The current gold is what the grid shows checked.
+    assert 'name="na" value="1" checked' in client.get(url).content.decode()
+
+
+def count_queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_adjudication_and_queue_pages_queries_do_not_grow(client, world):
+    p, grader, queue, second = world
+    done = factories.annotate(queue, p.annotator, {1: "met", 2: "met"})
+    factories.annotate(queue, second, {1: "unmet", 2: "met"})
+    c1 = grader.version.criteria.order_by("position")[0]
+    url = reverse("adjudicate", args=[grader.version_id, done.item.response_id, c1.pk])
+    client.force_login(p.admin)
+    counts = []
+    for name in ("one", "two", "three"):
+        judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1", name=name)
+        run = grading_services.run_create(
+            project=p.project, grader=grader, judge=judge, user=p.admin
+        )
+        Verdict.objects.create(
+            run=run,
+            rater_id=judge.rater_id,
+            grader=grader,
+            response_id=done.item.response_id,
+            criterion=c1,
+            outcome="met",
+        )
+        counts.append(count_queries(client, url))
+    assert counts[0] == counts[-1], counts
+    queue_url = reverse("queue", args=[queue.pk])
+    before = count_queries(client, queue_url)
+    for _ in range(3):
+        newcomer = factories.add_member(p.project, Role.ANNOTATOR)
+        queue.annotators.add(newcomer)
+        factories.annotate(queue, newcomer, submit=False)
+    assert count_queries(client, queue_url) == before
