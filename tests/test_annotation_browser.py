@@ -106,6 +106,9 @@ def test_annotators_disagree_reviewer_adjudicates_calibration_reports(
     annotate_with_keys(page, base, "ann1", "1", "The ECG at hospital is named.")
     annotate_with_keys(page, base, "ann2", "2", "Only troponin is really explained.")
     assert Assignment.objects.filter(status=Assignment.Status.SUBMITTED).count() == 2
+    # The quote taken before the decision was saved with it.
+    quoted = Verdict.objects.filter(assignment__isnull=False, criterion__text=CRITERIA[0][0])
+    assert [v.evidence.startswith("Call emergency") for v in quoted] == [True, True]
 
     # The reviewer finds the disagreement, reads both rationales, and decides.
     login(page, base, "rev")
