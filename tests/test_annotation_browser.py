@@ -232,3 +232,52 @@ def test_a_decision_skips_criteria_already_decided(page, live_server):
     with page.expect_response(lambda r: "/draft/" in r.url):
         page.keyboard.press("2")
     expect(items.nth(2)).to_have_class(ACTIVE)  # criterion 2 is decided already
+
+
+def test_a_scale_level_or_n_a_also_moves_on(page, live_server):
+    """On a scale criterion a level key (or x for n/a) is the decision, and moves on too."""
+    from decimal import Decimal
+
+    from rubrics import services as rubric_services
+
+    base = live_server.url
+    admin = factories.make_user("boss")
+    project = factories.make_project(owner=admin, name="Cardio")
+    ann = factories.add_member(project, Role.ANNOTATOR, username="ann1")
+    task = factories.make_task(project, "chest-pain", prompt="Chest pressure at the gym?")
+    scale = rubric_services.CriterionInput(
+        text="Explains the risk", points=Decimal(2), kind="scale", scale=("none", "some", "full")
+    )
+    rubric = rubric_services.rubric_create(
+        project=project,
+        task=task,
+        title="Scaled",
+        user=admin,
+        criteria=[scale, scale, rubric_services.CriterionInput(text="Calls", points=Decimal(1))],
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
+    factories.import_responses(
+        project, [{"task_id": "chest-pain", "model": "m-good", "response": GOOD}]
+    )
+    factories.make_queue(project, grader, [ann], admin, overlap=1, name="Scaled")
+    login(page, base, "ann1")
+    page.goto(f"{base}/p/cardio/queues/")
+    page.click("button:has-text('Start annotating')")
+    items = page.locator("li.check-item")
+    expect(items.nth(0)).to_have_class(ACTIVE)
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("3")
+    expect(items.nth(1)).to_have_class(ACTIVE)
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("x")
+    expect(items.nth(2)).to_have_class(ACTIVE)
+    with page.expect_response(lambda r: "/draft/" in r.url):
+        page.keyboard.press("1")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("text=Nothing left for you")).to_be_visible()
+    outcomes = list(
+        Verdict.objects.filter(assignment__annotator=ann)
+        .order_by("criterion__position")
+        .values_list("outcome", "value")
+    )
+    assert outcomes == [("met", 1.0), ("na", None), ("met", None)]
