@@ -268,6 +268,8 @@ class QueueSerializer(serializers.Serializer):
     version = serializers.IntegerField(source="grader.version_id")
     overlap = serializers.IntegerField()
     lease_seconds = serializers.IntegerField()
+    guidelines = serializers.CharField()
+    show_reference = serializers.BooleanField()
     items = serializers.IntegerField(source="item_count")
     submitted = serializers.IntegerField()
 
@@ -307,6 +309,15 @@ class QueueCreateApi(APIView):
         lease_seconds = serializers.IntegerField(
             min_value=1, max_value=services.MAX_LEASE_SECONDS, default=30 * 60
         )
+        guidelines = serializers.CharField(
+            max_length=services.MAX_GUIDELINES_CHARS,
+            allow_blank=True,
+            default="",
+            help_text="Instructions for the annotators, in Markdown (shown sanitized).",
+        )
+        show_reference = serializers.BooleanField(
+            default=False, help_text="Show annotators the task's newest reference answer."
+        )
         responses = serializers.ListField(
             child=serializers.IntegerField(),
             required=False,
@@ -338,6 +349,8 @@ class QueueCreateApi(APIView):
                 overlap=v["overlap"],
                 annotators=v["annotators"],
                 lease_seconds=v["lease_seconds"],
+                guidelines=v["guidelines"],
+                show_reference=v["show_reference"],
                 responses=chosen,
                 user=request.user,
             )

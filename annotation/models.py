@@ -171,6 +171,10 @@ class Queue(models.Model):
     overlap = models.PositiveSmallIntegerField(default=2)
     # An item opened and left alone this long is handed to someone else.
     lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    # Instructions for the annotators (Markdown, shown sanitized above the rubric).
+    guidelines = models.TextField(blank=True, default="")
+    # Whether the annotation page shows the task's newest reference answer.
+    show_reference = models.BooleanField(default=False)
     annotators = models.ManyToManyField(
         settings.AUTH_USER_MODEL, related_name="annotation_queues", blank=True
     )

@@ -23,7 +23,15 @@ from annotation.models import (
     ResponseFlag,
     Verdict,
 )
-from rubrics.models import Criterion, Grader, Membership, Project, Role, RubricVersion
+from rubrics.models import (
+    Criterion,
+    Grader,
+    Membership,
+    Project,
+    ReferenceDeliverable,
+    Role,
+    RubricVersion,
+)
 from rubrics.permissions import Perm, check
 
 
@@ -311,6 +319,8 @@ class AnnotationPage:
     drafts: dict[int, Verdict]
     # criterion id -> [(level 1..L, value in [0, 1], descriptor)] for scale criteria
     scales: dict[int, list[tuple[int, float, str]]]
+    # The task's newest reference answer (Markdown), when the queue shows it; else "".
+    reference: str = ""
 
 
 def annotation_page(assignment: Assignment) -> AnnotationPage:
@@ -324,7 +334,51 @@ def annotation_page(assignment: Assignment) -> AnnotationPage:
         )
     }
     scales = spec_scales(assignment.queue.grader.spec)
-    return AnnotationPage(assignment, assignment.item.response, criteria, drafts, scales)
+    response = assignment.item.response
+    reference = ""
+    if assignment.queue.show_reference:
+        newest = (
+            ReferenceDeliverable.objects.filter(task_id=response.task_id)
+            .order_by("-created_at", "-pk")
+            .values_list("body", flat=True)
+            .first()
+        )
+        reference = newest or ""
+    return AnnotationPage(assignment, response, criteria, drafts, scales, reference)
+
+
+def my_work(project: Project, user) -> list[Assignment]:
+    """The user's own turns in the project's queues, in progress first, then submitted, newest
+    first, with how many criteria each has decided. Never anyone else's turns; blind like the
+    annotation page: only the queue and the task are named, never the model or the sample."""
+    decided = (
+        Verdict.objects.filter(assignment=OuterRef("pk"))
+        .order_by()
+        .values("assignment")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    status_order = {Assignment.Status.ACTIVE: 0, Assignment.Status.SUBMITTED: 1}
+    turns = list(
+        Assignment.objects.filter(
+            queue__project=project,
+            annotator=user,
+            status__in=list(status_order),
+        )
+        .select_related("queue", "item__response__task")
+        .only(
+            "status",
+            "opened_at",
+            "submitted_at",
+            "queue__name",
+            "item__response__task__title",
+            "item__response__task__external_id",
+        )
+        .annotate(decided=Coalesce(Subquery(decided, output_field=IntegerField()), 0))
+        .order_by("-submitted_at", "-pk")
+    )
+    turns.sort(key=lambda a: status_order[a.status])
+    return turns
 
 
 # --- Ratings for agreement, gold, disagreements -----------------------------------------------

@@ -268,6 +268,7 @@ def member_remove(*, project: Project, username: str, actor=None) -> None:
 # --- Queues and hand-out --------------------------------------------------------------------
 
 MAX_LEASE_SECONDS = 7 * 24 * 3600
+MAX_GUIDELINES_CHARS = 20_000
 
 
 def _annotator_ids(project: Project, usernames: Iterable[str]) -> list[int]:
@@ -300,9 +301,17 @@ def queue_create(
     user,
     responses=None,
     lease_seconds: int = 30 * 60,
+    guidelines: str = "",
+    show_reference: bool = False,
 ) -> Queue:
     """A queue of `responses` (default: every response the grader's rubric applies to)."""
     errors: dict[str, str] = {}
+    guidelines = (guidelines or "").strip()
+    if len(guidelines) > MAX_GUIDELINES_CHARS:
+        errors["guidelines"] = (
+            f"Guidelines are at most {MAX_GUIDELINES_CHARS:,} characters; "
+            f"these are {len(guidelines):,}."
+        )
     name = (name or "").strip()
     if not name:
         errors["name"] = "Give the queue a name."
@@ -341,6 +350,8 @@ def queue_create(
         name=name,
         overlap=overlap,
         lease_seconds=lease_seconds,
+        guidelines=guidelines,
+        show_reference=bool(show_reference),
         created_by=user,
     )
     queue.annotators.set(annotator_ids)

@@ -6,6 +6,7 @@ urlpatterns = [
     path("p/<slug:slug>/responses/", views.responses, name="responses"),
     path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/queues/", views.queues, name="queues"),
+    path("p/<slug:slug>/my-work/", views.my_work, name="my_work"),
     path("queues/<int:pk>/", views.queue_detail, name="queue"),
     path("queues/<int:pk>/next/", views.queue_next, name="queue_next"),
     path("assignments/<int:pk>/", views.assignment_page, name="assignment"),

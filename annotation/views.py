@@ -121,6 +121,8 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
                 overlap=overlap,
                 annotators=request.POST.getlist("annotators"),
                 responses=chosen,
+                guidelines=request.POST.get("guidelines", ""),
+                show_reference=request.POST.get("show_reference") == "1",
                 user=request.user,
             )
         except ValidationError as exc:
@@ -144,6 +146,20 @@ def queues(request: HttpRequest, slug: str) -> HttpResponse:
             "errors": errors,
             "posted": request.POST,
         },
+    )
+
+
+@login_required
+@require_GET
+def my_work(request: HttpRequest, slug: str) -> HttpResponse:
+    """An annotator's own turns across the project's queues: continue one in progress, or
+    revisit a submitted one (read-only: the annotation page shows a submitted turn's verdicts
+    and accepts no more changes)."""
+    project = project_for(request.user, slug, Perm.ANNOTATE)
+    return render(
+        request,
+        "annotation/my_work.html",
+        {"project": project, "turns": selectors.my_work(project, request.user)},
     )
 
 
@@ -209,6 +225,7 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
             "task": page.response.task,
             "response": page.response,
             "rows": rows,
+            "reference": page.reference,
             "decided": len(page.drafts),
             "outcomes": [
                 (Verdict.Outcome.MET, "Met", "1"),

@@ -37,10 +37,21 @@
     htmx.trigger(form, "save");
   }
 
+  // After a decision the next undecided criterion (after this one, then from the top) becomes
+  // active, so 15 criteria take 15 keys and a submit rather than a j between each.
+  function advance(li) {
+    const all = items();
+    const at = all.indexOf(li);
+    const order = all.slice(at + 1).concat(all.slice(0, at));
+    const next = order.find(function (el) { return !isDecided(el.querySelector("form")); });
+    if (next) activate(next);
+  }
+
   function decide(li, outcome) {
     const radio = li.querySelector("input[name=outcome][value=" + outcome + "]");
     radio.checked = true;
     save(li);
+    advance(li);
   }
 
   // A scale criterion: digits pick a level, x marks it not applicable.
@@ -56,6 +67,7 @@
       na.checked = false;
     }
     save(li);
+    if (isDecided(li.querySelector("form"))) advance(li);
   }
 
   function quoteSelection(li) {
@@ -81,10 +93,16 @@
   }
 
   function onKey(event) {
-    if (!document.getElementById("annotate")) return;
-    if (document.querySelector("#annotate fieldset[disabled]")) return;  // submitted or skipped
+    const page = document.getElementById("annotate");
+    if (!page) return;
     const target = event.target;
     const typing = target.matches("textarea, input:not([type=radio]):not([type=hidden])");
+    if (event.key === "q" && !typing && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      window.location.assign(page.dataset.queuesUrl);  // also from a submitted item
+      return;
+    }
+    if (document.querySelector("#annotate fieldset[disabled]")) return;  // submitted or skipped
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       if (typing && target.closest(".check-item")) save(target.closest(".check-item"));

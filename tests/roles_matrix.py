@@ -613,6 +613,7 @@ ROWS = [
         members_only(RESULTS, 200),
     ),
     page("post", "queue_next", "/queues/{queue}/next/", members_page(ANNOTATORS, 302)),
+    page("get", "my_work", "/p/{slug}/my-work/", members_page(ANNOTATORS, 200)),
     # The annotator holds an item already, so the claim answers it again.
     api(
         "post",
@@ -788,7 +789,16 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         project=project, username=invited.username, role="author", actor=admin
     )
     invitation = Invitation.objects.get(project=project, user=invited)
-    queue = factories.make_queue(project, grader, [annotator], admin, overlap=1)
+    # Guidelines and the reference answer on: the blindness walk reads them on the annotation page.
+    queue = factories.make_queue(
+        project,
+        grader,
+        [annotator],
+        admin,
+        overlap=1,
+        guidelines="Grade **carefully**.",
+        show_reference=True,
+    )
     assignment = annotation_services.assignment_claim(queue=queue, user=annotator)
     review_rubric = rubric_services.rubric_create(
         project=project,
