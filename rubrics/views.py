@@ -894,10 +894,19 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.VIEW)
     fmt = request.GET.get("format", "healthbench")
     if fmt == "healthbench":
-        body = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
-        formats.export_recorded(project=project, format=fmt, actor=request.user)
+        picked = params.whole_number(request.GET, "rubric")
+        rubric, name = None, f"{slug}-healthbench.jsonl"
+        if picked is not None:
+            try:
+                rubric = formats.task_rubric_for_export(project=project, pk=picked)
+            except ValidationError as exc:
+                raise Http404(" ".join(_errors(exc))) from None
+            name = f"{slug}-rubric-{rubric.pk}-healthbench.jsonl"
+        lines = formats.export_healthbench(project=project, rubric=picked)
+        body = "".join(f"{line}\n" for line in lines)
+        formats.export_recorded(project=project, format=fmt, actor=request.user, rubric=rubric)
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
     if fmt == "csv":
         body = "".join(formats.export_spreadsheet(project=project))
