@@ -558,3 +558,17 @@ def test_a_task_rubric_exports_on_its_own_from_the_project_page(client, personas
     assert client.get(url).status_code == 404
     url = f"/p/{slug}/rubrics/export/?format=healthbench&rubric=%C2%B2"
     assert client.get(url).status_code == 400
+
+
+def test_the_export_command_takes_one_task_rubric(personas, tmp_path):
+    slug = personas.project.slug
+    call_command("import_rubrics", str(HEALTHBENCH), format="healthbench", project=slug)
+    rubric = Rubric.objects.order_by("task_id", "pk")[1]
+    out = tmp_path / "one.jsonl"
+    call_command(
+        "export_rubrics", format="healthbench", project=slug, rubric=rubric.pk, output=str(out)
+    )
+    original = [json.loads(line) for line in HEALTHBENCH.read_text().splitlines() if line]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [original[1]]
+    with pytest.raises(CommandError, match="No task rubric 99999"):
+        call_command("export_rubrics", format="healthbench", project=slug, rubric=99999)
