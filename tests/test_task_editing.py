@@ -146,3 +146,24 @@ def test_the_preview_renders_sanitized_markdown(client, personas):
     assert client.post(url, {"content": "x"}).status_code == 403
     client.force_login(personas.outsider)
     assert client.post(url, {"content": "x"}).status_code == 404
+
+
+def test_the_task_page_does_not_grow_queries_with_messages_or_rubrics(client, personas):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(personas.author)
+    counts = []
+    for n in (1, 12):
+        task = services.task_create(
+            project=personas.project,
+            external_id=f"t{n}",
+            title="T",
+            messages=[{"role": "user", "content": f"Turn {i}"} for i in range(n)],
+        )
+        for i in range(n):
+            services.rubric_create(project=personas.project, task=task, title=f"R{i}", user=None)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"/p/{personas.project.slug}/tasks/t{n}/").status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1] and counts[0] <= 12, counts
