@@ -167,3 +167,16 @@ def test_the_task_page_does_not_grow_queries_with_messages_or_rubrics(client, pe
             assert client.get(f"/p/{personas.project.slug}/tasks/t{n}/").status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1] and counts[0] <= 12, counts
+
+
+def test_the_preview_of_every_xss_payload_is_inert(client, personas):
+    from tests.test_xss import html_problems
+    from tests.xss_payloads import PAYLOADS
+
+    client.force_login(personas.author)
+    url = f"/p/{personas.project.slug}/preview/markdown/"
+    problems = []
+    for name, payload in PAYLOADS:
+        html = client.post(url, {"content": payload}).content.decode()
+        problems += [f"{name}: {p}" for p in html_problems(f"<html><body>{html}</body></html>")]
+    assert not problems, "\n".join(problems)
