@@ -24,6 +24,7 @@ from annotation.models import (
     Verdict,
 )
 from rubrics import audit, uploads
+from rubrics import selectors as rubric_selectors
 from rubrics import services as rubric_services
 from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
 from rubrics.services import Conflict
@@ -214,7 +215,7 @@ def task_update(*, task: Task, **fields) -> Task:
     """Change a task (see `rubrics.services.task_fields_update`); its prompt is frozen once
     responses answer it."""
     task = Task.objects.select_for_update().get(pk=task.pk)
-    frozen = Response.objects.filter(task=task).exists()
+    frozen = rubric_selectors.task_has_responses(task)
     return rubric_services.task_fields_update(task=task, prompt_frozen=frozen, **fields)
 
 

@@ -3,6 +3,8 @@ from django.urls import path
 from annotation import views
 
 urlpatterns = [
+    # The task page is rubrics'; its Edit form posts here, where the prompt's freeze is known.
+    path("p/<slug:slug>/tasks/<str:external_id>/edit/", views.task_edit, name="task_edit"),
     path("p/<slug:slug>/responses/", views.responses, name="responses"),
     path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/queues/", views.queues, name="queues"),

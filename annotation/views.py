@@ -18,10 +18,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
 from annotation.models import Response, Verdict
+from rubrics import forms as task_forms
 from rubrics import params, uploads
 from rubrics import selectors as rubric_selectors
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
+from rubrics.services import Conflict
+from rubrics.views import task_page
 
 PAGE = 200
 
@@ -30,6 +33,40 @@ def _errors(exc: ValidationError) -> dict[str, str]:
     if hasattr(exc, "error_dict"):
         return {k: " ".join(v) for k, v in exc.message_dict.items()}
     return {"form": " ".join(exc.messages)}
+
+
+@login_required
+@require_POST
+def task_edit(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
+    """The task page's Edit form: title, tags, and (until responses answer the task) its
+    messages and context, through the service the API's PATCH uses. A frozen prompt is
+    refused as the API refuses it (409 there), as a message on the task page."""
+    project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    task = rubric_selectors.task_for(request.user, project, external_id, Perm.EDIT_RUBRICS)
+    post = request.POST
+    posted = {
+        "title": post.get("title", ""),
+        "tags": post.get("tags", ""),
+        "context": post.get("context", ""),
+        "messages": [],
+    }
+    try:
+        posted["messages"] = task_forms.posted_messages(post)
+        services.task_update(
+            task=task,
+            title=posted["title"],
+            tags=[t.strip() for t in posted["tags"].split(",") if t.strip()],
+            context=posted["context"],
+            messages=posted["messages"],
+        )
+    except Conflict as exc:
+        messages.error(request, f"Task not saved: {' '.join(exc.messages)}")
+    except ValidationError as exc:
+        task.refresh_from_db()
+        return task_page(request, project, task, posted=posted, errors=exc, status=400)
+    else:
+        messages.success(request, "Saved the task.")
+    return redirect("task", slug=slug, external_id=task.external_id)
 
 
 @login_required

@@ -229,14 +229,14 @@ def _latest_versions(rubrics) -> dict[int, RubricVersion]:
     return latest
 
 
-def _task_rubrics_newest(project: Project):
-    """What the exports walk: the project's task rubrics (in import order), each rubric's
-    newest version, and that version's criteria (with their groups) in order."""
-    rubrics = list(
-        Rubric.objects.filter(project=project, task__isnull=False)
-        .select_related("task")
-        .order_by("task_id", "pk")
-    )
+def _task_rubrics_newest(project: Project, rubric: int | None = None):
+    """What the exports walk: the project's task rubrics (in import order), or only the task
+    rubric `rubric` (a pk), each rubric's newest version, and that version's criteria (with
+    their groups) in order."""
+    chosen = Rubric.objects.filter(project=project, task__isnull=False)
+    if rubric is not None:
+        chosen = chosen.filter(pk=rubric)
+    rubrics = list(chosen.select_related("task").order_by("task_id", "pk"))
     latest = _latest_versions(rubrics)
     by_version: dict[int, list[Criterion]] = {}
     for c in (
@@ -248,9 +248,10 @@ def _task_rubrics_newest(project: Project):
     return rubrics, latest, by_version
 
 
-def export_healthbench(*, project: Project) -> Iterator[str]:
-    """One JSON line per task with a rubric, in import order, from each rubric's newest version."""
-    rubrics, latest, by_version = _task_rubrics_newest(project)
+def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterator[str]:
+    """One JSON line per task with a rubric, in import order, from each rubric's newest version;
+    with `rubric` (a task rubric's pk), that rubric's line only."""
+    rubrics, latest, by_version = _task_rubrics_newest(project, rubric)
     done: set[int] = set()
     for rubric in rubrics:
         if rubric.task_id in done or rubric.pk not in latest:
@@ -424,6 +425,14 @@ def export_recorded(*, project: Project, format: str, actor=None, rubric: Rubric
         target_label=rubric.title if rubric else project.name,
         details={"format": format, **({"os_user": audit.os_user()} if actor is None else {})},
     )
+
+
+def task_rubric_for_export(*, project: Project, pk: int) -> Rubric:
+    """The task rubric `pk` of `project`, to export on its own (HealthBench JSONL)."""
+    rubric = Rubric.objects.filter(project=project, task__isnull=False, pk=pk).first()
+    if rubric is None:
+        raise ValidationError({"rubric": f"No task rubric {pk} in this project."})
+    return rubric
 
 
 def tree_rubric_for_export(*, project: Project, pk: int | None) -> Rubric:

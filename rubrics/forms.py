@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 
 from rubrics.models import AuditEvent, Role
 
@@ -39,10 +40,6 @@ class TaskForm(forms.Form):
         max_length=200, label="External id", help_text="Your id for the task, e.g. clinic-042."
     )
     title = forms.CharField(max_length=300, required=False)
-    system = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False, label="System message"
-    )
-    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), label="User message")
     reference = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8}),
         required=False,
@@ -50,10 +47,39 @@ class TaskForm(forms.Form):
     )
     tags = forms.CharField(required=False, help_text="Comma-separated.")
 
-    def messages(self) -> list[dict]:
-        data = self.cleaned_data
-        messages = [{"role": "system", "content": data["system"]}] if data["system"] else []
-        return [*messages, {"role": "user", "content": data["prompt"]}]
+
+# The roles the messages editor offers; a task imported with another role the service accepts
+# (e.g. "developer") keeps it, and the editor shows it too.
+EDITOR_ROLES = ("system", "user", "assistant")
+
+
+def posted_messages(data) -> list[dict]:
+    """The messages editor's rows, in page order: one `role` and one `content` per row. The
+    service (`validate_messages`) judges them; this only pairs them up."""
+    roles, contents = data.getlist("role"), data.getlist("content")
+    if len(roles) != len(contents):
+        raise ValidationError(
+            {"messages": f"{len(roles)} roles for {len(contents)} contents: send one of each."}
+        )
+    return [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
+
+
+def editor_rows(messages: list[dict], errors: dict[str, list[str]] | None = None) -> list[dict]:
+    """What the messages editor shows: each message with the roles its menu offers and the
+    service's errors about it (keys `messages[i]`, `messages[i].role`, ...)."""
+    rows = []
+    for i, message in enumerate(messages):
+        role = message.get("role", "user")
+        roles = EDITOR_ROLES if role in EDITOR_ROLES else (*EDITOR_ROLES, role)
+        mine = [
+            m
+            for key, found in (errors or {}).items()
+            if key == f"messages[{i}]" or key.startswith(f"messages[{i}].")
+            for m in found
+        ]
+        row = {"role": role, "content": message.get("content", ""), "roles": roles}
+        rows.append({**row, "errors": mine})
+    return rows
 
 
 class RubricForm(forms.Form):

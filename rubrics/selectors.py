@@ -99,6 +99,12 @@ def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -
     return get_object_or_404(Task, project=project, external_id=external_id)
 
 
+def task_has_responses(task: Task) -> bool:
+    """Whether responses answer the task: then its prompt (messages, context) is frozen.
+    Through the reverse relation, so `rubrics` names no model of `annotation`."""
+    return task.responses.exists()
+
+
 def rubric_for(user, pk: int, perm: Perm) -> Rubric:
     """The rubric `pk` if `user` may `perm` in its project; 404 for non-members."""
     rubric = get_object_or_404(Rubric.objects.select_related("project", "task", "template"), pk=pk)

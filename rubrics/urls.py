@@ -32,6 +32,7 @@ urlpatterns = [
     path("p/<slug:slug>/audit/", views.audit_log, name="audit_log"),
     path("p/<slug:slug>/reviews/", views.review_inbox, name="review_inbox"),
     path("p/<slug:slug>/tasks/new/", views.task_new, name="task_new"),
+    path("p/<slug:slug>/preview/markdown/", views.markdown_preview, name="markdown_preview"),
     path("p/<slug:slug>/imports/tasks/", views.tasks_import, name="tasks_import"),
     path("p/<slug:slug>/tasks/<str:external_id>/", views.task_detail, name="task"),
     path("p/<slug:slug>/tasks/<str:external_id>/rubrics/", views.rubric_new, name="rubric_new"),

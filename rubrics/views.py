@@ -29,7 +29,15 @@ from rubrics import (
     task_import,
     uploads,
 )
-from rubrics.forms import AuditFilterForm, MemberForm, ProjectForm, RubricForm, TaskForm
+from rubrics.forms import (
+    AuditFilterForm,
+    MemberForm,
+    ProjectForm,
+    RubricForm,
+    TaskForm,
+    editor_rows,
+    posted_messages,
+)
 from rubrics.models import Criterion, RubricVersion
 from rubrics.permissions import Perm, project_for, role_allows
 
@@ -215,28 +223,48 @@ def review_inbox(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "rubrics/reviews.html", {"project": project, "versions": versions})
 
 
+TASK_FORM_ID = "task-form"
+
+
+def _editor(project, rows: list[dict]) -> dict:
+    """The messages editor's context (rubrics/_messages_editor.html)."""
+    return {
+        "editor_rows": rows,
+        "form_id": TASK_FORM_ID,
+        "preview_url": reverse("markdown_preview", args=[project.slug]),
+    }
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def task_new(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
     form = TaskForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
+    rows = editor_rows([{"role": "user", "content": ""}])
+    errors: list[str] = []
+    if request.method == "POST":
+        found: dict[str, list[str]] = {}
         try:
-            task = services.task_create(
-                project=project,
-                external_id=data["external_id"],
-                title=data["title"],
-                messages=form.messages(),
-                tags=[t.strip() for t in data["tags"].split(",") if t.strip()],
-                reference=data["reference"],
-                user=request.user,
-            )
+            posted = posted_messages(request.POST)
+            rows = editor_rows(posted)
+            if form.is_valid():
+                data = form.cleaned_data
+                task = services.task_create(
+                    project=project,
+                    external_id=data["external_id"],
+                    title=data["title"],
+                    messages=posted,
+                    tags=[t.strip() for t in data["tags"].split(",") if t.strip()],
+                    reference=data["reference"],
+                    user=request.user,
+                )
+                return redirect("task", slug=slug, external_id=task.external_id)
         except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            return redirect("task", slug=slug, external_id=task.external_id)
-    return render(request, "rubrics/task_new.html", {"project": project, "form": form})
+            errors = _errors(exc)
+            found = exc.message_dict if hasattr(exc, "error_dict") else {}
+            rows = editor_rows([{k: r[k] for k in ("role", "content")} for r in rows], found)
+    context = {"project": project, "form": form, "errors": errors, **_editor(project, rows)}
+    return render(request, "rubrics/task_new.html", context)
 
 
 @login_required
@@ -272,23 +300,60 @@ def tasks_import(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "rubrics/tasks_import.html", context)
 
 
+def task_page(
+    request: HttpRequest,
+    project,
+    task,
+    *,
+    posted: dict | None = None,
+    errors: ValidationError | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The task page; with `posted` (the Edit form's fields) and `errors` it shows that form
+    again as sent, with the service's errors (annotation.views.task_edit)."""
+    can_edit = role_allows(project.role, Perm.EDIT_RUBRICS)
+    frozen = selectors.task_has_responses(task)
+    edit = posted or {
+        "title": task.title,
+        "tags": ", ".join(task.tags),
+        "context": task.context,
+        "messages": task.messages,
+    }
+    found = errors.message_dict if errors is not None and hasattr(errors, "error_dict") else {}
+    context = {
+        "project": project,
+        "task": task,
+        "references": list(selectors.task_references(task)),
+        "rubrics": task.rubrics.all(),
+        "can_edit": can_edit,
+        "prompt_frozen": frozen,
+        "edit": edit,
+        "edit_errors": _errors(errors) if errors is not None else [],
+        "max_file_mb": _max_file_mb(),
+        **_editor(project, editor_rows(edit["messages"], found)),
+    }
+    return render(request, "rubrics/task.html", context, status=status)
+
+
 @login_required
 @require_GET
 def task_detail(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.VIEW)
     task = selectors.task_for(request.user, project, external_id)
-    return render(
-        request,
-        "rubrics/task.html",
-        {
-            "project": project,
-            "task": task,
-            "references": list(selectors.task_references(task)),
-            "rubrics": task.rubrics.all(),
-            "can_edit": role_allows(project.role, Perm.EDIT_RUBRICS),
-            "max_file_mb": _max_file_mb(),
-        },
-    )
+    return task_page(request, project, task)
+
+
+@login_required
+@require_POST
+def markdown_preview(request: HttpRequest, slug: str) -> HttpResponse:
+    """A message's Markdown as the task page shows it (sanitized by assay.markdown), for the
+    messages editor's preview (an htmx request)."""
+    project_for(request.user, slug, Perm.EDIT_RUBRICS)
+    text = request.POST.get("content", "")
+    if len(text) > settings.TASK_MESSAGE_MAX_CHARS:
+        context = {"too_long": len(text), "limit": settings.TASK_MESSAGE_MAX_CHARS}
+        return render(request, "rubrics/_markdown_preview.html", context)
+    return render(request, "rubrics/_markdown_preview.html", {"text": text})
 
 
 @login_required
@@ -894,10 +959,19 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.VIEW)
     fmt = request.GET.get("format", "healthbench")
     if fmt == "healthbench":
-        body = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
-        formats.export_recorded(project=project, format=fmt, actor=request.user)
+        picked = params.whole_number(request.GET, "rubric")
+        rubric, name = None, f"{slug}-healthbench.jsonl"
+        if picked is not None:
+            try:
+                rubric = formats.task_rubric_for_export(project=project, pk=picked)
+            except ValidationError as exc:
+                raise Http404(" ".join(_errors(exc))) from None
+            name = f"{slug}-rubric-{rubric.pk}-healthbench.jsonl"
+        lines = formats.export_healthbench(project=project, rubric=picked)
+        body = "".join(f"{line}\n" for line in lines)
+        formats.export_recorded(project=project, format=fmt, actor=request.user, rubric=rubric)
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slug}-healthbench.jsonl"'
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
     if fmt == "csv":
         body = "".join(formats.export_spreadsheet(project=project))

@@ -362,3 +362,33 @@
     });
   });
 })();
+
+// The messages editor (rubrics/_messages_editor.html): add, remove and move chat messages.
+// The rows' order in the page is the order the form sends and the task keeps.
+(function () {
+  "use strict";
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("button");
+    if (!button) return;
+    const editor = button.closest("[data-messages-editor]");
+    if (!editor) return;
+    const rows = editor.querySelector("[data-message-rows]");
+    const row = button.closest("[data-message-row]");
+    if (button.matches("[data-message-add]")) {
+      const template = editor.querySelector("template[data-message-template]");
+      const fresh = template.content.firstElementChild.cloneNode(true);
+      rows.appendChild(fresh);
+      if (window.htmx) window.htmx.process(fresh);  // its preview's request
+      fresh.querySelector("textarea").focus();
+    } else if (row && button.matches("[data-message-remove]")) {
+      row.remove();
+    } else if (row && button.matches("[data-message-up]") && row.previousElementSibling) {
+      rows.insertBefore(row, row.previousElementSibling);
+      button.focus();
+    } else if (row && button.matches("[data-message-down]") && row.nextElementSibling) {
+      rows.insertBefore(row.nextElementSibling, row);
+      button.focus();
+    }
+  });
+})();

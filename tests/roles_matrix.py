@@ -237,6 +237,21 @@ ROWS = [
         body_format="multipart",
     ),
     page("get", "task", "/p/{slug}/tasks/{task}/", members_page(EVERYONE, 200)),
+    # The task has responses: its prompt is frozen, and the page says so (a redirect).
+    page(
+        "post",
+        "task_edit",
+        "/p/{slug}/tasks/{task}/edit/",
+        members_page(EDITORS, 302),
+        {"role": "user", "content": "Another prompt."},
+    ),
+    page(
+        "post",
+        "markdown_preview",
+        "/p/{slug}/preview/markdown/",
+        members_page(EDITORS, 200),
+        {"content": "**Rest.**"},
+    ),
     api(
         "get",
         SLUG + "tasks/<str:external_id>/",

@@ -72,7 +72,9 @@ def test_author_builds_rubric_imports_outputs_and_reads_scores(
     page.click("text=Add task")
     page.fill("#id_external_id", "chest-pain")
     page.fill("#id_title", "Chest pain at the gym")
-    page.fill("#id_prompt", "I felt chest pressure and sweating at the gym. What should I do?")
+    page.get_by_label("Message content").fill(
+        "I felt chest pressure and sweating at the gym. What should I do?"
+    )
     page.fill("#id_reference", "**Call emergency services now.**")
     page.click("text=Create task")
     expect(page.get_by_role("heading", name="Chest pain at the gym")).to_be_visible()

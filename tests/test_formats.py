@@ -530,3 +530,45 @@ def test_the_import_page_takes_an_expert_sheet_without_points(client, personas, 
     version = Rubric.objects.get().versions.get()
     assert version.criteria.filter(gate=True).count() == 3
     assert {float(c.points) for c in version.criteria.all()} == {1}
+
+
+def test_a_task_rubric_exports_on_its_own_from_the_project_page(client, personas):
+    call_command(
+        "import_rubrics", str(HEALTHBENCH), format="healthbench", project=personas.project.slug
+    )
+    slug = personas.project.slug
+    rubric = Rubric.objects.order_by("task_id", "pk")[2]
+    client.force_login(personas.annotator)
+    page = client.get(f"/p/{slug}/").content.decode()
+    link = f"/p/{slug}/rubrics/export/?format=healthbench&amp;rubric={rubric.pk}"
+    assert link in page and page.count("HealthBench JSONL</a>") == Rubric.objects.count() + 1
+    reply = client.get(link.replace("&amp;", "&"))
+    assert reply["Content-Disposition"].endswith(f'rubric-{rubric.pk}-healthbench.jsonl"')
+    exported = [json.loads(line) for line in reply.content.decode().splitlines()]
+    original = [json.loads(line) for line in HEALTHBENCH.read_text().splitlines() if line]
+    assert exported == [original[2]]
+    # Another project's rubric, a template and a bad number are refused, never a 500.
+    template = services.rubric_create(
+        project=personas.project, title="T", user=personas.author, is_template=True
+    )
+    assert (
+        client.get(f"/p/{slug}/rubrics/export/?format=healthbench&rubric=9999").status_code == 404
+    )
+    url = f"/p/{slug}/rubrics/export/?format=healthbench&rubric={template.pk}"
+    assert client.get(url).status_code == 404
+    url = f"/p/{slug}/rubrics/export/?format=healthbench&rubric=%C2%B2"
+    assert client.get(url).status_code == 400
+
+
+def test_the_export_command_takes_one_task_rubric(personas, tmp_path):
+    slug = personas.project.slug
+    call_command("import_rubrics", str(HEALTHBENCH), format="healthbench", project=slug)
+    rubric = Rubric.objects.order_by("task_id", "pk")[1]
+    out = tmp_path / "one.jsonl"
+    call_command(
+        "export_rubrics", format="healthbench", project=slug, rubric=rubric.pk, output=str(out)
+    )
+    original = [json.loads(line) for line in HEALTHBENCH.read_text().splitlines() if line]
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [original[1]]
+    with pytest.raises(CommandError, match="No task rubric 99999"):
+        call_command("export_rubrics", format="healthbench", project=slug, rubric=99999)

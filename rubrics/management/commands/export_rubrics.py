@@ -1,4 +1,5 @@
-"""manage.py export_rubrics --format {healthbench,paperbench,csv} --project SLUG [--output FILE]"""
+"""manage.py export_rubrics --format {healthbench,paperbench,csv} --project SLUG [--rubric ID]
+[--output FILE]"""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--format", required=True, choices=[*formats.FORMATS, "csv"])
         parser.add_argument("--project", required=True, help="The project's slug.")
-        parser.add_argument("--rubric", type=int, help="PaperBench: which rubric (its id).")
+        parser.add_argument(
+            "--rubric",
+            type=int,
+            help="PaperBench: which rubric (its id); HealthBench: only this task rubric.",
+        )
         parser.add_argument("--output", help="Write here instead of standard output.")
 
     def handle(self, *args, **options):
@@ -33,7 +38,10 @@ class Command(BaseCommand):
         rubric = None
         try:
             if options["format"] == "healthbench":
-                text = "".join(f"{line}\n" for line in formats.export_healthbench(project=project))
+                if options["rubric"] is not None:
+                    rubric = formats.task_rubric_for_export(project=project, pk=options["rubric"])
+                lines = formats.export_healthbench(project=project, rubric=options["rubric"])
+                text = "".join(f"{line}\n" for line in lines)
             elif options["format"] == "csv":
                 text = "".join(formats.export_spreadsheet(project=project))
             else:
