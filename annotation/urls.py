@@ -4,6 +4,7 @@ from annotation import views
 
 urlpatterns = [
     path("p/<slug:slug>/responses/", views.responses, name="responses"),
+    path("responses/<int:pk>/", views.response_detail, name="response"),
     path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/queues/", views.queues, name="queues"),
     path("queues/<int:pk>/", views.queue_detail, name="queue"),

@@ -513,6 +513,7 @@ ROWS = [
     # --- Responses and their imports --------------------------------------------------------
     page("get", "responses", "/p/{slug}/responses/", members_page(SEE_MODELS, 200)),
     page("post", "responses", "/p/{slug}/responses/", members_page(OPERATORS, 200), {}),
+    page("get", "response", "/responses/{response}/", members_page(SEE_MODELS, 200)),
     api(
         "get", SLUG + "responses/", "/api/projects/{slug}/responses/", members_only(SEE_MODELS, 200)
     ),
