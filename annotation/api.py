@@ -194,6 +194,15 @@ class ResponseListApi(APIView):
         task = serializers.CharField(
             required=False, allow_blank=True, help_text="Only this task (external id)."
         )
+        q = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=selectors.SEARCH_CHARS,
+            help_text="Only responses whose text contains this (case-insensitive).",
+        )
+        sample_index = serializers.IntegerField(
+            required=False, min_value=0, max_value=2**31 - 1, help_text="Only this sample."
+        )
 
     @extend_schema_serializer(component_name="ModelResponse")
     class OutputSerializer(serializers.Serializer):
@@ -216,11 +225,7 @@ class ResponseListApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_MODELS)
         filters = query_filters(request, self.FilterSerializer)
-        found = selectors.project_responses(project)
-        if model := filters.get("model"):
-            found = found.filter(model=model)
-        if task := filters.get("task"):
-            found = found.filter(task__external_id=task)
+        found = selectors.responses_matching(project, **filters)
         return paginated(self, request, found, self.OutputSerializer)
 
 

@@ -39,9 +39,44 @@ def project_responses(project: Project):
     return Response.objects.filter(task__project=project).select_related("task")
 
 
+# The longest text the Responses page searches for (a longer one is refused, not cut).
+SEARCH_CHARS = 200
+
+
+def responses_matching(
+    project: Project,
+    *,
+    q: str = "",
+    model: str = "",
+    task: str = "",
+    sample_index: int | None = None,
+):
+    """The project's responses for the Responses page and GET /api/.../responses/: those whose
+    text contains `q` (case-insensitive, at most SEARCH_CHARS), of `model`, of `task` (its
+    external id), with `sample_index`; blank filters match all."""
+    found = project_responses(project)
+    if q:
+        if len(q) > SEARCH_CHARS:
+            raise ValueError(f"search text longer than {SEARCH_CHARS} characters")
+        found = found.filter(text__icontains=q)
+    if model:
+        found = found.filter(model=model)
+    if task:
+        found = found.filter(task__external_id=task)
+    if sample_index is not None:
+        found = found.filter(sample_index=sample_index)
+    return found
+
+
+def response_scores(response: Response):
+    """A response's scores in every run that graded it, newest run first, with what the
+    Responses detail page shows of each run."""
+    return response.scores.select_related("run__judge").order_by("-run_id")
+
+
 def response_for(user, pk: int) -> Response:
     response = get_object_or_404(Response.objects.select_related("task__project"), pk=pk)
-    check(user, response.task.project, Perm.VIEW_MODELS)
+    response.task.project.role = check(user, response.task.project, Perm.VIEW_MODELS)
     return response
 
 

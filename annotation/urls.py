@@ -6,6 +6,7 @@ urlpatterns = [
     # The task page is rubrics'; its Edit form posts here, where the prompt's freeze is known.
     path("p/<slug:slug>/tasks/<str:external_id>/edit/", views.task_edit, name="task_edit"),
     path("p/<slug:slug>/responses/", views.responses, name="responses"),
+    path("responses/<int:pk>/", views.response_detail, name="response"),
     path("imports/<int:pk>/", views.import_job, name="import_job"),
     path("p/<slug:slug>/queues/", views.queues, name="queues"),
     path("p/<slug:slug>/my-work/", views.my_work, name="my_work"),

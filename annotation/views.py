@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
+from annotation.forms import ResponseSearchForm
 from annotation.models import Response, Verdict
 from rubrics import forms as task_forms
 from rubrics import params, uploads
@@ -107,8 +108,7 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
         "project": project,
         "result": result,
         "counts": selectors.response_counts_by_model(project),
-        "responses": selectors.project_responses(project)[:PAGE],
-        "page_size": PAGE,
+        **_responses_page(project, request.GET),
         "fields": services.RESPONSE_FIELDS,
         "can_import": role_allows(project.role, Perm.IMPORT_RESPONSES),
     }
@@ -116,6 +116,50 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and request.htmx:
         template += "#import"
     return render(request, template, context)
+
+
+def _responses_page(project, query) -> dict:
+    """One page of the Responses list, searched and filtered, from cursor `after` (keyset on
+    the id, as the API's cursor: a page is PAGE rows whatever the offset)."""
+    search = ResponseSearchForm(query)
+    rows: list[Response] = []
+    if search.is_valid():
+        found = selectors.responses_matching(project, **search.filters()).order_by("pk")
+        if search.cleaned_data["after"] is not None:
+            found = found.filter(pk__gt=search.cleaned_data["after"])
+        rows = list(found[: PAGE + 1])
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    next_query = None
+    if more:
+        following = query.copy()
+        following["after"] = rows[-1].pk
+        next_query = following.urlencode()
+    return {
+        "search": search,
+        "responses": rows,
+        "page_size": PAGE,
+        "next_query": next_query,
+        "searching": search.is_bound and any(query.get(k) for k in search.fields if k != "after"),
+    }
+
+
+@login_required
+@require_GET
+def response_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One response: its text (sanitized), metadata and scores in every run. Annotators are
+    refused it, as the list (they grade blind)."""
+    response = selectors.response_for(request.user, pk)
+    return render(
+        request,
+        "annotation/response.html",
+        {
+            "project": response.task.project,
+            "response": response,
+            "scores": list(selectors.response_scores(response)),
+            "metadata_json": json.dumps(response.metadata, indent=2, ensure_ascii=False),
+        },
+    )
 
 
 @login_required

@@ -202,6 +202,7 @@ urlpatterns = [
         ),
         name="api_judge",
     ),
+    path("judges/<int:pk>/test/", grading_api.JudgeTestApi.as_view(), name="api_judge_test"),
     path(
         "model-prices/",
         one_path(grading_api.ModelPriceListApi, grading_api.ModelPriceCreateApi),

@@ -178,6 +178,38 @@ class JudgeUpdateApi(APIView):
         return Response(self.OutputSerializer(judge).data)
 
 
+class JudgeTestApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField(help_text="The judge answered with a chat completion.")
+        latency_ms = serializers.IntegerField(
+            help_text="From sending to the reply read (or the failure)."
+        )
+        model = serializers.CharField(help_text="The model that answered, as the judge named it.")
+        answer = serializers.CharField(help_text="Its answer, cut to 200 characters.")
+        simulated = serializers.BooleanField(help_text="Answered by Assay's judge simulator.")
+        prompt_tokens = serializers.IntegerField()
+        completion_tokens = serializers.IntegerField()
+        reason = serializers.CharField(
+            help_text="Why it failed, short (address_refused, key_refused, timeout, "
+            "connection, http_401, ...); empty when ok."
+        )
+        message = serializers.CharField(help_text="What went wrong, for a person; empty when ok.")
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Test a judge's connection (admins and engineers)",
+        description="Sends one tiny request through the grading client (the same address and "
+        "key checks, the same deadline), tried once. Always 200: a failure is an outcome, "
+        "with `ok` false. Nothing is recorded.",
+        request=None,
+        responses=responses({200: OutputSerializer}, 403, 404),
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        judge = selectors.judge_for(request.user, pk, Perm.RUN_GRADING)
+        outcome = services.judge_test_connection(judge=judge)
+        return Response(self.OutputSerializer(outcome).data)
+
+
 class JudgeDeleteApi(APIView):
     @extend_schema(
         tags=["grading"],

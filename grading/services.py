@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
 from grading import broker, engine, injection
 from grading.judges import addresses, prompts
-from grading.judges.client import JudgeSettings
+from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import audit, bulk, scoring
@@ -438,6 +439,8 @@ def model_price_set(
 # Output tokens a verdict costs, for estimates only (a short JSON object with a sentence).
 EST_COMPLETION_TOKENS_PER_VERDICT = 60
 EST_SAMPLE_RESPONSES = 25
+# The most a judge's connection test may take (its request blocks a web worker).
+CONNECTION_TEST_S = 20.0
 
 
 def responses_for_grader(grader: Grader):
@@ -484,6 +487,58 @@ def judge_settings(judge: Judge) -> JudgeSettings:
         max_reasks=settings.JUDGE_MAX_REASKS,
         deadline_s=settings.JUDGE_ITEM_DEADLINE_S,
         send_cache_key=judge.send_cache_key,
+    )
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    """The outcome of a judge's "test connection": what answered, or why nothing did."""
+
+    ok: bool
+    latency_ms: int
+    model: str = ""
+    answer: str = ""
+    simulated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reason: str = ""  # JudgeError.reason when not ok
+    message: str = ""
+
+
+def judge_test_connection(*, judge: Judge) -> ConnectionTest:
+    """One tiny request to the judge through the grading client (its address and key checks,
+    transport and deadline), tried once: no retry, no re-ask. Never raises: any failure is
+    an outcome to show. Writes nothing; takes no slot of the judge's limits."""
+    judge_settings_ = dataclasses.replace(judge_settings(judge), max_attempts=1, max_reasks=0)
+    client = JudgeClient(judge_settings_)
+    started = time.monotonic()
+    try:
+        reply = client.ping(deadline=started + min(judge_settings_.deadline_s, CONNECTION_TEST_S))
+    except JudgeError as exc:
+        return ConnectionTest(
+            ok=False,
+            latency_ms=round(1000 * (time.monotonic() - started)),
+            reason=exc.reason,
+            message=str(exc),
+        )
+    except Exception as exc:  # no failure of a test may become a 500
+        logger.exception("judge %s: connection test failed unexpectedly", judge.pk)
+        return ConnectionTest(
+            ok=False,
+            latency_ms=round(1000 * (time.monotonic() - started)),
+            reason="error",
+            message=f"unexpected error: {type(exc).__name__}",
+        )
+    finally:
+        client.close()
+    return ConnectionTest(
+        ok=True,
+        latency_ms=round(1000 * (time.monotonic() - started)),
+        model=reply.model,
+        answer=reply.answer,
+        simulated=reply.simulated,
+        prompt_tokens=reply.usage.prompt_tokens,
+        completion_tokens=reply.usage.completion_tokens,
     )
 
 

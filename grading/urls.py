@@ -4,6 +4,7 @@ from grading import tryit, views
 
 urlpatterns = [
     path("p/<slug:slug>/judges/", views.judges, name="judges"),
+    path("judges/<int:pk>/test/", views.judge_test, name="judge_test"),
     path("p/<slug:slug>/runs/", views.runs, name="runs"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),

@@ -40,8 +40,18 @@ def judges(request: HttpRequest, slug: str) -> HttpResponse:
             "judges": selectors.project_judges(project),
             "form": form,
             "can_manage": role_allows(project.role, Perm.MANAGE_JUDGES),
+            "can_test": role_allows(project.role, Perm.RUN_GRADING),
         },
     )
+
+
+@login_required
+@require_POST
+def judge_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """htmx: one tiny request to the judge, and its outcome in place (admins, engineers)."""
+    judge = selectors.judge_for(request.user, pk, Perm.RUN_GRADING)
+    outcome = services.judge_test_connection(judge=judge)
+    return render(request, "grading/_judge_test.html", {"judge": judge, "outcome": outcome})
 
 
 @login_required

@@ -509,10 +509,14 @@ ROWS = [
     ),
     page("get", "judges", "/p/{slug}/judges/", members_page(RESULTS, 200)),
     page("post", "judges", "/p/{slug}/judges/", members_page(ADMINS, 200), {"name": ""}),
+    # One tiny request to the world's judge (nothing listens there): its outcome, shown.
+    page("post", "judge_test", "/judges/{judge}/test/", members_page(OPERATORS, 200)),
     api("get", SLUG + "judges/", "/api/projects/{slug}/judges/", members_only(RESULTS, 200)),
     api("post", SLUG + "judges/", "/api/projects/{slug}/judges/", members_only(ADMINS, 400)),
     api("get", "judges/<int:pk>/", "/api/judges/{judge}/", members_only(RESULTS, 200)),
     api("patch", "judges/<int:pk>/", "/api/judges/{judge}/", members_only(ADMINS, 400)),
+    # A test is an outcome, whatever the judge does: 200 (nothing listens at the world's judge).
+    api("post", "judges/<int:pk>/test/", "/api/judges/{judge}/test/", members_only(OPERATORS, 200)),
     # The judge has a run: it stays.
     api("delete", "judges/<int:pk>/", "/api/judges/{judge}/", members_only(ADMINS, 409)),
     # Prices hold for every project: only staff (none of the personas) change them.
@@ -524,6 +528,7 @@ ROWS = [
     # --- Responses and their imports --------------------------------------------------------
     page("get", "responses", "/p/{slug}/responses/", members_page(SEE_MODELS, 200)),
     page("post", "responses", "/p/{slug}/responses/", members_page(OPERATORS, 200), {}),
+    page("get", "response", "/responses/{response}/", members_page(SEE_MODELS, 200)),
     api(
         "get", SLUG + "responses/", "/api/projects/{slug}/responses/", members_only(SEE_MODELS, 200)
     ),

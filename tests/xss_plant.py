@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.core.files.base import ContentFile
 
@@ -229,6 +230,11 @@ def plant(*, judge_url: str, sim, grade, build_snapshot, run_import) -> Planted:
         (a, f"/rubrics/{rubric.pk}/try/"),
         (a, f"/graders/{grader.hash}/"),
         (a, f"/p/{slug}/responses/"),
+        (a, f"/p/{slug}/responses/?q=Sample&model=&sample_index=0"),
+        # Search text echoed back, and refused as too long: in the field and the error.
+        (a, f"/p/{slug}/responses/?{urlencode({'q': pick('search', 190)})}"),
+        (a, f"/p/{slug}/responses/?{urlencode({'q': ALL * 3, 'task': pick('task search', 150)})}"),
+        (a, f"/responses/{response.pk}/"),
         (a, f"/p/{slug}/judges/"),
         (a, f"/p/{slug}/runs/"),
         (a, f"/runs/{run_a.pk}/"),

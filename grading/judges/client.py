@@ -29,6 +29,8 @@ MAX_RETRY_AFTER_S = 60.0
 # The least time a call is given when its item's deadline is nearly up (a call is only started
 # before the deadline): so it ends by the deadline plus this at the latest.
 MIN_CALL_S = 0.05
+# What a connection test shows of the judge's answer.
+PING_ANSWER_CHARS = 200
 
 
 class JudgeError(Exception):
@@ -92,6 +94,16 @@ class VerdictReply:
     completion_tokens: int
     cached_tokens: int = 0
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class PingReply:
+    """What a judge answered to JudgeClient.ping."""
+
+    model: str
+    answer: str  # cleaned, cut to PING_ANSWER_CHARS
+    simulated: bool
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -363,6 +375,41 @@ class JudgeClient:
         error = JudgeError("unparseable", f"could not read a verdict: {problem}", content)
         error.usage = usage
         raise error
+
+    def ping(self, *, deadline: float | None = None) -> PingReply:
+        """One tiny request for a judge's "test connection": through the same path as a
+        verdict (address and key checks at each connection, the checked transport, the
+        deadline), without schema, re-asks or cache key. Raises JudgeError as a verdict does."""
+        body = {
+            "model": self.settings.model,
+            "messages": [{"role": "user", "content": "Reply with the single word OK."}],
+            "temperature": 0,
+            "max_tokens": 5,
+        }
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.deadline_s
+        usage = Usage()
+        try:
+            response, reply = self._post(self._prepared(body), usage, deadline)
+        except JudgeError as exc:
+            exc.usage = usage
+            raise
+        usage.add(reply.tokens)
+        if reply.content is None:
+            error = JudgeError(
+                "not_a_completion",
+                f"the judge answered, but not with a chat completion: {reply.problem}",
+                self._scrub(reply.raw),
+            )
+            error.usage = usage
+            raise error
+        model = self._scrub(reply.model or self.settings.model)[:MODEL_NAME_CHARS]
+        return PingReply(
+            model=model,
+            answer=replies.clean(self._scrub(reply.content), PING_ANSWER_CHARS),
+            simulated=self._is_simulated(response, model),
+            usage=usage,
+        )
 
     @staticmethod
     def _is_simulated(response: httpx.Response, model: str) -> bool:
