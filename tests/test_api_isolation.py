@@ -154,6 +154,8 @@ FILTERS = {
     ("/api/projects/{slug}/rubrics/", "template"): ("value", lambda w: "false"),
     ("/api/projects/{slug}/responses/", "model"): ("ref", lambda w: w.model),
     ("/api/projects/{slug}/responses/", "task"): ("ref", lambda w: w.task),
+    ("/api/projects/{slug}/responses/", "q"): ("value", lambda w: w.model),
+    ("/api/projects/{slug}/responses/", "sample_index"): ("value", lambda w: "0"),
     ("/api/projects/{slug}/imports/", "status"): ("value", lambda w: "queued"),
     ("/api/projects/{slug}/raters/", "kind"): ("value", lambda w: "judge"),
     ("/api/projects/{slug}/verdicts/", "run"): ("ref", lambda w: w.run),
