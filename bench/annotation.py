@@ -111,7 +111,6 @@ def run(args) -> dict:
     from annotation import selectors
     from annotation import services as annotation_services
     from annotation.models import Assignment, QueueItem, Rater, Response, Verdict
-    from grading.models import GradingRun
     from rubrics.models import Role
     from tests import factories
 
@@ -188,7 +187,7 @@ def run(args) -> dict:
     }
     crits = list(grader2.version.criteria.values_list("pk", flat=True))
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1", name="bench-judge")
-    run = GradingRun.objects.create(
+    run = factories.make_run(
         project=project, grader=grader2, judge=judge, total_items=len(items) * len(crits)
     )
     verdicts = []

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from annotation.models import Verdict
 from grading import selectors, services
 from grading.models import GradingRun, Score
+from rubrics import suites
 from rubrics.api import (
     FILTERS_RULE,
     HASH_RULE,
@@ -260,9 +261,29 @@ class RunSerializer(serializers.Serializer):
         name = serializers.CharField()
         model = serializers.CharField()
 
+    @extend_schema_serializer(component_name="RunSuite")
+    class SuiteSerializer(serializers.Serializer):
+        id = serializers.IntegerField(source="suite_id")
+        name = serializers.CharField(source="suite.name")
+        version = serializers.IntegerField(source="number")
+        content_hash = serializers.CharField()
+        tasks = serializers.IntegerField(source="task_count")
+
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=GradingRun.Status.choices)
-    grader = GraderSerializer()
+    suite = SuiteSerializer(
+        source="suite_version",
+        help_text="The frozen suite version graded: each response by its task's pinned grader.",
+    )
+    grader = GraderSerializer(
+        source="suite_version.sole_grader",
+        allow_null=True,
+        help_text="The grader, when every task of the suite version has the same one (a run "
+        "over one rubric); null when tasks have their own.",
+    )
+    selection = serializers.JSONField(
+        help_text="The responses asked for: models, sample_indices, tasks (absent: all)."
+    )
     judge = JudgeSerializer()
     mode = serializers.ChoiceField(choices=GradingRun.Mode.choices)
     samples = serializers.IntegerField()
@@ -295,6 +316,7 @@ class RunListApi(APIView):
             required=False, help_text="A grader's hash, or a unique prefix of 12+ characters."
         )
         judge = serializers.IntegerField(required=False, help_text="The lead judge's id.")
+        suite = serializers.IntegerField(required=False, help_text="A suite's id.")
 
     @extend_schema(
         tags=["grading"],
@@ -311,7 +333,13 @@ class RunListApi(APIView):
             runs = runs.filter(status=f["status"])
         if "grader" in f:
             grader = grader_named(project, f["grader"])
-            runs = runs.filter(grader=grader) if grader else runs.none()
+            runs = (
+                runs.filter(suite_version__entries__grader=grader).distinct()
+                if grader
+                else runs.none()
+            )
+        if "suite" in f:
+            runs = runs.filter(suite_version__suite_id=f["suite"])
         if "judge" in f:
             runs = runs.filter(judge_id=f["judge"])
         return paginated(self, request, runs, self.OutputSerializer, ordering=NEWEST_FIRST)
@@ -320,8 +348,37 @@ class RunListApi(APIView):
 class RunCreateApi(APIView):
     @extend_schema_serializer(component_name="RunCreate")
     class InputSerializer(serializers.Serializer):
+        suite = serializers.IntegerField(
+            min_value=1,
+            required=False,
+            help_text="A suite's id: each response is graded by its task's grader pinned in the "
+            "suite version. Give a suite or a grader.",
+        )
+        suite_version = serializers.IntegerField(
+            min_value=1, required=False, help_text="The suite version's number; default newest."
+        )
         grader = serializers.CharField(
-            help_text="The hash of a published grader, or a unique prefix of 12+ characters."
+            required=False,
+            help_text="Or one published grader (its hash, or a unique prefix of 12+ characters): "
+            "a run over that rubric's suite of one.",
+        )
+        models = serializers.ListField(
+            child=serializers.CharField(max_length=200),
+            required=False,
+            max_length=1000,
+            help_text="Only these models' responses (default all).",
+        )
+        sample_indices = serializers.ListField(
+            child=serializers.IntegerField(min_value=0),
+            required=False,
+            max_length=1000,
+            help_text="Only these sample indices (default all).",
+        )
+        tasks = serializers.ListField(
+            child=serializers.CharField(max_length=200),
+            required=False,
+            max_length=100_000,
+            help_text="Only these tasks, by external id (default all the suite's).",
         )
         judge = serializers.IntegerField(min_value=1, help_text="The (lead) judge's id.")
         panel = serializers.ListField(
@@ -346,13 +403,25 @@ class RunCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         errors = {}
-        try:  # a malformed or ambiguous hash is reported with the other fields' errors
-            grader = grader_named(project, data.validated_data["grader"])
-        except ValidationError as exc:
-            grader, errors["grader"] = None, exc.detail["grader"]
+        given = data.validated_data
+        grader = suite_version = None
+        if ("grader" in given) == ("suite" in given):
+            errors["suite"] = ["Give a suite (its id) or a grader (its hash), not both."]
+        elif "grader" in given:
+            try:  # a malformed or ambiguous hash is reported with the other fields' errors
+                grader = grader_named(project, given["grader"])
+            except ValidationError as exc:
+                errors["grader"] = exc.detail["grader"]
+            if grader is None and "grader" not in errors:
+                errors["grader"] = ["No published grader with that hash in this project."]
+        else:
+            suite = suites.project_suites(project).filter(pk=given["suite"]).first()
+            suite_version = suite and suites.version_of(suite, given.get("suite_version"))
+            if suite is None:
+                errors["suite"] = ["No suite with that id in this project."]
+            elif suite_version is None:
+                errors["suite_version"] = ["The suite has no such version; freeze one first."]
         judge = selectors.project_judges(project).filter(pk=data.validated_data["judge"]).first()
-        if grader is None and "grader" not in errors:
-            errors["grader"] = ["No published grader with that hash in this project."]
         if judge is None:
             errors["judge"] = ["No judge with that id in this project."]
         panel_ids = data.validated_data.get("panel", [])
@@ -365,6 +434,10 @@ class RunCreateApi(APIView):
             run = services.run_create(
                 project=project,
                 grader=grader,
+                suite_version=suite_version,
+                models=given.get("models"),
+                sample_indices=given.get("sample_indices"),
+                tasks=given.get("tasks"),
                 judge=judge,
                 user=request.user,
                 panel=panel,

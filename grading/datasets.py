@@ -227,7 +227,9 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
     project, params = snapshot.project, snapshot.params
     if snapshot.format in exports.PROJECT_EXPORTS:
         return exports.PROJECT_EXPORTS[snapshot.format](out, project=project, progress=progress)
-    run = GradingRun.objects.select_related("grader").get(pk=params["run"], project=project)
+    run = GradingRun.objects.select_related("suite_version__suite").get(
+        pk=params["run"], project=project
+    )
     return exports.preference_pairs(
         out, run=run, min_margin=params["min_margin"], progress=progress
     )
@@ -243,7 +245,7 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
         verdicts = verdicts.filter(run_id=snapshot.params["run"])
     runs = list(
         GradingRun.objects.filter(pk__in=verdicts.values("run_id").distinct())
-        .select_related("judge", "grader__version__rubric")
+        .select_related("judge", "suite_version__suite")
         .order_by("pk")
     )
     grader_ids = set(verdicts.exclude(grader=None).values_list("grader_id", flat=True).distinct())
@@ -269,7 +271,9 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
         "runs": [
             {
                 "id": r.pk,
-                "grader_hash": r.grader.hash,
+                "suite": r.suite_version.suite.name,
+                "suite_version": r.suite_version.number,
+                "suite_hash": r.suite_version.content_hash,
                 "judge": r.judge.name,
                 "judge_model": r.judge.model,
                 "status": r.status,

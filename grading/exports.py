@@ -364,7 +364,7 @@ def preference_pairs(
 
     scores = (
         Score.objects.filter(run=run, raw__isnull=False)
-        .select_related("response__task")
+        .select_related("response__task", "grader")
         .order_by("response__task_id", "-raw", "response_id")
         .iterator(chunk_size=5_000)
     )
@@ -394,7 +394,9 @@ def preference_pairs(
                             "task_external_id": task.external_id,
                             "chosen_model": chosen.response.model,
                             "rejected_model": rejected.response.model,
-                            "grader_hash": run.grader.hash,
+                            "grader_hash": chosen.grader.hash,
+                            "suite": run.suite_version.suite.name,
+                            "suite_version": run.suite_version.number,
                             "run_id": run.pk,
                         },
                         ensure_ascii=False,

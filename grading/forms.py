@@ -33,7 +33,19 @@ class JudgeForm(forms.Form):
 
 
 class RunForm(forms.Form):
-    grader = forms.ChoiceField(label="Published rubric version")
+    # A suite version ("suite-version:<id>") or one published grader (its hash).
+    grader = forms.ChoiceField(label="What to grade: a suite, or one published rubric version")
+    models = forms.CharField(
+        required=False,
+        max_length=5000,
+        help_text="Only these models' responses, comma-separated (empty: all).",
+    )
+    sample_indices = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Sample indices",
+        help_text="Only these sample indices, comma-separated (empty: all).",
+    )
     judge = forms.ChoiceField(label="Judge (lead)")
     panel = forms.MultipleChoiceField(
         required=False,
@@ -57,11 +69,23 @@ class RunForm(forms.Form):
         required=False, initial=True, label="Use the cache (identical work is not paid twice)"
     )
 
-    def __init__(self, *args, graders=(), judges=(), **kwargs):
+    def __init__(self, *args, graders=(), suite_versions=(), judges=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["grader"].choices = [
-            (g.hash, f"{g.version.rubric.title} v{g.version.number} ({g.short_hash})")
-            for g in graders
+            (
+                "Suites",
+                [
+                    (f"suite-version:{v.pk}", f"{v.suite.name} v{v.number} ({v.task_count} tasks)")
+                    for v in suite_versions
+                ],
+            ),
+            (
+                "One rubric",
+                [
+                    (g.hash, f"{g.version.rubric.title} v{g.version.number} ({g.short_hash})")
+                    for g in graders
+                ],
+            ),
         ]
         self.fields["judge"].choices = [(str(j.pk), str(j)) for j in judges]
         self.fields["panel"].choices = [(str(j.pk), str(j)) for j in judges]
@@ -78,6 +102,5 @@ class SnapshotForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["format"].choices = [(key, f"{key}: {text}") for key, (text, _) in formats]
         self.fields["run"].choices = [("", "—")] + [
-            (str(r.pk), f"#{r.pk} {r.grader.version.rubric.title} v{r.grader.version.number}")
-            for r in runs
+            (str(r.pk), f"#{r.pk} {r.target_label}") for r in runs
         ]

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation.models import Rater, Response
-from rubrics.models import Grader, Project
+from rubrics.models import Grader, Project, SuiteVersion
 
 
 class Judge(models.Model):
@@ -92,7 +92,12 @@ class GradingRun(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
-    grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="runs")
+    # What the run grades against: each response by its task's grader pinned in this frozen
+    # suite version (a run over one rubric grades that rubric's suite of one).
+    suite_version = models.ForeignKey(SuiteVersion, on_delete=models.PROTECT, related_name="runs")
+    # The response set it was asked for: {"models": [...], "sample_indices": [...],
+    # "tasks": [external ids]}; an absent key means all.
+    selection = models.JSONField(default=dict, blank=True)
     # The lead judge; `panel` adds more. Each judge's verdicts are kept under its own rater.
     judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="runs")
     panel = models.ManyToManyField(Judge, blank=True, related_name="panel_runs")
@@ -127,6 +132,21 @@ class GradingRun(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.COMPLETED, self.Status.CANCELLED)
 
+    @property
+    def sole_grader(self) -> Grader | None:
+        """The one grader of every response, when the suite version pins only one."""
+        return self.suite_version.sole_grader
+
+    @property
+    def target_label(self) -> str:
+        """What the run grades, as a person names it: a rubric's version for a run over one
+        rubric, else the suite and its version."""
+        version = self.suite_version
+        grader = version.sole_grader
+        if version.suite.rubric_id and grader is not None:
+            return f"{grader.version.rubric.title} v{grader.version.number}"
+        return f"{version.suite.name} · suite v{version.number}"
+
 
 class Score(models.Model):
     """One response's score in one run; a pending row is work not yet done."""
@@ -137,6 +157,8 @@ class Score(models.Model):
 
     run = models.ForeignKey(GradingRun, on_delete=models.CASCADE, related_name="scores")
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="scores")
+    # The grader the run's suite version pins for the response's task.
+    grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="scores")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     # HealthBench: points of met criteria / sum of positive points. Raw may fall below 0;
     # means over responses are clipped to [0, 1]. Null when any verdict is an error.

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from annotation.models import Verdict
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics.models import Project
+from rubrics.models import Project, Suite
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
 
@@ -46,23 +46,44 @@ def project_judge(project: Project, judge_id: int | None = None) -> Judge | None
     return None if row is None else _judges.build(row)
 
 
+# What a run's pages show of its suite version; the manifest (one line a task) stays unread.
+RUN_RELATED = ("suite_version__suite", "suite_version__sole_grader__version__rubric__task")
+RUN_DEFERRED = ("suite_version__manifest",)
+
+
 def project_runs(project: Project):
     return (
         GradingRun.objects.filter(project=project)
-        .select_related("grader__version__rubric", "judge")
+        .select_related(*RUN_RELATED, "judge")
+        .defer(*RUN_DEFERRED)
         .order_by("-created_at")
     )
 
 
 def run_for(user, pk: int, perm: Perm) -> GradingRun:
     run = get_object_or_404(
-        GradingRun.objects.select_related(
-            "project", "grader__version__rubric__task", "judge", "created_by"
+        GradingRun.objects.select_related(*RUN_RELATED, "project", "judge", "created_by").defer(
+            *RUN_DEFERRED
         ),
         pk=pk,
     )
     run.project.role = check(user, run.project, perm)
     return run
+
+
+def suite_for(user, pk: int, perm: Perm) -> Suite:
+    suite = get_object_or_404(Suite.objects.select_related("project"), pk=pk)
+    suite.project.role = check(user, suite.project, perm)
+    return suite
+
+
+def suite_runs(suite: Suite):
+    return (
+        GradingRun.objects.filter(suite_version__suite=suite)
+        .select_related(*RUN_RELATED, "judge")
+        .defer(*RUN_DEFERRED)
+        .order_by("-created_at")
+    )
 
 
 def judge_for(user, pk: int, perm: Perm) -> Judge:
@@ -430,7 +451,11 @@ def run_deltas(run: GradingRun, other: GradingRun) -> dict:
 
 
 def criterion_rates(run: GradingRun) -> list[CriterionRate]:
-    """Met rate per criterion over the lead judge's verdicts."""
+    """Met rate per criterion over the lead judge's verdicts, for a run whose tasks share one
+    grader (per task, a suite's leaderboard says more): empty otherwise."""
+    grader = run.suite_version.sole_grader
+    if grader is None:
+        return []
     counts = {
         row["criterion_id"]: row
         for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id)
@@ -442,7 +467,7 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
         )
     }
     rates = []
-    for c in run.grader.spec["criteria"]:
+    for c in grader.spec["criteria"]:
         row = counts.get(c["id"], {})
         rates.append(
             CriterionRate(
@@ -477,6 +502,7 @@ def comparable_runs(run: GradingRun):
     return (
         GradingRun.objects.filter(project_id=run.project_id)
         .exclude(pk=run.pk)
-        .select_related("grader__version__rubric", "judge")
+        .select_related(*RUN_RELATED, "judge")
+        .defer(*RUN_DEFERRED)
         .order_by("-created_at")[:20]
     )

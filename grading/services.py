@@ -27,8 +27,8 @@ from grading.judges import addresses, prompts
 from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics import audit, bulk, scoring
-from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion
+from rubrics import audit, bulk, scoring, suites
+from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion, SuiteVersion
 from rubrics.services import Conflict
 
 logger = logging.getLogger(__name__)
@@ -443,15 +443,6 @@ EST_SAMPLE_RESPONSES = 25
 CONNECTION_TEST_S = 20.0
 
 
-def responses_for_grader(grader: Grader):
-    """What a grader grades by default: its task's responses, or the project's for templates."""
-    rubric = grader.version.rubric
-    responses = Response.objects.filter(task__project_id=rubric.project_id)
-    if rubric.task_id:
-        responses = responses.filter(task_id=rubric.task_id)
-    return responses
-
-
 def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> list[tuple]:
     """Cost rows for the calls that reached the judge (cache hits made none), in the column
     order of _CALL_COLUMNS."""
@@ -568,29 +559,10 @@ def run_judges(run: GradingRun) -> list[Judge]:
     return judges
 
 
-def run_estimate(
-    *,
-    grader: Grader,
-    judges: list[Judge],
-    response_ids: list[int],
-    mode: str,
-    samples: int,
-) -> dict:
-    """Calls and tokens a run will cost without the cache, from prompts rendered for a
-    sample of its responses; and the cost where an admin has priced the judge's model."""
-    spec = grader.spec
-    judged = [c for c in spec["criteria"] if engine.kind_of(c) != "checked"]
-    # Per criterion: one call each. Batched: one call for the batchable criteria (unless only
-    # one is), one each for the rest.
-    batch = [c for c in judged if prompts.batchable(c)] if mode == engine.BATCHED else []
-    if len(batch) == 1:
-        batch = []
-    singles = [c for c in judged if c not in batch]
-    sample = list(
-        Response.objects.filter(pk__in=response_ids[:EST_SAMPLE_RESPONSES]).select_related("task")
-    )
+def _estimate_chars(spec: dict, responses: list[Response], singles, batch) -> float:
+    """Prompt characters of all a grader's calls for each of `responses`, summed."""
     chars = 0
-    if sample and singles:
+    if responses and singles:
         # judge_messages fills the slots of one template with the response's parts and the
         # criterion's parts, which do not depend on each other (fences are of fixed length):
         # every pair's length follows from each response with one criterion and each
@@ -601,26 +573,86 @@ def run_estimate(
             )
             return sum(len(m["content"]) for m in rendered)
 
-        first_response, first_criterion = sample[0], singles[0]
+        first_response, first_criterion = responses[0], singles[0]
         chars += (
-            len(singles) * sum(size(r, first_criterion) for r in sample)
-            + len(sample) * sum(size(first_response, c) for c in singles)
-            - len(sample) * len(singles) * size(first_response, first_criterion)
+            len(singles) * sum(size(r, first_criterion) for r in responses)
+            + len(responses) * sum(size(first_response, c) for c in singles)
+            - len(responses) * len(singles) * size(first_response, first_criterion)
         )
-    for response in sample:
+    for response in responses:
         if batch:
             rendered = prompts.batch_messages(
                 spec, messages=response.task.messages, response=response.text, criteria=batch
             )
             chars += sum(len(m["content"]) for m in rendered)
-    n, factor = len(response_ids), len(judges) * samples
-    per_response = (chars / 4 / len(sample)) if sample else 0
-    calls_per_response = len(singles) + (1 if batch else 0)
+    return chars
+
+
+def _calls_of(spec: dict, mode: str) -> tuple[list, list, list]:
+    """(judged criteria, batched criteria, criteria called one by one) of a grader in a mode.
+    Per criterion: one call each. Batched: one call for the batchable criteria (unless only
+    one is), one each for the rest."""
+    judged = [c for c in spec["criteria"] if engine.kind_of(c) != "checked"]
+    batch = [c for c in judged if prompts.batchable(c)] if mode == engine.BATCHED else []
+    if len(batch) == 1:
+        batch = []
+    return judged, batch, [c for c in judged if c not in batch]
+
+
+def run_estimate(
+    *,
+    work: dict[int, list[int]],
+    judges: list[Judge],
+    mode: str,
+    samples: int,
+    graders: dict[int, Grader] | None = None,
+) -> dict:
+    """Calls and tokens a run will cost without the cache, for `work` ({grader id: response
+    ids}): calls are counted exactly; tokens come from prompts rendered for a sample of
+    EST_SAMPLE_RESPONSES responses spread over the graders, and extrapolated per call to the
+    graders not sampled. The cost, where an admin has priced the judges' models."""
+    work = {g: ids for g, ids in work.items() if ids}
+    if graders is None:
+        graders = Grader.objects.in_bulk(list(work))
+    # The sample: graders in turn, one response each, until EST_SAMPLE_RESPONSES.
+    picked: dict[int, list[int]] = {}
+    queues = {g: list(ids[:EST_SAMPLE_RESPONSES]) for g, ids in work.items()}
+    taken = 0
+    while taken < EST_SAMPLE_RESPONSES and any(queues.values()):
+        for g, ids in queues.items():
+            if ids and taken < EST_SAMPLE_RESPONSES:
+                picked.setdefault(g, []).append(ids.pop(0))
+                taken += 1
+    loaded = Response.objects.select_related("task").in_bulk(
+        [pk for ids in picked.values() for pk in ids]
+    )
+    calls = input_tokens = output_tokens = checked = 0
+    sampled_calls = sampled_tokens = 0.0
+    unsampled_calls = 0
+    for grader_id, ids in work.items():
+        spec = graders[grader_id].spec
+        judged, batch, singles = _calls_of(spec, mode)
+        per_response_calls = len(singles) + (1 if batch else 0)
+        n = len(ids)
+        calls += n * per_response_calls
+        output_tokens += n * len(judged) * EST_COMPLETION_TOKENS_PER_VERDICT
+        checked += n * (len(spec["criteria"]) - len(judged))
+        sample = [loaded[pk] for pk in picked.get(grader_id, []) if pk in loaded]
+        if sample:
+            per_response = _estimate_chars(spec, sample, singles, batch) / 4 / len(sample)
+            input_tokens += n * per_response
+            sampled_calls += per_response_calls
+            sampled_tokens += per_response
+        else:
+            unsampled_calls += n * per_response_calls
+    if unsampled_calls and sampled_calls:
+        input_tokens += unsampled_calls * sampled_tokens / sampled_calls
+    factor = len(judges) * samples
     estimate = {
-        "calls": n * calls_per_response * factor,
-        "input_tokens": round(n * per_response * factor),
-        "output_tokens": n * len(judged) * factor * EST_COMPLETION_TOKENS_PER_VERDICT,
-        "checked_in_code": n * (len(spec["criteria"]) - len(judged)) * factor,
+        "calls": calls * factor,
+        "input_tokens": round(input_tokens * factor),
+        "output_tokens": output_tokens * factor,
+        "checked_in_code": checked * factor,
     }
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
     if all(j.model in prices for j in judges):
@@ -638,62 +670,235 @@ def run_estimate(
     return estimate
 
 
+def _clean_list(value, field: str, *, kind=str) -> list | None:
+    """A selection filter: None (all), or a non-empty list of `kind`."""
+    if value in (None, "", []):
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple | set):
+        raise ValidationError({field: "A list, or a comma-separated string."})
+    try:
+        cleaned = sorted({kind(v) for v in value})
+    except (TypeError, ValueError):
+        raise ValidationError({field: f"Every value must be a {kind.__name__}."}) from None
+    return cleaned or None
+
+
+@dataclass
+class RunWork:
+    """What a run over a suite version grades: each response with its task's pinned grader."""
+
+    suite_version: SuiteVersion
+    selection: dict
+    pairs: list[tuple[int, int]]  # (response id, grader id), by response id
+
+    def by_grader(self) -> dict[int, list[int]]:
+        work: dict[int, list[int]] = {}
+        for response_id, grader_id in self.pairs:
+            work.setdefault(grader_id, []).append(response_id)
+        return work
+
+
+def run_work(
+    *,
+    project: Project,
+    suite_version: SuiteVersion,
+    models=None,
+    sample_indices=None,
+    tasks=None,
+    responses=None,
+) -> RunWork:
+    """The responses a run over `suite_version` grades: those of its tasks, narrowed to
+    `models`, `sample_indices` and `tasks` (external ids) when given, or to the `responses`
+    queryset a caller picked. An unknown task is refused by name."""
+    if suite_version.suite.project_id != project.pk:
+        raise ValidationError("The suite must belong to this project.")
+    selection = {}
+    pinned = suites.pinned_by_external_id(suite_version)
+    models = _clean_list(models, "models")
+    sample_indices = _clean_list(sample_indices, "sample_indices", kind=int)
+    tasks = _clean_list(tasks, "tasks")
+    if tasks:
+        unknown = [t for t in tasks if t not in pinned]
+        if unknown:
+            raise ValidationError(
+                {"tasks": f"Not in suite version {suite_version.number}: {', '.join(unknown[:20])}"}
+            )
+        pinned = {t: pinned[t] for t in tasks}
+        selection["tasks"] = tasks
+    grader_of = {task_id: grader_id for task_id, grader_id in pinned.values()}
+    query = (responses if responses is not None else Response.objects.all()).filter(
+        task__project=project, task_id__in=list(grader_of)
+    )
+    if models:
+        query = query.filter(model__in=models)
+        selection["models"] = models
+    if sample_indices:
+        query = query.filter(sample_index__in=sample_indices)
+        selection["sample_indices"] = sample_indices
+    pairs = [
+        (pk, grader_of[task_id])
+        for pk, task_id in query.order_by("pk").values_list("pk", "task_id")
+    ]
+    if not pairs:
+        raise ValidationError("There are no responses to grade in this suite; import some.")
+    return RunWork(suite_version=suite_version, selection=selection, pairs=pairs)
+
+
+def _clean_run_options(judges: list[Judge], project: Project, mode: str, samples: int) -> None:
+    if any(j.project_id != project.pk for j in judges):
+        raise ValidationError("The judges must belong to this project.")
+    if mode not in GradingRun.Mode.values:
+        raise ValidationError({"mode": f"Choose one of {', '.join(GradingRun.Mode.values)}."})
+    if not isinstance(samples, int) or not 1 <= samples <= 16:
+        raise ValidationError({"samples": "Between 1 and 16 samples per item."})
+    if samples > 1 and any(j.temperature <= 0 for j in judges):
+        raise ValidationError(
+            {"samples": "Several samples need judges with temperature above 0: at 0 they agree."}
+        )
+
+
+def _plan(
+    *,
+    project,
+    judge,
+    user,
+    suite_version,
+    grader,
+    responses,
+    models,
+    sample_indices,
+    tasks,
+    panel,
+    mode,
+    samples,
+):
+    panel = [j for j in panel if j.pk != judge.pk]
+    judges = [judge, *panel]
+    _clean_run_options(judges, project, mode, samples)
+    if (suite_version is None) == (grader is None):
+        raise ValidationError("Grade a suite version or one rubric's grader.")
+    if grader is not None:
+        if grader.version.rubric.project_id != project.pk:
+            raise ValidationError("The grader must belong to this project.")
+        suite_version = suites.suite_of_grader(grader=grader, user=user)
+    work = run_work(
+        project=project,
+        suite_version=suite_version,
+        models=models,
+        sample_indices=sample_indices,
+        tasks=tasks,
+        responses=responses,
+    )
+    by_grader = work.by_grader()
+    return judges, work, by_grader, Grader.objects.in_bulk(list(by_grader))
+
+
+@transaction.atomic
+def run_create_estimate(
+    *,
+    project: Project,
+    judge: Judge,
+    suite_version: SuiteVersion | None = None,
+    grader: Grader | None = None,
+    models=None,
+    sample_indices=None,
+    tasks=None,
+    panel: Iterable[Judge] = (),
+    mode: str = engine.PER_CRITERION,
+    samples: int = 1,
+    user=None,
+) -> dict:
+    """What `run_create` with these arguments would cost, without starting anything."""
+    judges, _, by_grader, graders = _plan(
+        project=project,
+        judge=judge,
+        user=user,
+        suite_version=suite_version,
+        grader=grader,
+        responses=None,
+        models=models,
+        sample_indices=sample_indices,
+        tasks=tasks,
+        panel=panel,
+        mode=mode,
+        samples=samples,
+    )
+    return run_estimate(work=by_grader, judges=judges, mode=mode, samples=samples, graders=graders)
+
+
 @transaction.atomic
 def run_create(
     *,
     project: Project,
-    grader: Grader,
     judge: Judge,
     user,
+    suite_version: SuiteVersion | None = None,
+    grader: Grader | None = None,
     responses=None,
+    models=None,
+    sample_indices=None,
+    tasks=None,
     panel: Iterable[Judge] = (),
     mode: str = engine.PER_CRITERION,
     samples: int = 1,
     use_cache: bool = True,
     start: bool = True,
 ) -> GradingRun:
-    panel = [j for j in panel if j.pk != judge.pk]
-    judges = [judge, *panel]
-    if grader.version.rubric.project_id != project.pk or any(
-        j.project_id != project.pk for j in judges
-    ):
-        raise ValidationError("The grader and the judges must belong to this project.")
-    if mode not in GradingRun.Mode.values:
-        raise ValidationError({"mode": f"Choose one of {', '.join(GradingRun.Mode.values)}."})
-    if not 1 <= samples <= 16:
-        raise ValidationError({"samples": "Between 1 and 16 samples per item."})
-    if samples > 1 and any(j.temperature <= 0 for j in judges):
-        raise ValidationError(
-            {"samples": "Several samples need judges with temperature above 0: at 0 they agree."}
-        )
-    if responses is None:
-        responses = responses_for_grader(grader)
-    response_ids = list(responses.filter(task__project=project).values_list("pk", flat=True))
-    if not response_ids:
-        raise ValidationError("There are no responses to grade for this rubric; import some.")
-    criteria = grader.spec["criteria"]
+    """A run over a frozen suite version; or over one grader, which is a run over its rubric's
+    suite of one frozen with that grader (rubrics.suites.suite_of_grader): one path."""
+    planned = _plan(
+        project=project,
+        judge=judge,
+        user=user,
+        suite_version=suite_version,
+        grader=grader,
+        responses=responses,
+        models=models,
+        sample_indices=sample_indices,
+        tasks=tasks,
+        panel=panel,
+        mode=mode,
+        samples=samples,
+    )
+    judges, work, by_grader, graders = planned
+    panel = judges[1:]
+    suite_version = work.suite_version
+    total = (
+        sum(len(ids) * len(graders[g].spec["criteria"]) for g, ids in by_grader.items())
+        * len(judges)
+        * samples
+    )
     run = GradingRun.objects.create(
         project=project,
-        grader=grader,
+        suite_version=suite_version,
+        selection=work.selection,
         judge=judge,
         created_by=user,
         mode=mode,
         samples=samples,
         use_cache=use_cache,
-        total_items=len(response_ids) * len(criteria) * len(judges) * samples,
+        total_items=total,
         estimate=run_estimate(
-            grader=grader, judges=judges, response_ids=response_ids, mode=mode, samples=samples
+            work=by_grader, judges=judges, mode=mode, samples=samples, graders=graders
         ),
     )
     if panel:
         run.panel.set(panel)
     # One pending score per response (COPY on PostgreSQL): the run's first judge calls wait
     # for this commit.
-    bulk.insert_rows(Score, ({"run_id": run.pk, "response_id": pk} for pk in response_ids))
+    bulk.insert_rows(
+        Score,
+        (
+            {"run_id": run.pk, "response_id": response_id, "grader_id": grader_id}
+            for response_id, grader_id in work.pairs
+        ),
+    )
     if start:
-        from grading import tasks  # tasks import services; the import here breaks the cycle
+        from grading import tasks as celery_tasks  # tasks import services: breaks the cycle
 
-        transaction.on_commit(lambda: _send(tasks.run_start, run.pk))
+        transaction.on_commit(lambda: _send(celery_tasks.run_start, run.pk))
     return run
 
 
@@ -1205,28 +1410,10 @@ class _Work:
     items: list[tuple[int, int, int]]
 
 
-# Graders are frozen once published: each process keeps the few its tasks grade with, so a
-# task does not read and decode the same spec again.
-_graders_lock = threading.Lock()
-_graders: dict[int, Grader] = {}
-
-
-def _grader(grader_id: int) -> Grader:
-    with _graders_lock:
-        grader = _graders.get(grader_id)
-    if grader is None:
-        grader = Grader.objects.get(pk=grader_id)
-        with _graders_lock:
-            if len(_graders) >= 64:
-                _graders.clear()
-            _graders[grader_id] = grader
-    return grader
-
-
 def _work_for(run_id: int, response_id: int) -> _Work | str:
     # One query for the run's state, the score, the response and its task.
     score = (
-        Score.objects.select_related("run", "response__task")
+        Score.objects.select_related("run", "response__task", "grader")
         .filter(run_id=run_id, response_id=response_id)
         .first()
     )
@@ -1235,7 +1422,6 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
         return f"run is {run.status}"
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
-    run.grader = _grader(run.grader_id)
     judges = run_judges(run)
     done = set(
         Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
@@ -1244,7 +1430,7 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
     )
     items = [
         (c["id"], j.pk, s)
-        for c in run.grader.spec["criteria"]
+        for c in score.grader.spec["criteria"]
         for j in judges
         for s in range(run.samples)
         if (c["id"], j.rater_id, s) not in done
@@ -1266,14 +1452,15 @@ def grade_response(*, run_id: int, response_id: int) -> str:
     if isinstance(work, str):
         return work
     run, response, judges, items = work.run, work.response, work.judges, work.items
-    spec = run.grader.spec
+    grader = work.score.grader
+    spec = grader.spec
     rater_of = {j.pk: j.rater_id for j in judges}
     cancelled = False
     if items:
         try:
             outcome = engine.grade_items(
                 spec,
-                grader_hash=run.grader.hash,
+                grader_hash=grader.hash,
                 judges=[judge_ref(j) for j in judges],
                 messages=response.task.messages,
                 response=response.text,
@@ -1304,7 +1491,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
                 response_id=response_id,
                 criterion_id=g.criterion_id,
                 rater_id=rater_of[g.judge_id],
-                grader_id=run.grader_id,
+                grader_id=grader.pk,
                 sample_index=g.sample_index,
                 outcome=g.outcome,
                 value=g.value,
@@ -1351,7 +1538,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
 
 def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
     """Score the response once all its items have a verdict (False while some lack one)."""
-    spec = run.grader.spec
+    spec = score.grader.spec
     rows = list(
         Verdict.objects.filter(run_id=run.pk, response_id=score.response_id).values_list(
             "criterion_id", "rater_id", "sample_index", "outcome", "value"

@@ -6,6 +6,7 @@ urlpatterns = [
     path("p/<slug:slug>/judges/", views.judges, name="judges"),
     path("judges/<int:pk>/test/", views.judge_test, name="judge_test"),
     path("p/<slug:slug>/runs/", views.runs, name="runs"),
+    path("suites/<int:pk>/", views.suite_detail, name="suite"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/retry-failed/", views.run_retry_failed, name="run_retry_failed"),

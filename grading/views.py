@@ -14,6 +14,7 @@ from django_htmx.http import reswap, retarget
 
 from grading import selectors, services
 from grading.forms import JudgeForm, RunForm
+from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
 from rubrics.selectors import published_graders
 
@@ -60,34 +61,35 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
     project = project_for(request.user, slug, perm)
     graders = list(published_graders(project))
+    suite_versions = suites.newest_versions(project)
     judges = list(selectors.project_judges(project))
-    form = RunForm(request.POST or None, graders=graders, judges=judges)
+    form = RunForm(
+        request.POST or None, graders=graders, suite_versions=suite_versions, judges=judges
+    )
     estimate = None
     if request.method == "POST" and form.is_valid():
-        grader = next(g for g in graders if g.hash == form.cleaned_data["grader"])
+        target = form.cleaned_data["grader"]
+        grader = next((g for g in graders if g.hash == target), None)
+        suite_version = next((v for v in suite_versions if f"suite-version:{v.pk}" == target), None)
         judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
         panel = [j for j in judges if str(j.pk) in form.cleaned_data["panel"]]
         options = {
             "mode": form.cleaned_data["mode"],
             "samples": form.cleaned_data["samples"],
+            "grader": grader,
+            "suite_version": suite_version,
+            "models": form.cleaned_data["models"],
+            "sample_indices": form.cleaned_data["sample_indices"],
+            "panel": panel,
         }
         try:
             if "estimate" in request.POST:
-                estimate = services.run_estimate(
-                    grader=grader,
-                    judges=[judge, *[j for j in panel if j.pk != judge.pk]],
-                    response_ids=list(
-                        services.responses_for_grader(grader).values_list("pk", flat=True)
-                    ),
-                    **options,
-                )
+                estimate = services.run_create_estimate(project=project, judge=judge, **options)
             else:
                 run = services.run_create(
                     project=project,
-                    grader=grader,
                     judge=judge,
                     user=request.user,
-                    panel=panel,
                     use_cache=form.cleaned_data["use_cache"],
                     **options,
                 )
@@ -105,6 +107,22 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "has_graders": bool(graders),
             "has_judges": bool(judges),
             "estimate": estimate,
+        },
+    )
+
+
+@login_required
+@require_GET
+def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/suite.html",
+        {
+            "project": suite.project,
+            "suite": suite,
+            "versions": suites.versions_of(suite),
+            "runs": selectors.suite_runs(suite),
         },
     )
 
@@ -143,8 +161,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    has_tags = any(c.get("tags") for c in run.grader.spec["criteria"])
-    context["tags"] = selectors.tag_summaries(run) if has_tags else []
+    context["tags"] = selectors.tag_summaries(run)
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)

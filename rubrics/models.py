@@ -350,6 +350,87 @@ class Grader(models.Model):
         return self.hash[:12]
 
 
+class Suite(models.Model):
+    """A named set of a project's tasks (an eval set, a training set): picked by hand or made
+    by an import (`tasks`), or picked by task tags (`tags`: every task carrying any of them).
+    What gets graded is one of its frozen versions (SuiteVersion)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="suites")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tasks = models.ManyToManyField(Task, blank=True, related_name="suites")
+    tags = models.JSONField(default=list, blank=True)
+    # Set on the suite of one rubric that a run over that rubric grades (rubrics.suites).
+    rubric = models.OneToOneField(
+        "Rubric", null=True, blank=True, on_delete=models.CASCADE, related_name="suite"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="suite_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SuiteVersion(models.Model):
+    """A suite frozen like a lock file: for every task, the published grader in force when it
+    was frozen. `manifest` is {task external id: grader hash}; `content_hash` is the SHA-256
+    of it. Immutable: the database refuses an UPDATE of a version or of its entries
+    (migration rubrics 0012)."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64)
+    manifest = models.JSONField(default=dict)
+    task_count = models.PositiveIntegerField(default=0)
+    # The grader, when every task is graded by the same one (a rubric's suite of one, or a
+    # template over many tasks): the run page then reads as that rubric's.
+    sole_grader = models.ForeignKey(
+        Grader, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["suite", "number"], name="suite_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.suite} v{self.number}"
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+
+class SuiteEntry(models.Model):
+    """One task of a frozen suite version and the grader pinned for it (the manifest, as rows
+    a query can join)."""
+
+    version = models.ForeignKey(SuiteVersion, on_delete=models.CASCADE, related_name="entries")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="suite_entries")
+    grader = models.ForeignKey(Grader, on_delete=models.PROTECT, related_name="suite_entries")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "task"], name="suite_entry_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} -> {self.grader_id} in {self.version_id}"
+
+
 class ApiToken(models.Model):
     """An API token. Only its SHA-256 is stored; the token itself is shown once, at creation."""
 
@@ -470,6 +551,8 @@ class AuditAction(models.TextChoices):
     TOKEN_REVOKED = "token_revoked", "API token revoked"
     MODEL_PRICE_CHANGED = "model_price_changed", "Model price set"
     MODEL_PRICE_DELETED = "model_price_deleted", "Model price deleted"
+    SUITE_CREATED = "suite_created", "Suite created"
+    SUITE_FROZEN = "suite_frozen", "Suite version frozen"
 
 
 class AuditEvent(models.Model):

@@ -29,6 +29,7 @@ class Perm(StrEnum):
     MANAGE_QUEUES = "manage_queues"
     ADJUDICATE = "adjudicate"  # settle disagreements into gold verdicts
     VIEW_AUDIT = "view_audit"  # the project's audit log: roles, publications, gold, exports
+    MANAGE_SUITES = "manage_suites"  # make suites of tasks and freeze their versions
 
 
 _ALL = set(Role)
@@ -49,6 +50,7 @@ ROLE_PERMS: dict[Perm, set[Role]] = {
     Perm.MANAGE_QUEUES: {Role.ADMIN, Role.ENGINEER},
     Perm.ADJUDICATE: {Role.ADMIN, Role.REVIEWER},
     Perm.VIEW_AUDIT: {Role.ADMIN},
+    Perm.MANAGE_SUITES: {Role.ADMIN, Role.AUTHOR, Role.ENGINEER},
 }
 
 

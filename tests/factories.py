@@ -102,3 +102,13 @@ def annotate(queue, user, outcomes: dict[int, str] | str = "met", submit: bool =
     if submit:
         annotation_services.assignment_submit(assignment_id=assignment.pk)
     return assignment
+
+
+def make_run(*, project, grader, judge, **fields):
+    """A run row over the grader's suite of one, made directly (no worker): for tests that
+    write its verdicts and scores themselves."""
+    from grading.models import GradingRun
+    from rubrics import suites
+
+    version = suites.suite_of_grader(grader=grader)
+    return GradingRun.objects.create(project=project, suite_version=version, judge=judge, **fields)

@@ -111,7 +111,7 @@ def test_redis_restarted_mid_run(personas, sim, celery_worker, client):
     private_redis.kill()
     # A run created while the broker is away is saved, queued, and started once it is back.
     second = services.run_create(
-        project=personas.project, grader=run.grader, judge=run.judge, user=personas.admin
+        project=personas.project, grader=run.sole_grader, judge=run.judge, user=personas.admin
     )
     down_until = time.monotonic() + 3
     while time.monotonic() < down_until:

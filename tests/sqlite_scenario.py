@@ -44,7 +44,7 @@ def grade(slug: str) -> dict:
     """A published rubric on task t1, a run's judge verdicts and scores (cached and not), a
     person's submitted verdicts and another's unsubmitted draft."""
     from annotation.models import Rater, Response, Verdict
-    from grading.models import GradingRun, Score
+    from grading.models import Score
     from rubrics.models import Project, Role, Task
     from tests import factories
 
@@ -56,7 +56,7 @@ def grade(slug: str) -> dict:
     )
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     responses = list(Response.objects.filter(task=task).order_by("pk"))
-    run = GradingRun.objects.create(
+    run = factories.make_run(
         project=project, grader=grader, judge=judge, total_items=len(responses), status="completed"
     )
     rater = Rater.objects.get(pk=judge.rater_id)
@@ -73,7 +73,9 @@ def grade(slug: str) -> dict:
                 judge_model="judge-model",
                 simulated=True,
             )
-        Score.objects.create(run=run, response=response, status="done", raw=1.0 - i / 4)
+        Score.objects.create(
+            run=run, response=response, grader=grader, status="done", raw=1.0 - i / 4
+        )
     person = factories.add_member(project, Role.ANNOTATOR, "sqlite-annotator")
     drafter = factories.add_member(project, Role.ANNOTATOR, "sqlite-drafter")
     queue = factories.make_queue(project, grader, [person, drafter], owner, overlap=2)

@@ -136,7 +136,8 @@ def grow_runs(w):
 def grow_scores(w):
     responses = more_responses(w, models=3, per_model=4)
     Score.objects.bulk_create(
-        Score(run=w.run, response=r, status=Score.Status.DONE, raw=0.5) for r in responses
+        Score(run=w.run, response=r, grader=w.grader, status=Score.Status.DONE, raw=0.5)
+        for r in responses
     )
 
 

@@ -207,7 +207,7 @@ def test_card_agreement_figures_equal_the_annotation_statistics(personas):
                 )
             annotation_services.assignment_submit(assignment_id=turn.pk)
     judge_rater = Rater.objects.create(project=p.project, kind="judge", name="judge: j")
-    run = GradingRun.objects.create(
+    run = factories.make_run(
         project=p.project,
         grader=grader,
         judge=factories.make_judge(p.project, "http://127.0.0.1:9/v1"),

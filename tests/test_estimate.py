@@ -41,7 +41,7 @@ def test_estimated_input_tokens_are_those_of_every_prompt_of_the_sample():
     ids = list(Response.objects.order_by("pk").values_list("pk", flat=True))
 
     estimate = services.run_estimate(
-        grader=grader, judges=[judge], response_ids=ids, mode="per_criterion", samples=1
+        work={grader.pk: ids}, judges=[judge], mode="per_criterion", samples=1
     )
 
     chars = sum(
@@ -58,7 +58,7 @@ def test_estimated_input_tokens_are_those_of_every_prompt_of_the_sample():
     assert estimate["input_tokens"] == round(chars / 4)
 
     batched = services.run_estimate(
-        grader=grader, judges=[judge], response_ids=ids, mode="batched", samples=1
+        work={grader.pk: ids}, judges=[judge], mode="batched", samples=1
     )
     chars = sum(
         len(m["content"])

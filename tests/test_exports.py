@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from annotation.models import Rater, Response, Verdict
 from grading import exports
-from grading.models import GradingRun, Score
+from grading.models import Score
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -108,10 +108,12 @@ def test_preference_pairs_respect_the_margin(personas):
         [{"task_id": "pp", "model": m, "response": f"answer of {m}"} for m in ("a", "b", "c", "d")],
     )
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
-    run = GradingRun.objects.create(project=p.project, grader=grader, judge=judge, total_items=4)
+    run = factories.make_run(project=p.project, grader=grader, judge=judge, total_items=4)
     raws = {"a": 0.9, "b": 0.85, "c": 0.2, "d": None}  # d has an error: no score, no pairs
     for response in Response.objects.filter(task=task):
-        Score.objects.create(run=run, response=response, status="done", raw=raws[response.model])
+        Score.objects.create(
+            run=run, response=response, grader=grader, status="done", raw=raws[response.model]
+        )
     out = io.BytesIO()
     count, _ = exports.preference_pairs(out, run=run, min_margin=0.1)
     pairs = [json.loads(line) for line in out.getvalue().splitlines()]

@@ -67,7 +67,7 @@ def assert_one_verdict_per_item(run):
 
 
 def assert_verdicts_follow_the_rule(run):
-    criteria = {c["id"]: c["text"] for c in run.grader.spec["criteria"]}
+    criteria = {c["id"]: c["text"] for c in run.sole_grader.spec["criteria"]}
     for v in Verdict.objects.filter(run=run).exclude(outcome="error").select_related("response"):
         met, _ = simulated_verdict(criteria[v.criterion_id], v.response.text)
         assert v.outcome == ("met" if met else "unmet"), v

@@ -101,7 +101,7 @@ def running_run(personas, *, responses: int = 4, scored: int = 3) -> GradingRun:
         [{"task_id": "wait", "model": f"m{i}", "response": "water"} for i in range(responses)],
     )
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
-    run = GradingRun.objects.create(
+    run = factories.make_run(
         project=p.project,
         grader=grader,
         judge=judge,
@@ -116,6 +116,7 @@ def running_run(personas, *, responses: int = 4, scored: int = 3) -> GradingRun:
         Score.objects.create(
             run=run,
             response=response,
+            grader=grader,
             status="done" if done else "pending",
             raw=1.0 if done else None,
             finished_at=timezone.now() if done else None,
@@ -196,7 +197,10 @@ def test_the_last_items_say_what_they_wait_for(personas, client, settings):
     # ...but with 99 of 100 verdicts written, the last response is described.
     Verdict.objects.filter(run=run).delete()
     GradingRun.objects.filter(pk=run.pk).update(total_items=100)
-    rater, criterion = Rater.objects.get(pk=run.judge.rater_id), run.grader.version.criteria.get()
+    rater, criterion = (
+        Rater.objects.get(pk=run.judge.rater_id),
+        run.sole_grader.version.criteria.get(),
+    )
     response = Response.objects.filter(scores__run=run).first()
     for i in range(99):
         Verdict.objects.create(

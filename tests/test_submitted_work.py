@@ -13,7 +13,7 @@ from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
 from annotation.models import Rater, Response, Verdict
 from grading import datasets, exports
-from grading.models import DatasetSnapshot, GradingRun
+from grading.models import DatasetSnapshot
 from rubrics.models import Role
 from tests import factories
 from tests.test_api import api_client
@@ -37,7 +37,7 @@ def test_a_draft_is_in_no_export_agreement_or_calibration(personas, tmp_path):
     factories.annotate(queue, p.annotator, "met")  # submitted
     factories.annotate(queue, drafter, "unmet", submit=False)  # saved, never submitted
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
-    run = GradingRun.objects.create(project=p.project, grader=grader, judge=judge, total_items=1)
+    run = factories.make_run(project=p.project, grader=grader, judge=judge, total_items=1)
     judge_rater = Rater.objects.get(pk=judge.rater_id)
     for criterion in criteria:
         Verdict.objects.create(

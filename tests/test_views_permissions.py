@@ -107,10 +107,10 @@ def test_project_and_run_pages_do_not_grow_queries(
             p.project, [{"task_id": f"q{i}", "model": m, "response": "water"} for m in "abc"]
         )
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
-    run = GradingRun.objects.create(
-        project=p.project, grader=graders[0], judge=judge, total_items=3
+    run = factories.make_run(project=p.project, grader=graders[0], judge=judge, total_items=3)
+    Score.objects.bulk_create(
+        Score(run=run, response=r, grader=run.sole_grader) for r in Response.objects.all()
     )
-    Score.objects.bulk_create(Score(run=run, response=r) for r in Response.objects.all())
     client.force_login(p.admin)
     for url in (
         reverse("project", kwargs={"slug": p.project.slug}),
@@ -140,8 +140,10 @@ def test_run_page_shows_scores_a_page_at_a_time(client, personas):
         ],
     )
     judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1")
-    run = GradingRun.objects.create(project=p.project, grader=grader, judge=judge, total_items=120)
-    Score.objects.bulk_create(Score(run=run, response=r) for r in Response.objects.all())
+    run = factories.make_run(project=p.project, grader=grader, judge=judge, total_items=120)
+    Score.objects.bulk_create(
+        Score(run=run, response=r, grader=run.sole_grader) for r in Response.objects.all()
+    )
     client.force_login(p.admin)
     url = reverse("run", kwargs={"pk": run.pk})
 
