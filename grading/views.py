@@ -233,7 +233,7 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def datasets(request: HttpRequest, slug: str) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from grading.forms import SnapshotForm
 
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
@@ -271,7 +271,7 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
     context = {
@@ -287,7 +287,7 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from rubrics.services import Conflict
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
@@ -303,7 +303,7 @@ def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from rubrics.services import Conflict
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
@@ -319,7 +319,7 @@ def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def snapshot_download(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
     return snapshots.snapshot_download(snapshot, actor=request.user)
