@@ -25,7 +25,6 @@ from rubrics import selectors as rubric_selectors
 from rubrics.models import Criterion
 from rubrics.permissions import Perm, project_for, role_allows
 from rubrics.services import Conflict
-from rubrics.views import task_page
 
 PAGE = 200
 
@@ -64,7 +63,8 @@ def task_edit(request: HttpRequest, slug: str, external_id: str) -> HttpResponse
         messages.error(request, f"Task not saved: {' '.join(exc.messages)}")
     except ValidationError as exc:
         task.refresh_from_db()
-        return task_page(request, project, task, posted=posted, errors=exc, status=400)
+        context = rubric_selectors.task_page_context(project, task, posted=posted, errors=exc)
+        return render(request, "rubrics/task.html", context, status=400)
     else:
         messages.success(request, "Saved the task.")
     return redirect("task", slug=slug, external_id=task.external_id)

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotation import api as annotation_api
 from grading import api as grading_api
-from grading import api_datasets
+from grading.datasets import api as datasets_api
 from rubrics import api as rubrics_api
 
 _SKIPPED = {"options", "head"}
@@ -350,22 +350,22 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/datasets/",
-        one_path(api_datasets.SnapshotListApi, api_datasets.SnapshotCreateApi),
+        one_path(datasets_api.SnapshotListApi, datasets_api.SnapshotCreateApi),
         name="api_datasets",
     ),
     path(
         "datasets/<int:pk>/",
-        one_path(api_datasets.SnapshotDetailApi, api_datasets.SnapshotDeleteApi),
+        one_path(datasets_api.SnapshotDetailApi, datasets_api.SnapshotDeleteApi),
         name="api_dataset",
     ),
     path(
         "datasets/<int:pk>/retry/",
-        api_datasets.SnapshotRetryApi.as_view(),
+        datasets_api.SnapshotRetryApi.as_view(),
         name="api_dataset_retry",
     ),
     path(
         "datasets/<int:pk>/download/",
-        api_datasets.SnapshotDownloadApi.as_view(),
+        datasets_api.SnapshotDownloadApi.as_view(),
         name="api_dataset_download",
     ),
     path(

@@ -34,7 +34,7 @@ def main() -> None:
     from django.db import connection
 
     from annotation.models import Rater
-    from grading import exports
+    from grading.datasets import formats
     from rubrics.models import Criterion, Project, Rubric, RubricVersion, Task
 
     log("building verdicts in SQL")
@@ -69,7 +69,7 @@ def main() -> None:
     log(f"exporting {verdicts:,} verdicts")
     started = time.monotonic()
     with path.open("wb") as out:
-        _, digest = exports.verdicts_jsonl(out, project=project)
+        _, digest = formats.verdicts_jsonl(out, project=project)
     seconds = time.monotonic() - started
     lines = 0
     check = hashlib.sha256()
@@ -82,7 +82,7 @@ def main() -> None:
     log("exporting the same verdicts to Parquet")
     started = time.monotonic()
     with parquet_path.open("wb") as out:
-        parquet_rows, _ = exports.verdicts_parquet(out, project=project)
+        parquet_rows, _ = formats.verdicts_parquet(out, project=project)
     parquet_seconds = time.monotonic() - started
     assert parquet_rows == verdicts
     figures = {

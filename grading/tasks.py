@@ -44,9 +44,9 @@ def grade_response(run_id: int, response_id: int) -> str:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=3600, soft_time_limit=3500)
 def build_snapshot(snapshot_id: int) -> str:
-    from grading import datasets
+    from grading.datasets import snapshots
 
-    return datasets.snapshot_build(snapshot_id=snapshot_id)
+    return snapshots.snapshot_build(snapshot_id=snapshot_id)
 
 
 # --- The recovery sweep: a thread in every worker's main process --------------------------

@@ -250,7 +250,7 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def datasets(request: HttpRequest, slug: str) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from grading.forms import SnapshotForm
 
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
@@ -288,7 +288,7 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
     context = {
@@ -304,7 +304,7 @@ def snapshot_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from rubrics.services import Conflict
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
@@ -320,7 +320,7 @@ def snapshot_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
     from rubrics.services import Conflict
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
@@ -336,7 +336,7 @@ def snapshot_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def snapshot_download(request: HttpRequest, pk: int) -> HttpResponse:
-    from grading import datasets as snapshots
+    from grading.datasets import snapshots
 
     snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
     return snapshots.snapshot_download(snapshot, actor=request.user)

@@ -7,15 +7,17 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, Sum
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from rubrics import compiler
+from rubrics import compiler, forms
 from rubrics.models import (
     Criterion,
     CriterionGroup,
@@ -650,3 +652,61 @@ def version_spec(version: RubricVersion) -> dict:
 
 def project_templates(project: Project):
     return Rubric.objects.filter(project=project, is_template=True).order_by("title")
+
+
+# --- The task page ---------------------------------------------------------------------------
+
+TASK_FORM_ID = "task-form"
+
+
+def error_messages(exc: ValidationError) -> list[str]:
+    """A service's ValidationError as lines for a page, each naming its field."""
+    if hasattr(exc, "error_dict"):
+        return [f"{field}: {m}" for field, errs in exc.message_dict.items() for m in errs]
+    return exc.messages
+
+
+def reference_file_max_mb() -> str:
+    return f"{settings.REFERENCE_FILE_MAX_BYTES / (1024 * 1024):g}"
+
+
+def messages_editor(project: Project, rows: list[dict]) -> dict:
+    """The messages editor's context (rubrics/_messages_editor.html)."""
+    return {
+        "editor_rows": rows,
+        "form_id": TASK_FORM_ID,
+        "preview_url": reverse("markdown_preview", args=[project.slug]),
+    }
+
+
+def task_page_context(
+    project: Project,
+    task: Task,
+    *,
+    posted: dict | None = None,
+    errors: ValidationError | None = None,
+) -> dict:
+    """What rubrics/task.html shows. With `posted` (the Edit form's fields) and `errors` it
+    shows that form again as sent, with the service's errors (annotation.views.task_edit).
+    `project` comes from permissions.project_for (its `role` is the viewer's)."""
+    can_edit = role_allows(project.role, Perm.EDIT_RUBRICS)
+    frozen = task_has_responses(task)
+    edit = posted or {
+        "title": task.title,
+        "tags": ", ".join(task.tags),
+        "context": task.context,
+        "messages": task.messages,
+    }
+    found = errors.message_dict if errors is not None and hasattr(errors, "error_dict") else {}
+    return {
+        "project": project,
+        "task": task,
+        "references": list(task_references(task)),
+        "rubrics": task.rubrics.all(),
+        "can_edit": can_edit,
+        "prompt_frozen": frozen,
+        "edit": edit,
+        "edit_errors": error_messages(errors) if errors is not None else [],
+        "max_file_mb": reference_file_max_mb(),
+        **messages_editor(project, forms.editor_rows(edit["messages"], found)),
+    }

@@ -48,13 +48,11 @@ def _pretty(spec: dict) -> str:
 
 
 def _max_file_mb() -> str:
-    return f"{settings.REFERENCE_FILE_MAX_BYTES / (1024 * 1024):g}"
+    return selectors.reference_file_max_mb()
 
 
 def _errors(exc: ValidationError) -> list[str]:
-    if hasattr(exc, "error_dict"):
-        return [f"{field}: {m}" for field, errs in exc.message_dict.items() for m in errs]
-    return exc.messages
+    return selectors.error_messages(exc)
 
 
 @require_http_methods(["GET", "POST"])
@@ -223,16 +221,8 @@ def review_inbox(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "rubrics/reviews.html", {"project": project, "versions": versions})
 
 
-TASK_FORM_ID = "task-form"
-
-
 def _editor(project, rows: list[dict]) -> dict:
-    """The messages editor's context (rubrics/_messages_editor.html)."""
-    return {
-        "editor_rows": rows,
-        "form_id": TASK_FORM_ID,
-        "preview_url": reverse("markdown_preview", args=[project.slug]),
-    }
+    return selectors.messages_editor(project, rows)
 
 
 @login_required
@@ -300,47 +290,12 @@ def tasks_import(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "rubrics/tasks_import.html", context)
 
 
-def task_page(
-    request: HttpRequest,
-    project,
-    task,
-    *,
-    posted: dict | None = None,
-    errors: ValidationError | None = None,
-    status: int = 200,
-) -> HttpResponse:
-    """The task page; with `posted` (the Edit form's fields) and `errors` it shows that form
-    again as sent, with the service's errors (annotation.views.task_edit)."""
-    can_edit = role_allows(project.role, Perm.EDIT_RUBRICS)
-    frozen = selectors.task_has_responses(task)
-    edit = posted or {
-        "title": task.title,
-        "tags": ", ".join(task.tags),
-        "context": task.context,
-        "messages": task.messages,
-    }
-    found = errors.message_dict if errors is not None and hasattr(errors, "error_dict") else {}
-    context = {
-        "project": project,
-        "task": task,
-        "references": list(selectors.task_references(task)),
-        "rubrics": task.rubrics.all(),
-        "can_edit": can_edit,
-        "prompt_frozen": frozen,
-        "edit": edit,
-        "edit_errors": _errors(errors) if errors is not None else [],
-        "max_file_mb": _max_file_mb(),
-        **_editor(project, editor_rows(edit["messages"], found)),
-    }
-    return render(request, "rubrics/task.html", context, status=status)
-
-
 @login_required
 @require_GET
 def task_detail(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.VIEW)
     task = selectors.task_for(request.user, project, external_id)
-    return task_page(request, project, task)
+    return render(request, "rubrics/task.html", selectors.task_page_context(project, task))
 
 
 @login_required

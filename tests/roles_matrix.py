@@ -30,8 +30,8 @@ from django.urls import reverse
 from annotation import import_jobs
 from annotation import services as annotation_services
 from annotation.models import Response, Verdict
-from grading import datasets
 from grading import services as grading_services
+from grading.datasets import snapshots
 from grading.models import ModelPrice
 from rubrics import services as rubric_services
 from rubrics import tokens
@@ -799,10 +799,10 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=project, name="snap", format="verdicts-jsonl", user=admin
     )
-    datasets.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)  # built here: the worker never sees it
     outsider_token, _ = tokens.token_create(user=factories.make_user(), name="x", scopes=["read"])
     invited = factories.make_user()
     rubric_services.member_invite(
@@ -860,7 +860,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
             rubric_services.reference_add(task=task, body="Another reference.", user=admin).pk
         ),
         "new_snapshot": lambda: (
-            datasets.snapshot_create(
+            snapshots.snapshot_create(
                 project=project, name=f"snap-{next(counter)}", format="verdicts-jsonl", user=admin
             ).pk
         ),

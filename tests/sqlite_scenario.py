@@ -89,15 +89,15 @@ def snapshots(slug: str) -> dict:
     """Every dataset format built through the snapshot service, as a worker builds it."""
     from django.core.files.storage import default_storage
 
-    from grading import datasets
+    from grading.datasets import snapshots
     from grading.models import DatasetSnapshot, GradingRun
     from rubrics.models import Project
 
     project = Project.objects.get(slug=slug)
     run = GradingRun.objects.filter(project=project).first()
     built = {}
-    for fmt in datasets.FORMATS:
-        snapshot = datasets.snapshot_create(
+    for fmt in snapshots.FORMATS:
+        snapshot = snapshots.snapshot_create(
             project=project,
             name=f"sqlite {fmt}",
             format=fmt,
@@ -106,7 +106,7 @@ def snapshots(slug: str) -> dict:
             min_margin=0.1,
         )
         with contextlib.suppress(Exception):  # a failure is recorded on the row: see below
-            datasets.snapshot_build(snapshot_id=snapshot.pk)
+            snapshots.snapshot_build(snapshot_id=snapshot.pk)
         snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
         content = ""
         if snapshot.status == "ready" and fmt != "verdicts-parquet":

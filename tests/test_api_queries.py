@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 
 from annotation import services as annotation_services
 from annotation.models import ImportJob, Response, Verdict
-from grading import datasets
 from grading import services as grading_services
+from grading.datasets import snapshots
 from grading.models import ModelPrice, Score
 from rubrics import services as rubric_services
 from rubrics.models import ReferenceDeliverable
@@ -215,7 +215,7 @@ def grow_prices(w):
 
 def grow_snapshots(w):
     for i in range(MORE):
-        datasets.snapshot_create(
+        snapshots.snapshot_create(
             project=w.project, name=f"snap-{i}", format="responses-jsonl", user=w.admin
         )
 

@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from annotation import services as annotation_services
 from annotation.models import Assignment, ImportJob, Rater, Response, Verdict
-from grading import datasets
 from grading import services as grading_services
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot, Judge, ModelPrice
 from rubrics import services as rubric_services
 from rubrics.models import Membership, Project, ReferenceDeliverable, Rubric, RubricVersion, Task
@@ -378,19 +378,19 @@ def test_a_snapshot_is_deleted_with_its_file_but_not_while_built(
 ):
     p = personas
     engineer = api_client(p.engineer)
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=p.project, name="snap", format="responses-jsonl", user=p.admin
     )
-    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
-    path = Path(datasets.snapshot_path(snapshot))
+    path = Path(snapshots.snapshot_path(snapshot))
     assert path.exists()
     with django_capture_on_commit_callbacks(execute=True):
         assert engineer.delete(f"/api/datasets/{snapshot.pk}/").status_code == 204
     assert not path.exists()
     assert not DatasetSnapshot.objects.filter(pk=snapshot.pk).exists()
 
-    building = datasets.snapshot_create(
+    building = snapshots.snapshot_create(
         project=p.project, name="later", format="responses-jsonl", user=p.admin
     )
     DatasetSnapshot.objects.filter(pk=building.pk).update(status=DatasetSnapshot.Status.BUILDING)

@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
 from annotation.models import Adjudication, Response
-from grading import datasets
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot, Judge, ModelPrice
 from rubrics import audit, services, tokens
 from rubrics.models import ApiToken, AuditEvent, Membership, Project, Role, RubricVersion
@@ -483,7 +483,7 @@ def test_snapshots_requested_and_downloaded(client, personas, graded):
     assert engineer.get(f"/api/datasets/{snapshot.pk}/download/").status_code == 404
     no_new_event(since)
 
-    datasets.snapshot_build(snapshot_id=snapshot.pk)  # the worker's function, run here
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)  # the worker's function, run here
     snapshot.refresh_from_db()
     since = last_pk()
     assert engineer.get(f"/api/datasets/{snapshot.pk}/download/").status_code == 200

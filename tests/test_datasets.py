@@ -10,7 +10,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from annotation.models import Verdict
-from grading import datasets, services
+from grading import services
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot, GradingRun
 from tests import factories
 from tests.conftest import wait_for
@@ -84,7 +85,7 @@ def test_snapshot_through_the_api_and_a_worker(personas, sim, celery_worker):
 
 def test_preference_pairs_need_a_run_of_the_project(personas):
     with pytest.raises(ValidationError, match="one run"):
-        datasets.snapshot_create(
+        snapshots.snapshot_create(
             project=personas.project,
             name="pairs",
             format="preference-pairs",
@@ -107,10 +108,10 @@ def test_a_failed_build_is_recorded_and_leaves_no_file(personas):
         created_by=personas.admin,
     )
     with pytest.raises(KeyError):
-        datasets.snapshot_build(snapshot_id=snapshot.pk)
+        snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     assert snapshot.status == "failed" and "KeyError" in snapshot.error and not snapshot.file
-    assert datasets.snapshot_build(snapshot_id=snapshot.pk) == "not queued"
+    assert snapshots.snapshot_build(snapshot_id=snapshot.pk) == "not queued"
 
 
 def test_a_failed_snapshot_shows_its_error_and_is_retried_or_deleted(
@@ -139,7 +140,7 @@ def test_a_failed_snapshot_shows_its_error_and_is_retried_or_deleted(
     assert "No space left on device" in page and "snapshot-retry" not in page
     # Its name stays taken while it exists, and the refusal says what to do.
     with pytest.raises(ValidationError, match="retry it, or delete it"):
-        datasets.snapshot_create(
+        snapshots.snapshot_create(
             project=p.project, name="verdicts-v2", format="verdicts-jsonl", user=p.engineer
         )
 
@@ -223,10 +224,10 @@ def test_card_agreement_figures_equal_the_annotation_statistics(personas):
                 run=run,
                 outcome="met",
             )
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=p.project, name="with-people", format="verdicts-jsonl", user=p.admin
     )
-    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     ratings, _ = annotation_selectors.version_ratings(grader.version)
     expected = stats.agreement(ratings).overall
@@ -249,10 +250,10 @@ def test_healthbench_snapshot_matches_the_shared_sample_and_warns_of_its_canary(
     call_command(
         "import_rubrics", "--format", "healthbench", str(sample), "--project", personas.project.slug
     )
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=personas.project, name="hb", format="healthbench-jsonl", user=personas.admin
     )
-    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     with default_storage.open(snapshot.file, "rb") as built:
         rows = [json.loads(line) for line in built.read().decode().split("\n")[:-1]]

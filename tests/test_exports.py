@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Rater, Response, Verdict
-from grading import exports
+from grading.datasets import formats
 from grading.models import Score
 from tests import factories
 
@@ -62,7 +62,7 @@ def test_verdicts_jsonl_round_trips_exactly(personas, tmp_path):
     )
 
     out = io.BytesIO()
-    count, digest = exports.verdicts_jsonl(out, project=p.project)
+    count, digest = formats.verdicts_jsonl(out, project=p.project)
     data = out.getvalue()
     assert count == 2 and digest == hashlib.sha256(data).hexdigest()
     # JSON Lines split on "\n" only (str.splitlines would also split on U+2028).
@@ -91,7 +91,7 @@ def test_verdicts_jsonl_round_trips_exactly(personas, tmp_path):
         str(parquet),
     )
     table = pq.read_table(parquet)
-    assert table.schema == exports.verdict_schema()
+    assert table.schema == formats.verdict_schema()
     back = table.to_pylist()
     assert [r["verdict_id"] for r in back] == [made[0].pk, made[1].pk]
     assert back[0]["explanation"] == TRICKY and back[0]["points"] == 2.0
@@ -115,7 +115,7 @@ def test_preference_pairs_respect_the_margin(personas):
             run=run, response=response, grader=grader, status="done", raw=raws[response.model]
         )
     out = io.BytesIO()
-    count, _ = exports.preference_pairs(out, run=run, min_margin=0.1)
+    count, _ = formats.preference_pairs(out, run=run, min_margin=0.1)
     pairs = [json.loads(line) for line in out.getvalue().splitlines()]
     assert count == 2
     assert {(x["chosen_model"], x["rejected_model"]) for x in pairs} == {("a", "c"), ("b", "c")}

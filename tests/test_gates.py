@@ -10,7 +10,8 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from grading import exports, services
+from grading import services
+from grading.datasets import formats
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
 from rubrics import services as rubric_services
@@ -106,7 +107,7 @@ def test_a_harmful_answer_that_misses_a_gate_keeps_its_negative_score(
 
     # Exports: verdicts JSONL and Parquet carry the response's score and its gates.
     out = io.BytesIO()
-    exports.verdicts_jsonl(out, project=p.project)
+    formats.verdicts_jsonl(out, project=p.project)
     lines = [json.loads(line) for line in out.getvalue().decode().split("\n")[:-1]]
     of_harmful = [x for x in lines if x["model"] == "harmful"]
     assert len(of_harmful) == 3
@@ -118,9 +119,9 @@ def test_a_harmful_answer_that_misses_a_gate_keeps_its_negative_score(
 
     path = tmp_path / "verdicts.parquet"
     with path.open("wb") as f:
-        exports.verdicts_parquet(f, project=p.project)
+        formats.verdicts_parquet(f, project=p.project)
     table = pq.read_table(path)
-    assert table.schema == exports.verdict_schema()
+    assert table.schema == formats.verdict_schema()
     rows = table.to_pylist()
     assert {(r["model"], r["response_gated"], tuple(r["response_gated_by"])) for r in rows} == {
         ("harmful", True, (gate_id,)),
@@ -132,6 +133,6 @@ def test_a_harmful_answer_that_misses_a_gate_keeps_its_negative_score(
 
     # Preference pairs name the gates of each side.
     out = io.BytesIO()
-    exports.preference_pairs(out, run=run, min_margin=0.1)
+    formats.preference_pairs(out, run=run, min_margin=0.1)
     (pair,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert pair["chosen_gated_by"] == [] and pair["rejected_gated_by"] == [gate_id]

@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from grading import exports
+from grading.datasets import formats
 from rubrics import services
 from rubrics.models import ReferenceDeliverable
 from rubrics.task_import import tasks_import
@@ -212,7 +212,7 @@ def test_api_uploads_multipart_and_downloads_for_members_only(personas, task):
 def test_tasks_export_lists_the_file_by_name_and_sha256_and_imports_back(personas, task):
     services.reference_create(task=task, body="Call 911.", file=upload(), user=personas.author)
     out = io.BytesIO()
-    exports.tasks_jsonl(out, project=personas.project)
+    formats.tasks_jsonl(out, project=personas.project)
     row = json.loads(out.getvalue())
     assert row["reference"] == "Call 911."
     assert row["reference_file"] == {

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from annotation.models import Rater, Response, Verdict
-from grading import exports
+from grading.datasets import formats
 from rubrics.models import Task
 from rubrics.task_import import tasks_import
 from tests import factories
@@ -70,8 +70,8 @@ def test_tasks_and_responses_round_trip_into_another_project(personas, tmp_path)
     target = factories.make_project(owner=personas.admin, name="Copy")
     call_command("import_tasks", str(task_file), "--project", target.slug)
     call_command("import_responses", str(response_file), "--project", target.slug)
-    assert exported(exports.tasks_jsonl, target) == task_file.read_bytes()
-    assert exported(exports.responses_jsonl, target) == response_file.read_bytes()
+    assert exported(formats.tasks_jsonl, target) == task_file.read_bytes()
+    assert exported(formats.responses_jsonl, target) == response_file.read_bytes()
     assert (
         Task.objects.get(project=target, external_id="rt-1").references.get().body
         == "**Call 911.**"
@@ -141,4 +141,4 @@ def test_parquet_reads_back_in_pyarrow_pandas_and_datasets(personas, tmp_path, m
     )
     assert loaded.num_rows == 2
     assert loaded[0]["explanation"] == "because met" and loaded[1]["points"] == -1.0
-    assert loaded.column_names == [name for name, _, _ in exports.VERDICT_COLUMNS]
+    assert loaded.column_names == [name for name, _, _ in formats.VERDICT_COLUMNS]

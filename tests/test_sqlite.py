@@ -1,7 +1,8 @@
 """Every export and import on the embedded default: SQLite and the filesystem broker, in
 subprocesses of `manage.py` with no DATABASE_URL or CELERY_BROKER_URL, as `scripts/demo` runs.
 The rest of the suite runs on PostgreSQL; these exercise the portable paths below the one
-code path of each export and import (exports._json_lines, ingest.import_responses)."""
+code path of each export and import (grading.datasets.formats._json_lines,
+ingest.import_responses)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from grading import datasets, exports
+from grading.datasets import formats, snapshots
 from tests.conftest import ROOT, SHARED_DATA
 
 HEALTHBENCH = SHARED_DATA / "healthbench" / "oss_eval_sample.jsonl"
@@ -141,13 +142,13 @@ def embedded(tmp_path_factory):
 def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
     sqlite, names, files, _, graded = embedded
     source = names["source"]
-    formats = sorted(exports.PROJECT_EXPORTS)
+    project_formats = sorted(formats.PROJECT_EXPORTS)
     built, *exported, pairs_out = sqlite.run(
         ["snapshots", source],
-        *(export(source, fmt, files / f"export-{fmt}") for fmt in formats),
+        *(export(source, fmt, files / f"export-{fmt}") for fmt in project_formats),
         export(source, "preference-pairs", files / "pairs.jsonl", "--run", str(graded["run"])),
     )
-    assert set(built) == set(datasets.FORMATS)
+    assert set(built) == set(snapshots.FORMATS)
     for fmt, snapshot in built.items():
         assert (snapshot["status"], snapshot["error"]) == ("ready", ""), fmt
         assert snapshot["rows"] > 0, fmt
@@ -167,7 +168,7 @@ def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
     assert len(pairs) == 6 and {p["run_id"] for p in pairs} == {graded["run"]}
 
     # The same formats through export_dataset.
-    for fmt, result in zip(formats, exported, strict=True):
+    for fmt, result in zip(project_formats, exported, strict=True):
         ok(result)
         assert (files / f"export-{fmt}").stat().st_size > 0, fmt
     ok(pairs_out)

@@ -12,7 +12,7 @@ import pytest
 from annotation import selectors as annotation_selectors
 from annotation import services as annotation_services
 from annotation.models import Rater, Response, Verdict
-from grading import datasets, exports
+from grading.datasets import formats, snapshots
 from grading.models import DatasetSnapshot
 from rubrics.models import Role
 from tests import factories
@@ -59,18 +59,18 @@ def test_a_draft_is_in_no_export_agreement_or_calibration(personas, tmp_path):
     assert {v["id"] for v in reply.json()["results"]} == counted
     # every verdict export,
     out = io.BytesIO()
-    assert exports.verdicts_jsonl(out, project=p.project)[0] == 4
+    assert formats.verdicts_jsonl(out, project=p.project)[0] == 4
     assert {json.loads(line)["verdict_id"] for line in out.getvalue().splitlines()} == counted
     parquet = tmp_path / "v.parquet"
     with parquet.open("wb") as handle:
-        exports.verdicts_parquet(handle, project=p.project)
+        formats.verdicts_parquet(handle, project=p.project)
     assert {r["verdict_id"] for r in pq.read_table(parquet).to_pylist()} == counted
     # a snapshot's row count, provenance and card,
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=p.project, name="with-drafts", format="verdicts-jsonl", user=p.engineer
     )
     assert snapshot.rows_total == 4
-    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
     assert snapshot.status == "ready" and snapshot.rows_done == 4
     assert snapshot.provenance["counts"]["verdicts"] == 4
@@ -86,5 +86,5 @@ def test_a_draft_is_in_no_export_agreement_or_calibration(personas, tmp_path):
     assignment = drafter.assignments.get()
     annotation_services.assignment_submit(assignment_id=assignment.pk)
     out = io.BytesIO()
-    assert exports.verdicts_jsonl(out, project=p.project)[0] == 6
+    assert formats.verdicts_jsonl(out, project=p.project)[0] == 6
     assert len(annotation_selectors.version_ratings(grader.version)[0]) == 6

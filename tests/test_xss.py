@@ -21,8 +21,8 @@ from playwright.sync_api import Error as PlaywrightError
 
 from annotation import import_jobs
 from annotation.models import ImportJob
-from grading import datasets
 from grading import services as grading_services
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot, GradingRun
 from tests.conftest import wait_for
 from tests.xss_payloads import ALL, PAYLOADS, RAW_MARKUP
@@ -120,7 +120,7 @@ def _grade_here(run):
 
 
 def _build_here(snapshot):
-    datasets.snapshot_build(snapshot_id=snapshot.pk)
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
 
 
 def _import_here(job):

@@ -13,8 +13,8 @@ from django.core.files.base import ContentFile
 from annotation import import_jobs
 from annotation import services as annotation_services
 from annotation.models import Assignment, ImportJob
-from grading import datasets
 from grading import services as grading_services
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot, GradingRun
 from rubrics import services as rubric_services
 from rubrics import tokens
@@ -185,7 +185,7 @@ def plant(*, judge_url: str, sim, grade, build_snapshot, run_import) -> Planted:
     )
 
     # A dataset snapshot with a payload licence (its name is a slug), and an API token.
-    snapshot = datasets.snapshot_create(
+    snapshot = snapshots.snapshot_create(
         project=project,
         name="xss-snapshot",
         format="verdicts-jsonl",

@@ -4,13 +4,13 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from grading import exports
+from grading.datasets import formats
 from grading.models import GradingRun
 from rubrics import audit
 from rubrics.models import Project
 
-PROJECT_FORMATS = exports.PROJECT_EXPORTS
-RUN_FORMATS = {"preference-pairs": exports.preference_pairs}
+PROJECT_FORMATS = formats.PROJECT_EXPORTS
+RUN_FORMATS = {"preference-pairs": formats.preference_pairs}
 
 
 class Command(BaseCommand):
@@ -72,10 +72,10 @@ class Command(BaseCommand):
             sys.stderr.write("\n")
             if fmt == "openai-rft":
                 grader_path = path.with_name(path.stem + ".grader.json")
-                grader = exports.rft_grader(model=options["grader_model"])
+                grader = formats.rft_grader(model=options["grader_model"])
                 grader_path.write_text(json.dumps(grader, indent=2) + "\n")
                 self.stderr.write(f"Grader configuration: {grader_path}")
-        exports.export_recorded(
+        formats.export_recorded(
             project=project,
             format=fmt,
             rows=count,

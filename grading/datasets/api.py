@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grading import datasets
+from grading.datasets import snapshots
 from grading.models import DatasetSnapshot
 from rubrics.api import (
     FILTERS_RULE,
@@ -52,7 +52,7 @@ class SnapshotListApi(APIView):
     class FilterSerializer(serializers.Serializer):
         # Not `format`: DRF reads ?format= to choose the reply's renderer (?format=json).
         dataset_format = serializers.ChoiceField(
-            choices=sorted(datasets.FORMATS), required=False, help_text="The snapshot's format."
+            choices=sorted(snapshots.FORMATS), required=False, help_text="The snapshot's format."
         )
         status = serializers.ChoiceField(choices=DatasetSnapshot.Status.choices, required=False)
 
@@ -66,15 +66,15 @@ class SnapshotListApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
         project = project_for(request.user, slug, Perm.VIEW_RESULTS)
         filters = query_filters(request, self.FilterSerializer)
-        snapshots = datasets.project_snapshots(project)
+        found = snapshots.project_snapshots(project)
         if "dataset_format" in filters:
-            snapshots = snapshots.filter(format=filters["dataset_format"])
+            found = found.filter(format=filters["dataset_format"])
         if "status" in filters:
-            snapshots = snapshots.filter(status=filters["status"])
+            found = found.filter(status=filters["status"])
         return paginated(
             self,
             request,
-            snapshots,
+            found,
             self.OutputSerializer,
             ordering=NEWEST_FIRST,
         )
@@ -84,7 +84,7 @@ class SnapshotCreateApi(APIView):
     @extend_schema_serializer(component_name="DatasetSnapshotCreate")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
-        format = serializers.ChoiceField(choices=sorted(datasets.FORMATS))
+        format = serializers.ChoiceField(choices=sorted(snapshots.FORMATS))
         license = serializers.CharField(max_length=100, required=False, allow_blank=True)
         run = serializers.IntegerField(required=False, help_text="For preference-pairs.")
         min_margin = serializers.FloatField(required=False, min_value=0, max_value=1)
@@ -103,7 +103,7 @@ class SnapshotCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         with service_errors():
-            snapshot = datasets.snapshot_create(
+            snapshot = snapshots.snapshot_create(
                 project=project,
                 name=values["name"],
                 format=values["format"],
@@ -124,7 +124,7 @@ class SnapshotDetailApi(APIView):
         responses=responses({200: OutputSerializer}, 403, 404),
     )
     def get(self, request: Request, pk: int) -> Response:
-        snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+        snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
         return Response(self.OutputSerializer(snapshot).data)
 
 
@@ -143,8 +143,8 @@ class SnapshotDownloadApi(APIView):
         ),
     )
     def get(self, request: Request, pk: int):
-        snapshot = datasets.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
-        return datasets.snapshot_download(snapshot, actor=request.user)
+        snapshot = snapshots.snapshot_for(request.user, pk, Perm.VIEW_RESULTS)
+        return snapshots.snapshot_download(snapshot, actor=request.user)
 
 
 class SnapshotRetryApi(APIView):
@@ -159,9 +159,9 @@ class SnapshotRetryApi(APIView):
         responses=responses({202: OutputSerializer}, 403, 404, 409),
     )
     def post(self, request: Request, pk: int) -> Response:
-        snapshot = datasets.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+        snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
         with service_errors():
-            snapshot = datasets.snapshot_retry(snapshot=snapshot, user=request.user)
+            snapshot = snapshots.snapshot_retry(snapshot=snapshot, user=request.user)
         return Response(self.OutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -176,7 +176,7 @@ class SnapshotDeleteApi(APIView):
         responses=responses({204: None}, 403, 404, 409),
     )
     def delete(self, request: Request, pk: int) -> Response:
-        snapshot = datasets.snapshot_for(request.user, pk, Perm.RUN_GRADING)
+        snapshot = snapshots.snapshot_for(request.user, pk, Perm.RUN_GRADING)
         with service_errors():
-            datasets.snapshot_delete(snapshot=snapshot)
+            snapshots.snapshot_delete(snapshot=snapshot)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotation.models import Response
-from grading import exports
+from grading.datasets import formats
 from grading.models import DatasetSnapshot, GradingRun
 from rubrics import audit
 from rubrics.models import AuditEvent, Grader, Project, Task
@@ -164,7 +164,7 @@ def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
 
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
     if format.startswith("verdicts"):
-        return exports.dataset_verdicts(project).count()
+        return formats.dataset_verdicts(project).count()
     if format == "healthbench-jsonl":
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
@@ -225,12 +225,12 @@ def snapshot_build(*, snapshot_id: int) -> str:
 
 def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
     project, params = snapshot.project, snapshot.params
-    if snapshot.format in exports.PROJECT_EXPORTS:
-        return exports.PROJECT_EXPORTS[snapshot.format](out, project=project, progress=progress)
+    if snapshot.format in formats.PROJECT_EXPORTS:
+        return formats.PROJECT_EXPORTS[snapshot.format](out, project=project, progress=progress)
     run = GradingRun.objects.select_related("suite_version__suite").get(
         pk=params["run"], project=project
     )
-    return exports.preference_pairs(
+    return formats.preference_pairs(
         out, run=run, min_margin=params["min_margin"], progress=progress
     )
 
@@ -240,7 +240,7 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
 
 def provenance(snapshot: DatasetSnapshot) -> dict:
     project = snapshot.project
-    verdicts = exports.dataset_verdicts(project)
+    verdicts = formats.dataset_verdicts(project)
     if snapshot.format == "preference-pairs":
         verdicts = verdicts.filter(run_id=snapshot.params["run"])
     runs = list(
@@ -448,7 +448,7 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "",
             "| column | type |",
             "|---|---|",
-            *(f"| {name} | {kind} |" for name, _, kind in exports.VERDICT_COLUMNS),
+            *(f"| {name} | {kind} |" for name, _, kind in formats.VERDICT_COLUMNS),
             "",
         ]
     if snapshot.format == "openai-rft":
@@ -458,7 +458,7 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "## Grader",
             "",
             "```json",
-            json.dumps(exports.rft_grader(), indent=2),
+            json.dumps(formats.rft_grader(), indent=2),
             "```",
             "",
         ]
