@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -119,14 +121,14 @@ def celery_queue():
     return queue
 
 
-def _worker_env(queue: str) -> dict[str, str]:
+def _worker_env(queue: str, broker_url: str | None = None) -> dict[str, str]:
     db = settings.DATABASES["default"]
     env = dict(os.environ)
     env.update(
         DATABASE_URL=(
             f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
         ),
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        CELERY_BROKER_URL=broker_url or settings.CELERY_BROKER_URL,
         CELERY_QUEUE=queue,
         ASSAY_MEDIA_DIR=MEDIA_DIR,
         ASSAY_DOTENV="off",  # a demo install's .env (assay/dotenv.py) is not the tests'
@@ -136,11 +138,15 @@ def _worker_env(queue: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, queue: str, concurrency: int = 2):
+    def __init__(self, queue: str, concurrency: int = 2, broker_url: str | None = None):
+        """A worker on `queue` of the session's broker, or of the one at `broker_url` (then
+        this process's Celery app must be on it too, for the ping: see `celery_app_on`)."""
         self.queue = queue
         self.concurrency = concurrency
+        self.broker_url = broker_url
         self.proc: subprocess.Popen | None = None
-        self.log = ROOT / "var" / f"worker-{queue}.log"
+        scheme = f"-{broker_url.split(':', 1)[0]}" if broker_url else ""
+        self.log = ROOT / "var" / f"worker-{queue}{scheme}.log"
 
     def start(self) -> None:
         from assay.celery import app
@@ -168,7 +174,7 @@ class WorkerProcess:
                 "--without-heartbeat",
             ],
             cwd=ROOT,
-            env=_worker_env(self.queue),
+            env=_worker_env(self.queue, self.broker_url),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -211,6 +217,92 @@ def celery_worker(django_db_setup, django_db_blocker, celery_queue):
     worker.start()
     yield worker
     worker.stop()
+
+
+def _redis_url_for(broker_url: str) -> str:
+    """ASSAY_REDIS_URL as a process whose CELERY_BROKER_URL is `broker_url` derives it."""
+    if os.environ.get("ASSAY_REDIS_URL"):
+        return os.environ["ASSAY_REDIS_URL"]
+    return broker_url if broker_url.startswith(("redis://", "rediss://")) else ""
+
+
+@contextlib.contextmanager
+def celery_app_on(broker_url: str):
+    """This process (the web side: run_create's sends, the worker pings) on the broker at
+    `broker_url`, configured as a deployment with that CELERY_BROKER_URL would be; back on the
+    session's broker after. Celery reads the CELERY_BROKER_URL variable before its own conf,
+    and keeps its connection and producer pools (the control mailbox too) once made."""
+    from django.test import override_settings
+    from kombu import pools
+
+    from assay.celery import app
+
+    def drop_pools(close: bool) -> None:
+        if close:
+            key = app.connection_for_write()
+            for group in (pools.producers, pools.connections):
+                with contextlib.suppress(KeyError):
+                    group[key].force_close_all()
+                    del group[key]
+        app._pool = None
+        app.amqp._producer_pool = None
+        app.control.mailbox.__dict__.pop("producer_pool", None)
+
+    saved_env, saved_conf = os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url
+    drop_pools(close=False)  # the session broker's pools stay registered for its return
+    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = broker_url
+    try:
+        with override_settings(
+            CELERY_BROKER_URL=broker_url, ASSAY_REDIS_URL=_redis_url_for(broker_url)
+        ):
+            yield app
+    finally:
+        drop_pools(close=True)
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+        app.conf.broker_url = saved_conf
+
+
+def broker_answers(broker_url: str) -> str | None:
+    """None if something listens at the broker URL's host and port, else why not."""
+    url = urlsplit(broker_url)
+    try:
+        socket.create_connection((url.hostname, url.port), timeout=3).close()
+    except OSError as exc:
+        return f"{url.scheme}://{url.hostname}:{url.port} is not answering ({exc})"
+    return None
+
+
+@pytest.fixture
+def worker_on_broker(django_db_setup, celery_queue):
+    """A factory: `worker_on_broker(url)` puts this process on the broker at `url` (as
+    `celery_app_on`) and starts a real worker there on the session's queue name; after the
+    test the worker stops, that queue and its exchange are deleted from that broker, and this
+    process is back on the session's broker. A broker that does not answer fails the test."""
+    stack = contextlib.ExitStack()
+
+    def start(broker_url: str, concurrency: int = 2) -> WorkerProcess:
+        assert broker_url != settings.CELERY_BROKER_URL, "the session's broker: use celery_worker"
+        if why := broker_answers(broker_url):
+            pytest.fail(f"{why}: start it (.ci/run shows how).")
+        app = stack.enter_context(celery_app_on(broker_url))
+
+        def delete_queue() -> None:
+            with app.connection_for_write(connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=2)  # a broker gone away: fail, not hang
+                conn.default_channel.queue_delete(celery_queue)
+                conn.default_channel.exchange_delete(celery_queue)
+
+        stack.callback(delete_queue)
+        worker = WorkerProcess(celery_queue, concurrency=concurrency, broker_url=broker_url)
+        stack.callback(worker.stop)
+        worker.start()
+        return worker
+
+    with stack:
+        yield start
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
