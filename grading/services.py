@@ -742,7 +742,8 @@ def run_work(
         for pk, task_id in query.order_by("pk").values_list("pk", "task_id")
     ]
     if not pairs:
-        raise ValidationError("There are no responses to grade in this suite; import some.")
+        where = "for this rubric" if suite_version.suite.rubric_id else "in this suite"
+        raise ValidationError(f"There are no responses to grade {where}; import some.")
     return RunWork(suite_version=suite_version, selection=selection, pairs=pairs)
 
 

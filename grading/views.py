@@ -161,7 +161,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    context["tags"] = selectors.tag_summaries(run)
+    # A run over one rubric without axis tags has none to show: no query for them.
+    grader = run.sole_grader
+    has_tags = grader is None or any(c.get("tags") for c in grader.spec["criteria"])
+    context["tags"] = selectors.tag_summaries(run) if has_tags else []
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)

@@ -900,6 +900,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         judge=judge.pk,
         rater=judge.rater_id,
         run=run.pk,
+        suite=run.suite_version.suite_id,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,

@@ -172,6 +172,7 @@ FILTERS = {
     ("/api/projects/{slug}/runs/", "status"): ("value", lambda w: "queued"),
     ("/api/projects/{slug}/runs/", "grader"): ("ref", lambda w: w.grader),
     ("/api/projects/{slug}/runs/", "judge"): ("ref", lambda w: w.judge),
+    ("/api/projects/{slug}/runs/", "suite"): ("ref", lambda w: w.suite),
     ("/api/projects/{slug}/queues/", "grader"): ("ref", lambda w: w.grader),
     ("/api/model-prices/", "model"): ("global", lambda w: w.price_model),
     ("/api/rubrics/{id}/comments/", "version"): ("value", lambda w: 1),
