@@ -70,7 +70,7 @@ def suite_project(personas):
 
 
 def test_a_suite_of_two_graders_and_two_models_graded_in_process_with_a_report(
-    personas, sim, suite_project, tmp_path, capsys
+    personas, sim, suite_project, tmp_path, capsys, client
 ):
     project, suite, version, rows = suite_project
     factories.make_judge(project, sim.url, name="sim-cli")
@@ -123,6 +123,14 @@ def test_a_suite_of_two_graders_and_two_models_graded_in_process_with_a_report(
     assert {m["model"]: m["mean"] for m in report["models"]} == pytest.approx(
         {k: s.mean for k, s in summaries.items()}
     )
+    # An ordinary run: on the run list (with its scores) and on its own page.
+    client.force_login(personas.engineer)
+    listed = client.get(f"/p/{project.slug}/runs/").content.decode()
+    assert f'<tr data-run="{run.pk}">' in listed and ">Clinic</a>" in listed
+    for m in report["models"]:
+        assert f"{m['model']} {m['mean']:.3f}</span>" in listed
+    page = client.get(f"/runs/{run.pk}/")
+    assert page.status_code == 200 and "Clinic" in page.content.decode()
 
 
 def test_filters_narrow_the_run_and_a_rubric_version_is_its_suite_of_one(
