@@ -627,12 +627,61 @@ def task_bootstrap_ci(by_task: dict[str, list[float]], *, seed: int = 0):
     return None if ci is None else (_clip(ci[0]), _clip(ci[1]))
 
 
+def _model_figures(by_model: dict[str, dict]) -> list[dict]:
+    """Per model, from {"responses", "errors", "by_task": {task: [raw, ...]}}: the clipped
+    mean over scored responses, n, and the 95% interval. Over several tasks the bootstrap
+    resamples tasks; a run of one task has only its responses to resample."""
+    figures = []
+    for model in sorted(by_model):
+        stats = by_model[model]
+        raws = [r for values in stats["by_task"].values() for r in values]
+        if len(stats["by_task"]) > 1:
+            ci, resampled = task_bootstrap_ci(stats["by_task"]), "tasks"
+        else:
+            ci, resampled = bootstrap_ci(raws), "responses"
+            ci = None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+        figures.append(
+            {
+                "model": model,
+                "mean": _clip(sum(raws) / len(raws)) if raws else None,
+                "ci95": list(ci) if ci else None,
+                "ci_resamples": resampled,
+                "n": len(raws),
+                "tasks": len(stats["by_task"]),
+                "responses": stats["responses"],
+                "errors": stats["errors"],
+            }
+        )
+    return figures
+
+
+def _tally(by_model: dict, task: str, model: str, raw, errors) -> None:
+    stats = by_model.setdefault(model, {"responses": 0, "errors": 0, "by_task": {}})
+    stats["responses"] += 1
+    stats["errors"] += bool(errors)
+    if raw is not None:
+        stats["by_task"].setdefault(task, []).append(raw)
+
+
+def model_results(run: GradingRun) -> list[dict]:
+    """Per model: the clipped mean, its 95% interval over tasks and n (what `run_report`
+    gives per model), from the run's scores alone: one query."""
+    by_model: dict[str, dict] = {}
+    for task, model, raw, errors in (
+        Score.objects.filter(run=run)
+        .values_list("response__task__external_id", "response__model", "raw", "error_count")
+        .iterator(chunk_size=5000)
+    ):
+        _tally(by_model, task, model, raw, errors)
+    return _model_figures(by_model)
+
+
 def run_report(run: GradingRun) -> dict:
     """What a run found, as one JSON document (`manage.py grade --output`): its suite version,
     judge and mode; per model the clipped mean over scored responses, its 95% interval from a
-    bootstrap over tasks, and n; per response its task, model, sample index, raw and clipped
-    score, the gates it missed and its judges' verdicts criterion by criterion. A few queries,
-    however large the run; verdicts are streamed."""
+    bootstrap over tasks (`_model_figures`), and n; per response its task, model, sample
+    index, raw and clipped score, the gates it missed and its judges' verdicts criterion by
+    criterion. A few queries, however large the run; verdicts are streamed."""
     version = run.suite_version
     outcomes: dict[int, list[dict]] = {}
     verdicts = (
@@ -661,7 +710,8 @@ def run_report(run: GradingRun) -> dict:
                 "sample": sample,
             }
         )
-    responses, by_model = [], {}
+    responses: list[dict] = []
+    by_model: dict[str, dict] = {}
     scores = (
         Score.objects.filter(run=run)
         .order_by("response__task__external_id", "response__model", "response__sample_index")
@@ -692,27 +742,8 @@ def run_report(run: GradingRun) -> dict:
                 "criteria": outcomes.pop(response_id, []),
             }
         )
-        stats = by_model.setdefault(model, {"responses": 0, "errors": 0, "by_task": {}})
-        stats["responses"] += 1
-        stats["errors"] += bool(errors)
-        if raw is not None:
-            stats["by_task"].setdefault(task, []).append(raw)
-    models = []
-    for model in sorted(by_model):
-        stats = by_model[model]
-        raws = [r for values in stats["by_task"].values() for r in values]
-        ci = task_bootstrap_ci(stats["by_task"])
-        models.append(
-            {
-                "model": model,
-                "mean": _clip(sum(raws) / len(raws)) if raws else None,
-                "ci95": list(ci) if ci else None,
-                "n": len(raws),
-                "tasks": len(stats["by_task"]),
-                "responses": stats["responses"],
-                "errors": stats["errors"],
-            }
-        )
+        _tally(by_model, task, model, raw, errors)
+    models = _model_figures(by_model)
     return {
         "run": run.pk,
         "status": run.status,
@@ -730,8 +761,9 @@ def run_report(run: GradingRun) -> dict:
         "selection": run.selection,
         "aggregation": (
             "HealthBench: per response, met points over positive points (raw, may be below 0); "
-            "per model, the mean raw score clipped to [0, 1]; ci95 is a percentile bootstrap "
-            "that resamples tasks (the mean raw score of each task), clipped likewise."
+            "per model, the mean raw score clipped to [0, 1]; ci95 is a 95% percentile "
+            "bootstrap that resamples tasks (the mean raw score of each task), clipped "
+            "likewise; over a single task it resamples responses (ci_resamples says which)."
         ),
         "models": models,
         "responses": responses,

@@ -117,7 +117,12 @@ def test_a_suite_of_two_graders_and_two_models_graded_in_process_with_a_report(
         assert m["n"] == 4 and m["tasks"] == 2 and m["responses"] == 4
         assert m["mean"] == pytest.approx(min(1.0, max(0.0, sum(values) / 4)))
         assert m["ci95"] == pytest.approx(list(selectors.task_bootstrap_ci(by_task)))
-        assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
+        assert m["ci95"][0] <= m["mean"] <= m["ci95"][1] and m["ci_resamples"] == "tasks"
+        low, high = m["ci95"]
+        assert (
+            f"{m['model']}: mean {m['mean']:.3f} (95% CI {low:.3f}-{high:.3f}, resampling tasks)"
+            " over 4 scored responses of 2 tasks"
+        ) in printed
     # The same figures the run page shows.
     summaries = {s.model: s for s in selectors.model_summaries(run)}
     assert {m["model"]: m["mean"] for m in report["models"]} == pytest.approx(

@@ -93,10 +93,16 @@ class Command(BaseCommand):
             raise CommandError(" ".join(exc.messages)) from None
         progress = self._grade(run, opts["parallel"])
         run.refresh_from_db()
-        for s in selectors.model_summaries(run):
-            mean = "n/a" if s.mean is None else f"{s.mean:.3f}"
-            ci = f" (95% CI {s.ci[0]:.3f}-{s.ci[1]:.3f})" if s.ci else ""
-            self.stdout.write(f"{s.model}: mean {mean}{ci} over {s.scored} scored responses")
+        for m in selectors.model_results(run):
+            mean = "n/a" if m["mean"] is None else f"{m['mean']:.3f}"
+            ci = ""
+            if m["ci95"]:
+                low, high = m["ci95"]
+                ci = f" (95% CI {low:.3f}-{high:.3f}, resampling {m['ci_resamples']})"
+            self.stdout.write(
+                f"{m['model']}: mean {mean}{ci} over {m['n']} scored responses "
+                f"of {m['tasks']} tasks"
+            )
         self.stdout.write(
             f"run {run.pk}: {run.status}, {progress.done} verdicts, {progress.errors} errors"
         )
