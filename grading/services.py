@@ -737,10 +737,19 @@ def run_work(
     if sample_indices:
         query = query.filter(sample_index__in=sample_indices)
         selection["sample_indices"] = sample_indices
-    pairs = [
-        (pk, grader_of[task_id])
-        for pk, task_id in query.order_by("pk").values_list("pk", "task_id")
-    ]
+    pairs, seen = [], set()
+    for pk, task_id, model in query.order_by("pk").values_list("pk", "task_id", "model"):
+        pairs.append((pk, grader_of[task_id]))
+        seen.add(model)
+    # A model named but absent is a typo far more often than a wish for nothing: say which.
+    absent = [m for m in models or () if m not in seen]
+    if absent:
+        raise ValidationError(
+            {
+                "models": f"No responses from {', '.join(map(repr, absent[:20]))} to grade in "
+                f"{suite_version.suite.name} v{suite_version.number}."
+            }
+        )
     if not pairs:
         where = "for this rubric" if suite_version.suite.rubric_id else "in this suite"
         raise ValidationError(f"There are no responses to grade {where}; import some.")

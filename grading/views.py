@@ -96,12 +96,17 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect("run", pk=run.pk)
         except ValidationError as exc:
             form.add_error(None, exc)
+    sort = selectors.clean_run_sort(request.GET.get("sort"))
+    page, rows = selectors.runs_page(project, sort=sort, page=request.GET.get("page"))
     return render(
         request,
         "grading/runs.html",
         {
             "project": project,
-            "runs": selectors.project_runs(project),
+            "runs": rows,
+            "page": page,
+            "sort": sort,
+            "columns": _run_columns(sort),
             "form": form,
             "can_run": role_allows(project.role, Perm.RUN_GRADING),
             "has_graders": bool(graders),
@@ -109,6 +114,38 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "estimate": estimate,
         },
     )
+
+
+# The run list's columns: (sort key or None, heading).
+RUN_COLUMNS = [
+    ("id", "Run"),
+    ("suite", "Suite"),
+    ("version", "Version"),
+    (None, "Models"),
+    ("status", "Status"),
+    (None, "Progress"),
+    (None, "Score per model"),
+    (None, "Cost"),
+    ("judge", "Judge"),
+    ("started_by", "Started by"),
+    ("started", "Started at"),
+]
+
+
+def _run_columns(sort: str) -> list[dict]:
+    """Headings whose link sorts by their column: ascending first, then the other way."""
+    columns = []
+    for key, label in RUN_COLUMNS:
+        column = {"key": key, "label": label, "next": None, "state": "none"}
+        if key is not None:
+            if sort == key:
+                column.update(next=f"-{key}", state="ascending")
+            elif sort == f"-{key}":
+                column.update(next=key, state="descending")
+            else:
+                column["next"] = key
+        columns.append(column)
+    return columns
 
 
 @login_required
