@@ -470,6 +470,7 @@ class AuditAction(models.TextChoices):
     TOKEN_REVOKED = "token_revoked", "API token revoked"
     MODEL_PRICE_CHANGED = "model_price_changed", "Model price set"
     MODEL_PRICE_DELETED = "model_price_deleted", "Model price deleted"
+    QUEUE_CHANGED = "queue_changed", "Annotation queue changed"
 
 
 class AuditEvent(models.Model):

@@ -623,6 +623,8 @@ ROWS = [
     api("get", SLUG + "queues/", "/api/projects/{slug}/queues/", members_only(EVERYONE, 200)),
     api("post", SLUG + "queues/", "/api/projects/{slug}/queues/", members_only(OPERATORS, 400)),
     page("get", "queue", "/queues/{queue}/", members_page(RESULTS, 200)),
+    # Its guidelines and reference setting: no guidelines sent, so the form again with the error.
+    page("post", "queue", "/queues/{queue}/", members_page(OPERATORS, 200), {}),
     api("get", "queues/<int:pk>/", "/api/queues/{queue}/", members_only(RESULTS, 200)),
     api("patch", "queues/<int:pk>/", "/api/queues/{queue}/", members_only(OPERATORS, 400)),
     api("delete", "queues/<int:pk>/", "/api/queues/{new_queue}/", members_only(OPERATORS, 204)),
