@@ -5,9 +5,7 @@ Both need VIEW_RESULTS: annotators stay blind to models and scores.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -98,12 +96,17 @@ class LeaderboardSerializer(serializers.Serializer):
     axis_tags = serializers.ListField(child=serializers.CharField())
     task_tags = serializers.ListField(child=serializers.CharField())
     task_count = serializers.IntegerField(help_text="Tasks with a scored response.")
-    tasks = TaskRowSerializer(many=True, help_text="Most disagreement first.")
+    tasks = serializers.SerializerMethodField(help_text="Most disagreement first.")
     heatmap = HeatmapSerializer()
     resamples = serializers.IntegerField()
     seed = serializers.IntegerField()
     runs = serializers.ListField(child=serializers.IntegerField())
     note = serializers.CharField(allow_blank=True)
+
+    @extend_schema_field(TaskRowSerializer(many=True))
+    def get_tasks(self, board: leaderboard.Leaderboard) -> list:
+        # Rows are built for the tasks listed only (`top` in the context; None: all).
+        return TaskRowSerializer(board.task_rows(self.context.get("top")), many=True).data
 
 
 @extend_schema_serializer(component_name="SuiteLeaderboard")
@@ -138,10 +141,6 @@ class SuiteFilter(TopFilter):
     )
 
 
-def _limited(board: leaderboard.Leaderboard, f: dict) -> leaderboard.Leaderboard:
-    return replace(board, tasks=board.tasks[: f["top"]]) if "top" in f else board
-
-
 class RunLeaderboardApi(APIView):
     @extend_schema(
         tags=["grading"],
@@ -154,7 +153,7 @@ class RunLeaderboardApi(APIView):
         run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
         f = query_filters(request, TopFilter, paged=False)
         board = leaderboard.run_leaderboard(run)
-        return Response(LeaderboardSerializer(_limited(board, f)).data)
+        return Response(LeaderboardSerializer(board, context={"top": f.get("top")}).data)
 
 
 class SuiteLeaderboardApi(APIView):
@@ -172,4 +171,4 @@ class SuiteLeaderboardApi(APIView):
         f = query_filters(request, SuiteFilter, paged=False)
         with service_errors():
             board = leaderboard.suite_leaderboard(suite, f.get("version"))
-        return Response(SuiteLeaderboardSerializer(_limited(board, f)).data)
+        return Response(SuiteLeaderboardSerializer(board, context={"top": f.get("top")}).data)

@@ -86,16 +86,41 @@ class Leaderboard:
     models: list[ModelRow]  # by overall mean, best first
     axis_tags: list[str]
     task_tags: list[str]
-    tasks: list[TaskRow]  # by disagreement (spread), most first
     heatmap: dict
+    # The tasks, most disagreement first, kept compact (a leaderboard of 5,000 tasks is
+    # cached, and thousands of row objects are slow to pickle): (id, external id, title,
+    # tags, spread) per task, and per task the models' (mean, n) in the order of `models`.
+    task_info: list[tuple] = field(default_factory=list)
+    task_cells: list[tuple] = field(default_factory=list)
     resamples: int = BOOTSTRAP_RESAMPLES
     seed: int = BOOTSTRAP_SEED
     # For a suite's: its version, and why it may be empty.
     version: SuiteVersion | None = None
     note: str = ""
     runs: list[int] = field(default_factory=list)
-    task_count: int = 0  # tasks with a scored response (`tasks` may be cut to the top ones)
     suite_id: int | None = None
+
+    @property
+    def task_count(self) -> int:
+        """Tasks with a scored response."""
+        return len(self.task_info)
+
+    def task_rows(self, limit: int | None = None) -> list[TaskRow]:
+        """The first `limit` tasks by disagreement (None: all)."""
+        names = [m.model for m in self.models]
+        rows = []
+        for (pk, external_id, title, tags, spread), cells in zip(
+            self.task_info[:limit], self.task_cells[:limit], strict=True
+        ):
+            row_cells = [
+                ModelTaskCell(name, mean, n) for name, (mean, n) in zip(names, cells, strict=True)
+            ]
+            rows.append(TaskRow(pk, external_id, title, list(tags), row_cells, spread))
+        return rows
+
+    @property
+    def tasks(self) -> list[TaskRow]:
+        return self.task_rows()
 
 
 # --- Reads --------------------------------------------------------------------------------
@@ -223,9 +248,7 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
 
 
 def _empty(note: str) -> Leaderboard:
-    return Leaderboard(
-        models=[], axis_tags=[], task_tags=[], tasks=[], heatmap=_heatmap_empty(), note=note
-    )
+    return Leaderboard(models=[], axis_tags=[], task_tags=[], heatmap=_heatmap_empty(), note=note)
 
 
 # --- Arithmetic ---------------------------------------------------------------------------
@@ -278,6 +301,8 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
         sources = dict.fromkeys({row[0] for row in rows}, sources)
     info: dict[int, tuple[str, str, list[str]]] = {}
     for _, task_id, external_id, title, tags, _, _ in rows:
+        if task_id in info:  # a task's row per model: its tags are read once
+            continue
         if isinstance(tags, str):  # jsonb reaches a raw cursor as text (Django's loader)
             tags = json.loads(tags)
         clean = [str(t) for t in tags] if isinstance(tags, list) else []
@@ -352,23 +377,22 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
 
     with np.errstate(invalid="ignore", divide="ignore"):
         task_means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
-    task_rows = []
+    task_info, task_cells = [], []
     for pk in task_ids:
         j = where[pk]
-        cells = [
-            ModelTaskCell(
-                models[mi],
-                None if counts[mi, j] == 0 else float(task_means[mi, j]),
-                int(counts[mi, j]),
-            )
+        cells = tuple(
+            (None, 0) if counts[mi, j] == 0 else (float(task_means[mi, j]), int(counts[mi, j]))
             for mi in order
-        ]
-        scored = [c.mean for c in cells if c.mean is not None]
+        )
+        scored = [mean for mean, _ in cells if mean is not None]
         spread = max(scored) - min(scored) if len(scored) >= 2 else None
         external_id, title, tags = info[pk]
-        task_rows.append(TaskRow(pk, external_id, title, tags, cells, spread))
+        task_info.append((pk, external_id, title, tuple(tags), spread))
+        task_cells.append(cells)
     # Most disagreement first; tasks fewer than two models scored last; then by external id.
-    task_rows.sort(key=lambda t: (t.spread is None, -(t.spread or 0.0)))
+    by_spread = sorted(
+        range(len(task_info)), key=lambda i: (task_info[i][4] is None, -(task_info[i][4] or 0.0))
+    )
     heatmap = _heatmap(
         [models[mi] for mi in order],
         sums[order] if m_count else sums,
@@ -381,10 +405,10 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
         models=model_rows,
         axis_tags=axis_tags,
         task_tags=task_tags,
-        tasks=task_rows,
         heatmap=heatmap,
+        task_info=[task_info[i] for i in by_spread],
+        task_cells=[task_cells[i] for i in by_spread],
         runs=sorted(set(sources.values())),
-        task_count=len(task_rows),
     )
 
 
@@ -470,11 +494,11 @@ class Shown:
 
 
 def shown(board: Leaderboard, *, all_tasks: bool, top: int = TOP_TASKS) -> Shown:
-    tasks = board.tasks if all_tasks else board.tasks[:top]
+    tasks = board.task_rows(None if all_tasks else top)
     return Shown(
         board=board,
         tasks=tasks,
-        hidden=len(board.tasks) - len(tasks),
+        hidden=board.task_count - len(tasks),
         all_tasks=all_tasks,
         top=top,
         heatmap_json=json.dumps(board.heatmap),

@@ -183,7 +183,6 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    context["tags"] = selectors.tag_summaries(run)
     context["board"] = leaderboard.shown(
         leaderboard.run_leaderboard(run), all_tasks=request.GET.get("tasks") == "all"
     )
