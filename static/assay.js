@@ -71,7 +71,8 @@
 
   function drawCharts(root) {
     if (typeof Chart === "undefined") return;
-    root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+    // The heatmap is not Chart.js's: drawHeatmaps paints it.
+    root.querySelectorAll("canvas[data-chart]:not([data-chart='heatmap'])").forEach(function (canvas) {
       const source = document.getElementById(canvas.dataset.source);
       if (!source || canvas.dataset.drawn) return;
       // Data comes in a data-json attribute: htmx drops the <script> elements it swaps in.
@@ -161,10 +162,10 @@
       canvas.dataset.drawn = "1";
       const rows = data.models.length, cols = data.columns.length;
       if (!rows || !cols) return;
-      const left = 150, top = 6, bottom = 100, rowH = 26;
+      const left = 150, top = 6, bottom = 124, rowH = 26;
       const room = (canvas.parentElement.clientWidth || 640) - left - 10;
       const cell = Math.max(6, Math.min(48, Math.floor(room / cols)));
-      const width = left + cell * cols + 10, height = top + rowH * rows + bottom;
+      const width = Math.max(left + cell * cols + 10, left + 400), height = top + rowH * rows + bottom;
       const ratio = window.devicePixelRatio || 1;
       canvas.width = width * ratio;
       canvas.height = height * ratio;
@@ -195,6 +196,21 @@
         ctx.fillText(label.length > 18 ? label.slice(0, 17) + "…" : label, 0, 0);
         ctx.restore();
       });
+      // The legend: mean 0 to 1, and the grey of no scored response.
+      const legendY = height - 16;
+      const gradient = ctx.createLinearGradient(left, 0, left + 120, 0);
+      gradient.addColorStop(0, heatColor(0));
+      gradient.addColorStop(1, heatColor(1));
+      ctx.fillStyle = gradient;
+      ctx.fillRect(left, legendY - 5, 120, 10);
+      ctx.fillStyle = "#d1d5db";
+      ctx.fillRect(left + 250, legendY - 5, 10, 10);
+      ctx.fillStyle = "#374151";
+      ctx.textAlign = "right";
+      ctx.fillText("mean 0", left - 4, legendY);
+      ctx.textAlign = "left";
+      ctx.fillText("1", left + 124, legendY);
+      ctx.fillText("no scored response", left + 264, legendY);
       canvas.addEventListener("mousemove", function (event) {
         const box = canvas.getBoundingClientRect();
         const c = Math.floor((event.clientX - box.left - left) / cell);
