@@ -15,6 +15,7 @@ are made in SQL per (model, task) and per (model, task, axis tag); the rest is n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -230,19 +231,28 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
         board = _empty(note="The suite has no frozen version yet: nothing to rank.")
         board.suite_id = suite.pk
         return board
-    found = _suite_sources(frozen)
-    if not found:
-        board = _empty(note=f"No completed run over v{frozen.number} has scored a response yet.")
-        board.version, board.suite_id = frozen, suite.pk
-        return board
+    # The completed runs over the version decide everything below: cached under them, the
+    # scan of their scores for each model's newest run is made once per new completed run.
+    completed = sorted(
+        GradingRun.objects.filter(
+            suite_version=frozen, status=GradingRun.Status.COMPLETED
+        ).values_list("pk", "finished_at")
+    )
     key = "assay:leaderboard:suite:%s:%s" % (  # noqa: UP031 (a key of many parts)
         frozen.pk,
-        ";".join(f"{m}={r}@{t}" for m, (r, t) in sorted(found.items())),
+        hashlib.sha256(
+            ";".join(f"{pk}@{t.isoformat() if t else ''}" for pk, t in completed).encode()
+        ).hexdigest(),
     )
-    board = cache.get(key)
+    board = cache.get(key) if completed else None
     if board is None:
-        board = _build({model: run_id for model, (run_id, _) in found.items()})
-        cache.set(key, board, timeout=3600)
+        found = _suite_sources(frozen) if completed else {}
+        if not found:
+            note = f"No completed run over v{frozen.number} has scored a response yet."
+            board = _empty(note=note)
+        else:
+            board = _build({model: run_id for model, (run_id, _) in found.items()})
+            cache.set(key, board, timeout=3600)
     board.version, board.suite_id = frozen, suite.pk
     return board
 
