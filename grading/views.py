@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from grading import selectors, services
+from grading import leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
@@ -152,6 +152,7 @@ def _run_columns(sort: str) -> list[dict]:
 @require_GET
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
+    board, board_error = _suite_board(request, suite)
     return render(
         request,
         "grading/suite.html",
@@ -160,8 +161,29 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "suite": suite,
             "versions": suites.versions_of(suite),
             "runs": selectors.suite_runs(suite),
+            "board": board,
+            "board_error": board_error,
         },
+        status=400 if board_error else 200,
     )
+
+
+def _suite_board(request: HttpRequest, suite) -> tuple[leaderboard.Shown, str]:
+    """The suite's leaderboard on `?version=N` (default: the newest); a version that is not
+    a number or not the suite's is said, naming the field, over the newest's."""
+    raw, number, error = request.GET.get("version", ""), None, ""
+    if raw:
+        if raw.isdigit() and 0 < int(raw) < 2**31:
+            number = int(raw)
+        else:
+            error = f"version: {raw[:40]!r} is not a version number."
+    try:
+        board = leaderboard.suite_leaderboard(suite, number)
+    except ValidationError as exc:
+        error = "version: " + " ".join(exc.messages)
+        board = leaderboard.suite_leaderboard(suite)
+    all_tasks = request.GET.get("tasks") == "all"
+    return leaderboard.shown(board, all_tasks=all_tasks), error
 
 
 @login_required
@@ -198,10 +220,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    # A run over one rubric without axis tags has none to show: no query for them.
-    grader = run.sole_grader
-    has_tags = grader is None or any(c.get("tags") for c in grader.spec["criteria"])
-    context["tags"] = selectors.tag_summaries(run) if has_tags else []
+    context["board"] = leaderboard.shown(
+        leaderboard.run_leaderboard(run), all_tasks=request.GET.get("tasks") == "all"
+    )
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)

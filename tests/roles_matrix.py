@@ -576,6 +576,20 @@ ROWS = [
     page("post", "run_resume", "/runs/{run}/resume/", members_page(OPERATORS, 302)),
     api("post", "runs/<int:pk>/resume/", "/api/runs/{run}/resume/", members_only(OPERATORS, 200)),
     page("get", "run_compare", "/runs/{run}/compare/{run}/", members_page(RESULTS, 200)),
+    # Leaderboards: models and scores, so annotators never see them.
+    api(
+        "get",
+        "runs/<int:pk>/leaderboard/",
+        "/api/runs/{run}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
+    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
+    api(
+        "get",
+        "suites/<int:pk>/leaderboard/",
+        "/api/suites/{suite}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
     api("get", "runs/<int:pk>/scores/", "/api/runs/{run}/scores/", members_only(RESULTS, 200)),
     page("get", "score", "/runs/{run}/scores/{score}/", members_page(RESULTS, 200)),
     # A judge call: its request holds the graded response, so annotators stay out.

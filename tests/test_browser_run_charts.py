@@ -63,7 +63,8 @@ def test_charts_are_drawn_after_watching_a_run_finish(
     expect(page.locator("canvas[data-chart=means]")).to_be_visible()
     page.wait_for_timeout(1_000)  # Chart.js animates for a second at most
     drawn = page.evaluate(DRAWN)
-    assert sorted(name for name, _, _ in drawn) == ["criteria", "histogram", "means"]
+    assert sorted(name for name, _, _ in drawn) == ["criteria", "heatmap", "histogram", "means"]
     for name, chart, painted in drawn:
-        assert chart, f"no chart on the {name} canvas after the live update"
+        # The leaderboard's heatmap is painted by hand (static/assay.js), not by Chart.js.
+        assert chart or name == "heatmap", f"no chart on the {name} canvas after the live update"
         assert painted > 100, f"the {name} canvas is blank after the live update"
