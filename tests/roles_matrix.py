@@ -576,6 +576,12 @@ ROWS = [
     page("post", "run_resume", "/runs/{run}/resume/", members_page(OPERATORS, 302)),
     api("post", "runs/<int:pk>/resume/", "/api/runs/{run}/resume/", members_only(OPERATORS, 200)),
     page("get", "run_compare", "/runs/{run}/compare/{run}/", members_page(RESULTS, 200)),
+    api(
+        "get",
+        "runs/<int:pk>/compare/<int:other_id>/",
+        "/api/runs/{run}/compare/{run}/",
+        members_only(RESULTS, 200),
+    ),
     api("get", "runs/<int:pk>/scores/", "/api/runs/{run}/scores/", members_only(RESULTS, 200)),
     page("get", "score", "/runs/{run}/scores/{score}/", members_page(RESULTS, 200)),
     api(
