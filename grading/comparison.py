@@ -273,6 +273,8 @@ class _FlipRows:
     def __getitem__(self, window: slice) -> list[Flip]:
         start = window.start or 0
         stop = self._count if window.stop is None else window.stop
+        if stop <= start:
+            return []
         sql, params = self._sql(
             "va.response_id, t.external_id, r.model, r.sample_index, va.criterion_id, "
             "vb.criterion_id, cb.position, cb.text, va.outcome, vb.outcome, sa.id, sb.id",

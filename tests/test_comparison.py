@@ -374,6 +374,11 @@ def test_queries_do_not_grow_with_tasks(personas, client):
         assert body["tasks"]["count"] == tasks * 2
         assert 'data-testid="compare-flips"' in html
     assert counts[5] == counts[50], counts
+    # Bad page numbers: the API names the field; the page shows the nearest page.
+    bad = api.get(f"/api/runs/{a.pk}/compare/{b.pk}/?flips_page=0")
+    assert bad.status_code == 400 and "flips_page" in bad.json()
+    assert api.get(f"/api/runs/{a.pk}/compare/{b.pk}/?page=2").status_code == 400
+    assert client.get(f"/runs/{a.pk}/compare/{b.pk}/?tasks_page=x&flips_page=99").status_code == 200
 
 
 def test_the_interval_needs_two_tasks():
