@@ -382,6 +382,11 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/resume/", grading_api.RunResumeApi.as_view(), name="api_run_resume"),
     path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),
+    path(
+        "runs/<int:pk>/compare/<int:other_id>/",
+        grading_api.RunCompareApi.as_view(),
+        name="api_run_compare",
+    ),
     path("runs/<int:pk>/scores/", grading_api.ScoreListApi.as_view(), name="api_scores"),
     path(
         "runs/<int:pk>/leaderboard/",

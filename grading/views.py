@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from grading import leaderboard, selectors, services
+from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
@@ -263,27 +263,48 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run", pk=pk)
 
 
+def _linked(request: HttpRequest, param: str, page_of):
+    """The page `param` asks for, with links to its neighbours that keep the other lists'
+    pages where they are."""
+    page = page_of(request.GET.get(param))
+
+    def to(number: int) -> str:
+        query = request.GET.copy()
+        query[param] = str(number)
+        return f"?{query.urlencode()}"
+
+    last = page.paginator.num_pages
+    page.links = {
+        "first": to(1),
+        "previous": to(page.previous_page_number()) if page.has_previous() else "",
+        "next": to(page.next_page_number()) if page.has_next() else "",
+        "last": to(last),
+    }
+    return page
+
+
 @login_required
 @require_GET
 def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
     run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
     other = selectors.run_for(request.user, other_pk, Perm.VIEW_RESULTS)
-    return render(
-        request,
-        "grading/compare.html",
+    context = {"project": run.project, "a": run, "b": other}
+    try:
+        result = comparison.compare(run, other)
+    except ValidationError as exc:
+        context["refused"] = " ".join(exc.messages)
+        return render(request, "grading/compare.html", context, status=400)
+    context.update(
         {
-            "project": run.project,
-            "deltas_json": json.dumps(selectors.run_deltas(run, other)),
-            "runs": [
-                {
-                    "run": r,
-                    "summaries": selectors.model_summaries(r),
-                    "criteria": selectors.criterion_rates(r),
-                }
-                for r in (run, other)
-            ],
-        },
+            "c": result,
+            "tasks": _linked(request, "tasks_page", result.tasks_page),
+            "criteria": _linked(request, "criteria_page", result.criteria_page),
+            "flips": _linked(request, "flips_page", result.flips_page),
+            # In an attribute, not a <script>: scripts are off under the CSP (run.html).
+            "chart_json": json.dumps(result.chart()),
+        }
     )
+    return render(request, "grading/compare.html", context)
 
 
 @login_required

@@ -100,19 +100,36 @@
           options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
                      title: { display: true, text: "Met rate per criterion (lead judge)" } } },
         });
-      } else if (canvas.dataset.chart === "model-deltas" || canvas.dataset.chart === "criterion-deltas") {
-        const perModel = canvas.dataset.chart === "model-deltas";
-        const values = perModel ? data.model_deltas : data.criterion_deltas;
+      } else if (canvas.dataset.chart === "compare-pairs") {
+        // Each model pair: its 95% paired interval as a floating bar, its delta as a point.
+        const title = "Mean score: " + data.b + " minus " + data.a + " (95% paired interval)";
         new Chart(canvas, {
           type: "bar",
           data: {
-            labels: perModel ? data.models : data.criteria,
+            labels: data.pairs.map(function (p) { return p.label; }),
+            datasets: [
+              { type: "line", label: "Delta", data: data.pairs.map(function (p) { return p.delta; }),
+                showLine: false, pointRadius: 6, pointStyle: "rectRot", borderColor: "#111827",
+                backgroundColor: "#111827" },
+              { label: "95% paired interval", data: data.pairs.map(function (p) {
+                  return p.low === null ? null : [p.low, p.high]; }),
+                backgroundColor: "rgba(37, 99, 235, 0.35)", barPercentage: 0.4 },
+            ],
+          },
+          options: { indexAxis: "y", scales: { x: { min: -1, max: 1 } },
+                     plugins: { title: { display: true, text: title } } },
+        });
+      } else if (canvas.dataset.chart === "compare-tasks") {
+        const values = data.tasks.map(function (t) { return t.delta; });
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.tasks.map(function (t) { return t.label; }),
             datasets: [{ label: data.b + " minus " + data.a, data: values,
                          backgroundColor: values.map(function (v) { return v < 0 ? "#dc2626" : "#059669"; }) }],
           },
           options: { indexAxis: "y", scales: { x: { min: -1, max: 1 } }, plugins: { legend: { display: false },
-                     title: { display: true, text: (perModel ? "Mean score per model: " : "Met rate per criterion: ")
-                                                   + data.b + " minus " + data.a } } },
+                     title: { display: true, text: "Mean score per task (largest changes): " + data.b + " minus " + data.a } } },
         });
       } else if (canvas.dataset.chart === "queue-progress") {
         const parts = [["Submitted", data.submitted, "#059669"], ["In progress", data.active, "#d97706"],

@@ -590,6 +590,12 @@ ROWS = [
         "/api/suites/{suite}/leaderboard/",
         members_only(RESULTS, 200),
     ),
+    api(
+        "get",
+        "runs/<int:pk>/compare/<int:other_id>/",
+        "/api/runs/{run}/compare/{run}/",
+        members_only(RESULTS, 200),
+    ),
     api("get", "runs/<int:pk>/scores/", "/api/runs/{run}/scores/", members_only(RESULTS, 200)),
     page("get", "score", "/runs/{run}/scores/{score}/", members_page(RESULTS, 200)),
     # A judge call: its request holds the graded response, so annotators stay out.
