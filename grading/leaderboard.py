@@ -1,13 +1,15 @@
 """Leaderboards: a run's, and a suite's over its runs.
 
 Models x (overall, each task, each axis tag, each task tag). Every cell is the HealthBench
-aggregation: the mean over responses of each response's raw score clipped to [0, 1] (a raw
--0.5 counts as 0), with n, the responses it averages. Overall and tag cells carry a 95%
-percentile-bootstrap interval that resamples TASKS: the tasks are the unit a benchmark
-samples, and responses of one task are not independent, so resampling responses (or
-criteria) would make the interval too narrow. Each resample draws the leaderboard's tasks
-with replacement, and each of its cells is the mean over the responses of the tasks drawn
-(a task drawn twice counts twice); the same draws serve every model and every column.
+aggregation: the mean of the responses' raw scores, clipped to [0, 1] once averaged (a
+pitfall's negative raw lowers the mean it is part of; HealthBench's
+`_compute_clipped_stats`, and the per-model summary above the leaderboard), with n, the
+responses it averages. Overall and tag cells carry a 95% percentile-bootstrap interval that
+resamples TASKS: the tasks are the unit a benchmark samples, and responses of one task are
+not independent, so resampling responses (or criteria) would make the interval too narrow.
+Each resample draws the leaderboard's tasks with replacement, and each of its cells is the
+mean over the responses of the tasks drawn (a task drawn twice counts twice), clipped as the
+cell is; the same draws serve every model and every column.
 
 Reads a fixed handful of queries whatever the number of tasks or responses: sums and counts
 are made in SQL per (model, task) and per (model, task, axis tag); the rest is numpy.
@@ -130,27 +132,30 @@ _SCORE = Score._meta.db_table
 _RESPONSE = Response._meta.db_table
 _TASK = Task._meta.db_table
 _RUN = GradingRun._meta.db_table
-_CLIP = "GREATEST(LEAST({}, 1.0), 0.0)"
+
+
+def clip(value: float) -> float:
+    return min(1.0, max(0.0, value))
 
 
 def _where(sources: dict[str, int] | int) -> tuple[str, list]:
     """Scored responses of one run (an id), or of each model in its source run ({model: run
-    id}: `(run, model) IN (VALUES ...)`; the models are few, whatever the tasks)."""
+    id}: one (run, model) condition per model; the models are few, whatever the tasks)."""
     if isinstance(sources, int):
         return "s.run_id = %s AND s.raw IS NOT NULL", [sources]
-    values = ", ".join(["(%s::bigint, %s::text)"] * len(sources))
     params: list = []
     for model, run_id in sources.items():
         params += [run_id, model]
-    return f"(s.run_id, r.model) IN (VALUES {values}) AND s.raw IS NOT NULL", params
+    either = " OR ".join(["(s.run_id = %s AND r.model = %s)"] * len(sources)) or "FALSE"
+    return f"({either}) AND s.raw IS NOT NULL", params
 
 
 def _task_sums(sources: dict[str, int] | int) -> list[tuple]:
-    """(model, task id, external id, title, tags, n, sum of clipped raw) per model and task."""
+    """(model, task id, external id, title, tags, n, sum of raw) per model and task."""
     where, params = _where(sources)
     sql = f"""
         SELECT r.model, t.id, t.external_id, t.title, t.tags, COUNT(*),
-               SUM({_CLIP.format("s.raw")})
+               SUM(s.raw)
         FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
         JOIN {_TASK} t ON t.id = r.task_id
         WHERE {where}
@@ -162,15 +167,24 @@ def _task_sums(sources: dict[str, int] | int) -> list[tuple]:
 
 
 def _axis_sums(sources: dict[str, int] | int) -> list[tuple]:
-    """(model, task id, axis tag, n, sum of clipped raw) from each score's `by_tag`."""
+    """(model, task id, axis tag, n, sum of raw) from each score's `by_tag`: with jsonb on
+    PostgreSQL, with SQLite's json_each on the embedded default."""
     where, params = _where(sources)
+    if connection.vendor == "postgresql":
+        tags = """CROSS JOIN LATERAL jsonb_each(
+            CASE WHEN jsonb_typeof(s.by_tag) = 'object' THEN s.by_tag ELSE '{}'::jsonb END
+        ) bt"""
+        value, is_number = "(bt.value)::float8", "jsonb_typeof(bt.value) = 'number'"
+    else:
+        tags = """JOIN json_each(
+            CASE WHEN json_type(s.by_tag) = 'object' THEN s.by_tag ELSE '{}' END
+        ) bt"""
+        value, is_number = "bt.value", "bt.type IN ('integer', 'real')"
     sql = f"""
-        SELECT r.model, r.task_id, bt.key, COUNT(*), SUM({_CLIP.format("(bt.value)::float8")})
+        SELECT r.model, r.task_id, bt.key, COUNT(*), SUM({value})
         FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
-        CROSS JOIN LATERAL jsonb_each(
-            CASE WHEN jsonb_typeof(s.by_tag) = 'object' THEN s.by_tag ELSE '{{}}'::jsonb END
-        ) bt
-        WHERE {where} AND jsonb_typeof(bt.value) = 'number'
+        {tags}
+        WHERE {where} AND {is_number}
         GROUP BY r.model, r.task_id, bt.key
     """  # noqa: S608
     with connection.cursor() as cursor:
@@ -181,19 +195,25 @@ def _axis_sums(sources: dict[str, int] | int) -> list[tuple]:
 def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
     """{model: (run id, finish time)}: for each model, the newest completed run over `version`
     that scored it."""
-    sql = f"""
-        SELECT DISTINCT ON (r.model) r.model, g.id, g.finished_at
-        FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
-        JOIN {_RUN} g ON g.id = s.run_id
-        WHERE g.suite_version_id = %s AND g.status = %s AND s.raw IS NOT NULL
-        ORDER BY r.model, g.finished_at DESC NULLS LAST, g.id DESC
-    """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [version.pk, GradingRun.Status.COMPLETED])
-        rows = cursor.fetchall()
+    # One row per (model, run): models x runs over the version, a few.
+    rows = (
+        Score.objects.filter(
+            run__suite_version=version,
+            run__status=GradingRun.Status.COMPLETED,
+            raw__isnull=False,
+        )
+        .values_list("response__model", "run_id", "run__finished_at")
+        .distinct()
+        .order_by()
+    )
+    newest: dict[str, tuple] = {}
+    for model, run_id, finished in rows:
+        key = (finished is not None, finished, run_id)
+        if model not in newest or key > newest[model][0]:
+            newest[model] = (key, run_id, finished)
     return {
         model: (run_id, finished.isoformat() if finished else "")
-        for model, run_id, finished in rows
+        for model, (_, run_id, finished) in newest.items()
     }
 
 
@@ -298,8 +318,9 @@ def percentile_interval(means: np.ndarray) -> list[tuple[float, float] | None]:
         if not len(column):
             intervals.append(None)
             continue
+        # Clipping is monotonic: the percentiles of the clipped means are the clipped percentiles.
         low, high = np.percentile(column, [2.5, 97.5])
-        intervals.append((float(low), float(high)))
+        intervals.append((clip(float(low)), clip(float(high))))
     return intervals
 
 
@@ -370,7 +391,7 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
         n = int(totals_n[i])
         if not n:
             return None, 0, None
-        return float(totals_s[i] / n), n, intervals[i]
+        return clip(float(totals_s[i] / n)), n, intervals[i]
 
     model_rows = []
     for mi, model in enumerate(models):
@@ -391,7 +412,9 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     for pk in task_ids:
         j = where[pk]
         cells = tuple(
-            (None, 0) if counts[mi, j] == 0 else (float(task_means[mi, j]), int(counts[mi, j]))
+            (None, 0)
+            if counts[mi, j] == 0
+            else (clip(float(task_means[mi, j])), int(counts[mi, j]))
             for mi in order
         )
         scored = [mean for mean, _ in cells if mean is not None]
@@ -472,7 +495,7 @@ def _heatmap(
     s, n = sums @ group.T, counts @ group.T
     values = [
         [
-            None if n[mi, c] == 0 else round(float(s[mi, c] / n[mi, c]), 4)
+            None if n[mi, c] == 0 else round(clip(float(s[mi, c] / n[mi, c])), 4)
             for c in range(len(columns))
         ]
         for mi in range(len(models))

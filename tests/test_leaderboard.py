@@ -149,16 +149,17 @@ def test_the_interval_equals_the_written_out_bootstrap_on_unequal_tasks(personas
         n = int(rng.integers(1, 6))  # unequal response counts per task
         raws = [round(float(x), 3) for x in rng.uniform(-0.3, 1.2, size=n)]
         rows += [(f"t{t:02d}", "m", raw) for raw in raws]
-        clipped = [min(1.0, max(0.0, raw)) for raw in raws]
-        sums.append(sum(clipped))
+        sums.append(sum(raws))
         counts.append(n)
     run = scored_run(personas, rows)
     overall = column(leaderboard.run_leaderboard(run), "m").overall
-    _, interval = independent_task_bootstrap(np.array(sums), np.array(counts), 1000, 0)
+    _, (low, high) = independent_task_bootstrap(np.array(sums), np.array(counts), 1000, 0)
+    # Each resample's mean is clipped, as the cell is: the interval's ends are clipped.
+    interval = (min(1.0, max(0.0, low)), min(1.0, max(0.0, high)))
     assert overall.ci == pytest.approx(interval, abs=1e-12)
-    assert overall.mean == pytest.approx(sum(sums) / sum(counts))
-    clipped = [min(1.0, max(0.0, r[2])) for r in rows]
-    assert selectors.bootstrap_ci(clipped) != pytest.approx(overall.ci, abs=1e-3)
+    assert overall.mean == pytest.approx(min(1.0, max(0.0, sum(sums) / sum(counts))))
+    raws = [r[2] for r in rows]
+    assert selectors.bootstrap_ci(raws) != pytest.approx(overall.ci, abs=1e-3)
 
 
 @pytest.mark.django_db
@@ -174,7 +175,7 @@ def test_models_share_the_draws_and_one_task_has_no_interval(personas):
 
 
 @pytest.mark.django_db
-def test_a_negative_raw_counts_as_zero_and_more_than_one_as_one(personas):
+def test_the_mean_is_clipped_once_averaged_as_healthbench_does(personas):
     run = scored_run(
         personas,
         [
@@ -182,16 +183,20 @@ def test_a_negative_raw_counts_as_zero_and_more_than_one_as_one(personas):
             ("t1", "m", 1.0, {"accuracy": 1.0}),
             ("t2", "m", 1.4, {"accuracy": 0.2}),
             ("t2", "m", 0.3, {}),
+            ("t3", "m", -0.4, {"accuracy": -0.4}),
         ],
     )
     board = leaderboard.run_leaderboard(run)
     m = column(board, "m")
-    # Clipped per response: (0 + 1 + 1 + 0.3) / 4, not clip((-0.5 + 1 + 1.4 + 0.3) / 4).
-    assert m.overall.mean == pytest.approx(2.3 / 4)
+    # A pitfall's negative raw lowers the mean: clip((-0.5 + 1 + 1.4 + 0.3 - 0.4) / 5), not
+    # (0 + 1 + 1 + 0.3 + 0) / 5 with each response clipped first.
+    assert m.overall.mean == pytest.approx(1.8 / 5)
     accuracy = {c.tag: c for c in m.axis_tags}["accuracy"]
-    assert (accuracy.mean, accuracy.n) == (pytest.approx(1.2 / 3), 3)
-    t1 = next(t for t in board.tasks if t.external_id == "t1")
-    assert (t1.cells[0].mean, t1.cells[0].n) == (0.5, 2)
+    assert (accuracy.mean, accuracy.n) == (pytest.approx(0.3 / 4), 4)
+    cells = {t.external_id: t.cells[0] for t in board.tasks}
+    assert (cells["t1"].mean, cells["t1"].n) == (pytest.approx(0.25), 2)
+    assert (cells["t2"].mean, cells["t2"].n) == (pytest.approx(0.85), 2)
+    assert (cells["t3"].mean, cells["t3"].n) == (0.0, 1)  # -0.4, clipped once averaged
 
 
 @pytest.mark.django_db
