@@ -46,6 +46,13 @@ class ImportResult:
     rubrics: int
     criteria: int
     published: int
+    # The tasks the file holds (new or already in the project), in file order: what an import
+    # into a suite adds to it.
+    task_ids: tuple[int, ...] = ()
+    # Rubric versions the import leaves unpublished (drafts): a suite cannot pin them.
+    drafts: int = 0
+    # HealthBench re-imports: tasks already in the project whose rubric got a new version.
+    updated: int = 0
 
 
 def _fail(where: str, message: str) -> ValidationError:
@@ -145,21 +152,29 @@ def import_healthbench(
 ) -> ImportResult:
     """Every line is checked before anything is written; then tasks, rubrics, versions and
     criteria go in a few bulk inserts, so the full public file (5,000 conversations, ~48,500
-    criteria) imports in seconds."""
+    criteria) imports in seconds.
+
+    A line whose prompt_id is a task already in the project with the same prompt is a
+    re-import: its HealthBench rubric gets a new version when the file's criteria differ from
+    its newest version (and is left alone when they do not), so importing a new release of a
+    file moves each task to its new rubric. A different prompt under a known id is refused."""
     seen: dict[str, int] = {}
     parsed = [_hb_task(line_no, row, seen) for line_no, row in _hb_rows(lines)]
     if not parsed:
         raise _fail("file", "No tasks found: the file is empty.")
-    taken = set(
-        Task.objects.filter(project=project, external_id__in=list(seen)).values_list(
-            "external_id", flat=True
-        )
-    )
+    existing = {
+        task.external_id: task
+        for task in Task.objects.filter(project=project, external_id__in=list(seen))
+    }
     for t in parsed:
-        if t.prompt_id in taken:
+        task = existing.get(t.prompt_id)
+        if task is not None and task.messages != t.messages:
             raise _fail(
-                f"line {t.line}: prompt_id", f"A task '{t.prompt_id}' is already in the project."
+                f"line {t.line}: prompt_id",
+                f"A task '{t.prompt_id}' is already in the project with a different prompt; "
+                "give the new conversation its own prompt_id.",
             )
+    new = [t for t in parsed if t.prompt_id not in existing]
     task_ids = bulk.insert_rows(
         Task,
         (
@@ -171,7 +186,7 @@ def import_healthbench(
                 "tags": [x for x in t.row.get("example_tags") or [] if isinstance(x, str)],
                 "extra": {k: v for k, v in t.row.items() if k not in HB_TASK_FIELDS},
             }
-            for t in parsed
+            for t in new
         ),
     )
     rubrics = Rubric.objects.bulk_create(
@@ -181,13 +196,9 @@ def import_healthbench(
                 task_id=task_id,
                 title=f"HealthBench {t.prompt_id}"[:300],
                 created_by=user,
-                extra={
-                    "format": "healthbench",
-                    "keys": list(t.row.keys()),
-                    "item_keys": list(t.row["rubrics"][0].keys()),
-                },
+                extra=_hb_rubric_extra(t),
             )
-            for t, task_id in zip(parsed, task_ids, strict=True)
+            for t, task_id in zip(new, task_ids, strict=True)
         ],
         batch_size=BATCH,
     )
@@ -199,20 +210,85 @@ def import_healthbench(
         Criterion,
         (
             {"version_id": version.pk, "position": i, **item.model_fields()}
-            for t, version in zip(parsed, versions, strict=True)
+            for t, version in zip(new, versions, strict=True)
             for i, item in enumerate(t.items)
         ),
     )
-    services.events_created(versions, user)
-    published = 0
-    if publish:
-        for t, version in zip(parsed, versions, strict=True):
-            try:
-                services.version_publish(version=version, user=user)
-            except ValidationError as exc:
-                raise _relabel(exc, f"line {t.line}: rubrics") from None
-            published += 1
-    return ImportResult(len(parsed), sum(len(t.items) for t in parsed), published)
+    if versions:
+        services.events_created(versions, user)
+    to_publish = [(t, v) for t, v in zip(new, versions, strict=True)]
+    updated = 0
+    for t in parsed:
+        task = existing.get(t.prompt_id)
+        if task is None:
+            continue
+        version, changed = _hb_reimport(project, task, t, user)
+        updated += changed
+        if version.status != RubricVersion.Status.PUBLISHED:
+            to_publish.append((t, version))
+    published = drafts = 0
+    for t, version in to_publish:
+        if not publish:
+            drafts += 1
+            continue
+        try:
+            services.version_publish(version=version, user=user)
+        except ValidationError as exc:
+            raise _relabel(exc, f"line {t.line}: rubrics") from None
+        published += 1
+    ids = dict(zip((t.prompt_id for t in new), task_ids, strict=True))
+    ids.update({external_id: task.pk for external_id, task in existing.items()})
+    return ImportResult(
+        len(parsed),
+        sum(len(t.items) for t in parsed),
+        published,
+        task_ids=tuple(ids[t.prompt_id] for t in parsed),
+        drafts=drafts,
+        updated=updated,
+    )
+
+
+def _hb_rubric_extra(t: _HbTask) -> dict:
+    return {
+        "format": "healthbench",
+        "keys": list(t.row.keys()),
+        "item_keys": list(t.row["rubrics"][0].keys()),
+    }
+
+
+def _criterion_key(fields: dict) -> tuple:
+    return (fields["text"], fields["points"], list(fields["tags"]), fields["extra"])
+
+
+def _hb_reimport(project: Project, task: Task, t: _HbTask, user) -> tuple[RubricVersion, bool]:
+    """A task already in the project, met again in a HealthBench file: the version of its
+    HealthBench rubric that holds the file's criteria, and whether the import wrote it."""
+    rubric = Rubric.objects.filter(task=task, extra__format="healthbench").order_by("-pk").first()
+    if rubric is None:
+        rubric = services.rubric_create(
+            project=project,
+            task=task,
+            title=f"HealthBench {t.prompt_id}",
+            user=user,
+            criteria=t.items,
+            extra=_hb_rubric_extra(t),
+        )
+        return rubric.versions.get(), True
+    latest = rubric.versions.order_by("-number").first()
+    current = [
+        _criterion_key({"text": c.text, "points": c.points, "tags": c.tags, "extra": c.extra})
+        for c in latest.criteria.order_by("position")
+    ]
+    wanted = [_criterion_key(item.model_fields()) for item in t.items]
+    retired = latest.status == RubricVersion.Status.RETIRED
+    if current == wanted and not retired and not latest.groups.exists():
+        return latest, False
+    try:
+        draft = services.draft_for_edit(rubric=rubric, user=user)
+        services.criteria_replace(version=draft, criteria=t.items, user=user)
+    except ValidationError as exc:
+        raise _relabel(exc, f"line {t.line}: rubrics: ") from None
+    return draft, True
 
 
 def _ordered(data: dict, keys: list[str]) -> dict:
@@ -309,8 +385,19 @@ def _pb_check(node: object, where: str, depth: int) -> None:
 
 @transaction.atomic
 def import_paperbench(
-    *, project: Project, text: str, user, title: str = "", publish: bool = False
+    *,
+    project: Project,
+    text: str,
+    user,
+    title: str = "",
+    publish: bool = False,
+    task: str = "",
+    own_task: bool = False,
 ) -> ImportResult:
+    """A PaperBench tree as one rubric. With `task` (an external id), or `own_task` (the
+    root's id), the tree is that task's rubric: the task is made when it is new, its prompt
+    the root's requirements (what an import into a suite needs, since a suite holds tasks);
+    without, a rubric of the project."""
     try:
         # Each tree level is an object and its sub_tasks list: two levels of JSON.
         root = uploads.loads(text.removeprefix("\ufeff"), max_depth=2 * MAX_DEPTH + 4)
@@ -320,9 +407,13 @@ def import_paperbench(
     bad = uploads.row_text_problem(text, root)
     if bad:
         raise _fail(f"root.{bad[0]}", f"The text {bad[1]}.")
+    title = title or root["requirements"].strip().splitlines()[0][:300]
+    task = task or (root["id"] if own_task else "")
+    owner = _paperbench_task(project, task, root, title, user) if task else None
     rubric = services.rubric_create(
         project=project,
-        title=title or root["requirements"].strip().splitlines()[0][:300],
+        task=owner,
+        title=title,
         user=user,
         extra={"format": "paperbench"},
     )
@@ -366,7 +457,29 @@ def import_paperbench(
     if publish:
         services.version_publish(version=version, user=user)
         published = 1
-    return ImportResult(1, len(leaves), published)
+    return ImportResult(
+        1,
+        len(leaves),
+        published,
+        task_ids=(owner.pk,) if owner else (),
+        drafts=1 - published,
+    )
+
+
+def _paperbench_task(project: Project, external_id: str, root: dict, title: str, user) -> Task:
+    found = Task.objects.filter(project=project, external_id=external_id.strip()).first()
+    if found is not None:
+        return found
+    try:
+        return services.task_create(
+            project=project,
+            external_id=external_id,
+            title=title,
+            messages=root["requirements"],
+            user=user,
+        )
+    except ValidationError as exc:
+        raise _relabel(exc, "task: ") from None
 
 
 def export_paperbench(*, rubric: Rubric) -> dict:
@@ -659,6 +772,7 @@ def import_spreadsheet(
         t.external_id: t for t in Task.objects.filter(project=project, external_id__in=tasks)
     }
     criteria_count = published = 0
+    task_ids: list[int] = []
     for external_id, entry in tasks.items():
         task = existing.get(external_id)
         if task is None:
@@ -700,10 +814,20 @@ def import_spreadsheet(
                 grouped.append(criterion)
         Criterion.objects.bulk_update(grouped, ["group"])
         criteria_count += len(entry["rows"])
+        task_ids.append(task.pk)
         if publish:
-            services.version_publish(version=version, user=user)
+            try:
+                services.version_publish(version=version, user=user)
+            except ValidationError as exc:
+                raise _relabel(exc, f"line {entry['line']}: rubric for '{external_id}': ") from None
             published += 1
-    return ImportResult(len(tasks), criteria_count, published)
+    return ImportResult(
+        len(tasks),
+        criteria_count,
+        published,
+        task_ids=tuple(task_ids),
+        drafts=len(tasks) - published,
+    )
 
 
 def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
@@ -782,6 +906,8 @@ def import_file(
     mapping: dict[str, str] | None = None,
     title: str = "",
     publish: bool = False,
+    task: str = "",
+    own_task: bool = False,
 ) -> ImportResult:
     """Check a rubric file's size and type, then import it in the named format: all or nothing.
 
@@ -810,7 +936,13 @@ def import_file(
         text = _utf8(data, name)
         if format == "paperbench":
             return import_paperbench(
-                project=project, text=text, user=user, title=title, publish=publish
+                project=project,
+                text=text,
+                user=user,
+                title=title,
+                publish=publish,
+                task=task,
+                own_task=own_task,
             )
     return import_spreadsheet(
         project=project,
