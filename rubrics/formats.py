@@ -31,6 +31,8 @@ from rubrics.models import (
     Project,
     Rubric,
     RubricVersion,
+    SuiteEntry,
+    SuiteVersion,
     Task,
 )
 
@@ -324,6 +326,26 @@ def _task_rubrics_newest(project: Project, rubric: int | None = None):
     return rubrics, latest, by_version
 
 
+def _hb_line(task: Task, rubric: Rubric, criteria) -> str:
+    """One HealthBench line: the task's fields and `criteria` as its rubric items, keys in the
+    order the imported file had them."""
+    item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
+    items = [
+        _ordered(
+            {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
+            item_keys,
+        )
+        for c in criteria
+    ]
+    row = {
+        **task.extra,
+        "prompt": task.messages,
+        "prompt_id": task.external_id,
+        "rubrics": items,
+    }
+    return json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+
+
 def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterator[str]:
     """One JSON line per task with a rubric, in import order, from each rubric's newest version;
     with `rubric` (a task rubric's pk), that rubric's line only."""
@@ -333,22 +355,49 @@ def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterat
         if rubric.task_id in done or rubric.pk not in latest:
             continue
         done.add(rubric.task_id)
-        task: Task = rubric.task
-        item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
-        items = [
-            _ordered(
-                {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
-                item_keys,
-            )
-            for c in by_version.get(latest[rubric.pk].pk, [])
-        ]
-        row = {
-            **task.extra,
-            "prompt": task.messages,
-            "prompt_id": task.external_id,
-            "rubrics": items,
-        }
-        yield json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+        yield _hb_line(rubric.task, rubric, by_version.get(latest[rubric.pk].pk, []))
+
+
+SUITE_CHUNK = 500
+
+
+def export_healthbench_suite(*, version: SuiteVersion) -> Iterator[str]:
+    """One JSON line per task of a frozen suite version, in task order, each with the rubric
+    of the grader the version pins (its criteria as that grader compiled them, a template's
+    included), not the task's newest: importing the file gives the same graders back."""
+    entries = (
+        SuiteEntry.objects.filter(version=version)
+        .select_related("task", "grader__version__rubric")
+        .order_by("task_id")
+    )
+    chunk: list[SuiteEntry] = []
+
+    def lines(chunk: list[SuiteEntry]) -> Iterator[str]:
+        ids = [c["id"] for e in chunk for c in e.grader.spec.get("criteria", [])]
+        stored = Criterion.objects.in_bulk(ids)
+        for e in chunk:
+            criteria = [
+                stored.get(c["id"]) or _SpecCriterion(c) for c in e.grader.spec.get("criteria", [])
+            ]
+            yield _hb_line(e.task, e.grader.version.rubric, criteria)
+
+    for entry in entries.iterator(chunk_size=SUITE_CHUNK):
+        chunk.append(entry)
+        if len(chunk) == SUITE_CHUNK:
+            yield from lines(chunk)
+            chunk = []
+    if chunk:
+        yield from lines(chunk)
+
+
+class _SpecCriterion:
+    """A criterion as its grader's spec holds it (when its row is gone)."""
+
+    def __init__(self, spec: dict):
+        self.text = spec.get("text", "")
+        self.points = Decimal(str(spec.get("points", 0)))
+        self.tags = spec.get("tags", [])
+        self.extra: dict = {}
 
 
 # --- PaperBench ---------------------------------------------------------------------------
