@@ -15,10 +15,12 @@ import decimal
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.db import connection
 from django.db.models import (
+    Avg,
     Case,
     Exists,
     F,
@@ -31,7 +33,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, JSONObject
+from django.db.models.functions import Coalesce, Greatest, JSONObject, Least
 from django.utils import timezone
 
 from rubrics import audit
@@ -542,13 +544,20 @@ def task_graders(*, project: Project, version=None) -> Iterator[tuple]:
     graders = (
         Grader.objects.filter(version__rubric__project=project, version__rubric__task__isnull=False)
         .select_related("version__rubric__task")
-        .order_by("version__rubric__task__external_id", "-version__number")
+        # The grader in force, as a suite freeze picks it (rubrics.suites.graders_in_force):
+        # the newest published of the task's rubrics.
+        .order_by(
+            "version__rubric__task__external_id",
+            "-version__published_at",
+            "-version_id",
+            "-pk",
+        )
     )
     seen = set()
     for grader in graders.iterator(chunk_size=1000):
         task = grader.version.rubric.task
         if task.pk in seen:
-            continue  # an older version of a rubric already exported
+            continue  # an older grader of the task already exported
         seen.add(task.pk)
         yield task, grader
 
@@ -705,12 +714,23 @@ def healthbench_jsonl(
 # --- The dataset card of a suite version ------------------------------------------------------
 
 
-def suite_leaderboard(version) -> tuple[object, list]:
-    """(run, per-model summaries) of the newest completed run over `version`: the HealthBench
-    aggregation (clipped mean over responses), its bootstrap interval and n. (None, []) when no
-    run over it has completed."""
+@dataclass(frozen=True)
+class BoardRow:
+    model: str
+    overall: float | None  # mean over responses of each score clipped to [0, 1]
+    ci: tuple[float, float] | None  # 95% bootstrap interval of that mean
+    scored: int  # n: responses with a score
+    responses: int
+    errors: int
+
+
+def suite_leaderboard(version) -> tuple[object, list[BoardRow]]:
+    """(run, a row per model) of the newest completed run over `version`: the HealthBench
+    aggregation as Assay defines it (each response's raw score clipped to [0, 1], then the mean
+    over responses), the bootstrap interval and counts of grading.selectors.model_summaries.
+    (None, []) when no run over it has completed."""
     from grading import selectors
-    from grading.models import GradingRun
+    from grading.models import GradingRun, Score
 
     run = (
         GradingRun.objects.filter(suite_version=version, status=GradingRun.Status.COMPLETED)
@@ -720,7 +740,25 @@ def suite_leaderboard(version) -> tuple[object, list]:
     )
     if run is None:
         return None, []
-    return run, selectors.model_summaries(run)
+    # ModelSummary.mean clips the mean of raw scores; its interval resamples clipped scores.
+    # The board's overall is the mean of clipped scores, the quantity the interval is about.
+    clipped = dict(
+        Score.objects.filter(run=run, raw__isnull=False)
+        .values_list("response__model")
+        .annotate(m=Avg(Greatest(Least("raw", Value(1.0)), Value(0.0))))
+        .order_by()
+    )
+    return run, [
+        BoardRow(
+            model=s.model,
+            overall=clipped.get(s.model),
+            ci=s.ci,
+            scored=s.scored,
+            responses=s.responses,
+            errors=s.errors,
+        )
+        for s in selectors.model_summaries(run)
+    ]
 
 
 def _figure(value: float | None) -> str:
@@ -766,7 +804,7 @@ def _suite_card(version) -> tuple[str, int]:
     for s in summaries:
         interval = f"[{_figure(s.ci[0])}, {_figure(s.ci[1])}]" if s.ci else "—"
         lines.append(
-            f"| {s.model} | {_figure(s.mean)} | {interval} | {s.scored} | {s.responses} | "
+            f"| {s.model} | {_figure(s.overall)} | {interval} | {s.scored} | {s.responses} | "
             f"{s.errors} |"
         )
     lines.append("")
