@@ -150,16 +150,22 @@ BATCH = 2000
 
 @transaction.atomic
 def import_healthbench(
-    *, project: Project, lines: Iterable[str], user, publish: bool = False
+    *,
+    project: Project,
+    lines: Iterable[str],
+    user,
+    publish: bool = False,
+    reimport: bool = False,
 ) -> ImportResult:
     """Every line is checked before anything is written; then tasks, rubrics, versions and
     criteria go in a few bulk inserts, so the full public file (5,000 conversations, ~48,500
     criteria) imports in seconds.
 
-    A line whose prompt_id is a task already in the project with the same prompt is a
-    re-import: its HealthBench rubric gets a new version when the file's criteria differ from
-    its newest version (and is left alone when they do not), so importing a new release of a
-    file moves each task to its new rubric. A different prompt under a known id is refused."""
+    A line whose prompt_id is a task already in the project is refused, unless `reimport`
+    (an import into a suite: a new release of a file): then, when the prompt is the same, its
+    HealthBench rubric gets a new version if the file's criteria differ from its newest
+    version (and is left alone if not), so the suite's next version pins the new rubrics. A
+    different prompt under a known id is refused either way."""
     seen: dict[str, int] = {}
     parsed = [_hb_task(line_no, row, seen) for line_no, row in _hb_rows(lines)]
     if not parsed:
@@ -170,6 +176,12 @@ def import_healthbench(
     }
     for t in parsed:
         task = existing.get(t.prompt_id)
+        if task is not None and not reimport:
+            raise _fail(
+                f"line {t.line}: prompt_id",
+                f"A task '{t.prompt_id}' is already in the project. (A new release of a file "
+                "is imported into its suite, which gives changed rubrics a new version.)",
+            )
         if task is not None and task.messages != t.messages:
             raise _fail(
                 f"line {t.line}: prompt_id",
@@ -957,6 +969,7 @@ def import_file(
     publish: bool = False,
     task: str = "",
     own_task: bool = False,
+    reimport: bool = False,
 ) -> ImportResult:
     """Check a rubric file's size and type, then import it in the named format: all or nothing.
 
@@ -980,7 +993,11 @@ def import_file(
         uploads.check_text(upload, name=name, expected=EXPECTED[format])
         if format == "healthbench":
             return import_healthbench(
-                project=project, lines=io.BytesIO(data), user=user, publish=publish
+                project=project,
+                lines=io.BytesIO(data),
+                user=user,
+                publish=publish,
+                reimport=reimport,
             )
         text = _utf8(data, name)
         if format == "paperbench":

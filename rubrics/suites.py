@@ -452,7 +452,9 @@ def suite_import(
     A suite version pins published graders, so a suite import without `publish` is refused
     unless every rubric it touched is already published (a re-import of an unchanged file).
     A PaperBench tree imported into a suite becomes the rubric of the task `task` (by
-    default the tree's root id), since a suite holds tasks."""
+    default the tree's root id), since a suite holds tasks. A HealthBench file imported into
+    a suite may hold tasks already in the project (a new release of the file): their changed
+    rubrics get a new version, which the new suite version pins."""
     from rubrics import formats
 
     suite = str(suite or "").strip()
@@ -469,6 +471,7 @@ def suite_import(
         publish=publish,
         task=task,
         own_task=bool(suite),
+        reimport=bool(suite),
     )
     if not suite:
         return SuiteImport(result=result)

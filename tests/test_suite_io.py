@@ -115,6 +115,21 @@ def test_healthbench_import_with_suite_freezes_v1_then_a_changed_file_v2(persona
     assert v1.manifest[rows[1]["prompt_id"]] != v2.manifest[rows[1]["prompt_id"]]
 
 
+def test_a_known_task_with_another_prompt_is_refused_even_into_a_suite(personas, tmp_path):
+    rows = hb_rows()
+    import_suite(personas, write_jsonl(tmp_path / "hb.jsonl", rows), suite="S")
+    changed = [dict(r) for r in rows]
+    changed[2] = {**changed[2], "prompt": [{"role": "user", "content": "Something else"}]}
+    changed[3] = {**changed[3], "rubrics": changed[3]["rubrics"][:1]}
+    with pytest.raises(CommandError, match="line 3: prompt_id: .* with a different prompt"):
+        import_suite(personas, write_jsonl(tmp_path / "hb2.jsonl", changed), suite="S")
+    assert RubricVersion.objects.count() == len(rows)  # line 4's change was not written
+    assert SuiteVersion.objects.count() == 1
+    # Without a suite, a known task is refused as before.
+    with pytest.raises(CommandError, match="is already in the project"):
+        import_suite(personas, write_jsonl(tmp_path / "hb.jsonl", rows))
+
+
 def test_suite_without_publish_is_refused_unless_everything_is_published(personas, tmp_path):
     path = write_jsonl(tmp_path / "hb.jsonl", hb_rows())
     with pytest.raises(CommandError) as caught:
