@@ -456,12 +456,13 @@ def test_the_suite_card_holds_the_leaderboard(personas, tmp_path, graded_suite):
     assert text.startswith("# Clinic, version 1")
     assert version.content_hash in text and f"From run {run.pk}" in text
     for model in ("alpha", "beta"):
-        clipped = [min(1.0, max(0.0, v)) for (m, *_), v in raws.items() if m == model]
-        low, high = selectors.bootstrap_ci(clipped)
-        mean = sum(clipped) / len(clipped)
-        row = f"| {model} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {len(clipped)} | 4 | 0 |"
+        values = [v for (m, *_), v in raws.items() if m == model]
+        low, high = selectors.bootstrap_ci([min(1.0, max(0.0, v)) for v in values])
+        mean = min(1.0, max(0.0, sum(values) / len(values)))
+        row = f"| {model} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {len(values)} | 4 | 0 |"
         assert row in text
-    assert "| alpha | 0.625 |" in text and "| beta | 0.375 |" in text  # worked by hand
+    # Worked by hand: alpha (1 + .5 + 1 - .5) / 4 = .5; beta (0 + .5 + .5 + .5) / 4 = .375.
+    assert "| alpha | 0.500 |" in text and "| beta | 0.375 |" in text
 
     # The same card as a snapshot, requested through the API by suite id (newest version).
     api = APIClient()
@@ -476,7 +477,7 @@ def test_the_suite_card_holds_the_leaderboard(personas, tmp_path, graded_suite):
     snapshots.snapshot_build(snapshot_id=snapshot.pk)
     snapshot.refresh_from_db()
     assert snapshot.status == "ready" and snapshot.rows_done == 2
-    assert "| alpha | 0.625 |" in snapshot.card and "| beta | 0.375 |" in snapshot.card
+    assert "| alpha | 0.500 |" in snapshot.card and "| beta | 0.375 |" in snapshot.card
     assert snapshot.provenance["suite"]["content_hash"] == version.content_hash
     # Bad input is a 400 naming the field.
     for body, field in (

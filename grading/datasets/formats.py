@@ -15,12 +15,10 @@ import decimal
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.db import connection
 from django.db.models import (
-    Avg,
     Case,
     Exists,
     F,
@@ -33,7 +31,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Greatest, JSONObject, Least
+from django.db.models.functions import Coalesce, JSONObject
 from django.utils import timezone
 
 from rubrics import audit
@@ -714,23 +712,13 @@ def healthbench_jsonl(
 # --- The dataset card of a suite version ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BoardRow:
-    model: str
-    overall: float | None  # mean over responses of each score clipped to [0, 1]
-    ci: tuple[float, float] | None  # 95% bootstrap interval of that mean
-    scored: int  # n: responses with a score
-    responses: int
-    errors: int
-
-
-def suite_leaderboard(version) -> tuple[object, list[BoardRow]]:
-    """(run, a row per model) of the newest completed run over `version`: the HealthBench
-    aggregation as Assay defines it (each response's raw score clipped to [0, 1], then the mean
-    over responses), the bootstrap interval and counts of grading.selectors.model_summaries.
-    (None, []) when no run over it has completed."""
+def suite_leaderboard(version) -> tuple[object, list]:
+    """(run, grading.selectors.model_summaries of it) for the newest completed run over
+    `version`: per model the mean raw score over responses clipped to [0, 1] (as the run page
+    and README's Scoring define it), its 95% bootstrap interval and n. (None, []) when no run
+    over it has completed."""
     from grading import selectors
-    from grading.models import GradingRun, Score
+    from grading.models import GradingRun
 
     run = (
         GradingRun.objects.filter(suite_version=version, status=GradingRun.Status.COMPLETED)
@@ -740,25 +728,7 @@ def suite_leaderboard(version) -> tuple[object, list[BoardRow]]:
     )
     if run is None:
         return None, []
-    # ModelSummary.mean clips the mean of raw scores; its interval resamples clipped scores.
-    # The board's overall is the mean of clipped scores, the quantity the interval is about.
-    clipped = dict(
-        Score.objects.filter(run=run, raw__isnull=False)
-        .values_list("response__model")
-        .annotate(m=Avg(Greatest(Least("raw", Value(1.0)), Value(0.0))))
-        .order_by()
-    )
-    return run, [
-        BoardRow(
-            model=s.model,
-            overall=clipped.get(s.model),
-            ci=s.ci,
-            scored=s.scored,
-            responses=s.responses,
-            errors=s.errors,
-        )
-        for s in selectors.model_summaries(run)
-    ]
+    return run, selectors.model_summaries(run)
 
 
 def _figure(value: float | None) -> str:
@@ -794,9 +764,10 @@ def _suite_card(version) -> tuple[str, int]:
     lines += [
         f"From run {run.pk} (judge {run.judge.name}, `{run.judge.model}`"
         f"{', simulated' if run.simulated else ''}), finished "
-        f"{timezone.localtime(run.finished_at):%Y-%m-%d %H:%M %Z}. Overall is the mean over "
-        "responses of each response's score clipped to [0, 1] (HealthBench's aggregation); the "
-        "interval is a 95% bootstrap; n counts scored responses (of all graded).",
+        f"{timezone.localtime(run.finished_at):%Y-%m-%d %H:%M %Z}. Overall is the mean raw score "
+        "over a model's responses clipped to [0, 1] (HealthBench's aggregation; a raw score "
+        "falls below 0 when pitfalls outweigh what is met); the interval is a 95% bootstrap "
+        "over responses; n counts scored responses (of all graded).",
         "",
         "| model | overall | 95% interval | n | responses | errors |",
         "|---|---|---|---|---|---|",
@@ -804,7 +775,7 @@ def _suite_card(version) -> tuple[str, int]:
     for s in summaries:
         interval = f"[{_figure(s.ci[0])}, {_figure(s.ci[1])}]" if s.ci else "—"
         lines.append(
-            f"| {s.model} | {_figure(s.overall)} | {interval} | {s.scored} | {s.responses} | "
+            f"| {s.model} | {_figure(s.mean)} | {interval} | {s.scored} | {s.responses} | "
             f"{s.errors} |"
         )
     lines.append("")
