@@ -359,7 +359,12 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
     project = project_for(request.user, slug, perm)
     runs = selectors.project_runs(project)
-    form = SnapshotForm(request.POST or None, formats=snapshots.FORMATS.items(), runs=runs)
+    form = SnapshotForm(
+        request.POST or None,
+        formats=snapshots.FORMATS.items(),
+        runs=runs,
+        versions=snapshots.project_suite_versions(project),
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -370,6 +375,7 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
                 license=data["license"],
                 run_id=data["run"] or None,
                 min_margin=data["min_margin"] if data["min_margin"] is not None else 0.1,
+                suite_version_id=data["suite_version"] or None,
                 user=request.user,
             )
         except ValidationError as exc:

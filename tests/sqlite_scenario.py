@@ -82,41 +82,57 @@ def grade(slug: str) -> dict:
     factories.annotate(queue, person, "met")
     factories.annotate(queue, drafter, "unmet", submit=False)
     drafts = list(Verdict.objects.filter(rater__user=drafter).values_list("pk", flat=True))
-    return {"run": run.pk, "drafts": drafts, "verdicts": Verdict.objects.count()}
+    return {
+        "run": run.pk,
+        "drafts": drafts,
+        "verdicts": Verdict.objects.count(),
+        "suite": run.suite_version.suite.name,
+        "suite_hash": run.suite_version.content_hash,
+    }
 
 
 def snapshots(slug: str) -> dict:
     """Every dataset format built through the snapshot service, as a worker builds it."""
     from django.core.files.storage import default_storage
 
-    from grading.datasets import snapshots
+    from grading.datasets import formats, snapshots
     from grading.models import DatasetSnapshot, GradingRun
     from rubrics.models import Project
 
     project = Project.objects.get(slug=slug)
     run = GradingRun.objects.filter(project=project).first()
     built = {}
-    for fmt in snapshots.FORMATS:
+    # Each format with what it needs (a run, a suite version); those a suite version narrows
+    # are built a second time for the run's suite version, under "<format>+suite".
+    wanted = [(fmt, fmt) for fmt in snapshots.FORMATS] + [
+        (f"{fmt}+suite", fmt) for fmt in sorted(formats.TAKE_VERSION)
+    ]
+    for key, fmt in wanted:
         snapshot = snapshots.snapshot_create(
             project=project,
-            name=f"sqlite {fmt}",
+            name=f"sqlite {key.replace('+', ' ')}",
             format=fmt,
             user=project.created_by,
-            run_id=run.pk,
+            run_id=run.pk if fmt in formats.RUN_EXPORTS else None,
             min_margin=0.1,
+            suite_version_id=run.suite_version_id
+            if fmt in formats.VERSION_EXPORTS or key.endswith("+suite")
+            else None,
         )
         with contextlib.suppress(Exception):  # a failure is recorded on the row: see below
             snapshots.snapshot_build(snapshot_id=snapshot.pk)
         snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
         content = ""
-        if snapshot.status == "ready" and fmt != "verdicts-parquet":
+        if snapshot.status == "ready" and not snapshot.file.endswith(".parquet"):
             with default_storage.open(snapshot.file, "rb") as f:
                 content = f.read().decode()
-        built[fmt] = {
+        built[key] = {
             "status": snapshot.status,
             "error": snapshot.error,
             "rows": snapshot.rows_done,
             "content": content,
+            "file": default_storage.path(snapshot.file) if snapshot.file else "",
+            "card": snapshot.card,
         }
     return built
 
