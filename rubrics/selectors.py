@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from rubrics import compiler
+from rubrics import compiler, suites
 from rubrics.models import (
     Criterion,
     CriterionGroup,
@@ -28,6 +28,8 @@ from rubrics.models import (
     Rubric,
     RubricEvent,
     RubricVersion,
+    Suite,
+    SuiteVersion,
     Task,
 )
 from rubrics.permissions import Perm, check, role_allows
@@ -249,6 +251,72 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
     grader = Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
     task = _TASKS.build(row, offset=1) if row[1] is not None else None
     return grader, project, task
+
+
+def _grader(grader_hash: str, grader_id: int) -> Grader:
+    """The grader `grader_hash` (spec and hash) from the process's facts, read again if the
+    kept facts name another row (a database recreated under a running server)."""
+    facts = _grader_facts(grader_hash)
+    if facts.pk != grader_id:
+        facts = _grader_facts(grader_hash, fresh=True)
+    return Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
+
+
+@dataclass(frozen=True)
+class SuiteTarget:
+    project: Project
+    version: SuiteVersion  # id, suite, number and content hash; the manifest stays unread
+    # {task external id: (the task with its prompt, its pinned grader)}, for the ids asked
+    pinned: dict[str, tuple[Task, Grader]]
+    unknown: list[str]  # ids asked for that the version does not hold, in the order asked
+
+
+_SUITE_TARGET_SQL = (
+    "SELECT s.project_id, m.role, v.id, v.number, v.content_hash "  # noqa: S608 - the models'
+    f"FROM {Suite._meta.db_table} s "
+    f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = s.project_id AND m.user_id = %s "
+    f"LEFT JOIN {SuiteVersion._meta.db_table} v ON v.suite_id = s.id AND v.number = COALESCE("
+    f"CAST(%s AS integer), (SELECT MAX(n.number) FROM {SuiteVersion._meta.db_table} n "
+    "WHERE n.suite_id = s.id)) WHERE s.id = %s"
+)
+
+
+def suite_to_score(
+    user, suite_pk: int, number: int | None, external_ids: list[str], perm: Perm
+) -> SuiteTarget:
+    """What the suite reward endpoint grades with, in two short queries: the suite's version
+    `number` (None: its newest), the caller's role checked in its project, and for each of
+    `external_ids` its task's prompt and pinned grader (specs from the process's grader
+    facts). Only the entries asked for are read, whatever the suite's size. 404 for
+    non-members, an unknown suite or version."""
+    if not user.is_authenticated:
+        raise Http404("No such suite.")
+    with connection.cursor() as cursor:
+        cursor.execute(_SUITE_TARGET_SQL, [user.pk, number, suite_pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Http404("No such suite.")
+    project_id, role, version_id, version_number, content_hash = row
+    project = Project(pk=project_id)
+    if role is not None:
+        project._role_cache = {user.pk: role}  # this request's own instance
+    check(user, project, perm)  # 404 for a non-member, 403 for a role that may not
+    if version_id is None:
+        raise Http404(
+            f"This suite has no version {number}."
+            if number is not None
+            else "This suite has no frozen version yet: freeze it first."
+        )
+    version = SuiteVersion(
+        pk=version_id, suite_id=suite_pk, number=version_number, content_hash=content_hash
+    )
+    found = suites.pinned_for(version_id, project_id, external_ids)
+    pinned = {
+        external_id: (pin.task, _grader(pin.grader_hash, pin.grader_id))
+        for external_id, pin in found.items()
+    }
+    unknown = list(dict.fromkeys(e for e in external_ids if e not in pinned))
+    return SuiteTarget(project, version, pinned, unknown)
 
 
 def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
