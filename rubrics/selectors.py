@@ -196,27 +196,30 @@ _TARGET_SQL = (
 )
 
 
+_FACT_FIELDS = (
+    "pk",
+    "version_id",
+    "spec",
+    "version__rubric__project_id",
+    "version__rubric__task_id",
+)
+
+
+def _keep(grader_hash: str, facts: _GraderFacts) -> None:
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    _FACTS[grader_hash] = facts
+
+
 def _grader_facts(grader_hash: str, *, fresh: bool = False) -> _GraderFacts:
     facts = None if fresh else _FACTS.get(grader_hash)
     if facts is None:
-        row = (
-            Grader.objects.filter(hash=grader_hash)
-            .values_list(
-                "pk",
-                "version_id",
-                "spec",
-                "version__rubric__project_id",
-                "version__rubric__task_id",
-            )
-            .first()
-        )
+        row = Grader.objects.filter(hash=grader_hash).values_list(*_FACT_FIELDS).first()
         if row is None:
             _FACTS.pop(grader_hash, None)
             raise Http404("No such grader.")
         facts = _GraderFacts(*row)
-        if len(_FACTS) >= _FACTS_MAX:
-            _FACTS.clear()
-        _FACTS[grader_hash] = facts
+        _keep(grader_hash, facts)
     return facts
 
 
@@ -253,13 +256,20 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
     return grader, project, task
 
 
-def _grader(grader_hash: str, grader_id: int) -> Grader:
-    """The grader `grader_hash` (spec and hash) from the process's facts, read again if the
-    kept facts name another row (a database recreated under a running server)."""
-    facts = _grader_facts(grader_hash)
-    if facts.pk != grader_id:
-        facts = _grader_facts(grader_hash, fresh=True)
-    return Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
+def _graders(wanted: dict[str, int]) -> dict[str, Grader]:
+    """{hash: grader (spec and hash)} for {hash: grader id}, from the process's facts; those
+    not kept yet, or kept for another row (a database recreated under a running server), are
+    read in one query for all of them."""
+    known = {h: _FACTS.get(h) for h in wanted}
+    missing = [h for h, pk in wanted.items() if getattr(known[h], "pk", None) != pk]
+    if missing:
+        for row in Grader.objects.filter(hash__in=missing).values_list("hash", *_FACT_FIELDS):
+            known[row[0]] = _GraderFacts(*row[1:])
+            _keep(row[0], known[row[0]])
+    return {
+        h: Grader(pk=facts.pk, hash=h, version_id=facts.version_id, spec=facts.spec)
+        for h, facts in known.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -311,9 +321,9 @@ def suite_to_score(
         pk=version_id, suite_id=suite_pk, number=version_number, content_hash=content_hash
     )
     found = suites.pinned_for(version_id, project_id, external_ids)
+    graders = _graders({pin.grader_hash: pin.grader_id for pin in found.values()})
     pinned = {
-        external_id: (pin.task, _grader(pin.grader_hash, pin.grader_id))
-        for external_id, pin in found.items()
+        external_id: (pin.task, graders[pin.grader_hash]) for external_id, pin in found.items()
     }
     unknown = list(dict.fromkeys(e for e in external_ids if e not in pinned))
     return SuiteTarget(project, version, pinned, unknown)
