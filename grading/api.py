@@ -795,7 +795,7 @@ class SuiteRewardScoreApi(APIView):
     def _post(self, request: Request, pk: int, number: int | None) -> Response:
         data = self.InputSerializer(data=request.data)
         # The role is checked before the body's errors are told: a caller who may not grade
-        # learns nothing from a 400. The tasks asked for are read with it, in one lookup.
+        # learns nothing from a 400. The tasks asked for are read with it, in one query.
         external_ids = []
         if data.is_valid():
             external_ids = [item["task"] for item in data.validated_data["items"]]

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from rubrics import compiler, suites
+from rubrics import compiler
 from rubrics.models import (
     Criterion,
     CriterionGroup,
@@ -29,6 +29,7 @@ from rubrics.models import (
     RubricEvent,
     RubricVersion,
     Suite,
+    SuiteEntry,
     SuiteVersion,
     Task,
 )
@@ -281,32 +282,44 @@ class SuiteTarget:
     unknown: list[str]  # ids asked for that the version does not hold, in the order asked
 
 
+# The suite, the caller's role, the version, and the entries of only the tasks asked for
+# (by the task's (project, external id) index and the entry's (version, task) one), in one
+# statement: its cost follows the request, not the suite's size. One row per task of the
+# project named (entry columns null when the version does not hold it), or one row of nulls.
 _SUITE_TARGET_SQL = (
-    "SELECT s.project_id, m.role, v.id, v.number, v.content_hash "  # noqa: S608 - the models'
+    "SELECT s.project_id, m.role, v.id, v.number, v.content_hash, "  # noqa: S608 - the models'
+    f"{_TASKS.sql}, e.grader_id, g.hash "
     f"FROM {Suite._meta.db_table} s "
     f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = s.project_id AND m.user_id = %s "
     f"LEFT JOIN {SuiteVersion._meta.db_table} v ON v.suite_id = s.id AND v.number = COALESCE("
     f"CAST(%s AS integer), (SELECT MAX(n.number) FROM {SuiteVersion._meta.db_table} n "
-    "WHERE n.suite_id = s.id)) WHERE s.id = %s"
+    "WHERE n.suite_id = s.id)) "
+    f"LEFT JOIN {Task._meta.db_table} t ON t.project_id = s.project_id "
+    "AND t.external_id IN ({marks}) "
+    f"LEFT JOIN {SuiteEntry._meta.db_table} e ON e.version_id = v.id AND e.task_id = t.id "
+    f"LEFT JOIN {Grader._meta.db_table} g ON g.id = e.grader_id "
+    "WHERE s.id = %s"
 )
 
 
 def suite_to_score(
     user, suite_pk: int, number: int | None, external_ids: list[str], perm: Perm
 ) -> SuiteTarget:
-    """What the suite reward endpoint grades with, in two short queries: the suite's version
+    """What the suite reward endpoint grades with, in one short query: the suite's version
     `number` (None: its newest), the caller's role checked in its project, and for each of
     `external_ids` its task's prompt and pinned grader (specs from the process's grader
     facts). Only the entries asked for are read, whatever the suite's size. 404 for
     non-members, an unknown suite or version."""
     if not user.is_authenticated:
         raise Http404("No such suite.")
+    ids = list(dict.fromkeys(str(e) for e in external_ids))
+    sql = _SUITE_TARGET_SQL.format(marks=", ".join(["%s"] * len(ids)) or "NULL")
     with connection.cursor() as cursor:
-        cursor.execute(_SUITE_TARGET_SQL, [user.pk, number, suite_pk])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(sql, [user.pk, number, *ids, suite_pk])
+        rows = cursor.fetchall()
+    if not rows:
         raise Http404("No such suite.")
-    project_id, role, version_id, version_number, content_hash = row
+    project_id, role, version_id, version_number, content_hash = rows[0][:5]
     project = Project(pk=project_id)
     if role is not None:
         project._role_cache = {user.pk: role}  # this request's own instance
@@ -320,12 +333,11 @@ def suite_to_score(
     version = SuiteVersion(
         pk=version_id, suite_id=suite_pk, number=version_number, content_hash=content_hash
     )
-    found = suites.pinned_for(version_id, project_id, external_ids)
-    graders = _graders({pin.grader_hash: pin.grader_id for pin in found.values()})
-    pinned = {
-        external_id: (pin.task, graders[pin.grader_hash]) for external_id, pin in found.items()
-    }
-    unknown = list(dict.fromkeys(e for e in external_ids if e not in pinned))
+    at = 5 + len(_TASKS)  # the entry's grader id and hash follow the task's columns
+    found = [(_TASKS.build(row, offset=5), row[at], row[at + 1]) for row in rows if row[at]]
+    graders = _graders({grader_hash: grader_id for _, grader_id, grader_hash in found})
+    pinned = {task.external_id: (task, graders[grader_hash]) for task, _, grader_hash in found}
+    unknown = [e for e in ids if e not in pinned]
     return SuiteTarget(project, version, pinned, unknown)
 
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from rubrics import bulk
@@ -28,7 +28,6 @@ from rubrics.models import (
     SuiteVersion,
     Task,
 )
-from rubrics.rows import Rows
 
 MAX_NAME = 200
 # How many refused tasks an error lists by name before it says "and N more".
@@ -341,44 +340,6 @@ def pinned_by_external_id(version: SuiteVersion) -> dict[str, tuple[int, int]]:
             version=version
         ).values_list("task__external_id", "task_id", "grader_id")
     }
-
-
-# The suite reward endpoint reads, at every request, only the entries of the tasks it was
-# sent: written out once (rubrics/rows.py), by the task's (project, external id) index and
-# the entry's (version, task) one, so its cost follows the request, not the suite's size.
-_PINNED_TASKS = Rows(Task, "t", ["id", "project_id", "external_id", "messages"])
-_PINNED_SQL = (
-    f"SELECT {_PINNED_TASKS.sql}, e.grader_id, g.hash "  # noqa: S608 - the models' tables
-    f"FROM {SuiteEntry._meta.db_table} e "
-    f"JOIN {Task._meta.db_table} t ON t.id = e.task_id "
-    f"JOIN {Grader._meta.db_table} g ON g.id = e.grader_id "
-    "WHERE e.version_id = %s AND t.project_id = %s AND t.external_id IN ({marks})"
-)
-
-
-@dataclass(frozen=True)
-class Pinned:
-    task: Task  # id, external id and messages (the prompt) only
-    grader_id: int
-    grader_hash: str
-
-
-def pinned_for(version_id: int, project_id: int, external_ids) -> dict[str, Pinned]:
-    """pinned_by_external_id narrowed to `external_ids`, with each task's prompt and its
-    grader's hash, in one query: {external id: Pinned}. Ids not in the version are absent."""
-    ids = sorted({str(e) for e in external_ids})
-    if not ids:
-        return {}
-    sql = _PINNED_SQL.format(marks=", ".join(["%s"] * len(ids)))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [version_id, project_id, *ids])
-        rows = cursor.fetchall()
-    width = len(_PINNED_TASKS)
-    found = {}
-    for row in rows:
-        task = _PINNED_TASKS.build(row)
-        found[task.external_id] = Pinned(task, row[width], row[width + 1])
-    return found
 
 
 @dataclass
