@@ -212,7 +212,7 @@ def main() -> None:
     procs = [simulator.proc]
     port, sim_stats = simulator.port, simulator.stats
     try:
-        simulator.wait_until_up()
+        simulator.wait_until_up(timeout=120)  # a loaded host starts Django slowly
 
         rng = random.Random(42)
         owner = get_user_model().objects.create_user(username="trainer")
