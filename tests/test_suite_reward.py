@@ -265,3 +265,30 @@ def test_the_lookup_reads_the_tasks_asked_for_not_the_suite(personas, sim, suite
         counts.append(len(queries))
     assert counts[2] == counts[3], counts  # warm: the same, whatever the suite's size
     assert sim.stats.requests == 2  # the rest from the cache
+
+
+def test_grader_facts_that_outlived_their_database_are_read_again(personas, sim, suite_world):
+    """As for the per-grader endpoint: kept facts naming another row are read again, in the
+    one query that reads every grader of the request this process does not know yet."""
+    from dataclasses import replace
+
+    from rubrics import selectors
+
+    w = suite_world
+    client = api_client(personas.engineer)
+    body = {
+        "items": [
+            {"task": "t-fever", "responses": ["Hydration."]},
+            {"task": "t-chest", "responses": ["Aspirin."]},
+        ],
+        "mode": "batched",
+    }
+    assert post(client, w.suite, body).status_code == 200
+    kept = {t: selectors._FACTS[w.graders[t].hash] for t in ("t-fever", "t-chest")}
+    for t, facts in kept.items():
+        selectors._FACTS[w.graders[t].hash] = replace(facts, pk=facts.pk + 10_000, spec={})
+    body["items"][0]["responses"] = ["Electrolytes."]
+    reply = post(client, w.suite, body)
+    assert reply.status_code == 200, reply.content
+    assert [len(i["results"][0]["verdicts"]) for i in reply.json()["items"]] == [2, 2]
+    assert {t: selectors._FACTS[w.graders[t].hash] for t in kept} == kept
