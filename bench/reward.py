@@ -27,6 +27,8 @@ requests carry one fresh response on each of N random tasks (`--spread 1,4,16`):
 over the slowest of their N judge calls. `--only-suite` skips the per-grader modes above
 and the peer loop.
 
+`--reuse` keeps the previous run's database and suite instead of seeding them again.
+
 `--in-process` calls Django through its test client instead (no HTTP; the response's
 after-send write then counts in the wall time). `--profile` (in-process) prints a cProfile of
 the batched requests to stderr (BENCH_SORT=tottime to sort so): where the overhead goes, since
@@ -187,6 +189,12 @@ def main() -> None:
     parser.add_argument("--suite-tasks", type=int, default=5000, help="0: no suite case")
     parser.add_argument("--spread", default="1,4,16", help="tasks a suite request spans")
     parser.add_argument("--only-suite", action="store_true", help="skip the per-grader modes")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database and the suite a previous run seeded (seeding 5,000 graders "
+        "takes minutes)",
+    )
     args = parser.parse_args()
     args.in_process = args.in_process or args.profile
 
@@ -205,7 +213,8 @@ def main() -> None:
     from grading.judges import prompts
     from rubrics.tokens import token_create
 
-    call_command("flush", interactive=False, verbosity=0)
+    if not args.reuse:
+        call_command("flush", interactive=False, verbosity=0)
 
     var = ROOT / "var"
     simulator = Simulator("bench-reward-simulator.log", latency_ms=LATENCY_MS, max_concurrency=64)
@@ -215,20 +224,32 @@ def main() -> None:
         simulator.wait_until_up(timeout=120)  # a loaded host starts Django slowly
 
         rng = random.Random(42)
-        owner = get_user_model().objects.create_user(username="trainer")
-        project, task, grader = bench_grader(
-            owner, project_name="Reward bench", criteria=args.criteria, rng=rng
-        )
-        services.judge_create(
+        suite_url, manifest = None, {}
+        if args.reuse:  # the previous run's project and suite, with a judge at this simulator
+            from rubrics.models import Grader, Suite, SuiteVersion
+
+            owner = get_user_model().objects.get(username="trainer")
+            grader = Grader.objects.select_related("version__rubric__task__project").get(
+                version__rubric__task__external_id="bench"
+            )
+            task, project = grader.version.rubric.task, grader.version.rubric.task.project
+            suite = Suite.objects.get(project=project, name="HealthBench-shaped")
+            version = SuiteVersion.objects.filter(suite=suite).order_by("-number").first()
+            suite_url, manifest = f"/api/suites/{suite.pk}/score/", dict(version.manifest)
+        else:
+            owner = get_user_model().objects.create_user(username="trainer")
+            project, task, grader = bench_grader(
+                owner, project_name="Reward bench", criteria=args.criteria, rng=rng
+            )
+        judge = services.judge_create(
             project=project,
-            name="simulator",
+            name=f"simulator-{port}",
             base_url=f"http://127.0.0.1:{port}/v1",
             model="bench-judge",
             max_concurrency=64,
         )
         _, key = token_create(user=owner, name="bench", scopes=["grade"])
-        suite_url, manifest = None, {}
-        if args.suite_tasks:
+        if args.suite_tasks and not args.reuse:
             suite_url, manifest = seed_suite(owner, project, args.suite_tasks, args.criteria, rng)
         url = f"/api/graders/{grader.hash}/score/"
         headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
@@ -237,6 +258,7 @@ def main() -> None:
             web = Client(HTTP_AUTHORIZATION=headers["Authorization"])
 
             def post(body: dict, to: str = url) -> tuple[int, bytes]:
+                body = {**body, "judge": judge.pk} if body else body
                 reply = web.post(to, body, content_type="application/json")
                 return reply.status_code, reply.content
         else:
@@ -254,9 +276,19 @@ def main() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=30)
 
             def post(body: dict, to: str = url) -> tuple[int, bytes]:
-                conn.request("POST", to, body=json.dumps(body), headers=headers)
-                reply = conn.getresponse()
-                return reply.status, reply.read()
+                body = {**body, "judge": judge.pk} if body else body
+                for attempt in range(2):
+                    try:
+                        conn.request("POST", to, body=json.dumps(body), headers=headers)
+                        reply = conn.getresponse()
+                        return reply.status, reply.read()
+                    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                        # gunicorn closes a keep-alive connection left idle (the peer loop):
+                        # open another.
+                        conn.close()
+                        if attempt:
+                            raise
+                raise AssertionError("unreachable")
 
             deadline = time.monotonic() + 60
             while True:
