@@ -374,6 +374,16 @@ urlpatterns = [
         grading_api.RewardScoreApi.as_view(),
         name="api_grader_score",
     ),
+    path(
+        "suites/<int:pk>/score/",
+        grading_api.SuiteRewardScoreApi.as_view(),
+        name="api_suite_score",
+    ),
+    path(
+        "suites/<int:pk>/versions/<int:number>/score/",
+        grading_api.SuiteVersionRewardScoreApi.as_view(),
+        name="api_suite_version_score",
+    ),
     path("runs/<int:pk>/", grading_api.RunDetailApi.as_view(), name="api_run"),
     path(
         "runs/<int:pk>/retry-failed/",

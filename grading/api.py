@@ -32,7 +32,7 @@ from rubrics.api import (
     service_errors,
 )
 from rubrics.permissions import Perm, project_for
-from rubrics.selectors import grader_to_score, task_for
+from rubrics.selectors import grader_to_score, suite_to_score, task_for
 
 logger = logging.getLogger(__name__)
 
@@ -601,6 +601,14 @@ class RunResumeApi(APIView):
 # --- The reward endpoint -----------------------------------------------------------------
 
 
+REWARD_BUSY = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="This server process already scores as many reward requests as it may at once "
+    "(ASSAY_REWARD_MAX_CONCURRENT): retry after `Retry-After` seconds. Nothing was graded.",
+)
+MAX_REWARD_RESPONSES = 256
+
+
 class RewardScoreApi(APIView):
     """Synchronous scores for RL trainers, through the same engine, cache and limits as runs."""
 
@@ -624,7 +632,7 @@ class RewardScoreApi(APIView):
         responses = serializers.ListField(
             child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False),
             min_length=1,
-            max_length=256,
+            max_length=MAX_REWARD_RESPONSES,
             help_text="Model outputs. An empty, blank or null one is scored without a judge "
             "call: its judged criteria are not met.",
         )
@@ -678,12 +686,7 @@ class RewardScoreApi(APIView):
         request=InputSerializer,
         responses={
             **responses({200: OutputSerializer(many=True)}, 400, 403, 404),
-            503: OpenApiResponse(
-                ErrorDetailSerializer,
-                description="This server process already scores as many reward requests as "
-                "it may at once (ASSAY_REWARD_MAX_CONCURRENT): retry after `Retry-After` "
-                "seconds. Nothing was graded.",
-            ),
+            503: REWARD_BUSY,
         },
     )
     def post(self, request: Request, grader_hash: str) -> Response:
@@ -704,31 +707,167 @@ class RewardScoreApi(APIView):
         else:
             messages = [dict(m) for m in data.validated_data["messages"]]
         try:
-            results, store = services.reward_score(
-                grader=grader,
+            (results,), store = services.reward_score(
+                items=[services.RewardItem(grader, messages, data.validated_data["responses"])],
                 judge=judge,
-                messages=messages,
-                texts=data.validated_data["responses"],
                 mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
             )
         except services.RewardBusy as exc:
-            return Response(
-                {"detail": str(exc)},
-                status=503,
-                headers={"Retry-After": str(exc.retry_after_s)},
-            )
-        out = [
-            {
-                "score": r.figures.raw,
-                "clipped": r.figures.clipped,
-                "gated": r.figures.gated,
-                "gated_by": list(r.figures.gated_by),
-                "verdicts": r.graded,
-                "flags": r.flags,
-            }
-            for r in results
-        ]
+            return _busy(exc)
+        out = [_reward_out(r) for r in results]
         return _ThenResponse(self.OutputSerializer(out, many=True).data, then=store)
+
+
+def _reward_out(reward: services.Reward) -> dict:
+    """One response's score, as both reward endpoints answer it (RewardResult)."""
+    return {
+        "score": reward.figures.raw,
+        "clipped": reward.figures.clipped,
+        "gated": reward.figures.gated,
+        "gated_by": list(reward.figures.gated_by),
+        "verdicts": reward.graded,
+        "flags": reward.flags,
+    }
+
+
+def _busy(exc: services.RewardBusy) -> Response:
+    return Response(
+        {"detail": str(exc)}, status=503, headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+class SuiteRewardScoreApi(APIView):
+    """One reward URL per suite: each response graded by its task's pinned grader, through the
+    same path (engine, cache, judge limits, deadline, concurrency bound) as RewardScoreApi."""
+
+    @extend_schema_serializer(component_name="SuiteRewardRequest")
+    class InputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="SuiteRewardItem")
+        class ItemSerializer(serializers.Serializer):
+            task = serializers.CharField(
+                max_length=200, help_text="A task's external id in the suite version."
+            )
+            responses = serializers.ListField(
+                child=serializers.CharField(
+                    allow_blank=True, allow_null=True, trim_whitespace=False
+                ),
+                min_length=1,
+                max_length=MAX_REWARD_RESPONSES,
+                help_text="Model outputs to this task. An empty, blank or null one is scored "
+                "without a judge call: its judged criteria are not met.",
+            )
+
+        items = ItemSerializer(
+            many=True,
+            allow_empty=False,
+            help_text=f"Tasks (mixed, in any order) and their responses: 1 to "
+            f"{MAX_REWARD_RESPONSES} responses in all.",
+        )
+        judge = serializers.IntegerField(
+            min_value=1, required=False, help_text="A judge's id; default: the project's first."
+        )
+        mode = serializers.ChoiceField(choices=GradingRun.Mode.choices, required=False)
+
+        def validate_items(self, items):
+            total = sum(len(item["responses"]) for item in items)
+            if total > MAX_REWARD_RESPONSES:
+                raise serializers.ValidationError(
+                    f"At most {MAX_REWARD_RESPONSES} responses a request, in all items; "
+                    f"this one has {total}."
+                )
+            return items
+
+    @extend_schema_serializer(component_name="SuiteRewardResult")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="SuiteRewardItemResult")
+        class ItemSerializer(serializers.Serializer):
+            task = serializers.CharField(help_text="The task's external id, as sent.")
+            grader = serializers.CharField(help_text="The hash of the task's pinned grader.")
+            results = RewardScoreApi.OutputSerializer(
+                many=True, help_text="Per response, in the order sent."
+            )
+
+        suite = serializers.IntegerField()
+        version = serializers.IntegerField(help_text="The suite version graded with.")
+        content_hash = serializers.CharField(help_text="That version's manifest hash.")
+        items = ItemSerializer(many=True, help_text="Per item, in the order sent.")
+
+    def _post(self, request: Request, pk: int, number: int | None) -> Response:
+        data = self.InputSerializer(data=request.data)
+        # The role is checked before the body's errors are told: a caller who may not grade
+        # learns nothing from a 400. The tasks asked for are read with it, in one query.
+        external_ids = []
+        if data.is_valid():
+            external_ids = [item["task"] for item in data.validated_data["items"]]
+        target = suite_to_score(request.user, pk, number, external_ids, Perm.RUN_GRADING)
+        data.is_valid(raise_exception=True)
+        if target.unknown:
+            listed = ", ".join(target.unknown[:20])
+            more = f" and {len(target.unknown) - 20} more" if len(target.unknown) > 20 else ""
+            raise ValidationError(
+                {
+                    "items": [
+                        f"Not in version {target.version.number} of this suite: {listed}{more}."
+                    ]
+                }
+            )
+        judge = selectors.project_judge(target.project, data.validated_data.get("judge"))
+        if judge is None:
+            raise ValidationError({"judge": ["No such judge in this suite's project."]})
+        sent = data.validated_data["items"]
+        items = []
+        for item in sent:
+            task, grader = target.pinned[item["task"]]
+            items.append(services.RewardItem(grader, task.messages, item["responses"]))
+        try:
+            results, store = services.reward_score(
+                items=items,
+                judge=judge,
+                mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
+            )
+        except services.RewardBusy as exc:
+            return _busy(exc)
+        out = {
+            "suite": pk,
+            "version": target.version.number,
+            "content_hash": target.version.content_hash,
+            "items": [
+                {
+                    "task": item["task"],
+                    "grader": graded.grader.hash,
+                    "results": [_reward_out(r) for r in rewards],
+                }
+                for item, graded, rewards in zip(sent, items, results, strict=True)
+            ],
+        }
+        return _ThenResponse(self.OutputSerializer(out).data, then=store)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Score 1..256 responses to a suite's tasks now, by the newest version "
+        "(one reward URL per suite)",
+        description="Each response is graded by its task's grader as the suite's newest "
+        "version pins it. An unknown task is a 400 naming it, before any judge call.",
+        request=InputSerializer,
+        responses={**responses({200: OutputSerializer}, 400, 403, 404), 503: REWARD_BUSY},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return self._post(request, pk, None)
+
+
+class SuiteVersionRewardScoreApi(SuiteRewardScoreApi):
+    @extend_schema(
+        tags=["grading"],
+        summary="Score 1..256 responses to a suite's tasks now, by suite version `number`",
+        description="As the suite's reward URL, with the graders this version pins.",
+        request=SuiteRewardScoreApi.InputSerializer,
+        responses={
+            **responses({200: SuiteRewardScoreApi.OutputSerializer}, 400, 403, 404),
+            503: REWARD_BUSY,
+        },
+    )
+    def post(self, request: Request, pk: int, number: int) -> Response:
+        return self._post(request, pk, number)
 
 
 class _ThenResponse(Response):

@@ -507,6 +507,16 @@ ROWS = [
         "/api/graders/{grader}/score/",
         members_only(OPERATORS, 400),
     ),
+    # One reward URL per suite (newest version, or a version by number): as the grader's.
+    api(
+        "post", "suites/<int:pk>/score/", "/api/suites/{suite}/score/", members_only(OPERATORS, 400)
+    ),
+    api(
+        "post",
+        "suites/<int:pk>/versions/<int:number>/score/",
+        "/api/suites/{suite}/versions/{suite_version}/score/",
+        members_only(OPERATORS, 400),
+    ),
     page("get", "judges", "/p/{slug}/judges/", members_page(RESULTS, 200)),
     page("post", "judges", "/p/{slug}/judges/", members_page(ADMINS, 200), {"name": ""}),
     # One tiny request to the world's judge (nothing listens there): its outcome, shown.
@@ -934,6 +944,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         rater=judge.rater_id,
         run=run.pk,
         suite=run.suite_version.suite_id,
+        suite_version=run.suite_version.number,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,
