@@ -655,35 +655,26 @@ def _clip(value: float | None) -> float | None:
     return None if value is None else min(1.0, max(0.0, value))
 
 
-def task_bootstrap_ci(by_task: dict[str, list[float]], *, seed: int = 0):
-    """95% interval of a model's clipped mean by a bootstrap that resamples tasks, not
-    responses or criteria: the mean raw score of each task is one draw. Clipping each
-    resampled mean to [0, 1] is clipping the percentiles (clipping keeps order)."""
-    means = [sum(v) / len(v) for v in by_task.values() if v]
-    ci = bootstrap_ci(means, seed=seed)
-    return None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+def _model_figures(run: GradingRun, by_model: dict[str, dict]) -> list[dict]:
+    """Per model: the clipped mean over scored responses, its 95% interval and n, from the
+    run's leaderboard (grading.leaderboard: the interval resamples tasks; none below two
+    tasks), with the responses, errors and tasks counted from `by_model` ({"responses",
+    "errors", "by_task": {task: [raw, ...]}})."""
+    from grading import leaderboard
 
-
-def _model_figures(by_model: dict[str, dict]) -> list[dict]:
-    """Per model, from {"responses", "errors", "by_task": {task: [raw, ...]}}: the clipped
-    mean over scored responses, n, and the 95% interval. Over several tasks the bootstrap
-    resamples tasks; a run of one task has only its responses to resample."""
+    rows = {row.model: row for row in leaderboard.run_leaderboard(run).models}
     figures = []
     for model in sorted(by_model):
         stats = by_model[model]
-        raws = [r for values in stats["by_task"].values() for r in values]
-        if len(stats["by_task"]) > 1:
-            ci, resampled = task_bootstrap_ci(stats["by_task"]), "tasks"
-        else:
-            ci, resampled = bootstrap_ci(raws), "responses"
-            ci = None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+        row = rows.get(model)
+        ci = row.overall.ci if row else None
         figures.append(
             {
                 "model": model,
-                "mean": _clip(sum(raws) / len(raws)) if raws else None,
+                "mean": row.overall.mean if row else None,
                 "ci95": list(ci) if ci else None,
-                "ci_resamples": resampled,
-                "n": len(raws),
+                "ci_resamples": "tasks" if ci else None,
+                "n": row.overall.n if row else 0,
                 "tasks": len(stats["by_task"]),
                 "responses": stats["responses"],
                 "errors": stats["errors"],
@@ -710,13 +701,13 @@ def model_results(run: GradingRun) -> list[dict]:
         .iterator(chunk_size=5000)
     ):
         _tally(by_model, task, model, raw, errors)
-    return _model_figures(by_model)
+    return _model_figures(run, by_model)
 
 
 def run_report(run: GradingRun) -> dict:
     """What a run found, as one JSON document (`manage.py grade --output`): its suite version,
     judge and mode; per model the clipped mean over scored responses, its 95% interval from a
-    bootstrap over tasks (`_model_figures`), and n; per response its task, model, sample
+    bootstrap over tasks (the run's leaderboard), and n; per response its task, model, sample
     index, raw and clipped score, the gates it missed and its judges' verdicts criterion by
     criterion. A few queries, however large the run; verdicts are streamed."""
     version = run.suite_version
@@ -780,7 +771,7 @@ def run_report(run: GradingRun) -> dict:
             }
         )
         _tally(by_model, task, model, raw, errors)
-    models = _model_figures(by_model)
+    models = _model_figures(run, by_model)
     return {
         "run": run.pk,
         "status": run.status,
