@@ -113,22 +113,6 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
-    return render(
-        request,
-        "grading/suite.html",
-        {
-            "project": suite.project,
-            "suite": suite,
-            "versions": suites.versions_of(suite),
-            "runs": selectors.suite_runs(suite),
-        },
-    )
-
-
-@login_required
-@require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
     progress = selectors.run_progress(run)
