@@ -34,7 +34,7 @@ from grading import datasets
 from grading import services as grading_services
 from grading.models import ModelPrice
 from rubrics import services as rubric_services
-from rubrics import tokens
+from rubrics import suites, tokens
 from rubrics.models import Criterion, Invitation
 from tests import factories
 from tests.test_api import api_client
@@ -54,6 +54,7 @@ PUBLISHERS = {"admin", "author", "reviewer"}  # retire published versions
 REVIEWERS = {"reviewer"}  # approve what an author submitted
 COMMENTERS = {"admin", "reviewer"}  # comment on a version in review
 DISCUSSERS = {"admin", "author", "reviewer"}  # reply to review comments; the review inbox
+SUITE_MAKERS = {"admin", "author", "engineer"}  # make suites and freeze their versions
 
 LOGIN = "login"  # a redirect (302) to the sign-in page
 Outcome = int | str
@@ -586,6 +587,40 @@ ROWS = [
     ),
     api("get", SLUG + "raters/", "/api/projects/{slug}/raters/", members_only(RESULTS, 200)),
     api("get", SLUG + "verdicts/", "/api/projects/{slug}/verdicts/", members_only(RESULTS, 200)),
+    # --- Suites and their frozen versions ---------------------------------------------------
+    page("get", "suites", "/p/{slug}/suites/", members_page(RESULTS, 200)),
+    # A blank name: the form again, with its error.
+    page("post", "suites", "/p/{slug}/suites/", members_page(SUITE_MAKERS, 200), {"name": ""}),
+    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
+    page(
+        "post", "suite_edit", "/suites/{suite}/edit/", members_page(SUITE_MAKERS, 200), {"name": ""}
+    ),
+    # Nothing changed since v1: no new version, and the page says so (a redirect).
+    page("post", "suite_freeze", "/suites/{suite}/freeze/", members_page(SUITE_MAKERS, 302)),
+    api("get", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(RESULTS, 200)),
+    api("post", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(SUITE_MAKERS, 400)),
+    api("get", "suites/<int:pk>/", "/api/suites/{suite}/", members_only(RESULTS, 200)),
+    api("patch", "suites/<int:pk>/", "/api/suites/{suite}/", members_only(SUITE_MAKERS, 400)),
+    # Nothing changed since v1: 200 with v1.
+    api(
+        "post",
+        "suites/<int:pk>/freeze/",
+        "/api/suites/{suite}/freeze/",
+        members_only(SUITE_MAKERS, 200),
+    ),
+    api(
+        "get",
+        "suites/<int:pk>/versions/",
+        "/api/suites/{suite}/versions/",
+        members_only(RESULTS, 200),
+    ),
+    api(
+        "get",
+        "suites/<int:pk>/versions/<int:number>/",
+        "/api/suites/{suite}/versions/1/",
+        members_only(RESULTS, 200),
+    ),
+    api("get", "suites/<int:pk>/diff/", "/api/suites/{suite}/diff/", members_only(RESULTS, 200)),
     # --- Datasets ---------------------------------------------------------------------------
     page("get", "datasets", "/p/{slug}/datasets/", members_page(RESULTS, 200)),
     page("post", "datasets", "/p/{slug}/datasets/", members_page(OPERATORS, 200), {"name": ""}),
@@ -799,6 +834,10 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
+    suite = suites.suite_create(
+        project=project, name=f"{prefix}Eval set", user=admin, task_ids=[task.pk]
+    )
+    suites.suite_freeze(suite=suite, user=admin)
     snapshot = datasets.snapshot_create(
         project=project, name="snap", format="verdicts-jsonl", user=admin
     )
@@ -900,6 +939,8 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         judge=judge.pk,
         rater=judge.rater_id,
         run=run.pk,
+        run_suite=run.suite_version.suite_id,
+        suite=suite.pk,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,
