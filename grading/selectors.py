@@ -556,8 +556,8 @@ def suite_facts(suites: list[Suite]) -> list[Suite]:
     newest = {
         v.suite_id: v
         for v in SuiteVersion.objects.filter(suite_id__in=list(newest_numbers))
-        .select_related("created_by")
-        .defer("manifest")
+        .select_related("created_by", "sole_grader")
+        .defer("manifest", "sole_grader__spec")
         if newest_numbers.get(v.suite_id) == v.number
     }
     runs = dict(
@@ -586,7 +586,7 @@ def suite_versions(suite: Suite) -> list[SuiteVersion]:
     versions = list(
         SuiteVersion.objects.filter(suite=suite)
         .select_related("created_by", "sole_grader")
-        .defer("manifest")
+        .defer("manifest", "sole_grader__spec")
         .order_by("-number")
     )
     runs = dict(

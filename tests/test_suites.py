@@ -13,6 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Response
+from grading import views_suites
 from grading.models import GradingRun, Score
 from rubrics import services as rubric_services
 from rubrics import suites
@@ -264,6 +265,45 @@ def test_making_a_suite_on_the_page_by_external_ids_and_checkboxes(personas, two
     # The list shows it, with its task count.
     listed = client.get(f"/p/{personas.project.slug}/suites/").content.decode()
     assert f'href="/suites/{suite.pk}/"' in listed
+
+
+def test_a_large_project_picks_tasks_by_external_id_only(personas, two_tasks, monkeypatch):
+    """Past SUITE_CHECKBOXES tasks the forms offer no checkbox: external ids, pasted, add and
+    take out tasks."""
+    tasks, _ = two_tasks
+    monkeypatch.setattr(views_suites, "SUITE_CHECKBOXES", 1)
+    client = page_client(personas.author)
+    page = client.get(f"/p/{personas.project.slug}/suites/").content.decode()
+    assert 'name="tasks"' not in page and 'name="external_ids"' in page
+    reply = client.post(
+        f"/p/{personas.project.slug}/suites/", {"name": "Big", "external_ids": "fever, cough"}
+    )
+    suite = Suite.objects.get(name="Big")
+    assert reply.status_code == 302
+    assert suites.suite_task_ids(suite) == sorted(t.pk for t in tasks.values())
+    page = client.get(f"/suites/{suite.pk}/").content.decode()
+    assert 'name="remove_ids"' in page and 'name="tasks"' not in page
+    reply = client.post(f"/suites/{suite.pk}/edit/", {"name": "Big", "remove_ids": "cough"})
+    assert reply.status_code == 302
+    assert suites.suite_task_ids(suite) == [tasks["fever"].pk]
+    reply = client.post(f"/suites/{suite.pk}/edit/", {"name": "Big", "remove_ids": "nope"})
+    assert reply.status_code == 200
+    assert "No task of this project has the external id &#x27;nope&#x27;" in reply.content.decode()
+    assert suites.suite_task_ids(suite) == [tasks["fever"].pk]
+
+
+def test_the_api_lists_suites_apart_from_rubrics_suites_of_one(personas, two_tasks):
+    tasks, graders = two_tasks
+    suites.suite_create(project=personas.project, name="Eval", task_ids=[tasks["fever"].pk])
+    suites.suite_of_grader(grader=graders["cough"])
+    api = api_client(personas.reviewer)
+    url = f"/api/projects/{personas.project.slug}/suites/"
+    names = lambda query: [s["name"] for s in api.get(url + query).json()["results"]]  # noqa: E731
+    assert len(names("")) == 2
+    assert names("?of_rubrics=false") == ["Eval"]
+    (of_rubric,) = api.get(url + "?of_rubrics=true").json()["results"]
+    assert of_rubric["rubric"] == graders["cough"].version.rubric_id
+    assert of_rubric["newest_version"]["sole_grader"] == graders["cough"].hash
 
 
 def test_a_reviewer_reads_suites_but_cannot_make_change_or_freeze_them(personas, two_tasks):
