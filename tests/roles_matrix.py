@@ -591,36 +591,42 @@ ROWS = [
     page("get", "suites", "/p/{slug}/suites/", members_page(RESULTS, 200)),
     # A blank name: the form again, with its error.
     page("post", "suites", "/p/{slug}/suites/", members_page(SUITE_MAKERS, 200), {"name": ""}),
-    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
+    page("get", "suite", "/suites/{eval_suite}/", members_page(RESULTS, 200)),
     page(
-        "post", "suite_edit", "/suites/{suite}/edit/", members_page(SUITE_MAKERS, 200), {"name": ""}
+        "post",
+        "suite_edit",
+        "/suites/{eval_suite}/edit/",
+        members_page(SUITE_MAKERS, 200),
+        {"name": ""},
     ),
     # Nothing changed since v1: no new version, and the page says so (a redirect).
-    page("post", "suite_freeze", "/suites/{suite}/freeze/", members_page(SUITE_MAKERS, 302)),
+    page("post", "suite_freeze", "/suites/{eval_suite}/freeze/", members_page(SUITE_MAKERS, 302)),
     api("get", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(RESULTS, 200)),
     api("post", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(SUITE_MAKERS, 400)),
-    api("get", "suites/<int:pk>/", "/api/suites/{suite}/", members_only(RESULTS, 200)),
-    api("patch", "suites/<int:pk>/", "/api/suites/{suite}/", members_only(SUITE_MAKERS, 400)),
+    api("get", "suites/<int:pk>/", "/api/suites/{eval_suite}/", members_only(RESULTS, 200)),
+    api("patch", "suites/<int:pk>/", "/api/suites/{eval_suite}/", members_only(SUITE_MAKERS, 400)),
     # Nothing changed since v1: 200 with v1.
     api(
         "post",
         "suites/<int:pk>/freeze/",
-        "/api/suites/{suite}/freeze/",
+        "/api/suites/{eval_suite}/freeze/",
         members_only(SUITE_MAKERS, 200),
     ),
     api(
         "get",
         "suites/<int:pk>/versions/",
-        "/api/suites/{suite}/versions/",
+        "/api/suites/{eval_suite}/versions/",
         members_only(RESULTS, 200),
     ),
     api(
         "get",
         "suites/<int:pk>/versions/<int:number>/",
-        "/api/suites/{suite}/versions/1/",
+        "/api/suites/{eval_suite}/versions/1/",
         members_only(RESULTS, 200),
     ),
-    api("get", "suites/<int:pk>/diff/", "/api/suites/{suite}/diff/", members_only(RESULTS, 200)),
+    api(
+        "get", "suites/<int:pk>/diff/", "/api/suites/{eval_suite}/diff/", members_only(RESULTS, 200)
+    ),
     # --- Datasets ---------------------------------------------------------------------------
     page("get", "datasets", "/p/{slug}/datasets/", members_page(RESULTS, 200)),
     page("post", "datasets", "/p/{slug}/datasets/", members_page(OPERATORS, 200), {"name": ""}),
@@ -834,10 +840,10 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
-    suite = suites.suite_create(
+    eval_suite = suites.suite_create(
         project=project, name=f"{prefix}Eval set", user=admin, task_ids=[task.pk]
     )
-    suites.suite_freeze(suite=suite, user=admin)
+    suites.suite_freeze(suite=eval_suite, user=admin)
     snapshot = datasets.snapshot_create(
         project=project, name="snap", format="verdicts-jsonl", user=admin
     )
@@ -939,8 +945,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         judge=judge.pk,
         rater=judge.rater_id,
         run=run.pk,
-        run_suite=run.suite_version.suite_id,
-        suite=suite.pk,
+        suite=run.suite_version.suite_id,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,
@@ -948,6 +953,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         import_job=job.pk,
         price=price.pk,
         price_model=price.model,
+        eval_suite=eval_suite.pk,
     )
 
 

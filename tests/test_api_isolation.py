@@ -172,7 +172,7 @@ FILTERS = {
     ("/api/projects/{slug}/runs/", "status"): ("value", lambda w: "queued"),
     ("/api/projects/{slug}/runs/", "grader"): ("ref", lambda w: w.grader),
     ("/api/projects/{slug}/runs/", "judge"): ("ref", lambda w: w.judge),
-    ("/api/projects/{slug}/runs/", "suite"): ("ref", lambda w: w.run_suite),
+    ("/api/projects/{slug}/runs/", "suite"): ("ref", lambda w: w.suite),
     ("/api/projects/{slug}/suites/", "of_rubrics"): ("value", lambda w: "false"),
     ("/api/suites/{id}/diff/", "from"): ("option", lambda w: 1),
     ("/api/suites/{id}/diff/", "to"): ("option", lambda w: 1),
