@@ -840,10 +840,6 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     )
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     run = grading_services.run_create(project=project, grader=grader, judge=judge, user=admin)
-    eval_suite = suites.suite_create(
-        project=project, name=f"{prefix}Eval set", user=admin, task_ids=[task.pk]
-    )
-    suites.suite_freeze(suite=eval_suite, user=admin)
     snapshot = datasets.snapshot_create(
         project=project, name="snap", format="verdicts-jsonl", user=admin
     )
@@ -893,6 +889,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         user=admin,
     )
     price = ModelPrice.objects.create(model=f"{prefix}judge-price-model")
+    # A suite of the task, frozen once (a rubric's suite of one is not changed by hand).
+    eval_suite = suites.suite_create(
+        project=project, name=f"{prefix}Eval set", user=admin, task_ids=[task.pk]
+    )
+    suites.suite_freeze(suite=eval_suite, user=admin)
     counter = itertools.count()
 
     def new_queue() -> int:

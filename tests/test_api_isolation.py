@@ -173,9 +173,6 @@ FILTERS = {
     ("/api/projects/{slug}/runs/", "grader"): ("ref", lambda w: w.grader),
     ("/api/projects/{slug}/runs/", "judge"): ("ref", lambda w: w.judge),
     ("/api/projects/{slug}/runs/", "suite"): ("ref", lambda w: w.suite),
-    ("/api/projects/{slug}/suites/", "of_rubrics"): ("value", lambda w: "false"),
-    ("/api/suites/{id}/diff/", "from"): ("option", lambda w: 1),
-    ("/api/suites/{id}/diff/", "to"): ("option", lambda w: 1),
     ("/api/projects/{slug}/queues/", "grader"): ("ref", lambda w: w.grader),
     ("/api/model-prices/", "model"): ("global", lambda w: w.price_model),
     ("/api/rubrics/{id}/comments/", "version"): ("value", lambda w: 1),
@@ -194,6 +191,9 @@ FILTERS = {
     ("/api/versions/{id}/gold/", "response"): ("ref", lambda w: w.response),
     ("/api/versions/{id}/gold/", "criterion"): ("ref", lambda w: w.criterion),
     ("/api/versions/{id}/gold/", "current"): ("value", lambda w: "true"),
+    ("/api/projects/{slug}/suites/", "of_rubrics"): ("value", lambda w: "false"),
+    ("/api/suites/{id}/diff/", "from"): ("option", lambda w: 1),
+    ("/api/suites/{id}/diff/", "to"): ("option", lambda w: 1),
 }
 PAGE_PARAMS = {"cursor", "limit"}
 
