@@ -20,6 +20,7 @@ from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
+from rubrics.suites import suite_task_ids
 
 HISTOGRAM_BINS = 10
 
@@ -600,24 +601,27 @@ def suite_versions(suite: Suite) -> list[SuiteVersion]:
     return versions
 
 
-def suite_task_page(suite: Suite, task_ids: list[int], page: int, newest: SuiteVersion | None):
-    """One page (of SUITE_TASKS_PAGE) of the suite's tasks by external id, each with `pinned`:
-    the grader its newest version pins for it (or None: not in that version)."""
+def suite_task_page(suite: Suite, page: int, newest: SuiteVersion | None):
+    """One page (of SUITE_TASKS_PAGE) of the suite's tasks now, by external id, each with
+    `pinned`: the hash of the grader its newest version pins for it (None: not in it). Its
+    `paginator.count` is the suite's task count. A suite without tags is read by a join, so
+    neither the page nor the count carries thousands of ids."""
+    if suite.tags:
+        tasks_now = Task.objects.filter(pk__in=suite_task_ids(suite))
+    else:
+        tasks_now = Task.objects.filter(suites=suite)
     page_obj = Paginator(
-        Task.objects.filter(pk__in=task_ids)
-        .only("pk", "external_id", "title", "project_id")
-        .order_by("external_id", "pk"),
+        tasks_now.only("pk", "external_id", "title", "project_id").order_by("external_id", "pk"),
         SUITE_TASKS_PAGE,
     ).get_page(page)
     tasks = list(page_obj.object_list)
     pinned = {}
     if newest is not None and tasks:
-        pinned = {
-            entry.task_id: entry.grader
-            for entry in SuiteEntry.objects.filter(
+        pinned = dict(
+            SuiteEntry.objects.filter(
                 version=newest, task_id__in=[t.pk for t in tasks]
-            ).select_related("grader")
-        }
+            ).values_list("task_id", "grader__hash")
+        )
     for task in tasks:
         task.pinned = pinned.get(task.pk)
     page_obj.tasks = tasks

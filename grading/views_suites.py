@@ -99,7 +99,7 @@ def _suite_page(request: HttpRequest, suite: Suite, edit_form=None, status: int 
             diff_error = f"This suite has no version {unknown[0]}."
         elif not unknown:
             diff = suites.version_diff(by_number[from_number], by_number[to_number])
-    task_ids = suites.suite_task_ids(suite)
+    tasks_page = selectors.suite_task_page(suite, page, newest)
     run_rows = selectors.suite_run_rows(suite)
     if can_manage and edit_form is None:
         choices = selectors.suite_task_choices(project, SUITE_CHECKBOXES)
@@ -116,8 +116,8 @@ def _suite_page(request: HttpRequest, suite: Suite, edit_form=None, status: int 
         "project": project,
         "suite": suite,
         "can_manage": can_manage,
-        "task_count": len(task_ids),
-        "tasks_page": selectors.suite_task_page(suite, task_ids, page, newest),
+        "task_count": tasks_page.paginator.count,
+        "tasks_page": tasks_page,
         "versions": versions,
         "newest": newest,
         "diff": diff,
