@@ -12,16 +12,17 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Avg, Count, F, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce, Left, StrIndex
+from django.db.models.functions import Coalesce, Greatest, Least, Left, StrIndex
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
 from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics.models import Project, Suite
+from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
+from rubrics.suites import suite_task_ids
 
 HISTOGRAM_BINS = 10
 
@@ -796,3 +797,205 @@ def run_report(run: GradingRun) -> dict:
         "models": models,
         "responses": responses,
     }
+
+
+# --- Suites: their lists, members and runs over time ----------------------------------------
+
+# How many runs a suite's page and chart show, newest first.
+SUITE_RUNS_SHOWN = 100
+
+
+def suite_facts(suites: list[Suite]) -> list[Suite]:
+    """Sets on each suite `task_count` (its tasks now: picked, imported or tagged), `newest`
+    (its newest SuiteVersion, manifest unread, or None) and `run_count`. A fixed number of
+    queries however many suites or tasks."""
+    if not suites:
+        return suites
+    ids = [s.pk for s in suites]
+    picked: dict[int, set[int]] = {pk: set() for pk in ids}
+    counts = dict(
+        Suite.tasks.through.objects.filter(suite_id__in=ids)
+        .values("suite_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_id", "n")
+    )
+    tagged = [s for s in suites if s.tags]
+    if tagged:
+        for suite_id, task_id in Suite.tasks.through.objects.filter(
+            suite_id__in=[s.pk for s in tagged]
+        ).values_list("suite_id", "task_id"):
+            picked[suite_id].add(task_id)
+        project_ids = {s.project_id for s in tagged}
+        task_tags = list(
+            Task.objects.filter(project_id__in=project_ids).values_list("pk", "project_id", "tags")
+        )
+        for suite in tagged:
+            wanted = set(suite.tags)
+            picked[suite.pk].update(
+                pk
+                for pk, project_id, tags in task_tags
+                if project_id == suite.project_id
+                and isinstance(tags, list)
+                and wanted.intersection(t for t in tags if isinstance(t, str))
+            )
+    newest_numbers = dict(
+        SuiteVersion.objects.filter(suite_id__in=ids)
+        .values("suite_id")
+        .annotate(n=Max("number"))
+        .values_list("suite_id", "n")
+    )
+    newest = {
+        v.suite_id: v
+        for v in SuiteVersion.objects.filter(suite_id__in=list(newest_numbers))
+        .select_related("created_by", "sole_grader")
+        .defer("manifest", "sole_grader__spec")
+        if newest_numbers.get(v.suite_id) == v.number
+    }
+    runs = dict(
+        GradingRun.objects.filter(suite_version__suite_id__in=ids)
+        .values("suite_version__suite_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_version__suite_id", "n")
+    )
+    for suite in suites:
+        suite.task_count = len(picked[suite.pk]) if suite.tags else counts.get(suite.pk, 0)
+        suite.newest = newest.get(suite.pk)
+        suite.run_count = runs.get(suite.pk, 0)
+    return suites
+
+
+def project_suite_rows(project: Project) -> tuple[list[Suite], list[Suite]]:
+    """(hand-made or imported suites, rubrics' suites of one), each by name, with their facts."""
+    suites = suite_facts(
+        list(Suite.objects.filter(project=project).select_related("rubric").order_by("name"))
+    )
+    return [s for s in suites if s.rubric_id is None], [s for s in suites if s.rubric_id]
+
+
+def suite_versions(suite: Suite) -> list[SuiteVersion]:
+    """The suite's versions, newest first, manifests unread, each with `run_count`."""
+    versions = list(
+        SuiteVersion.objects.filter(suite=suite)
+        .select_related("created_by", "sole_grader")
+        .defer("manifest", "sole_grader__spec")
+        .order_by("-number")
+    )
+    runs = dict(
+        GradingRun.objects.filter(suite_version__suite=suite)
+        .values("suite_version_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_version_id", "n")
+    )
+    for version in versions:
+        version.run_count = runs.get(version.pk, 0)
+    return versions
+
+
+def suite_task_page(suite: Suite, page: int, newest: SuiteVersion | None):
+    """One page (of SUITE_TASKS_PAGE) of the suite's tasks now, by external id, each with
+    `pinned`: the hash of the grader its newest version pins for it (None: not in it). Its
+    `paginator.count` is the suite's task count. A suite without tags is read by a join, so
+    neither the page nor the count carries thousands of ids."""
+    if suite.tags:
+        tasks_now = Task.objects.filter(pk__in=suite_task_ids(suite))
+    else:
+        tasks_now = Task.objects.filter(suites=suite)
+    page_obj = Paginator(
+        tasks_now.only("pk", "external_id", "title", "project_id").order_by("external_id", "pk"),
+        SUITE_TASKS_PAGE,
+    ).get_page(page)
+    tasks = list(page_obj.object_list)
+    pinned = {}
+    if newest is not None and tasks:
+        pinned = dict(
+            SuiteEntry.objects.filter(
+                version=newest, task_id__in=[t.pk for t in tasks]
+            ).values_list("task_id", "grader__hash")
+        )
+    for task in tasks:
+        task.pinned = pinned.get(task.pk)
+    page_obj.tasks = tasks
+    return page_obj
+
+
+SUITE_TASKS_PAGE = 50
+
+
+@dataclass(frozen=True)
+class SuiteRunRow:
+    run: GradingRun
+    # [(model, clipped mean over its scored responses, n)], by model
+    models: list[tuple[str, float | None, int]]
+
+
+def suite_run_rows(suite: Suite) -> list[SuiteRunRow]:
+    """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with the HealthBench
+    mean per model (each response's raw score clipped to [0, 1], then averaged). Two
+    queries, however many runs, models or responses."""
+    runs = list(
+        GradingRun.objects.filter(suite_version__suite=suite)
+        .select_related(*RUN_RELATED, "judge", "created_by")
+        .defer(*RUN_DEFERRED)
+        .order_by("-created_at", "-pk")[:SUITE_RUNS_SHOWN]
+    )
+    means: dict[int, list[tuple[str, float | None, int]]] = {}
+    clipped = Greatest(Value(0.0), Least(Value(1.0), F("raw")))
+    rows = (
+        Score.objects.filter(run_id__in=[r.pk for r in runs], raw__isnull=False)
+        .values("run_id", "response__model")
+        .annotate(mean=Avg(clipped), n=Count("pk"))
+        .order_by("run_id", "response__model")
+    )
+    for row in rows:
+        means.setdefault(row["run_id"], []).append((row["response__model"], row["mean"], row["n"]))
+    return [SuiteRunRow(run=r, models=means.get(r.pk, [])) for r in runs]
+
+
+def suite_chart_data(rows: list[SuiteRunRow]) -> dict:
+    """The runs over time chart: x = each run (oldest first) by its start, y = per model
+    clipped mean; a model a run did not grade is a gap."""
+    ordered = list(reversed(rows))
+    models = sorted({model for row in ordered for model, _, _ in row.models})
+    series = {model: [] for model in models}
+    for row in ordered:
+        got = {model: mean for model, mean, _ in row.models}
+        for model in models:
+            value = got.get(model)
+            series[model].append(None if value is None else round(value, 4))
+    return {
+        "labels": [
+            f"#{row.run.pk} v{row.run.suite_version.number} "
+            f"{timezone.localtime(row.run.created_at):%Y-%m-%d %H:%M}"
+            for row in ordered
+        ],
+        "models": models,
+        "series": [series[m] for m in models],
+    }
+
+
+def suite_task_choices(project: Project, limit: int) -> list[tuple[int, str, str]] | None:
+    """[(id, external id, title)] of the project's tasks by external id, for checkboxes; None
+    when it has more than `limit` (the forms then take external ids only)."""
+    rows = list(
+        Task.objects.filter(project=project)
+        .order_by("external_id", "pk")
+        .values_list("pk", "external_id", "title")[: limit + 1]
+    )
+    return None if len(rows) > limit else rows
+
+
+def suite_picked_ids(suite: Suite) -> list[int]:
+    """The suite's tasks picked by hand or by an import (not those its tags add)."""
+    return list(
+        Suite.tasks.through.objects.filter(suite_id=suite.pk)
+        .order_by("task_id")
+        .values_list("task_id", flat=True)
+    )
+
+
+def suite_picked_external_ids(suite: Suite) -> list[str]:
+    return list(
+        Task.objects.filter(suites=suite)
+        .order_by("external_id")
+        .values_list("external_id", flat=True)
+    )
