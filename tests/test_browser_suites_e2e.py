@@ -319,6 +319,8 @@ def test_every_demo_persona_on_suite_run_leaderboard_and_comparison_pages(
     suite = Suite.objects.get(project=project, name=demo.SUITE_NAME)
     first, second = runs
     models, _ = board_from_db(first)
+    newest, _ = board_from_db(second)
+    assert second.suite_version.number == 2
     pages = {
         "suites": f"/p/{project.slug}/suites/",
         "suite": f"/suites/{suite.pk}/",
@@ -343,6 +345,13 @@ def test_every_demo_persona_on_suite_run_leaderboard_and_comparison_pages(
                 assert reply.status == 200, (username, what, reply.status)
             page.goto(base + pages["suite"])
             expect(page.get_by_test_id("suite-versions").locator("tbody tr")).to_have_count(2)
+            # The suite's leaderboard is its newest version's: the second run's scores.
+            board = page.get_by_test_id("leaderboard-models")
+            for model, (mean, n) in newest.items():
+                row = board.locator(f"tr[data-model='{model}']")
+                expect(row.get_by_test_id("source-run")).to_have_text(f"run #{second.pk}")
+                expect(row.get_by_test_id("overall").get_by_test_id("mean")).to_have_text(fmt(mean))
+                expect(row.get_by_test_id("overall").get_by_test_id("n")).to_have_text(f"n={n}")
             page.goto(base + pages["run"])
             board = page.get_by_test_id("leaderboard-models")
             for model, (mean, n) in models.items():
