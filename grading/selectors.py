@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
+from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite
 from rubrics.permissions import Perm, check
@@ -423,6 +425,61 @@ def score_verdicts(score: Score):
         .select_related("criterion")
         .order_by("criterion__position")
     )
+
+
+def verdict_source(verdict: Verdict) -> str:
+    """Where a run's verdict came from, for the score page: "call" (a judge call, linked),
+    "cache" (an earlier identical call's answer: this run made none), "code" (a checked
+    criterion), "empty" (an empty response: no call), or "unsent" (an error before any
+    request left)."""
+    if verdict.call_id:
+        return "call"
+    if verdict.criterion.kind == "checked":
+        return "code"
+    if verdict.outcome == Verdict.Outcome.ERROR:
+        return "unsent"
+    if verdict.explanation == EMPTY_EXPLANATION:
+        return "empty"
+    return "cache"
+
+
+@dataclass(frozen=True)
+class CallCost:
+    call: JudgeCall
+    cost: float | None  # None: the judge's model has no price
+    request_json: str  # the request, indented when it is whole JSON; else as kept
+
+
+def call_for(user, run_pk: int, call_pk: int, perm: Perm) -> CallCost:
+    """A judge call of a run, with its cost where the judge's model is priced, and the
+    verdicts it decided (in rubric order)."""
+    run = run_for(user, run_pk, perm)
+    call = get_object_or_404(
+        JudgeCall.objects.select_related("judge", "response__task"), run=run, pk=call_pk
+    )
+    call.run = run
+    call.decided = list(
+        call.verdicts.select_related("criterion").order_by("criterion__position", "pk")
+    )
+    price = ModelPrice.objects.filter(model=call.judge.model).first()
+    cost = (
+        None
+        if price is None
+        else price.cost(
+            prompt_tokens=call.prompt_tokens,
+            cached_tokens=call.cached_tokens,
+            completion_tokens=call.completion_tokens,
+        )
+    )
+    try:
+        request_json = json.dumps(json.loads(call.request), indent=2, ensure_ascii=False)
+    except ValueError:  # cut, or empty
+        request_json = call.request
+    return CallCost(call=call, cost=cost, request_json=request_json)
+
+
+def score_of(run: GradingRun, response_id: int | None) -> Score | None:
+    return Score.objects.filter(run=run, response_id=response_id).first() if response_id else None
 
 
 def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:

@@ -270,6 +270,8 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
 def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
     score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
     verdicts = list(selectors.score_verdicts(score))
+    for v in verdicts:
+        v.source = selectors.verdict_source(v)
     gates = {v.criterion_id: v.criterion for v in verdicts if v.criterion_id in score.gated_by}
     return render(
         request,
@@ -280,6 +282,25 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "score": score,
             "verdicts": verdicts,
             "gates": [gates[pk] for pk in score.gated_by if pk in gates],
+        },
+    )
+
+
+@login_required
+@require_GET
+def call_detail(request: HttpRequest, pk: int, call_pk: int) -> HttpResponse:
+    """One judge call of a run: the request as sent, the raw reply, latency, tokens, cost."""
+    found = selectors.call_for(request.user, pk, call_pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/call.html",
+        {
+            "project": found.call.run.project,
+            "run": found.call.run,
+            "call": found.call,
+            "cost": found.cost,
+            "request_json": found.request_json,
+            "score": selectors.score_of(found.call.run, found.call.response_id),
         },
     )
 
