@@ -17,6 +17,8 @@ GRADE_ROUTES = {
     "api_run_retry_failed",
     "api_run_resume",
     "api_grader_score",
+    "api_suite_score",
+    "api_suite_version_score",
 }
 
 

@@ -1,10 +1,15 @@
 """How long `import_rubrics --format healthbench` takes on a file the size of the full public
 HealthBench set (5,000 conversations, about 48,500 criteria), and the export back.
 
+With --suite, the file is imported as `import_rubrics --publish --suite` does (import, publish
+every rubric, freeze a suite version, one transaction), and the freeze alone is timed on a
+second suite of the same tasks (target: under 5 s for 5,000 tasks).
+
 The rows are the real sample rows of shared/data/healthbench, repeated under new prompt ids
 until the file holds --rows conversations. Prints one JSON line.
 
     .venv/bin/python bench/import_rubrics.py [--rows 5000] [--db assay_bench_import_rubrics]
+        [--suite]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--db", default="assay_bench_import_rubrics")
     parser.add_argument("--sample", default=str(SAMPLE / "oss_eval_sample.jsonl"))
+    parser.add_argument("--suite", action="store_true", help="import --publish --suite")
     args = parser.parse_args()
     _django.setup(args.db)
 
@@ -55,13 +61,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "healthbench.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if args.suite:
+            # Published graders are protected from deletion: start from an empty database
+            # (a disposable benchmark database, see _django.setup).
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE rubrics_project CASCADE")
         Project.objects.filter(slug="bench-import").delete()
         user, _ = get_user_model().objects.get_or_create(username="bench-import")
         project = project_create(name="bench import", user=user, slug="bench-import")
         _django.log(f"importing {args.rows} rows, {criteria} criteria")
         start = time.perf_counter()
-        call_command("import_rubrics", str(path), format="healthbench", project=project.slug)
+        options = {"publish": True, "suite": "bench"} if args.suite else {}
+        call_command(
+            "import_rubrics", str(path), format="healthbench", project=project.slug, **options
+        )
         imported = time.perf_counter() - start
+        figures = {}
+        if args.suite:
+            figures = freeze_figures(project, user, args.rows)
         assert Task.objects.filter(project=project).count() == args.rows
         assert Criterion.objects.filter(version__rubric__project=project).count() == criteria
         out = Path(tmp) / "out.jsonl"
@@ -69,7 +88,8 @@ def main() -> None:
         call_command("export_rubrics", format="healthbench", project=project.slug, output=str(out))
         exported = time.perf_counter() - start
         assert [json.loads(line) for line in out.read_text().splitlines()] == rows
-        Project.objects.filter(pk=project.pk).delete()
+        if not args.suite:
+            Project.objects.filter(pk=project.pk).delete()
     print(
         json.dumps(
             {
@@ -77,10 +97,33 @@ def main() -> None:
                 "criteria": criteria,
                 "import_s": round(imported, 2),
                 "export_s": round(exported, 2),
+                **figures,
                 "peak_rss_mb": round(_django.peak_rss_mb()),
             }
         )
     )
+
+
+def freeze_figures(project, user, rows: int) -> dict:
+    """The freeze alone: a second suite of the same tasks, frozen (new version), then frozen
+    again (nothing changed: the newest version comes back)."""
+    from rubrics import suites
+    from rubrics.models import Suite, SuiteVersion, Task
+
+    version = SuiteVersion.objects.get(suite__project=project, suite__name="bench")
+    assert version.task_count == rows
+    task_ids = list(Task.objects.filter(project=project).values_list("pk", flat=True))
+    suite = suites.suite_create(project=project, name="bench-again", user=user, task_ids=task_ids)
+    start = time.perf_counter()
+    fresh, created = suites.suite_freeze(suite=suite, user=user)
+    freeze = time.perf_counter() - start
+    assert created and fresh.manifest == version.manifest
+    start = time.perf_counter()
+    _, created = suites.suite_freeze(suite=suite, user=user)
+    refreeze = time.perf_counter() - start
+    assert not created
+    Suite.objects.filter(project=project).delete()
+    return {"suite_tasks": rows, "freeze_s": round(freeze, 2), "refreeze_s": round(refreeze, 2)}
 
 
 if __name__ == "__main__":

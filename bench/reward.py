@@ -1,6 +1,7 @@
 """The reward endpoint's overhead over the judge's own latency. Prints ONE JSON line.
 
     .venv/bin/python bench/reward.py [--requests 100] [--criteria 20] [--in-process] [--profile]
+        [--suite-tasks 5000] [--spread 1,4,16] [--only-suite]
 
 A trainer posts one fresh response at a time, back to back on one keep-alive connection, to
 `POST /api/graders/{hash}/score/` with a grade-scoped API token. The server is gunicorn as the
@@ -15,6 +16,18 @@ request line's arrival to the reply written, as a server's access log times a re
 It prints p50, p90 and min of both, the p50 over the nominal 200 ms, "pass_by_mode" (p50
 under 20 ms) and "pass" (both); and for a floor, the same 20 per-criterion calls from a bare
 thread-pool loop in the benchmark's process ("peer_per_criterion").
+
+The suite case (`--suite-tasks 5000`, 0 to skip it): a suite of that many tasks, each its
+own grader of `--criteria` criteria (imported as HealthBench rows, published, frozen), graded
+through `POST /api/suites/{id}/score/`. For each mode, pairs of requests alternate between the
+suite URL and the per-grader URL on the same random task (one fresh response each), so both
+endpoints are measured in the same run under the same conditions: "suite" reports the
+p50 of each, their difference and ratio ("within 2 ms" is the target). Then, batched,
+requests carry one fresh response on each of N random tasks (`--spread 1,4,16`): overhead
+over the slowest of their N judge calls. `--only-suite` skips the per-grader modes above
+and the peer loop.
+
+`--reuse` keeps the previous run's database and suite instead of seeding them again.
 
 `--in-process` calls Django through its test client instead (no HTTP; the response's
 after-send write then counts in the wall time). `--profile` (in-process) prints a cProfile of
@@ -47,6 +60,7 @@ from _django import WORDS, Simulator, bench_grader, free_port, log
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
 TARGET_MS = 20  # p50 overhead over the judge's own latency, issue 4
+SUITE_TARGET_MS = 2  # the suite URL's p50 overhead over the per-grader URL's, issue 15
 # As the README's Production section serves the reward endpoint: its own pool.
 GUNICORN = ["--preload", "--workers", "2", "--worker-class", "gthread", "--threads", "12"]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_reward"
@@ -55,6 +69,111 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_reward"
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dict[str, str]]:
+    """`tasks` HealthBench rows, each its own rubric of `criteria` criteria naming two of
+    WORDS, imported and published, in one frozen suite. Returns (its score URL, manifest)."""
+    from rubrics import formats, suites
+
+    t0 = time.perf_counter()
+    rows = []
+    for i in range(tasks):
+        items = []
+        for j in range(criteria):
+            a, b = rng.sample(WORDS, 2)
+            items.append(
+                {
+                    "criterion": f"Mentions {a} and {b}",
+                    "points": rng.choice([1, 2, 3, 5, -2]) if j else 5,
+                    "tags": [],
+                }
+            )
+        prompt = [{"role": "user", "content": f"Case {i}: fever and vomiting. What now?"}]
+        rows.append(json.dumps({"prompt_id": f"hb-{i:05d}", "prompt": prompt, "rubrics": items}))
+    formats.import_healthbench(project=project, lines=rows, user=owner, publish=True)
+    seeded = time.perf_counter()
+    suite = suites.suite_create(
+        project=project,
+        name="HealthBench-shaped",
+        user=owner,
+        task_ids=project.tasks.filter(external_id__startswith="hb-").values_list("pk", flat=True),
+    )
+    version, _ = suites.suite_freeze(suite=suite, user=owner)
+    log(
+        f"suite of {version.task_count} tasks: imported and published in "
+        f"{seeded - t0:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
+    )
+    return f"/api/suites/{suite.pk}/score/", dict(version.manifest)
+
+
+def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], rng) -> dict:
+    """The suite URL against the per-grader URL, alternating in the same run, per mode; then
+    suite requests spanning N tasks (batched)."""
+    task_ids = sorted(manifest)
+
+    def text(tag: str) -> str:
+        return f"{tag}. " + " ".join(rng.choice(WORDS) for _ in range(120)) + "."
+
+    def timed(to: str, body: dict, calls: int) -> float:
+        """Overhead: wall time less the slowest of the request's `calls` judge calls."""
+        before = sim_stats()["requests"]
+        t0 = time.perf_counter()
+        status, content = post(body, to)
+        wall = 1000 * (time.perf_counter() - t0)
+        assert status == 200, content
+        after = sim_stats()
+        made = after["requests"] - before
+        assert made == calls, f"{to}: {made} judge calls, expected {calls}"
+        return wall - max(after["recent_latency_ms"][-calls:])
+
+    def pair(i: int, mode: str) -> tuple[float, float]:
+        task = rng.choice(task_ids)
+        calls = 1 if mode == "batched" else args.criteria
+        suite_body = {"items": [{"task": task, "responses": [text(f"S{mode}{i}")]}], "mode": mode}
+        grader_body = {"task": task, "responses": [text(f"G{mode}{i}")], "mode": mode}
+        grader_url = f"/api/graders/{manifest[task]}/score/"
+        if i % 2:  # alternate which goes first
+            g = timed(grader_url, grader_body, calls)
+            return timed(suite_url, suite_body, calls), g
+        s = timed(suite_url, suite_body, calls)
+        return s, timed(grader_url, grader_body, calls)
+
+    out: dict = {"tasks": len(task_ids), "vs_grader": {}, "spread_batched": {}}
+    for mode in ("batched", "per_criterion"):
+        for i in range(10):  # warm both endpoints in every server process
+            pair(-1 - i, mode)
+        log(f"suite vs grader, {mode}: {args.requests} pairs")
+        pairs = [pair(i, mode) for i in range(args.requests)]
+        suite_p50 = pct([s for s, _ in pairs], 0.5)
+        grader_p50 = pct([g for _, g in pairs], 0.5)
+        out["vs_grader"][mode] = {
+            "suite_overhead_p50_ms": suite_p50,
+            "grader_overhead_p50_ms": grader_p50,
+            "difference_p50_ms": round(suite_p50 - grader_p50, 1),
+            "paired_difference_p50_ms": pct([s - g for s, g in pairs], 0.5),
+            "ratio_p50": round(suite_p50 / grader_p50, 2) if grader_p50 > 0 else None,
+            "suite_overhead_p90_ms": pct([s for s, _ in pairs], 0.9),
+            "pass": suite_p50 - grader_p50 <= SUITE_TARGET_MS,
+        }
+    for n in [int(x) for x in args.spread.split(",") if x.strip()]:
+        log(f"suite, batched, {n} task(s) a request: {args.requests} requests")
+
+        def spread(i: int, n: int = n) -> float:
+            items = [
+                {"task": task, "responses": [text(f"N{n}-{i}-{j}")]}
+                for j, task in enumerate(rng.sample(task_ids, n))
+            ]
+            return timed(suite_url, {"items": items, "mode": "batched"}, n)
+
+        for i in range(3):
+            spread(-1 - i)
+        overheads = [spread(i) for i in range(args.requests)]
+        out["spread_batched"][str(n)] = {
+            "overhead_p50_ms": pct(overheads, 0.5),
+            "overhead_p90_ms": pct(overheads, 0.9),
+        }
+    return out
 
 
 def main() -> None:
@@ -67,6 +186,15 @@ def main() -> None:
         help="call Django in this process (the test client) instead of gunicorn over HTTP",
     )
     parser.add_argument("--profile", action="store_true", help="implies --in-process")
+    parser.add_argument("--suite-tasks", type=int, default=5000, help="0: no suite case")
+    parser.add_argument("--spread", default="1,4,16", help="tasks a suite request spans")
+    parser.add_argument("--only-suite", action="store_true", help="skip the per-grader modes")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the database and the suite a previous run seeded (seeding 5,000 graders "
+        "takes minutes)",
+    )
     args = parser.parse_args()
     args.in_process = args.in_process or args.profile
 
@@ -85,36 +213,53 @@ def main() -> None:
     from grading.judges import prompts
     from rubrics.tokens import token_create
 
-    call_command("flush", interactive=False, verbosity=0)
+    if not args.reuse:
+        call_command("flush", interactive=False, verbosity=0)
 
     var = ROOT / "var"
     simulator = Simulator("bench-reward-simulator.log", latency_ms=LATENCY_MS, max_concurrency=64)
     procs = [simulator.proc]
     port, sim_stats = simulator.port, simulator.stats
     try:
-        simulator.wait_until_up()
+        simulator.wait_until_up(timeout=120)  # a loaded host starts Django slowly
 
         rng = random.Random(42)
-        owner = get_user_model().objects.create_user(username="trainer")
-        project, task, grader = bench_grader(
-            owner, project_name="Reward bench", criteria=args.criteria, rng=rng
-        )
-        services.judge_create(
+        suite_url, manifest = None, {}
+        if args.reuse:  # the previous run's project and suite, with a judge at this simulator
+            from rubrics.models import Grader, Suite, SuiteVersion
+
+            owner = get_user_model().objects.get(username="trainer")
+            grader = Grader.objects.select_related("version__rubric__task__project").get(
+                version__rubric__task__external_id="bench"
+            )
+            task, project = grader.version.rubric.task, grader.version.rubric.task.project
+            suite = Suite.objects.get(project=project, name="HealthBench-shaped")
+            version = SuiteVersion.objects.filter(suite=suite).order_by("-number").first()
+            suite_url, manifest = f"/api/suites/{suite.pk}/score/", dict(version.manifest)
+        else:
+            owner = get_user_model().objects.create_user(username="trainer")
+            project, task, grader = bench_grader(
+                owner, project_name="Reward bench", criteria=args.criteria, rng=rng
+            )
+        judge = services.judge_create(
             project=project,
-            name="simulator",
+            name=f"simulator-{port}",
             base_url=f"http://127.0.0.1:{port}/v1",
             model="bench-judge",
             max_concurrency=64,
         )
         _, key = token_create(user=owner, name="bench", scopes=["grade"])
+        if args.suite_tasks and not args.reuse:
+            suite_url, manifest = seed_suite(owner, project, args.suite_tasks, args.criteria, rng)
         url = f"/api/graders/{grader.hash}/score/"
         headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
         if args.in_process:
             # Django's test client: no HTTP, so --profile sees the request's own work.
             web = Client(HTTP_AUTHORIZATION=headers["Authorization"])
 
-            def post(body: dict) -> tuple[int, bytes]:
-                reply = web.post(url, body, content_type="application/json")
+            def post(body: dict, to: str = url) -> tuple[int, bytes]:
+                body = {**body, "judge": judge.pk} if body else body
+                reply = web.post(to, body, content_type="application/json")
                 return reply.status_code, reply.content
         else:
             web_port = free_port()
@@ -130,10 +275,20 @@ def main() -> None:
             procs.append(server)
             conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=30)
 
-            def post(body: dict) -> tuple[int, bytes]:
-                conn.request("POST", url, body=json.dumps(body), headers=headers)
-                reply = conn.getresponse()
-                return reply.status, reply.read()
+            def post(body: dict, to: str = url) -> tuple[int, bytes]:
+                body = {**body, "judge": judge.pk} if body else body
+                for attempt in range(2):
+                    try:
+                        conn.request("POST", to, body=json.dumps(body), headers=headers)
+                        reply = conn.getresponse()
+                        return reply.status, reply.read()
+                    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                        # gunicorn closes a keep-alive connection left idle (the peer loop):
+                        # open another.
+                        conn.close()
+                        if attempt:
+                            raise
+                raise AssertionError("unreachable")
 
             deadline = time.monotonic() + 60
             while True:
@@ -162,13 +317,13 @@ def main() -> None:
             assert calls == expected, f"{mode}: {calls} judge calls, expected {expected}"
             return wall, max(after["recent_latency_ms"][-calls:])
 
-        for i in range(5):  # warm: connections, caches, the judge's client
+        for i in range(0 if args.only_suite else 5):  # warm: connections, caches, the client
             probe(-1 - i, "batched")
             probe(-1 - i, "per_criterion")
 
         figures: dict = {"criteria": args.criteria, "judge_latency_ms": LATENCY_MS}
         profiler = None
-        for mode in ("batched", "per_criterion"):
+        for mode in () if args.only_suite else ("batched", "per_criterion"):
             log(f"{mode}: {args.requests} requests")
             if args.profile and mode == "batched":
                 import cProfile
@@ -224,18 +379,28 @@ def main() -> None:
             assert calls == args.criteria, calls
             return wall, max(after["recent_latency_ms"][-calls:])
 
-        for i in range(5):
-            peer(-1 - i)
-        overheads = [wall - judge_ms for wall, judge_ms in (peer(i) for i in range(args.requests))]
-        figures["peer_per_criterion"] = {
-            "overhead_p50_ms": pct(overheads, 0.5),
-            "overhead_p90_ms": pct(overheads, 0.9),
-            "overhead_min_ms": pct(overheads, 0.0),
-        }
+        if not args.only_suite:
+            for i in range(5):
+                peer(-1 - i)
+            overheads = [
+                wall - judge_ms for wall, judge_ms in (peer(i) for i in range(args.requests))
+            ]
+            figures["peer_per_criterion"] = {
+                "overhead_p50_ms": pct(overheads, 0.5),
+                "overhead_p90_ms": pct(overheads, 0.9),
+                "overhead_min_ms": pct(overheads, 0.0),
+            }
+            figures["pass_by_mode"] = {
+                m: figures[m]["overhead_p50_ms"] < TARGET_MS for m in ("batched", "per_criterion")
+            }
         pool.shutdown()
-        figures["pass_by_mode"] = {
-            m: figures[m]["overhead_p50_ms"] < TARGET_MS for m in ("batched", "per_criterion")
-        }
+
+        if suite_url:
+            figures["suite"] = suite_case(args, post, sim_stats, suite_url, manifest, rng)
+            figures["pass_by_mode"] = {
+                **figures.get("pass_by_mode", {}),
+                **{f"suite_{m}": f["pass"] for m, f in figures["suite"]["vs_grader"].items()},
+            }
         figures["pass"] = all(figures["pass_by_mode"].values())
         figures["cpus"] = os.cpu_count()
         print(json.dumps(figures))

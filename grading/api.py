@@ -32,7 +32,7 @@ from rubrics.api import (
     service_errors,
 )
 from rubrics.permissions import Perm, project_for
-from rubrics.selectors import grader_to_score, task_for
+from rubrics.selectors import grader_to_score, suite_to_score, task_for
 
 logger = logging.getLogger(__name__)
 
@@ -601,6 +601,14 @@ class RunResumeApi(APIView):
 # --- The reward endpoint -----------------------------------------------------------------
 
 
+REWARD_BUSY = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="This server process already scores as many reward requests as it may at once "
+    "(ASSAY_REWARD_MAX_CONCURRENT): retry after `Retry-After` seconds. Nothing was graded.",
+)
+MAX_REWARD_RESPONSES = 256
+
+
 class RewardScoreApi(APIView):
     """Synchronous scores for RL trainers, through the same engine, cache and limits as runs."""
 
@@ -624,7 +632,7 @@ class RewardScoreApi(APIView):
         responses = serializers.ListField(
             child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False),
             min_length=1,
-            max_length=256,
+            max_length=MAX_REWARD_RESPONSES,
             help_text="Model outputs. An empty, blank or null one is scored without a judge "
             "call: its judged criteria are not met.",
         )
@@ -678,12 +686,7 @@ class RewardScoreApi(APIView):
         request=InputSerializer,
         responses={
             **responses({200: OutputSerializer(many=True)}, 400, 403, 404),
-            503: OpenApiResponse(
-                ErrorDetailSerializer,
-                description="This server process already scores as many reward requests as "
-                "it may at once (ASSAY_REWARD_MAX_CONCURRENT): retry after `Retry-After` "
-                "seconds. Nothing was graded.",
-            ),
+            503: REWARD_BUSY,
         },
     )
     def post(self, request: Request, grader_hash: str) -> Response:
@@ -704,31 +707,167 @@ class RewardScoreApi(APIView):
         else:
             messages = [dict(m) for m in data.validated_data["messages"]]
         try:
-            results, store = services.reward_score(
-                grader=grader,
+            (results,), store = services.reward_score(
+                items=[services.RewardItem(grader, messages, data.validated_data["responses"])],
                 judge=judge,
-                messages=messages,
-                texts=data.validated_data["responses"],
                 mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
             )
         except services.RewardBusy as exc:
-            return Response(
-                {"detail": str(exc)},
-                status=503,
-                headers={"Retry-After": str(exc.retry_after_s)},
-            )
-        out = [
-            {
-                "score": r.figures.raw,
-                "clipped": r.figures.clipped,
-                "gated": r.figures.gated,
-                "gated_by": list(r.figures.gated_by),
-                "verdicts": r.graded,
-                "flags": r.flags,
-            }
-            for r in results
-        ]
+            return _busy(exc)
+        out = [_reward_out(r) for r in results]
         return _ThenResponse(self.OutputSerializer(out, many=True).data, then=store)
+
+
+def _reward_out(reward: services.Reward) -> dict:
+    """One response's score, as both reward endpoints answer it (RewardResult)."""
+    return {
+        "score": reward.figures.raw,
+        "clipped": reward.figures.clipped,
+        "gated": reward.figures.gated,
+        "gated_by": list(reward.figures.gated_by),
+        "verdicts": reward.graded,
+        "flags": reward.flags,
+    }
+
+
+def _busy(exc: services.RewardBusy) -> Response:
+    return Response(
+        {"detail": str(exc)}, status=503, headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+class SuiteRewardScoreApi(APIView):
+    """One reward URL per suite: each response graded by its task's pinned grader, through the
+    same path (engine, cache, judge limits, deadline, concurrency bound) as RewardScoreApi."""
+
+    @extend_schema_serializer(component_name="SuiteRewardRequest")
+    class InputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="SuiteRewardItem")
+        class ItemSerializer(serializers.Serializer):
+            task = serializers.CharField(
+                max_length=200, help_text="A task's external id in the suite version."
+            )
+            responses = serializers.ListField(
+                child=serializers.CharField(
+                    allow_blank=True, allow_null=True, trim_whitespace=False
+                ),
+                min_length=1,
+                max_length=MAX_REWARD_RESPONSES,
+                help_text="Model outputs to this task. An empty, blank or null one is scored "
+                "without a judge call: its judged criteria are not met.",
+            )
+
+        items = ItemSerializer(
+            many=True,
+            allow_empty=False,
+            help_text=f"Tasks (mixed, in any order) and their responses: 1 to "
+            f"{MAX_REWARD_RESPONSES} responses in all.",
+        )
+        judge = serializers.IntegerField(
+            min_value=1, required=False, help_text="A judge's id; default: the project's first."
+        )
+        mode = serializers.ChoiceField(choices=GradingRun.Mode.choices, required=False)
+
+        def validate_items(self, items):
+            total = sum(len(item["responses"]) for item in items)
+            if total > MAX_REWARD_RESPONSES:
+                raise serializers.ValidationError(
+                    f"At most {MAX_REWARD_RESPONSES} responses a request, in all items; "
+                    f"this one has {total}."
+                )
+            return items
+
+    @extend_schema_serializer(component_name="SuiteRewardResult")
+    class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="SuiteRewardItemResult")
+        class ItemSerializer(serializers.Serializer):
+            task = serializers.CharField(help_text="The task's external id, as sent.")
+            grader = serializers.CharField(help_text="The hash of the task's pinned grader.")
+            results = RewardScoreApi.OutputSerializer(
+                many=True, help_text="Per response, in the order sent."
+            )
+
+        suite = serializers.IntegerField()
+        version = serializers.IntegerField(help_text="The suite version graded with.")
+        content_hash = serializers.CharField(help_text="That version's manifest hash.")
+        items = ItemSerializer(many=True, help_text="Per item, in the order sent.")
+
+    def _post(self, request: Request, pk: int, number: int | None) -> Response:
+        data = self.InputSerializer(data=request.data)
+        # The role is checked before the body's errors are told: a caller who may not grade
+        # learns nothing from a 400. The tasks asked for are read with it, in one query.
+        external_ids = []
+        if data.is_valid():
+            external_ids = [item["task"] for item in data.validated_data["items"]]
+        target = suite_to_score(request.user, pk, number, external_ids, Perm.RUN_GRADING)
+        data.is_valid(raise_exception=True)
+        if target.unknown:
+            listed = ", ".join(target.unknown[:20])
+            more = f" and {len(target.unknown) - 20} more" if len(target.unknown) > 20 else ""
+            raise ValidationError(
+                {
+                    "items": [
+                        f"Not in version {target.version.number} of this suite: {listed}{more}."
+                    ]
+                }
+            )
+        judge = selectors.project_judge(target.project, data.validated_data.get("judge"))
+        if judge is None:
+            raise ValidationError({"judge": ["No such judge in this suite's project."]})
+        sent = data.validated_data["items"]
+        items = []
+        for item in sent:
+            task, grader = target.pinned[item["task"]]
+            items.append(services.RewardItem(grader, task.messages, item["responses"]))
+        try:
+            results, store = services.reward_score(
+                items=items,
+                judge=judge,
+                mode=data.validated_data.get("mode", GradingRun.Mode.PER_CRITERION),
+            )
+        except services.RewardBusy as exc:
+            return _busy(exc)
+        out = {
+            "suite": pk,
+            "version": target.version.number,
+            "content_hash": target.version.content_hash,
+            "items": [
+                {
+                    "task": item["task"],
+                    "grader": graded.grader.hash,
+                    "results": [_reward_out(r) for r in rewards],
+                }
+                for item, graded, rewards in zip(sent, items, results, strict=True)
+            ],
+        }
+        return _ThenResponse(self.OutputSerializer(out).data, then=store)
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Score 1..256 responses to a suite's tasks now, by the newest version "
+        "(one reward URL per suite)",
+        description="Each response is graded by its task's grader as the suite's newest "
+        "version pins it. An unknown task is a 400 naming it, before any judge call.",
+        request=InputSerializer,
+        responses={**responses({200: OutputSerializer}, 400, 403, 404), 503: REWARD_BUSY},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return self._post(request, pk, None)
+
+
+class SuiteVersionRewardScoreApi(SuiteRewardScoreApi):
+    @extend_schema(
+        tags=["grading"],
+        summary="Score 1..256 responses to a suite's tasks now, by suite version `number`",
+        description="As the suite's reward URL, with the graders this version pins.",
+        request=SuiteRewardScoreApi.InputSerializer,
+        responses={
+            **responses({200: SuiteRewardScoreApi.OutputSerializer}, 400, 403, 404),
+            503: REWARD_BUSY,
+        },
+    )
+    def post(self, request: Request, pk: int, number: int) -> Response:
+        return self._post(request, pk, number)
 
 
 class _ThenResponse(Response):
@@ -750,6 +889,185 @@ class _ThenResponse(Response):
             logger.exception("writing the reward endpoint's cache and cost rows failed")
         finally:
             super().close()
+
+
+# --- Comparing two runs -----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="CompareModel")
+class ComparePairSerializer(serializers.Serializer):
+    model_a = serializers.CharField()
+    model_b = serializers.CharField()
+    tasks = serializers.IntegerField(help_text="Tasks both runs scored for this pair.")
+    responses_a = serializers.IntegerField()
+    responses_b = serializers.IntegerField()
+    mean_a = serializers.FloatField(allow_null=True, help_text="Clipped mean, shared tasks.")
+    mean_b = serializers.FloatField(allow_null=True)
+    delta = serializers.FloatField(allow_null=True, help_text="mean_b - mean_a.")
+    ci = serializers.ListField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        help_text="95% paired bootstrap interval of delta, by task; null below 2 tasks.",
+    )
+
+
+@extend_schema_serializer(component_name="CompareTask")
+class CompareTaskSerializer(serializers.Serializer):
+    task = serializers.CharField(help_text="The task's external id.")
+    model_a = serializers.CharField()
+    model_b = serializers.CharField()
+    responses_a = serializers.IntegerField()
+    responses_b = serializers.IntegerField()
+    mean_a = serializers.FloatField()
+    mean_b = serializers.FloatField()
+    delta = serializers.FloatField()
+
+
+@extend_schema_serializer(component_name="CompareCriterion")
+class CompareCriterionSerializer(serializers.Serializer):
+    task = serializers.CharField()
+    criterion_a = serializers.IntegerField()
+    criterion_b = serializers.IntegerField()
+    position = serializers.IntegerField(help_text="In B's grader, from 0.")
+    text = serializers.CharField(help_text="As B's grader words it.")
+    met_a = serializers.IntegerField()
+    decided_a = serializers.IntegerField()
+    met_b = serializers.IntegerField()
+    decided_b = serializers.IntegerField()
+    rate_a = serializers.FloatField()
+    rate_b = serializers.FloatField()
+    delta = serializers.FloatField()
+
+
+@extend_schema_serializer(component_name="CompareFlip")
+class CompareFlipSerializer(serializers.Serializer):
+    response = serializers.IntegerField()
+    task = serializers.CharField()
+    model = serializers.CharField()
+    sample_index = serializers.IntegerField()
+    criterion_a = serializers.IntegerField()
+    criterion_b = serializers.IntegerField()
+    position = serializers.IntegerField()
+    text = serializers.CharField()
+    before = serializers.CharField(help_text="The outcome in A: met or unmet.")
+    after = serializers.CharField(help_text="The outcome in B.")
+    score_a = serializers.IntegerField(help_text="The response's score in A.")
+    score_b = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="CompareAgreement")
+class CompareAgreementSerializer(serializers.Serializer):
+    items = serializers.IntegerField(help_text="Items both lead judges decided.")
+    agree = serializers.IntegerField()
+    percent = serializers.FloatField(allow_null=True)
+    kappa = serializers.FloatField(allow_null=True, help_text="Cohen's kappa; null if undefined.")
+
+
+@extend_schema_serializer(component_name="CompareTaskPage")
+class CompareTaskPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    results = CompareTaskSerializer(many=True)
+
+
+@extend_schema_serializer(component_name="CompareCriterionPage")
+class CompareCriterionPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    results = CompareCriterionSerializer(many=True)
+
+
+@extend_schema_serializer(component_name="CompareFlipPage")
+class CompareFlipPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    results = CompareFlipSerializer(many=True)
+
+
+@extend_schema_serializer(component_name="CompareFilter")
+class CompareFilterSerializer(serializers.Serializer):
+    tasks_page = serializers.IntegerField(required=False, min_value=1, max_value=10**6)
+    criteria_page = serializers.IntegerField(required=False, min_value=1, max_value=10**6)
+    flips_page = serializers.IntegerField(required=False, min_value=1, max_value=10**6)
+
+
+@extend_schema_serializer(component_name="RunComparison")
+class CompareOutputSerializer(serializers.Serializer):
+    a = RunSerializer()
+    b = RunSerializer()
+    same_version = serializers.BooleanField()
+    pairing = serializers.CharField(help_text="Which models were compared, and why.")
+    interval_rule = serializers.CharField()
+    criteria_rule = serializers.CharField()
+    verdicts_rule = serializers.CharField()
+    models = ComparePairSerializer(many=True, help_text="Per model pair (see pairing).")
+    tasks_only_a = serializers.IntegerField(help_text="Tasks only A scored: left out.")
+    tasks_only_b = serializers.IntegerField(help_text="Tasks only B scored: left out.")
+    shared_responses = serializers.IntegerField(help_text="Responses graded in both runs.")
+    agreement = CompareAgreementSerializer(
+        allow_null=True, help_text="Lead judges on shared items; null: no shared response."
+    )
+    tasks = CompareTaskPageSerializer(help_text="Per task, largest |delta| first.")
+    criteria = CompareCriterionPageSerializer(help_text="Per criterion, largest |delta| first.")
+    flips = CompareFlipPageSerializer(help_text="Items met in one run and unmet in the other.")
+
+
+class RunCompareApi(APIView):
+    FilterSerializer = CompareFilterSerializer
+    OutputSerializer = CompareOutputSerializer
+
+    @extend_schema(
+        tags=["grading"],
+        summary="Run B (other_id) against run A (id): deltas, flips, agreement",
+        description=(
+            "Both runs must grade the same suite (any two versions); otherwise a 400 on "
+            "`other_id` says why. Deltas are B minus A. The task, criterion and flip lists "
+            "come 50 rows a page (`tasks_page`, `criteria_page`, `flips_page`; a page past "
+            "the end gives the last)."
+        ),
+        parameters=[FilterSerializer],
+        responses=responses({200: OutputSerializer}, 400, 403, 404),
+    )
+    def get(self, request: Request, pk: int, other_id: int) -> Response:
+        from grading import comparison
+
+        a = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
+        b = selectors.run_for(request.user, other_id, Perm.VIEW_RESULTS)
+        f = query_filters(request, self.FilterSerializer, paged=False)
+        with service_errors():
+            result = comparison.compare(a, b)
+        pages = {
+            "tasks": result.tasks_page(f.get("tasks_page")),
+            "criteria": result.criteria_page(f.get("criteria_page")),
+            "flips": result.flips_page(f.get("flips_page")),
+        }
+        data = {
+            "a": a,
+            "b": b,
+            "same_version": result.same_version,
+            "pairing": result.pairing,
+            "interval_rule": result.interval_rule,
+            "criteria_rule": result.criteria_rule,
+            "verdicts_rule": result.verdicts_rule,
+            "models": result.pairs,
+            "tasks_only_a": result.tasks_only_a,
+            "tasks_only_b": result.tasks_only_b,
+            "shared_responses": result.shared_responses,
+            "agreement": result.agreement,
+            **{
+                name: {
+                    "count": page.paginator.count,
+                    "page": page.number,
+                    "pages": page.paginator.num_pages,
+                    "results": list(page.object_list),
+                }
+                for name, page in pages.items()
+            },
+        }
+        return Response(self.OutputSerializer(data).data)
 
 
 # --- Scores and verdicts ----------------------------------------------------------------

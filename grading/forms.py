@@ -95,12 +95,24 @@ class SnapshotForm(forms.Form):
     name = forms.SlugField(max_length=100, help_text="Letters, digits and '-'; never reused.")
     format = forms.ChoiceField()
     license = forms.CharField(max_length=100, required=False, help_text="e.g. CC-BY-4.0")
-    run = forms.ChoiceField(required=False, help_text="For preference pairs.")
+    run = forms.ChoiceField(
+        required=False,
+        help_text="For preference pairs and scores; narrows verdicts to one run.",
+    )
     min_margin = forms.FloatField(min_value=0, max_value=1, initial=0.1, required=False)
+    suite_version = forms.ChoiceField(
+        required=False,
+        label="Suite version",
+        help_text="For the suite card; narrows HealthBench, OpenAI RFT and verl exports to the "
+        "tasks and graders a suite version pins, and names it in each row.",
+    )
 
-    def __init__(self, *args, formats=(), runs=(), **kwargs):
+    def __init__(self, *args, formats=(), runs=(), versions=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["format"].choices = [(key, f"{key}: {text}") for key, (text, _) in formats]
         self.fields["run"].choices = [("", "—")] + [
             (str(r.pk), f"#{r.pk} {r.target_label}") for r in runs
+        ]
+        self.fields["suite_version"].choices = [("", "—")] + [
+            (str(v.pk), f"{v.suite.name} v{v.number} ({v.task_count} tasks)") for v in versions
         ]

@@ -591,28 +591,6 @@ class CriterionRate:
         return f"{self.position + 1}. {text}"
 
 
-def run_deltas(run: GradingRun, other: GradingRun) -> dict:
-    """What changes from `run` to `other`, for the comparison chart: the clipped mean per model
-    both runs scored, and the met rate per criterion (matched by position, as the runs may
-    grade different versions of a rubric). Each delta is other minus run."""
-    means = {s.model: s.mean for s in model_summaries(run) if s.mean is not None}
-    other_means = {s.model: s.mean for s in model_summaries(other) if s.mean is not None}
-    models = [m for m in means if m in other_means]
-    rates = {c.position: c for c in criterion_rates(run) if c.met_rate is not None}
-    other_rates = {c.position: c for c in criterion_rates(other) if c.met_rate is not None}
-    positions = sorted(p for p in rates if p in other_rates)
-    return {
-        "models": models,
-        "model_deltas": [round(other_means[m] - means[m], 4) for m in models],
-        "criteria": [rates[p].label for p in positions],
-        "criterion_deltas": [
-            round(other_rates[p].met_rate - rates[p].met_rate, 4) for p in positions
-        ],
-        "a": f"run #{run.pk}",
-        "b": f"run #{other.pk}",
-    }
-
-
 def criterion_rates(run: GradingRun) -> list[CriterionRate]:
     """Met rate per criterion over the lead judge's verdicts, for a run whose tasks share one
     grader (per task, a suite's leaderboard says more): empty otherwise."""
@@ -662,8 +640,10 @@ def tag_summaries(run: GradingRun) -> list[dict]:
 
 
 def comparable_runs(run: GradingRun):
+    """Runs this one compares with: those over the same suite, any version of it
+    (grading.comparison refuses the others)."""
     return (
-        GradingRun.objects.filter(project_id=run.project_id)
+        GradingRun.objects.filter(suite_version__suite_id=run.suite_version.suite_id)
         .exclude(pk=run.pk)
         .select_related(*RUN_RELATED, "judge")
         .defer(*RUN_DEFERRED)

@@ -1642,21 +1642,30 @@ def _reward_slot():
             _reward_serving -= 1
 
 
+@dataclass(frozen=True)
+class RewardItem:
+    """Responses to one conversation, graded by one grader: the per-grader endpoint sends one
+    item, the suite endpoint one per task of its request."""
+
+    grader: Grader
+    messages: list[dict]
+    texts: list[str | None]
+
+
 def reward_score(
     *,
-    grader: Grader,
+    items: list[RewardItem],
     judge: Judge,
-    messages: list[dict],
-    texts: list[str | None],
     mode: str,
     deadline: float | None = None,
-) -> tuple[list[Reward], Callable[[], None]]:
-    """Score responses to one conversation now. Verdicts are read from the cache exactly as
-    runs read them, and calls go through the judge's shared limits. Returns, per response in
-    order, its score, its per-criterion verdicts and the injection detector's reasons; and the
-    write of the judge's new answers to the cache with the cost rows of its calls, for the
-    caller to run (the API runs it once the scores are sent). An empty or null response makes
-    no judge call.
+) -> tuple[list[list[Reward]], Callable[[], None]]:
+    """Score responses now, each by its item's grader. Verdicts are read from the cache
+    exactly as runs read them, and calls go through the judge's shared limits. Returns, per
+    item and per response in order, its score, its per-criterion verdicts and the injection
+    detector's reasons; and the write of the judge's new answers to the cache with the cost
+    rows of its calls, for the caller to run (the API runs it once the scores are sent). An
+    empty or null response makes no judge call. Every response of every item is graded at
+    once: a request over many tasks waits for its slowest response, not their sum.
 
     Every judge call ends by `deadline` (time.monotonic(); default REWARD_DEADLINE_S from
     now): past it, its criteria are error verdicts. RewardBusy when the process already
@@ -1664,31 +1673,23 @@ def reward_score(
     if deadline is None:
         deadline = time.monotonic() + settings.REWARD_DEADLINE_S
     with _reward_slot():
-        return _reward_score(
-            grader=grader,
-            judge=judge,
-            messages=messages,
-            texts=texts,
-            mode=mode,
-            deadline=deadline,
-        )
+        return _reward_score(items=items, judge=judge, mode=mode, deadline=deadline)
 
 
 def _reward_score(
     *,
-    grader: Grader,
+    items: list[RewardItem],
     judge: Judge,
-    messages: list[dict],
-    texts: list[str | None],
     mode: str,
     deadline: float,
-) -> tuple[list[Reward], Callable[[], None]]:
-    spec = grader.spec
+) -> tuple[list[list[Reward]], Callable[[], None]]:
     ref = judge_ref(judge)
     cache_rows: list[tuple] = []
     call_rows: list[tuple] = []
 
-    def one(text: str | None, own_thread: bool = True) -> Reward:
+    def one(job: tuple[RewardItem, str | None], own_thread: bool = True) -> Reward:
+        item, text = job
+        grader, spec = item.grader, item.grader.spec
         found: list[injection.Finding | None] = []
 
         def detect():
@@ -1702,7 +1703,7 @@ def _reward_score(
                 spec,
                 grader_hash=grader.hash,
                 judges=[ref],
-                messages=messages,
+                messages=item.messages,
                 response=text,
                 items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
                 mode=mode,
@@ -1729,10 +1730,17 @@ def _reward_score(
     def store() -> None:
         _store_answers(cache_rows, call_rows)
 
-    if len(texts) == 1:
+    jobs = [(item, text) for item in items for text in item.texts]
+    if len(jobs) == 1:
         # The common RL case: stay on the request's thread and its open connection.
-        return [one(texts[0], own_thread=False)], store
-    # Each response on its own thread (which closes its own connection); their judge calls
-    # share the process's judge pool and the judge's limits.
-    with ThreadPoolExecutor(max_workers=min(32, len(texts))) as pool:
-        return list(pool.map(one, texts)), store
+        rewards = [one(jobs[0], own_thread=False)]
+    else:
+        # Each response, whatever its item, on its own thread (which closes its own
+        # connection); their judge calls share the process's judge pool and the judge's limits.
+        with ThreadPoolExecutor(max_workers=min(32, len(jobs))) as pool:
+            rewards = list(pool.map(one, jobs))
+    grouped, start = [], 0
+    for item in items:
+        grouped.append(rewards[start : start + len(item.texts)])
+        start += len(item.texts)
+    return grouped, store

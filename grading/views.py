@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from grading import selectors, services
+from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
@@ -152,6 +152,7 @@ def _run_columns(sort: str) -> list[dict]:
 @require_GET
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
+    board, board_error = _suite_board(request, suite)
     return render(
         request,
         "grading/suite.html",
@@ -160,8 +161,29 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "suite": suite,
             "versions": suites.versions_of(suite),
             "runs": selectors.suite_runs(suite),
+            "board": board,
+            "board_error": board_error,
         },
+        status=400 if board_error else 200,
     )
+
+
+def _suite_board(request: HttpRequest, suite) -> tuple[leaderboard.Shown, str]:
+    """The suite's leaderboard on `?version=N` (default: the newest); a version that is not
+    a number or not the suite's is said, naming the field, over the newest's."""
+    raw, number, error = request.GET.get("version", ""), None, ""
+    if raw:
+        if raw.isdigit() and 0 < int(raw) < 2**31:
+            number = int(raw)
+        else:
+            error = f"version: {raw[:40]!r} is not a version number."
+    try:
+        board = leaderboard.suite_leaderboard(suite, number)
+    except ValidationError as exc:
+        error = "version: " + " ".join(exc.messages)
+        board = leaderboard.suite_leaderboard(suite)
+    all_tasks = request.GET.get("tasks") == "all"
+    return leaderboard.shown(board, all_tasks=all_tasks), error
 
 
 @login_required
@@ -198,10 +220,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    # A run over one rubric without axis tags has none to show: no query for them.
-    grader = run.sole_grader
-    has_tags = grader is None or any(c.get("tags") for c in grader.spec["criteria"])
-    context["tags"] = selectors.tag_summaries(run) if has_tags else []
+    context["board"] = leaderboard.shown(
+        leaderboard.run_leaderboard(run), all_tasks=request.GET.get("tasks") == "all"
+    )
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)
@@ -242,27 +263,48 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run", pk=pk)
 
 
+def _linked(request: HttpRequest, param: str, page_of):
+    """The page `param` asks for, with links to its neighbours that keep the other lists'
+    pages where they are."""
+    page = page_of(request.GET.get(param))
+
+    def to(number: int) -> str:
+        query = request.GET.copy()
+        query[param] = str(number)
+        return f"?{query.urlencode()}"
+
+    last = page.paginator.num_pages
+    page.links = {
+        "first": to(1),
+        "previous": to(page.previous_page_number()) if page.has_previous() else "",
+        "next": to(page.next_page_number()) if page.has_next() else "",
+        "last": to(last),
+    }
+    return page
+
+
 @login_required
 @require_GET
 def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
     run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
     other = selectors.run_for(request.user, other_pk, Perm.VIEW_RESULTS)
-    return render(
-        request,
-        "grading/compare.html",
+    context = {"project": run.project, "a": run, "b": other}
+    try:
+        result = comparison.compare(run, other)
+    except ValidationError as exc:
+        context["refused"] = " ".join(exc.messages)
+        return render(request, "grading/compare.html", context, status=400)
+    context.update(
         {
-            "project": run.project,
-            "deltas_json": json.dumps(selectors.run_deltas(run, other)),
-            "runs": [
-                {
-                    "run": r,
-                    "summaries": selectors.model_summaries(r),
-                    "criteria": selectors.criterion_rates(r),
-                }
-                for r in (run, other)
-            ],
-        },
+            "c": result,
+            "tasks": _linked(request, "tasks_page", result.tasks_page),
+            "criteria": _linked(request, "criteria_page", result.criteria_page),
+            "flips": _linked(request, "flips_page", result.flips_page),
+            # In an attribute, not a <script>: scripts are off under the CSP (run.html).
+            "chart_json": json.dumps(result.chart()),
+        }
     )
+    return render(request, "grading/compare.html", context)
 
 
 @login_required
@@ -317,7 +359,12 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
     project = project_for(request.user, slug, perm)
     runs = selectors.project_runs(project)
-    form = SnapshotForm(request.POST or None, formats=snapshots.FORMATS.items(), runs=runs)
+    form = SnapshotForm(
+        request.POST or None,
+        formats=snapshots.FORMATS.items(),
+        runs=runs,
+        versions=snapshots.project_suite_versions(project),
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -328,6 +375,7 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
                 license=data["license"],
                 run_id=data["run"] or None,
                 min_margin=data["min_margin"] if data["min_margin"] is not None else 0.1,
+                suite_version_id=data["suite_version"] or None,
                 user=request.user,
             )
         except ValidationError as exc:

@@ -31,6 +31,8 @@ from rubrics.models import (
     Project,
     Rubric,
     RubricVersion,
+    SuiteEntry,
+    SuiteVersion,
     Task,
 )
 
@@ -46,6 +48,13 @@ class ImportResult:
     rubrics: int
     criteria: int
     published: int
+    # The tasks the file holds (new or already in the project), in file order: what an import
+    # into a suite adds to it.
+    task_ids: tuple[int, ...] = ()
+    # Rubric versions the import leaves unpublished (drafts): a suite cannot pin them.
+    drafts: int = 0
+    # HealthBench re-imports: tasks already in the project whose rubric got a new version.
+    updated: int = 0
 
 
 def _fail(where: str, message: str) -> ValidationError:
@@ -141,25 +150,45 @@ BATCH = 2000
 
 @transaction.atomic
 def import_healthbench(
-    *, project: Project, lines: Iterable[str], user, publish: bool = False
+    *,
+    project: Project,
+    lines: Iterable[str],
+    user,
+    publish: bool = False,
+    reimport: bool = False,
 ) -> ImportResult:
     """Every line is checked before anything is written; then tasks, rubrics, versions and
     criteria go in a few bulk inserts, so the full public file (5,000 conversations, ~48,500
-    criteria) imports in seconds."""
+    criteria) imports in seconds.
+
+    A line whose prompt_id is a task already in the project is refused, unless `reimport`
+    (an import into a suite: a new release of a file): then, when the prompt is the same, its
+    HealthBench rubric gets a new version if the file's criteria differ from its newest
+    version (and is left alone if not), so the suite's next version pins the new rubrics. A
+    different prompt under a known id is refused either way."""
     seen: dict[str, int] = {}
     parsed = [_hb_task(line_no, row, seen) for line_no, row in _hb_rows(lines)]
     if not parsed:
         raise _fail("file", "No tasks found: the file is empty.")
-    taken = set(
-        Task.objects.filter(project=project, external_id__in=list(seen)).values_list(
-            "external_id", flat=True
-        )
-    )
+    existing = {
+        task.external_id: task
+        for task in Task.objects.filter(project=project, external_id__in=list(seen))
+    }
     for t in parsed:
-        if t.prompt_id in taken:
+        task = existing.get(t.prompt_id)
+        if task is not None and not reimport:
             raise _fail(
-                f"line {t.line}: prompt_id", f"A task '{t.prompt_id}' is already in the project."
+                f"line {t.line}: prompt_id",
+                f"A task '{t.prompt_id}' is already in the project. (A new release of a file "
+                "is imported into its suite, which gives changed rubrics a new version.)",
             )
+        if task is not None and task.messages != t.messages:
+            raise _fail(
+                f"line {t.line}: prompt_id",
+                f"A task '{t.prompt_id}' is already in the project with a different prompt; "
+                "give the new conversation its own prompt_id.",
+            )
+    new = [t for t in parsed if t.prompt_id not in existing]
     task_ids = bulk.insert_rows(
         Task,
         (
@@ -171,7 +200,7 @@ def import_healthbench(
                 "tags": [x for x in t.row.get("example_tags") or [] if isinstance(x, str)],
                 "extra": {k: v for k, v in t.row.items() if k not in HB_TASK_FIELDS},
             }
-            for t in parsed
+            for t in new
         ),
     )
     rubrics = Rubric.objects.bulk_create(
@@ -181,13 +210,9 @@ def import_healthbench(
                 task_id=task_id,
                 title=f"HealthBench {t.prompt_id}"[:300],
                 created_by=user,
-                extra={
-                    "format": "healthbench",
-                    "keys": list(t.row.keys()),
-                    "item_keys": list(t.row["rubrics"][0].keys()),
-                },
+                extra=_hb_rubric_extra(t),
             )
-            for t, task_id in zip(parsed, task_ids, strict=True)
+            for t, task_id in zip(new, task_ids, strict=True)
         ],
         batch_size=BATCH,
     )
@@ -199,20 +224,85 @@ def import_healthbench(
         Criterion,
         (
             {"version_id": version.pk, "position": i, **item.model_fields()}
-            for t, version in zip(parsed, versions, strict=True)
+            for t, version in zip(new, versions, strict=True)
             for i, item in enumerate(t.items)
         ),
     )
-    services.events_created(versions, user)
-    published = 0
-    if publish:
-        for t, version in zip(parsed, versions, strict=True):
-            try:
-                services.version_publish(version=version, user=user)
-            except ValidationError as exc:
-                raise _relabel(exc, f"line {t.line}: rubrics") from None
-            published += 1
-    return ImportResult(len(parsed), sum(len(t.items) for t in parsed), published)
+    if versions:
+        services.events_created(versions, user)
+    to_publish = [(t, v) for t, v in zip(new, versions, strict=True)]
+    updated = 0
+    for t in parsed:
+        task = existing.get(t.prompt_id)
+        if task is None:
+            continue
+        version, changed = _hb_reimport(project, task, t, user)
+        updated += changed
+        if version.status != RubricVersion.Status.PUBLISHED:
+            to_publish.append((t, version))
+    published = drafts = 0
+    for t, version in to_publish:
+        if not publish:
+            drafts += 1
+            continue
+        try:
+            services.version_publish(version=version, user=user)
+        except ValidationError as exc:
+            raise _relabel(exc, f"line {t.line}: rubrics") from None
+        published += 1
+    ids = dict(zip((t.prompt_id for t in new), task_ids, strict=True))
+    ids.update({external_id: task.pk for external_id, task in existing.items()})
+    return ImportResult(
+        len(parsed),
+        sum(len(t.items) for t in parsed),
+        published,
+        task_ids=tuple(ids[t.prompt_id] for t in parsed),
+        drafts=drafts,
+        updated=updated,
+    )
+
+
+def _hb_rubric_extra(t: _HbTask) -> dict:
+    return {
+        "format": "healthbench",
+        "keys": list(t.row.keys()),
+        "item_keys": list(t.row["rubrics"][0].keys()),
+    }
+
+
+def _criterion_key(fields: dict) -> tuple:
+    return (fields["text"], fields["points"], list(fields["tags"]), fields["extra"])
+
+
+def _hb_reimport(project: Project, task: Task, t: _HbTask, user) -> tuple[RubricVersion, bool]:
+    """A task already in the project, met again in a HealthBench file: the version of its
+    HealthBench rubric that holds the file's criteria, and whether the import wrote it."""
+    rubric = Rubric.objects.filter(task=task, extra__format="healthbench").order_by("-pk").first()
+    if rubric is None:
+        rubric = services.rubric_create(
+            project=project,
+            task=task,
+            title=f"HealthBench {t.prompt_id}",
+            user=user,
+            criteria=t.items,
+            extra=_hb_rubric_extra(t),
+        )
+        return rubric.versions.get(), True
+    latest = rubric.versions.order_by("-number").first()
+    current = [
+        _criterion_key({"text": c.text, "points": c.points, "tags": c.tags, "extra": c.extra})
+        for c in latest.criteria.order_by("position")
+    ]
+    wanted = [_criterion_key(item.model_fields()) for item in t.items]
+    retired = latest.status == RubricVersion.Status.RETIRED
+    if current == wanted and not retired and not latest.groups.exists():
+        return latest, False
+    try:
+        draft = services.draft_for_edit(rubric=rubric, user=user)
+        services.criteria_replace(version=draft, criteria=t.items, user=user)
+    except ValidationError as exc:
+        raise _relabel(exc, f"line {t.line}: rubrics: ") from None
+    return draft, True
 
 
 def _ordered(data: dict, keys: list[str]) -> dict:
@@ -248,6 +338,26 @@ def _task_rubrics_newest(project: Project, rubric: int | None = None):
     return rubrics, latest, by_version
 
 
+def _hb_line(task: Task, rubric: Rubric, criteria) -> str:
+    """One HealthBench line: the task's fields and `criteria` as its rubric items, keys in the
+    order the imported file had them."""
+    item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
+    items = [
+        _ordered(
+            {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
+            item_keys,
+        )
+        for c in criteria
+    ]
+    row = {
+        **task.extra,
+        "prompt": task.messages,
+        "prompt_id": task.external_id,
+        "rubrics": items,
+    }
+    return json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+
+
 def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterator[str]:
     """One JSON line per task with a rubric, in import order, from each rubric's newest version;
     with `rubric` (a task rubric's pk), that rubric's line only."""
@@ -257,22 +367,49 @@ def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterat
         if rubric.task_id in done or rubric.pk not in latest:
             continue
         done.add(rubric.task_id)
-        task: Task = rubric.task
-        item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
-        items = [
-            _ordered(
-                {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
-                item_keys,
-            )
-            for c in by_version.get(latest[rubric.pk].pk, [])
-        ]
-        row = {
-            **task.extra,
-            "prompt": task.messages,
-            "prompt_id": task.external_id,
-            "rubrics": items,
-        }
-        yield json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+        yield _hb_line(rubric.task, rubric, by_version.get(latest[rubric.pk].pk, []))
+
+
+SUITE_CHUNK = 500
+
+
+def export_healthbench_suite(*, version: SuiteVersion) -> Iterator[str]:
+    """One JSON line per task of a frozen suite version, in task order, each with the rubric
+    of the grader the version pins (its criteria as that grader compiled them, a template's
+    included), not the task's newest: importing the file gives the same graders back."""
+    entries = (
+        SuiteEntry.objects.filter(version=version)
+        .select_related("task", "grader__version__rubric")
+        .order_by("task_id")
+    )
+    chunk: list[SuiteEntry] = []
+
+    def lines(chunk: list[SuiteEntry]) -> Iterator[str]:
+        ids = [c["id"] for e in chunk for c in e.grader.spec.get("criteria", [])]
+        stored = Criterion.objects.in_bulk(ids)
+        for e in chunk:
+            criteria = [
+                stored.get(c["id"]) or _SpecCriterion(c) for c in e.grader.spec.get("criteria", [])
+            ]
+            yield _hb_line(e.task, e.grader.version.rubric, criteria)
+
+    for entry in entries.iterator(chunk_size=SUITE_CHUNK):
+        chunk.append(entry)
+        if len(chunk) == SUITE_CHUNK:
+            yield from lines(chunk)
+            chunk = []
+    if chunk:
+        yield from lines(chunk)
+
+
+class _SpecCriterion:
+    """A criterion as its grader's spec holds it (when its row is gone)."""
+
+    def __init__(self, spec: dict):
+        self.text = spec.get("text", "")
+        self.points = Decimal(str(spec.get("points", 0)))
+        self.tags = spec.get("tags", [])
+        self.extra: dict = {}
 
 
 # --- PaperBench ---------------------------------------------------------------------------
@@ -309,8 +446,19 @@ def _pb_check(node: object, where: str, depth: int) -> None:
 
 @transaction.atomic
 def import_paperbench(
-    *, project: Project, text: str, user, title: str = "", publish: bool = False
+    *,
+    project: Project,
+    text: str,
+    user,
+    title: str = "",
+    publish: bool = False,
+    task: str = "",
+    own_task: bool = False,
 ) -> ImportResult:
+    """A PaperBench tree as one rubric. With `task` (an external id), or `own_task` (the
+    root's id), the tree is that task's rubric: the task is made when it is new, its prompt
+    the root's requirements (what an import into a suite needs, since a suite holds tasks);
+    without, a rubric of the project."""
     try:
         # Each tree level is an object and its sub_tasks list: two levels of JSON.
         root = uploads.loads(text.removeprefix("\ufeff"), max_depth=2 * MAX_DEPTH + 4)
@@ -320,9 +468,13 @@ def import_paperbench(
     bad = uploads.row_text_problem(text, root)
     if bad:
         raise _fail(f"root.{bad[0]}", f"The text {bad[1]}.")
+    title = title or root["requirements"].strip().splitlines()[0][:300]
+    task = task or (root["id"] if own_task else "")
+    owner = _paperbench_task(project, task, root, title, user) if task else None
     rubric = services.rubric_create(
         project=project,
-        title=title or root["requirements"].strip().splitlines()[0][:300],
+        task=owner,
+        title=title,
         user=user,
         extra={"format": "paperbench"},
     )
@@ -366,7 +518,29 @@ def import_paperbench(
     if publish:
         services.version_publish(version=version, user=user)
         published = 1
-    return ImportResult(1, len(leaves), published)
+    return ImportResult(
+        1,
+        len(leaves),
+        published,
+        task_ids=(owner.pk,) if owner else (),
+        drafts=1 - published,
+    )
+
+
+def _paperbench_task(project: Project, external_id: str, root: dict, title: str, user) -> Task:
+    found = Task.objects.filter(project=project, external_id=external_id.strip()).first()
+    if found is not None:
+        return found
+    try:
+        return services.task_create(
+            project=project,
+            external_id=external_id,
+            title=title,
+            messages=root["requirements"],
+            user=user,
+        )
+    except ValidationError as exc:
+        raise _relabel(exc, "task: ") from None
 
 
 def export_paperbench(*, rubric: Rubric) -> dict:
@@ -659,6 +833,7 @@ def import_spreadsheet(
         t.external_id: t for t in Task.objects.filter(project=project, external_id__in=tasks)
     }
     criteria_count = published = 0
+    task_ids: list[int] = []
     for external_id, entry in tasks.items():
         task = existing.get(external_id)
         if task is None:
@@ -700,10 +875,20 @@ def import_spreadsheet(
                 grouped.append(criterion)
         Criterion.objects.bulk_update(grouped, ["group"])
         criteria_count += len(entry["rows"])
+        task_ids.append(task.pk)
         if publish:
-            services.version_publish(version=version, user=user)
+            try:
+                services.version_publish(version=version, user=user)
+            except ValidationError as exc:
+                raise _relabel(exc, f"line {entry['line']}: rubric for '{external_id}': ") from None
             published += 1
-    return ImportResult(len(tasks), criteria_count, published)
+    return ImportResult(
+        len(tasks),
+        criteria_count,
+        published,
+        task_ids=tuple(task_ids),
+        drafts=len(tasks) - published,
+    )
 
 
 def xlsx_as_csv(data: bytes, name: str = "workbook.xlsx") -> str:
@@ -782,6 +967,9 @@ def import_file(
     mapping: dict[str, str] | None = None,
     title: str = "",
     publish: bool = False,
+    task: str = "",
+    own_task: bool = False,
+    reimport: bool = False,
 ) -> ImportResult:
     """Check a rubric file's size and type, then import it in the named format: all or nothing.
 
@@ -805,12 +993,22 @@ def import_file(
         uploads.check_text(upload, name=name, expected=EXPECTED[format])
         if format == "healthbench":
             return import_healthbench(
-                project=project, lines=io.BytesIO(data), user=user, publish=publish
+                project=project,
+                lines=io.BytesIO(data),
+                user=user,
+                publish=publish,
+                reimport=reimport,
             )
         text = _utf8(data, name)
         if format == "paperbench":
             return import_paperbench(
-                project=project, text=text, user=user, title=title, publish=publish
+                project=project,
+                text=text,
+                user=user,
+                title=title,
+                publish=publish,
+                task=task,
+                own_task=own_task,
             )
     return import_spreadsheet(
         project=project,

@@ -30,6 +30,9 @@ from rubrics.models import (
     Rubric,
     RubricEvent,
     RubricVersion,
+    Suite,
+    SuiteEntry,
+    SuiteVersion,
     Task,
 )
 from rubrics.permissions import Perm, check, role_allows
@@ -196,27 +199,30 @@ _TARGET_SQL = (
 )
 
 
+_FACT_FIELDS = (
+    "pk",
+    "version_id",
+    "spec",
+    "version__rubric__project_id",
+    "version__rubric__task_id",
+)
+
+
+def _keep(grader_hash: str, facts: _GraderFacts) -> None:
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    _FACTS[grader_hash] = facts
+
+
 def _grader_facts(grader_hash: str, *, fresh: bool = False) -> _GraderFacts:
     facts = None if fresh else _FACTS.get(grader_hash)
     if facts is None:
-        row = (
-            Grader.objects.filter(hash=grader_hash)
-            .values_list(
-                "pk",
-                "version_id",
-                "spec",
-                "version__rubric__project_id",
-                "version__rubric__task_id",
-            )
-            .first()
-        )
+        row = Grader.objects.filter(hash=grader_hash).values_list(*_FACT_FIELDS).first()
         if row is None:
             _FACTS.pop(grader_hash, None)
             raise Http404("No such grader.")
         facts = _GraderFacts(*row)
-        if len(_FACTS) >= _FACTS_MAX:
-            _FACTS.clear()
-        _FACTS[grader_hash] = facts
+        _keep(grader_hash, facts)
     return facts
 
 
@@ -251,6 +257,90 @@ def grader_to_score(user, grader_hash: str, perm: Perm) -> tuple[Grader, Project
     grader = Grader(pk=facts.pk, hash=grader_hash, version_id=facts.version_id, spec=facts.spec)
     task = _TASKS.build(row, offset=1) if row[1] is not None else None
     return grader, project, task
+
+
+def _graders(wanted: dict[str, int]) -> dict[str, Grader]:
+    """{hash: grader (spec and hash)} for {hash: grader id}, from the process's facts; those
+    not kept yet, or kept for another row (a database recreated under a running server), are
+    read in one query for all of them."""
+    known = {h: _FACTS.get(h) for h in wanted}
+    missing = [h for h, pk in wanted.items() if getattr(known[h], "pk", None) != pk]
+    if missing:
+        for row in Grader.objects.filter(hash__in=missing).values_list("hash", *_FACT_FIELDS):
+            known[row[0]] = _GraderFacts(*row[1:])
+            _keep(row[0], known[row[0]])
+    return {
+        h: Grader(pk=facts.pk, hash=h, version_id=facts.version_id, spec=facts.spec)
+        for h, facts in known.items()
+    }
+
+
+@dataclass(frozen=True)
+class SuiteTarget:
+    project: Project
+    version: SuiteVersion  # id, suite, number and content hash; the manifest stays unread
+    # {task external id: (the task with its prompt, its pinned grader)}, for the ids asked
+    pinned: dict[str, tuple[Task, Grader]]
+    unknown: list[str]  # ids asked for that the version does not hold, in the order asked
+
+
+# The suite, the caller's role, the version, and the entries of only the tasks asked for
+# (by the task's (project, external id) index and the entry's (version, task) one), in one
+# statement: its cost follows the request, not the suite's size. One row per task of the
+# project named (entry columns null when the version does not hold it), or one row of nulls.
+_SUITE_TARGET_SQL = (
+    "SELECT s.project_id, m.role, v.id, v.number, v.content_hash, "  # noqa: S608 - the models'
+    f"{_TASKS.sql}, e.grader_id, g.hash "
+    f"FROM {Suite._meta.db_table} s "
+    f"LEFT JOIN {Membership._meta.db_table} m ON m.project_id = s.project_id AND m.user_id = %s "
+    f"LEFT JOIN {SuiteVersion._meta.db_table} v ON v.suite_id = s.id AND v.number = COALESCE("
+    f"CAST(%s AS integer), (SELECT MAX(n.number) FROM {SuiteVersion._meta.db_table} n "
+    "WHERE n.suite_id = s.id)) "
+    f"LEFT JOIN {Task._meta.db_table} t ON t.project_id = s.project_id "
+    "AND t.external_id IN ({marks}) "
+    f"LEFT JOIN {SuiteEntry._meta.db_table} e ON e.version_id = v.id AND e.task_id = t.id "
+    f"LEFT JOIN {Grader._meta.db_table} g ON g.id = e.grader_id "
+    "WHERE s.id = %s"
+)
+
+
+def suite_to_score(
+    user, suite_pk: int, number: int | None, external_ids: list[str], perm: Perm
+) -> SuiteTarget:
+    """What the suite reward endpoint grades with, in one short query: the suite's version
+    `number` (None: its newest), the caller's role checked in its project, and for each of
+    `external_ids` its task's prompt and pinned grader (specs from the process's grader
+    facts). Only the entries asked for are read, whatever the suite's size. 404 for
+    non-members, an unknown suite or version."""
+    if not user.is_authenticated:
+        raise Http404("No such suite.")
+    ids = list(dict.fromkeys(str(e) for e in external_ids))
+    sql = _SUITE_TARGET_SQL.format(marks=", ".join(["%s"] * len(ids)) or "NULL")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, number, *ids, suite_pk])
+        rows = cursor.fetchall()
+    if not rows:
+        raise Http404("No such suite.")
+    project_id, role, version_id, version_number, content_hash = rows[0][:5]
+    project = Project(pk=project_id)
+    if role is not None:
+        project._role_cache = {user.pk: role}  # this request's own instance
+    check(user, project, perm)  # 404 for a non-member, 403 for a role that may not
+    if version_id is None:
+        raise Http404(
+            f"This suite has no version {number}."
+            if number is not None
+            else "This suite has no frozen version yet: freeze it first."
+        )
+    version = SuiteVersion(
+        pk=version_id, suite_id=suite_pk, number=version_number, content_hash=content_hash
+    )
+    at = 5 + len(_TASKS)  # the entry's grader id and hash follow the task's columns
+    found = [(_TASKS.build(row, offset=5), row[at], row[at + 1]) for row in rows if row[at]]
+    graders = _graders({grader_hash: grader_id for _, grader_id, grader_hash in found})
+    pinned = {task.external_id: (task, graders[grader_hash]) for task, _, grader_hash in found}
+    unknown = [e for e in ids if e not in pinned]
+    return SuiteTarget(project, version, pinned, unknown)
 
 
 def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:

@@ -397,3 +397,90 @@ def version_diff(old: SuiteVersion, new: SuiteVersion) -> VersionDiff:
         removed=sorted(set(a) - set(b)),
         changed=changed,
     )
+
+
+# --- Imports make suites ------------------------------------------------------------------
+
+NEEDS_PUBLISHED = (
+    "A suite version pins published graders: import with publish on (--publish), or publish "
+    "the imported rubrics first. {n} of the imported rubric(s) would stay drafts."
+)
+
+
+@dataclass(frozen=True)
+class SuiteImport:
+    """What `suite_import` did: the file's import, and the suite version it froze (None when
+    no suite was named)."""
+
+    result: object  # rubrics.formats.ImportResult
+    suite: Suite | None = None
+    version: SuiteVersion | None = None
+    created: bool = False  # False: nothing changed, the newest version already pins the same
+
+
+def _suite_named(project: Project, name: str, user) -> Suite:
+    name = _clean_name(name)
+    suite = Suite.objects.filter(project=project, name=name).first()
+    if suite is None:
+        return suite_create(project=project, name=name, user=user)
+    if suite.rubric_id is not None:
+        raise ValidationError(
+            {"suite": f"'{name}' is the suite of one rubric, made by runs; choose another name."}
+        )
+    return suite
+
+
+@transaction.atomic
+def suite_import(
+    *,
+    project: Project,
+    upload,
+    name: str,
+    format: str,
+    user=None,
+    suite: str = "",
+    publish: bool = False,
+    mapping: dict[str, str] | None = None,
+    title: str = "",
+    task: str = "",
+) -> SuiteImport:
+    """Import a rubric file (rubrics.formats.import_file) and, when `suite` names one, add the
+    file's tasks to that suite (made when new) and freeze a new version of it: the command,
+    the import page and any other door call this. One transaction: a refused file, a rubric
+    that cannot be published or a task the freeze refuses leaves nothing written.
+
+    A suite version pins published graders, so a suite import without `publish` is refused
+    unless every rubric it touched is already published (a re-import of an unchanged file).
+    A PaperBench tree imported into a suite becomes the rubric of the task `task` (by
+    default the tree's root id), since a suite holds tasks. A HealthBench file imported into
+    a suite may hold tasks already in the project (a new release of the file): their changed
+    rubrics get a new version, which the new suite version pins."""
+    from rubrics import formats
+
+    suite = str(suite or "").strip()
+    if suite:
+        _clean_name(suite)  # a bad name is refused before the file is read
+    result = formats.import_file(
+        project=project,
+        upload=upload,
+        name=name,
+        format=format,
+        user=user,
+        mapping=mapping,
+        title=title,
+        publish=publish,
+        task=task,
+        own_task=bool(suite),
+        reimport=bool(suite),
+    )
+    if not suite:
+        return SuiteImport(result=result)
+    if result.drafts:
+        raise ValidationError({"suite": NEEDS_PUBLISHED.format(n=result.drafts)})
+    target = _suite_named(project, suite, user)
+    suite_add_tasks(suite=target, task_ids=result.task_ids)
+    try:
+        version, created = suite_freeze(suite=target, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"suite": exc.messages}) from None
+    return SuiteImport(result=result, suite=target, version=version, created=created)

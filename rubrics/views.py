@@ -26,6 +26,7 @@ from rubrics import (
     scoring,
     selectors,
     services,
+    suites,
     task_import,
     uploads,
 )
@@ -857,17 +858,23 @@ def rubric_history(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
-    """Upload a HealthBench JSONL or PaperBench JSON file; all of it or nothing."""
+    """Upload a rubric file (HealthBench, PaperBench, CSV or XLSX); all of it or nothing. With
+    a suite name, the file's tasks join that suite and a new version of it is frozen, in the
+    same transaction (rubrics.suites.suite_import, as `manage.py import_rubrics --suite`)."""
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)
     errors: list[str] = []
     chosen = request.POST.get("format", "healthbench")
+    suite_name = request.POST.get("suite", "").strip()
+    publish = request.POST.get("publish") == "on"
+    done = None
     if request.method == "POST":
         upload = request.FILES.get("file")
-        publish = request.POST.get("publish") == "on"
         if chosen not in formats.ALL_FORMATS:
             errors.append(f"format: choose one of {', '.join(formats.ALL_FORMATS)}.")
         elif upload is None:
             errors.append("file: choose a file to import.")
+        elif suite_name and not role_allows(project.role, Perm.MANAGE_SUITES):
+            errors.append("suite: your role may import rubrics but not make suites.")
         else:
             try:
                 pairs = [
@@ -875,7 +882,7 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
                     for name in formats.SHEET_FIELDS
                     if request.POST.get(f"map_{name}", "").strip()
                 ]
-                result = formats.import_file(
+                done = suites.suite_import(
                     project=project,
                     upload=upload,
                     name=upload.name,
@@ -883,16 +890,20 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
                     mapping=formats.parse_mapping(pairs),
                     user=request.user,
                     publish=publish,
+                    suite=suite_name,
                 )
             except ValidationError as exc:
                 errors = [f"{upload.name}, {e}" for e in _errors(exc)]
                 errors.append("Nothing was imported.")
             else:
+                result = done.result
                 messages.success(
                     request,
                     f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria.",
                 )
-                return redirect("project", slug=slug)
+                if done.version is None:
+                    return redirect("project", slug=slug)
+                # The suite's page is grading's; this page links to it by URL name.
     return render(
         request,
         "rubrics/import.html",
@@ -901,6 +912,12 @@ def rubrics_import(request: HttpRequest, slug: str) -> HttpResponse:
             "errors": errors,
             "formats": formats.ALL_FORMATS,
             "chosen": chosen,
+            "suite_name": suite_name,
+            "publish": publish,
+            "done": done,
+            "suites": suites.project_suites(project, include_rubric_suites=False).values_list(
+                "name", flat=True
+            ),
             "sheet_fields": formats.SHEET_FIELDS,
             "gate_yes": sorted(formats.GATE_YES),
             "gate_no": sorted(w for w in formats.GATE_NO if w),

@@ -507,6 +507,16 @@ ROWS = [
         "/api/graders/{grader}/score/",
         members_only(OPERATORS, 400),
     ),
+    # One reward URL per suite (newest version, or a version by number): as the grader's.
+    api(
+        "post", "suites/<int:pk>/score/", "/api/suites/{suite}/score/", members_only(OPERATORS, 400)
+    ),
+    api(
+        "post",
+        "suites/<int:pk>/versions/<int:number>/score/",
+        "/api/suites/{suite}/versions/{suite_version}/score/",
+        members_only(OPERATORS, 400),
+    ),
     page("get", "judges", "/p/{slug}/judges/", members_page(RESULTS, 200)),
     page("post", "judges", "/p/{slug}/judges/", members_page(ADMINS, 200), {"name": ""}),
     # One tiny request to the world's judge (nothing listens there): its outcome, shown.
@@ -576,6 +586,26 @@ ROWS = [
     page("post", "run_resume", "/runs/{run}/resume/", members_page(OPERATORS, 302)),
     api("post", "runs/<int:pk>/resume/", "/api/runs/{run}/resume/", members_only(OPERATORS, 200)),
     page("get", "run_compare", "/runs/{run}/compare/{run}/", members_page(RESULTS, 200)),
+    # Leaderboards: models and scores, so annotators never see them.
+    api(
+        "get",
+        "runs/<int:pk>/leaderboard/",
+        "/api/runs/{run}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
+    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
+    api(
+        "get",
+        "suites/<int:pk>/leaderboard/",
+        "/api/suites/{suite}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
+    api(
+        "get",
+        "runs/<int:pk>/compare/<int:other_id>/",
+        "/api/runs/{run}/compare/{run}/",
+        members_only(RESULTS, 200),
+    ),
     api("get", "runs/<int:pk>/scores/", "/api/runs/{run}/scores/", members_only(RESULTS, 200)),
     page("get", "score", "/runs/{run}/scores/{score}/", members_page(RESULTS, 200)),
     # A judge call: its request holds the graded response, so annotators stay out.
@@ -914,6 +944,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         rater=judge.rater_id,
         run=run.pk,
         suite=run.suite_version.suite_id,
+        suite_version=run.suite_version.number,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,

@@ -82,43 +82,122 @@ def grade(slug: str) -> dict:
     factories.annotate(queue, person, "met")
     factories.annotate(queue, drafter, "unmet", submit=False)
     drafts = list(Verdict.objects.filter(rater__user=drafter).values_list("pk", flat=True))
-    return {"run": run.pk, "drafts": drafts, "verdicts": Verdict.objects.count()}
+    return {
+        "run": run.pk,
+        "drafts": drafts,
+        "verdicts": Verdict.objects.count(),
+        "suite": run.suite_version.suite.name,
+        "suite_hash": run.suite_version.content_hash,
+    }
 
 
 def snapshots(slug: str) -> dict:
     """Every dataset format built through the snapshot service, as a worker builds it."""
     from django.core.files.storage import default_storage
 
-    from grading.datasets import snapshots
+    from grading.datasets import formats, snapshots
     from grading.models import DatasetSnapshot, GradingRun
     from rubrics.models import Project
 
     project = Project.objects.get(slug=slug)
     run = GradingRun.objects.filter(project=project).first()
     built = {}
-    for fmt in snapshots.FORMATS:
+    # Each format with what it needs (a run, a suite version); those a suite version narrows
+    # are built a second time for the run's suite version, under "<format>+suite".
+    wanted = [(fmt, fmt) for fmt in snapshots.FORMATS] + [
+        (f"{fmt}+suite", fmt) for fmt in sorted(formats.TAKE_VERSION)
+    ]
+    for key, fmt in wanted:
         snapshot = snapshots.snapshot_create(
             project=project,
-            name=f"sqlite {fmt}",
+            name=f"sqlite {key.replace('+', ' ')}",
             format=fmt,
             user=project.created_by,
-            run_id=run.pk,
+            run_id=run.pk if fmt in formats.RUN_EXPORTS else None,
             min_margin=0.1,
+            suite_version_id=run.suite_version_id
+            if fmt in formats.VERSION_EXPORTS or key.endswith("+suite")
+            else None,
         )
         with contextlib.suppress(Exception):  # a failure is recorded on the row: see below
             snapshots.snapshot_build(snapshot_id=snapshot.pk)
         snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
         content = ""
-        if snapshot.status == "ready" and fmt != "verdicts-parquet":
+        if snapshot.status == "ready" and not snapshot.file.endswith(".parquet"):
             with default_storage.open(snapshot.file, "rb") as f:
                 content = f.read().decode()
-        built[fmt] = {
+        built[key] = {
             "status": snapshot.status,
             "error": snapshot.error,
             "rows": snapshot.rows_done,
             "content": content,
+            "file": default_storage.path(snapshot.file) if snapshot.file else "",
+            "card": snapshot.card,
         }
     return built
+
+
+def pages(slug: str) -> dict:
+    """What reading a suite's results asks of the database, on SQLite: the run page with its
+    leaderboard, the suite page, both leaderboards and the comparison of two runs over the
+    suite (a second run with the first's verdicts, half of them flipped), page and API, as the
+    project's owner reads them. {url: (status, a piece of the body)}."""
+    from django.conf import settings
+    from django.test import Client
+
+    from annotation.models import Verdict
+    from grading.models import GradingRun, Score
+    from rubrics.models import Project
+    from tests import factories
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    # Pages name static files, which no collectstatic has hashed here (as in the tests).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    project = Project.objects.get(slug=slug)
+    run = GradingRun.objects.filter(project=project).order_by("pk").first()
+    other = factories.make_run(
+        project=project,
+        grader=run.sole_grader,
+        judge=run.judge,
+        total_items=run.total_items,
+        status="completed",
+    )
+    Score.objects.bulk_create(
+        Score(
+            run=other,
+            response_id=s.response_id,
+            grader_id=s.grader_id,
+            status="done",
+            raw=(s.raw or 0) / 2,
+        )
+        for s in Score.objects.filter(run=run)
+    )
+    verdicts = list(Verdict.objects.filter(run=run).order_by("pk"))
+    for i, v in enumerate(verdicts):
+        v.pk, v.run_id = None, other.pk
+        if i % 2:
+            v.outcome = "unmet" if v.outcome == "met" else "met"
+    Verdict.objects.bulk_create(verdicts)
+    suite = run.suite_version.suite_id
+    client = Client()
+    client.force_login(project.created_by)
+    urls = [
+        f"/runs/{run.pk}/",
+        f"/p/{slug}/runs/",
+        f"/suites/{suite}/",
+        f"/api/runs/{run.pk}/leaderboard/",
+        f"/api/suites/{suite}/leaderboard/",
+        f"/runs/{run.pk}/compare/{other.pk}/",
+        f"/api/runs/{run.pk}/compare/{other.pk}/",
+    ]
+    shown = {}
+    for url in urls:
+        reply = client.get(url)
+        shown[url] = [reply.status_code, reply.content.decode()[:20000]]
+    return shown
 
 
 def vendor() -> str:
@@ -134,6 +213,7 @@ STEPS = {
     "grade": grade,
     "snapshots": snapshots,
     "vendor": vendor,
+    "pages": pages,
 }
 
 

@@ -148,7 +148,7 @@ def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
         *(export(source, fmt, files / f"export-{fmt}") for fmt in project_formats),
         export(source, "preference-pairs", files / "pairs.jsonl", "--run", str(graded["run"])),
     )
-    assert set(built) == set(snapshots.FORMATS)
+    assert {key.removesuffix("+suite") for key in built} == set(snapshots.FORMATS)
     for fmt, snapshot in built.items():
         assert (snapshot["status"], snapshot["error"]) == ("ready", ""), fmt
         assert snapshot["rows"] > 0, fmt
@@ -166,6 +166,22 @@ def test_every_dataset_format_builds_on_sqlite_without_drafts(embedded):
     # t1's four scores (1.0, 0.75, 0.5, 0.25) are all 0.1 or more apart: six pairs of the run.
     pairs = [json.loads(line) for line in built["preference-pairs"]["content"].splitlines()]
     assert len(pairs) == 6 and {p["run_id"] for p in pairs} == {graded["run"]}
+    # The suite formats: the run's suite version names every row; its card holds the board.
+    suite = {"suite_version": 1, "suite_hash": graded["suite_hash"], "suite": graded["suite"]}
+    scores = [json.loads(line) for line in built["scores-jsonl"]["content"].splitlines()]
+    assert len(scores) == 4 and all(s.items() >= suite.items() for s in scores)
+    assert {s["task_external_id"] for s in scores} == {"t1"}
+    assert [s["clipped"] for s in scores] == [1.0, 0.75, 0.5, 0.25]
+    rft = [json.loads(line) for line in built["openai-rft+suite"]["content"].splitlines()]
+    assert [(r["task_external_id"], r["suite_hash"]) for r in rft] == [("t1", suite["suite_hash"])]
+    verl = pq.read_table(built["verl-parquet+suite"]["file"]).to_pylist()
+    assert [r["reward_model"]["ground_truth"] for r in verl] == ["t1"]
+    assert verl[0]["reward_model"]["suite_hash"] == suite["suite_hash"]
+    hb = [json.loads(line) for line in built["healthbench-jsonl+suite"]["content"].splitlines()]
+    assert [row["prompt_id"] for row in hb] == ["t1"]
+    card = built["suite-card"]["content"]
+    assert "| a | 0.875 |" in card and "| b | 0.375 |" in card  # (1 + .75) / 2, (.5 + .25) / 2
+    assert "| a | 0.875 |" in built["suite-card"]["card"]  # the snapshot's card holds it too
 
     # The same formats through export_dataset.
     for fmt, result in zip(project_formats, exported, strict=True):
@@ -315,3 +331,19 @@ def test_every_rubric_format_imports_and_exports_on_sqlite(embedded, tmp_path):
     assert [row for row in hb if row["prompt_id"] != "t1"] == sample  # t1: the graded task
     assert out["csv.csv"].read_text() == out["xlsx.csv"].read_text()
     assert "Advises calling emergency services" in out["csv.csv"].read_text()
+
+
+def test_suite_results_read_on_sqlite(embedded):
+    """The leaderboards and the comparison aggregate in SQL: on SQLite too."""
+    sqlite, names, _, _, graded = embedded
+    (shown,) = sqlite.run(["pages", names["source"]])
+    for url, (status, _) in shown.items():
+        assert status == 200, (url, status, shown[url][1][:2000])
+    board = json.loads(shown[f"/api/runs/{graded['run']}/leaderboard/"][1])
+    # t1's four scores: a (1.0, 0.75) and b (0.5, 0.25).
+    means = {row["model"]: row["overall"]["mean"] for row in board["models"]}
+    assert means == {"a": 0.875, "b": 0.375}
+    assert (
+        "Leaderboard" in shown[f"/runs/{graded['run']}/"][1]
+        or "leaderboard" in (shown[f"/runs/{graded['run']}/"][1])
+    )

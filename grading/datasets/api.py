@@ -3,6 +3,7 @@ failed one, delete."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -86,8 +87,21 @@ class SnapshotCreateApi(APIView):
         name = serializers.CharField(max_length=100)
         format = serializers.ChoiceField(choices=sorted(snapshots.FORMATS))
         license = serializers.CharField(max_length=100, required=False, allow_blank=True)
-        run = serializers.IntegerField(required=False, help_text="For preference-pairs.")
+        run = serializers.IntegerField(
+            required=False,
+            help_text="The run: required for preference-pairs and scores-jsonl; narrows "
+            "verdicts-jsonl and verdicts-parquet to it.",
+        )
         min_margin = serializers.FloatField(required=False, min_value=0, max_value=1)
+        suite = serializers.IntegerField(
+            required=False,
+            help_text="A suite's id: required for suite-card; narrows healthbench-jsonl, "
+            "openai-rft and verl-parquet to its version's tasks and pinned graders, and names "
+            "the version in each row.",
+        )
+        suite_version = serializers.IntegerField(
+            required=False, min_value=1, help_text="The suite's version number (default: newest)."
+        )
 
     OutputSerializer = SnapshotSerializer
 
@@ -103,6 +117,13 @@ class SnapshotCreateApi(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         with service_errors():
+            version = None
+            if "suite" in values:
+                version = snapshots.suite_version_of(
+                    project, values["suite"], values.get("suite_version")
+                )
+            elif "suite_version" in values:
+                raise ValidationError({"suite": "Name the suite whose version you give."})
             snapshot = snapshots.snapshot_create(
                 project=project,
                 name=values["name"],
@@ -110,6 +131,7 @@ class SnapshotCreateApi(APIView):
                 license=values.get("license", ""),
                 run_id=values.get("run"),
                 min_margin=values.get("min_margin", 0.1),
+                suite_version_id=version.pk if version else None,
                 user=request.user,
             )
         return Response(self.OutputSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)

@@ -22,6 +22,7 @@ from django.db.models import (
     Case,
     Exists,
     F,
+    FloatField,
     JSONField,
     OuterRef,
     Q,
@@ -31,6 +32,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, JSONObject
+from django.utils import timezone
 
 from rubrics import audit
 from rubrics.models import AuditEvent, Project
@@ -39,6 +41,10 @@ from rubrics.models import AuditEvent, Project
 VERDICT_LINE = {
     "verdict_id": "pk",
     "run_id": "run_id",
+    # The suite version the verdict's run graded (null for a person's verdict, outside runs).
+    "suite": "run__suite_version__suite__name",
+    "suite_version": "run__suite_version__number",
+    "suite_hash": "run__suite_version__content_hash",
     "grader_hash": "grader__hash",
     "rubric_version": "grader__version__number",
     "task_external_id": "response__task__external_id",
@@ -115,10 +121,56 @@ def export_recorded(
 
 
 def verdicts_jsonl(
-    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+    out: BinaryIO,
+    *,
+    project: Project,
+    run=None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
-    """Write every verdict of `project` as JSON lines to `out`. Returns (lines, sha256)."""
-    return _json_lines(out, project_verdicts(project), VERDICT_LINE, progress)
+    """Write every verdict of `project` (or of its run `run`) as JSON lines to `out`, each
+    naming its run's suite version, grader hash and task. Returns (lines, sha256)."""
+    return _json_lines(out, project_verdicts(project, run=run), VERDICT_LINE, progress)
+
+
+# One line per response graded in a run: its score and what produced it.
+SCORE_LINE = {
+    "run_id": "run_id",
+    "suite": "run__suite_version__suite__name",
+    "suite_version": "run__suite_version__number",
+    "suite_hash": "run__suite_version__content_hash",
+    "task_external_id": "response__task__external_id",
+    "grader_hash": "grader__hash",
+    "response_id": "response_id",
+    "response_external_id": "response__external_id",
+    "model": "response__model",
+    "sample_index": "response__sample_index",
+    "status": "status",
+    # HealthBench: raw may fall below 0 (pitfalls); clipped to [0, 1] is what is averaged.
+    "score": "raw",
+    "clipped": Case(
+        When(raw__isnull=True, then=Value(None)),
+        When(raw__lt=0, then=Value(0.0)),
+        When(raw__gt=1, then=Value(1.0)),
+        default=F("raw"),
+        output_field=FloatField(),
+    ),
+    "met_points": "met_points",
+    "possible_points": "possible_points",
+    "gated_by": "gated_by",
+    "by_tag": "by_tag",
+    "error_count": "error_count",
+}
+
+
+def scores_jsonl(
+    out: BinaryIO, *, run, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """One JSON line per response of the run `run`: task, model, sample index, the grader its
+    suite version pinned for that task, raw and clipped score. Returns (lines, sha256)."""
+    from grading.models import Score
+
+    rows = Score.objects.filter(run=run).order_by("response__task__external_id", "response_id")
+    return _json_lines(out, rows, SCORE_LINE, progress)
 
 
 def responses_jsonl(
@@ -174,23 +226,22 @@ def dataset_verdicts(project: Project):
     return Verdict.objects.submitted().filter(response__task__project=project)
 
 
-def project_verdicts(project: Project):
-    """dataset_verdicts in order, each with its response's score in the verdict's run and the
-    gates that capped it (none: [])."""
+def project_verdicts(project: Project, *, run=None):
+    """dataset_verdicts in order (of one run, when given), each with its response's score in
+    the verdict's run and the gates that capped it (none: [])."""
     from grading.models import Score
 
     score = Score.objects.filter(run_id=OuterRef("run_id"), response_id=OuterRef("response_id"))
-    return (
-        dataset_verdicts(project)
-        .annotate(
-            response_score=Subquery(score.values("raw")[:1]),
-            response_gated_by=Coalesce(
-                Subquery(score.values("gated_by")[:1]), Value([], output_field=JSONField())
-            ),
-            response_gated=Exists(score.exclude(gated_by=[])),
-        )
-        .order_by("pk")
-    )
+    verdicts = dataset_verdicts(project)
+    if run is not None:
+        verdicts = verdicts.filter(run=run)
+    return verdicts.annotate(
+        response_score=Subquery(score.values("raw")[:1]),
+        response_gated_by=Coalesce(
+            Subquery(score.values("gated_by")[:1]), Value([], output_field=JSONField())
+        ),
+        response_gated=Exists(score.exclude(gated_by=[])),
+    ).order_by("pk")
 
 
 def _json_lines(out: BinaryIO, rows, line: dict, progress) -> tuple[int, str]:
@@ -248,6 +299,9 @@ VERDICT_COLUMNS = [
     # (column, Django lookup, Arrow type): the documented schema of verdicts.parquet
     ("verdict_id", "pk", "int64"),
     ("run_id", "run_id", "int64"),
+    ("suite", "run__suite_version__suite__name", "string"),
+    ("suite_version", "run__suite_version__number", "int32"),
+    ("suite_hash", "run__suite_version__content_hash", "string"),
     ("grader_hash", "grader__hash", "string"),
     ("task_external_id", "response__task__external_id", "string"),
     ("response_id", "response_id", "int64"),
@@ -289,16 +343,22 @@ def verdict_schema():
 
 
 def verdicts_parquet(
-    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+    out: BinaryIO,
+    *,
+    project: Project,
+    run=None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
-    """Write every verdict of `project` to Parquet in batches (constant memory). Returns
-    (rows, sha256 of the file)."""
+    """Write every verdict of `project` (or of its run `run`) to Parquet in batches (constant
+    memory). Returns (rows, sha256 of the file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = verdict_schema()
     lookups = [lookup for _, lookup, _ in VERDICT_COLUMNS]
-    rows = project_verdicts(project).values_list(*lookups).iterator(chunk_size=PARQUET_BATCH)
+    rows = (
+        project_verdicts(project, run=run).values_list(*lookups).iterator(chunk_size=PARQUET_BATCH)
+    )
     hashing = _HashingWriter(out)
     written = 0
     with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:
@@ -452,28 +512,72 @@ def rubric_text(spec: dict) -> str:
     return "\n".join(f"[{c['points']:+g}] {c['text']}" for c in spec["criteria"])
 
 
-def rft_items(
-    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
-) -> tuple[int, str]:
-    """One item per task with a published grader (its newest), for OpenAI RFT: `messages` (the
-    prompt, what the trained model sees) plus the fields the grader's template reads."""
-    import json
+def suite_fields(version) -> dict:
+    """What names a suite version in an exported row."""
+    return {
+        "suite": version.suite.name,
+        "suite_version": version.number,
+        "suite_hash": version.content_hash,
+    }
 
-    from grading.judges.prompts import conversation_text
-    from rubrics.models import Grader
 
+NO_SUITE = {"suite": None, "suite_version": None, "suite_hash": None}
+
+
+def task_graders(*, project: Project, version=None) -> Iterator[tuple]:
+    """(task, grader) for each task an RL export holds: with a suite version, each of its tasks
+    with the grader it pins; otherwise each task of `project` with a published task rubric,
+    with its newest grader. In task external id order, read in chunks."""
+    from rubrics.models import Grader, SuiteEntry
+
+    if version is not None:
+        entries = (
+            SuiteEntry.objects.filter(version=version)
+            .select_related("task", "grader")
+            .order_by("task__external_id")
+        )
+        for entry in entries.iterator(chunk_size=1000):
+            yield entry.task, entry.grader
+        return
     graders = (
         Grader.objects.filter(version__rubric__project=project, version__rubric__task__isnull=False)
         .select_related("version__rubric__task")
-        .order_by("version__rubric__task__external_id", "-version__number")
+        # The grader in force, as a suite freeze picks it (rubrics.suites.graders_in_force):
+        # the newest published of the task's rubrics.
+        .order_by(
+            "version__rubric__task__external_id",
+            "-version__published_at",
+            "-version_id",
+            "-pk",
+        )
     )
-    digest = hashlib.sha256()
-    items, seen = 0, set()
+    seen = set()
     for grader in graders.iterator(chunk_size=1000):
         task = grader.version.rubric.task
         if task.pk in seen:
-            continue  # an older version of a rubric already exported
+            continue  # an older grader of the task already exported
         seen.add(task.pk)
+        yield task, grader
+
+
+def rft_items(
+    out: BinaryIO,
+    *,
+    project: Project,
+    version=None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """One item per task with a published grader (its newest; with a suite version, the one
+    it pins, and the item names the suite version), for OpenAI RFT: `messages` (the prompt,
+    what the trained model sees) plus the fields the grader's template reads."""
+    import json
+
+    from grading.judges.prompts import conversation_text
+
+    digest = hashlib.sha256()
+    items = 0
+    named = suite_fields(version) if version is not None else {}
+    for task, grader in task_graders(project=project, version=version):
         line = (
             json.dumps(
                 {
@@ -482,6 +586,7 @@ def rft_items(
                     "rubric": rubric_text(grader.spec),
                     "task_external_id": task.external_id,
                     "grader_hash": grader.hash,
+                    **named,
                 },
                 ensure_ascii=False,
             ).encode()
@@ -495,16 +600,106 @@ def rft_items(
     return items, digest.hexdigest()
 
 
+# --- verl ----------------------------------------------------------------------------------
+
+VERL_ABILITY = "rubric"
+
+
+def verl_schema():
+    """verl's RL dataset columns (data_source, prompt, ability, reward_model, extra_info).
+    reward_model.ground_truth is the task's external id, what grading/reward_client.py's
+    compute_score sends to Assay; the rest names the grader and suite version."""
+    import pyarrow as pa
+
+    named = [
+        ("task_external_id", pa.string()),
+        ("grader_hash", pa.string()),
+        ("suite", pa.string()),
+        ("suite_version", pa.int32()),
+        ("suite_hash", pa.string()),
+    ]
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("prompt", pa.list_(message)),
+            ("ability", pa.string()),
+            (
+                "reward_model",
+                pa.struct([("style", pa.string()), ("ground_truth", pa.string()), *named]),
+            ),
+            ("extra_info", pa.struct([("split", pa.string()), ("index", pa.int64()), *named])),
+        ]
+    )
+
+
+def verl_parquet(
+    out: BinaryIO,
+    *,
+    project: Project,
+    version=None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """One row per task, in verl's Parquet shape, with the same tasks and graders as the RFT
+    export (a suite version's pinned ones when given). Returns (rows, sha256 of the file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = verl_schema()
+    named = suite_fields(version) if version is not None else NO_SUITE
+    source = f"assay/{version.suite.name}" if version is not None else f"assay/{project.slug}"
+    hashing = _HashingWriter(out)
+    written = 0
+    with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:
+        batch: list[dict] = []
+
+        def flush() -> None:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            batch.clear()
+
+        for task, grader in task_graders(project=project, version=version):
+            ids = {"task_external_id": task.external_id, "grader_hash": grader.hash, **named}
+            batch.append(
+                {
+                    "data_source": source,
+                    "prompt": [
+                        {"role": m["role"], "content": str(m["content"])} for m in task.messages
+                    ],
+                    "ability": VERL_ABILITY,
+                    "reward_model": {"style": "model", "ground_truth": task.external_id, **ids},
+                    "extra_info": {"split": "train", "index": written, **ids},
+                }
+            )
+            written += 1
+            if len(batch) == PARQUET_BATCH:
+                flush()
+                if progress:
+                    progress(written)
+        if batch:
+            flush()
+    return written, hashing.digest.hexdigest()
+
+
 def healthbench_jsonl(
-    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+    out: BinaryIO,
+    *,
+    project: Project,
+    version=None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
     """HealthBench's JSONL (prompt, rubrics [{criterion, points, tags}], example_tags, ideal
-    completions, unknown fields kept), from rubrics.formats, so HealthBench tooling reads it."""
-    from rubrics.formats import export_healthbench
+    completions, unknown fields kept), from rubrics.formats, so HealthBench tooling reads it.
+    With a suite version: its tasks, each with the rubric of the grader it pins."""
+    from rubrics.formats import export_healthbench, export_healthbench_suite
 
+    rows = (
+        export_healthbench_suite(version=version)
+        if version is not None
+        else export_healthbench(project=project)
+    )
     digest = hashlib.sha256()
     lines = 0
-    for row in export_healthbench(project=project):
+    for row in rows:
         data = row.encode() + b"\n"
         out.write(data)
         digest.update(data)
@@ -514,12 +709,133 @@ def healthbench_jsonl(
     return lines, digest.hexdigest()
 
 
+# --- The dataset card of a suite version ------------------------------------------------------
+
+
+def suite_leaderboard(version) -> tuple[object, list]:
+    """(run, grading.selectors.model_summaries of it) for the newest completed run over
+    `version`: per model the mean raw score over responses clipped to [0, 1] (as the run page
+    and README's Scoring define it), its 95% bootstrap interval and n. (None, []) when no run
+    over it has completed."""
+    from grading import selectors
+    from grading.models import GradingRun
+
+    run = (
+        GradingRun.objects.filter(suite_version=version, status=GradingRun.Status.COMPLETED)
+        .select_related("judge")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if run is None:
+        return None, []
+    return run, selectors.model_summaries(run)
+
+
+def _figure(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def suite_card_text(version) -> str:
+    """Markdown: the suite version (name, number, hash, tasks) and its leaderboard."""
+    return _suite_card(version)[0]
+
+
+def _suite_card(version) -> tuple[str, int]:
+    run, summaries = suite_leaderboard(version)
+    lines = [
+        f"# {version.suite.name}, version {version.number}",
+        "",
+        f"{version.suite.description}".strip(),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| suite | {version.suite.name} |",
+        f"| version | {version.number} |",
+        f"| content hash | `{version.content_hash}` |",
+        f"| tasks | {version.task_count:,} |",
+        f"| frozen | {timezone.localtime(version.created_at):%Y-%m-%d %H:%M %Z} |",
+        "",
+        "## Leaderboard",
+        "",
+    ]
+    if run is None:
+        lines += ["No run over this suite version has completed yet.", ""]
+        return "\n".join(lines), 0
+    lines += [
+        f"From run {run.pk} (judge {run.judge.name}, `{run.judge.model}`"
+        f"{', simulated' if run.simulated else ''}), finished "
+        f"{timezone.localtime(run.finished_at):%Y-%m-%d %H:%M %Z}. Overall is the mean raw score "
+        "over a model's responses clipped to [0, 1] (HealthBench's aggregation; a raw score "
+        "falls below 0 when pitfalls outweigh what is met); the interval is a 95% bootstrap "
+        "over responses; n counts scored responses (of all graded).",
+        "",
+        "| model | overall | 95% interval | n | responses | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        interval = f"[{_figure(s.ci[0])}, {_figure(s.ci[1])}]" if s.ci else "—"
+        lines.append(
+            f"| {s.model} | {_figure(s.mean)} | {interval} | {s.scored} | {s.responses} | "
+            f"{s.errors} |"
+        )
+    lines.append("")
+    return "\n".join(lines), len(summaries)
+
+
+def suite_card(
+    out: BinaryIO, *, version, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """The suite version's dataset card (Markdown) with its leaderboard. Returns (models on
+    the leaderboard, sha256)."""
+    text, models = _suite_card(version)
+    data = text.encode()
+    out.write(data)
+    if progress:
+        progress(models)
+    return models, hashlib.sha256(data).hexdigest()
+
+
 # Every export of a whole project, by format name: export_dataset and snapshots share it.
 PROJECT_EXPORTS = {
     "verdicts-jsonl": verdicts_jsonl,
     "verdicts-parquet": verdicts_parquet,
     "openai-rft": rft_items,
+    "verl-parquet": verl_parquet,
     "responses-jsonl": responses_jsonl,
     "tasks-jsonl": tasks_jsonl,
     "healthbench-jsonl": healthbench_jsonl,
 }
+# Exports of one run (which one is required).
+RUN_EXPORTS = {"preference-pairs": preference_pairs, "scores-jsonl": scores_jsonl}
+# Exports of one suite version (which one is required).
+VERSION_EXPORTS = {"suite-card": suite_card}
+# Project exports that may be narrowed to one run, or to one suite version.
+TAKE_RUN = {"verdicts-jsonl", "verdicts-parquet"}
+TAKE_VERSION = {"openai-rft", "verl-parquet", "healthbench-jsonl"}
+ALL_FORMATS = {*PROJECT_EXPORTS, *RUN_EXPORTS, *VERSION_EXPORTS}
+
+
+def write(
+    format: str,
+    out: BinaryIO,
+    *,
+    project: Project,
+    run=None,
+    version=None,
+    min_margin: float = 0.1,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """Write the export `format` to `out`: of the project, of its run `run` or of the suite
+    version `version`, as the format takes them (the callers check which are given). Returns
+    (rows, sha256)."""
+    if format in RUN_EXPORTS:
+        extra = {"min_margin": min_margin} if format == "preference-pairs" else {}
+        return RUN_EXPORTS[format](out, run=run, progress=progress, **extra)
+    if format in VERSION_EXPORTS:
+        return VERSION_EXPORTS[format](out, version=version, progress=progress)
+    narrowed = {}
+    if format in TAKE_RUN and run is not None:
+        narrowed["run"] = run
+    if format in TAKE_VERSION and version is not None:
+        narrowed["version"] = version
+    return PROJECT_EXPORTS[format](out, project=project, progress=progress, **narrowed)

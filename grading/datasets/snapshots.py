@@ -23,9 +23,9 @@ from django.utils.text import slugify
 
 from annotation.models import Response
 from grading.datasets import formats
-from grading.models import DatasetSnapshot, GradingRun
+from grading.models import DatasetSnapshot, GradingRun, Score
 from rubrics import audit
-from rubrics.models import AuditEvent, Grader, Project, Task
+from rubrics.models import AuditEvent, Grader, Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.services import Conflict
 
@@ -39,7 +39,20 @@ FORMATS = {
     "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
     "responses-jsonl": ("Every response, in the format `import_responses` reads", ".jsonl"),
     "tasks-jsonl": ("Every task, in the format `import_tasks` reads", ".jsonl"),
-    "healthbench-jsonl": ("Tasks with their rubrics, HealthBench's JSONL shape", ".jsonl"),
+    "healthbench-jsonl": (
+        "Tasks with their rubrics, HealthBench's JSONL shape (of a suite version: the rubrics "
+        "its graders pin)",
+        ".jsonl",
+    ),
+    "verl-parquet": (
+        "verl RL prompts, Parquet: reward_model names the task, grader and suite version",
+        ".parquet",
+    ),
+    "scores-jsonl": (
+        "One run's score per response, naming task, grader and suite version",
+        ".jsonl",
+    ),
+    "suite-card": ("A suite version's dataset card with its leaderboard, Markdown", ".md"),
 }
 CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
 PROGRESS_EVERY = 2_000
@@ -57,22 +70,16 @@ def snapshot_create(
     license: str = "",
     run_id=None,
     min_margin: float = 0.1,
+    suite_version_id=None,
 ) -> DatasetSnapshot:
     name = slugify(name)[:100]
     if not name:
         raise ValidationError({"name": "Name the snapshot (letters, digits, '-')."})
     if format not in FORMATS:
         raise ValidationError({"format": f"Choose one of {', '.join(FORMATS)}."})
-    params: dict = {}
-    if format == "preference-pairs":
-        run = GradingRun.objects.filter(project=project, pk=run_id or 0).first()
-        if run is None:
-            raise ValidationError(
-                {"run": "Preference pairs are built from one run of this project."}
-            )
-        if not 0 <= float(min_margin) <= 1:
-            raise ValidationError({"min_margin": "Between 0 and 1."})
-        params = {"run": run.pk, "min_margin": float(min_margin)}
+    params = snapshot_params(
+        project, format, run_id=run_id, min_margin=min_margin, suite_version_id=suite_version_id
+    )
     with transaction.atomic():
         taken = DatasetSnapshot.objects.filter(project=project, name=name).first()
         if taken is not None and taken.status == DatasetSnapshot.Status.FAILED:
@@ -108,6 +115,74 @@ def snapshot_create(
 
         transaction.on_commit(lambda: tasks.build_snapshot.delay(snapshot.pk))
     return snapshot
+
+
+def snapshot_params(
+    project: Project, format: str, *, run_id=None, min_margin: float = 0.1, suite_version_id=None
+) -> dict:
+    """What a snapshot of `format` is built from beyond its project: a run (required by the
+    run exports, optional for verdicts) and a suite version (required by the suite card,
+    optional for the HealthBench, OpenAI RFT and verl exports). A parameter the format does
+    not take is refused, never ignored."""
+    params: dict = {}
+    takes_run = format in formats.RUN_EXPORTS or format in formats.TAKE_RUN
+    takes_version = format in formats.VERSION_EXPORTS or format in formats.TAKE_VERSION
+    if run_id not in (None, "") and not takes_run:
+        raise ValidationError({"run": f"A {format} snapshot is not built from one run."})
+    if suite_version_id not in (None, "") and not takes_version:
+        raise ValidationError(
+            {"suite_version": f"A {format} snapshot is not built from one suite version."}
+        )
+    if format in formats.RUN_EXPORTS or (takes_run and run_id not in (None, "")):
+        run = GradingRun.objects.filter(project=project, pk=run_id or 0).first()
+        if run is None:
+            raise ValidationError(
+                {"run": f"A {format} snapshot is built from one run of this project."}
+            )
+        params["run"] = run.pk
+    if format == "preference-pairs":
+        if not 0 <= float(min_margin) <= 1:
+            raise ValidationError({"min_margin": "Between 0 and 1."})
+        params["min_margin"] = float(min_margin)
+    if format in formats.VERSION_EXPORTS or (takes_version and suite_version_id not in (None, "")):
+        version = (
+            SuiteVersion.objects.filter(suite__project=project, pk=suite_version_id or 0)
+            .select_related("suite")
+            .defer("manifest")
+            .first()
+        )
+        if version is None:
+            raise ValidationError(
+                {
+                    "suite_version": f"A {format} snapshot is built from one suite version of "
+                    "this project."
+                }
+            )
+        params.update(
+            suite_version=version.pk,
+            suite=version.suite.name,
+            version=version.number,
+            suite_hash=version.content_hash,
+        )
+    return params
+
+
+def suite_version_of(project: Project, suite_id, number=None) -> SuiteVersion:
+    """The version `number` (or the newest) of the project's suite `suite_id`: how the API
+    names a suite version (as a run is created)."""
+    from rubrics import suites
+
+    suite = Suite.objects.filter(project=project, pk=suite_id or 0).first()
+    if suite is None:
+        raise ValidationError({"suite": "No suite of this project has that id."})
+    version = suites.version_of(suite, number)
+    if version is None:
+        raise ValidationError(
+            {"suite_version": f"Suite '{suite.name}' has no version {number}."}
+            if number
+            else {"suite": f"Suite '{suite.name}' has no frozen version yet."}
+        )
+    return version
 
 
 def snapshot_retry(*, snapshot: DatasetSnapshot, user) -> DatasetSnapshot:
@@ -163,15 +238,24 @@ def snapshot_delete(*, snapshot: DatasetSnapshot) -> None:
 
 
 def _rows_estimate(project: Project, format: str, params: dict) -> int:
+    if format == "suite-card":
+        return 1
+    if params.get("suite_version"):
+        return SuiteEntry.objects.filter(version_id=params["suite_version"]).count()
+    if format == "scores-jsonl":
+        return Score.objects.filter(run_id=params["run"]).count()
     if format.startswith("verdicts"):
-        return formats.dataset_verdicts(project).count()
+        verdicts = formats.dataset_verdicts(project)
+        if params.get("run"):
+            verdicts = verdicts.filter(run_id=params["run"])
+        return verdicts.count()
     if format == "healthbench-jsonl":
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
     if format == "responses-jsonl":
         return Response.objects.filter(task__project=project).count()
     if format == "tasks-jsonl":
         return Task.objects.filter(project=project).count()
-    if format == "openai-rft":
+    if format in ("openai-rft", "verl-parquet"):
         return (
             Task.objects.filter(project=project, rubrics__versions__graders__isnull=False)
             .distinct()
@@ -225,13 +309,25 @@ def snapshot_build(*, snapshot_id: int) -> str:
 
 def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
     project, params = snapshot.project, snapshot.params
-    if snapshot.format in formats.PROJECT_EXPORTS:
-        return formats.PROJECT_EXPORTS[snapshot.format](out, project=project, progress=progress)
-    run = GradingRun.objects.select_related("suite_version__suite").get(
-        pk=params["run"], project=project
-    )
-    return formats.preference_pairs(
-        out, run=run, min_margin=params["min_margin"], progress=progress
+    run = version = None
+    # A format built from a run or a suite version fails (KeyError) without it, never
+    # builds an empty file.
+    if params.get("run") or snapshot.format in formats.RUN_EXPORTS:
+        run = GradingRun.objects.select_related("suite_version__suite").get(
+            pk=params["run"], project=project
+        )
+    if params.get("suite_version") or snapshot.format in formats.VERSION_EXPORTS:
+        version = SuiteVersion.objects.select_related("suite").get(
+            pk=params["suite_version"], suite__project=project
+        )
+    return formats.write(
+        snapshot.format,
+        out,
+        project=project,
+        run=run,
+        version=version,
+        min_margin=params.get("min_margin", 0.1),
+        progress=progress,
     )
 
 
@@ -241,7 +337,7 @@ def _write(snapshot: DatasetSnapshot, out, progress: Callable[[int], None]):
 def provenance(snapshot: DatasetSnapshot) -> dict:
     project = snapshot.project
     verdicts = formats.dataset_verdicts(project)
-    if snapshot.format == "preference-pairs":
+    if snapshot.params.get("run"):
         verdicts = verdicts.filter(run_id=snapshot.params["run"])
     runs = list(
         GradingRun.objects.filter(pk__in=verdicts.values("run_id").distinct())
@@ -249,7 +345,13 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
         .order_by("pk")
     )
     grader_ids = set(verdicts.exclude(grader=None).values_list("grader_id", flat=True).distinct())
-    if snapshot.format == "openai-rft":
+    if snapshot.params.get("suite_version"):
+        grader_ids |= set(
+            SuiteEntry.objects.filter(version_id=snapshot.params["suite_version"])
+            .values_list("grader_id", flat=True)
+            .distinct()
+        )
+    elif snapshot.format in ("openai-rft", "verl-parquet", "healthbench-jsonl"):
         grader_ids |= set(
             Grader.objects.filter(version__rubric__project=project).values_list("pk", flat=True)
         )
@@ -257,7 +359,17 @@ def provenance(snapshot: DatasetSnapshot) -> dict:
     outcomes = dict(verdicts.values_list("outcome").annotate(n=Count("pk")).order_by())
     kinds = dict(verdicts.values_list("rater__kind").annotate(n=Count("pk")).order_by())
     tasks = Task.objects.filter(project=project)
+    suite = (
+        {
+            "suite": snapshot.params["suite"],
+            "version": snapshot.params["version"],
+            "content_hash": snapshot.params["suite_hash"],
+        }
+        if snapshot.params.get("suite_version")
+        else None
+    )
     return {
+        "suite": suite,
         "agreement": _agreement_figures(graders),
         "graders": [
             {
@@ -442,6 +554,30 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "string: keep this dataset out of training data.",
             "",
         ]
+    if snapshot.params.get("suite_version"):
+        version = (
+            SuiteVersion.objects.filter(pk=snapshot.params["suite_version"])
+            .select_related("suite")
+            .defer("manifest")
+            .first()
+        )
+        if version is not None:
+            # The suite version's own card, one heading level down: its leaderboard.
+            lines += [
+                ("#" + line) if line.startswith("#") else line
+                for line in formats.suite_card_text(version).splitlines()
+            ]
+            lines.append("")
+    if snapshot.format == "verl-parquet":
+        lines += [
+            "## Schema",
+            "",
+            "verl's RL dataset columns: `data_source`, `prompt` (chat messages), `ability`, "
+            "`reward_model` {style, ground_truth: the task's external id, task_external_id, "
+            "grader_hash, suite, suite_version, suite_hash} and `extra_info` {split, index, and "
+            "the same names}. Point verl's custom_reward_function at grading/reward_client.py.",
+            "",
+        ]
     if snapshot.format == "verdicts-parquet":
         lines += [
             "## Schema",
@@ -467,9 +603,15 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
         "",
         f"`python manage.py export_dataset --project {snapshot.project.slug} "
         f"--format {snapshot.format}"
+        + (f" --run {snapshot.params['run']}" if snapshot.params.get("run") else "")
         + (
-            f" --run {snapshot.params['run']} --min-margin {snapshot.params['min_margin']}"
-            if snapshot.params.get("run")
+            f" --min-margin {snapshot.params['min_margin']}"
+            if "min_margin" in snapshot.params
+            else ""
+        )
+        + (
+            f" --suite '{snapshot.params['suite']}' --suite-version {snapshot.params['version']}"
+            if snapshot.params.get("suite_version")
             else ""
         )
         + " --output FILE` writes the same rows (new verdicts since then aside); this snapshot "
@@ -484,6 +626,17 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
 
 def project_snapshots(project: Project):
     return DatasetSnapshot.objects.filter(project=project).select_related("created_by")
+
+
+def project_suite_versions(project: Project):
+    """Every frozen version of the project's suites (not the suites of one rubric), newest
+    first within each suite, manifests left in the database."""
+    return (
+        SuiteVersion.objects.filter(suite__project=project, suite__rubric__isnull=True)
+        .select_related("suite")
+        .defer("manifest")
+        .order_by("suite__name", "-number")
+    )
 
 
 def snapshot_for(user, pk: int, perm: Perm) -> DatasetSnapshot:

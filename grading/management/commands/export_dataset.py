@@ -2,30 +2,43 @@ import json
 import sys
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from grading.datasets import formats
+from grading.datasets import formats, snapshots
 from grading.models import GradingRun
-from rubrics import audit
-from rubrics.models import Project
-
-PROJECT_FORMATS = formats.PROJECT_EXPORTS
-RUN_FORMATS = {"preference-pairs": formats.preference_pairs}
+from rubrics import audit, suites
+from rubrics.models import Project, Suite
 
 
 class Command(BaseCommand):
     help = (
-        "Stream a project's verdicts (JSONL or Parquet) or a run's preference pairs to a file, "
-        "with constant memory. The file appears whole or not at all; its SHA-256 is printed."
+        "Stream a project's export (verdicts as JSONL or Parquet, responses, tasks, HealthBench, "
+        "OpenAI RFT, verl Parquet), a run's (preference pairs, scores) or a suite version's "
+        "(--suite: its HealthBench file, RFT or verl rows naming it, or its card with the "
+        "leaderboard) to a file, with constant memory. The file appears whole or not at all; "
+        "its SHA-256 is printed."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="the project's slug")
         parser.add_argument(
-            "--format", choices=sorted({*PROJECT_FORMATS, *RUN_FORMATS}), default="verdicts-jsonl"
+            "--format", choices=sorted(formats.ALL_FORMATS), default="verdicts-jsonl"
         )
-        parser.add_argument("--run", type=int, help="the run, for preference-pairs")
+        parser.add_argument(
+            "--run",
+            type=int,
+            help="the run: for preference-pairs and scores-jsonl; narrows verdicts to it",
+        )
         parser.add_argument("--min-margin", type=float, default=0.1)
+        parser.add_argument(
+            "--suite",
+            help="a suite's name: for suite-card; narrows healthbench-jsonl, openai-rft and "
+            "verl-parquet to its version's tasks and pinned graders",
+        )
+        parser.add_argument(
+            "--suite-version", type=int, help="the suite's version number (default: newest)"
+        )
         parser.add_argument("--output", required=True, help="file to write ('-': stdout)")
         parser.add_argument(
             "--grader-model", default="o4-mini", help="openai-rft: the score_model grader's model"
@@ -40,23 +53,37 @@ class Command(BaseCommand):
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")
         fmt, output = options["format"], options["output"]
-        if fmt in RUN_FORMATS:
-            run = (
-                GradingRun.objects.select_related("suite_version__suite")
-                .filter(project=project, pk=options["run"] or 0)
-                .first()
+        version = self.suite_version(project, options)
+        try:
+            params = snapshots.snapshot_params(
+                project,
+                fmt,
+                run_id=options["run"],
+                min_margin=options["min_margin"],
+                suite_version_id=version.pk if version else None,
             )
-            if run is None:
-                raise CommandError(f"--run: {fmt} needs a run of project '{project.slug}'")
-
-            def write(out, progress=None):
-                return RUN_FORMATS[fmt](
-                    out, run=run, min_margin=options["min_margin"], progress=progress
+        except ValidationError as exc:
+            raise CommandError(
+                "; ".join(
+                    f"--{k.replace('_', '-')}: {' '.join(v)}" for k, v in exc.message_dict.items()
                 )
-        else:
+            ) from None
+        run = (
+            GradingRun.objects.select_related("suite_version__suite").get(pk=params["run"])
+            if params.get("run")
+            else None
+        )
 
-            def write(out, progress=None):
-                return PROJECT_FORMATS[fmt](out, project=project, progress=progress)
+        def write(out, progress=None):
+            return formats.write(
+                fmt,
+                out,
+                project=project,
+                run=run,
+                version=version,
+                min_margin=options["min_margin"],
+                progress=progress,
+            )
 
         def progress(count: int) -> None:
             sys.stderr.write(f"\r  {count:,} written ")
@@ -81,6 +108,25 @@ class Command(BaseCommand):
             rows=count,
             sha256=digest,
             destination="stdout" if output == "-" else str(Path(output).resolve()),
-            run_id=options["run"] if fmt in RUN_FORMATS else None,
+            run_id=run.pk if run else None,
         )
         self.stderr.write(f"Wrote {count:,} ({fmt}), sha256 {digest}")
+
+    def suite_version(self, project, options):
+        if not options["suite"]:
+            if options["suite_version"]:
+                raise CommandError("--suite-version: name the suite with --suite")
+            return None
+        suite = Suite.objects.filter(project=project, name=options["suite"]).first()
+        if suite is None:
+            raise CommandError(
+                f"--suite: project '{project.slug}' has no suite named '{options['suite']}'"
+            )
+        version = suites.version_of(suite, options["suite_version"])
+        if version is None:
+            raise CommandError(
+                f"--suite-version: suite '{suite.name}' has no version {options['suite_version']}"
+                if options["suite_version"]
+                else f"--suite: suite '{suite.name}' has no frozen version yet"
+            )
+        return version

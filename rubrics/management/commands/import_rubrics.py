@@ -1,4 +1,5 @@
-"""manage.py import_rubrics --format {healthbench,paperbench} FILE --project SLUG"""
+"""manage.py import_rubrics --format {healthbench,paperbench,csv,xlsx} FILE --project SLUG
+[--publish --suite NAME]"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from rubrics import formats
+from rubrics import formats, suites
 from rubrics.models import Project
 
 
@@ -37,6 +38,21 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Username recorded as the author (default: none).")
         parser.add_argument("--title", default="", help="PaperBench: the rubric's title.")
         parser.add_argument("--publish", action="store_true", help="Publish what is imported.")
+        parser.add_argument(
+            "--suite",
+            default="",
+            metavar="NAME",
+            help="Add the file's tasks to the suite NAME (made when new) and freeze a new "
+            "version of it, in the same transaction. Needs --publish unless every imported "
+            "rubric is already published.",
+        )
+        parser.add_argument(
+            "--task",
+            default="",
+            metavar="EXTERNAL_ID",
+            help="PaperBench: the task the tree grades (made when new; with --suite, by "
+            "default the tree's root id).",
+        )
 
     def handle(self, *args, **options):
         project = Project.objects.filter(slug=options["project"]).first()
@@ -52,7 +68,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: no such file.")
         try:
             with path.open("rb") as upload:
-                result = formats.import_file(
+                done = suites.suite_import(
                     project=project,
                     upload=upload,
                     name=path.name,
@@ -61,10 +77,21 @@ class Command(BaseCommand):
                     user=user,
                     title=options["title"],
                     publish=options["publish"],
+                    suite=options["suite"],
+                    task=options["task"],
                 )
         except ValidationError as exc:
             raise CommandError(f"{path}: {error_text(exc)} Nothing was imported.") from None
+        result = done.result
         self.stdout.write(
             f"Imported {result.rubrics} rubric(s) with {result.criteria} criteria"
-            f"{f', published {result.published}' if result.published else ''}."
+            f"{f', published {result.published}' if result.published else ''}"
+            f"{f', {result.updated} changed since the last import' if result.updated else ''}."
         )
+        if done.version is not None:
+            version = done.version
+            state = "froze" if done.created else "unchanged, still"
+            self.stdout.write(
+                f"Suite '{done.suite.name}': {state} version {version.number} "
+                f"({version.task_count} tasks, hash {version.content_hash[:12]})."
+            )
