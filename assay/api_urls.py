@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotation import api as annotation_api
 from grading import api as grading_api
-from grading import api_leaderboard
+from grading import api_leaderboard, api_suites
 from grading.datasets import api as datasets_api
 from rubrics import api as rubrics_api
 
@@ -223,6 +223,28 @@ urlpatterns = [
         one_path(grading_api.RunListApi, grading_api.RunCreateApi),
         name="api_runs",
     ),
+    path(
+        "projects/<slug:slug>/suites/",
+        one_path(api_suites.SuiteListApi, api_suites.SuiteCreateApi),
+        name="api_suites",
+    ),
+    path(
+        "suites/<int:pk>/",
+        one_path(api_suites.SuiteDetailApi, api_suites.SuiteUpdateApi),
+        name="api_suite",
+    ),
+    path("suites/<int:pk>/freeze/", api_suites.SuiteFreezeApi.as_view(), name="api_suite_freeze"),
+    path(
+        "suites/<int:pk>/versions/",
+        api_suites.SuiteVersionListApi.as_view(),
+        name="api_suite_versions",
+    ),
+    path(
+        "suites/<int:pk>/versions/<int:number>/",
+        api_suites.SuiteVersionDetailApi.as_view(),
+        name="api_suite_version",
+    ),
+    path("suites/<int:pk>/diff/", api_suites.SuiteDiffApi.as_view(), name="api_suite_diff"),
     path(
         "projects/<slug:slug>/queues/",
         one_path(annotation_api.QueueListApi, annotation_api.QueueCreateApi),

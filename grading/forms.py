@@ -1,3 +1,5 @@
+import re
+
 from django import forms
 
 
@@ -116,3 +118,76 @@ class SnapshotForm(forms.Form):
         self.fields["suite_version"].choices = [("", "—")] + [
             (str(v.pk), f"{v.suite.name} v{v.number} ({v.task_count} tasks)") for v in versions
         ]
+
+
+# A project with at most this many tasks gets a checkbox per task on the suite forms; any
+# project also takes external ids in a text box (one per line), which is how 5,000 are picked.
+SUITE_CHECKBOXES = 200
+
+
+def _ids_in(text: str) -> list[str]:
+    """External ids from a text box: one per line (commas and spaces also separate them,
+    since an external id holds neither)."""
+    return [part for part in re.split(r"[\s,]+", text or "") if part]
+
+
+class SuiteForm(forms.Form):
+    """Make or change a suite: its name, description, the tasks picked by hand and the task
+    tags that add every task carrying one. `tasks` (checkboxes) is only offered when the
+    project has few tasks; `external_ids` always is."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(
+        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    tasks = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Tasks"
+    )
+    external_ids = forms.CharField(
+        required=False,
+        max_length=2_000_000,
+        label="Tasks by external id",
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "one external id per line"}),
+        help_text="One per line: paste as many as you like.",
+    )
+    tags = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Task tags",
+        help_text="Comma-separated: every task carrying one of them belongs to the suite, "
+        "now and when tagged later.",
+    )
+
+    def __init__(self, *args, tasks=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # [(id, external id, title)] when the project is small enough for checkboxes
+        self.task_choices = tasks
+        if tasks is None:
+            del self.fields["tasks"]
+        else:
+            self.fields["tasks"].choices = [
+                (str(pk), f"{external_id} — {title}") for pk, external_id, title in tasks
+            ]
+
+    def clean_external_ids(self) -> list[str]:
+        return _ids_in(self.cleaned_data.get("external_ids", ""))
+
+    def clean_tags(self) -> list[str]:
+        raw = self.cleaned_data.get("tags", "")
+        return sorted({t.strip() for t in raw.split(",") if t.strip()})
+
+
+class SuiteEditForm(SuiteForm):
+    """As SuiteForm, and a text box of external ids to take out. With checkboxes, the ones
+    ticked are the hand-picked tasks (`picked` says the checkboxes were on the page)."""
+
+    remove_ids = forms.CharField(
+        required=False,
+        max_length=2_000_000,
+        label="Take out by external id",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "one external id per line"}),
+    )
+    picked = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean_remove_ids(self) -> list[str]:
+        return _ids_in(self.cleaned_data.get("remove_ids", ""))

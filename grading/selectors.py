@@ -12,16 +12,17 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Avg, Count, F, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce, Left, StrIndex
+from django.db.models.functions import Coalesce, Greatest, Least, Left, StrIndex
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
 from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
-from rubrics.models import Project, Suite
+from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
+from rubrics.suites import suite_task_ids
 
 HISTOGRAM_BINS = 10
 
@@ -655,35 +656,26 @@ def _clip(value: float | None) -> float | None:
     return None if value is None else min(1.0, max(0.0, value))
 
 
-def task_bootstrap_ci(by_task: dict[str, list[float]], *, seed: int = 0):
-    """95% interval of a model's clipped mean by a bootstrap that resamples tasks, not
-    responses or criteria: the mean raw score of each task is one draw. Clipping each
-    resampled mean to [0, 1] is clipping the percentiles (clipping keeps order)."""
-    means = [sum(v) / len(v) for v in by_task.values() if v]
-    ci = bootstrap_ci(means, seed=seed)
-    return None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+def _model_figures(run: GradingRun, by_model: dict[str, dict]) -> list[dict]:
+    """Per model: the clipped mean over scored responses, its 95% interval and n, from the
+    run's leaderboard (grading.leaderboard: the interval resamples tasks; none below two
+    tasks), with the responses, errors and tasks counted from `by_model` ({"responses",
+    "errors", "by_task": {task: [raw, ...]}})."""
+    from grading import leaderboard
 
-
-def _model_figures(by_model: dict[str, dict]) -> list[dict]:
-    """Per model, from {"responses", "errors", "by_task": {task: [raw, ...]}}: the clipped
-    mean over scored responses, n, and the 95% interval. Over several tasks the bootstrap
-    resamples tasks; a run of one task has only its responses to resample."""
+    rows = {row.model: row for row in leaderboard.run_leaderboard(run).models}
     figures = []
     for model in sorted(by_model):
         stats = by_model[model]
-        raws = [r for values in stats["by_task"].values() for r in values]
-        if len(stats["by_task"]) > 1:
-            ci, resampled = task_bootstrap_ci(stats["by_task"]), "tasks"
-        else:
-            ci, resampled = bootstrap_ci(raws), "responses"
-            ci = None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+        row = rows.get(model)
+        ci = row.overall.ci if row else None
         figures.append(
             {
                 "model": model,
-                "mean": _clip(sum(raws) / len(raws)) if raws else None,
+                "mean": row.overall.mean if row else None,
                 "ci95": list(ci) if ci else None,
-                "ci_resamples": resampled,
-                "n": len(raws),
+                "ci_resamples": "tasks" if ci else None,
+                "n": row.overall.n if row else 0,
                 "tasks": len(stats["by_task"]),
                 "responses": stats["responses"],
                 "errors": stats["errors"],
@@ -710,13 +702,13 @@ def model_results(run: GradingRun) -> list[dict]:
         .iterator(chunk_size=5000)
     ):
         _tally(by_model, task, model, raw, errors)
-    return _model_figures(by_model)
+    return _model_figures(run, by_model)
 
 
 def run_report(run: GradingRun) -> dict:
     """What a run found, as one JSON document (`manage.py grade --output`): its suite version,
     judge and mode; per model the clipped mean over scored responses, its 95% interval from a
-    bootstrap over tasks (`_model_figures`), and n; per response its task, model, sample
+    bootstrap over tasks (the run's leaderboard), and n; per response its task, model, sample
     index, raw and clipped score, the gates it missed and its judges' verdicts criterion by
     criterion. A few queries, however large the run; verdicts are streamed."""
     version = run.suite_version
@@ -780,7 +772,7 @@ def run_report(run: GradingRun) -> dict:
             }
         )
         _tally(by_model, task, model, raw, errors)
-    models = _model_figures(by_model)
+    models = _model_figures(run, by_model)
     return {
         "run": run.pk,
         "status": run.status,
@@ -805,3 +797,205 @@ def run_report(run: GradingRun) -> dict:
         "models": models,
         "responses": responses,
     }
+
+
+# --- Suites: their lists, members and runs over time ----------------------------------------
+
+# How many runs a suite's page and chart show, newest first.
+SUITE_RUNS_SHOWN = 100
+
+
+def suite_facts(suites: list[Suite]) -> list[Suite]:
+    """Sets on each suite `task_count` (its tasks now: picked, imported or tagged), `newest`
+    (its newest SuiteVersion, manifest unread, or None) and `run_count`. A fixed number of
+    queries however many suites or tasks."""
+    if not suites:
+        return suites
+    ids = [s.pk for s in suites]
+    picked: dict[int, set[int]] = {pk: set() for pk in ids}
+    counts = dict(
+        Suite.tasks.through.objects.filter(suite_id__in=ids)
+        .values("suite_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_id", "n")
+    )
+    tagged = [s for s in suites if s.tags]
+    if tagged:
+        for suite_id, task_id in Suite.tasks.through.objects.filter(
+            suite_id__in=[s.pk for s in tagged]
+        ).values_list("suite_id", "task_id"):
+            picked[suite_id].add(task_id)
+        project_ids = {s.project_id for s in tagged}
+        task_tags = list(
+            Task.objects.filter(project_id__in=project_ids).values_list("pk", "project_id", "tags")
+        )
+        for suite in tagged:
+            wanted = set(suite.tags)
+            picked[suite.pk].update(
+                pk
+                for pk, project_id, tags in task_tags
+                if project_id == suite.project_id
+                and isinstance(tags, list)
+                and wanted.intersection(t for t in tags if isinstance(t, str))
+            )
+    newest_numbers = dict(
+        SuiteVersion.objects.filter(suite_id__in=ids)
+        .values("suite_id")
+        .annotate(n=Max("number"))
+        .values_list("suite_id", "n")
+    )
+    newest = {
+        v.suite_id: v
+        for v in SuiteVersion.objects.filter(suite_id__in=list(newest_numbers))
+        .select_related("created_by", "sole_grader")
+        .defer("manifest", "sole_grader__spec")
+        if newest_numbers.get(v.suite_id) == v.number
+    }
+    runs = dict(
+        GradingRun.objects.filter(suite_version__suite_id__in=ids)
+        .values("suite_version__suite_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_version__suite_id", "n")
+    )
+    for suite in suites:
+        suite.task_count = len(picked[suite.pk]) if suite.tags else counts.get(suite.pk, 0)
+        suite.newest = newest.get(suite.pk)
+        suite.run_count = runs.get(suite.pk, 0)
+    return suites
+
+
+def project_suite_rows(project: Project) -> tuple[list[Suite], list[Suite]]:
+    """(hand-made or imported suites, rubrics' suites of one), each by name, with their facts."""
+    suites = suite_facts(
+        list(Suite.objects.filter(project=project).select_related("rubric").order_by("name"))
+    )
+    return [s for s in suites if s.rubric_id is None], [s for s in suites if s.rubric_id]
+
+
+def suite_versions(suite: Suite) -> list[SuiteVersion]:
+    """The suite's versions, newest first, manifests unread, each with `run_count`."""
+    versions = list(
+        SuiteVersion.objects.filter(suite=suite)
+        .select_related("created_by", "sole_grader")
+        .defer("manifest", "sole_grader__spec")
+        .order_by("-number")
+    )
+    runs = dict(
+        GradingRun.objects.filter(suite_version__suite=suite)
+        .values("suite_version_id")
+        .annotate(n=Count("pk"))
+        .values_list("suite_version_id", "n")
+    )
+    for version in versions:
+        version.run_count = runs.get(version.pk, 0)
+    return versions
+
+
+def suite_task_page(suite: Suite, page: int, newest: SuiteVersion | None):
+    """One page (of SUITE_TASKS_PAGE) of the suite's tasks now, by external id, each with
+    `pinned`: the hash of the grader its newest version pins for it (None: not in it). Its
+    `paginator.count` is the suite's task count. A suite without tags is read by a join, so
+    neither the page nor the count carries thousands of ids."""
+    if suite.tags:
+        tasks_now = Task.objects.filter(pk__in=suite_task_ids(suite))
+    else:
+        tasks_now = Task.objects.filter(suites=suite)
+    page_obj = Paginator(
+        tasks_now.only("pk", "external_id", "title", "project_id").order_by("external_id", "pk"),
+        SUITE_TASKS_PAGE,
+    ).get_page(page)
+    tasks = list(page_obj.object_list)
+    pinned = {}
+    if newest is not None and tasks:
+        pinned = dict(
+            SuiteEntry.objects.filter(
+                version=newest, task_id__in=[t.pk for t in tasks]
+            ).values_list("task_id", "grader__hash")
+        )
+    for task in tasks:
+        task.pinned = pinned.get(task.pk)
+    page_obj.tasks = tasks
+    return page_obj
+
+
+SUITE_TASKS_PAGE = 50
+
+
+@dataclass(frozen=True)
+class SuiteRunRow:
+    run: GradingRun
+    # [(model, clipped mean over its scored responses, n)], by model
+    models: list[tuple[str, float | None, int]]
+
+
+def suite_run_rows(suite: Suite) -> list[SuiteRunRow]:
+    """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with the HealthBench
+    mean per model (each response's raw score clipped to [0, 1], then averaged). Two
+    queries, however many runs, models or responses."""
+    runs = list(
+        GradingRun.objects.filter(suite_version__suite=suite)
+        .select_related(*RUN_RELATED, "judge", "created_by")
+        .defer(*RUN_DEFERRED)
+        .order_by("-created_at", "-pk")[:SUITE_RUNS_SHOWN]
+    )
+    means: dict[int, list[tuple[str, float | None, int]]] = {}
+    clipped = Greatest(Value(0.0), Least(Value(1.0), F("raw")))
+    rows = (
+        Score.objects.filter(run_id__in=[r.pk for r in runs], raw__isnull=False)
+        .values("run_id", "response__model")
+        .annotate(mean=Avg(clipped), n=Count("pk"))
+        .order_by("run_id", "response__model")
+    )
+    for row in rows:
+        means.setdefault(row["run_id"], []).append((row["response__model"], row["mean"], row["n"]))
+    return [SuiteRunRow(run=r, models=means.get(r.pk, [])) for r in runs]
+
+
+def suite_chart_data(rows: list[SuiteRunRow]) -> dict:
+    """The runs over time chart: x = each run (oldest first) by its start, y = per model
+    clipped mean; a model a run did not grade is a gap."""
+    ordered = list(reversed(rows))
+    models = sorted({model for row in ordered for model, _, _ in row.models})
+    series = {model: [] for model in models}
+    for row in ordered:
+        got = {model: mean for model, mean, _ in row.models}
+        for model in models:
+            value = got.get(model)
+            series[model].append(None if value is None else round(value, 4))
+    return {
+        "labels": [
+            f"#{row.run.pk} v{row.run.suite_version.number} "
+            f"{timezone.localtime(row.run.created_at):%Y-%m-%d %H:%M}"
+            for row in ordered
+        ],
+        "models": models,
+        "series": [series[m] for m in models],
+    }
+
+
+def suite_task_choices(project: Project, limit: int) -> list[tuple[int, str, str]] | None:
+    """[(id, external id, title)] of the project's tasks by external id, for checkboxes; None
+    when it has more than `limit` (the forms then take external ids only)."""
+    rows = list(
+        Task.objects.filter(project=project)
+        .order_by("external_id", "pk")
+        .values_list("pk", "external_id", "title")[: limit + 1]
+    )
+    return None if len(rows) > limit else rows
+
+
+def suite_picked_ids(suite: Suite) -> list[int]:
+    """The suite's tasks picked by hand or by an import (not those its tags add)."""
+    return list(
+        Suite.tasks.through.objects.filter(suite_id=suite.pk)
+        .order_by("task_id")
+        .values_list("task_id", flat=True)
+    )
+
+
+def suite_picked_external_ids(suite: Suite) -> list[str]:
+    return list(
+        Task.objects.filter(suites=suite)
+        .order_by("external_id")
+        .values_list("external_id", flat=True)
+    )

@@ -1,12 +1,15 @@
 from django.urls import path
 
-from grading import tryit, views
+from grading import tryit, views, views_suites
 
 urlpatterns = [
     path("p/<slug:slug>/judges/", views.judges, name="judges"),
     path("judges/<int:pk>/test/", views.judge_test, name="judge_test"),
     path("p/<slug:slug>/runs/", views.runs, name="runs"),
-    path("suites/<int:pk>/", views.suite_detail, name="suite"),
+    path("p/<slug:slug>/suites/", views_suites.suites_list, name="suites"),
+    path("suites/<int:pk>/", views_suites.suite_detail, name="suite"),
+    path("suites/<int:pk>/edit/", views_suites.suite_edit, name="suite_edit"),
+    path("suites/<int:pk>/freeze/", views_suites.suite_freeze, name="suite_freeze"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/retry-failed/", views.run_retry_failed, name="run_retry_failed"),

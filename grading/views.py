@@ -150,44 +150,6 @@ def _run_columns(sort: str) -> list[dict]:
 
 @login_required
 @require_GET
-def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
-    board, board_error = _suite_board(request, suite)
-    return render(
-        request,
-        "grading/suite.html",
-        {
-            "project": suite.project,
-            "suite": suite,
-            "versions": suites.versions_of(suite),
-            "runs": selectors.suite_runs(suite),
-            "board": board,
-            "board_error": board_error,
-        },
-        status=400 if board_error else 200,
-    )
-
-
-def _suite_board(request: HttpRequest, suite) -> tuple[leaderboard.Shown, str]:
-    """The suite's leaderboard on `?version=N` (default: the newest); a version that is not
-    a number or not the suite's is said, naming the field, over the newest's."""
-    raw, number, error = request.GET.get("version", ""), None, ""
-    if raw:
-        if raw.isdigit() and 0 < int(raw) < 2**31:
-            number = int(raw)
-        else:
-            error = f"version: {raw[:40]!r} is not a version number."
-    try:
-        board = leaderboard.suite_leaderboard(suite, number)
-    except ValidationError as exc:
-        error = "version: " + " ".join(exc.messages)
-        board = leaderboard.suite_leaderboard(suite)
-    all_tasks = request.GET.get("tasks") == "all"
-    return leaderboard.shown(board, all_tasks=all_tasks), error
-
-
-@login_required
-@require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
     progress = selectors.run_progress(run)

@@ -59,6 +59,39 @@ def _clean_tags(tags) -> list[str]:
     return sorted({t.strip() for t in tags if t.strip()})
 
 
+def _hand_made(suite: Suite) -> None:
+    """A rubric's suite of one follows that rubric (`suite_of_grader`): runs over the rubric
+    freeze it, and no one edits it by hand."""
+    if suite.rubric_id is not None:
+        from rubrics.services import Conflict
+
+        raise Conflict(
+            "This suite belongs to one rubric and follows it: runs over that rubric freeze it. "
+            "Make a suite of your own to choose its tasks."
+        )
+
+
+def tasks_by_external_id(project: Project, external_ids, *, field: str = "tasks") -> list[int]:
+    """The ids of the project's tasks named by `external_ids`, in the order given (repeats
+    dropped). Any unknown one is refused, naming the first few: nothing is guessed."""
+    wanted = list(dict.fromkeys(str(e).strip() for e in external_ids if str(e).strip()))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 5000):
+        found.update(
+            Task.objects.filter(
+                project=project, external_id__in=wanted[start : start + 5000]
+            ).values_list("external_id", "pk")
+        )
+    missing = [e for e in wanted if e not in found]
+    if missing:
+        named = ", ".join(repr(e[:80]) for e in missing[:LISTED])
+        more = f" and {len(missing) - LISTED} more" if len(missing) > LISTED else ""
+        raise ValidationError(
+            {field: f"No task of this project has the external id {named}{more}."}
+        )
+    return [found[e] for e in wanted]
+
+
 def _project_tasks(project: Project, task_ids) -> list[int]:
     ids = sorted({int(pk) for pk in task_ids})
     found = set(Task.objects.filter(project=project, pk__in=ids).values_list("pk", flat=True))
@@ -101,6 +134,7 @@ def suite_update(
     *, suite: Suite, user=None, name=None, description=None, task_ids=None, tags=None
 ) -> Suite:
     """Change what a suite holds; its frozen versions stay as they were."""
+    _hand_made(suite)
     fields = []
     if name is not None and _clean_name(name) != suite.name:
         name = _clean_name(name)
@@ -212,6 +246,7 @@ def suite_freeze(*, suite: Suite, user=None) -> tuple[SuiteVersion, bool]:
     """Freeze the suite's tasks with the graders in force now. Refuses, listing them, tasks
     that have no published rubric: never skips a task silently. An empty suite is refused.
     Returns (version, created): when nothing changed since the newest version, that one."""
+    _hand_made(suite)
     task_ids = suite_task_ids(suite)
     if not task_ids:
         raise ValidationError("The suite holds no task yet: add tasks (or tags) first.")

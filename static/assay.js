@@ -57,6 +57,19 @@
     }
   });
 
+  // A filter box over a list of choices (the suite forms' task checkboxes): hides the ones
+  // whose text does not hold what is typed; checked ones stay checked, hidden or not.
+  document.addEventListener("input", function (event) {
+    const box = event.target;
+    if (!box.matches || !box.matches("input[data-filter-list]")) return;
+    const list = document.getElementById(box.dataset.filterList);
+    if (!list) return;
+    const wanted = box.value.trim().toLowerCase();
+    list.querySelectorAll("[data-filter-text]").forEach(function (item) {
+      item.hidden = Boolean(wanted) && item.dataset.filterText.indexOf(wanted) === -1;
+    });
+  });
+
   // Upload progress for forms marked data-upload-progress (htmx reports the bytes sent).
   document.addEventListener("htmx:xhr:progress", function (event) {
     const form = event.target.closest && event.target.closest("form[data-upload-progress]");
@@ -144,6 +157,20 @@
                      scales: { x: { stacked: true, ticks: { precision: 0 }, title: { display: true, text: "items" } },
                                y: { stacked: true } },
                      plugins: { title: { display: true, text: "Progress per annotator (remaining: items still open to them)" } } },
+        });
+      } else if (canvas.dataset.chart === "suite-runs") {
+        new Chart(canvas, {
+          type: "line",
+          data: {
+            labels: data.labels,
+            datasets: data.models.map(function (model, i) {
+              return { label: model, data: data.series[i], spanGaps: true,
+                       borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length] };
+            }),
+          },
+          options: { scales: { y: { min: 0, max: 1, title: { display: true, text: "mean score (clipped)" } },
+                               x: { title: { display: true, text: "run (oldest first)" } } },
+                     plugins: { title: { display: true, text: "Mean score per model, run by run" } } },
         });
       } else if (canvas.dataset.chart === "histogram") {
         new Chart(canvas, {

@@ -34,7 +34,7 @@ from grading import services as grading_services
 from grading.datasets import snapshots
 from grading.models import JudgeCall, ModelPrice
 from rubrics import services as rubric_services
-from rubrics import tokens
+from rubrics import suites, tokens
 from rubrics.models import Criterion, Invitation
 from tests import factories
 from tests.test_api import api_client
@@ -54,6 +54,7 @@ PUBLISHERS = {"admin", "author", "reviewer"}  # retire published versions
 REVIEWERS = {"reviewer"}  # approve what an author submitted
 COMMENTERS = {"admin", "reviewer"}  # comment on a version in review
 DISCUSSERS = {"admin", "author", "reviewer"}  # reply to review comments; the review inbox
+SUITE_MAKERS = {"admin", "author", "engineer"}  # make suites and freeze their versions
 
 LOGIN = "login"  # a redirect (302) to the sign-in page
 Outcome = int | str
@@ -618,6 +619,46 @@ ROWS = [
     ),
     api("get", SLUG + "raters/", "/api/projects/{slug}/raters/", members_only(RESULTS, 200)),
     api("get", SLUG + "verdicts/", "/api/projects/{slug}/verdicts/", members_only(RESULTS, 200)),
+    # --- Suites and their frozen versions ---------------------------------------------------
+    page("get", "suites", "/p/{slug}/suites/", members_page(RESULTS, 200)),
+    # A blank name: the form again, with its error.
+    page("post", "suites", "/p/{slug}/suites/", members_page(SUITE_MAKERS, 200), {"name": ""}),
+    page("get", "suite", "/suites/{eval_suite}/", members_page(RESULTS, 200)),
+    page(
+        "post",
+        "suite_edit",
+        "/suites/{eval_suite}/edit/",
+        members_page(SUITE_MAKERS, 200),
+        {"name": ""},
+    ),
+    # Nothing changed since v1: no new version, and the page says so (a redirect).
+    page("post", "suite_freeze", "/suites/{eval_suite}/freeze/", members_page(SUITE_MAKERS, 302)),
+    api("get", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(RESULTS, 200)),
+    api("post", SLUG + "suites/", "/api/projects/{slug}/suites/", members_only(SUITE_MAKERS, 400)),
+    api("get", "suites/<int:pk>/", "/api/suites/{eval_suite}/", members_only(RESULTS, 200)),
+    api("patch", "suites/<int:pk>/", "/api/suites/{eval_suite}/", members_only(SUITE_MAKERS, 400)),
+    # Nothing changed since v1: 200 with v1.
+    api(
+        "post",
+        "suites/<int:pk>/freeze/",
+        "/api/suites/{eval_suite}/freeze/",
+        members_only(SUITE_MAKERS, 200),
+    ),
+    api(
+        "get",
+        "suites/<int:pk>/versions/",
+        "/api/suites/{eval_suite}/versions/",
+        members_only(RESULTS, 200),
+    ),
+    api(
+        "get",
+        "suites/<int:pk>/versions/<int:number>/",
+        "/api/suites/{eval_suite}/versions/1/",
+        members_only(RESULTS, 200),
+    ),
+    api(
+        "get", "suites/<int:pk>/diff/", "/api/suites/{eval_suite}/diff/", members_only(RESULTS, 200)
+    ),
     # --- Datasets ---------------------------------------------------------------------------
     page("get", "datasets", "/p/{slug}/datasets/", members_page(RESULTS, 200)),
     page("post", "datasets", "/p/{slug}/datasets/", members_page(OPERATORS, 200), {"name": ""}),
@@ -891,6 +932,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         user=admin,
     )
     price = ModelPrice.objects.create(model=f"{prefix}judge-price-model")
+    # A suite of the task, frozen once (a rubric's suite of one is not changed by hand).
+    eval_suite = suites.suite_create(
+        project=project, name=f"{prefix}Eval set", user=admin, task_ids=[task.pk]
+    )
+    suites.suite_freeze(suite=eval_suite, user=admin)
     counter = itertools.count()
 
     def new_queue() -> int:
@@ -953,6 +999,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         import_job=job.pk,
         price=price.pk,
         price_model=price.model,
+        eval_suite=eval_suite.pk,
     )
 
 

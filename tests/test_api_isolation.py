@@ -194,6 +194,9 @@ FILTERS = {
     ("/api/versions/{id}/gold/", "response"): ("ref", lambda w: w.response),
     ("/api/versions/{id}/gold/", "criterion"): ("ref", lambda w: w.criterion),
     ("/api/versions/{id}/gold/", "current"): ("value", lambda w: "true"),
+    ("/api/projects/{slug}/suites/", "of_rubrics"): ("value", lambda w: "false"),
+    ("/api/suites/{id}/diff/", "from"): ("option", lambda w: 1),
+    ("/api/suites/{id}/diff/", "to"): ("option", lambda w: 1),
 }
 PAGE_PARAMS = {"cursor", "limit"}
 

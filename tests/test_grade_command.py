@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from grading import selectors
+from grading import leaderboard, selectors
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
 from rubrics import suites
@@ -116,7 +116,8 @@ def test_a_suite_of_two_graders_and_two_models_graded_in_process_with_a_report(
         values = [v for vs in by_task.values() for v in vs]
         assert m["n"] == 4 and m["tasks"] == 2 and m["responses"] == 4
         assert m["mean"] == pytest.approx(min(1.0, max(0.0, sum(values) / 4)))
-        assert m["ci95"] == pytest.approx(list(selectors.task_bootstrap_ci(by_task)))
+        row = next(r for r in leaderboard.run_leaderboard(run).models if r.model == m["model"])
+        assert m["ci95"] == pytest.approx(list(row.overall.ci))
         assert m["ci95"][0] <= m["mean"] <= m["ci95"][1] and m["ci_resamples"] == "tasks"
         low, high = m["ci95"]
         assert (
@@ -199,16 +200,3 @@ def test_a_suite_name_in_two_projects_needs_the_project(personas, suite_project)
         call_command("grade", suite="Clinic", judge="sim-cli")
     with pytest.raises(CommandError, match="has no frozen version yet"):
         call_command("grade", suite="Clinic", judge="sim-cli", project=other.slug)
-
-
-def test_the_interval_resamples_tasks_not_responses():
-    """Hand-worked: task a scores 0, 0, 0 and 0.6 (mean 0.15), task b 0.85 once. Resampling
-    two tasks gives means 0.15, 0.5 or 0.85 with chances 1/4, 1/2, 1/4: the 95% interval is
-    [0.15, 0.85]. Resampling the five responses instead draws five zeros 7.8% of the time,
-    so its interval starts at 0."""
-    low, high = selectors.task_bootstrap_ci({"a": [0.0, 0.0, 0.0, 0.6], "b": [0.85]})
-    assert (low, high) == pytest.approx((0.15, 0.85))
-    assert selectors.bootstrap_ci([0.0, 0.0, 0.0, 0.6, 0.85])[0] == 0.0
-    # Clipped like the mean: a task mean below 0 counts, the interval stays in [0, 1].
-    assert selectors.task_bootstrap_ci({"a": [-0.5], "b": [-0.1]}) == (0.0, 0.0)
-    assert selectors.task_bootstrap_ci({"a": [0.3]}) is None

@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Rater, Response, Verdict
-from grading import selectors
+from grading import leaderboard
 from grading.datasets import formats, snapshots
 from grading.models import DatasetSnapshot, GradingRun, Score
 from rubrics import services, suites
@@ -454,12 +454,13 @@ def test_the_suite_card_holds_the_leaderboard(personas, tmp_path, graded_suite):
     version, run, _, raws = graded_suite
     text = export(personas, tmp_path, "suite-card", "--suite", "Clinic").read_text()
     assert text.startswith("# Clinic, version 1")
-    assert version.content_hash in text and f"From run {run.pk}" in text
+    assert version.content_hash in text
+    board = leaderboard.suite_leaderboard(version.suite, version.number)
     for model in ("alpha", "beta"):
         values = [v for (m, *_), v in raws.items() if m == model]
-        low, high = selectors.bootstrap_ci([min(1.0, max(0.0, v)) for v in values])
         mean = min(1.0, max(0.0, sum(values) / len(values)))
-        row = f"| {model} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {len(values)} | 4 | 0 |"
+        low, high = next(r.overall.ci for r in board.models if r.model == model)
+        row = f"| {model} | {mean:.3f} | [{low:.3f}, {high:.3f}] | {len(values)} | {run.pk} |"
         assert row in text
     # Worked by hand: alpha (1 + .5 + 1 - .5) / 4 = .5; beta (0 + .5 + .5 + .5) / 4 = .375.
     assert "| alpha | 0.500 |" in text and "| beta | 0.375 |" in text

@@ -712,25 +712,6 @@ def healthbench_jsonl(
 # --- The dataset card of a suite version ------------------------------------------------------
 
 
-def suite_leaderboard(version) -> tuple[object, list]:
-    """(run, grading.selectors.model_summaries of it) for the newest completed run over
-    `version`: per model the mean raw score over responses clipped to [0, 1] (as the run page
-    and README's Scoring define it), its 95% bootstrap interval and n. (None, []) when no run
-    over it has completed."""
-    from grading import selectors
-    from grading.models import GradingRun
-
-    run = (
-        GradingRun.objects.filter(suite_version=version, status=GradingRun.Status.COMPLETED)
-        .select_related("judge")
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-    if run is None:
-        return None, []
-    return run, selectors.model_summaries(run)
-
-
 def _figure(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -741,7 +722,13 @@ def suite_card_text(version) -> str:
 
 
 def _suite_card(version) -> tuple[str, int]:
-    run, summaries = suite_leaderboard(version)
+    """The card's text and its number of models. The leaderboard is the suite's
+    (grading.leaderboard): per model, the newest completed run over this version that scored
+    it, the clipped mean, a 95% interval that resamples tasks, and n."""
+    from grading import leaderboard
+    from grading.models import GradingRun
+
+    board = leaderboard.suite_leaderboard(version.suite, version.number)
     lines = [
         f"# {version.suite.name}, version {version.number}",
         "",
@@ -758,28 +745,36 @@ def _suite_card(version) -> tuple[str, int]:
         "## Leaderboard",
         "",
     ]
-    if run is None:
+    if not board.models:
         lines += ["No run over this suite version has completed yet.", ""]
         return "\n".join(lines), 0
+    runs = {
+        r.pk: r
+        for r in GradingRun.objects.filter(pk__in={m.run_id for m in board.models}).select_related(
+            "judge"
+        )
+    }
     lines += [
-        f"From run {run.pk} (judge {run.judge.name}, `{run.judge.model}`"
-        f"{', simulated' if run.simulated else ''}), finished "
-        f"{timezone.localtime(run.finished_at):%Y-%m-%d %H:%M %Z}. Overall is the mean raw score "
-        "over a model's responses clipped to [0, 1] (HealthBench's aggregation; a raw score "
-        "falls below 0 when pitfalls outweigh what is met); the interval is a 95% bootstrap "
-        "over responses; n counts scored responses (of all graded).",
+        "Overall is the mean raw score over a model's responses, clipped to [0, 1] "
+        "(HealthBench's aggregation; a raw score falls below 0 when pitfalls outweigh what is "
+        "met); the interval is a 95% bootstrap that resamples tasks; n counts scored "
+        "responses. Each model's row comes from the newest completed run over this version "
+        "that scored it.",
         "",
-        "| model | overall | 95% interval | n | responses | errors |",
+        "| model | overall | 95% interval | n | run | judge |",
         "|---|---|---|---|---|---|",
     ]
-    for s in summaries:
-        interval = f"[{_figure(s.ci[0])}, {_figure(s.ci[1])}]" if s.ci else "—"
+    for row in board.models:
+        ci = row.overall.ci
+        interval = f"[{_figure(ci[0])}, {_figure(ci[1])}]" if ci else "—"
+        run = runs[row.run_id]
+        judge = f"{run.judge.name} (`{run.judge.model}`{', simulated' if run.simulated else ''})"
         lines.append(
-            f"| {s.model} | {_figure(s.mean)} | {interval} | {s.scored} | {s.responses} | "
-            f"{s.errors} |"
+            f"| {row.model} | {_figure(row.overall.mean)} | {interval} | {row.overall.n} | "
+            f"{run.pk} | {judge} |"
         )
     lines.append("")
-    return "\n".join(lines), len(summaries)
+    return "\n".join(lines), len(board.models)
 
 
 def suite_card(
