@@ -127,18 +127,17 @@ def run_completed(run_id: int, timeout: float = 180) -> GradingRun:
     return GradingRun.objects.get(pk=run_id)
 
 
-def board_from_db(run, clip_each: bool = False) -> tuple[dict, dict]:
+def board_from_db(run) -> tuple[dict, dict]:
     """Per model: (mean, n) over its responses' raw scores in the database; per (task, model)
-    the same. The leaderboard clips the mean once averaged (HealthBench's
-    _compute_clipped_stats); `clip_each` clips each response before averaging instead."""
+    the same. The mean is clipped once averaged (HealthBench's _compute_clipped_stats), on the
+    leaderboard and in the comparison alike."""
     by_model, by_cell = defaultdict(list), defaultdict(list)
     for task, model, raw in Score.objects.filter(run=run).values_list(
         "response__task__external_id", "response__model", "raw"
     ):
         assert raw is not None, (task, model)
-        value = clip(raw) if clip_each else raw
-        by_model[model].append(value)
-        by_cell[(task, model)].append(value)
+        by_model[model].append(raw)
+        by_cell[(task, model)].append(raw)
 
     def mean(values):
         return (clip(sum(values) / len(values)), len(values))
@@ -281,9 +280,9 @@ def test_healthbench_suite_imported_run_for_two_models_leaderboard_and_compariso
     compare = page.get_by_test_id("compare")
     expect(compare.get_by_test_id("run-a")).to_contain_text(f"Run #{second_id}")
     expect(compare.get_by_test_id("run-b")).to_contain_text(f"Run #{first_id}")
-    # The comparison's means clip each response's score before averaging (grading.comparison).
-    means_a, _ = board_from_db(second, clip_each=True)
-    means_b, _ = board_from_db(first, clip_each=True)
+    # The comparison's means are the leaderboard's: clipped once averaged.
+    means_a, _ = board_from_db(second)
+    means_b, _ = board_from_db(first)
     pairs = page.get_by_test_id("compare-pairs")
     for model in MODELS:
         row = pairs.locator(f"tr[data-model='{model}']")
