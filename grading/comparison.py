@@ -7,12 +7,12 @@ The rules, as the page and the API state them:
 - **Which models.** Each model that both runs scored is compared with itself. When the runs
   share no model and each scored exactly one, that one of A is compared with that one of B
   (two models on one suite). Otherwise nothing pairs, and `pairing` says why.
-- **Scores.** A pair's mean is the HealthBench one (scores clipped to [0, 1], averaged over
-  responses), over the tasks both sides scored. Its 95% interval is a paired bootstrap by
-  task: resample r (of 2,000, seed 0) draws the shared tasks with replacement
-  (`rng.integers(0, T, size=T)`, one draw after the other), and its delta is the mean over the
-  drawn tasks' responses in B minus the same in A; the interval is the 2.5th and 97.5th
-  percentiles of those deltas.
+- **Scores.** A pair's mean is the HealthBench one (raw scores averaged over responses,
+  the mean clipped to [0, 1], as the leaderboard's), over the tasks both sides scored. Its
+  95% interval is a paired bootstrap by task: resample r (of 2,000, seed 0) draws the shared
+  tasks with replacement (`rng.integers(0, T, size=T)`, one draw after the other), and its
+  delta is the clipped mean over the drawn tasks' responses in B minus the same in A; the
+  interval is the 2.5th and 97.5th percentiles of those deltas.
 - **Criteria** are matched within a task by lineage: the same criterion id when both runs
   pinned the same grader, and across rubric versions the criterion the new version copied
   (what rubric diffs pair by), so an inserted criterion does not shift the others. Met rates
@@ -38,8 +38,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Count, F, FloatField, Min, Q, Sum, Value
-from django.db.models.functions import Greatest, Least
+from django.db.models import Count, Min, Q, Sum
 
 from annotation import stats
 from annotation.models import Response, Verdict
@@ -176,7 +175,8 @@ def paired_interval(
     sums_a, counts_a, sums_b, counts_b, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = SEED
 ) -> tuple[float, float] | None:
     """95% paired bootstrap interval of (mean in B - mean in A), resampling tasks: per task
-    the sum of clipped scores and the number of responses on each side. None below 2 tasks."""
+    the sum of raw scores and the number of responses on each side; each side's resampled
+    mean is clipped to [0, 1] as a mean is. None below 2 tasks."""
     sa, na = np.asarray(sums_a, float), np.asarray(counts_a, float)
     sb, nb = np.asarray(sums_b, float), np.asarray(counts_b, float)
     tasks = len(sa)
@@ -187,9 +187,9 @@ def paired_interval(
     for start in range(0, resamples, CHUNK):
         rows = min(CHUNK, resamples - start)
         drawn = rng.integers(0, tasks, size=(rows, tasks))
-        deltas[start : start + rows] = sb[drawn].sum(1) / nb[drawn].sum(1) - sa[drawn].sum(1) / na[
-            drawn
-        ].sum(1)
+        mean_b = np.clip(sb[drawn].sum(1) / nb[drawn].sum(1), 0.0, 1.0)
+        mean_a = np.clip(sa[drawn].sum(1) / na[drawn].sum(1), 0.0, 1.0)
+        deltas[start : start + rows] = mean_b - mean_a
     low, high = np.percentile(deltas, [2.5, 97.5])
     return float(low), float(high)
 
@@ -217,13 +217,16 @@ def _interval(a: GradingRun, b: GradingRun, model_a: str, model_b: str, columns)
     return found["ci"]
 
 
-def _clipped_sums(run: GradingRun) -> dict[tuple[str, int], tuple[str, float, int]]:
-    """(model, task id) -> (task external id, sum of clipped scores, scored responses)."""
-    clipped = Least(Value(1.0), Greatest(Value(0.0), F("raw")), output_field=FloatField())
+def _clip(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _raw_sums(run: GradingRun) -> dict[tuple[str, int], tuple[str, float, int]]:
+    """(model, task id) -> (task external id, sum of raw scores, scored responses)."""
     rows = (
         Score.objects.filter(run=run, raw__isnull=False)
         .values("response__model", "response__task_id", "response__task__external_id")
-        .annotate(total=Sum(clipped), n=Count("pk"))
+        .annotate(total=Sum("raw"), n=Count("pk"))
         .order_by()
     )
     return {
@@ -440,7 +443,7 @@ def compare(a: GradingRun, b: GradingRun) -> Comparison:
     why = refusal(a, b)
     if why:
         raise ValidationError({"other_id": why})
-    sums_a, sums_b = _clipped_sums(a), _clipped_sums(b)
+    sums_a, sums_b = _raw_sums(a), _raw_sums(b)
     pair_list, pairing = _pairs_rule({m for m, _ in sums_a}, {m for m, _ in sums_b})
     pairs, tasks = [], []
     seen_a: set[int] = set()
@@ -462,14 +465,16 @@ def compare(a: GradingRun, b: GradingRun) -> Comparison:
                 tasks=len(shared),
                 responses_a=sum(na),
                 responses_b=sum(nb),
-                mean_a=sum(sa) / sum(na) if shared else None,
-                mean_b=sum(sb) / sum(nb) if shared else None,
+                mean_a=_clip(sum(sa) / sum(na)) if shared else None,
+                mean_b=_clip(sum(sb) / sum(nb)) if shared else None,
                 ci=_interval(a, b, model_a, model_b, (sa, na, sb, nb)),
             )
         )
         for t in shared:
             (name, s_a, n_a), (_, s_b, n_b) = by_task_a[t], by_task_b[t]
-            tasks.append(TaskDelta(name, model_a, model_b, n_a, n_b, s_a / n_a, s_b / n_b))
+            tasks.append(
+                TaskDelta(name, model_a, model_b, n_a, n_b, _clip(s_a / n_a), _clip(s_b / n_b))
+            )
     tasks.sort(key=lambda t: (-abs(t.delta), t.task, t.model_a))
     criteria = []
     if pair_list:

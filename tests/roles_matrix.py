@@ -594,7 +594,6 @@ ROWS = [
         "/api/runs/{run}/leaderboard/",
         members_only(RESULTS, 200),
     ),
-    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
     api(
         "get",
         "suites/<int:pk>/leaderboard/",

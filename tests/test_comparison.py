@@ -73,7 +73,7 @@ def loaded(run):
 
 
 def hand_interval(a: list[tuple[float, int]], b: list[tuple[float, int]], seed=0, n=2000):
-    """The paired bootstrap by hand: per task (sum of clipped scores, responses) on each side,
+    """The paired bootstrap by hand: per task (sum of raw scores, responses) on each side,
     in task order; resample r draws T tasks with rng.integers(0, T, size=T); its delta is the
     mean over the drawn tasks' responses in B minus in A; linear-interpolated percentiles."""
     rng = np.random.default_rng(seed)
@@ -81,8 +81,8 @@ def hand_interval(a: list[tuple[float, int]], b: list[tuple[float, int]], seed=0
     deltas = []
     for _ in range(n):
         drawn = [int(i) for i in rng.integers(0, tasks, size=tasks)]
-        mean_b = sum(b[i][0] for i in drawn) / sum(b[i][1] for i in drawn)
-        mean_a = sum(a[i][0] for i in drawn) / sum(a[i][1] for i in drawn)
+        mean_b = min(1.0, max(0.0, sum(b[i][0] for i in drawn) / sum(b[i][1] for i in drawn)))
+        mean_a = min(1.0, max(0.0, sum(a[i][0] for i in drawn) / sum(a[i][1] for i in drawn)))
         deltas.append(mean_b - mean_a)
     deltas.sort()
 
