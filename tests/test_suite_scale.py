@@ -6,6 +6,7 @@ score per response by its task's pinned grader, and a verdict per response."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from django.db import connection
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Response, Verdict
+from grading import services as grading_services
 from grading.models import GradingRun, Score
 from rubrics import suites
 from tests import factories
@@ -148,3 +150,58 @@ def test_the_suite_page_reads_in_as_many_queries_for_60_tasks_as_for_5(client):
     url = reverse("suite", args=[many.suite_version.suite_id])
     n_many = queries(client, many_admin, url)
     assert n_few == n_many, describe(client, many_admin, url)
+
+
+def page_text(client, user, url: str) -> str:
+    client.force_login(user)
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_completed_runs_counts_are_read_once_and_again_when_it_is_retried(client):
+    """The run page keeps a completed run's counts under its finish time: the second view
+    reads fewer rows, and retrying its failed items (which reopens it, then finishes it
+    again) shows the new counts, never the kept ones."""
+    run, _, admin = suite_run(FEW)
+    url = reverse("run", args=[run.pk])
+    total = FEW * len(MODELS)
+    first = queries(client, admin, url)
+    assert queries(client, admin, url) < first
+    text = page_text(client, admin, url)
+    assert f"{total} of {total} verdicts" in text
+    assert "1 error" in text and 'data-testid="errors"' in text
+
+    assert grading_services.run_retry_failed(run=run) == 1
+    text = page_text(client, admin, url)
+    assert f"{total - 1} of {total} verdicts" in text
+    assert "1 error" not in text and 'data-testid="errors"' not in text
+    # A worker grades the item again (as the judge met it) and the run finishes again.
+    failed = Score.objects.filter(run=run, status=Score.Status.PENDING).get()
+    Verdict.objects.create(
+        response_id=failed.response_id,
+        criterion_id=failed.grader.spec["criteria"][0]["id"],
+        rater_id=run.judge.rater_id,
+        grader_id=failed.grader_id,
+        run=run,
+        outcome=Verdict.Outcome.MET,
+    )
+    Score.objects.filter(pk=failed.pk).update(status=Score.Status.DONE, raw=1.0)
+    assert grading_services.run_finish_if_done(run_id=run.pk)
+    text = page_text(client, admin, url)
+    assert f"{total} of {total} verdicts" in text
+    assert "1 error" not in text and 'data-testid="errors"' not in text
+
+
+@pytest.mark.django_db
+def test_a_completed_runs_scores_are_paged_in_task_and_model_order(client):
+    run, _, admin = suite_run(MANY)
+    url = reverse("run", args=[run.pk])
+    expected = [f"t-{i:03d}" for i in range(MANY) for _ in MODELS]
+    seen = []
+    for page in (1, 2, 3):
+        text = page_text(client, admin, f"{url}?page={page}")
+        seen += re.findall(r"<tr><td>(t-\d{3})</td><td>(model-[ab])</td>", text)
+    assert [t for t, _ in seen] == expected
+    assert [m for _, m in seen] == list(MODELS) * MANY
