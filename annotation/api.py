@@ -413,10 +413,21 @@ class QueueUpdateApi(APIView):
             help_text="The whole list. Someone taken off gives back their open items; what "
             "they submitted stays.",
         )
+        guidelines = serializers.CharField(
+            max_length=services.MAX_GUIDELINES_CHARS,
+            allow_blank=True,
+            trim_whitespace=False,
+            required=False,
+            help_text="Markdown shown to annotators on every item; empty: none.",
+        )
+        show_reference = serializers.BooleanField(
+            required=False, help_text="Show annotators the task's reference answer."
+        )
 
     @extend_schema(
         tags=["annotation"],
-        summary="Rename a queue, or change its overlap, lease or annotators",
+        summary="Rename a queue, or change its overlap, lease, annotators, guidelines or "
+        "whether annotators see the reference answer",
         description=QUEUE_RULE,
         request=InputSerializer,
         responses=responses({200: QueueSerializer}, 400, 403, 404),
@@ -429,12 +440,13 @@ class QueueUpdateApi(APIView):
             raise serializers.ValidationError(
                 {
                     "non_field_errors": [
-                        "Give at least one of name, overlap, lease_seconds, annotators."
+                        "Give at least one of name, overlap, lease_seconds, annotators, "
+                        "guidelines, show_reference."
                     ]
                 }
             )
         with service_errors():
-            services.queue_update(queue=queue, **data.validated_data)
+            services.queue_update(queue=queue, actor=request.user, **data.validated_data)
         queue = selectors.project_queues(queue.project).get(pk=queue.pk)
         return Response(QueueSerializer(queue).data)
 

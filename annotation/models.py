@@ -116,6 +116,15 @@ class Verdict(models.Model):
         on_delete=models.CASCADE,
         related_name="verdicts",
     )
+    # The judge call that decided a run's verdict (one call may decide several, batched);
+    # null for a person's, a cached answer, a check in code, or a call never sent.
+    call = models.ForeignKey(
+        "grading.JudgeCall",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="verdicts",
+    )
     sample_index = models.PositiveIntegerField(default=0)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     # A scale criterion's value normalised to [0, 1]; null for binary and checked criteria.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
@@ -307,12 +308,9 @@ def queue_create(
 ) -> Queue:
     """A queue of `responses` (default: every response the grader's rubric applies to)."""
     errors: dict[str, str] = {}
-    guidelines = (guidelines or "").strip()
-    if len(guidelines) > MAX_GUIDELINES_CHARS:
-        errors["guidelines"] = (
-            f"Guidelines are at most {MAX_GUIDELINES_CHARS:,} characters; "
-            f"these are {len(guidelines):,}."
-        )
+    guidelines, why = _clean_guidelines(guidelines)
+    if why:
+        errors["guidelines"] = why
     name = (name or "").strip()
     if not name:
         errors["name"] = "Give the queue a name."
@@ -362,6 +360,21 @@ def queue_create(
     return queue
 
 
+def _clean_guidelines(guidelines: str | None) -> tuple[str, str | None]:
+    """Guidelines as stored (stripped), and the error about them (None: none)."""
+    guidelines = (guidelines or "").strip()
+    if len(guidelines) > MAX_GUIDELINES_CHARS:
+        return guidelines, (
+            f"Guidelines are at most {MAX_GUIDELINES_CHARS:,} characters; "
+            f"these are {len(guidelines):,}."
+        )
+    return guidelines, None
+
+
+# What the audit log keeps of a changed text (guidelines may be long).
+AUDIT_TEXT_CHARS = 500
+
+
 @transaction.atomic
 def queue_update(
     *,
@@ -370,11 +383,22 @@ def queue_update(
     overlap: int | None = None,
     lease_seconds: int | None = None,
     annotators: Iterable[str] | None = None,
+    guidelines: str | None = None,
+    show_reference: bool | None = None,
+    actor=None,
 ) -> Queue:
-    """Change a queue's name, overlap, lease or annotators; None leaves a field as it is. Its
-    grader and items never change (make a new queue). An annotator taken off the queue gives
-    back their open items and drafts; what they submitted stays."""
+    """Change a queue's name, overlap, lease, annotators, guidelines or whether annotators
+    see the reference answer; None leaves a field as it is. Its grader and items never change
+    (make a new queue). An annotator taken off the queue gives back their open items and
+    drafts; what they submitted stays. What changed is audited."""
     queue = Queue.objects.select_for_update().get(pk=queue.pk)
+    before = {
+        "name": queue.name,
+        "overlap": queue.overlap,
+        "lease_seconds": queue.lease_seconds,
+        "guidelines": queue.guidelines,
+        "show_reference": queue.show_reference,
+    }
     errors: dict[str, str] = {}
     if name is not None:
         name = name.strip()
@@ -382,6 +406,12 @@ def queue_update(
             errors["name"] = "Give the queue a name."
         elif Queue.objects.filter(project=queue.project, name=name).exclude(pk=queue.pk).exists():
             errors["name"] = f"This project already has a queue named '{name}'."
+    if guidelines is not None:
+        guidelines, why = _clean_guidelines(guidelines)
+        if why:
+            errors["guidelines"] = why
+    if show_reference is not None and not isinstance(show_reference, bool):
+        errors["show_reference"] = "Say true or false."
     annotator_ids = None
     if annotators is not None:
         try:
@@ -403,18 +433,49 @@ def queue_update(
         errors["lease_seconds"] = f"The lease is 1 to {MAX_LEASE_SECONDS} seconds (7 days)."
     if errors:
         raise ValidationError(errors)
+    changes: dict[str, list] = {}
     if annotator_ids is not None:
         current = set(queue.annotators.values_list("pk", flat=True))
         removed = sorted(current - set(annotator_ids))
         if removed:
             _take_off_queues(Queue.objects.filter(pk=queue.pk), removed, "Taken off the queue.")
+        if current != set(annotator_ids):
+            names = dict(
+                get_user_model()
+                .objects.filter(pk__in=current | set(annotator_ids))
+                .values_list("pk", "username")
+            )
+            changes["annotators"] = [
+                sorted(names[pk] for pk in current),
+                sorted(names[pk] for pk in annotator_ids),
+            ]
         queue.annotators.set(annotator_ids)
     if name is not None:
         queue.name = name
     queue.overlap = new_overlap
     if lease_seconds is not None:
         queue.lease_seconds = lease_seconds
-    queue.save(update_fields=["name", "overlap", "lease_seconds"])
+    if guidelines is not None:
+        queue.guidelines = guidelines
+    if show_reference is not None:
+        queue.show_reference = show_reference
+    for field_name, old in before.items():
+        new = getattr(queue, field_name)
+        if new != old:
+            if field_name == "guidelines":
+                old, new = old[:AUDIT_TEXT_CHARS], new[:AUDIT_TEXT_CHARS]
+            changes[field_name] = [old, new]
+    queue.save(update_fields=["name", "overlap", "lease_seconds", "guidelines", "show_reference"])
+    if changes:
+        audit.record(
+            AuditEvent.Action.QUEUE_CHANGED,
+            actor=actor,
+            project=queue.project,
+            target_type="queue",
+            target_id=queue.pk,
+            target_label=queue.name,
+            details=changes,
+        )
     return queue
 
 

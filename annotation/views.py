@@ -245,9 +245,29 @@ def my_work(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    queue = selectors.queue_for(request.user, pk, Perm.VIEW_RESULTS)
+    """A queue's progress; for those who manage queues, its guidelines and whether
+    annotators see the reference answer, editable (POST, through the API's service)."""
+    perm = Perm.MANAGE_QUEUES if request.method == "POST" else Perm.VIEW_RESULTS
+    queue = selectors.queue_for(request.user, pk, perm)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        if "guidelines" not in request.POST:
+            errors["guidelines"] = "Send the guidelines (empty for none)."
+        else:
+            try:
+                services.queue_update(
+                    queue=queue,
+                    guidelines=request.POST["guidelines"],
+                    show_reference=request.POST.get("show_reference") == "1",
+                    actor=request.user,
+                )
+            except ValidationError as exc:
+                errors = _errors(exc)
+            else:
+                messages.success(request, f"Queue {queue.name}: guidelines and settings saved.")
+                return redirect("queue", pk=queue.pk)
     progress = selectors.queue_progress(queue)
     chart = {
         "annotators": [a.username for a in progress.annotators],
@@ -263,6 +283,9 @@ def queue_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "queue": queue,
             "progress": progress,
             "chart_json": json.dumps(chart),
+            "can_manage": role_allows(queue.project.role, Perm.MANAGE_QUEUES),
+            "errors": errors,
+            "posted": request.POST if errors else None,
         },
     )
 

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from annotation import api as annotation_api
 from grading import api as grading_api
+from grading import api_leaderboard
 from grading.datasets import api as datasets_api
 from rubrics import api as rubrics_api
 
@@ -381,7 +382,22 @@ urlpatterns = [
     ),
     path("runs/<int:pk>/resume/", grading_api.RunResumeApi.as_view(), name="api_run_resume"),
     path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),
+    path(
+        "runs/<int:pk>/compare/<int:other_id>/",
+        grading_api.RunCompareApi.as_view(),
+        name="api_run_compare",
+    ),
     path("runs/<int:pk>/scores/", grading_api.ScoreListApi.as_view(), name="api_scores"),
+    path(
+        "runs/<int:pk>/leaderboard/",
+        api_leaderboard.RunLeaderboardApi.as_view(),
+        name="api_run_leaderboard",
+    ),
+    path(
+        "suites/<int:pk>/leaderboard/",
+        api_leaderboard.SuiteLeaderboardApi.as_view(),
+        name="api_suite_leaderboard",
+    ),
     path(
         "runs/<int:pk>/scores/<int:score_pk>/verdicts/",
         grading_api.VerdictListApi.as_view(),

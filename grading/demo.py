@@ -18,12 +18,19 @@ from annotation import services as annotation_services
 from grading import services as grading_services
 from grading.models import ModelPrice
 from rubrics import services as rubric_services
+from rubrics import suites
 from rubrics.models import Project, Role
 
 CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "tasks.json"
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "assay-demo"  # noqa: S105 - a documented demo login on the embedded default
-HELD_BACK_MODEL = "tinyllm-1b"  # left for the person to upload, to show the import step
+# Its fourth sample is left for the person to upload, to show the import step.
+HELD_BACK_MODEL = "tinyllm-1b"
+HELD_BACK_SAMPLE = 3
+# Samples per task and model graded on first start: the written answer (sample 0) and two
+# variants of it, so per-model intervals and run comparisons have something to say.
+SAMPLES = 3
+SUITE_NAME = "Demo tasks"
 SIM_MODEL = "assay-simulator"
 # Illustrative prices per million tokens for the simulated judge's model, so the demo's runs
 # show their cost; the demo admin is staff and may change them (/admin/, /api/model-prices/).
@@ -36,6 +43,17 @@ DEMO_USERS = {
     "reviewer": Role.REVIEWER,
     "engineer": Role.ENGINEER,
 }
+
+
+def sample_variant(text: str, sample: int) -> str:
+    """Sample `sample` of a written answer: sample 0 is the answer; sample k > 0 drops every
+    (k + 2)-th of its paragraphs, as a model's second try may leave out a point.
+    Deterministic, so the simulator's scores of the demo are the same on every machine."""
+    if sample == 0:
+        return text
+    paragraphs = text.split("\n\n")
+    kept = [p for i, p in enumerate(paragraphs, 1) if i % (sample + 2) != 0]
+    return "\n\n".join(kept or paragraphs[:1])
 
 
 @dataclass
@@ -64,7 +82,8 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
                 {
                     "task_id": t["external_id"],
                     "model": HELD_BACK_MODEL,
-                    "response": t["responses"][HELD_BACK_MODEL],
+                    "sample_index": HELD_BACK_SAMPLE,
+                    "response": sample_variant(t["responses"][HELD_BACK_MODEL], HELD_BACK_SAMPLE),
                     "metadata": {"temperature": 0.7, "source": "demo"},
                 }
             )
@@ -125,10 +144,17 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
                 rubric_services.version_approve(version=version, user=reviewer, role=Role.REVIEWER)
             )
         lines = [
-            json.dumps({"task_id": t["external_id"], "model": model, "response": text})
+            json.dumps(
+                {
+                    "task_id": t["external_id"],
+                    "model": model,
+                    "sample_index": sample,
+                    "response": sample_variant(text, sample),
+                }
+            )
             for t in tasks
             for model, text in t["responses"].items()
-            if model != HELD_BACK_MODEL
+            for sample in range(SAMPLES)
         ]
         result = annotation_services.responses_import_jsonl(project=project, lines=lines)
         if not result.ok:
@@ -140,10 +166,29 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             model=SIM_MODEL,
             max_concurrency=8,
         )
+        # One suite of the six tasks, frozen, and graded in one run; then the author revises
+        # one rubric, a second version of the suite pins it, and a second run grades that:
+        # the two runs compare (what the revision changed, per task and per criterion).
+        suite = suites.suite_create(
+            project=project,
+            name=SUITE_NAME,
+            description="The six demo tasks: clinical, legal and investment.",
+            task_ids=[g.version.rubric.task_id for g in graders],
+            user=admin,
+        )
+        first, _ = suites.suite_freeze(suite=suite, user=admin)
         runs = [
-            grading_services.run_create(project=project, grader=g, judge=judge, user=admin)
-            for g in graders
+            grading_services.run_create(
+                project=project, suite_version=first, judge=judge, user=admin
+            )
         ]
+        _revise(graders[0], author=author, reviewer=reviewer)
+        second, _ = suites.suite_freeze(suite=suite, user=admin)
+        runs.append(
+            grading_services.run_create(
+                project=project, suite_version=second, judge=judge, user=admin
+            )
+        )
         # Two annotators grade the chest-pain answers by hand, to compare with the judge.
         annotation_services.queue_create(
             project=project,
@@ -154,3 +199,17 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             user=admin,
         )
     return DemoResult(project=project, created=True, upload_file=upload, runs=len(runs))
+
+
+REVISION = (
+    "Tells the patient to call emergency services (911) for an ambulance rather than drive "
+    "or be driven to hospital"
+)
+
+
+def _revise(grader, *, author, reviewer):
+    """The author's second version of a rubric, with one criterion added; a reviewer approves."""
+    version = rubric_services.draft_for_edit(rubric=grader.version.rubric, user=author)
+    rubric_services.criterion_add(version=version, text=REVISION, points=5, user=author)
+    version = rubric_services.version_submit(version=version, user=author)
+    return rubric_services.version_approve(version=version, user=reviewer, role=Role.REVIEWER)

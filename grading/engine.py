@@ -75,6 +75,11 @@ class JudgeRef:
     limits: Limits
 
 
+# What a call's page keeps of its request (the body as sent, JSON); its reply is kept to
+# replies.RAW_CHARS. Either, when longer, is cut with a note saying how much was cut.
+REQUEST_CHARS = 64 * 1024
+
+
 @dataclass
 class CallRecord:
     judge_id: int
@@ -82,6 +87,17 @@ class CallRecord:
     criteria: int
     usage: Usage
     error: str = ""
+    # The ids of the criteria it decided (one, or a batch's), the request's body as sent (never
+    # its headers, so never a key) and the judge's raw reply: for the call's page.
+    criterion_ids: tuple[int, ...] = ()
+    request: str = ""
+    reply: str = ""
+
+
+def _kept_request(client, request: Prepared) -> str:
+    """The body as sent, cut to REQUEST_CHARS; any key the client sends is removed, should
+    the graded text carry one."""
+    return client.scrub(replies.clean(request.content.decode(), REQUEST_CHARS))
 
 
 @dataclass
@@ -243,8 +259,23 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         )
     except JudgeError as exc:
         g = _error(criterion["id"], judge_id, sample, exc)
-        return [g], CallRecord(judge_id, sample, 1, exc.usage, exc.reason)
-    usage = Usage(reply.attempts, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens)
+        return [g], CallRecord(
+            judge_id,
+            sample,
+            1,
+            exc.usage,
+            exc.reason,
+            (criterion["id"],),
+            _kept_request(client, request) if exc.usage.attempts else "",
+            exc.raw,
+        )
+    usage = Usage(
+        reply.attempts,
+        reply.prompt_tokens,
+        reply.cached_tokens,
+        reply.completion_tokens,
+        reply.latency_s,
+    )
     g = Graded(
         criterion_id=criterion["id"],
         outcome=scoring.MET if reply.met else scoring.UNMET,
@@ -258,7 +289,16 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         judge_id=judge_id,
         sample_index=sample,
     )
-    return [g], CallRecord(judge_id, sample, 1, usage)
+    return [g], CallRecord(
+        judge_id,
+        sample,
+        1,
+        usage,
+        "",
+        (criterion["id"],),
+        _kept_request(client, request),
+        reply.raw,
+    )
 
 
 def _batch_request(client, spec, criteria, *, messages, response, key) -> Prepared:
@@ -275,7 +315,16 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
         reply = client.grade_batch_prepared(request, ids, levels=levels, deadline=deadline)
     except JudgeError as exc:
         graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
-        return graded, CallRecord(judge_id, sample, len(criteria), exc.usage, exc.reason)
+        return graded, CallRecord(
+            judge_id,
+            sample,
+            len(criteria),
+            exc.usage,
+            exc.reason,
+            tuple(c["id"] for c in criteria),
+            _kept_request(client, request) if exc.usage.attempts else "",
+            exc.raw,
+        )
     graded = []
     for i, c in enumerate(criteria):
         ident = str(c["id"])
@@ -312,7 +361,16 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
                 )
             )
     error = "unparseable" if reply.missing else ""
-    return graded, CallRecord(judge_id, sample, len(criteria), reply.usage, error)
+    return graded, CallRecord(
+        judge_id,
+        sample,
+        len(criteria),
+        reply.usage,
+        error,
+        tuple(c["id"] for c in criteria),
+        _kept_request(client, request),
+        reply.raw,
+    )
 
 
 # --- The engine ----------------------------------------------------------------------

@@ -240,8 +240,9 @@ class DatasetSnapshot(models.Model):
 
 
 class JudgeCall(models.Model):
-    """One judge call that answered (or failed for good): what it cost and how it went.
-    A run's calls, tokens and cost are sums over these rows."""
+    """One judge call that answered (or failed for good): what it asked, what came back, what
+    it cost and how it went. A run's calls, tokens and cost are sums over these rows; the
+    verdicts it decided point to it (annotation.Verdict.call)."""
 
     run = models.ForeignKey(
         GradingRun, null=True, blank=True, on_delete=models.CASCADE, related_name="calls"
@@ -257,6 +258,12 @@ class JudgeCall(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=40, blank=True)
+    # The request's JSON body as sent (its first ask; never its headers, so never a key), and
+    # the judge's raw reply (its last); each cut with a note when long (grading.engine).
+    request = models.TextField(blank=True, default="")
+    reply = models.TextField(blank=True, default="")
+    # Time in HTTP exchanges with the judge, over all attempts (not waits for a slot).
+    latency_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

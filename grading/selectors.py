@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,11 +12,12 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Avg, Count, F, Max, Q, Sum, Value
-from django.db.models.functions import Left, StrIndex
+from django.db.models.functions import Coalesce, Left, StrIndex
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
+from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite
 from rubrics.permissions import Perm, check
@@ -79,6 +81,106 @@ def project_runs(project: Project):
         .defer(*RUN_DEFERRED)
         .order_by("-created_at")
     )
+
+
+# The run list's sortable columns: ?sort=KEY (ascending) or ?sort=-KEY (descending).
+RUN_SORTS = {
+    "id": ("pk",),
+    "suite": ("suite_version__suite__name", "suite_version__number"),
+    "version": ("suite_version__number",),
+    "status": ("status",),
+    "judge": ("judge__name",),
+    "started_by": ("created_by__username",),
+    "started": ("started",),
+}
+RUN_SORT_DEFAULT = "-started"
+RUNS_PER_PAGE = 50
+
+
+def clean_run_sort(value) -> str:
+    """A whitelisted sort (`key` or `-key`), or the default: newest first."""
+    value = str(value or "")
+    return value if value.lstrip("-") in RUN_SORTS else RUN_SORT_DEFAULT
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as its project's run list shows it."""
+
+    run: GradingRun
+    scores: list[dict]  # per model: {"model", "mean" (clipped), "n"}, by model
+    percent: int
+    cost: float | None  # None: a judge model has no price
+
+
+def runs_page(project: Project, *, sort: str, page) -> tuple:
+    """One page (RUNS_PER_PAGE) of the project's runs in `sort` order, each with its score per
+    model, progress and cost: a fixed number of queries, however many runs and scores (the
+    scores, verdicts and calls of the page's runs are summed in one query each)."""
+    sort = clean_run_sort(sort)
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    order = [
+        (F(name).desc(nulls_last=True) if descending else F(name).asc(nulls_last=True))
+        for name in RUN_SORTS[key]
+    ]
+    order.append("-pk" if descending else "pk")
+    runs = (
+        GradingRun.objects.filter(project=project)
+        .annotate(started=Coalesce("started_at", "created_at"))
+        .select_related("suite_version__suite", "judge", "created_by")
+        .defer(*RUN_DEFERRED)
+        .order_by(*order)
+    )
+    paged = Paginator(runs, RUNS_PER_PAGE).get_page(page)
+    listed = list(paged.object_list)
+    ids = [r.pk for r in listed]
+    scores: dict[int, list[dict]] = {}
+    for row in (
+        Score.objects.filter(run_id__in=ids)
+        .values("run_id", "response__model")
+        .annotate(mean_raw=Avg("raw"), n=Count("raw"))
+        .order_by("run_id", "response__model")
+    ):
+        scores.setdefault(row["run_id"], []).append(
+            {"model": row["response__model"], "mean": _clip(row["mean_raw"]), "n": row["n"]}
+        )
+    # A completed run is done; only the others' verdicts are counted.
+    working = [r.pk for r in listed if r.status != GradingRun.Status.COMPLETED]
+    done = dict(
+        Verdict.objects.filter(run_id__in=working)
+        .values("run_id")
+        .annotate(n=Count("pk"))
+        .values_list("run_id", "n")
+    )
+    calls: dict[int, list[dict]] = {}
+    for row in (
+        JudgeCall.objects.filter(run_id__in=ids)
+        .values("run_id", model=F("judge__model"))
+        .annotate(
+            prompt=Sum("prompt_tokens"),
+            cached=Sum("cached_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .order_by("run_id")
+    ):
+        calls.setdefault(row["run_id"], []).append(row)
+    models = {row["model"] for rows in calls.values() for row in rows}
+    prices = {p.model: p for p in ModelPrice.objects.filter(model__in=models)} if models else {}
+    rows = []
+    for run in listed:
+        if run.status == GradingRun.Status.COMPLETED or not run.total_items:
+            percent = 100
+        else:
+            percent = min(100, math.floor(100 * done.get(run.pk, 0) / run.total_items))
+        rows.append(
+            RunRow(
+                run=run,
+                scores=scores.get(run.pk, []),
+                percent=percent,
+                cost=_priced(calls.get(run.pk, []), prices),
+            )
+        )
+    return paged, rows
 
 
 def run_for(user, pk: int, perm: Perm) -> GradingRun:
@@ -351,6 +453,61 @@ def score_verdicts(score: Score):
     )
 
 
+def verdict_source(verdict: Verdict) -> str:
+    """Where a run's verdict came from, for the score page: "call" (a judge call, linked),
+    "cache" (an earlier identical call's answer: this run made none), "code" (a checked
+    criterion), "empty" (an empty response: no call), or "unsent" (an error before any
+    request left)."""
+    if verdict.call_id:
+        return "call"
+    if verdict.criterion.kind == "checked":
+        return "code"
+    if verdict.outcome == Verdict.Outcome.ERROR:
+        return "unsent"
+    if verdict.explanation == EMPTY_EXPLANATION:
+        return "empty"
+    return "cache"
+
+
+@dataclass(frozen=True)
+class CallCost:
+    call: JudgeCall
+    cost: float | None  # None: the judge's model has no price
+    request_json: str  # the request, indented when it is whole JSON; else as kept
+
+
+def call_for(user, run_pk: int, call_pk: int, perm: Perm) -> CallCost:
+    """A judge call of a run, with its cost where the judge's model is priced, and the
+    verdicts it decided (in rubric order)."""
+    run = run_for(user, run_pk, perm)
+    call = get_object_or_404(
+        JudgeCall.objects.select_related("judge", "response__task"), run=run, pk=call_pk
+    )
+    call.run = run
+    call.decided = list(
+        call.verdicts.select_related("criterion").order_by("criterion__position", "pk")
+    )
+    price = ModelPrice.objects.filter(model=call.judge.model).first()
+    cost = (
+        None
+        if price is None
+        else price.cost(
+            prompt_tokens=call.prompt_tokens,
+            cached_tokens=call.cached_tokens,
+            completion_tokens=call.completion_tokens,
+        )
+    )
+    try:
+        request_json = json.dumps(json.loads(call.request), indent=2, ensure_ascii=False)
+    except ValueError:  # cut, or empty
+        request_json = call.request
+    return CallCost(call=call, cost=cost, request_json=request_json)
+
+
+def score_of(run: GradingRun, response_id: int | None) -> Score | None:
+    return Score.objects.filter(run=run, response_id=response_id).first() if response_id else None
+
+
 def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
     run = run_for(user, run_pk, perm)
     score = get_object_or_404(Score.objects.select_related("response__task"), run=run, pk=score_pk)
@@ -415,22 +572,28 @@ def _call_totals(run: GradingRun) -> list[dict]:
     )
 
 
+def _priced(rows: list[dict], prices: dict) -> float | None:
+    """The cost of call totals per judge model (`_call_totals` rows); None when some judge
+    model has no price."""
+    cost: float | None = 0.0
+    for r in rows:
+        price = prices.get(r["model"])
+        if price is None:
+            return None
+        cost += price.cost(
+            prompt_tokens=r["prompt"] or 0,
+            cached_tokens=r["cached"] or 0,
+            completion_tokens=r["completion"] or 0,
+        )
+    return cost
+
+
 def run_costs(run: GradingRun, progress: Progress | None = None) -> Costs:
     """Calls, tokens and cost; from `progress`'s calls when given, so a page that shows both
     shows the same tokens even while calls land."""
     rows = list(progress.calls) if progress is not None else _call_totals(run)
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in=[r["model"] for r in rows])}
-    cost: float | None = 0.0
-    for r in rows:
-        price = prices.get(r["model"])
-        if price is None:
-            cost = None
-        elif cost is not None:
-            cost += price.cost(
-                prompt_tokens=r["prompt"] or 0,
-                cached_tokens=r["cached"] or 0,
-                completion_tokens=r["completion"] or 0,
-            )
+    cost = _priced(rows, prices)
     return Costs(
         calls=sum(r["calls"] for r in rows),
         requests=sum(r["requests"] or 0 for r in rows),
@@ -463,28 +626,6 @@ class CriterionRate:
             cut = text[:41].rsplit(" ", 1)[0] if " " in text[:41] else text[:40]
             text = cut.rstrip(" ,;:.") + "…"
         return f"{self.position + 1}. {text}"
-
-
-def run_deltas(run: GradingRun, other: GradingRun) -> dict:
-    """What changes from `run` to `other`, for the comparison chart: the clipped mean per model
-    both runs scored, and the met rate per criterion (matched by position, as the runs may
-    grade different versions of a rubric). Each delta is other minus run."""
-    means = {s.model: s.mean for s in model_summaries(run) if s.mean is not None}
-    other_means = {s.model: s.mean for s in model_summaries(other) if s.mean is not None}
-    models = [m for m in means if m in other_means]
-    rates = {c.position: c for c in criterion_rates(run) if c.met_rate is not None}
-    other_rates = {c.position: c for c in criterion_rates(other) if c.met_rate is not None}
-    positions = sorted(p for p in rates if p in other_rates)
-    return {
-        "models": models,
-        "model_deltas": [round(other_means[m] - means[m], 4) for m in models],
-        "criteria": [rates[p].label for p in positions],
-        "criterion_deltas": [
-            round(other_rates[p].met_rate - rates[p].met_rate, 4) for p in positions
-        ],
-        "a": f"run #{run.pk}",
-        "b": f"run #{other.pk}",
-    }
 
 
 def criterion_rates(run: GradingRun) -> list[CriterionRate]:
@@ -540,10 +681,168 @@ def _tag_summaries(run: GradingRun) -> list[dict]:
 
 
 def comparable_runs(run: GradingRun):
+    """Runs this one compares with: those over the same suite, any version of it
+    (grading.comparison refuses the others)."""
     return (
-        GradingRun.objects.filter(project_id=run.project_id)
+        GradingRun.objects.filter(suite_version__suite_id=run.suite_version.suite_id)
         .exclude(pk=run.pk)
         .select_related(*RUN_RELATED, "judge")
         .defer(*RUN_DEFERRED)
         .order_by("-created_at")[:20]
     )
+
+
+def _clip(value: float | None) -> float | None:
+    return None if value is None else min(1.0, max(0.0, value))
+
+
+def task_bootstrap_ci(by_task: dict[str, list[float]], *, seed: int = 0):
+    """95% interval of a model's clipped mean by a bootstrap that resamples tasks, not
+    responses or criteria: the mean raw score of each task is one draw. Clipping each
+    resampled mean to [0, 1] is clipping the percentiles (clipping keeps order)."""
+    means = [sum(v) / len(v) for v in by_task.values() if v]
+    ci = bootstrap_ci(means, seed=seed)
+    return None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+
+
+def _model_figures(by_model: dict[str, dict]) -> list[dict]:
+    """Per model, from {"responses", "errors", "by_task": {task: [raw, ...]}}: the clipped
+    mean over scored responses, n, and the 95% interval. Over several tasks the bootstrap
+    resamples tasks; a run of one task has only its responses to resample."""
+    figures = []
+    for model in sorted(by_model):
+        stats = by_model[model]
+        raws = [r for values in stats["by_task"].values() for r in values]
+        if len(stats["by_task"]) > 1:
+            ci, resampled = task_bootstrap_ci(stats["by_task"]), "tasks"
+        else:
+            ci, resampled = bootstrap_ci(raws), "responses"
+            ci = None if ci is None else (_clip(ci[0]), _clip(ci[1]))
+        figures.append(
+            {
+                "model": model,
+                "mean": _clip(sum(raws) / len(raws)) if raws else None,
+                "ci95": list(ci) if ci else None,
+                "ci_resamples": resampled,
+                "n": len(raws),
+                "tasks": len(stats["by_task"]),
+                "responses": stats["responses"],
+                "errors": stats["errors"],
+            }
+        )
+    return figures
+
+
+def _tally(by_model: dict, task: str, model: str, raw, errors) -> None:
+    stats = by_model.setdefault(model, {"responses": 0, "errors": 0, "by_task": {}})
+    stats["responses"] += 1
+    stats["errors"] += bool(errors)
+    if raw is not None:
+        stats["by_task"].setdefault(task, []).append(raw)
+
+
+def model_results(run: GradingRun) -> list[dict]:
+    """Per model: the clipped mean, its 95% interval over tasks and n (what `run_report`
+    gives per model), from the run's scores alone: one query."""
+    by_model: dict[str, dict] = {}
+    for task, model, raw, errors in (
+        Score.objects.filter(run=run)
+        .values_list("response__task__external_id", "response__model", "raw", "error_count")
+        .iterator(chunk_size=5000)
+    ):
+        _tally(by_model, task, model, raw, errors)
+    return _model_figures(by_model)
+
+
+def run_report(run: GradingRun) -> dict:
+    """What a run found, as one JSON document (`manage.py grade --output`): its suite version,
+    judge and mode; per model the clipped mean over scored responses, its 95% interval from a
+    bootstrap over tasks (`_model_figures`), and n; per response its task, model, sample
+    index, raw and clipped score, the gates it missed and its judges' verdicts criterion by
+    criterion. A few queries, however large the run; verdicts are streamed."""
+    version = run.suite_version
+    outcomes: dict[int, list[dict]] = {}
+    verdicts = (
+        Verdict.objects.filter(run=run)
+        .order_by("response_id", "criterion__position", "rater_id", "sample_index")
+        .values_list(
+            "response_id",
+            "criterion_id",
+            "criterion__text",
+            "outcome",
+            "value",
+            "rater__judge__name",
+            "sample_index",
+        )
+    )
+    for response_id, criterion_id, text, outcome, value, judge, sample in verdicts.iterator(
+        chunk_size=5000
+    ):
+        outcomes.setdefault(response_id, []).append(
+            {
+                "criterion_id": criterion_id,
+                "text": text,
+                "outcome": outcome,
+                "value": value,
+                "judge": judge,
+                "sample": sample,
+            }
+        )
+    responses: list[dict] = []
+    by_model: dict[str, dict] = {}
+    scores = (
+        Score.objects.filter(run=run)
+        .order_by("response__task__external_id", "response__model", "response__sample_index")
+        .values_list(
+            "response_id",
+            "response__task__external_id",
+            "response__model",
+            "response__sample_index",
+            "status",
+            "raw",
+            "gated_by",
+            "error_count",
+        )
+    )
+    for response_id, task, model, sample, status, raw, gated_by, errors in scores.iterator(
+        chunk_size=5000
+    ):
+        responses.append(
+            {
+                "task": task,
+                "model": model,
+                "sample_index": sample,
+                "status": status,
+                "raw": raw,
+                "clipped": _clip(raw),
+                "gated_by": gated_by or [],
+                "errors": errors,
+                "criteria": outcomes.pop(response_id, []),
+            }
+        )
+        _tally(by_model, task, model, raw, errors)
+    models = _model_figures(by_model)
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "suite": {
+            "id": version.suite_id,
+            "name": version.suite.name,
+            "version": version.number,
+            "content_hash": version.content_hash,
+            "tasks": version.task_count,
+        },
+        "judge": {"name": run.judge.name, "model": run.judge.model},
+        "panel": sorted(run.panel.values_list("name", flat=True)),
+        "mode": run.mode,
+        "samples": run.samples,
+        "selection": run.selection,
+        "aggregation": (
+            "HealthBench: per response, met points over positive points (raw, may be below 0); "
+            "per model, the mean raw score clipped to [0, 1]; ci95 is a 95% percentile "
+            "bootstrap that resamples tasks (the mean raw score of each task), clipped "
+            "likewise; over a single task it resamples responses (ci_resamples says which)."
+        ),
+        "models": models,
+        "responses": responses,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -443,9 +444,15 @@ EST_SAMPLE_RESPONSES = 25
 CONNECTION_TEST_S = 20.0
 
 
+def _sent(calls) -> list:
+    """The calls that reached the judge (cache hits made none, nor did a call refused before
+    it was sent): the ones a row is stored for, in this order."""
+    return [c for c in calls if c.usage.attempts]
+
+
 def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> list[tuple]:
-    """Cost rows for the calls that reached the judge (cache hits made none), in the column
-    order of _CALL_COLUMNS."""
+    """Rows for the calls that reached the judge (`_sent`), in the column order of
+    _CALL_COLUMNS."""
     return [
         (
             run_id,
@@ -458,9 +465,11 @@ def _judge_call_rows(calls, *, run_id=None, response_id=None, judge_id=None) -> 
             c.usage.cached_tokens,
             c.usage.completion_tokens,
             c.error,
+            c.request,
+            c.reply,
+            math.ceil(c.usage.latency_s * 1000),
         )
-        for c in calls
-        if c.usage.attempts
+        for c in _sent(calls)
     ]
 
 
@@ -737,12 +746,22 @@ def run_work(
     if sample_indices:
         query = query.filter(sample_index__in=sample_indices)
         selection["sample_indices"] = sample_indices
-    pairs = [
-        (pk, grader_of[task_id])
-        for pk, task_id in query.order_by("pk").values_list("pk", "task_id")
-    ]
+    pairs, seen = [], set()
+    for pk, task_id, model in query.order_by("pk").values_list("pk", "task_id", "model"):
+        pairs.append((pk, grader_of[task_id]))
+        seen.add(model)
+    # A model named but absent is a typo far more often than a wish for nothing: say which.
+    absent = [m for m in models or () if m not in seen]
+    if absent:
+        raise ValidationError(
+            {
+                "models": f"No responses from {', '.join(map(repr, absent[:20]))} to grade in "
+                f"{suite_version.suite.name} v{suite_version.number}."
+            }
+        )
     if not pairs:
-        raise ValidationError("There are no responses to grade in this suite; import some.")
+        where = "for this rubric" if suite_version.suite.rubric_id else "in this suite"
+        raise ValidationError(f"There are no responses to grade {where}; import some.")
     return RunWork(suite_version=suite_version, selection=selection, pairs=pairs)
 
 
@@ -1313,6 +1332,9 @@ _CALL_COLUMNS = {
     "cached_tokens": "int",
     "completion_tokens": "int",
     "error": "text",
+    "request": "text",
+    "reply": "text",
+    "latency_ms": "int",
 }
 
 
@@ -1326,10 +1348,13 @@ def _insert_sql(table: str, columns: dict[str, str]) -> str:
 
 
 # PostgreSQL: both inserts in one statement (one round trip, and one commit outside a
-# transaction).
+# transaction), answering the calls' new ids in the order of their rows: ids come from a
+# sequence, taken as the rows are inserted in the order unnest gives them.
 _STORE_SQL = (
-    f"WITH calls AS ({_insert_sql(JudgeCall._meta.db_table, _CALL_COLUMNS)}) "
-    f"{_insert_sql(CachedVerdict._meta.db_table, _CACHE_COLUMNS)} ON CONFLICT (key) DO NOTHING"
+    f"WITH calls AS ({_insert_sql(JudgeCall._meta.db_table, _CALL_COLUMNS)} RETURNING id), "  # noqa: S608 - constants
+    f"answers AS ({_insert_sql(CachedVerdict._meta.db_table, _CACHE_COLUMNS)} "
+    "ON CONFLICT (key) DO NOTHING) "
+    "SELECT id FROM calls ORDER BY id"
 )
 _LOOKUP_SQL = (
     f"SELECT {', '.join(_CACHE_COLUMNS)} FROM {CachedVerdict._meta.db_table} "  # noqa: S608
@@ -1367,26 +1392,27 @@ def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[tuple]:
     ]
 
 
-def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> None:
-    """Write the judge's answers to the cache (a key already there is kept) and the cost rows
-    of its calls, together: in one statement on PostgreSQL, else in the caller's transaction
-    or one of their own."""
+def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> list[int]:
+    """Write the judge's answers to the cache (a key already there is kept) and the rows of
+    its calls, together: in one statement on PostgreSQL, else in the caller's transaction or
+    one of their own. Returns the calls' ids, in the order of `call_rows`."""
     if not cache_rows and not call_rows:
-        return
+        return []
     if connection.vendor == "postgresql":
         columns = [list(c) for c in zip(*call_rows, strict=True)] or [[]] * len(_CALL_COLUMNS)
         columns += [list(c) for c in zip(*cache_rows, strict=True)] or [[]] * len(_CACHE_COLUMNS)
         with connection.cursor() as cursor:
             cursor.execute(_STORE_SQL, columns)
-        return
+            return [row[0] for row in cursor.fetchall()]
     with transaction.atomic():
         CachedVerdict.objects.bulk_create(
             [CachedVerdict(**dict(zip(_CACHE_COLUMNS, r, strict=True))) for r in cache_rows],
             ignore_conflicts=True,
         )
-        JudgeCall.objects.bulk_create(
+        calls = JudgeCall.objects.bulk_create(
             [JudgeCall(**dict(zip(_CALL_COLUMNS, r, strict=True))) for r in call_rows]
         )
+        return [c.pk for c in calls]
 
 
 def _store_flag(response: Response, finding: injection.Finding) -> None:
@@ -1507,13 +1533,25 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             for g in kept
         ]
         calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
+        # Which stored call decided each item: its verdict points to it once the call has an id.
+        call_of = {
+            (criterion_id, c.judge_id, c.sample_index): i
+            for i, c in enumerate(_sent(outcome.calls))
+            for criterion_id in c.criterion_ids
+        }
+        verdict_call = [
+            call_of.get((g.criterion_id, g.judge_id, g.sample_index)) if not g.cached else None
+            for g in kept
+        ]
 
         @transaction.atomic
         def write():
             if finding is not None:
                 _store_flag(response, finding)
+            ids = _store_answers(_cache_rows(outcome.to_cache), calls)
+            for verdict, i in zip(verdicts, verdict_call, strict=True):
+                verdict.call_id = None if i is None else ids[i]
             Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
-            _store_answers(_cache_rows(outcome.to_cache), calls)
             if any(v.simulated for v in verdicts) and not run.simulated:
                 GradingRun.objects.filter(pk=run_id).update(simulated=True)
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/<int:pk>/resume/", views.run_resume, name="run_resume"),
     path("runs/<int:pk>/compare/<int:other_pk>/", views.run_compare, name="run_compare"),
     path("runs/<int:pk>/scores/<int:score_pk>/", views.score_detail, name="score"),
+    path("runs/<int:pk>/calls/<int:call_pk>/", views.call_detail, name="judge_call"),
     path("rubrics/<int:pk>/try/", tryit.rubric_try, name="rubric_try"),
 ]
 

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from grading import selectors, services
+from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
@@ -100,12 +100,17 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect("run", pk=run.pk)
         except ValidationError as exc:
             form.add_error(None, exc)
+    sort = selectors.clean_run_sort(request.GET.get("sort"))
+    page, rows = selectors.runs_page(project, sort=sort, page=request.GET.get("page"))
     return render(
         request,
         "grading/runs.html",
         {
             "project": project,
-            "runs": selectors.project_runs(project),
+            "runs": rows,
+            "page": page,
+            "sort": sort,
+            "columns": _run_columns(sort),
             "form": form,
             "can_run": can_run,
             "has_graders": bool(graders),
@@ -115,10 +120,43 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+# The run list's columns: (sort key or None, heading).
+RUN_COLUMNS = [
+    ("id", "Run"),
+    ("suite", "Suite"),
+    ("version", "Version"),
+    (None, "Models"),
+    ("status", "Status"),
+    (None, "Progress"),
+    (None, "Score per model"),
+    (None, "Cost"),
+    ("judge", "Judge"),
+    ("started_by", "Started by"),
+    ("started", "Started at"),
+]
+
+
+def _run_columns(sort: str) -> list[dict]:
+    """Headings whose link sorts by their column: ascending first, then the other way."""
+    columns = []
+    for key, label in RUN_COLUMNS:
+        column = {"key": key, "label": label, "next": None, "state": "none"}
+        if key is not None:
+            if sort == key:
+                column.update(next=f"-{key}", state="ascending")
+            elif sort == f"-{key}":
+                column.update(next=key, state="descending")
+            else:
+                column["next"] = key
+        columns.append(column)
+    return columns
+
+
 @login_required
 @require_GET
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = selectors.suite_for(request.user, pk, Perm.VIEW_RESULTS)
+    board, board_error = _suite_board(request, suite)
     return render(
         request,
         "grading/suite.html",
@@ -127,8 +165,29 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "suite": suite,
             "versions": suites.versions_of(suite),
             "runs": selectors.suite_runs(suite),
+            "board": board,
+            "board_error": board_error,
         },
+        status=400 if board_error else 200,
     )
+
+
+def _suite_board(request: HttpRequest, suite) -> tuple[leaderboard.Shown, str]:
+    """The suite's leaderboard on `?version=N` (default: the newest); a version that is not
+    a number or not the suite's is said, naming the field, over the newest's."""
+    raw, number, error = request.GET.get("version", ""), None, ""
+    if raw:
+        if raw.isdigit() and 0 < int(raw) < 2**31:
+            number = int(raw)
+        else:
+            error = f"version: {raw[:40]!r} is not a version number."
+    try:
+        board = leaderboard.suite_leaderboard(suite, number)
+    except ValidationError as exc:
+        error = "version: " + " ".join(exc.messages)
+        board = leaderboard.suite_leaderboard(suite)
+    all_tasks = request.GET.get("tasks") == "all"
+    return leaderboard.shown(board, all_tasks=all_tasks), error
 
 
 @login_required
@@ -165,7 +224,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    context["tags"] = selectors.tag_summaries(run)
+    context["board"] = leaderboard.shown(
+        leaderboard.run_leaderboard(run), all_tasks=request.GET.get("tasks") == "all"
+    )
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)
@@ -206,27 +267,48 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run", pk=pk)
 
 
+def _linked(request: HttpRequest, param: str, page_of):
+    """The page `param` asks for, with links to its neighbours that keep the other lists'
+    pages where they are."""
+    page = page_of(request.GET.get(param))
+
+    def to(number: int) -> str:
+        query = request.GET.copy()
+        query[param] = str(number)
+        return f"?{query.urlencode()}"
+
+    last = page.paginator.num_pages
+    page.links = {
+        "first": to(1),
+        "previous": to(page.previous_page_number()) if page.has_previous() else "",
+        "next": to(page.next_page_number()) if page.has_next() else "",
+        "last": to(last),
+    }
+    return page
+
+
 @login_required
 @require_GET
 def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
     run = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
     other = selectors.run_for(request.user, other_pk, Perm.VIEW_RESULTS)
-    return render(
-        request,
-        "grading/compare.html",
+    context = {"project": run.project, "a": run, "b": other}
+    try:
+        result = comparison.compare(run, other)
+    except ValidationError as exc:
+        context["refused"] = " ".join(exc.messages)
+        return render(request, "grading/compare.html", context, status=400)
+    context.update(
         {
-            "project": run.project,
-            "deltas_json": json.dumps(selectors.run_deltas(run, other)),
-            "runs": [
-                {
-                    "run": r,
-                    "summaries": selectors.model_summaries(r),
-                    "criteria": selectors.criterion_rates(r),
-                }
-                for r in (run, other)
-            ],
-        },
+            "c": result,
+            "tasks": _linked(request, "tasks_page", result.tasks_page),
+            "criteria": _linked(request, "criteria_page", result.criteria_page),
+            "flips": _linked(request, "flips_page", result.flips_page),
+            # In an attribute, not a <script>: scripts are off under the CSP (run.html).
+            "chart_json": json.dumps(result.chart()),
+        }
     )
+    return render(request, "grading/compare.html", context)
 
 
 @login_required
@@ -234,6 +316,8 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
 def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
     score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
     verdicts = list(selectors.score_verdicts(score))
+    for v in verdicts:
+        v.source = selectors.verdict_source(v)
     gates = {v.criterion_id: v.criterion for v in verdicts if v.criterion_id in score.gated_by}
     return render(
         request,
@@ -244,6 +328,25 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "score": score,
             "verdicts": verdicts,
             "gates": [gates[pk] for pk in score.gated_by if pk in gates],
+        },
+    )
+
+
+@login_required
+@require_GET
+def call_detail(request: HttpRequest, pk: int, call_pk: int) -> HttpResponse:
+    """One judge call of a run: the request as sent, the raw reply, latency, tokens, cost."""
+    found = selectors.call_for(request.user, pk, call_pk, Perm.VIEW_RESULTS)
+    return render(
+        request,
+        "grading/call.html",
+        {
+            "project": found.call.run.project,
+            "run": found.call.run,
+            "call": found.call,
+            "cost": found.cost,
+            "request_json": found.request_json,
+            "score": selectors.score_of(found.call.run, found.call.response_id),
         },
     )
 

@@ -71,7 +71,8 @@
 
   function drawCharts(root) {
     if (typeof Chart === "undefined") return;
-    root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+    // The heatmap is not Chart.js's: drawHeatmaps paints it.
+    root.querySelectorAll("canvas[data-chart]:not([data-chart='heatmap'])").forEach(function (canvas) {
       const source = document.getElementById(canvas.dataset.source);
       if (!source || canvas.dataset.drawn) return;
       // Data comes in a data-json attribute: htmx drops the <script> elements it swaps in.
@@ -99,19 +100,36 @@
           options: { indexAxis: "y", scales: { x: { min: 0, max: 1 } }, plugins: { legend: { display: false },
                      title: { display: true, text: "Met rate per criterion (lead judge)" } } },
         });
-      } else if (canvas.dataset.chart === "model-deltas" || canvas.dataset.chart === "criterion-deltas") {
-        const perModel = canvas.dataset.chart === "model-deltas";
-        const values = perModel ? data.model_deltas : data.criterion_deltas;
+      } else if (canvas.dataset.chart === "compare-pairs") {
+        // Each model pair: its 95% paired interval as a floating bar, its delta as a point.
+        const title = "Mean score: " + data.b + " minus " + data.a + " (95% paired interval)";
         new Chart(canvas, {
           type: "bar",
           data: {
-            labels: perModel ? data.models : data.criteria,
+            labels: data.pairs.map(function (p) { return p.label; }),
+            datasets: [
+              { type: "line", label: "Delta", data: data.pairs.map(function (p) { return p.delta; }),
+                showLine: false, pointRadius: 6, pointStyle: "rectRot", borderColor: "#111827",
+                backgroundColor: "#111827" },
+              { label: "95% paired interval", data: data.pairs.map(function (p) {
+                  return p.low === null ? null : [p.low, p.high]; }),
+                backgroundColor: "rgba(37, 99, 235, 0.35)", barPercentage: 0.4 },
+            ],
+          },
+          options: { indexAxis: "y", scales: { x: { min: -1, max: 1 } },
+                     plugins: { title: { display: true, text: title } } },
+        });
+      } else if (canvas.dataset.chart === "compare-tasks") {
+        const values = data.tasks.map(function (t) { return t.delta; });
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: data.tasks.map(function (t) { return t.label; }),
             datasets: [{ label: data.b + " minus " + data.a, data: values,
                          backgroundColor: values.map(function (v) { return v < 0 ? "#dc2626" : "#059669"; }) }],
           },
           options: { indexAxis: "y", scales: { x: { min: -1, max: 1 } }, plugins: { legend: { display: false },
-                     title: { display: true, text: (perModel ? "Mean score per model: " : "Met rate per criterion: ")
-                                                   + data.b + " minus " + data.a } } },
+                     title: { display: true, text: "Mean score per task (largest changes): " + data.b + " minus " + data.a } } },
         });
       } else if (canvas.dataset.chart === "queue-progress") {
         const parts = [["Submitted", data.submitted, "#059669"], ["In progress", data.active, "#d97706"],
@@ -144,9 +162,88 @@
     });
   }
 
+  // A leaderboard's models x tasks (or groups of tasks): one cell per model and column, darker
+  // for a higher mean, grey where the model has no scored response; a cell's value, column
+  // and n show on hover (the canvas's title). Drawn by hand: Chart.js has no heatmap.
+  function heatColor(v) {
+    const from = [241, 245, 249], to = [29, 78, 216];
+    const c = from.map(function (f, i) { return Math.round(f + (to[i] - f) * v); });
+    return "rgb(" + c.join(",") + ")";
+  }
+
+  function drawHeatmaps(root) {
+    root.querySelectorAll("canvas[data-chart='heatmap']").forEach(function (canvas) {
+      const source = document.getElementById(canvas.dataset.source);
+      if (!source || canvas.dataset.drawn) return;
+      const data = JSON.parse(source.dataset.json);
+      canvas.dataset.drawn = "1";
+      const rows = data.models.length, cols = data.columns.length;
+      if (!rows || !cols) return;
+      const left = 150, top = 6, bottom = 124, rowH = 26;
+      const room = (canvas.parentElement.clientWidth || 640) - left - 10;
+      const cell = Math.max(6, Math.min(48, Math.floor(room / cols)));
+      const width = Math.max(left + cell * cols + 10, left + 400), height = top + rowH * rows + bottom;
+      const ratio = window.devicePixelRatio || 1;
+      canvas.width = width * ratio;
+      canvas.height = height * ratio;
+      canvas.style.width = width + "px";
+      canvas.style.height = height + "px";
+      const ctx = canvas.getContext("2d");
+      ctx.scale(ratio, ratio);
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.textBaseline = "middle";
+      data.models.forEach(function (model, r) {
+        ctx.fillStyle = "#111827";
+        ctx.textAlign = "right";
+        ctx.fillText(model.length > 22 ? model.slice(0, 21) + "…" : model, left - 6, top + r * rowH + rowH / 2);
+        data.values[r].forEach(function (v, c) {
+          ctx.fillStyle = v === null ? "#d1d5db" : heatColor(Math.max(0, Math.min(1, v)));
+          ctx.fillRect(left + c * cell, top + r * rowH, cell - 1, rowH - 1);
+        });
+      });
+      // Column labels, turned; when columns are narrow, every few.
+      const every = Math.max(1, Math.ceil(14 / cell));
+      ctx.fillStyle = "#374151";
+      ctx.textAlign = "right";
+      data.columns.forEach(function (label, c) {
+        if (c % every) return;
+        ctx.save();
+        ctx.translate(left + c * cell + cell / 2, top + rows * rowH + 6);
+        ctx.rotate(-Math.PI / 3);
+        ctx.fillText(label.length > 18 ? label.slice(0, 17) + "…" : label, 0, 0);
+        ctx.restore();
+      });
+      // The legend: mean 0 to 1, and the grey of no scored response.
+      const legendY = height - 16;
+      const gradient = ctx.createLinearGradient(left, 0, left + 120, 0);
+      gradient.addColorStop(0, heatColor(0));
+      gradient.addColorStop(1, heatColor(1));
+      ctx.fillStyle = gradient;
+      ctx.fillRect(left, legendY - 5, 120, 10);
+      ctx.fillStyle = "#d1d5db";
+      ctx.fillRect(left + 250, legendY - 5, 10, 10);
+      ctx.fillStyle = "#374151";
+      ctx.textAlign = "right";
+      ctx.fillText("mean 0", left - 4, legendY);
+      ctx.textAlign = "left";
+      ctx.fillText("1", left + 124, legendY);
+      ctx.fillText("no scored response", left + 264, legendY);
+      canvas.addEventListener("mousemove", function (event) {
+        const box = canvas.getBoundingClientRect();
+        const c = Math.floor((event.clientX - box.left - left) / cell);
+        const r = Math.floor((event.clientY - box.top - top) / rowH);
+        if (c < 0 || c >= cols || r < 0 || r >= rows) { canvas.title = ""; return; }
+        const v = data.values[r][c];
+        canvas.title = data.models[r] + " · " + data.columns[c] + ": " +
+          (v === null ? "no scored response" : v.toFixed(2) + " (n=" + data.n[r][c] + ")");
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts(document);
-    if (window.htmx) htmx.onLoad(function (el) { drawCharts(el); updatePointsTotal(); });
+    drawHeatmaps(document);
+    if (window.htmx) htmx.onLoad(function (el) { drawCharts(el); drawHeatmaps(el); updatePointsTotal(); });
   });
 })();
 

@@ -32,7 +32,7 @@ from annotation import services as annotation_services
 from annotation.models import Response, Verdict
 from grading import services as grading_services
 from grading.datasets import snapshots
-from grading.models import ModelPrice
+from grading.models import JudgeCall, ModelPrice
 from rubrics import services as rubric_services
 from rubrics import tokens
 from rubrics.models import Criterion, Invitation
@@ -576,8 +576,30 @@ ROWS = [
     page("post", "run_resume", "/runs/{run}/resume/", members_page(OPERATORS, 302)),
     api("post", "runs/<int:pk>/resume/", "/api/runs/{run}/resume/", members_only(OPERATORS, 200)),
     page("get", "run_compare", "/runs/{run}/compare/{run}/", members_page(RESULTS, 200)),
+    # Leaderboards: models and scores, so annotators never see them.
+    api(
+        "get",
+        "runs/<int:pk>/leaderboard/",
+        "/api/runs/{run}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
+    page("get", "suite", "/suites/{suite}/", members_page(RESULTS, 200)),
+    api(
+        "get",
+        "suites/<int:pk>/leaderboard/",
+        "/api/suites/{suite}/leaderboard/",
+        members_only(RESULTS, 200),
+    ),
+    api(
+        "get",
+        "runs/<int:pk>/compare/<int:other_id>/",
+        "/api/runs/{run}/compare/{run}/",
+        members_only(RESULTS, 200),
+    ),
     api("get", "runs/<int:pk>/scores/", "/api/runs/{run}/scores/", members_only(RESULTS, 200)),
     page("get", "score", "/runs/{run}/scores/{score}/", members_page(RESULTS, 200)),
+    # A judge call: its request holds the graded response, so annotators stay out.
+    page("get", "judge_call", "/runs/{run}/calls/{call}/", members_page(RESULTS, 200)),
     api(
         "get",
         "runs/<int:pk>/scores/<int:score_pk>/verdicts/",
@@ -623,6 +645,8 @@ ROWS = [
     api("get", SLUG + "queues/", "/api/projects/{slug}/queues/", members_only(EVERYONE, 200)),
     api("post", SLUG + "queues/", "/api/projects/{slug}/queues/", members_only(OPERATORS, 400)),
     page("get", "queue", "/queues/{queue}/", members_page(RESULTS, 200)),
+    # Its guidelines and reference setting: no guidelines sent, so the form again with the error.
+    page("post", "queue", "/queues/{queue}/", members_page(OPERATORS, 200), {}),
     api("get", "queues/<int:pk>/", "/api/queues/{queue}/", members_only(RESULTS, 200)),
     api("patch", "queues/<int:pk>/", "/api/queues/{queue}/", members_only(OPERATORS, 400)),
     api("delete", "queues/<int:pk>/", "/api/queues/{new_queue}/", members_only(OPERATORS, 204)),
@@ -831,12 +855,21 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     comment = rubric_services.comment_add(version=in_review, user=reviewer, body="Why?")
     criterion = grader.version.criteria.get()
     response = Response.objects.get(task=task)
+    call = JudgeCall.objects.create(
+        run=run,
+        judge=judge,
+        response=response,
+        request='{"model": "m", "messages": [{"role": "user", "content": "Rest."}]}',
+        reply='{"met": true, "explanation": "Advises rest."}',
+        latency_ms=12,
+    )
     verdict = Verdict.objects.create(
         response=response,
         criterion=criterion,
         rater=judge.rater,
         grader=grader,
         run=run,
+        call=call,
         outcome=Verdict.Outcome.MET,
     )
     gold = annotation_services.gold_decide(
@@ -900,9 +933,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         judge=judge.pk,
         rater=judge.rater_id,
         run=run.pk,
+        suite=run.suite_version.suite_id,
         score=run.scores.get().pk,
         response=response.pk,
         verdict=verdict.pk,
+        call=call.pk,
         gold=gold.pk,
         import_job=job.pk,
         price=price.pk,

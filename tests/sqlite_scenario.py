@@ -121,6 +121,69 @@ def snapshots(slug: str) -> dict:
     return built
 
 
+def pages(slug: str) -> dict:
+    """What reading a suite's results asks of the database, on SQLite: the run page with its
+    leaderboard, the suite page, both leaderboards and the comparison of two runs over the
+    suite (a second run with the first's verdicts, half of them flipped), page and API, as the
+    project's owner reads them. {url: (status, a piece of the body)}."""
+    from django.conf import settings
+    from django.test import Client
+
+    from annotation.models import Verdict
+    from grading.models import GradingRun, Score
+    from rubrics.models import Project
+    from tests import factories
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    # Pages name static files, which no collectstatic has hashed here (as in the tests).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    project = Project.objects.get(slug=slug)
+    run = GradingRun.objects.filter(project=project).order_by("pk").first()
+    other = factories.make_run(
+        project=project,
+        grader=run.sole_grader,
+        judge=run.judge,
+        total_items=run.total_items,
+        status="completed",
+    )
+    Score.objects.bulk_create(
+        Score(
+            run=other,
+            response_id=s.response_id,
+            grader_id=s.grader_id,
+            status="done",
+            raw=(s.raw or 0) / 2,
+        )
+        for s in Score.objects.filter(run=run)
+    )
+    verdicts = list(Verdict.objects.filter(run=run).order_by("pk"))
+    for i, v in enumerate(verdicts):
+        v.pk, v.run_id = None, other.pk
+        if i % 2:
+            v.outcome = "unmet" if v.outcome == "met" else "met"
+    Verdict.objects.bulk_create(verdicts)
+    suite = run.suite_version.suite_id
+    client = Client()
+    client.force_login(project.created_by)
+    urls = [
+        f"/runs/{run.pk}/",
+        f"/p/{slug}/runs/",
+        f"/suites/{suite}/",
+        f"/api/runs/{run.pk}/leaderboard/",
+        f"/api/suites/{suite}/leaderboard/",
+        f"/runs/{run.pk}/compare/{other.pk}/",
+        f"/api/runs/{run.pk}/compare/{other.pk}/",
+    ]
+    shown = {}
+    for url in urls:
+        reply = client.get(url)
+        shown[url] = [reply.status_code, reply.content.decode()[:20000]]
+    return shown
+
+
 def vendor() -> str:
     from django.db import connection
 
@@ -134,6 +197,7 @@ STEPS = {
     "grade": grade,
     "snapshots": snapshots,
     "vendor": vendor,
+    "pages": pages,
 }
 
 

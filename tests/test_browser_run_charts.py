@@ -6,7 +6,9 @@ import pytest
 from playwright.sync_api import expect
 
 from grading import services
+from grading.models import GradingRun
 from tests import factories
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -63,7 +65,52 @@ def test_charts_are_drawn_after_watching_a_run_finish(
     expect(page.locator("canvas[data-chart=means]")).to_be_visible()
     page.wait_for_timeout(1_000)  # Chart.js animates for a second at most
     drawn = page.evaluate(DRAWN)
-    assert sorted(name for name, _, _ in drawn) == ["criteria", "histogram", "means"]
+    assert sorted(name for name, _, _ in drawn) == ["criteria", "heatmap", "histogram", "means"]
     for name, chart, painted in drawn:
-        assert chart, f"no chart on the {name} canvas after the live update"
+        # The leaderboard's heatmap is painted by hand (static/assay.js), not by Chart.js.
+        assert chart or name == "heatmap", f"no chart on the {name} canvas after the live update"
         assert painted > 100, f"the {name} canvas is blank after the live update"
+
+
+def test_the_comparison_charts_are_drawn(page, live_server, personas, celery_worker, sim):
+    """Two runs of the same rubric, the second over the first model only: the delta chart
+    (interval bars and points) and the per-task chart draw under the CSP."""
+    project, admin = personas.project, personas.admin
+    task = factories.make_task(project, external_id="chest-pain")
+    grader = factories.make_published_rubric(project, task, CRITERIA, admin)
+    factories.import_responses(
+        project,
+        [
+            {"task_id": "chest-pain", "model": model, "response": text, "sample_index": i}
+            for i, (model, text) in enumerate(
+                [
+                    ("m-good", "Call emergency services immediately; get an electrocardiogram."),
+                    ("m-good", "Call emergency services."),
+                    ("m-bad", "Rest at home."),
+                ]
+            )
+        ],
+    )
+    judge = factories.make_judge(project, sim.url)
+    runs = [
+        services.run_create(project=project, grader=grader, judge=judge, user=admin)
+        for _ in range(2)
+    ]
+    for run in runs:
+        wait_for(
+            lambda run=run: GradingRun.objects.get(pk=run.pk).status == "completed",
+            what=f"run {run.pk} to complete",
+        )
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    login(page, live_server.url, admin.username)
+    page.goto(f"{live_server.url}/runs/{runs[0].pk}/compare/{runs[1].pk}/")
+    expect(page.get_by_test_id("compare-pairs")).to_be_visible()
+    page.wait_for_timeout(1_000)  # Chart.js animates for a second at most
+    drawn = page.evaluate(DRAWN)
+    assert sorted(name for name, _, _ in drawn) == ["compare-pairs", "compare-tasks"]
+    for name, chart, painted in drawn:
+        assert chart, f"no chart on the {name} canvas"
+        assert painted > 100, f"the {name} canvas is blank"
+    assert not errors, errors

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 
 from annotation.models import Verdict
-from grading import selectors, services
+from grading import comparison, selectors, services
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, JudgeCall, Score
 from tests import factories
@@ -282,13 +282,18 @@ def test_panel_of_two_judges_keeps_each_judges_verdicts(personas, sim, celery_wo
     assert 'data-testid="ci"' in page and 'data-chart="criteria"' in page
     page = client.get(f"/runs/{run.pk}/compare/{single.pk}/").content.decode()
     assert f"Run #{run.pk}" in page and f"Run #{single.pk}" in page
-    # The delta chart's data: both models, and every criterion both runs decided; the same
-    # simulator grades both, so nothing changes.
-    deltas = selectors.run_deltas(run, single)
-    assert sorted(deltas["models"]) == sorted(expected_models(expected))
-    assert deltas["model_deltas"] == [0.0] * len(deltas["models"])
-    assert len(deltas["criteria"]) == grader.version.criteria.count()
-    assert 'data-chart="model-deltas"' in page and 'data-chart="criterion-deltas"' in page
+    # The same simulator grades the same responses in both: every model's delta is nil, no
+    # verdict flips, and the lead judges agree on every item (tests/test_comparison.py
+    # covers what changes).
+    result = comparison.compare(run, single)
+    assert sorted(p.model_a for p in result.pairs) == sorted(expected_models(expected))
+    assert [p.delta for p in result.pairs] == [0.0] * len(result.pairs)
+    assert len({(c.task, c.criterion_b) for c in result.criteria}) == (
+        grader.version.criteria.count()
+    )
+    assert result.flips_page(1).paginator.count == 0
+    assert result.agreement.percent == 1.0
+    assert 'data-chart="compare-pairs"' in page and 'data-testid="no-flips"' in page
 
 
 def expected_models(expected: dict) -> set[str]:

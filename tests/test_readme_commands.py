@@ -148,6 +148,9 @@ def write_fixture_files(install: Install, task: str) -> None:
     (files / "graded.jsonl").write_text(json.dumps({**response, "model": "readme-graded"}) + "\n")
 
 
+# Each README command is its own Django process (a few seconds each on a loaded machine), and
+# the README grows with the product: the default 300 s is too tight for all of them.
+@pytest.mark.timeout(900)
 def test_readme_commands_work_as_printed_with_only_the_demos_env(tmp_path):
     install = Install(tmp_path)
     commands = readme_commands()

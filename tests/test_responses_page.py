@@ -73,7 +73,74 @@ def test_bad_search_is_a_clear_error_not_a_500(personas, query):
     got = page(personas.reviewer, personas.project.slug, **query)
     assert got.status_code == 200
     html = got.content.decode()
-    assert listed(html) == set()  # refused: nothing listed (the form is not on the page yet)
+    assert listed(html) == set()  # refused: nothing listed, and the form names the field
+    field = next(iter(query))
+    assert 'data-testid="search-errors"' in html
+    assert f"<li>{field}: " in html
+
+
+def test_the_search_form_keeps_its_values(personas):
+    world(personas, 1)
+    html = page(personas.reviewer, personas.project.slug, q="drink", model="beta-2").content
+    html = html.decode()
+    assert 'data-testid="response-search"' in html
+    assert 'name="q" value="drink"' in html
+    assert 'name="model" value="beta-2"' in html
+    assert "<script" not in html.split('data-testid="response-search"')[1].split("</form>")[0]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_search_form_submits_and_filters_in_chromium(personas, browser, live_server):
+    """A browser fills the form and presses Search: the list is filtered, the values stay in
+    the inputs, and nothing breaks the page's Content-Security-Policy."""
+    from playwright.sync_api import expect
+
+    tasks = world(personas)
+    context = browser.new_context()
+    context.add_cookies([_session_cookie(personas.reviewer, live_server.url)])
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda exc: problems.append(str(exc)))
+    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        tab.goto(f"{live_server.url}/p/{personas.project.slug}/responses/", timeout=60_000)
+        expect(tab.locator("a", has_text="details")).to_have_count(8)
+        form = tab.get_by_test_id("response-search")
+        form.get_by_label("Text contains").fill("water")
+        form.get_by_label("Model").fill("beta-2")
+        form.get_by_label("Sample").fill("1")
+        form.get_by_role("button", name="Search").click()
+        tab.wait_for_url("**sample_index=1**")
+        expect(tab.locator("a", has_text="details")).to_have_count(2)
+        wanted = Response.objects.filter(model="beta-2", sample_index=1)
+        assert {r.task_id for r in wanted} == {t.pk for t in tasks}
+        html = tab.content()
+        assert listed(html) == set(wanted.values_list("pk", flat=True))
+        expect(form.get_by_label("Text contains")).to_have_value("water")
+        expect(form.get_by_label("Model")).to_have_value("beta-2")
+        expect(form.get_by_label("Sample")).to_have_value("1")
+        # Nothing matches: said so, and Clear brings the whole list back.
+        form.get_by_label("Text contains").fill("no such words")
+        form.get_by_role("button", name="Search").click()
+        expect(tab.get_by_text("No response matches.")).to_be_visible()
+        tab.get_by_role("link", name="Clear").click()
+        expect(tab.locator("a", has_text="details")).to_have_count(8)
+        expect(tab.get_by_test_id("response-search").get_by_label("Model")).to_have_value("")
+    finally:
+        context.close()
+    assert problems == []
+
+
+def _session_cookie(user, base: str) -> dict:
+    client = signed_in(user)
+    from django.conf import settings
+
+    return {
+        "name": settings.SESSION_COOKIE_NAME,
+        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+        "url": base,
+    }
 
 
 def test_cursor_pages_through_everything_once(personas, settings, monkeypatch):

@@ -315,3 +315,19 @@ def test_every_rubric_format_imports_and_exports_on_sqlite(embedded, tmp_path):
     assert [row for row in hb if row["prompt_id"] != "t1"] == sample  # t1: the graded task
     assert out["csv.csv"].read_text() == out["xlsx.csv"].read_text()
     assert "Advises calling emergency services" in out["csv.csv"].read_text()
+
+
+def test_suite_results_read_on_sqlite(embedded):
+    """The leaderboards and the comparison aggregate in SQL: on SQLite too."""
+    sqlite, names, _, _, graded = embedded
+    (shown,) = sqlite.run(["pages", names["source"]])
+    for url, (status, _) in shown.items():
+        assert status == 200, (url, status, shown[url][1][:2000])
+    board = json.loads(shown[f"/api/runs/{graded['run']}/leaderboard/"][1])
+    # t1's four scores: a (1.0, 0.75) and b (0.5, 0.25).
+    means = {row["model"]: row["overall"]["mean"] for row in board["models"]}
+    assert means == {"a": 0.875, "b": 0.375}
+    assert (
+        "Leaderboard" in shown[f"/runs/{graded['run']}/"][1]
+        or "leaderboard" in (shown[f"/runs/{graded['run']}/"][1])
+    )

@@ -174,7 +174,7 @@ def test_run_create_refuses_when_nothing_to_grade(personas, world):
         grading_services.run_create(
             project=p.project, grader=grader, judge=Judge.objects.get(pk=world.judge), user=p.admin
         )
-    assert not GradingRun.objects.filter(grader=grader).exists()
+    assert not GradingRun.objects.filter(suite_version__entries__grader=grader).exists()
 
 
 def test_retiring_from_the_page_changes_only_the_status(client, personas, world):

@@ -54,6 +54,8 @@ class Usage:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    # Time spent in HTTP exchanges with the judge (not waiting for a slot or backing off).
+    latency_s: float = 0.0
 
     def add(self, tokens: replies.Tokens) -> None:
         """A reply's counts (read by replies.token_count; absent ones add 0). The sums stay
@@ -94,6 +96,7 @@ class VerdictReply:
     completion_tokens: int
     cached_tokens: int = 0
     attempts: int = 1
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,10 @@ class JudgeClient:
             )
         return key
 
+    def scrub(self, text: str) -> str:
+        """`_scrub`, for text kept of a call (its request, as shown on the call's page)."""
+        return self._scrub(text)
+
     def _scrub(self, text: str) -> str:
         """Text from the judge, without the key: a judge that echoes the request (some
         gateways quote the key in a 401) must not put it in a verdict, a page or a log."""
@@ -269,6 +276,7 @@ class JudgeClient:
                 raise JudgeError("cancelled", "the run was cancelled")
             usage.attempts += 1
             reply, delta = None, 0
+            sent_at = time.monotonic()
             try:
                 # The call ends by the item's deadline at the latest: the transport bounds
                 # the whole exchange (connect, send, the reply read to its end) by `timeout`.
@@ -296,6 +304,7 @@ class JudgeClient:
                 last = JudgeError("connection", f"could not reach the judge: {exc}")
                 continue
             finally:
+                usage.latency_s += time.monotonic() - sent_at
                 if lease is not None:
                     self.limiter.release(lease, delta)
             if response.status_code == 200:
@@ -458,6 +467,7 @@ class JudgeClient:
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
             attempts=usage.attempts,
+            latency_s=usage.latency_s,
         )
 
     def grade_batch(

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         fmt, output = options["format"], options["output"]
         if fmt in RUN_FORMATS:
             run = (
-                GradingRun.objects.select_related("grader")
+                GradingRun.objects.select_related("suite_version__suite")
                 .filter(project=project, pk=options["run"] or 0)
                 .first()
             )

@@ -1,13 +1,21 @@
-"""Grade a JSONL file of responses from the terminal, in this process, with a progress line:
+"""Grade a suite (or one rubric version) from the terminal, in this process, with a progress
+line:
 
-    python manage.py grade --rubric-version ID --responses FILE.jsonl --judge NAME [--mode batched]
+    python manage.py grade --suite NAME [--suite-version N] --judge NAME [--project SLUG]
+        [--models a,b] [--sample-indices 0,1] [--tasks ext1,ext2] [--mode batched]
+        [--responses FILE.jsonl] [--output FILE.json]
+    python manage.py grade --rubric-version ID --judge NAME [--responses FILE.jsonl] ...
 
-Responses already imported (same task, model and sample index) are reused, not re-imported.
-The run is an ordinary run (it shows on the run page); judge limits and the cache apply.
+A rubric version is graded as its rubric's suite of one: there is one grading path. With
+`--responses`, the responses of the file are imported (those already imported, same task,
+model and sample index, are reused) and only they are graded. The run is an ordinary run (it
+shows on the run page); judge limits and the cache apply. `--output` writes the run's report
+(grading.selectors.run_report) as one JSON document.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -25,39 +33,139 @@ from annotation import services as annotation_services
 from annotation.models import Response
 from grading import selectors, services, workers
 from grading.models import GradingRun, Judge, Score
-from rubrics import uploads
-from rubrics.models import Grader
+from rubrics import suites, uploads
+from rubrics.models import Grader, Project, Suite
 
 
 class Command(BaseCommand):
-    help = "Grade responses from a JSONL file with a published rubric version and a judge."
+    help = "Grade a suite version (or a published rubric version) with a judge, in this process."
 
     def add_arguments(self, parser):
-        parser.add_argument("--rubric-version", type=int, required=True)
-        parser.add_argument("--responses", required=True, help="JSONL, one response a line")
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--suite", help="The suite's name")
+        target.add_argument("--rubric-version", type=int, help="A published rubric version's id")
+        parser.add_argument("--suite-version", type=int, help="Its version number (newest)")
+        parser.add_argument("--project", help="The project's slug, when suite names repeat")
         parser.add_argument("--judge", required=True, help="The judge's name in the project")
+        parser.add_argument("--models", help="Only these models (comma-separated)")
+        parser.add_argument("--sample-indices", help="Only these sample indices (e.g. 0,1)")
+        parser.add_argument("--tasks", help="Only these tasks (external ids, comma-separated)")
+        parser.add_argument("--responses", help="JSONL, one response a line: import, then grade")
         parser.add_argument("--mode", choices=GradingRun.Mode.values, default="per_criterion")
         parser.add_argument("--no-cache", action="store_true")
         parser.add_argument("--parallel", type=int, default=16, help="responses at a time")
+        parser.add_argument("--output", help="Write the results to this JSON file")
 
     def handle(self, *args, **opts):
-        grader = (
-            Grader.objects.select_related("version__rubric__project")
-            .filter(version_id=opts["rubric_version"])
-            .first()
-        )
-        if grader is None:
-            raise CommandError("No published rubric version with that id.")
-        project = grader.version.rubric.project
+        project = self._project(opts["project"])
+        if opts["suite"] is not None:
+            project, target = self._suite_version(opts["suite"], opts["suite_version"], project)
+            target = {"suite_version": target}
+        else:
+            if opts["suite_version"] is not None:
+                raise CommandError("--suite-version goes with --suite.")
+            project, grader = self._grader(opts["rubric_version"], project)
+            target = {"grader": grader}
         judge = Judge.objects.filter(project=project, name=opts["judge"]).first()
         if judge is None:
             raise CommandError(f"No judge named {opts['judge']!r} in project {project.slug}.")
-        path = Path(opts["responses"])
+        responses = None
+        if opts["responses"]:
+            responses = self._import(project, Path(opts["responses"]))
+        output = Path(opts["output"]) if opts["output"] else None
+        if output is not None and not output.parent.is_dir():
+            raise CommandError(f"Cannot write {output}: {output.parent} is not a folder.")
+        try:
+            run = services.run_create(
+                project=project,
+                judge=judge,
+                user=None,
+                responses=responses,
+                models=opts["models"],
+                sample_indices=opts["sample_indices"],
+                tasks=opts["tasks"],
+                mode=opts["mode"],
+                use_cache=not opts["no_cache"],
+                start=False,
+                **target,
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        progress = self._grade(run, opts["parallel"])
+        run.refresh_from_db()
+        for m in selectors.model_results(run):
+            mean = "n/a" if m["mean"] is None else f"{m['mean']:.3f}"
+            ci = ""
+            if m["ci95"]:
+                low, high = m["ci95"]
+                ci = f" (95% CI {low:.3f}-{high:.3f}, resampling {m['ci_resamples']})"
+            self.stdout.write(
+                f"{m['model']}: mean {mean}{ci} over {m['n']} scored responses "
+                f"of {m['tasks']} tasks"
+            )
+        self.stdout.write(
+            f"run {run.pk}: {run.status}, {progress.done} verdicts, {progress.errors} errors"
+        )
+        if output is not None:
+            report = selectors.run_report(run)
+            output.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+            self.stdout.write(f"wrote {output}")
+
+    # --- What to grade ---------------------------------------------------------------------
+
+    @staticmethod
+    def _project(slug: str | None) -> Project | None:
+        if slug is None:
+            return None
+        project = Project.objects.filter(slug=slug).first()
+        if project is None:
+            raise CommandError(f"No project with the slug {slug!r}.")
+        return project
+
+    @staticmethod
+    def _suite_version(name: str, number: int | None, project: Project | None):
+        found = Suite.objects.filter(name=name).select_related("project")
+        if project is not None:
+            found = found.filter(project=project)
+        found = list(found[:10])
+        if not found:
+            where = f" in project {project.slug}" if project else ""
+            raise CommandError(f"No suite named {name!r}{where}.")
+        if len(found) > 1:
+            slugs = ", ".join(sorted(s.project.slug for s in found))
+            raise CommandError(
+                f"Several projects have a suite named {name!r} ({slugs}): name one with --project."
+            )
+        suite = found[0]
+        version = suites.version_of(suite, number)
+        if version is None:
+            if number is None:
+                raise CommandError(f"Suite {name!r} has no frozen version yet: freeze it first.")
+            raise CommandError(f"Suite {name!r} has no version {number}.")
+        return suite.project, version
+
+    @staticmethod
+    def _grader(version_id: int, project: Project | None):
+        grader = (
+            Grader.objects.select_related("version__rubric__project")
+            .filter(version_id=version_id)
+            .first()
+        )
+        if grader is None or (project is not None and grader.version.rubric.project != project):
+            raise CommandError(f"No published rubric version with the id {version_id}.")
+        return grader.version.rubric.project, grader
+
+    def _import(self, project: Project, path: Path):
+        """Import what is new in the file; the responses it names, as a queryset."""
         if not path.exists():
             raise CommandError(f"{path} does not exist.")
         lines = path.read_text().splitlines()
         keys, new_lines = [], []
-        existing = self._existing(project, lines)
+        existing = set(
+            Response.objects.filter(task__project=project).values_list(
+                "task__external_id", "model", "sample_index"
+            )
+        )
         for line in lines:
             try:
                 row = uploads.loads(line)
@@ -79,20 +187,11 @@ class Command(BaseCommand):
         query = Q(pk__in=[])
         for task_id, model, sample in keys:
             query |= Q(task__external_id=task_id, model=model, sample_index=sample)
-        responses = Response.objects.filter(query, task__project=project)
-        try:
-            run = services.run_create(
-                project=project,
-                grader=grader,
-                judge=judge,
-                user=None,
-                responses=responses,
-                mode=opts["mode"],
-                use_cache=not opts["no_cache"],
-                start=False,
-            )
-        except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
+        return Response.objects.filter(query, task__project=project)
+
+    # --- Grading ---------------------------------------------------------------------------
+
+    def _grade(self, run: GradingRun, parallel: int):
         services.run_start(run_id=run.pk, enqueue=False)
         pending = list(
             Score.objects.filter(run=run, status=Score.Status.PENDING).values_list(
@@ -111,7 +210,7 @@ class Command(BaseCommand):
         # page does not report that no worker is running.
         me = f"grade@{socket.gethostname()}:{os.getpid()}"
         workers.heartbeat(name=me)
-        with ThreadPoolExecutor(max_workers=max(1, opts["parallel"])) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             futures = [pool.submit(one, pk) for pk in pending]
             while not all(f.done() for f in futures):
                 self._progress(run, started)
@@ -124,29 +223,16 @@ class Command(BaseCommand):
                 f.result()
         progress = self._progress(run, started)
         sys.stdout.write("\n")
-        run.refresh_from_db()
-        for s in selectors.model_summaries(run):
-            mean = "n/a" if s.mean is None else f"{s.mean:.3f}"
-            ci = f" (95% CI {s.ci[0]:.3f}-{s.ci[1]:.3f})" if s.ci else ""
-            self.stdout.write(f"{s.model}: mean {mean}{ci} over {s.scored} scored responses")
-        self.stdout.write(
-            f"run {run.pk}: {run.status}, {progress.done} verdicts, {progress.errors} errors"
-        )
-
-    @staticmethod
-    def _existing(project, lines) -> set[tuple[str, str, int]]:
-        return set(
-            Response.objects.filter(task__project=project).values_list(
-                "task__external_id", "model", "sample_index"
-            )
-        )
+        return progress
 
     def _progress(self, run, started):
         progress = selectors.run_progress(run)
+        elapsed = time.monotonic() - started
+        rate = progress.done / elapsed if elapsed > 0 else 0.0
         sys.stdout.write(
             f"\rgraded {progress.responses_done}/{progress.responses_total} responses · "
-            f"{progress.done}/{progress.total} verdicts · {progress.errors} errors · "
-            f"{time.monotonic() - started:.1f} s"
+            f"{progress.done}/{progress.total} verdicts ({progress.percent}%) · "
+            f"{progress.errors} errors · {rate:.1f} verdicts/s · {elapsed:.1f} s"
         )
         sys.stdout.flush()
         return progress

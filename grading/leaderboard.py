@@ -1,0 +1,538 @@
+"""Leaderboards: a run's, and a suite's over its runs.
+
+Models x (overall, each task, each axis tag, each task tag). Every cell is the HealthBench
+aggregation: the mean of the responses' raw scores, clipped to [0, 1] once averaged (a
+pitfall's negative raw lowers the mean it is part of; HealthBench's
+`_compute_clipped_stats`, and the per-model summary above the leaderboard), with n, the
+responses it averages. Overall and tag cells carry a 95% percentile-bootstrap interval that
+resamples TASKS: the tasks are the unit a benchmark samples, and responses of one task are
+not independent, so resampling responses (or criteria) would make the interval too narrow.
+Each resample draws the leaderboard's tasks with replacement, and each of its cells is the
+mean over the responses of the tasks drawn (a task drawn twice counts twice), clipped as the
+cell is; the same draws serve every model and every column.
+
+Reads a fixed handful of queries whatever the number of tasks or responses: sums and counts
+are made in SQL per (model, task) and per (model, task, axis tag); the rest is numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from annotation.models import Response
+from grading.models import GradingRun, Score
+from rubrics import suites
+from rubrics.models import Suite, SuiteVersion, Task
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+# Resamples drawn at once: bounds memory at 5,000 tasks (the draws equal one draw of them all).
+BOOTSTRAP_CHUNK = 250
+# Above this many tasks, the heatmap shows groups of tasks, not tasks.
+HEATMAP_MAX_COLUMNS = 60
+HEATMAP_BUCKETS = 50
+NO_TAG = "(no tag)"
+# A page lists this many tasks by disagreement unless asked for all.
+TOP_TASKS = 20
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None  # None: no scored response
+    n: int  # scored responses averaged
+    ci: tuple[float, float] | None = None  # overall and tag cells only; None below 2 tasks
+
+
+@dataclass(frozen=True)
+class TagCell(Cell):
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model: str
+    run_id: int  # the run the row's scores come from
+    overall: Cell
+    axis_tags: list[TagCell]  # in the order of Leaderboard.axis_tags
+    task_tags: list[TagCell]  # in the order of Leaderboard.task_tags
+
+
+@dataclass(frozen=True)
+class ModelTaskCell:
+    model: str
+    mean: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: int
+    external_id: str
+    title: str
+    tags: list[str]
+    cells: list[ModelTaskCell]  # in the order of Leaderboard.models
+    # Max minus min of the per-model means; None when fewer than two models scored the task.
+    spread: float | None
+
+
+@dataclass
+class Leaderboard:
+    models: list[ModelRow]  # by overall mean, best first
+    axis_tags: list[str]
+    task_tags: list[str]
+    heatmap: dict
+    # The tasks, most disagreement first, kept compact (a leaderboard of 5,000 tasks is
+    # cached, and thousands of row objects are slow to pickle): (id, external id, title,
+    # tags, spread) per task, and per task the models' (mean, n) in the order of `models`.
+    task_info: list[tuple] = field(default_factory=list)
+    task_cells: list[tuple] = field(default_factory=list)
+    resamples: int = BOOTSTRAP_RESAMPLES
+    seed: int = BOOTSTRAP_SEED
+    # For a suite's: its version, and why it may be empty.
+    version: SuiteVersion | None = None
+    note: str = ""
+    runs: list[int] = field(default_factory=list)
+    suite_id: int | None = None
+
+    @property
+    def task_count(self) -> int:
+        """Tasks with a scored response."""
+        return len(self.task_info)
+
+    def task_rows(self, limit: int | None = None) -> list[TaskRow]:
+        """The first `limit` tasks by disagreement (None: all)."""
+        names = [m.model for m in self.models]
+        rows = []
+        for (pk, external_id, title, tags, spread), cells in zip(
+            self.task_info[:limit], self.task_cells[:limit], strict=True
+        ):
+            row_cells = [
+                ModelTaskCell(name, mean, n) for name, (mean, n) in zip(names, cells, strict=True)
+            ]
+            rows.append(TaskRow(pk, external_id, title, list(tags), row_cells, spread))
+        return rows
+
+    @property
+    def tasks(self) -> list[TaskRow]:
+        return self.task_rows()
+
+
+# --- Reads --------------------------------------------------------------------------------
+
+_SCORE = Score._meta.db_table
+_RESPONSE = Response._meta.db_table
+_TASK = Task._meta.db_table
+_RUN = GradingRun._meta.db_table
+
+
+def clip(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _where(sources: dict[str, int] | int) -> tuple[str, list]:
+    """Scored responses of one run (an id), or of each model in its source run ({model: run
+    id}: one (run, model) condition per model; the models are few, whatever the tasks)."""
+    if isinstance(sources, int):
+        return "s.run_id = %s AND s.raw IS NOT NULL", [sources]
+    params: list = []
+    for model, run_id in sources.items():
+        params += [run_id, model]
+    either = " OR ".join(["(s.run_id = %s AND r.model = %s)"] * len(sources)) or "FALSE"
+    return f"({either}) AND s.raw IS NOT NULL", params
+
+
+def _task_sums(sources: dict[str, int] | int) -> list[tuple]:
+    """(model, task id, external id, title, tags, n, sum of raw) per model and task."""
+    where, params = _where(sources)
+    sql = f"""
+        SELECT r.model, t.id, t.external_id, t.title, t.tags, COUNT(*),
+               SUM(s.raw)
+        FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
+        JOIN {_TASK} t ON t.id = r.task_id
+        WHERE {where}
+        GROUP BY r.model, t.id
+    """  # noqa: S608 (table names are ours; values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _axis_sums(sources: dict[str, int] | int) -> list[tuple]:
+    """(model, task id, axis tag, n, sum of raw) from each score's `by_tag`: with jsonb on
+    PostgreSQL, with SQLite's json_each on the embedded default."""
+    where, params = _where(sources)
+    if connection.vendor == "postgresql":
+        tags = """CROSS JOIN LATERAL jsonb_each(
+            CASE WHEN jsonb_typeof(s.by_tag) = 'object' THEN s.by_tag ELSE '{}'::jsonb END
+        ) bt"""
+        value, is_number = "(bt.value)::float8", "jsonb_typeof(bt.value) = 'number'"
+    else:
+        tags = """JOIN json_each(
+            CASE WHEN json_type(s.by_tag) = 'object' THEN s.by_tag ELSE '{}' END
+        ) bt"""
+        value, is_number = "bt.value", "bt.type IN ('integer', 'real')"
+    sql = f"""
+        SELECT r.model, r.task_id, bt.key, COUNT(*), SUM({value})
+        FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
+        {tags}
+        WHERE {where} AND {is_number}
+        GROUP BY r.model, r.task_id, bt.key
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
+    """{model: (run id, finish time)}: for each model, the newest completed run over `version`
+    that scored it."""
+    # One row per (model, run): models x runs over the version, a few.
+    rows = (
+        Score.objects.filter(
+            run__suite_version=version,
+            run__status=GradingRun.Status.COMPLETED,
+            raw__isnull=False,
+        )
+        .values_list("response__model", "run_id", "run__finished_at")
+        .distinct()
+        .order_by()
+    )
+    newest: dict[str, tuple] = {}
+    for model, run_id, finished in rows:
+        key = (finished is not None, finished, run_id)
+        if model not in newest or key > newest[model][0]:
+            newest[model] = (key, run_id, finished)
+    return {
+        model: (run_id, finished.isoformat() if finished else "")
+        for model, (_, run_id, finished) in newest.items()
+    }
+
+
+# --- Selectors ----------------------------------------------------------------------------
+
+
+def run_leaderboard(run: GradingRun) -> Leaderboard:
+    """The run's leaderboard over its scored responses. A completed run's scores no longer
+    change (a retry or resume reopens it and gives it a new finish time), so its leaderboard
+    is kept in the cache under that time."""
+    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
+        return _build(run.pk)
+    key = f"assay:leaderboard:run:{run.pk}:{run.finished_at.isoformat()}"
+    board = cache.get(key)
+    if board is None:
+        board = _build(run.pk)
+        cache.set(key, board, timeout=3600)
+    return board
+
+
+def suite_version_for(suite: Suite, number: int | None) -> SuiteVersion | None:
+    """The suite's version `number` (None: its newest; None when it has none). An unknown
+    number is a ValidationError naming the field."""
+    version = suites.version_of(suite, number)
+    if version is None and number is not None:
+        raise ValidationError({"version": f"This suite has no version {number}."})
+    return version
+
+
+def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
+    """The suite's leaderboard on its version `version` (None: the newest): for each model,
+    the newest completed run over that version that scored it; each row names its run."""
+    frozen = suite_version_for(suite, version)
+    if frozen is None:
+        board = _empty(note="The suite has no frozen version yet: nothing to rank.")
+        board.suite_id = suite.pk
+        return board
+    # The completed runs over the version decide everything below: cached under them, the
+    # scan of their scores for each model's newest run is made once per new completed run.
+    completed = sorted(
+        GradingRun.objects.filter(
+            suite_version=frozen, status=GradingRun.Status.COMPLETED
+        ).values_list("pk", "finished_at")
+    )
+    key = "assay:leaderboard:suite:%s:%s" % (  # noqa: UP031 (a key of many parts)
+        frozen.pk,
+        hashlib.sha256(
+            ";".join(f"{pk}@{t.isoformat() if t else ''}" for pk, t in completed).encode()
+        ).hexdigest(),
+    )
+    board = cache.get(key) if completed else None
+    if board is None:
+        found = _suite_sources(frozen) if completed else {}
+        if not found:
+            note = f"No completed run over v{frozen.number} has scored a response yet."
+            board = _empty(note=note)
+        else:
+            board = _build({model: run_id for model, (run_id, _) in found.items()})
+            cache.set(key, board, timeout=3600)
+    board.version, board.suite_id = frozen, suite.pk
+    return board
+
+
+def _empty(note: str) -> Leaderboard:
+    return Leaderboard(models=[], axis_tags=[], task_tags=[], heatmap=_heatmap_empty(), note=note)
+
+
+# --- Arithmetic ---------------------------------------------------------------------------
+
+
+def task_bootstrap(
+    sums: np.ndarray, counts: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap means that resample tasks: `sums` and `counts` are (tasks, columns) arrays,
+    a column's sum of clipped scores and its count of responses per task. Each resample draws
+    as many tasks as there are, with replacement (`default_rng(seed).integers(0, tasks,
+    (resamples, tasks))`), and each column's mean is its drawn tasks' sums over their counts,
+    a weighted sum. Returns (resamples, columns); NaN where a resample drew no response of a
+    column."""
+    tasks = sums.shape[0]
+    values = np.concatenate([sums, counts], axis=1)
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, sums.shape[1]))
+    for start in range(0, resamples, BOOTSTRAP_CHUNK):
+        b = min(BOOTSTRAP_CHUNK, resamples - start)
+        draws = rng.integers(0, tasks, size=(b, tasks))
+        # How often each task was drawn in each resample: then one matrix product sums them.
+        offsets = (np.arange(b) * tasks)[:, None]
+        weights = np.bincount((draws + offsets).ravel(), minlength=b * tasks)
+        totals = weights.reshape(b, tasks).astype(float) @ values
+        s, n = totals[:, : sums.shape[1]], totals[:, sums.shape[1] :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start : start + b] = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
+    return out
+
+
+def percentile_interval(means: np.ndarray) -> list[tuple[float, float] | None]:
+    """The 2.5th and 97.5th percentiles of each column's bootstrap means."""
+    intervals: list[tuple[float, float] | None] = []
+    for column in means.T:
+        column = column[~np.isnan(column)]
+        if not len(column):
+            intervals.append(None)
+            continue
+        # Clipping is monotonic: the percentiles of the clipped means are the clipped percentiles.
+        low, high = np.percentile(column, [2.5, 97.5])
+        intervals.append((clip(float(low)), clip(float(high))))
+    return intervals
+
+
+def _build(sources: dict[str, int] | int) -> Leaderboard:
+    """`sources`: a run's id, or {model: run id} for a suite's."""
+    rows = _task_sums(sources)
+    axis_rows = _axis_sums(sources)
+    if isinstance(sources, int):
+        sources = dict.fromkeys({row[0] for row in rows}, sources)
+    info: dict[int, tuple[str, str, list[str]]] = {}
+    for _, task_id, external_id, title, tags, _, _ in rows:
+        if task_id in info:  # a task's row per model: its tags are read once
+            continue
+        if isinstance(tags, str):  # jsonb reaches a raw cursor as text (Django's loader)
+            tags = json.loads(tags)
+        clean = [str(t) for t in tags] if isinstance(tags, list) else []
+        info[task_id] = (external_id, title, sorted(set(clean)))
+    task_ids = sorted(info, key=lambda pk: (info[pk][0], pk))
+    where = {pk: i for i, pk in enumerate(task_ids)}
+    models = sorted(sources)
+    row_of = {m: i for i, m in enumerate(models)}
+    k, m_count = len(task_ids), len(models)
+    sums, counts = np.zeros((m_count, k)), np.zeros((m_count, k))
+    for model, task_id, _, _, _, n, s in rows:
+        sums[row_of[model], where[task_id]] = s
+        counts[row_of[model], where[task_id]] = n
+    axis_tags = sorted({tag for _, _, tag, _, _ in axis_rows})
+    axis_of = {t: i for i, t in enumerate(axis_tags)}
+    axis_sums = np.zeros((len(axis_tags), m_count, k))
+    axis_counts = np.zeros((len(axis_tags), m_count, k))
+    for model, task_id, tag, n, s in axis_rows:
+        if task_id in where:
+            axis_sums[axis_of[tag], row_of[model], where[task_id]] = s
+            axis_counts[axis_of[tag], row_of[model], where[task_id]] = n
+    task_tags = sorted({tag for pk in task_ids for tag in info[pk][2]})
+    member = np.zeros((len(task_tags), k))
+    tag_of = {t: i for i, t in enumerate(task_tags)}
+    for pk in task_ids:
+        for tag in info[pk][2]:
+            member[tag_of[tag], where[pk]] = 1.0
+
+    # Columns per model, as (sums per task, counts per task): overall, axis tags, task tags.
+    column_sums, column_counts = [], []
+    for mi in range(m_count):
+        column_sums.append(sums[mi])
+        column_counts.append(counts[mi])
+        for ti in range(len(axis_tags)):
+            column_sums.append(axis_sums[ti, mi])
+            column_counts.append(axis_counts[ti, mi])
+        for gi in range(len(task_tags)):
+            column_sums.append(sums[mi] * member[gi])
+            column_counts.append(counts[mi] * member[gi])
+    per_model = 1 + len(axis_tags) + len(task_tags)
+    if k and m_count:
+        s_matrix, n_matrix = np.array(column_sums).T, np.array(column_counts).T
+        totals_s, totals_n = s_matrix.sum(axis=0), n_matrix.sum(axis=0)
+        # One task says nothing of how a mean varies across tasks: no interval below two.
+        intervals = (
+            percentile_interval(task_bootstrap(s_matrix, n_matrix, seed=BOOTSTRAP_SEED))
+            if k >= 2
+            else [None] * len(column_sums)
+        )
+    else:
+        totals_s = totals_n = np.zeros(0)
+        intervals = []
+
+    def cell(i: int) -> tuple[float | None, int, tuple[float, float] | None]:
+        n = int(totals_n[i])
+        if not n:
+            return None, 0, None
+        return clip(float(totals_s[i] / n)), n, intervals[i]
+
+    model_rows = []
+    for mi, model in enumerate(models):
+        base = mi * per_model
+        mean, n, ci = cell(base)
+        axis_cells = [TagCell(*cell(base + 1 + ti), tag=tag) for ti, tag in enumerate(axis_tags)]
+        tag_cells = [
+            TagCell(*cell(base + 1 + len(axis_tags) + gi), tag=tag)
+            for gi, tag in enumerate(task_tags)
+        ]
+        model_rows.append(ModelRow(model, sources[model], Cell(mean, n, ci), axis_cells, tag_cells))
+    model_rows.sort(key=lambda r: (r.overall.mean is None, -(r.overall.mean or 0), r.model))
+    order = [row_of[r.model] for r in model_rows]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        task_means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
+    task_info, task_cells = [], []
+    for pk in task_ids:
+        j = where[pk]
+        cells = tuple(
+            (None, 0)
+            if counts[mi, j] == 0
+            else (clip(float(task_means[mi, j])), int(counts[mi, j]))
+            for mi in order
+        )
+        scored = [mean for mean, _ in cells if mean is not None]
+        spread = max(scored) - min(scored) if len(scored) >= 2 else None
+        external_id, title, tags = info[pk]
+        task_info.append((pk, external_id, title, tuple(tags), spread))
+        task_cells.append(cells)
+    # Most disagreement first; tasks fewer than two models scored last; then by external id.
+    by_spread = sorted(
+        range(len(task_info)), key=lambda i: (task_info[i][4] is None, -(task_info[i][4] or 0.0))
+    )
+    heatmap = _heatmap(
+        [models[mi] for mi in order],
+        sums[order] if m_count else sums,
+        counts[order] if m_count else counts,
+        [info[pk] for pk in task_ids],
+        task_tags,
+        member,
+    )
+    return Leaderboard(
+        models=model_rows,
+        axis_tags=axis_tags,
+        task_tags=task_tags,
+        heatmap=heatmap,
+        task_info=[task_info[i] for i in by_spread],
+        task_cells=[task_cells[i] for i in by_spread],
+        runs=sorted(set(sources.values())),
+    )
+
+
+def _heatmap_empty() -> dict:
+    return {"models": [], "columns": [], "values": [], "n": [], "grouped": "task", "note": ""}
+
+
+def _heatmap(
+    models: list[str],
+    sums: np.ndarray,
+    counts: np.ndarray,
+    tasks: list[tuple[str, str, list[str]]],
+    task_tags: list[str],
+    member: np.ndarray,
+) -> dict:
+    """Models x tasks; above HEATMAP_MAX_COLUMNS tasks, models x groups of tasks: by task tag
+    when the tasks carry tags (few enough of them), else ordered buckets of tasks. A group's
+    value is the mean over the responses of its tasks, as every cell."""
+    k = len(tasks)
+    if k <= HEATMAP_MAX_COLUMNS:
+        columns = [external_id for external_id, _, _ in tasks]
+        group = np.eye(k)
+        grouped, note = "task", ""
+    elif task_tags and len(task_tags) + 1 <= HEATMAP_MAX_COLUMNS:
+        untagged = (member.sum(axis=0) == 0).astype(float)
+        group = np.vstack([member, untagged[None, :]]) if untagged.any() else member
+        columns = list(task_tags) + ([NO_TAG] if untagged.any() else [])
+        grouped = "tag"
+        note = (
+            f"{k:,} tasks, shown as {len(columns)} groups by task tag (a task with several "
+            f"tags counts in each{'; untagged tasks under ' + NO_TAG if untagged.any() else ''})."
+        )
+    else:
+        size = math.ceil(k / HEATMAP_BUCKETS)
+        starts = list(range(0, k, size))
+        group = np.zeros((len(starts), k))
+        columns = []
+        for b, start in enumerate(starts):
+            end = min(start + size, k)
+            group[b, start:end] = 1.0
+            columns.append(f"{tasks[start][0]} … {tasks[end - 1][0]}")
+        grouped = "bucket"
+        note = (
+            f"{k:,} tasks, shown as {len(columns)} buckets of up to {size} tasks in order of "
+            "external id (the tasks carry "
+            + ("too many tags" if task_tags else "no tags")
+            + " to group by tag)."
+        )
+    if not len(models):
+        return {**_heatmap_empty(), "columns": columns, "grouped": grouped, "note": note}
+    s, n = sums @ group.T, counts @ group.T
+    values = [
+        [
+            None if n[mi, c] == 0 else round(clip(float(s[mi, c] / n[mi, c])), 4)
+            for c in range(len(columns))
+        ]
+        for mi in range(len(models))
+    ]
+    return {
+        "models": models,
+        "columns": columns,
+        "values": values,
+        "n": [[int(x) for x in row] for row in n],
+        "grouped": grouped,
+        "note": note,
+    }
+
+
+# --- For pages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a page shows of a leaderboard: the top tasks by disagreement unless all are
+    asked for, and the heatmap's data for its chart."""
+
+    board: Leaderboard
+    tasks: Sequence[TaskRow]
+    hidden: int
+    all_tasks: bool
+    top: int
+    heatmap_json: str
+
+
+def shown(board: Leaderboard, *, all_tasks: bool, top: int = TOP_TASKS) -> Shown:
+    tasks = board.task_rows(None if all_tasks else top)
+    return Shown(
+        board=board,
+        tasks=tasks,
+        hidden=board.task_count - len(tasks),
+        all_tasks=all_tasks,
+        top=top,
+        heatmap_json=json.dumps(board.heatmap),
+    )
