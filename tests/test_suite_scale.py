@@ -205,3 +205,17 @@ def test_a_completed_runs_scores_are_paged_in_task_and_model_order(client):
         seen += re.findall(r"<tr><td>(t-\d{3})</td><td>(model-[ab])</td>", text)
     assert [t for t, _ in seen] == expected
     assert [m for _, m in seen] == list(MODELS) * MANY
+
+
+@pytest.mark.django_db
+def test_the_leaderboard_api_reads_in_as_many_queries_for_60_tasks_as_for_5(client):
+    few, _, few_admin = suite_run(FEW)
+    many, _, many_admin = suite_run(MANY)
+    for name, of in (
+        ("api_run_leaderboard", lambda run: run.pk),
+        ("api_suite_leaderboard", lambda run: run.suite_version.suite_id),
+    ):
+        n_few = queries(client, few_admin, reverse(name, args=[of(few)]))
+        url = reverse(name, args=[of(many)])
+        n_many = queries(client, many_admin, url)
+        assert n_few == n_many, (name, describe(client, many_admin, url))
