@@ -147,3 +147,136 @@ def bench_grader(owner, *, project_name: str, criteria: int, rng):
     )
     grader = rubric_services.version_publish(version=rubric.versions.get(), user=owner)
     return project, task, grader
+
+
+# Axis tags of HealthBench's rubric items (a criterion carries one, as in the public file).
+AXES = ("axis:accuracy", "axis:completeness", "axis:communication_quality")
+
+
+def healthbench_lines(tasks: int, *, rng, criteria=(8, 15)) -> list[str]:
+    """`tasks` lines of a HealthBench-shaped file: each task its own one-message prompt and a
+    rubric of `criteria` (a range, drawn from `rng`) items, each naming two of WORDS, with an
+    axis tag; the first item of each rubric is worth 5 points, so every rubric publishes."""
+    import json
+
+    lines = []
+    for t in range(tasks):
+        n = rng.randint(*criteria)
+        items = []
+        for i in range(n):
+            a, b = rng.sample(WORDS, 2)
+            items.append(
+                {
+                    "criterion": f"Task {t}: mentions {a} and {b}",
+                    "points": 5 if i == 0 else rng.choice([1, 2, 3, 5, -2, -5]),
+                    "tags": [rng.choice(AXES)],
+                }
+            )
+        words = " ".join(rng.choice(WORDS) for _ in range(25))
+        lines.append(
+            json.dumps(
+                {
+                    "prompt": [{"role": "user", "content": f"Case {t}: {words}. What now?"}],
+                    "prompt_id": f"hb-{t:05d}",
+                    "rubrics": items,
+                    "example_tags": [f"theme:{rng.choice(('emergency', 'hedging', 'context'))}"],
+                }
+            )
+        )
+    return lines
+
+
+def publish_in_bulk(version_ids: list[int], user) -> int:
+    """Publish draft rubric versions as `rubrics.services.version_publish` does, many at once:
+    each compiles with `rubrics.compiler.compile_grader` from its criteria in order (the real
+    spec and the real hash), then the versions go to published in one UPDATE (the database's
+    frozen-version trigger allows draft -> published) and the graders in one COPY.
+
+    What the per-rubric service adds and this leaves out: a row-locked re-read, a history
+    event and an audit event per version (about ten queries a rubric: 5,000 rubrics take about
+    a minute that way; this takes seconds). Returns how many graders it wrote. Benchmarks
+    only: the product publishes through the service."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from rubrics import bulk, compiler
+    from rubrics.models import Criterion, Grader, RubricVersion
+
+    versions = {
+        v.pk: v
+        for v in RubricVersion.objects.filter(
+            pk__in=version_ids, status=RubricVersion.Status.DRAFT
+        ).select_related("rubric__task")
+    }
+    criteria: dict[int, list] = {pk: [] for pk in versions}
+    for c in Criterion.objects.filter(version_id__in=list(versions)).order_by(
+        "version_id", "position"
+    ):
+        criteria[c.version_id].append(c)
+    rows, ids, hashes = [], [], []
+    for pk, version in versions.items():
+        assert not version.rubric.template_id, "templates compile through the service"
+        grader_hash, spec = compiler.compile_grader(version, criteria[pk])
+        rows.append({"hash": grader_hash, "version_id": pk, "spec": spec})
+        ids.append(pk)
+        hashes.append(spec["rubric"]["content_hash"])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE rubrics_rubricversion v SET status = %s, content_hash = d.h, "
+            "published_by_id = %s, published_at = %s "
+            "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS h) d "
+            "WHERE v.id = d.id",
+            [RubricVersion.Status.PUBLISHED, user.pk, timezone.now(), ids, hashes],
+        )
+        bulk.insert_rows(Grader, rows)
+    return len(rows)
+
+
+def healthbench_suite(owner, *, project_name: str, tasks: int, rng, criteria=(8, 15)):
+    """A project holding a HealthBench-shaped suite: `tasks` tasks imported through the
+    HealthBench importer (`rubrics.formats.import_healthbench`), each rubric published
+    (`publish_in_bulk`), all in one suite. Returns (project, suite, timings in s)."""
+    from rubrics import formats, suites
+    from rubrics import services as rubric_services
+    from rubrics.models import RubricVersion
+
+    timings = {}
+    project = rubric_services.project_create(name=project_name, user=owner)
+    lines = healthbench_lines(tasks, rng=rng, criteria=criteria)
+    t0 = time.monotonic()
+    formats.import_healthbench(project=project, lines=lines, user=owner)
+    timings["import_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    ids = list(RubricVersion.objects.filter(rubric__project=project).values_list("pk", flat=True))
+    published = publish_in_bulk(ids, owner)
+    assert published == tasks, (published, tasks)
+    timings["publish_s"] = time.monotonic() - t0
+    suite = suites.suite_create(
+        project=project,
+        name="HealthBench-shaped",
+        user=owner,
+        task_ids=list(project.tasks.values_list("pk", flat=True)),
+    )
+    return project, suite, timings
+
+
+def check_published(project, sample: int = 5) -> None:
+    """A few of the bulk-published graders compile again, through what the service reads
+    (`rubrics.selectors.grader_parts`), to the hash stored: the graders are the real ones."""
+    from rubrics import compiler
+    from rubrics.models import Grader
+    from rubrics.selectors import grader_parts
+
+    for grader in Grader.objects.filter(version__rubric__project=project).select_related(
+        "version__rubric__task"
+    )[:sample]:
+        version = grader.version
+        parts = grader_parts(version, version.rubric)
+        grader_hash, _ = compiler.compile_grader(
+            version,
+            parts.criteria,
+            groups=parts.groups,
+            reference=parts.reference,
+            template=parts.template,
+        )
+        assert grader_hash == grader.hash, f"grader {grader.pk} compiles to another hash"

@@ -1,6 +1,7 @@
 """Grading throughput benchmark. Prints ONE JSON line of figures.
 
     .venv/bin/python bench/grading.py [--responses 1000] [--criteria 20] [--workers 2]
+    .venv/bin/python bench/grading.py --shape healthbench [--tasks 5000]
 
 Everything on this machine, loopback only: PostgreSQL (its own database, created and dropped),
 Redis (its own queue and key prefix), two Celery worker processes (threads pool), and the
@@ -16,6 +17,19 @@ shared limit is 64 in flight. It grades responses x criteria (response, criterio
 4. a peer: a 64-thread pool loop in the style of the HealthBench reference grader (one
    chat completion per (response, criterion), same prompt shape, same simulator, retry on
    429), the ratio of its wall time to Assay's and its CPU ms per verdict.
+
+`--shape healthbench` adds, in the same invocation (same workers, simulator and judge limit)
+and the same JSON line under "healthbench", a HealthBench-shaped case after the one above:
+`--tasks` (5,000) tasks imported through the HealthBench importer, each its own rubric of
+8-15 criteria (seeded), published in bulk (bench/_django.py `publish_in_bulk`: the real
+compiled graders and hashes, without the service's per-rubric history and audit rows), one
+suite frozen over them (`rubrics.suites.suite_freeze`, timed: target < 5 s), two models with
+one response per task each, and one per-criterion run over the suite version, cache empty:
+verdicts per second and their ratio to the ideal 320/s (target >= 0.9), Assay CPU ms per
+verdict and its ratio to the one-task case's (target <= 1), the judge's occupancy; then the
+same (response, criterion) pairs through the peer loop, and the ratio of its wall time to
+Assay's. The peer formats each prompt in its threads, as the HealthBench reference grader
+does (a list of 100,000 prompts built beforehand would take gigabytes).
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench),
 BENCH_BROKER_URL (default redis://127.0.0.1:6379/14), BENCH_DEBUG=1 (timings and occupancy
@@ -40,11 +54,70 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _django import WORDS, Simulator, bench_grader, wait  # noqa: E402 - beside this file
+from _django import (  # noqa: E402 - beside this file
+    WORDS,
+    Simulator,
+    bench_grader,
+    check_published,
+    healthbench_suite,
+    wait,
+)
 
 LATENCY_MS = 200
 LIMIT = 64
 PHASE_TIMEOUT_S = 900
+IDEAL = LIMIT / (LATENCY_MS / 1000)  # verdicts per second at the judge's limit: 320
+
+
+def build_healthbench(admin, *, tag: str, tasks: int, sim_url: str) -> dict:
+    """The HealthBench-shaped case's project (see the module's docstring): its suite version,
+    two models' responses, and a judge on the simulator. Django must be set up."""
+    from annotation import services as annotation_services
+    from grading import services
+    from rubrics import suites
+    from rubrics.models import Criterion
+
+    rng = random.Random(5000)
+    project, suite, timings = healthbench_suite(
+        admin, project_name=f"Bench HealthBench {tag}", tasks=tasks, rng=rng
+    )
+    check_published(project)
+    start = time.monotonic()
+    version, created = suites.suite_freeze(suite=suite, user=admin)
+    timings["suite_freeze_s"] = time.monotonic() - start
+    assert created and version.task_count == tasks
+    lines = [
+        json.dumps(
+            {
+                "task_id": external_id,
+                "model": model,
+                "response": f"{model} on {external_id}. "
+                + " ".join(rng.choice(WORDS) for _ in range(120))
+                + ".",
+            }
+        )
+        for external_id in project.tasks.order_by("pk").values_list("external_id", flat=True)
+        for model in ("model-a", "model-b")
+    ]
+    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+    assert result.ok, result.errors
+    criteria = Criterion.objects.filter(version__rubric__project=project).count()
+    judge = services.judge_create(
+        project=project,
+        name="simulator",
+        base_url=sim_url,
+        model="bench-judge",
+        max_concurrency=LIMIT,
+    )
+    return {
+        "project": project,
+        "version": version,
+        "judge": judge,
+        "responses": len(lines),
+        "criteria": criteria,
+        "pairs": 2 * criteria,  # one response per task per model
+        **timings,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,6 +141,13 @@ def main() -> None:
         help="ASSAY_JUDGE_THREADS of the workers: judge calls a worker process makes at once, "
         "set as the README says, near the judge's limit over the worker processes (64 / 2)",
     )
+    parser.add_argument(
+        "--shape",
+        choices=["one-task", "healthbench"],
+        default="one-task",
+        help="healthbench: the one-task case, then a HealthBench-shaped suite run",
+    )
+    parser.add_argument("--tasks", type=int, default=5000, help="tasks of the healthbench case")
     args = parser.parse_args()
 
     db_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/assay_bench")
@@ -115,7 +195,7 @@ def main() -> None:
         )
         procs.append(simulator.proc)
         port, sim_url, sim_stats = simulator.port, simulator.url, simulator.stats
-        simulator.wait_until_up()
+        simulator.wait_until_up(timeout=180)
         import django
         import httpx
 
@@ -128,6 +208,7 @@ def main() -> None:
         from grading import services
         from grading.judges import prompts
         from grading.models import GradingRun, JudgeCall, Score
+        from rubrics.models import Grader
 
         user = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
         admin = user.objects.create_user(username=f"bench-{tag}", password=uuid.uuid4().hex)
@@ -158,6 +239,9 @@ def main() -> None:
             model="bench-judge",
             max_concurrency=LIMIT,
         )
+        hb = None
+        if args.shape == "healthbench":
+            hb = build_healthbench(admin, tag=tag, tasks=args.tasks, sim_url=sim_url)
 
         workers = []
         for w in range(args.workers):
@@ -196,7 +280,7 @@ def main() -> None:
         app.conf.task_default_queue = env["CELERY_QUEUE"]
         wait(
             lambda: len(app.control.ping(timeout=0.5) or []) >= args.workers,
-            60,
+            180,  # a loaded 2-core machine can take a minute to start two Celery workers
             "the workers to answer",
         )
 
@@ -232,22 +316,20 @@ def main() -> None:
                     "tail_s": round(wall - busy[-1], 2) if busy else None,
                 }
 
-        def grade(mode: str, use_cache: bool, occupancy=None) -> tuple[GradingRun, float]:
+        def grade(
+            mode: str, use_cache: bool, occupancy=None, *, target=None, timeout=PHASE_TIMEOUT_S
+        ) -> tuple[GradingRun, float]:
+            """Run and wait; `target`: run_create's project, judge and what to grade (the
+            one-task case's grader by default)."""
+            target = target or {"project": project, "judge": judge, "grader": grader}
             if occupancy is not None:
                 occupancy.thread.start()
             start = time.monotonic()
-            run = services.run_create(
-                project=project,
-                grader=grader,
-                judge=judge,
-                user=admin,
-                mode=mode,
-                use_cache=use_cache,
-            )
+            run = services.run_create(user=admin, mode=mode, use_cache=use_cache, **target)
             created = time.monotonic()
             wait(
                 lambda: GradingRun.objects.filter(pk=run.pk, status="completed").exists(),
-                PHASE_TIMEOUT_S,
+                timeout,
                 f"the {mode} run to complete",
                 # The run's wall time is read to within 20 ms, as the peer's is to the
                 # microsecond; a coarser poll would add up to its interval to Assay's time.
@@ -275,6 +357,8 @@ def main() -> None:
                 occupancy.thread.join()
                 if os.environ.get("BENCH_DEBUG"):
                     print(f"occupancy: {occupancy.samples}", file=sys.stderr)
+            if os.environ.get("BENCH_DEBUG"):
+                print(f"{mode}: run_create {created - start:.3f} s", file=sys.stderr)
             return run, wall
 
         def calls_of(run) -> dict:
@@ -302,27 +386,19 @@ def main() -> None:
         batched_requests = sim_stats()["requests"] - before
 
         # 4. The peer: HealthBench-style thread pool, one call per pair, same prompt shape.
-        spec = grader.spec
-        responses = list(run1.scores.select_related("response__task").order_by("pk"))
-        jobs = [
-            prompts.judge_messages(
-                spec,
-                messages=s.response.task.messages,
-                response=s.response.text,
-                criterion=c,
-            )
-            for s in responses
-            for c in spec["criteria"]
-        ]
         client = httpx.Client(
             timeout=60, limits=httpx.Limits(max_connections=128, max_keepalive_connections=128)
         )
 
-        def peer_grade(messages: list[dict]) -> bool:
+        def peer_grade(job: tuple) -> bool:
+            spec, messages, text, criterion = job
+            prompt = prompts.judge_messages(
+                spec, messages=messages, response=text, criterion=criterion
+            )
             for attempt in range(20):
                 r = client.post(
                     f"{sim_url}/chat/completions",
-                    json={"model": "bench-judge", "messages": messages, "temperature": 0},
+                    json={"model": "bench-judge", "messages": prompt, "temperature": 0},
                 )
                 if r.status_code == 200:
                     content = r.json()["choices"][0]["message"]["content"]
@@ -330,22 +406,119 @@ def main() -> None:
                 time.sleep(min(2.0, 0.05 * 2**attempt))
             raise RuntimeError("peer call failed")
 
-        peer_occupancy = Occupancy()
-        peer_occupancy.thread.start()
-        peer_start, peer_cpu = time.monotonic(), time.process_time()
-        with ThreadPoolExecutor(max_workers=LIMIT) as pool:
-            peer_results = list(pool.map(peer_grade, jobs))
-        peer_wall = time.monotonic() - peer_start
-        peer_occupancy.stop.set()
-        peer_occupancy.thread.join()
-        peer_cpu = time.process_time() - peer_cpu
-        client.close()
+        def peer_jobs(run) -> list[tuple]:
+            """Every (response, criterion) pair of the run, each with its task's grader."""
+            rows = list(
+                run.scores.order_by("pk").values_list(
+                    "grader_id", "response__task__messages", "response__text"
+                )
+            )
+            specs = {
+                pk: g.spec for pk, g in Grader.objects.in_bulk({g for g, _, _ in rows}).items()
+            }
+            return [
+                (specs[g], messages, text, c)
+                for g, messages, text in rows
+                for c in specs[g]["criteria"]
+            ]
+
+        def peer(jobs: list[tuple]) -> tuple[list[bool], float, float, Occupancy]:
+            """A pool of LIMIT threads, each taking the next pair: (outcomes, wall s, CPU s,
+            occupancy)."""
+            results: list[bool] = []
+            lock = threading.Lock()
+            pending = iter(jobs)
+
+            def loop():
+                while True:
+                    with lock:
+                        job = next(pending, None)
+                    if job is None:
+                        return
+                    met = peer_grade(job)
+                    with lock:
+                        results.append(met)
+
+            occupancy = Occupancy()
+            occupancy.thread.start()
+            start, cpu = time.monotonic(), time.process_time()
+            with ThreadPoolExecutor(max_workers=LIMIT) as pool:
+                for f in [pool.submit(loop) for _ in range(LIMIT)]:
+                    f.result()
+            wall = time.monotonic() - start
+            cpu = time.process_time() - cpu
+            occupancy.stop.set()
+            occupancy.thread.join()
+            return results, wall, cpu, occupancy
+
+        jobs = peer_jobs(run1)
+        peer_results, peer_wall, peer_cpu, peer_occupancy = peer(jobs)
         stats = sim_stats()
 
         rate = verdicts1 / wall1
+        cpu_per_verdict1 = 1000 * (cpu1 - cpu0) / max(1, verdicts1)
+        healthbench = None
+        if hb is not None:
+            # 5. The HealthBench-shaped suite run, then the same pairs through the peer loop.
+            target = {
+                "project": hb["project"],
+                "judge": hb["judge"],
+                "suite_version": hb["version"],
+            }
+            pairs_hb = hb["pairs"]
+            timeout = max(PHASE_TIMEOUT_S, 4 * pairs_hb / IDEAL)
+            faults0 = stats["faults"].get("429", 0)
+            cpu0 = worker_cpu()
+            hb_occupancy = Occupancy()
+            run_hb, wall_hb = grade(
+                "per_criterion", True, hb_occupancy, target=target, timeout=timeout
+            )
+            cpu_hb = worker_cpu() - cpu0
+            verdicts_hb = Verdict.objects.filter(run=run_hb).count()
+            errors_hb = Verdict.objects.filter(run=run_hb, outcome="error").count()
+            calls_hb = calls_of(run_hb)
+            hb_jobs = peer_jobs(run_hb)
+            assert len(hb_jobs) == pairs_hb, (len(hb_jobs), pairs_hb)
+            hb_peer, hb_peer_wall, hb_peer_cpu, hb_peer_occupancy = peer(hb_jobs)
+            del hb_jobs
+            hb_stats = sim_stats()
+            rate_hb = verdicts_hb / wall_hb
+            cpu_per_verdict_hb = 1000 * cpu_hb / max(1, verdicts_hb)
+            healthbench = {
+                "tasks": args.tasks,
+                "criteria_per_task": "8-15",
+                "criteria": hb["criteria"],
+                "models": 2,
+                "responses": hb["responses"],
+                "pairs": pairs_hb,
+                "import_s": round(hb["import_s"], 2),
+                "publish_in_bulk_s": round(hb["publish_s"], 2),
+                "suite_freeze_s": round(hb["suite_freeze_s"], 3),
+                "suite_freeze_under_5s": hb["suite_freeze_s"] < 5,
+                "per_criterion_wall_s": round(wall_hb, 2),
+                "verdicts": verdicts_hb,
+                "errors": errors_hb,
+                "judge_calls": calls_hb["calls"],
+                "verdicts_per_s": round(rate_hb, 1),
+                "ratio_to_ideal_320": round(rate_hb / IDEAL, 3),
+                "assay_cpu_ms_per_verdict": round(cpu_per_verdict_hb, 3),
+                "one_task_assay_cpu_ms_per_verdict": round(cpu_per_verdict1, 3),
+                "cpu_per_verdict_ratio_to_one_task": round(
+                    cpu_per_verdict_hb / max(1e-9, cpu_per_verdict1), 3
+                ),
+                "occupancy": hb_occupancy.summary(wall_hb),
+                "peer_wall_s": round(hb_peer_wall, 2),
+                "peer_met": sum(hb_peer),
+                "peer_cpu_ms_per_verdict": round(1000 * hb_peer_cpu / pairs_hb, 3),
+                "wall_ratio_peer_to_assay": round(hb_peer_wall / wall_hb, 3),
+                "peer_occupancy": hb_peer_occupancy.summary(hb_peer_wall),
+                "simulator_429s": hb_stats["faults"].get("429", 0) - faults0,
+            }
+        client.close()
         print(
             json.dumps(
                 {
+                    "shape": args.shape,
                     "pairs": pairs,
                     "responses": args.responses,
                     "criteria": args.criteria,
@@ -357,8 +530,8 @@ def main() -> None:
                     "verdicts": verdicts1,
                     "errors": errors1,
                     "verdicts_per_s": round(rate, 1),
-                    "ratio_to_ideal_320": round(rate / (LIMIT / (LATENCY_MS / 1000)), 3),
-                    "assay_cpu_ms_per_verdict": round(1000 * (cpu1 - cpu0) / max(1, verdicts1), 3),
+                    "ratio_to_ideal_320": round(rate / IDEAL, 3),
+                    "assay_cpu_ms_per_verdict": round(cpu_per_verdict1, 3),
                     "per_criterion_calls": per_criterion["calls"],
                     "per_criterion_input_tokens": per_criterion["input_tokens"],
                     "batched_calls": batched["calls"],
@@ -380,6 +553,8 @@ def main() -> None:
                     "simulator_peak_concurrency": stats["peak_concurrency"],
                     "simulator_429s": stats["faults"].get("429", 0),
                     "cpus": os.cpu_count(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2),
+                    **({"healthbench": healthbench} if healthbench else {}),
                 }
             )
         )

@@ -25,6 +25,27 @@ from rubrics.rows import Rows
 from rubrics.suites import suite_task_ids
 
 HISTOGRAM_BINS = 10
+# How long a completed run's figures stay in the process's cache (`finished`).
+FINISHED_CACHE_S = 3600
+
+
+def finished(run: GradingRun, name: str, compute):
+    """`compute()`, kept in the process's cache for a completed run under its finish time.
+
+    A completed run's verdicts, scores and judge calls no longer change: retrying failed items
+    or resuming reopens the run (its finish time goes) and finishing again gives it a new one,
+    so a key with the finish time never serves figures of another state. Counting a
+    HealthBench-sized run (100,000 verdicts and judge calls, 10,000 scores) on every view of
+    its page would cost most of a second; leads open finished runs far more often than they
+    grade. A run still going is always counted afresh."""
+    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
+        return compute()
+    key = f"assay:run-{name}:{run.pk}:{run.finished_at.isoformat()}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, timeout=FINISHED_CACHE_S)
+    return value
 
 
 def project_judges(project: Project):
@@ -226,6 +247,10 @@ def broker_unreachable() -> bool:
 
 
 def run_progress(run: GradingRun) -> Progress:
+    return finished(run, "progress", lambda: _run_progress(run))
+
+
+def _run_progress(run: GradingRun) -> Progress:
     verdicts = Verdict.objects.filter(run=run).aggregate(
         done=Count("pk"),
         errors=Count("pk", filter=Q(outcome=Verdict.Outcome.ERROR)),
@@ -346,14 +371,7 @@ def model_summaries(run: GradingRun) -> list[ModelSummary]:
     no longer change (retrying or resuming it reopens it and gives it a new finish time), so
     its summaries are kept in the process's cache under that time: the bootstrap is most of
     the run page's CPU, and leads open finished runs far more often than they grade."""
-    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
-        return _model_summaries(run)
-    key = f"assay:run-summaries:{run.pk}:{run.finished_at.isoformat()}"
-    summaries = cache.get(key)
-    if summaries is None:
-        summaries = _model_summaries(run)
-        cache.set(key, summaries, timeout=3600)
-    return summaries
+    return finished(run, "summaries", lambda: _model_summaries(run))
 
 
 def _model_summaries(run: GradingRun) -> list[ModelSummary]:
@@ -415,9 +433,17 @@ def run_scores_page(run: GradingRun, page, *, count: int):
     """One page of the run's scores (a run at RL scale has tens of thousands). `count` is the
     number of scores, which the run page has already counted; `page` may be anything a URL
     holds: out of range gives the last page, not a number the first."""
-    paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
-    paginator.count = count
-    return paginator.get_page(page)
+    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
+        paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
+        paginator.count = count
+        return paginator.get_page(page)
+    # A completed run's order is kept (`finished`): sorting 10,000 scores by task and model
+    # for each page is most of the page's database time; a page is then 50 rows by id.
+    order = finished(run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True)))
+    shown = Paginator(order, SCORES_PER_PAGE).get_page(page)
+    rows = Score.objects.select_related("response__task").in_bulk(list(shown.object_list))
+    shown.object_list = [rows[pk] for pk in shown.object_list if pk in rows]
+    return shown
 
 
 def score_verdicts(score: Score):
@@ -493,13 +519,24 @@ def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
 def run_flagged_responses(run: GradingRun) -> int:
     """Responses of the run whose judge verdicts are marked for review: they address the
     grader (grading.injection)."""
-    return (
-        Verdict.objects.filter(run=run, needs_review=True).values("response_id").distinct().count()
+    return finished(
+        run,
+        "flagged",
+        lambda: (
+            Verdict.objects.filter(run=run, needs_review=True)
+            .values("response_id")
+            .distinct()
+            .count()
+        ),
     )
 
 
 def run_error_reasons(run: GradingRun) -> list[dict]:
     """Error verdicts counted by reason (the text before the first colon of `error`)."""
+    return finished(run, "errors", lambda: _run_error_reasons(run))
+
+
+def _run_error_reasons(run: GradingRun) -> list[dict]:
     return list(
         Verdict.objects.filter(run=run, outcome=Verdict.Outcome.ERROR)
         .annotate(reason=Left("error", StrIndex("error", Value(":")) - 1))
@@ -627,6 +664,10 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
 
 def tag_summaries(run: GradingRun) -> list[dict]:
     """Mean score per (axis tag, model), clipped as HealthBench reports it."""
+    return finished(run, "tags", lambda: _tag_summaries(run))
+
+
+def _tag_summaries(run: GradingRun) -> list[dict]:
     sums: dict[tuple[str, str], list[float]] = {}
     for model, by_tag in Score.objects.filter(run=run, raw__isnull=False).values_list(
         "response__model", "by_tag"

@@ -60,9 +60,13 @@ def judge_test(request: HttpRequest, pk: int) -> HttpResponse:
 def runs(request: HttpRequest, slug: str) -> HttpResponse:
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
     project = project_for(request.user, slug, perm)
-    graders = list(published_graders(project))
-    suite_versions = suites.newest_versions(project)
-    judges = list(selectors.project_judges(project))
+    can_run = role_allows(project.role, Perm.RUN_GRADING)
+    # The form's choices, for those who may start a run: every published grader of the
+    # project (5,000 in a HealthBench import), listed by title and hash, never read whole
+    # (each spec holds the judge's templates).
+    graders = list(published_graders(project).defer("spec")) if can_run else []
+    suite_versions = suites.newest_versions(project) if can_run else []
+    judges = list(selectors.project_judges(project)) if can_run else []
     form = RunForm(
         request.POST or None, graders=graders, suite_versions=suite_versions, judges=judges
     )
@@ -108,7 +112,7 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "sort": sort,
             "columns": _run_columns(sort),
             "form": form,
-            "can_run": role_allows(project.role, Perm.RUN_GRADING),
+            "can_run": can_run,
             "has_graders": bool(graders),
             "has_judges": bool(judges),
             "estimate": estimate,
