@@ -141,7 +141,7 @@ def _suite_board(request: HttpRequest, suite) -> tuple[leaderboard.Shown, str]:
     a number or not the suite's is said, naming the field, over the newest's."""
     raw, number, error = request.GET.get("version", ""), None, ""
     if raw:
-        if raw.isdigit() and 0 < int(raw) < 2**31:
+        if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31:
             number = int(raw)
         else:
             error = f"version: {raw[:40]!r} is not a version number."
