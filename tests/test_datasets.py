@@ -227,7 +227,14 @@ def test_card_agreement_figures_equal_the_annotation_statistics(personas):
     snapshot = snapshots.snapshot_create(
         project=p.project, name="with-people", format="verdicts-jsonl", user=p.admin
     )
+    # The request is also queued on commit: a worker still running from an earlier test may
+    # claim the build first, and then this call returns at once ("not queued").
     snapshots.snapshot_build(snapshot_id=snapshot.pk)
+    wait_for(
+        lambda: DatasetSnapshot.objects.get(pk=snapshot.pk).status == "ready",
+        timeout=60,
+        what="the snapshot to be built",
+    )
     snapshot.refresh_from_db()
     ratings, _ = annotation_selectors.version_ratings(grader.version)
     expected = stats.agreement(ratings).overall
