@@ -22,7 +22,7 @@ from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
-from rubrics.suites import suite_task_ids
+from rubrics.suites import carries_any, suite_task_ids
 
 HISTOGRAM_BINS = 10
 # How long a completed run's figures stay in the process's cache (`finished`).
@@ -875,9 +875,7 @@ def suite_facts(suites: list[Suite]) -> list[Suite]:
             picked[suite.pk].update(
                 pk
                 for pk, project_id, tags in task_tags
-                if project_id == suite.project_id
-                and isinstance(tags, list)
-                and wanted.intersection(t for t in tags if isinstance(t, str))
+                if project_id == suite.project_id and carries_any(tags, wanted)
             )
     newest_numbers = dict(
         SuiteVersion.objects.filter(suite_id__in=ids)

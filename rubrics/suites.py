@@ -161,6 +161,14 @@ def suite_add_tasks(*, suite: Suite, task_ids) -> None:
         suite.tasks.add(*ids)
 
 
+def carries_any(tags, wanted: set[str]) -> bool:
+    """Whether a task's `tags` (JSON: a list of strings, or anything a bad import left) hold
+    one of `wanted`: what puts a task in a suite picked by tags."""
+    return isinstance(tags, list) and bool(
+        wanted.intersection(t for t in tags if isinstance(t, str))
+    )
+
+
 def suite_task_ids(suite: Suite) -> list[int]:
     """The suite's tasks now: those picked or imported, and those carrying one of its tags."""
     ids = set(
@@ -173,7 +181,7 @@ def suite_task_ids(suite: Suite) -> list[int]:
             for pk, tags in Task.objects.filter(project_id=suite.project_id).values_list(
                 "pk", "tags"
             )
-            if isinstance(tags, list) and wanted.intersection(t for t in tags if isinstance(t, str))
+            if carries_any(tags, wanted)
         )
     return sorted(ids)
 

@@ -280,3 +280,47 @@ def test_the_reward_endpoint_answers_200_with_per_criterion_errors(
         assert result["score"] == 1.0 and storable(hostile["explanation"])
     for row in JudgeCall.objects.values("prompt_tokens", "completion_tokens", "cached_tokens"):
         assert all(0 <= n <= replies.MAX_TOKENS for n in row.values())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", NAMES)
+def test_the_suite_reward_endpoint_answers_200_with_per_criterion_errors(
+    personas, judge_server, name
+):
+    """The suite reward URL, over two tasks with their own graders: a hostile reply is never a
+    500 and never asked again past the re-asks; each task's item says its verdicts."""
+    from rubrics import suites
+    from tests.test_api import api_client
+
+    tasks = [factories.make_task(personas.project, f"t-suite-{i}") for i in range(2)]
+    for i, task in enumerate(tasks):
+        factories.make_published_rubric(
+            personas.project,
+            task,
+            [(criterion_text(name), 5)] if i == 0 else [("Mentions rest", 3)],
+            personas.admin,
+        )
+    suite = suites.suite_create(
+        project=personas.project, name="hostile", task_ids=[t.pk for t in tasks]
+    )
+    suites.suite_freeze(suite=suite)
+    factories.make_judge(personas.project, judge_server.url)
+    reply = api_client(personas.engineer).post(
+        f"/api/suites/{suite.pk}/score/",
+        {
+            "items": [
+                {"task": "t-suite-0", "responses": ["Rest and drink water."]},
+                {"task": "t-suite-1", "responses": ["Rest and drink water."]},
+            ]
+        },
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    hostile_item, honest_item = reply.json()["items"]
+    (hostile,) = hostile_item["results"][0]["verdicts"]
+    (honest,) = honest_item["results"][0]["verdicts"]
+    assert hostile["outcome"] == EXPECTED[name], hostile
+    assert honest["outcome"] == "met"
+    with judge_server.lock:
+        asked = judge_server.requests[name]
+    assert 1 <= asked <= ASKS
