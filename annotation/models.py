@@ -12,7 +12,12 @@ class Response(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="responses")
     model = models.CharField(max_length=200)
+    # The final answer: the whole response when it is a text, the last assistant message's
+    # text when it is an episode. Outcome criteria grade it.
     text = models.TextField()
+    # An episode (annotation.content.episode: messages with tool calls, final state,
+    # metadata) in the shape Episode.as_json writes; null for a plain text response.
+    content = models.JSONField(null=True, blank=True)
     sample_index = models.PositiveIntegerField(default=0)
     metadata = models.JSONField(default=dict, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
@@ -28,6 +33,13 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.task.external_id} #{self.sample_index}"
+
+    @property
+    def episode(self):
+        """The response's content as an Episode (a text is one assistant message)."""
+        from annotation.content.episode import Episode
+
+        return Episode.load(self.content, self.text)
 
 
 class ResponseFlag(models.Model):
@@ -126,6 +138,10 @@ class Verdict(models.Model):
         related_name="verdicts",
     )
     sample_index = models.PositiveIntegerField(default=0)
+    # A step criterion's verdict at one step of an episode: the index of that assistant
+    # message (annotation.content.episode). Null for a verdict on the whole response, which
+    # is also what a step criterion's per-response verdict (its step rule's result) has.
+    step = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     # A scale criterion's value normalised to [0, 1]; null for binary and checked criteria.
     value = models.FloatField(null=True, blank=True)
@@ -150,13 +166,23 @@ class Verdict(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["run", "response", "criterion", "rater", "sample_index"],
-                condition=Q(run__isnull=False),
+                condition=Q(run__isnull=False, step__isnull=True),
                 name="one_verdict_per_run_item",
             ),
             models.UniqueConstraint(
+                fields=["run", "response", "criterion", "rater", "sample_index", "step"],
+                condition=Q(run__isnull=False, step__isnull=False),
+                name="one_verdict_per_run_item_step",
+            ),
+            models.UniqueConstraint(
                 fields=["assignment", "criterion"],
-                condition=Q(assignment__isnull=False),
+                condition=Q(assignment__isnull=False, step__isnull=True),
                 name="one_verdict_per_assignment_criterion",
+            ),
+            models.UniqueConstraint(
+                fields=["assignment", "criterion", "step"],
+                condition=Q(assignment__isnull=False, step__isnull=False),
+                name="one_verdict_per_assignment_criterion_step",
             ),
             models.CheckConstraint(
                 condition=~Q(outcome="error") | ~Q(error=""), name="error_verdict_says_why"

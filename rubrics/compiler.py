@@ -225,6 +225,13 @@ def criterion_spec(c) -> dict:
         spec["scale"] = {"descriptors": list(c.scale)}
     if c.kind == "checked":
         spec["check"] = dict(c.check_spec or {})
+    # Named only when not the default, so the hashes of graders written before scopes stay.
+    if c.scope and c.scope != "outcome":
+        spec["scope"] = c.scope
+    if c.scope == "step":
+        spec["step_rule"] = c.step_rule
+        if c.step_tool:
+            spec["step_tool"] = c.step_tool
     return spec
 
 

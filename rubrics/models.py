@@ -280,6 +280,16 @@ class Criterion(models.Model):
         SCALE = "scale", "Judged: scale 1..N"
         CHECKED = "checked", "Checked by code"
 
+    class Scope(models.TextChoices):
+        OUTCOME = "outcome", "Outcome: the final answer"
+        TRAJECTORY = "trajectory", "Trajectory: the whole episode at once"
+        STEP = "step", "Step: each assistant turn (or each call of a tool)"
+
+    class StepRule(models.TextChoices):
+        ALL = "all", "Met when met at every step"
+        SHARE = "share", "Earns the share of steps where it is met"
+        ANY = "any", "Met when met at any step (for a pitfall)"
+
     version = models.ForeignKey(RubricVersion, on_delete=models.CASCADE, related_name="criteria")
     # The same criterion across versions: copied into each new draft, so diffs can pair them.
     lineage = models.UUIDField(default=uuid.uuid4)
@@ -297,6 +307,12 @@ class Criterion(models.Model):
     scale = models.JSONField(default=list, blank=True)  # level descriptors, 1..N
     check_spec = models.JSONField(null=True, blank=True)  # rubrics.checks data
     gate = models.BooleanField(default=False)
+    # What of an episode the criterion judges (annotation.content): the final answer, the
+    # whole episode, or each step; a step criterion's result for the response follows its
+    # step rule, and `step_tool` (when set) limits its steps to the turns calling that tool.
+    scope = models.CharField(max_length=12, choices=Scope.choices, default=Scope.OUTCOME)
+    step_rule = models.CharField(max_length=8, choices=StepRule.choices, blank=True)
+    step_tool = models.CharField(max_length=200, blank=True)
     group = models.ForeignKey(
         CriterionGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="criteria"
     )
@@ -320,6 +336,15 @@ class Criterion(models.Model):
             models.CheckConstraint(
                 condition=~Q(kind="checked") | Q(check_spec__isnull=False),
                 name="checked_criterion_has_check",
+            ),
+            models.CheckConstraint(
+                condition=Q(scope__in=["outcome", "trajectory", "step"]),
+                name="criterion_scope_known",
+            ),
+            models.CheckConstraint(
+                condition=(Q(scope="step") & Q(step_rule__in=["all", "share", "any"]))
+                | (~Q(scope="step") & Q(step_rule="") & Q(step_tool="")),
+                name="criterion_step_rule_fits_scope",
             ),
         ]
 

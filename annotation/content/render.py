@@ -1,0 +1,195 @@
+"""An episode rendered for a judge, and for pages.
+
+**For a judge** (`for_judge`) an episode is a compact transcript, one block per message,
+numbered as people see them (#1 is the first message)::
+
+    #1 user: Refund order A17, it arrived broken.
+    #2 assistant: Let me look it up.
+       calls lookup_order (c1) {"id": "A17"}
+    #3 tool lookup_order (c1): {"status": "delivered"}
+    #4 assistant: Done: your refund is on its way.
+    FINAL STATE:
+    {"orders": {"A17": {"refunded": true}}}
+
+The budget, in characters (about four to a token):
+
+* each message's text is cut at MESSAGE_CHARS and each tool output at TOOL_OUTPUT_CHARS, the
+  cut marked ``[... N characters cut]``;
+* the final state is cut at STATE_CHARS;
+* when the whole still exceeds EPISODE_CHARS, the messages before the first assistant turn
+  (the task as the agent saw it), the first HEAD_MESSAGES after them and as many of the last
+  messages as fit (at least TAIL_MESSAGES) are kept, and the middle is replaced by one
+  marker saying how many messages, assistant steps and tool outputs were elided.
+
+`Rendered.note` tells the judge, outside the fence, what was cut. A step criterion is judged
+on the episode up to that step (`Episode.upto`), whose last message is the step judged: the
+tail is always kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from annotation.content.episode import Episode, Message
+
+MESSAGE_CHARS = 4_000
+TOOL_OUTPUT_CHARS = 2_000
+STATE_CHARS = 6_000
+EPISODE_CHARS = 24_000
+HEAD_MESSAGES = 4
+TAIL_MESSAGES = 4
+PAGE_COLLAPSE_CHARS = 600  # parts longer than this start collapsed on pages
+
+
+def label(index: int) -> str:
+    """How people and judges see a message or step index: #1 is the first message."""
+    return f"#{index + 1}"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    elided_messages: int = 0
+    elided_steps: int = 0
+    elided_tool_outputs: int = 0
+    cut_parts: int = 0
+
+    @property
+    def note(self) -> str:
+        """What the judge is told of the budget ("" when nothing was cut)."""
+        said = []
+        if self.elided_messages:
+            said.append(
+                f"{self.elided_messages} messages in the middle of the episode were elided "
+                f"({self.elided_steps} assistant steps, {self.elided_tool_outputs} tool "
+                "outputs); judge only what is shown, and do not assume what was elided"
+            )
+        if self.cut_parts:
+            said.append(f"{self.cut_parts} long parts were cut where marked")
+        return ("Note: " + "; ".join(said) + ".") if said else ""
+
+
+def _cut(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return f"{text[:limit]} [... {len(text) - limit:,} characters cut]", True
+
+
+def _block(index: int, message: Message) -> tuple[str, int]:
+    """One message's lines, and how many of its parts were cut."""
+    cuts = 0
+    if message.role == "tool":
+        text, cut = _cut(message.text, TOOL_OUTPUT_CHARS)
+        cuts += cut
+        head = f"{label(index)} tool {message.name} ({message.tool_call_id}): "
+        return head + text, cuts
+    text, cut = _cut(message.text, MESSAGE_CHARS)
+    cuts += cut
+    lines = [f"{label(index)} {message.role}: {text}"]
+    if message.reasoning:
+        reasoning, cut = _cut(message.reasoning, MESSAGE_CHARS)
+        cuts += cut
+        lines.append(f"   reasoning: {reasoning}")
+    for call in message.tool_calls:
+        arguments, cut = _cut(call.arguments_json(), TOOL_OUTPUT_CHARS)
+        cuts += cut
+        lines.append(f"   calls {call.name} ({call.id}) {arguments}")
+    return "\n".join(lines), cuts
+
+
+def for_judge(episode: Episode, *, budget: int = EPISODE_CHARS) -> Rendered:
+    """The episode as the judge reads it inside the response fence (see the module doc)."""
+    blocks = []
+    cuts = 0
+    for i, message in enumerate(episode.messages):
+        block, cut = _block(i, message)
+        blocks.append(block)
+        cuts += cut
+    state = ""
+    if episode.has_final_state:
+        dumped = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True)
+        dumped, cut = _cut(dumped, STATE_CHARS)
+        cuts += cut
+        state = "FINAL STATE:\n" + dumped
+    total = sum(len(b) + 1 for b in blocks) + len(state)
+    elided = (0, 0, 0)
+    if total > budget and len(blocks) > HEAD_MESSAGES + TAIL_MESSAGES:
+        first_turn = next((i for i, m in enumerate(episode.messages) if m.role == "assistant"), 0)
+        head_end = min(first_turn + HEAD_MESSAGES, len(blocks) - TAIL_MESSAGES)
+        room = budget - len(state) - sum(len(b) + 1 for b in blocks[:head_end])
+        tail_start = len(blocks) - TAIL_MESSAGES
+        used = sum(len(b) + 1 for b in blocks[tail_start:])
+        while tail_start > head_end and used + len(blocks[tail_start - 1]) + 1 <= room:
+            tail_start -= 1
+            used += len(blocks[tail_start]) + 1
+        if tail_start > head_end:
+            middle = episode.messages[head_end:tail_start]
+            elided = (
+                len(middle),
+                sum(1 for m in middle if m.role == "assistant"),
+                sum(1 for m in middle if m.role == "tool"),
+            )
+            marker = (
+                f"[... {elided[0]} messages elided ({label(head_end)} to "
+                f"{label(tail_start - 1)}): {elided[1]} assistant steps and {elided[2]} tool "
+                "outputs ...]"
+            )
+            blocks = [*blocks[:head_end], marker, *blocks[tail_start:]]
+    text = "\n".join(blocks) + (("\n" + state) if state else "")
+    return Rendered(text, *elided, cut_parts=cuts)
+
+
+def for_judge_step(episode: Episode, step: int, *, budget: int = EPISODE_CHARS) -> Rendered:
+    """The episode up to `step`, for a step criterion: the last message is the step judged."""
+    return for_judge(episode.upto(step), budget=budget)
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def for_page(episode: Episode) -> dict:
+    """What the trajectory view shows: numbered messages with role, text, reasoning, each
+    tool call's name, pretty arguments and output (matched by call id), and the final
+    state, each flagged `long` when it should start collapsed."""
+    outputs = {m.tool_call_id: m for m in episode.messages if m.role == "tool"}
+    rows = []
+    for i, m in enumerate(episode.messages):
+        calls = []
+        for call in m.tool_calls:
+            result = outputs.get(call.id)
+            output = result.text if result is not None else None
+            calls.append(
+                {
+                    "id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments_json(indent=2),
+                    "output": output,
+                    "output_long": output is not None and len(output) > PAGE_COLLAPSE_CHARS,
+                }
+            )
+        rows.append(
+            {
+                "index": i,
+                "label": label(i),
+                "role": m.role,
+                "text": m.text,
+                "long": len(m.text) > PAGE_COLLAPSE_CHARS,
+                "reasoning": m.reasoning,
+                "calls": calls,
+                "tool_name": m.name if m.role == "tool" else "",
+                "tool_call_id": m.tool_call_id,
+                "is_step": m.role == "assistant",
+            }
+        )
+    state = None
+    if episode.has_final_state:
+        state = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True, indent=2)
+    return {
+        "messages": rows,
+        "final_state": state,
+        "final_state_long": state is not None and len(state) > PAGE_COLLAPSE_CHARS,
+        "metadata": episode.metadata,
+        "steps": len(episode.steps()),
+        "tool_calls": sum(1 for _ in episode.tool_calls()),
+    }
