@@ -104,8 +104,11 @@ def _json_in(text: str) -> object:
     return uploads.loads(text)
 
 
-def evaluate(check: dict, text: str) -> tuple[bool, str]:
-    """(met, explanation) for a validated check."""
+def evaluate(check: dict, text: str, episode=None) -> tuple[bool, str]:
+    """(met, explanation) for a validated check. `text` is the final answer; `episode` (an
+    annotation.content.episode.Episode, read by duck typing: this app imports neither of the
+    others) is the whole response, which checks over tool calls, steps and the final state
+    read."""
     text = text[:MAX_TEXT]
     kind = check["type"]
     if kind in ("contains", "not_contains"):
