@@ -59,6 +59,7 @@ from _django import (  # noqa: E402 - beside this file
     Simulator,
     bench_grader,
     check_published,
+    cpu_seconds,
     healthbench_suite,
     wait,
 )
@@ -118,14 +119,6 @@ def build_healthbench(admin, *, tag: str, tasks: int, sim_url: str) -> dict:
         "pairs": 2 * criteria,  # one response per task per model
         **timings,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its reaped and live children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    # utime, stime, cutime, cstime are fields 14-17 (1-based); after the ")" split, index 11..
-    return sum(int(x) for x in fields[11:15]) / ticks
 
 
 def main() -> None:
