@@ -909,14 +909,46 @@ def _scan(text: str, note: str = "", v: Views | None = None) -> list[Reason]:
     return reasons
 
 
-def detect(text: str | None) -> Finding | None:
-    """The reasons this response looks aimed at the grader, or None. Deterministic."""
+def detect(content) -> Finding | None:
+    """The reasons this response looks aimed at the grader, or None. Deterministic.
+
+    `content` is a text, or an episode (annotation.content.episode.Episode): then every
+    assistant turn (text, reasoning, tool-call arguments) and every tool output is scanned,
+    since a tool output that tells the grader what to answer reaches the judge inside the
+    episode as surely as the final answer does, and each reason names the message it is in."""
+    if content is not None and not isinstance(content, str):
+        return _detect_episode(content)
+    return _detect_text(content)
+
+
+def _detect_episode(episode) -> Finding | None:
+    if episode.is_text:
+        return _detect_text(episode.final_text)
+    reasons: list[Reason] = []
+    seen: set[tuple[str, str]] = set()
+    budget = MAX_SCAN
+    for where, text in episode.scanned_texts():
+        if budget <= 0:
+            break
+        # A bare "{}" of arguments or "ok" of a tool is data, not a master-key reply: that rule
+        # reads only what the agent says.
+        found = _detect_text(text[:budget], master_key=", " not in where)
+        budget -= len(text)
+        for r in found.reasons if found else ():
+            if (r.rule, where) in seen:
+                continue
+            seen.add((r.rule, where))
+            reasons.append(Reason(r.rule, f"{r.why} (in {where})", r.excerpt))
+    return Finding(tuple(reasons)) if reasons else None
+
+
+def _detect_text(text: str | None, master_key: bool = True) -> Finding | None:
     if is_empty(text):
         return None
     assert text is not None
     v = views(text)
     reasons = _scan(text, v=v)
-    key = _master_key(v.plain)
+    key = _master_key(v.plain) if master_key else None
     if key:
         reasons.append(key)
     hidden = [ch for ch in HIDDEN.findall(text[:MAX_SCAN])]

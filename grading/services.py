@@ -1507,7 +1507,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
             outcome = engine.Outcome(graded=engine.failed(items, exc))
         # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
         # Looked for once the judge has answered: the first calls of a run need not wait.
-        finding = injection.detect(response.text)
+        finding = injection.detect(response.episode if response.content else response.text)
         # Items stopped by a cancel stay undecided (not errors): a resume grades them.
         kept = [g for g in outcome.graded if g.reason != "cancelled"]
         cancelled = len(kept) < len(outcome.graded)

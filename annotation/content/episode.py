@@ -220,13 +220,13 @@ class Episode:
         for i, m in enumerate(self.messages):
             if m.role == "assistant":
                 if m.text:
-                    yield f"messages[{i}]", m.text
+                    yield f"message #{i + 1}", m.text
                 if m.reasoning:
-                    yield f"messages[{i}].reasoning", m.reasoning
-                for k, call in enumerate(m.tool_calls):
-                    yield f"messages[{i}].tool_calls[{k}]", call.arguments_json()
+                    yield f"message #{i + 1}, reasoning", m.reasoning
+                for call in m.tool_calls:
+                    yield f"message #{i + 1}, arguments of {call.name}", call.arguments_json()
             elif m.role == "tool" and m.text:
-                yield f"messages[{i}] (tool output)", m.text
+                yield f"message #{i + 1}, output of {m.name}", m.text
 
     # --- storing and exporting ----------------------------------------------------------
 
