@@ -232,6 +232,15 @@ def check_xlsx(data: bytes, *, name: str) -> None:
     if kind != "zip":
         described = DESCRIBED.get(kind, "text")
         raise UploadRefused(f"'{name}' is {described}, not an XLSX workbook (a zip archive).")
+    check_zip(data, name=name, parts=XLSX_PARTS, what="an XLSX workbook", plural="workbooks")
+
+
+def check_zip(
+    data: bytes, *, name: str, parts=(), what: str = "an office file", plural: str = "files"
+) -> None:
+    """A zip (an office file: XLSX, DOCX, PPTX) that holds `parts` and is no bomb: at most
+    ASSAY_XLSX_MAX_MEMBERS members, unpacking to at most ASSAY_XLSX_MAX_UNPACKED_BYTES, no
+    large member expanding more than ASSAY_XLSX_MAX_RATIO times. Nothing is unpacked here."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -240,20 +249,18 @@ def check_xlsx(data: bytes, *, name: str) -> None:
     limit = settings.XLSX_MAX_MEMBERS
     if len(members) > limit:
         raise UploadRefused(
-            f"'{name}' holds {len(members):,} parts; workbooks of at most {limit:,} parts are "
+            f"'{name}' holds {len(members):,} parts; {plural} of at most {limit:,} parts are "
             "accepted (ASSAY_XLSX_MAX_MEMBERS)."
         )
     names = {m.filename for m in members}
-    missing = [part for part in XLSX_PARTS if part not in names]
+    missing = [part for part in parts if part not in names]
     if missing:
-        raise UploadRefused(
-            f"'{name}' is a zip archive but not an XLSX workbook (no {', '.join(missing)})."
-        )
+        raise UploadRefused(f"'{name}' is a zip archive but not {what} (no {', '.join(missing)}).")
     unpacked = sum(m.file_size for m in members)
     limit = settings.XLSX_MAX_UNPACKED_BYTES
     if unpacked > limit:
         raise UploadRefused(
-            f"'{name}' unpacks to {megabytes(unpacked)}; workbooks may unpack to at most "
+            f"'{name}' unpacks to {megabytes(unpacked)}; {plural} may unpack to at most "
             f"{megabytes(limit)} (ASSAY_XLSX_MAX_UNPACKED_BYTES).",
             status=413,
         )
