@@ -22,6 +22,11 @@ from rubrics import suites
 from rubrics.models import Project, Role
 
 CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "tasks.json"
+# An agent task: a refund agent with tools, its rubric of outcome, trajectory, step and
+# checked criteria, and three agents' episodes; one reaches a good final answer through a
+# refund issued before the order was looked up (assay/demo/agent_task.json).
+AGENT_CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "agent_task.json"
+AGENT_SUITE = "Support agent"
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "assay-demo"  # noqa: S105 - a documented demo login on the embedded default
 # Its fourth sample is left for the person to upload, to show the import step.
@@ -189,6 +194,9 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
                 project=project, suite_version=second, judge=judge, user=admin
             )
         )
+        runs.append(
+            _load_agent(project, admin=admin, author=author, reviewer=reviewer, judge=judge)
+        )
         # Two annotators grade the chest-pain answers by hand, to compare with the judge.
         annotation_services.queue_create(
             project=project,
@@ -199,6 +207,64 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             user=admin,
         )
     return DemoResult(project=project, created=True, upload_file=upload, runs=len(runs))
+
+
+def _load_agent(project, *, admin, author, reviewer, judge):
+    """The agent task, its rubric (published), its three episodes, a suite of it and a run;
+    an annotator's queue over the episodes, step criteria included."""
+    item = json.loads(AGENT_CONTENT.read_text())
+    task = rubric_services.task_create(
+        project=project,
+        external_id=item["external_id"],
+        title=item["title"],
+        messages=item["messages"],
+        tags=item["tags"],
+        reference=item["reference"],
+        user=admin,
+    )
+    criteria = [
+        rubric_services.clean_criterion(
+            c["text"],
+            Decimal(str(c["points"])),
+            kind=c.get("kind", "binary"),
+            check_spec=c.get("check"),
+            scope=c.get("scope", "outcome"),
+            step_rule=c.get("step_rule", ""),
+            step_tool=c.get("step_tool", ""),
+        )
+        for c in item["criteria"]
+    ]
+    rubric = rubric_services.rubric_create(
+        project=project, task=task, title=f"{item['title']}: rubric", user=admin, criteria=criteria
+    )
+    version = rubric_services.version_submit(version=rubric.versions.get(), user=author)
+    grader = rubric_services.version_approve(version=version, user=reviewer, role=Role.REVIEWER)
+    lines = [
+        json.dumps({"task_id": item["external_id"], "model": model, **episode})
+        for model, episode in item["episodes"].items()
+    ]
+    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+    if not result.ok:
+        raise ValueError(f"demo episodes did not import: {result.errors}")
+    suite = suites.suite_create(
+        project=project,
+        name=AGENT_SUITE,
+        description="A refund agent with tools: outcome, steps and the final database state.",
+        task_ids=[task.pk],
+        user=admin,
+    )
+    frozen, _ = suites.suite_freeze(suite=suite, user=admin)
+    annotation_services.queue_create(
+        project=project,
+        grader=grader,
+        name="Refund agent: steps by hand",
+        overlap=1,
+        annotators=["annotator"],
+        user=admin,
+    )
+    return grading_services.run_create(
+        project=project, suite_version=frozen, judge=judge, user=admin
+    )
 
 
 REVISION = (
