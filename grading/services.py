@@ -1536,8 +1536,11 @@ class _Graded:
     cancelled: bool
 
 
-def _grade_one(run: GradingRun, judges: list[Judge], work: _Work, *, where: str) -> _Graded:
-    """Ask the judges about one response's undecided items (the cache first)."""
+def _grade_one(
+    run: GradingRun, judges: list[Judge], refs: list[engine.JudgeRef], work: _Work, *, where: str
+) -> _Graded:
+    """Ask the judges (`refs`: theirs, made once a chunk) about one response's undecided items
+    (the cache first)."""
     run_id, response, items = run.pk, work.response, work.items
     grader = work.score.grader
     rater_of = {j.pk: j.rater_id for j in judges}
@@ -1545,7 +1548,7 @@ def _grade_one(run: GradingRun, judges: list[Judge], work: _Work, *, where: str)
         outcome = engine.grade_items(
             grader.spec,
             grader_hash=grader.hash,
-            judges=[judge_ref(j) for j in judges],
+            judges=refs,
             messages=response.task.messages,
             response=response.text,
             items=items,
@@ -1631,6 +1634,11 @@ def _write(run: GradingRun, graded: list[_Graded]) -> None:
             run.simulated = True
 
 
+# A chunk's verdicts are written together at its end, or as soon as its responses so far have
+# taken this long.
+CHUNK_WRITE_S = 30
+
+
 def grade_response(*, run_id: int, response_id: int) -> str:
     """Grade one response of a run (`grade_responses` of one)."""
     return grade_responses(run_id=run_id, response_ids=[response_id])[0]
@@ -1640,7 +1648,8 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
     """Grade every (criterion, judge, sample) of a chunk of one run's responses that has no
     verdict yet, then score each response; what became of each, in the order of
     `response_ids`. What the chunk needs is read in a few queries and its verdicts written in
-    one transaction, however many tasks and graders it spans.
+    one transaction (sooner with a slow judge: CHUNK_WRITE_S), however many tasks and graders
+    it spans.
 
     Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
     database, so a redelivered task skips what is done and never writes a second verdict.
@@ -1655,6 +1664,8 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
     todo = [(pk, w) for pk, w in chunk.work.items() if isinstance(w, _Work)]
     graded: list[_Graded] = []
     stopped: list[int] = []  # responses a cancel stopped (or kept from starting)
+    written = time.monotonic()
+    refs = [judge_ref(j) for j in judges]
     for response_id, work in todo:
         if stopped:
             stopped.append(response_id)
@@ -1662,10 +1673,15 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
         said[response_id] = f"graded {len(work.items)} items"
         if not work.items:
             continue
-        g = _grade_one(run, judges, work, where=where)
+        g = _grade_one(run, judges, refs, work, where=where)
         graded.append(g)
         if g.cancelled:
             stopped.append(response_id)
+        elif time.monotonic() - written > CHUNK_WRITE_S:
+            # A slow judge: what is decided is saved as it goes, so the run shows progress
+            # (and the stall sweep sees it) as it would with a task per response.
+            _with_db(lambda batch=graded: _write(run, batch), what=where)
+            graded, written = [], time.monotonic()
     if graded:
         _with_db(lambda: _write(run, graded), what=where)
     if stopped:

@@ -165,3 +165,17 @@ def test_a_chunked_run_completes_on_the_real_worker(personas, sim, celery_worker
         what="the chunked run to complete",
     )
     assert_complete(run)
+
+
+def test_a_chunk_with_a_slow_judge_saves_each_response_as_it_goes(personas, sim, monkeypatch):
+    # Every response takes longer than the chunk's write interval: each is saved on its own,
+    # in order, so the run page and the stall sweep see progress.
+    monkeypatch.setattr(services, "CHUNK_WRITE_S", -1)
+    run = suite_run(personas, sim, 3, ["m-a", "m-b"])
+    ids = pending(run)
+    with CaptureQueriesContext(connection) as ctx:
+        said = services.grade_responses(run_id=run.pk, response_ids=ids)
+    assert all(s.startswith("graded ") for s in said), said
+    inserts = [q for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "annotation_')]
+    assert len(inserts) == len(ids)
+    assert_complete(run)
