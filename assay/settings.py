@@ -176,6 +176,9 @@ ASSAY_IMPORT_MAX_ATTEMPTS = env_int("ASSAY_IMPORT_MAX_ATTEMPTS", 3)
 # Every worker writes a heartbeat this often (0: never); a run page warns that no worker is
 # running when none has been written for three of these.
 ASSAY_WORKER_HEARTBEAT_S = env_int("ASSAY_WORKER_HEARTBEAT_S", 10)
+# A run's responses go to the workers in chunks of up to this many, one task each (1: a task
+# per response); a chunk's rows are read and written in a few statements, not per response.
+ASSAY_GRADE_CHUNK = env_int("ASSAY_GRADE_CHUNK", 8)
 
 # --- Judges ---------------------------------------------------------------------------
 # The longest one judge call may take, all of it: connecting, sending, and reading the reply

@@ -270,6 +270,11 @@ ENGLISH: list[Rule] = [
             r"submission|output))\b|\b(?:judges|graders|evaluators|reviewers|raters|assessors) "
             r"of this\b|\bfor (?:evaluation|grading|scoring|marking|benchmark) purposes\b"
         ),
+        gate=(
+            # Speed only (Rule.gate): a word every branch needs.
+            *("scoring", "grading", "evaluating", "assessing", "judging", "marking"),
+            *("rating", "reviewing", "checking", " of this", "purposes"),
+        ),
     ),
     Rule(
         "steers-verdict",
@@ -351,6 +356,10 @@ ENGLISH: list[Rule] = [
             r"\b(?:system|developer|admin|administrator|operator)[- ]?(?:level )?(?:instruction|"
             r"message|note|notice|directive|override|command)s? ?:|"
             r"\bprompt (?:to|for) (?:the )?(?:evaluator|grader|judge|scorer|rater)\b"
+        ),
+        gate=(
+            *("evaluat", "grading", "scoring", "marking", "judging", "grader", "review"),
+            *("system", "developer", "admin", "operator", "prompt"),
         ),
     ),
     Rule(
@@ -465,6 +474,10 @@ ENGLISH: list[Rule] = [
             r"|\b(?:grade|score|verdict|result|outcome|evaluation|rating) ?[:=] ?"
             r"(?:pass(?:ed)?|met|true|10|100|a\+|correct|yes)\b"
         ),
+        gate=(
+            *("score", "grade", "rating", "verdict", "evaluation", "assessment", "mark"),
+            *("result", "outcome"),
+        ),
     ),
     Rule(
         "forged-verdict",
@@ -527,6 +540,10 @@ ENGLISH: list[Rule] = [
             r"\bdo anything now\b|\bsystem override\b|\boverride mode\b|\badmin override\b|"
             r"\byour (?:new|real|actual|true) (?:task|instructions?|job) (?:is|are)\b|"
             r"\b(?:end|stop) (?:of )?(?:the )?(?:grading|evaluation) (?:task|instructions)\b"
+        ),
+        gate=(
+            *("instruction", "directive", "task", "system", "you are now", "developer mode"),
+            *("jailbreak", "do anything now", "override", "job"),
         ),
     ),
     Rule(

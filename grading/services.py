@@ -1,4 +1,5 @@
-"""Writes for judges and grading runs. The worker's unit of work is one response of a run."""
+"""Writes for judges and grading runs. The worker's unit of work is a chunk of a run's
+responses (`grade_responses`)."""
 
 from __future__ import annotations
 
@@ -944,6 +945,32 @@ def _send_all(task, calls: list[tuple]) -> int:
     return sent
 
 
+def _chunks(response_ids: list[int]) -> list[list[int]]:
+    """A run's responses in chunks of up to ASSAY_GRADE_CHUNK, one task each: the worker reads
+    and writes a chunk's rows in a few statements, where one task per response would make a
+    dozen queries and a broker round trip per response. A run too small to keep every
+    worker thread busy with whole chunks goes out a response at a time, so its judge calls
+    still overlap across threads."""
+    size = max(1, min(settings.ASSAY_GRADE_CHUNK, len(response_ids) // CHUNK_SPREAD))
+    return [response_ids[i : i + size] for i in range(0, len(response_ids), size)]
+
+
+# At least this many tasks per run before responses are chunked (bench/grading.py runs 32
+# worker threads; more tasks than threads keeps the tail of a run short).
+CHUNK_SPREAD = 64
+
+
+def _send_responses(run_id: int, response_ids: list[int]) -> int:
+    """Queue `response_ids` of a run in chunks; returns how many responses were sent."""
+    from grading import tasks
+
+    chunks = _chunks(response_ids)
+    if all(len(ids) == 1 for ids in chunks):
+        return _send_all(tasks.grade_response, [(run_id, ids[0]) for ids in chunks])
+    sent = _send_all(tasks.grade_responses, [(run_id, ids) for ids in chunks])
+    return sum(len(ids) for ids in chunks[:sent])
+
+
 def _send(task, *args) -> bool:
     """Queue one task, or leave it to the recovery sweep (runs_recover), which finds its work
     pending in the database, when the broker is away. False when not sent."""
@@ -953,7 +980,6 @@ def _send(task, *args) -> bool:
 def run_start(*, run_id: int, enqueue: bool = True) -> int:
     """Mark a run running and queue every response not yet scored. Safe to call again: it is
     how an interrupted run resumes. Returns how many responses were queued."""
-    from grading import tasks
 
     updated = GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.QUEUED).update(
         status=GradingRun.Status.RUNNING, started_at=timezone.now()
@@ -967,7 +993,7 @@ def run_start(*, run_id: int, enqueue: bool = True) -> int:
         .values_list("response_id", flat=True)
     )
     if enqueue:
-        _send_all(tasks.grade_response, [(run_id, response_id) for response_id in pending])
+        _send_responses(run_id, pending)
     if not pending and updated:
         run_finish_if_done(run_id=run_id)
     return len(pending)
@@ -1004,7 +1030,6 @@ def run_retry_failed(*, run: GradingRun) -> int:
     """Re-queue only the items whose verdict is an error. Their error verdicts are deleted and
     their responses' scores made pending in the same transaction as the re-queueing (sent on
     commit), so an item is never both lost and re-graded twice. Returns the items re-queued."""
-    from grading import tasks
 
     locked = GradingRun.objects.select_for_update().get(pk=run.pk)
     if locked.status != GradingRun.Status.COMPLETED:
@@ -1019,9 +1044,7 @@ def run_retry_failed(*, run: GradingRun) -> int:
     )
     GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
 
-    transaction.on_commit(
-        lambda: _send_all(tasks.grade_response, [(run.pk, pk) for pk in response_ids])
-    )
+    transaction.on_commit(lambda: _send_responses(run.pk, response_ids))
     return deleted
 
 
@@ -1074,10 +1097,8 @@ def runs_recover(*, stalled_for_s: float) -> dict[str, list[int]]:
         if not _claim_requeue(run_id, forced=stalled_for_s <= 0):
             continue  # re-queued within the last stall period (here or by another worker)
         pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
-        calls = [
-            (run_id, pk) for pk in pending.order_by("pk").values_list("response_id", flat=True)
-        ]
-        if _send_all(tasks.grade_response, calls) < len(calls):
+        calls = list(pending.order_by("pk").values_list("response_id", flat=True))
+        if _send_responses(run_id, calls) < len(calls):
             return done
         done["requeued"].append(run_id)
     if stalled_for_s > 0:
@@ -1425,178 +1446,292 @@ def _store_flag(response: Response, finding: injection.Finding) -> None:
     )
 
 
+# Graders are immutable (a published version's compiled spec, named by its hash): a worker
+# process reads each once, not once per response.
+_graders: dict[int, Grader] = {}
+_graders_lock = threading.Lock()
+
+
+def graders_by_id(ids: Iterable[int]) -> dict[int, Grader]:
+    """The graders of `ids`, from this process's cache; the missing ones in one query."""
+    wanted = set(ids)
+    with _graders_lock:
+        found = {pk: _graders[pk] for pk in wanted if pk in _graders}
+    missing = wanted - found.keys()
+    if missing:
+        read = Grader.objects.only("id", "hash", "spec", "version_id").in_bulk(list(missing))
+        with _graders_lock:
+            if len(_graders) + len(read) > 4096:
+                _graders.clear()
+            _graders.update(read)
+        found.update(read)
+    return found
+
+
 @dataclass
 class _Work:
-    """What one task needs to grade one response, read from the database up front."""
+    """What one response of a chunk needs to be graded, read from the database up front."""
 
-    run: GradingRun
     score: Score
     response: Response
-    judges: list[Judge]
     items: list[tuple[int, int, int]]
 
 
-def _work_for(run_id: int, response_id: int) -> _Work | str:
-    # One query for the run's state, the score, the response and its task.
-    score = (
-        Score.objects.select_related("run", "response__task", "grader")
-        .filter(run_id=run_id, response_id=response_id)
-        .first()
-    )
-    run = score.run if score else GradingRun.objects.only("status").get(pk=run_id)
-    if run.status != GradingRun.Status.RUNNING:
-        return f"run is {run.status}"
-    if score is None or score.status == Score.Status.DONE:
-        return "already scored"
-    judges = run_judges(run)
-    done = set(
-        Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
-            "criterion_id", "rater_id", "sample_index"
+@dataclass
+class _Chunk:
+    """What a chunk of one run's responses needs: its run and judges, read once for all."""
+
+    run: GradingRun
+    judges: list[Judge]
+    work: dict[int, _Work | str]  # response id -> its work, or why there is none
+
+
+def _work_for(run_id: int, response_ids: list[int]) -> _Chunk | str:
+    """A few queries for the whole chunk, however many tasks and graders it spans: the scores
+    with their run, responses and tasks; the judges; the verdicts already given; and the
+    graders this process has not read yet."""
+    scores = list(
+        Score.objects.select_related("run", "response__task").filter(
+            run_id=run_id, response_id__in=response_ids
         )
     )
-    items = [
-        (c["id"], j.pk, s)
-        for c in score.grader.spec["criteria"]
-        for j in judges
-        for s in range(run.samples)
-        if (c["id"], j.rater_id, s) not in done
+    run = scores[0].run if scores else GradingRun.objects.only("status").get(pk=run_id)
+    if run.status != GradingRun.Status.RUNNING:
+        return f"run is {run.status}"
+    by_response = {s.response_id: s for s in scores if s.status != Score.Status.DONE}
+    work: dict[int, _Work | str] = {pk: "already scored" for pk in response_ids}
+    if not by_response:
+        return _Chunk(run, [], work)
+    judges = run_judges(run)
+    graders = graders_by_id(s.grader_id for s in by_response.values())
+    done: dict[int, set] = {}
+    for response_id, *item in Verdict.objects.filter(
+        run_id=run_id, response_id__in=list(by_response)
+    ).values_list("response_id", "criterion_id", "rater_id", "sample_index"):
+        done.setdefault(response_id, set()).add(tuple(item))
+    for response_id, score in by_response.items():
+        score.grader = graders[score.grader_id]
+        seen = done.get(response_id, set())
+        items = [
+            (c["id"], j.pk, s)
+            for c in score.grader.spec["criteria"]
+            for j in judges
+            for s in range(run.samples)
+            if (c["id"], j.rater_id, s) not in seen
+        ]
+        work[response_id] = _Work(score, score.response, items)
+    return _Chunk(run, judges, work)
+
+
+@dataclass
+class _Graded:
+    """One response's judge answers, ready to be written."""
+
+    response: Response
+    finding: injection.Finding | None
+    verdicts: list[Verdict]
+    verdict_call: list[int | None]  # index into `calls` of the call that decided each
+    calls: list[tuple]
+    cache_rows: list[tuple]
+    cancelled: bool
+
+
+def _grade_one(
+    run: GradingRun, judges: list[Judge], refs: list[engine.JudgeRef], work: _Work, *, where: str
+) -> _Graded:
+    """Ask the judges (`refs`: theirs, made once a chunk) about one response's undecided items
+    (the cache first)."""
+    run_id, response, items = run.pk, work.response, work.items
+    grader = work.score.grader
+    rater_of = {j.pk: j.rater_id for j in judges}
+    try:
+        outcome = engine.grade_items(
+            grader.spec,
+            grader_hash=grader.hash,
+            judges=refs,
+            messages=response.task.messages,
+            response=response.text,
+            items=items,
+            mode=run.mode,
+            cache_lookup=(
+                (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
+                if run.use_cache
+                else None
+            ),
+            should_stop=_stopper(run_id),
+        )
+    except DB_DOWN:
+        raise  # the task goes back to the queue (grading.tasks.DB_RETRY)
+    except Exception as exc:  # noqa: BLE001 - a crash would leave the items to the sweep
+        # The items end as errors now, rather than as a task that fails each time the
+        # recovery sweep queues it again: "Retry failed items" asks again.
+        outcome = engine.Outcome(graded=engine.failed(items, exc))
+    # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
+    # Looked for once the judge has answered: the first calls of a run need not wait.
+    finding = injection.detect(response.episode if response.content else response.text)
+    # Items stopped by a cancel stay undecided (not errors): a resume grades them.
+    kept = [g for g in outcome.graded if g.reason != "cancelled"]
+    verdicts = [
+        Verdict(
+            run_id=run_id,
+            response_id=response.pk,
+            criterion_id=g.criterion_id,
+            rater_id=rater_of[g.judge_id],
+            grader_id=grader.pk,
+            sample_index=g.sample_index,
+            outcome=g.outcome,
+            value=g.value,
+            explanation=g.explanation,
+            raw_output=g.raw if g.outcome == scoring.ERROR or not g.cached else "",
+            error=g.error,
+            judge_model=g.judge_model,
+            simulated=g.simulated,
+            prompt_tokens=g.prompt_tokens,
+            completion_tokens=g.completion_tokens,
+            needs_review=finding is not None and g.judged,
+        )
+        for g in kept
     ]
-    return _Work(run, score, score.response, judges, items)
+    # Which stored call decided each item: its verdict points to it once the call has an id.
+    call_of = {
+        (criterion_id, c.judge_id, c.sample_index): i
+        for i, c in enumerate(_sent(outcome.calls))
+        for criterion_id in c.criterion_ids
+    }
+    return _Graded(
+        response=response,
+        finding=finding,
+        verdicts=verdicts,
+        verdict_call=[
+            call_of.get((g.criterion_id, g.judge_id, g.sample_index)) if not g.cached else None
+            for g in kept
+        ],
+        calls=_judge_call_rows(outcome.calls, run_id=run_id, response_id=response.pk),
+        cache_rows=_cache_rows(outcome.to_cache),
+        cancelled=len(kept) < len(outcome.graded),
+    )
+
+
+def _write(run: GradingRun, graded: list[_Graded]) -> None:
+    """The chunk's flags, cached answers, calls and verdicts in one transaction, a statement
+    each. Verdicts are unique per item: one already there (a redelivered task) is kept."""
+    calls = [row for g in graded for row in g.calls]
+    verdicts = []
+    offset = 0
+    with transaction.atomic():
+        for g in graded:
+            if g.finding is not None:
+                _store_flag(g.response, g.finding)
+        ids = _store_answers([row for g in graded for row in g.cache_rows], calls)
+        for g in graded:
+            for verdict, i in zip(g.verdicts, g.verdict_call, strict=True):
+                verdict.call_id = None if i is None else ids[offset + i]
+            offset += len(g.calls)
+            verdicts += g.verdicts
+        Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
+        if any(v.simulated for v in verdicts) and not run.simulated:
+            GradingRun.objects.filter(pk=run.pk).update(simulated=True)
+            run.simulated = True
+
+
+# A chunk's verdicts are written together at its end, or as soon as its responses so far have
+# taken this long.
+CHUNK_WRITE_S = 30
 
 
 def grade_response(*, run_id: int, response_id: int) -> str:
-    """Grade every (criterion, judge, sample) of one response in one run that has no verdict
-    yet, then score the response.
+    """Grade one response of a run (`grade_responses` of one)."""
+    return grade_responses(run_id=run_id, response_ids=[response_id])[0]
+
+
+def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
+    """Grade every (criterion, judge, sample) of a chunk of one run's responses that has no
+    verdict yet, then score each response; what became of each, in the order of
+    `response_ids`. What the chunk needs is read in a few queries and its verdicts written in
+    one transaction (sooner with a slow judge: CHUNK_WRITE_S), however many tasks and graders
+    it spans.
 
     Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
     database, so a redelivered task skips what is done and never writes a second verdict.
     A PostgreSQL restart is waited out (`_with_db`): the judge's answers are kept in memory
     and written once the database is back, never thrown away and asked again.
     """
-    where = f"grading response {response_id} of run {run_id}"
-    work = _with_db(lambda: _work_for(run_id, response_id), what=where)
-    if isinstance(work, str):
-        return work
-    run, response, judges, items = work.run, work.response, work.judges, work.items
-    grader = work.score.grader
-    spec = grader.spec
-    rater_of = {j.pk: j.rater_id for j in judges}
-    cancelled = False
-    if items:
-        try:
-            outcome = engine.grade_items(
-                spec,
-                grader_hash=grader.hash,
-                judges=[judge_ref(j) for j in judges],
-                messages=response.task.messages,
-                response=response.text,
-                items=items,
-                mode=run.mode,
-                cache_lookup=(
-                    (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
-                    if run.use_cache
-                    else None
-                ),
-                should_stop=_stopper(run_id),
-            )
-        except DB_DOWN:
-            raise  # the task goes back to the queue (grading.tasks.DB_RETRY)
-        except Exception as exc:  # noqa: BLE001 - a crash would leave the items to the sweep
-            # The items end as errors now, rather than as a task that fails each time the
-            # recovery sweep queues it again: "Retry failed items" asks again.
-            outcome = engine.Outcome(graded=engine.failed(items, exc))
-        # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
-        # Looked for once the judge has answered: the first calls of a run need not wait.
-        finding = injection.detect(response.episode if response.content else response.text)
-        # Items stopped by a cancel stay undecided (not errors): a resume grades them.
-        kept = [g for g in outcome.graded if g.reason != "cancelled"]
-        cancelled = len(kept) < len(outcome.graded)
-        verdicts = [
-            Verdict(
-                run_id=run_id,
-                response_id=response_id,
-                criterion_id=g.criterion_id,
-                rater_id=rater_of[g.judge_id],
-                grader_id=grader.pk,
-                sample_index=g.sample_index,
-                outcome=g.outcome,
-                value=g.value,
-                explanation=g.explanation,
-                raw_output=g.raw if g.outcome == scoring.ERROR or not g.cached else "",
-                error=g.error,
-                judge_model=g.judge_model,
-                simulated=g.simulated,
-                prompt_tokens=g.prompt_tokens,
-                completion_tokens=g.completion_tokens,
-                needs_review=finding is not None and g.judged,
-            )
-            for g in kept
-        ]
-        calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
-        # Which stored call decided each item: its verdict points to it once the call has an id.
-        call_of = {
-            (criterion_id, c.judge_id, c.sample_index): i
-            for i, c in enumerate(_sent(outcome.calls))
-            for criterion_id in c.criterion_ids
-        }
-        verdict_call = [
-            call_of.get((g.criterion_id, g.judge_id, g.sample_index)) if not g.cached else None
-            for g in kept
-        ]
-
-        @transaction.atomic
-        def write():
-            if finding is not None:
-                _store_flag(response, finding)
-            ids = _store_answers(_cache_rows(outcome.to_cache), calls)
-            for verdict, i in zip(verdicts, verdict_call, strict=True):
-                verdict.call_id = None if i is None else ids[i]
-            Verdict.objects.bulk_create(verdicts, ignore_conflicts=True)
-            if any(v.simulated for v in verdicts) and not run.simulated:
-                GradingRun.objects.filter(pk=run_id).update(simulated=True)
-
-        _with_db(write, what=where)
-    if cancelled:
+    where = f"grading responses {response_ids[:5]} of run {run_id}"
+    chunk = _with_db(lambda: _work_for(run_id, response_ids), what=where)
+    if isinstance(chunk, str):
+        return [chunk] * len(response_ids)
+    run, judges, said = chunk.run, chunk.judges, dict(chunk.work)
+    todo = [(pk, w) for pk, w in chunk.work.items() if isinstance(w, _Work)]
+    graded: list[_Graded] = []
+    stopped: list[int] = []  # responses a cancel stopped (or kept from starting)
+    written = time.monotonic()
+    refs = [judge_ref(j) for j in judges]
+    for response_id, work in todo:
+        if stopped:
+            stopped.append(response_id)
+            continue
+        said[response_id] = f"graded {len(work.items)} items"
+        if not work.items:
+            continue
+        g = _grade_one(run, judges, refs, work, where=where)
+        graded.append(g)
+        if g.cancelled:
+            stopped.append(response_id)
+        elif time.monotonic() - written > CHUNK_WRITE_S:
+            # A slow judge: what is decided is saved as it goes, so the run shows progress
+            # (and the stall sweep sees it) as it would with a task per response.
+            _with_db(lambda batch=graded: _write(run, batch), what=where)
+            graded, written = [], time.monotonic()
+    if graded:
+        _with_db(lambda: _write(run, graded), what=where)
+    if stopped:
         resumed = _with_db(
             lambda: GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).exists(),
             what=where,
         )
         if resumed:
-            # Resumed while we stopped: the response is still pending, so queue it again
-            # rather than leave it to nobody.
-            from grading import tasks
+            # Resumed while we stopped: the responses are still pending, so queue them again
+            # rather than leave them to nobody.
+            _send_responses(run_id, stopped)
+        for pk in stopped:
+            said[pk] = "stopped, then resumed: queued again" if resumed else "cancelled"
+    to_score = [w.score for pk, w in todo if pk not in stopped]
+    if to_score:
+        scored = _with_db(lambda: _score(run, to_score, judges), what=where)
+        for score in to_score:
+            if score.pk not in scored:
+                said[score.response_id] = "incomplete"
+    return [said[pk] for pk in response_ids]
 
-            _send(tasks.grade_response, run_id, response_id)
-            return "stopped, then resumed: queued again"
-        return "cancelled"
-    if not _with_db(lambda: _score(run, work.score, judges), what=where):
-        return "incomplete"
-    return f"graded {len(items)} items"
 
-
-def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
-    """Score the response once all its items have a verdict (False while some lack one)."""
-    spec = score.grader.spec
-    rows = list(
-        Verdict.objects.filter(run_id=run.pk, response_id=score.response_id).values_list(
-            "criterion_id", "rater_id", "sample_index", "outcome", "value"
+def _score(run: GradingRun, scores: list[Score], judges: list[Judge]) -> set[int]:
+    """Score each response once all its items have a verdict; the ids of the scores done."""
+    rows: dict[int, list] = {s.response_id: [] for s in scores}
+    for response_id, *row in Verdict.objects.filter(
+        run_id=run.pk, response_id__in=list(rows)
+    ).values_list("response_id", "criterion_id", "rater_id", "sample_index", "outcome", "value"):
+        rows[response_id].append(row)
+    raters = [j.rater_id for j in judges]
+    scored = set()
+    for score in scores:
+        spec = score.grader.spec
+        if len(rows[score.response_id]) < len(spec["criteria"]) * len(judges) * run.samples:
+            continue
+        figures, by_tag = score_with_tags(spec, combined_outcomes(rows[score.response_id], raters))
+        Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
+            status=Score.Status.DONE,
+            raw=figures.raw,
+            met_points=figures.met_points,
+            possible_points=figures.possible_points,
+            error_count=figures.error_count,
+            by_tag=by_tag,
+            gated_by=list(figures.gated_by),
+            finished_at=timezone.now(),
         )
-    )
-    if len(rows) < len(spec["criteria"]) * len(judges) * run.samples:
-        return False
-    figures, by_tag = score_with_tags(spec, combined_outcomes(rows, [j.rater_id for j in judges]))
-    Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
-        status=Score.Status.DONE,
-        raw=figures.raw,
-        met_points=figures.met_points,
-        possible_points=figures.possible_points,
-        error_count=figures.error_count,
-        by_tag=by_tag,
-        gated_by=list(figures.gated_by),
-        finished_at=timezone.now(),
-    )
-    run_finish_if_done(run_id=run.pk)
-    return True
+        scored.add(score.pk)
+    if scored:
+        run_finish_if_done(run_id=run.pk)
+    return scored
 
 
 # --- The reward endpoint: synchronous scores, same engine, cache and limits ---------------

@@ -42,6 +42,15 @@ def grade_response(run_id: int, response_id: int) -> str:
     return services.grade_response(run_id=run_id, response_id=response_id)
 
 
+# A chunk of one run's responses (services.grade_responses), idempotent as above.
+@shared_task(
+    acks_late=True, reject_on_worker_lost=True, time_limit=1800, soft_time_limit=1780, **DB_RETRY
+)
+def grade_responses(run_id: int, response_ids: list[int]) -> str:
+    said = services.grade_responses(run_id=run_id, response_ids=response_ids)
+    return "; ".join(sorted({f"{said.count(s)} {s}" for s in said}))
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=3600, soft_time_limit=3500)
 def build_snapshot(snapshot_id: int) -> str:
     from grading.datasets import snapshots
