@@ -615,14 +615,9 @@ def grade_items(
                 Graded(**{**g.__dict__, "judge_id": judge_id, "sample_index": sample})
             )
             continue
-        scope = scope_of(criterion)
-        if scope == STEP:
-            steps = views.steps(criterion)
-            by_step.append((criterion, judge_id, sample, steps))
-            seen = [views.view(STEP, i) for i in steps]
-        else:
-            seen = [views.view(scope)]
-        for view in seen:
+        if scope_of(criterion) == STEP:
+            by_step.append((criterion, judge_id, sample, views.steps(criterion)))
+        for view in _views_of(criterion, views):
             if view.empty:
                 g = grade_empty(criterion)
                 result.graded.append(
@@ -696,6 +691,69 @@ def grade_items(
     return result
 
 
+def _group(pending: list[tuple[dict, int, int, View, str]], mode: str) -> list[tuple]:
+    """The calls that decide `pending` items: (kind, criterion or criteria, judge id, sample,
+    view). Per criterion: one call each. Batched: one per judge, sample and view for the
+    batchable criteria (a lone one is a single call), one each for the rest."""
+    if mode != BATCHED:
+        return [("single", c, j, s, v) for c, j, s, v, _k in pending]
+    calls: list[tuple] = []
+    groups: dict[tuple, list[dict]] = {}
+    seen: dict[tuple, View] = {}
+    for criterion, judge_id, sample, view, _key in pending:
+        if prompts.batchable(criterion):
+            groups.setdefault((judge_id, sample, view.key), []).append(criterion)
+            seen[view.key] = view
+        else:
+            calls.append(("single", criterion, judge_id, sample, view))
+    for (judge_id, sample, view_key), criteria in groups.items():
+        kind, what = ("single", criteria[0]) if len(criteria) == 1 else ("batch", criteria)
+        calls.append((kind, what, judge_id, sample, seen[view_key]))
+    return calls
+
+
+def _views_of(criterion: dict, views: Views) -> list[View]:
+    """The views a judged criterion is decided on: one, or one per step."""
+    scope = scope_of(criterion)
+    if scope == STEP:
+        return [views.view(STEP, i) for i in views.steps(criterion)]
+    return [views.view(scope)]
+
+
+def has_episode_scopes(spec: dict) -> bool:
+    """Whether any judged criterion reads more than the final answer."""
+    return any(kind_of(c) != "checked" and scope_of(c) != OUTCOME for c in spec["criteria"])
+
+
+def planned_prompts(
+    spec: dict, *, messages: list[dict], response: str | Episode | None, mode: str
+) -> list[tuple[int, list[dict]]]:
+    """The judge calls `grade_items` makes for every judged criterion of one response, for
+    one judge and sample with no cache: (how many verdicts it decides, its prompt). For the
+    run estimate."""
+    views = Views(response)
+    pending = [
+        (c, 0, 0, view, "")
+        for c in spec["criteria"]
+        if kind_of(c) != "checked"
+        for view in _views_of(c, views)
+        if not view.empty
+    ]
+    out = []
+    for kind, what, _j, _s, view in _group(pending, mode):
+        if kind == "batch":
+            prompt = prompts.batch_messages(
+                spec, messages=messages, response=view.text, criteria=what, about=view.about
+            )
+            out.append((len(what), prompt))
+        else:
+            prompt = prompts.judge_messages(
+                spec, messages=messages, response=view.text, criterion=what, about=view.about
+            )
+            out.append((1, prompt))
+    return out
+
+
 def _call_judges(
     spec: dict,
     result: Outcome,
@@ -713,24 +771,7 @@ def _call_judges(
     """Group `pending` items into calls (batched: the batchable criteria sharing one view,
     per judge and sample), send them on the pool and add their verdicts to `result`."""
     keys = {(c["id"], j, s, v.step): k for c, j, s, v, k in pending}
-    calls = []  # kind, criterion or criteria, judge id, sample, view
-    if mode == BATCHED:
-        groups: dict[tuple, list[dict]] = {}
-        seen: dict[tuple, View] = {}
-        for criterion, judge_id, sample, view, _key in pending:
-            if prompts.batchable(criterion):
-                groups.setdefault((judge_id, sample, view.key), []).append(criterion)
-                seen[view.key] = view
-            else:
-                calls.append(("single", criterion, judge_id, sample, view))
-        for (judge_id, sample, view_key), criteria in groups.items():
-            if len(criteria) == 1:
-                calls.append(("single", criteria[0], judge_id, sample, seen[view_key]))
-            else:
-                calls.append(("batch", criteria, judge_id, sample, seen[view_key]))
-    else:
-        calls = [("single", c, j, s, v) for c, j, s, v, _k in pending]
-
+    calls = _group(pending, mode)
     clients = {
         ref.judge_id: JudgeClient(
             ref.settings, http=http_client(), limiter=limiter(ref.limits), should_stop=should_stop

@@ -619,7 +619,13 @@ def run_estimate(
     """Calls and tokens a run will cost without the cache, for `work` ({grader id: response
     ids}): calls are counted exactly; tokens come from prompts rendered for a sample of
     EST_SAMPLE_RESPONSES responses spread over the graders, and extrapolated per call to the
-    graders not sampled. The cost, where an admin has priced the judges' models."""
+    graders not sampled. The cost, where an admin has priced the judges' models.
+
+    A grader with trajectory or step criteria has its sampled responses' prompts rendered as
+    the engine renders them (engine.planned_prompts: the episode in the fence, one prompt per
+    step for step criteria), and its calls and verdicts per response are the sample's mean:
+    how many steps an episode has is known only from its content. Unsampled, such a grader
+    counts one call per criterion, as for texts."""
     work = {g: ids for g, ids in work.items() if ids}
     if graders is None:
         graders = Grader.objects.in_bulk(list(work))
@@ -641,14 +647,29 @@ def run_estimate(
     for grader_id, ids in work.items():
         spec = graders[grader_id].spec
         judged, batch, singles = _calls_of(spec, mode)
-        per_response_calls = len(singles) + (1 if batch else 0)
+        per_response_calls: float = len(singles) + (1 if batch else 0)
+        verdicts: float = len(judged)
         n = len(ids)
-        calls += n * per_response_calls
-        output_tokens += n * len(judged) * EST_COMPLETION_TOKENS_PER_VERDICT
         checked += n * (len(spec["criteria"]) - len(judged))
         sample = [loaded[pk] for pk in picked.get(grader_id, []) if pk in loaded]
+        planned = None
+        if sample and engine.has_episode_scopes(spec):
+            planned = [
+                engine.planned_prompts(
+                    spec, messages=r.task.messages, response=r.episode, mode=mode
+                )
+                for r in sample
+            ]
+            per_response_calls = sum(len(p) for p in planned) / len(sample)
+            verdicts = sum(k for p in planned for k, _ in p) / len(sample)
+        calls += n * per_response_calls
+        output_tokens += n * verdicts * EST_COMPLETION_TOKENS_PER_VERDICT
         if sample:
-            per_response = _estimate_chars(spec, sample, singles, batch) / 4 / len(sample)
+            if planned is not None:
+                chars = sum(len(m["content"]) for p in planned for _, pr in p for m in pr)
+            else:
+                chars = _estimate_chars(spec, sample, singles, batch)
+            per_response = chars / 4 / len(sample)
             input_tokens += n * per_response
             sampled_calls += per_response_calls
             sampled_tokens += per_response
@@ -658,9 +679,9 @@ def run_estimate(
         input_tokens += unsampled_calls * sampled_tokens / sampled_calls
     factor = len(judges) * samples
     estimate = {
-        "calls": calls * factor,
+        "calls": round(calls * factor),
         "input_tokens": round(input_tokens * factor),
-        "output_tokens": output_tokens * factor,
+        "output_tokens": round(output_tokens * factor),
         "checked_in_code": checked * factor,
     }
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
@@ -1449,10 +1470,12 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
     if score is None or score.status == Score.Status.DONE:
         return "already scored"
     judges = run_judges(run)
+    # An item is done once it has its verdict on the response: a step criterion's steps
+    # are decided with it (a retry judges its steps again, each stored once).
     done = set(
-        Verdict.objects.filter(run_id=run_id, response_id=response_id).values_list(
-            "criterion_id", "rater_id", "sample_index"
-        )
+        Verdict.objects.filter(
+            run_id=run_id, response_id=response_id, step__isnull=True
+        ).values_list("criterion_id", "rater_id", "sample_index")
     )
     items = [
         (c["id"], j.pk, s)
@@ -1466,7 +1489,9 @@ def _work_for(run_id: int, response_id: int) -> _Work | str:
 
 def grade_response(*, run_id: int, response_id: int) -> str:
     """Grade every (criterion, judge, sample) of one response in one run that has no verdict
-    yet, then score the response.
+    yet, then score the response. A step criterion's item writes its verdict at each step
+    (Verdict.step) beside its verdict on the response; the run's items, its progress and its
+    score count only the latter.
 
     Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
     database, so a redelivered task skips what is done and never writes a second verdict.
@@ -1489,7 +1514,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
                 grader_hash=grader.hash,
                 judges=[judge_ref(j) for j in judges],
                 messages=response.task.messages,
-                response=response.text,
+                response=response.episode,
                 items=items,
                 mode=run.mode,
                 cache_lookup=(
@@ -1519,6 +1544,7 @@ def grade_response(*, run_id: int, response_id: int) -> str:
                 rater_id=rater_of[g.judge_id],
                 grader_id=grader.pk,
                 sample_index=g.sample_index,
+                step=g.step,
                 outcome=g.outcome,
                 value=g.value,
                 explanation=g.explanation,
@@ -1535,12 +1561,14 @@ def grade_response(*, run_id: int, response_id: int) -> str:
         calls = _judge_call_rows(outcome.calls, run_id=run_id, response_id=response_id)
         # Which stored call decided each item: its verdict points to it once the call has an id.
         call_of = {
-            (criterion_id, c.judge_id, c.sample_index): i
+            (criterion_id, c.judge_id, c.sample_index, c.step): i
             for i, c in enumerate(_sent(outcome.calls))
             for criterion_id in c.criterion_ids
         }
         verdict_call = [
-            call_of.get((g.criterion_id, g.judge_id, g.sample_index)) if not g.cached else None
+            call_of.get((g.criterion_id, g.judge_id, g.sample_index, g.step))
+            if not g.cached
+            else None
             for g in kept
         ]
 
@@ -1578,9 +1606,9 @@ def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
     """Score the response once all its items have a verdict (False while some lack one)."""
     spec = score.grader.spec
     rows = list(
-        Verdict.objects.filter(run_id=run.pk, response_id=score.response_id).values_list(
-            "criterion_id", "rater_id", "sample_index", "outcome", "value"
-        )
+        Verdict.objects.filter(
+            run_id=run.pk, response_id=score.response_id, step__isnull=True
+        ).values_list("criterion_id", "rater_id", "sample_index", "outcome", "value")
     )
     if len(rows) < len(spec["criteria"]) * len(judges) * run.samples:
         return False

@@ -358,3 +358,79 @@ def test_an_error_at_a_step_makes_the_criterion_an_error(personas, sim, settings
     assert by_number[5].error.startswith(by_number[5].reason + ": at step #2: ")
     assert by_number[9].outcome == "met"  # checked: no judge
     assert out.to_cache == {}
+
+
+# --- The worker: step verdicts stored, idempotent, counted -------------------------------
+
+
+def make_responses(project, task):
+    from annotation.models import Response
+
+    episode = Episode.parse(EPISODE)
+    agent = Response.objects.create(
+        task=task, model="agent", text=episode.final_text, content=episode.stored()
+    )
+    text = Response.objects.create(
+        task=task, model="texter", text=EPISODE["messages"][5]["content"]
+    )
+    return agent, text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["per_criterion", "batched"])
+def test_a_run_stores_step_verdicts_and_scores_by_the_step_rule(personas, sim, celery_worker, mode):
+    from annotation.models import Verdict
+    from grading import selectors
+    from grading.models import GradingRun, JudgeCall, Score
+    from tests.conftest import wait_for
+
+    project, admin = personas.project, personas.admin
+    grader = make_grader(project, admin)
+    agent, text = make_responses(project, grader.version.rubric.task)
+    judge = factories.make_judge(project, sim.url)
+    run = services.run_create(project=project, grader=grader, judge=judge, user=admin, mode=mode)
+    # Items are the verdicts on responses; steps are not items.
+    assert run.total_items == 2 * len(RUBRIC)
+    wait_for(
+        lambda: GradingRun.objects.get(pk=run.pk).status == "completed",
+        timeout=120,
+        what="the run to complete",
+    )
+    number = numbered(grader)
+    rows = Verdict.objects.filter(run=run, response=agent)
+    whole = {number[v.criterion_id]: (v.outcome, v.value) for v in rows if v.step is None}
+    steps: dict[int, dict[int, str]] = {}
+    for v in rows:
+        if v.step is not None:
+            steps.setdefault(number[v.criterion_id], {})[v.step] = v.outcome
+    assert_expected(whole, steps)
+    # Every judged step verdict names the call that decided it.
+    assert all(v.call_id for v in rows if v.step is not None)
+    assert Score.objects.get(run=run, response=agent).raw == pytest.approx(EXPECTED_SCORE)
+    text_steps = set(
+        Verdict.objects.filter(run=run, response=text, step__isnull=False).values_list(
+            "criterion_id", "step"
+        )
+    )
+    assert {(number[c], s) for c, s in text_steps} == {(5, 0), (6, 0), (7, 0)}
+    progress = selectors.run_progress(GradingRun.objects.get(pk=run.pk))
+    assert progress.done == progress.total == 2 * len(RUBRIC)
+    # The estimate counted the calls the run made: the episode's steps and the text's.
+    run.refresh_from_db()
+    made = JudgeCall.objects.filter(run=run)
+    assert run.estimate["calls"] == made.count() == (21 if mode == "per_criterion" else 7)
+    sent = sum(made.values_list("prompt_tokens", flat=True))
+    assert run.estimate["input_tokens"] == pytest.approx(sent, rel=0.01)
+
+    # A retried item (its verdict on the response gone, as after a lost write) is graded
+    # again: its steps are judged again but stored once, and the score stands.
+    before = Verdict.objects.filter(run=run).count()
+    step_criterion = next(c for c, n in number.items() if n == 6)
+    Verdict.objects.filter(
+        run=run, response=agent, criterion_id=step_criterion, step__isnull=True
+    ).delete()
+    Score.objects.filter(run=run, response=agent).update(status="pending", raw=None)
+    GradingRun.objects.filter(pk=run.pk).update(status="running")
+    assert services.grade_response(run_id=run.pk, response_id=agent.pk) == "graded 1 items"
+    assert Verdict.objects.filter(run=run).count() == before
+    assert Score.objects.get(run=run, response=agent).raw == pytest.approx(EXPECTED_SCORE)
