@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
+from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
 from grading import broker, engine, injection
@@ -1631,12 +1632,49 @@ def _score(run: GradingRun, score: Score, judges: list[Judge]) -> bool:
 
 
 @dataclass(frozen=True)
+class StepReward:
+    """A step criterion's verdict at one step of an episode, as a process reward: in score
+    units, the criterion's points times the step's credit (1 met, a scale's value, 0 not
+    met) over the rubric's positive points, so a pitfall met at a step is negative and a
+    response's steps weigh as its criteria do. None for an error."""
+
+    step: int
+    criterion_id: int
+    outcome: str
+    reward: float | None
+
+
+@dataclass(frozen=True)
 class Reward:
     figures: scoring.ScoreResult
-    graded: list[engine.Graded]
+    graded: list[engine.Graded]  # each criterion's verdict on the response, in rubric order
     # Why the response looks aimed at its grader (empty: nothing found). The score stands;
     # a trainer decides what to do with a policy that learns to address its judge.
     flags: list[str]
+    # Step criteria's verdicts at each step, by step then rubric order (empty for a text or
+    # a rubric without step criteria).
+    steps: list[StepReward] = dataclasses.field(default_factory=list)
+
+
+def step_rewards(spec: dict, graded: list[engine.Graded]) -> list[StepReward]:
+    """The per-step rewards (StepReward) of one response's verdicts."""
+    order = {c["id"]: i for i, c in enumerate(spec["criteria"])}
+    points = {c["id"]: float(c["points"]) for c in spec["criteria"]}
+    possible = sum(p for p in points.values() if p > 0) or 1.0
+    return [
+        StepReward(
+            step=g.step,
+            criterion_id=g.criterion_id,
+            outcome=g.outcome,
+            reward=None
+            if g.outcome == scoring.ERROR
+            else points[g.criterion_id] * g.as_outcome().credit / possible,
+        )
+        for g in sorted(
+            (g for g in graded if g.step is not None),
+            key=lambda g: (g.step, order[g.criterion_id]),
+        )
+    ]
 
 
 class RewardBusy(Exception):
@@ -1673,11 +1711,12 @@ def _reward_slot():
 @dataclass(frozen=True)
 class RewardItem:
     """Responses to one conversation, graded by one grader: the per-grader endpoint sends one
-    item, the suite endpoint one per task of its request."""
+    item, the suite endpoint one per task of its request. A response is a text (None: empty)
+    or an episode (annotation.content.episode.Episode, validated by the caller)."""
 
     grader: Grader
     messages: list[dict]
-    texts: list[str | None]
+    responses: list[str | Episode | None]
 
 
 def reward_score(
@@ -1715,8 +1754,9 @@ def _reward_score(
     cache_rows: list[tuple] = []
     call_rows: list[tuple] = []
 
-    def one(job: tuple[RewardItem, str | None], own_thread: bool = True) -> Reward:
-        item, text = job
+    def one(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True) -> Reward:
+        item, response = job
+        text = response.final_text if isinstance(response, Episode) else response
         grader, spec = item.grader, item.grader.spec
         found: list[injection.Finding | None] = []
 
@@ -1732,7 +1772,7 @@ def _reward_score(
                 grader_hash=grader.hash,
                 judges=[ref],
                 messages=item.messages,
-                response=text,
+                response=response,
                 items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
                 mode=mode,
                 cache_lookup=_cache_lookup,
@@ -1745,7 +1785,7 @@ def _reward_score(
                 connection.close()
         cache_rows.extend(_cache_rows(out.to_cache))  # list.extend is atomic under the GIL
         call_rows.extend(_judge_call_rows(out.calls, judge_id=judge.pk))
-        by_id = {g.criterion_id: g for g in out.graded}
+        by_id = {g.criterion_id: g for g in out.graded if g.step is None}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
         detect()  # if no call was made (all from the cache, or an empty response)
         finding = found[0]
@@ -1753,12 +1793,13 @@ def _reward_score(
             scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}),
             graded,
             [str(r) for r in finding.reasons] if finding else [],
+            step_rewards(spec, out.graded),
         )
 
     def store() -> None:
         _store_answers(cache_rows, call_rows)
 
-    jobs = [(item, text) for item in items for text in item.texts]
+    jobs = [(item, response) for item in items for response in item.responses]
     if len(jobs) == 1:
         # The common RL case: stay on the request's thread and its open connection.
         rewards = [one(jobs[0], own_thread=False)]
@@ -1769,6 +1810,6 @@ def _reward_score(
             rewards = list(pool.map(one, jobs))
     grouped, start = [], 0
     for item in items:
-        grouped.append(rewards[start : start + len(item.texts)])
-        start += len(item.texts)
+        grouped.append(rewards[start : start + len(item.responses)])
+        start += len(item.responses)
     return grouped, store
