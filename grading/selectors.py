@@ -639,7 +639,7 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
         return []
     counts = {
         row["criterion_id"]: row
-        for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id)
+        for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id, step__isnull=True)
         .values("criterion_id")
         .annotate(
             met=Count("pk", filter=Q(outcome=Verdict.Outcome.MET)),

@@ -434,3 +434,43 @@ def test_a_run_stores_step_verdicts_and_scores_by_the_step_rule(personas, sim, c
     assert services.grade_response(run_id=run.pk, response_id=agent.pk) == "graded 1 items"
     assert Verdict.objects.filter(run=run).count() == before
     assert Score.objects.get(run=run, response=agent).raw == pytest.approx(EXPECTED_SCORE)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_episode_costs_the_worker_no_more_queries_than_a_text(personas, sim):
+    """Steps are judged and stored within the same statements: the worker's queries for a
+    30-step episode are those of a text response."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.models import Response, Verdict
+
+    project, admin = personas.project, personas.admin
+    grader = make_grader(project, admin)
+    task = grader.version.rubric.task
+    long = {"messages": [EPISODE["messages"][0]]}
+    for i in range(30):
+        long["messages"].append(
+            {
+                "role": "assistant",
+                "content": f"Step {i}: refund checks.",
+                "tool_calls": [{"id": f"c{i}", "function": {"name": "lookup_order"}}],
+            }
+        )
+        long["messages"].append({"role": "tool", "tool_call_id": f"c{i}", "content": "ok"})
+    episode = Episode.parse(long)
+    agent = Response.objects.create(
+        task=task, model="agent", text=episode.final_text, content=episode.stored()
+    )
+    text = Response.objects.create(task=task, model="texter", text=episode.final_text)
+    judge = factories.make_judge(project, sim.url)
+    run = services.run_create(project=project, grader=grader, judge=judge, user=admin, start=False)
+    services.run_start(run_id=run.pk, enqueue=False)
+    counts = {}
+    for response in (text, agent):
+        with CaptureQueriesContext(connection) as queries:
+            services.grade_response(run_id=run.pk, response_id=response.pk)
+        counts[response.model] = len(queries)
+    assert counts["agent"] == counts["texter"]
+    # 30 steps x 4 step criteria (every turn calls lookup_order, the step tool of one)
+    assert Verdict.objects.filter(run=run, response=agent, step__isnull=False).count() == 4 * 30
