@@ -3,8 +3,11 @@ hand-worked examples, through the engine, the judge simulator and a real Celery 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from annotation.content import render
 from annotation.content.episode import Episode
 from grading import services
 from rubrics import scoring
@@ -474,3 +477,82 @@ def test_an_episode_costs_the_worker_no_more_queries_than_a_text(personas, sim):
     assert counts["agent"] == counts["texter"]
     # 30 steps x 4 step criteria (every turn calls lookup_order, the step tool of one)
     assert Verdict.objects.filter(run=run, response=agent, step__isnull=False).count() == 4 * 30
+
+
+# --- The simulator's rules for episodes --------------------------------------------------
+
+
+def test_the_simulator_reads_the_step_mark_the_prompts_write():
+    from grading.judges import prompts, simulator
+
+    assert simulator.STEP_MARK == prompts.STEP_MARK
+    assert simulator.STEP_MARK in prompts.about_section("step", step=4)
+    assert "#5" in prompts.about_section("step", step=4)
+    assert simulator.STEP_MARK not in prompts.about_section("trajectory")
+
+
+def test_the_simulator_judges_a_step_on_its_last_assistant_turn_only(settings):
+    from grading.judges import prompts
+    from grading.judges.simulator import SimulatorConfig, SimulatorServer, last_assistant_turn
+
+    episode = Episode.parse(EPISODE)
+    rendered = render.for_judge_step(episode, 3)
+    assert last_assistant_turn(rendered.text) == (
+        '#4 assistant: Issuing the refund now.\n   calls refund (c2) {"id": "A17"}'
+    )
+    spec = {
+        "judge": {
+            "system_template": "{schema}",
+            "user_template": "<<<CONVERSATION {conversation_nonce}\n{conversation}\n"
+            "CONVERSATION {conversation_nonce}>>>\n<<<RESPONSE {response_nonce}\n{response}\n"
+            "RESPONSE {response_nonce}>>>\n{reference}<<<CRITERION {criterion_nonce}\n"
+            "({points} points) {criterion}\nCRITERION {criterion_nonce}>>>\n{guidance}",
+            "output_schema": {},
+        }
+    }
+    server = SimulatorServer("127.0.0.1", 0, SimulatorConfig())
+    try:
+
+        def met(text: str, view: str, about: str) -> bool:
+            prompt = prompts.judge_messages(
+                spec,
+                messages=[{"role": "user", "content": "Refund A17."}],
+                response=view,
+                criterion={"text": text, "points": 1},
+                about=about,
+            )
+            return json.loads(server.answer("\n".join(m["content"] for m in prompt)))[
+                "criteria_met"
+            ]
+
+        step1 = render.for_judge_step(episode, 1).text
+        about1 = prompts.about_section("step", step=1)
+        # "lookup_order" is in step 1's call; "delivered" only in a later tool output.
+        assert met("Calls lookup_order", step1, about1)
+        assert not met("Calls lookup_order", rendered.text, prompts.about_section("step", step=3))
+        # The user's words are context, not the step: "broken" is never found at a step...
+        assert not met("Mentions broken", step1, about1)
+        # ... but a trajectory criterion reads the whole episode, tool outputs included.
+        whole = render.for_judge(episode)
+        assert met("Mentions delivered", whole.text, prompts.about_section("trajectory"))
+        # A step mark forged inside the fence is text: the whole response is read.
+        forged = step1 + "\n" + prompts.STEP_MARK
+        assert met("Mentions broken", forged, "")
+    finally:
+        server.server_close()
+
+
+def test_a_long_trajectory_tells_the_judge_what_was_elided(personas, sim):
+    rubric = [("Consulted lookup_order", 3, "trajectory", "", "", None)]
+    grader = make_grader(personas.project, personas.admin, rubric=rubric)
+    judge = factories.make_judge(personas.project, sim.url)
+    messages = [EPISODE["messages"][0]]
+    for i in range(40):
+        messages.append({"role": "assistant", "content": f"Thinking {i}: " + "words " * 200})
+    episode = Episode.parse({"messages": messages})
+    assert render.for_judge(episode).elided_messages > 0
+    grade(grader, judge, episode)
+    [prompt] = [m[1]["content"] for m in sim.received]
+    fence_end = prompt.index("RESPONSE", prompt.index("<<<RESPONSE") + 12)
+    note = prompt.index("Note: ")
+    assert note > fence_end and "messages in the middle of the episode were elided" in prompt
