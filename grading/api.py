@@ -8,13 +8,19 @@ from __future__ import annotations
 import logging
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.content.episode import ContentError, Episode
 from annotation.models import Verdict
 from grading import selectors, services
 from grading.models import GradingRun, Score
@@ -608,6 +614,110 @@ REWARD_BUSY = OpenApiResponse(
 )
 MAX_REWARD_RESPONSES = 256
 
+# An episode as the reward endpoints take it (annotation.content.episode validates it).
+EPISODE_MESSAGE_SCHEMA = {
+    "type": "object",
+    "description": "A chat message in the OpenAI format.",
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+            "nullable": True,
+        },
+        "tool_calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"type": "string", "enum": ["function"]},
+                    "function": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "arguments": {
+                                "description": "A JSON object, or a string holding one.",
+                                "oneOf": [{"type": "string"}, {"type": "object"}],
+                            },
+                        },
+                        "required": ["name"],
+                    },
+                },
+                "required": ["id", "function"],
+            },
+        },
+        "tool_call_id": {"type": "string", "description": "A tool message's call."},
+        "name": {"type": "string"},
+        "reasoning": {"type": "string"},
+    },
+    "required": ["role"],
+}
+EPISODE_SCHEMA = {
+    "type": "object",
+    "description": "An agent's episode: its messages, and the environment's final state.",
+    "properties": {
+        "messages": {"type": "array", "items": EPISODE_MESSAGE_SCHEMA, "minItems": 1},
+        "final_state": {"description": "Any JSON: the environment after the episode."},
+        "metadata": {"type": "object"},
+    },
+    "required": ["messages"],
+}
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            EPISODE_SCHEMA,
+            {"type": "array", "items": EPISODE_MESSAGE_SCHEMA, "minItems": 1},
+        ],
+        "nullable": True,
+        "description": "A model output: a text (empty, blank or null: scored without a judge "
+        "call, its judged criteria not met), or a multi-turn rollout: a list of chat messages "
+        "with tool calls and tool results, or {messages, final_state, metadata}. Outcome "
+        "criteria grade its last assistant text; trajectory and step criteria the episode.",
+    }
+)
+class RewardResponseField(serializers.Field):
+    """A text, or an episode validated by annotation.content.episode (errors name the field
+    path inside the response, e.g. messages[3].tool_calls[0].function.arguments)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return data
+        if isinstance(data, dict | list):
+            try:
+                return Episode.parse(data)
+            except ContentError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        raise serializers.ValidationError(
+            "A response is a text, a list of chat messages, or an object with messages "
+            "(and final_state, metadata)."
+        )
+
+    def to_representation(self, value):
+        return value.as_json() if isinstance(value, Episode) else value
+
+
+class RewardStepSerializer(serializers.Serializer):
+    step = serializers.IntegerField(
+        help_text="The step: the index of its assistant message in the episode's messages "
+        "(0-based)."
+    )
+    criterion = serializers.IntegerField(
+        source="criterion_id", help_text="The step criterion that produced this reward."
+    )
+    outcome = serializers.CharField(help_text="met, unmet, na or error, at this step.")
+    reward = serializers.FloatField(
+        allow_null=True,
+        help_text="The criterion's points times the step's credit (1 met, a scale's value, 0 "
+        "not met) over the rubric's sum of positive points: a pitfall met at a step is "
+        "negative. Null on an error.",
+    )
+
 
 class RewardScoreApi(APIView):
     """Synchronous scores for RL trainers, through the same engine, cache and limits as runs."""
@@ -630,11 +740,12 @@ class RewardScoreApi(APIView):
         )
         messages = MessageSerializer(many=True, required=False, help_text="Or the prompt.")
         responses = serializers.ListField(
-            child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False),
+            child=RewardResponseField(),
             min_length=1,
             max_length=MAX_REWARD_RESPONSES,
-            help_text="Model outputs. An empty, blank or null one is scored without a judge "
-            "call: its judged criteria are not met.",
+            help_text="Model outputs: texts or episodes. An empty, blank or null one is scored "
+            "without a judge call: its judged criteria are not met. A bad episode is a 400 "
+            "naming the response's index and the field inside it.",
         )
         judge = serializers.IntegerField(
             min_value=1, required=False, help_text="A judge's id; default: the project's first."
@@ -677,6 +788,13 @@ class RewardScoreApi(APIView):
             help_text="Why the response looks aimed at its grader (instructions to the grader, "
             "forged verdicts, fake fences, master-key replies); empty when nothing was found. "
             "The score is not changed.",
+        )
+        steps = RewardStepSerializer(
+            many=True,
+            help_text="Per-step (process) rewards: each step criterion's verdict at each step "
+            "of an episode, by step then rubric order. Its verdict on the whole response (by "
+            "its step rule: all, share or any) is in verdicts and the score. Empty for a text "
+            "response or a rubric without step criteria.",
         )
 
     @extend_schema(
@@ -727,6 +845,7 @@ def _reward_out(reward: services.Reward) -> dict:
         "gated_by": list(reward.figures.gated_by),
         "verdicts": reward.graded,
         "flags": reward.flags,
+        "steps": reward.steps,
     }
 
 
@@ -748,13 +867,13 @@ class SuiteRewardScoreApi(APIView):
                 max_length=200, help_text="A task's external id in the suite version."
             )
             responses = serializers.ListField(
-                child=serializers.CharField(
-                    allow_blank=True, allow_null=True, trim_whitespace=False
-                ),
+                child=RewardResponseField(),
                 min_length=1,
                 max_length=MAX_REWARD_RESPONSES,
-                help_text="Model outputs to this task. An empty, blank or null one is scored "
-                "without a judge call: its judged criteria are not met.",
+                help_text="Model outputs to this task: texts or episodes. An empty, blank or "
+                "null one is scored without a judge call: its judged criteria are not met. A "
+                "bad episode is a 400 naming the item, the response's index and the field "
+                "inside it.",
             )
 
         items = ItemSerializer(

@@ -347,6 +347,7 @@ def _criterion_counts(run: GradingRun, models: list[str]) -> dict:
             run=run,
             rater_id=run.judge.rater_id,
             sample_index=0,
+            step__isnull=True,  # a step criterion's verdict on the response, not its steps
             response__model__in=models,
         )
         .exclude(outcome=Verdict.Outcome.ERROR)

@@ -5,6 +5,31 @@
 * an empty response (None, blank, only invisible characters) asks the judge nothing: its
   judged criteria are "not met" (`grade_empty`), and checked criteria still run as code.
 
+A response is a text or an episode (annotation.content.episode). What the judge reads of it
+depends on the criterion's **scope** (a `View` of the response):
+
+* ``outcome`` (the default): the final answer (`Episode.final_text`), exactly as for a text;
+* ``trajectory``: the whole episode rendered for the judge (`render.for_judge`) in the
+  response fence, with a section after the criterion saying what it is and what the budget
+  cut (`Rendered.note`, `prompts.about_section`);
+* ``step``: one item per step (`Episode.steps(tool=step_tool)`), each judged on the episode up
+  to that step (`render.for_judge_step`), the prompt saying to judge the last assistant turn
+  shown. Each step's verdict comes back with `Graded.step` (the step's message index), and
+  then the criterion's verdict on the response (`step` None) by its step rule
+  (`rubrics.scoring.step_rule_outcome`), so scores read one verdict per criterion as before.
+
+A plain text response has no episode to render: trajectory criteria read its text as
+outcome criteria do, and a step criterion has one step (0) judged on the text. A view with
+nothing in it asks the judge nothing (`grade_empty`): an empty final answer (outcome), an
+episode whose assistant turns are all empty (trajectory), an empty assistant turn (step).
+Checked criteria run once per response, whatever their scope, on the final text and the
+episode (`checks.evaluate(check, text, episode)`).
+
+Cache keys cover the text in the fence and what the prompt says of it, so two steps, or two
+episodes with one final answer, never share a verdict. In batched mode the criteria that
+share one view share a call: the outcome criteria, the trajectory criteria, and the step
+criteria judged at the same step (one call per step, per judge and sample).
+
 Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
 grade through this module, so a verdict means the same everywhere.
 
@@ -28,6 +53,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 
+from annotation.content import render
+from annotation.content.episode import Episode
 from grading import injection
 from grading.judges import prompts, replies, transport
 from grading.judges.client import JudgeClient, JudgeError, JudgeSettings, Prepared, Usage
@@ -57,6 +84,9 @@ class Graded:
     judge_id: int | None = None
     sample_index: int = 0
     cached: bool = False
+    # A step criterion's verdict at one step (the step's message index); None: on the whole
+    # response (a step criterion's step-rule result among them).
+    step: int | None = None
 
     def as_outcome(self) -> scoring.Outcome:
         return scoring.Outcome(self.outcome, self.value)
@@ -92,6 +122,7 @@ class CallRecord:
     criterion_ids: tuple[int, ...] = ()
     request: str = ""
     reply: str = ""
+    step: int | None = None  # the step its criteria were judged at (None: the response)
 
 
 def _kept_request(client, request: Prepared) -> str:
@@ -129,9 +160,13 @@ def grade_empty(criterion: dict) -> Graded:
     )
 
 
-def grade_checked(criterion: dict, response: str) -> Graded:
+def grade_checked(criterion: dict, response: str, episode: Episode | None = None) -> Graded:
+    """A checked criterion, in code: on the final text and the episode (a plain text's is
+    its one message)."""
+    if episode is None:
+        episode = Episode.from_text(response)
     try:
-        met, why = checks.evaluate(criterion["check"], response)
+        met, why = checks.evaluate(criterion["check"], response, episode)
     except checks.CheckError as exc:
         # A grader published before patterns were held to RE2 (a lookaround, say): an error
         # that says so, never an invented "unmet".
@@ -178,6 +213,132 @@ def cache_key(
     ).hexdigest()
 
 
+# --- What the judge reads of a response, by scope --------------------------------------
+
+OUTCOME, TRAJECTORY, STEP = "outcome", "trajectory", "step"
+
+
+def scope_of(criterion: dict) -> str:
+    return criterion.get("scope") or OUTCOME
+
+
+@dataclass(frozen=True)
+class View:
+    """What the judge is shown of a response for a criterion: `text` goes in the response
+    fence, `about` (outside the fences) says what it is. Criteria with one view share it."""
+
+    key: tuple  # ("outcome",), ("trajectory",) or ("step", i)
+    text: str
+    about: str = ""
+    empty: bool = False
+    step: int | None = None
+
+    @property
+    def cache_text(self) -> str:
+        """What the cache key covers of the response: an outcome view's text alone (keys as
+        before episodes), else what the prompt says of the episode and its rendering."""
+        return f"{self.about}\n{self.text}" if self.about else self.text
+
+
+def _turn_is_empty(message) -> bool:
+    return injection.is_empty(message.text) and not message.tool_calls and not message.reasoning
+
+
+class Views:
+    """The views of one response, each rendered once however many criteria read it."""
+
+    def __init__(self, response: str | Episode | None):
+        if isinstance(response, Episode) and not response.is_text:
+            self.episode: Episode | None = response
+            self.text = response.final_text
+        else:
+            self.episode = None
+            if isinstance(response, Episode):
+                response = response.messages[0].text
+            self.text = response
+        self._made: dict[tuple, View] = {}
+
+    @property
+    def final_text(self) -> str:
+        return self.text or ""
+
+    def for_checks(self) -> Episode:
+        return self.episode if self.episode is not None else Episode.from_text(self.final_text)
+
+    def steps(self, criterion: dict) -> list[int]:
+        """A step criterion's steps: every assistant turn, or each that calls its step tool
+        (a plain text: one step, 0, unless a tool is named)."""
+        return self.for_checks().steps(tool=criterion.get("step_tool") or "")
+
+    def view(self, scope: str, step: int | None = None) -> View:
+        key = (scope,) if scope != STEP else (STEP, step)
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = self._render(scope, step)
+        return found
+
+    def _render(self, scope: str, step: int | None) -> View:
+        episode = self.episode
+        if episode is None or scope == OUTCOME:
+            # A plain text has no episode to render: every scope reads the text.
+            return View(
+                (OUTCOME,) if scope != STEP else (STEP, step),
+                self.final_text,
+                empty=injection.is_empty(self.text),
+                step=step if scope == STEP else None,
+            )
+        if scope == TRAJECTORY:
+            rendered = render.for_judge(episode)
+            turns = [m for m in episode.messages if m.role == "assistant"]
+            return View(
+                (TRAJECTORY,),
+                rendered.text,
+                prompts.about_section(TRAJECTORY, note=rendered.note),
+                empty=all(_turn_is_empty(m) for m in turns),
+            )
+        rendered = render.for_judge_step(episode, step)
+        return View(
+            (STEP, step),
+            rendered.text,
+            prompts.about_section(STEP, note=rendered.note, step=step),
+            empty=_turn_is_empty(episode.messages[step]),
+            step=step,
+        )
+
+
+def step_verdict(criterion: dict, steps: list[Graded], *, judge_id: int, sample: int) -> Graded:
+    """A step criterion's verdict on the response from its verdicts at `steps`, by its step
+    rule (rubrics.scoring.step_rule_outcome): an error when any step is one, with the first
+    such step's reason (so a cancelled step leaves the criterion undecided, as a cancel does)."""
+    rule = criterion.get("step_rule") or "all"
+    steps = sorted(steps, key=lambda g: g.step or 0)
+    outcome = scoring.step_rule_outcome(rule, [g.as_outcome() for g in steps])
+    met = sum(1 for g in steps if g.outcome == scoring.MET)
+    judged = [g for g in steps if g.judged]
+    common = {
+        "criterion_id": criterion["id"],
+        "judge_id": judge_id,
+        "sample_index": sample,
+        "judged": bool(judged),
+        "judge_model": judged[0].judge_model if judged else "",
+        "simulated": any(g.simulated for g in steps),
+    }
+    if outcome.outcome == scoring.ERROR:
+        first = next(g for g in steps if g.outcome == scoring.ERROR)
+        return Graded(
+            **common,
+            outcome=scoring.ERROR,
+            error=f"{first.reason}: at step {render.label(first.step or 0)}: {first.error}",
+        )
+    where = f" (step tool {criterion['step_tool']})" if criterion.get("step_tool") else ""
+    return Graded(
+        **common,
+        outcome=outcome.outcome,
+        value=outcome.value,
+        explanation=f"Step rule '{rule}': met at {met} of {len(steps)} steps{where}.",
+    )
+
+
 # --- Process-wide resources: one HTTP connection pool and one thread pool ---------------
 
 _lock = threading.Lock()
@@ -218,10 +379,13 @@ def limiter(limits: Limits):
 INTERNAL = "internal"
 
 
-def failed(items: list[tuple[int, int, int]], exc: BaseException) -> list[Graded]:
+def failed(
+    items: list[tuple[int, int, int]], exc: BaseException, *, step: int | None = None
+) -> list[Graded]:
     """Items (criterion id, judge id, sample) whose grading raised what no rule expects: each
     ends as an error verdict saying so (logged with its traceback), so it is decided, shown,
-    and asked again only when a person retries failed items."""
+    and asked again only when a person retries failed items. `step`: the step they were
+    judged at."""
     logger.error("grading raised; %d item(s) end as errors", len(items), exc_info=exc)
     error = replies.clean(f"{INTERNAL}: grading failed ({type(exc).__name__}: {exc})", 500)
     return [
@@ -231,12 +395,13 @@ def failed(items: list[tuple[int, int, int]], exc: BaseException) -> list[Graded
             error=error,
             judge_id=judge_id,
             sample_index=sample,
+            step=step,
         )
         for criterion_id, judge_id, sample in items
     ]
 
 
-def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Graded:
+def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError, step=None) -> Graded:
     return Graded(
         criterion_id=criterion_id,
         outcome=scoring.ERROR,
@@ -244,21 +409,24 @@ def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError) -> Gr
         raw=exc.raw,
         judge_id=judge_id,
         sample_index=sample,
+        step=step,
     )
 
 
-def _single_request(client, spec, criterion, *, messages, response, key) -> Prepared:
-    prompt = prompts.judge_messages(spec, messages=messages, response=response, criterion=criterion)
+def _single_request(client, spec, criterion, *, messages, view: View, key) -> Prepared:
+    prompt = prompts.judge_messages(
+        spec, messages=messages, response=view.text, criterion=criterion, about=view.about
+    )
     return client.prepare(prompt, prompts.output_schema(spec, criterion), cache_key=key)
 
 
-def _single_call(client, request: Prepared, criterion, *, judge_id, sample, deadline):
+def _single_call(client, request: Prepared, criterion, *, judge_id, sample, deadline, step=None):
     try:
         reply = client.grade_prepared(
             request, levels=prompts.levels_of(criterion), deadline=deadline
         )
     except JudgeError as exc:
-        g = _error(criterion["id"], judge_id, sample, exc)
+        g = _error(criterion["id"], judge_id, sample, exc, step)
         return [g], CallRecord(
             judge_id,
             sample,
@@ -268,6 +436,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
             (criterion["id"],),
             _kept_request(client, request) if exc.usage.attempts else "",
             exc.raw,
+            step,
         )
     usage = Usage(
         reply.attempts,
@@ -288,6 +457,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         completion_tokens=reply.completion_tokens,
         judge_id=judge_id,
         sample_index=sample,
+        step=step,
     )
     return [g], CallRecord(
         judge_id,
@@ -298,23 +468,26 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         (criterion["id"],),
         _kept_request(client, request),
         reply.raw,
+        step,
     )
 
 
-def _batch_request(client, spec, criteria, *, messages, response, key) -> Prepared:
-    prompt = prompts.batch_messages(spec, messages=messages, response=response, criteria=criteria)
+def _batch_request(client, spec, criteria, *, messages, view: View, key) -> Prepared:
+    prompt = prompts.batch_messages(
+        spec, messages=messages, response=view.text, criteria=criteria, about=view.about
+    )
     return client.prepare(
         prompt, prompts.batch_schema(spec, criteria), name="verdicts", cache_key=key
     )
 
 
-def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadline):
+def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadline, step=None):
     ids = [str(c["id"]) for c in criteria]
     levels = {str(c["id"]): prompts.levels_of(c) for c in criteria if prompts.levels_of(c)}
     try:
         reply = client.grade_batch_prepared(request, ids, levels=levels, deadline=deadline)
     except JudgeError as exc:
-        graded = [_error(c["id"], judge_id, sample, exc) for c in criteria]
+        graded = [_error(c["id"], judge_id, sample, exc, step) for c in criteria]
         return graded, CallRecord(
             judge_id,
             sample,
@@ -324,6 +497,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
             tuple(c["id"] for c in criteria),
             _kept_request(client, request) if exc.usage.attempts else "",
             exc.raw,
+            step,
         )
     graded = []
     for i, c in enumerate(criteria):
@@ -345,6 +519,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
                     completion_tokens=tokens[1],
                     judge_id=judge_id,
                     sample_index=sample,
+                    step=step,
                 )
             )
         else:
@@ -358,6 +533,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
                     completion_tokens=tokens[1],
                     judge_id=judge_id,
                     sample_index=sample,
+                    step=step,
                 )
             )
     error = "unparseable" if reply.missing else ""
@@ -370,6 +546,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
         tuple(c["id"] for c in criteria),
         _kept_request(client, request),
         reply.raw,
+        step,
     )
 
 
@@ -398,7 +575,7 @@ def grade_items(
     grader_hash: str,
     judges: list[JudgeRef],
     messages: list[dict],
-    response: str | None,
+    response: str | Episode | None,
     items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
     mode: str = PER_CRITERION,
     cache: dict[str, Graded] | None = None,
@@ -408,55 +585,70 @@ def grade_items(
     while_waiting=None,
     deadline: float | None = None,
 ) -> Outcome:
-    """Decide `items` for one response. `cache_lookup(keys) -> {key: Graded}` reads the
-    cache (None: bypass it). `leases_at_once`: take the judge's leases for all the calls in
-    one round trip to Redis and return them in one once the last call ends
+    """Decide `items` for one response: a text, or an Episode (see the module doc for what
+    each scope reads). A step criterion's item comes back as one verdict per step (`step`
+    set) and its verdict on the response (`step` None). `cache_lookup(keys) -> {key: Graded}`
+    reads the cache (None: bypass it). `leases_at_once`: take the judge's leases for all the
+    calls in one round trip to Redis and return them in one once the last call ends
     (grading.judges.limits.Together), for a caller that waits for the slowest call anyway (the
     reward endpoint); runs return each lease as its call ends, so no slot stands idle.
     `while_waiting()` is run once every call has been sent, on the thread that sent the last,
     while the judge answers: CPU work that then delays no call. It is not run when a call fails
-    before it is sent, nor when no call is made; the caller checks. An empty response (None,
-    blank, only invisible characters) makes no judge call: its judged criteria are not met
-    (`grade_empty`); checked ones still run. `deadline` (time.monotonic()), when given, ends
-    every call by then even if a judge's own item deadline is later (the reward endpoint's
-    request deadline)."""
+    before it is sent, nor when no call is made; the caller checks. An empty view makes no
+    judge call: its judged criteria are not met (`grade_empty`); checked ones still run.
+    `deadline` (time.monotonic()), when given, ends every call by then even if a judge's own
+    item deadline is later (the reward endpoint's request deadline)."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
     templates = _templates_of(grader_hash, spec) if mode == BATCHED else ""
-    pending: list[tuple[dict, int, int, str]] = []  # criterion, judge id, sample, cache key
-    empty = injection.is_empty(response)
-    response = response or ""
+    views = Views(response)
+    # criterion, judge id, sample, view, cache key
+    pending: list[tuple[dict, int, int, View, str]] = []
+    # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
+    by_step: list[tuple[dict, int, int, list[int]]] = []
     for criterion_id, judge_id, sample in items:
         criterion = by_id[criterion_id]
-        if kind_of(criterion) == "checked" or empty:
-            g = (
-                grade_checked(criterion, response)
-                if kind_of(criterion) == "checked"
-                else grade_empty(criterion)
-            )
+        if kind_of(criterion) == "checked":
+            g = grade_checked(criterion, views.final_text, views.for_checks())
             result.graded.append(
                 Graded(**{**g.__dict__, "judge_id": judge_id, "sample_index": sample})
             )
             continue
-        key = cache_key(
-            grader_hash=grader_hash,
-            criterion_id=criterion_id,
-            messages=messages,
-            response=response,
-            judge=refs[judge_id].settings,
-            mode=mode,
-            sample_index=sample,
-            templates=templates,
-        )
-        pending.append((criterion, judge_id, sample, key))
+        if scope_of(criterion) == STEP:
+            by_step.append((criterion, judge_id, sample, views.steps(criterion)))
+        for view in _views_of(criterion, views):
+            if view.empty:
+                g = grade_empty(criterion)
+                result.graded.append(
+                    Graded(
+                        **{
+                            **g.__dict__,
+                            "judge_id": judge_id,
+                            "sample_index": sample,
+                            "step": view.step,
+                        }
+                    )
+                )
+                continue
+            key = cache_key(
+                grader_hash=grader_hash,
+                criterion_id=criterion_id,
+                messages=messages,
+                response=view.cache_text,
+                judge=refs[judge_id].settings,
+                mode=mode,
+                sample_index=sample,
+                templates=templates,
+            )
+            pending.append((criterion, judge_id, sample, view, key))
     if pending and cache_lookup is not None:
-        hits = cache_lookup([p[3] for p in pending])
+        hits = cache_lookup([p[4] for p in pending])
         still = []
-        for criterion, judge_id, sample, key in pending:
+        for criterion, judge_id, sample, view, key in pending:
             hit = hits.get(key)
             if hit is None:
-                still.append((criterion, judge_id, sample, key))
+                still.append((criterion, judge_id, sample, view, key))
             else:
                 result.graded.append(
                     Graded(
@@ -468,44 +660,138 @@ def grade_items(
                             "cached": True,
                             "prompt_tokens": 0,
                             "completion_tokens": 0,
+                            "step": view.step,
                         }
                     )
                 )
         pending = still
-    if not pending:
-        return result
+    if pending:
+        _call_judges(
+            spec,
+            result,
+            pending,
+            grader_hash=grader_hash,
+            judges=judges,
+            messages=messages,
+            mode=mode,
+            should_stop=should_stop,
+            leases_at_once=leases_at_once,
+            while_waiting=while_waiting,
+            deadline=deadline,
+        )
+    if by_step:
+        at = {
+            (g.criterion_id, g.judge_id, g.sample_index, g.step): g
+            for g in result.graded
+            if g.step is not None
+        }
+        for criterion, judge_id, sample, steps in by_step:
+            got = [at[(criterion["id"], judge_id, sample, i)] for i in steps]
+            result.graded.append(step_verdict(criterion, got, judge_id=judge_id, sample=sample))
+    return result
 
-    prompt_key = prompts.prompt_cache_key(grader_hash, messages, response)
-    keys = {(c["id"], j, s): k for c, j, s, k in pending}
-    calls = []
-    if mode == BATCHED:
-        groups: dict[tuple[int, int], list[dict]] = {}
-        for criterion, judge_id, sample, _key in pending:
-            if prompts.batchable(criterion):
-                groups.setdefault((judge_id, sample), []).append(criterion)
-            else:
-                calls.append(("single", criterion, judge_id, sample))
-        for (judge_id, sample), criteria in groups.items():
-            if len(criteria) == 1:
-                calls.append(("single", criteria[0], judge_id, sample))
-            else:
-                calls.append(("batch", criteria, judge_id, sample))
-    else:
-        calls = [("single", c, j, s) for c, j, s, _k in pending]
 
+def _group(pending: list[tuple[dict, int, int, View, str]], mode: str) -> list[tuple]:
+    """The calls that decide `pending` items: (kind, criterion or criteria, judge id, sample,
+    view). Per criterion: one call each. Batched: one per judge, sample and view for the
+    batchable criteria (a lone one is a single call), one each for the rest."""
+    if mode != BATCHED:
+        return [("single", c, j, s, v) for c, j, s, v, _k in pending]
+    calls: list[tuple] = []
+    groups: dict[tuple, list[dict]] = {}
+    seen: dict[tuple, View] = {}
+    for criterion, judge_id, sample, view, _key in pending:
+        if prompts.batchable(criterion):
+            groups.setdefault((judge_id, sample, view.key), []).append(criterion)
+            seen[view.key] = view
+        else:
+            calls.append(("single", criterion, judge_id, sample, view))
+    for (judge_id, sample, view_key), criteria in groups.items():
+        kind, what = ("single", criteria[0]) if len(criteria) == 1 else ("batch", criteria)
+        calls.append((kind, what, judge_id, sample, seen[view_key]))
+    return calls
+
+
+def _views_of(criterion: dict, views: Views) -> list[View]:
+    """The views a judged criterion is decided on: one, or one per step."""
+    scope = scope_of(criterion)
+    if scope == STEP:
+        return [views.view(STEP, i) for i in views.steps(criterion)]
+    return [views.view(scope)]
+
+
+def has_episode_scopes(spec: dict) -> bool:
+    """Whether any judged criterion reads more than the final answer."""
+    return any(kind_of(c) != "checked" and scope_of(c) != OUTCOME for c in spec["criteria"])
+
+
+def planned_prompts(
+    spec: dict, *, messages: list[dict], response: str | Episode | None, mode: str
+) -> list[tuple[int, list[dict]]]:
+    """The judge calls `grade_items` makes for every judged criterion of one response, for
+    one judge and sample with no cache: (how many verdicts it decides, its prompt). For the
+    run estimate."""
+    views = Views(response)
+    pending = [
+        (c, 0, 0, view, "")
+        for c in spec["criteria"]
+        if kind_of(c) != "checked"
+        for view in _views_of(c, views)
+        if not view.empty
+    ]
+    out = []
+    for kind, what, _j, _s, view in _group(pending, mode):
+        if kind == "batch":
+            prompt = prompts.batch_messages(
+                spec, messages=messages, response=view.text, criteria=what, about=view.about
+            )
+            out.append((len(what), prompt))
+        else:
+            prompt = prompts.judge_messages(
+                spec, messages=messages, response=view.text, criterion=what, about=view.about
+            )
+            out.append((1, prompt))
+    return out
+
+
+def _call_judges(
+    spec: dict,
+    result: Outcome,
+    pending: list[tuple[dict, int, int, View, str]],
+    *,
+    grader_hash: str,
+    judges: list[JudgeRef],
+    messages: list[dict],
+    mode: str,
+    should_stop,
+    leases_at_once: bool,
+    while_waiting,
+    deadline: float | None,
+) -> None:
+    """Group `pending` items into calls (batched: the batchable criteria sharing one view,
+    per judge and sample), send them on the pool and add their verdicts to `result`."""
+    keys = {(c["id"], j, s, v.step): k for c, j, s, v, k in pending}
+    calls = _group(pending, mode)
     clients = {
         ref.judge_id: JudgeClient(
             ref.settings, http=http_client(), limiter=limiter(ref.limits), should_stop=should_stop
         )
         for ref in judges
     }
+    prompt_keys: dict[tuple, str] = {}
+
+    def prompt_key(view: View) -> str:
+        if view.key not in prompt_keys:
+            prompt_keys[view.key] = prompts.prompt_cache_key(grader_hash, messages, view.text)
+        return prompt_keys[view.key]
+
     # Every request is built here, before any is sent: the pool's threads then only send
     # and wait, rather than contend with each other (and this thread) for the GIL.
     requests = [
         (_batch_request if kind == "batch" else _single_request)(
-            clients[judge_id], spec, what, messages=messages, response=response, key=prompt_key
+            clients[judge_id], spec, what, messages=messages, view=view, key=prompt_key(view)
         )
-        for kind, what, judge_id, _sample in calls
+        for kind, what, judge_id, _sample, view in calls
     ]
 
     # An item's deadline runs from now: waiting for a thread or a free slot counts.
@@ -524,7 +810,7 @@ def grade_items(
             while_waiting()
 
     def run(i: int):
-        kind, what, judge_id, sample = calls[i]
+        kind, what, judge_id, sample, view = calls[i]
         try:
             with transport.while_waiting(sent if while_waiting is not None else None):
                 return (_batch_call if kind == "batch" else _single_call)(
@@ -534,11 +820,14 @@ def grade_items(
                     judge_id=judge_id,
                     sample=sample,
                     deadline=deadlines[judge_id],
+                    step=view.step,
                 )
         except Exception as exc:  # noqa: BLE001 - the item ends as an error, never a crash
             criteria = what if kind == "batch" else [what]
-            graded = failed([(c["id"], judge_id, sample) for c in criteria], exc)
-            return graded, CallRecord(judge_id, sample, len(criteria), Usage(), INTERNAL)
+            graded = failed([(c["id"], judge_id, sample) for c in criteria], exc, step=view.step)
+            return graded, CallRecord(
+                judge_id, sample, len(criteria), Usage(), INTERNAL, step=view.step
+            )
 
     held = []
     try:
@@ -559,8 +848,7 @@ def grade_items(
         for g in graded:
             result.graded.append(g)
             if g.outcome != scoring.ERROR:
-                result.to_cache[keys[(g.criterion_id, g.judge_id, g.sample_index)]] = g
-    return result
+                result.to_cache[keys[(g.criterion_id, g.judge_id, g.sample_index, g.step)]] = g
 
 
 def grade_now(
@@ -568,14 +856,15 @@ def grade_now(
     settings: JudgeSettings,
     *,
     messages: list[dict],
-    response: str | None,
+    response: str | Episode | None,
     criteria: list[dict] | None = None,
     concurrency: int = 8,
     judge_id: int = 0,
     grader_hash: str = "",
 ) -> list[Graded]:
-    """Grade `criteria` (default: all of the spec's) of one response with one judge, no
-    cache, in the spec's order (the rubric editor's "try it")."""
+    """Grade `criteria` (default: all of the spec's) of one response (a text or an Episode)
+    with one judge, no cache, in the spec's order (the rubric editor's "try it"): each
+    criterion's verdict on the response (a step criterion's step verdicts are left out)."""
     criteria = spec["criteria"] if criteria is None else criteria
     out = grade_items(
         spec,
@@ -585,5 +874,5 @@ def grade_now(
         response=response,
         items=[(c["id"], judge_id, 0) for c in criteria],
     )
-    by_id = {g.criterion_id: g for g in out.graded}
+    by_id = {g.criterion_id: g for g in out.graded if g.step is None}
     return [by_id[c["id"]] for c in criteria]

@@ -31,12 +31,32 @@ TRL (GRPOTrainer(reward_funcs=[reward_func])): give the dataset a `task` column 
 OpenRLHF (--remote_rm_url pointing at this file): reward_func(queries, prompts, labels), the
     labels being task external ids.
 
+Multi-turn rollouts (agents with tools): a response may be the rollout's chat messages (the
+list TRL's multi-turn training gives as a conversational completion; assistant turns with
+`tool_calls`, `tool` messages with `tool_call_id`), or {"messages": [...], "final_state":
+{...}} with the environment's state after it. Outcome criteria grade its last assistant text;
+trajectory and step criteria the whole episode. A completion that is one plain assistant
+message is sent as its text, as before.
+    TRL: completions in the conversational format are sent as rollouts by reward_func.
+    verl (agent loop): put the rollout's messages (and the final state, if any) in the
+    sample's extra_info as "messages" (and "final_state"); compute_score then sends them as
+    the episode instead of solution_str.
+Per-step (process) rewards come back beside each score: `AssayReward.results(...)` and
+`results_items(...)` return the endpoint's result objects, whose "steps" list holds
+{"step", "criterion", "outcome", "reward"}: `step_rewards(result)` gives {step: reward},
+summed over the step criteria.
+
 In code:
 
     from reward_client import AssayReward
     reward = AssayReward(suite_url="https://assay.example.com/api/suites/7/score/", token=key)
     reward.score_items([("hb-0001", ["answer a", "answer b"]), ("hb-0417", ["answer c"])])
     # -> [[0.8, 0.3], [1.0]]
+    rollout = [{"role": "assistant", "content": "", "tool_calls": [...]},
+               {"role": "tool", "tool_call_id": "c1", "content": "..."},
+               {"role": "assistant", "content": "Refunded."}]
+    [result] = reward.results([rollout], task="refund-0007")
+    result["clipped"], step_rewards(result)   # -> 0.75, {0: 0.25, 2: 0.5}
 """
 
 from __future__ import annotations
@@ -116,29 +136,38 @@ class AssayReward:
             value = self.error_reward
         return float(value)
 
-    def score(self, responses: list[str], *, task: str | None = None, messages=None) -> list[float]:
-        """Rewards for `responses` to one prompt: a task external id (a suite needs one), or
-        with a grader, chat messages."""
+    def score(self, responses: list, *, task: str | None = None, messages=None) -> list[float]:
+        """Rewards for `responses` (texts or rollouts) to one prompt: a task external id (a
+        suite needs one), or with a grader, chat messages."""
+        return [self._value(r) for r in self.results(responses, task=task, messages=messages)]
+
+    def results(self, responses: list, *, task: str | None = None, messages=None) -> list[dict]:
+        """The endpoint's result for each response (score, clipped, verdicts, steps)."""
+        responses = [_response(r) for r in responses]
         if self.suite_url:
             if not task:
                 raise AssayRewardError("A suite grades by task: pass task=<external id>.")
-            return self.score_items([(task, responses)])[0]
-        rewards: list[float] = []
+            return self.results_items([(task, responses)])[0]
+        results: list[dict] = []
         for start in range(0, len(responses), MAX_BATCH):
             body: dict = {"responses": responses[start : start + MAX_BATCH]}
             body.update({"task": task} if task else {"messages": messages})
             url = f"{self.base_url}/api/graders/{self.grader}/score/"
-            rewards.extend(self._value(result) for result in self._post(url, body))
-        return rewards
+            results.extend(self._post(url, body))
+        return results
 
     def score_items(self, items) -> list[list[float]]:
         """Rewards for (task external id, responses) pairs, mixed tasks, per pair in order.
         With a suite URL, one request per 256 responses grades them all at once; with a
         grader, one request per pair (every task must be graded by that grader)."""
-        items = [(str(task), list(responses)) for task, responses in items]
+        return [[self._value(r) for r in item] for item in self.results_items(items)]
+
+    def results_items(self, items) -> list[list[dict]]:
+        """The endpoint's results for (task external id, responses) pairs, as score_items."""
+        items = [(str(task), [_response(r) for r in responses]) for task, responses in items]
         if not self.suite_url:
-            return [self.score(responses, task=task) for task, responses in items]
-        rewards: list[list[float]] = [[] for _ in items]
+            return [self.results(responses, task=task) for task, responses in items]
+        rewards: list[list[dict]] = [[] for _ in items]
         # Pack the pairs into requests of at most MAX_BATCH responses, splitting a pair
         # across two requests when it does not fit.
         batches: list[list[tuple[int, str, list[str]]]] = [[]]
@@ -160,10 +189,10 @@ class AssayReward:
             reply = self._post(self.suite_url, body)
             self.last_version = (reply["version"], reply["content_hash"])
             for (i, _, _), item in zip(batch, reply["items"], strict=True):
-                rewards[i].extend(self._value(result) for result in item["results"])
+                rewards[i].extend(item["results"])
         return rewards
 
-    def score_pairs(self, tasks: list[str], responses: list[str]) -> list[float]:
+    def score_pairs(self, tasks: list[str], responses: list) -> list[float]:
         """One reward per (task, response), in order: responses to the same task are sent
         together, and with a suite URL every task in one request per 256 responses."""
         groups: OrderedDict[str, list[int]] = OrderedDict()
@@ -187,6 +216,31 @@ def _text(item) -> str:
     return str(item)
 
 
+def _response(item):
+    """What the endpoint is sent for a completion: a text as is; a rollout (chat messages, or
+    {"messages", "final_state"}) as an episode, unless it is one plain assistant message,
+    which is sent as its text."""
+    if isinstance(item, dict) and "messages" in item:
+        return item
+    if isinstance(item, list | tuple):
+        messages = [dict(m) for m in item]
+        only = messages[0] if len(messages) == 1 else None
+        if only is not None and only.get("role") == "assistant" and not only.get("tool_calls"):
+            return _text(messages)
+        return {"messages": messages} if messages else ""
+    return item
+
+
+def step_rewards(result: dict) -> dict[int, float]:
+    """{step: reward} of one endpoint result, summed over its step criteria (steps in error
+    left out)."""
+    out: dict[int, float] = {}
+    for step in result.get("steps") or []:
+        if step["reward"] is not None:
+            out[step["step"]] = out.get(step["step"], 0.0) + step["reward"]
+    return out
+
+
 def _messages(prompt) -> list[dict]:
     if isinstance(prompt, list):
         return [{"role": m["role"], "content": m["content"]} for m in prompt]
@@ -204,8 +258,22 @@ def _client() -> AssayReward:
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> float:
-    """verl's custom reward function: ground_truth is the Assay task's external id."""
-    return _client().score([solution_str], task=str(ground_truth))[0]
+    """verl's custom reward function: ground_truth is the Assay task's external id. A
+    multi-turn rollout whose messages are in extra_info["messages"] (with its
+    extra_info["final_state"], if any) is graded as that episode."""
+    return _client().score([_rollout(solution_str, extra_info)], task=str(ground_truth))[0]
+
+
+def _rollout(solution_str, extra_info):
+    """The episode of a verl sample when its extra_info carries the rollout's messages."""
+    info = extra_info if isinstance(extra_info, dict) else {}
+    messages = info.get("messages")
+    if not messages:
+        return solution_str
+    episode: dict = {"messages": list(messages)}
+    if info.get("final_state") is not None:
+        episode["final_state"] = info["final_state"]
+    return episode
 
 
 def compute_score_batch(
@@ -213,7 +281,11 @@ def compute_score_batch(
 ) -> list[float]:
     """verl's batch reward function (reward_model.reward_manager=batch): the whole batch at
     once, ground truths being the tasks' external ids."""
-    return _client().score_pairs([str(g) for g in ground_truths], [str(s) for s in solution_strs])
+    infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
+    return _client().score_pairs(
+        [str(g) for g in ground_truths],
+        [_rollout(str(s), info) for s, info in zip(solution_strs, infos, strict=True)],
+    )
 
 
 def reward_func(prompts=None, completions=None, queries=None, labels=None, task=None, **kwargs):
@@ -229,13 +301,15 @@ def reward_func(prompts=None, completions=None, queries=None, labels=None, task=
         ]
         return _client().score_pairs([str(label) for label in labels or []], responses)
     if task is not None:
-        return _client().score_pairs([str(t) for t in task], [_text(c) for c in completions])
+        return _client().score_pairs([str(t) for t in task], [_response(c) for c in completions])
     groups: OrderedDict[str, list[int]] = OrderedDict()
     for i, prompt in enumerate(prompts):
         groups.setdefault(json.dumps(_messages(prompt), sort_keys=True), []).append(i)
     rewards = [0.0] * len(completions)
     for key, indices in groups.items():
-        scores = _client().score([_text(completions[i]) for i in indices], messages=json.loads(key))
+        scores = _client().score(
+            [_response(completions[i]) for i in indices], messages=json.loads(key)
+        )
         for i, value in zip(indices, scores, strict=True):
             rewards[i] = value
     return rewards

@@ -145,10 +145,11 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
         scores.setdefault(row["run_id"], []).append(
             {"model": row["response__model"], "mean": _clip(row["mean_raw"]), "n": row["n"]}
         )
-    # A completed run is done; only the others' verdicts are counted.
+    # A completed run is done; only the others' verdicts are counted (on responses: a step
+    # criterion's verdicts at its steps are not items of the run).
     working = [r.pk for r in listed if r.status != GradingRun.Status.COMPLETED]
     done = dict(
-        Verdict.objects.filter(run_id__in=working)
+        Verdict.objects.filter(run_id__in=working, step__isnull=True)
         .values("run_id")
         .annotate(n=Count("pk"))
         .values_list("run_id", "n")
@@ -251,7 +252,8 @@ def run_progress(run: GradingRun) -> Progress:
 
 
 def _run_progress(run: GradingRun) -> Progress:
-    verdicts = Verdict.objects.filter(run=run).aggregate(
+    # Items are verdicts on responses (run.total_items): step verdicts are not counted.
+    verdicts = Verdict.objects.filter(run=run, step__isnull=True).aggregate(
         done=Count("pk"),
         errors=Count("pk", filter=Q(outcome=Verdict.Outcome.ERROR)),
         last=Max("created_at"),
@@ -538,7 +540,7 @@ def run_error_reasons(run: GradingRun) -> list[dict]:
 
 def _run_error_reasons(run: GradingRun) -> list[dict]:
     return list(
-        Verdict.objects.filter(run=run, outcome=Verdict.Outcome.ERROR)
+        Verdict.objects.filter(run=run, outcome=Verdict.Outcome.ERROR, step__isnull=True)
         .annotate(reason=Left("error", StrIndex("error", Value(":")) - 1))
         .values("reason")
         .annotate(n=Count("pk"))
@@ -637,7 +639,7 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
         return []
     counts = {
         row["criterion_id"]: row
-        for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id)
+        for row in Verdict.objects.filter(run=run, rater_id=run.judge.rater_id, step__isnull=True)
         .values("criterion_id")
         .annotate(
             met=Count("pk", filter=Q(outcome=Verdict.Outcome.MET)),

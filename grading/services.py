@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
+from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
 from grading import broker, engine, injection
@@ -620,7 +621,13 @@ def run_estimate(
     """Calls and tokens a run will cost without the cache, for `work` ({grader id: response
     ids}): calls are counted exactly; tokens come from prompts rendered for a sample of
     EST_SAMPLE_RESPONSES responses spread over the graders, and extrapolated per call to the
-    graders not sampled. The cost, where an admin has priced the judges' models."""
+    graders not sampled. The cost, where an admin has priced the judges' models.
+
+    A grader with trajectory or step criteria has its sampled responses' prompts rendered as
+    the engine renders them (engine.planned_prompts: the episode in the fence, one prompt per
+    step for step criteria), and its calls and verdicts per response are the sample's mean:
+    how many steps an episode has is known only from its content. Unsampled, such a grader
+    counts one call per criterion, as for texts."""
     work = {g: ids for g, ids in work.items() if ids}
     if graders is None:
         graders = Grader.objects.in_bulk(list(work))
@@ -642,14 +649,29 @@ def run_estimate(
     for grader_id, ids in work.items():
         spec = graders[grader_id].spec
         judged, batch, singles = _calls_of(spec, mode)
-        per_response_calls = len(singles) + (1 if batch else 0)
+        per_response_calls: float = len(singles) + (1 if batch else 0)
+        verdicts: float = len(judged)
         n = len(ids)
-        calls += n * per_response_calls
-        output_tokens += n * len(judged) * EST_COMPLETION_TOKENS_PER_VERDICT
         checked += n * (len(spec["criteria"]) - len(judged))
         sample = [loaded[pk] for pk in picked.get(grader_id, []) if pk in loaded]
+        planned = None
+        if sample and engine.has_episode_scopes(spec):
+            planned = [
+                engine.planned_prompts(
+                    spec, messages=r.task.messages, response=r.episode, mode=mode
+                )
+                for r in sample
+            ]
+            per_response_calls = sum(len(p) for p in planned) / len(sample)
+            verdicts = sum(k for p in planned for k, _ in p) / len(sample)
+        calls += n * per_response_calls
+        output_tokens += n * verdicts * EST_COMPLETION_TOKENS_PER_VERDICT
         if sample:
-            per_response = _estimate_chars(spec, sample, singles, batch) / 4 / len(sample)
+            if planned is not None:
+                chars = sum(len(m["content"]) for p in planned for _, pr in p for m in pr)
+            else:
+                chars = _estimate_chars(spec, sample, singles, batch)
+            per_response = chars / 4 / len(sample)
             input_tokens += n * per_response
             sampled_calls += per_response_calls
             sampled_tokens += per_response
@@ -659,9 +681,9 @@ def run_estimate(
         input_tokens += unsampled_calls * sampled_tokens / sampled_calls
     factor = len(judges) * samples
     estimate = {
-        "calls": calls * factor,
+        "calls": round(calls * factor),
         "input_tokens": round(input_tokens * factor),
-        "output_tokens": output_tokens * factor,
+        "output_tokens": round(output_tokens * factor),
         "checked_in_code": checked * factor,
     }
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
@@ -1505,8 +1527,10 @@ def _work_for(run_id: int, response_ids: list[int]) -> _Chunk | str:
     judges = run_judges(run)
     graders = graders_by_id(s.grader_id for s in by_response.values())
     done: dict[int, set] = {}
+    # An item is done once it has its verdict on the response: a step criterion's steps
+    # are decided with it (a retry judges its steps again, each stored once).
     for response_id, *item in Verdict.objects.filter(
-        run_id=run_id, response_id__in=list(by_response)
+        run_id=run_id, response_id__in=list(by_response), step__isnull=True
     ).values_list("response_id", "criterion_id", "rater_id", "sample_index"):
         done.setdefault(response_id, set()).add(tuple(item))
     for response_id, score in by_response.items():
@@ -1550,7 +1574,7 @@ def _grade_one(
             grader_hash=grader.hash,
             judges=refs,
             messages=response.task.messages,
-            response=response.text,
+            response=response.episode,
             items=items,
             mode=run.mode,
             cache_lookup=(
@@ -1579,6 +1603,7 @@ def _grade_one(
             rater_id=rater_of[g.judge_id],
             grader_id=grader.pk,
             sample_index=g.sample_index,
+            step=g.step,
             outcome=g.outcome,
             value=g.value,
             explanation=g.explanation,
@@ -1594,7 +1619,7 @@ def _grade_one(
     ]
     # Which stored call decided each item: its verdict points to it once the call has an id.
     call_of = {
-        (criterion_id, c.judge_id, c.sample_index): i
+        (criterion_id, c.judge_id, c.sample_index, c.step): i
         for i, c in enumerate(_sent(outcome.calls))
         for criterion_id in c.criterion_ids
     }
@@ -1603,7 +1628,9 @@ def _grade_one(
         finding=finding,
         verdicts=verdicts,
         verdict_call=[
-            call_of.get((g.criterion_id, g.judge_id, g.sample_index)) if not g.cached else None
+            call_of.get((g.criterion_id, g.judge_id, g.sample_index, g.step))
+            if not g.cached
+            else None
             for g in kept
         ],
         calls=_judge_call_rows(outcome.calls, run_id=run_id, response_id=response.pk),
@@ -1646,7 +1673,9 @@ def grade_response(*, run_id: int, response_id: int) -> str:
 
 def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
     """Grade every (criterion, judge, sample) of a chunk of one run's responses that has no
-    verdict yet, then score each response; what became of each, in the order of
+    verdict yet, then score each response (a step criterion's item writes its verdict at each
+    step, Verdict.step, beside its verdict on the response; the run's items, its progress and
+    its score count only the latter); what became of each, in the order of
     `response_ids`. What the chunk needs is read in a few queries and its verdicts written in
     one transaction (sooner with a slow judge: CHUNK_WRITE_S), however many tasks and graders
     it spans.
@@ -1708,7 +1737,7 @@ def _score(run: GradingRun, scores: list[Score], judges: list[Judge]) -> set[int
     """Score each response once all its items have a verdict; the ids of the scores done."""
     rows: dict[int, list] = {s.response_id: [] for s in scores}
     for response_id, *row in Verdict.objects.filter(
-        run_id=run.pk, response_id__in=list(rows)
+        run_id=run.pk, response_id__in=list(rows), step__isnull=True
     ).values_list("response_id", "criterion_id", "rater_id", "sample_index", "outcome", "value"):
         rows[response_id].append(row)
     raters = [j.rater_id for j in judges]
@@ -1738,12 +1767,49 @@ def _score(run: GradingRun, scores: list[Score], judges: list[Judge]) -> set[int
 
 
 @dataclass(frozen=True)
+class StepReward:
+    """A step criterion's verdict at one step of an episode, as a process reward: in score
+    units, the criterion's points times the step's credit (1 met, a scale's value, 0 not
+    met) over the rubric's positive points, so a pitfall met at a step is negative and a
+    response's steps weigh as its criteria do. None for an error."""
+
+    step: int
+    criterion_id: int
+    outcome: str
+    reward: float | None
+
+
+@dataclass(frozen=True)
 class Reward:
     figures: scoring.ScoreResult
-    graded: list[engine.Graded]
+    graded: list[engine.Graded]  # each criterion's verdict on the response, in rubric order
     # Why the response looks aimed at its grader (empty: nothing found). The score stands;
     # a trainer decides what to do with a policy that learns to address its judge.
     flags: list[str]
+    # Step criteria's verdicts at each step, by step then rubric order (empty for a text or
+    # a rubric without step criteria).
+    steps: list[StepReward] = dataclasses.field(default_factory=list)
+
+
+def step_rewards(spec: dict, graded: list[engine.Graded]) -> list[StepReward]:
+    """The per-step rewards (StepReward) of one response's verdicts."""
+    order = {c["id"]: i for i, c in enumerate(spec["criteria"])}
+    points = {c["id"]: float(c["points"]) for c in spec["criteria"]}
+    possible = sum(p for p in points.values() if p > 0) or 1.0
+    return [
+        StepReward(
+            step=g.step,
+            criterion_id=g.criterion_id,
+            outcome=g.outcome,
+            reward=None
+            if g.outcome == scoring.ERROR
+            else points[g.criterion_id] * g.as_outcome().credit / possible,
+        )
+        for g in sorted(
+            (g for g in graded if g.step is not None),
+            key=lambda g: (g.step, order[g.criterion_id]),
+        )
+    ]
 
 
 class RewardBusy(Exception):
@@ -1780,11 +1846,12 @@ def _reward_slot():
 @dataclass(frozen=True)
 class RewardItem:
     """Responses to one conversation, graded by one grader: the per-grader endpoint sends one
-    item, the suite endpoint one per task of its request."""
+    item, the suite endpoint one per task of its request. A response is a text (None: empty)
+    or an episode (annotation.content.episode.Episode, validated by the caller)."""
 
     grader: Grader
     messages: list[dict]
-    texts: list[str | None]
+    responses: list[str | Episode | None]
 
 
 def reward_score(
@@ -1822,14 +1889,15 @@ def _reward_score(
     cache_rows: list[tuple] = []
     call_rows: list[tuple] = []
 
-    def one(job: tuple[RewardItem, str | None], own_thread: bool = True) -> Reward:
-        item, text = job
+    def one(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True) -> Reward:
+        item, response = job
+        text = response.final_text if isinstance(response, Episode) else response
         grader, spec = item.grader, item.grader.spec
         found: list[injection.Finding | None] = []
 
         def detect():
             if not found:
-                found.append(injection.detect(text))
+                found.append(injection.detect(response if isinstance(response, Episode) else text))
 
         try:
             # The detector runs while the judge answers, once all the calls are sent: before
@@ -1839,7 +1907,7 @@ def _reward_score(
                 grader_hash=grader.hash,
                 judges=[ref],
                 messages=item.messages,
-                response=text,
+                response=response,
                 items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
                 mode=mode,
                 cache_lookup=_cache_lookup,
@@ -1852,7 +1920,7 @@ def _reward_score(
                 connection.close()
         cache_rows.extend(_cache_rows(out.to_cache))  # list.extend is atomic under the GIL
         call_rows.extend(_judge_call_rows(out.calls, judge_id=judge.pk))
-        by_id = {g.criterion_id: g for g in out.graded}
+        by_id = {g.criterion_id: g for g in out.graded if g.step is None}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
         detect()  # if no call was made (all from the cache, or an empty response)
         finding = found[0]
@@ -1860,12 +1928,13 @@ def _reward_score(
             scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded}),
             graded,
             [str(r) for r in finding.reasons] if finding else [],
+            step_rewards(spec, out.graded),
         )
 
     def store() -> None:
         _store_answers(cache_rows, call_rows)
 
-    jobs = [(item, text) for item in items for text in item.texts]
+    jobs = [(item, response) for item in items for response in item.responses]
     if len(jobs) == 1:
         # The common RL case: stay on the request's thread and its open connection.
         rewards = [one(jobs[0], own_thread=False)]
@@ -1876,6 +1945,6 @@ def _reward_score(
             rewards = list(pool.map(one, jobs))
     grouped, start = [], 0
     for item in items:
-        grouped.append(rewards[start : start + len(item.texts)])
-        start += len(item.texts)
+        grouped.append(rewards[start : start + len(item.responses)])
+        start += len(item.responses)
     return grouped, store

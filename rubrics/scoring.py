@@ -15,11 +15,14 @@ Either way a **gate** (hurdle) criterion that is not met caps the score at ``min
 gate only ever lowers a score, so a harmful answer that also misses a gate keeps its negative
 score rather than rising to the 0 of an empty one. Any verdict that is an error leaves the
 response without a score: an error is never "not met".
+
+A **step criterion** (scope "step") is judged at each step of an episode; its verdict for the
+response, the one scored here, follows the criterion's step rule (`step_rule_outcome`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MET, UNMET, NOT_APPLICABLE, ERROR = "met", "unmet", "na", "error"
@@ -72,6 +75,43 @@ def formula(spec: dict) -> str:
     method = spec.get("aggregation", {}).get("method", "healthbench")
     gates = any(c.get("gate") for c in spec.get("criteria", []))
     return FORMULAS[method] + (GATE_NOTE if gates else "")
+
+
+STEP_RULES = {
+    "all": "met when met at every step (a scale: its lowest level); no steps: not applicable",
+    "share": "the share of steps met, scored like a scale value in [0, 1]; no steps: not "
+    "applicable",
+    "any": "met when met at any step (for a pitfall; a scale: its highest level); no steps: "
+    "not met",
+}
+
+
+def step_rule_outcome(rule: str, outcomes: Sequence[Outcome | str]) -> Outcome:
+    """A step criterion's verdict on the whole response, from its verdicts at each step in
+    order, by its step rule (STEP_RULES). Any step in error makes it an error; steps judged
+    not applicable leave the rule, as criteria leave a score (all of them: not applicable).
+    A step's credit is 1 when met (a scale: its value), else 0."""
+    if rule not in STEP_RULES:
+        raise ValueError(f"unknown step rule {rule!r}; one of {', '.join(STEP_RULES)}")
+    steps = [_as_outcome(o) for o in outcomes]
+    if any(o.outcome == ERROR for o in steps):
+        return Outcome(ERROR)
+    decided = [o for o in steps if o.outcome != NOT_APPLICABLE]
+    if not decided:
+        return Outcome(UNMET if rule == "any" and not steps else NOT_APPLICABLE)
+    credits = [o.credit for o in decided]
+    scaled = any(o.value is not None for o in decided)
+    if rule == "share":
+        return Outcome(MET, sum(credits) / len(credits))
+    if rule == "all":
+        met = all(o.outcome == MET for o in decided)
+        value = min(credits) if scaled else None
+    else:
+        met = any(o.outcome == MET for o in decided)
+        value = max(credits) if scaled else None
+    if scaled:
+        return Outcome(MET if value else UNMET, value)
+    return Outcome(MET if met else UNMET)
 
 
 def _as_outcome(value: Outcome | str | None) -> Outcome:

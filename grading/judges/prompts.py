@@ -50,6 +50,46 @@ def conversation_text(messages: list[dict]) -> str:
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
 
 
+# --- What the response fence holds, said outside it (episodes) ---------------------------
+
+# A trajectory or step criterion sees an agent's episode rendered in the response fence
+# (annotation.content.render); these sections, outside the fences after the criteria, tell
+# the judge what it is reading and what the budget cut. An outcome criterion gets none: its
+# prompt is exactly as before episodes.
+TRAJECTORY_ABOUT = """
+# What the response is
+The response to grade is an agent's whole episode: its messages numbered #1, #2, ..., each \
+tool call with its arguments and the tool's output, and the final state of its environment \
+when one was kept. Judge the episode as a whole: what the agent did, the tools it called and \
+what it answered.{note}
+"""
+
+# The simulator finds step prompts by this phrase (grading.judges.simulator.STEP_MARK).
+STEP_MARK = "judge only the last assistant turn shown"
+STEP_ABOUT = (
+    """
+# Which step to grade
+The response to grade is an agent's episode up to one of its steps: {step}, the last \
+message shown. Of the episode, """
+    + STEP_MARK
+    + """ ({step}: its text, its reasoning and \
+its tool calls with their arguments); the messages before it are its context, not graded.{note}
+"""
+)
+
+
+def about_section(scope: str, *, note: str = "", step: int | None = None) -> str:
+    """What the prompt says of a trajectory or step criterion's fenced episode ("" for an
+    outcome criterion). `note` is the renderer's note of what the budget cut; `step` the
+    message index of the step judged."""
+    note = f"\n{note}" if note else ""
+    if scope == "trajectory":
+        return TRAJECTORY_ABOUT.format(note=note)
+    if scope == "step":
+        return STEP_ABOUT.format(step=f"#{(step or 0) + 1}", note=note)
+    return ""
+
+
 def render_points(points: float) -> str:
     return f"{points:g}"
 
@@ -114,10 +154,13 @@ def output_schema(spec: dict, criterion: dict) -> dict:
     return judge["output_schema"]
 
 
-def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion: dict):
+def judge_messages(
+    spec: dict, *, messages: list[dict], response: str, criterion: dict, about: str = ""
+):
     """The per-criterion prompt. Everything that every criterion of a response shares comes
     first (instructions and schema, conversation, response, reference), so a provider's
-    prompt cache reuses it; the criterion and its guidance come last."""
+    prompt cache reuses it; the criterion and its guidance come last. `about`
+    (`about_section`) says what an episode in the response fence is, after the criterion."""
     judge = spec["judge"]
     conversation = conversation_text(messages)
     system = judge["system_template"].format(
@@ -139,7 +182,7 @@ def judge_messages(spec: dict, *, messages: list[dict], response: str, criterion
         criterion=text,
         points=render_points(criterion["points"]),
         criterion_nonce=nonce(text),
-        guidance=guidance_section(spec, criterion),
+        guidance=about + guidance_section(spec, criterion),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -223,10 +266,14 @@ def batch_schema(spec: dict, criteria: list[dict]) -> dict:
     return {**schema, "properties": properties, "required": [*required, "levels"]}
 
 
-def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria: list[dict]):
+def batch_messages(
+    spec: dict, *, messages: list[dict], response: str, criteria: list[dict], about: str = ""
+):
     """The batched prompt, built from the grader's spec: the same fences and the same order as
     the per-criterion prompt (instructions and schema, conversation, response, criteria, then
-    the criteria's guidance and examples)."""
+    what an episode in the response fence is, then the criteria's guidance and examples).
+    The criteria of one batch share one view of the response: all outcome, all trajectory, or
+    all judged at the same step."""
     conversation = conversation_text(messages)
     lines = "\n".join(batch_line(spec, c) for c in criteria)
     # A grader that carries its own batch templates (in its hashed spec) wins over ours.
@@ -250,7 +297,7 @@ def batch_messages(spec: dict, *, messages: list[dict], response: str, criteria:
         response_nonce=nonce(response),
         criteria=lines,
         criteria_nonce=nonce(lines),
-        guidance=batch_guidance_section(spec, criteria),
+        guidance=about + batch_guidance_section(spec, criteria),
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

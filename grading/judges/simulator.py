@@ -12,6 +12,19 @@ are deterministic by one documented rule, so a test can predict every score:
     the key words being those of its first line (in a batched prompt: of its text before
     its levels), answered in "levels" when batched.
 
+**Episodes.** A trajectory criterion's prompt fences the whole episode as the judge reads it
+(annotation.content.render: "#2 assistant: ...", "   calls lookup_order (c1) {...}",
+"#3 tool lookup_order (c1): ...", "FINAL STATE: ..."), and the rule above applies to all of
+that text: every message, tool name, argument, tool output and the final state. A step
+criterion's prompt fences the episode up to the step and says, after the fence, to judge
+only the last assistant turn shown (`STEP_MARK`); the simulator then applies the rule to
+that turn alone: the text from the last line that starts "#N assistant:" to the end of the
+fence (its text, reasoning and tool calls with their arguments, never an earlier message nor
+a tool's output). So a step criterion's verdict at step i depends only on what the agent
+wrote and called at step i: "Calls lookup_order before refunding" is met at a step that
+calls lookup_order (its key words "lookup" and "order" are found in the call line; words
+are split at underscores) and not at one that only writes text.
+
 A **gullible** simulator (`SimulatorConfig(gullible=True)`, `judge_simulator --gullible`)
 stands in for a judge that obeys the graded text, so tests can show what prompt injection
 does: when the fenced response carries words aimed at a grader (`GULLIBLE_CUES`: "grader",
@@ -355,13 +368,30 @@ def extract_block(name: str, text: str, start: int = 0) -> tuple[str, int] | Non
 
 def extract_response_and_criteria(text: str) -> tuple[str | None, list[tuple[str, str]]]:
     """The fenced response, and the criteria fenced *after* it: like an honest judge, the
-    simulator reads the prompt in order, so fences forged inside the response are just text."""
+    simulator reads the prompt in order, so fences forged inside the response are just text.
+    For a step criterion (`STEP_MARK` after the response fence) the response is the last
+    assistant turn shown."""
     conversation = extract_block("CONVERSATION", text)
     found = extract_block("RESPONSE", text, conversation[1] if conversation else 0)
     if found is None:
         return None, []
     response, end = found
+    if STEP_MARK in text[end:]:
+        response = last_assistant_turn(response)
     return response, extract_criteria(text, end)
+
+
+# What a step criterion's prompt says after the fence (grading.judges.prompts.STEP_MARK; the
+# simulator keeps its own copy, as a separate judge would, and a test holds them equal).
+STEP_MARK = "judge only the last assistant turn shown"
+TURN = re.compile(r"^#\d+ assistant: ", re.M)
+
+
+def last_assistant_turn(episode: str) -> str:
+    """The last assistant turn of an episode rendered for a judge: from its "#N assistant:"
+    line to the end (the whole text when there is none)."""
+    starts = [m.start() for m in TURN.finditer(episode)]
+    return episode[starts[-1] :] if starts else episode
 
 
 def extract_criteria(text: str, start: int = 0) -> list[tuple[str, str]]:
