@@ -253,7 +253,7 @@ def main() -> None:
     client = Client()
     client.force_login(seeded["reviewer"])
     figures = {name: time_page(client, path, args.requests) for name, path in pages(seeded).items()}
-    # The runs list as an admin sees it: with the form, whose choices list every grader.
+    # The runs list as an admin sees it: with the form that starts a run (its grader picker).
     admin = Client()
     admin.force_login(seeded["owner"])
     figures["runs_list_admin"] = time_page(admin, pages(seeded)["runs_list"], args.requests)

@@ -34,9 +34,42 @@ class JudgeForm(forms.Form):
     use_json_schema = forms.BooleanField(required=False, initial=True, label="Structured output")
 
 
+class GraderPicker(forms.Widget):
+    """One published rubric version, picked by searching (a project may hold 5,000): a search
+    box that asks `search_url` (htmx) for at most a few matches, shown as radio buttons named
+    as the field. `matches` are the graders shown before any search."""
+
+    template_name = "grading/_grader_picker.html"
+
+    def __init__(self, *args, search_url: str = "", matches=(), more: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.search_url, self.matches, self.more = search_url, matches, more
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        listed = {g.hash for g in self.matches}
+        context["widget"].update(
+            search_url=self.search_url,
+            matches=self.matches,
+            more=self.more,
+            # A value posted back (after an error or an estimate) stays picked, listed or not.
+            other=value if value and value not in listed else "",
+        )
+        return context
+
+
 class RunForm(forms.Form):
-    # A suite version ("suite-version:<id>") or one published grader (its hash).
-    grader = forms.ChoiceField(label="What to grade: a suite, or one published rubric version")
+    suite_version = forms.ChoiceField(
+        required=False, label="What to grade: a suite (its newest version)"
+    )
+    # One published grader: its hash (or a unique prefix of 12+ characters), from the picker.
+    grader = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Or one published rubric version",
+        help_text="Search by rubric title, task external id or grader hash; set the suite "
+        "above to “—” to grade one rubric version.",
+    )
     models = forms.CharField(
         required=False,
         max_length=5000,
@@ -71,26 +104,34 @@ class RunForm(forms.Form):
         required=False, initial=True, label="Use the cache (identical work is not paid twice)"
     )
 
-    def __init__(self, *args, graders=(), suite_versions=(), judges=(), **kwargs):
+    def __init__(
+        self, *args, suite_versions=(), judges=(), search_url="", matches=(), more=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
-        self.fields["grader"].choices = [
-            (
-                "Suites",
-                [
-                    (f"suite-version:{v.pk}", f"{v.suite.name} v{v.number} ({v.task_count} tasks)")
-                    for v in suite_versions
-                ],
-            ),
-            (
-                "One rubric",
-                [
-                    (g.hash, f"{g.version.rubric.title} v{g.version.number} ({g.short_hash})")
-                    for g in graders
-                ],
-            ),
+        # Suites are few: a select. Graders may be thousands: searched, never all listed.
+        self.fields["suite_version"].choices = [("", "— (one rubric version, below)")] + [
+            (str(v.pk), f"{v.suite.name} v{v.number} ({v.task_count} tasks)")
+            for v in suite_versions
         ]
+        self.fields["grader"].widget = GraderPicker(
+            search_url=search_url, matches=matches, more=more
+        )
+        if suite_versions:
+            self.fields["suite_version"].initial = str(suite_versions[0].pk)
+        elif matches:  # as the list used to: with no suite, the first rubric is picked
+            self.fields["grader"].initial = matches[0].hash
         self.fields["judge"].choices = [(str(j.pk), str(j)) for j in judges]
         self.fields["panel"].choices = [(str(j.pk), str(j)) for j in judges]
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("suite_version")) == bool(data.get("grader")):
+            raise forms.ValidationError(
+                "Pick a suite, or set the suite to “—” and pick one rubric version."
+                if data.get("grader")
+                else "Pick a suite or one rubric version to grade."
+            )
+        return data
 
 
 class SnapshotForm(forms.Form):

@@ -43,6 +43,8 @@ HEATMAP_BUCKETS = 50
 NO_TAG = "(no tag)"
 # A page lists this many tasks by disagreement unless asked for all.
 TOP_TASKS = 20
+# How long a finished leaderboard (and what is made from it) stays in the cache.
+CACHE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Leaderboard:
     note: str = ""
     runs: list[int] = field(default_factory=list)
     suite_id: int | None = None
+    # The cache key it is kept under ("" when it is not: its scores may still change); what
+    # is made from it alone (the API's JSON) can be kept under keys that start with it.
+    cache_key: str = ""
 
     @property
     def task_count(self) -> int:
@@ -153,13 +158,16 @@ def _where(sources: dict[str, int] | int) -> tuple[str, list]:
 def _task_sums(sources: dict[str, int] | int) -> list[tuple]:
     """(model, task id, external id, title, tags, n, sum of raw) per model and task."""
     where, params = _where(sources)
+    # Summed per (model, task) first, then joined to the tasks: grouping the joined rows
+    # sorted every score with its task's title and tags (most of the query at 5,000 tasks).
     sql = f"""
-        SELECT r.model, t.id, t.external_id, t.title, t.tags, COUNT(*),
-               SUM(s.raw)
-        FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
-        JOIN {_TASK} t ON t.id = r.task_id
-        WHERE {where}
-        GROUP BY r.model, t.id
+        SELECT a.model, t.id, t.external_id, t.title, t.tags, a.n, a.total
+        FROM (
+            SELECT r.model, r.task_id, COUNT(*) AS n, SUM(s.raw) AS total
+            FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
+            WHERE {where}
+            GROUP BY r.model, r.task_id
+        ) a JOIN {_TASK} t ON t.id = a.task_id
     """  # noqa: S608 (table names are ours; values are parameters)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -190,6 +198,11 @@ def _axis_sums(sources: dict[str, int] | int) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _tag_list(tags) -> tuple[str, ...]:
+    """A task's tags as the leaderboard groups them: text, each once, sorted."""
+    return tuple(sorted({str(t) for t in tags})) if isinstance(tags, list) else ()
 
 
 def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
@@ -230,7 +243,8 @@ def run_leaderboard(run: GradingRun) -> Leaderboard:
     board = cache.get(key)
     if board is None:
         board = _build(run.pk)
-        cache.set(key, board, timeout=3600)
+        board.cache_key = key
+        cache.set(key, board, timeout=CACHE_S)
     return board
 
 
@@ -272,7 +286,8 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
             board = _empty(note=note)
         else:
             board = _build({model: run_id for model, (run_id, _) in found.items()})
-            cache.set(key, board, timeout=3600)
+            board.cache_key = key
+            cache.set(key, board, timeout=CACHE_S)
     board.version, board.suite_id = frozen, suite.pk
     return board
 
@@ -330,37 +345,53 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     axis_rows = _axis_sums(sources)
     if isinstance(sources, int):
         sources = dict.fromkeys({row[0] for row in rows}, sources)
-    info: dict[int, tuple[str, str, list[str]]] = {}
+    info: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+    # Tasks share a few tag lists (a HealthBench theme and category each): each list's text
+    # is parsed once, not once per task.
+    parsed: dict[str, tuple[str, ...]] = {}
     for _, task_id, external_id, title, tags, _, _ in rows:
         if task_id in info:  # a task's row per model: its tags are read once
             continue
         if isinstance(tags, str):  # jsonb reaches a raw cursor as text (Django's loader)
-            tags = json.loads(tags)
-        clean = [str(t) for t in tags] if isinstance(tags, list) else []
-        info[task_id] = (external_id, title, sorted(set(clean)))
+            clean = parsed.get(tags)
+            if clean is None:
+                clean = parsed[tags] = _tag_list(json.loads(tags))
+        else:
+            clean = _tag_list(tags)
+        info[task_id] = (external_id, title, clean)
     task_ids = sorted(info, key=lambda pk: (info[pk][0], pk))
     where = {pk: i for i, pk in enumerate(task_ids)}
     models = sorted(sources)
     row_of = {m: i for i, m in enumerate(models)}
     k, m_count = len(task_ids), len(models)
+    # Filled by index arrays: one numpy assignment each, not one per row (10,000s of rows).
     sums, counts = np.zeros((m_count, k)), np.zeros((m_count, k))
-    for model, task_id, _, _, _, n, s in rows:
-        sums[row_of[model], where[task_id]] = s
-        counts[row_of[model], where[task_id]] = n
+    if rows:
+        at = ([row_of[r[0]] for r in rows], [where[r[1]] for r in rows])
+        sums[at] = [float(r[6]) for r in rows]
+        counts[at] = [r[5] for r in rows]
+    axis_rows = [row for row in axis_rows if row[1] in where]
     axis_tags = sorted({tag for _, _, tag, _, _ in axis_rows})
     axis_of = {t: i for i, t in enumerate(axis_tags)}
     axis_sums = np.zeros((len(axis_tags), m_count, k))
     axis_counts = np.zeros((len(axis_tags), m_count, k))
-    for model, task_id, tag, n, s in axis_rows:
-        if task_id in where:
-            axis_sums[axis_of[tag], row_of[model], where[task_id]] = s
-            axis_counts[axis_of[tag], row_of[model], where[task_id]] = n
+    if axis_rows:
+        at = (
+            [axis_of[r[2]] for r in axis_rows],
+            [row_of[r[0]] for r in axis_rows],
+            [where[r[1]] for r in axis_rows],
+        )
+        axis_sums[at] = [float(r[4]) for r in axis_rows]
+        axis_counts[at] = [r[3] for r in axis_rows]
     task_tags = sorted({tag for pk in task_ids for tag in info[pk][2]})
     member = np.zeros((len(task_tags), k))
     tag_of = {t: i for i, t in enumerate(task_tags)}
-    for pk in task_ids:
+    at_tag, at_task = [], []
+    for j, pk in enumerate(task_ids):  # where[pk] == j
         for tag in info[pk][2]:
-            member[tag_of[tag], where[pk]] = 1.0
+            at_tag.append(tag_of[tag])
+            at_task.append(j)
+    member[at_tag, at_task] = 1.0
 
     # Columns per model, as (sums per task, counts per task): overall, axis tags, task tags.
     column_sums, column_counts = [], []
@@ -406,21 +437,31 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     model_rows.sort(key=lambda r: (r.overall.mean is None, -(r.overall.mean or 0), r.model))
     order = [row_of[r.model] for r in model_rows]
 
+    # Per task, in the models' order: clipped means, counts and the spread, as arrays, then
+    # read out as Python lists once (element by element, numpy costs more than the sums).
+    ordered_counts = counts[order]
+    scored = ordered_counts > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        task_means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
+        task_means = np.clip(sums[order] / np.where(scored, ordered_counts, 1), 0.0, 1.0)
+    if k and m_count:
+        high = np.where(scored, task_means, -np.inf).max(axis=0)
+        low = np.where(scored, task_means, np.inf).min(axis=0)
+        twice = (scored.sum(axis=0) >= 2).tolist()
+        spreads = [
+            float(x) if two else None for x, two in zip((high - low).tolist(), twice, strict=True)
+        ]
+    else:
+        spreads = [None] * k
+    means_by_task = task_means.T.tolist()
+    counts_by_task = ordered_counts.astype(int).T.tolist()
     task_info, task_cells = [], []
-    for pk in task_ids:
-        j = where[pk]
+    for j, pk in enumerate(task_ids):  # where[pk] == j
         cells = tuple(
-            (None, 0)
-            if counts[mi, j] == 0
-            else (clip(float(task_means[mi, j])), int(counts[mi, j]))
-            for mi in order
+            (mean, n) if n else (None, 0)
+            for mean, n in zip(means_by_task[j], counts_by_task[j], strict=True)
         )
-        scored = [mean for mean, _ in cells if mean is not None]
-        spread = max(scored) - min(scored) if len(scored) >= 2 else None
         external_id, title, tags = info[pk]
-        task_info.append((pk, external_id, title, tuple(tags), spread))
+        task_info.append((pk, external_id, title, tags, spreads[j]))
         task_cells.append(cells)
     # Most disagreement first; tasks fewer than two models scored last; then by external id.
     by_spread = sorted(
@@ -453,7 +494,7 @@ def _heatmap(
     models: list[str],
     sums: np.ndarray,
     counts: np.ndarray,
-    tasks: list[tuple[str, str, list[str]]],
+    tasks: list[tuple[str, str, tuple[str, ...]]],
     task_tags: list[str],
     member: np.ndarray,
 ) -> dict:

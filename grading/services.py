@@ -1153,7 +1153,7 @@ def recovery_check() -> dict[str, list[int]] | None:
             # queuing it again would pile duplicates on the backlog. Lost tasks are looked for
             # once the queue has drained.
             return None
-    except REDIS_DOWN:
+    except broker.BROKER_DOWN:
         return None
     return runs_recover(stalled_for_s=settings.ASSAY_RUN_STALL_S)
 
@@ -1161,12 +1161,12 @@ def recovery_check() -> dict[str, list[int]] | None:
 def imports_recover() -> dict[str, list]:
     """The recovery sweep's look at background imports (annotation.import_jobs): a queued
     import is queued again only once the broker's queue has drained (it may just be waiting
-    its turn), and never while Redis is away or for brokers that keep their messages."""
+    its turn), and never while the broker is away or on one whose queue cannot be read."""
     from annotation import import_jobs
 
     try:
         drained = broker.queued_tasks() == 0
-    except REDIS_DOWN:
+    except broker.BROKER_DOWN:
         drained = False
     return import_jobs.import_jobs_recover(queue_drained=drained)
 

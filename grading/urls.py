@@ -6,6 +6,7 @@ urlpatterns = [
     path("p/<slug:slug>/judges/", views.judges, name="judges"),
     path("judges/<int:pk>/test/", views.judge_test, name="judge_test"),
     path("p/<slug:slug>/runs/", views.runs, name="runs"),
+    path("p/<slug:slug>/runs/graders/", views.run_grader_search, name="run_grader_search"),
     path("p/<slug:slug>/suites/", views_suites.suites_list, name="suites"),
     path("suites/<int:pk>/", views_suites.suite_detail, name="suite"),
     path("suites/<int:pk>/edit/", views_suites.suite_edit, name="suite_edit"),

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
@@ -16,7 +17,7 @@ from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
-from rubrics.selectors import published_graders
+from rubrics.selectors import by_hash, grader_search, published_graders
 
 
 @login_required
@@ -61,32 +62,43 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     perm = Perm.RUN_GRADING if request.method == "POST" else Perm.VIEW_RESULTS
     project = project_for(request.user, slug, perm)
     can_run = role_allows(project.role, Perm.RUN_GRADING)
-    # The form's choices, for those who may start a run: every published grader of the
-    # project (5,000 in a HealthBench import), listed by title and hash, never read whole
-    # (each spec holds the judge's templates).
-    graders = list(published_graders(project).defer("spec")) if can_run else []
+    # The form offers the suites (few) in a select and the published graders (5,000 in a
+    # HealthBench import) through a search: the first few are shown, the rest are asked for.
+    matches, more = grader_search(project, "") if can_run else ([], False)
     suite_versions = suites.newest_versions(project) if can_run else []
     judges = list(selectors.project_judges(project)) if can_run else []
     form = RunForm(
-        request.POST or None, graders=graders, suite_versions=suite_versions, judges=judges
+        request.POST or None,
+        suite_versions=suite_versions,
+        judges=judges,
+        search_url=reverse("run_grader_search", args=[slug]),
+        matches=matches,
+        more=more,
     )
     estimate = None
     if request.method == "POST" and form.is_valid():
-        target = form.cleaned_data["grader"]
-        grader = next((g for g in graders if g.hash == target), None)
-        suite_version = next((v for v in suite_versions if f"suite-version:{v.pk}" == target), None)
-        judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
-        panel = [j for j in judges if str(j.pk) in form.cleaned_data["panel"]]
-        options = {
-            "mode": form.cleaned_data["mode"],
-            "samples": form.cleaned_data["samples"],
-            "grader": grader,
-            "suite_version": suite_version,
-            "models": form.cleaned_data["models"],
-            "sample_indices": form.cleaned_data["sample_indices"],
-            "panel": panel,
-        }
         try:
+            grader = suite_version = None
+            if form.cleaned_data["grader"]:
+                # A hash or a unique prefix of it, as every door that takes a grader.
+                grader = by_hash(published_graders(project), form.cleaned_data["grader"])
+                if grader is None:
+                    raise ValidationError("No published rubric version has that grader hash.")
+            else:
+                suite_version = next(
+                    v for v in suite_versions if str(v.pk) == form.cleaned_data["suite_version"]
+                )
+            judge = next(j for j in judges if str(j.pk) == form.cleaned_data["judge"])
+            panel = [j for j in judges if str(j.pk) in form.cleaned_data["panel"]]
+            options = {
+                "mode": form.cleaned_data["mode"],
+                "samples": form.cleaned_data["samples"],
+                "grader": grader,
+                "suite_version": suite_version,
+                "models": form.cleaned_data["models"],
+                "sample_indices": form.cleaned_data["sample_indices"],
+                "panel": panel,
+            }
             if "estimate" in request.POST:
                 estimate = services.run_create_estimate(project=project, judge=judge, **options)
             else:
@@ -113,11 +125,22 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "columns": _run_columns(sort),
             "form": form,
             "can_run": can_run,
-            "has_graders": bool(graders),
+            "has_graders": bool(matches or suite_versions),
             "has_judges": bool(judges),
             "estimate": estimate,
         },
     )
+
+
+@login_required
+@require_GET
+def run_grader_search(request: HttpRequest, slug: str) -> HttpResponse:
+    """htmx: the published graders matching `q`, a few at most, to pick one for a run (those
+    who may start a run)."""
+    project = project_for(request.user, slug, Perm.RUN_GRADING)
+    matches, more = grader_search(project, request.GET.get("q", ""))
+    context = {"name": "grader", "matches": matches, "more": more}
+    return render(request, "grading/_grader_matches.html", context)
 
 
 # The run list's columns: (sort key or None, heading).

@@ -32,6 +32,10 @@ FIELD_NAMES = {
     "size_bytes": "size in bytes",
     "os_user": "server user",
     "base_url": "URL",
+    "tasks_added": "tasks put in",
+    "tasks_added_named": "put in",
+    "tasks_removed": "tasks taken out",
+    "tasks_removed_named": "taken out",
 }
 
 _LONG = 120

@@ -578,6 +578,7 @@ class AuditAction(models.TextChoices):
     MODEL_PRICE_DELETED = "model_price_deleted", "Model price deleted"
     SUITE_CREATED = "suite_created", "Suite created"
     SUITE_FROZEN = "suite_frozen", "Suite version frozen"
+    SUITE_CHANGED = "suite_changed", "Suite changed"
     QUEUE_CHANGED = "queue_changed", "Annotation queue changed"
 
 

@@ -99,6 +99,26 @@ def published_graders(project: Project):
     )
 
 
+# A grader search answers at most this many matches: a picker, not a list of 5,000.
+GRADER_MATCHES = 20
+
+
+def grader_search(project: Project, query: str, *, limit: int = GRADER_MATCHES):
+    """Up to `limit` published graders of the project whose rubric title or task external id
+    contains `query` (any case), or whose hash starts with it; all of them (the first
+    `limit`) for an empty query. Returns (graders, whether more matched)."""
+    query = str(query or "").strip()[:200]
+    graders = published_graders(project).defer("spec")
+    if query:
+        graders = graders.filter(
+            Q(version__rubric__title__icontains=query)
+            | Q(version__rubric__task__external_id__icontains=query)
+            | Q(hash__startswith=query.lower())
+        )
+    found = list(graders[: limit + 1])
+    return found[:limit], len(found) > limit
+
+
 def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -> Task:
     check(user, project, perm)
     return get_object_or_404(Task, project=project, external_id=external_id)

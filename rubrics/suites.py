@@ -129,30 +129,63 @@ def suite_create(
     return suite
 
 
+# A suite's description is kept in its audit event this far, as a queue's guidelines are.
+AUDIT_TEXT_CHARS = 500
+# An audit event names this many of the tasks put in or taken out (and counts them all).
+AUDIT_TASKS_NAMED = 20
+
+
 @transaction.atomic
 def suite_update(
     *, suite: Suite, user=None, name=None, description=None, task_ids=None, tags=None
 ) -> Suite:
-    """Change what a suite holds; its frozen versions stay as they were."""
+    """Change what a suite holds; its frozen versions stay as they were. What changed is
+    audited (SUITE_CHANGED): each field before and after, the tasks put in and taken out."""
     _hand_made(suite)
+    changes: dict = {}
     fields = []
     if name is not None and _clean_name(name) != suite.name:
         name = _clean_name(name)
         if Suite.objects.filter(project_id=suite.project_id, name=name).exists():
             raise ValidationError({"name": f"This project already has a suite named {name!r}."})
+        changes["name"] = [suite.name, name]
         suite.name = name
         fields.append("name")
-    if description is not None:
-        suite.description = str(description)[:5000]
+    if description is not None and str(description)[:5000] != suite.description:
+        new = str(description)[:5000]
+        changes["description"] = [
+            suite.description[:AUDIT_TEXT_CHARS],
+            new[:AUDIT_TEXT_CHARS],
+        ]
+        suite.description = new
         fields.append("description")
-    if tags is not None:
+    if tags is not None and _clean_tags(tags) != suite.tags:
+        changes["tags"] = [list(suite.tags), _clean_tags(tags)]
         suite.tags = _clean_tags(tags)
         fields.append("tags")
     if fields:
         suite.save(update_fields=fields)
     if task_ids is not None:
-        suite.tasks.set(_project_tasks(suite.project, task_ids))
+        wanted = set(_project_tasks(suite.project, task_ids))
+        held = set(suite.tasks.values_list("pk", flat=True))
+        added, removed = wanted - held, held - wanted
+        if added or removed:
+            suite.tasks.set(wanted)
+            changes.update(
+                _task_changes("tasks_added", added) | _task_changes("tasks_removed", removed)
+            )
+    if changes:
+        _audit(AuditEvent.Action.SUITE_CHANGED, suite, user, **changes)
     return suite
+
+
+def _task_changes(key: str, task_ids: set[int]) -> dict:
+    """{key: count, key_named: the first external ids} for an audit event; {} for none."""
+    if not task_ids:
+        return {}
+    named = Task.objects.filter(pk__in=task_ids).order_by("external_id")
+    named = list(named.values_list("external_id", flat=True)[:AUDIT_TASKS_NAMED])
+    return {key: len(task_ids), f"{key}_named": named}
 
 
 def suite_add_tasks(*, suite: Suite, task_ids) -> None:

@@ -570,6 +570,8 @@ ROWS = [
     # --- Runs, scores and verdicts ----------------------------------------------------------
     page("get", "runs", "/p/{slug}/runs/", members_page(RESULTS, 200)),
     page("post", "runs", "/p/{slug}/runs/", members_page(OPERATORS, 200), {}),
+    # The run form's grader search: those who may start a run.
+    page("get", "run_grader_search", "/p/{slug}/runs/graders/", members_page(OPERATORS, 200)),
     api("get", SLUG + "runs/", "/api/projects/{slug}/runs/", members_only(RESULTS, 200)),
     api("post", SLUG + "runs/", "/api/projects/{slug}/runs/", members_only(OPERATORS, 400)),
     page("get", "run", "/runs/{run}/", members_page(RESULTS, 200)),

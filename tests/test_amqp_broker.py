@@ -6,16 +6,19 @@ so judge limits are per worker process and cancel flags are read from the databa
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from annotation.models import Verdict
-from grading import services
+from grading import broker, services
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import broker_answers, celery_app_on, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +110,34 @@ def test_a_run_queued_and_graded_on_rabbitmq_scores_by_the_simulator_rule(
     assert "Connected to amqp://guest:**@127.0.0.1:5672//" in log or "TEST_AMQP_URL" in os.environ
     assert log.count("grading.tasks.grade_response[") >= 2 * len(expected)  # received, succeeded
     assert log.count("grading.tasks.run_start[") >= 2 * len(runs)
+
+
+def test_the_sweep_reads_how_many_tasks_wait_on_rabbitmq():
+    """`broker.queued_tasks` on amqp:// asks RabbitMQ with a passive queue.declare: the tasks
+    Celery queued and nobody took, 0 for a queue never declared, and a broker error (never a
+    wrong count) when RabbitMQ is away. The recovery sweep then waits for the backlog."""
+    if why := broker_answers(AMQP_URL):
+        pytest.fail(f"{why}: start it (.ci/run shows how).")
+    queue = f"assay-depth-{uuid.uuid4().hex[:8]}"  # no worker consumes it
+    with celery_app_on(AMQP_URL) as app:
+        try:
+            assert broker.queued_tasks(queue) == 0  # not declared: nothing waits, nothing made
+            for n in range(3):
+                app.send_task("grading.tasks.run_start", args=[n], queue=queue)
+            wait_for(lambda: broker.queued_tasks(queue) == 3, timeout=10, what="3 tasks queued")
+            with override_settings(CELERY_TASK_DEFAULT_QUEUE=queue, ASSAY_RUN_STALL_S=60):
+                assert broker.queued_tasks() == 3
+                # Tasks wait: no run is taken for stalled while its turn may not have come.
+                assert services.recovery_check() is None
+        finally:
+            with app.connection_for_write(connect_timeout=3) as conn:
+                conn.default_channel.queue_delete(queue)
+                conn.default_channel.exchange_delete(queue)
+
+    # RabbitMQ away: a port nothing listens on (taken from the system, then let go).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = f"amqp://guest:guest@127.0.0.1:{port}//"
+    with override_settings(CELERY_BROKER_URL=away), pytest.raises(broker.BROKER_DOWN):
+        broker.queued_tasks(queue)

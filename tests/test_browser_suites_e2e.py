@@ -154,7 +154,7 @@ def run_id_of(url: str) -> int:
 
 def start_run(page, base, slug, version, judge, mode="per_criterion") -> int:
     page.goto(f"{base}/p/{slug}/runs/")
-    page.select_option("#id_grader", f"suite-version:{version.pk}")
+    page.select_option("#id_suite_version", str(version.pk))
     page.select_option("#id_judge", str(judge.pk))
     page.select_option("#id_mode", mode)
     page.click("button:has-text('Start grading')")

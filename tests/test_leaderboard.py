@@ -484,6 +484,36 @@ def test_the_run_leaderboard_api(personas):
 
 
 @pytest.mark.django_db
+def test_the_leaderboard_apis_json_is_kept_per_finish_time_and_top(personas):
+    """A completed run's leaderboard JSON is cached beside the leaderboard: asked again it
+    reads no score, each `top` is its own, and a retry (a new finish time) is read anew."""
+    run = scored_run(personas, [("k1", "a", 0.2), ("k2", "a", 0.4), ("k3", "b", 0.9)])
+    api = api_client(personas.reviewer)
+    url = f"/api/runs/{run.pk}/leaderboard/"
+    first = api.get(url)
+    assert first["Content-Type"] == "application/json"
+    with CaptureQueriesContext(connection) as ctx:
+        again = api.get(url)
+    assert again.content == first.content
+    assert not any("grading_score" in q["sql"] for q in ctx.captured_queries)
+    assert len(api.get(url + "?top=1").json()["tasks"]) == 1
+    assert len(api.get(url).json()["tasks"]) == 3
+
+    # More scores, as a retry leaves them, and a new finish time: the JSON is made again.
+    scored_run(personas, [("k1", "a", 1.0)], run=run)
+    GradingRun.objects.filter(pk=run.pk).update(finished_at=run.finished_at + timedelta(1))
+    model_a = api.get(url).json()["models"]
+    assert column_json(model_a, "a")["overall"]["n"] == 3
+    assert column_json(model_a, "a")["overall"]["mean"] == pytest.approx((0.2 + 0.4 + 1.0) / 3)
+    # The browsable API still renders (it is not served from the JSON kept).
+    assert api.get(url, HTTP_ACCEPT="text/html").status_code == 200
+
+
+def column_json(models: list[dict], name: str) -> dict:
+    return next(m for m in models if m["model"] == name)
+
+
+@pytest.mark.django_db
 def test_the_suite_leaderboard_api(personas):
     run = scored_run(personas, [("s1", "m1", 0.4), ("s2", "m1", 0.8)])
     suite = run.suite_version.suite

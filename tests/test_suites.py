@@ -539,3 +539,73 @@ def test_a_rubrics_suite_of_one_is_not_changed_by_hand(personas, two_tasks):
     assert 'data-testid="rubric-suite"' in html and 'data-testid="freeze"' not in html
     listed = page_client(personas.admin).get(f"/p/{personas.project.slug}/suites/").content
     assert b'data-testid="rubric-suites"' in listed
+
+
+# --- Editing a suite is audited -------------------------------------------------------------
+
+
+def test_changing_a_suite_is_audited_with_what_changed_and_nothing_when_nothing_did(
+    personas, two_tasks
+):
+    tasks, _ = two_tasks
+    p = personas
+    suite = suites.suite_create(
+        project=p.project, name="Eval", user=p.author, task_ids=[tasks["fever"].pk], tags=["a"]
+    )
+    api = api_client(p.engineer)
+    reply = api.patch(
+        f"/api/suites/{suite.pk}/",
+        {"name": "Eval 2", "tasks": ["cough"], "tags": ["a", "b"]},
+        format="json",
+    )
+    assert reply.status_code == 200, reply.content
+    event = AuditEvent.objects.get(action=AuditEvent.Action.SUITE_CHANGED)
+    assert event.actor == p.engineer and event.source == AuditEvent.Source.API
+    assert event.project == p.project and event.target_type == "suite"
+    assert event.target_id == str(suite.pk) and event.target_label == "Eval 2"
+    assert event.details == {
+        "name": ["Eval", "Eval 2"],
+        "tags": [["a"], ["a", "b"]],
+        "tasks_added": 1,
+        "tasks_added_named": ["cough"],
+        "tasks_removed": 1,
+        "tasks_removed_named": ["fever"],
+    }
+    # In words on the Audit page (in the order the database keeps the keys).
+    assert event.details_text() == (
+        "name from “Eval” to “Eval 2”; tags from “a” to “a”, “b”; tasks put in 1; "
+        "tasks taken out 1; put in “cough”; taken out “fever”"
+    )
+
+    # The same values again (the edit page sends every field): no event.
+    suites.suite_update(
+        suite=Suite.objects.get(pk=suite.pk),
+        user=p.author,
+        name="Eval 2",
+        description="",
+        task_ids=[tasks["cough"].pk],
+        tags=["b", "a"],
+    )
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.SUITE_CHANGED).count() == 1
+
+    # The edit page: a description, by the web; a refused change records nothing.
+    client = page_client(p.author)
+    reply = client.post(
+        f"/suites/{suite.pk}/edit/",
+        {
+            "name": "Eval 2",
+            "description": "Triage set",
+            "tags": "a, b",
+            "picked": "1",
+            "tasks": [str(tasks["cough"].pk)],
+        },
+    )
+    assert reply.status_code == 302, reply.content.decode()[-1500:]
+    web = AuditEvent.objects.filter(action=AuditEvent.Action.SUITE_CHANGED).first()
+    assert web.source == AuditEvent.Source.WEB and web.actor == p.author
+    assert web.details == {"description": ["", "Triage set"]}
+    other = suites.suite_create(project=p.project, name="Other", user=p.author)
+    with pytest.raises(ValidationError):
+        suites.suite_update(suite=other, user=p.author, name="Eval 2", tags=["z"])
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.SUITE_CHANGED).count() == 2
+    assert Suite.objects.get(pk=other.pk).tags == []
