@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation.content.episode import METADATA_NUMBERS, ContentError, Episode
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -33,7 +34,10 @@ from rubrics.services import Conflict
 RESPONSE_FIELDS = {
     "task_id": "the task's external id (required)",
     "model": "the model's name (required)",
-    "response": "the response text (required)",
+    "response": "the response text (required, unless the row gives messages)",
+    "messages": "an episode instead of a text: chat messages in the OpenAI format, with "
+    "tool calls and tool results (annotation.content.episode)",
+    "final_state": "with messages: the environment's state after the episode (optional JSON)",
     "sample_index": "a whole number >= 0 (optional, default 0)",
     "metadata": "an object of sampling settings and the like (optional)",
     "external_id": "your id for this response (optional)",
@@ -99,10 +103,11 @@ def parse_response_row(
     unknown = sorted(set(row) - set(RESPONSE_FIELDS))
     if unknown:
         err(unknown[0], f"unknown field; the fields are: {', '.join(RESPONSE_FIELDS)}")
-    for name in ("task_id", "model", "response"):
+    for name in ("task_id", "model"):
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             err(name, f"required: {RESPONSE_FIELDS[name]}")
+    text, content = _row_content(row, err)
     task_id = row.get("task_id")
     if isinstance(task_id, str) and task_id.strip() and task_id not in tasks:
         err("task_id", f"no task with external id '{task_id}' in this project")
@@ -120,17 +125,51 @@ def parse_response_row(
     model = row.get("model")
     if isinstance(model, str) and len(model) > 200:
         err("model", "must be at most 200 characters")
-    text = row.get("response")
     if errors:
         return None, errors
     return {
         "task_id": tasks[task_id],
         "model": model.strip(),
         "text": text,
+        "content": content,
         "sample_index": sample_index,
         "metadata": metadata,
         "external_id": external_id,
     }, []
+
+
+def _row_content(row: dict, err) -> tuple[str, dict | None]:
+    """(text, content) of a row: its `response` text, or the episode its `messages` (and
+    `final_state`) give, validated by the content model; exactly one of the two."""
+    has_messages = row.get("messages") is not None
+    if "response" in row and has_messages:
+        err("messages", "give either response (a text) or messages (an episode), not both")
+        return "", None
+    if not has_messages:
+        if row.get("final_state") is not None:
+            err("final_state", "a final state belongs to an episode: give messages too")
+        text = row.get("response")
+        if not isinstance(text, str) or not text.strip():
+            err("response", f"required: {RESPONSE_FIELDS['response']}")
+            return "", None
+        return text, None
+    value = {"messages": row["messages"]}
+    if "final_state" in row:
+        value["final_state"] = row["final_state"]
+    # The row's metadata stays the response's; its episode figures (steps, tokens, wall time)
+    # are also the episode's, where pages and judges read them.
+    metadata = row.get("metadata")
+    figures = (
+        {k: metadata[k] for k in METADATA_NUMBERS if k in metadata}
+        if isinstance(metadata, dict)
+        else None
+    )
+    try:
+        episode = Episode.parse(value, metadata=figures)
+    except ContentError as exc:
+        err(exc.field, exc.message)
+        return "", None
+    return episode.final_text, episode.stored()
 
 
 def responses_import_jsonl(
