@@ -191,10 +191,15 @@ def responses_import_jsonl(
 
 
 def responses_import_file(
-    *, project: Project, upload, filename: str, format: str = "jsonl", progress=None
+    *, project: Project, upload, filename: str, format: str | None = None, progress=None
 ) -> ImportResult:
-    """One door for a file of responses (page, API, background job, command): refused whole,
-    with nothing written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
+    """One door for a file of responses (page, API, background job, command): response rows
+    (JSONL, Parquet), inspect-ai eval logs or OpenTelemetry GenAI spans, the format detected
+    from the file when not given (annotation.importers.detect). Refused whole, with nothing
+    written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
+    from annotation import importers, ingest
+    from annotation.importers import detect
+
     try:
         uploads.check_size(
             upload,
@@ -203,15 +208,23 @@ def responses_import_file(
             setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
             what="response imports",
         )
+        format = format or detect.detect(upload, name=filename)
         if format == "parquet":
-            from annotation import ingest
-
             reader = uploads.parquet_file(upload, name=filename, columns=RESPONSE_FIELDS)
             return ingest.import_responses(
                 project=project,
                 rows=ingest.parquet_rows(reader, name=filename),
                 filename=filename,
                 progress=progress,
+            )
+        if format in ("inspect", "otel"):
+            if format == "inspect":
+                from annotation.importers import inspect_log as reader
+            else:
+                from annotation.importers import otel as reader
+            found, errors = reader.read(upload, name=filename)
+            return importers.import_found(
+                project=project, found=found, errors=errors, filename=filename, progress=progress
             )
         check_jsonl(upload, name=filename)
         return responses_import_jsonl(
@@ -227,11 +240,10 @@ def responses_import_file(
 
 
 def check_jsonl(upload, *, name: str) -> None:
-    """JSONL text; a Parquet file names the door that takes it."""
+    """JSONL text (a Parquet file, or a zip that is not an eval log, is refused here)."""
     if uploads.head_of(upload, 4) == uploads.PARQUET_MAGIC:
         raise uploads.UploadRefused(
-            f"'{name}' is a Parquet file; here responses come as JSONL text "
-            "(import Parquet with manage.py import_responses)."
+            f"'{name}' is a Parquet file, not JSONL text; import it as Parquet."
         )
     uploads.check_text(upload, name=name, expected="JSONL text")
     upload.seek(0)

@@ -163,3 +163,144 @@ def test_parquet_rows_carry_episodes_as_json_text_or_as_lists(project, tmp_path)
     assert stored.episode.final_state == {"orders": {"A1": {"refunded": True, "note": None}}}
     from_lists = Response.objects.get(task__external_id="t2")
     assert from_lists.episode == Episode.parse(refund_messages())
+
+
+# --- inspect-ai eval logs, made by inspect-ai with its offline mock model and a real tool ----
+
+
+def run_inspect_eval(log_dir, log_format: str, *, epochs: int = 2):
+    """A real eval: two samples, each answered by the mock model with a call of a real tool
+    (which writes the environment's store) and then a final answer. Returns the log's path."""
+    from inspect_ai import Task as InspectTask
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ChatMessageUser, ModelOutput, ModelUsage, get_model
+    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.tool import tool
+    from inspect_ai.util import store
+
+    @tool
+    def lookup_order():
+        async def execute(order_id: str) -> str:
+            """Look up an order by its id.
+
+            Args:
+                order_id: The order's id.
+            """
+            store().set("looked_up", order_id)
+            return json.dumps({"id": order_id, "status": "delivered"})
+
+        return execute
+
+    def respond(messages, tools, tool_choice, config):
+        last = messages[-1]
+        if last.role == "tool":
+            output = ModelOutput.from_content("mockllm/model", f"Refunded: {last.text}")
+        else:
+            order = messages[-1].text.split()[-1]
+            output = ModelOutput.for_tool_call(
+                "mockllm/model",
+                "lookup_order",
+                {"order_id": order},
+                tool_call_id=f"call-{order}-{len(messages)}",
+            )
+        # Set usage, or the mock counts tokens with an encoding it would download.
+        output.usage = ModelUsage(input_tokens=11, output_tokens=4, total_tokens=15)
+        return output
+
+    task = InspectTask(
+        dataset=[
+            Sample(id="refund-A17", input="Refund order A17"),
+            Sample(
+                id="refund-B2",
+                input=[ChatMessageUser(content="Please refund order B2")],
+            ),
+        ],
+        solver=[use_tools(lookup_order()), generate()],
+        name="refunds",
+    )
+    model = get_model("mockllm/model", custom_outputs=respond)
+    [log] = inspect_eval(
+        task,
+        model=model,
+        epochs=epochs,
+        log_dir=str(log_dir),
+        log_format=log_format,
+        display="none",
+    )
+    assert log.status == "success", log.error
+    return log.location
+
+
+@pytest.fixture(scope="module")
+def inspect_logs(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("inspect-logs")
+    return {fmt: run_inspect_eval(logs / fmt, fmt) for fmt in ("eval", "json")}
+
+
+@pytest.mark.parametrize("log_format", ["eval", "json"])
+def test_an_inspect_log_imports_samples_as_tasks_and_episodes(project, inspect_logs, log_format):
+    from pathlib import Path
+
+    from inspect_ai.log import read_eval_log
+
+    path = Path(inspect_logs[log_format])
+    with path.open("rb") as upload:
+        result = services.responses_import_file(project=project, upload=upload, filename=path.name)
+    assert (result.ok, result.created) == (True, 4), result.errors
+    # Tasks made from the samples' inputs, by sample id.
+    task = project.tasks.get(external_id="refund-B2")
+    assert task.messages == [{"role": "user", "content": "Please refund order B2"}]
+    log = read_eval_log(str(path))
+    responses = Response.objects.filter(task__project=project, model=log.eval.model)
+    assert sorted(responses.values_list("task__external_id", "sample_index")) == [
+        ("refund-A17", 0),
+        ("refund-A17", 1),
+        ("refund-B2", 0),
+        ("refund-B2", 1),
+    ]
+    stored = responses.get(task__external_id="refund-A17", sample_index=1)
+    sample = next(s for s in log.samples if s.id == "refund-A17" and s.epoch == 2)
+    episode = stored.episode
+    assert [m.role for m in episode.messages] == ["assistant", "tool", "assistant"]
+    [(index, call)] = list(episode.tool_calls())
+    assert (index, call.name, call.arguments) == (0, "lookup_order", {"order_id": "A17"})
+    assert call.id == sample.messages[1].tool_calls[0].id
+    assert episode.tool_result(call.id).text == '{"id": "A17", "status": "delivered"}'
+    assert stored.text == episode.final_text == sample.output.completion
+    assert episode.final_state == {"looked_up": "A17"}
+    usage = sum(u.total_tokens for u in sample.model_usage.values())
+    assert stored.metadata["tokens"] == usage == 30  # two generations of 15
+    assert stored.metadata["wall_time_s"] == sample.total_time
+    assert episode.metadata["tokens"] == usage
+    assert stored.external_id == sample.uuid
+
+    with path.open("rb") as upload:  # again: nothing added, no task twice
+        again = services.responses_import_file(project=project, upload=upload, filename=path.name)
+    assert (again.ok, again.created, again.already_present) == (True, 0, 4)
+    assert project.tasks.filter(external_id__startswith="refund-").count() == 2
+
+
+def test_a_broken_inspect_log_is_refused_and_leaves_no_task(project, inspect_logs, tmp_path):
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    log = read_eval_log(inspect_logs["json"])
+    sample = log.samples[0]
+    sample.messages[2].tool_call_id = "no-such-call"  # a result with no matching call
+    broken = tmp_path / "broken.json"
+    write_eval_log(log, str(broken), format="json")
+    with broken.open("rb") as upload:
+        result = services.responses_import_file(
+            project=project, upload=upload, filename=broken.name, format="inspect"
+        )
+    assert [(e.line, e.field) for e in result.errors] == [(1, "messages[1].tool_call_id")]
+    assert not project.tasks.filter(external_id__startswith="refund-").exists()
+    assert Response.objects.count() == 0
+    not_a_log = tmp_path / "notes.eval"
+    not_a_log.write_bytes(b"PK\x03\x04 not really a zip")
+    with not_a_log.open("rb") as upload:
+        result = services.responses_import_file(
+            project=project, upload=upload, filename=not_a_log.name
+        )
+    assert result.errors[0].field == "file"
+    assert "not a readable inspect-ai eval log" in result.errors[0].message

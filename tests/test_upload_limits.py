@@ -305,8 +305,10 @@ def test_a_file_whose_content_is_not_its_declared_format_is_refused(
         "'t.jsonl' is a zip archive (an XLSX workbook?), not JSONL text or a Parquet"
         in (tasks_api(personas, "t.jsonl", xlsx).json()["errors"][0])
     )
-    shown = responses_page(client, personas, "r.jsonl", parquet([RESPONSE_ROW]))
-    assert "'r.jsonl' is a Parquet file; here responses come as JSONL text" in shown
+    # Responses are found by their content (a Parquet r.jsonl imports as Parquet): a zip that
+    # is no inspect-ai eval log is refused as one.
+    shown = responses_page(client, personas, "r.jsonl", xlsx)
+    assert "'r.jsonl' is not a readable inspect-ai eval log" in shown
     err = responses_command(personas, tmp_path, "r.parquet", jsonl(RESPONSE_ROW), capsys)
     assert "'r.parquet' is text, not a Parquet file" in err
 
