@@ -304,3 +304,164 @@ def test_a_broken_inspect_log_is_refused_and_leaves_no_task(project, inspect_log
         )
     assert result.errors[0].field == "file"
     assert "not a readable inspect-ai eval log" in result.errors[0].message
+
+
+# --- OpenTelemetry GenAI spans, made by the real SDK --------------------------------------
+
+
+def genai(*messages) -> str:
+    return json.dumps(list(messages))
+
+
+def text_part(role: str, text: str) -> dict:
+    return {"role": role, "parts": [{"type": "text", "content": text}]}
+
+
+def record_agent_traces():
+    """Two traces as an instrumented agent records them, through the SDK's in-memory exporter:
+    one whose chat spans repeat the conversation (the tool's result inside the second input),
+    the task on a span; one whose chat spans hold only new messages and whose tool result is
+    only on its execute_tool span, the task on the resource."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    finished = []
+    for resource in ({"service.name": "support-agent"}, {"assay.task_id": "t2"}):
+        provider = TracerProvider(resource=Resource.create(resource))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("support-agent")
+        call = {
+            "type": "tool_call",
+            "id": "call_1",
+            "name": "lookup_order",
+            "arguments": {"id": "A17"},
+        }
+        asked = text_part("user", "Refund order A17, it arrived broken.")
+        called = {"role": "assistant", "parts": [{"type": "text", "content": "Checking."}, call]}
+        answered = {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "call_1", "response": "delivered"}],
+        }
+        repeats = "assay.task_id" not in resource
+        with tracer.start_as_current_span("invoke_agent support") as agent:
+            if repeats:
+                agent.set_attribute("assay.task_id", "t1")
+                agent.set_attribute("assay.final_state", json.dumps({"refunded": ["A17"]}))
+            with tracer.start_as_current_span("chat gpt-agent") as chat:
+                chat.set_attribute("gen_ai.operation.name", "chat")
+                chat.set_attribute("gen_ai.request.model", "gpt-agent")
+                chat.set_attribute(
+                    "gen_ai.system_instructions",
+                    json.dumps([{"type": "text", "content": "You are a support agent."}]),
+                )
+                chat.set_attribute("gen_ai.input.messages", genai(asked))
+                chat.set_attribute("gen_ai.output.messages", genai(called))
+                chat.set_attribute("gen_ai.usage.input_tokens", 40)
+                chat.set_attribute("gen_ai.usage.output_tokens", 9)
+            with tracer.start_as_current_span("execute_tool lookup_order") as run_tool:
+                run_tool.set_attribute("gen_ai.operation.name", "execute_tool")
+                run_tool.set_attribute("gen_ai.tool.name", "lookup_order")
+                run_tool.set_attribute("gen_ai.tool.call.id", "call_1")
+                run_tool.set_attribute("gen_ai.tool.call.arguments", '{"id": "A17"}')
+                run_tool.set_attribute("gen_ai.tool.call.result", "delivered")
+            with tracer.start_as_current_span("chat gpt-agent") as chat:
+                chat.set_attribute("gen_ai.operation.name", "chat")
+                chat.set_attribute("gen_ai.request.model", "gpt-agent")
+                history = genai(asked, called, answered) if repeats else genai()
+                chat.set_attribute("gen_ai.input.messages", history)
+                chat.set_attribute(
+                    "gen_ai.output.messages", genai(text_part("assistant", "Refunded A17."))
+                )
+                chat.set_attribute("gen_ai.usage.input_tokens", 60)
+                chat.set_attribute("gen_ai.usage.output_tokens", 5)
+        finished += exporter.get_finished_spans()
+        exporter.clear()
+    return finished
+
+
+def otlp_json(spans) -> bytes:
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    return json.dumps(MessageToDict(encode_spans(spans))).encode()
+
+
+def span_list_json(spans) -> bytes:
+    return ("[" + ",".join(span.to_json() for span in spans) + "]").encode()
+
+
+EXPECTED_OTEL_EPISODE = [
+    {
+        "role": "assistant",
+        "content": "Checking.",
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "lookup_order", "arguments": '{"id": "A17"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "delivered", "name": "lookup_order"},
+    {"role": "assistant", "content": "Refunded A17."},
+]
+
+
+@pytest.mark.parametrize("encode", [otlp_json, span_list_json], ids=["otlp", "span-list"])
+def test_otel_genai_traces_import_one_episode_per_trace(project, tmp_path, encode):
+    spans = record_agent_traces()
+    path = tmp_path / "traces.json"
+    path.write_bytes(encode(spans))
+    with path.open("rb") as upload:
+        result = services.responses_import_file(project=project, upload=upload, filename=path.name)
+    assert (result.ok, result.created) == (True, 2), result.errors
+    first, second = Response.objects.order_by("task__external_id")
+    trace_ids = {format(s.context.trace_id, "032x") for s in spans}
+    assert {first.external_id, second.external_id} == trace_ids
+    for stored in (first, second):
+        assert stored.model == "gpt-agent"
+        assert stored.content["messages"] == EXPECTED_OTEL_EPISODE
+        assert stored.text == "Refunded A17."
+        assert stored.metadata["tokens"] == 40 + 9 + 60 + 5
+        assert stored.metadata["wall_time_s"] > 0
+    assert first.task.external_id == "t1" and first.episode.final_state == {"refunded": ["A17"]}
+    assert not second.episode.has_final_state
+    with path.open("rb") as upload:
+        again = services.responses_import_file(project=project, upload=upload, filename=path.name)
+    assert (again.ok, again.created, again.already_present) == (True, 0, 2)
+
+
+def test_otel_traces_create_missing_tasks_and_refuse_a_trace_without_one(project, tmp_path):
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    spans = record_agent_traces()
+    document = MessageToDict(encode_spans(spans))
+    for resource_spans in document["resourceSpans"]:
+        for attribute in resource_spans["resource"]["attributes"]:
+            if attribute["key"] == "assay.task_id":
+                attribute["value"] = {"stringValue": "new-task"}
+    path = tmp_path / "traces.json"
+    path.write_text(json.dumps(document))
+    with path.open("rb") as upload:
+        result = services.responses_import_file(project=project, upload=upload, filename=path.name)
+    assert result.ok, result.errors
+    created = project.tasks.get(external_id="new-task")
+    assert created.messages == [
+        {"role": "system", "content": "You are a support agent."},
+        {"role": "user", "content": "Refund order A17, it arrived broken."},
+    ]
+    Response.objects.all().delete()
+    created.delete()
+    for resource_spans in document["resourceSpans"]:
+        resource_spans["resource"]["attributes"] = []  # the second trace loses its task
+    path.write_text(json.dumps(document))
+    with path.open("rb") as upload:
+        result = services.responses_import_file(
+            project=project, upload=upload, filename=path.name, format="otel"
+        )
+    assert [(e.line, e.field) for e in result.errors] == [(2, "assay.task_id")]
+    assert Response.objects.count() == 0

@@ -17,6 +17,8 @@ DESCRIBED = {
 # responses is one line.
 _INSPECT_JSON = re.compile(rb'\A\s*\{\s*"version"\s*:\s*\d+\s*,\s*"status"\s*:')
 _OTLP = re.compile(rb'\A\s*\{\s*"resource_?[sS]pans"\s*:')
+# One span as the Python SDK's span.to_json() writes it (pretty-printed, name then context).
+_SDK_SPAN = re.compile(rb'\A\s*\{\s*"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"context"\s*:')
 
 
 def detect(upload, *, name: str) -> str:
@@ -31,7 +33,7 @@ def detect(upload, *, name: str) -> str:
         return "inspect"
     if _INSPECT_JSON.match(head):
         return "inspect"
-    if _OTLP.match(head) or head.lstrip()[:1] == b"[":
+    if _OTLP.match(head) or _SDK_SPAN.match(head) or head.lstrip()[:1] == b"[":
         return "otel"
     if lower.endswith(".eval"):
         return "inspect"
