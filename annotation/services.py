@@ -140,9 +140,10 @@ def parse_response_row(
 
 def _row_content(row: dict, err) -> tuple[str, dict | None]:
     """(text, content) of a row: its `response` text, or the episode its `messages` (and
-    `final_state`) give, validated by the content model; exactly one of the two."""
+    `final_state`) give, validated by the content model; exactly one of the two (a null is
+    absent, as in the exports and in Parquet, where every row has every column)."""
     has_messages = row.get("messages") is not None
-    if "response" in row and has_messages:
+    if row.get("response") is not None and has_messages:
         err("messages", "give either response (a text) or messages (an episode), not both")
         return "", None
     if not has_messages:

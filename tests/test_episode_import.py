@@ -465,3 +465,151 @@ def test_otel_traces_create_missing_tasks_and_refuse_a_trace_without_one(project
         )
     assert [(e.line, e.field) for e in result.errors] == [(2, "assay.task_id")]
     assert Response.objects.count() == 0
+
+
+# --- Export then import ---------------------------------------------------------------------
+
+
+def episodes_by_key(project) -> dict:
+    return {
+        (r.task.external_id, r.model, r.sample_index): (r.episode, r.text, r.metadata)
+        for r in Response.objects.filter(task__project=project).select_related("task")
+    }
+
+
+def test_episodes_round_trip_through_the_responses_export_and_the_command(
+    project, personas, tmp_path, inspect_logs
+):
+    from django.core.management import call_command
+
+    from grading.datasets import formats
+
+    items = [episode_row(i) for i in range(2)] + [
+        {"task_id": "t2", "model": "plain", "response": "just text", "metadata": {"k": [1]}}
+    ]
+    assert services.responses_import_jsonl(project=project, lines=lines_of(items)).ok
+    # The command finds an inspect-ai log by its content, whatever its name.
+    renamed = tmp_path / "log-without-extension"
+    renamed.write_bytes(open(inspect_logs["eval"], "rb").read())  # noqa: SIM115
+    call_command("import_responses", str(renamed), "--project", project.slug)
+    exported = tmp_path / "responses.jsonl"
+    call_command(
+        "export_dataset",
+        "--project",
+        project.slug,
+        "--format",
+        "responses-jsonl",
+        "--output",
+        str(exported),
+    )
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    episode_line = next(x for x in lines if x["model"] == "agent" and x["sample_index"] == 1)
+    assert episode_line["response"] is None
+    assert episode_line["final_state"] == items[1]["final_state"]
+    assert next(x for x in lines if x["model"] == "plain")["messages"] is None
+
+    target = factories.make_project(owner=personas.admin, name="Episodes copy")
+    for task in project.tasks.all():
+        factories.make_task(target, task.external_id)
+    call_command("import_responses", str(exported), "--project", target.slug, "--format", "jsonl")
+    source_episodes, copied = episodes_by_key(project), episodes_by_key(target)
+    assert len(copied) == len(source_episodes) == 3 + 4
+    assert copied == source_episodes
+    # The copy exports the same lines (key order may differ by database: compared as JSON).
+    out = tmp_path / "again.jsonl"
+    formats.responses_jsonl(out.open("wb"), project=target)
+    assert [json.loads(x) for x in out.read_text().splitlines()] == lines
+
+
+def test_verdict_exports_carry_episodes_and_steps_and_the_step_supervision_dataset(
+    project, personas, tmp_path
+):
+    import io
+
+    from annotation.models import Rater, Verdict
+    from grading.datasets import formats
+
+    items = [episode_row(0), {"task_id": "t1", "model": "plain", "response": "just text"}]
+    assert services.responses_import_jsonl(project=project, lines=lines_of(items)).ok
+    task = project.tasks.get(external_id="t1")
+    grader = factories.make_published_rubric(
+        project, task, [("Checks the order before refunding", 3), ("Is polite", 1)], personas.admin
+    )
+    judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
+    run = factories.make_run(project=project, grader=grader, judge=judge, total_items=2)
+    rater = Rater.objects.create(project=project, kind="judge", name="judge: sim")
+    checks, polite = grader.version.criteria.order_by("position")
+    agent = Response.objects.get(model="agent")
+    plain = Response.objects.get(model="plain")
+
+    def verdict(response, criterion, outcome, step=None, sample=0):
+        Verdict.objects.create(
+            run=run,
+            grader=grader,
+            rater=rater,
+            response=response,
+            criterion=criterion,
+            outcome=outcome,
+            step=step,
+            sample_index=sample,
+            error="failed" if outcome == "error" else "",
+        )
+
+    # Steps of the agent's episode: messages 1 and 3. Step 1 met by two samples of three,
+    # step 3 unmet; an error at step 3 of the second sample is left out.
+    verdict(agent, checks, "met", step=1, sample=0)
+    verdict(agent, checks, "met", step=1, sample=1)
+    verdict(agent, checks, "unmet", step=1, sample=2)
+    verdict(agent, checks, "unmet", step=3, sample=0)
+    verdict(agent, checks, "error", step=3, sample=1)
+    verdict(agent, checks, "unmet")  # the step rule's result for the response
+    verdict(agent, polite, "met")
+    verdict(plain, polite, "met")
+
+    out = io.BytesIO()
+    formats.verdicts_jsonl(out, project=project, run=run)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    steps = [(x["model"], x["step"]) for x in lines if x["criterion_id"] == checks.pk]
+    assert sorted(steps, key=lambda s: (s[0], -1 if s[1] is None else s[1])) == [
+        ("agent", None),
+        ("agent", 1),
+        ("agent", 1),
+        ("agent", 1),
+        ("agent", 3),
+        ("agent", 3),
+    ]
+    on_agent = next(x for x in lines if x["model"] == "agent")
+    assert (
+        Episode.parse(
+            {"messages": on_agent["messages"], "final_state": on_agent["final_state"]},
+            metadata={"tokens": 812},
+        )
+        == agent.episode
+    )
+    assert next(x for x in lines if x["model"] == "plain")["messages"] is None
+
+    out = io.BytesIO()
+    formats.verdicts_parquet(out, project=project, run=run)
+    table = pq.read_table(io.BytesIO(out.getvalue())).to_pylist()
+    row = next(r for r in table if r["model"] == "agent" and r["step"] == 3)
+    assert json.loads(row["messages"]) == agent.content["messages"]
+    assert json.loads(row["final_state"]) == agent.content["final_state"]
+    assert next(r for r in table if r["model"] == "plain")["messages"] is None
+
+    out = io.BytesIO()
+    rows, _ = formats.write("step-supervision", out, project=project, run=run)
+    [line] = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert rows == 1
+    assert line["labels"] == [True, False]
+    assert line["steps"] == [1, 3]
+    assert line["criterion"] == "Checks the order before refunding"
+    assert line["prompt"].startswith("[user]\nWhat should I do?")  # the task's prompt
+    assert "Refund order A0, it arrived broken." in line["prompt"]  # the episode's opening
+    assert "calls lookup_order (c1)" in line["completions"][0]
+    assert line["completions"][1].startswith('#3 tool lookup_order (c1): {"status"')
+    assert line["completions"][1].endswith("#4 assistant: Done: your refund is on its way.")
+    # It loads where process reward models are trained from: a datasets Dataset.
+    from datasets import Dataset
+
+    loaded = Dataset.from_list([line])
+    assert loaded.features["labels"].feature.dtype == "bool"
