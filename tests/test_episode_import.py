@@ -613,3 +613,23 @@ def test_verdict_exports_carry_episodes_and_steps_and_the_step_supervision_datas
 
     loaded = Dataset.from_list([line])
     assert loaded.features["labels"].feature.dtype == "bool"
+
+
+def test_the_responses_page_takes_an_inspect_log_and_refuses_a_bad_trace_by_line(
+    client, personas, project, inspect_logs
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(personas.engineer)
+    url = f"/p/{project.slug}/responses/"
+    log = open(inspect_logs["eval"], "rb").read()  # noqa: SIM115
+    page = client.post(url, {"file": SimpleUploadedFile("run.eval", log)})
+    assert page.status_code == 200
+    assert b"Imported 4 responses from run.eval" in page.content
+    spans = json.loads(span_list_json(record_agent_traces()))
+    for span in spans:
+        span["attributes"].pop("gen_ai.request.model", None)
+    page = client.post(url, {"file": SimpleUploadedFile("trace.json", json.dumps(spans).encode())})
+    assert page.status_code == 200
+    assert b"line 1, field &#x27;gen_ai.request.model&#x27;" in page.content
+    assert Response.objects.count() == 4
