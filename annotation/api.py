@@ -126,7 +126,11 @@ class ResponseImportApi(APIView):
 
     @extend_schema_serializer(component_name="ResponseImport")
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField(help_text=f"JSONL, one response per line. {FIELDS_HELP}.")
+        file = serializers.FileField(
+            help_text="Response rows as JSONL (one per line) or Parquet, an inspect-ai eval log "
+            "(.eval, .json) or OpenTelemetry GenAI spans (JSON); the format is found from the "
+            f"file. {FIELDS_HELP}."
+        )
 
     @extend_schema_serializer(component_name="ResponseImportResult")
     class OutputSerializer(serializers.Serializer):
@@ -147,7 +151,7 @@ class ResponseImportApi(APIView):
 
     @extend_schema(
         tags=["responses"],
-        summary="Import model responses from a JSONL file: all of them, or none",
+        summary="Import model responses (JSONL, Parquet, inspect-ai log, OTel spans): all, or none",
         request={"multipart/form-data": InputSerializer},
         responses=responses(
             {
@@ -1163,7 +1167,7 @@ class ImportJobCreateApi(APIView):
 
     @extend_schema(
         tags=["responses"],
-        summary="Import a large JSONL file in the background (poll the job)",
+        summary="Import a large file of responses in the background (poll the job)",
         description=IMPORT_RULE,
         request={"multipart/form-data": ResponseImportApi.InputSerializer},
         responses=responses({202: OutputSerializer}, 400, 403, 404, 413),

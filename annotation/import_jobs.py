@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation import services
+from annotation.importers import detect
 from annotation.models import ImportJob
 from rubrics import uploads
 from rubrics.models import Project
@@ -33,8 +34,9 @@ LIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 def import_job_create(*, project: Project, upload, user) -> ImportJob:
     """Store the upload and queue its import. The file is counted first, for the progress bar.
 
-    A file over ASSAY_RESPONSE_UPLOAD_MAX_BYTES, or not JSONL text, is refused here
-    (uploads.UploadRefused) before anything is stored."""
+    A file over ASSAY_RESPONSE_UPLOAD_MAX_BYTES, or JSON lines that are not text, is refused
+    here (uploads.UploadRefused) before anything is stored; the worker finds the format again
+    (annotation.importers.detect) and reads it through the same door."""
     uploads.check_size(
         upload,
         name=upload.name,
@@ -42,8 +44,11 @@ def import_job_create(*, project: Project, upload, user) -> ImportJob:
         setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
         what="response imports",
     )
-    services.check_jsonl(upload, name=upload.name)
-    rows = sum(chunk.count(b"\n") for chunk in upload.chunks())
+    format = detect.detect(upload, name=upload.name)
+    if format == "jsonl":
+        services.check_jsonl(upload, name=upload.name)
+    # JSON lines count their rows; a log or a trace file shows progress as it stages.
+    rows = sum(chunk.count(b"\n") for chunk in upload.chunks()) if format == "jsonl" else 0
     upload.seek(0)
     stored = default_storage.save(f"{UPLOADS}/{project.slug}/{upload.name}", upload)
     with transaction.atomic():

@@ -32,7 +32,7 @@ from rubrics import uploads
 from rubrics.models import Project, Task
 
 STAGING = "assay_response_staging"
-STAGED_COLUMNS = "line, task_id, model, text, sample_index, metadata, external_id"
+STAGED_COLUMNS = "line, task_id, model, text, content, sample_index, metadata, external_id"
 PROGRESS_EVERY = 10_000  # rows staged between calls of `progress`
 INSERT_BATCH = 2_000  # staged rows per INSERT where there is no COPY
 
@@ -86,6 +86,7 @@ def import_responses(
                             row["task_id"],
                             row["model"],
                             row["text"],
+                            None if row["content"] is None else json.dumps(row["content"]),
                             row["sample_index"],
                             json.dumps(row["metadata"]),
                             row["external_id"],
@@ -103,8 +104,9 @@ def import_responses(
             # WHERE true: SQLite reads "FROM t ON CONFLICT" as a join without it.
             cursor.execute(
                 f"INSERT INTO {Response._meta.db_table} "
-                "(task_id, model, text, sample_index, metadata, external_id, created_at) "
-                f"SELECT task_id, model, text, sample_index, metadata, external_id, %s "
+                "(task_id, model, text, content, sample_index, metadata, external_id, "
+                "created_at) "
+                f"SELECT task_id, model, text, content, sample_index, metadata, external_id, %s "
                 f"FROM {STAGING} WHERE true "
                 "ON CONFLICT (task_id, model, sample_index) DO NOTHING",
                 [connection.ops.adapt_datetimefield_value(timezone.now())],
@@ -129,12 +131,13 @@ def _create_staging(cursor) -> None:
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute(
             f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
-            "text text, sample_index integer, metadata jsonb, external_id text) ON COMMIT DROP"
+            "text text, content jsonb, sample_index integer, metadata jsonb, external_id text) "
+            "ON COMMIT DROP"
         )
     else:
         cursor.execute(
             f"CREATE TEMP TABLE {STAGING} (line integer, task_id bigint, model text, "
-            "text text, sample_index integer, metadata text, external_id text)"
+            "text text, content text, sample_index integer, metadata text, external_id text)"
         )
 
 
@@ -146,7 +149,7 @@ def _staging_writer(cursor):
         with cursor.copy(f"COPY {STAGING} ({STAGED_COLUMNS}) FROM STDIN") as copy:
             yield copy.write_row
         return
-    insert = f"INSERT INTO {STAGING} ({STAGED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    insert = f"INSERT INTO {STAGING} ({STAGED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
     batch: list[tuple] = []
 
     def write_row(row: tuple) -> None:
@@ -182,13 +185,17 @@ def _database_errors(cursor) -> list[LineError]:
     )
     if not cursor.fetchone()[0]:
         return errors  # nothing stored for these tasks: nothing to contradict
-    # Metadata is compared again as JSON: SQLite holds it as text, where key order counts.
+    # Metadata and episodes are compared again as JSON: SQLite holds them as text, where key
+    # order counts. A text response has no content (NULL): NULL-safe without IS DISTINCT FROM.
     cursor.execute(
         f"SELECT s.line, s.model, s.sample_index, "
-        "r.text <> s.text OR r.external_id <> s.external_id, r.metadata, s.metadata "
+        "r.text <> s.text OR r.external_id <> s.external_id "
+        "OR (r.content IS NULL) <> (s.content IS NULL), "
+        "r.metadata, s.metadata, r.content, s.content "
         f"FROM {STAGING} s JOIN {table} r ON r.task_id = s.task_id AND r.model = s.model "
         "AND r.sample_index = s.sample_index "
         "WHERE r.text <> s.text OR r.metadata <> s.metadata OR r.external_id <> s.external_id "
+        "OR (r.content IS NULL) <> (s.content IS NULL) OR r.content <> s.content "
         "ORDER BY s.line"
     )
     differs = 0
@@ -196,14 +203,18 @@ def _database_errors(cursor) -> list[LineError]:
         found = cursor.fetchmany(500)
         if not found:
             break
-        for line, model, sample, other, stored, staged in found:
-            if not other and _json(stored) == _json(staged):
+        for line, model, sample, other, stored, staged, stored_ep, staged_ep in found:
+            if (
+                not other
+                and _json(stored) == _json(staged)
+                and _json(stored_ep) == _json(staged_ep)
+            ):
                 continue
             differs += 1
             errors.append(
                 LineError(
                     line,
-                    "response",
+                    "response" if staged_ep is None else "messages",
                     f"differs from the response already imported for {model} sample "
                     f"{sample}; responses are immutable",
                 )
@@ -215,11 +226,17 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
+# Parquet has no type for any JSON: these columns may hold it as JSON text.
+PARQUET_JSON_COLUMNS = ("metadata", "messages", "final_state")
+
+
 def parquet_rows(reader, *, name: str, batch_size: int = 20_000) -> Iterator[tuple[int, dict]]:
     """(row number, object) pairs from a Parquet file of responses whose footer passed
-    `uploads.parquet_file`, read in batches."""
+    `uploads.parquet_file`, read in batches. `metadata`, `messages` and `final_state` may be
+    JSON text (what the exports write), decoded here; `messages` may also be a list column."""
     for number, row in uploads.parquet_rows(reader, name=name, batch_size=batch_size):
-        if isinstance(row.get("metadata"), str):
-            with contextlib.suppress(ValueError):  # left as text: validation names it
-                row["metadata"] = uploads.loads(row["metadata"])
+        for column in PARQUET_JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                with contextlib.suppress(ValueError):  # left as text: validation names it
+                    row[column] = uploads.loads(row[column])
         yield number, row

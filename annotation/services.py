@@ -14,6 +14,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotation.content.episode import METADATA_NUMBERS, ContentError, Episode
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -33,7 +34,10 @@ from rubrics.services import Conflict
 RESPONSE_FIELDS = {
     "task_id": "the task's external id (required)",
     "model": "the model's name (required)",
-    "response": "the response text (required)",
+    "response": "the response text (required, unless the row gives messages)",
+    "messages": "an episode instead of a text: chat messages in the OpenAI format, with "
+    "tool calls and tool results (annotation.content.episode)",
+    "final_state": "with messages: the environment's state after the episode (optional JSON)",
     "sample_index": "a whole number >= 0 (optional, default 0)",
     "metadata": "an object of sampling settings and the like (optional)",
     "external_id": "your id for this response (optional)",
@@ -99,10 +103,11 @@ def parse_response_row(
     unknown = sorted(set(row) - set(RESPONSE_FIELDS))
     if unknown:
         err(unknown[0], f"unknown field; the fields are: {', '.join(RESPONSE_FIELDS)}")
-    for name in ("task_id", "model", "response"):
+    for name in ("task_id", "model"):
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             err(name, f"required: {RESPONSE_FIELDS[name]}")
+    text, content = _row_content(row, err)
     task_id = row.get("task_id")
     if isinstance(task_id, str) and task_id.strip() and task_id not in tasks:
         err("task_id", f"no task with external id '{task_id}' in this project")
@@ -120,17 +125,52 @@ def parse_response_row(
     model = row.get("model")
     if isinstance(model, str) and len(model) > 200:
         err("model", "must be at most 200 characters")
-    text = row.get("response")
     if errors:
         return None, errors
     return {
         "task_id": tasks[task_id],
         "model": model.strip(),
         "text": text,
+        "content": content,
         "sample_index": sample_index,
         "metadata": metadata,
         "external_id": external_id,
     }, []
+
+
+def _row_content(row: dict, err) -> tuple[str, dict | None]:
+    """(text, content) of a row: its `response` text, or the episode its `messages` (and
+    `final_state`) give, validated by the content model; exactly one of the two (a null is
+    absent, as in the exports and in Parquet, where every row has every column)."""
+    has_messages = row.get("messages") is not None
+    if row.get("response") is not None and has_messages:
+        err("messages", "give either response (a text) or messages (an episode), not both")
+        return "", None
+    if not has_messages:
+        if row.get("final_state") is not None:
+            err("final_state", "a final state belongs to an episode: give messages too")
+        text = row.get("response")
+        if not isinstance(text, str) or not text.strip():
+            err("response", f"required: {RESPONSE_FIELDS['response']}")
+            return "", None
+        return text, None
+    value = {"messages": row["messages"]}
+    if "final_state" in row:
+        value["final_state"] = row["final_state"]
+    # The row's metadata stays the response's; its episode figures (steps, tokens, wall time)
+    # are also the episode's, where pages and judges read them.
+    metadata = row.get("metadata")
+    figures = (
+        {k: metadata[k] for k in METADATA_NUMBERS if k in metadata}
+        if isinstance(metadata, dict)
+        else None
+    )
+    try:
+        episode = Episode.parse(value, metadata=figures)
+    except ContentError as exc:
+        err(exc.field, exc.message)
+        return "", None
+    return episode.final_text, episode.stored()
 
 
 def responses_import_jsonl(
@@ -152,10 +192,15 @@ def responses_import_jsonl(
 
 
 def responses_import_file(
-    *, project: Project, upload, filename: str, format: str = "jsonl", progress=None
+    *, project: Project, upload, filename: str, format: str | None = None, progress=None
 ) -> ImportResult:
-    """One door for a file of responses (page, API, background job, command): refused whole,
-    with nothing written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
+    """One door for a file of responses (page, API, background job, command): response rows
+    (JSONL, Parquet), inspect-ai eval logs or OpenTelemetry GenAI spans, the format detected
+    from the file when not given (annotation.importers.detect). Refused whole, with nothing
+    written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
+    from annotation import importers, ingest
+    from annotation.importers import detect
+
     try:
         uploads.check_size(
             upload,
@@ -164,15 +209,23 @@ def responses_import_file(
             setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
             what="response imports",
         )
+        format = format or detect.detect(upload, name=filename)
         if format == "parquet":
-            from annotation import ingest
-
             reader = uploads.parquet_file(upload, name=filename, columns=RESPONSE_FIELDS)
             return ingest.import_responses(
                 project=project,
                 rows=ingest.parquet_rows(reader, name=filename),
                 filename=filename,
                 progress=progress,
+            )
+        if format in ("inspect", "otel"):
+            if format == "inspect":
+                from annotation.importers import inspect_log as reader
+            else:
+                from annotation.importers import otel as reader
+            found, errors = reader.read(upload, name=filename)
+            return importers.import_found(
+                project=project, found=found, errors=errors, filename=filename, progress=progress
             )
         check_jsonl(upload, name=filename)
         return responses_import_jsonl(
@@ -188,11 +241,10 @@ def responses_import_file(
 
 
 def check_jsonl(upload, *, name: str) -> None:
-    """JSONL text; a Parquet file names the door that takes it."""
+    """JSONL text (a Parquet file, or a zip that is not an eval log, is refused here)."""
     if uploads.head_of(upload, 4) == uploads.PARQUET_MAGIC:
         raise uploads.UploadRefused(
-            f"'{name}' is a Parquet file; here responses come as JSONL text "
-            "(import Parquet with manage.py import_responses)."
+            f"'{name}' is a Parquet file, not JSONL text; import it as Parquet."
         )
     uploads.check_text(upload, name=name, expected="JSONL text")
     upload.seek(0)

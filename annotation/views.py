@@ -82,7 +82,7 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
         upload = request.FILES.get("file")
         if upload is None:
             result = services.ImportResult(
-                errors=[services.LineError(0, "file", "choose a JSONL file to upload")],
+                errors=[services.LineError(0, "file", "choose a file of responses to upload")],
                 error_count=1,
             )
         elif upload.size > import_jobs.BACKGROUND_ABOVE_BYTES:

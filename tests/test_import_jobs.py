@@ -226,3 +226,49 @@ def test_the_sweep_requeues_a_lost_job_once_and_deletes_orphan_uploads(
     assert not default_storage.exists(lost.file) and not default_storage.exists(orphan)
     assert default_storage.exists(alive.file) and default_storage.exists(young)
     assert ImportJob.objects.get(pk=alive.pk).status == "running"
+
+
+def test_a_large_trace_file_imports_in_the_background_found_by_its_content(
+    client, personas, celery_worker
+):
+    """OpenTelemetry GenAI spans from the real SDK, over the background size: the page finds
+    the format, the worker reads it through the same door, every trace is one episode."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"assay.task_id": "traced"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("big")
+    question = "Where is my parcel? " * 400
+    for i in range(300):
+        with tracer.start_as_current_span("chat agent") as chat:
+            chat.set_attribute("gen_ai.request.model", "agent")
+            chat.set_attribute(
+                "gen_ai.input.messages",
+                json.dumps([{"role": "user", "parts": [{"type": "text", "content": question}]}]),
+            )
+            chat.set_attribute(
+                "gen_ai.output.messages",
+                json.dumps(
+                    [{"role": "assistant", "parts": [{"type": "text", "content": f"Reply {i}"}]}]
+                ),
+            )
+    data = ("[" + ",".join(s.to_json() for s in exporter.get_finished_spans()) + "]").encode()
+    assert len(data) > BACKGROUND_ABOVE_BYTES
+    client.force_login(personas.engineer)
+    page = client.post(
+        f"/p/{personas.project.slug}/responses/",
+        {"file": SimpleUploadedFile("spans.json", data, "application/json")},
+    )
+    assert page.status_code == 302 and page.url.startswith("/imports/")
+    job = ImportJob.objects.get()
+    wait_for(lambda: ImportJob.objects.get(pk=job.pk).status != "queued", what="the claim")
+    wait_for(lambda: ImportJob.objects.get(pk=job.pk).status != "running", what="the import")
+    job.refresh_from_db()
+    assert (job.status, job.created, job.errors) == ("done", 300, [])
+    stored = Response.objects.filter(task__external_id="traced", model="agent")
+    assert sorted(stored.values_list("sample_index", flat=True)) == list(range(300))
+    assert stored.get(sample_index=7).text == "Reply 7"

@@ -145,6 +145,25 @@ def for_judge_step(episode: Episode, step: int, *, budget: int = EPISODE_CHARS) 
     return for_judge(episode.upto(step), budget=budget)
 
 
+# --- exports ----------------------------------------------------------------------------
+
+
+def for_steps(episode: Episode, steps: list[int]) -> tuple[str, list[str]]:
+    """An episode cut at `steps` (ascending assistant message indexes), for step-supervision
+    datasets: the messages before the first assistant turn, then for each step the messages
+    since the step before it (the tool outputs it saw) and the turn itself, rendered as the
+    judge reads them, with the per-part cuts. Joined, they read as the episode up to its last
+    step."""
+    first = next((i for i, m in enumerate(episode.messages) if m.role == "assistant"), 0)
+    blocks = [_block(i, m)[0] for i, m in enumerate(episode.messages)]
+    completions = []
+    start = first
+    for step in steps:
+        completions.append("\n".join(blocks[start : step + 1]))
+        start = step + 1
+    return "\n".join(blocks[:first]), completions
+
+
 # --- pages ------------------------------------------------------------------------------
 
 

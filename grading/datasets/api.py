@@ -89,8 +89,8 @@ class SnapshotCreateApi(APIView):
         license = serializers.CharField(max_length=100, required=False, allow_blank=True)
         run = serializers.IntegerField(
             required=False,
-            help_text="The run: required for preference-pairs and scores-jsonl; narrows "
-            "verdicts-jsonl and verdicts-parquet to it.",
+            help_text="The run: required for preference-pairs, scores-jsonl and "
+            "step-supervision; narrows verdicts-jsonl and verdicts-parquet to it.",
         )
         min_margin = serializers.FloatField(required=False, min_value=0, max_value=1)
         suite = serializers.IntegerField(

@@ -31,6 +31,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, JSONObject
 from django.utils import timezone
 
@@ -53,6 +54,9 @@ VERDICT_LINE = {
     "model": "response__model",
     "sample_index": "response__sample_index",
     "judge_sample_index": "sample_index",
+    # A step criterion's verdict at one step (the index of that assistant message in the
+    # episode's messages); null for a verdict on the whole response.
+    "step": "step",
     "criterion_id": "criterion_id",
     "criterion": "criterion__text",
     "points": "criterion__points",
@@ -72,16 +76,23 @@ VERDICT_LINE = {
     "response_score": "response_score",
     "response_gated": "response_gated",
     "response_gated_by": "response_gated_by",
+    # The response's episode (annotation.content): its messages and final state; null for a
+    # plain text response.
+    "messages": KeyTransform("messages", "response__content"),
+    "final_state": KeyTransform("final_state", "response__content"),
 }
 
-# Responses in exactly the shape `import_responses` reads, so export then import round-trips.
+# Responses in exactly the shape `import_responses` reads, so export then import round-trips:
+# a text as `response`, an episode as `messages` and `final_state` (the other side null).
 RESPONSE_LINE = {
     "task_id": "task__external_id",
     "model": "model",
-    "response": "text",
+    "response": Case(When(content__isnull=True, then=F("text")), default=None),
     "sample_index": "sample_index",
     "metadata": "metadata",
     "external_id": "external_id",
+    "messages": KeyTransform("messages", "content"),
+    "final_state": KeyTransform("final_state", "content"),
 }
 
 
@@ -324,6 +335,11 @@ VERDICT_COLUMNS = [
     ("response_score", "response_score", "float64"),
     ("response_gated", "response_gated", "bool"),
     ("response_gated_by", "response_gated_by", "list<int64>"),
+    # A step criterion's verdict at one step (message index); null: the whole response.
+    ("step", "step", "int32"),
+    # The response's episode as JSON text (Parquet has no type for any JSON); null for text.
+    ("messages", "response__content__messages", "json"),
+    ("final_state", "response__content__final_state", "json"),
 ]
 PARQUET_BATCH = 10_000
 
@@ -338,6 +354,7 @@ def verdict_schema():
         "int64": pa.int64(),
         "float64": pa.float64(),
         "list<int64>": pa.list_(pa.int64()),
+        "json": pa.string(),
     }
     return pa.schema([(name, types[kind]) for name, _, kind in VERDICT_COLUMNS])
 
@@ -385,6 +402,8 @@ def _record_batch(pa, schema, rows: list[tuple]):
             values = [None if v is None else float(v) for v in values]
         elif kind == "list<int64>":
             values = [v or [] for v in values]
+        elif kind == "json":
+            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
         arrays.append(pa.array(values, type=schema.field(name).type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -478,6 +497,83 @@ def preference_pairs(
     if group:
         emit(group)
     return pairs, digest.hexdigest()
+
+
+# --- Step supervision (process reward models) ---------------------------------------------
+
+
+def step_supervision(
+    out: BinaryIO, *, run, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """TRL's stepwise-supervision dataset from one run's step verdicts: one row per (response,
+    step criterion) with `prompt` (the task's conversation and the episode before its first
+    assistant turn), `completions` (each judged step as annotation.content.render.for_steps
+    renders it: the tool outputs since the step before, then the assistant turn) and `labels`
+    (the step met: by most of its verdicts when a panel or several samples judged it, a tie
+    is not met). Steps whose verdicts are all errors or not applicable are left out, and a
+    row with no step left. Rows name the task, response, model, criterion, step indexes and
+    the run's suite version. Returns (rows, sha256)."""
+    from annotation.content import render
+    from annotation.models import Response, Verdict
+    from grading.judges.prompts import conversation_text
+
+    decided = (
+        Verdict.objects.filter(run=run, step__isnull=False, outcome__in=("met", "unmet"))
+        .order_by("response_id", "criterion_id", "step")
+        .values_list("response_id", "criterion_id", "criterion__text", "step", "outcome")
+    )
+    named = suite_fields(run.suite_version) if run.suite_version_id else NO_SUITE
+    digest = hashlib.sha256()
+    rows = 0
+    response = None
+
+    def emit(key: tuple, text: str, votes: dict[int, list[bool]]) -> None:
+        nonlocal rows, response
+        response_id, criterion_id = key
+        if response is None or response.pk != response_id:
+            response = Response.objects.select_related("task").get(pk=response_id)
+        steps = sorted(votes)
+        prompt, completions = render.for_steps(response.episode, steps)
+        task_prompt = conversation_text(response.task.messages)
+        line = (
+            json.dumps(
+                {
+                    "prompt": "\n\n".join(p for p in (task_prompt, prompt) if p),
+                    "completions": completions,
+                    "labels": [2 * sum(votes[s]) > len(votes[s]) for s in steps],
+                    "steps": steps,
+                    "criterion_id": criterion_id,
+                    "criterion": text,
+                    "task_external_id": response.task.external_id,
+                    "response_id": response_id,
+                    "response_external_id": response.external_id,
+                    "model": response.model,
+                    "sample_index": response.sample_index,
+                    "run_id": run.pk,
+                    **named,
+                },
+                ensure_ascii=False,
+            ).encode()
+            + b"\n"
+        )
+        out.write(line)
+        digest.update(line)
+        rows += 1
+        if progress:
+            progress(rows)
+
+    key, text, votes = None, "", {}
+    for response_id, criterion_id, criterion_text, step, outcome in decided.iterator(
+        chunk_size=PORTABLE_CHUNK
+    ):
+        if (response_id, criterion_id) != key:
+            if key is not None:
+                emit(key, text, votes)
+            key, text, votes = (response_id, criterion_id), criterion_text, {}
+        votes.setdefault(step, []).append(outcome == "met")
+    if key is not None:
+        emit(key, text, votes)
+    return rows, digest.hexdigest()
 
 
 # --- OpenAI reinforcement fine-tuning -------------------------------------------------------
@@ -801,7 +897,11 @@ PROJECT_EXPORTS = {
     "healthbench-jsonl": healthbench_jsonl,
 }
 # Exports of one run (which one is required).
-RUN_EXPORTS = {"preference-pairs": preference_pairs, "scores-jsonl": scores_jsonl}
+RUN_EXPORTS = {
+    "preference-pairs": preference_pairs,
+    "scores-jsonl": scores_jsonl,
+    "step-supervision": step_supervision,
+}
 # Exports of one suite version (which one is required).
 VERSION_EXPORTS = {"suite-card": suite_card}
 # Project exports that may be narrowed to one run, or to one suite version.

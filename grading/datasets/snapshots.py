@@ -53,6 +53,11 @@ FORMATS = {
         ".jsonl",
     ),
     "suite-card": ("A suite version's dataset card with its leaderboard, Markdown", ".md"),
+    "step-supervision": (
+        "One run's step verdicts in TRL's stepwise-supervision shape (prompt, completions, "
+        "labels), for process reward models",
+        ".jsonl",
+    ),
 }
 CANARY = re.compile(r"healthbench:[0-9a-f-]{36}")
 PROGRESS_EVERY = 2_000
@@ -244,6 +249,14 @@ def _rows_estimate(project: Project, format: str, params: dict) -> int:
         return SuiteEntry.objects.filter(version_id=params["suite_version"]).count()
     if format == "scores-jsonl":
         return Score.objects.filter(run_id=params["run"]).count()
+    if format == "step-supervision":
+        return (
+            formats.dataset_verdicts(project)
+            .filter(run_id=params["run"], step__isnull=False)
+            .values("response_id", "criterion_id")
+            .distinct()
+            .count()
+        )
     if format.startswith("verdicts"):
         verdicts = formats.dataset_verdicts(project)
         if params.get("run"):
@@ -585,6 +598,17 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "| column | type |",
             "|---|---|",
             *(f"| {name} | {kind} |" for name, _, kind in formats.VERDICT_COLUMNS),
+            "",
+        ]
+    if snapshot.format == "step-supervision":
+        lines += [
+            "## Schema",
+            "",
+            "TRL's stepwise-supervision shape, for process reward models (PRMTrainer): "
+            "`prompt` (text), `completions` (one rendered step each: the tool outputs since the "
+            "step before, then the assistant turn) and `labels` (true: the step met the "
+            "criterion), one row per (response, step criterion), with `steps` (message indexes), "
+            "`criterion`, `task_external_id`, `model` and the run's suite version.",
             "",
         ]
     if snapshot.format == "openai-rft":

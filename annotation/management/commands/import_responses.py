@@ -4,19 +4,22 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import services
+from annotation.importers import detect
 from rubrics.models import Project
 
 
 class Command(BaseCommand):
     help = (
-        "Import model outputs from JSONL or Parquet (task_id, model, response, sample_index, "
-        "metadata, external_id). All or nothing; rows already imported are skipped."
+        "Import model outputs: response rows as JSONL or Parquet (task_id, model, response or "
+        "messages and final_state, sample_index, metadata, external_id), inspect-ai eval logs "
+        "(.eval, .json) or OpenTelemetry GenAI spans (JSON). The format is found from the file "
+        "unless --format names it. All or nothing; rows already imported are skipped."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--project", required=True, help="the project's slug")
-        parser.add_argument("--format", choices=["jsonl", "parquet"], default=None)
+        parser.add_argument("--format", choices=detect.FORMATS, default=None)
 
     def handle(self, *args, **options):
         path = Path(options["file"])
@@ -25,7 +28,6 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")
-        fmt = options["format"] or ("parquet" if path.suffix == ".parquet" else "jsonl")
 
         def progress(rows: int, seconds: float) -> None:
             sys.stderr.write(f"\r  {rows:,} rows staged, {rows / max(seconds, 1e-9):,.0f}/s ")
@@ -33,7 +35,11 @@ class Command(BaseCommand):
 
         with path.open("rb") as upload:
             result = services.responses_import_file(
-                project=project, upload=upload, filename=path.name, format=fmt, progress=progress
+                project=project,
+                upload=upload,
+                filename=path.name,
+                format=options["format"],
+                progress=progress,
             )
         sys.stderr.write("\n")
         if not result.ok:

@@ -28,7 +28,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--run",
             type=int,
-            help="the run: for preference-pairs and scores-jsonl; narrows verdicts to it",
+            help="the run: for preference-pairs, scores-jsonl and step-supervision; narrows "
+            "verdicts to it",
         )
         parser.add_argument("--min-margin", type=float, default=0.1)
         parser.add_argument(
