@@ -574,7 +574,7 @@ def rubric_history(rubric: Rubric, limit: int = 200, lineage: str | None = None)
     return events[:limit]
 
 
-DIFF_FIELDS = ("text", "points", "kind", "group", "gate", "weight", "importance")
+DIFF_FIELDS = ("text", "points", "kind", "scope", "group", "gate", "weight", "importance")
 
 
 def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
@@ -582,6 +582,7 @@ def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
         "text": c.text,
         "points": float(c.points),
         "kind": c.kind,
+        "scope": wording.scope_in_words(c.scope, c.step_rule, c.step_tool),
         "group": paths.get(c.group_id, "") if c.group_id else "",
         "gate": c.gate,
         "weight": float(c.weight),
