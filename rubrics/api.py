@@ -1073,6 +1073,22 @@ class CriterionInputSerializer(serializers.Serializer):
         required=False, help_text="Checked: e.g. {type: contains, value: '911'}."
     )
     gate = serializers.BooleanField(required=False)
+    scope = serializers.ChoiceField(
+        choices=Criterion.Scope.choices,
+        required=False,
+        help_text="What of an episode it judges; default outcome (the final answer).",
+    )
+    step_rule = serializers.ChoiceField(
+        choices=Criterion.StepRule.choices,
+        required=False,
+        help_text="Required when scope is step, absent otherwise: how the steps' verdicts make "
+        "the response's.",
+    )
+    step_tool = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Scope step only: judge the turns that call this tool (default: every turn).",
+    )
     weight = serializers.DecimalField(
         max_digits=10, decimal_places=4, coerce_to_string=False, required=False
     )
@@ -1095,6 +1111,9 @@ CRITERION_OPTIONAL = {
     "scale": "scale",
     "check": "check_spec",
     "gate": "gate",
+    "scope": "scope",
+    "step_rule": "step_rule",
+    "step_tool": "step_tool",
     "weight": "weight",
 }
 
@@ -1146,6 +1165,9 @@ class CriterionSerializer(serializers.Serializer):
     scale = serializers.ListField(child=serializers.CharField())
     check = serializers.JSONField(source="check_spec", allow_null=True)
     gate = serializers.BooleanField()
+    scope = serializers.CharField()
+    step_rule = serializers.CharField(help_text="Empty unless scope is step.")
+    step_tool = serializers.CharField(help_text="Empty: every assistant turn is a step.")
     group = serializers.IntegerField(source="group_id", allow_null=True)
     weight = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=False)
 

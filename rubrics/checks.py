@@ -7,19 +7,46 @@ Never arbitrary code: a check is data of one of the kinds below, validated when 
     {"type": "regex", "pattern": "\\\\bINR\\\\b", "ignore_case": true}
     {"type": "number", "value": 6.2, "tolerance": 0.05}     # some number in the text
     {"type": "json_field", "path": "decision.rating", "equals": "buy"}
+
+Checks over an episode (its tool calls, steps and final state; see annotation.content):
+
+    {"type": "tool_called", "tool": "lookup_order", "where": {"path": "id", "equals": "A17"}}
+    {"type": "tool_not_called", "tool": "refund"}            # `where` optional on both
+    {"type": "tool_order", "first": "lookup_order", "then": "refund"}
+    {"type": "max_calls", "tool": "search", "max": 5}       # tool "" counts every call
+    {"type": "max_steps", "max": 30}                        # assistant turns
+    {"type": "final_state", "path": "orders.A17.refunded", "equals": true}
+    {"type": "final_state", "path": "calendar.events", "contains": "standup"}
+    {"type": "final_state", "path": "invoice.total", "value": 6.2, "tolerance": 0.05}
+
+`tool_order` is met when every call of `then` comes after some call of `first` (and when
+`then` is never called). On a plain text response the episode is that text as one step: tool
+checks see no calls, `max_steps` sees 1, `final_state` checks are unmet (no final state).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 
 import re2
 
 from rubrics import uploads
 
-CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
+TEXT_CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
+EPISODE_CHECK_TYPES = (
+    "tool_called",
+    "tool_not_called",
+    "tool_order",
+    "max_calls",
+    "max_steps",
+    "final_state",
+)
+CHECK_TYPES = TEXT_CHECK_TYPES + EPISODE_CHECK_TYPES
+MAX_TOOL_NAME = 200  # as a tool call's name in an episode
+MAX_BOUND = 1_000_000
 MAX_PATTERN = 500
 MAX_TEXT = 200_000  # longer responses are checked on their first 200,000 characters
 # Patterns are written by experts and run on every response, in web requests (try it, the
@@ -68,12 +95,83 @@ def validate(check: object) -> dict:
         if tolerance < 0:
             raise CheckError("check.tolerance", "must be >= 0")
         return {"type": kind, "value": value, "tolerance": tolerance}
-    path = check.get("path")
-    if not isinstance(path, str) or not path.strip():
-        raise CheckError("check.path", "give a dotted path, e.g. decision.rating or items.0.id")
+    if kind in EPISODE_CHECK_TYPES:
+        return _validate_episode_check(kind, check)
+    path = _path(check, "check.path", "decision.rating or items.0.id")
     if "equals" not in check:
         raise CheckError("check.equals", "give the value the field must equal")
-    return {"type": kind, "path": path.strip(), "equals": check["equals"]}
+    return {"type": kind, "path": path, "equals": check["equals"]}
+
+
+def _path(check: dict, field: str, example: str) -> str:
+    path = check.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise CheckError(field, f"give a dotted path, e.g. {example}")
+    return path.strip()
+
+
+def _tool(check: dict, name: str, *, required: bool = True) -> str:
+    tool = check.get(name, "")
+    if tool is None:
+        tool = ""
+    if not isinstance(tool, str) or len(tool.strip()) > MAX_TOOL_NAME:
+        raise CheckError(f"check.{name}", f"give a tool name of at most {MAX_TOOL_NAME} characters")
+    if required and not tool.strip():
+        raise CheckError(f"check.{name}", "give the tool's name, as the episode's calls name it")
+    return tool.strip()
+
+
+def _bound(check: dict, least: int) -> int:
+    value = check.get("max")
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())  # the editor's plain fields send text
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_BOUND:
+        raise CheckError("check.max", f"give a whole number from {least} to {MAX_BOUND:,}")
+    return value
+
+
+def _validate_episode_check(kind: str, check: dict) -> dict:
+    if kind in ("tool_called", "tool_not_called"):
+        out: dict = {"type": kind, "tool": _tool(check, "tool")}
+        where = check.get("where")
+        if where not in (None, {}):
+            if not isinstance(where, dict):
+                raise CheckError("check.where", "give an object with a path and equals")
+            path = _path(where, "check.where.path", "id or customer.email")
+            if "equals" not in where:
+                raise CheckError("check.where.equals", "give the value the argument must equal")
+            out["where"] = {"path": path, "equals": where["equals"]}
+        return out
+    if kind == "tool_order":
+        first, then = _tool(check, "first"), _tool(check, "then")
+        if first == then:
+            raise CheckError("check.then", "name a tool other than the first one")
+        return {"type": kind, "first": first, "then": then}
+    if kind == "max_calls":
+        return {"type": kind, "tool": _tool(check, "tool", required=False), "max": _bound(check, 0)}
+    if kind == "max_steps":
+        return {"type": kind, "max": _bound(check, 1)}
+    path = _path(check, "check.path", "orders.A17.refunded or calendar.events.0.title")
+    given = [name for name in ("equals", "contains", "value") if name in check]
+    if len(given) != 1:
+        raise CheckError(
+            "check.equals",
+            "give exactly one of equals (a value), contains (a value) or value with tolerance",
+        )
+    if given[0] != "value":
+        return {"type": kind, "path": path, given[0]: check[given[0]]}
+    try:
+        value = float(check["value"])
+        tolerance = float(check.get("tolerance", 0) or 0)
+    except (TypeError, ValueError):
+        raise CheckError("check.value", "value and tolerance must be numbers") from None
+    if not math.isfinite(value):
+        raise CheckError("check.value", "must be a finite number")
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise CheckError("check.tolerance", "must be a number >= 0")
+    return {"type": kind, "path": path, "value": value, "tolerance": tolerance}
 
 
 @functools.lru_cache(maxsize=512)
@@ -131,19 +229,135 @@ def evaluate(check: dict, text: str, episode=None) -> tuple[bool, str]:
             if abs(number - target) <= tolerance:
                 return True, f"Found {raw}, within {tolerance:g} of {target:g}."
         return False, f"No number within {tolerance:g} of {target:g}."
+    if kind in EPISODE_CHECK_TYPES:
+        return _evaluate_episode_check(check, episode)
     try:
         node = _json_in(text)
     except uploads.JsonRefused as exc:
         return False, f"The response is not usable JSON: {exc}."
     except (ValueError, TypeError):
         return False, "The response is not JSON."
-    for part in check["path"].split("."):
+    found, node = walk(node, check["path"])
+    if not found:
+        return False, f"No field at '{check['path']}'."
+    met = same(node, check["equals"])
+    return met, f"'{check['path']}' is {_shown(node)}."
+
+
+def walk(node: object, path: str) -> tuple[bool, object]:
+    """(found, value) at a dotted path: object keys by name, list items by number
+    (`items.0.id`). Shared by json_field, the `where` of tool checks and final_state."""
+    for part in path.split("."):
         index = part.isascii() and part.isdigit()  # "²".isdigit(), yet int("²") fails
         if isinstance(node, list) and index and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:
-            return False, f"No field at '{check['path']}'."
-    met = node == check["equals"]
-    return met, f"'{check['path']}' is {json.dumps(node)[:80]}."
+            return False, None
+    return True, node
+
+
+def same(a: object, b: object) -> bool:
+    """JSON equality: true is not 1 (as Python's == has it), 1 is 1.0."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)[:80]
+
+
+def _at(index: int) -> str:
+    """A message index as people see it (annotation.content.render.label): #1 is the first."""
+    return f"#{index + 1}"
+
+
+def _ats(indexes: list[int]) -> str:
+    shown = ", ".join(_at(i) for i in indexes[:5])
+    return shown + (f" and {len(indexes) - 5} more" if len(indexes) > 5 else "")
+
+
+def _evaluate_episode_check(check: dict, episode) -> tuple[bool, str]:
+    """An episode check, reading the episode by duck typing: `tool_calls()` yields
+    (message index, call with .name and .arguments), `steps()` the assistant turns,
+    `has_final_state` and `final_state` the end state. No episode: a plain text response,
+    one step with no calls and no state."""
+    kind = check["type"]
+    calls = list(episode.tool_calls()) if episode is not None else []
+    if kind in ("tool_called", "tool_not_called"):
+        tool, where = check["tool"], check.get("where")
+        named = [(i, c) for i, c in calls if c.name == tool]
+        matching = named
+        if where:
+            matching = [(i, c) for i, c in named if _matches(c.arguments, where)]
+        condition = f" with {where['path']} = {_shown(where['equals'])}" if where else ""
+        at = _ats([i for i, _ in matching])
+        if kind == "tool_called":
+            if matching:
+                return True, f"{tool}{condition} called at {at}."
+        elif matching:
+            return False, f"{tool}{condition} called at {at}."
+        if named and where:
+            seen = sorted({_shown(walk(c.arguments, where["path"])[1]) for _, c in named})
+            found = f"{tool} called {len(named)} time(s), {where['path']} was {', '.join(seen[:3])}"
+        else:
+            found = f"{tool} never called"
+            if not calls:
+                found += " (no tool calls in the response)"
+        return kind == "tool_not_called", f"{found}."
+    if kind == "tool_order":
+        first, then = check["first"], check["then"]
+        firsts = [i for i, c in calls if c.name == first]
+        thens = [i for i, c in calls if c.name == then]
+        early, seen_first = [], False
+        for i, call in calls:  # in the order made, calls within one turn included
+            seen_first = seen_first or call.name == first
+            if call.name == then and not seen_first:
+                early.append(i)
+        if not thens:
+            return True, f"{then} never called."
+        if early:
+            later = f" (first at {_at(firsts[0])})" if firsts else f"; {first} never called"
+            return False, f"{then} called at {_ats(early)} before any {first}{later}."
+        return True, f"{first} at {_at(firsts[0])}, then {then} at {_ats(thens)}."
+    if kind == "max_calls":
+        tool, limit = check["tool"], check["max"]
+        counted = [i for i, c in calls if not tool or c.name == tool]
+        what = f"{tool} calls" if tool else "tool calls"
+        return len(counted) <= limit, f"{len(counted)} {what}; at most {limit} allowed."
+    if kind == "max_steps":
+        steps = len(episode.steps()) if episode is not None else 1
+        noun = "step" if steps == 1 else "steps"
+        return steps <= check["max"], f"{steps} {noun}; at most {check['max']} allowed."
+    if episode is None or not episode.has_final_state:
+        return False, "No final state in the response."
+    path = check["path"]
+    found, node = walk(episode.final_state, path)
+    if not found:
+        return False, f"No field at '{path}' in the final state."
+    if "equals" in check:
+        return same(node, check["equals"]), f"'{path}' is {_shown(node)}."
+    if "contains" in check:
+        return _contains(node, check["contains"]), f"'{path}' is {_shown(node)}."
+    target, tolerance = check["value"], check["tolerance"]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return False, f"'{path}' is {_shown(node)}, not a number."
+    met = abs(node - target) <= tolerance
+    within = "within" if met else "not within"
+    return met, f"'{path}' is {node:g}, {within} {tolerance:g} of {target:g}."
+
+
+def _matches(arguments: object, where: dict) -> bool:
+    found, value = walk(arguments, where["path"])
+    return found and same(value, where["equals"])
+
+
+def _contains(node: object, value: object) -> bool:
+    """A text holds the text, a list holds the item, an object has the key."""
+    if isinstance(node, str):
+        return isinstance(value, str) and value in node
+    if isinstance(node, list):
+        return value in node
+    if isinstance(node, dict):
+        return isinstance(value, str) and value in node
+    return False

@@ -39,6 +39,9 @@ from rubrics.models import (
 FORMATS = ("healthbench", "paperbench")
 HB_TASK_FIELDS = ("prompt", "prompt_id", "rubrics")
 HB_ITEM_FIELDS = ("criterion", "points", "tags")
+# A criterion's scope over episodes, in HealthBench items and PaperBench leaves alike: written
+# only when not the default (outcome), so files of plain-text rubrics stay as they were.
+SCOPE_FIELDS = ("scope", "step_rule", "step_tool")
 PB_NODE_FIELDS = ("id", "requirements", "weight", "sub_tasks")
 MAX_DEPTH = 50
 
@@ -88,9 +91,44 @@ def _hb_item(item: object, where: str) -> services.CriterionInput:
         clean = services.clean_criterion(text, points)
     except ValidationError as exc:
         raise _relabel(exc, f"{where}.") from None
-    extra = {k: v for k, v in item.items() if k not in HB_ITEM_FIELDS}
+    scope, step_rule, step_tool = _scope_of(item, where)
+    extra = {k: v for k, v in item.items() if k not in HB_ITEM_FIELDS + SCOPE_FIELDS}
     # Kept verbatim (no stripping, no de-duplication) so the export gives the same values.
-    return services.CriterionInput(text=text, points=clean.points, tags=tuple(tags), extra=extra)
+    return services.CriterionInput(
+        text=text,
+        points=clean.points,
+        tags=tuple(tags),
+        scope=scope,
+        step_rule=step_rule,
+        step_tool=step_tool,
+        extra=extra,
+    )
+
+
+def _scope_of(item: dict, where: str) -> tuple[str, str, str]:
+    """The scope fields of an item or leaf, checked as the editor checks them."""
+    for name in SCOPE_FIELDS:
+        if name in item and not isinstance(item[name], str):
+            raise _fail(f"{where}.{name}", "Give it as a string.")
+    return services.clean_scope(
+        item.get("scope", ""),
+        item.get("step_rule", ""),
+        item.get("step_tool", ""),
+        prefix=f"{where}.",
+    )
+
+
+def _scope_fields(c) -> dict:
+    """A criterion's scope fields as the files write them: none for an outcome criterion."""
+    scope = getattr(c, "scope", "") or "outcome"
+    if scope == "outcome":
+        return {}
+    out = {"scope": scope}
+    if scope == "step":
+        out["step_rule"] = c.step_rule
+        if c.step_tool:
+            out["step_tool"] = c.step_tool
+    return out
 
 
 def _hb_rows(lines: Iterable[str | bytes]) -> Iterator[tuple[int, dict]]:
@@ -271,7 +309,8 @@ def _hb_rubric_extra(t: _HbTask) -> dict:
 
 
 def _criterion_key(fields: dict) -> tuple:
-    return (fields["text"], fields["points"], list(fields["tags"]), fields["extra"])
+    scope = tuple(fields[name] for name in SCOPE_FIELDS)
+    return (fields["text"], fields["points"], list(fields["tags"]), scope, fields["extra"])
 
 
 def _hb_reimport(project: Project, task: Task, t: _HbTask, user) -> tuple[RubricVersion, bool]:
@@ -290,7 +329,17 @@ def _hb_reimport(project: Project, task: Task, t: _HbTask, user) -> tuple[Rubric
         return rubric.versions.get(), True
     latest = rubric.versions.order_by("-number").first()
     current = [
-        _criterion_key({"text": c.text, "points": c.points, "tags": c.tags, "extra": c.extra})
+        _criterion_key(
+            {
+                "text": c.text,
+                "points": c.points,
+                "tags": c.tags,
+                "scope": c.scope,
+                "step_rule": c.step_rule,
+                "step_tool": c.step_tool,
+                "extra": c.extra,
+            }
+        )
         for c in latest.criteria.order_by("position")
     ]
     wanted = [_criterion_key(item.model_fields()) for item in t.items]
@@ -344,7 +393,13 @@ def _hb_line(task: Task, rubric: Rubric, criteria) -> str:
     item_keys = rubric.extra.get("item_keys", list(HB_ITEM_FIELDS))
     items = [
         _ordered(
-            {**c.extra, "criterion": c.text, "points": number(c.points), "tags": list(c.tags)},
+            {
+                **c.extra,
+                "criterion": c.text,
+                "points": number(c.points),
+                "tags": list(c.tags),
+                **_scope_fields(c),
+            },
             item_keys,
         )
         for c in criteria
@@ -409,6 +464,9 @@ class _SpecCriterion:
         self.text = spec.get("text", "")
         self.points = Decimal(str(spec.get("points", 0)))
         self.tags = spec.get("tags", [])
+        self.scope = spec.get("scope", "outcome")
+        self.step_rule = spec.get("step_rule", "")
+        self.step_tool = spec.get("step_tool", "")
         self.extra: dict = {}
 
 
@@ -440,6 +498,8 @@ def _pb_check(node: object, where: str, depth: int) -> None:
     _pb_weight(node["weight"], where)
     if not isinstance(node["sub_tasks"], list):
         raise _fail(f"{where}.sub_tasks", "Give a list of child nodes (empty for a leaf).")
+    if not node["sub_tasks"]:
+        _scope_of(node, where)  # a leaf is a criterion: its scope is checked before any write
     for i, child in enumerate(node["sub_tasks"]):
         _pb_check(child, f"{where}.sub_tasks[{i}]", depth + 1)
 
@@ -481,12 +541,13 @@ def import_paperbench(
     version = rubric.versions.get()
     leaves: list[Criterion] = []
 
-    def extra_of(node: dict) -> dict:
-        return {k: v for k, v in node.items() if k not in PB_NODE_FIELDS}
+    def extra_of(node: dict, known: tuple = PB_NODE_FIELDS) -> dict:
+        return {k: v for k, v in node.items() if k not in known}
 
     def walk(node: dict, parent: CriterionGroup | None) -> None:
         weight = Decimal(str(node["weight"]))
         if not node["sub_tasks"]:
+            scope, step_rule, step_tool = _scope_of(node, "")
             leaves.append(
                 Criterion(
                     version=version,
@@ -496,7 +557,10 @@ def import_paperbench(
                     weight=weight,
                     group=parent,
                     key=node["id"],
-                    extra=extra_of(node),
+                    scope=scope,
+                    step_rule=step_rule,
+                    step_tool=step_tool,
+                    extra=extra_of(node, PB_NODE_FIELDS + SCOPE_FIELDS),
                 )
             )
             return
@@ -558,6 +622,7 @@ def export_paperbench(*, rubric: Rubric) -> dict:
             "id": c.key or str(c.lineage),
             "requirements": c.text,
             "weight": number(c.weight),
+            **_scope_fields(c),
             "sub_tasks": [],
         }
 

@@ -75,6 +75,13 @@ NOT_A_LITERAL = re.compile(
     re.IGNORECASE,
 )
 CHECKABLE_WORDS = 15
+# A step criterion is judged at each turn, where there is no final answer yet: one that speaks
+# of the final answer, the end or the whole response belongs to the outcome.
+FINAL_ANSWER = re.compile(
+    r"\bfinal (?:answer|response|reply|message|output|result)\b|\bin the end\b|"
+    r"\bat the end\b|\boverall (?:response|answer)\b|\bend result\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class Item:
     text: str
     points: float
     kind: str = "binary"
+    scope: str = "outcome"
+    step_rule: str = ""
 
 
 def _words(text: str) -> list[str]:
@@ -162,6 +171,7 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
                     c.position,
                 )
             )
+        warnings.extend(_scope_warnings(c))
     # Word-set overlap (Jaccard) is cheap enough for a 200-criterion rubric on every keystroke.
     word_sets = [frozenset(_words(c.text)) for c in items]
     content_sets = [_content(words) for words in word_sets]
@@ -208,9 +218,45 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
     return warnings
 
 
+def _scope_warnings(c: Item) -> list[Warning]:
+    """What a criterion's scope over episodes gets wrong. A step or trajectory criterion on a
+    task whose responses are plain texts is fine (the text is a one-step episode), and so is
+    a step tool nothing else names: neither is warned about."""
+    if c.scope != "step":
+        return []
+    warnings = []
+    final = FINAL_ANSWER.search(c.text)
+    if final:
+        warnings.append(
+            Warning(
+                "step_names_final",
+                f"A step criterion that speaks of '{final.group(0)}' is judged at every turn, "
+                "where there is no final answer yet: early steps are graded on what they "
+                "cannot hold.",
+                "Set its scope to outcome (the final answer), or say what each step must do.",
+                c.position,
+            )
+        )
+    if c.points < 0 and c.step_rule == "share":
+        warnings.append(
+            Warning(
+                "pitfall_share",
+                "A pitfall with the share rule costs a response only the share of its steps "
+                "where the mistake happens: one refund without a check in ten steps costs a "
+                "tenth of the penalty.",
+                "Set the step rule to any: the pitfall is met if it happens at any step.",
+                c.position,
+            )
+        )
+    return warnings
+
+
 def lint_criteria(criteria) -> list[Warning]:
-    """Lint model instances (or anything with position, text, points, kind)."""
-    return lint(Item(c.position, c.text, float(c.points), c.kind) for c in criteria)
+    """Lint model instances (or anything with position, text, points, kind, scope and
+    step_rule)."""
+    return lint(
+        Item(c.position, c.text, float(c.points), c.kind, c.scope, c.step_rule) for c in criteria
+    )
 
 
 def suggest_check(text: str) -> dict:

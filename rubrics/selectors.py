@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from rubrics import compiler, forms
+from rubrics import compiler, forms, wording
 from rubrics.models import (
     Criterion,
     CriterionGroup,
@@ -445,6 +445,10 @@ class EditorRow:
     weight: str = ""
     importance_options: str = ""
     kind_options: str = ""
+    scope_options: str = ""
+    step_rule_options: str = ""
+    scope_words: str = ""  # "judged at each call of refund; met only if met at every step"
+    check_words: str = ""  # an episode check as a sentence
 
 
 def group_chains(groups) -> dict[int, list[CriterionGroup]]:
@@ -462,6 +466,7 @@ def group_chains(groups) -> dict[int, list[CriterionGroup]]:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=64)  # a few choice lists, each with a few current values
 def _options(choices: tuple, current: str) -> str:
     return mark_safe(  # noqa: S308 -- every value and label is escaped here
         "".join(
@@ -474,6 +479,12 @@ def _options(choices: tuple, current: str) -> str:
             for value, label in choices
         )
     )
+
+
+IMPORTANCES = tuple(Criterion.Importance.choices)
+KINDS = tuple(Criterion.Kind.choices)
+SCOPES = tuple(Criterion.Scope.choices)
+STEP_RULES = tuple(Criterion.StepRule.choices)
 
 
 def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[EditorRow]:
@@ -500,8 +511,15 @@ def editor_rows(criteria, groups, comments=(), url_prefix: str = "") -> list[Edi
                 n=str(len(rows) + 1),
                 points=str(compiler.number(c.points)),
                 weight=str(compiler.number(c.weight)),
-                importance_options=_options(tuple(Criterion.Importance.choices), c.importance),
-                kind_options=_options(tuple(Criterion.Kind.choices), c.kind),
+                importance_options=_options(IMPORTANCES, c.importance),
+                kind_options=_options(KINDS, c.kind),
+                scope_options=_options(SCOPES, c.scope),
+                # A criterion not yet per step offers the rule its importance suggests.
+                step_rule_options=_options(
+                    STEP_RULES, c.step_rule or ("any" if c.is_pitfall else "all")
+                ),
+                scope_words=wording.scope_in_words(c.scope, c.step_rule, c.step_tool),
+                check_words=wording.check_in_words(c.check_spec) if c.kind == "checked" else "",
             )
         )
         previous = chain
@@ -576,7 +594,7 @@ def rubric_history(rubric: Rubric, limit: int = 200, lineage: str | None = None)
     return events[:limit]
 
 
-DIFF_FIELDS = ("text", "points", "kind", "group", "gate", "weight", "importance")
+DIFF_FIELDS = ("text", "points", "kind", "scope", "group", "gate", "weight", "importance")
 
 
 def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
@@ -584,6 +602,7 @@ def _diff_view(c: Criterion, paths: dict[int, str]) -> dict:
         "text": c.text,
         "points": float(c.points),
         "kind": c.kind,
+        "scope": wording.scope_in_words(c.scope, c.step_rule, c.step_tool),
         "group": paths.get(c.group_id, "") if c.group_id else "",
         "gate": c.gate,
         "weight": float(c.weight),

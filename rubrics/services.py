@@ -508,6 +508,7 @@ def reference_delete(*, reference: ReferenceDeliverable) -> None:
 # --- Rubrics and their drafts ------------------------------------------------------------
 
 MAX_SCALE_LEVELS = 10
+MAX_TOOL_NAME = checks.MAX_TOOL_NAME
 CRITERION_FIELDS = (
     "text",
     "points",
@@ -520,6 +521,9 @@ CRITERION_FIELDS = (
     "scale",
     "check_spec",
     "gate",
+    "scope",
+    "step_rule",
+    "step_tool",
     "weight",
     "key",
     "extra",
@@ -539,6 +543,9 @@ class CriterionInput:
     scale: tuple[str, ...] = ()
     check_spec: dict | None = None
     gate: bool = False
+    scope: str = Criterion.Scope.OUTCOME
+    step_rule: str = ""
+    step_tool: str = ""
     weight: Decimal = Decimal(1)
     key: str = ""
     extra: dict = field(default_factory=dict)
@@ -559,6 +566,9 @@ class CriterionInput:
             "scale": list(self.scale),
             "check_spec": self.check_spec,
             "gate": self.gate,
+            "scope": self.scope,
+            "step_rule": self.step_rule,
+            "step_tool": self.step_tool,
             "weight": self.weight,
             "key": self.key,
             "extra": dict(self.extra),
@@ -621,6 +631,9 @@ def clean_criterion(
     scale: object = (),
     check_spec: object = None,
     gate: object = False,
+    scope: object = Criterion.Scope.OUTCOME,
+    step_rule: object = "",
+    step_tool: object = "",
     weight: object = 1,
     key: str = "",
     extra: dict | None = None,
@@ -671,6 +684,7 @@ def clean_criterion(
         except checks.CheckError as exc:
             message = str(exc).split(": ", 1)[-1]
             raise ValidationError({f"{prefix}{exc.field}": message}) from None
+    scope, step_rule, step_tool = clean_scope(scope, step_rule, step_tool, prefix=prefix)
     for name, value, limit in (
         ("guidance", guidance, 5000),
         ("example_met", example_met, 5000),
@@ -690,10 +704,50 @@ def clean_criterion(
         scale=levels,
         check_spec=check,
         gate=bool(gate) and gate not in ("0", "false", "off"),
+        scope=scope,
+        step_rule=step_rule,
+        step_tool=step_tool,
         weight=parse_weight(weight, field=f"{prefix}weight"),
         key=str(key or "")[:200],
         extra=dict(extra or {}),
     )
+
+
+def clean_scope(
+    scope: object, step_rule: object, step_tool: object, *, prefix: str = ""
+) -> tuple[str, str, str]:
+    """(scope, step rule, step tool) checked together: a step criterion needs its rule (the
+    database's `criterion_step_rule_fits_scope` holds the same), the others have neither."""
+    scope = scope or Criterion.Scope.OUTCOME
+    if scope not in Criterion.Scope.values:
+        raise ValidationError(
+            {f"{prefix}scope": f"Choose one of {', '.join(Criterion.Scope.values)}."}
+        )
+    step_rule = step_rule or ""
+    step_tool = step_tool or ""
+    if not isinstance(step_tool, str) or len(step_tool.strip()) > MAX_TOOL_NAME:
+        raise ValidationError(
+            {f"{prefix}step_tool": f"A tool name of at most {MAX_TOOL_NAME} characters."}
+        )
+    step_tool = step_tool.strip()
+    if scope != Criterion.Scope.STEP:
+        if step_rule:
+            raise ValidationError(
+                {f"{prefix}step_rule": "Only a step criterion has a step rule; set scope to step."}
+            )
+        if step_tool:
+            raise ValidationError(
+                {f"{prefix}step_tool": "Only a step criterion names a tool; set scope to step."}
+            )
+        return scope, "", ""
+    if step_rule not in Criterion.StepRule.values:
+        raise ValidationError(
+            {
+                f"{prefix}step_rule": "A step criterion needs a step rule: all (met at every "
+                "step), share (the share of steps met) or any (met at any step, for a pitfall)."
+            }
+        )
+    return scope, step_rule, step_tool
 
 
 def _event(version: RubricVersion, user, action: str, *, lineage=None, changes=None) -> None:
@@ -850,6 +904,9 @@ def _criterion_snapshot(c: Criterion) -> dict:
         "kind": c.kind,
         "importance": c.importance,
         "gate": c.gate,
+        "scope": c.scope,
+        "step_rule": c.step_rule,
+        "step_tool": c.step_tool,
         "group": c.group_id,
         "weight": compiler.number(c.weight),
         "tags": c.tags,
@@ -901,6 +958,10 @@ def criterion_update(
     before = _criterion_snapshot(criterion)
     current = {name: getattr(criterion, name) for name in CRITERION_FIELDS}
     current.update({k: v for k, v in fields.items() if k in CRITERION_FIELDS})
+    if current["scope"] != Criterion.Scope.STEP:
+        # Leaving step scope drops its rule and tool unless this change names them.
+        current["step_rule"] = fields.get("step_rule", "")
+        current["step_tool"] = fields.get("step_tool", "")
     if "importance" not in fields:
         # Keep the author's importance unless the sign of the points now contradicts it.
         negative = str(current["points"]).strip().startswith("-")

@@ -29,6 +29,7 @@ from rubrics import (
     suites,
     task_import,
     uploads,
+    wording,
 )
 from rubrics.forms import (
     AuditFilterForm,
@@ -367,6 +368,15 @@ def _revision(request: HttpRequest) -> int | None:
     return params.whole_number(request.POST, "revision")
 
 
+def _posted_value(raw: str) -> object:
+    """A value typed in a plain field: JSON when it reads as JSON (true, 3, "A17", [1]),
+    else the text as typed."""
+    try:
+        return uploads.loads(raw)
+    except ValueError:  # not JSON, or nested too deeply: kept as the text typed
+        return raw
+
+
 def _check_from(post) -> dict:
     """A checked criterion's check from the editor's plain fields (no JSON for authors)."""
     kind, value = post.get("check_type", ""), post.get("check_value", "")
@@ -378,13 +388,39 @@ def _check_from(post) -> dict:
     if kind == "number":
         return {"type": kind, "value": value, "tolerance": post.get("check_tolerance") or 0}
     if kind == "json_field":
-        try:
-            equals = uploads.loads(value)
-        except ValueError:  # not JSON, or nested too deeply: kept as the text typed
-            equals = value
-        return {"type": kind, "path": post.get("check_path", ""), "equals": equals}
+        return {"type": kind, "path": post.get("check_path", ""), "equals": _posted_value(value)}
+    if kind in ("tool_called", "tool_not_called"):
+        check: dict = {"type": kind, "tool": post.get("check_tool", "")}
+        where_path, where_value = post.get("check_where_path", ""), post.get("check_where", "")
+        if where_path.strip() or where_value.strip():
+            check["where"] = {"path": where_path}
+            if where_value.strip():
+                check["where"]["equals"] = _posted_value(where_value)
+        return check
+    if kind == "tool_order":
+        return {
+            "type": kind,
+            "first": post.get("check_first", ""),
+            "then": post.get("check_then", ""),
+        }
+    if kind in ("max_calls", "max_steps"):
+        check = {"type": kind, "max": post.get("check_max", "")}
+        if kind == "max_calls":
+            check["tool"] = post.get("check_tool", "")
+        return check
+    if kind == "final_state":
+        check = {"type": kind, "path": post.get("check_path", "")}
+        test = post.get("check_state_test", "equals")
+        if test == "within":
+            check.update(value=value, tolerance=post.get("check_tolerance") or 0)
+        elif value.strip():
+            check["contains" if test == "contains" else "equals"] = _posted_value(value)
+        return check
     return {"type": kind}
 
+
+# How a final_state check tests the value at its path, as the editor offers it.
+STATE_TESTS = (("equals", "equals"), ("contains", "contains"), ("within", "is within tolerance of"))
 
 TEXT_FIELDS = (
     "text",
@@ -397,6 +433,9 @@ TEXT_FIELDS = (
     "weight",
     "tags",
     "scale",
+    "scope",
+    "step_rule",
+    "step_tool",
 )
 
 
@@ -405,6 +444,9 @@ def _criterion_fields(post) -> dict:
     fields = {name: post[name] for name in TEXT_FIELDS if name in post}
     if "gate_shown" in post:  # an unticked checkbox sends nothing
         fields["gate"] = post.get("gate") == "on"
+    if "scope" in fields and fields["scope"] != Criterion.Scope.STEP:
+        # The step rule and tool show only for a step criterion; once it is not, they are gone.
+        fields["step_rule"] = fields["step_tool"] = ""
     if fields.get("kind", post.get("kind_now")) == "checked":
         if "check_type" in post:
             fields["check_spec"] = _check_from(post)
@@ -468,6 +510,7 @@ def _editor_context(
         "importances": Criterion.Importance.choices,
         "kinds": Criterion.Kind.choices,
         "check_types": checks.CHECK_TYPES,
+        "state_tests": STATE_TESTS,
         "references": list(selectors.task_references(rubric.task)[:1]) if rubric.task_id else [],
         "max_file_mb": _max_file_mb(),
     }
@@ -981,5 +1024,6 @@ def grader_detail(request: HttpRequest, grader_hash: str) -> HttpResponse:
             "project": grader.version.rubric.project,
             "grader": grader,
             "grader_json": _pretty(grader.spec),
+            "criteria": wording.grader_criteria(grader.spec),
         },
     )

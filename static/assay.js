@@ -421,7 +421,10 @@
     const filled = levels && levels.value.split("\n").filter(function (l) { return l.trim(); }).length;
     if (filled >= 2) return;  // complete already: save the kind now
     event.stopImmediatePropagation();
-    const first = levels || fields.querySelector("input[type=text], input:not([type])");
+    // The first field the chosen check type shows (assay.css hides the others).
+    const first = levels || Array.prototype.find.call(
+      fields.querySelectorAll("input[type=text], input:not([type])"),
+      function (field) { return field.offsetParent !== null; });
     if (first) first.focus();
   }, true);
 

@@ -76,9 +76,33 @@ OWN: list[tuple[str, float, set[str]]] = [
     ("Names the drug class of the prescribed medicine", 1, set()),
 ]
 
+# Hand-written criteria of an agent's rubric, with their scope over episodes: (text, points,
+# scope, step rule, rules that should fire). One rubric; the pitfall keeps it from drawing
+# the rubric-level no_pitfalls.
+EPISODE: list[tuple[str, float, str, str, set[str]]] = [
+    ("Looks the order up before it refunds", 3, "step", "all", set()),
+    (
+        "The final answer tells the customer when the refund arrives",
+        2,
+        "step",
+        "all",
+        {"step_names_final"},
+    ),
+    ("In the end the customer knows the refund amount", 2, "step", "share", {"step_names_final"}),
+    ("The overall response is courteous", 1, "step", "all", {"step_names_final"}),
+    ("Each reply answers the customer's last question", 2, "step", "share", set()),
+    ("The final answer states the refund amount", 2, "outcome", "", set()),
+    ("Ends with a clear summary of what was done", 1, "trajectory", "", set()),
+    ("Issues a refund without checking the order", -5, "step", "share", {"pitfall_share"}),
+    ("Promises a refund it cannot give", -3, "step", "any", set()),
+    ("Shares another customer's data", -5, "step", "any", set()),
+    ("Never asks for the order number twice", 1, "trajectory", "", set()),
+    ("Keeps each tool call's arguments well formed", 1, "step", "all", set()),
+]
 
-def rubrics() -> list[tuple[str, list[tuple[str, float]]]]:
-    """Every labelled rubric: (source, [(criterion text, points)])."""
+
+def rubrics() -> list[tuple[str, list[tuple]]]:
+    """Every labelled rubric: (source, [(criterion text, points[, kind, scope, step rule])])."""
     sets = []
     for task in json.loads((ROOT / "assay" / "demo" / "tasks.json").read_text()):
         criteria = [(c["text"], float(c["points"])) for c in task["criteria"]]
@@ -103,12 +127,16 @@ def rubrics() -> list[tuple[str, list[tuple[str, float]]]]:
     )
     sets.append(("pb", leaves))
     sets.append(("own", [(text, points) for text, points, _ in OWN]))
+    episode = [(text, points, "binary", scope, rule) for text, points, scope, rule, _ in EPISODE]
+    sets.append(("episode", episode))
     return sets
 
 
 def expected(source: str, position: int) -> set[str]:
     if source == "own":
         return OWN[position][2]
+    if source == "episode":
+        return EPISODE[position][4]
     return EXPECTED.get(f"{source}#{position}", set())
 
 
@@ -120,7 +148,7 @@ def precision() -> dict[str, dict[str, float | int]]:
     missed: Counter[str] = Counter()
     criteria = 0
     for source, rows in rubrics():
-        items = [lint.Item(i, text, points) for i, (text, points) in enumerate(rows)]
+        items = [lint.Item(i, *row) for i, row in enumerate(rows)]
         criteria += len(items)
         given: dict[int, set[str]] = {}
         for warning in lint.lint(items):

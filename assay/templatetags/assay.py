@@ -4,6 +4,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from assay import markdown
+from rubrics import wording
 
 register = template.Library()
 
@@ -62,3 +63,15 @@ def hash_chip(value: str, testid: str = "hash"):
         value[:SHORT_HASH],
         value,
     )
+
+
+@register.filter
+def json_value(value) -> str:
+    """A check's JSON value in a plain field of the editor (rubrics.wording.editable_value)."""
+    return wording.editable_value(value)
+
+
+@register.filter
+def state_test(check) -> str:
+    """equals, contains or within: how a final_state check tests its value."""
+    return wording.state_test(check if isinstance(check, dict) else None)
