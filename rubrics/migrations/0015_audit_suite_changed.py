@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rubrics", "0013_audit_queue_changed"),
+        ("rubrics", "0014_episodes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
