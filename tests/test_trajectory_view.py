@@ -10,9 +10,13 @@ import re
 from types import SimpleNamespace
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from annotation.content import render
 from annotation.content.episode import Episode
+from annotation.models import Response, Verdict
+from rubrics import services as rubric_services
+from tests import factories
 from tests.test_xss import html_problems
 from tests.xss_payloads import ALL, PAYLOADS, RAW_MARKUP
 
@@ -247,3 +251,173 @@ def test_payloads_in_every_field_are_escaped():
     # Escaped, not dropped: each payload is still readable as text in a tool output.
     outputs = blocks(page, "tool-output")
     assert all(any(p in out for out in outputs) for _, p in PAYLOADS)
+
+
+# --- On pages: score, response, adjudication ------------------------------------------------
+
+
+def long_episode(steps: int, *, agent: str = "refund-bot") -> Episode:
+    """A user turn, then `steps` assistant turns each calling lookup_order and reading its
+    output, then a closing answer (steps + 1 steps in all)."""
+    messages: list[dict] = [{"role": "user", "content": "Refund order A17, it arrived broken."}]
+    for i in range(steps):
+        messages.append(
+            {
+                "role": "assistant",
+                "content": f"Checking page {i}.",
+                "tool_calls": [
+                    {"id": f"c{i}", "function": {"name": "lookup_order", "arguments": {"page": i}}}
+                ],
+            }
+        )
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": f"page {i}: ok"})
+    messages.append({"role": "assistant", "content": "Refund issued for **A17**."})
+    return Episode.parse(
+        {
+            "messages": messages,
+            "final_state": {"orders": {"A17": {"refunded": True}}},
+            "metadata": {"steps": steps + 1, "tokens": 900, "model": agent},
+        }
+    )
+
+
+def graded_world(personas, episode: Episode | None, *, text: str = "Plain answer."):
+    """A run over one response (the episode, or a plain text) with a step criterion
+    ("all" rule) and an outcome criterion; per-step verdicts on every step, unmet at the
+    second step. Verdicts and the score are written directly, as a run would."""
+    from grading.models import Score
+    from rubrics.models import Criterion
+
+    p = personas
+    task = factories.make_task(p.project, f"refund-{len(episode.messages) if episode else 0}")
+    rubric = rubric_services.rubric_create(
+        project=p.project,
+        task=task,
+        title="Refund rubric",
+        user=p.admin,
+        criteria=[
+            rubric_services.CriterionInput(text="Checks the order before refunding", points=3),
+            rubric_services.CriterionInput(text="Apologises", points=1),
+        ],
+    )
+    draft = rubric.versions.get()
+    step_c, outcome_c = draft.criteria.order_by("position")
+    Criterion.objects.filter(pk=step_c.pk).update(scope="step", step_rule="all")
+    grader = rubric_services.version_publish(version=draft, user=p.admin)
+    step_c.refresh_from_db()
+    response = Response.objects.create(
+        task=task,
+        model="secret-model-x",
+        text=episode.final_text if episode else text,
+        content=episode.stored() if episode else None,
+    )
+    judge = factories.make_judge(p.project, "http://127.0.0.1:9/v1", name=f"sim {task.pk}")
+    run = factories.make_run(
+        project=p.project, grader=grader, judge=judge, total_items=1, status="completed"
+    )
+    common = {"run": run, "rater_id": judge.rater_id, "grader": grader, "response": response}
+    steps = episode.steps() if episode else []
+    Verdict.objects.bulk_create(
+        Verdict(
+            **common,
+            criterion=step_c,
+            step=s,
+            outcome="unmet" if k == 1 else "met",
+            explanation=f"step verdict {k}",
+        )
+        for k, s in enumerate(steps)
+    )
+    Verdict.objects.create(
+        **common, criterion=step_c, outcome="unmet" if steps else "met", explanation="rule"
+    )
+    Verdict.objects.create(**common, criterion=outcome_c, outcome="met", explanation="sorry")
+    score = Score.objects.create(
+        run=run,
+        response=response,
+        grader=grader,
+        status="done",
+        raw=0.25,
+        met_points=1,
+        possible_points=4,
+    )
+    return run, score, response, grader, step_c
+
+
+def step_rows(page: str) -> dict[int, str]:
+    """The HTML of each trajectory message, by message index."""
+    parts = re.split(r'data-testid="trajectory-message" data-index="(\d+)"', page)[1:]
+    return {int(parts[i]): parts[i + 1] for i in range(0, len(parts), 2)}
+
+
+def test_score_page_shows_steps_with_their_verdicts_and_the_rule_in_words(client, personas):
+    episode = long_episode(3)
+    run, score, response, grader, step_c = graded_world(personas, episode)
+    client.force_login(personas.engineer)
+    page = client.get(reverse("score", args=[run.pk, score.pk])).content.decode()
+    assert 'data-testid="trajectory"' in page
+    rows = step_rows(page)
+    steps = episode.steps()
+    assert steps == [1, 3, 5, 7]
+    for k, s in enumerate(steps):
+        assert rows[s].count('data-testid="step-verdict"') == 1
+        assert f"step verdict {k}" in rows[s]
+        assert ('data-outcome="unmet"' in rows[s]) == (k == 1)
+        assert "criterion 1: Checks the order before refunding" in rows[s]
+    assert all("step-verdict" not in rows[i] for i in rows if i not in steps)
+    # The per-response verdict says the rule, and how many steps were met.
+    assert "Met when met at every step" in page
+    assert re.search(r'data-testid="steps-met">3 of 4 steps met<', page)
+    # Engineers see the metadata as it came, model included.
+    assert "refund-bot" in page
+
+
+def test_a_plain_text_response_shows_as_before(client, personas):
+    run, score, *_ = graded_world(personas, None, text="Just **text**.")
+    client.force_login(personas.engineer)
+    page = client.get(reverse("score", args=[run.pk, score.pk])).content.decode()
+    assert 'data-testid="trajectory"' not in page
+    assert '<div class="md scroll"><p>Just <strong>text</strong>.</p>' in page
+
+
+def test_score_page_queries_do_not_grow_with_steps(client, personas, django_assert_max_num_queries):
+    small = graded_world(personas, long_episode(2))
+    big = graded_world(personas, long_episode(40))
+    client.force_login(personas.engineer)
+    client.get(reverse("score", args=[small[0].pk, small[1].pk]))  # session and caches warm
+    counts = []
+    for (run, score, *_), steps in ((small, 3), (big, 41)):
+        with django_assert_max_num_queries(50) as captured:
+            page = client.get(reverse("score", args=[run.pk, score.pk])).content.decode()
+        assert page.count('data-testid="step-verdict"') == steps
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_response_page_shows_the_trajectory(client, personas):
+    _, _, response, *_ = graded_world(personas, long_episode(2))
+    client.force_login(personas.author)
+    page = client.get(reverse("response", args=[response.pk])).content.decode()
+    assert 'data-testid="trajectory"' in page and "Refund issued for <strong>A17</strong>." in page
+    assert "step-verdict" not in page
+
+
+def test_adjudication_shows_every_raters_step_verdicts_beside_the_steps(client, personas):
+    episode = long_episode(2)
+    run, score, response, grader, step_c = graded_world(personas, episode)
+    client.force_login(personas.reviewer)
+    url = reverse("adjudicate", args=[grader.version_id, response.pk, step_c.pk])
+    page = client.get(url).content.decode()
+    assert 'data-testid="trajectory"' in page
+    rows = step_rows(page)
+    label = f"Judge {run.judge.name} · run #{run.pk}"
+    for s in episode.steps():
+        assert rows[s].count('data-testid="step-verdict"') == 1 and label in rows[s]
+    # The side-by-side verdicts are the per-response ones only, with the rule in words.
+    assert page.count('data-testid="rater"') == 1
+    assert "Met when met at every step" in page
+    # The outcome criterion's dispute shows the trajectory without step verdicts.
+    other = grader.version.criteria.exclude(pk=step_c.pk).get()
+    page = client.get(
+        reverse("adjudicate", args=[grader.version_id, response.pk, other.pk])
+    ).content.decode()
+    assert 'data-testid="trajectory"' in page and "step-verdict" not in page
