@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from annotation import stats
 from annotation.content import render
+from annotation.content.episode import Episode
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -665,7 +666,13 @@ def response_trajectory(
     """The trajectory view of a response (annotation/_trajectory.html), or None for a plain
     text response, which pages show as they always have. `blind` for annotators: no
     metadata that could name a model. `step_verdicts` go beside their steps."""
-    episode = response.episode
+    return episode_trajectory(response.episode, blind=blind, step_verdicts=step_verdicts)
+
+
+def episode_trajectory(
+    episode: Episode, *, blind: bool = False, step_verdicts: Iterable = ()
+) -> dict | None:
+    """As response_trajectory, for an episode that is not (yet) a response: try-it's."""
     if episode.is_text:
         return None
     return render.for_page(episode, blind=blind, step_verdicts=step_verdicts)
