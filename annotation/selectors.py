@@ -661,7 +661,7 @@ def item_step_verdicts(response: Response, criterion: Criterion) -> list[Verdict
 
 
 def response_trajectory(
-    response: Response, *, blind: bool = False, step_verdicts: Iterable = ()
+    response: Response, *, blind: bool, step_verdicts: Iterable = ()
 ) -> dict | None:
     """The trajectory view of a response (annotation/_trajectory.html), or None for a plain
     text response, which pages show as they always have. `blind` for annotators: no
@@ -670,7 +670,7 @@ def response_trajectory(
 
 
 def episode_trajectory(
-    episode: Episode, *, blind: bool = False, step_verdicts: Iterable = ()
+    episode: Episode, *, blind: bool, step_verdicts: Iterable = ()
 ) -> dict | None:
     """As response_trajectory, for an episode that is not (yet) a response: try-it's."""
     if episode.is_text:
@@ -679,13 +679,14 @@ def episode_trajectory(
 
 
 def item_trajectory(response: Response, criterion: Criterion) -> dict | None:
-    """The trajectory view of a disputed item: the episode, and beside its steps every
-    rater's verdicts when the criterion is judged per step. None for a plain text."""
+    """The trajectory view of a disputed item, for reviewers (not blind): the episode, and
+    beside its steps every rater's verdicts when the criterion is judged per step. None for
+    a plain text."""
     episode = response.episode
     if episode.is_text:
         return None
     steps = item_step_verdicts(response, criterion) if criterion.scope == "step" else ()
-    return render.for_page(episode, step_verdicts=steps)
+    return render.for_page(episode, blind=False, step_verdicts=steps)
 
 
 def _rater_label(verdict: Verdict) -> str:

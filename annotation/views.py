@@ -157,7 +157,7 @@ def response_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "project": response.task.project,
             "response": response,
             "scores": list(selectors.response_scores(response)),
-            "trajectory": selectors.response_trajectory(response),
+            "trajectory": selectors.response_trajectory(response, blind=False),
             "metadata_json": json.dumps(response.metadata, indent=2, ensure_ascii=False),
         },
     )

@@ -117,7 +117,9 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         "response_text": "" if episode is not None and picked is None else response_text,
         "episode_text": episode_text,
         "trajectory": (
-            annotation_selectors.episode_trajectory(episode) if acted and episode else None
+            annotation_selectors.episode_trajectory(episode, blind=False)
+            if acted and episode
+            else None
         ),
         "criterion": criterion,
         "criteria": criteria,

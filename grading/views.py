@@ -292,7 +292,7 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "verdicts": verdicts,
             "gates": [gates[pk] for pk in score.gated_by if pk in gates],
             "trajectory": annotation_selectors.response_trajectory(
-                score.response, step_verdicts=step_verdicts
+                score.response, blind=False, step_verdicts=step_verdicts
             ),
         },
     )

@@ -60,6 +60,7 @@ def refund_episode(**extra) -> Episode:
 
 
 def page_of(episode: Episode, **kwargs) -> str:
+    kwargs.setdefault("blind", False)
     return render_to_string(
         "annotation/_trajectory.html", {"trajectory": render.for_page(episode, **kwargs)}
     )
@@ -172,6 +173,8 @@ def test_blind_viewers_see_no_metadata_that_could_name_a_model():
         assert name in seen
         assert name not in blind
     assert "tokens 812" in blind and "wall time 4.1 s" in blind
+    # Blind unless a page says otherwise: a page that forgets shows less, never more.
+    assert set(render.for_page(episode)["metadata"]) == {"steps", "tokens", "wall_time_s"}
 
 
 def test_step_verdicts_sit_beside_their_steps():

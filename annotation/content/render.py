@@ -155,12 +155,14 @@ def for_judge_step(episode: Episode, step: int, *, budget: int = EPISODE_CHARS) 
 BLIND_METADATA = ("steps", "tokens", "wall_time_s")
 
 
-def for_page(episode: Episode, *, blind: bool = False, step_verdicts: Iterable = ()) -> dict:
+def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = ()) -> dict:
     """What the trajectory view shows: numbered messages with role, text, reasoning, each
     tool call's name, pretty arguments and output (matched by call id), and the final
     state, each flagged `long` when it should start collapsed.
 
-    `blind` keeps only the metadata that cannot name a model (BLIND_METADATA).
+    `blind` (the default, so that no page shows more by forgetting it) keeps only the
+    metadata that cannot name a model (BLIND_METADATA); pages for people who may see models
+    pass blind=False.
     `step_verdicts` (anything with a `.step`, e.g. Verdicts fetched in one query) are put
     beside the rows of their steps, in the order given."""
     outputs = {m.tool_call_id: m for m in episode.messages if m.role == "tool"}
