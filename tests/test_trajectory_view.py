@@ -259,9 +259,10 @@ def test_payloads_in_every_field_are_escaped():
 # --- On pages: score, response, adjudication ------------------------------------------------
 
 
-def long_episode(steps: int, *, agent: str = "refund-bot") -> Episode:
+def long_episode(steps: int, *, agent: str = "refund-bot", long_at: int = -1) -> Episode:
     """A user turn, then `steps` assistant turns each calling lookup_order and reading its
-    output, then a closing answer (steps + 1 steps in all)."""
+    output (the output of call `long_at` is long), then a closing answer (steps + 1 steps
+    in all)."""
     messages: list[dict] = [{"role": "user", "content": "Refund order A17, it arrived broken."}]
     for i in range(steps):
         messages.append(
@@ -273,7 +274,8 @@ def long_episode(steps: int, *, agent: str = "refund-bot") -> Episode:
                 ],
             }
         )
-        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": f"page {i}: ok"})
+        output = f"page {i}: ok" + (LONG if i == long_at else "")
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": output})
     messages.append({"role": "assistant", "content": "Refund issued for **A17**."})
     return Episode.parse(
         {
