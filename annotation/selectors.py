@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum
@@ -12,6 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation import stats
+from annotation.content import render
+from annotation.content.episode import Episode
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -618,10 +621,11 @@ def item_verdicts(response: Response, criterion: Criterion) -> list[Verdict]:
     """Every counted verdict on one (response, criterion), people's and judges', with the
     rationale and evidence, for a reviewer to read side by side. Each carries `label`, which
     names its rater so that no two look alike: a judge by its name, run and the run's mode
-    (the same judge grades in many runs), a person by their name."""
+    (the same judge grades in many runs), a person by their name. A step criterion's
+    verdicts at each step are not among them (see item_step_verdicts)."""
     verdicts = list(
         Verdict.objects.submitted()
-        .filter(response=response, criterion=criterion)
+        .filter(response=response, criterion=criterion, step__isnull=True)
         # The judge and the run live in `grading`; they are read through the relations,
         # by name, as Verdict.run is declared, without importing that app.
         .select_related("rater__judge", "run")
@@ -634,6 +638,55 @@ def item_verdicts(response: Response, criterion: Criterion) -> list[Verdict]:
         if seen[v.label] > 1:  # the same person twice (two queues), or a run-less judge
             v.label = f"{v.label} · verdict #{v.pk}"
     return verdicts
+
+
+def item_step_verdicts(response: Response, criterion: Criterion) -> list[Verdict]:
+    """A step criterion's counted verdicts at each step of one response, every rater's, in
+    one query, for the trajectory view; each `step_label` names its rater as
+    item_verdicts does (with the queue assignment when one person graded it twice)."""
+    verdicts = list(
+        Verdict.objects.submitted()
+        .filter(response=response, criterion=criterion, step__isnull=False)
+        .select_related("rater__judge", "run")
+        .order_by("step", "rater__kind", "rater__name", "run_id", "sample_index", "pk")
+    )
+    items: dict[str, set] = defaultdict(set)
+    for v in verdicts:
+        v.step_label = _rater_label(v)
+        items[v.step_label].add((v.run_id, v.assignment_id, v.sample_index))
+    for v in verdicts:
+        if len(items[v.step_label]) > 1 and v.assignment_id:
+            v.step_label = f"{v.step_label} · assignment #{v.assignment_id}"
+    return verdicts
+
+
+def response_trajectory(
+    response: Response, *, blind: bool, step_verdicts: Iterable = ()
+) -> dict | None:
+    """The trajectory view of a response (annotation/_trajectory.html), or None for a plain
+    text response, which pages show as they always have. `blind` for annotators: no
+    metadata that could name a model. `step_verdicts` go beside their steps."""
+    return episode_trajectory(response.episode, blind=blind, step_verdicts=step_verdicts)
+
+
+def episode_trajectory(
+    episode: Episode, *, blind: bool, step_verdicts: Iterable = ()
+) -> dict | None:
+    """As response_trajectory, for an episode that is not (yet) a response: try-it's."""
+    if episode.is_text:
+        return None
+    return render.for_page(episode, blind=blind, step_verdicts=step_verdicts)
+
+
+def item_trajectory(response: Response, criterion: Criterion) -> dict | None:
+    """The trajectory view of a disputed item, for reviewers (not blind): the episode, and
+    beside its steps every rater's verdicts when the criterion is judged per step. None for
+    a plain text."""
+    episode = response.episode
+    if episode.is_text:
+        return None
+    steps = item_step_verdicts(response, criterion) if criterion.scope == "step" else ()
+    return render.for_page(episode, blind=False, step_verdicts=steps)
 
 
 def _rater_label(verdict: Verdict) -> str:

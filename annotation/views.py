@@ -157,6 +157,7 @@ def response_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "project": response.task.project,
             "response": response,
             "scores": list(selectors.response_scores(response)),
+            "trajectory": selectors.response_trajectory(response, blind=False),
             "metadata_json": json.dumps(response.metadata, indent=2, ensure_ascii=False),
         },
     )
@@ -577,6 +578,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "criterion": criterion,
             "response": response,
             "verdicts": selectors.item_verdicts(response, criterion),
+            "trajectory": selectors.item_trajectory(response, criterion),
             "scale": selectors.criterion_scale(criterion),
             "history": history,
             "current": history[0] if history else None,

@@ -456,6 +456,41 @@ def score_verdicts(score: Score):
     )
 
 
+def score_page_verdicts(score: Score) -> tuple[list[Verdict], list[Verdict]]:
+    """A scored response's verdicts for the score page, in one query: those on the whole
+    response (rubric order) and a step criterion's verdicts at each step (step order).
+    Each per-response verdict of a step criterion carries `steps_met` and `steps_total`
+    over its own steps (same rater and sample; None for other criteria); each step verdict
+    a `step_label` naming its criterion (and rater and sample when the run has several)."""
+    rows = list(
+        Verdict.objects.filter(run_id=score.run_id, response_id=score.response_id)
+        .select_related("criterion", "rater")
+        .order_by("criterion__position", "rater_id", "sample_index", "step")
+    )
+    whole = [v for v in rows if v.step is None]
+    steps = sorted((v for v in rows if v.step is not None), key=lambda v: v.step)
+    counts: dict[tuple, list[int]] = {}
+    for v in steps:
+        met = counts.setdefault((v.criterion_id, v.rater_id, v.sample_index), [0, 0])
+        met[0] += v.outcome == Verdict.Outcome.MET
+        met[1] += 1
+    raters = {v.rater_id for v in rows}
+    for v in whole:
+        v.steps_met, v.steps_total = counts.get((v.criterion_id, v.rater_id, v.sample_index)) or (
+            None,
+            None,
+        )
+    for v in steps:
+        label = f"criterion {v.criterion.position + 1}: {v.criterion.text}"
+        label = label if len(label) <= 90 else label[:89] + "…"
+        if len(raters) > 1:
+            label += f" · {v.rater.name}"
+        if score.run.samples > 1:
+            label += f" · sample {v.sample_index}"
+        v.step_label = label
+    return whole, steps
+
+
 def verdict_source(verdict: Verdict) -> str:
     """Where a run's verdict came from, for the score page: "call" (a judge call, linked),
     "cache" (an earlier identical call's answer: this run made none), "code" (a checked

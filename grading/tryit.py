@@ -4,15 +4,22 @@ grade of one response now with the project's judge (or the simulator).
 It lives in grading/ because it grades; the rubric editor only links here (rubrics never
 imports grading). The draft is compiled without storing anything, and grading goes through
 `engine.grade_now`, the same path runs and the reward endpoint use.
+
+The response may be a text, or an episode (annotation.content.episode) pasted or uploaded as
+JSON, or an imported response of either kind; an episode shows as a trajectory.
 """
 
 from __future__ import annotations
+
+import json
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from annotation import selectors as annotation_selectors
+from annotation.content.episode import ContentError, Episode
 from annotation.models import Response
 from grading import engine, injection, selectors, services
 from grading.judges import prompts
@@ -21,6 +28,7 @@ from rubrics import selectors as rubric_selectors
 from rubrics.permissions import Perm
 
 MAX_RESPONSE = 100_000
+MAX_EPISODE_BYTES = 2 * 1024 * 1024
 
 
 @login_required
@@ -39,6 +47,12 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     errors: list[str] = []
     response_text = data.get("response", "")
+    episode_text = data.get("episode", "")
+    episode = given_episode(episode_text, request.FILES.get("episode_file"), errors)
+    if episode is not None:
+        if response_text.strip():
+            errors.append("episode: give a text response or an episode, not both.")
+        response_text = episode.final_text
     picked = params.whole_number(data, "response_id")
     if picked is not None:
         chosen = next((r for r in imported if r.pk == picked), None)
@@ -46,6 +60,7 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
             errors.append("response_id: no such imported response for this task.")
         else:
             response_text = chosen.text
+            episode = None if chosen.content is None else chosen.episode
     if len(response_text) > MAX_RESPONSE:
         errors.append(f"response: keep it under {MAX_RESPONSE:,} characters.")
     messages = rubric.task.messages if rubric.task_id else []
@@ -71,11 +86,14 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         judge = next((j for j in judges if str(j.pk) == data.get("judge")), None)
         if judge is None:
             errors.append("judge: choose one of the project's judges (an admin adds them).")
-        elif not response_text.strip():
+        elif not response_text.strip() and episode is None:
             errors.append("response: paste a response or pick an imported one.")
         elif not criteria:
             errors.append("The draft has no criteria yet.")
         else:
+            # TODO(issue 16, engine slice): pass the episode itself once grade_now takes it,
+            # so trajectory and step criteria and episode checks see it; until then every
+            # criterion is graded on the episode's final answer, as outcome criteria are.
             graded = engine.grade_now(
                 spec,
                 services.judge_settings(judge),
@@ -96,7 +114,13 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         "spec": spec,
         "judges": judges,
         "imported": imported,
-        "response_text": response_text,
+        "response_text": "" if episode is not None and picked is None else response_text,
+        "episode_text": episode_text,
+        "trajectory": (
+            annotation_selectors.episode_trajectory(episode, blind=False)
+            if acted and episode
+            else None
+        ),
         "criterion": criterion,
         "criteria": criteria,
         "preview": preview,
@@ -110,3 +134,42 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#result"
     return render(request, template, context)
+
+
+def given_episode(text: str, upload, errors: list[str]) -> Episode | None:
+    """The episode pasted (`text`) or uploaded as JSON, or None when neither was given; a
+    problem goes to `errors` naming the field, and the path inside the episode."""
+    where = "episode"
+    if upload is not None:
+        where = "episode_file"
+        if text.strip():
+            errors.append("episode: paste an episode or upload one, not both.")
+            return None
+        if upload.size > MAX_EPISODE_BYTES:
+            errors.append(f"episode_file: keep it under {MAX_EPISODE_BYTES:,} bytes.")
+            return None
+        try:
+            text = upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append("episode_file: not UTF-8 text.")
+            return None
+    if not text.strip():
+        return None
+    if len(text.encode()) > MAX_EPISODE_BYTES:
+        errors.append(f"{where}: keep it under {MAX_EPISODE_BYTES:,} bytes.")
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        detail = (
+            f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+            if isinstance(exc, json.JSONDecodeError)
+            else str(exc)
+        )
+        errors.append(f"{where}: not valid JSON ({detail}).")
+        return None
+    try:
+        return Episode.parse(value)
+    except ContentError as exc:
+        errors.append(f"{where}: {exc}")
+        return None

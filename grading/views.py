@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
+from annotation import selectors as annotation_selectors
 from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
@@ -300,7 +301,7 @@ def run_compare(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
 @require_GET
 def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
     score = selectors.score_for(request.user, pk, score_pk, Perm.VIEW_RESULTS)
-    verdicts = list(selectors.score_verdicts(score))
+    verdicts, step_verdicts = selectors.score_page_verdicts(score)
     for v in verdicts:
         v.source = selectors.verdict_source(v)
     gates = {v.criterion_id: v.criterion for v in verdicts if v.criterion_id in score.gated_by}
@@ -313,6 +314,9 @@ def score_detail(request: HttpRequest, pk: int, score_pk: int) -> HttpResponse:
             "score": score,
             "verdicts": verdicts,
             "gates": [gates[pk] for pk in score.gated_by if pk in gates],
+            "trajectory": annotation_selectors.response_trajectory(
+                score.response, blind=False, step_verdicts=step_verdicts
+            ),
         },
     )
 

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from annotation.content.episode import Episode
 from annotation.models import Response
 from rubrics import tokens
 from tests import factories
@@ -50,6 +51,31 @@ def blind_world(personas):
     factories.import_responses(
         p.project,
         [{"task_id": world.task, "model": SECRET_MODEL, "response": "Rest.", "sample_index": 3}],
+    )
+    # The world's queued response becomes an episode whose producer kept the model, the
+    # provider and the sample in its metadata: the trajectory view must show none of them.
+    episode = Episode.parse(
+        {
+            "messages": [
+                {"role": "user", "content": "What should I do?"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "function": {"name": "lookup", "arguments": {}}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "rest helps"},
+                {"role": "assistant", "content": "Rest."},
+            ],
+            "metadata": {
+                "steps": 2,
+                "tokens": 40,
+                "model": f"{PREFIX}m",
+                "provider": SECRET_MODEL,
+                "sample_index": 3,
+            },
+        }
+    )
+    Response.objects.filter(model=f"{PREFIX}m").update(
+        content=episode.stored(), text=episode.final_text
     )
     return world
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -119,3 +122,120 @@ def test_the_reference_reaches_the_prompt_when_the_rubric_includes_it(personas, 
     ]
     assert "Call emergency services now." in user_message["content"]
     assert "REFERENCE" in user_message["content"]
+
+
+# --- Episodes: pasted or uploaded as JSON ----------------------------------------------------
+
+EPISODE = {
+    "messages": [
+        {"role": "user", "content": "I have chest pain. What should I do?"},
+        {
+            "role": "assistant",
+            "content": "Let me find the nearest emergency room.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "find_er", "arguments": '{"near": "home"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "St Mary's, 2 km"},
+        {"role": "assistant", "content": "Call emergency services immediately: dial 911."},
+    ],
+    "final_state": {"called": "911"},
+    "metadata": {"steps": 2},
+}
+
+
+def test_try_it_grades_a_pasted_episode_and_shows_its_trajectory(client, personas, sim, draft):
+    judge = factories.make_judge(personas.project, sim.url)
+    client.force_login(personas.author)
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "grade", "judge": judge.pk, "episode": json.dumps(EPISODE)},
+        headers={"HX-Request": "true"},
+    )
+    body = reply.content.decode()
+    assert reply.status_code == 200
+    assert 'data-testid="try-trajectory"' in body and "find_er" in body
+    assert "St Mary&#x27;s, 2 km" in body  # the tool's output, beside its call
+    # Graded on the final answer, as the same text pasted would be (see the report's TODO).
+    assert body.count('data-testid="try-verdict"') == 3
+    assert "Score: <strong>1.000</strong>" in body
+    assert not Verdict.objects.exists()
+
+
+def test_try_it_takes_an_uploaded_episode(client, personas, draft):
+    client.force_login(personas.author)
+    upload = SimpleUploadedFile(
+        "episode.json", json.dumps(EPISODE).encode(), content_type="application/json"
+    )
+    criterion = draft.versions.get().criteria.get(position=0)
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "preview", "criterion": criterion.pk, "episode_file": upload},
+    )
+    body = reply.content.decode()
+    assert 'data-testid="try-trajectory"' in body and "find_er" in body
+    assert "dial 911" in body  # the prompt preview carries the final answer
+
+
+@pytest.mark.parametrize(
+    ("episode", "said"),
+    [
+        ('{"messages": [', "episode: not valid JSON (line 1 column 15"),
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "hi"},
+                        {"role": "robot", "content": "beep"},
+                    ]
+                }
+            ),
+            "episode: messages[1].role: unknown role",
+        ),
+        (
+            json.dumps(
+                [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{x"}}],
+                    }
+                ]
+            ),
+            "episode: messages[0].tool_calls[0].function.arguments: not valid JSON",
+        ),
+        (
+            json.dumps([{"role": "assistant", "content": "x"}, {"role": "tool", "content": "y"}]),
+            "episode: messages[1].tool_call_id: a tool message names the call it answers",
+        ),
+    ],
+)
+def test_a_bad_episode_is_refused_naming_the_field(client, personas, sim, draft, episode, said):
+    judge = factories.make_judge(personas.project, sim.url)
+    client.force_login(personas.author)
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "grade", "judge": judge.pk, "episode": episode},
+    )
+    assert reply.status_code == 200
+    body = reply.content.decode()
+    assert escape(said) in body, body[body.find('role="alert"') :][:400]
+    assert 'data-testid="try-verdict"' not in body and sim.stats.requests == 0
+
+
+def test_try_it_refuses_a_text_and_an_episode_at_once(client, personas, draft):
+    client.force_login(personas.author)
+    upload = SimpleUploadedFile("e.json", b"\xff\xfe not utf-8")
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "preview", "response": "text", "episode": json.dumps(EPISODE)},
+    )
+    assert "episode: give a text response or an episode, not both." in reply.content.decode()
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "preview", "episode_file": upload},
+    )
+    assert "episode_file: not UTF-8 text." in reply.content.decode()

@@ -29,6 +29,7 @@ tail is always kept.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from annotation.content.episode import Episode, Message
@@ -167,11 +168,27 @@ def for_steps(episode: Episode, steps: list[int]) -> tuple[str, list[str]]:
 # --- pages ------------------------------------------------------------------------------
 
 
-def for_page(episode: Episode) -> dict:
+# Metadata keys an annotator may see: figures about the episode, none naming who made it.
+# Everything else a producer kept (model, provider, run ids...) may name a model, so blind
+# viewers see only these.
+BLIND_METADATA = ("steps", "tokens", "wall_time_s")
+
+
+def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = ()) -> dict:
     """What the trajectory view shows: numbered messages with role, text, reasoning, each
     tool call's name, pretty arguments and output (matched by call id), and the final
-    state, each flagged `long` when it should start collapsed."""
+    state, each flagged `long` when it should start collapsed.
+
+    `blind` (the default, so that no page shows more by forgetting it) keeps only the
+    metadata that cannot name a model (BLIND_METADATA); pages for people who may see models
+    pass blind=False.
+    `step_verdicts` (anything with a `.step`, e.g. Verdicts fetched in one query) are put
+    beside the rows of their steps, in the order given."""
     outputs = {m.tool_call_id: m for m in episode.messages if m.role == "tool"}
+    called_at = {call.id: i for i, call in episode.tool_calls()}
+    by_step: dict[int, list] = {}
+    for verdict in step_verdicts:
+        by_step.setdefault(verdict.step, []).append(verdict)
     rows = []
     for i, m in enumerate(episode.messages):
         calls = []
@@ -183,10 +200,12 @@ def for_page(episode: Episode) -> dict:
                     "id": call.id,
                     "name": call.name,
                     "arguments": call.arguments_json(indent=2),
+                    "arguments_long": len(call.arguments_json()) > PAGE_COLLAPSE_CHARS,
                     "output": output,
                     "output_long": output is not None and len(output) > PAGE_COLLAPSE_CHARS,
                 }
             )
+        answers = called_at.get(m.tool_call_id) if m.role == "tool" else None
         rows.append(
             {
                 "index": i,
@@ -195,20 +214,30 @@ def for_page(episode: Episode) -> dict:
                 "text": m.text,
                 "long": len(m.text) > PAGE_COLLAPSE_CHARS,
                 "reasoning": m.reasoning,
+                "reasoning_long": len(m.reasoning) > PAGE_COLLAPSE_CHARS,
                 "calls": calls,
                 "tool_name": m.name if m.role == "tool" else "",
                 "tool_call_id": m.tool_call_id,
+                "answers": label(answers) if answers is not None else "",
                 "is_step": m.role == "assistant",
+                "verdicts": by_step.get(i, []) if m.role == "assistant" else [],
             }
         )
     state = None
     if episode.has_final_state:
         state = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True, indent=2)
+    metadata = episode.metadata
+    if blind:
+        metadata = {k: v for k, v in metadata.items() if k in BLIND_METADATA}
     return {
         "messages": rows,
         "final_state": state,
         "final_state_long": state is not None and len(state) > PAGE_COLLAPSE_CHARS,
-        "metadata": episode.metadata,
+        "metadata": metadata,
+        "metadata_items": [
+            (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+            for key, value in metadata.items()
+        ],
         "steps": len(episode.steps()),
         "tool_calls": sum(1 for _ in episode.tool_calls()),
     }
