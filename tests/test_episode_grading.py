@@ -391,7 +391,11 @@ def test_a_run_stores_step_verdicts_and_scores_by_the_step_rule(personas, sim, c
     grader = make_grader(project, admin)
     agent, text = make_responses(project, grader.version.rubric.task)
     judge = factories.make_judge(project, sim.url)
-    run = services.run_create(project=project, grader=grader, judge=judge, user=admin, mode=mode)
+    # Without the cache: the text's outcome items would otherwise hit the episode's (the same
+    # final answer), or not, as the two responses race.
+    run = services.run_create(
+        project=project, grader=grader, judge=judge, user=admin, mode=mode, use_cache=False
+    )
     # Items are the verdicts on responses; steps are not items.
     assert run.total_items == 2 * len(RUBRIC)
     wait_for(
