@@ -1264,6 +1264,12 @@ class VerdictListApi(APIView):
 
         id = serializers.IntegerField()
         criterion = CriterionSerializer()
+        step = serializers.IntegerField(
+            allow_null=True,
+            help_text="A step criterion's verdict at one step of an episode: the index of that "
+            "assistant message (0-based; pages show it as #index+1). Null: the verdict on the "
+            "whole response (for a step criterion, its step rule's result).",
+        )
         outcome = serializers.ChoiceField(choices=Verdict.Outcome.choices)
         explanation = serializers.CharField()
         error = serializers.CharField(help_text="Why the verdict is an error, if it is.")
@@ -1275,7 +1281,7 @@ class VerdictListApi(APIView):
 
     @extend_schema(
         tags=["grading"],
-        summary="The judge's verdicts on one scored response, by criterion",
+        summary="The judge's verdicts on one scored response, by criterion (then step)",
         responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
     def get(self, request: Request, pk: int, score_pk: int) -> Response:

@@ -861,10 +861,12 @@ def grade_now(
     concurrency: int = 8,
     judge_id: int = 0,
     grader_hash: str = "",
+    steps: list[Graded] | None = None,
 ) -> list[Graded]:
     """Grade `criteria` (default: all of the spec's) of one response (a text or an Episode)
     with one judge, no cache, in the spec's order (the rubric editor's "try it"): each
-    criterion's verdict on the response (a step criterion's step verdicts are left out)."""
+    criterion's verdict on the response. A step criterion's verdicts at each step go to
+    `steps`, when given, in step order."""
     criteria = spec["criteria"] if criteria is None else criteria
     out = grade_items(
         spec,
@@ -875,4 +877,12 @@ def grade_now(
         items=[(c["id"], judge_id, 0) for c in criteria],
     )
     by_id = {g.criterion_id: g for g in out.graded if g.step is None}
+    if steps is not None:
+        order = {c["id"]: i for i, c in enumerate(criteria)}
+        steps.extend(
+            sorted(
+                (g for g in out.graded if g.step is not None),
+                key=lambda g: (g.step, order[g.criterion_id]),
+            )
+        )
     return [by_id[c["id"]] for c in criteria]

@@ -452,7 +452,7 @@ def score_verdicts(score: Score):
     return (
         Verdict.objects.filter(run_id=score.run_id, response_id=score.response_id)
         .select_related("criterion")
-        .order_by("criterion__position")
+        .order_by("criterion__position", F("step").asc(nulls_first=True), "pk")
     )
 
 
@@ -792,7 +792,9 @@ def run_report(run: GradingRun) -> dict:
     version = run.suite_version
     outcomes: dict[int, list[dict]] = {}
     verdicts = (
-        Verdict.objects.filter(run=run)
+        # A step criterion's verdict on the response (its step rule's result); its verdicts at
+        # each step are in the verdicts export and the step-supervision dataset.
+        Verdict.objects.filter(run=run, step__isnull=True)
         .order_by("response_id", "criterion__position", "rater_id", "sample_index")
         .values_list(
             "response_id",

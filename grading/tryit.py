@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from annotation import selectors as annotation_selectors
 from annotation.content.episode import ContentError, Episode
-from annotation.models import Response
+from annotation.models import Response, Verdict
 from grading import engine, injection, selectors, services
 from grading.judges import prompts
 from rubrics import params, scoring
@@ -81,6 +81,7 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
                 "schema": prompts.output_schema(spec, criterion),
             }
     results = score = None
+    step_graded: list[engine.Graded] = []
     judge = None
     if request.method == "POST" and data.get("action") == "grade" and not errors:
         judge = next((j for j in judges if str(j.pk) == data.get("judge")), None)
@@ -91,23 +92,25 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         elif not criteria:
             errors.append("The draft has no criteria yet.")
         else:
-            # TODO(issue 16, engine slice): pass the episode itself once grade_now takes it,
-            # so trajectory and step criteria and episode checks see it; until then every
-            # criterion is graded on the episode's final answer, as outcome criteria are.
+            # An episode is graded as runs grade it: outcome criteria on its final answer,
+            # trajectory criteria on the whole, step criteria at each step, checks on all.
             graded = engine.grade_now(
                 spec,
                 services.judge_settings(judge),
                 messages=messages,
-                response=response_text,
+                response=episode if episode is not None else response_text,
                 concurrency=judge.max_concurrency,
                 judge_id=judge.pk,  # try-it shares the judge's limits with its runs
+                steps=step_graded,
             )
             by_id = {c["id"]: c for c in criteria}
             results = [(by_id[g.criterion_id], g) for g in graded]
             score = scoring.score(spec, {g.criterion_id: g.as_outcome() for g in graded})
     acted = data.get("action") in ("preview", "grade") and not errors
     context = {
-        "flag": injection.detect(response_text) if acted else None,
+        "flag": (
+            injection.detect(episode if episode is not None else response_text) if acted else None
+        ),
         "project": project,
         "rubric": rubric,
         "version": version,
@@ -117,7 +120,9 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         "response_text": "" if episode is not None and picked is None else response_text,
         "episode_text": episode_text,
         "trajectory": (
-            annotation_selectors.episode_trajectory(episode, blind=False)
+            annotation_selectors.episode_trajectory(
+                episode, blind=False, step_verdicts=_step_rows(step_graded, criteria)
+            )
             if acted and episode
             else None
         ),
@@ -134,6 +139,24 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#result"
     return render(request, template, context)
+
+
+def _step_rows(graded: list[engine.Graded], criteria: list[dict]) -> list[Verdict]:
+    """Try-it's verdicts at each step as the trajectory view shows stored ones (unsaved)."""
+    text = {c["id"]: c["text"] for c in criteria}
+    rows = []
+    for g in graded:
+        row = Verdict(
+            step=g.step,
+            outcome=g.outcome,
+            value=g.value,
+            explanation=g.explanation,
+            error=g.error,
+            simulated=g.simulated,
+        )
+        row.step_label = text.get(g.criterion_id, "")[:80]
+        rows.append(row)
+    return rows
 
 
 def given_episode(text: str, upload, errors: list[str]) -> Episode | None:

@@ -160,9 +160,42 @@ def test_try_it_grades_a_pasted_episode_and_shows_its_trajectory(client, persona
     assert reply.status_code == 200
     assert 'data-testid="try-trajectory"' in body and "find_er" in body
     assert "St Mary&#x27;s, 2 km" in body  # the tool's output, beside its call
-    # Graded on the final answer, as the same text pasted would be (see the report's TODO).
+    # The outcome criteria read the final answer, as the same text pasted would be graded.
     assert body.count('data-testid="try-verdict"') == 3
     assert "Score: <strong>1.000</strong>" in body
+    assert not Verdict.objects.exists()
+
+
+def test_try_it_grades_step_criteria_at_each_step_and_shows_them_beside_the_steps(
+    client, personas, sim, draft
+):
+    version = draft.versions.get()
+    services.criterion_add(
+        version=version,
+        text="Calls find_er to locate help",
+        points=3,
+        scope="step",
+        step_rule="any",
+        user=personas.author,
+    )
+    judge = factories.make_judge(personas.project, sim.url)
+    client.force_login(personas.author)
+    reply = client.post(
+        reverse("rubric_try", kwargs={"pk": draft.pk}),
+        {"action": "grade", "judge": judge.pk, "episode": json.dumps(EPISODE)},
+        headers={"HX-Request": "true"},
+    )
+    body = reply.content.decode()
+    assert reply.status_code == 200, body
+    assert body.count('data-testid="try-verdict"') == 4
+    # Two assistant turns, two step verdicts; the simulator finds "find_er" only in the first
+    # turn's call line (grading.judges.simulator: a step reads its own turn alone).
+    outcomes = [
+        chunk.split('"', 1)[0]
+        for chunk in body.split('data-testid="step-verdict" data-outcome="')[1:]
+    ]
+    assert outcomes == ["met", "unmet"]
+    assert "Calls find_er to locate help" in body
     assert not Verdict.objects.exists()
 
 
