@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -351,26 +352,47 @@ class AnnotationPage:
     assignment: Assignment
     response: Response
     criteria: list[Criterion]
+    # criterion id -> the annotator's own verdict on the whole response
     drafts: dict[int, Verdict]
     # criterion id -> [(level 1..L, value in [0, 1], descriptor)] for scale criteria
     scales: dict[int, list[tuple[int, float, str]]]
     # The task's newest reference answer (Markdown), when the queue shows it; else "".
     reference: str = ""
+    # (criterion id, step) -> the annotator's own verdict at that step of a step criterion
+    step_drafts: dict[tuple[int, int], Verdict] = field(default_factory=dict)
+    # step criterion id -> its steps (message indexes) in this response's episode
+    steps: dict[int, list[int]] = field(default_factory=dict)
+
+    @cached_property
+    def episode(self):
+        return self.response.episode
 
 
 def annotation_page(assignment: Assignment) -> AnnotationPage:
-    """What the annotator sees: the task, the response, the criteria and their OWN drafts.
-    Nothing from judges or other people is read here, so nothing can leak into the page."""
+    """What the annotator sees: the task, the response, the criteria and their OWN drafts
+    (at each step of step criteria). Nothing from judges or other people is read here, so
+    nothing can leak into the page. The queries do not grow with the episode's steps."""
     criteria = list(Criterion.objects.filter(version_id=assignment.queue.grader.version_id))
-    drafts = {
-        v.criterion_id: v
-        for v in Verdict.objects.filter(assignment=assignment).only(
-            "criterion_id", "outcome", "value", "explanation", "evidence"
-        )
-    }
+    drafts: dict[int, Verdict] = {}
+    step_drafts: dict[tuple[int, int], Verdict] = {}
+    for v in Verdict.objects.filter(assignment=assignment).only(
+        "criterion_id", "step", "outcome", "value", "explanation", "evidence", "evidence_step"
+    ):
+        if v.step is None:
+            drafts[v.criterion_id] = v
+        else:
+            step_drafts[(v.criterion_id, v.step)] = v
     scales = spec_scales(assignment.queue.grader.spec)
     response = assignment.item.response
-    reference = ""
+    page = AnnotationPage(assignment, response, criteria, drafts, scales)
+    if any(c.scope == Criterion.Scope.STEP for c in criteria):
+        episode = page.episode
+        page.steps = {
+            c.pk: episode.steps(tool=c.step_tool)
+            for c in criteria
+            if c.scope == Criterion.Scope.STEP
+        }
+    page.step_drafts = step_drafts
     if assignment.queue.show_reference:
         newest = (
             ReferenceDeliverable.objects.filter(task_id=response.task_id)
@@ -378,8 +400,8 @@ def annotation_page(assignment: Assignment) -> AnnotationPage:
             .values_list("body", flat=True)
             .first()
         )
-        reference = newest or ""
-    return AnnotationPage(assignment, response, criteria, drafts, scales, reference)
+        page.reference = newest or ""
+    return page
 
 
 def my_work(project: Project, user) -> list[Assignment]:
@@ -390,7 +412,7 @@ def my_work(project: Project, user) -> list[Assignment]:
         Verdict.objects.filter(assignment=OuterRef("pk"))
         .order_by()
         .values("assignment")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("criterion_id", distinct=True))  # a step criterion counts once
         .values("n")
     )
     status_order = {Assignment.Status.ACTIVE: 0, Assignment.Status.SUBMITTED: 1}

@@ -19,7 +19,7 @@ response without a score: an error is never "not met".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 MET, UNMET, NOT_APPLICABLE, ERROR = "met", "unmet", "na", "error"
@@ -144,3 +144,28 @@ def tree_score(spec: dict, outcomes: Mapping[int, Outcome]) -> float:
 
     result = node_score(None)
     return 0.0 if result is None else result
+
+
+def step_rule_outcome(rule: str, outcomes: Iterable[Outcome | str]) -> Outcome:
+    """A step criterion's result for the whole response, from its verdicts at each step.
+
+    ``all``: met iff met at every step; ``share``: "met" with value = the share of steps met
+    (scored like a scale value in [0, 1]); ``any`` (for pitfalls): met iff met at any step.
+    Steps judged "not applicable" leave the count, as not-applicable criteria leave a score;
+    no step left (or none at all) is "na". Any step in error makes the result an error: an
+    error is never "not met".
+    """
+    got = [_as_outcome(o).outcome for o in outcomes]
+    if ERROR in got:
+        return Outcome(ERROR)
+    counted = [o for o in got if o != NOT_APPLICABLE]
+    if not counted:
+        return Outcome(NOT_APPLICABLE)
+    met = sum(1 for o in counted if o == MET)
+    if rule == "all":
+        return Outcome(MET if met == len(counted) else UNMET)
+    if rule == "any":
+        return Outcome(MET if met else UNMET)
+    if rule == "share":
+        return Outcome(MET, met / len(counted))
+    raise ValueError(f"Unknown step rule {rule!r}: all, share or any.")
