@@ -12,11 +12,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
+from annotation.content import render as render_content
 from annotation.forms import ResponseSearchForm
 from annotation.models import Response, Verdict
 from rubrics import forms as task_forms
@@ -313,12 +315,49 @@ def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
 # --- The annotation page ----------------------------------------------------------------------
 
 
+STEP_RULES = {
+    "all": "met when met at every step",
+    "share": "earns the share of steps where it is met",
+    "any": "met when met at any step",
+}
+
+
+def _annotation_rows(page: selectors.AnnotationPage) -> tuple[list[dict], int]:
+    """One row per criterion; a step criterion's row carries a cell per step with the
+    annotator's own decision there. Also how many criteria are fully decided."""
+    rows = []
+    decided = 0
+    for c in page.criteria:
+        row = {"criterion": c, "draft": page.drafts.get(c.pk), "scale": page.scales.get(c.pk)}
+        if c.scope == Criterion.Scope.STEP:
+            # [message index, outcome, rationale, evidence] per step: the page's script
+            # draws the grid from it (a 200-step episode would be thousands of nodes).
+            cells = []
+            for step in page.steps[c.pk]:
+                v = page.step_drafts.get((c.pk, step))
+                cells.append([step, v.outcome, v.explanation, v.evidence] if v else [step])
+            row["cells"] = cells
+            row["cells_id"] = f"cells-{c.pk}"
+            row["rule"] = STEP_RULES.get(c.step_rule, c.step_rule)
+            row["done"] = all(len(cell) > 1 for cell in cells)
+        else:
+            row["done"] = row["draft"] is not None
+        decided += row["done"]
+        rows.append(row)
+    return rows, decided
+
+
 @login_required
 @require_GET
 def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = selectors.assignment_for(request.user, pk)
     page = selectors.annotation_page(assignment)
-    rows = [(c, page.drafts.get(c.pk), page.scales.get(c.pk)) for c in page.criteria]
+    rows, decided = _annotation_rows(page)
+    # Blind: the trajectory view shows messages and the final state, never the metadata. A
+    # response never changes, so its view is rendered once and cached; built only then.
+    trajectory = None
+    if page.response.content is not None:
+        trajectory = SimpleLazyObject(lambda: render_content.for_page(page.episode))
     return render(
         request,
         "annotation/annotate.html",
@@ -328,9 +367,10 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
             "queue": assignment.queue,
             "task": page.response.task,
             "response": page.response,
+            "trajectory": trajectory,
             "rows": rows,
             "reference": page.reference,
-            "decided": len(page.drafts),
+            "decided": decided,
             "outcomes": [
                 (Verdict.Outcome.MET, "Met", "1"),
                 (Verdict.Outcome.UNMET, "Not met", "2"),
@@ -343,7 +383,8 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
-    """Save one criterion's draft; answers the criterion's row (htmx) or redirects."""
+    """Save one criterion's draft (or one step's, for a step criterion); answers JSON to the
+    page's scripts (htmx, or fetch asking for JSON), else redirects."""
     assignment = selectors.turn_for(request.user, pk)
     criterion_id = params.whole_number(request.POST, "criterion", 0)
     outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
@@ -359,10 +400,13 @@ def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
             explanation=request.POST.get("explanation", ""),
             evidence=request.POST.get("evidence", ""),
             value=value,
+            step=params.whole_number(request.POST, "step"),
+            evidence_step=params.whole_number(request.POST, "evidence_step"),
         )
     except ValidationError as exc:
         error = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items())
-    if not request.htmx:
+    wants_json = request.htmx or request.headers.get("Accept") == "application/json"
+    if not wants_json:
         if error:
             messages.error(request, error)
         return redirect("assignment", pk=pk)
