@@ -781,6 +781,9 @@ class DisagreementListApi(APIView):
     class OutputSerializer(serializers.Serializer):
         response = serializers.IntegerField(source="response_id")
         criterion = serializers.IntegerField(source="criterion_id")
+        step = serializers.IntegerField(
+            allow_null=True, help_text="A step criterion's step raters differ at; null: whole."
+        )
         outcomes = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
         people_disagree = serializers.BooleanField()
         judge_disagrees = serializers.BooleanField()
@@ -788,7 +791,7 @@ class DisagreementListApi(APIView):
 
     @extend_schema(
         tags=["agreement"],
-        summary="(response, criterion) pairs where raters disagree",
+        summary="(response, criterion) pairs, and steps of step criteria, where raters disagree",
         parameters=[FilterSerializer],
         responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
@@ -804,6 +807,7 @@ class GoldSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     response = serializers.IntegerField(source="response_id")
     criterion = serializers.IntegerField(source="criterion_id")
+    step = serializers.IntegerField(allow_null=True, help_text="Gold at a step; null: whole.")
     outcome = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
     note = serializers.CharField()
@@ -863,6 +867,12 @@ class GoldDecideApi(APIView):
             required=False, allow_null=True, help_text="Scale criteria: the level in [0, 1]."
         )
         note = serializers.CharField(required=False, allow_blank=True, default="")
+        step = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="A step criterion's step (message index) the gold is for; absent: whole.",
+        )
 
     OutputSerializer = GoldSerializer
 
@@ -894,6 +904,7 @@ class GoldDecideApi(APIView):
                 value=v.get("value"),
                 note=v["note"],
                 user=request.user,
+                step=v.get("step"),
             )
         return Response(self.OutputSerializer(gold).data, status=status.HTTP_201_CREATED)
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
@@ -574,6 +574,14 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
     among, only_criterion, kept = _disagreement_filter(
         request.POST if request.method == "POST" else request.GET
     )
+    # A step criterion is adjudicated step by step: the step is part of the item.
+    step = params.whole_number(request.GET, "step")
+    if step is not None and (
+        criterion.scope != Criterion.Scope.STEP
+        or step not in response.episode.steps(tool=criterion.step_tool)
+    ):
+        raise Http404("No such step of this criterion.")
+    here = f"{kept}&step={step}" if step is not None else kept
     errors: dict[str, str] = {}
     if request.method == "POST":
         outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
@@ -587,6 +595,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 value=value,
                 note=request.POST.get("note", ""),
                 user=request.user,
+                step=step,
             )
         except ValidationError as exc:
             errors = _errors(exc)
@@ -594,13 +603,14 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             if request.POST.get("next") != "1":
                 messages.success(request, "Gold verdict recorded.")
                 url = reverse("adjudicate", args=[pk, response_pk, criterion_pk])
-                return redirect(f"{url}?{kept}")
+                return redirect(f"{url}?{here}")
             following = selectors.next_disagreement(
                 version,
                 response=response,
                 criterion=criterion,
                 among=among,
                 only_criterion=only_criterion,
+                step=step,
             )
             if following is None:
                 messages.success(
@@ -610,8 +620,13 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 return redirect(f"{reverse('disagreements', args=[pk])}?{kept}")
             messages.success(request, "Gold verdict recorded; here is the next disagreement.")
             url = reverse("adjudicate", args=[pk, following.response_id, following.criterion_id])
+            if following.step is not None:
+                return redirect(f"{url}?{kept}&step={following.step}")
             return redirect(f"{url}?{kept}")
-    history = selectors.gold_history(response, criterion)
+    history = selectors.gold_history(response, criterion, step)
+    step_message = None
+    if step is not None:
+        step_message = render_content.for_page(response.episode)["messages"][step]
     return render(
         request,
         "annotation/adjudicate.html",
@@ -620,7 +635,11 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "version": version,
             "criterion": criterion,
             "response": response,
-            "verdicts": selectors.item_verdicts(response, criterion),
+            "verdicts": selectors.item_verdicts(response, criterion, step),
+            "step": step,
+            "step_message": step_message,
+            "step_trajectory": {"messages": [step_message]} if step_message else None,
+            "here": here,
             "scale": selectors.criterion_scale(criterion),
             "history": history,
             "current": history[0] if history else None,

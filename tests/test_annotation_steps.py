@@ -14,8 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation import services
-from annotation.models import Verdict
+from annotation import selectors, services
+from annotation.models import Adjudication, Verdict
+from rubrics.models import Role
 from rubrics.scoring import Outcome, step_rule_outcome
 from tests import factories
 from tests.episode_fixtures import SECRET_MODEL, add_episode, publish_rubric, refund_episode
@@ -280,3 +281,51 @@ def test_a_200_step_page_renders_fast(client, personas):
     p95 = times[int(0.95 * len(times)) - 1]
     print(f"\n200-step annotation page: p50 {times[14]:.1f} ms, p95 {p95:.1f} ms over 30")
     assert p95 < 1000, times  # a loaded CI box; the target (150 ms) is measured in the report
+
+
+# --- Disagreements and gold at a step ------------------------------------------------------
+
+
+def test_people_who_differ_at_a_step_are_listed_per_step_and_gold_names_it(client, personas):
+    p = personas
+    second = factories.add_member(p.project, Role.ANNOTATOR)
+    task = factories.make_task(p.project, "disagree")
+    grader = publish_rubric(p.project, task, p.admin)
+    episode = refund_episode(4)
+    response = add_episode(task, episode)
+    queue = factories.make_queue(p.project, grader, [p.annotator, second], p.admin, overlap=2)
+    outcome, each, refunds = grader.version.criteria.order_by("position")
+    steps = episode.steps()
+    for user, odd in ((p.annotator, "met"), (second, "unmet")):
+        turn = services.assignment_claim(queue=queue, user=user)
+        draft(turn, outcome, "met")
+        for s in steps:
+            draft(turn, each, odd if s == steps[2] else "met", step=s)
+        services.assignment_submit(assignment_id=turn.pk)
+    found = selectors.disagreements(grader.version, among="people")
+    keyed = {(d.criterion_id, d.step) for d in found}
+    # At step 3 they differ, and so does each one's verdict on the whole ("all" steps met).
+    assert keyed == {(each.pk, steps[2]), (each.pk, None)}
+    # Agreement reads the verdicts on the whole response only: one per person per criterion.
+    ratings, _ = selectors.version_ratings(grader.version)
+    assert len(ratings) == 2 * 3
+    client.force_login(p.reviewer)
+    listed = client.get(reverse("disagreements", args=[grader.version_id]) + "?among=people")
+    assert f"at step #{steps[2] + 1}" in listed.content.decode()
+    url = reverse("adjudicate", args=[grader.version_id, response.pk, each.pk])
+    page = client.get(f"{url}?step={steps[2]}")
+    assert page.status_code == 200
+    assert "Turn 2: checking order A2." in page.content.decode()  # the step's message
+    assert client.get(f"{url}?step=0").status_code == 404  # not a step
+    reply = client.post(f"{url}?step={steps[2]}", {"outcome": "unmet", "note": "no order named"})
+    assert reply.status_code == 302
+    gold = Adjudication.objects.get()
+    assert (gold.step, gold.outcome) == (steps[2], "unmet")
+    still = {(d.criterion_id, d.step) for d in selectors.disagreements(grader.version)}
+    assert still == {(each.pk, None)}  # decided at the step; the whole is still open
+    api = api_client(p.reviewer).post(
+        f"/api/versions/{grader.version_id}/gold/",
+        {"response": response.pk, "criterion": outcome.pk, "step": steps[0], "outcome": "met"},
+        format="json",
+    )
+    assert api.status_code == 400 and "step" in api.content.decode()
