@@ -512,10 +512,17 @@ class QueueAssignmentListApi(APIView):
 @extend_schema_serializer(component_name="OwnVerdict")
 class OwnVerdictSerializer(serializers.Serializer):
     criterion = serializers.IntegerField(source="criterion_id")
+    step = serializers.IntegerField(
+        allow_null=True,
+        help_text="A step criterion's step (the message index); null: the whole response.",
+    )
     outcome = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
     explanation = serializers.CharField()
     evidence = serializers.CharField()
+    evidence_step = serializers.IntegerField(
+        allow_null=True, help_text="The message the evidence is quoted from; null: the answer."
+    )
 
 
 @extend_schema_serializer(component_name="Assignment")
@@ -528,6 +535,9 @@ class AssignmentSerializer(serializers.Serializer):
         position = serializers.IntegerField()
         text = serializers.CharField()
         points = serializers.DecimalField(max_digits=7, decimal_places=2)
+        scope = serializers.CharField(help_text="outcome, trajectory or step.")
+        step_rule = serializers.CharField(help_text="A step criterion's rule: all, share, any.")
+        step_tool = serializers.CharField()
 
     id = serializers.IntegerField(source="assignment.pk")
     queue = serializers.IntegerField(source="assignment.queue_id")
@@ -537,12 +547,32 @@ class AssignmentSerializer(serializers.Serializer):
     prompt = serializers.CharField(source="response.task.prompt_text")
     response_id = serializers.IntegerField(source="response.pk")
     response = serializers.CharField(source="response.text", help_text="Untrusted Markdown.")
+    episode = serializers.SerializerMethodField(
+        help_text="The episode (messages in the OpenAI chat format, final_state) when the "
+        "response is one; null for a plain text. Untrusted."
+    )
     criteria = CriterionSerializer(many=True)
+    steps = serializers.SerializerMethodField(
+        help_text="Each step criterion's steps (message indexes), by criterion id."
+    )
     verdicts = serializers.SerializerMethodField(help_text="Your own drafts or submission.")
 
     @extend_schema_field(OwnVerdictSerializer(many=True))
     def get_verdicts(self, page) -> list:
-        return OwnVerdictSerializer(page.drafts.values(), many=True).data
+        mine = [*page.drafts.values(), *page.step_drafts.values()]
+        return OwnVerdictSerializer(mine, many=True).data
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_episode(self, page) -> dict | None:
+        if page.response.content is None:
+            return None
+        # Metadata stays out: a producer may have written the model's name there (blind).
+        shown = page.episode.as_json()
+        return {k: shown[k] for k in ("messages", "final_state") if k in shown}
+
+    @extend_schema_field(serializers.DictField(child=serializers.ListField()))
+    def get_steps(self, page) -> dict:
+        return {str(k): v for k, v in page.steps.items()}
 
 
 def _assignment_reply(assignment) -> Response:
@@ -593,10 +623,24 @@ class VerdictDraftApi(APIView):
         evidence = serializers.CharField(
             required=False, allow_blank=True, default="", help_text="A quote from the response."
         )
+        step = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="For a step criterion: the step decided (its message index).",
+        )
+        evidence_step = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="The message the evidence is quoted from (a step's: its own); "
+            "absent: the final answer.",
+        )
 
     @extend_schema(
         tags=["annotation"],
-        summary="Save your draft decision on one criterion (renews your lease)",
+        summary="Save your draft decision on one criterion, or one step of a step criterion "
+        "(renews your lease)",
         request=InputSerializer,
         responses=responses({200: OwnVerdictSerializer}, 400, 403, 404),
     )
@@ -613,6 +657,8 @@ class VerdictDraftApi(APIView):
                 value=v.get("value"),
                 explanation=v["explanation"],
                 evidence=v["evidence"],
+                step=v.get("step"),
+                evidence_step=v.get("evidence_step"),
             )
         return Response(OwnVerdictSerializer(verdict).data)
 
@@ -739,6 +785,9 @@ class DisagreementListApi(APIView):
     class OutputSerializer(serializers.Serializer):
         response = serializers.IntegerField(source="response_id")
         criterion = serializers.IntegerField(source="criterion_id")
+        step = serializers.IntegerField(
+            allow_null=True, help_text="A step criterion's step raters differ at; null: whole."
+        )
         outcomes = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
         people_disagree = serializers.BooleanField()
         judge_disagrees = serializers.BooleanField()
@@ -746,7 +795,7 @@ class DisagreementListApi(APIView):
 
     @extend_schema(
         tags=["agreement"],
-        summary="(response, criterion) pairs where raters disagree",
+        summary="(response, criterion) pairs, and steps of step criteria, where raters disagree",
         parameters=[FilterSerializer],
         responses=responses({200: OutputSerializer(many=True)}, 400, 403, 404),
     )
@@ -762,6 +811,7 @@ class GoldSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     response = serializers.IntegerField(source="response_id")
     criterion = serializers.IntegerField(source="criterion_id")
+    step = serializers.IntegerField(allow_null=True, help_text="Gold at a step; null: whole.")
     outcome = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
     note = serializers.CharField()
@@ -821,6 +871,12 @@ class GoldDecideApi(APIView):
             required=False, allow_null=True, help_text="Scale criteria: the level in [0, 1]."
         )
         note = serializers.CharField(required=False, allow_blank=True, default="")
+        step = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="A step criterion's step (message index) the gold is for; absent: whole.",
+        )
 
     OutputSerializer = GoldSerializer
 
@@ -852,6 +908,7 @@ class GoldDecideApi(APIView):
                 value=v.get("value"),
                 note=v["note"],
                 user=request.user,
+                step=v.get("step"),
             )
         return Response(self.OutputSerializer(gold).data, status=status.HTTP_201_CREATED)
 

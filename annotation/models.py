@@ -147,6 +147,9 @@ class Verdict(models.Model):
     value = models.FloatField(null=True, blank=True)
     explanation = models.TextField(blank=True)
     evidence = models.TextField(blank=True)
+    # The message the evidence is quoted from (its index in the episode), when it is not the
+    # final answer; a step verdict's evidence is anchored to its own step.
+    evidence_step = models.PositiveIntegerField(null=True, blank=True)
     # Provenance of judge verdicts: the model that answered, whether it was the simulator,
     # the raw reply when it could not be parsed, and the tokens it cost.
     judge_model = models.CharField(max_length=200, blank=True)
@@ -297,6 +300,9 @@ class Adjudication(models.Model):
 
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="adjudications")
     criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="adjudications")
+    # A gold verdict at one step of a step criterion (the step's message index, as
+    # Verdict.step); null for gold on the whole response.
+    step = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Verdict.Outcome.choices)
     value = models.FloatField(null=True, blank=True)
     note = models.TextField(blank=True)
@@ -314,11 +320,17 @@ class Adjudication(models.Model):
             models.CheckConstraint(
                 condition=Q(outcome__in=["met", "unmet", "na"]), name="gold_is_a_decision"
             ),
-            # One first decision per item; every later one replaces exactly one before it.
+            # One first decision per item (and per step); every later one replaces exactly
+            # one before it.
             models.UniqueConstraint(
                 fields=["response", "criterion"],
-                condition=Q(replaces__isnull=True),
+                condition=Q(replaces__isnull=True, step__isnull=True),
                 name="one_first_gold_per_item",
+            ),
+            models.UniqueConstraint(
+                fields=["response", "criterion", "step"],
+                condition=Q(replaces__isnull=True, step__isnull=False),
+                name="one_first_gold_per_item_step",
             ),
         ]
         indexes = [models.Index(fields=["criterion", "response"])]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -354,26 +355,47 @@ class AnnotationPage:
     assignment: Assignment
     response: Response
     criteria: list[Criterion]
+    # criterion id -> the annotator's own verdict on the whole response
     drafts: dict[int, Verdict]
     # criterion id -> [(level 1..L, value in [0, 1], descriptor)] for scale criteria
     scales: dict[int, list[tuple[int, float, str]]]
     # The task's newest reference answer (Markdown), when the queue shows it; else "".
     reference: str = ""
+    # (criterion id, step) -> the annotator's own verdict at that step of a step criterion
+    step_drafts: dict[tuple[int, int], Verdict] = field(default_factory=dict)
+    # step criterion id -> its steps (message indexes) in this response's episode
+    steps: dict[int, list[int]] = field(default_factory=dict)
+
+    @cached_property
+    def episode(self):
+        return self.response.episode
 
 
 def annotation_page(assignment: Assignment) -> AnnotationPage:
-    """What the annotator sees: the task, the response, the criteria and their OWN drafts.
-    Nothing from judges or other people is read here, so nothing can leak into the page."""
+    """What the annotator sees: the task, the response, the criteria and their OWN drafts
+    (at each step of step criteria). Nothing from judges or other people is read here, so
+    nothing can leak into the page. The queries do not grow with the episode's steps."""
     criteria = list(Criterion.objects.filter(version_id=assignment.queue.grader.version_id))
-    drafts = {
-        v.criterion_id: v
-        for v in Verdict.objects.filter(assignment=assignment).only(
-            "criterion_id", "outcome", "value", "explanation", "evidence"
-        )
-    }
+    drafts: dict[int, Verdict] = {}
+    step_drafts: dict[tuple[int, int], Verdict] = {}
+    for v in Verdict.objects.filter(assignment=assignment).only(
+        "criterion_id", "step", "outcome", "value", "explanation", "evidence", "evidence_step"
+    ):
+        if v.step is None:
+            drafts[v.criterion_id] = v
+        else:
+            step_drafts[(v.criterion_id, v.step)] = v
     scales = spec_scales(assignment.queue.grader.spec)
     response = assignment.item.response
-    reference = ""
+    page = AnnotationPage(assignment, response, criteria, drafts, scales)
+    if any(c.scope == Criterion.Scope.STEP for c in criteria):
+        episode = page.episode
+        page.steps = {
+            c.pk: episode.steps(tool=c.step_tool)
+            for c in criteria
+            if c.scope == Criterion.Scope.STEP
+        }
+    page.step_drafts = step_drafts
     if assignment.queue.show_reference:
         newest = (
             ReferenceDeliverable.objects.filter(task_id=response.task_id)
@@ -381,8 +403,8 @@ def annotation_page(assignment: Assignment) -> AnnotationPage:
             .values_list("body", flat=True)
             .first()
         )
-        reference = newest or ""
-    return AnnotationPage(assignment, response, criteria, drafts, scales, reference)
+        page.reference = newest or ""
+    return page
 
 
 def my_work(project: Project, user) -> list[Assignment]:
@@ -393,7 +415,7 @@ def my_work(project: Project, user) -> list[Assignment]:
         Verdict.objects.filter(assignment=OuterRef("pk"))
         .order_by()
         .values("assignment")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("criterion_id", distinct=True))  # a step criterion counts once
         .values("n")
     )
     status_order = {Assignment.Status.ACTIVE: 0, Assignment.Status.SUBMITTED: 1}
@@ -439,13 +461,17 @@ def version_ratings(version: RubricVersion) -> tuple[list[stats.Rating], dict[in
 def _version_rating_rows(version: RubricVersion) -> tuple[list[tuple], dict[int, RaterInfo]]:
     """version_ratings' ratings as the rows the database gives (tuples in Rating's order):
     the agreement page takes them as they are, thousands of them."""
+    # Verdicts on the whole response only: a step criterion's is its step rule's result; its
+    # verdicts at each step are compared step by step (step_ratings).
     person = (
         Verdict.objects.submitted()
-        .filter(criterion__version=version, assignment__isnull=False)
+        .filter(criterion__version=version, assignment__isnull=False, step__isnull=True)
         .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
     )
     judged = (
-        Verdict.objects.filter(criterion__version=version, run__isnull=False, sample_index=0)
+        Verdict.objects.filter(
+            criterion__version=version, run__isnull=False, sample_index=0, step__isnull=True
+        )
         .exclude(outcome=Verdict.Outcome.ERROR)
         .order_by("pk")
         .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
@@ -486,7 +512,7 @@ def version_gold(
         if len(outcomes) == 1:
             gold[key] = (next(iter(outcomes)), "agreed")
     decided = (
-        Adjudication.objects.filter(criterion__version=version)
+        Adjudication.objects.filter(criterion__version=version, step__isnull=True)
         .order_by("pk")
         .values_list("response_id", "criterion_id", "outcome")
     )
@@ -507,6 +533,40 @@ class Disagreement:
     criterion: Criterion | None = None
     # Why the response looks aimed at its grader, when a judge verdict on it needs review.
     flag: ResponseFlag | None = None
+    # A step criterion's step (message index) the raters differ at; None: the whole response.
+    step: int | None = None
+
+    @property
+    def step_label(self) -> str:
+        return f"#{self.step + 1}" if self.step is not None else ""
+
+
+def step_ratings(version: RubricVersion) -> tuple[list[tuple], dict[int, RaterInfo]]:
+    """Every counted decision at a step of this version's step criteria, as rows (rater,
+    response, criterion, step, outcome): people's submitted ones and judges' (the latest
+    run's, sample 0), so raters are compared step by step."""
+    person = (
+        Verdict.objects.submitted()
+        .filter(criterion__version=version, assignment__isnull=False, step__isnull=False)
+        .values_list("rater_id", "response_id", "criterion_id", "step", "outcome")
+    )
+    judged = (
+        Verdict.objects.filter(
+            criterion__version=version, run__isnull=False, sample_index=0, step__isnull=False
+        )
+        .exclude(outcome=Verdict.Outcome.ERROR)
+        .order_by("pk")
+        .values_list("rater_id", "response_id", "criterion_id", "step", "outcome")
+    )
+    latest = {row[:4]: row for row in judged}  # later runs overwrite earlier ones
+    rows = [*person, *latest.values()]
+    raters = {
+        pk: RaterInfo(pk, name, kind)
+        for pk, name, kind in Rater.objects.filter(pk__in={r[0] for r in rows}).values_list(
+            "pk", "name", "kind"
+        )
+    }
+    return rows, raters
 
 
 def flagged_items(version: RubricVersion) -> set[tuple[int, int]]:
@@ -530,28 +590,33 @@ def disagreements(
     among: people | judge | flagged | all; status: open (no reviewer decision yet) | decided
     | all; criterion: only this criterion's (an id), when given."""
     ratings, raters = version_ratings(version)
-    by_item: dict[tuple[int, int], list[stats.Rating]] = defaultdict(list)
+    # Items are (response, criterion, step): step None for the whole response.
+    by_item: dict[tuple[int, int, int | None], list[tuple[int, str]]] = defaultdict(list)
     for r in ratings:
-        by_item[(r.response_id, r.criterion_id)].append(r)
+        by_item[(r.response_id, r.criterion_id, None)].append((r.rater_id, r.outcome))
+    at_steps, step_raters = step_ratings(version)
+    raters = {**step_raters, **raters}
+    for rater_id, resp, crit, step, outcome in at_steps:
+        by_item[(resp, crit, step)].append((rater_id, outcome))
     flagged = flagged_items(version)
-    for key in flagged:
-        by_item.setdefault(key, [])  # flagged even where no counted rating survives
+    for resp, crit in flagged:
+        by_item.setdefault((resp, crit, None), [])  # flagged even where no rating survives
     decided = {
-        (resp, crit): outcome
-        for resp, crit, outcome in Adjudication.objects.filter(criterion__version=version)
+        (resp, crit, step): outcome
+        for resp, crit, step, outcome in Adjudication.objects.filter(criterion__version=version)
         .order_by("pk")
-        .values_list("response_id", "criterion_id", "outcome")
+        .values_list("response_id", "criterion_id", "step", "outcome")
     }
     found = []
-    for (resp, crit), rs in by_item.items():
+    for (resp, crit, step), rs in by_item.items():
         if criterion is not None and crit != criterion:
             continue
-        people = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.PERSON}
-        judges = {r.outcome for r in rs if raters[r.rater_id].kind == Rater.Kind.JUDGE}
+        people = {o for rater, o in rs if raters[rater].kind == Rater.Kind.PERSON}
+        judges = {o for rater, o in rs if raters[rater].kind == Rater.Kind.JUDGE}
         people_disagree = len(people) > 1
         # Some person and some judge differ.
         judge_disagrees = bool(people) and bool(judges) and len(people | judges) > 1
-        is_flagged = (resp, crit) in flagged
+        is_flagged = step is None and (resp, crit) in flagged
         if among == "people" and not people_disagree:
             continue
         if among == "judge" and not judge_disagrees:
@@ -560,16 +625,18 @@ def disagreements(
             continue
         if among == "all" and not (people_disagree or judge_disagrees or is_flagged):
             continue
-        gold = decided.get((resp, crit))
+        gold = decided.get((resp, crit, step))
         if status == "open" and gold is not None:
             continue
         if status == "decided" and gold is None:
             continue
         outcomes: dict[str, list[str]] = defaultdict(list)
-        for r in rs:
-            outcomes[r.outcome].append(raters[r.rater_id].name)
+        for rater, o in rs:
+            outcomes[o].append(raters[rater].name)
         found.append(
-            Disagreement(resp, crit, dict(outcomes), people_disagree, judge_disagrees, gold)
+            Disagreement(
+                resp, crit, dict(outcomes), people_disagree, judge_disagrees, gold, step=step
+            )
         )
     responses = Response.objects.in_bulk({d.response_id for d in found})
     criteria = Criterion.objects.in_bulk({d.criterion_id for d in found})
@@ -588,8 +655,8 @@ def disagreements(
     return found
 
 
-def _in_list_order(d: Disagreement) -> tuple[int, int, int]:
-    return (d.criterion.position, d.criterion_id, d.response_id)
+def _in_list_order(d: Disagreement) -> tuple[int, int, int, int]:
+    return (d.criterion.position, d.criterion_id, d.response_id, -1 if d.step is None else d.step)
 
 
 def next_disagreement(
@@ -599,13 +666,18 @@ def next_disagreement(
     criterion: Criterion,
     among: str = "all",
     only_criterion: int | None = None,
+    step: int | None = None,
 ) -> Disagreement | None:
     """The open disagreement a reviewer takes after (response, criterion), in the list's
     order and under the same filter: the next one below it, else the first still open above
     it (those the reviewer passed over). None when nothing else is open."""
     found = disagreements(version, among=among, status="open", criterion=only_criterion)
-    here = (criterion.position, criterion.pk, response.pk)
-    others = [d for d in found if (d.response_id, d.criterion_id) != (response.pk, criterion.pk)]
+    here = (criterion.position, criterion.pk, response.pk, -1 if step is None else step)
+    others = [
+        d
+        for d in found
+        if (d.response_id, d.criterion_id, d.step) != (response.pk, criterion.pk, step)
+    ]
     after = [d for d in others if _in_list_order(d) > here]
     return (after or others or [None])[0]
 
@@ -617,15 +689,18 @@ def version_gold_decisions(version: RubricVersion):
     )
 
 
-def item_verdicts(response: Response, criterion: Criterion) -> list[Verdict]:
+def item_verdicts(
+    response: Response, criterion: Criterion, step: int | None = None
+) -> list[Verdict]:
     """Every counted verdict on one (response, criterion), people's and judges', with the
     rationale and evidence, for a reviewer to read side by side. Each carries `label`, which
     names its rater so that no two look alike: a judge by its name, run and the run's mode
-    (the same judge grades in many runs), a person by their name. A step criterion's
-    verdicts at each step are not among them (see item_step_verdicts)."""
+    (the same judge grades in many runs), a person by their name. With `step`, the verdicts at
+    that step of a step criterion; without, the verdicts on the whole response (a step
+    criterion's verdicts at every step: item_step_verdicts)."""
     verdicts = list(
         Verdict.objects.submitted()
-        .filter(response=response, criterion=criterion, step__isnull=True)
+        .filter(response=response, criterion=criterion, step=step)
         # The judge and the run live in `grading`; they are read through the relations,
         # by name, as Verdict.run is declared, without importing that app.
         .select_related("rater__judge", "run")
@@ -708,9 +783,9 @@ def response_flag(response: Response) -> ResponseFlag | None:
     return ResponseFlag.objects.filter(response=response).first()
 
 
-def gold_history(response: Response, criterion: Criterion):
+def gold_history(response: Response, criterion: Criterion, step: int | None = None):
     return list(
-        Adjudication.objects.filter(response=response, criterion=criterion)
+        Adjudication.objects.filter(response=response, criterion=criterion, step=step)
         .select_related("decided_by", "replaces")
         .order_by("-pk")
     )

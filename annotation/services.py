@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.content.episode import METADATA_NUMBERS, ContentError, Episode
+from annotation.content.evidence import quoted_from
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -29,6 +30,7 @@ from rubrics import audit, uploads
 from rubrics import selectors as rubric_selectors
 from rubrics import services as rubric_services
 from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
+from rubrics.scoring import step_rule_outcome
 from rubrics.services import Conflict
 
 RESPONSE_FIELDS = {
@@ -694,6 +696,38 @@ def _decision(outcome: str, value, levels: int = 0) -> tuple[str, float | None]:
     return outcome, value
 
 
+def _step_label(index: int) -> str:
+    return f"#{index + 1}"  # as annotation.content.render.label shows a message index
+
+
+def _check_evidence(
+    *, item: QueueItem, step: int | None, evidence: str, evidence_step: int | None
+) -> int | None:
+    """Validate a quote and say which message it is anchored to (None: the final answer). A
+    step verdict's quote comes from its own step; another criterion's from the final answer,
+    or from the message `evidence_step` names."""
+    if len(evidence) > 5000:
+        raise ValidationError({"evidence": "Quote at most 5,000 characters."})
+    if step is not None:
+        if evidence_step is not None and evidence_step != step:
+            raise ValidationError(
+                {"evidence_step": "A step's evidence is quoted from that step; name no other."}
+            )
+        evidence_step = step if evidence else None
+    if not evidence:
+        return None
+    response = item.response  # read only when there is a quote to check
+    if evidence_step is None:
+        if evidence not in response.text:
+            raise ValidationError({"evidence": "Evidence must be quoted from the response."})
+        return None
+    if not quoted_from(response.episode, evidence_step, evidence):
+        raise ValidationError(
+            {"evidence": f"Evidence must be quoted from message {_step_label(evidence_step)}."}
+        )
+    return evidence_step
+
+
 def verdict_save_draft(
     *,
     assignment_id: int,
@@ -702,34 +736,56 @@ def verdict_save_draft(
     explanation: str = "",
     evidence: str = "",
     value=None,
+    step: int | None = None,
+    evidence_step: int | None = None,
 ) -> Verdict:
-    """Save (or overwrite) the annotator's draft decision on one criterion; renews the lease."""
+    """Save (or overwrite) the annotator's draft decision on one criterion, or on one step of
+    a step criterion (`step`: the step's message index); renews the lease. Evidence is a quote
+    from the final answer, or from the message `evidence_step` names (a step's, its own)."""
     with transaction.atomic():
         assignment = _locked_turn(assignment_id)
         now = timezone.now()
         _check_turn(assignment, now)
         criterion = (
             Criterion.objects.filter(pk=criterion_id, version_id=assignment.queue.grader.version_id)
-            .only("kind", "scale")
+            .only("kind", "scale", "scope", "step_tool")
             .order_by("pk")
             .first()
         )
         if criterion is None:
             raise ValidationError({"criterion": "Not a criterion of this queue's rubric."})
         outcome, value = _decision(outcome, value, scale_levels(criterion))
-        if len(evidence) > 5000:
-            raise ValidationError({"evidence": "Quote at most 5,000 characters."})
-        if evidence and evidence not in assignment.item.response.text:
-            raise ValidationError({"evidence": "Evidence must be quoted from the response."})
+        if criterion.scope == Criterion.Scope.STEP:
+            if step is None:
+                raise ValidationError(
+                    {"step": "This criterion is decided at each step; name the step."}
+                )
+            if step not in assignment.item.response.episode.steps(tool=criterion.step_tool):
+                raise ValidationError(
+                    {"step": f"Message {_step_label(step)} is not a step of this criterion."}
+                )
+        elif step is not None:
+            raise ValidationError(
+                {"step": "This criterion is decided once for the whole response; name no step."}
+            )
+        evidence_step = _check_evidence(
+            item=assignment.item,
+            step=step,
+            evidence=evidence,
+            evidence_step=evidence_step,
+        )
         # The item's lock is held, so no other save of this turn runs between read and write.
-        verdict = Verdict.objects.filter(assignment=assignment, criterion=criterion).first()
+        verdict = Verdict.objects.filter(
+            assignment=assignment, criterion=criterion, step=step
+        ).first()
         if verdict is None:
-            verdict = Verdict(assignment=assignment, criterion=criterion)
+            verdict = Verdict(assignment=assignment, criterion=criterion, step=step)
         verdict.response_id = assignment.item.response_id
         verdict.rater_id = assignment.rater_id
         verdict.grader_id = assignment.queue.grader_id
         verdict.outcome, verdict.value = outcome, value
         verdict.explanation, verdict.evidence = explanation.strip(), evidence
+        verdict.evidence_step = evidence_step
         verdict.save()
         Assignment.objects.filter(pk=assignment.pk).update(
             status=Assignment.Status.ACTIVE,
@@ -738,8 +794,33 @@ def verdict_save_draft(
     return verdict
 
 
+def _missing_steps(
+    criteria: list[Criterion], decided: set[tuple[int, int | None]], response: Response
+) -> tuple[list[str], dict[int, list[int]]]:
+    """What is left to decide ("#2", "#3 at steps #4, #6"), and each step criterion's steps."""
+    missing: list[str] = []
+    steps_of: dict[int, list[int]] = {}
+    episode = None
+    for c in criteria:
+        if c.scope != Criterion.Scope.STEP:
+            if (c.pk, None) not in decided:
+                missing.append(f"#{c.position + 1}")
+            continue
+        if episode is None:
+            episode = response.episode
+        steps_of[c.pk] = episode.steps(tool=c.step_tool)
+        left = [s for s in steps_of[c.pk] if (c.pk, s) not in decided]
+        if left:
+            at = ", ".join(_step_label(s) for s in left[:10]) + (" ..." if len(left) > 10 else "")
+            missing.append(f"#{c.position + 1} at step(s) {at}")
+    return missing, steps_of
+
+
 def assignment_submit(*, assignment_id: int) -> Assignment:
-    """Submit the turn: every criterion must have a decision. Submitting twice is a no-op."""
+    """Submit the turn: every criterion must have a decision, a step criterion one at each of
+    its steps. A step criterion's verdict on the whole response is then written from its step
+    rule (rubrics.scoring.step_rule_outcome), so scores and agreement read it like any other.
+    Submitting twice is a no-op."""
     with transaction.atomic():
         assignment = _locked_turn(assignment_id)
         if assignment.status == Assignment.Status.SUBMITTED:
@@ -747,16 +828,40 @@ def assignment_submit(*, assignment_id: int) -> Assignment:
         now = timezone.now()
         _check_turn(assignment, now)
         version_id = assignment.queue.grader.version_id
-        decided = set(assignment.verdicts.values_list("criterion_id", flat=True))
-        missing = list(
-            Criterion.objects.filter(version_id=version_id)
-            .exclude(pk__in=decided)
-            .values_list("position", flat=True)
+        criteria = list(
+            Criterion.objects.filter(version_id=version_id).only(
+                "position", "scope", "step_rule", "step_tool"
+            )
         )
+        mine = list(assignment.verdicts.only("criterion_id", "step", "outcome", "value"))
+        decided = {(v.criterion_id, v.step) for v in mine}
+        response = assignment.item.response
+        missing, steps_of = _missing_steps(criteria, decided, response)
         if missing:
-            listed = ", #".join(str(p + 1) for p in missing[:10])
-            raise ValidationError(
-                {"verdicts": f"Decide every criterion first; missing: #{listed}."}
+            listed = "; ".join(missing[:10])
+            raise ValidationError({"verdicts": f"Decide every criterion first; missing: {listed}."})
+        by_step = {(v.criterion_id, v.step): v for v in mine}
+        for c in criteria:
+            if c.scope != Criterion.Scope.STEP:
+                continue
+            steps = steps_of[c.pk]
+            result = step_rule_outcome(c.step_rule, [by_step[(c.pk, s)].outcome for s in steps])
+            met = sum(1 for s in steps if by_step[(c.pk, s)].outcome == Verdict.Outcome.MET)
+            Verdict.objects.update_or_create(
+                assignment=assignment,
+                criterion=c,
+                step=None,
+                defaults={
+                    "response_id": response.pk,
+                    "rater_id": assignment.rater_id,
+                    "grader_id": assignment.queue.grader_id,
+                    "outcome": result.outcome,
+                    "value": result.value,
+                    "explanation": f"Step rule '{c.step_rule}': met at {met} of {len(steps)} "
+                    "step(s).",
+                    "evidence": "",
+                    "evidence_step": None,
+                },
             )
         assignment.status = Assignment.Status.SUBMITTED
         assignment.submitted_at = now
@@ -789,24 +894,40 @@ def assignment_skip(*, assignment_id: int, reason: str) -> Assignment:
 
 
 def gold_decide(
-    *, response: Response, criterion: Criterion, outcome: str, note: str, user, value=None
+    *,
+    response: Response,
+    criterion: Criterion,
+    outcome: str,
+    note: str,
+    user,
+    value=None,
+    step: int | None = None,
 ) -> Adjudication:
-    """Record a reviewer's gold verdict. The previous decision stays, named as replaced."""
+    """Record a reviewer's gold verdict, on the whole response or (`step`) at one step of a
+    step criterion. The previous decision stays, named as replaced."""
     published = criterion.version.graders.exists()
     outcome, value = _decision(outcome, value, scale_levels(criterion) if published else 0)
     if criterion.version.rubric.project_id != response.task.project_id:
         raise ValidationError({"criterion": "The criterion and response are not of one project."})
+    if step is not None:
+        if criterion.scope != Criterion.Scope.STEP:
+            raise ValidationError({"step": "Only a step criterion has gold at a step."})
+        if step not in response.episode.steps(tool=criterion.step_tool):
+            raise ValidationError(
+                {"step": f"Message {_step_label(step)} is not a step of this criterion."}
+            )
     with transaction.atomic():
         # Lock the item's chain so two reviewers deciding at once form a line, not a fork.
         Response.objects.select_for_update().filter(pk=response.pk).first()
         current = (
-            Adjudication.objects.filter(response=response, criterion=criterion)
+            Adjudication.objects.filter(response=response, criterion=criterion, step=step)
             .order_by("-pk")
             .first()
         )
         gold = Adjudication.objects.create(
             response=response,
             criterion=criterion,
+            step=step,
             outcome=outcome,
             value=value,
             note=(note or "").strip(),
@@ -823,10 +944,12 @@ def gold_decide(
             target_label=(
                 f"{version.rubric.title} v{version.number}, criterion {criterion.position + 1}, "
                 f"response {response.pk}"
+                + (f", step {_step_label(step)}" if step is not None else "")
             ),
             details={
                 "response": response.pk,
                 "criterion": criterion.pk,
+                **({"step": step} if step is not None else {}),
                 "outcome": outcome,
                 "value": value,
                 "note": gold.note[:200],

@@ -9,14 +9,16 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation import import_jobs, selectors, services
+from annotation.content import render as render_content
 from annotation.forms import ResponseSearchForm
 from annotation.models import Response, Verdict
 from rubrics import forms as task_forms
@@ -314,12 +316,49 @@ def queue_next(request: HttpRequest, pk: int) -> HttpResponse:
 # --- The annotation page ----------------------------------------------------------------------
 
 
+STEP_RULES = {
+    "all": "met when met at every step",
+    "share": "earns the share of steps where it is met",
+    "any": "met when met at any step",
+}
+
+
+def _annotation_rows(page: selectors.AnnotationPage) -> tuple[list[dict], int]:
+    """One row per criterion; a step criterion's row carries a cell per step with the
+    annotator's own decision there. Also how many criteria are fully decided."""
+    rows = []
+    decided = 0
+    for c in page.criteria:
+        row = {"criterion": c, "draft": page.drafts.get(c.pk), "scale": page.scales.get(c.pk)}
+        if c.scope == Criterion.Scope.STEP:
+            # [message index, outcome, rationale, evidence] per step: the page's script
+            # draws the grid from it (a 200-step episode would be thousands of nodes).
+            cells = []
+            for step in page.steps[c.pk]:
+                v = page.step_drafts.get((c.pk, step))
+                cells.append([step, v.outcome, v.explanation, v.evidence] if v else [step])
+            row["cells"] = cells
+            row["cells_id"] = f"cells-{c.pk}"
+            row["rule"] = STEP_RULES.get(c.step_rule, c.step_rule)
+            row["done"] = all(len(cell) > 1 for cell in cells)
+        else:
+            row["done"] = row["draft"] is not None
+        decided += row["done"]
+        rows.append(row)
+    return rows, decided
+
+
 @login_required
 @require_GET
 def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = selectors.assignment_for(request.user, pk)
     page = selectors.annotation_page(assignment)
-    rows = [(c, page.drafts.get(c.pk), page.scales.get(c.pk)) for c in page.criteria]
+    rows, decided = _annotation_rows(page)
+    # Blind: the trajectory view shows messages and the final state, never the metadata. A
+    # response never changes, so its view is rendered once and cached; built only then.
+    trajectory = None
+    if page.response.content is not None:
+        trajectory = SimpleLazyObject(lambda: render_content.for_page(page.episode))
     return render(
         request,
         "annotation/annotate.html",
@@ -329,9 +368,10 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
             "queue": assignment.queue,
             "task": page.response.task,
             "response": page.response,
+            "trajectory": trajectory,
             "rows": rows,
             "reference": page.reference,
-            "decided": len(page.drafts),
+            "decided": decided,
             "outcomes": [
                 (Verdict.Outcome.MET, "Met", "1"),
                 (Verdict.Outcome.UNMET, "Not met", "2"),
@@ -344,7 +384,8 @@ def assignment_page(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
-    """Save one criterion's draft; answers the criterion's row (htmx) or redirects."""
+    """Save one criterion's draft (or one step's, for a step criterion); answers JSON to the
+    page's scripts (htmx, or fetch asking for JSON), else redirects."""
     assignment = selectors.turn_for(request.user, pk)
     criterion_id = params.whole_number(request.POST, "criterion", 0)
     outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
@@ -360,10 +401,13 @@ def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
             explanation=request.POST.get("explanation", ""),
             evidence=request.POST.get("evidence", ""),
             value=value,
+            step=params.whole_number(request.POST, "step"),
+            evidence_step=params.whole_number(request.POST, "evidence_step"),
         )
     except ValidationError as exc:
         error = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items())
-    if not request.htmx:
+    wants_json = request.htmx or request.headers.get("Accept") == "application/json"
+    if not wants_json:
         if error:
             messages.error(request, error)
         return redirect("assignment", pk=pk)
@@ -531,6 +575,14 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
     among, only_criterion, kept = _disagreement_filter(
         request.POST if request.method == "POST" else request.GET
     )
+    # A step criterion is adjudicated step by step: the step is part of the item.
+    step = params.whole_number(request.GET, "step")
+    if step is not None and (
+        criterion.scope != Criterion.Scope.STEP
+        or step not in response.episode.steps(tool=criterion.step_tool)
+    ):
+        raise Http404("No such step of this criterion.")
+    here = f"{kept}&step={step}" if step is not None else kept
     errors: dict[str, str] = {}
     if request.method == "POST":
         outcome, value = request.POST.get("outcome", ""), request.POST.get("value") or None
@@ -544,6 +596,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 value=value,
                 note=request.POST.get("note", ""),
                 user=request.user,
+                step=step,
             )
         except ValidationError as exc:
             errors = _errors(exc)
@@ -551,13 +604,14 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             if request.POST.get("next") != "1":
                 messages.success(request, "Gold verdict recorded.")
                 url = reverse("adjudicate", args=[pk, response_pk, criterion_pk])
-                return redirect(f"{url}?{kept}")
+                return redirect(f"{url}?{here}")
             following = selectors.next_disagreement(
                 version,
                 response=response,
                 criterion=criterion,
                 among=among,
                 only_criterion=only_criterion,
+                step=step,
             )
             if following is None:
                 messages.success(
@@ -567,8 +621,13 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 return redirect(f"{reverse('disagreements', args=[pk])}?{kept}")
             messages.success(request, "Gold verdict recorded; here is the next disagreement.")
             url = reverse("adjudicate", args=[pk, following.response_id, following.criterion_id])
+            if following.step is not None:
+                return redirect(f"{url}?{kept}&step={following.step}")
             return redirect(f"{url}?{kept}")
-    history = selectors.gold_history(response, criterion)
+    history = selectors.gold_history(response, criterion, step)
+    step_message = None
+    if step is not None:
+        step_message = render_content.for_page(response.episode)["messages"][step]
     return render(
         request,
         "annotation/adjudicate.html",
@@ -577,8 +636,21 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "version": version,
             "criterion": criterion,
             "response": response,
-            "verdicts": selectors.item_verdicts(response, criterion),
+            "verdicts": selectors.item_verdicts(response, criterion, step),
             "trajectory": selectors.item_trajectory(response, criterion),
+            "step": step,
+            "step_message": step_message,
+            "step_trajectory": (
+                {
+                    "messages": [step_message],
+                    "steps": 1,
+                    "tool_calls": len(step_message["calls"]),
+                    "metadata_items": [],
+                }
+                if step_message
+                else None
+            ),
+            "here": here,
             "scale": selectors.criterion_scale(criterion),
             "history": history,
             "current": history[0] if history else None,

@@ -18,6 +18,7 @@
     items().forEach(function (el) { el.classList.remove("active"); });
     li.classList.add("active");
     li.scrollIntoView({ block: "nearest" });
+    if (li.classList.contains("step-crit")) focusStep(li);
   }
 
   function move(step) {
@@ -29,6 +30,14 @@
   function isDecided(form) {
     return Boolean(form.querySelector(
       "input[name=outcome][type=radio]:checked, input[name=value]:checked, input[name=na]:checked"));
+  }
+
+  // A criterion is decided when its choice is made, or (decided at each step) at every step.
+  function liDecided(li) {
+    if (li.classList.contains("step-crit")) {
+      return !li.querySelector(".step-grid .cell[data-outcome='']");
+    }
+    return isDecided(li.querySelector("form"));
   }
 
   function save(li) {
@@ -43,7 +52,7 @@
     const all = items();
     const at = all.indexOf(li);
     const order = all.slice(at + 1).concat(all.slice(0, at));
-    const next = order.find(function (el) { return !isDecided(el.querySelector("form")); });
+    const next = order.find(function (el) { return !liDecided(el); });
     if (next) activate(next);
   }
 
@@ -70,16 +79,142 @@
     if (isDecided(li.querySelector("form"))) advance(li);
   }
 
-  function quoteSelection(li) {
-    const selection = window.getSelection();
-    const response = document.getElementById("response-text");
-    if (!selection || selection.isCollapsed || !response) return false;
-    if (!response.contains(selection.anchorNode) || !response.contains(selection.focusNode)) {
-      return false;
+  // --- Step criteria: a decision at each step. One cell per step holds its decision,
+  // rationale and evidence; the step shown is highlighted in the trajectory. Saves go out
+  // one after another (in the order made), so quick keys never overtake each other, and
+  // submit waits for them. -------------------------------------------------------------
+
+  let saving = Promise.resolve();
+
+  function focusedCell(li) {
+    return li.querySelector(".step-grid .cell.focused");
+  }
+
+  function showStep(li, cell) {
+    li.querySelectorAll(".step-grid .cell.focused").forEach(function (c) { c.classList.remove("focused"); });
+    cell.classList.add("focused");
+    cell.scrollIntoView({ block: "nearest" });
+    li.querySelector(".step-label").textContent = cell.textContent;
+    li.querySelectorAll(".step-choice").forEach(function (c) {
+      c.classList.toggle("picked", c.dataset.outcome === cell.dataset.outcome);
+    });
+    li.querySelector(".step-detail textarea").value = cell.dataset.explanation;
+    const quote = li.querySelector(".step-detail blockquote.evidence");
+    quote.textContent = cell.dataset.evidence;
+    quote.hidden = !cell.dataset.evidence;
+    const mark = li.querySelector(".step-detail .saved");
+    mark.textContent = cell.dataset.outcome ? "saved" : "";
+    mark.classList.remove("error");
+    document.querySelectorAll(".trajectory li.msg.focused").forEach(function (m) { m.classList.remove("focused"); });
+    const row = document.getElementById("msg-" + cell.dataset.step);
+    if (row) {
+      row.classList.add("focused");
+      row.scrollIntoView({ block: "nearest" });
     }
-    const text = selection.toString().trim();
+  }
+
+  function focusStep(li) {
+    const cells = Array.from(li.querySelectorAll(".step-grid .cell"));
+    if (!cells.length) return;
+    const cell = focusedCell(li) || cells.find(function (c) { return !c.dataset.outcome; }) || cells[0];
+    showStep(li, cell);
+  }
+
+  function moveStep(li, by) {
+    const cells = Array.from(li.querySelectorAll(".step-grid .cell"));
+    if (!cells.length) return;
+    const at = cells.indexOf(focusedCell(li));
+    showStep(li, cells[Math.max(0, Math.min(cells.length - 1, at + by))]);
+  }
+
+  function saveStep(li, cell) {
+    if (!cell.dataset.outcome) return;
+    const page = document.getElementById("annotate");
+    const data = new FormData();
+    const form = li.querySelector("form");
+    data.append("csrfmiddlewaretoken", form.querySelector("input[name=csrfmiddlewaretoken]").value);
+    data.append("criterion", form.querySelector("input[name=criterion]").value);
+    data.append("step", cell.dataset.step);
+    data.append("outcome", cell.dataset.outcome);
+    data.append("explanation", cell.dataset.explanation);
+    data.append("evidence", cell.dataset.evidence);
+    const mark = li.querySelector(".step-detail .saved");
+    saving = saving.then(function () {
+      return fetch(page.dataset.draftUrl, {
+        method: "POST", body: data, credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      }).then(function (reply) {
+        return reply.json().then(function (body) {
+          const shown = focusedCell(li) === cell;
+          if (reply.ok) {
+            cell.classList.remove("unsaved");
+            if (shown) { mark.textContent = "saved"; mark.classList.remove("error"); }
+          } else {
+            cell.classList.add("unsaved");
+            if (shown) { mark.textContent = body.error || "not saved"; mark.classList.add("error"); }
+          }
+        });
+      }).catch(function () {
+        cell.classList.add("unsaved");
+        mark.textContent = "not saved";
+        mark.classList.add("error");
+      });
+    });
+  }
+
+  function decideStep(li, outcome) {
+    const cell = focusedCell(li);
+    if (!cell) return;
+    cell.dataset.outcome = outcome;
+    cell.classList.remove("met", "unmet", "na");
+    cell.classList.add(outcome);
+    saveStep(li, cell);
+    li.classList.toggle("decided", liDecided(li));
+    updateCount();
+    // On to the next undecided step of this criterion; when none is left, the next criterion.
+    const cells = Array.from(li.querySelectorAll(".step-grid .cell"));
+    const at = cells.indexOf(cell);
+    const next = cells.slice(at + 1).concat(cells.slice(0, at)).find(function (c) { return !c.dataset.outcome; });
+    if (next) showStep(li, next);
+    else { showStep(li, cell); advance(li); }
+  }
+
+  function selectionIn(element) {
+    const selection = window.getSelection();
+    if (!selection || selection.isCollapsed || !element) return "";
+    if (!element.contains(selection.anchorNode) || !element.contains(selection.focusNode)) return "";
+    return selection.toString().trim();
+  }
+
+  function quoteStep(li) {
+    const cell = focusedCell(li);
+    if (!cell) return false;
+    const text = selectionIn(document.getElementById("msg-" + cell.dataset.step));
+    if (!text) return false;
+    cell.dataset.evidence = text;
+    const quote = li.querySelector(".step-detail blockquote.evidence");
+    quote.textContent = text;
+    quote.hidden = false;
+    saveStep(li, cell);
+    return true;
+  }
+
+  // Evidence for a criterion on the whole response: from the final answer, or (an episode)
+  // from any message, anchored to it.
+  function quoteSelection(li) {
+    let text = selectionIn(document.getElementById("response-text"));
+    let at = "";
+    if (!text) {
+      const selection = window.getSelection();
+      const node = selection && selection.anchorNode;
+      const row = node && (node.nodeType === 1 ? node : node.parentElement).closest(".trajectory li.msg");
+      if (!row) return false;
+      text = selectionIn(row);
+      at = row.dataset.index;
+    }
     if (!text) return false;
     li.querySelector("input[name=evidence]").value = text;
+    li.querySelector("input[name=evidence_step]").value = at;
     const quote = li.querySelector("blockquote.evidence");
     quote.textContent = text;
     quote.hidden = false;
@@ -89,7 +224,7 @@
 
   function submit() {
     const form = document.getElementById("submit-form");
-    if (form) form.requestSubmit();
+    if (form) saving.then(function () { form.requestSubmit(); });
   }
 
   function onKey(event) {
@@ -121,6 +256,7 @@
     const li = active();
     if (event.key === "j") { move(1); event.preventDefault(); }
     else if (event.key === "k") { move(-1); event.preventDefault(); }
+    else if (li && li.classList.contains("step-crit")) { onStepKey(event, li); }
     else if (li && li.dataset.scale && /^[1-9x]$/.test(event.key)) { decideScale(li, event.key); event.preventDefault(); }
     else if (KEYS[event.key] && li) { decide(li, KEYS[event.key]); event.preventDefault(); }
     else if (event.key === "e" && li) { quoteSelection(li); event.preventDefault(); }
@@ -128,9 +264,44 @@
     else if (event.key === "Enter") { event.preventDefault(); submit(); }
   }
 
+  function onStepKey(event, li) {
+    if (event.key === "l" || event.key === "ArrowRight") { moveStep(li, 1); event.preventDefault(); }
+    else if (event.key === "h" || event.key === "ArrowLeft") { moveStep(li, -1); event.preventDefault(); }
+    else if (KEYS[event.key]) { decideStep(li, KEYS[event.key]); event.preventDefault(); }
+    else if (event.key === "e") { quoteStep(li); event.preventDefault(); }
+    else if (event.key === "r") { li.querySelector(".step-detail textarea").focus(); event.preventDefault(); }
+    else if (event.key === "Enter") { event.preventDefault(); submit(); }
+  }
+
   function decidedCount() {
     return items().filter(function (li) { return li.classList.contains("decided"); }).length;
   }
+
+  function updateCount() {
+    const head = document.querySelector(".annotate-head h1 small");
+    if (head) head.textContent = head.textContent.replace(/\d+\/(\d+) decided/, decidedCount() + "/$1 decided");
+  }
+
+  // A step's rationale saves when the annotator leaves the box, if the step is decided.
+  document.addEventListener("change", function (event) {
+    const box = event.target.closest && event.target.closest(".step-detail textarea");
+    if (!box) return;
+    const li = box.closest("li.check-item");
+    const cell = focusedCell(li);
+    if (!cell) return;
+    cell.dataset.explanation = box.value;
+    saveStep(li, cell);
+  });
+
+  // Clicking a step's cell shows it; clicking a choice decides the step shown.
+  document.addEventListener("click", function (event) {
+    const cell = event.target.closest && event.target.closest(".step-grid .cell");
+    const choice = event.target.closest && event.target.closest(".step-choice");
+    const li = (cell || choice) && (cell || choice).closest("li.check-item");
+    if (!li || document.querySelector("#annotate fieldset[disabled]")) return;
+    if (cell) showStep(li, cell);
+    if (choice) decideStep(li, choice.dataset.outcome);
+  });
 
   document.addEventListener("keydown", onKey);
 
@@ -154,8 +325,7 @@
       mark.textContent = message;
       mark.classList.add("error");
     }
-    const head = document.querySelector(".annotate-head h1 small");
-    if (head) head.textContent = head.textContent.replace(/\d+\/(\d+) decided/, decidedCount() + "/$1 decided");
+    updateCount();
   });
 
   // Radios and the rationale trigger "change" on the form; only a decided criterion saves.
@@ -257,7 +427,31 @@
     });
   }
 
+  // A step criterion's grid: one cell per step, drawn from [index, outcome, rationale,
+  // evidence] rows the page carries as JSON; a cell's label is its message's number.
+  function drawStepGrids() {
+    document.querySelectorAll(".step-grid[data-source]").forEach(function (grid) {
+      const rows = JSON.parse(document.getElementById(grid.dataset.source).textContent);
+      const fragment = document.createDocumentFragment();
+      rows.forEach(function (row) {
+        const cell = document.createElement("button");
+        cell.type = "button";
+        cell.tabIndex = -1;
+        cell.className = "cell" + (row[1] ? " " + row[1] : "");
+        cell.dataset.step = row[0];
+        cell.dataset.outcome = row[1] || "";
+        cell.dataset.explanation = row[2] || "";
+        cell.dataset.evidence = row[3] || "";
+        cell.textContent = "#" + (row[0] + 1);
+        cell.title = "The step at message #" + (row[0] + 1);
+        fragment.appendChild(cell);
+      });
+      grid.appendChild(fragment);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    drawStepGrids();
     drawAgreement();
     const first = items()[0];
     if (first) activate(first);
