@@ -201,7 +201,7 @@ def test_step_verdicts_sit_beside_their_steps():
         ),
     ]
     page = page_of(refund_episode(), step_verdicts=verdicts)
-    rows = re.split(r'<li class="traj-msg', page)[1:]
+    rows = re.split(r'<li class="msg ', page)[1:]
     assert 'data-outcome="met"' in rows[1] and "Checked first." in rows[1]
     assert 'data-outcome="unmet"' in rows[4] and "No apology." in rows[4]
     assert "step-verdict" not in rows[0] + rows[2] + rows[3]
