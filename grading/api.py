@@ -6,6 +6,7 @@ Everything here but the writes needs VIEW_RESULTS: annotators stay blind to the 
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
@@ -989,6 +990,31 @@ class SuiteVersionRewardScoreApi(SuiteRewardScoreApi):
         return self._post(request, pk, number)
 
 
+class _AfterReply:
+    """How many writes of this process still wait to run after their reply was sent
+    (`_ThenResponse`): a test, or a process about to stop, waits for them with `wait_idle`."""
+
+    def __init__(self):
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def add(self) -> None:
+        with self._idle:
+            self._pending += 1
+
+    def done(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending <= 0, timeout)
+
+
+AFTER_REPLY = _AfterReply()
+
+
 class _ThenResponse(Response):
     """A response that runs `then()` once it is sent: a WSGI server closes the response after
     writing its body (gunicorn before it reads the connection's next request; Django's test
@@ -998,6 +1024,7 @@ class _ThenResponse(Response):
     def __init__(self, data, *, then, **kwargs):
         super().__init__(data, **kwargs)
         self._then = then
+        AFTER_REPLY.add()
 
     def close(self) -> None:
         then, self._then = self._then, None
@@ -1007,6 +1034,8 @@ class _ThenResponse(Response):
         except Exception:
             logger.exception("writing the reward endpoint's cache and cost rows failed")
         finally:
+            if then is not None:
+                AFTER_REPLY.done()
             super().close()
 
 

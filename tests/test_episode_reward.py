@@ -11,6 +11,7 @@ import pytest
 
 from annotation.models import Verdict
 from grading import reward_client, services
+from grading.api import AFTER_REPLY
 from grading.models import GradingRun, Score
 from rubrics import suites
 from rubrics.tokens import token_create
@@ -168,7 +169,8 @@ def trainer(live_server, personas, sim, monkeypatch):
     monkeypatch.setenv("ASSAY_GRADER", grader.hash)
     monkeypatch.setenv("ASSAY_TOKEN", raw)
     monkeypatch.setattr(reward_client, "_default", None)
-    return grader
+    yield grader
+    assert AFTER_REPLY.wait_idle(timeout=30)  # cost rows written after each reply
 
 
 def test_the_reward_client_passes_multi_turn_rollouts(trainer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grading import reward_client
+from grading.api import AFTER_REPLY
 from grading.judges.simulator import simulated_verdict
 from rubrics import tokens
 from tests import factories
@@ -27,7 +28,10 @@ def reward(live_server, personas, sim, monkeypatch):
     monkeypatch.setenv("ASSAY_GRADER", grader.hash)
     monkeypatch.setenv("ASSAY_TOKEN", raw)
     monkeypatch.setattr(reward_client, "_default", None)
-    return task
+    yield task
+    # The live server writes cost rows after each reply: let them land before the test's
+    # tables are emptied (a TRUNCATE beside an INSERT of them can deadlock).
+    assert AFTER_REPLY.wait_idle(timeout=30)
 
 
 def expected(text: str, clipped: bool = True) -> float:
