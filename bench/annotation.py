@@ -6,7 +6,9 @@ On PostgreSQL (its own database, created and dropped):
 
 1. the annotation page for a 50-criterion rubric and a 20,000-word response (Markdown with
    headings, lists, a table and code), half the criteria drafted: server-side render time
-   through Django's test client (p50, p95 in ms, after warm-up) and its query count;
+   through Django's test client (p50, p95 in ms, after warm-up) and its query count; then
+   the page for an agent episode of 200 steps under a rubric with step criteria (target p95
+   under 150 ms) and its query count against a 10-step episode's (target: equal);
 2. agreement (per criterion, overall, pairs, per rater) plus calibration (judge vs gold, with a
    1,000-resample bootstrap) over 100,000 verdicts: 50 criteria x 500 responses x 3 people +
    1 judge, read from the database and computed; seconds.
@@ -67,6 +69,9 @@ def main() -> None:
         SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
         DEBUG="0",
         ASSAY_SECURE_COOKIES="0",
+        ASSAY_SSL_REDIRECT="0",  # the test client speaks HTTP
+        ASSAY_DOTENV="off",  # a demo install's .env is not the bench's
+        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the calibration judge's URL is on loopback
         DJANGO_SETTINGS_MODULE="assay.settings",
         DJANGO_ALLOW_ASYNC_UNSAFE="true",
     )
@@ -152,6 +157,34 @@ def run(args) -> dict:
         client.get(url)
     times.sort()
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+    # 1b. The annotation page for an agent episode of 200 steps (a rubric with step criteria:
+    # a decision grid per step criterion), and its query count against a 10-step one.
+    from tests.episode_fixtures import add_episode, publish_rubric, refund_episode
+
+    def episode_page(steps: int) -> str:
+        episode_task = factories.make_task(project, f"agent-{steps}")
+        episode_grader = publish_rubric(project, episode_task, admin)
+        add_episode(episode_task, refund_episode(steps, tag=str(steps)))
+        episode_queue = factories.make_queue(project, episode_grader, people[:1], admin, overlap=1)
+        claimed = annotation_services.assignment_claim(queue=episode_queue, user=people[0])
+        return f"/assignments/{claimed.pk}/"
+
+    episode_queries = {}
+    for steps in (10, 200):
+        episode_url = episode_page(steps)
+        for _ in range(3):
+            assert client.get(episode_url).status_code == 200
+        with CaptureQueriesContext(connection) as captured:
+            client.get(episode_url)
+        episode_queries[steps] = len(captured.captured_queries)
+    episode_times = []
+    for _ in range(args.requests):
+        start = time.perf_counter()
+        assert client.get(episode_url).status_code == 200
+        episode_times.append((time.perf_counter() - start) * 1000)
+    episode_times.sort()
+    episode_p95 = episode_times[min(len(episode_times) - 1, round(0.95 * (len(episode_times) - 1)))]
 
     # 2. 100,000 verdicts: 3 people on every item (submitted), 1 judge on every item.
     task2 = factories.make_task(project, "many")
@@ -247,6 +280,11 @@ def run(args) -> dict:
         "page_p95_ms": round(p95, 1),
         "page_queries": len(queries.captured_queries),
         "page_requests": args.requests,
+        "episode_page_steps": 200,
+        "episode_page_p50_ms": round(statistics.median(episode_times), 1),
+        "episode_page_p95_ms": round(episode_p95, 1),
+        "episode_page_queries_10_steps": episode_queries[10],
+        "episode_page_queries_200_steps": episode_queries[200],
         "stats_verdicts": n_verdicts,
         "stats_raters": 4,
         "agreement_calibration_s": round(seconds, 2),
