@@ -33,6 +33,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rubrics import uploads
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 5_000
 MAX_TOOL_CALLS = 200  # in one assistant message
@@ -356,12 +358,12 @@ def _tool_calls(at: str, raw: object, calls: dict) -> tuple[ToolCall, ...]:
         if arguments is None or arguments == "":
             arguments = {}
         if isinstance(arguments, str):
+            # Capped in depth like every JSON Assay reads: arguments nested thousands deep
+            # are a named error here, never a RecursionError.
             try:
-                arguments = json.loads(arguments)
-            except ValueError as exc:
-                raise ContentError(
-                    f"{where}.function.arguments", f"not valid JSON ({exc})"
-                ) from None
+                arguments = uploads.loads(arguments)
+            except uploads.JsonRefused as exc:
+                raise ContentError(f"{where}.function.arguments", str(exc)) from None
         if not isinstance(arguments, dict):
             raise ContentError(f"{where}.function.arguments", "must be a JSON object")
         call = ToolCall(call_id, name.strip(), arguments)
