@@ -363,6 +363,25 @@ def test_an_error_at_a_step_makes_the_criterion_an_error(personas, sim, settings
     assert out.to_cache == {}
 
 
+def test_a_judge_reply_that_is_not_a_verdict_at_a_step_is_an_error_kept_once(
+    personas, sim, settings
+):
+    grader = make_grader(personas.project, personas.admin)
+    judge = factories.make_judge(personas.project, sim.url)
+    settings.JUDGE_MAX_ATTEMPTS = 2
+    sim.config.fault_rate = 1.0
+    sim.config.faults = ("malformed",)
+    out = grade(grader, judge, Episode.parse(EPISODE))
+    steps = [g for g in out.graded if g.step is not None]
+    assert steps and all(g.outcome == "error" and g.error for g in steps)
+    assert all(g.outcome == "error" for g in out.graded if g.step is None and g.judged)
+    # Each call asked a bounded few times (an unreadable reply is asked again once or twice),
+    # never again and again: every request the judge saw is counted on a call.
+    assert all(c.usage.attempts <= 3 for c in out.calls)
+    assert sim.stats.requests == sum(c.usage.attempts for c in out.calls)
+    assert out.to_cache == {}
+
+
 # --- The worker: step verdicts stored, idempotent, counted -------------------------------
 
 
