@@ -1568,13 +1568,14 @@ def _grade_one(
     run_id, response, items = run.pk, work.response, work.items
     grader = work.score.grader
     rater_of = {j.pk: j.rater_id for j in judges}
+    episode = response.episode  # parsed once: the engine and the detector both read it
     try:
         outcome = engine.grade_items(
             grader.spec,
             grader_hash=grader.hash,
             judges=refs,
             messages=response.task.messages,
-            response=response.episode,
+            response=episode,
             items=items,
             mode=run.mode,
             cache_lookup=(
@@ -1592,7 +1593,7 @@ def _grade_one(
         outcome = engine.Outcome(graded=engine.failed(items, exc))
     # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
     # Looked for once the judge has answered: the first calls of a run need not wait.
-    finding = injection.detect(response.episode if response.content else response.text)
+    finding = injection.detect(episode)
     # Items stopped by a cancel stay undecided (not errors): a resume grades them.
     kept = [g for g in outcome.graded if g.reason != "cancelled"]
     verdicts = [
@@ -1891,13 +1892,12 @@ def _reward_score(
 
     def one(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True) -> Reward:
         item, response = job
-        text = response.final_text if isinstance(response, Episode) else response
         grader, spec = item.grader, item.grader.spec
         found: list[injection.Finding | None] = []
 
         def detect():
             if not found:
-                found.append(injection.detect(response if isinstance(response, Episode) else text))
+                found.append(injection.detect(response))  # a text or an episode
 
         try:
             # The detector runs while the judge answers, once all the calls are sent: before

@@ -32,7 +32,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from annotation.content.episode import Episode, Message
+from annotation.content.episode import METADATA_NUMBERS, Episode, Message
 
 MESSAGE_CHARS = 4_000
 TOOL_OUTPUT_CHARS = 2_000
@@ -168,10 +168,9 @@ def for_steps(episode: Episode, steps: list[int]) -> tuple[str, list[str]]:
 # --- pages ------------------------------------------------------------------------------
 
 
-# Metadata keys an annotator may see: figures about the episode, none naming who made it.
-# Everything else a producer kept (model, provider, run ids...) may name a model, so blind
-# viewers see only these.
-BLIND_METADATA = ("steps", "tokens", "wall_time_s")
+# Metadata keys an annotator may see are the episode's figures (episode.METADATA_NUMBERS:
+# steps, tokens, wall time), none naming who made it. Everything else a producer kept (model,
+# provider, run ids...) may name a model, so blind viewers see only those.
 
 
 def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = ()) -> dict:
@@ -180,7 +179,7 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
     state, each flagged `long` when it should start collapsed.
 
     `blind` (the default, so that no page shows more by forgetting it) keeps only the
-    metadata that cannot name a model (BLIND_METADATA); pages for people who may see models
+    metadata that cannot name a model (METADATA_NUMBERS); pages for people who may see models
     pass blind=False.
     `step_verdicts` (anything with a `.step`, e.g. Verdicts fetched in one query) are put
     beside the rows of their steps, in the order given."""
@@ -228,7 +227,7 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
         state = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True, indent=2)
     metadata = episode.metadata
     if blind:
-        metadata = {k: v for k, v in metadata.items() if k in BLIND_METADATA}
+        metadata = {k: v for k, v in metadata.items() if k in METADATA_NUMBERS}
     return {
         "messages": rows,
         "final_state": state,
