@@ -74,6 +74,35 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "The tests run a real worker on a real broker: set CELERY_BROKER_URL (scripts/test)."
         )
+    _flush_only_when_quiet()
+
+
+def _flush_only_when_quiet() -> None:
+    """A transactional test ends by emptying every table (TRUNCATE). Writers its test set off
+    may still be at work then: the reward endpoint's cost rows after the reply, and the
+    session's worker grading a run the test started but did not wait for. A TRUNCATE beside
+    them deadlocks, so the flush first waits for both (and drops the test's queued messages,
+    which no later test may meet), and retries the rare deadlock PostgreSQL still reports."""
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def quiet_then_flush(self) -> None:
+        from grading.api import AFTER_REPLY
+
+        AFTER_REPLY.wait_idle(timeout=30)
+        if SESSION_WORKER is not None:
+            SESSION_WORKER.wait_idle(timeout=60)
+        for attempt in range(3):
+            try:
+                return flush(self)
+            except CommandError as exc:
+                if attempt == 2 or "deadlock" not in str(exc.__cause__):
+                    raise
+                time.sleep(0.5)
+
+    TransactionTestCase._fixture_teardown = quiet_then_flush
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +150,10 @@ def celery_queue():
     return queue
 
 
+# The session's worker, once a test has asked for it (the flush waits for it: see above).
+SESSION_WORKER: WorkerProcess | None = None
+
+
 def _worker_env(queue: str, broker_url: str | None = None) -> dict[str, str]:
     db = settings.DATABASES["default"]
     env = dict(os.environ)
@@ -153,6 +186,7 @@ class WorkerProcess:
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         name = f"test-{uuid.uuid4().hex[:6]}@%h"
+        self.hostname = name.replace("%h", os.uname().nodename)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -182,9 +216,29 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {self.log}")
-            if app.control.ping(destination=[name.replace("%h", os.uname().nodename)], timeout=0.5):
+            if app.control.ping(destination=[self.hostname], timeout=0.5):
                 return
         raise RuntimeError(f"worker did not answer within 60 s; see {self.log}")
+
+    def wait_idle(self, timeout: float) -> None:
+        """Drop the messages waiting on this worker's queue, then wait until it runs and holds
+        none: no task of a finished test writes beside the next one."""
+        from assay.celery import app
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        app.control.purge()
+        held = app.control.inspect(destination=[self.hostname], timeout=2, limit=1).scheduled()
+        if later := [t["request"]["id"] for tasks in (held or {}).values() for t in tasks]:
+            app.control.revoke(later)  # a countdown's task does not wake in the next test
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            inspect = app.control.inspect(destination=[self.hostname], timeout=2, limit=1)
+            busy = [inspect.active(), inspect.reserved()]
+            if all(reply and not any(reply.values()) for reply in busy):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the worker was still busy after {timeout} s; see {self.log}")
 
     def kill(self) -> None:
         """kill -9 the worker and its pool processes, as a machine crash would."""
@@ -213,9 +267,12 @@ def celery_worker(django_db_setup, django_db_blocker, celery_queue):
 
     with django_db_blocker.unblock():
         app.control.purge()
+    global SESSION_WORKER
     worker = WorkerProcess(celery_queue)
     worker.start()
+    SESSION_WORKER = worker
     yield worker
+    SESSION_WORKER = None
     worker.stop()
 
 
