@@ -330,6 +330,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # A file attached to a reference answer (stored in the default storage, served only through
 # a view that checks the reader's role).
 REFERENCE_FILE_MAX_BYTES = env_int("ASSAY_REFERENCE_FILE_MAX_BYTES", 20 * 1024 * 1024)
+# A file a response, task or reference carries as a part (an image or a deliverable): stored
+# by its SHA-256 and served only through a view that checks the reader's project membership.
+FILE_MAX_BYTES = env_int("ASSAY_FILE_MAX_BYTES", 20 * 1024 * 1024)
 
 # Upload limits, per kind of file (README "Upload limits"). Rubric and task files are parsed
 # whole in memory before anything is written, so they get less room than responses, which

@@ -155,6 +155,30 @@ class ReferenceDeliverable(models.Model):
         return f"reference for {self.task_id}"
 
 
+class StoredFile(models.Model):
+    """A file a project holds: an image or deliverable in a response, an image in a task, a
+    reference's attachment. The bytes are stored once, by their SHA-256, in Django's default
+    storage (`rubrics.files.store`), never under a public URL; this row says the project holds
+    them (the serving view checks the reader is a member) and what they are. A file's name
+    belongs to the part that carries it, not here: one file may be sent under many names."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="files")
+    sha256 = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10)  # rubrics.files.sniff.KINDS
+    size = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)  # images, after re-encoding
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], name="stored_file_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.sha256[:12]}"
+
+
 class Rubric(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rubrics")
     task = models.ForeignKey(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, Sum
 from django.http import FileResponse, Http404
@@ -392,6 +393,23 @@ def reference_download(reference: ReferenceDeliverable) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def stored_file(project, sha256: str) -> tuple:
+    """The open stored bytes and the FileRef of a file the project holds, by its hash; 404
+    when the project holds none of that hash (or storage lost it)."""
+    from rubrics.files import store
+    from rubrics.models import StoredFile
+
+    row = StoredFile.objects.filter(project=project, sha256=sha256.lower()).first()
+    if row is None or not store.SHA256.match(row.sha256):
+        raise Http404("This project holds no file with that hash.")
+    try:
+        handle = default_storage.open(store.path_of(row.sha256), "rb")
+    except FileNotFoundError:
+        raise Http404("The file is missing from storage.") from None
+    ref = store.FileRef(row.sha256, row.kind, f"{row.sha256[:12]}.{row.kind}", row.size)
+    return handle, ref
 
 
 def task_references(task: Task):

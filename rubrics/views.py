@@ -352,6 +352,31 @@ def reference_file(request: HttpRequest, pk: int) -> FileResponse:
 
 
 @login_required
+@require_GET
+def file_view(request: HttpRequest, slug: str, sha256: str) -> FileResponse:
+    """A file the project holds (`rubrics.files.store`), for its members only: an image
+    inline (the re-encoded copy), anything else as a download; `?download=1` and `?name=`
+    (sanitised) for the name a download is saved under."""
+    from rubrics.files.sniff import safe_name
+
+    project = project_for(request.user, slug, Perm.VIEW)
+    handle, ref = selectors.stored_file(project, sha256)
+    download = request.GET.get("download") == "1" or not ref.is_image
+    name = safe_name(request.GET.get("name") or ref.name)
+    response = FileResponse(
+        handle,
+        as_attachment=download,
+        filename=name,
+        content_type=ref.mime if not download else "application/octet-stream",
+    )
+    response["X-Content-SHA256"] = ref.sha256
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600, immutable"
+    return response
+
+
+@login_required
 @require_POST
 def rubric_new(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)

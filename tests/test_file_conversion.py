@@ -1,4 +1,4 @@
-"""Files as judges and pages read them (annotation.content.files): each kind made by its own
+"""Files as judges and pages read them (rubrics.files): each kind made by its own
 library, sniffed from its bytes, converted within its limits, and refused when hostile."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from annotation.content.files import convert, images
-from annotation.content.files.sniff import FileRefused, safe_name, sniff
+from rubrics.files import convert, images
+from rubrics.files.sniff import FileRefused, safe_name, sniff
 
 
 def make_pdf(pages: list[str]) -> bytes:

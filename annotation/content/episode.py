@@ -14,8 +14,14 @@ environment after the episode: a database, a calendar, a file manifest) and `met
      "final_state": {"orders": {"A17": {"refunded": true}}},
      "metadata": {"steps": 2, "tokens": 812, "wall_time_s": 4.1}}
 
-A message's `content` is a string or a list of parts (`{"type": "text", "text": ...}`; image
-and file parts slot in beside text parts). Tool call arguments may come as a JSON string (as
+A message's `content` is a string or a list of parts: text (`{"type": "text", "text": ...}`),
+images (`{"type": "image_url", "image_url": {"url": ...}}`) and files (`{"type": "file",
+"file": {"file_data": ..., "filename": ...}}`), as OpenAI takes them. An incoming image or file
+is a base64 `data:` URI, a relative path inside an uploaded bundle (`{"url": "chart.png"}`,
+`{"file": {"path": "out/memo.docx"}}`) or `sha256:<hash>` of a file the project holds; a
+`FileIntake` (`annotation.content.intake`) checks and stores it (`rubrics.files.store`) and
+the part keeps its hash, kind, size and sanitised name. Nothing is fetched from a URL. Tool
+call arguments may come as a JSON string (as
 OpenAI sends them) or as an object; either way they must be a JSON object.
 
 Validation names the field of the first problem in each message, as a path:
@@ -34,12 +40,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rubrics import uploads
+from rubrics.files.store import SHA256, FileRef
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 5_000
 MAX_TOOL_CALLS = 200  # in one assistant message
 MAX_NAME = 200
-PART_TYPES = ("text",)  # image_url and file parts come with the files issue
+PART_TYPES = ("text", "image_url", "file")
+MAX_FILE_PARTS = 200  # in one episode
 METADATA_NUMBERS = ("steps", "tokens", "wall_time_s")
 
 
@@ -55,11 +63,34 @@ class ContentError(ValueError):
 
 @dataclass(frozen=True)
 class Part:
-    type: str
+    type: str  # one of PART_TYPES
     text: str = ""
+    file: FileRef | None = None  # image_url and file parts
 
     def as_json(self) -> dict:
-        return {"type": self.type, "text": self.text}
+        if self.file is None:
+            return {"type": self.type, "text": self.text}
+        if self.type == "image_url":
+            return {
+                "type": "image_url",
+                "image_url": {"url": f"sha256:{self.file.sha256}"},
+                "file": self.file.as_json(),
+            }
+        return {"type": "file", "file": self.file.as_json()}
+
+
+class FileIntake:
+    """What takes the images and files an incoming episode carries (see
+    `annotation.content.intake`): `take(where, source, name)` stores the file `source` names
+    (a data: URI, a bundle path, or sha256:<hash>) and returns its FileRef, or raises
+    ContentError at `where`."""
+
+    def take(self, where: str, source: str, name: str) -> FileRef:  # pragma: no cover
+        raise NotImplementedError
+
+
+# `Episode.load` reads stored content, whose file parts were checked when they came in.
+TRUSTED = FileIntake()
 
 
 @dataclass(frozen=True)
@@ -91,6 +122,11 @@ class Message:
     @property
     def text(self) -> str:
         return "\n".join(p.text for p in self.parts if p.type == "text")
+
+    @property
+    def files(self) -> tuple[FileRef, ...]:
+        """The images and files this message carries, in order."""
+        return tuple(p.file for p in self.parts if p.file is not None)
 
     def as_json(self) -> dict:
         out: dict = {"role": self.role}
@@ -127,9 +163,18 @@ class Episode:
         return cls(messages=(Message("assistant", (Part("text", text or ""),)),))
 
     @classmethod
-    def parse(cls, value: object, *, final_state: object = _ABSENT, metadata: object = None):
+    def parse(
+        cls,
+        value: object,
+        *,
+        final_state: object = _ABSENT,
+        metadata: object = None,
+        files: FileIntake | None = None,
+    ):
         """Validate and normalise `value`: a list of messages, or an object with `messages`
-        (and optionally `final_state`, `metadata`). Raises ContentError naming the field."""
+        (and optionally `final_state`, `metadata`). Raises ContentError naming the field.
+        Image and file parts are taken by `files` (which stores them); without one they are
+        refused, naming the part."""
         if isinstance(value, dict):
             unknown = sorted(set(value) - {"messages", "final_state", "metadata"})
             if unknown:
@@ -148,8 +193,10 @@ class Episode:
         calls: dict[str, ToolCall] = {}
         answered: set[str] = set()
         for index, raw in enumerate(value):
-            message = _message(index, raw, calls, answered)
+            message = _message(index, raw, calls, answered, files)
             messages.append(message)
+        if sum(len(m.files) for m in messages) > MAX_FILE_PARTS:
+            raise ContentError("messages", f"at most {MAX_FILE_PARTS} images and files per episode")
         if not any(m.role == "assistant" for m in messages):
             raise ContentError("messages", "an episode needs at least one assistant message")
         meta = _metadata(metadata)
@@ -167,7 +214,7 @@ class Episode:
         its text as one message when it has none."""
         if not stored:
             return cls.from_text(text)
-        return cls.parse(stored)
+        return cls.parse(stored, files=TRUSTED)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -178,6 +225,7 @@ class Episode:
         return (
             len(m) == 1
             and m[0].role == "assistant"
+            and all(p.type == "text" for p in m[0].parts)
             and not m[0].tool_calls
             and not m[0].reasoning
             and not self.has_final_state
@@ -205,6 +253,12 @@ class Episode:
         for i, m in enumerate(self.messages):
             for call in m.tool_calls:
                 yield i, call
+
+    def files(self) -> Iterator[tuple[int, FileRef]]:
+        """(message index, file) of every image and file part, in order."""
+        for i, m in enumerate(self.messages):
+            for ref in m.files:
+                yield i, ref
 
     def tool_result(self, call_id: str) -> Message | None:
         for m in self.messages:
@@ -249,7 +303,7 @@ class Episode:
 # --- validation --------------------------------------------------------------------------
 
 
-def _message(index: int, raw: object, calls: dict, answered: set) -> Message:
+def _message(index: int, raw: object, calls: dict, answered: set, files) -> Message:
     at = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise ContentError(at, "each message must be an object with a role")
@@ -270,7 +324,7 @@ def _message(index: int, raw: object, calls: dict, answered: set) -> Message:
         raise ContentError(
             f"{at}.{unknown[0]}", "unknown field; a message has " + ", ".join(sorted(known))
         )
-    parts = _parts(at, raw.get("content"))
+    parts = _parts(at, raw.get("content"), files)
     reasoning = raw.get("reasoning", raw.get("reasoning_content")) or ""
     if not isinstance(reasoning, str):
         raise ContentError(f"{at}.reasoning", "must be text")
@@ -306,7 +360,7 @@ def _message(index: int, raw: object, calls: dict, answered: set) -> Message:
     return Message(role, parts, tool_calls, tool_call_id, name, reasoning)
 
 
-def _parts(at: str, content: object) -> tuple[Part, ...]:
+def _parts(at: str, content: object, files: FileIntake | None) -> tuple[Part, ...]:
     if content is None:
         return ()
     if isinstance(content, str):
@@ -325,11 +379,66 @@ def _parts(at: str, content: object) -> tuple[Part, ...]:
                 f"{where}.type",
                 f"unknown part type {_short(kind)}; one of {', '.join(PART_TYPES)}",
             )
-        text = raw.get("text")
-        if not isinstance(text, str):
-            raise ContentError(f"{where}.text", "a text part needs its text")
-        parts.append(Part("text", text))
+        if raw["type"] == "text":
+            text = raw.get("text")
+            if not isinstance(text, str):
+                raise ContentError(f"{where}.text", "a text part needs its text")
+            parts.append(Part("text", text))
+        else:
+            parts.append(Part(raw["type"], file=_file_part(where, raw, files)))
     return tuple(parts)
+
+
+def _file_part(where: str, raw: dict, files: FileIntake | None) -> FileRef:
+    """The file an image_url or file part names: stored already (`files` is TRUSTED), or
+    taken by `files` from its data: URI, bundle path or sha256: reference."""
+    kind = raw["type"]
+    meta = raw.get("file")
+    if meta is not None and not isinstance(meta, dict):
+        raise ContentError(f"{where}.file", "must be an object")
+    meta = meta or {}
+    if files is TRUSTED:
+        sha = meta.get("sha256")
+        if not isinstance(sha, str) or not SHA256.match(sha):
+            raise ContentError(f"{where}.file.sha256", "a stored file part names its hash")
+        kind_, name_ = str(meta.get("kind", "")), str(meta.get("filename", ""))
+        return FileRef(sha, kind_, name_, int(meta.get("size") or 0))
+    if kind == "image_url":
+        image = raw.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        field = f"{where}.image_url.url"
+        name = meta.get("filename") if isinstance(meta.get("filename"), str) else ""
+    else:
+        field = f"{where}.file"
+        url = (
+            meta.get("file_data")
+            or meta.get("path")
+            or (f"sha256:{meta['sha256']}" if isinstance(meta.get("sha256"), str) else None)
+        )
+        name = meta.get("filename") if isinstance(meta.get("filename"), str) else ""
+    if not isinstance(url, str) or not url.strip():
+        what = "image_url.url" if kind == "image_url" else "file_data, path or sha256"
+        raise ContentError(
+            field, f"give {what}: a data: URI, a path in the bundle, or sha256:<hash>"
+        )
+    if url.lower().startswith(("http://", "https://", "ftp://", "file:")):
+        raise ContentError(
+            field, "Assay does not fetch files from URLs: send a data: URI or a file in a bundle"
+        )
+    if files is None:
+        raise ContentError(field, "images and files are not taken here; send text parts")
+    ref = files.take(field, url.strip(), name or _name_of(url))
+    if kind == "image_url" and not ref.is_image:
+        raise ContentError(
+            field, f"'{ref.name}' is a {ref.kind} file, not an image: send it as a file part"
+        )
+    return ref
+
+
+def _name_of(source: str) -> str:
+    if source.lower().startswith(("data:", "sha256:")):
+        return "file"
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _tool_calls(at: str, raw: object, calls: dict) -> tuple[ToolCall, ...]:

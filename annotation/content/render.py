@@ -77,6 +77,13 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
     return f"{text[:limit]} [... {len(text) - limit:,} characters cut]", True
 
 
+def file_line(ref) -> str:
+    """How a judge's text names an image or file part: its name, kind and hash (so a changed
+    file is a changed prompt, and a new cache key)."""
+    what = "image" if ref.is_image else "file"
+    return f"[{what}: {ref.name} ({ref.kind}, sha256 {ref.sha256[:16]})]"
+
+
 def _block(index: int, message: Message) -> tuple[str, int]:
     """One message's lines, and how many of its parts were cut."""
     cuts = 0
@@ -84,7 +91,8 @@ def _block(index: int, message: Message) -> tuple[str, int]:
         text, cut = _cut(message.text, TOOL_OUTPUT_CHARS)
         cuts += cut
         head = f"{label(index)} tool {message.name} ({message.tool_call_id}): "
-        return head + text, cuts
+        files = "".join(f"\n   {file_line(ref)}" for ref in message.files)
+        return head + text + files, cuts
     text, cut = _cut(message.text, MESSAGE_CHARS)
     cuts += cut
     lines = [f"{label(index)} {message.role}: {text}"]
@@ -92,6 +100,7 @@ def _block(index: int, message: Message) -> tuple[str, int]:
         reasoning, cut = _cut(message.reasoning, MESSAGE_CHARS)
         cuts += cut
         lines.append(f"   reasoning: {reasoning}")
+    lines.extend(f"   {file_line(ref)}" for ref in message.files)
     for call in message.tool_calls:
         arguments, cut = _cut(call.arguments_json(), TOOL_OUTPUT_CHARS)
         cuts += cut
@@ -215,6 +224,16 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
                 "reasoning": m.reasoning,
                 "reasoning_long": len(m.reasoning) > PAGE_COLLAPSE_CHARS,
                 "calls": calls,
+                "files": [
+                    {
+                        "sha256": ref.sha256,
+                        "name": ref.name,
+                        "kind": ref.kind,
+                        "size": ref.size,
+                        "is_image": ref.is_image,
+                    }
+                    for ref in m.files
+                ],
                 "tool_name": m.name if m.role == "tool" else "",
                 "tool_call_id": m.tool_call_id,
                 "answers": label(answers) if answers is not None else "",

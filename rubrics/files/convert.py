@@ -21,8 +21,8 @@ import io
 import time
 from dataclasses import dataclass, field
 
-from annotation.content.files import images
-from annotation.content.files.sniff import FileRefused, sniff
+from rubrics.files import images
+from rubrics.files.sniff import FileRefused, sniff
 
 PDF_MAX_PAGES = 50
 PDF_RENDER_PAGES = 20

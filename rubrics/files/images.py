@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from annotation.content.files.sniff import FileRefused
+from rubrics.files.sniff import FileRefused
 
 MAX_PIXELS = 40_000_000  # Pillow refuses larger images (its DecompressionBombError)
 MAX_SIDE = 2048  # the longer side after scaling, in pixels
