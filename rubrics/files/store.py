@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -22,7 +25,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from rubrics.files import images
+from rubrics.files import convert, images
 from rubrics.files.sniff import IMAGE_KINDS, MIME, FileRefused, safe_name, sniff
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -135,3 +138,34 @@ def decode_data_uri(uri: str, *, name: str) -> bytes:
 
 def data_uri(ref: FileRef) -> str:
     return f"data:{ref.mime};base64,{base64.b64encode(read(ref.sha256)).decode('ascii')}"
+
+
+# Bump when a conversion changes what it reads out of a file: stored conversions of the old
+# version are then made again.
+CONVERSION_VERSION = 1
+
+
+def converted(ref: FileRef) -> convert.Converted:
+    """What judges, checks and pages read of a stored document (text, sheets, page count, what
+    was cut): converted once per file and kept beside it in storage
+    (``converted/v1/ab/abcdef….json``), then read back; images convert to nothing."""
+    return _converted(ref.sha256, ref.kind, ref.name)
+
+
+@functools.lru_cache(maxsize=128)
+def _converted(sha256: str, kind: str, name: str) -> convert.Converted:
+    path = f"converted/v{CONVERSION_VERSION}/{sha256[:2]}/{sha256}.json"
+    try:
+        with default_storage.open(path, "rb") as handle:
+            raw = json.loads(handle.read())
+        raw["sheets"] = [
+            convert.Sheet(s["name"], [[tuple(c) for c in row] for row in s["rows"]])
+            for s in raw["sheets"]
+        ]
+        return convert.Converted(**raw)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    out = convert.convert(read(sha256), name=name)
+    if not default_storage.exists(path):
+        default_storage.save(path, ContentFile(json.dumps(dataclasses.asdict(out)).encode()))
+    return out
