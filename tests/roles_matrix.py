@@ -35,6 +35,7 @@ from grading.datasets import snapshots
 from grading.models import JudgeCall, ModelPrice
 from rubrics import services as rubric_services
 from rubrics import suites, tokens
+from rubrics.files import store
 from rubrics.models import Criterion, Invitation
 from tests import factories
 from tests.test_api import api_client
@@ -298,6 +299,9 @@ ROWS = [
     ),
     # Every member may download a reference's file; no one else, and never from a public URL.
     page("get", "reference_file", "/references/{reference}/file/", members_page(EVERYONE, 200)),
+    # Files a project holds (response deliverables, task images): every member reads them;
+    # a file names no model.
+    page("get", "file", "/p/{slug}/files/{file}/", members_page(EVERYONE, 200)),
     api(
         "get",
         "references/<int:pk>/file/",
@@ -959,6 +963,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     reference = rubric_services.reference_create(
         task=task, body="Rest.", file=SimpleUploadedFile("ref.txt", b"notes"), user=admin
     )
+    stored = store.put(project, b"day,fluids\n1,2 L\n", name="intake.csv")
     return SimpleNamespace(
         make=makers,
         reference=reference.pk,
@@ -1001,6 +1006,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         price=price.pk,
         price_model=price.model,
         eval_suite=eval_suite.pk,
+        file=stored.sha256,
     )
 
 

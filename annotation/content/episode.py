@@ -81,11 +81,13 @@ class Part:
 
 class FileIntake:
     """What takes the images and files an incoming episode carries (see
-    `annotation.content.intake`): `take(where, source, name)` stores the file `source` names
-    (a data: URI, a bundle path, or sha256:<hash>) and returns its FileRef, or raises
-    ContentError at `where`."""
+    `annotation.content.intake`): `take(where, source, name, image=...)` stores the file
+    `source` names (a data: URI, a bundle path, or sha256:<hash>; only an image when `image`)
+    and returns its FileRef, or raises ContentError at `where`."""
 
-    def take(self, where: str, source: str, name: str) -> FileRef:  # pragma: no cover
+    def take(
+        self, where: str, source: str, name: str, *, image: bool = False
+    ) -> FileRef:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -427,7 +429,7 @@ def _file_part(where: str, raw: dict, files: FileIntake | None) -> FileRef:
         )
     if files is None:
         raise ContentError(field, "images and files are not taken here; send text parts")
-    ref = files.take(field, url.strip(), name or _name_of(url))
+    ref = files.take(field, url.strip(), name or _name_of(url), image=kind == "image_url")
     if kind == "image_url" and not ref.is_image:
         raise ContentError(
             field, f"'{ref.name}' is a {ref.kind} file, not an image: send it as a file part"

@@ -20,10 +20,11 @@ class ProjectIntake(FileIntake):
         self.project = project
         self.bundle = bundle
 
-    def take(self, where: str, source: str, name: str) -> FileRef:
+    def take(self, where: str, source: str, name: str, *, image: bool = False) -> FileRef:
         try:
             if source[:5].lower() == "data:":
-                return store.put(self.project, store.decode_data_uri(source, name=name), name=name)
+                data = store.decode_data_uri(source, name=name)
+                return store.put(self.project, data, name=name, image=image)
             if source[:7].lower() == "sha256:":
                 sha = source[7:].strip().lower()
                 ref = store.held(self.project, sha) if store.SHA256.match(sha) else None
@@ -41,6 +42,6 @@ class ProjectIntake(FileIntake):
                     f"'{safe_name(source)}' names a file in a bundle, but no bundle (.zip or "
                     ".tar) came with these responses",
                 )
-            return store.put(self.project, self.bundle.read(source), name=name)
+            return store.put(self.project, self.bundle.read(source), name=name, image=image)
         except FileRefused as exc:
             raise ContentError(where, str(exc)) from None

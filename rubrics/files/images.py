@@ -44,6 +44,9 @@ def reencode(data: bytes, *, name: str = "image", max_side: int = MAX_SIDE) -> R
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise FileRefused(f"'{name}' is not a readable image ({exc}).") from None
+    # convert() copies the source's info (comments, EXIF, ICC), which save() writes back out:
+    # nothing of it is kept.
+    frame.info = {}
     frame.thumbnail((max_side, max_side))
     out = io.BytesIO()
     if frame.mode == "RGBA":

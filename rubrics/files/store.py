@@ -62,9 +62,12 @@ def limit() -> int:
     return settings.FILE_MAX_BYTES
 
 
-def prepare(data: bytes, *, name: str) -> tuple[bytes, str, int | None, int | None]:
+def prepare(
+    data: bytes, *, name: str, image: bool = False
+) -> tuple[bytes, str, int | None, int | None]:
     """The bytes to store for `data` (images re-encoded), their kind, and an image's size in
-    pixels; FileRefused naming the file when it is empty, too large or not a kind Assay reads."""
+    pixels; FileRefused naming the file when it is empty, too large, not a kind Assay reads,
+    or (with `image`) not an image."""
     label = safe_name(name)
     if not data:
         raise FileRefused(f"'{label}' is empty.")
@@ -74,6 +77,8 @@ def prepare(data: bytes, *, name: str) -> tuple[bytes, str, int | None, int | No
             f"{limit() / 1048576:.1f} MB (ASSAY_FILE_MAX_BYTES)."
         )
     kind = sniff(data, name=label).kind
+    if image and kind not in IMAGE_KINDS:
+        raise FileRefused(f"'{label}' is a {kind} file, not an image: send it as a file part.")
     if kind not in IMAGE_KINDS:
         return data, kind, None, None
     image = images.reencode(data, name=label)
@@ -81,11 +86,12 @@ def prepare(data: bytes, *, name: str) -> tuple[bytes, str, int | None, int | No
     return image.data, kind, image.width, image.height
 
 
-def put(project, data: bytes, *, name: str) -> FileRef:
-    """Store `data` for `project` (idempotent: the same bytes are one file) and name it."""
+def put(project, data: bytes, *, name: str, image: bool = False) -> FileRef:
+    """Store `data` for `project` (idempotent: the same bytes are one file) and name it; with
+    `image`, only an image is taken."""
     from rubrics.models import StoredFile
 
-    data, kind, width, height = prepare(data, name=name)
+    data, kind, width, height = prepare(data, name=name, image=image)
     sha = hashlib.sha256(data).hexdigest()
     path = path_of(sha)
     if not default_storage.exists(path):
