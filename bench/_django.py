@@ -117,6 +117,45 @@ class Simulator:
         wait(self.answers, timeout, "the simulator to answer")
 
 
+def start_workers(
+    env: dict,
+    *,
+    count: int,
+    name: str,
+    threads: int = 0,
+    log_level: str = "warning",
+    timeout: float = 180,
+) -> list[subprocess.Popen]:
+    """`count` Celery workers on env["CELERY_QUEUE"] (a thread pool of `threads` when given,
+    else one prefork process), logging to var/`name`<n>.log, each answering a ping before this
+    returns (a loaded 2-core machine can take a minute to start two)."""
+    from assay.celery import app
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    pool = ["-P", "threads", "-c", str(threads)] if threads else ["-c", "1"]
+    tag = os.urandom(4).hex()
+    names = [f"{name}{w}-{tag}@{os.uname().nodename}" for w in range(count)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "assay", "worker", *pool]
+            + ["-Q", env["CELERY_QUEUE"], "-n", node, "-l", log_level]
+            + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT,
+            env=env,
+            stdout=(ROOT / "var" / f"{name}{w}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for w, node in enumerate(names)
+    ]
+    app.conf.task_default_queue = env["CELERY_QUEUE"]
+    wait(
+        lambda: len(app.control.ping(destination=names, timeout=0.5) or []) >= count,
+        timeout,
+        "the workers to answer",
+    )
+    return workers
+
+
 # Key words the simulated judge looks for: criteria name two, responses draw from all.
 WORDS = (  # noqa: SIM905 - easier to read as prose
     "hydration electrolyte urgent evaluation persistent vomiting dangerous dehydration "

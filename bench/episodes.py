@@ -39,7 +39,14 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _django import WORDS, Simulator, cpu_seconds, log, wait  # noqa: E402 - beside this file
+from _django import (  # noqa: E402 - beside this file
+    WORDS,
+    Simulator,
+    cpu_seconds,
+    log,
+    start_workers,
+    wait,
+)
 
 LATENCY_MS = 200
 LIMIT = 64
@@ -230,24 +237,10 @@ def main() -> None:
             model="bench-judge",
             max_concurrency=LIMIT,
         )
-        workers = [
-            subprocess.Popen(
-                [py, "-m", "celery", "-A", "assay", "worker", "-P", "threads"]
-                + ["-c", str(args.threads), "-Q", env["CELERY_QUEUE"]]
-                + ["-n", f"bench{w}-{tag}@%h", "-l", "warning"]
-                + ["--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=ROOT,
-                env=env,
-                stdout=(var / f"bench-episodes-worker{w}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            for w in range(args.workers)
-        ]
+        workers = start_workers(
+            env, count=args.workers, name="bench-episodes-worker", threads=args.threads
+        )
         procs.extend(workers)
-        from assay.celery import app
-
-        app.conf.task_default_queue = env["CELERY_QUEUE"]
-        wait(lambda: len(app.control.ping(timeout=0.5) or []) >= args.workers, 180, "workers")
         cpu0 = sum(cpu_seconds(p.pid) for p in workers)
         start = time.monotonic()
         run = services.run_create(

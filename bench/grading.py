@@ -61,6 +61,7 @@ from _django import (  # noqa: E402 - beside this file
     check_published,
     cpu_seconds,
     healthbench_suite,
+    start_workers,
     wait,
 )
 
@@ -236,46 +237,14 @@ def main() -> None:
         if args.shape == "healthbench":
             hb = build_healthbench(admin, tag=tag, tasks=args.tasks, sim_url=sim_url)
 
-        workers = []
-        for w in range(args.workers):
-            workers.append(
-                subprocess.Popen(
-                    [
-                        py,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "assay",
-                        "worker",
-                        "-P",
-                        "threads",
-                        "-c",
-                        str(args.threads),
-                        "-Q",
-                        env["CELERY_QUEUE"],
-                        "-n",
-                        f"bench{w}-{tag}@%h",
-                        "-l",
-                        os.environ.get("BENCH_LOGLEVEL", "warning"),
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--without-heartbeat",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=(var / f"bench-worker{w}.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        procs.extend(workers)
-        from assay.celery import app
-
-        app.conf.task_default_queue = env["CELERY_QUEUE"]
-        wait(
-            lambda: len(app.control.ping(timeout=0.5) or []) >= args.workers,
-            180,  # a loaded 2-core machine can take a minute to start two Celery workers
-            "the workers to answer",
+        workers = start_workers(
+            env,
+            count=args.workers,
+            name="bench-worker",
+            threads=args.threads,
+            log_level=os.environ.get("BENCH_LOGLEVEL", "warning"),
         )
+        procs.extend(workers)
 
         def worker_cpu() -> float:
             return sum(cpu_seconds(p.pid) for p in workers)
