@@ -311,13 +311,31 @@ STATICFILES_DIRS = [
     # The rubric editor's swaps morph the list, so what an author is typing survives them.
     ("vendor/idiomorph", BASE_DIR / "node_modules" / "idiomorph" / "dist"),
 ]
-STORAGES = {
-    # Snapshots and uploads. Point this at shared storage (S3 and the like) when web and
-    # workers run on several machines.
-    "default": {
+# Snapshots, uploads and the files responses carry (rubrics.files.store): the filesystem by
+# default; an S3-compatible bucket (AWS S3, MinIO, R2, GCS's S3 API) through django-storages
+# when ASSAY_S3_BUCKET is set, which web and workers on several machines need (README "File
+# storage"). Nothing in it is public: objects are private and only Assay's views serve them.
+S3_BUCKET = env_str("ASSAY_S3_BUCKET")
+if S3_BUCKET:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",  # pip install "assay[s3]"
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env_str("ASSAY_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("ASSAY_S3_REGION") or None,
+            "location": env_str("ASSAY_S3_PREFIX") or "",
+            "default_acl": "private",
+            "querystring_auth": True,  # no object is ever reachable by a bare URL
+            "file_overwrite": False,
+        },
+    }
+else:
+    DEFAULT_STORAGE = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": str(Path(env_str("ASSAY_MEDIA_DIR") or VAR_DIR / "media"))},
-    },
+    }
+STORAGES = {
+    "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

@@ -211,3 +211,35 @@ def test_members_read_a_file_and_no_one_else_does(personas):
     admin = Client()
     admin.force_login(personas.admin)
     assert admin.get(f"/p/{other.slug}/files/{image.sha256}/").status_code == 404
+
+
+def test_an_s3_bucket_is_the_store_when_one_is_named():
+    """Settings only: this machine has no bucket (README "File storage" says how to use one)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        "print(json.dumps(settings.STORAGES['default']))"
+    )
+
+    def default_storage_with(**env) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "assay.settings", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    bucket = default_storage_with(
+        ASSAY_S3_BUCKET="assay-files", ASSAY_S3_ENDPOINT_URL="http://minio.internal:9000"
+    )
+    assert bucket["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert bucket["OPTIONS"]["bucket_name"] == "assay-files"
+    assert bucket["OPTIONS"]["endpoint_url"] == "http://minio.internal:9000"
+    assert bucket["OPTIONS"]["default_acl"] == "private" and bucket["OPTIONS"]["querystring_auth"]
+    assert default_storage_with()["BACKEND"] == "django.core.files.storage.FileSystemStorage"
