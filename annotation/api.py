@@ -750,6 +750,11 @@ class AgreementApi(APIView):
         raters = RaterSerializer(many=True)
         overall = AgreementFiguresSerializer()
         per_criterion = CriterionSerializer(many=True)
+        per_step_criterion = CriterionSerializer(
+            many=True,
+            help_text="Step criteria compared step by step: an item is (response, step), so "
+            "items counts the steps rated; `per_criterion` compares their step rule's results.",
+        )
         pairs = PairSerializer(many=True)
         per_rater = PerRaterSerializer(many=True)
 
@@ -768,6 +773,10 @@ class AgreementApi(APIView):
             "per_criterion": [
                 {"criterion": c, "ordinal": c in f.ordinal, "figures": x}
                 for c, x in f.per_criterion.items()
+            ],
+            "per_step_criterion": [
+                {"criterion": c, "ordinal": False, "figures": x}
+                for c, x in (report.at_steps.per_criterion.items() if report.at_steps else ())
             ],
             "pairs": f.pairs,
             "per_rater": f.per_rater,

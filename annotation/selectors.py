@@ -811,15 +811,30 @@ class AgreementReport:
     criteria: list[Criterion]
     raters: dict[int, RaterInfo]
     figures: stats.Agreement
+    # Step criteria compared step by step: an item is (response, step), so a step criterion's
+    # figures here say how far raters agree on each step, not on its step rule's result.
+    # None when no step of this version was rated.
+    at_steps: stats.Agreement | None = None
 
 
 def agreement_report(version: RubricVersion) -> AgreementReport:
     ratings, raters = _version_rating_rows(version)
+    step_rows, step_raters = step_ratings(version)
+    at_steps = None
+    if step_rows:
+        item: dict[tuple[int, int], int] = {}
+        at_steps = stats.agreement(
+            [
+                (rater, item.setdefault((response, step), len(item)), criterion, outcome, None)
+                for rater, response, criterion, step, outcome in step_rows
+            ]
+        )
     return AgreementReport(
         version=version,
         criteria=list(Criterion.objects.filter(version=version)),
-        raters=raters,
+        raters={**raters, **step_raters},
         figures=stats.agreement(ratings),
+        at_steps=at_steps,
     )
 
 

@@ -511,6 +511,11 @@ def agreement(request: HttpRequest, pk: int) -> HttpResponse:
             "per_rater": [(report.raters[r.rater_id], r) for r in figures.per_rater],
             "chart": chart,
             "heatmap": heatmap,
+            "step_criteria": [
+                (c, report.at_steps.per_criterion.get(c.pk))
+                for c in report.criteria
+                if report.at_steps and c.pk in report.at_steps.per_criterion
+            ],
         },
     )
 

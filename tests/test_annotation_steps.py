@@ -329,3 +329,36 @@ def test_people_who_differ_at_a_step_are_listed_per_step_and_gold_names_it(clien
         format="json",
     )
     assert api.status_code == 400 and "step" in api.content.decode()
+
+
+def test_agreement_compares_step_criteria_step_by_step(client, personas):
+    """Two people who differ at one step of four: on the whole response they disagree (the
+    'all' rule), step by step they agree on three steps of four; the page and the API say both."""
+    p = personas
+    second = factories.add_member(p.project, Role.ANNOTATOR)
+    task = factories.make_task(p.project, "kappa-steps")
+    grader = publish_rubric(p.project, task, p.admin)
+    episode = refund_episode(4)
+    add_episode(task, episode)
+    queue = factories.make_queue(p.project, grader, [p.annotator, second], p.admin, overlap=2)
+    outcome, each, _ = grader.version.criteria.order_by("position")
+    steps = episode.steps()
+    for user, odd in ((p.annotator, "met"), (second, "unmet")):
+        turn = services.assignment_claim(queue=queue, user=user)
+        draft(turn, outcome, "met")
+        for s in steps:
+            draft(turn, each, odd if s == steps[1] else "met", step=s)
+        services.assignment_submit(assignment_id=turn.pk)
+    report = selectors.agreement_report(grader.version)
+    assert report.figures.per_criterion[each.pk].percent == 0.0  # the whole: met vs unmet
+    by_step = report.at_steps.per_criterion[each.pk]
+    assert (by_step.items, by_step.percent) == (len(steps), (len(steps) - 1) / len(steps))
+    assert outcome.pk not in report.at_steps.per_criterion  # not a step criterion
+    client.force_login(p.reviewer)
+    page = client.get(reverse("agreement", args=[grader.version_id])).content.decode()
+    table = page.split('data-testid="per-step-criterion"', 1)[1].split("</table>", 1)[0]
+    assert f'<td class="num">{len(steps)}</td>' in table and "75%" in table
+    api = api_client(p.reviewer).get(f"/api/versions/{grader.version_id}/agreement/").json()
+    (row,) = api["per_step_criterion"]
+    assert row["criterion"] == each.pk and row["figures"]["items"] == len(steps)
+    assert row["figures"]["percent_agreement"] == pytest.approx(0.75)
