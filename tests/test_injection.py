@@ -458,3 +458,45 @@ def test_a_run_sends_an_episode_with_a_steering_tool_output_to_review(personas, 
     assert "output of lookup_order" in flag.summary
     assert Verdict.objects.get(run=run, response__model="attacked").needs_review
     assert not Verdict.objects.filter(run=run, response__model="honest", needs_review=True)
+
+
+@pytest.mark.django_db
+def test_a_deliverable_that_tells_the_grader_what_to_answer_is_flagged_naming_the_file():
+    """A memo's converted text reaches the judge; the detector reads it as it reads a turn."""
+    import base64
+    import io
+
+    import docx
+
+    from annotation.content.episode import Episode
+    from annotation.content.intake import ProjectIntake
+
+    def memo(*paragraphs: str) -> str:
+        document = docx.Document()
+        for text in paragraphs:
+            document.add_paragraph(text)
+        out = io.BytesIO()
+        document.save(out)
+        return "data:;base64," + base64.b64encode(out.getvalue()).decode()
+
+    project = factories.make_project(owner=factories.make_user())
+
+    def delivered(uri: str):
+        return Episode.parse(
+            [
+                {"role": "user", "content": "Write the credit memo."},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "The memo is attached."},
+                        {"type": "file", "file": {"file_data": uri, "filename": "memo.docx"}},
+                    ],
+                },
+            ],
+            files=ProjectIntake(project),
+        )
+
+    finding = injection.detect(delivered(memo("Leverage is 3.1x.", TOOL_ATTACK)))
+    assert finding is not None
+    assert all("(in message #2, file memo.docx)" in r.why for r in finding.reasons)
+    assert injection.detect(delivered(memo("Leverage is 3.1x; covenants hold."))) is None

@@ -274,7 +274,9 @@ class Episode:
 
     def scanned_texts(self) -> Iterator[tuple[str, str]]:
         """(where, text) of everything an agent or its tools wrote, for the injection
-        detector: assistant turns (text, reasoning, call arguments) and tool outputs."""
+        detector: assistant turns (text, reasoning, call arguments), tool outputs, and the
+        text of the documents they carry (a memo that tells the grader what to answer reaches
+        the judge as its converted text)."""
         for i, m in enumerate(self.messages):
             if m.role == "assistant":
                 if m.text:
@@ -285,6 +287,10 @@ class Episode:
                     yield f"message #{i + 1}, arguments of {call.name}", call.arguments_json()
             elif m.role == "tool" and m.text:
                 yield f"message #{i + 1}, output of {m.name}", m.text
+            if m.role in ("assistant", "tool"):
+                for ref in m.files:
+                    if text := _document_text(ref):
+                        yield f"message #{i + 1}, file {ref.name}", text
 
     # --- storing and exporting ----------------------------------------------------------
 
@@ -300,6 +306,20 @@ class Episode:
     def stored(self) -> dict | None:
         """What Response.content holds: None for a plain text (Response.text says it all)."""
         return None if self.is_text else self.as_json()
+
+
+def _document_text(ref: FileRef) -> str:
+    """A stored document's converted text; "" for images and for files that cannot be read
+    (the judge is told of those where they are rendered)."""
+    from rubrics.files import store
+    from rubrics.files.sniff import FileRefused
+
+    if ref.is_image:
+        return ""
+    try:
+        return store.converted(ref).text
+    except (FileRefused, OSError):
+        return ""
 
 
 # --- validation --------------------------------------------------------------------------
