@@ -325,8 +325,9 @@ def responses_import_file(
             member = opened.responses_member()
             if member is None:
                 raise uploads.UploadRefused(
-                    f"'{filename}' is a bundle with no responses file in it: put the rows in "
-                    "responses.jsonl at its top, or upload them with the bundle beside them."
+                    f"'{filename}' is an archive with no responses file in it: put the rows "
+                    "in responses.jsonl at the top of the bundle, or upload them with the "
+                    "bundle beside them."
                 )
             upload = io.BytesIO(opened.read(member, limit=settings.RESPONSE_UPLOAD_MAX_BYTES))
             shown = f"{filename}: {member}"
