@@ -129,7 +129,13 @@ class ResponseImportApi(APIView):
         file = serializers.FileField(
             help_text="Response rows as JSONL (one per line) or Parquet, an inspect-ai eval log "
             "(.eval, .json) or OpenTelemetry GenAI spans (JSON); the format is found from the "
-            f"file. {FIELDS_HELP}."
+            f"file. {FIELDS_HELP}. A .zip or .tar bundle holding responses.jsonl (or one "
+            ".jsonl or .parquet at its top) and the files its rows name is taken too."
+        )
+        bundle = serializers.FileField(
+            required=False,
+            help_text="A .zip, .tar or .tar.gz of the images and files the rows name by "
+            "relative path (at most ASSAY_BUNDLE_MAX_BYTES); never unpacked to disk.",
         )
 
     @extend_schema_serializer(component_name="ResponseImportResult")
@@ -179,8 +185,13 @@ class ResponseImportApi(APIView):
             )
         else:
             upload = data.validated_data["file"]
+            bundle = data.validated_data.get("bundle")
             result = services.responses_import_file(
-                project=project, upload=upload, filename=upload.name
+                project=project,
+                upload=upload,
+                filename=upload.name,
+                bundle=bundle,
+                bundle_name=bundle.name if bundle else "",
             )
         if not result.ok:
             return Response(self.ErrorsSerializer(result).data, status=result.status)
@@ -1244,7 +1255,10 @@ class ImportJobCreateApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             job = import_jobs.import_job_create(
-                project=project, upload=data.validated_data["file"], user=request.user
+                project=project,
+                upload=data.validated_data["file"],
+                user=request.user,
+                bundle=data.validated_data.get("bundle"),
             )
         except uploads.UploadRefused as exc:
             return Response({exc.field: [exc.text]}, status=exc.status)

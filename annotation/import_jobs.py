@@ -5,6 +5,7 @@ the same path through validation and COPY, so the rules and the errors are the s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from datetime import timedelta
@@ -31,12 +32,14 @@ UPLOADS = "imports"
 LIVE = (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
 
 
-def import_job_create(*, project: Project, upload, user) -> ImportJob:
-    """Store the upload and queue its import. The file is counted first, for the progress bar.
+def import_job_create(*, project: Project, upload, user, bundle=None) -> ImportJob:
+    """Store the upload (and the bundle of files beside it, if any) and queue its import. The
+    file is counted first, for the progress bar.
 
-    A file over ASSAY_RESPONSE_UPLOAD_MAX_BYTES, or JSON lines that are not text, is refused
-    here (uploads.UploadRefused) before anything is stored; the worker finds the format again
-    (annotation.importers.detect) and reads it through the same door."""
+    A file over ASSAY_RESPONSE_UPLOAD_MAX_BYTES (a bundle over ASSAY_BUNDLE_MAX_BYTES), or JSON
+    lines that are not text, is refused here (uploads.UploadRefused) before anything is stored;
+    the worker finds the format again (annotation.importers.detect) and reads it through the
+    same door, bundle and all."""
     uploads.check_size(
         upload,
         name=upload.name,
@@ -44,18 +47,31 @@ def import_job_create(*, project: Project, upload, user) -> ImportJob:
         setting="ASSAY_RESPONSE_UPLOAD_MAX_BYTES",
         what="response imports",
     )
+    if bundle is not None:
+        uploads.check_size(
+            bundle,
+            name=bundle.name,
+            limit=settings.BUNDLE_MAX_BYTES,
+            setting="ASSAY_BUNDLE_MAX_BYTES",
+            what="bundles",
+        )
     format = detect.detect(upload, name=upload.name)
     if format == "jsonl":
         services.check_jsonl(upload, name=upload.name)
-    # JSON lines count their rows; a log or a trace file shows progress as it stages.
+    # JSON lines count their rows; a log, a trace file or a bundle shows progress as it stages.
     rows = sum(chunk.count(b"\n") for chunk in upload.chunks()) if format == "jsonl" else 0
     upload.seek(0)
     stored = default_storage.save(f"{UPLOADS}/{project.slug}/{upload.name}", upload)
+    stored_bundle = (
+        default_storage.save(f"{UPLOADS}/{project.slug}/{bundle.name}", bundle) if bundle else ""
+    )
     with transaction.atomic():
         job = ImportJob.objects.create(
             project=project,
             filename=upload.name,
             file=stored,
+            bundle=stored_bundle,
+            bundle_name=bundle.name if bundle else "",
             rows_total=rows,
             created_by=user,
             heartbeat_at=Now(),
@@ -139,12 +155,19 @@ def import_job_run(*, job_id: int) -> str:
         pk=job_id, status=ImportJob.Status.RUNNING, attempts=job.attempts
     )
     try:
-        with (
-            _Progress(job_id, job.attempts) as progress,
-            default_storage.open(job.file, "rb") as upload,
-        ):
+        with contextlib.ExitStack() as stack:
+            progress = stack.enter_context(_Progress(job_id, job.attempts))
+            upload = stack.enter_context(default_storage.open(job.file, "rb"))
+            bundle = (
+                stack.enter_context(default_storage.open(job.bundle, "rb")) if job.bundle else None
+            )
             result = services.responses_import_file(
-                project=job.project, upload=upload, filename=job.filename, progress=progress
+                project=job.project,
+                upload=upload,
+                filename=job.filename,
+                progress=progress,
+                bundle=bundle,
+                bundle_name=job.bundle_name,
             )
     except Exception as exc:
         if mine.update(
@@ -153,7 +176,7 @@ def import_job_run(*, job_id: int) -> str:
             error_count=1,
             finished_at=Now(),
         ):
-            _delete_upload(job.file)
+            _delete_uploads(job)
         raise
     ended = mine.update(
         status=ImportJob.Status.DONE if result.ok else ImportJob.Status.FAILED,
@@ -165,8 +188,14 @@ def import_job_run(*, job_id: int) -> str:
         finished_at=Now(),
     )
     if ended:
-        _delete_upload(job.file)  # the rows are in the database, or refused
+        _delete_uploads(job)  # the rows are in the database, or refused
     return f"{result.created} created, {result.error_count} errors"
+
+
+def _delete_uploads(job: ImportJob) -> None:
+    _delete_upload(job.file)
+    if job.bundle:
+        _delete_upload(job.bundle)
 
 
 def _delete_upload(name: str) -> None:
@@ -199,9 +228,9 @@ def import_jobs_recover(*, queue_drained: bool = True) -> dict[str, list[int]]:
         return done
     stale = Q(heartbeat_at__lt=Now() - timedelta(seconds=stall)) | Q(heartbeat_at__isnull=True)
     found = ImportJob.objects.filter(stale, status__in=LIVE).values_list(
-        "pk", "status", "attempts", "file"
+        "pk", "status", "attempts", "file", "bundle"
     )
-    for pk, status, attempts, name in list(found):
+    for pk, status, attempts, name, bundle in list(found):
         job = ImportJob.objects.filter(stale, pk=pk, status=status, attempts=attempts)
         if status == ImportJob.Status.QUEUED:
             if queue_drained and job.update(heartbeat_at=Now()):
@@ -215,6 +244,8 @@ def import_jobs_recover(*, queue_drained: bool = True) -> dict[str, list[int]]:
                 finished_at=Now(),
             ):
                 _delete_upload(name)
+                if bundle:
+                    _delete_upload(bundle)
                 done["failed"].append(pk)
         elif job.update(status=ImportJob.Status.QUEUED, heartbeat_at=Now(), rows_done=0):
             logger.warning("import %s lost its worker (try %s): queued again", pk, attempts)
@@ -237,8 +268,9 @@ def _delete_orphan_uploads(*, older_than_s: int) -> list[str]:
         names += [f"{UPLOADS}/{folder}/{name}" for name in files]
     if not names:
         return []
-    needed = set(
-        ImportJob.objects.filter(status__in=LIVE, file__in=names).values_list("file", flat=True)
+    live = ImportJob.objects.filter(status__in=LIVE)
+    needed = set(live.filter(file__in=names).values_list("file", flat=True)) | set(
+        live.filter(bundle__in=names).values_list("bundle", flat=True)
     )
     now = timezone.now()
     deleted = []

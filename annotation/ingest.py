@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from django.db import connection, transaction
 from django.utils import timezone
 
+from annotation.content.episode import FileIntake
 from annotation.models import Response
 from annotation.services import (
     MAX_ERRORS_REPORTED,
@@ -34,7 +35,7 @@ from rubrics.models import Project, Task
 STAGING = "assay_response_staging"
 STAGED_COLUMNS = "line, task_id, model, text, content, sample_index, metadata, external_id"
 PROGRESS_EVERY = 10_000  # rows staged between calls of `progress`
-INSERT_BATCH = 2_000  # staged rows per INSERT where there is no COPY
+STAGE_BATCH = 5_000  # rows validated, then staged at once (one COPY, or one executemany)
 
 
 class _Abort(Exception):
@@ -48,10 +49,12 @@ def import_responses(
     lines: Iterable[bytes | str] | None = None,
     filename: str = "",
     progress: Callable[[int, float], None] | None = None,
+    files: FileIntake | None = None,
 ) -> ImportResult:
     """Import responses from JSONL `lines`, or from `rows` of (line number, object) pairs (what
     a Parquet reader yields). Returns counts, or every error by line and field with nothing
-    imported."""
+    imported. `files` (annotation.content.intake.ProjectIntake) stores the images and files
+    the rows carry, inside this transaction: a refused file leaves no StoredFile row."""
     result = ImportResult(filename=filename)
     tasks = dict(Task.objects.filter(project=project).values_list("external_id", "pk"))
     errors: list[LineError] = []
@@ -74,7 +77,7 @@ def import_responses(
             staged = 0
             with _staging_writer(cursor) as write_row:
                 for number, item in source():
-                    row, row_errors = parse_response_row(number, item, tasks)
+                    row, row_errors = parse_response_row(number, item, tasks, files)
                     if row_errors:
                         errors.extend(row_errors)
                         continue
@@ -143,24 +146,33 @@ def _create_staging(cursor) -> None:
 
 @contextlib.contextmanager
 def _staging_writer(cursor):
-    """A function that stages one row (in STAGED_COLUMNS' order): through COPY on PostgreSQL,
-    in batched INSERTs elsewhere. Memory stays flat either way."""
-    if connection.vendor == "postgresql":
-        with cursor.copy(f"COPY {STAGING} ({STAGED_COLUMNS}) FROM STDIN") as copy:
-            yield copy.write_row
-        return
-    insert = f"INSERT INTO {STAGING} ({STAGED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    """A function that stages one row (in STAGED_COLUMNS' order), in batches: through COPY on
+    PostgreSQL, INSERTs elsewhere. Memory stays flat either way, and rows are validated
+    between batches, never during a COPY, so validation may query the database (storing the
+    files a row carries does)."""
     batch: list[tuple] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {STAGING} ({STAGED_COLUMNS}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO {STAGING} ({STAGED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                batch,
+            )
+        batch.clear()
 
     def write_row(row: tuple) -> None:
         batch.append(row)
-        if len(batch) >= INSERT_BATCH:
-            cursor.executemany(insert, batch)
-            batch.clear()
+        if len(batch) >= STAGE_BATCH:
+            flush()
 
     yield write_row
-    if batch:
-        cursor.executemany(insert, batch)
+    flush()
 
 
 def _database_errors(cursor) -> list[LineError]:

@@ -380,6 +380,10 @@ class ImportJob(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     filename = models.CharField(max_length=300)
     file = models.CharField(max_length=500)  # a name in default_storage, deleted when done
+    # The bundle of files uploaded beside the responses (a name in default_storage, deleted
+    # when done), or "" (none, or `file` is itself a bundle).
+    bundle = models.CharField(max_length=500, blank=True, default="")
+    bundle_name = models.CharField(max_length=300, blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,7 +16,13 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.content.episode import METADATA_NUMBERS, ContentError, Episode
+from annotation.content.episode import (
+    MAX_FILE_PARTS,
+    METADATA_NUMBERS,
+    ContentError,
+    Episode,
+    FileIntake,
+)
 from annotation.content.evidence import quoted_from
 from annotation.models import (
     Adjudication,
@@ -29,6 +37,7 @@ from annotation.models import (
 from rubrics import audit, uploads
 from rubrics import selectors as rubric_selectors
 from rubrics import services as rubric_services
+from rubrics.files.sniff import FileRefused
 from rubrics.models import AuditEvent, Criterion, Grader, Project, RubricVersion, Task
 from rubrics.scoring import step_rule_outcome
 from rubrics.services import Conflict
@@ -40,6 +49,8 @@ RESPONSE_FIELDS = {
     "messages": "an episode instead of a text: chat messages in the OpenAI format, with "
     "tool calls and tool results (annotation.content.episode)",
     "final_state": "with messages: the environment's state after the episode (optional JSON)",
+    "files": "deliverables (optional): a list of paths in the bundle uploaded with the rows, "
+    "data: URIs or sha256:<hash>, each a file part of the final assistant message",
     "sample_index": "a whole number >= 0 (optional, default 0)",
     "metadata": "an object of sampling settings and the like (optional)",
     "external_id": "your id for this response (optional)",
@@ -73,12 +84,13 @@ class ImportResult:
 
 
 def parse_response_row(
-    number: int, item: object, tasks: dict[str, int]
+    number: int, item: object, tasks: dict[str, int], files: FileIntake | None = None
 ) -> tuple[dict | None, list[LineError]]:
     """Validate one row (a JSONL line, or an already-decoded object from Parquet).
 
-    `tasks` maps the project's task external ids to task ids. Returns the clean row, or the
-    errors, each naming the line and the field."""
+    `tasks` maps the project's task external ids to task ids; `files` (a ProjectIntake)
+    takes the images and files the row carries, without which they are refused. Returns the
+    clean row, or the errors, each naming the line and the field."""
     errors: list[LineError] = []
 
     def err(field_name: str, message: str) -> None:
@@ -109,7 +121,7 @@ def parse_response_row(
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             err(name, f"required: {RESPONSE_FIELDS[name]}")
-    text, content = _row_content(row, err)
+    text, content = _row_content(row, err, files)
     task_id = row.get("task_id")
     if isinstance(task_id, str) and task_id.strip() and task_id not in tasks:
         err("task_id", f"no task with external id '{task_id}' in this project")
@@ -140,13 +152,18 @@ def parse_response_row(
     }, []
 
 
-def _row_content(row: dict, err) -> tuple[str, dict | None]:
+def _row_content(row: dict, err, files: FileIntake | None = None) -> tuple[str, dict | None]:
     """(text, content) of a row: its `response` text, or the episode its `messages` (and
     `final_state`) give, validated by the content model; exactly one of the two (a null is
-    absent, as in the exports and in Parquet, where every row has every column)."""
+    absent, as in the exports and in Parquet, where every row has every column). The row's
+    `files` become file parts of its final assistant message (a `response` text with files is
+    a one-message episode), so a deliverable is a part of a message like any other."""
     has_messages = row.get("messages") is not None
     if row.get("response") is not None and has_messages:
         err("messages", "give either response (a text) or messages (an episode), not both")
+        return "", None
+    extra = _row_files(row.get("files"), err)
+    if extra is None:
         return "", None
     if not has_messages:
         if row.get("final_state") is not None:
@@ -155,8 +172,12 @@ def _row_content(row: dict, err) -> tuple[str, dict | None]:
         if not isinstance(text, str) or not text.strip():
             err("response", f"required: {RESPONSE_FIELDS['response']}")
             return "", None
-        return text, None
-    value = {"messages": row["messages"]}
+        if not extra:
+            return text, None
+        messages: object = [{"role": "assistant", "content": text}]
+    else:
+        messages = row["messages"]
+    value: dict = {"messages": messages}
     if "final_state" in row:
         value["final_state"] = row["final_state"]
     # The row's metadata stays the response's; its episode figures (steps, tokens, wall time)
@@ -167,12 +188,79 @@ def _row_content(row: dict, err) -> tuple[str, dict | None]:
         if isinstance(metadata, dict)
         else None
     )
+    at = None
+    if extra:
+        at = _attach_files(value, extra)
+        if at is None:
+            err("files", "files are parts of the final assistant message; the row has none")
+            return "", None
     try:
-        episode = Episode.parse(value, metadata=figures)
+        episode = Episode.parse(value, metadata=figures, files=files)
     except ContentError as exc:
-        err(exc.field, exc.message)
+        err(_files_field(exc.field, at), exc.message)
         return "", None
     return episode.final_text, episode.stored()
+
+
+def _row_files(raw: object, err) -> list[dict] | None:
+    """The file parts a row's `files` field gives (a path, data: URI or sha256:<hash>, or an
+    object as a file part's `file`); None after an error."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        err("files", "must be a list of paths in the bundle (or data: URIs, sha256:<hash>)")
+        return None
+    if len(raw) > MAX_FILE_PARTS:
+        err("files", f"at most {MAX_FILE_PARTS} files per response")
+        return None
+    parts = []
+    for k, item in enumerate(raw):
+        if isinstance(item, str) and item.strip():
+            parts.append({"type": "file", "file": {"path": item}})
+        elif isinstance(item, dict):
+            parts.append({"type": "file", "file": item})
+        else:
+            err(f"files[{k}]", "give a path in the bundle, a data: URI or sha256:<hash>")
+            return None
+    return parts
+
+
+def _attach_files(value: dict, parts: list[dict]) -> tuple[int, int] | None:
+    """Append `parts` to the content of the last assistant message of `value` (a copy);
+    (message index, index of the first appended part), or None without one."""
+    messages = value["messages"]
+    if not isinstance(messages, list):
+        return None
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            break
+    else:
+        return None
+    content = message.get("content")
+    if content is None or content == "":
+        content = []
+    elif isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    elif not isinstance(content, list):
+        return None
+    first = len(content)
+    value["messages"] = [
+        *messages[:index],
+        {**message, "content": [*content, *parts]},
+        *messages[index + 1 :],
+    ]
+    return index, first
+
+
+def _files_field(field_path: str, at: tuple[int, int] | None) -> str:
+    """An error in a part the row's `files` made is named as `files[k]`, where the row has it."""
+    if at is None:
+        return field_path
+    match = re.match(rf"messages\[{at[0]}\]\.content\[(\d+)\](?:\.|$)", field_path)
+    if match and int(match.group(1)) >= at[1]:
+        return f"files[{int(match.group(1)) - at[1]}]"
+    return field_path
 
 
 def responses_import_jsonl(
@@ -194,15 +282,30 @@ def responses_import_jsonl(
 
 
 def responses_import_file(
-    *, project: Project, upload, filename: str, format: str | None = None, progress=None
+    *,
+    project: Project,
+    upload,
+    filename: str,
+    format: str | None = None,
+    progress=None,
+    bundle=None,
+    bundle_name: str = "",
 ) -> ImportResult:
     """One door for a file of responses (page, API, background job, command): response rows
     (JSONL, Parquet), inspect-ai eval logs or OpenTelemetry GenAI spans, the format detected
     from the file when not given (annotation.importers.detect). Refused whole, with nothing
-    written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says."""
-    from annotation import importers, ingest
-    from annotation.importers import detect
+    written, when over ASSAY_RESPONSE_UPLOAD_MAX_BYTES or not what it says.
 
+    The images and files the rows name by path come from a bundle (rubrics.files.bundle): the
+    upload itself, a .zip or .tar holding `responses.jsonl` (or one .jsonl or .parquet at its
+    top) beside the files, or `bundle`, uploaded with it. Rows may also carry data: URIs."""
+    from annotation import importers, ingest
+    from annotation.content.intake import ProjectIntake
+    from annotation.importers import detect
+    from rubrics.files.bundle import Bundle, BundleRefused
+
+    opened = None
+    shown = filename
     try:
         uploads.check_size(
             upload,
@@ -212,13 +315,39 @@ def responses_import_file(
             what="response imports",
         )
         format = format or detect.detect(upload, name=filename)
+        if format == "bundle":
+            if bundle is not None:
+                raise uploads.UploadRefused(
+                    f"'{filename}' is a bundle, and another came with it: send the responses "
+                    "inside one bundle, or a responses file with a bundle beside it."
+                )
+            opened = Bundle(upload, name=filename)
+            member = opened.responses_member()
+            if member is None:
+                raise uploads.UploadRefused(
+                    f"'{filename}' is an archive with no responses file in it: put the rows "
+                    "in responses.jsonl at the top of the bundle, or upload them with the "
+                    "bundle beside them."
+                )
+            upload = io.BytesIO(opened.read(member, limit=settings.RESPONSE_UPLOAD_MAX_BYTES))
+            shown = f"{filename}: {member}"
+            format = detect.detect(upload, name=member)
+            if format not in ("jsonl", "parquet"):
+                raise uploads.UploadRefused(
+                    f"'{member}' in '{filename}' is {detect.DESCRIBED[format]}; a bundle's "
+                    "responses are JSONL or Parquet rows."
+                )
+        elif bundle is not None:
+            opened = Bundle(bundle, name=bundle_name or getattr(bundle, "name", "bundle"))
+        files = ProjectIntake(project, opened)
         if format == "parquet":
-            reader = uploads.parquet_file(upload, name=filename, columns=RESPONSE_FIELDS)
+            reader = uploads.parquet_file(upload, name=shown, columns=RESPONSE_FIELDS)
             return ingest.import_responses(
                 project=project,
-                rows=ingest.parquet_rows(reader, name=filename),
-                filename=filename,
+                rows=ingest.parquet_rows(reader, name=shown),
+                filename=shown,
                 progress=progress,
+                files=files,
             )
         if format in ("inspect", "otel"):
             if format == "inspect":
@@ -227,19 +356,36 @@ def responses_import_file(
                 from annotation.importers import otel as reader
             found, errors = reader.read(upload, name=filename)
             return importers.import_found(
-                project=project, found=found, errors=errors, filename=filename, progress=progress
+                project=project,
+                found=found,
+                errors=errors,
+                filename=filename,
+                progress=progress,
+                files=files,
             )
-        check_jsonl(upload, name=filename)
-        return responses_import_jsonl(
-            project=project, lines=upload, filename=filename, progress=progress
+        check_jsonl(upload, name=shown)
+        return ingest.import_responses(
+            project=project, lines=upload, filename=shown, progress=progress, files=files
         )
+    except BundleRefused as exc:
+        return ImportResult(
+            errors=[LineError(0, "bundle", str(exc))],
+            error_count=1,
+            filename=shown,
+            status=exc.status,
+        )
+    except FileRefused as exc:  # the responses file in a bundle: over its limit
+        return ImportResult(errors=[LineError(0, "file", str(exc))], error_count=1, filename=shown)
     except uploads.UploadRefused as exc:
         return ImportResult(
             errors=[LineError(0, "file", exc.text)],
             error_count=1,
-            filename=filename,
+            filename=shown,
             status=exc.status,
         )
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def check_jsonl(upload, *, name: str) -> None:

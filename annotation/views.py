@@ -82,15 +82,16 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
     result = None
     if request.method == "POST":
         upload = request.FILES.get("file")
+        bundle = request.FILES.get("bundle")  # the files the rows name, if any
         if upload is None:
             result = services.ImportResult(
                 errors=[services.LineError(0, "file", "choose a file of responses to upload")],
                 error_count=1,
             )
-        elif upload.size > import_jobs.BACKGROUND_ABOVE_BYTES:
+        elif upload.size + (bundle.size if bundle else 0) > import_jobs.BACKGROUND_ABOVE_BYTES:
             try:
                 job = import_jobs.import_job_create(
-                    project=project, upload=upload, user=request.user
+                    project=project, upload=upload, user=request.user, bundle=bundle
                 )
             except uploads.UploadRefused as exc:
                 result = services.ImportResult(
@@ -104,7 +105,11 @@ def responses(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect("import_job", pk=job.pk)
         else:
             result = services.responses_import_file(
-                project=project, upload=upload, filename=upload.name
+                project=project,
+                upload=upload,
+                filename=upload.name,
+                bundle=bundle,
+                bundle_name=bundle.name if bundle else "",
             )
     context = {
         "project": project,

@@ -363,6 +363,13 @@ RESPONSE_UPLOAD_MAX_BYTES = env_int("ASSAY_RESPONSE_UPLOAD_MAX_BYTES", 2 * 1024 
 XLSX_MAX_UNPACKED_BYTES = env_int("ASSAY_XLSX_MAX_UNPACKED_BYTES", 200 * 1024 * 1024)
 XLSX_MAX_RATIO = env_int("ASSAY_XLSX_MAX_RATIO", 200)
 XLSX_MAX_MEMBERS = env_int("ASSAY_XLSX_MAX_MEMBERS", 500)
+# A bundle (.zip, .tar, .tar.gz) of the files responses carry, uploaded with them or holding
+# them (README "Images and files in responses"). Never unpacked to disk: members are read one
+# at a time, each at most FILE_MAX_BYTES (the responses file inside excepted).
+BUNDLE_MAX_BYTES = env_int("ASSAY_BUNDLE_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+BUNDLE_MAX_UNPACKED_BYTES = env_int("ASSAY_BUNDLE_MAX_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)
+BUNDLE_MAX_MEMBERS = env_int("ASSAY_BUNDLE_MAX_MEMBERS", 200_000)
+BUNDLE_MAX_RATIO = env_int("ASSAY_BUNDLE_MAX_RATIO", 200)
 # A rubric spreadsheet (CSV or XLSX): one criterion per row.
 SHEET_MAX_ROWS = env_int("ASSAY_SHEET_MAX_ROWS", 100_000)
 SHEET_MAX_COLUMNS = env_int("ASSAY_SHEET_MAX_COLUMNS", 100)

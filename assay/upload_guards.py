@@ -27,9 +27,10 @@ ROUTE_LIMITS = {
     "rubrics_import": ("RUBRIC_UPLOAD_MAX_BYTES", "rubric imports"),
     "tasks_import": ("TASK_UPLOAD_MAX_BYTES", "task imports"),
     "api_tasks_import": ("TASK_UPLOAD_MAX_BYTES", "task imports"),
-    "responses": ("RESPONSE_UPLOAD_MAX_BYTES", "response imports"),
-    "api_responses_import": ("RESPONSE_UPLOAD_MAX_BYTES", "response imports"),
-    "api_imports": ("RESPONSE_UPLOAD_MAX_BYTES", "response imports"),
+    # Responses may come with a bundle of the files they name: room for both.
+    "responses": (("RESPONSE_UPLOAD_MAX_BYTES", "BUNDLE_MAX_BYTES"), "response imports"),
+    "api_responses_import": (("RESPONSE_UPLOAD_MAX_BYTES", "BUNDLE_MAX_BYTES"), "response imports"),
+    "api_imports": (("RESPONSE_UPLOAD_MAX_BYTES", "BUNDLE_MAX_BYTES"), "response imports"),
     "reference_add": ("REFERENCE_FILE_MAX_BYTES", "reference files"),
     "api_task_references": ("REFERENCE_FILE_MAX_BYTES", "reference files"),
 }
@@ -45,8 +46,10 @@ def limit_for(path: str) -> tuple[int, str, str, str]:
     except Resolver404:
         name = None
     if name in ROUTE_LIMITS:
-        setting, what = ROUTE_LIMITS[name]
-        return getattr(settings, setting) + MULTIPART_SLACK, f"ASSAY_{setting}", what, "file"
+        names, what = ROUTE_LIMITS[name]
+        names = (names,) if isinstance(names, str) else names
+        limit = sum(getattr(settings, n) for n in names) + MULTIPART_SLACK
+        return limit, " + ".join(f"ASSAY_{n}" for n in names), what, "file"
     return (
         settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
         "ASSAY_MAX_UPLOAD_BYTES",

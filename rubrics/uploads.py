@@ -16,6 +16,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -235,43 +236,84 @@ def check_xlsx(data: bytes, *, name: str) -> None:
     check_zip(data, name=name, parts=XLSX_PARTS, what="an XLSX workbook", plural="workbooks")
 
 
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far a zip may unpack: members, bytes unpacked, expansion of a large member, each
+    with the setting that sets it (named in refusals)."""
+
+    members: int
+    unpacked: int
+    ratio: int
+    prefix: str  # ASSAY_XLSX or ASSAY_BUNDLE: the settings are <prefix>_MAX_MEMBERS, ...
+
+
+def office_limits() -> ArchiveLimits:
+    return ArchiveLimits(
+        settings.XLSX_MAX_MEMBERS,
+        settings.XLSX_MAX_UNPACKED_BYTES,
+        settings.XLSX_MAX_RATIO,
+        "ASSAY_XLSX",
+    )
+
+
+def bundle_limits() -> ArchiveLimits:
+    return ArchiveLimits(
+        settings.BUNDLE_MAX_MEMBERS,
+        settings.BUNDLE_MAX_UNPACKED_BYTES,
+        settings.BUNDLE_MAX_RATIO,
+        "ASSAY_BUNDLE",
+    )
+
+
 def check_zip(
-    data: bytes, *, name: str, parts=(), what: str = "an office file", plural: str = "files"
-) -> None:
-    """A zip (an office file: XLSX, DOCX, PPTX) that holds `parts` and is no bomb: at most
-    ASSAY_XLSX_MAX_MEMBERS members, unpacking to at most ASSAY_XLSX_MAX_UNPACKED_BYTES, no
-    large member expanding more than ASSAY_XLSX_MAX_RATIO times. Nothing is unpacked here."""
+    data,
+    *,
+    name: str,
+    parts=(),
+    what: str = "an office file",
+    plural: str = "files",
+    limits: ArchiveLimits | None = None,
+) -> list[zipfile.ZipInfo]:
+    """A zip (`data`: its bytes, a seekable file or an open ZipFile) that holds `parts` and
+    is no bomb: at most `limits.members` members (ASSAY_XLSX_MAX_MEMBERS for office files),
+    unpacking to at most `limits.unpacked` bytes, no large member expanding more than
+    `limits.ratio` times.
+    Nothing is unpacked here; returns the members."""
+    limits = limits or office_limits()
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        if isinstance(data, zipfile.ZipFile):
+            archive = data
+        else:
+            source = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+            archive = zipfile.ZipFile(source)
         members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UploadRefused(f"'{name}' is not a readable zip archive ({exc}).") from None
-    limit = settings.XLSX_MAX_MEMBERS
-    if len(members) > limit:
+    if len(members) > limits.members:
         raise UploadRefused(
-            f"'{name}' holds {len(members):,} parts; {plural} of at most {limit:,} parts are "
-            "accepted (ASSAY_XLSX_MAX_MEMBERS)."
+            f"'{name}' holds {len(members):,} parts; {plural} of at most {limits.members:,} "
+            f"parts are accepted ({limits.prefix}_MAX_MEMBERS)."
         )
     names = {m.filename for m in members}
     missing = [part for part in parts if part not in names]
     if missing:
         raise UploadRefused(f"'{name}' is a zip archive but not {what} (no {', '.join(missing)}).")
     unpacked = sum(m.file_size for m in members)
-    limit = settings.XLSX_MAX_UNPACKED_BYTES
-    if unpacked > limit:
+    if unpacked > limits.unpacked:
         raise UploadRefused(
             f"'{name}' unpacks to {megabytes(unpacked)}; {plural} may unpack to at most "
-            f"{megabytes(limit)} (ASSAY_XLSX_MAX_UNPACKED_BYTES).",
+            f"{megabytes(limits.unpacked)} ({limits.prefix}_MAX_UNPACKED_BYTES).",
             status=413,
         )
-    ratio = settings.XLSX_MAX_RATIO
     for m in members:
         expands = m.file_size // max(m.compress_size, 1)
-        if m.file_size > 1024 * 1024 and expands > ratio:
+        if m.file_size > 1024 * 1024 and expands > limits.ratio:
             raise UploadRefused(
                 f"'{name}': the part {m.filename} expands {expands:,} times; at most "
-                f"{ratio} times is accepted (ASSAY_XLSX_MAX_RATIO). It looks like a zip bomb."
+                f"{limits.ratio} times is accepted ({limits.prefix}_MAX_RATIO). "
+                "It looks like a zip bomb."
             )
+    return members
 
 
 # --- Parquet --------------------------------------------------------------------------------

@@ -307,9 +307,9 @@ def test_a_file_whose_content_is_not_its_declared_format_is_refused(
         in (tasks_api(personas, "t.jsonl", xlsx).json()["errors"][0])
     )
     # Responses are found by their content (a Parquet r.jsonl imports as Parquet): a zip that
-    # is no inspect-ai eval log is refused as one.
+    # is no inspect-ai eval log is read as a bundle, which must hold the responses.
     shown = responses_page(client, personas, "r.jsonl", xlsx)
-    assert "'r.jsonl' is not a readable inspect-ai eval log" in shown
+    assert "'r.jsonl' is an archive with no responses file in it" in shown
     err = responses_command(personas, tmp_path, "r.parquet", jsonl(RESPONSE_ROW), capsys)
     assert "'r.parquet' is text, not a Parquet file" in err
 

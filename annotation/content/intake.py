@@ -6,21 +6,40 @@ mistyped file is a ContentError naming the part and the file."""
 
 from __future__ import annotations
 
+import hashlib
+
 from annotation.content.episode import ContentError, FileIntake
 from rubrics.files import store
+from rubrics.files.bundle import normalise
 from rubrics.files.sniff import FileRefused, safe_name
 from rubrics.files.store import FileRef
 
 
 class ProjectIntake(FileIntake):
     """Stores the files an episode carries for `project`; `bundle` (a
-    `rubrics.files.bundle.Bundle`) answers relative paths."""
+    `rubrics.files.bundle.Bundle`) answers relative paths.
+
+    One intake serves a whole import: a file named again (the same bundle path, the same
+    data: URI, the same hash) is read, checked and stored once, and later parts reuse its
+    FileRef under their own names. Files stored by an import that is then refused leave
+    their StoredFile rows behind in nothing (the transaction rolls them back); their bytes
+    may stay in storage, harmlessly, since storage is by content and unlisted."""
 
     def __init__(self, project, bundle=None):
         self.project = project
         self.bundle = bundle
+        self._taken: dict[str, FileRef] = {}
 
     def take(self, where: str, source: str, name: str, *, image: bool = False) -> FileRef:
+        key = _key(source)
+        ref = self._taken.get(key)
+        if ref is None:
+            ref = self._take(where, source, name, image=image)
+            self._taken[key] = ref
+        shown = safe_name(name) if name and name != "file" else ref.name
+        return ref if shown == ref.name else FileRef(ref.sha256, ref.kind, shown, ref.size)
+
+    def _take(self, where: str, source: str, name: str, *, image: bool) -> FileRef:
         try:
             if source[:5].lower() == "data:":
                 data = store.decode_data_uri(source, name=name)
@@ -34,8 +53,7 @@ class ProjectIntake(FileIntake):
                         f"no file with hash {sha[:12]} in this project: send the file itself "
                         "(a data: URI or a file in the bundle)",
                     )
-                shown = safe_name(name) if name and name != "file" else ref.name
-                return FileRef(ref.sha256, ref.kind, shown, ref.size)
+                return ref
             if self.bundle is None:
                 raise ContentError(
                     where,
@@ -45,3 +63,16 @@ class ProjectIntake(FileIntake):
             return store.put(self.project, self.bundle.read(source), name=name, image=image)
         except FileRefused as exc:
             raise ContentError(where, str(exc)) from None
+
+
+def _key(source: str) -> str:
+    """What names the same file twice: a data: URI by its digest (it may be megabytes), a
+    bundle path normalised (./a/b is a/b), a hash in lower case."""
+    if source[:5].lower() == "data:":
+        return "data:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    if source[:7].lower() == "sha256:":
+        return source.strip().lower()
+    try:
+        return "path:" + normalise(source)
+    except FileRefused:
+        return "raw:" + source  # refused when taken, naming the part

@@ -45,6 +45,7 @@ def import_found(
     errors: list[LineError],
     filename: str = "",
     progress: Callable[[int, float], None] | None = None,
+    files=None,
 ) -> ImportResult:
     """Create the tasks the episodes answer that the project lacks, then import the episodes'
     rows; all in one transaction, undone when any row or task is refused. `errors` are the
@@ -59,6 +60,7 @@ def import_found(
             rows=((f.number, f.row) for f in found if f.row),
             filename=filename,
             progress=progress,
+            files=files,
         )
         if errors:
             merged = sorted([*errors, *result.errors], key=lambda e: e.line)
