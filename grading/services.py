@@ -131,6 +131,8 @@ def judge_create(
     requests_per_minute: int = 0,
     tokens_per_minute: int = 0,
     send_cache_key: bool = True,
+    accepts_images: bool = False,
+    accepts_files: bool = False,
     api_key: str = "",
     actor=None,
 ) -> Judge:
@@ -159,6 +161,8 @@ def judge_create(
         requests_per_minute=max(0, int(requests_per_minute or 0)),
         tokens_per_minute=max(0, int(tokens_per_minute or 0)),
         send_cache_key=send_cache_key,
+        accepts_images=bool(accepts_images),
+        accepts_files=bool(accepts_files),
         **fields,
     )
     audit.record(
@@ -177,6 +181,8 @@ def judge_create(
             "requests_per_minute": judge.requests_per_minute,
             "tokens_per_minute": judge.tokens_per_minute,
             "temperature": judge.temperature,
+            "accepts_images": judge.accepts_images,
+            "accepts_files": judge.accepts_files,
         },
     )
     return judge
@@ -239,6 +245,8 @@ JUDGE_TUNABLE = (
     "requests_per_minute",
     "tokens_per_minute",
     "send_cache_key",
+    "accepts_images",
+    "accepts_files",
 )
 JUDGE_IDENTITY = ("base_url", "model")
 MAX_PER_MINUTE = 2_000_000_000
@@ -320,6 +328,8 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
     judge.temperature = temperature
     judge.use_json_schema = bool(merged["use_json_schema"])
     judge.send_cache_key = bool(merged["send_cache_key"])
+    judge.accepts_images = bool(merged["accepts_images"])
+    judge.accepts_files = bool(merged["accepts_files"])
     judge.requests_per_minute = int(merged["requests_per_minute"])
     judge.tokens_per_minute = int(merged["tokens_per_minute"])
     judge.save()
@@ -489,6 +499,8 @@ def judge_settings(judge: Judge) -> JudgeSettings:
         max_reasks=settings.JUDGE_MAX_REASKS,
         deadline_s=settings.JUDGE_ITEM_DEADLINE_S,
         send_cache_key=judge.send_cache_key,
+        accepts_images=judge.accepts_images,
+        accepts_files=judge.accepts_files,
     )
 
 
