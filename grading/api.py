@@ -313,7 +313,9 @@ class RunSerializer(serializers.Serializer):
     use_cache = serializers.BooleanField()
     estimate = serializers.JSONField(
         help_text="Before starting, without the cache: calls, input_tokens, output_tokens, "
-        "and cost when the judge model has a price."
+        "images (sent beside the prompts), cost when the judge model has a price, and "
+        "warnings ([{code, judge, message}]: e.g. judge_cannot_see_images, when responses, "
+        "tasks or criteria need images a judge of the run cannot see)."
     )
     total_items = serializers.IntegerField(help_text="Responses x criteria x judges x samples.")
     simulated = serializers.BooleanField(help_text="Graded by the judge simulator.")

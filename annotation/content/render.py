@@ -199,12 +199,12 @@ class FileTally:
         if self.unreadable:
             said.append(f"{_n(self.unreadable, 'file')} could not be read")
         if self.unseen:
-            named = ", ".join(f"{r.name} ({_size(r.size)})" for r in self.unseen[:10])
-            more = f" and {len(self.unseen) - 10} more" if len(self.unseen) > 10 else ""
+            named = "; ".join(f"{r.name}, {_size(r.size)}" for r in self.unseen[:10])
+            more = f"; and {len(self.unseen) - 10} more" if len(self.unseen) > 10 else ""
             said.append(
-                f"{_n(len(self.unseen), 'image')} ({named}{more}) "
-                f"{'was' if len(self.unseen) == 1 else 'were'} there that you cannot see: "
-                "judge only what the text shows, and do not assume what an image shows"
+                f"{_n(len(self.unseen), 'image')} {'was' if len(self.unseen) == 1 else 'were'} "
+                f"there that you cannot see ({named}{more}): judge only what the text shows, "
+                "and do not assume what an image shows"
             )
         if self.attached_images or self.attached_files:
             what = []
