@@ -67,6 +67,12 @@ class JudgeSerializer(serializers.Serializer):
     temperature = serializers.FloatField()
     use_json_schema = serializers.BooleanField()
     send_cache_key = serializers.BooleanField()
+    accepts_images = serializers.BooleanField(
+        help_text="Sees images: images and a PDF's first pages are sent as image_url parts."
+    )
+    accepts_files = serializers.BooleanField(
+        help_text="Reads files natively: documents are sent as file parts beside their text."
+    )
     created_at = serializers.DateTimeField()
 
     def get_api_key_set(self, judge) -> bool:
@@ -123,6 +129,16 @@ class JudgeCreateApi(APIView):
             min_value=0, max_value=services.MAX_PER_MINUTE, required=False
         )
         send_cache_key = serializers.BooleanField(required=False)
+        accepts_images = serializers.BooleanField(
+            required=False,
+            help_text="A vision model: images and a PDF's first pages are sent as image_url "
+            "parts; a judge that cannot see images is told one was there (default false).",
+        )
+        accepts_files = serializers.BooleanField(
+            required=False,
+            help_text="Reads files natively: documents are also sent as file parts (default "
+            "false). Every judge reads a file's text as Assay converts it.",
+        )
 
     OutputSerializer = JudgeSerializer
 
@@ -297,7 +313,9 @@ class RunSerializer(serializers.Serializer):
     use_cache = serializers.BooleanField()
     estimate = serializers.JSONField(
         help_text="Before starting, without the cache: calls, input_tokens, output_tokens, "
-        "and cost when the judge model has a price."
+        "images (sent beside the prompts), cost when the judge model has a price, and "
+        "warnings ([{code, judge, message}]: e.g. judge_cannot_see_images, when responses, "
+        "tasks or criteria need images a judge of the run cannot see)."
     )
     total_items = serializers.IntegerField(help_text="Responses x criteria x judges x samples.")
     simulated = serializers.BooleanField(help_text="Graded by the judge simulator.")

@@ -25,10 +25,19 @@ episode whose assistant turns are all empty (trajectory), an empty assistant tur
 Checked criteria run once per response, whatever their scope, on the final text and the
 episode (`checks.evaluate(check, text, episode)`).
 
+**Images and files** (render's module doc): an outcome view shows the final answer and then
+the response's deliverables (the images and files of its assistant messages); every view
+shows a document's converted text under its file line. What a judge is sent besides depends
+on its `render.Sight` (Judge.accepts_images, accepts_files), so views are made per sight: a
+judge that sees images gets them (and a PDF's first pages) attached after the prompt's text;
+one that cannot is told an image was there. The task's messages are rendered the same way.
+
 Cache keys cover the text in the fence and what the prompt says of it, so two steps, or two
-episodes with one final answer, never share a verdict. In batched mode the criteria that
-share one view share a call: the outcome criteria, the trajectory criteria, and the step
-criteria judged at the same step (one call per step, per judge and sample).
+episodes with one final answer, never share a verdict. A file's hash is in its file line, and
+an attachment's label (its hash again, a PDF page's own) in the key, so a changed file is a
+new key and the same file, however many responses carry it, is one. In batched mode the
+criteria that share one view share a call: the outcome criteria, the trajectory criteria,
+and the step criteria judged at the same step (one call per step, per judge and sample).
 
 Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
 grade through this module, so a verdict means the same everywhere.
@@ -46,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -125,10 +135,18 @@ class CallRecord:
     step: int | None = None  # the step its criteria were judged at (None: the response)
 
 
+DATA_URI_BODY = re.compile(r"(data:[\w.+/-]+;base64,)[A-Za-z0-9+/=]{200,}")
+
+
 def _kept_request(client, request: Prepared) -> str:
-    """The body as sent, cut to REQUEST_CHARS; any key the client sends is removed, should
-    the graded text carry one."""
-    return client.scrub(replies.clean(request.content.decode(), REQUEST_CHARS))
+    """The body as sent, cut to REQUEST_CHARS, each image's or file's data: URI shortened to
+    its length (the part before it names the file and its hash); any key the client sends is
+    removed, should the graded text carry one."""
+    body = DATA_URI_BODY.sub(
+        lambda m: f"{m.group(1)}[{len(m.group(0)) - len(m.group(1)):,} characters]",
+        request.content.decode(),
+    )
+    return client.scrub(replies.clean(body, REQUEST_CHARS))
 
 
 @dataclass
@@ -194,14 +212,19 @@ def cache_key(
     mode: str,
     sample_index: int,
     templates: str = "",
+    conversation: str | None = None,
 ) -> str:
-    """Content address of one verdict: everything that shapes the judge's answer."""
+    """Content address of one verdict: everything that shapes the judge's answer.
+    `conversation`: the task's messages as rendered for the judge (default: for a judge of
+    text only, which is what a task of text messages renders to for any judge)."""
+    if conversation is None:
+        conversation = prompts.conversation_text(messages)
     return hashlib.sha256(
         canonical_json(
             {
                 "grader": grader_hash,
                 "criterion": criterion_id,
-                "conversation": prompts.content_hash(prompts.conversation_text(messages)),
+                "conversation": prompts.content_hash(conversation),
                 "response": hashlib.sha256(response.encode()).hexdigest(),
                 "model": judge.model,
                 "base_url": judge.base_url,
@@ -227,27 +250,50 @@ class View:
     """What the judge is shown of a response for a criterion: `text` goes in the response
     fence, `about` (outside the fences) says what it is. Criteria with one view share it."""
 
-    key: tuple  # ("outcome",), ("trajectory",) or ("step", i)
+    key: tuple  # ("outcome",), ("trajectory",) or ("step", i); then the judge's Sight
     text: str
     about: str = ""
     empty: bool = False
     step: int | None = None
+    # What is sent after the prompt's text (the response's images and files)...
+    attachments: tuple[render.Attachment, ...] = ()
+    # ...and the task's messages as this judge reads them (with their own attachments).
+    conversation: render.Rendered = render.Rendered("")
 
     @property
     def cache_text(self) -> str:
         """What the cache key covers of the response: an outcome view's text alone (keys as
-        before episodes), else what the prompt says of the episode and its rendering."""
-        return f"{self.about}\n{self.text}" if self.about else self.text
+        before episodes), else what the prompt says of the episode and its rendering, and the
+        labels of what is attached (each names its file's hash)."""
+        text = f"{self.about}\n{self.text}" if self.about else self.text
+        labels = [a.label for a in (*self.conversation.attachments, *self.attachments)]
+        return "\n".join([text, *labels]) if labels else text
+
+    @property
+    def all_attachments(self) -> tuple[render.Attachment, ...]:
+        return (*self.conversation.attachments, *self.attachments)
 
 
 def _turn_is_empty(message) -> bool:
-    return injection.is_empty(message.text) and not message.tool_calls and not message.reasoning
+    return (
+        injection.is_empty(message.text)
+        and not message.tool_calls
+        and not message.reasoning
+        and not message.files
+    )
+
+
+def sight_of(settings: JudgeSettings) -> render.Sight:
+    return render.Sight(images=settings.accepts_images, files=settings.accepts_files)
 
 
 class Views:
-    """The views of one response, each rendered once however many criteria read it."""
+    """The views of one response, each rendered once per judge sight however many criteria
+    read it."""
 
-    def __init__(self, response: str | Episode | None):
+    def __init__(self, response: str | Episode | None, messages: list[dict] | None = None):
+        self.messages = messages or []
+        self._conversations: dict[render.Sight, render.Rendered] = {}
         if isinstance(response, Episode) and not response.is_text:
             self.episode: Episode | None = response
             self.text = response.final_text
@@ -270,39 +316,67 @@ class Views:
         (a plain text: one step, 0, unless a tool is named)."""
         return self.for_checks().steps(tool=criterion.get("step_tool") or "")
 
-    def view(self, scope: str, step: int | None = None) -> View:
-        key = (scope,) if scope != STEP else (STEP, step)
-        found = self._made.get(key)
+    def conversation(self, sight: render.Sight) -> render.Rendered:
+        found = self._conversations.get(sight)
         if found is None:
-            found = self._made[key] = self._render(scope, step)
+            found = self._conversations[sight] = render.conversation_for_judge(
+                self.messages, sight=sight
+            )
         return found
 
-    def _render(self, scope: str, step: int | None) -> View:
+    def view(
+        self, scope: str, step: int | None = None, sight: render.Sight = render.TEXT_ONLY
+    ) -> View:
+        key = ((scope,) if scope != STEP else (STEP, step)) + (sight,)
+        found = self._made.get(key)
+        if found is None:
+            found = self._made[key] = self._render(scope, step, sight)
+        return found
+
+    def _render(self, scope: str, step: int | None, sight: render.Sight) -> View:
         episode = self.episode
+        conversation = self.conversation(sight)
+        # What the task's files cost, said after the criteria (a text task: nothing).
+        task_note = prompts.files_section(conversation.note.replace("Note: ", "The task: ", 1))
         if episode is None or scope == OUTCOME:
-            # A plain text has no episode to render: every scope reads the text.
+            # A plain text has no episode to render: every scope reads the text; an episode's
+            # outcome view is its final answer and its deliverables.
+            key = ((OUTCOME,) if scope != STEP else (STEP, step)) + (sight,)
+            if episode is None:
+                rendered = render.Rendered(self.final_text)
+            else:
+                rendered = render.for_judge_outcome(episode, sight=sight)
             return View(
-                (OUTCOME,) if scope != STEP else (STEP, step),
-                self.final_text,
-                empty=injection.is_empty(self.text),
+                key,
+                rendered.text,
+                prompts.files_section(rendered.note) + task_note,
+                empty=injection.is_empty(self.text)
+                and not rendered.attachments
+                and rendered.files is None,
                 step=step if scope == STEP else None,
+                attachments=rendered.attachments,
+                conversation=conversation,
             )
         if scope == TRAJECTORY:
-            rendered = render.for_judge(episode)
+            rendered = render.for_judge(episode, sight=sight)
             turns = [m for m in episode.messages if m.role == "assistant"]
             return View(
-                (TRAJECTORY,),
+                (TRAJECTORY, sight),
                 rendered.text,
-                prompts.about_section(TRAJECTORY, note=rendered.note),
+                prompts.about_section(TRAJECTORY, note=rendered.note) + task_note,
                 empty=all(_turn_is_empty(m) for m in turns),
+                attachments=rendered.attachments,
+                conversation=conversation,
             )
-        rendered = render.for_judge_step(episode, step)
+        rendered = render.for_judge_step(episode, step, sight=sight)
         return View(
-            (STEP, step),
+            (STEP, step, sight),
             rendered.text,
-            prompts.about_section(STEP, note=rendered.note, step=step),
+            prompts.about_section(STEP, note=rendered.note, step=step) + task_note,
             empty=_turn_is_empty(episode.messages[step]),
             step=step,
+            attachments=rendered.attachments,
+            conversation=conversation,
         )
 
 
@@ -415,9 +489,17 @@ def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError, step=
 
 def _single_request(client, spec, criterion, *, messages, view: View, key) -> Prepared:
     prompt = prompts.judge_messages(
-        spec, messages=messages, response=view.text, criterion=criterion, about=view.about
+        spec,
+        messages=messages,
+        response=view.text,
+        criterion=criterion,
+        about=view.about,
+        conversation=view.conversation,
+        attachments=view.attachments,
     )
-    return client.prepare(prompt, prompts.output_schema(spec, criterion), cache_key=key)
+    return client.prepare(
+        prompts.wire(prompt), prompts.output_schema(spec, criterion), cache_key=key
+    )
 
 
 def _single_call(client, request: Prepared, criterion, *, judge_id, sample, deadline, step=None):
@@ -474,10 +556,16 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
 
 def _batch_request(client, spec, criteria, *, messages, view: View, key) -> Prepared:
     prompt = prompts.batch_messages(
-        spec, messages=messages, response=view.text, criteria=criteria, about=view.about
+        spec,
+        messages=messages,
+        response=view.text,
+        criteria=criteria,
+        about=view.about,
+        conversation=view.conversation,
+        attachments=view.attachments,
     )
     return client.prepare(
-        prompt, prompts.batch_schema(spec, criteria), name="verdicts", cache_key=key
+        prompts.wire(prompt), prompts.batch_schema(spec, criteria), name="verdicts", cache_key=key
     )
 
 
@@ -602,7 +690,7 @@ def grade_items(
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
     templates = _templates_of(grader_hash, spec) if mode == BATCHED else ""
-    views = Views(response)
+    views = Views(response, messages)
     # criterion, judge id, sample, view, cache key
     pending: list[tuple[dict, int, int, View, str]] = []
     # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
@@ -617,7 +705,7 @@ def grade_items(
             continue
         if scope_of(criterion) == STEP:
             by_step.append((criterion, judge_id, sample, views.steps(criterion)))
-        for view in _views_of(criterion, views):
+        for view in _views_of(criterion, views, sight_of(refs[judge_id].settings)):
             if view.empty:
                 g = grade_empty(criterion)
                 result.graded.append(
@@ -640,6 +728,7 @@ def grade_items(
                 mode=mode,
                 sample_index=sample,
                 templates=templates,
+                conversation=view.conversation.text,
             )
             pending.append((criterion, judge_id, sample, view, key))
     if pending and cache_lookup is not None:
@@ -712,12 +801,13 @@ def _group(pending: list[tuple[dict, int, int, View, str]], mode: str) -> list[t
     return calls
 
 
-def _views_of(criterion: dict, views: Views) -> list[View]:
-    """The views a judged criterion is decided on: one, or one per step."""
+def _views_of(criterion: dict, views: Views, sight: render.Sight = render.TEXT_ONLY) -> list[View]:
+    """The views a judged criterion is decided on (for a judge of `sight`): one, or one per
+    step."""
     scope = scope_of(criterion)
     if scope == STEP:
-        return [views.view(STEP, i) for i in views.steps(criterion)]
-    return [views.view(scope)]
+        return [views.view(STEP, i, sight) for i in views.steps(criterion)]
+    return [views.view(scope, None, sight)]
 
 
 def has_episode_scopes(spec: dict) -> bool:
@@ -725,32 +815,47 @@ def has_episode_scopes(spec: dict) -> bool:
     return any(kind_of(c) != "checked" and scope_of(c) != OUTCOME for c in spec["criteria"])
 
 
+def has_files(response: str | Episode | None, messages: list[dict]) -> bool:
+    """Whether a response or its task carries images or files (its prompts then differ from a
+    text's beyond the final answer)."""
+    if isinstance(response, Episode) and any(True for _ in response.files()):
+        return True
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages)
+
+
 def planned_prompts(
-    spec: dict, *, messages: list[dict], response: str | Episode | None, mode: str
+    spec: dict,
+    *,
+    messages: list[dict],
+    response: str | Episode | None,
+    mode: str,
+    sight: render.Sight = render.TEXT_ONLY,
 ) -> list[tuple[int, list[dict]]]:
     """The judge calls `grade_items` makes for every judged criterion of one response, for
-    one judge and sample with no cache: (how many verdicts it decides, its prompt). For the
-    run estimate."""
-    views = Views(response)
+    one judge (of `sight`) and sample with no cache: (how many verdicts it decides, its
+    prompt, with images and files as stored-shape parts: `prompts.prompt_size` counts them).
+    For the run estimate."""
+    views = Views(response, messages)
     pending = [
         (c, 0, 0, view, "")
         for c in spec["criteria"]
         if kind_of(c) != "checked"
-        for view in _views_of(c, views)
+        for view in _views_of(c, views, sight)
         if not view.empty
     ]
     out = []
     for kind, what, _j, _s, view in _group(pending, mode):
+        shared = {
+            "messages": messages,
+            "response": view.text,
+            "about": view.about,
+            "conversation": view.conversation,
+            "attachments": view.attachments,
+        }
         if kind == "batch":
-            prompt = prompts.batch_messages(
-                spec, messages=messages, response=view.text, criteria=what, about=view.about
-            )
-            out.append((len(what), prompt))
+            out.append((len(what), prompts.batch_messages(spec, criteria=what, **shared)))
         else:
-            prompt = prompts.judge_messages(
-                spec, messages=messages, response=view.text, criterion=what, about=view.about
-            )
-            out.append((1, prompt))
+            out.append((1, prompts.judge_messages(spec, criterion=what, **shared)))
     return out
 
 
@@ -782,7 +887,9 @@ def _call_judges(
 
     def prompt_key(view: View) -> str:
         if view.key not in prompt_keys:
-            prompt_keys[view.key] = prompts.prompt_cache_key(grader_hash, messages, view.text)
+            prompt_keys[view.key] = prompts.prompt_cache_key(
+                grader_hash, messages, view.text, view.conversation.text
+            )
         return prompt_keys[view.key]
 
     # Every request is built here, before any is sent: the pool's threads then only send

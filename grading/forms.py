@@ -32,6 +32,18 @@ class JudgeForm(forms.Form):
     tokens_per_minute = forms.IntegerField(min_value=0, initial=0, help_text="0: no limit.")
     temperature = forms.FloatField(min_value=0, max_value=2, initial=0)
     use_json_schema = forms.BooleanField(required=False, initial=True, label="Structured output")
+    accepts_images = forms.BooleanField(
+        required=False,
+        label="Sees images",
+        help_text="A vision model: images and a PDF's first pages are sent to it as images. "
+        "A judge that cannot see them is told an image was there.",
+    )
+    accepts_files = forms.BooleanField(
+        required=False,
+        label="Reads files",
+        help_text="Documents (PDF, Word, Excel, PowerPoint, CSV) are also sent as file parts. "
+        "Every judge reads their text as Assay converts it.",
+    )
 
 
 class GraderPicker(forms.Widget):

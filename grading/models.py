@@ -43,6 +43,18 @@ class Judge(models.Model):
         help_text="Ask for structured output (response_format json_schema); turn off for "
         "servers that do not support it. Replies are validated either way.",
     )
+    # What the judge takes besides text (grading.engine, annotation.content.render.Sight):
+    # a judge that sees images is sent image parts (and a PDF's first pages as images); one
+    # that reads files natively is sent document parts too. Every judge reads a file's text as
+    # Assay converts it, and one that cannot see images is told an image was there.
+    accepts_images = models.BooleanField(
+        default=False,
+        help_text="A vision model: images (and a PDF's first pages) are sent as image_url parts.",
+    )
+    accepts_files = models.BooleanField(
+        default=False,
+        help_text="Reads files natively: documents are sent as file parts beside their text.",
+    )
     rater = models.OneToOneField(Rater, on_delete=models.PROTECT, related_name="judge")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,9 +20,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, ProtectedError, Q
+from django.db.models import Exists, OuterRef, ProtectedError, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from annotation.content import render
 from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
@@ -31,7 +34,15 @@ from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics import audit, bulk, scoring, suites
-from rubrics.models import AuditEvent, Grader, Project, Rubric, RubricVersion, SuiteVersion
+from rubrics.models import (
+    AuditEvent,
+    Grader,
+    Project,
+    Rubric,
+    RubricVersion,
+    SuiteVersion,
+    Task,
+)
 from rubrics.services import Conflict
 
 logger = logging.getLogger(__name__)
@@ -131,6 +142,8 @@ def judge_create(
     requests_per_minute: int = 0,
     tokens_per_minute: int = 0,
     send_cache_key: bool = True,
+    accepts_images: bool = False,
+    accepts_files: bool = False,
     api_key: str = "",
     actor=None,
 ) -> Judge:
@@ -159,6 +172,8 @@ def judge_create(
         requests_per_minute=max(0, int(requests_per_minute or 0)),
         tokens_per_minute=max(0, int(tokens_per_minute or 0)),
         send_cache_key=send_cache_key,
+        accepts_images=bool(accepts_images),
+        accepts_files=bool(accepts_files),
         **fields,
     )
     audit.record(
@@ -177,6 +192,8 @@ def judge_create(
             "requests_per_minute": judge.requests_per_minute,
             "tokens_per_minute": judge.tokens_per_minute,
             "temperature": judge.temperature,
+            "accepts_images": judge.accepts_images,
+            "accepts_files": judge.accepts_files,
         },
     )
     return judge
@@ -239,6 +256,8 @@ JUDGE_TUNABLE = (
     "requests_per_minute",
     "tokens_per_minute",
     "send_cache_key",
+    "accepts_images",
+    "accepts_files",
 )
 JUDGE_IDENTITY = ("base_url", "model")
 MAX_PER_MINUTE = 2_000_000_000
@@ -320,6 +339,8 @@ def judge_update(*, judge: Judge, **changes) -> Judge:
     judge.temperature = temperature
     judge.use_json_schema = bool(merged["use_json_schema"])
     judge.send_cache_key = bool(merged["send_cache_key"])
+    judge.accepts_images = bool(merged["accepts_images"])
+    judge.accepts_files = bool(merged["accepts_files"])
     judge.requests_per_minute = int(merged["requests_per_minute"])
     judge.tokens_per_minute = int(merged["tokens_per_minute"])
     judge.save()
@@ -489,6 +510,8 @@ def judge_settings(judge: Judge) -> JudgeSettings:
         max_reasks=settings.JUDGE_MAX_REASKS,
         deadline_s=settings.JUDGE_ITEM_DEADLINE_S,
         send_cache_key=judge.send_cache_key,
+        accepts_images=judge.accepts_images,
+        accepts_files=judge.accepts_files,
     )
 
 
@@ -610,6 +633,77 @@ def _calls_of(spec: dict, mode: str) -> tuple[list, list, list]:
     return judged, batch, [c for c in judged if c not in batch]
 
 
+VISUAL_CRITERION = re.compile(
+    r"\b(images?|charts?|figures?|photos?|photographs?|diagrams?|pictures?|screenshots?)\b", re.I
+)
+IMAGE_PART = '"image_url"'
+
+
+def _carry_images(model, ids: list[int], field: str) -> int:
+    """How many rows of `model` among `ids` carry an image part in their JSON `field` (the
+    stored shape names its type "image_url"; a text quoting it is escaped in the JSON)."""
+    found = 0
+    for start in range(0, len(ids), 10_000):
+        found += (
+            model.objects.filter(pk__in=ids[start : start + 10_000])
+            .annotate(_json=Cast(field, TextField()))
+            .filter(_json__contains=IMAGE_PART)
+            .count()
+        )
+    return found
+
+
+def image_warnings(
+    *, work: dict[int, list[int]], judges: list[Judge], graders: dict[int, Grader]
+) -> list[dict]:
+    """What a run needs to see that some of its judges cannot: responses or tasks that carry
+    images, or criteria about an image, a chart, a figure, a photo or a diagram, graded by a
+    judge that does not accept images (it is told an image was there, and grades without it).
+    One warning per judge that cannot see images, saying what needs them; none when every
+    judge sees images or nothing needs them."""
+    blind = [j for j in judges if not j.accepts_images]
+    if not blind or not work:
+        return []
+    needs = []
+    response_ids = [pk for ids in work.values() for pk in ids]
+    responses = _carry_images(Response, response_ids, "content")
+    if responses:
+        needs.append(f"{responses:,} response{'s carry' if responses != 1 else ' carries'} images")
+    task_ids = list(
+        Response.objects.filter(pk__in=response_ids[:100_000])
+        .values_list("task_id", flat=True)
+        .distinct()
+    )
+    tasks = _carry_images(Task, task_ids, "messages")
+    if tasks:
+        needs.append(
+            f"{tasks:,} task{'s carry' if tasks != 1 else ' carries'} images in its prompt"
+        )
+    visual = sorted(
+        {
+            n
+            for grader_id in work
+            for n, c in enumerate(graders[grader_id].spec["criteria"], start=1)
+            if engine.kind_of(c) != "checked" and VISUAL_CRITERION.search(c.get("text", ""))
+        }
+    )
+    if visual:
+        numbers = ", ".join(f"#{n}" for n in visual[:10]) + (" ..." if len(visual) > 10 else "")
+        needs.append(f"criteria {numbers} ask about an image, chart, figure, photo or diagram")
+    if not needs:
+        return []
+    return [
+        {
+            "code": "judge_cannot_see_images",
+            "judge": judge.name,
+            "message": f"Judge '{judge.name}' cannot see images, but {'; '.join(needs)}: it "
+            "will be told an image was there and grade without seeing it. Use a judge that "
+            "accepts images.",
+        }
+        for judge in blind
+    ]
+
+
 def run_estimate(
     *,
     work: dict[int, list[int]],
@@ -646,6 +740,10 @@ def run_estimate(
     calls = input_tokens = output_tokens = checked = 0
     sampled_calls = sampled_tokens = 0.0
     unsampled_calls = 0
+    images = 0.0
+    # What each judge is sent depends on what it sees (images, files): prompts are planned
+    # once per kind of judge, and the tokens and images of a response are the judges' mean.
+    sights = [render.Sight(images=j.accepts_images, files=j.accepts_files) for j in judges]
     for grader_id, ids in work.items():
         spec = graders[grader_id].spec
         judged, batch, singles = _calls_of(spec, mode)
@@ -655,23 +753,42 @@ def run_estimate(
         checked += n * (len(spec["criteria"]) - len(judged))
         sample = [loaded[pk] for pk in picked.get(grader_id, []) if pk in loaded]
         planned = None
-        if sample and engine.has_episode_scopes(spec):
-            planned = [
-                engine.planned_prompts(
-                    spec, messages=r.task.messages, response=r.episode, mode=mode
-                )
-                for r in sample
-            ]
-            per_response_calls = sum(len(p) for p in planned) / len(sample)
-            verdicts = sum(k for p in planned for k, _ in p) / len(sample)
+        if sample and (
+            engine.has_episode_scopes(spec)
+            or any(engine.has_files(r.episode, r.task.messages) for r in sample)
+        ):
+            planned = {
+                sight: [
+                    engine.planned_prompts(
+                        spec, messages=r.task.messages, response=r.episode, mode=mode, sight=sight
+                    )
+                    for r in sample
+                ]
+                for sight in set(sights)
+            }
+            first = planned[sights[0]]
+            per_response_calls = sum(len(p) for p in first) / len(sample)
+            verdicts = sum(k for p in first for k, _ in p) / len(sample)
         calls += n * per_response_calls
         output_tokens += n * verdicts * EST_COMPLETION_TOKENS_PER_VERDICT
         if sample:
             if planned is not None:
-                chars = sum(len(m["content"]) for p in planned for _, pr in p for m in pr)
+                tokens = sum(
+                    prompts.prompt_tokens(pr)
+                    for sight in sights
+                    for p in planned[sight]
+                    for _, pr in p
+                ) / len(sights)
+                shown = sum(
+                    prompts.prompt_size(pr)[1]
+                    for sight in sights
+                    for p in planned[sight]
+                    for _, pr in p
+                ) / len(sights)
+                images += n * shown / len(sample)
             else:
-                chars = _estimate_chars(spec, sample, singles, batch)
-            per_response = chars / 4 / len(sample)
+                tokens = _estimate_chars(spec, sample, singles, batch) / 4
+            per_response = tokens / len(sample)
             input_tokens += n * per_response
             sampled_calls += per_response_calls
             sampled_tokens += per_response
@@ -685,6 +802,10 @@ def run_estimate(
         "input_tokens": round(input_tokens * factor),
         "output_tokens": round(output_tokens * factor),
         "checked_in_code": checked * factor,
+        # Images sent beside the prompts (sampled, counted in input_tokens at
+        # prompts.IMAGE_TOKENS each), and what the judges cannot see that the run needs.
+        "images": round(images * samples),
+        "warnings": image_warnings(work=work, judges=judges, graders=graders),
     }
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
     if all(j.model in prices for j in judges):

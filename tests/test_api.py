@@ -508,6 +508,8 @@ def test_judges_never_take_or_show_a_key(personas, settings):
         "tokens_per_minute",
         "temperature",
         "use_json_schema",
+        "accepts_images",
+        "accepts_files",
         "send_cache_key",
         "created_at",
     }

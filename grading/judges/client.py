@@ -18,6 +18,7 @@ import httpx
 from assay import secrets as assay_secrets
 from grading.judges import addresses, replies
 from grading.judges.limits import SlotTimeout
+from grading.judges.prompts import prompt_tokens
 from grading.judges.replies import MODEL_NAME_CHARS, parse_batch, parse_scale, parse_verdict
 from grading.judges.transport import ReplyTooLarge, Transport
 
@@ -82,6 +83,9 @@ class JudgeSettings:
     max_reasks: int = 2
     deadline_s: float = 300.0  # per item, across attempts and back-offs
     send_cache_key: bool = False
+    # What it takes besides text (annotation.content.render.Sight): image parts, file parts.
+    accepts_images: bool = False
+    accepts_files: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,9 +248,10 @@ class JudgeClient:
 
     @staticmethod
     def _prepared(body: dict) -> Prepared:
-        # Rough size for the tokens-per-minute bucket: 4 characters a token, plus the reply;
-        # corrected from the reply's usage once the judge has answered.
-        tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4 + 200
+        # Rough size for the tokens-per-minute bucket: 4 characters a token, images and files
+        # at a set size (never their data: URIs' length), plus the reply; corrected from the
+        # reply's usage once the judge has answered.
+        tokens = prompt_tokens(body["messages"]) + 200
         return Prepared(body, json.dumps(body).encode(), tokens)
 
     def _post(

@@ -14,6 +14,14 @@ The nonce is a keyed hash (HMAC with the deployment's secret) of the fenced text
 
 Should a text nevertheless contain its nonce, the next one in a deterministic sequence is
 used, so a fence line never occurs inside the text it fences.
+
+**Images and files.** The texts in the fences are rendered by annotation.content.render: a
+file's converted text sits under its file line inside the fence it belongs to (response or
+conversation). What a judge that sees images (or reads files) is sent of them comes after
+the prompt's text, as parts of the user message: for each, a text part naming it (its file
+line, so its hash) and then the image or file. Prompts hold those parts in the stored shape
+(``sha256:`` references, cheap to build, show and estimate); `wire` inlines them as data:
+URIs when the request is built.
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ import hmac
 import json
 
 from django.conf import settings
+
+from annotation.content import render
+from rubrics.files import store
+from rubrics.files.store import FileRef
 
 FENCE_SALT = b"assay.grading.judges.prompts.fence"
 
@@ -46,8 +58,102 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def conversation_text(messages: list[dict]) -> str:
-    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+def conversation_text(messages: list[dict], sight: render.Sight = render.TEXT_ONLY) -> str:
+    """The task's messages in the conversation fence (render.conversation_for_judge: text
+    messages as ``[role]`` and their text, as always; images and files as a response's)."""
+    return render.conversation_for_judge(messages, sight=sight).text
+
+
+# --- Images and files beside the text ---------------------------------------------------
+
+# What the prompt says, after the criteria, of an outcome view's files and of the task's: a
+# trajectory or step view says it in its own section (about_section's note).
+FILES_ABOUT = """
+# Images and files
+{note}
+"""
+
+
+def files_section(note: str) -> str:
+    return FILES_ABOUT.format(note=note) if note else ""
+
+
+def user_content(text: str, attachments=()) -> str | list[dict]:
+    """The user message's content: the text alone, or the text and then, for each attachment
+    (render.Attachment), a text part naming it and the image or file (stored shape)."""
+    if not attachments:
+        return text
+    parts: list[dict] = [{"type": "text", "text": text}]
+    for attachment in attachments:
+        parts.extend(attachment.as_parts())
+    return parts
+
+
+# What the tokens-per-minute bucket and the estimate count for an image or a file part sent
+# beside the text (providers bill an image by its tiles; 800 is a 1024 x 1024 image at high
+# detail on OpenAI's scale, a fair bound for Assay's re-encoded images of at most 2048 px).
+IMAGE_TOKENS = 800
+FILE_PART_TOKENS = 2_000
+
+
+def prompt_size(messages: list[dict]) -> tuple[int, int, int]:
+    """(text characters, image parts, file parts) of a prompt, stored shape or wire shape."""
+    chars = images = files = 0
+    for message in messages:
+        content = message.get("content", "")
+        if not isinstance(content, list):
+            chars += len(str(content))
+            continue
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image_url":
+                images += 1
+            elif kind == "file":
+                files += 1
+            elif kind == "text":
+                chars += len(str(part.get("text", "")))
+    return chars, images, files
+
+
+def prompt_tokens(messages: list[dict]) -> int:
+    """A prompt's rough size in tokens: four characters a token, and images and files at
+    IMAGE_TOKENS and FILE_PART_TOKENS."""
+    chars, images, files = prompt_size(messages)
+    return chars // 4 + images * IMAGE_TOKENS + files * FILE_PART_TOKENS
+
+
+def _ref_of(part: dict) -> FileRef:
+    meta = part["file"]
+    return FileRef(meta["sha256"], meta["kind"], meta["filename"], meta["size"])
+
+
+def wire(messages: list[dict]) -> list[dict]:
+    """The prompt as sent: image and file parts in the stored shape become OpenAI's
+    (``image_url.url`` and ``file.file_data`` data: URIs of the stored bytes)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            out.append(message)
+            continue
+        parts = []
+        for part in content:
+            if part.get("type") == "image_url" and "file" in part:
+                parts.append(
+                    {"type": "image_url", "image_url": {"url": store.data_uri(_ref_of(part))}}
+                )
+            elif part.get("type") == "file" and "sha256" in part.get("file", {}):
+                ref = _ref_of(part)
+                parts.append(
+                    {
+                        "type": "file",
+                        "file": {"filename": ref.name, "file_data": store.data_uri(ref)},
+                    }
+                )
+            else:
+                parts.append(part)
+        out.append({**message, "content": parts})
+    return out
 
 
 # --- What the response fence holds, said outside it (episodes) ---------------------------
@@ -155,14 +261,26 @@ def output_schema(spec: dict, criterion: dict) -> dict:
 
 
 def judge_messages(
-    spec: dict, *, messages: list[dict], response: str, criterion: dict, about: str = ""
+    spec: dict,
+    *,
+    messages: list[dict],
+    response: str,
+    criterion: dict,
+    about: str = "",
+    conversation: render.Rendered | None = None,
+    attachments=(),
 ):
     """The per-criterion prompt. Everything that every criterion of a response shares comes
     first (instructions and schema, conversation, response, reference), so a provider's
     prompt cache reuses it; the criterion and its guidance come last. `about`
-    (`about_section`) says what an episode in the response fence is, after the criterion."""
+    (`about_section`) says what an episode in the response fence is, after the criterion.
+    `conversation`: the task's messages as rendered for this judge (default: for a judge of
+    text only); its attachments, then the response's `attachments`, follow the text."""
     judge = spec["judge"]
-    conversation = conversation_text(messages)
+    if conversation is None:
+        conversation = render.conversation_for_judge(messages)
+    attached = (*conversation.attachments, *attachments)
+    conversation = conversation.text
     system = judge["system_template"].format(
         schema=json.dumps(output_schema(spec, criterion), sort_keys=True)
     )
@@ -184,7 +302,10 @@ def judge_messages(
         criterion_nonce=nonce(text),
         guidance=about + guidance_section(spec, criterion),
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user_content(user, attached)},
+    ]
 
 
 # --- Batched: one call grades every judged criterion of a response ------------------------
@@ -267,14 +388,24 @@ def batch_schema(spec: dict, criteria: list[dict]) -> dict:
 
 
 def batch_messages(
-    spec: dict, *, messages: list[dict], response: str, criteria: list[dict], about: str = ""
+    spec: dict,
+    *,
+    messages: list[dict],
+    response: str,
+    criteria: list[dict],
+    about: str = "",
+    conversation: render.Rendered | None = None,
+    attachments=(),
 ):
     """The batched prompt, built from the grader's spec: the same fences and the same order as
     the per-criterion prompt (instructions and schema, conversation, response, criteria, then
     what an episode in the response fence is, then the criteria's guidance and examples).
     The criteria of one batch share one view of the response: all outcome, all trajectory, or
-    all judged at the same step."""
-    conversation = conversation_text(messages)
+    all judged at the same step. `conversation` and `attachments` as for `judge_messages`."""
+    if conversation is None:
+        conversation = render.conversation_for_judge(messages)
+    attached = (*conversation.attachments, *attachments)
+    conversation = conversation.text
     lines = "\n".join(batch_line(spec, c) for c in criteria)
     # A grader that carries its own batch templates (in its hashed spec) wins over ours.
     judge = spec["judge"]
@@ -299,7 +430,10 @@ def batch_messages(
         criteria_nonce=nonce(lines),
         guidance=about + batch_guidance_section(spec, criteria),
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user_content(user, attached)},
+    ]
 
 
 def batch_template_id(spec: dict) -> str:
@@ -326,9 +460,14 @@ def batch_template_id(spec: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def prompt_cache_key(grader_hash: str, messages: list[dict], response: str) -> str:
+def prompt_cache_key(
+    grader_hash: str, messages: list[dict], response: str, conversation: str | None = None
+) -> str:
     """Stable per (grader, conversation, response): every criterion of one response shares it,
-    so a provider's prompt cache can reuse the shared prefix."""
+    so a provider's prompt cache can reuse the shared prefix. `conversation`: the task's
+    messages as rendered for the judge (default: for a judge of text only)."""
+    if conversation is None:
+        conversation = conversation_text(messages)
     return hashlib.sha256(
-        f"{grader_hash}\n{content_hash(conversation_text(messages))}\n{content_hash(response)}".encode()
+        f"{grader_hash}\n{content_hash(conversation)}\n{content_hash(response)}".encode()
     ).hexdigest()[:32]

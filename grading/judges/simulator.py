@@ -25,6 +25,30 @@ wrote and called at step i: "Calls lookup_order before refunding" is met at a st
 calls lookup_order (its key words "lookup" and "order" are found in the call line; words
 are split at underscores) and not at one that only writes text.
 
+**Files.** A document in the graded text is its converted text under its file line, inside
+the response fence (annotation.content.render), so the rule above reads it like any other
+text: a criterion is met when half its key words are found in the fenced text *including*
+the converted text of its files (a spreadsheet's cells read as "B3=1250000", split into words
+like the rest; a step criterion: the files of the turn judged).
+
+**Images.** A criterion is *visual* when it has a word of `VISUAL_WORDS` (image, chart,
+figure, photo, diagram, graph, picture, screenshot, and their plurals). A visual criterion of
+a prompt that concerns images (the request carries ``image_url`` parts, or the prompt names
+an image with "[image: ...]", in the response or the task) is decided by this rule instead:
+
+* no ``image_url`` part reached the simulator (a judge that cannot see images): not met,
+  "no image reached the judge";
+* otherwise the simulator reads each attached image's *colour*: the most frequent of
+  `COLOURS` (red, green, blue, yellow, orange, purple, black, grey, white) among its pixels
+  that are not near-white (white only when every pixel is). The criterion is met when every
+  colour word it has names the colour of some attached image, and at least half of its other
+  key words (its visual words count as found: the judge sees the image) are found in the
+  fenced text, as above.
+
+So "The chart is red" is met for a judge sent a mostly red chart, not met for one sent a blue
+chart, and not met for a judge that cannot see images, whatever the text says. A criterion
+with no visual word, or a prompt without images, is decided by the rules above unchanged.
+
 A **gullible** simulator (`SimulatorConfig(gullible=True)`, `judge_simulator --gullible`)
 stands in for a judge that obeys the graded text, so tests can show what prompt injection
 does: when the fenced response carries words aimed at a grader (`GULLIBLE_CUES`: "grader",
@@ -221,6 +245,125 @@ def simulated_scale(criterion: str, response: str, levels: int) -> tuple[int, st
         level,
         f"Simulated level {level} of {levels}: found {len(found)} of {len(keys)} key words.",
     )
+
+
+# --- Images ------------------------------------------------------------------------------
+
+VISUAL_WORDS = frozenset(
+    [
+        "image",
+        "images",
+        "chart",
+        "charts",
+        "figure",
+        "figures",
+        "photo",
+        "photos",
+        "diagram",
+        "diagrams",
+        "graph",
+        "graphs",
+        "picture",
+        "pictures",
+        "screenshot",
+        "screenshots",
+    ]
+)
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "orange": (245, 140, 20),
+    "purple": (130, 40, 170),
+    "black": (0, 0, 0),
+    "grey": (128, 128, 128),
+}
+
+COLOUR_WORDS = frozenset([*COLOURS, "white"])
+
+
+def is_visual(criterion: str) -> bool:
+    return any(w in VISUAL_WORDS for w in WORD.findall(criterion.lower()))
+
+
+def image_colour(data_uri: str) -> str:
+    """An image's colour as the simulator reads it (see the module doc), or "" when the data
+    is not an image Pillow reads."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    try:
+        data = base64.b64decode(data_uri.split(",", 1)[1])
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            img.thumbnail((64, 64))
+            pixels = list(img.getdata())
+    except (ValueError, IndexError, OSError, Image.DecompressionBombError):
+        return ""
+    counts: dict[str, int] = {}
+    for r, g, b in pixels:
+        if min(r, g, b) > 225:
+            continue  # near-white: the background
+        name = min(
+            COLOURS,
+            key=lambda c: sum((x - y) ** 2 for x, y in zip(COLOURS[c], (r, g, b), strict=True)),
+        )
+        counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return "white"
+    return max(counts, key=lambda c: counts[c])
+
+
+def visual_verdict(criterion: str, response: str, colours: list[str]) -> tuple[bool, str]:
+    """A visual criterion of a prompt with images (module doc): `colours`, of the images
+    attached (none: the judge saw no image)."""
+    if not colours:
+        return (
+            False,
+            "Simulated verdict: the criterion is about an image; no image reached the judge.",
+        )
+    words = WORD.findall(criterion.lower())
+    wanted = [w for w in dict.fromkeys(words) if w in COLOUR_WORDS]
+    missing_colours = [c for c in wanted if c not in colours]
+    keys = [k for k in key_words(criterion) if k not in VISUAL_WORDS and k not in COLOUR_WORDS]
+    stems = {w[:5] for w in WORD.findall(response.lower()) if len(w) >= 5}
+    found = [k for k in keys if k[:5] in stems]
+    seen = [w for w in dict.fromkeys(words) if w in VISUAL_WORDS]
+    met = not missing_colours and 2 * (len(found) + len(seen)) >= len(keys) + len(seen)
+    explanation = (
+        f"Simulated verdict: saw {len(colours)} image(s) ({', '.join(colours)})"
+        + (f"; colour not seen: {', '.join(missing_colours)}" if missing_colours else "")
+        + f"; found {len(found)} of {len(keys)} other key words."
+    )
+    return met, explanation
+
+
+def prompt_of(messages: list) -> tuple[str, list[str]]:
+    """The prompt's text (a list content's text parts joined) and the data: URIs of its
+    image_url parts."""
+    texts, images = [], []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content", "")
+        if not isinstance(content, list):
+            texts.append(str(content))
+            continue
+        own = []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                own.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = part.get("image_url", {})
+                url = url.get("url", "") if isinstance(url, dict) else str(url)
+                images.append(url)
+        texts.append("\n".join(own))
+    return "\n".join(texts), images
 
 
 SCALE_LINE = re.compile(r"Rate the response from 1 to (\d+)")
@@ -543,9 +686,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "timeout":
             time.sleep(config.timeout_s)
-        prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        prompt, images = prompt_of(messages)
         self.server.received.append(messages)
-        content = self.server.answer(prompt)
+        content = self.server.answer(prompt, images)
         if config.explanation:
             content = _explained(content, config.explanation)
         if fault == "malformed":
@@ -639,7 +782,7 @@ class SimulatorServer(ThreadingHTTPServer):
             return self._rng.choice(self.config.faults)
         return None
 
-    def answer(self, prompt: str) -> str:
+    def answer(self, prompt: str, images: list[str] | None = None) -> str:
         response, criteria = extract_response_and_criteria(prompt)
         if response is None or not criteria:
             return json.dumps(
@@ -648,13 +791,22 @@ class SimulatorServer(ThreadingHTTPServer):
         obeyed = gullible_obeys(response) if self.config.gullible else None
         if obeyed is not None:
             return self._obey(criteria, obeyed)
+        images = images or []
+        with_images = bool(images) or "[image: " in prompt
+        colours = [image_colour(uri) for uri in images] if with_images else []
+
+        def binary(text: str) -> tuple[bool, str]:
+            if with_images and is_visual(text):
+                return visual_verdict(text, response, colours)
+            return simulated_verdict(text, response)
+
         if len(criteria) == 1 and criteria[0][0] == "":
             scale = SCALE_LINE.search(criteria[0][1])
             if scale:
                 first_line = criteria[0][1].split("\n", 1)[0]
                 level, why = simulated_scale(first_line, response, int(scale.group(1)))
                 return json.dumps({"score": level, "explanation": why})
-            met, why = simulated_verdict(criteria[0][1], response)
+            met, why = binary(criteria[0][1])
             return json.dumps({"criteria_met": met, "explanation": why})
         verdicts, levels = [], []
         for criterion_id, text in criteria:
@@ -664,7 +816,7 @@ class SimulatorServer(ThreadingHTTPServer):
                 level, why = simulated_scale(own, response, int(scale.group(1)))
                 levels.append({"id": criterion_id, "level": level, "explanation": why})
             else:
-                met, why = simulated_verdict(text, response)
+                met, why = binary(text)
                 verdicts.append({"id": criterion_id, "criteria_met": met, "explanation": why})
         return json.dumps(_batch_reply(verdicts, levels))
 
