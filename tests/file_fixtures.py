@@ -131,10 +131,13 @@ def file_part(name: str, data: bytes) -> dict:
     return {"type": "file", "file": {"filename": name, "file_data": data_uri(data)}}
 
 
-def response_with_files(project, task, files: list[tuple[str, bytes]], *, model="secret-model-x"):
-    """A response to `task` whose last assistant message carries `files`, stored for
-    `project` through its intake, as an import would."""
+def response_with_files(
+    project, task, files: list[tuple[str, bytes]], *, model="secret-model-x", before=()
+):
+    """A response to `task` whose last assistant message carries `files` (after the messages
+    `before`), stored for `project` through its intake, as an import would."""
     value = [
+        *before,
         {"role": "user", "content": "Send the deliverables."},
         {
             "role": "assistant",

@@ -151,7 +151,8 @@ def _render(ref: FileRef) -> PdfPages:
         if (work / "error").exists():
             raise FileRefused((work / "error").read_text()[:500])
         if not (work / "total").exists():
-            raise FileRefused(f"'{ref.name}' could not be rendered (the renderer stopped).")
+            why = f"within {PDF_RENDER_SECONDS:g} s" if timed_out else "(the renderer stopped)"
+            raise FileRefused(f"'{ref.name}' could not be rendered {why}.")
         total = int((work / "total").read_text())
         sizes = []
         for number in range(1, min(total, limit) + 1):
