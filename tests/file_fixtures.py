@@ -31,9 +31,10 @@ def make_pdf(pages: list[str] | int, *, javascript: str = "") -> bytes:
     data = bytes(pdf.output())
     if javascript:
         from pypdf import PdfWriter
+        from pypdf.actions import JavaScript
 
         writer = PdfWriter(clone_from=io.BytesIO(data))
-        writer.add_js(javascript)
+        writer.add_open_action(JavaScript(javascript))
         out = io.BytesIO()
         writer.write(out)
         data = out.getvalue()

@@ -35,6 +35,7 @@ from grading.datasets import snapshots
 from grading.models import JudgeCall, ModelPrice
 from rubrics import services as rubric_services
 from rubrics import suites, tokens
+from rubrics.files import store
 from rubrics.models import Criterion, Invitation
 from tests import factories
 from tests.test_api import api_client
@@ -298,6 +299,11 @@ ROWS = [
     ),
     # Every member may download a reference's file; no one else, and never from a public URL.
     page("get", "reference_file", "/references/{reference}/file/", members_page(EVERYONE, 200)),
+    # A file the project holds (rubrics.files.store), and its previews: every member, since
+    # nothing in them names a model (annotators grade the files they show).
+    page("get", "file", "/p/{slug}/files/{file}/", members_page(EVERYONE, 200)),
+    page("get", "file_preview", "/p/{slug}/files/{file}/preview/", members_page(EVERYONE, 200)),
+    page("get", "file_page", "/p/{slug}/files/{file}/pages/1.png", members_page(EVERYONE, 200)),
     api(
         "get",
         "references/<int:pk>/file/",
@@ -959,7 +965,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     reference = rubric_services.reference_create(
         task=task, body="Rest.", file=SimpleUploadedFile("ref.txt", b"notes"), user=admin
     )
+    from tests.file_fixtures import make_pdf
+
+    stored = store.put(project, make_pdf([f"{prefix}deliverable"]), name="deliverable.pdf")
     return SimpleNamespace(
+        file=stored.sha256,
         make=makers,
         reference=reference.pk,
         token=outsider_token.pk,
