@@ -420,3 +420,20 @@ def test_a_step_verdicts_anchor_must_be_in_its_step(personas):
     assert (verdict.step, verdict.evidence_step) == (3, 3)
     with pytest.raises(ValidationError, match="not carry there"):
         save(assignment, step=1, evidence="", evidence_anchor=anchor)
+
+
+def test_the_api_takes_an_anchor_and_says_what_is_wrong(personas):
+    from tests.test_api import api_client
+
+    response, assignment = annotation_world(personas, [("book.pdf", make_pdf(["a", "b"]))])
+    sha = refs(response)["pdf"].sha256
+    client = api_client(personas.annotator)
+    url = f"/api/assignments/{assignment.pk}/verdicts/"
+    body = {"criterion": criterion_of(assignment).pk, "outcome": "unmet"}
+    bad = client.put(url, {**body, "evidence_anchor": {"file": sha, "page": 9}}, format="json")
+    assert bad.status_code == 400
+    assert "has 2 page(s); there is no page 9" in json.dumps(bad.json())
+    good = client.put(url, {**body, "evidence_anchor": {"file": sha, "page": 2}}, format="json")
+    assert good.status_code == 200, good.content
+    assert good.json()["evidence_anchor"] == {"file": sha, "page": 2}
+    assert good.json()["evidence_step"] == 1
