@@ -534,6 +534,11 @@ class OwnVerdictSerializer(serializers.Serializer):
     evidence_step = serializers.IntegerField(
         allow_null=True, help_text="The message the evidence is quoted from; null: the answer."
     )
+    evidence_anchor = serializers.JSONField(
+        allow_null=True,
+        help_text='Where in a file of that message: {"file": sha256, "page": n} (optionally '
+        '"region": [x, y, w, h], fractions) or {"file": sha256, "sheet": name, "cell": "B7"}.',
+    )
 
 
 @extend_schema_serializer(component_name="Assignment")
@@ -647,6 +652,13 @@ class VerdictDraftApi(APIView):
             help_text="The message the evidence is quoted from (a step's: its own); "
             "absent: the final answer.",
         )
+        evidence_anchor = serializers.JSONField(
+            required=False,
+            allow_null=True,
+            help_text='Where in a file of the message: {"file": sha256, "page": n} (optionally '
+            '"region": [x, y, w, h], fractions of the page) or {"file": sha256, "sheet": name, '
+            '"cell": "B7"}; the quote, if any, is what it shows there.',
+        )
 
     @extend_schema(
         tags=["annotation"],
@@ -670,6 +682,7 @@ class VerdictDraftApi(APIView):
                 evidence=v["evidence"],
                 step=v.get("step"),
                 evidence_step=v.get("evidence_step"),
+                evidence_anchor=v.get("evidence_anchor"),
             )
         return Response(OwnVerdictSerializer(verdict).data)
 

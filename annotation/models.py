@@ -150,6 +150,9 @@ class Verdict(models.Model):
     # The message the evidence is quoted from (its index in the episode), when it is not the
     # final answer; a step verdict's evidence is anchored to its own step.
     evidence_step = models.PositiveIntegerField(null=True, blank=True)
+    # Where in a file of that message the evidence is (annotation.content.evidence.parse_anchor):
+    # {"file": sha256, "page": n[, "region": [x, y, w, h]]} or {"file", "sheet", "cell"}.
+    evidence_anchor = models.JSONField(null=True, blank=True)
     # Provenance of judge verdicts: the model that answered, whether it was the simulator,
     # the raw reply when it could not be parsed, and the tokens it cost.
     judge_model = models.CharField(max_length=200, blank=True)
@@ -198,6 +201,21 @@ class Verdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} on criterion {self.criterion_id} of response {self.response_id}"
+
+    @property
+    def anchor_label(self) -> str:
+        """The evidence anchor in words: "file 1a2b3c4d5e6f, sheet 'Debt', cell B7"."""
+        anchor = self.evidence_anchor or {}
+        if not anchor.get("file"):
+            return ""
+        said = [f"file {str(anchor['file'])[:12]}"]
+        if "sheet" in anchor:
+            said.append(f"sheet '{anchor['sheet']}', cell {anchor.get('cell')}")
+        if "page" in anchor:
+            said.append(f"page {anchor['page']}")
+        if "region" in anchor:
+            said.append("region " + " ".join(f"{v:g}" for v in anchor["region"]))
+        return ", ".join(said)
 
 
 class Queue(models.Model):

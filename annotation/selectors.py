@@ -379,7 +379,14 @@ def annotation_page(assignment: Assignment) -> AnnotationPage:
     drafts: dict[int, Verdict] = {}
     step_drafts: dict[tuple[int, int], Verdict] = {}
     for v in Verdict.objects.filter(assignment=assignment).only(
-        "criterion_id", "step", "outcome", "value", "explanation", "evidence", "evidence_step"
+        "criterion_id",
+        "step",
+        "outcome",
+        "value",
+        "explanation",
+        "evidence",
+        "evidence_step",
+        "evidence_anchor",
     ):
         if v.step is None:
             drafts[v.criterion_id] = v

@@ -23,7 +23,13 @@ from annotation.content.episode import (
     Episode,
     FileIntake,
 )
-from annotation.content.evidence import quoted_from
+from annotation.content.evidence import (
+    AnchorError,
+    check_anchor,
+    parse_anchor,
+    quoted_from,
+    step_messages,
+)
 from annotation.models import (
     Adjudication,
     Assignment,
@@ -847,13 +853,37 @@ def _step_label(index: int) -> str:
 
 
 def _check_evidence(
-    *, item: QueueItem, step: int | None, evidence: str, evidence_step: int | None
-) -> int | None:
-    """Validate a quote and say which message it is anchored to (None: the final answer). A
-    step verdict's quote comes from its own step; another criterion's from the final answer,
-    or from the message `evidence_step` names."""
+    *,
+    item: QueueItem,
+    step: int | None,
+    evidence: str,
+    evidence_step: int | None,
+    evidence_anchor=None,
+) -> tuple[int | None, dict | None]:
+    """Validate a quote and say which message it is anchored to (None: the final answer),
+    and where in a file of it (`evidence_anchor`: a page, a region, a sheet's cell). A step
+    verdict's evidence comes from its own step (a file there, or one its calls returned);
+    another criterion's from the final answer, or from the message `evidence_step` names, or
+    from the message carrying the anchor's file."""
     if len(evidence) > 5000:
         raise ValidationError({"evidence": "Quote at most 5,000 characters."})
+    try:
+        anchor = parse_anchor(evidence_anchor)
+    except AnchorError as exc:
+        raise ValidationError({"evidence_anchor": str(exc)}) from None
+    if anchor is not None:
+        episode = item.response.episode
+        if step is not None:
+            near = step_messages(episode, step)
+        elif evidence_step is not None:
+            near = [evidence_step]
+        else:
+            near = list(range(len(episode.messages)))
+        try:
+            carrier = check_anchor(episode, anchor, evidence, near=near)
+        except AnchorError as exc:
+            raise ValidationError({"evidence_anchor": str(exc)}) from None
+        return (step if step is not None else carrier), anchor
     if step is not None:
         if evidence_step is not None and evidence_step != step:
             raise ValidationError(
@@ -861,17 +891,17 @@ def _check_evidence(
             )
         evidence_step = step if evidence else None
     if not evidence:
-        return None
+        return None, None
     response = item.response  # read only when there is a quote to check
     if evidence_step is None:
         if evidence not in response.text:
             raise ValidationError({"evidence": "Evidence must be quoted from the response."})
-        return None
+        return None, None
     if not quoted_from(response.episode, evidence_step, evidence):
         raise ValidationError(
             {"evidence": f"Evidence must be quoted from message {_step_label(evidence_step)}."}
         )
-    return evidence_step
+    return evidence_step, None
 
 
 def verdict_save_draft(
@@ -884,10 +914,13 @@ def verdict_save_draft(
     value=None,
     step: int | None = None,
     evidence_step: int | None = None,
+    evidence_anchor=None,
 ) -> Verdict:
     """Save (or overwrite) the annotator's draft decision on one criterion, or on one step of
     a step criterion (`step`: the step's message index); renews the lease. Evidence is a quote
-    from the final answer, or from the message `evidence_step` names (a step's, its own)."""
+    from the final answer, or from the message `evidence_step` names (a step's, its own), and
+    may point into a file of it (`evidence_anchor`: a JSON object or its text; see
+    annotation.content.evidence.parse_anchor)."""
     with transaction.atomic():
         assignment = _locked_turn(assignment_id)
         now = timezone.now()
@@ -914,11 +947,12 @@ def verdict_save_draft(
             raise ValidationError(
                 {"step": "This criterion is decided once for the whole response; name no step."}
             )
-        evidence_step = _check_evidence(
+        evidence_step, anchor = _check_evidence(
             item=assignment.item,
             step=step,
             evidence=evidence,
             evidence_step=evidence_step,
+            evidence_anchor=evidence_anchor,
         )
         # The item's lock is held, so no other save of this turn runs between read and write.
         verdict = Verdict.objects.filter(
@@ -932,6 +966,7 @@ def verdict_save_draft(
         verdict.outcome, verdict.value = outcome, value
         verdict.explanation, verdict.evidence = explanation.strip(), evidence
         verdict.evidence_step = evidence_step
+        verdict.evidence_anchor = anchor
         verdict.save()
         Assignment.objects.filter(pk=assignment.pk).update(
             status=Assignment.Status.ACTIVE,
@@ -1007,6 +1042,7 @@ def assignment_submit(*, assignment_id: int) -> Assignment:
                     "step(s).",
                     "evidence": "",
                     "evidence_step": None,
+                    "evidence_anchor": None,
                 },
             )
         assignment.status = Assignment.Status.SUBMITTED

@@ -348,6 +348,8 @@ def _annotation_rows(page: selectors.AnnotationPage) -> tuple[list[dict], int]:
             row["done"] = all(len(cell) > 1 for cell in cells)
         else:
             row["done"] = row["draft"] is not None
+            anchor = row["draft"].evidence_anchor if row["draft"] is not None else None
+            row["anchor_json"] = json.dumps(anchor) if anchor else ""
         decided += row["done"]
         rows.append(row)
     return rows, decided
@@ -408,6 +410,7 @@ def assignment_draft(request: HttpRequest, pk: int) -> HttpResponse:
             value=value,
             step=params.whole_number(request.POST, "step"),
             evidence_step=params.whole_number(request.POST, "evidence_step"),
+            evidence_anchor=request.POST.get("evidence_anchor") or None,
         )
     except ValidationError as exc:
         error = "; ".join(f"{k}: {v}" for k, v in _errors(exc).items())

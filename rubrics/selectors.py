@@ -395,20 +395,28 @@ def reference_download(reference: ReferenceDeliverable) -> FileResponse:
     return response
 
 
-def stored_file(project, sha256: str) -> tuple:
-    """The open stored bytes and the FileRef of a file the project holds, by its hash; 404
-    when the project holds none of that hash (or storage lost it)."""
+def stored_file_ref(project, sha256: str):
+    """The FileRef of a file the project holds, by its hash (named by its hash); 404 when
+    the project holds none of that hash."""
     from rubrics.files import store
     from rubrics.models import StoredFile
 
     row = StoredFile.objects.filter(project=project, sha256=sha256.lower()).first()
     if row is None or not store.SHA256.match(row.sha256):
         raise Http404("This project holds no file with that hash.")
+    return store.FileRef(row.sha256, row.kind, f"{row.sha256[:12]}.{row.kind}", row.size)
+
+
+def stored_file(project, sha256: str) -> tuple:
+    """The open stored bytes and the FileRef of a file the project holds, by its hash; 404
+    when the project holds none of that hash (or storage lost it)."""
+    from rubrics.files import store
+
+    ref = stored_file_ref(project, sha256)
     try:
-        handle = default_storage.open(store.path_of(row.sha256), "rb")
+        handle = default_storage.open(store.path_of(ref.sha256), "rb")
     except FileNotFoundError:
         raise Http404("The file is missing from storage.") from None
-    ref = store.FileRef(row.sha256, row.kind, f"{row.sha256[:12]}.{row.kind}", row.size)
     return handle, ref
 
 

@@ -43,6 +43,12 @@ urlpatterns = [
     ),
     path("references/<int:pk>/file/", views.reference_file, name="reference_file"),
     path("p/<slug:slug>/files/<str:sha256>/", views.file_view, name="file"),
+    path("p/<slug:slug>/files/<str:sha256>/preview/", views.file_preview, name="file_preview"),
+    path(
+        "p/<slug:slug>/files/<str:sha256>/pages/<int:number>.png",
+        views.file_page,
+        name="file_page",
+    ),
     path("p/<slug:slug>/rubrics/import/", views.rubrics_import, name="rubrics_import"),
     path("p/<slug:slug>/rubrics/export/", views.rubrics_export, name="rubrics_export"),
     path("p/<slug:slug>/templates/new/", views.template_new, name="template_new"),

@@ -377,6 +377,46 @@ def file_view(request: HttpRequest, slug: str, sha256: str) -> FileResponse:
 
 
 @login_required
+@require_GET
+def file_preview(request: HttpRequest, slug: str, sha256: str) -> HttpResponse:
+    """The preview of a document the project holds, for its members only: a fragment pages
+    load lazily with htmx (rubrics/_file_preview.html#body). `?sheet=` picks a workbook's
+    sheet (from 0). Nothing in it names a model, so annotators see it too."""
+    from rubrics.files import preview
+
+    project = project_for(request.user, slug, Perm.VIEW)
+    ref = selectors.stored_file_ref(project, sha256)
+    shown = preview.describe(ref, sheet=params.whole_number(request.GET, "sheet", 0))
+    return render(
+        request, "rubrics/_file_preview.html#body", {"project": project, "preview": shown}
+    )
+
+
+@login_required
+@require_GET
+def file_page(request: HttpRequest, slug: str, sha256: str, number: int) -> FileResponse:
+    """Page `number` of a PDF the project holds, rendered on the server to PNG (the PDF's own
+    content never reaches the browser), for its members only; 404 for a page not rendered."""
+    from rubrics.files import preview
+
+    project = project_for(request.user, slug, Perm.VIEW)
+    ref = selectors.stored_file_ref(project, sha256)
+    if ref.kind != "pdf":
+        raise Http404("Only a PDF has pages.")
+    try:
+        handle = preview.page_file(ref, number)
+    except FileNotFoundError:
+        raise Http404("That page is not rendered.") from None
+    except preview.FileRefused as exc:
+        raise Http404(str(exc)) from None
+    response = FileResponse(handle, content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600, immutable"
+    return response
+
+
+@login_required
 @require_POST
 def rubric_new(request: HttpRequest, slug: str, external_id: str) -> HttpResponse:
     project = project_for(request.user, slug, Perm.EDIT_RUBRICS)

@@ -215,12 +215,62 @@
     if (!text) return false;
     li.querySelector("input[name=evidence]").value = text;
     li.querySelector("input[name=evidence_step]").value = at;
+    li.querySelector("input[name=evidence_anchor]").value = "";
+    showAnchor(li, "");
     const quote = li.querySelector("blockquote.evidence");
     quote.textContent = text;
     quote.hidden = false;
     save(li);
     return true;
   }
+
+  // Evidence in a file a message carries: a click on a sheet's cell or a PDF's page (in the
+  // previews, rubrics/_file_preview.html) anchors the active criterion's evidence there; a
+  // cell's value becomes the quote. The server checks the anchor (evidence.check_anchor).
+  function fileAnchor(target) {
+    const figure = target.closest(".trajectory .file-preview");
+    const row = target.closest(".trajectory li.msg");
+    if (!figure || !row) return null;
+    const name = figure.dataset.name;
+    const cell = target.closest("table.sheet td[data-cell]");
+    if (cell) {
+      const sheet = cell.closest("table.sheet").dataset.sheet;
+      return { at: row.dataset.index, element: cell, quote: cell.textContent.trim(),
+               anchor: { file: figure.dataset.file, sheet: sheet, cell: cell.dataset.cell },
+               label: name + " › " + sheet + " › " + cell.dataset.cell };
+    }
+    const page = target.closest("img.pdf-page");
+    if (page) {
+      return { at: row.dataset.index, element: page, quote: "",
+               anchor: { file: figure.dataset.file, page: Number(page.dataset.page) },
+               label: name + " › page " + page.dataset.page };
+    }
+    return null;
+  }
+
+  function showAnchor(li, label) {
+    const shown = li.querySelector(".evidence-anchor");
+    if (!shown) return;
+    shown.textContent = label ? "Evidence at " + label : "";
+    shown.hidden = !label;
+  }
+
+  document.addEventListener("click", function (event) {
+    const found = event.target.closest && fileAnchor(event.target);
+    if (!found || document.querySelector("#annotate fieldset[disabled]")) return;
+    const li = active();
+    if (!li || li.classList.contains("step-crit")) return;
+    li.querySelector("input[name=evidence]").value = found.quote;
+    li.querySelector("input[name=evidence_step]").value = found.at;
+    li.querySelector("input[name=evidence_anchor]").value = JSON.stringify(found.anchor);
+    const quote = li.querySelector("blockquote.evidence");
+    quote.textContent = found.quote;
+    quote.hidden = !found.quote;
+    showAnchor(li, found.label);
+    document.querySelectorAll(".trajectory .anchored").forEach(function (el) { el.classList.remove("anchored"); });
+    found.element.classList.add("anchored");
+    save(li);
+  });
 
   function submit() {
     const form = document.getElementById("submit-form");

@@ -299,9 +299,11 @@ ROWS = [
     ),
     # Every member may download a reference's file; no one else, and never from a public URL.
     page("get", "reference_file", "/references/{reference}/file/", members_page(EVERYONE, 200)),
-    # Files a project holds (response deliverables, task images): every member reads them;
-    # a file names no model.
+    # A file the project holds (rubrics.files.store), and its previews: every member, since
+    # nothing in them names a model (annotators grade the files they show).
     page("get", "file", "/p/{slug}/files/{file}/", members_page(EVERYONE, 200)),
+    page("get", "file_preview", "/p/{slug}/files/{file}/preview/", members_page(EVERYONE, 200)),
+    page("get", "file_page", "/p/{slug}/files/{file}/pages/1.png", members_page(EVERYONE, 200)),
     api(
         "get",
         "references/<int:pk>/file/",
@@ -963,8 +965,11 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     reference = rubric_services.reference_create(
         task=task, body="Rest.", file=SimpleUploadedFile("ref.txt", b"notes"), user=admin
     )
-    stored = store.put(project, b"day,fluids\n1,2 L\n", name="intake.csv")
+    from tests.file_fixtures import make_pdf
+
+    stored = store.put(project, make_pdf([f"{prefix}deliverable"]), name="deliverable.pdf")
     return SimpleNamespace(
+        file=stored.sha256,
         make=makers,
         reference=reference.pk,
         token=outsider_token.pk,
@@ -1006,7 +1011,6 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
         price=price.pk,
         price_model=price.model,
         eval_suite=eval_suite.pk,
-        file=stored.sha256,
     )
 
 

@@ -63,7 +63,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from annotation.content.episode import METADATA_NUMBERS, Episode, Message
-from rubrics.files import store
+from rubrics.files import preview, store
 from rubrics.files.sniff import FileRefused
 from rubrics.files.store import SHA256, FileRef
 
@@ -551,7 +551,8 @@ def for_steps(episode: Episode, steps: list[int]) -> tuple[str, list[str]]:
 def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = ()) -> dict:
     """What the trajectory view shows: numbered messages with role, text, reasoning, each
     tool call's name, pretty arguments and output (matched by call id), and the final
-    state, each flagged `long` when it should start collapsed.
+    state, each flagged `long` when it should start collapsed; each message's files (an
+    image's with its size in pixels, read in one query).
 
     `blind` (the default, so that no page shows more by forgetting it) keeps only the
     metadata that cannot name a model (METADATA_NUMBERS); pages for people who may see models
@@ -563,6 +564,7 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
     by_step: dict[int, list] = {}
     for verdict in step_verdicts:
         by_step.setdefault(verdict.step, []).append(verdict)
+    sizes = preview.image_sizes(ref.sha256 for _, ref in episode.files() if ref.is_image)
     rows = []
     for i, m in enumerate(episode.messages):
         calls = []
@@ -597,6 +599,8 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
                         "kind": ref.kind,
                         "size": ref.size,
                         "is_image": ref.is_image,
+                        "width": sizes.get(ref.sha256, (None, None))[0],
+                        "height": sizes.get(ref.sha256, (None, None))[1],
                     }
                     for ref in m.files
                 ],

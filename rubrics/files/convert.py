@@ -98,8 +98,10 @@ def pdf_text(data: bytes, *, name: str = "file.pdf") -> Converted:
     return out
 
 
-def pdf_pages(data: bytes, *, name: str = "file.pdf", limit: int = PDF_RENDER_PAGES):
-    """At most `limit` pages rendered to re-encoded PNG or JPEG, and what was left out."""
+def pdf_page_pngs(data: bytes, *, name: str = "file.pdf", limit: int = PDF_RENDER_PAGES):
+    """The PDF's page count, then each of its first `limit` pages rendered by PDFium to PNG at
+    PDF_RENDER_DPI, one at a time (so a caller can stop at a deadline). PDFium runs no script
+    a PDF carries."""
     import pypdfium2 as pdfium
 
     try:
@@ -108,16 +110,25 @@ def pdf_pages(data: bytes, *, name: str = "file.pdf", limit: int = PDF_RENDER_PA
         raise FileRefused(f"'{name}' is not a PDF PDFium can render ({exc}).") from None
     try:
         total = len(pdf)
-        rendered = []
+        yield total
         for index in range(min(total, limit)):
             page = pdf[index]
             bitmap = page.render(scale=PDF_RENDER_DPI / 72)
             buffer = io.BytesIO()
             bitmap.to_pil().save(buffer, format="PNG")
-            rendered.append(images.reencode(buffer.getvalue(), name=f"{name} page {index + 1}"))
             page.close()
+            yield buffer.getvalue()
     finally:
         pdf.close()
+
+
+def pdf_pages(data: bytes, *, name: str = "file.pdf", limit: int = PDF_RENDER_PAGES):
+    """At most `limit` pages rendered to re-encoded PNG or JPEG, and what was left out."""
+    renders = pdf_page_pngs(data, name=name, limit=limit)
+    total = next(renders)
+    rendered = [
+        images.reencode(png, name=f"{name} page {number}") for number, png in enumerate(renders, 1)
+    ]
     cut = [f"pages {limit + 1}-{total} not rendered (at most {limit})"] if total > limit else []
     return rendered, cut
 
