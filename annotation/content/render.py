@@ -316,7 +316,7 @@ def files_for_judge(
                 tally.left_out += 1
         elif sight.images and ref.kind == "pdf" and images > 0:
             try:
-                pages, _cut = store.page_images(ref, limit=min(PDF_PAGE_IMAGES, images))
+                pages, _cut = preview.page_refs(ref, limit=min(PDF_PAGE_IMAGES, images))
             except (FileRefused, FileNotFoundError, OSError) as exc:
                 lines[k].append(f"(its pages could not be rendered: {exc})")
                 continue

@@ -22,6 +22,7 @@ What a limit left out is stated (`cut`), and pages show it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -41,7 +42,7 @@ from django.utils.html import escape
 
 from rubrics.files import convert
 from rubrics.files.sniff import FileRefused
-from rubrics.files.store import FileRef, converted, read
+from rubrics.files.store import FileRef, converted, path_of, read
 
 # Bump when a preview changes what it shows: stored previews of the old version are made again.
 PREVIEW_VERSION = 1
@@ -198,6 +199,24 @@ def page_file(ref: FileRef, number: int):
     if number > len(pdf_pages(ref).sizes):
         raise FileNotFoundError(number)
     return default_storage.open(page_path(ref.sha256, number), "rb")
+
+
+def page_refs(ref: FileRef, *, limit: int) -> tuple[list[FileRef], list[str]]:
+    """The first `limit` pages of a stored PDF as images a vision judge is sent: the same
+    bounded, once-only render the previews show (`pdf_pages`), each page then kept by its own
+    hash like any file (`store.path_of`), so prompts and cache keys name pages by content.
+    Returns the pages (named "<name> page N") and what the render left out, in words;
+    FileRefused when the PDF cannot be rendered."""
+    rendered = pdf_pages(ref)
+    pages = []
+    for number in range(1, min(limit, len(rendered.sizes)) + 1):
+        with default_storage.open(page_path(ref.sha256, number), "rb") as handle:
+            png = handle.read()
+        sha = hashlib.sha256(png).hexdigest()
+        if not default_storage.exists(path_of(sha)):
+            default_storage.save(path_of(sha), ContentFile(png))
+        pages.append(FileRef(sha, "png", f"{ref.name} page {number}", len(png)))
+    return pages, rendered.cut
 
 
 # --- Sheets ---------------------------------------------------------------------------------

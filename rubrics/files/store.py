@@ -180,36 +180,3 @@ def _converted(sha256: str, kind: str, name: str) -> convert.Converted:
 def exists(sha256: str) -> bool:
     """Whether the storage still has the file's bytes."""
     return bool(SHA256.match(sha256)) and default_storage.exists(path_of(sha256))
-
-
-def page_images(ref: FileRef, *, limit: int) -> tuple[list[FileRef], list[str]]:
-    """A PDF's first `limit` pages rendered to images (convert.pdf_pages: PDFium, bounded,
-    re-encoded), for judges that see images: each page stored by its own hash like any file
-    (never under a project: a page is derived from a file the project holds), the list kept
-    beside the PDF (``pages/v1/ab/abcdef…-<limit>.json``) so a PDF is rendered once. Returns
-    the pages (named "<name> page N") and what was left out, in words. FileRefused when
-    PDFium cannot read it."""
-    path = f"pages/v{CONVERSION_VERSION}/{ref.sha256[:2]}/{ref.sha256}-{limit}.json"
-    try:
-        with default_storage.open(path, "rb") as handle:
-            raw = json.loads(handle.read())
-        pages = [
-            FileRef(p["sha256"], p["kind"], f"{ref.name} page {n}", p["size"])
-            for n, p in enumerate(raw["pages"], 1)
-        ]
-        if all(exists(p.sha256) for p in pages):
-            return pages, list(raw["cut"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        pass
-    rendered, cut = convert.pdf_pages(read(ref.sha256), name=ref.name, limit=limit)
-    pages = []
-    for n, image in enumerate(rendered, 1):
-        sha = hashlib.sha256(image.data).hexdigest()
-        if not default_storage.exists(path_of(sha)):
-            default_storage.save(path_of(sha), ContentFile(image.data))
-        kind = "png" if image.mime == "image/png" else "jpeg"
-        pages.append(FileRef(sha, kind, f"{ref.name} page {n}", len(image.data)))
-    listing = {"pages": [dataclasses.asdict(p) for p in pages], "cut": cut}
-    if not default_storage.exists(path):
-        default_storage.save(path, ContentFile(json.dumps(listing).encode()))
-    return pages, cut
