@@ -733,9 +733,17 @@ def test_the_api_round_trips_file_checks_and_a_new_draft_copies_them(draft, pers
     reply = author.put(url, {"criteria": bad}, "json")
     assert reply.status_code == 400 and set(reply.data) == {"criteria[0].check.tolerance"}
     # Published, then edited as a new draft: the checks are copied as they were.
-    services.version_publish(version=draft, user=personas.author)
+    grader = services.version_publish(version=draft, user=personas.author)
     new = services.draft_for_edit(rubric=draft.rubric, user=personas.author)
     assert [c.check_spec for c in new.criteria.order_by("position")] == shown
+    # The grader page says each check in words.
+    from django.test import Client
+
+    engineer = Client()
+    engineer.force_login(personas.engineer)
+    page = engineer.get(f"/graders/{grader.hash}/").content.decode().replace("&#x27;", "'")
+    for c in FILE_CRITERIA:
+        assert wording.check_in_words(checks.validate(c["check"])).replace('"', "&quot;") in page
 
 
 # --- Through the engine and a worker ----------------------------------------------------------
