@@ -426,6 +426,9 @@ def test_file_text_reuses_the_text_checks_on_the_converted_text(delivered):
         ({"type": "xlsx_cell", "cell": "B7", "value": 1, "equals": "x"}, "check.value"),
         ({"type": "xlsx_cell", "cell": "B7", "value": "1,5"}, "check.value"),
         ({"type": "xlsx_cell", "cell": "B7", "value": "nan"}, "check.value"),
+        ({"type": "xlsx_cell", "cell": "B7", "value": 10**400}, "check.value"),
+        ({"type": "xlsx_cell", "cell": "B7", "value": [1]}, "check.value"),
+        ({"type": "file_present", "kind": ["xlsx"]}, "check.kind"),
         ({"type": "xlsx_cell", "cell": "B7", "value": 1, "tolerance": -0.1}, "check.tolerance"),
         ({"type": "xlsx_cell", "cell": "B7", "value": 1, "tolerance": "a"}, "check.tolerance"),
         (

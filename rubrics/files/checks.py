@@ -140,7 +140,7 @@ def _number(value: object, field: str) -> float:
             value = value.replace(",", "")
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # 10**400 is no float
         raise _error(field, "give a number") from None
     if not math.isfinite(number):
         raise _error(field, "give a finite number")
