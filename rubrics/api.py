@@ -1070,7 +1070,10 @@ class CriterionInputSerializer(serializers.Serializer):
         child=serializers.CharField(), required=False, help_text="Scale: a descriptor per level."
     )
     check = serializers.JSONField(
-        required=False, help_text="Checked: e.g. {type: contains, value: '911'}."
+        required=False,
+        help_text="Checked: e.g. {type: contains, value: '911'}; over the response's files, "
+        "e.g. {type: xlsx_cell, sheet: 'Debt', cell: 'B7', value: 1200000, tolerance: 0.01, "
+        "relative: true} (rubrics.checks lists every type).",
     )
     gate = serializers.BooleanField(required=False)
     scope = serializers.ChoiceField(

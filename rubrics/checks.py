@@ -19,6 +19,16 @@ Checks over an episode (its tool calls, steps and final state; see annotation.co
     {"type": "final_state", "path": "calendar.events", "contains": "standup"}
     {"type": "final_state", "path": "invoice.total", "value": 6.2, "tolerance": 0.05}
 
+Checks over the files a response delivers (its XLSX, CSV, PDF, DOCX, PPTX and images; see
+rubrics.files.checks for which files, how a cell is read and what a formula without a saved
+value gives):
+
+    {"type": "file_present", "kind": "xlsx", "name": "debt*.xlsx", "min": 1}
+    {"type": "xlsx_cell", "sheet": "Debt", "cell": "B7", "value": 1200000, "tolerance": 0.01,
+     "relative": true}
+    {"type": "pdf_max_pages", "max": 10}
+    {"type": "file_text", "kind": "docx", "check": {"type": "contains", "value": "EBITDA"}}
+
 `tool_order` is met when every call of `then` comes after some call of `first` (and when
 `then` is never called). On a plain text response the episode is that text as one step: tool
 checks see no calls, `max_steps` sees 1, `final_state` checks are unmet (no final state).
@@ -34,6 +44,7 @@ import re
 import re2
 
 from rubrics import uploads
+from rubrics.files import checks as file_checks
 
 TEXT_CHECK_TYPES = ("contains", "not_contains", "regex", "number", "json_field")
 EPISODE_CHECK_TYPES = (
@@ -44,7 +55,8 @@ EPISODE_CHECK_TYPES = (
     "max_steps",
     "final_state",
 )
-CHECK_TYPES = TEXT_CHECK_TYPES + EPISODE_CHECK_TYPES
+FILE_CHECK_TYPES = file_checks.FILE_CHECK_TYPES
+CHECK_TYPES = TEXT_CHECK_TYPES + EPISODE_CHECK_TYPES + FILE_CHECK_TYPES
 MAX_TOOL_NAME = 200  # as a tool call's name in an episode
 MAX_BOUND = 1_000_000
 MAX_PATTERN = 500
@@ -97,6 +109,8 @@ def validate(check: object) -> dict:
         return {"type": kind, "value": value, "tolerance": tolerance}
     if kind in EPISODE_CHECK_TYPES:
         return _validate_episode_check(kind, check)
+    if kind in FILE_CHECK_TYPES:
+        return file_checks.validate(kind, check)
     path = _path(check, "check.path", "decision.rating or items.0.id")
     if "equals" not in check:
         raise CheckError("check.equals", "give the value the field must equal")
@@ -205,38 +219,49 @@ def _json_in(text: str) -> object:
 def evaluate(check: dict, text: str, episode=None) -> tuple[bool, str]:
     """(met, explanation) for a validated check. `text` is the final answer; `episode` (an
     annotation.content.episode.Episode, read by duck typing: this app imports neither of the
-    others) is the whole response, which checks over tool calls, steps and the final state
-    read."""
+    others) is the whole response, which checks over tool calls, steps, the final state and
+    the files delivered read."""
+    kind = check["type"]
+    if kind in EPISODE_CHECK_TYPES:
+        return _evaluate_episode_check(check, episode)
+    if kind in FILE_CHECK_TYPES:
+        return file_checks.evaluate(check, episode)
+    return evaluate_text(check, text)
+
+
+def evaluate_text(check: dict, text: str, *, subject: str = "the response") -> tuple[bool, str]:
+    """A check of a text (contains, not_contains, regex, number, json_field): of the final
+    answer, or (file_text) of a file's extracted text, which `subject` names."""
     text = text[:MAX_TEXT]
     kind = check["type"]
+    # The final answer's explanations read as they always have; a file's name the file.
+    where = "" if subject == "the response" else f" in {subject}"
     if kind in ("contains", "not_contains"):
         needle, haystack = check["value"], text
         if not check.get("case_sensitive"):
             needle, haystack = needle.casefold(), haystack.casefold()
         found = needle in haystack
         met = found if kind == "contains" else not found
-        return met, f"'{check['value']}' {'found' if found else 'not found'} in the response."
+        return met, f"'{check['value']}' {'found' if found else 'not found'} in {subject}."
     if kind == "regex":
         matcher = compiled_pattern(check["pattern"], bool(check.get("ignore_case")))
         match = matcher.search(text)
         if match:
-            return True, f"Pattern matched: '{match.group(0)[:80]}'."
-        return False, "Pattern did not match."
+            return True, f"Pattern matched{where}: '{match.group(0)[:80]}'."
+        return False, f"Pattern did not match{where}."
     if kind == "number":
         target, tolerance = check["value"], check["tolerance"]
         for raw in NUMBER.findall(text):
             number = float(raw.replace(",", ""))
             if abs(number - target) <= tolerance:
-                return True, f"Found {raw}, within {tolerance:g} of {target:g}."
-        return False, f"No number within {tolerance:g} of {target:g}."
-    if kind in EPISODE_CHECK_TYPES:
-        return _evaluate_episode_check(check, episode)
+                return True, f"Found {raw}{where}, within {tolerance:g} of {target:g}."
+        return False, f"No number within {tolerance:g} of {target:g}{where}."
     try:
         node = _json_in(text)
     except uploads.JsonRefused as exc:
-        return False, f"The response is not usable JSON: {exc}."
+        return False, f"{subject[0].upper()}{subject[1:]} is not usable JSON: {exc}."
     except (ValueError, TypeError):
-        return False, "The response is not JSON."
+        return False, f"{subject[0].upper()}{subject[1:]} is not JSON."
     found, node = walk(node, check["path"])
     if not found:
         return False, f"No field at '{check['path']}'."

@@ -100,6 +100,7 @@ class Item:
     kind: str = "binary"
     scope: str = "outcome"
     step_rule: str = ""
+    check: dict | None = None  # a checked criterion's check
 
 
 def _words(text: str) -> list[str]:
@@ -172,6 +173,7 @@ def lint(criteria: Iterable[Item]) -> list[Warning]:
                 )
             )
         warnings.extend(_scope_warnings(c))
+        warnings.extend(_check_warnings(c))
     # Word-set overlap (Jaccard) is cheap enough for a 200-criterion rubric on every keystroke.
     word_sets = [frozenset(_words(c.text)) for c in items]
     content_sets = [_content(words) for words in word_sets]
@@ -251,11 +253,39 @@ def _scope_warnings(c: Item) -> list[Warning]:
     return warnings
 
 
+def _check_warnings(c: Item) -> list[Warning]:
+    """What a check's settings get wrong. A spreadsheet's number compared with no tolerance:
+    a value Excel computed (0.1 + 0.2, a sum of cents) is rarely the exact decimal typed."""
+    check = c.check if c.kind == "checked" and isinstance(c.check, dict) else {}
+    if check.get("type") == "xlsx_cell" and "value" in check and not check.get("tolerance"):
+        return [
+            Warning(
+                "exact_cell_number",
+                "This cell check wants the number exactly: a value the spreadsheet computed "
+                "(a sum of cents, a rate times a balance) often differs in the last digits, "
+                "and is then not met.",
+                "Give a tolerance: an absolute one (0.005 for cents) or a relative one "
+                "(0.001 is 0.1%).",
+                c.position,
+            )
+        ]
+    return []
+
+
 def lint_criteria(criteria) -> list[Warning]:
-    """Lint model instances (or anything with position, text, points, kind, scope and
-    step_rule)."""
+    """Lint model instances (or anything with position, text, points, kind, scope,
+    step_rule and check_spec)."""
     return lint(
-        Item(c.position, c.text, float(c.points), c.kind, c.scope, c.step_rule) for c in criteria
+        Item(
+            c.position,
+            c.text,
+            float(c.points),
+            c.kind,
+            c.scope,
+            c.step_rule,
+            getattr(c, "check_spec", None),
+        )
+        for c in criteria
     )
 
 

@@ -474,7 +474,7 @@ class EditorRow:
     scope_options: str = ""
     step_rule_options: str = ""
     scope_words: str = ""  # "judged at each call of refund; met only if met at every step"
-    check_words: str = ""  # an episode check as a sentence
+    check_words: str = ""  # an episode or file check as a sentence
 
 
 def group_chains(groups) -> dict[int, list[CriterionGroup]]:

@@ -31,6 +31,7 @@ from rubrics import (
     uploads,
     wording,
 )
+from rubrics.files import checks as file_checks
 from rubrics.forms import (
     AuditFilterForm,
     MemberForm,
@@ -473,6 +474,8 @@ def _check_from(post) -> dict:
         if kind == "max_calls":
             check["tool"] = post.get("check_tool", "")
         return check
+    if kind in checks.FILE_CHECK_TYPES:
+        return _file_check_from(post, kind)
     if kind == "final_state":
         check = {"type": kind, "path": post.get("check_path", "")}
         test = post.get("check_state_test", "equals")
@@ -483,6 +486,47 @@ def _check_from(post) -> dict:
         return check
     return {"type": kind}
 
+
+def _file_check_from(post, kind: str) -> dict:
+    """A check over the response's files from the editor's plain fields; an empty optional
+    field is left out, so validation names only what the author set wrong."""
+    check: dict = {"type": kind}
+    for field, key in (("check_name", "name"), ("check_min", "min"), ("check_max", "max")):
+        if post.get(field, "").strip():
+            check[key] = post[field]
+    if kind == "pdf_max_pages":
+        check.setdefault("max", "")
+    if kind in ("file_present", "file_text"):
+        check["kind"] = post.get("check_kind", "any")
+        check.pop("max", None)
+    if kind == "file_text":
+        check.pop("min", None)
+        inner = dict(post.items())
+        inner["check_type"] = post.get("check_text_type", "contains")
+        check["check"] = _check_from(inner)
+    if kind == "xlsx_cell":
+        check.pop("min", None)
+        check.pop("max", None)
+        value = post.get("check_value", "").strip()
+        cell = post.get("check_cell", "")
+        check.update(sheet=post.get("check_sheet", ""), cell=cell)
+        if ":" in cell:
+            check["aggregate"] = post.get("check_aggregate", "every")
+        try:
+            float(value.replace(",", ""))
+        except ValueError:  # text: the cell must hold it, case and spaces aside
+            check["equals"] = post.get("check_value", "")
+        else:
+            check.update(
+                value=value,
+                tolerance=post.get("check_tolerance") or 0,
+                relative=post.get("check_relative") in ("on", "1", "true"),
+            )
+    return check
+
+
+# How an xlsx_cell check compares a range of cells, as the editor offers it.
+CELL_AGGREGATES = (("every", "every cell equals"), ("sum", "their sum equals"))
 
 # How a final_state check tests the value at its path, as the editor offers it.
 STATE_TESTS = (("equals", "equals"), ("contains", "contains"), ("within", "is within tolerance of"))
@@ -576,6 +620,9 @@ def _editor_context(
         "kinds": Criterion.Kind.choices,
         "check_types": checks.CHECK_TYPES,
         "state_tests": STATE_TESTS,
+        "file_kinds": file_checks.KINDS,
+        "cell_aggregates": CELL_AGGREGATES,
+        "file_text_checks": file_checks.INNER_TYPES,
         "references": list(selectors.task_references(rubric.task)[:1]) if rubric.task_id else [],
         "max_file_mb": _max_file_mb(),
     }

@@ -72,6 +72,12 @@ def json_value(value) -> str:
 
 
 @register.filter
+def check_fields(check) -> dict:
+    """The values of a check's plain fields in the editor (rubrics.wording.check_fields)."""
+    return wording.check_fields(check if isinstance(check, dict) else None)
+
+
+@register.filter
 def state_test(check) -> str:
     """equals, contains or within: how a final_state check tests its value."""
     return wording.state_test(check if isinstance(check, dict) else None)
