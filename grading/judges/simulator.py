@@ -300,7 +300,8 @@ def image_colour(data_uri: str) -> str:
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
             img.thumbnail((64, 64))
-            pixels = list(img.getdata())
+            raw = img.tobytes()  # RGB triples (getdata is deprecated in Pillow 13)
+            pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
     except (ValueError, IndexError, OSError, Image.DecompressionBombError):
         return ""
     counts: dict[str, int] = {}
