@@ -376,10 +376,12 @@ def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
 def reference_download(reference: ReferenceDeliverable) -> FileResponse:
     """The reference's attached file as a download (never rendered inline), under its
     sanitized name, its SHA-256 in a header; 404 when there is none."""
-    if not reference.file:
+    from rubrics.files import store
+
+    if not reference.has_file or not store.SHA256.match(reference.file_sha256):
         raise Http404("This reference has no attached file.")
     try:
-        handle = reference.file.open("rb")
+        handle = default_storage.open(store.path_of(reference.file_sha256), "rb")
     except FileNotFoundError:
         raise Http404("The attached file is missing from storage.") from None
     response = FileResponse(

@@ -331,7 +331,7 @@ def reference_add(request: HttpRequest, slug: str, external_id: str) -> HttpResp
         for error in _errors(exc):
             messages.error(request, f"Reference not saved: {error}")
     else:
-        attached = f" with {reference.file_name}" if reference.file else ""
+        attached = f" with {reference.file_name}" if reference.has_file else ""
         messages.success(request, f"Saved the reference answer{attached}.")
     back = request.POST.get("next", "")
     # Only a path on this site; never redirect(back), which takes "²" for a view name.

@@ -1,14 +1,13 @@
 """Taking the images and files of an incoming episode into a project: a part names its file
 by a base64 `data:` URI, by a relative path inside the bundle (.zip or .tar) uploaded with
 the responses, or as `sha256:<hash>` of a file the project already holds (an export read
-back). Each is sniffed, checked and stored by `rubrics.files.store`; a missing, oversized or
-mistyped file is a ContentError naming the part and the file."""
+back). `rubrics.files.parts.take` (which task messages use too) sniffs, checks and stores
+each; a missing, oversized or mistyped file is a ContentError naming the part and the file."""
 
 from __future__ import annotations
 
 from annotation.content.episode import ContentError, FileIntake
-from rubrics.files import store
-from rubrics.files.sniff import FileRefused, safe_name
+from rubrics.files import parts
 from rubrics.files.store import FileRef
 
 
@@ -22,25 +21,6 @@ class ProjectIntake(FileIntake):
 
     def take(self, where: str, source: str, name: str) -> FileRef:
         try:
-            if source[:5].lower() == "data:":
-                return store.put(self.project, store.decode_data_uri(source, name=name), name=name)
-            if source[:7].lower() == "sha256:":
-                sha = source[7:].strip().lower()
-                ref = store.held(self.project, sha) if store.SHA256.match(sha) else None
-                if ref is None:
-                    raise ContentError(
-                        where,
-                        f"no file with hash {sha[:12]} in this project: send the file itself "
-                        "(a data: URI or a file in the bundle)",
-                    )
-                shown = safe_name(name) if name and name != "file" else ref.name
-                return FileRef(ref.sha256, ref.kind, shown, ref.size)
-            if self.bundle is None:
-                raise ContentError(
-                    where,
-                    f"'{safe_name(source)}' names a file in a bundle, but no bundle (.zip or "
-                    ".tar) came with these responses",
-                )
-            return store.put(self.project, self.bundle.read(source), name=name)
-        except FileRefused as exc:
-            raise ContentError(where, str(exc)) from None
+            return parts.take(self.project, where, source, name, bundle=self.bundle)
+        except parts.PartRefused as exc:
+            raise ContentError(exc.field, exc.message) from None

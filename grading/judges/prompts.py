@@ -24,6 +24,8 @@ import json
 
 from django.conf import settings
 
+from rubrics.files import parts
+
 FENCE_SALT = b"assay.grading.judges.prompts.fence"
 
 
@@ -47,7 +49,8 @@ def content_hash(text: str) -> str:
 
 
 def conversation_text(messages: list[dict]) -> str:
-    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+    # A task message's images and files are named by a line each (rubrics.files.parts).
+    return "\n\n".join(f"[{m['role']}]\n{parts.text_of(m['content'])}" for m in messages)
 
 
 # --- What the response fence holds, said outside it (episodes) ---------------------------
