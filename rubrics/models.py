@@ -181,6 +181,10 @@ class ReferenceDeliverable(models.Model):
             return None
         return FileRef(self.file_sha256, self.file_kind, self.file_name, self.file_size or 0)
 
+    @property
+    def file_list(self) -> list:
+        return [self.file_ref] if self.file_sha256 else []
+
 
 class StoredFile(models.Model):
     """A file a project holds: an image or deliverable in a response, an image in a task, a

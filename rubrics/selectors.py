@@ -819,6 +819,20 @@ def reference_file_max_mb() -> str:
     return f"{settings.REFERENCE_FILE_MAX_BYTES / (1024 * 1024):g}"
 
 
+def prompt_rows(task: Task) -> list[dict]:
+    """The prompt as pages show it: each message's role, text and files (FileRef)."""
+    from rubrics.files import parts
+
+    return [
+        {
+            "role": m.get("role", ""),
+            "text": parts.only_text(m.get("content", "")),
+            "files": parts.refs(m.get("content")),
+        }
+        for m in task.messages
+    ]
+
+
 def messages_editor(project: Project, rows: list[dict]) -> dict:
     """The messages editor's context (rubrics/_messages_editor.html)."""
     return {
@@ -857,5 +871,7 @@ def task_page_context(
         "edit": edit,
         "edit_errors": error_messages(errors) if errors is not None else [],
         "max_file_mb": reference_file_max_mb(),
+        "file_max_mb": f"{settings.FILE_MAX_BYTES / (1024 * 1024):g}",
+        "prompt": prompt_rows(task),
         **messages_editor(project, forms.editor_rows(edit["messages"], found)),
     }

@@ -537,6 +537,7 @@ def _editor_context(
         "check_types": checks.CHECK_TYPES,
         "state_tests": STATE_TESTS,
         "references": list(selectors.task_references(rubric.task)[:1]) if rubric.task_id else [],
+        "task_files": rubric.task.files if rubric.task_id else [],
         "max_file_mb": _max_file_mb(),
     }
 
