@@ -48,6 +48,7 @@ def import_responses(
     lines: Iterable[bytes | str] | None = None,
     filename: str = "",
     progress: Callable[[int, float], None] | None = None,
+    files=None,
 ) -> ImportResult:
     """Import responses from JSONL `lines`, or from `rows` of (line number, object) pairs (what
     a Parquet reader yields). Returns counts, or every error by line and field with nothing
@@ -68,13 +69,19 @@ def import_responses(
             if text.strip():
                 yield number, text
 
+    def parsed() -> Iterator[tuple[int, dict | None, list[LineError]]]:
+        for number, item in source():
+            yield number, *parse_response_row(number, item, tasks, files)
+
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Taking files queries and writes StoredFile rows, which cannot happen on the
+            # connection while the staging COPY is open: rows with files are read first.
+            checked = parsed() if files is None else list(parsed())
             _create_staging(cursor)
             staged = 0
             with _staging_writer(cursor) as write_row:
-                for number, item in source():
-                    row, row_errors = parse_response_row(number, item, tasks)
+                for number, row, row_errors in checked:
                     if row_errors:
                         errors.extend(row_errors)
                         continue

@@ -73,7 +73,7 @@ class ImportResult:
 
 
 def parse_response_row(
-    number: int, item: object, tasks: dict[str, int]
+    number: int, item: object, tasks: dict[str, int], files=None
 ) -> tuple[dict | None, list[LineError]]:
     """Validate one row (a JSONL line, or an already-decoded object from Parquet).
 
@@ -109,7 +109,7 @@ def parse_response_row(
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             err(name, f"required: {RESPONSE_FIELDS[name]}")
-    text, content = _row_content(row, err)
+    text, content = _row_content(row, err, files)
     task_id = row.get("task_id")
     if isinstance(task_id, str) and task_id.strip() and task_id not in tasks:
         err("task_id", f"no task with external id '{task_id}' in this project")
@@ -140,7 +140,7 @@ def parse_response_row(
     }, []
 
 
-def _row_content(row: dict, err) -> tuple[str, dict | None]:
+def _row_content(row: dict, err, files=None) -> tuple[str, dict | None]:
     """(text, content) of a row: its `response` text, or the episode its `messages` (and
     `final_state`) give, validated by the content model; exactly one of the two (a null is
     absent, as in the exports and in Parquet, where every row has every column)."""
@@ -168,7 +168,7 @@ def _row_content(row: dict, err) -> tuple[str, dict | None]:
         else None
     )
     try:
-        episode = Episode.parse(value, metadata=figures)
+        episode = Episode.parse(value, metadata=figures, files=files)
     except ContentError as exc:
         err(exc.field, exc.message)
         return "", None
@@ -176,7 +176,12 @@ def _row_content(row: dict, err) -> tuple[str, dict | None]:
 
 
 def responses_import_jsonl(
-    *, project: Project, lines: Iterable[bytes | str], filename: str = "", progress=None
+    *,
+    project: Project,
+    lines: Iterable[bytes | str],
+    filename: str = "",
+    progress=None,
+    files=None,
 ) -> ImportResult:
     """Import model outputs from JSONL: all of them, or none with every error by line.
 
@@ -188,8 +193,10 @@ def responses_import_jsonl(
     """
     from annotation import ingest
 
+    # `files` (an annotation.content.intake.ProjectIntake) takes the rows' images and files;
+    # without one they are refused, naming the part.
     return ingest.import_responses(
-        project=project, lines=lines, filename=filename, progress=progress
+        project=project, lines=lines, filename=filename, progress=progress, files=files
     )
 
 
