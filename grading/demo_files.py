@@ -65,7 +65,8 @@ def chart_png() -> bytes:
     from PIL import Image, ImageDraw
 
     width, height, base = 640, 400, 340
-    image = Image.new("RGB", (width, height), "white")
+    # With an alpha channel, so re-encoding keeps it a PNG (sharp text), not a JPEG.
+    image = Image.new("RGBA", (width, height), (255, 255, 255, 255))
     draw = ImageDraw.Draw(image)
     draw.text((20, 12), "Units shipped per region, Q3 (invented data)", fill="black")
     draw.line((60, base, width - 20, base), fill="black", width=2)
