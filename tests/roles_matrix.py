@@ -298,6 +298,8 @@ ROWS = [
     ),
     # Every member may download a reference's file; no one else, and never from a public URL.
     page("get", "reference_file", "/references/{reference}/file/", members_page(EVERYONE, 200)),
+    # A stored file (a task's, a reference's, a response's): every member, by its hash.
+    page("get", "file", "/p/{slug}/files/{stored_file}/", members_page(EVERYONE, 200)),
     api(
         "get",
         "references/<int:pk>/file/",
@@ -962,6 +964,7 @@ def build_world(project, admin, annotator, reviewer, prefix: str = "") -> Simple
     return SimpleNamespace(
         make=makers,
         reference=reference.pk,
+        stored_file=reference.file_sha256,
         token=outsider_token.pk,
         invited=invited.username,
         invitation=invitation.pk,
