@@ -270,7 +270,12 @@ def _files_field(field_path: str, at: tuple[int, int] | None) -> str:
 
 
 def responses_import_jsonl(
-    *, project: Project, lines: Iterable[bytes | str], filename: str = "", progress=None
+    *,
+    project: Project,
+    lines: Iterable[bytes | str],
+    filename: str = "",
+    progress=None,
+    files=None,
 ) -> ImportResult:
     """Import model outputs from JSONL: all of them, or none with every error by line.
 
@@ -282,8 +287,10 @@ def responses_import_jsonl(
     """
     from annotation import ingest
 
+    # `files` (an annotation.content.intake.ProjectIntake) takes the rows' images and files;
+    # without one they are refused, naming the part.
     return ingest.import_responses(
-        project=project, lines=lines, filename=filename, progress=progress
+        project=project, lines=lines, filename=filename, progress=progress, files=files
     )
 
 

@@ -60,6 +60,7 @@ def task_edit(request: HttpRequest, slug: str, external_id: str) -> HttpResponse
             tags=[t.strip() for t in posted["tags"].split(",") if t.strip()],
             context=posted["context"],
             messages=posted["messages"],
+            attach=request.FILES.get("attach"),
         )
     except Conflict as exc:
         messages.error(request, f"Task not saved: {' '.join(exc.messages)}")

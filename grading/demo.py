@@ -4,6 +4,7 @@ assay/demo/check_demo.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
 from django.db import transaction
 
 from annotation import services as annotation_services
@@ -27,6 +29,12 @@ CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "tasks.json"
 # refund issued before the order was looked up (assay/demo/agent_task.json).
 AGENT_CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "agent_task.json"
 AGENT_SUITE = "Support agent"
+# Two tasks whose work is files: a banker's debt schedule (XLSX) and credit memo (DOCX), and a
+# chart (PNG) in the prompt that the answer must read (assay/demo/file_tasks.json; the files
+# are made at load time by grading/demo_files.py).
+FILE_CONTENT = Path(settings.BASE_DIR) / "assay" / "demo" / "file_tasks.json"
+FILES_SUITE = "Deliverables and images"
+DELIVERABLE_SAMPLES = 2
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "assay-demo"  # noqa: S105 - a documented demo login on the embedded default
 # Its fourth sample is left for the person to upload, to show the import step.
@@ -197,6 +205,9 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
         runs.append(
             _load_agent(project, admin=admin, author=author, reviewer=reviewer, judge=judge)
         )
+        runs.append(
+            _load_file_tasks(project, admin=admin, author=author, reviewer=reviewer, judge=judge)
+        )
         # Two annotators grade the chest-pain answers by hand, to compare with the judge.
         annotation_services.queue_create(
             project=project,
@@ -262,6 +273,130 @@ def _load_agent(project, *, admin, author, reviewer, judge):
         annotators=["annotator"],
         user=admin,
     )
+    return grading_services.run_create(
+        project=project, suite_version=frozen, judge=judge, user=admin
+    )
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def _publish(project, task, item, *, admin, author, reviewer):
+    criteria = [
+        rubric_services.clean_criterion(
+            c["text"],
+            Decimal(str(c["points"])),
+            kind=c.get("kind", "binary"),
+            check_spec=c.get("check"),
+        )
+        for c in item["criteria"]
+    ]
+    rubric = rubric_services.rubric_create(
+        project=project, task=task, title=f"{item['title']}: rubric", user=admin, criteria=criteria
+    )
+    version = rubric_services.version_submit(version=rubric.versions.get(), user=author)
+    return rubric_services.version_approve(version=version, user=reviewer, role=Role.REVIEWER)
+
+
+def _load_file_tasks(project, *, admin, author, reviewer, judge):
+    """The banker's task (each model's answer carries a debt schedule workbook and a memo;
+    one gets a cell wrong, one writes a thin memo) and the chart task (its prompt carries a
+    PNG), their rubrics published, their responses imported with their files, one suite and
+    one run over both."""
+    from annotation.content.intake import ProjectIntake
+    from grading import demo_files
+
+    content = json.loads(FILE_CONTENT.read_text())
+    debt, chart = content["debt"], content["chart"]
+    debt_task = rubric_services.task_create(
+        project=project,
+        external_id=debt["external_id"],
+        title=debt["title"],
+        messages=debt["prompt"],
+        tags=debt["tags"],
+        user=admin,
+    )
+    rubric_services.reference_create(
+        task=debt_task,
+        body=debt["reference"],
+        file=ContentFile(demo_files.debt_schedule_xlsx(), name="reference_debt_schedule.xlsx"),
+        user=author,
+    )
+    chart_task = rubric_services.task_create(
+        project=project,
+        external_id=chart["external_id"],
+        title=chart["title"],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": chart["prompt"]},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": _data_uri(demo_files.chart_png(), "image/png")},
+                        "file": {"filename": "units_per_region_q3.png"},
+                    },
+                ],
+            }
+        ],
+        tags=chart["tags"],
+        reference=chart["reference"],
+        user=admin,
+    )
+    _publish(project, debt_task, debt, admin=admin, author=author, reviewer=reviewer)
+    _publish(project, chart_task, chart, admin=admin, author=author, reviewer=reviewer)
+    lines = []
+    for model, answer in debt["models"].items():
+        workbook = demo_files.debt_schedule_xlsx(wrong_cell=answer["wrong_cell"])
+        for sample in range(DELIVERABLE_SAMPLES):
+            title = "Credit memo" + (" (second draft)" if sample else "")
+            memo = demo_files.memo_docx(title, answer["memo"])
+            parts = [
+                {"type": "text", "text": answer["text"]},
+                {
+                    "type": "file",
+                    "file": {
+                        "file_data": _data_uri(workbook, XLSX),
+                        "filename": "debt_schedule.xlsx",
+                    },
+                },
+                {
+                    "type": "file",
+                    "file": {"file_data": _data_uri(memo, DOCX), "filename": "credit_memo.docx"},
+                },
+            ]
+            lines.append(
+                json.dumps(
+                    {
+                        "task_id": debt["external_id"],
+                        "model": model,
+                        "sample_index": sample,
+                        "messages": [{"role": "assistant", "content": parts}],
+                    }
+                )
+            )
+    for model, text in chart["models"].items():
+        lines.append(
+            json.dumps({"task_id": chart["external_id"], "model": model, "response": text})
+        )
+    result = annotation_services.responses_import_jsonl(
+        project=project, lines=lines, files=ProjectIntake(project)
+    )
+    if not result.ok:
+        raise ValueError(f"demo deliverables did not import: {result.errors}")
+    suite = suites.suite_create(
+        project=project,
+        name=FILES_SUITE,
+        description="A debt schedule and memo as files, and a chart in the prompt.",
+        task_ids=[debt_task.pk, chart_task.pk],
+        user=admin,
+    )
+    frozen, _ = suites.suite_freeze(suite=suite, user=admin)
     return grading_services.run_create(
         project=project, suite_version=frozen, judge=judge, user=admin
     )

@@ -695,7 +695,10 @@ class AuditEventListApi(APIView):
 class ChatMessageSerializer(serializers.Serializer):
     # A plain string: a second enum named "role" would collide with Role in the schema.
     role = serializers.CharField(help_text=", ".join(sorted(services.MESSAGE_ROLES)) + ".")
-    content = serializers.CharField()
+    content = serializers.JSONField(
+        help_text="Text, or (a user message) a list of parts: text, and image_url and file "
+        "parts naming stored files by sha256 (rubrics.files.parts)."
+    )
 
 
 @extend_schema_field(
@@ -755,6 +758,9 @@ class TaskListApi(APIView):
 class ReferenceFileSerializer(serializers.Serializer):
     name = serializers.CharField(source="file_name", help_text="Sanitized file name.")
     sha256 = serializers.CharField(source="file_sha256")
+    kind = serializers.CharField(
+        source="file_kind", help_text="What its bytes are (pdf, docx, xlsx, png, ...)."
+    )
     size = serializers.IntegerField(source="file_size", help_text="Bytes.")
     download = serializers.SerializerMethodField(
         help_text="The API URL that serves the file to project members."
@@ -774,7 +780,7 @@ class ReferenceSerializer(serializers.Serializer):
 
     @extend_schema_field(ReferenceFileSerializer(allow_null=True))
     def get_file(self, reference) -> dict | None:
-        return ReferenceFileSerializer(reference).data if reference.file else None
+        return ReferenceFileSerializer(reference).data if reference.has_file else None
 
 
 class TaskDetailApi(APIView):

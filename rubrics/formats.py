@@ -24,6 +24,7 @@ from django.db import transaction
 
 from rubrics import audit, bulk, services, uploads
 from rubrics.compiler import number
+from rubrics.files import parts
 from rubrics.models import (
     AuditEvent,
     Criterion,
@@ -739,7 +740,9 @@ def export_spreadsheet(*, project: Project) -> Iterator[str]:
             continue
         done.add(rubric.task_id)
         task: Task = rubric.task
-        prompt = next((m["content"] for m in task.messages if m["role"] == "user"), "")
+        prompt = next(
+            (parts.text_of(m["content"]) for m in task.messages if m["role"] == "user"), ""
+        )
         for i, c in enumerate(by_version.get(latest[rubric.pk].pk, [])):
             yield line(
                 [

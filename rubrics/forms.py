@@ -1,7 +1,10 @@
+import json
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from rubrics.files import parts
 from rubrics.models import AuditEvent, Role
 
 
@@ -61,7 +64,27 @@ def posted_messages(data) -> list[dict]:
         raise ValidationError(
             {"messages": f"{len(roles)} roles for {len(contents)} contents: send one of each."}
         )
-    return [{"role": r, "content": c} for r, c in zip(roles, contents, strict=True)]
+    # Each row's stored image and file parts (JSON; the service checks the project holds
+    # them), so saving the text keeps a message's files. Rows without them send none.
+    files = data.getlist("files") or ["[]"] * len(roles)
+    if len(files) != len(roles):
+        raise ValidationError(
+            {"messages": f"{len(roles)} roles for {len(files)} file lists: send one of each."}
+        )
+    out = []
+    for i, (role, content, listed) in enumerate(zip(roles, contents, files, strict=True)):
+        try:
+            found = json.loads(listed or "[]")
+        except ValueError:
+            found = None
+        if not isinstance(found, list):
+            raise ValidationError({f"messages[{i}].content": "its file list is not valid JSON."})
+        if found:
+            text = [{"type": "text", "text": content}] if content else []
+            out.append({"role": role, "content": [*text, *found]})
+        else:
+            out.append({"role": role, "content": content})
+    return out
 
 
 def editor_rows(messages: list[dict], errors: dict[str, list[str]] | None = None) -> list[dict]:
@@ -77,7 +100,19 @@ def editor_rows(messages: list[dict], errors: dict[str, list[str]] | None = None
             if key == f"messages[{i}]" or key.startswith(f"messages[{i}].")
             for m in found
         ]
-        row = {"role": role, "content": message.get("content", ""), "roles": roles}
+        content = message.get("content", "")
+        files = (
+            [p for p in content if isinstance(p, dict) and p.get("type") != "text"]
+            if isinstance(content, list)
+            else []
+        )
+        row = {
+            "role": role,
+            "content": parts.only_text(content),
+            "roles": roles,
+            "files": parts.refs(content),
+            "files_json": json.dumps(files),
+        }
         rows.append({**row, "errors": mine})
     return rows
 

@@ -110,29 +110,42 @@ class Task(models.Model):
 
     @property
     def prompt_text(self) -> str:
-        """The last user message: what a person reads as 'the prompt'."""
+        """The text of the last user message: what a person reads as 'the prompt'."""
+        from rubrics.files import parts
+
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                return str(message.get("content", ""))
+                return parts.only_text(message.get("content", ""))
         return ""
 
+    @property
+    def files(self) -> list:
+        """The images and files the prompt carries (FileRef), in message order."""
+        from rubrics.files import parts
 
-def reference_file_path(instance: ReferenceDeliverable, filename: str) -> str:
-    """Where an attached file is stored: never under a public URL (there is no MEDIA_URL);
-    it is only served by the download view, which checks the reader's role."""
+        return [ref for m in self.messages for ref in parts.refs(m.get("content"))]
+
+
+def reference_file_path(instance, filename: str) -> str:
+    """Where attached files were stored before migration 0017 moved them into the
+    content-addressed store; kept because migration 0008 names it."""
     return f"references/{instance.task_id}/{uuid.uuid4().hex}/{filename}"
 
 
 class ReferenceDeliverable(models.Model):
     """An expert's exemplary answer for a task, in Markdown, with an optional attached file
-    (a spreadsheet, a signed memo, a PDF) that readers download through a checked view."""
+    (a spreadsheet, a signed memo, a PDF). The file is a stored file of the project
+    (`rubrics.files.store`, named by `file_sha256`), like a task's or a response's: sniffed,
+    shown beside the rubric and served to members by `file_view` (and `reference_file`)."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="references")
     body = models.TextField(blank=True)
-    file = models.FileField(upload_to=reference_file_path, blank=True, max_length=400)
-    # The sanitized name the file is offered under, its SHA-256 and size in bytes.
+    # The sanitized name the file is offered under, its SHA-256 (its name in the store), its
+    # kind (rubrics.files.sniff.KINDS; "other" for a file attached before files were sniffed,
+    # served only as a download) and its size in bytes.
     file_name = models.CharField(max_length=200, blank=True)
     file_sha256 = models.CharField(max_length=64, blank=True)
+    file_kind = models.CharField(max_length=10, blank=True)
     file_size = models.PositiveBigIntegerField(null=True, blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -143,16 +156,34 @@ class ReferenceDeliverable(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(body="") | ~Q(file=""), name="reference_has_body_or_file"
+                condition=~Q(body="") | ~Q(file_sha256=""), name="reference_has_body_or_file"
             ),
             models.CheckConstraint(
-                condition=Q(file="") | (~Q(file_name="") & Q(file_size__isnull=False)),
+                condition=Q(file_sha256="")
+                | (~Q(file_name="") & ~Q(file_kind="") & Q(file_size__isnull=False)),
                 name="reference_file_is_described",
             ),
         ]
 
     def __str__(self) -> str:
         return f"reference for {self.task_id}"
+
+    @property
+    def has_file(self) -> bool:
+        return bool(self.file_sha256)
+
+    @property
+    def file_ref(self):
+        """The attached file as a FileRef (None without one)."""
+        from rubrics.files.store import FileRef
+
+        if not self.file_sha256:
+            return None
+        return FileRef(self.file_sha256, self.file_kind, self.file_name, self.file_size or 0)
+
+    @property
+    def file_list(self) -> list:
+        return [self.file_ref] if self.file_sha256 else []
 
 
 class StoredFile(models.Model):

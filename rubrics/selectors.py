@@ -376,10 +376,12 @@ def reference_for(user, pk: int, perm: Perm) -> ReferenceDeliverable:
 def reference_download(reference: ReferenceDeliverable) -> FileResponse:
     """The reference's attached file as a download (never rendered inline), under its
     sanitized name, its SHA-256 in a header; 404 when there is none."""
-    if not reference.file:
+    from rubrics.files import store
+
+    if not reference.has_file or not store.SHA256.match(reference.file_sha256):
         raise Http404("This reference has no attached file.")
     try:
-        handle = reference.file.open("rb")
+        handle = default_storage.open(store.path_of(reference.file_sha256), "rb")
     except FileNotFoundError:
         raise Http404("The attached file is missing from storage.") from None
     response = FileResponse(
@@ -825,6 +827,20 @@ def reference_file_max_mb() -> str:
     return f"{settings.REFERENCE_FILE_MAX_BYTES / (1024 * 1024):g}"
 
 
+def prompt_rows(task: Task) -> list[dict]:
+    """The prompt as pages show it: each message's role, text and files (FileRef)."""
+    from rubrics.files import parts
+
+    return [
+        {
+            "role": m.get("role", ""),
+            "text": parts.only_text(m.get("content", "")),
+            "files": parts.refs(m.get("content")),
+        }
+        for m in task.messages
+    ]
+
+
 def messages_editor(project: Project, rows: list[dict]) -> dict:
     """The messages editor's context (rubrics/_messages_editor.html)."""
     return {
@@ -863,5 +879,7 @@ def task_page_context(
         "edit": edit,
         "edit_errors": error_messages(errors) if errors is not None else [],
         "max_file_mb": reference_file_max_mb(),
+        "file_max_mb": f"{settings.FILE_MAX_BYTES / (1024 * 1024):g}",
+        "prompt": prompt_rows(task),
         **messages_editor(project, forms.editor_rows(edit["messages"], found)),
     }

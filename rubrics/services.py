@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,9 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename, slugify
 
 from rubrics import audit, checks, compiler
+from rubrics.files import parts as file_parts
+from rubrics.files import store as file_store
+from rubrics.files.sniff import FileRefused, safe_name
 from rubrics.models import (
     AuditEvent,
     Criterion,
@@ -253,11 +255,13 @@ def membership_remove(*, project: Project, username: str, actor=None) -> None:
 # --- Tasks ------------------------------------------------------------------------------
 
 
-def validate_messages(messages: object, *, field: str = "messages") -> list[dict]:
+def validate_messages(messages: object, *, field: str = "messages", project=None) -> list[dict]:
     """Chat messages as [{role, content}], with an error that names the message and field.
 
     A turn's content may be empty (real conversations have them, e.g. HealthBench's), but
-    it must be text, and some user turn must say something."""
+    it must be text, and some user turn must say something. A user turn's content may also be
+    a list of parts: text, and images and files (`rubrics.files.parts`) that are stored for
+    `project` and kept by hash; without a project, image and file parts are refused."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, list) or not messages:
@@ -270,6 +274,7 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
             }
         )
     clean = []
+    files = 0
     for i, message in enumerate(messages):
         where = f"{field}[{i}]"
         if not isinstance(message, dict):
@@ -279,19 +284,42 @@ def validate_messages(messages: object, *, field: str = "messages") -> list[dict
             raise ValidationError(
                 {f"{where}.role": f"Role must be one of {sorted(MESSAGE_ROLES)}."}
             )
-        if not isinstance(content, str):
-            raise ValidationError({f"{where}.content": "Content must be text (a string)."})
-        if len(content) > settings.TASK_MESSAGE_MAX_CHARS:
+        if isinstance(content, list) and role == "user":
+            try:
+                content = file_parts.read_content(project, f"{where}.content", content)
+            except file_parts.PartRefused as exc:
+                raise ValidationError({exc.field: exc.message}) from None
+            files += len(file_parts.refs(content))
+            if files > file_parts.MAX_TASK_FILES:
+                raise ValidationError(
+                    {
+                        f"{where}.content": f"a prompt carries at most "
+                        f"{file_parts.MAX_TASK_FILES} images and files."
+                    }
+                )
+        elif not isinstance(content, str):
             raise ValidationError(
                 {
-                    f"{where}.content": f"{len(content):,} characters; a message holds at most "
+                    f"{where}.content": "Content must be text (a string)"
+                    + (", or (in a user message) a list of parts." if role == "user" else ".")
+                }
+            )
+        text = file_parts.only_text(content)
+        if len(text) > settings.TASK_MESSAGE_MAX_CHARS:
+            raise ValidationError(
+                {
+                    f"{where}.content": f"{len(text):,} characters; a message holds at most "
                     f"{settings.TASK_MESSAGE_MAX_CHARS:,} (ASSAY_TASK_MESSAGE_MAX_CHARS)."
                 }
             )
         clean.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in clean):
         raise ValidationError({field: "The prompt needs at least one user message."})
-    if not any(m["role"] == "user" and m["content"].strip() for m in clean):
+    if not any(
+        m["role"] == "user"
+        and (file_parts.only_text(m["content"]).strip() or file_parts.refs(m["content"]))
+        for m in clean
+    ):
         raise ValidationError({field: "Every user message is empty: the prompt says nothing."})
     return clean
 
@@ -329,9 +357,9 @@ def task_create(
     user=None,
 ) -> Task:
     external_id = clean_external_id(external_id)
-    clean_messages = validate_messages(messages)
     context = validate_context(context)
-    with transaction.atomic():
+    with transaction.atomic():  # a refused task leaves no StoredFile row behind
+        clean_messages = validate_messages(messages, project=project)
         if Task.objects.filter(project=project, external_id=external_id).exists():
             raise ValidationError({"external_id": f"A task '{external_id}' already exists."})
         task = Task.objects.create(
@@ -355,8 +383,10 @@ def task_fields_update(
     messages: object = None,
     context: str | None = None,
     tags: list[str] | None = None,
+    attach=None,
 ) -> Task:
-    """Change a task's fields; a None leaves a field as it is. The external id never changes
+    """Change a task's fields; a None leaves a field as it is. `attach` (an uploaded image or
+    file) joins the last user message as a part. The external id never changes
     (imports and exports name the task by it). While `prompt_frozen` (responses answer the
     prompt), messages and context cannot change. The caller owns the transaction and knows
     whether the prompt is frozen: `annotation.services.task_update`."""
@@ -369,7 +399,11 @@ def task_fields_update(
         changed.append("tags")
     prompt = {}
     if messages is not None:
-        prompt["messages"] = validate_messages(messages)
+        prompt["messages"] = validate_messages(messages, project=task.project)
+    if attach is not None:
+        prompt["messages"] = task_file_attached(
+            project=task.project, messages=prompt.get("messages", task.messages), upload=attach
+        )
     if context is not None:
         prompt["context"] = validate_context(context)
     if any(getattr(task, k) != v for k, v in prompt.items()):
@@ -384,6 +418,37 @@ def task_fields_update(
     if changed:
         task.save(update_fields=changed)
     return task
+
+
+def _uploaded_bytes(upload, *, field: str) -> bytes:
+    """An uploaded file's bytes, refused (naming it) over ASSAY_FILE_MAX_BYTES before it is read."""
+    size = getattr(upload, "size", None)
+    if size is None or size > file_store.limit():
+        raise ValidationError(
+            {
+                field: f"'{safe_name(upload.name)}' is {_megabytes(size or 0)}; files "
+                f"may be at most {_megabytes(file_store.limit())} (ASSAY_FILE_MAX_BYTES)."
+            }
+        )
+    return upload.read()
+
+
+def task_file_attached(*, project: Project, messages: list[dict], upload) -> list[dict]:
+    """`messages` with an uploaded image or file added to the last user message as a part,
+    stored for `project` (sniffed; SVG, HTML and unknown kinds refused naming the file)."""
+    data = _uploaded_bytes(upload, field="attach")
+    try:
+        ref = file_store.put(project, data, name=upload.name)
+    except FileRefused as exc:
+        raise ValidationError({"attach": str(exc)}) from None
+    out = [dict(m) for m in messages]
+    last = max((i for i, m in enumerate(out) if m.get("role") == "user"), default=None)
+    if last is None:
+        raise ValidationError({"attach": "The prompt has no user message to attach a file to."})
+    content = out[last]["content"]
+    listed = list(content) if isinstance(content, list) else [{"type": "text", "text": content}]
+    out[last]["content"] = [*listed, file_parts.stored_part(ref)]
+    return validate_messages(out, project=project)
 
 
 # --- Reference deliverables ---------------------------------------------------------------
@@ -415,8 +480,10 @@ def reference_create(
 ) -> ReferenceDeliverable:
     """A new reference answer for `task` (the newest is the one shown and graded with):
     Markdown, an attached file, or both; with `keep_file` and no new file, the file of the
-    current reference stays attached. A file is refused over the size limit; its name is
-    sanitized and its SHA-256 recorded, so exports can name it without shipping it."""
+    current reference stays attached. A file is a stored file of the project
+    (`rubrics.files.store`: sniffed from its bytes, SVG, HTML and unknown kinds refused,
+    images re-encoded), refused over the reference size limit; its name is sanitized and its
+    SHA-256 recorded, so exports can name it without shipping it."""
     body = body or ""
     if len(body) > MAX_REFERENCE_CHARS:
         raise ValidationError(
@@ -427,40 +494,36 @@ def reference_create(
     reference = ReferenceDeliverable(task=task, body=body if body.strip() else "", author=user)
     if file is None and keep_file:
         current = task.references.order_by("-created_at", "-pk").first()
-        if current is not None and current.file:
-            reference.file.name = current.file.name  # the same stored file, not a copy
-            reference.file_name = current.file_name
+        if current is not None and current.has_file:
+            reference.file_name = current.file_name  # the same stored file, not a copy
             reference.file_sha256 = current.file_sha256
+            reference.file_kind = current.file_kind
             reference.file_size = current.file_size
-    if not body.strip() and file is None and not reference.file:
+    if not body.strip() and file is None and not reference.has_file:
         raise ValidationError({"body": "Write the reference answer or attach a file."})
-    if file is not None:
-        limit = settings.REFERENCE_FILE_MAX_BYTES
-        size = file.size
-        if size is None or size > limit:
-            raise ValidationError(
-                {
-                    "file": f"'{safe_file_name(file.name)}' is {_megabytes(size or 0)}; "
-                    f"attach files of at most {_megabytes(limit)}."
-                }
-            )
-        if size == 0:
-            raise ValidationError({"file": f"'{safe_file_name(file.name)}' is empty."})
-        digest = hashlib.sha256()
-        for chunk in file.chunks():
-            digest.update(chunk)
-        file.seek(0)
-        reference.file_name = safe_file_name(file.name)
-        reference.file_sha256 = digest.hexdigest()
-        reference.file_size = size
-        reference.file.save(reference.file_name, file, save=False)
-    try:
-        with transaction.atomic():
-            reference.save()
-    except BaseException:
-        if file is not None and reference.file:
-            reference.file.delete(save=False)  # nothing half-written: no orphan file
-        raise
+    with transaction.atomic():  # a refused reference leaves no StoredFile row behind
+        if file is not None:
+            limit = settings.REFERENCE_FILE_MAX_BYTES
+            size = file.size
+            if size is None or size > limit:
+                raise ValidationError(
+                    {
+                        "file": f"'{safe_file_name(file.name)}' is {_megabytes(size or 0)}; "
+                        f"attach files of at most {_megabytes(limit)}."
+                    }
+                )
+            if size == 0:
+                raise ValidationError({"file": f"'{safe_file_name(file.name)}' is empty."})
+            name = safe_file_name(file.name)
+            try:
+                ref = file_store.put(task.project, _uploaded_bytes(file, field="file"), name=name)
+            except FileRefused as exc:
+                raise ValidationError({"file": str(exc)}) from None
+            reference.file_name = name
+            reference.file_sha256 = ref.sha256
+            reference.file_kind = ref.kind
+            reference.file_size = ref.size
+        reference.save()
     return reference
 
 
@@ -489,20 +552,16 @@ def reference_add(*, task: Task, body: str, user) -> ReferenceDeliverable:
 def reference_update(*, reference: ReferenceDeliverable, body: str) -> ReferenceDeliverable:
     """Change a reference's Markdown; its attached file, if any, stays. A published grader
     holds a copy of the reference it was compiled with, so this never changes graded work."""
-    reference.body = _reference_body(body, has_file=bool(reference.file))
+    reference.body = _reference_body(body, has_file=reference.has_file)
     reference.save(update_fields=["body"])
     return reference
 
 
 @transaction.atomic
 def reference_delete(*, reference: ReferenceDeliverable) -> None:
-    """Delete a reference; its stored file goes too once no other reference shares it (a
-    newer reference may keep the same file attached)."""
-    name = reference.file.name if reference.file else ""
-    storage = reference.file.storage if reference.file else None
+    """Delete a reference. Its file stays in the project's store: files are content-addressed
+    and may be carried by another reference, a task or a response."""
     reference.delete()
-    if name and not ReferenceDeliverable.objects.filter(file=name).exists():
-        transaction.on_commit(lambda: storage.delete(name))
 
 
 # --- Rubrics and their drafts ------------------------------------------------------------

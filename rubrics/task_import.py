@@ -17,7 +17,9 @@ from rubrics.services import validate_context, validate_messages
 TASK_FIELDS = {
     "external_id": "your id for the task (required)",
     "title": "a short title (optional)",
-    "messages": "the prompt as chat messages [{role, content}] (required)",
+    "messages": "the prompt as chat messages [{role, content}] (required); a user message's "
+    "content may be a list of parts: text, image_url and file parts whose file is a base64 "
+    "data: URI or sha256:<hash> of a file the project holds (never a URL)",
     "context": "background the judge may see (optional)",
     "tags": "a list of strings (optional)",
     "reference": "an expert's reference answer, Markdown (optional)",
@@ -60,7 +62,7 @@ class _TextProblem(ValueError):
         self.where = where
 
 
-def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
+def _clean(number: int, row: object, project=None) -> tuple[dict | None, list[str]]:
     where = f"line {number}" if number else "file"
     if isinstance(row, _TextProblem):
         return None, [f"{where}, field '{row.where}': {row}"]
@@ -76,7 +78,7 @@ def _clean(number: int, row: object) -> tuple[dict | None, list[str]]:
     if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 200:
         errors.append(f"{where}, field 'external_id': required, at most 200 characters")
     try:
-        messages = validate_messages(row.get("messages"))
+        messages = validate_messages(row.get("messages"), project=project)
     except ValidationError as exc:
         messages = None
         errors += [f"{where}, field '{k}': {m}" for k, ms in exc.message_dict.items() for m in ms]
@@ -160,11 +162,21 @@ def tasks_import(
     rows: Iterable[tuple[int, object]] | None = None,
     user=None,
 ) -> TaskImportResult:
+    # Reading a line stores its images and files (StoredFile rows): a refused file rolls
+    # them back with everything else, so nothing is half-imported.
+    with transaction.atomic():
+        result = _tasks_import(project=project, lines=lines, rows=rows, user=user)
+        if result.error_count:
+            transaction.set_rollback(True)
+    return result
+
+
+def _tasks_import(*, project, lines, rows, user) -> TaskImportResult:
     result = TaskImportResult()
     clean: list[dict] = []
     seen: dict[str, int] = {}
     for number, row in rows if rows is not None else _rows_of(lines or ()):
-        task, errors = _clean(number, row)
+        task, errors = _clean(number, row, project)
         result.errors += errors
         if task is None:
             continue
@@ -202,28 +214,27 @@ def tasks_import(
     del result.errors[MAX_ERRORS:]
     if result.error_count:
         return result
-    with transaction.atomic():
-        created = Task.objects.bulk_create(
-            [
-                Task(
-                    project=project,
-                    external_id=t["external_id"],
-                    title=t["title"],
-                    messages=t["messages"],
-                    context=t["context"],
-                    tags=t["tags"],
-                )
-                for t in new
-            ],
-            batch_size=1000,
-        )
-        ReferenceDeliverable.objects.bulk_create(
-            [
-                ReferenceDeliverable(task=task, body=t["reference"], author=user)
-                for task, t in zip(created, new, strict=True)
-                if t["reference"].strip()
-            ],
-            batch_size=1000,
-        )
+    created = Task.objects.bulk_create(
+        [
+            Task(
+                project=project,
+                external_id=t["external_id"],
+                title=t["title"],
+                messages=t["messages"],
+                context=t["context"],
+                tags=t["tags"],
+            )
+            for t in new
+        ],
+        batch_size=1000,
+    )
+    ReferenceDeliverable.objects.bulk_create(
+        [
+            ReferenceDeliverable(task=task, body=t["reference"], author=user)
+            for task, t in zip(created, new, strict=True)
+            if t["reference"].strip()
+        ],
+        batch_size=1000,
+    )
     result.created = len(new)
     return result

@@ -332,7 +332,7 @@ def reference_add(request: HttpRequest, slug: str, external_id: str) -> HttpResp
         for error in _errors(exc):
             messages.error(request, f"Reference not saved: {error}")
     else:
-        attached = f" with {reference.file_name}" if reference.file else ""
+        attached = f" with {reference.file_name}" if reference.has_file else ""
         messages.success(request, f"Saved the reference answer{attached}.")
     back = request.POST.get("next", "")
     # Only a path on this site; never redirect(back), which takes "²" for a view name.
@@ -624,6 +624,7 @@ def _editor_context(
         "cell_aggregates": CELL_AGGREGATES,
         "file_text_checks": file_checks.INNER_TYPES,
         "references": list(selectors.task_references(rubric.task)[:1]) if rubric.task_id else [],
+        "task_files": rubric.task.files if rubric.task_id else [],
         "max_file_mb": _max_file_mb(),
     }
 

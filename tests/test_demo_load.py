@@ -16,7 +16,7 @@ def test_demo_runs_show_an_estimated_cost_and_its_admin_may_change_prices(
 ):
     settings.JUDGE_ALLOW_PRIVATE_URLS = True  # the simulator is on loopback, as in the demo
     result = demo.load_demo(simulator_url="http://127.0.0.1:8765/v1", out_dir=tmp_path)
-    assert result.created and result.runs == 3
+    assert result.created and result.runs == 4
     assert ModelPrice.objects.filter(model=demo.SIM_MODEL).exists()
 
     run = GradingRun.objects.filter(project=result.project).first()

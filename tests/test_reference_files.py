@@ -17,7 +17,8 @@ from django.urls import reverse
 
 from grading.datasets import formats
 from rubrics import services
-from rubrics.models import ReferenceDeliverable
+from rubrics.files import store
+from rubrics.models import ReferenceDeliverable, StoredFile
 from rubrics.task_import import tasks_import
 from tests import factories
 from tests.test_api import api_client
@@ -49,9 +50,10 @@ def test_author_uploads_a_file_on_the_task_page_and_members_download_it(client, 
     assert (reference.body, reference.file_name) == ("**Call 911.**", "Triage_memo_final.pdf")
     assert reference.file_sha256 == hashlib.sha256(PDF).hexdigest()
     assert reference.file_size == len(PDF)
-    # Stored in the default storage, outside any URL the web server publishes.
-    assert default_storage.exists(reference.file.name)
-    assert reference.file.name.startswith(f"references/{task.pk}/")
+    # A stored file of the project, by its hash, outside any URL the web server publishes.
+    assert default_storage.exists(store.path_of(reference.file_sha256))
+    assert reference.file_kind == "pdf"
+    assert StoredFile.objects.filter(project=task.project, sha256=reference.file_sha256).exists()
 
     url = reverse("reference_file", args=[reference.pk])
     page = client.get(reverse("task", args=[personas.project.slug, "chest"]))
@@ -107,7 +109,7 @@ def test_unsafe_names_are_sanitized_for_storage_and_content_disposition(client, 
         user=personas.author,
     )
     assert reference.file_name == "pass_wdX-Evil_1.html"
-    assert ".." not in reference.file.name and "\n" not in reference.file.name
+    assert reference.file_kind == "pdf"  # judged by its bytes, not its ".html" name
     client.force_login(personas.annotator)
     download = client.get(reverse("reference_file", args=[reference.pk]))
     assert download["Content-Disposition"] == 'attachment; filename="pass_wdX-Evil_1.html"'
@@ -153,21 +155,21 @@ def test_editing_the_text_keeps_the_attached_file_when_asked(client, personas, t
     assert 'name="keep_file"' in page and "checked" in page
     client.post(url, {"body": "v2", "keep_file": "on"})
     kept = ReferenceDeliverable.objects.latest("pk")
-    assert (kept.body, kept.file.name, kept.file_sha256) == (
+    assert (kept.body, kept.file_name, kept.file_sha256) == (
         "v2",
-        first.file.name,
+        first.file_name,
         first.file_sha256,
     )
     assert b"".join(client.get(reverse("reference_file", args=[kept.pk])).streaming_content) == PDF
     client.post(url, {"body": "v3"})  # unticked: the new reference has no file
-    assert not ReferenceDeliverable.objects.latest("pk").file
+    assert not ReferenceDeliverable.objects.latest("pk").has_file
     reply = api_client(personas.author).post(
         f"/api/projects/{personas.project.slug}/tasks/chest/references/",
         {"body": "v4", "keep_file": "true"},
         format="multipart",
     )
     assert reply.json()["file"] is None  # v3, the current one, had no file to keep
-    assert default_storage.exists(first.file.name)
+    assert default_storage.exists(store.path_of(first.file_sha256))
 
 
 def test_a_reference_needs_a_body_or_a_file(personas, task):
@@ -190,6 +192,7 @@ def test_api_uploads_multipart_and_downloads_for_members_only(personas, task):
     assert data["file"] == {
         "name": "memo.pdf",
         "sha256": hashlib.sha256(PDF).hexdigest(),
+        "kind": "pdf",
         "size": len(PDF),
         "download": f"/api/references/{reference.pk}/file/",
     }

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rubrics import uploads
+from rubrics.files import parts as file_parts
 from rubrics.files.store import SHA256, FileRef
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -425,42 +426,18 @@ def _file_part(where: str, raw: dict, files: FileIntake | None) -> FileRef:
             raise ContentError(f"{where}.file.sha256", "a stored file part names its hash")
         kind_, name_ = str(meta.get("kind", "")), str(meta.get("filename", ""))
         return FileRef(sha, kind_, name_, int(meta.get("size") or 0))
-    if kind == "image_url":
-        image = raw.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
-        field = f"{where}.image_url.url"
-        name = meta.get("filename") if isinstance(meta.get("filename"), str) else ""
-    else:
-        field = f"{where}.file"
-        url = (
-            meta.get("file_data")
-            or meta.get("path")
-            or (f"sha256:{meta['sha256']}" if isinstance(meta.get("sha256"), str) else None)
-        )
-        name = meta.get("filename") if isinstance(meta.get("filename"), str) else ""
-    if not isinstance(url, str) or not url.strip():
-        what = "image_url.url" if kind == "image_url" else "file_data, path or sha256"
-        raise ContentError(
-            field, f"give {what}: a data: URI, a path in the bundle, or sha256:<hash>"
-        )
-    if url.lower().startswith(("http://", "https://", "ftp://", "file:")):
-        raise ContentError(
-            field, "Assay does not fetch files from URLs: send a data: URI or a file in a bundle"
-        )
+    try:
+        field, url, name = file_parts.source_of(where, raw)
+    except file_parts.PartRefused as exc:
+        raise ContentError(exc.field, exc.message) from None
     if files is None:
         raise ContentError(field, "images and files are not taken here; send text parts")
-    ref = files.take(field, url.strip(), name or _name_of(url), image=kind == "image_url")
+    ref = files.take(field, url, name, image=kind == "image_url")
     if kind == "image_url" and not ref.is_image:
         raise ContentError(
             field, f"'{ref.name}' is a {ref.kind} file, not an image: send it as a file part"
         )
     return ref
-
-
-def _name_of(source: str) -> str:
-    if source.lower().startswith(("data:", "sha256:")):
-        return "file"
-    return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _tool_calls(at: str, raw: object, calls: dict) -> tuple[ToolCall, ...]:

@@ -1,15 +1,15 @@
 """Taking the images and files of an incoming episode into a project: a part names its file
 by a base64 `data:` URI, by a relative path inside the bundle (.zip or .tar) uploaded with
 the responses, or as `sha256:<hash>` of a file the project already holds (an export read
-back). Each is sniffed, checked and stored by `rubrics.files.store`; a missing, oversized or
-mistyped file is a ContentError naming the part and the file."""
+back). `rubrics.files.parts.take` (which task messages use too) sniffs, checks and stores
+each; a missing, oversized or mistyped file is a ContentError naming the part and the file."""
 
 from __future__ import annotations
 
 import hashlib
 
 from annotation.content.episode import ContentError, FileIntake
-from rubrics.files import store
+from rubrics.files import parts
 from rubrics.files.bundle import normalise
 from rubrics.files.sniff import FileRefused, safe_name
 from rubrics.files.store import FileRef
@@ -41,28 +41,9 @@ class ProjectIntake(FileIntake):
 
     def _take(self, where: str, source: str, name: str, *, image: bool) -> FileRef:
         try:
-            if source[:5].lower() == "data:":
-                data = store.decode_data_uri(source, name=name)
-                return store.put(self.project, data, name=name, image=image)
-            if source[:7].lower() == "sha256:":
-                sha = source[7:].strip().lower()
-                ref = store.held(self.project, sha) if store.SHA256.match(sha) else None
-                if ref is None:
-                    raise ContentError(
-                        where,
-                        f"no file with hash {sha[:12]} in this project: send the file itself "
-                        "(a data: URI or a file in the bundle)",
-                    )
-                return ref
-            if self.bundle is None:
-                raise ContentError(
-                    where,
-                    f"'{safe_name(source)}' names a file in a bundle, but no bundle (.zip or "
-                    ".tar) came with these responses",
-                )
-            return store.put(self.project, self.bundle.read(source), name=name, image=image)
-        except FileRefused as exc:
-            raise ContentError(where, str(exc)) from None
+            return parts.take(self.project, where, source, name, bundle=self.bundle, image=image)
+        except parts.PartRefused as exc:
+            raise ContentError(exc.field, exc.message) from None
 
 
 def _key(source: str) -> str:

@@ -63,6 +63,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from annotation.content.episode import METADATA_NUMBERS, Episode, Message
+from rubrics.files import parts as file_parts
 from rubrics.files import preview, store
 from rubrics.files.sniff import FileRefused
 from rubrics.files.store import SHA256, FileRef
@@ -148,11 +149,9 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
     return f"{text[:limit]} [... {len(text) - limit:,} characters cut]", True
 
 
-def file_line(ref) -> str:
-    """How a judge's text names an image or file part: its name, kind and hash (so a changed
-    file is a changed prompt, and a new cache key)."""
-    what = "image" if ref.is_image else "file"
-    return f"[{what}: {ref.name} ({ref.kind}, sha256 {ref.sha256[:16]})]"
+# How a judge's text names an image or file part: its name, kind and hash (so a changed file
+# is a changed prompt, and a new cache key); task messages name theirs the same way.
+file_line = file_parts.file_line
 
 
 # --- Images and files ---------------------------------------------------------------------

@@ -226,7 +226,7 @@ def tasks_jsonl(
             output_field=JSONField(),
         ),
     }
-    rows = Task.objects.filter(project=project).annotate(_ref_file=reference("file"))
+    rows = Task.objects.filter(project=project).annotate(_ref_file=reference("file_sha256"))
     return _json_lines(out, rows.order_by("pk"), line, progress)
 
 

@@ -48,7 +48,9 @@ class FileRef:
 
     @property
     def mime(self) -> str:
-        return MIME[self.kind]
+        # A reference file stored before files were sniffed may be of no kind Assay reads
+        # ("other"): it is only ever served as a download.
+        return MIME.get(self.kind, "application/octet-stream")
 
     def as_json(self) -> dict:
         return {"sha256": self.sha256, "filename": self.name, "kind": self.kind, "size": self.size}
