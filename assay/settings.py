@@ -199,6 +199,9 @@ JUDGE_MAX_REASKS = env_int("ASSAY_JUDGE_MAX_REASKS", 2)
 # people are served too; a pool of its own (README, Production) may set it to its threads.
 REWARD_DEADLINE_S = env_int("ASSAY_REWARD_DEADLINE_S", 60)
 REWARD_MAX_CONCURRENT = env_int("ASSAY_REWARD_MAX_CONCURRENT", 2)
+# A reward request's body, images and files inline as base64 (each file at most
+# FILE_MAX_BYTES): a few MB of images a request fit; a larger body is a 413 before it is read.
+REWARD_MAX_BODY_BYTES = env_int("ASSAY_REWARD_MAX_BODY_BYTES", 32 * 1024 * 1024)
 # Threads per worker process that make judge calls (the judge's own limits bound them further).
 # Size it near the busiest judge's in-flight limit divided by the worker processes: threads
 # beyond a process's share only wait for a slot, and each is one more for the GIL to serve

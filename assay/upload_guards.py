@@ -34,6 +34,13 @@ ROUTE_LIMITS = {
     "reference_add": ("REFERENCE_FILE_MAX_BYTES", "reference files"),
     "api_task_references": ("REFERENCE_FILE_MAX_BYTES", "reference files"),
 }
+# JSON routes with a body limit of their own (never above DATA_UPLOAD_MAX_MEMORY_SIZE, which
+# Django applies to every body it reads): the reward endpoints take images and files inline.
+BODY_LIMITS = {
+    "api_grader_score": ("REWARD_MAX_BODY_BYTES", "reward requests"),
+    "api_suite_score": ("REWARD_MAX_BODY_BYTES", "reward requests"),
+    "api_suite_version_score": ("REWARD_MAX_BODY_BYTES", "reward requests"),
+}
 # Room for the multipart framing and the form's other fields beside the file; the file's own
 # size is then checked exactly, by name, where it is imported.
 MULTIPART_SLACK = 1024 * 1024
@@ -50,6 +57,11 @@ def limit_for(path: str) -> tuple[int, str, str, str]:
         names = (names,) if isinstance(names, str) else names
         limit = sum(getattr(settings, n) for n in names) + MULTIPART_SLACK
         return limit, " + ".join(f"ASSAY_{n}" for n in names), what, "file"
+    if name in BODY_LIMITS and getattr(settings, BODY_LIMITS[name][0]) < (
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    ):
+        setting, what = BODY_LIMITS[name]
+        return getattr(settings, setting), f"ASSAY_{setting}", what, "body"
     return (
         settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
         "ASSAY_MAX_UPLOAD_BYTES",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -22,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.content.episode import ContentError, Episode
+from annotation.content.intake import RequestIntake
 from annotation.models import Verdict
 from grading import selectors, services
 from grading.models import GradingRun, Score
@@ -634,13 +636,40 @@ REWARD_BUSY = OpenApiResponse(
 MAX_REWARD_RESPONSES = 256
 
 # An episode as the reward endpoints take it (annotation.content.episode validates it).
+EPISODE_PART_SCHEMA = {
+    "type": "object",
+    "description": "A part of a message's content: text, an image or a file. An image or a file "
+    "comes inline as a base64 data: URI (data:image/png;base64,...), or as sha256:<hash> of a "
+    "file the project already holds; it is sniffed from its bytes (PNG, JPEG, WebP; PDF, DOCX, "
+    "XLSX, PPTX, CSV; never SVG or HTML), at most ASSAY_FILE_MAX_BYTES, and stored by its "
+    "SHA-256. URLs are never fetched, and bundle paths are refused (a request has no bundle). "
+    "grading/reward_client.py's image_part and file_part build these.",
+    "properties": {
+        "type": {"type": "string", "enum": ["text", "image_url", "file"]},
+        "text": {"type": "string", "description": "A text part's text."},
+        "image_url": {
+            "type": "object",
+            "properties": {"url": {"type": "string", "description": "data: URI or sha256:<hash>"}},
+            "required": ["url"],
+        },
+        "file": {
+            "type": "object",
+            "properties": {
+                "file_data": {"type": "string", "description": "A base64 data: URI."},
+                "sha256": {"type": "string", "description": "Or a held file's hash."},
+                "filename": {"type": "string", "description": "The name shown and judged."},
+            },
+        },
+    },
+    "required": ["type"],
+}
 EPISODE_MESSAGE_SCHEMA = {
     "type": "object",
     "description": "A chat message in the OpenAI format.",
     "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+            "oneOf": [{"type": "string"}, {"type": "array", "items": EPISODE_PART_SCHEMA}],
             "nullable": True,
         },
         "tool_calls": {
@@ -694,7 +723,10 @@ EPISODE_SCHEMA = {
         "description": "A model output: a text (empty, blank or null: scored without a judge "
         "call, its judged criteria not met), or a multi-turn rollout: a list of chat messages "
         "with tool calls and tool results, or {messages, final_state, metadata}. Outcome "
-        "criteria grade its last assistant text; trajectory and step criteria the episode.",
+        "criteria grade its last assistant text; trajectory and step criteria the episode. "
+        "A message's content may hold image and file parts (PNG, JPEG, WebP, PDF, DOCX, XLSX, "
+        "PPTX, CSV) as base64 data: URIs, each at most ASSAY_FILE_MAX_BYTES, or as "
+        "sha256:<hash> of a file the project holds; URLs and bundle paths are refused.",
     }
 )
 class RewardResponseField(serializers.Field):
@@ -709,7 +741,9 @@ class RewardResponseField(serializers.Field):
             return data
         if isinstance(data, dict | list):
             try:
-                return Episode.parse(data)
+                # Image and file parts are stored in the project by the view's intake
+                # (context "files"), once the caller's role is checked.
+                return Episode.parse(data, files=self.context.get("files"))
             except ContentError as exc:
                 raise serializers.ValidationError(str(exc)) from None
         raise serializers.ValidationError(
@@ -829,8 +863,8 @@ class RewardScoreApi(APIView):
     def post(self, request: Request, grader_hash: str) -> Response:
         with service_errors():  # a malformed, short or ambiguous hash prefix: 400
             grader, project, task = grader_to_score(request.user, grader_hash, Perm.RUN_GRADING)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.InputSerializer(data=request.data, context={"files": reward_intake(project)})
+        valid_with_files(data)
         judge = selectors.project_judge(project, data.validated_data.get("judge"))
         if judge is None:
             raise ValidationError({"judge": ["No such judge in this grader's project."]})
@@ -853,6 +887,17 @@ class RewardScoreApi(APIView):
             return _busy(exc)
         out = [_reward_out(r) for r in results]
         return _ThenResponse(self.OutputSerializer(out, many=True).data, then=store)
+
+
+def reward_intake(project) -> RequestIntake:
+    return RequestIntake(project, door="the reward endpoint")
+
+
+def valid_with_files(data: serializers.Serializer) -> None:
+    """Validate a reward request whose episodes may carry files: each is stored as it is read;
+    a 400 anywhere in the request keeps none of the project's new file rows."""
+    with transaction.atomic():
+        data.is_valid(raise_exception=True)
 
 
 def _reward_out(reward: services.Reward) -> dict:
@@ -931,14 +976,16 @@ class SuiteRewardScoreApi(APIView):
         items = ItemSerializer(many=True, help_text="Per item, in the order sent.")
 
     def _post(self, request: Request, pk: int, number: int | None) -> Response:
-        data = self.InputSerializer(data=request.data)
-        # The role is checked before the body's errors are told: a caller who may not grade
-        # learns nothing from a 400. The tasks asked for are read with it, in one query.
-        external_ids = []
-        if data.is_valid():
-            external_ids = [item["task"] for item in data.validated_data["items"]]
-        target = suite_to_score(request.user, pk, number, external_ids, Perm.RUN_GRADING)
-        data.is_valid(raise_exception=True)
+        # The role is checked before the body is read (its files would be stored) or its
+        # errors told: a caller who may not grade learns nothing from a 400. The tasks asked
+        # for are read with it, in one query.
+        target = suite_to_score(
+            request.user, pk, number, _asked_tasks(request.data), Perm.RUN_GRADING
+        )
+        data = self.InputSerializer(
+            data=request.data, context={"files": reward_intake(target.project)}
+        )
+        valid_with_files(data)
         if target.unknown:
             listed = ", ".join(target.unknown[:20])
             more = f" and {len(target.unknown) - 20} more" if len(target.unknown) > 20 else ""
@@ -991,6 +1038,19 @@ class SuiteRewardScoreApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         return self._post(request, pk, None)
+
+
+def _asked_tasks(body) -> list[str]:
+    """The task ids a suite reward request names, read before it is validated (as the
+    serializer takes them: text of at most 200 characters)."""
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [
+        item["task"]
+        for item in items[:MAX_REWARD_RESPONSES]
+        if isinstance(item, dict) and isinstance(item.get("task"), str) and len(item["task"]) <= 200
+    ]
 
 
 class SuiteVersionRewardScoreApi(SuiteRewardScoreApi):

@@ -46,6 +46,20 @@ Per-step (process) rewards come back beside each score: `AssayReward.results(...
 {"step", "criterion", "outcome", "reward"}: `step_rewards(result)` gives {step: reward},
 summed over the step criteria.
 
+Images and files (a chart the answer must read, a deliverable the model wrote: PNG, JPEG,
+WebP, PDF, DOCX, XLSX, PPTX, CSV) travel inside a message's content as parts, inline as base64
+data: URIs; `image_part` and `file_part` build them from bytes or a path. Each file may be at
+most the server's ASSAY_FILE_MAX_BYTES (20 MB), a request's body ASSAY_REWARD_MAX_BODY_BYTES
+(32 MB: a larger batch of files is a 413, so send fewer responses a request). Assay stores each
+file once by its SHA-256, so the same image sent again hits the judge's cache; URLs are never
+fetched.
+
+    deliverable = [{"role": "assistant", "content": [
+        {"type": "text", "text": "The debt schedule is attached."},
+        file_part("out/schedule.xlsx")]}]
+    reward.score([deliverable], task="bank-0003")
+    chart = [{"role": "assistant", "content": [image_part(png_bytes), "Revenue grew 12%."]}]
+
 In code:
 
     from reward_client import AssayReward
@@ -61,11 +75,14 @@ In code:
 
 from __future__ import annotations
 
+import base64
 import json
+import mimetypes
 import os
 import urllib.request
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 MAX_BATCH = 256
 
@@ -225,10 +242,61 @@ def _response(item):
     if isinstance(item, list | tuple):
         messages = [dict(m) for m in item]
         only = messages[0] if len(messages) == 1 else None
-        if only is not None and only.get("role") == "assistant" and not only.get("tool_calls"):
+        if (
+            only is not None
+            and only.get("role") == "assistant"
+            and not only.get("tool_calls")
+            and not isinstance(only.get("content"), list)  # parts: images, files
+        ):
             return _text(messages)
         return {"messages": messages} if messages else ""
     return item
+
+
+# The media type a data: URI declares (Assay sniffs the bytes anyway and never trusts it).
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"%PDF-", "application/pdf"),
+)
+
+
+def _file(source, filename: str | None) -> tuple[bytes, str, str]:
+    """(bytes, name, media type) of `source`: bytes, or a path (str or Path) to read."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data, name = bytes(source), filename or ""
+    else:
+        path = Path(source)
+        data, name = path.read_bytes(), filename or path.name
+    mime = next((m for magic, m in _MAGIC if data.startswith(magic)), "")
+    if not mime and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    mime = mime or (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
+    return data, name, mime
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_part(source, *, filename: str | None = None) -> dict:
+    """An image content part (PNG, JPEG or WebP) from its bytes or a path, inline as a base64
+    data: URI, as the reward endpoints take it."""
+    data, name, mime = _file(source, filename)
+    part: dict = {"type": "image_url", "image_url": {"url": _data_uri(data, mime)}}
+    if name:
+        part["file"] = {"filename": name}
+    return part
+
+
+def file_part(source, *, filename: str | None = None) -> dict:
+    """A file content part (a deliverable: PDF, DOCX, XLSX, PPTX, CSV) from its bytes or a
+    path, inline as a base64 data: URI; give `filename` for bytes, the name the judge reads."""
+    data, name, mime = _file(source, filename)
+    return {
+        "type": "file",
+        "file": {"file_data": _data_uri(data, mime), "filename": name or "file"},
+    }
 
 
 def step_rewards(result: dict) -> dict[int, float]:

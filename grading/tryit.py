@@ -6,7 +6,11 @@ imports grading). The draft is compiled without storing anything, and grading go
 `engine.grade_now`, the same path runs and the reward endpoint use.
 
 The response may be a text, or an episode (annotation.content.episode) pasted or uploaded as
-JSON, or an imported response of either kind; an episode shows as a trajectory.
+JSON, or an imported response of either kind; an episode shows as a trajectory. An episode's
+image and file parts come inline as data: URIs; a deliverable (PDF, XLSX, DOCX, an image, ...)
+may be uploaded as it is, and is then the response's file part, beside its text. Those files
+are stored in the project by hash (the judge and the page read them from there), and listed
+with the result.
 """
 
 from __future__ import annotations
@@ -14,21 +18,27 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from annotation import selectors as annotation_selectors
-from annotation.content.episode import ContentError, Episode
+from annotation.content.episode import ContentError, Episode, Message, Part
+from annotation.content.intake import RequestIntake
 from annotation.models import Response, Verdict
 from grading import engine, injection, selectors, services
 from grading.judges import prompts
 from rubrics import params, scoring
 from rubrics import selectors as rubric_selectors
+from rubrics.files import store
+from rubrics.files.sniff import FileRefused
 from rubrics.permissions import Perm
 
 MAX_RESPONSE = 100_000
-MAX_EPISODE_BYTES = 2 * 1024 * 1024
+# An episode's JSON, with a few images or a deliverable inline as base64 (each file is held to
+# ASSAY_FILE_MAX_BYTES when it is taken).
+MAX_EPISODE_BYTES = 32 * 1024 * 1024
 
 
 @login_required
@@ -48,12 +58,23 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     errors: list[str] = []
     response_text = data.get("response", "")
     episode_text = data.get("episode", "")
-    episode = given_episode(episode_text, request.FILES.get("episode_file"), errors)
+    # Files are taken (stored in the project) from a POST only, never from a link's query.
+    files = RequestIntake(project, door="try-it") if request.method == "POST" else None
+    episode = given_episode(episode_text, request.FILES.get("episode_file"), errors, files)
     if episode is not None:
         if response_text.strip():
             errors.append("episode: give a text response or an episode, not both.")
         response_text = episode.final_text
     picked = params.whole_number(data, "response_id")
+    deliverable = request.FILES.get("deliverable") if request.method == "POST" else None
+    if deliverable is not None:
+        if episode is not None or picked is not None:
+            errors.append(
+                "deliverable: attach it to a text response; an episode carries its files "
+                "as parts, and an imported response has its own."
+            )
+        else:
+            episode = deliverable_episode(project, response_text, deliverable, errors)
     if picked is not None:
         chosen = next((r for r in imported if r.pk == picked), None)
         if chosen is None:
@@ -117,7 +138,9 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
         "spec": spec,
         "judges": judges,
         "imported": imported,
-        "response_text": "" if episode is not None and picked is None else response_text,
+        "response_text": (
+            "" if episode is not None and picked is None and deliverable is None else response_text
+        ),
         "episode_text": episode_text,
         "trajectory": (
             annotation_selectors.episode_trajectory(
@@ -126,6 +149,7 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
             if acted and episode
             else None
         ),
+        "files": [ref for _, ref in episode.files()] if acted and episode else [],
         "criterion": criterion,
         "criteria": criteria,
         "preview": preview,
@@ -159,9 +183,30 @@ def _step_rows(graded: list[engine.Graded], criteria: list[dict]) -> list[Verdic
     return rows
 
 
-def given_episode(text: str, upload, errors: list[str]) -> Episode | None:
+def deliverable_episode(project, text: str, upload, errors: list[str]) -> Episode | None:
+    """A text response with an uploaded deliverable as its file part (an image as an image
+    part): one assistant message. The file is checked and stored by rubrics.files.store; a
+    refusal goes to `errors` naming the field and the file."""
+    if upload.size > store.limit():
+        errors.append(
+            f"deliverable: '{upload.name}' is {upload.size / 1048576:.1f} MB; files may be at "
+            f"most {store.limit() / 1048576:.1f} MB (ASSAY_FILE_MAX_BYTES)."
+        )
+        return None
+    try:
+        ref = store.put(project, upload.read(), name=upload.name or "deliverable")
+    except FileRefused as exc:
+        errors.append(f"deliverable: {exc}")
+        return None
+    parts = (Part("text", text),) if text.strip() else ()
+    part = Part("image_url" if ref.is_image else "file", file=ref)
+    return Episode(messages=(Message("assistant", (*parts, part)),))
+
+
+def given_episode(text: str, upload, errors: list[str], files=None) -> Episode | None:
     """The episode pasted (`text`) or uploaded as JSON, or None when neither was given; a
-    problem goes to `errors` naming the field, and the path inside the episode."""
+    problem goes to `errors` naming the field, and the path inside the episode. Its image and
+    file parts are taken by `files` (none: refused); a refused episode keeps none of them."""
     where = "episode"
     if upload is not None:
         where = "episode_file"
@@ -192,7 +237,8 @@ def given_episode(text: str, upload, errors: list[str]) -> Episode | None:
         errors.append(f"{where}: not valid JSON ({detail}).")
         return None
     try:
-        return Episode.parse(value)
+        with transaction.atomic():
+            return Episode.parse(value, files=files)
     except ContentError as exc:
         errors.append(f"{where}: {exc}")
         return None

@@ -123,7 +123,7 @@ def snapshots(slug: str) -> dict:
             snapshots.snapshot_build(snapshot_id=snapshot.pk)
         snapshot = DatasetSnapshot.objects.get(pk=snapshot.pk)
         content = ""
-        if snapshot.status == "ready" and not snapshot.file.endswith(".parquet"):
+        if snapshot.status == "ready" and not snapshot.file.endswith((".parquet", ".zip")):
             with default_storage.open(snapshot.file, "rb") as f:
                 content = f.read().decode()
         built[key] = {

@@ -57,3 +57,23 @@ def _key(source: str) -> str:
         return "path:" + normalise(source)
     except FileRefused:
         return "raw:" + source  # refused when taken, naming the part
+
+
+class RequestIntake(ProjectIntake):
+    """The files one request carries inline, for doors that take no bundle (the reward
+    endpoints, try-it): base64 `data:` URIs, or `sha256:<hash>` of a file the project holds.
+    A relative path is refused, naming the part: there is no bundle for it to name a file in."""
+
+    def __init__(self, project, door: str = "this request"):
+        super().__init__(project)
+        self.door = door
+
+    def take(self, where: str, source: str, name: str, *, image: bool = False) -> FileRef:
+        if not source.lower().startswith(("data:", "sha256:")):
+            raise ContentError(
+                where,
+                f"'{safe_name(source)}' looks like a path in a bundle, but {self.door} takes "
+                "no bundle: send the file inline as a base64 data: URI "
+                "(data:image/png;base64,...) or as sha256:<hash> of a file the project holds",
+            )
+        return super().take(where, source, name, image=image)

@@ -428,6 +428,191 @@ class _HashingWriter:
         self.closed = True
 
 
+# --- Responses with their files ------------------------------------------------------------
+#
+# Every export that carries messages names a part's file by its hash (the stored shape:
+# `sha256:<h>` with the file's name, kind and size). The two below carry the files too: a zip
+# bundle that `import_responses` reads back, and Parquet with the images inline.
+
+BUNDLE_LINES = "responses.jsonl"
+BUNDLE_FILES = "files/"
+# Fixed entry times, so the same responses and files make the same bundle, byte for byte.
+BUNDLE_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def bundle_path(meta: dict) -> str:
+    """Where a stored part's file sits in a bundle: files/<sha256>.<kind>."""
+    return f"{BUNDLE_FILES}{meta['sha256']}.{meta.get('kind') or 'bin'}"
+
+
+def _stored_files(messages) -> Iterator[tuple[dict, dict]]:
+    """(part, file meta) of each image and file part of stored messages, in order."""
+    for message in messages or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            meta = part.get("file") if isinstance(part, dict) else None
+            if isinstance(meta, dict) and isinstance(meta.get("sha256"), str):
+                yield part, meta
+
+
+def _bundled_part(part: dict, meta: dict) -> None:
+    """Point a stored part at its file in the bundle, in the shape the content model takes
+    from a bundle (annotation.content.episode): an image's url, a file's path."""
+    path = bundle_path(meta)
+    if part.get("type") == "image_url":
+        part["image_url"] = {"url": path}
+    else:
+        part["file"] = {**meta, "path": path}
+
+
+def responses_bundle(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """A zip of every response of `project` with the files its messages carry: top-level
+    `responses.jsonl` (the `responses-jsonl` export, each part pointing at its file in the
+    zip) and `files/<sha256>.<kind>`, each file once. `import_responses` reads it back.
+    Constant memory: the lines stream through a temporary file, the files one by one from
+    storage. Returns (lines, sha256 of the zip)."""
+    import tempfile
+    import zipfile
+
+    from rubrics.files import store
+
+    hashing = _HashingWriter(out)
+    lines = 0
+    files: dict[str, str] = {}  # sha256 -> its path in the zip
+    with (
+        tempfile.TemporaryFile() as exported,
+        zipfile.ZipFile(hashing, "w", allowZip64=True) as bundle,
+    ):
+        responses_jsonl(exported, project=project)
+        exported.seek(0)
+        entry = zipfile.ZipInfo(BUNDLE_LINES, BUNDLE_TIME)
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        with bundle.open(entry, "w", force_zip64=True) as written:
+            for raw in exported:
+                row = json.loads(raw)
+                for part, meta in _stored_files(row.get("messages")):
+                    files.setdefault(meta["sha256"], bundle_path(meta))
+                    _bundled_part(part, meta)
+                written.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+                lines += 1
+                if progress and lines % PORTABLE_CHUNK == 0:
+                    progress(lines)
+        for sha, path in files.items():
+            entry = zipfile.ZipInfo(path, BUNDLE_TIME)  # already compressed (images, office)
+            try:
+                data = store.read(sha)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"file {sha[:12]} ({path}) is gone from storage; it is named by a response "
+                    "of this project"
+                ) from None
+            bundle.writestr(entry, data)
+    if progress:
+        progress(lines)
+    return lines, hashing.digest.hexdigest()
+
+
+RESPONSE_COLUMNS = [
+    # (column, Django lookup, Arrow type): the documented schema of responses.parquet
+    ("task_id", "task__external_id", "string"),
+    ("model", "model", "string"),
+    ("response", "text", "string"),  # a plain text; null for an episode
+    ("sample_index", "sample_index", "int32"),
+    ("external_id", "external_id", "string"),
+    ("metadata", "metadata", "json"),
+    # The episode as JSON text, each image or file part naming its file by sha256; null for
+    # a plain text.
+    ("messages", "content__messages", "json"),
+    ("final_state", "content__final_state", "json"),
+    # The episode's image parts in order, in the shape Hugging Face `datasets` reads as
+    # images (its Image feature): {"bytes": the image, "path": "<sha256>.<kind>"}.
+    ("images", None, "images"),
+]
+# Image bytes held before a batch is written: a few large images make a batch of their own.
+PARQUET_IMAGE_BATCH_BYTES = 64 * 1024 * 1024
+PARQUET_RESPONSE_BATCH = 1_000
+
+
+def response_schema():
+    import pyarrow as pa
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    types = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "json": pa.string(),
+        "images": pa.list_(image),
+    }
+    # How `datasets` knows the column is images (its Features, kept in the schema's metadata).
+    features = {"images": {"_type": "Sequence", "feature": {"_type": "Image"}}}
+    return pa.schema(
+        [(name, types[kind]) for name, _, kind in RESPONSE_COLUMNS],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+
+
+def responses_parquet(
+    out: BinaryIO, *, project: Project, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Every response of `project` as Parquet: the responses-jsonl columns (the episode as
+    JSON text) and `images`, the images of its parts inline (Hugging Face's Image shape).
+    Other files (PDF, XLSX, ...) stay named by hash in `messages`; the responses-bundle export
+    carries them. Returns (rows, sha256 of the file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from annotation.models import Response
+    from rubrics.files import store
+
+    schema = response_schema()
+    lookups = [lookup for _, lookup, _ in RESPONSE_COLUMNS if lookup]
+    rows = (
+        Response.objects.filter(task__project=project)
+        .order_by("pk")
+        .values_list("content", *lookups)
+        .iterator(chunk_size=PARQUET_RESPONSE_BATCH)
+    )
+    hashing = _HashingWriter(out)
+    written = 0
+    with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:
+        batch: list[dict] = []
+        held = 0
+
+        def flush() -> None:
+            nonlocal held
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            batch.clear()
+            held = 0
+            if progress:
+                progress(written)
+
+        for content, *values in rows:
+            row = dict(zip((n for n, lookup, _ in RESPONSE_COLUMNS if lookup), values, strict=True))
+            if content is not None:
+                row["response"] = None
+            for name, _, kind in RESPONSE_COLUMNS:
+                if kind == "json" and row.get(name) is not None:
+                    row[name] = json.dumps(row[name], ensure_ascii=False)
+            images = []
+            for part, meta in _stored_files((content or {}).get("messages")):
+                if part.get("type") == "image_url":
+                    data = store.read(meta["sha256"])
+                    images.append({"bytes": data, "path": bundle_path(meta)[len(BUNDLE_FILES) :]})
+                    held += len(data)
+            row["images"] = images
+            batch.append(row)
+            written += 1
+            if len(batch) == PARQUET_RESPONSE_BATCH or held >= PARQUET_IMAGE_BATCH_BYTES:
+                flush()
+        if batch:
+            flush()
+    return written, hashing.digest.hexdigest()
+
+
 # --- Preference pairs -------------------------------------------------------------------
 
 
@@ -893,6 +1078,8 @@ PROJECT_EXPORTS = {
     "openai-rft": rft_items,
     "verl-parquet": verl_parquet,
     "responses-jsonl": responses_jsonl,
+    "responses-bundle": responses_bundle,
+    "responses-parquet": responses_parquet,
     "tasks-jsonl": tasks_jsonl,
     "healthbench-jsonl": healthbench_jsonl,
 }

@@ -38,6 +38,16 @@ FORMATS = {
     "openai-rft": ("OpenAI reinforcement fine-tuning items (the grader is in the card)", ".jsonl"),
     "preference-pairs": ("(prompt, chosen, rejected) from one run's scores", ".jsonl"),
     "responses-jsonl": ("Every response, in the format `import_responses` reads", ".jsonl"),
+    "responses-bundle": (
+        "Every response with the images and files its messages carry: a zip of "
+        "responses.jsonl and files/<sha256>.<kind>, which `import_responses` reads back",
+        ".zip",
+    ),
+    "responses-parquet": (
+        "Every response, Parquet, with an `images` column Hugging Face `datasets` reads as "
+        "images (schema in the card)",
+        ".parquet",
+    ),
     "tasks-jsonl": ("Every task, in the format `import_tasks` reads", ".jsonl"),
     "healthbench-jsonl": (
         "Tasks with their rubrics, HealthBench's JSONL shape (of a suite version: the rubrics "
@@ -264,7 +274,7 @@ def _rows_estimate(project: Project, format: str, params: dict) -> int:
         return verdicts.count()
     if format == "healthbench-jsonl":
         return Task.objects.filter(project=project, rubrics__isnull=False).distinct().count()
-    if format == "responses-jsonl":
+    if format.startswith("responses"):
         return Response.objects.filter(task__project=project).count()
     if format == "tasks-jsonl":
         return Task.objects.filter(project=project).count()
@@ -598,6 +608,31 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "| column | type |",
             "|---|---|",
             *(f"| {name} | {kind} |" for name, _, kind in formats.VERDICT_COLUMNS),
+            "",
+        ]
+    if snapshot.format == "responses-parquet":
+        lines += [
+            "## Schema",
+            "",
+            "| column | type |",
+            "|---|---|",
+            *(f"| {name} | {kind} |" for name, _, kind in formats.RESPONSE_COLUMNS),
+            "",
+            "`images` holds each response's image parts in order as {bytes, path} structs, the "
+            "shape the Hugging Face `datasets` Image feature reads (declared in the file's "
+            "schema metadata): `load_dataset('parquet', data_files=...)` decodes them to PIL "
+            "images. `messages` names every image and file by its sha256; the "
+            "responses-bundle export carries the other files.",
+            "",
+        ]
+    if snapshot.format == "responses-bundle":
+        lines += [
+            "## Layout",
+            "",
+            "A zip: `responses.jsonl` (one response per line, in the format `import_responses` "
+            "reads) and `files/<sha256>.<kind>`, each image and file once. A part points at its "
+            'file in the zip: `{"type": "image_url", "image_url": {"url": "files/<sha256>.png"}}`, '
+            '`{"type": "file", "file": {"path": "files/<sha256>.xlsx", "filename": ...}}`.',
             "",
         ]
     if snapshot.format == "step-supervision":

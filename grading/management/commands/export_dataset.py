@@ -13,8 +13,9 @@ from rubrics.models import Project, Suite
 
 class Command(BaseCommand):
     help = (
-        "Stream a project's export (verdicts as JSONL or Parquet, responses, tasks, HealthBench, "
-        "OpenAI RFT, verl Parquet), a run's (preference pairs, scores) or a suite version's "
+        "Stream a project's export (verdicts as JSONL or Parquet; responses as JSONL, as a zip "
+        "with their files, or as Parquet with their images; tasks, HealthBench, OpenAI RFT, "
+        "verl Parquet), a run's (preference pairs, scores) or a suite version's "
         "(--suite: its HealthBench file, RFT or verl rows naming it, or its card with the "
         "leaderboard) to a file, with constant memory. The file appears whole or not at all; "
         "its SHA-256 is printed."
