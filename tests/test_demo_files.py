@@ -78,6 +78,11 @@ def test_the_demo_files_are_stored_served_and_graded(
     for sample in (0, 1):
         assert outcome[("banker-strong", sample, "States total interest over the")] == "met"
         assert outcome[("banker-slip", sample, "States total interest over the")] == "unmet"
+        # The workbook's cells are checked as data: the slip's C4 is wrong, its E6 right.
+        assert outcome[("banker-strong", sample, "The 2028 interest cell equals ")] == "met"
+        assert outcome[("banker-slip", sample, "The 2028 interest cell equals ")] == "unmet"
+        assert outcome[("banker-slip", sample, "The schedule repays the loan: ")] == "met"
+        assert outcome[("banker-thin", sample, "Delivers the schedule as an Ex")] == "met"
         assert outcome[("banker-thin", sample, "Explains covenant headroom: le")] == "unmet"
         assert outcome[("banker-thin", sample, "Flags refinancing risk and sen")] == "unmet"
         assert outcome[("banker-slip", sample, "Explains covenant headroom: le")] == "met"
@@ -87,6 +92,7 @@ def test_the_demo_files_are_stored_served_and_graded(
     for model, raw in Score.objects.filter(run=run).values_list("response__model", "raw"):
         scores.setdefault(model, set()).add(raw)
     one = {model: max(values) for model, values in scores.items()}
-    assert one["banker-strong"] > one["banker-slip"] > one["banker-thin"]
+    # A wrong cell costs more than a thin memo: the cell and the total it feeds are both checked.
+    assert one["banker-strong"] > one["banker-thin"] > one["banker-slip"]
     # Misreading the chart costs more than saying too little.
     assert one["vision-sharp"] > one["vision-terse"] > one["vision-misread"]
