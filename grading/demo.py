@@ -178,6 +178,9 @@ def load_demo(*, simulator_url: str, out_dir: Path) -> DemoResult:
             base_url=simulator_url,
             model=SIM_MODEL,
             max_concurrency=8,
+            # The simulator reads the images it is sent (its colour rule), so the demo's chart
+            # reaches it as a vision judge's would.
+            accepts_images=True,
         )
         # One suite of the six tasks, frozen, and graded in one run; then the author revises
         # one rubric, a second version of the suite pins it, and a second run grades that:
