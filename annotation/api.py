@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -162,8 +163,14 @@ class ResponseImportApi(APIView):
         responses=responses(
             {
                 201: OutputSerializer,
+                # An object, not ErrorsSerializer alone: a body the server cannot read at
+                # all (a parameter named with a NUL) is refused before this view, as every
+                # door refuses it, with a list of messages per field.
                 400: OpenApiResponse(
-                    ErrorsSerializer, description="Nothing was imported: every error, by line."
+                    OpenApiTypes.OBJECT,
+                    description="Nothing was imported: every error, by line, as "
+                    "`ResponseImportErrors` (`errors`, `error_count`, `filename`); or, for a body "
+                    "that cannot be read, a list of messages per field.",
                 ),
                 413: OpenApiResponse(
                     ErrorsSerializer,

@@ -894,8 +894,14 @@ class TaskImportApi(APIView):
         responses=responses(
             {
                 201: OutputSerializer,
+                # An object, not ErrorsSerializer alone: a body the server cannot read at
+                # all (a parameter named with a NUL) is refused before this view, as every
+                # door refuses it, with a list of messages per field.
                 400: OpenApiResponse(
-                    ErrorsSerializer, description="Nothing was imported: every error, by line."
+                    OpenApiTypes.OBJECT,
+                    description="Nothing was imported: every error, by line, as "
+                    "`TaskImportErrors` (`errors`, `error_count`, `filename`); or, for a body "
+                    "that cannot be read, a list of messages per field.",
                 ),
                 413: OpenApiResponse(
                     ErrorsSerializer,
