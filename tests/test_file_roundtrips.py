@@ -1,0 +1,148 @@
+"""Images and files that go out and come back: the JSON API's task create and update take
+image and file parts (data: URIs, sha256: refs of held files) through the one reader
+(rubrics.files.parts), task exports write the stored parts shape and the task import reads it
+back (or names the hash a project does not hold), a responses bundle goes through the real
+bundle import into another project, and try-it renders the judge prompt for the chosen judge's
+sight (a vision judge sees the task's chart, a blind one does not)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+
+import pytest
+
+from rubrics.files import store
+from rubrics.models import StoredFile, Task
+from tests import factories
+from tests.file_fixtures import make_pdf
+from tests.test_api import api_client
+
+pytestmark = pytest.mark.django_db
+
+
+def png(color=(220, 20, 20), size=(48, 32)) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def image_part(url: str, name: str = "revenue-chart.png") -> dict:
+    return {"type": "image_url", "image_url": {"url": url}, "file": {"filename": name}}
+
+
+def pdf_part(data: str, name: str = "deal-book.pdf") -> dict:
+    return {"type": "file", "file": {"file_data": data, "filename": name}}
+
+
+def prompt(*parts, text: str = "Read the chart and the deal book.") -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": text}, *parts]}]
+
+
+PDF = make_pdf(["Harbor Logistics deal book.", "Leverage 4.2x."])
+
+
+# --- The JSON API's task create and update ---------------------------------------------------
+
+
+def test_the_api_creates_and_updates_a_task_with_a_png_and_a_pdf(personas):
+    project = personas.project
+    client = api_client(personas.author)
+    url = f"/api/projects/{project.slug}/tasks/"
+    sent = prompt(image_part(uri(png(), "image/png")), pdf_part(uri(PDF, "application/pdf")))
+    reply = client.post(url, {"external_id": "deal", "messages": sent}, format="json")
+    assert reply.status_code == 201, reply.data
+    text, image, pdf = reply.data["messages"][0]["content"]
+    assert text == {"type": "text", "text": "Read the chart and the deal book."}
+    # Stored by hash: the image re-encoded (metadata dropped), the PDF byte for byte.
+    assert pdf["file"]["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert (pdf["file"]["kind"], pdf["file"]["filename"]) == ("pdf", "deal-book.pdf")
+    assert image["image_url"]["url"] == f"sha256:{image['file']['sha256']}"
+    assert image["file"]["kind"] in ("png", "jpeg", "webp")
+    assert image["file"]["filename"].startswith("revenue-chart")
+    assert store.read(pdf["file"]["sha256"]) == PDF
+    held = set(StoredFile.objects.filter(project=project).values_list("sha256", flat=True))
+    assert held == {image["file"]["sha256"], pdf["file"]["sha256"]}
+    task = Task.objects.get(project=project, external_id="deal")
+    assert [r.sha256 for r in task.files] == [image["file"]["sha256"], pdf["file"]["sha256"]]
+    assert client.get(f"{url}deal/").data["messages"] == reply.data["messages"]
+
+    # Update: the stored parts read back as themselves (sha256: refs of held files), and a new
+    # text beside them changes only the text.
+    stored = reply.data["messages"][0]["content"][1:]
+    again = prompt(*stored, text="Read the chart, then the deal book.")
+    reply = client.patch(f"{url}deal/", {"messages": again}, format="json")
+    assert reply.status_code == 200, reply.data
+    assert reply.data["messages"][0]["content"][1:] == stored
+    task.refresh_from_db()
+    assert task.prompt_text == "Read the chart, then the deal book."
+    # A file part may name the held file by file.sha256 alone.
+    by_hash = {"type": "file", "file": {"sha256": pdf["file"]["sha256"]}}
+    reply = client.patch(f"{url}deal/", {"messages": prompt(by_hash)}, format="json")
+    assert reply.status_code == 200, reply.data
+    # (A file is held by hash, not name: a part without a filename is named by its hash.)
+    assert reply.data["messages"][0]["content"][1]["file"]["kind"] == "pdf"
+    assert StoredFile.objects.filter(project=project).count() == 2
+
+
+ABSENT = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("part", "field", "said"),
+    [
+        (image_part("https://example.com/chart.png"), "image_url.url", "does not fetch"),
+        (image_part(f"sha256:{ABSENT}"), "image_url.url", f"no file with hash {ABSENT}"),
+        ({"type": "file", "file": {"sha256": ABSENT}}, "file", f"no file with hash {ABSENT}"),
+        (image_part(uri(PDF, "application/pdf")), "image_url.url", "not an image"),
+        (pdf_part("data:application/pdf;base64,@@"), "file", "not valid base64"),
+        (image_part(uri(b"<svg><script>1</script></svg>", "image/svg+xml")), "image_url.url",
+         "SVG"),
+        ({"type": "video", "video": {}}, "type", "unknown part type"),
+    ],
+    ids=["url", "image-hash-not-held", "file-hash-not-held", "pdf-as-image", "bad-base64",
+         "svg", "unknown-type"],
+)  # fmt: skip
+@pytest.mark.parametrize("verb", ["post", "patch"])
+def test_a_bad_part_is_a_400_naming_its_field_and_nothing_is_written(
+    personas, part, field, said, verb
+):
+    project = personas.project
+    client = api_client(personas.author)
+    url = f"/api/projects/{project.slug}/tasks/"
+    if verb == "patch":
+        factories.make_task(project, "deal", prompt="Read it.")
+        call = client.patch
+        url, body = f"{url}deal/", {}
+    else:
+        call, body = client.post, {"external_id": "deal"}
+    # The first part is good: it is stored as it is read, and must not outlive the refusal.
+    sent = prompt(image_part(uri(png((20, 200, 20)), "image/png")), part)
+    reply = call(url, {**body, "messages": sent}, format="json")
+    assert reply.status_code == 400, reply.data
+    assert list(reply.data) == [f"messages[0].content[2].{field}"]
+    assert said in str(reply.data[f"messages[0].content[2].{field}"][0])
+    assert not StoredFile.objects.exists()
+    if verb == "patch":
+        assert Task.objects.get(external_id="deal").messages == [
+            {"role": "user", "content": "Read it."}
+        ]
+    else:
+        assert not Task.objects.exists()
+
+
+def test_a_task_of_an_annotator_or_an_outsider_stores_no_file(personas):
+    sent = prompt(image_part(uri(png(), "image/png")))
+    url = f"/api/projects/{personas.project.slug}/tasks/"
+    for user, code in ((personas.annotator, 403), (personas.outsider, 404)):
+        reply = api_client(user).post(url, {"external_id": "x", "messages": sent}, format="json")
+        assert reply.status_code == code
+    assert not StoredFile.objects.exists()
