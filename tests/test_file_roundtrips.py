@@ -146,3 +146,101 @@ def test_a_task_of_an_annotator_or_an_outsider_stores_no_file(personas):
         reply = api_client(user).post(url, {"external_id": "x", "messages": sent}, format="json")
         assert reply.status_code == code
     assert not StoredFile.objects.exists()
+
+
+# --- Task exports write the stored parts; the task import reads them back --------------------
+
+
+@pytest.fixture
+def chart_task(personas):
+    """A task of the project whose prompt carries a chart and a PDF, with a published grader."""
+    from rubrics import services
+
+    task = services.task_create(
+        project=personas.project,
+        external_id="chart",
+        title="Chart",
+        messages=prompt(image_part(uri(png(), "image/png")), pdf_part(uri(PDF, "application/pdf"))),
+    )
+    factories.make_published_rubric(
+        personas.project, task, [("Reads the chart", 1)], personas.author
+    )
+    return task
+
+
+def exported(fmt: str, project) -> bytes:
+    from grading.datasets import formats
+
+    out = io.BytesIO()
+    rows, digest = formats.write(fmt, out, project=project)
+    assert rows == 1
+    assert digest == hashlib.sha256(out.getvalue()).hexdigest()
+    return out.getvalue()
+
+
+def test_task_exports_write_the_stored_parts_by_hash(chart_task, personas, tmp_path):
+    import pyarrow.parquet as pq
+
+    image, pdf = chart_task.files
+    stored = chart_task.messages
+    # JSON exports: the stored shape, byte for byte what the task holds.
+    for fmt, key in (("tasks-jsonl", "messages"), ("openai-rft", "messages"),
+                     ("healthbench-jsonl", "prompt")):  # fmt: skip
+        (line,) = exported(fmt, personas.project).splitlines()
+        assert json.loads(line)[key] == stored, fmt
+    # verl: a prompt message is text (its text, then a line naming each file, never a Python
+    # repr of the parts), and extra_info.files names each file whole.
+    path = tmp_path / "verl.parquet"
+    path.write_bytes(exported("verl-parquet", personas.project))
+    (row,) = pq.read_table(path).to_pylist()
+    (message,) = row["prompt"]
+    content = message["content"]
+    assert content.startswith("Read the chart and the deal book.\n[image: revenue-chart")
+    assert f"sha256 {image.sha256[:16]}" in content and f"sha256 {pdf.sha256[:16]}" in content
+    assert "{'type'" not in content and "data:" not in content
+    assert row["extra_info"]["files"] == [
+        {"message": 0, **image.as_json()},
+        {"message": 0, **pdf.as_json()},
+    ]
+
+
+def test_exported_tasks_import_into_a_project_that_holds_their_files(chart_task, personas):
+    from rubrics.task_import import tasks_import
+
+    data = exported("tasks-jsonl", personas.project)
+    image, pdf = chart_task.files
+    other = factories.make_project(name="Holds the files")
+    # The other project holds the same files (the same bytes, stored as any upload is).
+    assert store.put(other, png(), name="chart.png", image=True).sha256 == image.sha256
+    assert store.put(other, PDF, name="book.pdf").sha256 == pdf.sha256
+    result = tasks_import(project=other, lines=data.decode().splitlines())
+    assert result.ok, result.errors
+    assert result.created == 1
+    back = Task.objects.get(project=other, external_id="chart")
+    assert back.messages == chart_task.messages  # names, kinds, sizes and hashes
+    assert back.files == chart_task.files
+    # Read again, the same line is already present.
+    again = tasks_import(project=other, lines=data.decode().splitlines())
+    assert again.ok and again.already_present == 1
+
+
+def test_an_import_of_files_the_project_does_not_hold_names_the_missing_hash(chart_task, personas):
+    from rubrics.task_import import tasks_import
+
+    data = exported("tasks-jsonl", personas.project)
+    image, pdf = chart_task.files
+    other = factories.make_project(name="Holds nothing")
+    result = tasks_import(project=other, lines=data.decode().splitlines())
+    assert not result.ok
+    (error,) = result.errors
+    assert error.startswith("line 1, field 'messages[0].content[1].image_url.url'")
+    assert f"no file with hash {image.sha256} in this project" in error
+    assert not Task.objects.filter(project=other).exists()
+    assert not StoredFile.objects.filter(project=other).exists()
+    # Holding the image only, the import names the PDF next.
+    store.put(other, png(), name="chart.png", image=True)
+    result = tasks_import(project=other, lines=data.decode().splitlines())
+    (error,) = result.errors
+    assert error.startswith("line 1, field 'messages[0].content[2].file'")
+    assert pdf.sha256 in error
+    assert not Task.objects.filter(project=other).exists()
