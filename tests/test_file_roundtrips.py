@@ -244,3 +244,120 @@ def test_an_import_of_files_the_project_does_not_hold_names_the_missing_hash(cha
     assert error.startswith("line 1, field 'messages[0].content[2].file'")
     assert pdf.sha256 in error
     assert not Task.objects.filter(project=other).exists()
+
+
+# --- A responses bundle through the real bundle import ---------------------------------------
+
+
+def xlsx() -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Debt"
+    sheet.append(["Year", "Opening", "Interest", "Closing"])
+    for year in range(2025, 2030):
+        sheet.append([year, 1000, 50, 950])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def answer(*parts, text: str = "Summary memorandum attached.") -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": "Build the debt schedule and chart revenue."},
+            {"role": "assistant", "content": [{"type": "text", "text": text}, *parts]},
+        ],
+        "final_state": {"schedule": "done"},
+    }
+
+
+def test_a_responses_bundle_imports_into_another_project_with_its_files(personas, tmp_path):
+    from django.core.management import call_command
+
+    from annotation import services as annotation_services
+    from annotation.content.episode import Episode
+    from annotation.content.intake import ProjectIntake
+    from annotation.models import Response
+
+    project = personas.project
+    task = factories.make_task(project, "bank", prompt="Build the debt schedule.")
+    intake = ProjectIntake(project)
+    workbook = xlsx()
+    episodes = [
+        answer(
+            image_part(uri(png(), "image/png"), "quarterly-revenue.png"),
+            {"type": "file", "file": {"file_data": uri(workbook, "application/zip"),
+                                      "filename": "schedule.xlsx"}},
+            pdf_part(uri(PDF, "application/pdf")),
+        ),
+        answer(image_part(uri(png(), "image/png"), "again.png"), text="The chart again."),
+    ]  # fmt: skip
+    for i, raw in enumerate(episodes):
+        episode = Episode.parse(raw, files=intake)
+        Response.objects.create(
+            task=task, model="m", sample_index=i, text=episode.final_text, content=episode.stored()
+        )
+    Response.objects.create(task=task, model="m", sample_index=2, text="Just text.")
+    path = tmp_path / "bank.zip"
+    path.write_bytes(exported_bundle(project))
+
+    def same_responses(other) -> None:
+        mine = Response.objects.filter(task=task).order_by("sample_index")
+        theirs = Response.objects.filter(task__project=other).order_by("sample_index")
+        assert len(theirs) == len(mine) == 3
+        for a, b in zip(mine, theirs, strict=True):
+            assert (b.task.external_id, b.model, b.sample_index, b.text) == (
+                "bank",
+                a.model,
+                a.sample_index,
+                a.text,
+            )
+            assert b.content == a.content  # the stored parts: hashes, names, kinds, sizes
+            assert Episode.load(b.content, b.text) == Episode.load(a.content, a.text)
+        refs = {ref for r in mine if r.content for _, ref in r.episode.files()}
+        assert len(refs) == 4  # the chart twice (two names), the workbook, the PDF
+        (chart,) = {ref.sha256 for ref in refs if ref.is_image}
+        hashes = {ref.sha256 for ref in refs}
+        assert hashes == {
+            chart,
+            hashlib.sha256(workbook).hexdigest(),
+            hashlib.sha256(PDF).hexdigest(),
+        }
+        held = StoredFile.objects.filter(project=other)
+        assert set(held.values_list("sha256", flat=True)) == hashes
+        for sha in hashes:
+            assert store.read(sha)  # the bytes are in storage
+
+    # The command, as an operator runs it.
+    other = factories.make_project(name="Bundle back")
+    factories.make_task(other, "bank", prompt="Build the debt schedule.")
+    call_command("import_responses", str(path), project=other.slug)
+    same_responses(other)
+
+    # The service the page and the API call, into a third project: the same.
+    third = factories.make_project(name="Bundle back again")
+    factories.make_task(third, "bank", prompt="Build the debt schedule.")
+    with path.open("rb") as upload:
+        result = annotation_services.responses_import_file(
+            project=third, upload=upload, filename=path.name
+        )
+    assert result.ok, result.errors
+    assert result.created == 3
+    same_responses(third)
+    # Imported again, every row is already there.
+    with path.open("rb") as upload:
+        again = annotation_services.responses_import_file(
+            project=third, upload=upload, filename=path.name
+        )
+    assert again.ok and again.already_present == 3 and again.created == 0
+
+
+def exported_bundle(project) -> bytes:
+    from grading.datasets import formats
+
+    out = io.BytesIO()
+    rows, _ = formats.write("responses-bundle", out, project=project)
+    assert rows == 3
+    return out.getvalue()
