@@ -361,3 +361,81 @@ def exported_bundle(project) -> bytes:
     rows, _ = formats.write("responses-bundle", out, project=project)
     assert rows == 3
     return out.getvalue()
+
+
+# --- Try-it renders the judge prompt for the chosen judge's sight ----------------------------
+
+
+@pytest.fixture
+def chart_draft(personas):
+    """A draft whose task's prompt carries a mostly red chart, and a criterion about it (the
+    simulator's colour rule: met for a judge sent a red chart, unmet for one sent no image)."""
+    from rubrics import services
+
+    task = services.task_create(
+        project=personas.project,
+        external_id="red-chart",
+        title="Red chart",
+        messages=prompt(image_part(uri(png((220, 30, 30)), "image/png")), text="Describe it."),
+    )
+    return services.rubric_create(
+        project=personas.project,
+        task=task,
+        title="Chart reading",
+        user=personas.author,
+        criteria=[services.clean_criterion("States that the chart is red", 1)],
+    )
+
+
+def try_it(client, rubric, **data):
+    from django.urls import reverse
+
+    return client.post(reverse("rubric_try", kwargs={"pk": rubric.pk}), data)
+
+
+def test_try_it_sends_a_vision_judge_the_tasks_image_and_a_blind_one_a_line(
+    client, personas, sim, chart_draft
+):
+    from grading import services as grading_services
+
+    vision = grading_services.judge_create(
+        project=personas.project,
+        name="vision",
+        base_url=sim.url,
+        model="judge-model",
+        accepts_images=True,
+    )
+    blind = factories.make_judge(personas.project, sim.url, name="blind")
+    client.force_login(personas.author)
+    said = "The chart is red: revenue fell."
+
+    reply = try_it(client, chart_draft, action="grade", judge=vision.pk, response=said)
+    body = reply.content.decode()
+    assert reply.status_code == 200 and 'role="alert"' not in body, body
+    assert '<td class="met">met' in body, body
+    (sent,) = sim.received
+    user = sent[-1]["content"]
+    assert [p["type"] for p in user if p["type"] == "image_url"] == ["image_url"]
+
+    sim.reset()
+    reply = try_it(client, chart_draft, action="grade", judge=blind.pk, response=said)
+    body = reply.content.decode()
+    assert '<td class="unmet">unmet' in body, body
+    assert "no image reached the judge" in body
+    (sent,) = sim.received
+    assert isinstance(sent[-1]["content"], str)
+    assert "[image: revenue-chart" in sent[-1]["content"]
+
+    # The preview is the prompt that judge is sent: the vision judge's has the image part
+    # (shown as the file it is, linked to the project's file view), the blind one's a line.
+    (chart,) = Task.objects.get(external_id="red-chart").files
+    link = f"/p/{personas.project.slug}/files/{chart.sha256}/"
+    seen = try_it(client, chart_draft, action="preview", judge=vision.pk, response=said)
+    page = seen.content.decode()
+    assert 'data-testid="prompt-image"' in page and link in page, page
+    assert "{&#x27;type&#x27;" not in page and "data:image" not in page
+    unseen = try_it(client, chart_draft, action="preview", judge=blind.pk, response=said)
+    page = unseen.content.decode()
+    assert 'data-testid="prompt-image"' not in page
+    assert "[image: revenue-chart" in page
+    assert sim.stats.requests == 1  # since the reset; previews call no judge
