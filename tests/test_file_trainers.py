@@ -86,7 +86,17 @@ def chart_and_workbook() -> dict:
 @pytest.fixture
 def world(personas, sim):
     grader = make_grader(personas.project, personas.admin, rubric=RUBRIC)
-    factories.make_judge(personas.project, sim.url)
+    # A judge that sees images: the simulator's colour rule decides a chart criterion on the
+    # image it is sent, and unmet for a judge sent none.
+    from grading import services as grading_services
+
+    grading_services.judge_create(
+        project=personas.project,
+        name="sim",
+        base_url=sim.url,
+        model="judge-model",
+        accepts_images=True,
+    )
     yield grader
     assert AFTER_REPLY.wait_idle(timeout=30)
 
@@ -117,10 +127,12 @@ def test_the_reward_endpoints_grade_image_and_file_parts(personas, sim, world):
     assert set(held) == {image_kind, "xlsx"} and image_kind in ("png", "jpeg")
     assert held["xlsx"] == hashlib.sha256(xlsx()).hexdigest()
     assert store.read(held[image_kind])[:3] in (b"\x89PN", b"\xff\xd8\xff")
-    # The judge read the files named by their hashes, never the base64.
+    # The judge read the files named by their hashes: the chart as an image part (it sees
+    # images), the workbook as converted text, never its bytes (it reads no files).
     sent = json.dumps(list(sim.received))
     assert held[image_kind][:16] in sent and held["xlsx"][:16] in sent
-    assert "base64," not in sent
+    assert '"image_url"' in sent and "file_data" not in sent
+    assert base64.b64encode(xlsx()[:600]).decode()[:400] not in sent
 
     # The suite's URL takes them the same way.
     version = suites.suite_of_grader(grader=world, user=personas.admin)
