@@ -487,8 +487,10 @@ def _error(criterion_id: int, judge_id: int, sample: int, exc: JudgeError, step=
     )
 
 
-def _single_request(client, spec, criterion, *, messages, view: View, key) -> Prepared:
-    prompt = prompts.judge_messages(
+def _single_prompt(spec, criterion, *, messages, view: View) -> list[dict]:
+    """The prompt of one judged criterion on one view (stored-shape parts): what runs, the
+    reward endpoint, the run estimate and try-it's preview send or show."""
+    return prompts.judge_messages(
         spec,
         messages=messages,
         response=view.text,
@@ -497,6 +499,10 @@ def _single_request(client, spec, criterion, *, messages, view: View, key) -> Pr
         conversation=view.conversation,
         attachments=view.attachments,
     )
+
+
+def _single_request(client, spec, criterion, *, messages, view: View, key) -> Prepared:
+    prompt = _single_prompt(spec, criterion, messages=messages, view=view)
     return client.prepare(
         prompts.wire(prompt), prompts.output_schema(spec, criterion), cache_key=key
     )
@@ -855,8 +861,26 @@ def planned_prompts(
         if kind == "batch":
             out.append((len(what), prompts.batch_messages(spec, criteria=what, **shared)))
         else:
-            out.append((1, prompts.judge_messages(spec, criterion=what, **shared)))
+            out.append((1, _single_prompt(spec, what, messages=messages, view=view)))
     return out
+
+
+def criterion_prompt(
+    spec: dict,
+    criterion: dict,
+    *,
+    messages: list[dict],
+    response: str | Episode | None,
+    sight: render.Sight = render.TEXT_ONLY,
+) -> list[dict] | None:
+    """The prompt a judge of `sight` is sent for one judged criterion of one response, as
+    runs render it (the task's images and the response's, attached or named by a line; a
+    step criterion: its first step), with stored-shape parts. None when the criterion judges
+    no step of it. Try-it's preview."""
+    views = _views_of(criterion, Views(response, messages), sight)
+    if not views:
+        return None
+    return _single_prompt(spec, criterion, messages=messages, view=views[0])
 
 
 def _call_judges(

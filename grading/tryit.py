@@ -26,11 +26,13 @@ from django.views.decorators.http import require_http_methods
 from annotation import selectors as annotation_selectors
 from annotation.content.episode import ContentError, Episode, Message, Part
 from annotation.content.intake import RequestIntake
+from annotation.content.render import TEXT_ONLY
 from annotation.models import Response, Verdict
 from grading import engine, injection, selectors, services
 from grading.judges import prompts
 from rubrics import params, scoring
 from rubrics import selectors as rubric_selectors
+from rubrics.files import parts as file_parts
 from rubrics.files import store
 from rubrics.files.sniff import FileRefused
 from rubrics.permissions import Perm
@@ -91,21 +93,33 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     criterion = next((c for c in criteria if str(c["id"]) == raw_criterion), None)
     if criterion is None and criteria:
         criterion = criteria[0]
+    chosen_judge = next((j for j in judges if str(j.pk) == data.get("judge")), None)
     if data.get("action") == "preview" and criterion and not errors:
         if criterion["kind"] == "checked":
             preview = {"checked": True, "check": criterion["check"]}
         else:
+            # The prompt the chosen judge (else the first) is sent, rendered for what it sees,
+            # as runs render it: a vision judge gets the images, a blind one a line for each.
+            shown = chosen_judge or (judges[0] if judges else None)
+            sight = engine.sight_of(services.judge_settings(shown)) if shown else TEXT_ONLY
+            prompt = engine.criterion_prompt(
+                spec,
+                criterion,
+                messages=messages,
+                response=episode if episode is not None else response_text,
+                sight=sight,
+            )
             preview = {
-                "messages": prompts.judge_messages(
-                    spec, messages=messages, response=response_text, criterion=criterion
-                ),
+                "judge": shown,
+                "messages": _shown_messages(prompt or []),
+                "no_step": prompt is None,
                 "schema": prompts.output_schema(spec, criterion),
             }
     results = score = None
     step_graded: list[engine.Graded] = []
     judge = None
     if request.method == "POST" and data.get("action") == "grade" and not errors:
-        judge = next((j for j in judges if str(j.pk) == data.get("judge")), None)
+        judge = chosen_judge
         if judge is None:
             errors.append("judge: choose one of the project's judges (an admin adds them).")
         elif not response_text.strip() and episode is None:
@@ -163,6 +177,26 @@ def rubric_try(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#result"
     return render(request, template, context)
+
+
+def _shown_messages(prompt: list[dict]) -> list[dict]:
+    """A judge prompt for the page: each message's role and its pieces in order, a text or a
+    file (an image or file part in the stored shape, shown as the file it names, never
+    inlined)."""
+    out = []
+    for message in prompt:
+        content = message["content"]
+        pieces = []
+        for part in content if isinstance(content, list) else [content]:
+            if isinstance(part, str):
+                pieces.append({"text": part})
+            elif part.get("type") == "text":
+                pieces.append({"text": part.get("text", "")})
+            else:
+                for ref in file_parts.refs([part]):
+                    pieces.append({"file": ref, "image": part.get("type") == "image_url"})
+        out.append({"role": message["role"], "pieces": pieces})
+    return out
 
 
 def _step_rows(graded: list[engine.Graded], criteria: list[dict]) -> list[Verdict]:

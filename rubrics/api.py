@@ -710,7 +710,20 @@ class ChatMessageSerializer(serializers.Serializer):
                     "type": "object",
                     "properties": {
                         "role": {"type": "string", "enum": sorted(services.MESSAGE_ROLES)},
-                        "content": {"type": "string"},
+                        "content": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "array",
+                                    "description": "A user message's parts: text, image_url "
+                                    "and file parts. An image_url's url and a file's file_data "
+                                    "are base64 data: URIs, or sha256:<hash> of a file the "
+                                    "project holds (a file part may give file.sha256); URLs are "
+                                    "refused. Stored by hash (rubrics.files.parts).",
+                                    "items": {"type": "object"},
+                                },
+                            ]
+                        },
                     },
                     "required": ["role", "content"],
                 },

@@ -86,7 +86,17 @@ def chart_and_workbook() -> dict:
 @pytest.fixture
 def world(personas, sim):
     grader = make_grader(personas.project, personas.admin, rubric=RUBRIC)
-    factories.make_judge(personas.project, sim.url)
+    # A judge that sees images: the simulator's colour rule decides a chart criterion on the
+    # image it is sent, and unmet for a judge sent none.
+    from grading import services as grading_services
+
+    grading_services.judge_create(
+        project=personas.project,
+        name="sim",
+        base_url=sim.url,
+        model="judge-model",
+        accepts_images=True,
+    )
     yield grader
     assert AFTER_REPLY.wait_idle(timeout=30)
 
@@ -117,10 +127,12 @@ def test_the_reward_endpoints_grade_image_and_file_parts(personas, sim, world):
     assert set(held) == {image_kind, "xlsx"} and image_kind in ("png", "jpeg")
     assert held["xlsx"] == hashlib.sha256(xlsx()).hexdigest()
     assert store.read(held[image_kind])[:3] in (b"\x89PN", b"\xff\xd8\xff")
-    # The judge read the files named by their hashes, never the base64.
+    # The judge read the files named by their hashes: the chart as an image part (it sees
+    # images), the workbook as converted text, never its bytes (it reads no files).
     sent = json.dumps(list(sim.received))
     assert held[image_kind][:16] in sent and held["xlsx"][:16] in sent
-    assert "base64," not in sent
+    assert '"image_url"' in sent and "file_data" not in sent
+    assert base64.b64encode(xlsx()[:600]).decode()[:400] not in sent
 
     # The suite's URL takes them the same way.
     version = suites.suite_of_grader(grader=world, user=personas.admin)
@@ -442,16 +454,6 @@ def test_try_it_takes_no_files_from_a_query_or_from_an_annotator(client, persona
 # --- Exports ----------------------------------------------------------------------------------
 
 
-class ZipBundle:
-    """What a bundle offers the intake (annotation.content.intake): read(relpath) -> bytes."""
-
-    def __init__(self, data: bytes):
-        self.zip = zipfile.ZipFile(io.BytesIO(data))
-
-    def read(self, path: str) -> bytes:
-        return self.zip.read(path)
-
-
 @pytest.fixture
 def with_files(personas):
     """Three responses: an episode with a chart and a workbook, one with the same chart again,
@@ -521,17 +523,23 @@ def test_the_bundle_export_holds_every_file_its_parts_point_at(with_files, perso
     # The same responses make the same bundle, byte for byte.
     assert export("responses-bundle", project) == data
 
-    # Read back through the content model with the zip as the bundle, into another project:
-    # the same files (by hash), names and episodes.
+    # Read back by the real bundle import into another project: the same episodes, the same
+    # files (by hash) and names, held by that project (tests/test_file_roundtrips.py checks
+    # every response and the service door).
+    from annotation.models import Response
+
     other = factories.make_project(name="Bundle back")
-    intake = ProjectIntake(other, bundle=ZipBundle(data))
-    back = Episode.parse({"messages": lines[0]["messages"]}, files=intake)
+    factories.make_task(other, "bank-export")
+    (tmp_path / "back.zip").write_bytes(data)
+    call_command("import_responses", str(tmp_path / "back.zip"), project=other.slug)
+    back = Response.objects.get(task__project=other, sample_index=0).episode
     assert {ref.sha256 for _, ref in back.files()} == {r.sha256 for r in refs.values()}
     assert [ref.name for _, ref in back.files()] == [
         "quarterly-revenue.png",
         "schedule-workbook.xlsx",
     ]
     assert StoredFile.objects.filter(project=other).count() == 2
+    assert Response.objects.filter(task__project=other).count() == 3
 
     # The command writes the same zip.
     path = tmp_path / "responses.zip"

@@ -36,6 +36,7 @@ from django.db.models.functions import Coalesce, JSONObject
 from django.utils import timezone
 
 from rubrics import audit
+from rubrics.files import parts
 from rubrics.models import AuditEvent, Project
 
 # Each verdict with what produced it: the run, the grader hash, the judge model or the person.
@@ -900,6 +901,15 @@ def verl_schema():
         ("suite_hash", pa.string()),
     ]
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    file = pa.struct(
+        [
+            ("message", pa.int32()),
+            ("sha256", pa.string()),
+            ("filename", pa.string()),
+            ("kind", pa.string()),
+            ("size", pa.int64()),
+        ]
+    )
     return pa.schema(
         [
             ("data_source", pa.string()),
@@ -909,9 +919,31 @@ def verl_schema():
                 "reward_model",
                 pa.struct([("style", pa.string()), ("ground_truth", pa.string()), *named]),
             ),
-            ("extra_info", pa.struct([("split", pa.string()), ("index", pa.int64()), *named])),
+            (
+                "extra_info",
+                pa.struct(
+                    [
+                        ("split", pa.string()),
+                        ("index", pa.int64()),
+                        ("files", pa.list_(file)),
+                        *named,
+                    ]
+                ),
+            ),
         ]
     )
+
+
+def verl_files(messages: list[dict]) -> list[dict]:
+    """The images and files of a task's prompt for verl's `extra_info.files`: which message
+    carries each, and its stored part's file (hash, name, kind, size). verl's `prompt` is text
+    (a message with parts: its text, then a line naming each file, as a judge of text reads
+    it), so the hashes travel here."""
+    return [
+        {"message": i, **ref.as_json()}
+        for i, m in enumerate(messages)
+        for ref in parts.refs(m.get("content"))
+    ]
 
 
 def verl_parquet(
@@ -944,11 +976,17 @@ def verl_parquet(
                 {
                     "data_source": source,
                     "prompt": [
-                        {"role": m["role"], "content": str(m["content"])} for m in task.messages
+                        {"role": m["role"], "content": parts.text_of(m["content"])}
+                        for m in task.messages
                     ],
                     "ability": VERL_ABILITY,
                     "reward_model": {"style": "model", "ground_truth": task.external_id, **ids},
-                    "extra_info": {"split": "train", "index": written, **ids},
+                    "extra_info": {
+                        "split": "train",
+                        "index": written,
+                        "files": verl_files(task.messages),
+                        **ids,
+                    },
                 }
             )
             written += 1

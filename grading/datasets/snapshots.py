@@ -597,8 +597,11 @@ def dataset_card(snapshot: DatasetSnapshot) -> str:
             "",
             "verl's RL dataset columns: `data_source`, `prompt` (chat messages), `ability`, "
             "`reward_model` {style, ground_truth: the task's external id, task_external_id, "
-            "grader_hash, suite, suite_version, suite_hash} and `extra_info` {split, index, and "
-            "the same names}. Point verl's custom_reward_function at grading/reward_client.py.",
+            "grader_hash, suite, suite_version, suite_hash} and `extra_info` {split, index, "
+            "files, and the same names}. A prompt message with images or files is its text "
+            "and a line naming each; `extra_info.files` gives each one's message, sha256, "
+            "filename, kind and size. Point verl's custom_reward_function at "
+            "grading/reward_client.py.",
             "",
         ]
     if snapshot.format == "verdicts-parquet":

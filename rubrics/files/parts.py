@@ -88,11 +88,14 @@ def take(
             return store.put(project, data, name=name, image=image)
         if source[:7].lower() == "sha256:":
             sha = source[7:].strip().lower()
-            ref = store.held(project, sha) if store.SHA256.match(sha) else None
+            if not store.SHA256.match(sha):
+                raise PartRefused(field, "sha256: must be followed by 64 hex digits")
+            ref = store.held(project, sha)
             if ref is None:
+                # The whole hash: an import of another project's export says which file to add.
                 raise PartRefused(
                     field,
-                    f"no file with hash {sha[:12]} in this project: send the file itself "
+                    f"no file with hash {sha} in this project: send the file itself "
                     "(a data: URI or a file in the bundle)",
                 )
             shown = safe_name(name) if name and name != "file" else ref.name
