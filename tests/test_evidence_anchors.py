@@ -346,3 +346,136 @@ def test_anchor_label_names_an_unknown_file_by_its_hash():
         f"file {'ab' * 6} › page 2"
     )
     assert evidence.anchor_label(None, {}) == ""
+
+
+# --- In Chromium -----------------------------------------------------------------------------
+
+
+def load_previews(page, documents: int) -> None:
+    """Scroll to each preview so htmx loads it, and wait until every document shows."""
+    from playwright.sync_api import expect
+
+    figures = page.get_by_test_id("file-preview")
+    for i in range(figures.count()):
+        figures.nth(i).scroll_into_view_if_needed()
+    expect(page.get_by_test_id("file-shown")).to_have_count(documents, timeout=60_000)
+
+
+def drag_box(page, image, start=(0.25, 0.25), end=(0.75, 0.75)) -> None:
+    """Press, move and release the mouse over `image`, from `start` to `end` (fractions)."""
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()
+    at = lambda f: (box["x"] + f[0] * box["width"], box["y"] + f[1] * box["height"])  # noqa: E731
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(end), steps=8)
+    page.mouse.up()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_annotator_anchors_step_evidence_and_a_reviewer_sees_it(page, live_server, personas):
+    from playwright.sync_api import expect
+
+    from annotation.models import Assignment
+    from tests.conftest import wait_for
+    from tests.test_browser_run_charts import login
+
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    response, grader, criterion, files = step_world(personas)
+    assignment = claim(grader, personas.annotator)
+    base = live_server.url
+    login(page, base, personas.annotator.username)
+    page.goto(f"{base}/assignments/{assignment.pk}/")
+    crit = page.locator("#criteria li.step-crit")
+    detail = crit.locator(".step-detail")
+    expect(detail.locator(".step-label")).to_have_text("#2")
+    load_previews(page, 2)
+    # A cell of the workbook step #2 sends.
+    page.locator('[data-kind="xlsx"][data-testid="file-preview"]').scroll_into_view_if_needed()
+    page.locator('td[data-cell="D3"]').first.click()
+    expect(detail.get_by_test_id("evidence-anchor")).to_have_text(
+        "Evidence at debt.xlsx › Debt schedule › D3"
+    )
+    expect(detail.locator("blockquote.evidence")).to_have_text("900000")
+    expect(page.locator('td[data-cell="D3"].anchored')).to_have_count(1)
+    page.keyboard.press("1")  # met at #2; on to step #5
+    expect(detail.locator(".step-label")).to_have_text("#5")
+    expect(page.locator("td.anchored")).to_have_count(0)  # step #5 points at nothing yet
+    # A chart in step #2's tool result is not step #5's: refused, nothing picked.
+    page.locator('[data-kind="pdf"][data-testid="file-preview"]').scroll_into_view_if_needed()
+    page.locator('img.pdf-page[data-page="1"]').click()
+    expect(detail.locator(".saved")).to_contain_text("not in step #5")
+    expect(detail.get_by_test_id("evidence-anchor")).to_be_hidden()
+    # A box dragged on the chart step #5 sends.
+    drag_box(page, page.get_by_test_id("file-image"))
+    expect(detail.get_by_test_id("evidence-anchor")).to_have_text(
+        "Evidence at chart.png › region 25%–75% across, 25%–75% down"
+    )
+    expect(page.get_by_test_id("region-picked")).to_have_count(1)
+    page.keyboard.press("1")
+
+    def saved():
+        found = dict(
+            Verdict.objects.filter(assignment=assignment).values_list("step", "evidence_anchor")
+        )
+        return found if len(found) == 2 else None
+
+    found = wait_for(saved, what="both steps saved")
+    assert found[1] == {"file": files["xlsx"].sha256, "sheet": "Debt schedule", "cell": "D3"}
+    assert found[4]["file"] == files["png"].sha256 and "page" not in found[4]
+    x, y, w, h = found[4]["region"]
+    assert abs(x - 0.25) < 0.03 and abs(y - 0.25) < 0.03
+    assert abs(w - 0.5) < 0.03 and abs(h - 0.5) < 0.03
+    page.keyboard.press("Enter")  # submit
+    wait_for(
+        lambda: Assignment.objects.filter(pk=assignment.pk, status="submitted").exists() or None,
+        what="the item submitted",
+    )
+    page.click("text=Log out")
+
+    # The reviewer sees both anchors beside their steps, outlined in the previews.
+    login(page, base, personas.reviewer.username)
+    url = f"{base}/versions/{grader.version_id}/adjudicate/{response.pk}/{criterion.pk}/"
+    page.goto(url)
+    load_previews(page, 2)
+    anchors = page.locator(".step-verdicts").get_by_test_id("evidence-anchor")
+    expect(anchors).to_have_text(
+        [
+            "Evidence at debt.xlsx › Debt schedule › D3",
+            "Evidence at chart.png › region 25%–75% across, 25%–75% down",
+        ]
+    )
+    page.locator('[data-kind="xlsx"][data-testid="file-preview"]').scroll_into_view_if_needed()
+    expect(page.locator('td[data-cell="D3"].anchor-shown')).to_have_count(1)
+    expect(page.locator(".anchor-shown")).to_have_count(1)
+    shown = page.get_by_test_id("region-shown")
+    expect(shown).to_have_count(1)
+    image, region = page.get_by_test_id("file-image").bounding_box(), shown.bounding_box()
+    assert abs(region["x"] - (image["x"] + 0.25 * image["width"])) < 3
+    assert abs(region["width"] - 0.5 * image["width"]) < 3
+
+    # At step #5, the reviewer's gold points at a box of its own on the chart.
+    page.goto(url + "?among=all&step=4")
+    expect(page.get_by_test_id("verdicts")).to_contain_text(
+        "Evidence at chart.png › region 25%–75% across, 25%–75% down"
+    )
+    expect(page.get_by_test_id("gold-anchor").locator(".anchor-clear")).to_be_hidden()
+    load_previews(page, 2)  # no preview arriving later moves the chart under the mouse
+    drag_box(page, page.get_by_test_id("file-image").last, (0.5, 0.1), (0.9, 0.5))
+    expect(page.get_by_test_id("gold-anchor")).to_contain_text(
+        "Evidence at chart.png › region 50%–90% across, 10%–50% down"
+    )
+    page.keyboard.press("1")
+    page.locator("button[name=next][value='0']").click()
+    expect(page.locator("text=Gold verdict recorded.")).to_be_visible()
+    gold = Adjudication.objects.get()
+    assert (gold.step, gold.outcome, gold.evidence_anchor["file"]) == (
+        4,
+        "met",
+        files["png"].sha256,
+    )
+    assert abs(gold.evidence_anchor["region"][0] - 0.5) < 0.03
+    expect(page.get_by_test_id("gold-evidence-at")).to_contain_text("chart.png › region 50%")
+    assert not console, console
