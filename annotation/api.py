@@ -855,6 +855,11 @@ class GoldSerializer(serializers.Serializer):
     outcome = serializers.CharField()
     value = serializers.FloatField(allow_null=True)
     note = serializers.CharField()
+    evidence_anchor = serializers.JSONField(
+        allow_null=True,
+        help_text="Where in a file of the response the reviewer saw it, as a verdict's "
+        "evidence_anchor; null: nowhere in particular.",
+    )
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True)
     decided_at = serializers.DateTimeField()
     replaces = serializers.IntegerField(source="replaces_id", allow_null=True)
@@ -917,6 +922,14 @@ class GoldDecideApi(APIView):
             min_value=0,
             help_text="A step criterion's step (message index) the gold is for; absent: whole.",
         )
+        evidence_anchor = serializers.JSONField(
+            required=False,
+            allow_null=True,
+            help_text="Where in a file of the response (at a step: of that step) the reviewer "
+            'saw it: {"file": sha256, "page": n} (optionally "region": [x, y, w, h], fractions '
+            'of the page), {"file": sha256, "region": [...]} on an image, or {"file": sha256, '
+            '"sheet": name, "cell": "B7"}.',
+        )
 
     OutputSerializer = GoldSerializer
 
@@ -949,6 +962,7 @@ class GoldDecideApi(APIView):
                 note=v["note"],
                 user=request.user,
                 step=v.get("step"),
+                evidence_anchor=v.get("evidence_anchor"),
             )
         return Response(self.OutputSerializer(gold).data, status=status.HTTP_201_CREATED)
 

@@ -202,21 +202,6 @@ class Verdict(models.Model):
     def __str__(self) -> str:
         return f"{self.outcome} on criterion {self.criterion_id} of response {self.response_id}"
 
-    @property
-    def anchor_label(self) -> str:
-        """The evidence anchor in words: "file 1a2b3c4d5e6f, sheet 'Debt', cell B7"."""
-        anchor = self.evidence_anchor or {}
-        if not anchor.get("file"):
-            return ""
-        said = [f"file {str(anchor['file'])[:12]}"]
-        if "sheet" in anchor:
-            said.append(f"sheet '{anchor['sheet']}', cell {anchor.get('cell')}")
-        if "page" in anchor:
-            said.append(f"page {anchor['page']}")
-        if "region" in anchor:
-            said.append("region " + " ".join(f"{v:g}" for v in anchor["region"]))
-        return ", ".join(said)
-
 
 class Queue(models.Model):
     """Responses to grade by hand against one published grader, each by `overlap` annotators."""
@@ -324,6 +309,9 @@ class Adjudication(models.Model):
     outcome = models.CharField(max_length=10, choices=Verdict.Outcome.choices)
     value = models.FloatField(null=True, blank=True)
     note = models.TextField(blank=True)
+    # Where in a file of the response the reviewer saw it, as Verdict.evidence_anchor (checked
+    # by annotation.content.evidence.check_anchor); null when the gold points at nothing.
+    evidence_anchor = models.JSONField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation import stats
-from annotation.content import render
+from annotation.content import evidence, render
 from annotation.content.episode import Episode
 from annotation.models import (
     Adjudication,
@@ -715,6 +716,7 @@ def item_verdicts(
     )
     for v in verdicts:
         v.label = _rater_label(v)
+    with_anchors(response, verdicts)
     seen = Counter(v.label for v in verdicts)
     for v in verdicts:
         if seen[v.label] > 1:  # the same person twice (two queues), or a run-less judge
@@ -732,6 +734,7 @@ def item_step_verdicts(response: Response, criterion: Criterion) -> list[Verdict
         .select_related("rater__judge", "run")
         .order_by("step", "rater__kind", "rater__name", "run_id", "sample_index", "pk")
     )
+    with_anchors(response, verdicts)
     items: dict[str, set] = defaultdict(set)
     for v in verdicts:
         v.step_label = _rater_label(v)
@@ -791,11 +794,44 @@ def response_flag(response: Response) -> ResponseFlag | None:
 
 
 def gold_history(response: Response, criterion: Criterion, step: int | None = None):
-    return list(
-        Adjudication.objects.filter(response=response, criterion=criterion, step=step)
-        .select_related("decided_by", "replaces")
-        .order_by("-pk")
+    """The gold decisions on one item, newest first, each with `evidence_at` (with_anchors)."""
+    return with_anchors(
+        response,
+        list(
+            Adjudication.objects.filter(response=response, criterion=criterion, step=step)
+            .select_related("decided_by", "replaces")
+            .order_by("-pk")
+        ),
     )
+
+
+def anchor_in_words(response: Response, raw: str) -> tuple[str, str]:
+    """An anchor as a form sent it, as (JSON, words) for the form shown again; ("", "") for
+    none or one that does not parse."""
+    try:
+        anchor = evidence.parse_anchor(raw or None)
+    except evidence.AnchorError:
+        return "", ""
+    if anchor is None:
+        return "", ""
+    return json.dumps(anchor), evidence.anchor_label(anchor, evidence.file_names(response.episode))
+
+
+def with_anchors(response: Response, decisions: list) -> list:
+    """Give each verdict or gold decision `evidence_at`, its evidence anchor in words with the
+    file's name ("debt.xlsx › Debt schedule › D3"; "" for none), and `anchor_json`, the
+    anchor for the page's script to outline in the previews. The episode is read only when
+    one of them has an anchor."""
+    names = None
+    for d in decisions:
+        d.evidence_at, d.anchor_json = "", ""
+        if not d.evidence_anchor:
+            continue
+        if names is None:
+            names = evidence.file_names(response.episode)
+        d.evidence_at = evidence.anchor_label(d.evidence_anchor, names)
+        d.anchor_json = json.dumps(d.evidence_anchor)
+    return decisions
 
 
 # --- Reports ----------------------------------------------------------------------------------

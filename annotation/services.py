@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -859,6 +859,38 @@ def _step_label(index: int) -> str:
     return f"#{index + 1}"  # as annotation.content.render.label shows a message index
 
 
+def _checked_anchor(
+    episode_of: Callable[[], Episode],
+    raw,
+    quote: str,
+    *,
+    step: int | None,
+    evidence_step: int | None = None,
+) -> tuple[dict | None, int | None]:
+    """An evidence anchor as sent (a person's verdict's or a reviewer's gold), parsed and
+    checked against the response's episode: (anchor, the message carrying its file), or
+    (None, None) for none sent. At a step it must be in that step's message or the tool
+    results of its calls; with `evidence_step`, in that message; otherwise in any message.
+    Errors name the field, evidence_anchor."""
+    try:
+        anchor = parse_anchor(raw)
+    except AnchorError as exc:
+        raise ValidationError({"evidence_anchor": str(exc)}) from None
+    if anchor is None:
+        return None, None
+    episode = episode_of()  # read only when there is an anchor to check
+    if step is not None:
+        near = step_messages(episode, step)
+    elif evidence_step is not None:
+        near = [evidence_step]
+    else:
+        near = list(range(len(episode.messages)))
+    try:
+        return anchor, check_anchor(episode, anchor, quote, near=near)
+    except AnchorError as exc:
+        raise ValidationError({"evidence_anchor": str(exc)}) from None
+
+
 def _check_evidence(
     *,
     item: QueueItem,
@@ -874,22 +906,14 @@ def _check_evidence(
     from the message carrying the anchor's file."""
     if len(evidence) > 5000:
         raise ValidationError({"evidence": "Quote at most 5,000 characters."})
-    try:
-        anchor = parse_anchor(evidence_anchor)
-    except AnchorError as exc:
-        raise ValidationError({"evidence_anchor": str(exc)}) from None
+    anchor, carrier = _checked_anchor(
+        lambda: item.response.episode,
+        evidence_anchor,
+        evidence,
+        step=step,
+        evidence_step=evidence_step,
+    )
     if anchor is not None:
-        episode = item.response.episode
-        if step is not None:
-            near = step_messages(episode, step)
-        elif evidence_step is not None:
-            near = [evidence_step]
-        else:
-            near = list(range(len(episode.messages)))
-        try:
-            carrier = check_anchor(episode, anchor, evidence, near=near)
-        except AnchorError as exc:
-            raise ValidationError({"evidence_anchor": str(exc)}) from None
         return (step if step is not None else carrier), anchor
     if step is not None:
         if evidence_step is not None and evidence_step != step:
@@ -1091,9 +1115,12 @@ def gold_decide(
     user,
     value=None,
     step: int | None = None,
+    evidence_anchor=None,
 ) -> Adjudication:
     """Record a reviewer's gold verdict, on the whole response or (`step`) at one step of a
-    step criterion. The previous decision stays, named as replaced."""
+    step criterion. The previous decision stays, named as replaced. `evidence_anchor` (as a
+    verdict's: a page, a region, a sheet's cell of a file the response carries; at a step,
+    one of that step's) says where the reviewer saw it."""
     published = criterion.version.graders.exists()
     outcome, value = _decision(outcome, value, scale_levels(criterion) if published else 0)
     if criterion.version.rubric.project_id != response.task.project_id:
@@ -1105,6 +1132,7 @@ def gold_decide(
             raise ValidationError(
                 {"step": f"Message {_step_label(step)} is not a step of this criterion."}
             )
+    anchor, _ = _checked_anchor(lambda: response.episode, evidence_anchor, "", step=step)
     with transaction.atomic():
         # Lock the item's chain so two reviewers deciding at once form a line, not a fork.
         Response.objects.select_for_update().filter(pk=response.pk).first()
@@ -1120,6 +1148,7 @@ def gold_decide(
             outcome=outcome,
             value=value,
             note=(note or "").strip(),
+            evidence_anchor=anchor,
             decided_by=user,
             replaces=current,
         )
@@ -1142,6 +1171,7 @@ def gold_decide(
                 "outcome": outcome,
                 "value": value,
                 "note": gold.note[:200],
+                **({"evidence_anchor": anchor} if anchor else {}),
                 "replaces": current.pk if current else None,
                 "previous_outcome": current.outcome if current else None,
             },

@@ -334,23 +334,28 @@ def _annotation_rows(page: selectors.AnnotationPage) -> tuple[list[dict], int]:
     annotator's own decision there. Also how many criteria are fully decided."""
     rows = []
     decided = 0
+    # Each draft's anchor in words and as JSON (the file's name is read from the episode).
+    selectors.with_anchors(page.response, [*page.drafts.values(), *page.step_drafts.values()])
     for c in page.criteria:
         row = {"criterion": c, "draft": page.drafts.get(c.pk), "scale": page.scales.get(c.pk)}
         if c.scope == Criterion.Scope.STEP:
-            # [message index, outcome, rationale, evidence] per step: the page's script
-            # draws the grid from it (a 200-step episode would be thousands of nodes).
+            # [message index, outcome, rationale, evidence, anchor, anchor in words] per
+            # step: the page's script draws the grid from it (a 200-step episode would be
+            # thousands of nodes).
             cells = []
             for step in page.steps[c.pk]:
                 v = page.step_drafts.get((c.pk, step))
-                cells.append([step, v.outcome, v.explanation, v.evidence] if v else [step])
+                cells.append(
+                    [step, v.outcome, v.explanation, v.evidence, v.evidence_anchor, v.evidence_at]
+                    if v
+                    else [step]
+                )
             row["cells"] = cells
             row["cells_id"] = f"cells-{c.pk}"
             row["rule"] = STEP_RULES.get(c.step_rule, c.step_rule)
             row["done"] = all(len(cell) > 1 for cell in cells)
         else:
             row["done"] = row["draft"] is not None
-            anchor = row["draft"].evidence_anchor if row["draft"] is not None else None
-            row["anchor_json"] = json.dumps(anchor) if anchor else ""
         decided += row["done"]
         rows.append(row)
     return rows, decided
@@ -611,6 +616,7 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 note=request.POST.get("note", ""),
                 user=request.user,
                 step=step,
+                evidence_anchor=request.POST.get("evidence_anchor") or None,
             )
         except ValidationError as exc:
             errors = _errors(exc)
@@ -639,6 +645,15 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
                 return redirect(f"{url}?{kept}&step={following.step}")
             return redirect(f"{url}?{kept}")
     history = selectors.gold_history(response, criterion, step)
+    # The gold form's anchor: the current gold's; when the form was refused, what was sent
+    # (unless the anchor itself was refused: then none).
+    gold_anchor = (history[0].anchor_json, history[0].evidence_at) if history else ("", "")
+    if errors:
+        gold_anchor = ("", "")
+        if "evidence_anchor" not in errors:
+            gold_anchor = selectors.anchor_in_words(
+                response, request.POST.get("evidence_anchor", "")
+            )
     step_message = None
     if step is not None:
         step_message = render_content.for_page(response.episode)["messages"][step]
@@ -668,6 +683,8 @@ def adjudicate(request: HttpRequest, pk: int, response_pk: int, criterion_pk: in
             "scale": selectors.criterion_scale(criterion),
             "history": history,
             "current": history[0] if history else None,
+            "gold_anchor_json": gold_anchor[0],
+            "gold_anchor_label": gold_anchor[1],
             "flag": selectors.response_flag(response),
             "errors": errors,
             "can_adjudicate": role_allows(version.rubric.project.role, Perm.ADJUDICATE),

@@ -19,6 +19,10 @@
     li.classList.add("active");
     li.scrollIntoView({ block: "nearest" });
     if (li.classList.contains("step-crit")) focusStep(li);
+    else {
+      const input = li.querySelector("input[name=evidence_anchor]");
+      markPicked(input && input.value ? JSON.parse(input.value) : null);
+    }
   }
 
   function move(step) {
@@ -99,9 +103,8 @@
       c.classList.toggle("picked", c.dataset.outcome === cell.dataset.outcome);
     });
     li.querySelector(".step-detail textarea").value = cell.dataset.explanation;
-    const quote = li.querySelector(".step-detail blockquote.evidence");
-    quote.textContent = cell.dataset.evidence;
-    quote.hidden = !cell.dataset.evidence;
+    showStepEvidence(li, cell);
+    markPicked(cell.dataset.anchor ? JSON.parse(cell.dataset.anchor) : null);
     const mark = li.querySelector(".step-detail .saved");
     mark.textContent = cell.dataset.outcome ? "saved" : "";
     mark.classList.remove("error");
@@ -111,6 +114,14 @@
       row.classList.add("focused");
       row.scrollIntoView({ block: "nearest" });
     }
+  }
+
+  // The step's quote and where in a file it is.
+  function showStepEvidence(li, cell) {
+    const quote = li.querySelector(".step-detail blockquote.evidence");
+    quote.textContent = cell.dataset.evidence;
+    quote.hidden = !cell.dataset.evidence;
+    showAnchor(li.querySelector(".step-detail"), cell.dataset.anchorLabel || "");
   }
 
   function focusStep(li) {
@@ -138,6 +149,7 @@
     data.append("outcome", cell.dataset.outcome);
     data.append("explanation", cell.dataset.explanation);
     data.append("evidence", cell.dataset.evidence);
+    data.append("evidence_anchor", cell.dataset.anchor || "");
     const mark = li.querySelector(".step-detail .saved");
     saving = saving.then(function () {
       return fetch(page.dataset.draftUrl, {
@@ -192,9 +204,10 @@
     const text = selectionIn(document.getElementById("msg-" + cell.dataset.step));
     if (!text) return false;
     cell.dataset.evidence = text;
-    const quote = li.querySelector(".step-detail blockquote.evidence");
-    quote.textContent = text;
-    quote.hidden = false;
+    cell.dataset.anchor = "";  // a quote of text points at no file
+    cell.dataset.anchorLabel = "";
+    showStepEvidence(li, cell);
+    markPicked(null);
     saveStep(li, cell);
     return true;
   }
@@ -217,6 +230,7 @@
     li.querySelector("input[name=evidence_step]").value = at;
     li.querySelector("input[name=evidence_anchor]").value = "";
     showAnchor(li, "");
+    markPicked(null);
     const quote = li.querySelector("blockquote.evidence");
     quote.textContent = text;
     quote.hidden = false;
@@ -224,28 +238,126 @@
     return true;
   }
 
-  // Evidence in a file a message carries: a click on a sheet's cell or a PDF's page (in the
-  // previews, rubrics/_file_preview.html) anchors the active criterion's evidence there; a
-  // cell's value becomes the quote. The server checks the anchor (evidence.check_anchor).
-  function fileAnchor(target) {
+  // --- Evidence in a file a message carries (previews: rubrics/_file_preview.html) ---------
+  // A click on a sheet's cell, a click on a PDF's page, or a box dragged (pointer events)
+  // on an image or a PDF page anchors evidence there: the active criterion's on the
+  // annotation page (a step criterion's: the step shown, from a file of that step or of its
+  // tool results), the gold verdict's on the adjudication page. A click on an image without
+  // a drag marks a box a fifth of its size centred on the click. A region is [x, y, width,
+  // height] in fractions of the image or page. The server checks every anchor
+  // (evidence.check_anchor). Anchors already made (data-anchor, on the adjudication and
+  // score pages) are outlined in the previews.
+
+  const CLICK_BOX = 0.2;
+
+  function fileName(figure) { return figure.dataset.name; }
+
+  function percent(v) { return Math.round(v * 100) + "%"; }
+
+  // As evidence.anchor_label says it.
+  function anchorWords(anchor, name) {
+    const said = [name];
+    if (anchor.sheet) said.push(anchor.sheet, anchor.cell);
+    if (anchor.page) said.push("page " + anchor.page);
+    if (anchor.region) {
+      const r = anchor.region;
+      said.push("region " + percent(r[0]) + "–" + percent(r[0] + r[2]) + " across, " +
+                percent(r[1]) + "–" + percent(r[1] + r[3]) + " down");
+    }
+    return said.join(" › ");
+  }
+
+  // Where a pick goes: the gold form, or the annotation page's active criterion.
+  function pickTarget() {
+    const gold = document.getElementById("gold-form");
+    if (gold) return gold.querySelector("input[name=evidence_anchor]") ? gold : null;
+    if (!document.getElementById("annotate") || document.querySelector("#annotate fieldset[disabled]")) return null;
+    return active();
+  }
+
+  function cellAnchor(target) {
     const figure = target.closest(".trajectory .file-preview");
     const row = target.closest(".trajectory li.msg");
-    if (!figure || !row) return null;
-    const name = figure.dataset.name;
     const cell = target.closest("table.sheet td[data-cell]");
-    if (cell) {
-      const sheet = cell.closest("table.sheet").dataset.sheet;
-      return { at: row.dataset.index, element: cell, quote: cell.textContent.trim(),
-               anchor: { file: figure.dataset.file, sheet: sheet, cell: cell.dataset.cell },
-               label: name + " › " + sheet + " › " + cell.dataset.cell };
+    if (!figure || !row || !cell) return null;
+    const anchor = { file: figure.dataset.file, sheet: cell.closest("table.sheet").dataset.sheet, cell: cell.dataset.cell };
+    return { row: row, figure: figure, quote: cell.textContent.trim(), anchor: anchor };
+  }
+
+  function clearPicked() {
+    document.querySelectorAll(".trajectory .anchored").forEach(function (el) { el.classList.remove("anchored"); });
+    document.querySelectorAll(".trajectory .region-box.picked").forEach(function (el) { el.remove(); });
+  }
+
+  function placeBox(box, region) {
+    box.style.left = (region[0] * 100) + "%";
+    box.style.top = (region[1] * 100) + "%";
+    box.style.width = (region[2] * 100) + "%";
+    box.style.height = (region[3] * 100) + "%";
+  }
+
+  function sameSheet(figure, sheet) {
+    return Array.from(figure.querySelectorAll("table.sheet")).find(function (t) { return t.dataset.sheet === sheet; });
+  }
+
+  // Outline `anchor` in one preview: "anchored" for the pick being made, "anchor-shown" for a
+  // verdict's or the gold's (named by `who`).
+  function outline(figure, anchor, how, who) {
+    if (anchor.cell) {
+      const table = sameSheet(figure, anchor.sheet);
+      if (!table) {  // another sheet is shown: open the anchor's once
+        const tab = Array.from(figure.querySelectorAll(".sheet-tabs a.tab")).find(function (a) { return a.textContent === anchor.sheet; });
+        const body = figure.querySelector(".file-body");
+        if (tab && body && !body.dataset.opened && typeof htmx !== "undefined") {
+          body.dataset.opened = "1";
+          htmx.ajax("GET", tab.getAttribute("hx-get"), { target: body, swap: "innerHTML" });
+        }
+        return null;
+      }
+      const td = table.querySelector('td[data-cell="' + CSS.escape(anchor.cell) + '"]');
+      if (td) { td.classList.add(how); if (who) td.title = anchor.cell + " · evidence of " + who; }
+      return td;
     }
-    const page = target.closest("img.pdf-page");
-    if (page) {
-      return { at: row.dataset.index, element: page, quote: "",
-               anchor: { file: figure.dataset.file, page: Number(page.dataset.page) },
-               label: name + " › page " + page.dataset.page };
-    }
-    return null;
+    const img = anchor.page
+      ? figure.querySelector('img.pdf-page[data-page="' + Number(anchor.page) + '"]')
+      : figure.querySelector("img.file-image");
+    if (!img) return null;
+    if (!anchor.region) { img.classList.add(how); return img; }
+    const frame = img.parentElement;
+    const key = how + ":" + JSON.stringify(anchor.region) + ":" + (who || "");
+    const had = Array.from(frame.querySelectorAll(".region-box")).find(function (b) { return b.dataset.key === key; });
+    if (had) return had;
+    const box = document.createElement("span");
+    box.className = "region-box " + (how === "anchored" ? "picked" : "shown");
+    box.dataset.key = key;
+    box.dataset.testid = how === "anchored" ? "region-picked" : "region-shown";
+    if (who) box.title = "evidence of " + who;
+    placeBox(box, anchor.region);
+    frame.appendChild(box);
+    return box;
+  }
+
+  function figuresOf(anchor) {
+    return document.querySelectorAll('.trajectory .file-preview[data-file="' + CSS.escape(anchor.file) + '"]');
+  }
+
+  let picked = null;  // the anchor of the criterion, step or gold being decided, outlined
+
+  function markPicked(anchor) {
+    clearPicked();
+    picked = anchor || null;
+    if (!picked) return;
+    figuresOf(picked).forEach(function (figure) { outline(figure, picked, "anchored"); });
+  }
+
+  function showAnchors() {
+    document.querySelectorAll("[data-anchor]").forEach(function (el) {
+      let anchor;
+      try { anchor = JSON.parse(el.dataset.anchor); } catch (e) { return; }
+      if (!anchor || !anchor.file) return;
+      figuresOf(anchor).forEach(function (figure) { outline(figure, anchor, "anchor-shown", el.dataset.who || ""); });
+    });
+    if (picked) markPicked(picked);
   }
 
   function showAnchor(li, label) {
@@ -255,22 +367,144 @@
     shown.hidden = !label;
   }
 
-  document.addEventListener("click", function (event) {
-    const found = event.target.closest && fileAnchor(event.target);
-    if (!found || document.querySelector("#annotate fieldset[disabled]")) return;
-    const li = active();
-    if (!li || li.classList.contains("step-crit")) return;
+  // A pick: `found` = {row, figure, quote, anchor}.
+  function applyAnchor(target, found) {
+    const label = anchorWords(found.anchor, fileName(found.figure));
+    if (target.id === "gold-form") {
+      target.querySelector("input[name=evidence_anchor]").value = JSON.stringify(found.anchor);
+      showAnchor(target, label);
+      target.querySelector(".anchor-hint").hidden = true;
+      target.querySelector(".anchor-clear").hidden = false;
+      markPicked(found.anchor);
+      return;
+    }
+    const li = target;
+    if (li.classList.contains("step-crit")) {
+      const cell = focusedCell(li);
+      if (!cell) return;
+      const step = cell.dataset.step;
+      const mark = li.querySelector(".step-detail .saved");
+      if (found.row.dataset.index !== step && found.row.dataset.answers !== step) {
+        mark.textContent = "That file is not in step #" + (Number(step) + 1) + " or its tool results.";
+        mark.classList.add("error");
+        return;
+      }
+      cell.dataset.anchor = JSON.stringify(found.anchor);
+      cell.dataset.anchorLabel = label;
+      cell.dataset.evidence = found.quote;
+      showStepEvidence(li, cell);
+      markPicked(found.anchor);
+      if (cell.dataset.outcome) saveStep(li, cell);
+      else { mark.textContent = "decide this step to save its evidence"; mark.classList.remove("error"); }
+      return;
+    }
     li.querySelector("input[name=evidence]").value = found.quote;
-    li.querySelector("input[name=evidence_step]").value = found.at;
+    li.querySelector("input[name=evidence_step]").value = found.row.dataset.index;
     li.querySelector("input[name=evidence_anchor]").value = JSON.stringify(found.anchor);
     const quote = li.querySelector("blockquote.evidence");
     quote.textContent = found.quote;
     quote.hidden = !found.quote;
-    showAnchor(li, found.label);
-    document.querySelectorAll(".trajectory .anchored").forEach(function (el) { el.classList.remove("anchored"); });
-    found.element.classList.add("anchored");
+    showAnchor(li, label);
+    markPicked(found.anchor);
     save(li);
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest(".anchor-clear")) {
+      const form = event.target.closest("#gold-form");
+      if (!form) return;
+      form.querySelector("input[name=evidence_anchor]").value = "";
+      showAnchor(form, "");
+      form.querySelector(".anchor-hint").hidden = false;
+      event.target.hidden = true;
+      markPicked(null);
+      return;
+    }
+    const go = event.target.closest && event.target.closest(".anchor-go");
+    if (go) {
+      event.preventDefault();
+      let anchor;
+      try { anchor = JSON.parse(go.closest("[data-anchor]").dataset.anchor); } catch (e) { return; }
+      const figure = figuresOf(anchor)[0];
+      if (!figure) return;
+      const shown = outline(figure, anchor, "anchor-shown", go.closest("[data-anchor]").dataset.who || "");
+      (shown || figure).scrollIntoView({ block: "center" });
+      return;
+    }
+    const found = event.target.closest && cellAnchor(event.target);
+    const target = found && pickTarget();
+    if (target) applyAnchor(target, found);
   });
+
+  // A box dragged on an image or a PDF page.
+  let drag = null;
+
+  function fraction(value, start, size) {
+    return Math.max(0, Math.min(1, (value - start) / size));
+  }
+
+  function dragRegion(event) {
+    const r = drag.rect;
+    const x1 = fraction(event.clientX, r.left, r.width), y1 = fraction(event.clientY, r.top, r.height);
+    const round = function (v) { return Math.round(v * 10000) / 10000; };
+    const x = round(Math.min(drag.x0, x1)), y = round(Math.min(drag.y0, y1));
+    return [x, y, round(Math.min(Math.abs(x1 - drag.x0), 1 - x)), round(Math.min(Math.abs(y1 - drag.y0), 1 - y))];
+  }
+
+  document.addEventListener("pointerdown", function (event) {
+    const img = event.target.closest && event.target.closest(".trajectory .region-frame > img");
+    if (!img || event.button !== 0 || !pickTarget()) return;
+    event.preventDefault();  // no native image drag, no text selection
+    img.setPointerCapture(event.pointerId);
+    const rect = img.getBoundingClientRect();
+    drag = { img: img, rect: rect, px: event.clientX, py: event.clientY, box: null,
+             x0: fraction(event.clientX, rect.left, rect.width), y0: fraction(event.clientY, rect.top, rect.height) };
+  });
+
+  document.addEventListener("pointermove", function (event) {
+    if (!drag) return;
+    if (!drag.box && Math.abs(event.clientX - drag.px) + Math.abs(event.clientY - drag.py) < 6) return;
+    if (!drag.box) {
+      drag.box = document.createElement("span");
+      drag.box.className = "region-box drawing";
+      drag.img.parentElement.appendChild(drag.box);
+    }
+    placeBox(drag.box, dragRegion(event));
+  });
+
+  function endDrag() {
+    if (drag && drag.box) drag.box.remove();
+    drag = null;
+  }
+
+  document.addEventListener("pointercancel", endDrag);
+
+  document.addEventListener("pointerup", function (event) {
+    if (!drag) return;
+    const img = drag.img;
+    let region = drag.box ? dragRegion(event) : null;
+    const x0 = drag.x0, y0 = drag.y0;
+    endDrag();
+    const figure = img.closest(".file-preview"), row = img.closest("li.msg"), target = pickTarget();
+    if (!figure || !row || !target) return;
+    const isPage = img.classList.contains("pdf-page");
+    if (region && (region[2] < 0.005 || region[3] < 0.005)) region = null;
+    if (!region && !isPage) {  // a click on an image: a box a fifth of its size around it
+      const h = CLICK_BOX / 2;
+      const x = Math.max(0, Math.min(1 - CLICK_BOX, x0 - h)), y = Math.max(0, Math.min(1 - CLICK_BOX, y0 - h));
+      region = [Math.round(x * 10000) / 10000, Math.round(y * 10000) / 10000, CLICK_BOX, CLICK_BOX];
+    }
+    const anchor = { file: figure.dataset.file };
+    if (isPage) anchor.page = Number(img.dataset.page);
+    if (region) anchor.region = region;
+    applyAnchor(target, { row: row, figure: figure, quote: "", anchor: anchor });
+  });
+
+  // A preview's body arrives (htmx, when it comes into view): outline the anchors in it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target.closest && event.target.closest(".file-preview")) showAnchors();
+  });
+
 
   function submit() {
     const form = document.getElementById("submit-form");
@@ -478,7 +712,7 @@
   }
 
   // A step criterion's grid: one cell per step, drawn from [index, outcome, rationale,
-  // evidence] rows the page carries as JSON; a cell's label is its message's number.
+  // evidence, anchor, anchor in words] rows the page carries as JSON; a cell's label is its message's number.
   function drawStepGrids() {
     document.querySelectorAll(".step-grid[data-source]").forEach(function (grid) {
       const rows = JSON.parse(document.getElementById(grid.dataset.source).textContent);
@@ -492,6 +726,8 @@
         cell.dataset.outcome = row[1] || "";
         cell.dataset.explanation = row[2] || "";
         cell.dataset.evidence = row[3] || "";
+        cell.dataset.anchor = row[4] ? JSON.stringify(row[4]) : "";
+        cell.dataset.anchorLabel = row[5] || "";
         cell.textContent = "#" + (row[0] + 1);
         cell.title = "The step at message #" + (row[0] + 1);
         fragment.appendChild(cell);
@@ -503,6 +739,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     drawStepGrids();
     drawAgreement();
+    const gold = document.querySelector("#gold-form input[name=evidence_anchor]");
+    if (gold && gold.value) picked = JSON.parse(gold.value);
+    if (pickTarget()) document.body.classList.add("anchoring");
+    showAnchors();
     const first = items()[0];
     if (first) activate(first);
   });

@@ -216,7 +216,7 @@ def test_the_page_shows_the_episode_and_a_cell_per_step_blind(client, stepped):
     # Each step criterion's grid comes as JSON rows [index, outcome, rationale, evidence].
     grid = json.loads(re.search(rf'id="cells-{each.pk}"[^>]*>(.*?)</script>', html).group(1))
     assert [row[0] for row in grid] == steps
-    assert grid[1] == [steps[1], "unmet", "Names no order", ""]
+    assert grid[1] == [steps[1], "unmet", "Names no order", "", None, ""]
     assert all(len(row) == 1 for i, row in enumerate(grid) if i != 1)
     refund_grid = re.search(rf'id="cells-{refunds.pk}"[^>]*>(.*?)</script>', html).group(1)
     assert [row[0] for row in json.loads(refund_grid)] == episode.steps(tool="refund")

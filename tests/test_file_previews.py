@@ -11,6 +11,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from annotation import services as annotation_services
+from annotation.content import evidence
 from annotation.content.episode import Episode
 from annotation.models import Verdict
 from rubrics.files import preview, store
@@ -302,8 +303,9 @@ def test_evidence_anchors_to_a_cell_or_a_page_of_a_file(personas):
     verdict.refresh_from_db()
     assert verdict.evidence_anchor == cell
     assert verdict.evidence_step == 1  # the message carrying the workbook
-    assert verdict.anchor_label == (
-        f"file {files['xlsx'].sha256[:12]}, sheet 'Debt schedule', cell D3"
+    names = evidence.file_names(response.episode)
+    assert evidence.anchor_label(verdict.evidence_anchor, names) == (
+        "debt.xlsx › Debt schedule › D3"
     )
     page = {"file": files["pdf"].sha256, "page": 2, "region": [0.1, 0.2, 0.5, 0.25]}
     verdict = save(assignment, evidence="Leverage is 4.2x", evidence_anchor=page)
@@ -387,7 +389,7 @@ def test_the_draft_door_takes_an_anchor_and_answers_errors_as_json(personas):
     )
     assert good.status_code == 200, good.content
     page = client.get(f"/assignments/{assignment.pk}/").content.decode()
-    assert f"Evidence at file {sha[:12]}, sheet &#x27;Debt schedule&#x27;, cell A1" in page
+    assert "Evidence at debt.xlsx › Debt schedule › A1" in page
 
 
 def test_a_step_verdicts_anchor_must_be_in_its_step(personas):

@@ -165,6 +165,6 @@ def test_a_click_on_a_cell_or_a_page_anchors_the_evidence(page, live_server, per
     assert found[1] == {"file": refs["pdf"].sha256, "page": 2}
     # Reopened, the page shows where the evidence points.
     page.reload()
-    expect(first.get_by_test_id("evidence-anchor")).to_contain_text(
-        "sheet 'Debt schedule', cell D3"
+    expect(first.get_by_test_id("evidence-anchor")).to_have_text(
+        "Evidence at debt.xlsx › Debt schedule › D3"
     )

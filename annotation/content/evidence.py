@@ -168,10 +168,18 @@ def check_anchor(episode: Episode, anchor: dict, quote: str, *, near: list[int])
     if "page" in anchor:
         if ref.kind != "pdf":
             raise AnchorError(f"'{ref.name}' is a {ref.kind} file; it has no pages.")
+        from rubrics.files import preview
+
         pages = store.converted(ref).pages
         if anchor["page"] > pages:
             raise AnchorError(
                 f"'{ref.name}' has {pages} page(s); there is no page {anchor['page']}."
+            )
+        shown = len(preview.pdf_pages(ref).sizes)  # only a rendered page can be pointed at
+        if anchor["page"] > shown:
+            raise AnchorError(
+                f"'{ref.name}' shows {shown} rendered page(s) of {pages}; there is no page "
+                f"{anchor['page']} to point at."
             )
         if wanted and wanted not in _squeezed(store.converted(ref).text):
             raise AnchorError(f"The quote is not in the text of '{ref.name}'.")
@@ -181,3 +189,33 @@ def check_anchor(episode: Episode, anchor: dict, quote: str, *, near: list[int])
     if wanted:
         raise AnchorError("An image holds no text to quote; point at its region.")
     return carried[0]
+
+
+def file_names(episode: Episode) -> dict[str, str]:
+    """Each file's name by its sha256, for `anchor_label`."""
+    return {ref.sha256: ref.name for _, ref in episode.files()}
+
+
+def _percent(v: float) -> str:
+    return f"{v * 100:.0f}%"
+
+
+def anchor_label(anchor: dict | None, names: dict[str, str]) -> str:
+    """An anchor in words, as the pages show it: "debt.xlsx › Debt schedule › D3",
+    "book.pdf › page 2 › region 10%–60% across, 20%–45% down", "chart.png › region ...".
+    A file the names do not know is named by the start of its hash."""
+    if not anchor or not anchor.get("file"):
+        return ""
+    sha = str(anchor["file"])
+    said = [names.get(sha) or f"file {sha[:12]}"]
+    if "sheet" in anchor:
+        said += [str(anchor["sheet"]), str(anchor.get("cell", ""))]
+    if "page" in anchor:
+        said.append(f"page {anchor['page']}")
+    region = anchor.get("region")
+    if region and len(region) == 4:
+        x, y, w, h = region
+        said.append(
+            f"region {_percent(x)}–{_percent(x + w)} across, {_percent(y)}–{_percent(y + h)} down"
+        )
+    return " › ".join(said)

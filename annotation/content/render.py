@@ -606,6 +606,7 @@ def for_page(episode: Episode, *, blind: bool = True, step_verdicts: Iterable = 
                 "tool_name": m.name if m.role == "tool" else "",
                 "tool_call_id": m.tool_call_id,
                 "answers": label(answers) if answers is not None else "",
+                "answers_index": answers,
                 "is_step": m.role == "assistant",
                 "verdicts": by_step.get(i, []) if m.role == "assistant" else [],
             }
