@@ -86,7 +86,8 @@ def walk_persona(browser, base: str, username: str, max_pages: int, slow_ms: flo
             parts = urlsplit(href)
             if parts.scheme not in ("http", "https") or parts.netloc != origin:
                 continue
-            if any(marker in parts.path for marker in SKIP) or href in seen:
+            downloads = "download=1" in parts.query  # a file saved, not a page
+            if any(marker in parts.path for marker in SKIP) or downloads or href in seen:
                 continue
             seen.add(href)
             queue.append(href)
