@@ -178,6 +178,15 @@ def _hb_task(line_no: int, row: dict, seen: dict[str, int]) -> _HbTask:
         services.clean_external_id(prompt_id, field="prompt_id")
         messages = services.validate_messages(row["prompt"], field="prompt")
         if messages != row["prompt"]:
+            given = row["prompt"] if isinstance(row["prompt"], list) else []
+            for i, (clean, raw) in enumerate(zip(messages, given, strict=False)):
+                if clean == raw:
+                    continue
+                if isinstance(raw, dict) and clean["content"] != raw.get("content"):
+                    raise ValidationError(
+                        {f"prompt[{i}].content": "HealthBench content is text (a string)."}
+                    )
+                raise ValidationError({f"prompt[{i}]": "Messages carry only role and content."})
             raise ValidationError({"prompt": "Messages carry only role and content."})
     except ValidationError as exc:
         raise _relabel(exc, f"{where}: ") from None

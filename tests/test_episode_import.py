@@ -234,8 +234,15 @@ def run_inspect_eval(log_dir, log_format: str, *, epochs: int = 2):
 
 @pytest.fixture(scope="module")
 def inspect_logs(tmp_path_factory):
+    """The logs, made in a thread of their own: inspect-ai runs its eval with asyncio.run,
+    which refuses to start while another loop runs in this thread, and Playwright's sync API
+    (the session's Chromium, when a browser test ran earlier in this process) keeps one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     logs = tmp_path_factory.mktemp("inspect-logs")
-    return {fmt: run_inspect_eval(logs / fmt, fmt) for fmt in ("eval", "json")}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        made = {fmt: pool.submit(run_inspect_eval, logs / fmt, fmt) for fmt in ("eval", "json")}
+        return {fmt: future.result() for fmt, future in made.items()}
 
 
 @pytest.mark.parametrize("log_format", ["eval", "json"])

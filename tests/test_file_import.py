@@ -309,7 +309,7 @@ def test_paths_without_a_bundle_are_refused(project):
     result = run_import(project, jsonl([convenience_row()]), "rows.jsonl")
     assert [str(e) for e in result.errors] == [
         "line 1, field 'files[0]': 'schedule.xlsx' names a file in a bundle, but no bundle "
-        "(.zip or .tar) came with these responses"
+        "(.zip or .tar) came with these files: send each as a data: URI"
     ]
     assert_nothing_imported(project)
 

@@ -104,7 +104,7 @@ def take(
             raise PartRefused(
                 field,
                 f"'{safe_name(source)}' names a file in a bundle, but no bundle (.zip or .tar) "
-                "came with it: send a data: URI",
+                "came with these files: send each as a data: URI",
             )
         return store.put(project, bundle.read(source), name=name, image=image)
     except FileRefused as exc:
