@@ -96,7 +96,7 @@ def parse_anchor(raw) -> dict | None:
         return anchor
     if "page" in raw:
         page = raw["page"]
-        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1_000_000:
             raise AnchorError("A page is a whole number from 1.")
         anchor["page"] = page
     if "region" in raw:
