@@ -117,6 +117,64 @@ class Simulator:
         wait(self.answers, timeout, "the simulator to answer")
 
 
+def fresh_database_env(default_db: str, *, judge_threads: int) -> tuple[dict, str, str]:
+    """The environment of a benchmark that runs a web side, workers and the simulator on
+    loopback: a fresh PostgreSQL database of its own (BENCH_DATABASE_URL, else `default_db`),
+    dropped, made and migrated; its own queue and Redis prefix on BENCH_BROKER_URL. This
+    process takes the same environment. Returns (env, database URL, the run's tag); the
+    database goes with `drop_database`."""
+    import uuid
+
+    import psycopg
+
+    db_url = os.environ.get("BENCH_DATABASE_URL", default_db)
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+    for url in (db_url, broker):
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            sys.exit("The benchmark runs on loopback only.")
+    tag = uuid.uuid4().hex[:8]
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        CELERY_BROKER_URL=broker,
+        CELERY_QUEUE=f"bench-{tag}",
+        ASSAY_REDIS_PREFIX=f"bench-{tag}",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
+        ALLOWED_HOSTS="testserver,127.0.0.1",
+        DEBUG="0",
+        ASSAY_DOTENV="off",
+        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the simulator is on loopback
+        PYTHONUNBUFFERED="1",
+        ASSAY_JUDGE_THREADS=str(judge_threads),
+    )
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
+    dbname = urlsplit(db_url).path.lstrip("/")
+    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    return env, db_url, tag
+
+
+def drop_database(db_url: str) -> None:
+    """Drop a benchmark's database (fresh_database_env), after closing this process's
+    connections to it."""
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    dbname = urlsplit(db_url).path.lstrip("/")
+    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 def start_workers(
     env: dict,
     *,

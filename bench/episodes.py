@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +40,7 @@ from _django import (  # noqa: E402 - beside this file
     WORDS,
     Simulator,
     cpu_seconds,
+    fresh_database_env,
     log,
     start_workers,
     wait,
@@ -132,38 +130,9 @@ def main() -> None:
     parser.add_argument("--judge-threads", type=int, default=40)
     args = parser.parse_args()
 
-    db_url = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/assay_bench_ep"
+    env, db_url, tag = fresh_database_env(
+        "postgres://postgres@127.0.0.1:5432/assay_bench_ep", judge_threads=args.judge_threads
     )
-    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
-    for url in (db_url, broker):
-        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-            sys.exit("The benchmark runs on loopback only.")
-    tag = uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        CELERY_BROKER_URL=broker,
-        CELERY_QUEUE=f"bench-{tag}",
-        ASSAY_REDIS_PREFIX=f"bench-{tag}",
-        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
-        DEBUG="0",
-        ASSAY_DOTENV="off",
-        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",
-        PYTHONUNBUFFERED="1",
-        ASSAY_JUDGE_THREADS=str(args.judge_threads),
-    )
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
-
-    import psycopg
-
-    dbname = urlsplit(db_url).path.lstrip("/")
-    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    py = sys.executable
-    subprocess.run([py, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
 
     procs: list[subprocess.Popen] = []
     var = ROOT / "var"

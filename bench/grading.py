@@ -49,7 +49,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,6 +59,8 @@ from _django import (  # noqa: E402 - beside this file
     bench_grader,
     check_published,
     cpu_seconds,
+    drop_database,
+    fresh_database_env,
     healthbench_suite,
     start_workers,
     wait,
@@ -144,40 +145,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000, help="tasks of the healthbench case")
     args = parser.parse_args()
 
-    db_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/assay_bench")
-    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
-    for url in (db_url, broker):
-        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-            sys.exit("The benchmark runs on loopback only.")
-    tag = uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        CELERY_BROKER_URL=broker,
-        CELERY_QUEUE=f"bench-{tag}",
-        ASSAY_REDIS_PREFIX=f"bench-{tag}",
-        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-secret"),
-        ALLOWED_HOSTS="testserver,127.0.0.1",
-        DEBUG="0",
-        ASSAY_JUDGE_ALLOW_PRIVATE_URLS="1",  # the simulator is on loopback
-        PYTHONUNBUFFERED="1",
-        ASSAY_JUDGE_THREADS=str(args.judge_threads),
-    )
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "assay.settings"
-
-    # A fresh database of our own.
-    import psycopg
-
-    parts = urlsplit(db_url)
-    dbname = parts.path.lstrip("/")
-    admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    py = sys.executable
-    subprocess.run(
-        [py, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    env, db_url, tag = fresh_database_env(
+        "postgres://postgres@127.0.0.1:5432/assay_bench", judge_threads=args.judge_threads
     )
 
     procs: list[subprocess.Popen] = []
@@ -530,11 +499,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         try:
-            from django.db import connections
-
-            connections.close_all()
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            drop_database(db_url)
         except Exception as exc:  # noqa: BLE001 - cleanup must not hide the figures
             print(f"cleanup: {exc}", file=sys.stderr)
 
