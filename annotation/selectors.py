@@ -471,28 +471,33 @@ def _version_rating_rows(version: RubricVersion) -> tuple[list[tuple], dict[int,
     the agreement page takes them as they are, thousands of them."""
     # Verdicts on the whole response only: a step criterion's is its step rule's result; its
     # verdicts at each step are compared step by step (step_ratings).
+    return _counted(version, ("outcome", "value"), at_steps=False)
+
+
+def _counted(
+    version: RubricVersion, last: tuple[str, ...], *, at_steps: bool
+) -> tuple[list[tuple], dict[int, RaterInfo]]:
+    """Counted decisions on this version's criteria, on whole responses or at steps, as rows
+    (rater, response, criterion[, step], *last): people's submitted ones, and judges' parsed
+    ones of the latest run (sample 0); and the raters."""
+    key = ("rater_id", "response_id", "criterion_id", *(("step",) if at_steps else ()))
+    mine = Q(criterion__version=version, step__isnull=not at_steps)
     person = (
-        Verdict.objects.submitted()
-        .filter(criterion__version=version, assignment__isnull=False, step__isnull=True)
-        .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+        Verdict.objects.submitted().filter(mine, assignment__isnull=False).values_list(*key, *last)
     )
     judged = (
-        Verdict.objects.filter(
-            criterion__version=version, run__isnull=False, sample_index=0, step__isnull=True
-        )
+        Verdict.objects.filter(mine, run__isnull=False, sample_index=0)
         .exclude(outcome=Verdict.Outcome.ERROR)
         .order_by("pk")
-        .values_list("rater_id", "response_id", "criterion_id", "outcome", "value")
+        .values_list(*key, *last)
     )
     # Fetched whole, not through server-side cursors: their extra round trips cost more than
     # the rows, which are all kept anyway.
-    latest = {row[:3]: row for row in judged}  # later runs overwrite earlier ones
-    rows = list(person)
-    rows.extend(latest.values())
-    rater_ids = {row[0] for row in rows}
+    latest = {row[: len(key)]: row for row in judged}  # later runs overwrite earlier ones
+    rows = [*person, *latest.values()]
     raters = {
         pk: RaterInfo(pk, name, kind)
-        for pk, name, kind in Rater.objects.filter(pk__in=rater_ids).values_list(
+        for pk, name, kind in Rater.objects.filter(pk__in={r[0] for r in rows}).values_list(
             "pk", "name", "kind"
         )
     }
@@ -553,28 +558,7 @@ def step_ratings(version: RubricVersion) -> tuple[list[tuple], dict[int, RaterIn
     """Every counted decision at a step of this version's step criteria, as rows (rater,
     response, criterion, step, outcome): people's submitted ones and judges' (the latest
     run's, sample 0), so raters are compared step by step."""
-    person = (
-        Verdict.objects.submitted()
-        .filter(criterion__version=version, assignment__isnull=False, step__isnull=False)
-        .values_list("rater_id", "response_id", "criterion_id", "step", "outcome")
-    )
-    judged = (
-        Verdict.objects.filter(
-            criterion__version=version, run__isnull=False, sample_index=0, step__isnull=False
-        )
-        .exclude(outcome=Verdict.Outcome.ERROR)
-        .order_by("pk")
-        .values_list("rater_id", "response_id", "criterion_id", "step", "outcome")
-    )
-    latest = {row[:4]: row for row in judged}  # later runs overwrite earlier ones
-    rows = [*person, *latest.values()]
-    raters = {
-        pk: RaterInfo(pk, name, kind)
-        for pk, name, kind in Rater.objects.filter(pk__in={r[0] for r in rows}).values_list(
-            "pk", "name", "kind"
-        )
-    }
-    return rows, raters
+    return _counted(version, ("outcome",), at_steps=True)
 
 
 def flagged_items(version: RubricVersion) -> set[tuple[int, int]]:
