@@ -46,6 +46,7 @@ def test_reviewer_records_and_moves_on_by_keyboard_and_the_queue_chart_is_drawn(
     rows.first.locator("text=Adjudicate").click()
     first_url = page.url
     expect(page.get_by_test_id("shortcuts")).to_contain_text("record and open the next")
+    page.wait_for_load_state("load")  # the keys are bound by a deferred script
     # Pick "not met", write a note, and record and move on, all from the keyboard.
     page.keyboard.press("2")
     expect(page.locator("input[name=outcome][value=unmet]")).to_be_checked()
@@ -56,6 +57,7 @@ def test_reviewer_records_and_moves_on_by_keyboard_and_the_queue_chart_is_drawn(
     expect(page).not_to_have_url(first_url)
     expect(page).to_have_url(re.compile(r"/adjudicate/\d+/\d+/\?among=people$"))
     expect(page.locator("text=here is the next disagreement")).to_be_visible()
+    page.wait_for_load_state("load")
     # The second: "met", Enter records it; nothing is left and the page says so.
     page.keyboard.press("1")
     expect(page.locator("input[name=outcome][value=met]")).to_be_checked()
