@@ -38,9 +38,12 @@ list TRL's multi-turn training gives as a conversational completion; assistant t
 trajectory and step criteria the whole episode. A completion that is one plain assistant
 message is sent as its text, as before.
     TRL: completions in the conversational format are sent as rollouts by reward_func.
-    verl (agent loop): put the rollout's messages (and the final state, if any) in the
-    sample's extra_info as "messages" (and "final_state"); compute_score then sends them as
-    the episode instead of solution_str.
+    verl (agent loop): set the rollout's messages (and the final state, if any) as
+    output.extra_fields["messages"] (and ["final_state"]) in your agent loop. verl hands an
+    agent loop's extra_fields to the reward loop as "tool_extra_fields", whose reward
+    managers merge them into the sample's extra_info; compute_score then sends them as the
+    episode instead of solution_str. Values that arrive as NumPy arrays (a dataset read
+    through pandas, verl's object arrays) are sent as plain lists.
 Per-step (process) rewards come back beside each score: `AssayReward.results(...)` and
 `results_items(...)` return the endpoint's result objects, whose "steps" list holds
 {"step", "criterion", "outcome", "reward"}: `step_rewards(result)` gives {step: reward},
@@ -134,7 +137,7 @@ class AssayReward:
             body["mode"] = self.mode
         request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own Assay
             url,
-            data=json.dumps(body).encode(),
+            data=json.dumps(body, default=_plain).encode(),
             headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
             method="POST",
         )
@@ -332,11 +335,21 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     return _client().score([_rollout(solution_str, extra_info)], task=str(ground_truth))[0]
 
 
+def _plain(value):
+    """JSON for what json cannot write itself: a NumPy array or scalar (verl keeps a batch's
+    non-tensor fields in object arrays; pandas reads a list column as arrays) as its list or
+    number."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _rollout(solution_str, extra_info):
-    """The episode of a verl sample when its extra_info carries the rollout's messages."""
+    """The episode of a verl sample when its extra_info carries the rollout's messages (a
+    list, or a NumPy array of them: never tested for truth, which an array refuses)."""
     info = extra_info if isinstance(extra_info, dict) else {}
     messages = info.get("messages")
-    if not messages:
+    if messages is None or len(messages) == 0:
         return solution_str
     episode: dict = {"messages": list(messages)}
     if info.get("final_state") is not None:

@@ -211,3 +211,30 @@ def test_the_reward_client_passes_multi_turn_rollouts(trainer):
     )
     assert batch[0] == pytest.approx(EXPECTED_SCORE)
     assert batch[1] == client.score(["Done."], task=task)[0]
+
+
+def test_compute_score_reads_messages_as_verls_reward_loop_merges_them(trainer):
+    """verl's agent loop puts its output.extra_fields in the batch as "tool_extra_fields", a
+    NumPy object array, and its reward managers merge them into extra_info before calling
+    compute_score: the messages may then be an object array (never tested for truth, which
+    an array refuses) and the final state may hold NumPy numbers."""
+    import numpy as np
+
+    task = trainer.version.rubric.task.external_id
+    assert EPISODE["final_state"] == {"orders": {"A17": {"refunded": True}}}
+    extra_fields = {
+        "messages": np.array(EPISODE["messages"], dtype=object),
+        "final_state": {"orders": {"A17": {"refunded": np.bool_(True)}}},
+    }
+    non_tensor_batch = {
+        "extra_info": np.array([{"split": "train", "index": np.int64(0)}], dtype=object),
+        "tool_extra_fields": np.array([extra_fields], dtype=object),
+    }
+    extra_info = dict(non_tensor_batch["extra_info"][0])
+    extra_info.update(non_tensor_batch["tool_extra_fields"][0].items())  # as verl merges them
+    score = reward_client.compute_score("assay", "Done.", task, extra_info=extra_info)
+    assert score == pytest.approx(EXPECTED_SCORE)
+    # An empty array of messages is no rollout: the solution string is graded.
+    extra_info["messages"] = np.array([], dtype=object)
+    plain = reward_client.compute_score("assay", "Done.", task, extra_info=extra_info)
+    assert plain == reward_client.AssayReward().score(["Done."], task=task)[0]
