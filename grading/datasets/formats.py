@@ -429,6 +429,29 @@ class _HashingWriter:
         self.closed = True
 
 
+class _JsonLines:
+    """An export written one JSON object a line: each line hashed, counted and reported to
+    `progress` as it is written; `result()` is what the export functions return, (lines,
+    sha256)."""
+
+    def __init__(self, out: BinaryIO, progress: Callable[[int], None] | None = None):
+        self.out = _HashingWriter(out)
+        self.progress = progress
+        self.lines = 0
+
+    def write(self, obj: dict) -> None:
+        self.write_line(json.dumps(obj, ensure_ascii=False))
+
+    def write_line(self, text: str) -> None:
+        self.out.write(text.encode() + b"\n")
+        self.lines += 1
+        if self.progress:
+            self.progress(self.lines)
+
+    def result(self) -> tuple[int, str]:
+        return self.lines, self.out.digest.hexdigest()
+
+
 # --- Responses with their files ------------------------------------------------------------
 #
 # Every export that carries messages names a part's file by its hash (the stored shape:
@@ -623,8 +646,6 @@ def preference_pairs(
     """(prompt, chosen, rejected) from one run's scores: within each task, every pair of
     scored responses whose scores differ by at least `min_margin` (raw scores, so pitfalls
     count). TRL's conversational format. Returns (pairs, sha256)."""
-    import json
-
     from grading.models import Score
 
     scores = (
@@ -633,46 +654,35 @@ def preference_pairs(
         .order_by("response__task_id", "-raw", "response_id")
         .iterator(chunk_size=5_000)
     )
-    digest = hashlib.sha256()
-    pairs = 0
+    lines = _JsonLines(out, progress)
 
     def emit(group: list) -> None:
-        nonlocal pairs
         for i, chosen in enumerate(group):
             for rejected in group[i + 1 :]:
                 margin = chosen.raw - rejected.raw
                 if margin < min_margin:
                     continue
                 task = chosen.response.task
-                line = (
-                    json.dumps(
-                        {
-                            "prompt": task.messages,
-                            "chosen": [{"role": "assistant", "content": chosen.response.text}],
-                            "rejected": [{"role": "assistant", "content": rejected.response.text}],
-                            "chosen_score": chosen.raw,
-                            "rejected_score": rejected.raw,
-                            # Gate criteria missed: each caps its score at min(raw, 0).
-                            "chosen_gated_by": chosen.gated_by,
-                            "rejected_gated_by": rejected.gated_by,
-                            "margin": round(margin, 6),
-                            "task_external_id": task.external_id,
-                            "chosen_model": chosen.response.model,
-                            "rejected_model": rejected.response.model,
-                            "grader_hash": chosen.grader.hash,
-                            "suite": run.suite_version.suite.name,
-                            "suite_version": run.suite_version.number,
-                            "run_id": run.pk,
-                        },
-                        ensure_ascii=False,
-                    ).encode()
-                    + b"\n"
+                lines.write(
+                    {
+                        "prompt": task.messages,
+                        "chosen": [{"role": "assistant", "content": chosen.response.text}],
+                        "rejected": [{"role": "assistant", "content": rejected.response.text}],
+                        "chosen_score": chosen.raw,
+                        "rejected_score": rejected.raw,
+                        # Gate criteria missed: each caps its score at min(raw, 0).
+                        "chosen_gated_by": chosen.gated_by,
+                        "rejected_gated_by": rejected.gated_by,
+                        "margin": round(margin, 6),
+                        "task_external_id": task.external_id,
+                        "chosen_model": chosen.response.model,
+                        "rejected_model": rejected.response.model,
+                        "grader_hash": chosen.grader.hash,
+                        "suite": run.suite_version.suite.name,
+                        "suite_version": run.suite_version.number,
+                        "run_id": run.pk,
+                    }
                 )
-                out.write(line)
-                digest.update(line)
-                pairs += 1
-        if progress:
-            progress(pairs)
 
     group: list = []
     for score in scores:
@@ -682,7 +692,7 @@ def preference_pairs(
         group.append(score)
     if group:
         emit(group)
-    return pairs, digest.hexdigest()
+    return lines.result()
 
 
 # --- Step supervision (process reward models) ---------------------------------------------
@@ -709,44 +719,34 @@ def step_supervision(
         .values_list("response_id", "criterion_id", "criterion__text", "step", "outcome")
     )
     named = suite_fields(run.suite_version) if run.suite_version_id else NO_SUITE
-    digest = hashlib.sha256()
-    rows = 0
+    lines = _JsonLines(out, progress)
     response = None
 
     def emit(key: tuple, text: str, votes: dict[int, list[bool]]) -> None:
-        nonlocal rows, response
+        nonlocal response
         response_id, criterion_id = key
         if response is None or response.pk != response_id:
             response = Response.objects.select_related("task").get(pk=response_id)
         steps = sorted(votes)
         prompt, completions = render.for_steps(response.episode, steps)
         task_prompt = conversation_text(response.task.messages)
-        line = (
-            json.dumps(
-                {
-                    "prompt": "\n\n".join(p for p in (task_prompt, prompt) if p),
-                    "completions": completions,
-                    "labels": [2 * sum(votes[s]) > len(votes[s]) for s in steps],
-                    "steps": steps,
-                    "criterion_id": criterion_id,
-                    "criterion": text,
-                    "task_external_id": response.task.external_id,
-                    "response_id": response_id,
-                    "response_external_id": response.external_id,
-                    "model": response.model,
-                    "sample_index": response.sample_index,
-                    "run_id": run.pk,
-                    **named,
-                },
-                ensure_ascii=False,
-            ).encode()
-            + b"\n"
+        lines.write(
+            {
+                "prompt": "\n\n".join(p for p in (task_prompt, prompt) if p),
+                "completions": completions,
+                "labels": [2 * sum(votes[s]) > len(votes[s]) for s in steps],
+                "steps": steps,
+                "criterion_id": criterion_id,
+                "criterion": text,
+                "task_external_id": response.task.external_id,
+                "response_id": response_id,
+                "response_external_id": response.external_id,
+                "model": response.model,
+                "sample_index": response.sample_index,
+                "run_id": run.pk,
+                **named,
+            }
         )
-        out.write(line)
-        digest.update(line)
-        rows += 1
-        if progress:
-            progress(rows)
 
     key, text, votes = None, "", {}
     for response_id, criterion_id, criterion_text, step, outcome in decided.iterator(
@@ -759,7 +759,7 @@ def step_supervision(
         votes.setdefault(step, []).append(outcome == "met")
     if key is not None:
         emit(key, text, votes)
-    return rows, digest.hexdigest()
+    return lines.result()
 
 
 # --- OpenAI reinforcement fine-tuning -------------------------------------------------------
@@ -852,34 +852,22 @@ def rft_items(
     """One item per task with a published grader (its newest; with a suite version, the one
     it pins, and the item names the suite version), for OpenAI RFT: `messages` (the prompt,
     what the trained model sees) plus the fields the grader's template reads."""
-    import json
-
     from grading.judges.prompts import conversation_text
 
-    digest = hashlib.sha256()
-    items = 0
+    lines = _JsonLines(out, progress)
     named = suite_fields(version) if version is not None else {}
     for task, grader in task_graders(project=project, version=version):
-        line = (
-            json.dumps(
-                {
-                    "messages": task.messages,
-                    "conversation": conversation_text(task.messages),
-                    "rubric": rubric_text(grader.spec),
-                    "task_external_id": task.external_id,
-                    "grader_hash": grader.hash,
-                    **named,
-                },
-                ensure_ascii=False,
-            ).encode()
-            + b"\n"
+        lines.write(
+            {
+                "messages": task.messages,
+                "conversation": conversation_text(task.messages),
+                "rubric": rubric_text(grader.spec),
+                "task_external_id": task.external_id,
+                "grader_hash": grader.hash,
+                **named,
+            }
         )
-        out.write(line)
-        digest.update(line)
-        items += 1
-        if progress:
-            progress(items)
-    return items, digest.hexdigest()
+    return lines.result()
 
 
 # --- verl ----------------------------------------------------------------------------------
@@ -1016,16 +1004,10 @@ def healthbench_jsonl(
         if version is not None
         else export_healthbench(project=project)
     )
-    digest = hashlib.sha256()
-    lines = 0
+    lines = _JsonLines(out, progress)
     for row in rows:
-        data = row.encode() + b"\n"
-        out.write(data)
-        digest.update(data)
-        lines += 1
-        if progress:
-            progress(lines)
-    return lines, digest.hexdigest()
+        lines.write_line(row)
+    return lines.result()
 
 
 # --- The dataset card of a suite version ------------------------------------------------------
