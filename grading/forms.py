@@ -48,8 +48,10 @@ class JudgeForm(forms.Form):
 
 class GraderPicker(forms.Widget):
     """One published rubric version, picked by searching (a project may hold 5,000): a search
-    box that asks `search_url` (htmx) for at most a few matches, shown as radio buttons named
-    as the field. `matches` are the graders shown before any search."""
+    box (`<name>_q`) that asks `search_url` (htmx) for at most a few matches, shown as radio
+    buttons named as the field. `matches` are the graders listed when the page is drawn.
+    Without JavaScript the box is a plain text field for a hash, its prefix or a name, sent
+    with the form (rubrics.selectors.grader_picked). Its value: (picked hash, typed text)."""
 
     template_name = "grading/_grader_picker.html"
 
@@ -57,30 +59,54 @@ class GraderPicker(forms.Widget):
         super().__init__(*args, **kwargs)
         self.search_url, self.matches, self.more = search_url, matches, more
 
+    def value_from_datadict(self, data, files, name):
+        return (data.get(name, ""), data.get(f"{name}_q", ""))
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}_q" not in data
+
     def get_context(self, name, value, attrs):
-        context = super().get_context(name, value, attrs)
+        picked, typed = value if isinstance(value, tuple | list) else (value or "", "")
+        context = super().get_context(name, picked, attrs)
         listed = {g.hash for g in self.matches}
         context["widget"].update(
             search_url=self.search_url,
             matches=self.matches,
             more=self.more,
-            # A value posted back (after an error or an estimate) stays picked, listed or not.
-            other=value if value and value not in listed else "",
+            typed=typed,
+            # A value posted back (after an error or an estimate) stays picked, listed or not;
+            # unless text was typed: a radio the box does not list gives way to the box.
+            other=picked if picked and picked not in listed and not typed else "",
         )
         return context
+
+
+class GraderField(forms.Field):
+    """The picker's (picked hash, typed text), stripped; a hash is 64 characters at most and
+    the box is read as far as a search reads it."""
+
+    widget = GraderPicker
+
+    def to_python(self, value):
+        picked, typed = value if isinstance(value, tuple | list) else (value or "", "")
+        picked, typed = str(picked or "").strip(), str(typed or "").strip()
+        if len(picked) > 64:
+            raise forms.ValidationError("A grader hash has 64 characters.")
+        if len(typed) > 200:
+            raise forms.ValidationError("Type at most 200 characters to search.")
+        return picked, typed
 
 
 class RunForm(forms.Form):
     suite_version = forms.ChoiceField(
         required=False, label="What to grade: a suite (its newest version)"
     )
-    # One published grader: its hash (or a unique prefix of 12+ characters), from the picker.
-    grader = forms.CharField(
+    grader = GraderField(
         required=False,
-        max_length=64,
         label="Or one published rubric version",
-        help_text="Search by rubric title, task external id or grader hash; set the suite "
-        "above to “—” to grade one rubric version.",
+        help_text="Search by rubric title, task external id or grader hash and pick one, or "
+        "type a grader hash (its first 12 characters do) and start; set the suite above to "
+        "“—” to grade one rubric version.",
     )
     models = forms.CharField(
         required=False,
@@ -137,10 +163,11 @@ class RunForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if bool(data.get("suite_version")) == bool(data.get("grader")):
+        grader = any(data.get("grader") or ())  # a radio picked or text typed
+        if bool(data.get("suite_version")) == grader:
             raise forms.ValidationError(
                 "Pick a suite, or set the suite to “—” and pick one rubric version."
-                if data.get("grader")
+                if grader
                 else "Pick a suite or one rubric version to grade."
             )
         return data

@@ -18,7 +18,7 @@ from grading import comparison, leaderboard, selectors, services
 from grading.forms import JudgeForm, RunForm
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
-from rubrics.selectors import by_hash, grader_search, published_graders
+from rubrics.selectors import grader_picked, grader_search, published_graders
 
 
 @login_required
@@ -65,7 +65,9 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     can_run = role_allows(project.role, Perm.RUN_GRADING)
     # The form offers the suites (few) in a select and the published graders (5,000 in a
     # HealthBench import) through a search: the first few are shown, the rest are asked for.
-    matches, more = grader_search(project, "") if can_run else ([], False)
+    # A search sent with the form (no JavaScript) lists its own matches when drawn again.
+    searched = request.POST.get("grader_q", "") if request.method == "POST" else ""
+    matches, more = grader_search(project, searched) if can_run else ([], False)
     suite_versions = suites.newest_versions(project) if can_run else []
     judges = list(selectors.project_judges(project)) if can_run else []
     form = RunForm(
@@ -80,11 +82,9 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             grader = suite_version = None
-            if form.cleaned_data["grader"]:
-                # A hash or a unique prefix of it, as every door that takes a grader.
-                grader = by_hash(published_graders(project), form.cleaned_data["grader"])
-                if grader is None:
-                    raise ValidationError("No published rubric version has that grader hash.")
+            picked, typed = form.cleaned_data["grader"]
+            if picked or typed:
+                grader = grader_picked(project, picked=picked, typed=typed)
             else:
                 suite_version = next(
                     v for v in suite_versions if str(v.pk) == form.cleaned_data["suite_version"]
@@ -126,7 +126,8 @@ def runs(request: HttpRequest, slug: str) -> HttpResponse:
             "columns": _run_columns(sort),
             "form": form,
             "can_run": can_run,
-            "has_graders": bool(matches or suite_versions),
+            "has_graders": bool(matches or suite_versions)
+            or (can_run and bool(searched) and published_graders(project).exists()),
             "has_judges": bool(judges),
             "estimate": estimate,
         },
@@ -139,7 +140,8 @@ def run_grader_search(request: HttpRequest, slug: str) -> HttpResponse:
     """htmx: the published graders matching `q`, a few at most, to pick one for a run (those
     who may start a run)."""
     project = project_for(request.user, slug, Perm.RUN_GRADING)
-    matches, more = grader_search(project, request.GET.get("q", ""))
+    # The picker's box sends itself under its own name (grading.forms.GraderPicker).
+    matches, more = grader_search(project, request.GET.get("grader_q", ""))
     context = {"name": "grader", "matches": matches, "more": more}
     return render(request, "grading/_grader_matches.html", context)
 

@@ -104,10 +104,9 @@ def published_graders(project: Project):
 GRADER_MATCHES = 20
 
 
-def grader_search(project: Project, query: str, *, limit: int = GRADER_MATCHES):
-    """Up to `limit` published graders of the project whose rubric title or task external id
-    contains `query` (any case), or whose hash starts with it; all of them (the first
-    `limit`) for an empty query. Returns (graders, whether more matched)."""
+def _graders_matching(project: Project, query: str):
+    """The project's published graders whose rubric title or task external id contains `query`
+    (any case), or whose hash starts with it; all of them for an empty query."""
     query = str(query or "").strip()[:200]
     graders = published_graders(project).defer("spec")
     if query:
@@ -116,8 +115,54 @@ def grader_search(project: Project, query: str, *, limit: int = GRADER_MATCHES):
             | Q(version__rubric__task__external_id__icontains=query)
             | Q(hash__startswith=query.lower())
         )
-    found = list(graders[: limit + 1])
+    return graders
+
+
+def grader_search(project: Project, query: str, *, limit: int = GRADER_MATCHES):
+    """Up to `limit` published graders of the project matching `query` (`_graders_matching`):
+    the run form's picker. Returns (graders, whether more matched)."""
+    found = list(_graders_matching(project, query)[: limit + 1])
     return found[:limit], len(found) > limit
+
+
+def grader_picked(project: Project, *, picked: str = "", typed: str = "") -> Grader:
+    """The one published grader the run form's picker names: `picked` (the radio button, a
+    hash) and `typed` (the search box). With JavaScript the radios listed are the box's
+    matches, so a picked one is among them; without it the box is a plain text field: a hash,
+    its first characters, a title or a task's external id that matches exactly one grader.
+    So a radio the box does not match gives way to the box (the page's first radio stays
+    picked while a person types a hash with no script running). A ValidationError naming
+    `grader` when nothing, or more than one, is named."""
+    typed = str(typed or "").strip()[:200]
+    published = published_graders(project).defer("spec")
+    if not typed:
+        grader = by_hash(published, picked) if picked else None
+        if grader is None:
+            raise ValidationError(
+                {"grader": "No published rubric version has that grader hash."}
+                if picked
+                else {"grader": "Pick one rubric version."}
+            )
+        return grader
+    matching = _graders_matching(project, typed)
+    if picked:
+        try:
+            grader = by_hash(matching, picked)
+        except ValidationError:
+            grader = None
+        if grader is not None:
+            return grader
+    found = list(matching[:2])
+    if len(found) == 1:
+        return found[0]
+    raise ValidationError(
+        {
+            "grader": f"Several published rubric versions match “{typed}”: pick one below, "
+            "or type more of its name or hash."
+            if found
+            else f"No published rubric version matches “{typed}”."
+        }
+    )
 
 
 def task_for(user, project: Project, external_id: str, perm: Perm = Perm.VIEW) -> Task:

@@ -188,10 +188,14 @@ def _task_changes(key: str, task_ids: set[int]) -> dict:
     return {key: len(task_ids), f"{key}_named": named}
 
 
-def suite_add_tasks(*, suite: Suite, task_ids) -> None:
-    ids = _project_tasks(suite.project, task_ids)
-    if ids:
-        suite.tasks.add(*ids)
+def suite_add_tasks(*, suite: Suite, task_ids, user=None) -> None:
+    """Put tasks in a suite (an import into it), audited as any edit (SUITE_CHANGED) with the
+    tasks that were not in it yet; nothing recorded when all were."""
+    held = set(suite.tasks.values_list("pk", flat=True))
+    added = set(_project_tasks(suite.project, task_ids)) - held
+    if added:
+        suite.tasks.add(*added)
+        _audit(AuditEvent.Action.SUITE_CHANGED, suite, user, **_task_changes("tasks_added", added))
 
 
 def carries_any(tags, wanted: set[str]) -> bool:
@@ -554,7 +558,7 @@ def suite_import(
     if result.drafts:
         raise ValidationError({"suite": NEEDS_PUBLISHED.format(n=result.drafts)})
     target = _suite_named(project, suite, user)
-    suite_add_tasks(suite=target, task_ids=result.task_ids)
+    suite_add_tasks(suite=target, task_ids=result.task_ids, user=user)
     try:
         version, created = suite_freeze(suite=target, user=user)
     except ValidationError as exc:

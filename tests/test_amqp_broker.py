@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
 from annotation.models import Verdict
 from grading import broker, services
@@ -141,3 +143,41 @@ def test_the_sweep_reads_how_many_tasks_wait_on_rabbitmq():
     away = f"amqp://guest:guest@127.0.0.1:{port}//"
     with override_settings(CELERY_BROKER_URL=away), pytest.raises(broker.BROKER_DOWN):
         broker.queued_tasks(queue)
+
+
+def test_a_workers_sweep_on_rabbitmq_queues_the_responses_of_a_stalled_run_again(
+    personas, sim, worker_on_broker, monkeypatch
+):
+    """A run whose tasks never reached RabbitMQ (left to the sweep while the broker was away):
+    running, its responses pending, no verdict for longer than ASSAY_RUN_STALL_S. The amqp
+    worker's own recovery sweep reads the queue's depth there (0: nothing waits its turn),
+    queues the responses again, and the run completes by the simulator's rule."""
+    monkeypatch.setenv("ASSAY_RUN_STALL_S", "3")
+    monkeypatch.setenv("ASSAY_RECOVERY_CHECK_S", "1")
+    worker = worker_on_broker(AMQP_URL)
+    project, admin = personas.project, personas.admin
+    criteria = RUBRICS["fever"]
+    task = factories.make_task(project, external_id="fever")
+    grader = factories.make_published_rubric(project, task, criteria, admin)
+    expected = {}
+    for model in ("strong", "weak"):
+        text = response_text(criteria, PLANS[("fever", model)])
+        factories.import_responses(
+            project, [{"task_id": "fever", "model": model, "response": text}]
+        )
+        expected[model] = predicted_score(criteria, text)
+    judge = factories.make_judge(project, sim.url, max_concurrency=4)
+    run = services.run_create(project=project, grader=grader, judge=judge, user=admin, start=False)
+    assert services.run_start(run_id=run.pk, enqueue=False) == 2  # running; nothing queued
+    GradingRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=60))
+    assert broker.queued_tasks() == 0  # on RabbitMQ, where the sweep reads it
+
+    wait_for(
+        lambda: GradingRun.objects.get(pk=run.pk).status == "completed",
+        timeout=120,
+        what=f"the sweep to queue run {run.pk} again and the worker to complete it",
+    )
+    scores = {s.response.model: s.raw for s in run.scores.select_related("response")}
+    assert scores == pytest.approx(expected)
+    assert Verdict.objects.filter(run=run).count() == 2 * len(criteria)
+    assert f"'requeued': [{run.pk}]" in worker.log.read_text()

@@ -135,6 +135,7 @@ def test_hostile_step_numbers_are_400s_on_the_draft_and_adjudication_pages(clien
 def test_the_grader_search_takes_any_query_without_a_500(client, personas, query):
     client.force_login(personas.admin)
     reply = client.get(
-        reverse("run_grader_search", kwargs={"slug": personas.project.slug}), {"q": query}
+        reverse("run_grader_search", kwargs={"slug": personas.project.slug}),
+        {"grader_q": query},
     )
     assert reply.status_code in (200, 400), (query, reply.status_code)

@@ -20,7 +20,7 @@ from grading import leaderboard
 from grading.datasets import formats, snapshots
 from grading.models import DatasetSnapshot, GradingRun, Score
 from rubrics import services, suites
-from rubrics.models import Rubric, RubricVersion, Suite, SuiteEntry, SuiteVersion, Task
+from rubrics.models import AuditEvent, Rubric, RubricVersion, Suite, SuiteEntry, SuiteVersion, Task
 from tests import factories
 from tests.conftest import SHARED_DATA
 
@@ -87,11 +87,26 @@ def test_healthbench_import_with_suite_freezes_v1_then_a_changed_file_v2(persona
     assert set(v1.manifest) == set(ids)
     assert SuiteEntry.objects.filter(version=v1).count() == len(rows)
     assert "Suite 'HB consensus': froze version 1" in text
+    # The import made the suite, put the file's tasks in it and froze it: three events, the
+    # second an edit naming the tasks put in, as an edit on the suite's page is recorded.
+    events = AuditEvent.objects.filter(target_type="suite", target_id=str(suite.pk))
+    assert list(events.order_by("pk").values_list("action", flat=True)) == [
+        "suite_created",
+        "suite_changed",
+        "suite_frozen",
+    ]
+    put_in = events.get(action=AuditEvent.Action.SUITE_CHANGED)
+    assert put_in.actor == personas.author and put_in.source == AuditEvent.Source.COMMAND
+    assert put_in.details == {
+        "tasks_added": len(rows),
+        "tasks_added_named": sorted(ids)[: suites.AUDIT_TASKS_NAMED],
+    }
 
-    # The same file again: nothing changes, no new version.
+    # The same file again: nothing changes, no new version, no event.
     text = import_suite(personas, write_jsonl(tmp_path / "hb.jsonl", rows), suite="HB consensus")
     assert SuiteVersion.objects.filter(suite=suite).count() == 1
     assert "unchanged, still version 1" in text
+    assert events.count() == 3
 
     # A new release of the file: one task's rubric changed, one task added.
     changed = [dict(r) for r in rows]
@@ -106,6 +121,10 @@ def test_healthbench_import_with_suite_freezes_v1_then_a_changed_file_v2(persona
         Task.objects.filter(external_id__in=[*ids, "new-task-1"]).values_list("pk", flat=True)
     )
     assert v2.manifest == graders_now(task_ids) and len(v2.manifest) == len(rows) + 1
+    assert events.filter(action=AuditEvent.Action.SUITE_CHANGED).first().details == {
+        "tasks_added": 1,
+        "tasks_added_named": ["new-task-1"],
+    }
     diff = suites.version_diff(v1, v2)
     assert diff.added == ["new-task-1"]
     assert [c.external_id for c in diff.changed] == [rows[1]["prompt_id"]]

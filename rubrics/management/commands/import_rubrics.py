@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from rubrics import formats, suites
+from rubrics import audit, formats, suites
 from rubrics.models import Project
 
 
@@ -67,7 +67,8 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file.")
         try:
-            with path.open("rb") as upload:
+            # The suite and rubric events it records say they came from a command.
+            with path.open("rb") as upload, audit.origin("command"):
                 done = suites.suite_import(
                     project=project,
                     upload=upload,
