@@ -3,7 +3,9 @@
 Imports are all or nothing: one transaction, and the first bad line or node raises a
 ValidationError whose key names the line (JSONL) or node path (tree) and the field. Fields
 Assay has no column for are kept (on the task, rubric, group or criterion `extra`) and written
-back on export, so import then export gives the same JSON values.
+back on export, so import then export gives the same JSON values. (Images and files in a
+HealthBench prompt are the exception: they are stored as Assay stores every file, an image
+re-encoded, and written back as data: URIs of the stored bytes, `_hb_prompt`.)
 """
 
 from __future__ import annotations
@@ -159,8 +161,10 @@ class _HbTask:
     row: dict
 
 
-def _hb_task(line_no: int, row: dict, seen: dict[str, int]) -> _HbTask:
-    """One line checked whole, before anything is written."""
+def _hb_task(line_no: int, row: dict, seen: dict[str, int], files: parts.Intake) -> _HbTask:
+    """One line checked whole, its images and files stored by `files` (the import's
+    transaction takes them back when a later line is refused), before anything else is
+    written."""
     where = f"line {line_no}"
     for name in HB_TASK_FIELDS:
         if name not in row:
@@ -176,21 +180,59 @@ def _hb_task(line_no: int, row: dict, seen: dict[str, int]) -> _HbTask:
     items = [_hb_item(item, f"{where}: rubrics[{i}]") for i, item in enumerate(row["rubrics"])]
     try:
         services.clean_external_id(prompt_id, field="prompt_id")
-        messages = services.validate_messages(row["prompt"], field="prompt")
-        if messages != row["prompt"]:
-            given = row["prompt"] if isinstance(row["prompt"], list) else []
-            for i, (clean, raw) in enumerate(zip(messages, given, strict=False)):
-                if clean == raw:
-                    continue
-                if isinstance(raw, dict) and clean["content"] != raw.get("content"):
-                    raise ValidationError(
-                        {f"prompt[{i}].content": "HealthBench content is text (a string)."}
-                    )
-                raise ValidationError({f"prompt[{i}]": "Messages carry only role and content."})
-            raise ValidationError({"prompt": "Messages carry only role and content."})
+        messages = services.validate_messages(row["prompt"], field="prompt", files=files)
+        _hb_written_back(row["prompt"], messages)
     except ValidationError as exc:
         raise _relabel(exc, f"{where}: ") from None
     return _HbTask(line_no, prompt_id, messages, items, row)
+
+
+# What an image or file part of a HealthBench prompt may hold: OpenAI's shape (an image_url's
+# url, a file's file_data and filename; a filename beside an image, as Assay's parts carry
+# it) or Assay's stored shape (sha256, kind, size). The export writes these back, so a key
+# outside them would be dropped without a word: it is refused instead.
+HB_PART_KEYS = {
+    "image_url": {"type", "image_url", "file"},
+    "file": {"type", "file"},
+}
+HB_URL_KEYS = {"url"}
+HB_FILE_KEYS = {"file_data", "filename", "sha256", "kind", "size"}
+
+
+def _hb_written_back(given: object, clean: list[dict]) -> None:
+    """Refuse what the export could not write back as it was given: a message key other than
+    role and content, a text part other than {"type": "text", "text": ...}, and keys an image
+    or file part does not keep. (The file itself is written back as a data: URI of what
+    Assay stored: an image is re-encoded, so its bytes differ from the ones sent.)"""
+    if not isinstance(given, list):
+        raise ValidationError({"prompt": "Give the prompt as a list of messages {role, content}."})
+    for i, (raw, message) in enumerate(zip(given, clean, strict=True)):
+        if set(raw) - {"role", "content"}:
+            raise ValidationError({f"prompt[{i}]": "Messages carry only role and content."})
+        if not isinstance(raw["content"], list):
+            continue
+        for k, (sent, part) in enumerate(zip(raw["content"], message["content"], strict=True)):
+            at = f"prompt[{i}].content[{k}]"
+            if part["type"] == "text":
+                if sent != part:
+                    raise ValidationError(
+                        {at: 'A text part is {"type": "text", "text": "..."}, and nothing more.'}
+                    )
+                continue
+            extra = sorted(set(sent) - HB_PART_KEYS[part["type"]])
+            inner = sent.get("image_url") if part["type"] == "image_url" else None
+            if isinstance(inner, dict):
+                extra += [f"image_url.{k}" for k in sorted(set(inner) - HB_URL_KEYS)]
+            meta = sent.get("file")
+            if isinstance(meta, dict):
+                extra += [f"file.{k}" for k in sorted(set(meta) - HB_FILE_KEYS)]
+            if extra:
+                raise ValidationError(
+                    {
+                        f"{at}.{extra[0]}": "Not kept: an image_url part holds image_url.url "
+                        "(and file.filename), a file part file.file_data and file.filename."
+                    }
+                )
 
 
 BATCH = 2000
@@ -205,9 +247,10 @@ def import_healthbench(
     publish: bool = False,
     reimport: bool = False,
 ) -> ImportResult:
-    """Every line is checked before anything is written; then tasks, rubrics, versions and
-    criteria go in a few bulk inserts, so the full public file (5,000 conversations, ~48,500
-    criteria) imports in seconds.
+    """Every line is checked before anything else is written (a prompt's images and files
+    are stored as its line is read, so a refused line later takes them back with the
+    transaction); then tasks, rubrics, versions and criteria go in a few bulk inserts, so the
+    full public file (5,000 conversations, ~48,500 criteria) imports in seconds.
 
     A line whose prompt_id is a task already in the project is refused, unless `reimport`
     (an import into a suite: a new release of a file): then, when the prompt is the same, its
@@ -215,7 +258,8 @@ def import_healthbench(
     version (and is left alone if not), so the suite's next version pins the new rubrics. A
     different prompt under a known id is refused either way."""
     seen: dict[str, int] = {}
-    parsed = [_hb_task(line_no, row, seen) for line_no, row in _hb_rows(lines)]
+    files = parts.Intake(project)  # a file on many lines is stored once
+    parsed = [_hb_task(line_no, row, seen, files) for line_no, row in _hb_rows(lines)]
     if not parsed:
         raise _fail("file", "No tasks found: the file is empty.")
     existing = {
@@ -416,11 +460,42 @@ def _hb_line(task: Task, rubric: Rubric, criteria) -> str:
     ]
     row = {
         **task.extra,
-        "prompt": task.messages,
+        "prompt": _hb_prompt(task),
         "prompt_id": task.external_id,
         "rubrics": items,
     }
     return json.dumps(_ordered(row, rubric.extra.get("keys", [])), ensure_ascii=False)
+
+
+def _hb_prompt(task: Task) -> list[dict]:
+    """A task's messages as a HealthBench file carries them: a file has no bundle beside it,
+    so each image and file part holds its file as a data: URI (OpenAI's shape, what HealthBench
+    tooling sends a model) and its name; the import takes them back into any project, and
+    into this one as the same files (`store.put` keeps a held image's hash)."""
+    out = []
+    for i, message in enumerate(task.messages):
+        content = message.get("content")
+        if not isinstance(content, list) or not parts.refs(content):
+            out.append(message)
+            continue
+        written = []
+        for k, part in enumerate(content):
+            found = parts.refs([part])
+            if not found:
+                written.append(part)
+                continue
+            try:
+                inlined = parts.inline(part)
+            except FileNotFoundError:
+                raise _fail(
+                    f"prompt_id {task.external_id}: prompt[{i}].content[{k}]",
+                    f"'{found[0].name}' (sha256 {found[0].sha256[:12]}) is gone from storage.",
+                ) from None
+            if inlined["type"] == "image_url":
+                inlined["file"] = {"filename": found[0].name}
+            written.append(inlined)
+        out.append({**message, "content": written})
+    return out
 
 
 def export_healthbench(*, project: Project, rubric: int | None = None) -> Iterator[str]:

@@ -255,13 +255,15 @@ def membership_remove(*, project: Project, username: str, actor=None) -> None:
 # --- Tasks ------------------------------------------------------------------------------
 
 
-def validate_messages(messages: object, *, field: str = "messages", project=None) -> list[dict]:
+def validate_messages(
+    messages: object, *, field: str = "messages", files: file_parts.Intake | None = None
+) -> list[dict]:
     """Chat messages as [{role, content}], with an error that names the message and field.
 
     A turn's content may be empty (real conversations have them, e.g. HealthBench's), but
     it must be text, and some user turn must say something. A user turn's content may also be
-    a list of parts: text, and images and files (`rubrics.files.parts`) that are stored for
-    `project` and kept by hash; without a project, image and file parts are refused."""
+    a list of parts: text, and images and files (`rubrics.files.parts`) that `files` stores
+    for its project, kept by hash; without `files`, image and file parts are refused."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not isinstance(messages, list) or not messages:
@@ -274,7 +276,7 @@ def validate_messages(messages: object, *, field: str = "messages", project=None
             }
         )
     clean = []
-    files = 0
+    carried = 0
     for i, message in enumerate(messages):
         where = f"{field}[{i}]"
         if not isinstance(message, dict):
@@ -286,11 +288,11 @@ def validate_messages(messages: object, *, field: str = "messages", project=None
             )
         if isinstance(content, list) and role == "user":
             try:
-                content = file_parts.read_content(project, f"{where}.content", content)
+                content = file_parts.read_content(files, f"{where}.content", content)
             except file_parts.PartRefused as exc:
                 raise ValidationError({exc.field: exc.message}) from None
-            files += len(file_parts.refs(content))
-            if files > file_parts.MAX_TASK_FILES:
+            carried += len(file_parts.refs(content))
+            if carried > file_parts.MAX_TASK_FILES:
                 raise ValidationError(
                     {
                         f"{where}.content": f"a prompt carries at most "
@@ -359,7 +361,7 @@ def task_create(
     external_id = clean_external_id(external_id)
     context = validate_context(context)
     with transaction.atomic():  # a refused task leaves no StoredFile row behind
-        clean_messages = validate_messages(messages, project=project)
+        clean_messages = validate_messages(messages, files=file_parts.Intake(project))
         if Task.objects.filter(project=project, external_id=external_id).exists():
             raise ValidationError({"external_id": f"A task '{external_id}' already exists."})
         task = Task.objects.create(
@@ -399,7 +401,7 @@ def task_fields_update(
         changed.append("tags")
     prompt = {}
     if messages is not None:
-        prompt["messages"] = validate_messages(messages, project=task.project)
+        prompt["messages"] = validate_messages(messages, files=file_parts.Intake(task.project))
     if attach is not None:
         prompt["messages"] = task_file_attached(
             project=task.project, messages=prompt.get("messages", task.messages), upload=attach
@@ -448,7 +450,7 @@ def task_file_attached(*, project: Project, messages: list[dict], upload) -> lis
     content = out[last]["content"]
     listed = list(content) if isinstance(content, list) else [{"type": "text", "text": content}]
     out[last]["content"] = [*listed, file_parts.stored_part(ref)]
-    return validate_messages(out, project=project)
+    return validate_messages(out, files=file_parts.Intake(project))
 
 
 # --- Reference deliverables ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from rubrics import uploads
+from rubrics.files import parts
 from rubrics.models import Project, ReferenceDeliverable, Task
 from rubrics.services import validate_context, validate_messages
 
@@ -62,7 +63,7 @@ class _TextProblem(ValueError):
         self.where = where
 
 
-def _clean(number: int, row: object, project=None) -> tuple[dict | None, list[str]]:
+def _clean(number: int, row: object, files: parts.Intake) -> tuple[dict | None, list[str]]:
     where = f"line {number}" if number else "file"
     if isinstance(row, _TextProblem):
         return None, [f"{where}, field '{row.where}': {row}"]
@@ -78,7 +79,7 @@ def _clean(number: int, row: object, project=None) -> tuple[dict | None, list[st
     if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 200:
         errors.append(f"{where}, field 'external_id': required, at most 200 characters")
     try:
-        messages = validate_messages(row.get("messages"), project=project)
+        messages = validate_messages(row.get("messages"), files=files)
     except ValidationError as exc:
         messages = None
         errors += [f"{where}, field '{k}': {m}" for k, ms in exc.message_dict.items() for m in ms]
@@ -175,8 +176,9 @@ def _tasks_import(*, project, lines, rows, user) -> TaskImportResult:
     result = TaskImportResult()
     clean: list[dict] = []
     seen: dict[str, int] = {}
+    files = parts.Intake(project)  # a file on many lines is stored once
     for number, row in rows if rows is not None else _rows_of(lines or ()):
-        task, errors = _clean(number, row, project)
+        task, errors = _clean(number, row, files)
         result.errors += errors
         if task is None:
             continue

@@ -1102,8 +1102,12 @@ def rubrics_export(request: HttpRequest, slug: str) -> HttpResponse:
             except ValidationError as exc:
                 raise Http404(" ".join(_errors(exc))) from None
             name = f"{slug}-rubric-{rubric.pk}-healthbench.jsonl"
-        lines = formats.export_healthbench(project=project, rubric=picked)
-        body = "".join(f"{line}\n" for line in lines)
+        try:
+            body = "".join(
+                f"{line}\n" for line in formats.export_healthbench(project=project, rubric=picked)
+            )
+        except ValidationError as exc:  # a prompt's file the storage lost, named
+            raise Http404(" ".join(_errors(exc))) from None
         formats.export_recorded(project=project, format=fmt, actor=request.user, rubric=rubric)
         response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{name}"'

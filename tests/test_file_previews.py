@@ -4,9 +4,11 @@ images inline at their size; members only; and evidence anchored to a page or a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 
@@ -439,3 +441,69 @@ def test_the_api_takes_an_anchor_and_says_what_is_wrong(personas):
     assert good.status_code == 200, good.content
     assert good.json()["evidence_anchor"] == {"file": sha, "page": 2}
     assert good.json()["evidence_step"] == 1
+
+
+@pytest.fixture
+def storage_opens(monkeypatch):
+    """The names Django's storage opens from here on (the storage itself still does the work)."""
+    default_storage.exists("warm-up")  # the lazy default storage is made
+    storage_class = type(default_storage._wrapped)
+    original = storage_class.open
+    opened: list[str] = []
+
+    def counting(self, name, mode="rb"):
+        opened.append(name)
+        return original(self, name, mode)
+
+    monkeypatch.setattr(storage_class, "open", counting)
+    return opened
+
+
+def vision_pages(ref: store.FileRef) -> list[store.FileRef]:
+    """The pages a judge that sees images is sent of `ref`, as a prompt build takes them."""
+    from annotation.content import render
+
+    _lines, attached, _tally = render.files_for_judge([ref], sight=render.Sight(images=True))
+    return [attachment.ref for attachment in attached[0]]
+
+
+def test_a_prompt_build_names_pdf_pages_by_the_hashes_the_render_kept(personas, storage_opens):
+    response, _ = annotation_world(personas, [("book.pdf", make_pdf(3))])
+    ref = refs(response)["pdf"]
+    before = preview.renders
+    first = vision_pages(ref)
+    assert preview.renders - before == 3
+    # Each page is named by the hash of its PNG, kept in storage under it.
+    for number, page in enumerate(first, 1):
+        with default_storage.open(preview.page_path(ref.sha256, number), "rb") as handle:
+            png = handle.read()
+        assert page.sha256 == hashlib.sha256(png).hexdigest() and page.size == len(png)
+        assert store.read(page.sha256) == png
+        assert page.name == f"book.pdf page {number}"
+    storage_opens.clear()
+    # A second build reads the manifest alone: no page is read again, or hashed.
+    assert vision_pages(ref) == first
+    assert storage_opens == [f"previews/v1/{ref.sha256[:2]}/{ref.sha256}/pages.json"]
+    assert preview.renders - before == 3
+
+
+def test_a_manifest_kept_without_page_hashes_is_hashed_once_not_rendered_again(
+    personas, storage_opens
+):
+    response, _ = annotation_world(personas, [("book.pdf", make_pdf(2))])
+    ref = refs(response)["pdf"]
+    pages = preview.pdf_pages(ref)
+    # As manifests were written before they held the pages' hashes.
+    manifest = f"previews/v1/{ref.sha256[:2]}/{ref.sha256}/pages.json"
+    default_storage.delete(manifest)
+    old = {"total": pages.total, "sizes": pages.sizes, "cut": pages.cut}
+    default_storage.save(manifest, ContentFile(json.dumps(old).encode()))
+    before = preview.renders
+    storage_opens.clear()
+    first = vision_pages(ref)
+    assert [p.sha256 for p in first] == [sha for sha, _ in pages.pngs]
+    assert {preview.page_path(ref.sha256, n) for n in (1, 2)} <= set(storage_opens)
+    storage_opens.clear()
+    assert vision_pages(ref) == first
+    assert storage_opens == [manifest]
+    assert preview.renders == before

@@ -183,11 +183,11 @@ def test_task_exports_write_the_stored_parts_by_hash(chart_task, personas, tmp_p
 
     image, pdf = chart_task.files
     stored = chart_task.messages
-    # JSON exports: the stored shape, byte for byte what the task holds.
-    for fmt, key in (("tasks-jsonl", "messages"), ("openai-rft", "messages"),
-                     ("healthbench-jsonl", "prompt")):  # fmt: skip
+    # JSON exports: the stored shape, byte for byte what the task holds. (A HealthBench file
+    # has no bundle: it carries the files inline, tests/test_healthbench_files.py.)
+    for fmt in ("tasks-jsonl", "openai-rft"):
         (line,) = exported(fmt, personas.project).splitlines()
-        assert json.loads(line)[key] == stored, fmt
+        assert json.loads(line)["messages"] == stored, fmt
     # verl: a prompt message is text (its text, then a line naming each file, never a Python
     # repr of the parts), and extra_info.files names each file whole.
     path = tmp_path / "verl.parquet"

@@ -33,8 +33,7 @@ import json
 from django.conf import settings
 
 from annotation.content import render
-from rubrics.files import store
-from rubrics.files.store import FileRef
+from rubrics.files import parts as file_parts
 
 FENCE_SALT = b"assay.grading.judges.prompts.fence"
 
@@ -122,11 +121,6 @@ def prompt_tokens(messages: list[dict]) -> int:
     return chars // 4 + images * IMAGE_TOKENS + files * FILE_PART_TOKENS
 
 
-def _ref_of(part: dict) -> FileRef:
-    meta = part["file"]
-    return FileRef(meta["sha256"], meta["kind"], meta["filename"], meta["size"])
-
-
 def wire(messages: list[dict]) -> list[dict]:
     """The prompt as sent: image and file parts in the stored shape become OpenAI's
     (``image_url.url`` and ``file.file_data`` data: URIs of the stored bytes)."""
@@ -136,23 +130,7 @@ def wire(messages: list[dict]) -> list[dict]:
         if not isinstance(content, list):
             out.append(message)
             continue
-        parts = []
-        for part in content:
-            if part.get("type") == "image_url" and "file" in part:
-                parts.append(
-                    {"type": "image_url", "image_url": {"url": store.data_uri(_ref_of(part))}}
-                )
-            elif part.get("type") == "file" and "sha256" in part.get("file", {}):
-                ref = _ref_of(part)
-                parts.append(
-                    {
-                        "type": "file",
-                        "file": {"filename": ref.name, "file_data": store.data_uri(ref)},
-                    }
-                )
-            else:
-                parts.append(part)
-        out.append({**message, "content": parts})
+        out.append({**message, "content": [file_parts.inline(part) for part in content]})
     return out
 
 

@@ -1,6 +1,7 @@
 """Image and file parts of a chat message, read and stored for a project: the one reader that
-task messages (`rubrics.services.validate_messages`) and response episodes
-(`annotation.content.episode`, through `annotation.content.intake`) share.
+task messages (`rubrics.services.validate_messages`: the task editor and API, the task import,
+the HealthBench import) and response episodes (`annotation.content.episode`, through
+`annotation.content.intake`) share. One `Intake` serves one import or request.
 
 An incoming part is OpenAI's shape: ``{"type": "image_url", "image_url": {"url": ...}}`` or
 ``{"type": "file", "file": {"file_data": ..., "filename": ...}}``. Its file is named by a
@@ -19,7 +20,10 @@ which importers prefix with the line.
 
 from __future__ import annotations
 
+import hashlib
+
 from rubrics.files import store
+from rubrics.files.bundle import normalise
 from rubrics.files.sniff import FileRefused, safe_name
 from rubrics.files.store import FileRef
 
@@ -111,6 +115,45 @@ def take(
         raise PartRefused(field, str(exc)) from None
 
 
+class Intake:
+    """Takes the files of one import or request into `project`; `bundle` (a
+    `rubrics.files.bundle.Bundle`) answers relative paths.
+
+    A file named again (the same bundle path, the same data: URI, the same hash) is read,
+    checked and stored once, and later parts reuse its FileRef under their own names: a chart
+    on a thousand prompts is decoded and re-encoded once. Files stored by an import that is
+    then refused leave their StoredFile rows behind in nothing (the import's transaction rolls
+    them back); their bytes may stay in storage, harmlessly, since storage is by content and
+    unlisted."""
+
+    def __init__(self, project, bundle=None):
+        self.project = project
+        self.bundle = bundle
+        self._taken: dict[str, FileRef] = {}
+
+    def take(self, where: str, source: str, name: str, *, image: bool = False) -> FileRef:
+        key = _key(source)
+        ref = self._taken.get(key)
+        if ref is None:
+            ref = take(self.project, where, source, name, bundle=self.bundle, image=image)
+            self._taken[key] = ref
+        shown = safe_name(name) if name and name != "file" else ref.name
+        return ref if shown == ref.name else FileRef(ref.sha256, ref.kind, shown, ref.size)
+
+
+def _key(source: str) -> str:
+    """What names the same file twice: a data: URI by its digest (it may be megabytes), a
+    bundle path normalised (./a/b is a/b), a hash in lower case."""
+    if source[:5].lower() == "data:":
+        return "data:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    if source[:7].lower() == "sha256:":
+        return source.strip().lower()
+    try:
+        return "path:" + normalise(source)
+    except FileRefused:
+        return "raw:" + source  # refused when taken, naming the part
+
+
 def stored_part(ref: FileRef) -> dict:
     """The stored shape of a part carrying `ref`: an image_url part for an image, else a file."""
     if ref.is_image:
@@ -122,8 +165,9 @@ def stored_part(ref: FileRef) -> dict:
     return {"type": "file", "file": ref.as_json()}
 
 
-def read_part(project, where: str, raw: object) -> dict:
-    """One part of a task message, checked and (for files) stored: its stored shape."""
+def read_part(files: Intake | None, where: str, raw: object) -> dict:
+    """One part of a task message, checked and (for files) stored by `files`: its stored
+    shape. Without `files`, image and file parts are refused."""
     if isinstance(raw, str):
         return {"type": "text", "text": raw}
     if not isinstance(raw, dict) or raw.get("type") not in PART_TYPES:
@@ -135,10 +179,10 @@ def read_part(project, where: str, raw: object) -> dict:
         if not isinstance(raw.get("text"), str):
             raise PartRefused(f"{where}.text", "a text part needs its text")
         return {"type": "text", "text": raw["text"]}
-    if project is None:
+    if files is None:
         raise PartRefused(where, "images and files are not taken here; send text parts")
     field, source, name = source_of(where, raw)
-    ref = take(project, field, source, name, image=raw["type"] == "image_url")
+    ref = files.take(field, source, name, image=raw["type"] == "image_url")
     if raw["type"] == "image_url" and not ref.is_image:
         raise PartRefused(
             field, f"'{ref.name}' is a {ref.kind} file, not an image: send it as a file part"
@@ -146,9 +190,9 @@ def read_part(project, where: str, raw: object) -> dict:
     return stored_part(ref)
 
 
-def read_content(project, where: str, content: list) -> list[dict]:
+def read_content(files: Intake | None, where: str, content: list) -> list[dict]:
     """A message's list of parts, each read by `read_part`; PartRefused names the first bad one."""
-    return [read_part(project, f"{where}[{k}]", raw) for k, raw in enumerate(content)]
+    return [read_part(files, f"{where}[{k}]", raw) for k, raw in enumerate(content)]
 
 
 def refs(content: object) -> list[FileRef]:
@@ -168,6 +212,20 @@ def refs(content: object) -> list[FileRef]:
                 )
             )
     return out
+
+
+def inline(part: dict) -> dict:
+    """A stored image or file part in OpenAI's shape, its file's bytes inline as a data: URI
+    (``image_url.url``; ``file.file_data`` and ``file.filename``): what judges are sent and
+    HealthBench files carry. Any other part as it is. FileNotFoundError when the storage lost
+    the file."""
+    found = refs([part])
+    if not found:
+        return part
+    ref = found[0]
+    if part.get("type") == "image_url":
+        return {"type": "image_url", "image_url": {"url": store.data_uri(ref)}}
+    return {"type": "file", "file": {"filename": ref.name, "file_data": store.data_uri(ref)}}
 
 
 def file_line(ref: FileRef) -> str:

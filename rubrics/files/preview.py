@@ -6,8 +6,9 @@ but pixels we drew and text we escaped:
 * **PDF**: pages rendered to PNG by PDFium in a child process (`render_pdf`) bounded by
   PDF_RENDER_SECONDS and PDF_RENDER_MEMORY, at most convert.PDF_RENDER_PAGES pages at
   convert.PDF_RENDER_DPI. Each page is rendered once and kept in storage
-  (``previews/v1/ab/abcdef…/page-1.png``, with ``pages.json`` saying how many there are and
-  what was left out); a PDF's scripts never leave the server, since only PNGs do.
+  (``previews/v1/ab/abcdef…/page-1.png``, and by its own hash like any file, for vision
+  judges), with ``pages.json`` saying how many there are, each page's size and hash, and
+  what was left out; a PDF's scripts never leave the server, since only PNGs do.
 * **XLSX, CSV**: a table per sheet from the stored conversion (`store.converted`: the values
   Excel saved, never a formula evaluated), every cell named by its address; at most
   SHEET_ROWS rows and SHEET_COLUMNS columns a sheet. A value that reads like a formula
@@ -86,6 +87,9 @@ class PdfPages:
     total: int  # as the file declares it
     sizes: list[tuple[int, int]]  # (width, height) in pixels of each page rendered, in order
     cut: list[str] = field(default_factory=list)
+    # (sha256, bytes) of each page's PNG, in order: what a vision judge is sent names a page
+    # by its hash, taken here once rather than by reading and hashing it on every prompt.
+    pngs: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def pages(self) -> list[dict]:
@@ -97,27 +101,53 @@ def pdf_pages(ref: FileRef) -> PdfPages:
     on the file's rows, so two requests never render the same PDF) and stored."""
     manifest = f"{_folder(ref.sha256)}/pages.json"
     found = _read_manifest(manifest)
-    if found is not None:
+    if found is not None and _hashed(found):
         return found
     from rubrics.models import StoredFile
 
     with transaction.atomic():
         list(StoredFile.objects.select_for_update().filter(sha256=ref.sha256).values_list("pk"))
         found = _read_manifest(manifest)
-        if found is not None:
+        if found is not None and _hashed(found):
             return found
-        rendered = _render(ref)
+        if found is not None:
+            # Kept before manifests held the pages' hashes: hashed once now, not re-rendered.
+            rendered = PdfPages(found.total, found.sizes, found.cut, _page_hashes(ref, found))
+            default_storage.delete(manifest)
+        else:
+            rendered = _render(ref)
         default_storage.save(manifest, ContentFile(json.dumps(asdict(rendered)).encode()))
     return rendered
+
+
+def _hashed(pages: PdfPages) -> bool:
+    return len(pages.pngs) == len(pages.sizes)
 
 
 def _read_manifest(path: str) -> PdfPages | None:
     try:
         with default_storage.open(path, "rb") as handle:
             raw = json.loads(handle.read())
-        return PdfPages(raw["total"], [tuple(s) for s in raw["sizes"]], raw["cut"])
+        pngs = [(str(sha), int(size)) for sha, size in raw.get("pngs", [])]
+        return PdfPages(raw["total"], [tuple(s) for s in raw["sizes"]], raw["cut"], pngs)
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
+
+
+def _keep_page(png: bytes) -> tuple[str, int]:
+    """A page's PNG kept by its own hash (`store.path_of`), as a judge's attachment names it."""
+    sha = hashlib.sha256(png).hexdigest()
+    if not default_storage.exists(path_of(sha)):
+        default_storage.save(path_of(sha), ContentFile(png))
+    return sha, len(png)
+
+
+def _page_hashes(ref: FileRef, pages: PdfPages) -> list[tuple[str, int]]:
+    out = []
+    for number in range(1, len(pages.sizes) + 1):
+        with default_storage.open(page_path(ref.sha256, number), "rb") as handle:
+            out.append(_keep_page(handle.read()))
+    return out
 
 
 def _render(ref: FileRef) -> PdfPages:
@@ -155,7 +185,7 @@ def _render(ref: FileRef) -> PdfPages:
             why = f"within {PDF_RENDER_SECONDS:g} s" if timed_out else "(the renderer stopped)"
             raise FileRefused(f"'{ref.name}' could not be rendered {why}.")
         total = int((work / "total").read_text())
-        sizes = []
+        sizes, pngs = [], []
         for number in range(1, min(total, limit) + 1):
             page = work / f"page-{number}.png"
             if not page.exists():
@@ -168,6 +198,7 @@ def _render(ref: FileRef) -> PdfPages:
             path = page_path(ref.sha256, number)
             if not default_storage.exists(path):
                 default_storage.save(path, ContentFile(png))
+            pngs.append(_keep_page(png))
             renders += 1
         cut = []
         shown = len(sizes)
@@ -182,7 +213,7 @@ def _render(ref: FileRef) -> PdfPages:
             cut.append(f"pages {shown + 1}-{total} not rendered ({why})")
         elif total > limit:
             cut.append(f"pages {limit + 1}-{total} not rendered (at most {limit})")
-        return PdfPages(total, sizes, cut)
+        return PdfPages(total, sizes, cut, pngs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -203,19 +234,16 @@ def page_file(ref: FileRef, number: int):
 
 def page_refs(ref: FileRef, *, limit: int) -> tuple[list[FileRef], list[str]]:
     """The first `limit` pages of a stored PDF as images a vision judge is sent: the same
-    bounded, once-only render the previews show (`pdf_pages`), each page then kept by its own
-    hash like any file (`store.path_of`), so prompts and cache keys name pages by content.
-    Returns the pages (named "<name> page N") and what the render left out, in words;
-    FileRefused when the PDF cannot be rendered."""
+    bounded, once-only render the previews show (`pdf_pages`), each page kept by its own hash
+    like any file (`store.path_of`), so prompts and cache keys name pages by content. The
+    hashes are the manifest's: building a prompt reads no page (the bytes are read only when
+    the prompt is sent). Returns the pages (named "<name> page N") and what the render left
+    out, in words; FileRefused when the PDF cannot be rendered."""
     rendered = pdf_pages(ref)
-    pages = []
-    for number in range(1, min(limit, len(rendered.sizes)) + 1):
-        with default_storage.open(page_path(ref.sha256, number), "rb") as handle:
-            png = handle.read()
-        sha = hashlib.sha256(png).hexdigest()
-        if not default_storage.exists(path_of(sha)):
-            default_storage.save(path_of(sha), ContentFile(png))
-        pages.append(FileRef(sha, "png", f"{ref.name} page {number}", len(png)))
+    pages = [
+        FileRef(sha, "png", f"{ref.name} page {number}", size)
+        for number, (sha, size) in enumerate(rendered.pngs[:limit], 1)
+    ]
     return pages, rendered.cut
 
 

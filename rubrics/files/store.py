@@ -93,16 +93,27 @@ def put(project, data: bytes, *, name: str, image: bool = False) -> FileRef:
     `image`, only an image is taken."""
     from rubrics.models import StoredFile
 
-    data, kind, width, height = prepare(data, name=name, image=image)
     sha = hashlib.sha256(data).hexdigest()
+    # An image the project holds, sent back byte for byte (an export of its own read in
+    # again), is that file: it was re-encoded when it was stored, and re-encoding is not
+    # idempotent (a JPEG saved again is other bytes), so doing it again would give the same
+    # picture a new hash and make the same prompt look changed. Only the project's own
+    # files count: another project's would tell whether it holds an image.
+    row = StoredFile.objects.filter(project=project, sha256=sha, kind__in=IMAGE_KINDS).first()
+    if row is None:
+        data, kind, width, height = prepare(data, name=name, image=image)
+        sha = hashlib.sha256(data).hexdigest()
+    else:
+        kind = row.kind
     path = path_of(sha)
     if not default_storage.exists(path):
         default_storage.save(path, ContentFile(data))
-    StoredFile.objects.get_or_create(
-        project=project,
-        sha256=sha,
-        defaults={"kind": kind, "size": len(data), "width": width, "height": height},
-    )
+    if row is None:
+        StoredFile.objects.get_or_create(
+            project=project,
+            sha256=sha,
+            defaults={"kind": kind, "size": len(data), "width": width, "height": height},
+        )
     shown = safe_name(name) if name and name != "file" else f"{sha[:12]}.{kind}"
     return FileRef(sha, kind, shown, len(data))
 
