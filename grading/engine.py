@@ -42,7 +42,9 @@ and the step criteria judged at the same step (one call per step, per judge and 
 Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
 grade through this module, so a verdict means the same everywhere.
 
-`grade_items` is the engine proper: for one response it takes the items still to decide —
+`grade_items` is the engine proper (`plan_items` then `grade_planned`, which a run's chunk
+calls apart so that it reads the cache once for all its responses): for one response it takes
+the items still to decide —
 (criterion, judge, sample) — answers what it can from the content-addressed cache, groups the
 rest into judge calls (one per criterion, or one per judge and sample in batched mode, binary
 and scale criteria alike), runs the calls on a process-wide thread pool, each call inside the
@@ -663,7 +665,30 @@ def _templates_of(grader_hash: str, spec: dict) -> str:
     return found
 
 
-def grade_items(
+@dataclass
+class Planned:
+    """One response's items as `plan_items` leaves them: what was decided without a judge
+    (checked criteria, empty views) in `result`, and what is still to decide, each with its
+    cache key, in `pending`."""
+
+    spec: dict
+    grader_hash: str
+    judges: list[JudgeRef]
+    messages: list[dict]
+    mode: str
+    result: Outcome
+    # criterion, judge id, sample, view, cache key
+    pending: list[tuple[dict, int, int, View, str]]
+    # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
+    by_step: list[tuple[dict, int, int, list[int]]]
+
+    @property
+    def keys(self) -> list[str]:
+        """The cache keys of the items still to decide."""
+        return [p[4] for p in self.pending]
+
+
+def plan_items(
     spec: dict,
     *,
     grader_hash: str,
@@ -672,34 +697,17 @@ def grade_items(
     response: str | Episode | None,
     items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
     mode: str = PER_CRITERION,
-    cache: dict[str, Graded] | None = None,
-    cache_lookup=None,
-    should_stop=None,
-    leases_at_once: bool = False,
-    while_waiting=None,
-    deadline: float | None = None,
-) -> Outcome:
-    """Decide `items` for one response: a text, or an Episode (see the module doc for what
-    each scope reads). A step criterion's item comes back as one verdict per step (`step`
-    set) and its verdict on the response (`step` None). `cache_lookup(keys) -> {key: Graded}`
-    reads the cache (None: bypass it). `leases_at_once`: take the judge's leases for all the
-    calls in one round trip to Redis and return them in one once the last call ends
-    (grading.judges.limits.Together), for a caller that waits for the slowest call anyway (the
-    reward endpoint); runs return each lease as its call ends, so no slot stands idle.
-    `while_waiting()` is run once every call has been sent, on the thread that sent the last,
-    while the judge answers: CPU work that then delays no call. It is not run when a call fails
-    before it is sent, nor when no call is made; the caller checks. An empty view makes no
-    judge call: its judged criteria are not met (`grade_empty`); checked ones still run.
-    `deadline` (time.monotonic()), when given, ends every call by then even if a judge's own
-    item deadline is later (the reward endpoint's request deadline)."""
+) -> Planned:
+    """The first half of `grade_items`, in this thread and without I/O: the response's views,
+    its checked criteria and empty views decided, and the cache key of every other item. A
+    caller grading many responses plans them all, reads the cache once for all their keys,
+    then calls `grade_planned` for each."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
     templates = _templates_of(grader_hash, spec) if mode == BATCHED else ""
     views = Views(response, messages)
-    # criterion, judge id, sample, view, cache key
     pending: list[tuple[dict, int, int, View, str]] = []
-    # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
     by_step: list[tuple[dict, int, int, list[int]]] = []
     for criterion_id, judge_id, sample in items:
         criterion = by_id[criterion_id]
@@ -737,8 +745,23 @@ def grade_items(
                 conversation=view.conversation.text,
             )
             pending.append((criterion, judge_id, sample, view, key))
-    if pending and cache_lookup is not None:
-        hits = cache_lookup([p[4] for p in pending])
+    return Planned(spec, grader_hash, judges, messages, mode, result, pending, by_step)
+
+
+def grade_planned(
+    planned: Planned,
+    *,
+    hits: dict[str, Graded] | None = None,
+    should_stop=None,
+    leases_at_once: bool = False,
+    while_waiting=None,
+    deadline: float | None = None,
+) -> Outcome:
+    """The second half of `grade_items`: the planned items found in `hits` (cache key ->
+    verdict, read by the caller) are decided from them, the judges are asked about the rest,
+    and step criteria are decided from their steps' verdicts."""
+    result, pending = planned.result, planned.pending
+    if pending and hits:
         still = []
         for criterion, judge_id, sample, view, key in pending:
             hit = hits.get(key)
@@ -762,28 +785,76 @@ def grade_items(
         pending = still
     if pending:
         _call_judges(
-            spec,
+            planned.spec,
             result,
             pending,
-            grader_hash=grader_hash,
-            judges=judges,
-            messages=messages,
-            mode=mode,
+            grader_hash=planned.grader_hash,
+            judges=planned.judges,
+            messages=planned.messages,
+            mode=planned.mode,
             should_stop=should_stop,
             leases_at_once=leases_at_once,
             while_waiting=while_waiting,
             deadline=deadline,
         )
-    if by_step:
+    if planned.by_step:
         at = {
             (g.criterion_id, g.judge_id, g.sample_index, g.step): g
             for g in result.graded
             if g.step is not None
         }
-        for criterion, judge_id, sample, steps in by_step:
+        for criterion, judge_id, sample, steps in planned.by_step:
             got = [at[(criterion["id"], judge_id, sample, i)] for i in steps]
             result.graded.append(step_verdict(criterion, got, judge_id=judge_id, sample=sample))
     return result
+
+
+def grade_items(
+    spec: dict,
+    *,
+    grader_hash: str,
+    judges: list[JudgeRef],
+    messages: list[dict],
+    response: str | Episode | None,
+    items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
+    mode: str = PER_CRITERION,
+    cache_lookup=None,
+    should_stop=None,
+    leases_at_once: bool = False,
+    while_waiting=None,
+    deadline: float | None = None,
+) -> Outcome:
+    """Decide `items` for one response: a text, or an Episode (see the module doc for what
+    each scope reads); `plan_items`, then `grade_planned`. A step criterion's item comes back
+    as one verdict per step (`step` set) and its verdict on the response (`step` None).
+    `cache_lookup(keys) -> {key: Graded}` reads the cache (None: bypass it). `leases_at_once`:
+    take the judge's leases for all the calls in one round trip to Redis and return them in
+    one once the last call ends (grading.judges.limits.Together), for a caller that waits for
+    the slowest call anyway (the reward endpoint); runs return each lease as its call ends, so
+    no slot stands idle. `while_waiting()` is run once every call has been sent, on the thread
+    that sent the last, while the judge answers: CPU work that then delays no call. It is not
+    run when a call fails before it is sent, nor when no call is made; the caller checks. An
+    empty view makes no judge call: its judged criteria are not met (`grade_empty`); checked
+    ones still run. `deadline` (time.monotonic()), when given, ends every call by then even if
+    a judge's own item deadline is later (the reward endpoint's request deadline)."""
+    planned = plan_items(
+        spec,
+        grader_hash=grader_hash,
+        judges=judges,
+        messages=messages,
+        response=response,
+        items=items,
+        mode=mode,
+    )
+    hits = cache_lookup(planned.keys) if planned.pending and cache_lookup is not None else None
+    return grade_planned(
+        planned,
+        hits=hits,
+        should_stop=should_stop,
+        leases_at_once=leases_at_once,
+        while_waiting=while_waiting,
+        deadline=deadline,
+    )
 
 
 def _group(pending: list[tuple[dict, int, int, View, str]], mode: str) -> list[tuple]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -1192,13 +1193,13 @@ def run_retry_failed(*, run: GradingRun) -> int:
 
 
 def run_finish_if_done(*, run_id: int) -> bool:
-    """Completion is derived from the database: a run is done when no score is pending."""
-    if Score.objects.filter(run_id=run_id, status=Score.Status.PENDING).exists():
-        return False
+    """Completion is derived from the database: a run is done when no score is pending. One
+    statement (every chunk of a run ends with it)."""
+    pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
     return bool(
-        GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING).update(
-            status=GradingRun.Status.COMPLETED, finished_at=timezone.now()
-        )
+        GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
+        .filter(~Exists(pending))
+        .update(status=GradingRun.Status.COMPLETED, finished_at=timezone.now())
     )
 
 
@@ -1681,40 +1682,65 @@ class _Graded:
     cancelled: bool
 
 
-def _grade_one(
-    run: GradingRun, judges: list[Judge], refs: list[engine.JudgeRef], work: _Work, *, where: str
-) -> _Graded:
-    """Ask the judges (`refs`: theirs, made once a chunk) about one response's undecided items
-    (the cache first)."""
-    run_id, response, items = run.pk, work.response, work.items
+def _plan_one(
+    run: GradingRun, refs: list[engine.JudgeRef], work: _Work
+) -> tuple[Episode, engine.Planned | Exception]:
+    """One response of a chunk: its episode (parsed once: the engine and the detector both
+    read it) and its `engine.plan_items`, or what that raised (`_grade_one` ends its items as
+    errors)."""
     grader = work.score.grader
-    rater_of = {j.pk: j.rater_id for j in judges}
-    episode = response.episode  # parsed once: the engine and the detector both read it
+    episode = work.response.episode
     try:
-        outcome = engine.grade_items(
+        planned = engine.plan_items(
             grader.spec,
             grader_hash=grader.hash,
             judges=refs,
-            messages=response.task.messages,
+            messages=work.response.task.messages,
             response=episode,
-            items=items,
+            items=work.items,
             mode=run.mode,
-            cache_lookup=(
-                (lambda keys: _with_db(lambda: _cache_lookup(keys), what=where))
-                if run.use_cache
-                else None
-            ),
-            should_stop=_stopper(run_id),
+        )
+    except Exception as exc:  # noqa: BLE001 - see above
+        return episode, exc
+    return episode, planned
+
+
+def _grade_one(
+    run: GradingRun,
+    judges: list[Judge],
+    work: _Work,
+    planned: tuple[Episode, engine.Planned | Exception],
+    hits: dict[str, engine.Graded] | None,
+) -> _Graded:
+    """Ask the judges about one response's undecided items (`planned` by `_plan_one`) that
+    the chunk's cache read (`hits`) did not decide."""
+    run_id, response = run.pk, work.response
+    grader = work.score.grader
+    rater_of = {j.pk: j.rater_id for j in judges}
+    episode, planned = planned
+    found: list[injection.Finding | None] = []
+
+    def detect() -> None:
+        if not found:
+            found.append(injection.detect(episode))
+
+    try:
+        if isinstance(planned, Exception):
+            raise planned
+        # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
+        # Looked for while the judge answers, once every call is sent (as the reward
+        # endpoint does): the first calls of a run need not wait, nor the next response.
+        outcome = engine.grade_planned(
+            planned, hits=hits, should_stop=_stopper(run_id), while_waiting=detect
         )
     except DB_DOWN:
         raise  # the task goes back to the queue (grading.tasks.DB_RETRY)
     except Exception as exc:  # noqa: BLE001 - a crash would leave the items to the sweep
         # The items end as errors now, rather than as a task that fails each time the
         # recovery sweep queues it again: "Retry failed items" asks again.
-        outcome = engine.Outcome(graded=engine.failed(items, exc))
-    # Graded all the same; the judge's verdicts on a flagged response go to a reviewer.
-    # Looked for once the judge has answered: the first calls of a run need not wait.
-    finding = injection.detect(episode)
+        outcome = engine.Outcome(graded=engine.failed(work.items, exc))
+    detect()  # if no call was made (all from the cache, an empty response, a failure)
+    finding = found[0]
     # Items stopped by a cancel stay undecided (not errors): a resume grades them.
     kept = [g for g in outcome.graded if g.reason != "cancelled"]
     verdicts = [
@@ -1798,9 +1824,9 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
     verdict yet, then score each response (a step criterion's item writes its verdict at each
     step, Verdict.step, beside its verdict on the response; the run's items, its progress and
     its score count only the latter); what became of each, in the order of
-    `response_ids`. What the chunk needs is read in a few queries and its verdicts written in
-    one transaction (sooner with a slow judge: CHUNK_WRITE_S), however many tasks and graders
-    it spans.
+    `response_ids`. What the chunk needs, the cache's answers included, is read in a few
+    queries, its verdicts written in one transaction (sooner with a slow judge: CHUNK_WRITE_S)
+    and its scores in one statement, however many responses, tasks and graders it spans.
 
     Idempotent: verdicts are unique per (run, response, criterion, rater, sample) in the
     database, so a redelivered task skips what is done and never writes a second verdict.
@@ -1817,6 +1843,12 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
     stopped: list[int] = []  # responses a cancel stopped (or kept from starting)
     written = time.monotonic()
     refs = [judge_ref(j) for j in judges]
+    # Every response planned first (no I/O), so the chunk reads the cache in one query.
+    planned = {pk: _plan_one(run, refs, w) for pk, w in todo if w.items}
+    hits = None
+    if run.use_cache:
+        keys = [k for _, p in planned.values() if isinstance(p, engine.Planned) for k in p.keys]
+        hits = _with_db(lambda: _cache_lookup(keys), what=where)
     for response_id, work in todo:
         if stopped:
             stopped.append(response_id)
@@ -1824,7 +1856,7 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
         said[response_id] = f"graded {len(work.items)} items"
         if not work.items:
             continue
-        g = _grade_one(run, judges, refs, work, where=where)
+        g = _grade_one(run, judges, work, planned.pop(response_id), hits)
         graded.append(g)
         if g.cancelled:
             stopped.append(response_id)
@@ -1856,33 +1888,68 @@ def grade_responses(*, run_id: int, response_ids: list[int]) -> list[str]:
 
 
 def _score(run: GradingRun, scores: list[Score], judges: list[Judge]) -> set[int]:
-    """Score each response once all its items have a verdict; the ids of the scores done."""
+    """Score each response once all its items have a verdict, in one statement for the
+    chunk; the ids of the scores done."""
     rows: dict[int, list] = {s.response_id: [] for s in scores}
     for response_id, *row in Verdict.objects.filter(
         run_id=run.pk, response_id__in=list(rows), step__isnull=True
     ).values_list("response_id", "criterion_id", "rater_id", "sample_index", "outcome", "value"):
         rows[response_id].append(row)
     raters = [j.rater_id for j in judges]
-    scored = set()
+    done = []
     for score in scores:
         spec = score.grader.spec
         if len(rows[score.response_id]) < len(spec["criteria"]) * len(judges) * run.samples:
             continue
         figures, by_tag = score_with_tags(spec, combined_outcomes(rows[score.response_id], raters))
-        Score.objects.filter(pk=score.pk, status=Score.Status.PENDING).update(
-            status=Score.Status.DONE,
-            raw=figures.raw,
-            met_points=figures.met_points,
-            possible_points=figures.possible_points,
-            error_count=figures.error_count,
-            by_tag=by_tag,
-            gated_by=list(figures.gated_by),
-            finished_at=timezone.now(),
-        )
-        scored.add(score.pk)
-    if scored:
+        score.raw = figures.raw
+        score.met_points = figures.met_points
+        score.possible_points = figures.possible_points
+        score.error_count = figures.error_count
+        score.by_tag = by_tag
+        score.gated_by = list(figures.gated_by)
+        done.append(score)
+    if done:
+        _store_scores(done)
         run_finish_if_done(run_id=run.pk)
-    return scored
+    return {s.pk for s in done}
+
+
+_SCORE_FIELDS = {
+    "raw": "float8",
+    "met_points": "float8",
+    "possible_points": "float8",
+    "error_count": "int",
+    "by_tag": "jsonb",
+    "gated_by": "jsonb",
+}
+# PostgreSQL: a chunk's scores in one statement, each row's figures sent as one array per
+# column (as _STORE_SQL sends verdicts); only a pending score changes (a redelivered chunk's
+# second scoring is a no-op).
+_SCORE_SQL = (
+    f"UPDATE {Score._meta.db_table} AS s SET status = %s, finished_at = now(), "  # noqa: S608 - constants
+    + ", ".join(f"{f} = d.{f}::{kind}" for f, kind in _SCORE_FIELDS.items())
+    + " FROM unnest(%s::bigint[], "
+    + ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for kind in _SCORE_FIELDS.values())
+    + f") AS d(id, {', '.join(_SCORE_FIELDS)}) WHERE s.id = d.id AND s.status = %s"
+)
+
+
+def _store_scores(scores: list[Score]) -> None:
+    """Mark `scores` done with the figures set on them, those still pending only."""
+    if connection.vendor != "postgresql":
+        for score in scores:
+            score.status, score.finished_at = Score.Status.DONE, timezone.now()
+        Score.objects.filter(status=Score.Status.PENDING).bulk_update(
+            scores, ["status", "finished_at", *_SCORE_FIELDS]
+        )
+        return
+    columns = [[s.pk for s in scores]]
+    for field, kind in _SCORE_FIELDS.items():
+        values = [getattr(s, field) for s in scores]
+        columns.append([json.dumps(v) for v in values] if kind == "jsonb" else values)
+    with connection.cursor() as cursor:
+        cursor.execute(_SCORE_SQL, [Score.Status.DONE, *columns, Score.Status.PENDING])
 
 
 # --- The reward endpoint: synchronous scores, same engine, cache and limits ---------------
