@@ -289,10 +289,14 @@ def _model_scores(rows: list[tuple]) -> list[ModelScore]:
     """One run's models' scores from its rows (model, task id, external id, n, sum of raw):
     the overall cells of its leaderboard (the same tasks, in the same order, the same
     draws)."""
-    task_ids = _task_order({task_id: external_id for _, task_id, external_id, _, _ in rows})
-    models = sorted({row[0] for row in rows})
+    row_models, row_tasks, external_ids, ns, totals = zip(*rows, strict=True) if rows else [()] * 5
+    task_ids = _task_order(dict(zip(row_tasks, external_ids, strict=True)))
+    models = sorted(set(row_models))
     sums, counts = _per_model_task(
-        [(m, t, n, total) for m, t, _, n, total in rows],
+        row_models,
+        row_tasks,
+        ns,
+        totals,
         row_of={m: i for i, m in enumerate(models)},
         where={pk: i for i, pk in enumerate(task_ids)},
     )
@@ -418,17 +422,26 @@ def _task_order(external_ids: dict[int, str]) -> list[int]:
     return sorted(external_ids, key=lambda pk: (external_ids[pk], pk))
 
 
+def _indices(index: dict, keys: Sequence) -> np.ndarray:
+    return np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+
 def _per_model_task(
-    rows: list[tuple], *, row_of: dict[str, int], where: dict[int, int]
+    models: Sequence[str],
+    task_ids: Sequence[int],
+    ns: Sequence[int],
+    totals: Sequence[float],
+    *,
+    row_of: dict[str, int],
+    where: dict[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(models, tasks) arrays of the sums of raw scores and the counts of scored responses,
-    from rows (model, task id, n, sum of raw)."""
+    from rows given as columns: model, task id, n, sum of raw."""
     sums, counts = np.zeros((len(row_of), len(where))), np.zeros((len(row_of), len(where)))
-    if rows:
+    if models:
         # Filled by index arrays: one numpy assignment each, not one per row (10,000s of rows).
-        models, task_ids, ns, totals = zip(*rows, strict=True)
-        at = ([row_of[m] for m in models], [where[t] for t in task_ids])
-        sums[at] = [float(x) for x in totals]
+        at = (_indices(row_of, models), _indices(where, task_ids))
+        sums[at] = np.array(totals, dtype=float)
         counts[at] = ns
     return sums, counts
 
@@ -466,9 +479,8 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     # Tasks share a few tag lists (a HealthBench theme and category each): each list's text
     # is parsed once, not once per task.
     parsed: dict[str, tuple[str, ...]] = {}
-    for _, _, task_id, external_id, title, tags, _, _ in rows:
-        if task_id in info:  # a task's row per model: its tags are read once
-            continue
+    # A task has a row per model, with the same details: each task's are read once.
+    for _, _, task_id, external_id, title, tags, _, _ in {row[2]: row for row in rows}.values():
         if isinstance(tags, str):  # jsonb reaches a raw cursor as text (Django's loader)
             clean = parsed.get(tags)
             if clean is None:
@@ -481,22 +493,23 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     models = sorted(sources)
     row_of = {m: i for i, m in enumerate(models)}
     k, m_count = len(task_ids), len(models)
-    sums, counts = _per_model_task(
-        [(r[1], r[2], r[6], r[7]) for r in rows], row_of=row_of, where=where
-    )
+    _, row_models, row_tasks, _, _, _, ns, totals = zip(*rows, strict=True) if rows else [()] * 8
+    sums, counts = _per_model_task(row_models, row_tasks, ns, totals, row_of=row_of, where=where)
+    # Per (axis tag, model, task), filled as the overall sums are: by index arrays.
     axis_rows = [row for row in axis_rows if row[1] in where]
-    axis_tags = sorted({tag for _, _, tag, _, _ in axis_rows})
+    axis_tags = sorted({row[2] for row in axis_rows})
     axis_of = {t: i for i, t in enumerate(axis_tags)}
     axis_sums = np.zeros((len(axis_tags), m_count, k))
     axis_counts = np.zeros((len(axis_tags), m_count, k))
     if axis_rows:
+        a_models, a_tasks, a_tags, a_ns, a_totals = zip(*axis_rows, strict=True)
         at = (
-            [axis_of[r[2]] for r in axis_rows],
-            [row_of[r[0]] for r in axis_rows],
-            [where[r[1]] for r in axis_rows],
+            _indices(axis_of, a_tags),
+            _indices(row_of, a_models),
+            _indices(where, a_tasks),
         )
-        axis_sums[at] = [float(r[4]) for r in axis_rows]
-        axis_counts[at] = [r[3] for r in axis_rows]
+        axis_sums[at] = np.array(a_totals, dtype=float)
+        axis_counts[at] = a_ns
     task_tags = sorted({tag for pk in task_ids for tag in info[pk][2]})
     member = np.zeros((len(task_tags), k))
     tag_of = {t: i for i, t in enumerate(task_tags)}
@@ -556,13 +569,13 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     means_by_task = task_means.T.tolist()
     counts_by_task = ordered_counts.astype(int).T.tolist()
     task_info, task_cells = [], []
-    for j, pk in enumerate(task_ids):  # where[pk] == j
-        cells = tuple(
-            (mean, n) if n else (None, 0)
-            for mean, n in zip(means_by_task[j], counts_by_task[j], strict=True)
-        )
+    for pk, means, ns, spread in zip(task_ids, means_by_task, counts_by_task, spreads, strict=True):
+        if all(ns):  # every model scored the task: most tasks
+            cells = tuple(zip(means, ns, strict=True))
+        else:
+            cells = tuple((mean, n) if n else (None, 0) for mean, n in zip(means, ns, strict=True))
         external_id, title, tags = info[pk]
-        task_info.append((pk, external_id, title, tags, spreads[j]))
+        task_info.append((pk, external_id, title, tags, spread))
         task_cells.append(cells)
     # Most disagreement first; tasks fewer than two models scored last; then by external id.
     by_spread = sorted(
