@@ -31,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from annotation.models import Response
+from grading import kept
 from grading.models import GradingRun, Score
 from rubrics import suites
 from rubrics.models import Suite, SuiteVersion, Task
@@ -45,8 +46,6 @@ HEATMAP_BUCKETS = 50
 NO_TAG = "(no tag)"
 # A page lists this many tasks by disagreement unless asked for all.
 TOP_TASKS = 20
-# How long a finished leaderboard (and what is made from it) stays in the cache.
-CACHE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -258,31 +257,18 @@ def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
 # --- Selectors ----------------------------------------------------------------------------
 
 
-def _kept_key(run: GradingRun, what: str) -> str:
-    """Where a completed run's `what` is kept in the cache: under its finish time, as its
-    scores no longer change (a retry or resume reopens the run and gives it a new finish
-    time). "" while the run is not completed: its figures are read afresh."""
-    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
-        return ""
-    return f"assay:{what}:run:{run.pk}:{run.finished_at.isoformat()}"
-
-
 def model_scores(runs: Sequence[GradingRun]) -> dict[int, list[ModelScore]]:
     """Per run id: its models' scores, by model name (the run's overall cells: its
-    leaderboard's and its page's). Completed runs' are kept in the cache; the others are read
-    in one query, however many runs, tasks or responses, and bootstrapped run by run."""
-    keys = {run.pk: key for run in runs if (key := _kept_key(run, "model-scores"))}
-    kept = cache.get_many(list(keys.values())) if keys else {}
-    found = {pk: kept[key] for pk, key in keys.items() if key in kept}
-    missing = list(dict.fromkeys(run.pk for run in runs if run.pk not in found))
-    if missing:
-        by_run: dict[int, list[tuple]] = {pk: [] for pk in missing}
-        for run_id, model, task_id, external_id, n, total in _task_sums(missing, details=False):
-            by_run[run_id].append((model, task_id, external_id, n, total))
-        fresh = {pk: _model_scores(rows) for pk, rows in by_run.items()}
-        found.update(fresh)
-        cache.set_many({keys[pk]: fresh[pk] for pk in fresh if pk in keys}, timeout=CACHE_S)
-    return found
+    leaderboard's and its page's). Completed runs' are kept (grading.kept); the others are
+    read in one query, however many runs, tasks or responses, and bootstrapped run by run."""
+    return kept.finished_many(runs, "model-scores", _read_model_scores)
+
+
+def _read_model_scores(run_ids: list[int]) -> dict[int, list[ModelScore]]:
+    by_run: dict[int, list[tuple]] = {pk: [] for pk in run_ids}
+    for run_id, model, task_id, external_id, n, total in _task_sums(run_ids, details=False):
+        by_run[run_id].append((model, task_id, external_id, n, total))
+    return {pk: _model_scores(rows) for pk, rows in by_run.items()}
 
 
 def _model_scores(rows: list[tuple]) -> list[ModelScore]:
@@ -308,19 +294,17 @@ def _model_scores(rows: list[tuple]) -> list[ModelScore]:
 
 
 def run_leaderboard(run: GradingRun) -> Leaderboard:
-    """The run's leaderboard over its scored responses; a completed run's is kept in the
-    cache (and its model scores with it: they are its overall cells)."""
-    key = _kept_key(run, "leaderboard")
-    if not key:
-        return _build(run.pk)
-    board = cache.get(key)
-    if board is None:
+    """The run's leaderboard over its scored responses; a completed run's is kept
+    (grading.kept), and its model scores with it: they are its overall cells."""
+
+    def build() -> Leaderboard:
         board = _build(run.pk)
-        board.cache_key = key
-        cache.set(key, board, timeout=CACHE_S)
+        board.cache_key = kept.key(run, "leaderboard")
         scores = sorted((row.overall for row in board.models), key=lambda s: s.model)
-        cache.set(_kept_key(run, "model-scores"), scores, timeout=CACHE_S)
-    return board
+        kept.keep(run, "model-scores", scores)
+        return board
+
+    return kept.finished(run, "leaderboard", build)
 
 
 def suite_version_for(suite: Suite, number: int | None) -> SuiteVersion | None:
@@ -362,7 +346,7 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
         else:
             board = _build({model: run_id for model, (run_id, _) in found.items()})
             board.cache_key = key
-            cache.set(key, board, timeout=CACHE_S)
+            cache.set(key, board, timeout=kept.CACHE_S)
     board.version, board.suite_id = frozen, suite.pk
     return board
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Case, Count, F, Max, Q, Sum, Value, When
@@ -17,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
-from grading import leaderboard
+from grading import kept, leaderboard
 from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
@@ -26,27 +25,6 @@ from rubrics.rows import Rows
 from rubrics.suites import carries_any, suite_task_ids
 
 HISTOGRAM_BINS = 10
-# How long a completed run's figures stay in the process's cache (`finished`).
-FINISHED_CACHE_S = 3600
-
-
-def finished(run: GradingRun, name: str, compute):
-    """`compute()`, kept in the process's cache for a completed run under its finish time.
-
-    A completed run's verdicts, scores and judge calls no longer change: retrying failed items
-    or resuming reopens the run (its finish time goes) and finishing again gives it a new one,
-    so a key with the finish time never serves figures of another state. Counting a
-    HealthBench-sized run (100,000 verdicts and judge calls, 10,000 scores) on every view of
-    its page would cost most of a second; leads open finished runs far more often than they
-    grade. A run still going is always counted afresh."""
-    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
-        return compute()
-    key = f"assay:run-{name}:{run.pk}:{run.finished_at.isoformat()}"
-    value = cache.get(key)
-    if value is None:
-        value = compute()
-        cache.set(key, value, timeout=FINISHED_CACHE_S)
-    return value
 
 
 def project_judges(project: Project):
@@ -119,7 +97,7 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
     """One page (RUNS_PER_PAGE) of the project's runs in `sort` order, each with its score per
     model (grading.leaderboard.model_scores), progress and cost: a fixed number of queries,
     however many runs and scores (the scores, verdicts and calls of the page's runs are summed
-    in one query each; completed runs' scores are kept in the cache)."""
+    in one query each; completed runs' scores and calls are kept: grading.kept)."""
     sort = clean_run_sort(sort)
     descending, key = sort.startswith("-"), sort.lstrip("-")
     order = [
@@ -136,7 +114,6 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
     )
     paged = Paginator(runs, RUNS_PER_PAGE).get_page(page)
     listed = list(paged.object_list)
-    ids = [r.pk for r in listed]
     scores = leaderboard.model_scores(listed)
     # A completed run is done; only the others' verdicts are counted (on responses: a step
     # criterion's verdicts at its steps are not items of the run).
@@ -147,18 +124,7 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
         .annotate(n=Count("pk"))
         .values_list("run_id", "n")
     )
-    calls: dict[int, list[dict]] = {}
-    for row in (
-        JudgeCall.objects.filter(run_id__in=ids)
-        .values("run_id", model=F("judge__model"))
-        .annotate(
-            prompt=Sum("prompt_tokens"),
-            cached=Sum("cached_tokens"),
-            completion=Sum("completion_tokens"),
-        )
-        .order_by("run_id")
-    ):
-        calls.setdefault(row["run_id"], []).append(row)
+    calls = kept.finished_many(listed, "calls", _call_totals_of)
     models = {row["model"] for rows in calls.values() for row in rows}
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in=models)} if models else {}
     rows = []
@@ -241,7 +207,7 @@ def broker_unreachable() -> bool:
 
 
 def run_progress(run: GradingRun) -> Progress:
-    return finished(run, "progress", lambda: _run_progress(run))
+    return kept.finished(run, "progress", lambda: _run_progress(run))
 
 
 def _run_progress(run: GradingRun) -> Progress:
@@ -354,8 +320,8 @@ class ModelSummary:
 
 def model_summaries(run: GradingRun) -> list[ModelSummary]:
     """Per model of the run, by name: its score and the run page's extras. A completed run's
-    are kept in the process's cache under its finish time (`finished`)."""
-    return finished(run, "summaries", lambda: _model_summaries(run))
+    are kept (grading.kept)."""
+    return kept.finished(run, "summaries", lambda: _model_summaries(run))
 
 
 def _model_summaries(run: GradingRun) -> list[ModelSummary]:
@@ -428,9 +394,11 @@ def run_scores_page(run: GradingRun, page, *, count: int):
         paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
         paginator.count = count
         return paginator.get_page(page)
-    # A completed run's order is kept (`finished`): sorting 10,000 scores by task and model
+    # A completed run's order is kept (grading.kept): sorting 10,000 scores by task and model
     # for each page is most of the page's database time; a page is then 50 rows by id.
-    order = finished(run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True)))
+    order = kept.finished(
+        run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True))
+    )
     shown = Paginator(order, SCORES_PER_PAGE).get_page(page)
     rows = Score.objects.select_related("response__task").in_bulk(list(shown.object_list))
     shown.object_list = [rows[pk] for pk in shown.object_list if pk in rows]
@@ -545,7 +513,7 @@ def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
 def run_flagged_responses(run: GradingRun) -> int:
     """Responses of the run whose judge verdicts are marked for review: they address the
     grader (grading.injection)."""
-    return finished(
+    return kept.finished(
         run,
         "flagged",
         lambda: (
@@ -559,7 +527,7 @@ def run_flagged_responses(run: GradingRun) -> int:
 
 def run_error_reasons(run: GradingRun) -> list[dict]:
     """Error verdicts counted by reason (the text before the first colon of `error`)."""
-    return finished(run, "errors", lambda: _run_error_reasons(run))
+    return kept.finished(run, "errors", lambda: _run_error_reasons(run))
 
 
 def _run_error_reasons(run: GradingRun) -> list[dict]:
@@ -584,10 +552,16 @@ class Costs:
 
 def _call_totals(run: GradingRun) -> list[dict]:
     """The run's judge calls summed per judge model: the one source of a run's tokens, for
-    its progress line and its cost panel alike."""
-    return list(
-        JudgeCall.objects.filter(run=run)
-        .values(model=F("judge__model"))
+    its progress line, its cost panel and the runs list alike."""
+    return _call_totals_of([run.pk])[run.pk]
+
+
+def _call_totals_of(run_ids: list[int]) -> dict[int, list[dict]]:
+    """`_call_totals` of each run, in one query."""
+    totals: dict[int, list[dict]] = {pk: [] for pk in run_ids}
+    for row in (
+        JudgeCall.objects.filter(run_id__in=run_ids)
+        .values("run_id", model=F("judge__model"))
         .annotate(
             calls=Count("pk"),
             requests=Sum("attempts"),
@@ -595,8 +569,10 @@ def _call_totals(run: GradingRun) -> list[dict]:
             cached=Sum("cached_tokens"),
             completion=Sum("completion_tokens"),
         )
-        .order_by("model")
-    )
+        .order_by("run_id", "model")
+    ):
+        totals[row.pop("run_id")].append(row)
+    return totals
 
 
 def _priced(rows: list[dict], prices: dict) -> float | None:
