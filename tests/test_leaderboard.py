@@ -349,17 +349,31 @@ def test_the_suite_leaderboard_reads_a_fixed_number_of_queries(personas):
 
 
 @pytest.mark.django_db
-def test_the_run_page_reads_the_same_queries_for_10_and_200_tasks(personas, client):
+def test_the_results_pages_read_the_same_queries_for_10_and_200_tasks(personas, client):
+    """The run page, its suite's page and the runs list, first seen (nothing kept) and
+    again (the completed run's figures kept): as many queries whatever the tasks."""
     client.force_login(personas.admin)
     counts = []
     for tasks in (10, 200):
         run = scored_run(personas, _many(tasks))
         GradingRun.objects.filter(pk=run.pk).update(total_items=tasks * 4)
-        with CaptureQueriesContext(connection) as ctx:
-            response = client.get(f"/runs/{run.pk}/")
-        assert response.status_code == 200
-        counts.append(len(ctx.captured_queries))
+        pages = (
+            f"/runs/{run.pk}/",
+            f"/suites/{run.suite_version.suite_id}/",
+            f"/p/{personas.project.slug}/runs/",
+        )
+        seen = []
+        for page in pages:
+            cache.clear()
+            for _ in range(2):  # first seen, then with the completed runs' figures kept
+                with CaptureQueriesContext(connection) as ctx:
+                    response = client.get(page)
+                assert response.status_code == 200, page
+                seen.append(len(ctx.captured_queries))
+        counts.append(seen)
     assert counts[0] == counts[1]
+    # Kept: each page again reads fewer (no score, verdict or judge call is counted again).
+    assert all(again < first for first, again in itertools.batched(counts[0], 2))
 
 
 # --- One score per model, wherever it is shown ----------------------------------------------
