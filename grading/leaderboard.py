@@ -326,25 +326,35 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
         return board
     # The completed runs over the version decide everything below: cached under them, the
     # scan of their scores for each model's newest run is made once per new completed run.
-    completed = sorted(
-        GradingRun.objects.filter(
+    completed = {
+        run.pk: run
+        for run in GradingRun.objects.filter(
             suite_version=frozen, status=GradingRun.Status.COMPLETED
-        ).values_list("pk", "finished_at")
-    )
+        ).only("pk", "status", "finished_at")
+    }
     key = "assay:leaderboard:suite:%s:%s" % (  # noqa: UP031 (a key of many parts)
         frozen.pk,
         hashlib.sha256(
-            ";".join(f"{pk}@{t.isoformat() if t else ''}" for pk, t in completed).encode()
+            ";".join(
+                f"{pk}@{run.finished_at.isoformat() if run.finished_at else ''}"
+                for pk, run in sorted(completed.items())
+            ).encode()
         ).hexdigest(),
     )
     board = cache.get(key) if completed else None
     if board is None:
         found = _suite_sources(frozen) if completed else {}
+        sources = {model: run_id for model, (run_id, _) in found.items()}
         if not found:
             note = f"No completed run over v{frozen.number} has scored a response yet."
             board = _empty(note=note)
         else:
-            board = _build({model: run_id for model, (run_id, _) in found.items()})
+            if len(set(sources.values())) == 1:
+                # One run is every model's newest: its own leaderboard is this one (the same
+                # scores, tasks and draws), made once for its page and the suite's.
+                board = run_leaderboard(completed[next(iter(sources.values()))])
+            else:
+                board = _build(sources)
             board.cache_key = key
             cache.set(key, board, timeout=kept.CACHE_S)
     board.version, board.suite_id = frozen, suite.pk

@@ -496,6 +496,26 @@ def test_a_suite_takes_each_models_newest_completed_run_on_the_version(personas)
 
 
 @pytest.mark.django_db
+def test_a_suite_whose_models_come_from_one_run_shows_that_runs_leaderboard(personas):
+    run = scored_run(personas, MIXED, tags={"u1": ["cardio"]})
+    board = leaderboard.run_leaderboard(run)
+    # Made once: the suite's leaderboard sums no score again.
+    with CaptureQueriesContext(connection) as ctx:
+        suite_board = leaderboard.suite_leaderboard(run.suite_version.suite)
+    assert not any("SUM(" in q["sql"].upper() for q in ctx.captured_queries)
+    assert suite_board.models == board.models and suite_board.task_info == board.task_info
+    assert suite_board.heatmap == board.heatmap and suite_board.runs == [run.pk]
+    assert suite_board.version == run.suite_version
+    # The same as it would be made from its sources, model by model.
+    own = leaderboard._build({"a": run.pk, "b": run.pk})
+    assert (own.models, own.task_info, own.task_cells) == (
+        board.models,
+        board.task_info,
+        board.task_cells,
+    )
+
+
+@pytest.mark.django_db
 def test_a_suite_without_runs_or_versions_says_so(personas):
     p = personas
     task = factories.make_task(p.project, "lonely")
