@@ -493,10 +493,17 @@ class RunDetailApi(APIView):
         class SummarySerializer(serializers.Serializer):
             model = serializers.CharField()
             responses = serializers.IntegerField()
-            scored = serializers.IntegerField(help_text="Responses with a score (no errors).")
+            scored = serializers.IntegerField(
+                help_text="Responses with a score (no errors): the mean's n."
+            )
+            tasks = serializers.IntegerField(
+                source="score.tasks", help_text="Tasks with a scored response."
+            )
             errors = serializers.IntegerField(help_text="Responses with an error verdict.")
             mean = serializers.FloatField(
-                allow_null=True, help_text="Mean score, clipped to [0, 1] (HealthBench)."
+                allow_null=True,
+                help_text="Mean raw score over the scored responses, clipped to [0, 1] once "
+                "averaged (HealthBench); the same figure as the run's leaderboard.",
             )
             mean_raw = serializers.FloatField(allow_null=True, help_text="Mean before clipping.")
             histogram = serializers.ListField(
@@ -505,7 +512,8 @@ class RunDetailApi(APIView):
             ci = serializers.ListField(
                 child=serializers.FloatField(),
                 allow_null=True,
-                help_text="95% bootstrap interval of the clipped mean; null below 2 scores.",
+                help_text="95% percentile-bootstrap interval of the clipped mean that resamples "
+                "the run's tasks (as the leaderboard's overall cell); null below two tasks.",
             )
 
         @extend_schema_serializer(component_name="RunCosts")

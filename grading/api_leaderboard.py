@@ -13,18 +13,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grading import leaderboard, selectors
+from grading import kept, leaderboard, selectors
 from rubrics.api import query_filters, responses, service_errors
 from rubrics.permissions import Perm
 
 LEADERBOARD_RULE = (
     "Models x (overall, each task, each axis tag, each task tag). Each cell is the HealthBench "
-    "aggregation: the mean over responses of each response's raw score clipped to [0, 1], with "
+    "aggregation: the mean of the responses' raw scores, clipped to [0, 1] once averaged, with "
     "n, the scored responses it averages (responses with an error verdict have no score). "
     "Overall and tag cells carry a 95% percentile-bootstrap interval that resamples tasks "
     f"({leaderboard.BOOTSTRAP_RESAMPLES} resamples, fixed seed): each resample draws the tasks "
     "with replacement, and a cell is the mean over the responses of the tasks drawn. `tasks` "
     "are sorted by how much the models disagree (max minus min of their per-task means). "
+    "On a run's leaderboard, a model's overall cell is its score on the run's page and lists. "
     "`heatmap` holds models x tasks, or models x groups of tasks above "
     f"{leaderboard.HEATMAP_MAX_COLUMNS} tasks (by task tag, else ordered buckets; `note` says "
     "which)."
@@ -34,7 +35,8 @@ LEADERBOARD_RULE = (
 @extend_schema_serializer(component_name="LeaderboardCell")
 class CellSerializer(serializers.Serializer):
     mean = serializers.FloatField(
-        allow_null=True, help_text="Mean of clipped scores; null without a scored response."
+        allow_null=True,
+        help_text="Mean of raw scores clipped to [0, 1]; null without a scored response.",
     )
     n = serializers.IntegerField(help_text="Scored responses averaged.")
     ci = serializers.ListField(
@@ -171,7 +173,7 @@ def _answer(request: Request, board: leaderboard.Leaderboard, serializer, top: i
     body = cache.get(key)
     if body is None:
         body = renderer.render(serializer(board, context={"top": top}).data)
-        cache.set(key, body, timeout=leaderboard.CACHE_S)
+        cache.set(key, body, timeout=kept.CACHE_S)
     return HttpResponse(body, content_type=renderer.media_type)
 
 

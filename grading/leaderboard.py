@@ -1,18 +1,20 @@
-"""Leaderboards: a run's, and a suite's over its runs.
+"""Per-model scores: a run's models (run page, runs list, suite page, CLI), a run's
+leaderboard, and a suite's over its runs. One aggregation serves them all.
 
-Models x (overall, each task, each axis tag, each task tag). Every cell is the HealthBench
-aggregation: the mean of the responses' raw scores, clipped to [0, 1] once averaged (a
-pitfall's negative raw lowers the mean it is part of; HealthBench's
-`_compute_clipped_stats`, and the per-model summary above the leaderboard), with n, the
-responses it averages. Overall and tag cells carry a 95% percentile-bootstrap interval that
-resamples TASKS: the tasks are the unit a benchmark samples, and responses of one task are
-not independent, so resampling responses (or criteria) would make the interval too narrow.
-Each resample draws the leaderboard's tasks with replacement, and each of its cells is the
-mean over the responses of the tasks drawn (a task drawn twice counts twice), clipped as the
-cell is; the same draws serve every model and every column.
+Every score is the HealthBench aggregation: the mean of the responses' raw scores, clipped to
+[0, 1] once averaged (a pitfall's negative raw lowers the mean it is part of; HealthBench's
+`_compute_clipped_stats`), with n, the responses it averages. A model's score and the
+leaderboard's overall and tag cells carry a 95% percentile-bootstrap interval that resamples
+TASKS: the tasks are the unit a benchmark samples, and responses of one task are not
+independent, so resampling responses (or criteria) would make the interval too narrow. Each
+resample draws the run's (or leaderboard's) tasks with replacement, and each of its cells is
+the mean over the responses of the tasks drawn (a task drawn twice counts twice), clipped as
+the cell is; the same draws serve every model and every column, so a model's score on its run's
+page, in the run lists and on its run's leaderboard is one figure.
 
-Reads a fixed handful of queries whatever the number of tasks or responses: sums and counts
-are made in SQL per (model, task) and per (model, task, axis tag); the rest is numpy.
+Leaderboards are models x (overall, each task, each axis tag, each task tag). Reads a fixed
+handful of queries whatever the number of tasks, responses or runs: sums and counts are made
+in SQL per (run, model, task) and per (model, task, axis tag); the rest is numpy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from annotation.models import Response
+from grading import kept
 from grading.models import GradingRun, Score
 from rubrics import suites
 from rubrics.models import Suite, SuiteVersion, Task
@@ -43,8 +46,6 @@ HEATMAP_BUCKETS = 50
 NO_TAG = "(no tag)"
 # A page lists this many tasks by disagreement unless asked for all.
 TOP_TASKS = 20
-# How long a finished leaderboard (and what is made from it) stays in the cache.
-CACHE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,27 @@ class TagCell(Cell):
 
 
 @dataclass(frozen=True)
+class ModelScore(Cell):
+    """A model's score in one run, wherever it is shown: the run's overall cell for it."""
+
+    model: str = ""
+    tasks: int = 0  # tasks with a scored response of the model
+
+    @property
+    def ci_missing(self) -> str:
+        """Why there is no interval, in words for a page; empty when there is one."""
+        if self.ci is not None:
+            return ""
+        if not self.n:
+            return "no scored response yet"
+        return "one task scored; an interval over tasks needs two"
+
+
+@dataclass(frozen=True)
 class ModelRow:
     model: str
     run_id: int  # the run the row's scores come from
-    overall: Cell
+    overall: ModelScore
     axis_tags: list[TagCell]  # in the order of Leaderboard.axis_tags
     task_tags: list[TagCell]  # in the order of Leaderboard.task_tags
 
@@ -143,11 +161,15 @@ def clip(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-def _where(sources: dict[str, int] | int) -> tuple[str, list]:
-    """Scored responses of one run (an id), or of each model in its source run ({model: run
-    id}: one (run, model) condition per model; the models are few, whatever the tasks)."""
+def _where(sources: dict[str, int] | list[int] | int) -> tuple[str, list]:
+    """Scored responses of one run (an id), of several ([ids]), or of each model in its
+    source run ({model: run id}: one (run, model) condition per model; the models are few,
+    whatever the tasks)."""
     if isinstance(sources, int):
-        return "s.run_id = %s AND s.raw IS NOT NULL", [sources]
+        sources = [sources]
+    if isinstance(sources, list):
+        marks = ", ".join(["%s"] * len(sources)) or "NULL"
+        return f"s.run_id IN ({marks}) AND s.raw IS NOT NULL", list(sources)
     params: list = []
     for model, run_id in sources.items():
         params += [run_id, model]
@@ -155,18 +177,20 @@ def _where(sources: dict[str, int] | int) -> tuple[str, list]:
     return f"({either}) AND s.raw IS NOT NULL", params
 
 
-def _task_sums(sources: dict[str, int] | int) -> list[tuple]:
-    """(model, task id, external id, title, tags, n, sum of raw) per model and task."""
+def _task_sums(sources: dict[str, int] | list[int] | int, *, details: bool) -> list[tuple]:
+    """(run id, model, task id, external id, n, sum of raw) per run, model and task; with
+    `details`, the task's title and tags after its external id."""
     where, params = _where(sources)
-    # Summed per (model, task) first, then joined to the tasks: grouping the joined rows
+    # Summed per (run, model, task) first, then joined to the tasks: grouping the joined rows
     # sorted every score with its task's title and tags (most of the query at 5,000 tasks).
     sql = f"""
-        SELECT a.model, t.id, t.external_id, t.title, t.tags, a.n, a.total
+        SELECT a.run_id, a.model, t.id, t.external_id{", t.title, t.tags" if details else ""},
+            a.n, a.total
         FROM (
-            SELECT r.model, r.task_id, COUNT(*) AS n, SUM(s.raw) AS total
+            SELECT s.run_id, r.model, r.task_id, COUNT(*) AS n, SUM(s.raw) AS total
             FROM {_SCORE} s JOIN {_RESPONSE} r ON r.id = s.response_id
             WHERE {where}
-            GROUP BY r.model, r.task_id
+            GROUP BY s.run_id, r.model, r.task_id
         ) a JOIN {_TASK} t ON t.id = a.task_id
     """  # noqa: S608 (table names are ours; values are parameters)
     with connection.cursor() as cursor:
@@ -233,19 +257,54 @@ def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
 # --- Selectors ----------------------------------------------------------------------------
 
 
+def model_scores(runs: Sequence[GradingRun]) -> dict[int, list[ModelScore]]:
+    """Per run id: its models' scores, by model name (the run's overall cells: its
+    leaderboard's and its page's). Completed runs' are kept (grading.kept); the others are
+    read in one query, however many runs, tasks or responses, and bootstrapped run by run."""
+    return kept.finished_many(runs, "model-scores", _read_model_scores)
+
+
+def _read_model_scores(run_ids: list[int]) -> dict[int, list[ModelScore]]:
+    by_run: dict[int, list[tuple]] = {pk: [] for pk in run_ids}
+    for run_id, model, task_id, external_id, n, total in _task_sums(run_ids, details=False):
+        by_run[run_id].append((model, task_id, external_id, n, total))
+    return {pk: _model_scores(rows) for pk, rows in by_run.items()}
+
+
+def _model_scores(rows: list[tuple]) -> list[ModelScore]:
+    """One run's models' scores from its rows (model, task id, external id, n, sum of raw):
+    the overall cells of its leaderboard (the same tasks, in the same order, the same
+    draws)."""
+    row_models, row_tasks, external_ids, ns, totals = zip(*rows, strict=True) if rows else [()] * 5
+    task_ids = _task_order(dict(zip(row_tasks, external_ids, strict=True)))
+    models = sorted(set(row_models))
+    sums, counts = _per_model_task(
+        row_models,
+        row_tasks,
+        ns,
+        totals,
+        row_of={m: i for i, m in enumerate(models)},
+        where={pk: i for i, pk in enumerate(task_ids)},
+    )
+    tasks_of = (counts > 0).sum(axis=1).tolist()
+    return [
+        ModelScore(*cell, model=model, tasks=tasks)
+        for model, cell, tasks in zip(models, _cells(sums.T, counts.T), tasks_of, strict=True)
+    ]
+
+
 def run_leaderboard(run: GradingRun) -> Leaderboard:
-    """The run's leaderboard over its scored responses. A completed run's scores no longer
-    change (a retry or resume reopens it and gives it a new finish time), so its leaderboard
-    is kept in the cache under that time."""
-    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
-        return _build(run.pk)
-    key = f"assay:leaderboard:run:{run.pk}:{run.finished_at.isoformat()}"
-    board = cache.get(key)
-    if board is None:
+    """The run's leaderboard over its scored responses; a completed run's is kept
+    (grading.kept), and its model scores with it: they are its overall cells."""
+
+    def build() -> Leaderboard:
         board = _build(run.pk)
-        board.cache_key = key
-        cache.set(key, board, timeout=CACHE_S)
-    return board
+        board.cache_key = kept.key(run, "leaderboard")
+        scores = sorted((row.overall for row in board.models), key=lambda s: s.model)
+        kept.keep(run, "model-scores", scores)
+        return board
+
+    return kept.finished(run, "leaderboard", build)
 
 
 def suite_version_for(suite: Suite, number: int | None) -> SuiteVersion | None:
@@ -267,27 +326,37 @@ def suite_leaderboard(suite: Suite, version: int | None = None) -> Leaderboard:
         return board
     # The completed runs over the version decide everything below: cached under them, the
     # scan of their scores for each model's newest run is made once per new completed run.
-    completed = sorted(
-        GradingRun.objects.filter(
+    completed = {
+        run.pk: run
+        for run in GradingRun.objects.filter(
             suite_version=frozen, status=GradingRun.Status.COMPLETED
-        ).values_list("pk", "finished_at")
-    )
+        ).only("pk", "status", "finished_at")
+    }
     key = "assay:leaderboard:suite:%s:%s" % (  # noqa: UP031 (a key of many parts)
         frozen.pk,
         hashlib.sha256(
-            ";".join(f"{pk}@{t.isoformat() if t else ''}" for pk, t in completed).encode()
+            ";".join(
+                f"{pk}@{run.finished_at.isoformat() if run.finished_at else ''}"
+                for pk, run in sorted(completed.items())
+            ).encode()
         ).hexdigest(),
     )
     board = cache.get(key) if completed else None
     if board is None:
         found = _suite_sources(frozen) if completed else {}
+        sources = {model: run_id for model, (run_id, _) in found.items()}
         if not found:
             note = f"No completed run over v{frozen.number} has scored a response yet."
             board = _empty(note=note)
         else:
-            board = _build({model: run_id for model, (run_id, _) in found.items()})
+            if len(set(sources.values())) == 1:
+                # One run is every model's newest: its own leaderboard is this one (the same
+                # scores, tasks and draws), made once for its page and the suite's.
+                board = run_leaderboard(completed[next(iter(sources.values()))])
+            else:
+                board = _build(sources)
             board.cache_key = key
-            cache.set(key, board, timeout=CACHE_S)
+            cache.set(key, board, timeout=kept.CACHE_S)
     board.version, board.suite_id = frozen, suite.pk
     return board
 
@@ -312,12 +381,15 @@ def task_bootstrap(
     values = np.concatenate([sums, counts], axis=1)
     rng = np.random.default_rng(seed)
     out = np.empty((resamples, sums.shape[1]))
+    # 32-bit draws when the tasks fit: numpy draws a range below 2**32 from the same 32-bit
+    # stream whatever the dtype (the draws equal int64's), at half the memory to write.
+    dtype = np.int32 if tasks * BOOTSTRAP_CHUNK < 2**31 else np.int64
     for start in range(0, resamples, BOOTSTRAP_CHUNK):
         b = min(BOOTSTRAP_CHUNK, resamples - start)
-        draws = rng.integers(0, tasks, size=(b, tasks))
+        draws = rng.integers(0, tasks, size=(b, tasks), dtype=dtype)
         # How often each task was drawn in each resample: then one matrix product sums them.
-        offsets = (np.arange(b) * tasks)[:, None]
-        weights = np.bincount((draws + offsets).ravel(), minlength=b * tasks)
+        draws += (np.arange(b, dtype=dtype) * tasks)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=b * tasks)
         totals = weights.reshape(b, tasks).astype(float) @ values
         s, n = totals[:, : sums.shape[1]], totals[:, sums.shape[1] :]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -339,19 +411,70 @@ def percentile_interval(means: np.ndarray) -> list[tuple[float, float] | None]:
     return intervals
 
 
+def _task_order(external_ids: dict[int, str]) -> list[int]:
+    """Task ids in the order the bootstrap draws them by index: by external id, then id."""
+    return sorted(external_ids, key=lambda pk: (external_ids[pk], pk))
+
+
+def _indices(index: dict, keys: Sequence) -> np.ndarray:
+    return np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+
+def _per_model_task(
+    models: Sequence[str],
+    task_ids: Sequence[int],
+    ns: Sequence[int],
+    totals: Sequence[float],
+    *,
+    row_of: dict[str, int],
+    where: dict[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(models, tasks) arrays of the sums of raw scores and the counts of scored responses,
+    from rows given as columns: model, task id, n, sum of raw."""
+    sums, counts = np.zeros((len(row_of), len(where))), np.zeros((len(row_of), len(where)))
+    if models:
+        # Filled by index arrays: one numpy assignment each, not one per row (10,000s of rows).
+        at = (_indices(row_of, models), _indices(where, task_ids))
+        sums[at] = np.array(totals, dtype=float)
+        counts[at] = ns
+    return sums, counts
+
+
+def _cells(
+    sums: np.ndarray, counts: np.ndarray
+) -> list[tuple[float | None, int, tuple[float, float] | None]]:
+    """Every per-model score is made here. `sums` and `counts` are (tasks, columns) arrays: a
+    column's sum of raw scores and its count of scored responses per task. Per column:
+    (the mean over its responses clipped to [0, 1], n, the 95% interval over tasks), or
+    (None, 0, None) without a response; the interval is None below two tasks (one task says
+    nothing of how a mean varies across tasks)."""
+    k, columns = sums.shape
+    if not k or not columns:
+        return [(None, 0, None)] * columns
+    totals_s, totals_n = sums.sum(axis=0).tolist(), counts.sum(axis=0).tolist()
+    intervals = (
+        percentile_interval(task_bootstrap(sums, counts, seed=BOOTSTRAP_SEED))
+        if k >= 2
+        else [None] * columns
+    )
+    cells: list[tuple[float | None, int, tuple[float, float] | None]] = []
+    for total, n, ci in zip(totals_s, totals_n, intervals, strict=True):
+        cells.append((clip(total / n), int(n), ci) if n else (None, 0, None))
+    return cells
+
+
 def _build(sources: dict[str, int] | int) -> Leaderboard:
     """`sources`: a run's id, or {model: run id} for a suite's."""
-    rows = _task_sums(sources)
+    rows = _task_sums(sources, details=True)
     axis_rows = _axis_sums(sources)
     if isinstance(sources, int):
-        sources = dict.fromkeys({row[0] for row in rows}, sources)
+        sources = dict.fromkeys({row[1] for row in rows}, sources)
     info: dict[int, tuple[str, str, tuple[str, ...]]] = {}
     # Tasks share a few tag lists (a HealthBench theme and category each): each list's text
     # is parsed once, not once per task.
     parsed: dict[str, tuple[str, ...]] = {}
-    for _, task_id, external_id, title, tags, _, _ in rows:
-        if task_id in info:  # a task's row per model: its tags are read once
-            continue
+    # A task has a row per model, with the same details: each task's are read once.
+    for _, _, task_id, external_id, title, tags, _, _ in {row[2]: row for row in rows}.values():
         if isinstance(tags, str):  # jsonb reaches a raw cursor as text (Django's loader)
             clean = parsed.get(tags)
             if clean is None:
@@ -359,30 +482,28 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
         else:
             clean = _tag_list(tags)
         info[task_id] = (external_id, title, clean)
-    task_ids = sorted(info, key=lambda pk: (info[pk][0], pk))
+    task_ids = _task_order({pk: external_id for pk, (external_id, _, _) in info.items()})
     where = {pk: i for i, pk in enumerate(task_ids)}
     models = sorted(sources)
     row_of = {m: i for i, m in enumerate(models)}
     k, m_count = len(task_ids), len(models)
-    # Filled by index arrays: one numpy assignment each, not one per row (10,000s of rows).
-    sums, counts = np.zeros((m_count, k)), np.zeros((m_count, k))
-    if rows:
-        at = ([row_of[r[0]] for r in rows], [where[r[1]] for r in rows])
-        sums[at] = [float(r[6]) for r in rows]
-        counts[at] = [r[5] for r in rows]
+    _, row_models, row_tasks, _, _, _, ns, totals = zip(*rows, strict=True) if rows else [()] * 8
+    sums, counts = _per_model_task(row_models, row_tasks, ns, totals, row_of=row_of, where=where)
+    # Per (axis tag, model, task), filled as the overall sums are: by index arrays.
     axis_rows = [row for row in axis_rows if row[1] in where]
-    axis_tags = sorted({tag for _, _, tag, _, _ in axis_rows})
+    axis_tags = sorted({row[2] for row in axis_rows})
     axis_of = {t: i for i, t in enumerate(axis_tags)}
     axis_sums = np.zeros((len(axis_tags), m_count, k))
     axis_counts = np.zeros((len(axis_tags), m_count, k))
     if axis_rows:
+        a_models, a_tasks, a_tags, a_ns, a_totals = zip(*axis_rows, strict=True)
         at = (
-            [axis_of[r[2]] for r in axis_rows],
-            [row_of[r[0]] for r in axis_rows],
-            [where[r[1]] for r in axis_rows],
+            _indices(axis_of, a_tags),
+            _indices(row_of, a_models),
+            _indices(where, a_tasks),
         )
-        axis_sums[at] = [float(r[4]) for r in axis_rows]
-        axis_counts[at] = [r[3] for r in axis_rows]
+        axis_sums[at] = np.array(a_totals, dtype=float)
+        axis_counts[at] = a_ns
     task_tags = sorted({tag for pk in task_ids for tag in info[pk][2]})
     member = np.zeros((len(task_tags), k))
     tag_of = {t: i for i, t in enumerate(task_tags)}
@@ -405,35 +526,22 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
             column_sums.append(sums[mi] * member[gi])
             column_counts.append(counts[mi] * member[gi])
     per_model = 1 + len(axis_tags) + len(task_tags)
-    if k and m_count:
-        s_matrix, n_matrix = np.array(column_sums).T, np.array(column_counts).T
-        totals_s, totals_n = s_matrix.sum(axis=0), n_matrix.sum(axis=0)
-        # One task says nothing of how a mean varies across tasks: no interval below two.
-        intervals = (
-            percentile_interval(task_bootstrap(s_matrix, n_matrix, seed=BOOTSTRAP_SEED))
-            if k >= 2
-            else [None] * len(column_sums)
-        )
-    else:
-        totals_s = totals_n = np.zeros(0)
-        intervals = []
-
-    def cell(i: int) -> tuple[float | None, int, tuple[float, float] | None]:
-        n = int(totals_n[i])
-        if not n:
-            return None, 0, None
-        return clip(float(totals_s[i] / n)), n, intervals[i]
+    cells = _cells(
+        np.array(column_sums).T.reshape(k, len(column_sums)),
+        np.array(column_counts).T.reshape(k, len(column_counts)),
+    )
+    tasks_of = (counts > 0).sum(axis=1).tolist()
 
     model_rows = []
     for mi, model in enumerate(models):
         base = mi * per_model
-        mean, n, ci = cell(base)
-        axis_cells = [TagCell(*cell(base + 1 + ti), tag=tag) for ti, tag in enumerate(axis_tags)]
+        overall = ModelScore(*cells[base], model=model, tasks=tasks_of[mi])
+        axis_cells = [TagCell(*cells[base + 1 + ti], tag=tag) for ti, tag in enumerate(axis_tags)]
         tag_cells = [
-            TagCell(*cell(base + 1 + len(axis_tags) + gi), tag=tag)
+            TagCell(*cells[base + 1 + len(axis_tags) + gi], tag=tag)
             for gi, tag in enumerate(task_tags)
         ]
-        model_rows.append(ModelRow(model, sources[model], Cell(mean, n, ci), axis_cells, tag_cells))
+        model_rows.append(ModelRow(model, sources[model], overall, axis_cells, tag_cells))
     model_rows.sort(key=lambda r: (r.overall.mean is None, -(r.overall.mean or 0), r.model))
     order = [row_of[r.model] for r in model_rows]
 
@@ -455,13 +563,13 @@ def _build(sources: dict[str, int] | int) -> Leaderboard:
     means_by_task = task_means.T.tolist()
     counts_by_task = ordered_counts.astype(int).T.tolist()
     task_info, task_cells = [], []
-    for j, pk in enumerate(task_ids):  # where[pk] == j
-        cells = tuple(
-            (mean, n) if n else (None, 0)
-            for mean, n in zip(means_by_task[j], counts_by_task[j], strict=True)
-        )
+    for pk, means, ns, spread in zip(task_ids, means_by_task, counts_by_task, spreads, strict=True):
+        if all(ns):  # every model scored the task: most tasks
+            cells = tuple(zip(means, ns, strict=True))
+        else:
+            cells = tuple((mean, n) if n else (None, 0) for mean, n in zip(means, ns, strict=True))
         external_id, title, tags = info[pk]
-        task_info.append((pk, external_id, title, tags, spreads[j]))
+        task_info.append((pk, external_id, title, tags, spread))
         task_cells.append(cells)
     # Most disagreement first; tasks fewer than two models scored last; then by external id.
     by_spread = sorted(

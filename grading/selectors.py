@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Avg, Count, F, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce, Greatest, Least, Left, StrIndex
+from django.db.models import Case, Count, F, Max, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, Floor, Greatest, Least, Left, StrIndex
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
+from grading import kept, leaderboard
 from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
 from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
@@ -25,27 +25,6 @@ from rubrics.rows import Rows
 from rubrics.suites import carries_any, suite_task_ids
 
 HISTOGRAM_BINS = 10
-# How long a completed run's figures stay in the process's cache (`finished`).
-FINISHED_CACHE_S = 3600
-
-
-def finished(run: GradingRun, name: str, compute):
-    """`compute()`, kept in the process's cache for a completed run under its finish time.
-
-    A completed run's verdicts, scores and judge calls no longer change: retrying failed items
-    or resuming reopens the run (its finish time goes) and finishing again gives it a new one,
-    so a key with the finish time never serves figures of another state. Counting a
-    HealthBench-sized run (100,000 verdicts and judge calls, 10,000 scores) on every view of
-    its page would cost most of a second; leads open finished runs far more often than they
-    grade. A run still going is always counted afresh."""
-    if run.status != GradingRun.Status.COMPLETED or run.finished_at is None:
-        return compute()
-    key = f"assay:run-{name}:{run.pk}:{run.finished_at.isoformat()}"
-    value = cache.get(key)
-    if value is None:
-        value = compute()
-        cache.set(key, value, timeout=FINISHED_CACHE_S)
-    return value
 
 
 def project_judges(project: Project):
@@ -109,15 +88,16 @@ class RunRow:
     """A run as its project's run list shows it."""
 
     run: GradingRun
-    scores: list[dict]  # per model: {"model", "mean" (clipped), "n"}, by model
+    scores: list[leaderboard.ModelScore]  # by model
     percent: int
     cost: float | None  # None: a judge model has no price
 
 
 def runs_page(project: Project, *, sort: str, page) -> tuple:
     """One page (RUNS_PER_PAGE) of the project's runs in `sort` order, each with its score per
-    model, progress and cost: a fixed number of queries, however many runs and scores (the
-    scores, verdicts and calls of the page's runs are summed in one query each)."""
+    model (grading.leaderboard.model_scores), progress and cost: a fixed number of queries,
+    however many runs and scores (the scores, verdicts and calls of the page's runs are summed
+    in one query each; completed runs' scores and calls are kept: grading.kept)."""
     sort = clean_run_sort(sort)
     descending, key = sort.startswith("-"), sort.lstrip("-")
     order = [
@@ -134,17 +114,7 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
     )
     paged = Paginator(runs, RUNS_PER_PAGE).get_page(page)
     listed = list(paged.object_list)
-    ids = [r.pk for r in listed]
-    scores: dict[int, list[dict]] = {}
-    for row in (
-        Score.objects.filter(run_id__in=ids)
-        .values("run_id", "response__model")
-        .annotate(mean_raw=Avg("raw"), n=Count("raw"))
-        .order_by("run_id", "response__model")
-    ):
-        scores.setdefault(row["run_id"], []).append(
-            {"model": row["response__model"], "mean": _clip(row["mean_raw"]), "n": row["n"]}
-        )
+    scores = leaderboard.model_scores(listed)
     # A completed run is done; only the others' verdicts are counted (on responses: a step
     # criterion's verdicts at its steps are not items of the run).
     working = [r.pk for r in listed if r.status != GradingRun.Status.COMPLETED]
@@ -154,18 +124,7 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
         .annotate(n=Count("pk"))
         .values_list("run_id", "n")
     )
-    calls: dict[int, list[dict]] = {}
-    for row in (
-        JudgeCall.objects.filter(run_id__in=ids)
-        .values("run_id", model=F("judge__model"))
-        .annotate(
-            prompt=Sum("prompt_tokens"),
-            cached=Sum("cached_tokens"),
-            completion=Sum("completion_tokens"),
-        )
-        .order_by("run_id")
-    ):
-        calls.setdefault(row["run_id"], []).append(row)
+    calls = kept.finished_many(listed, "calls", _call_totals_of)
     models = {row["model"] for rows in calls.values() for row in rows}
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in=models)} if models else {}
     rows = []
@@ -248,7 +207,7 @@ def broker_unreachable() -> bool:
 
 
 def run_progress(run: GradingRun) -> Progress:
-    return finished(run, "progress", lambda: _run_progress(run))
+    return kept.finished(run, "progress", lambda: _run_progress(run))
 
 
 def _run_progress(run: GradingRun) -> Progress:
@@ -326,89 +285,85 @@ def workers_missing(run: GradingRun) -> bool:
     return not run.is_finished and not workers.any_alive()
 
 
-BOOTSTRAP_RESAMPLES = 2000
-
-
-def bootstrap_ci(values: list[float], *, seed: int = 0) -> tuple[float, float] | None:
-    """95% percentile-bootstrap interval of the mean of clipped scores (fixed seed, so a page
-    shows the same interval on every load)."""
-    if len(values) < 2:
-        return None
-    import numpy as np
-
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, len(data), size=(BOOTSTRAP_RESAMPLES, len(data)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 @dataclass(frozen=True)
 class ModelSummary:
-    model: str
+    """A model's score in a run (grading.leaderboard.model_scores: the clipped mean, n and the
+    interval over tasks, as on every page) with the run page's extras: its responses, those
+    with an error verdict, the mean before clipping and the histogram of clipped scores."""
+
+    score: leaderboard.ModelScore
     responses: int
-    scored: int
     errors: int
     mean_raw: float | None
     histogram: list[int]
-    ci: tuple[float, float] | None = None
+
+    @property
+    def model(self) -> str:
+        return self.score.model
+
+    @property
+    def scored(self) -> int:
+        return self.score.n
 
     @property
     def mean(self) -> float | None:
-        """The mean over responses, clipped to [0, 1] as HealthBench reports it."""
-        return None if self.mean_raw is None else min(1.0, max(0.0, self.mean_raw))
+        return self.score.mean
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return self.score.ci
 
     @property
     def ci_missing(self) -> str:
-        """Why there is no interval, in words for the page; empty when there is one."""
-        if self.ci is not None:
-            return ""
-        if not self.scored:
-            return "no scored response yet"
-        return "one scored response; an interval needs two"
+        return self.score.ci_missing
 
 
 def model_summaries(run: GradingRun) -> list[ModelSummary]:
-    """Per model: counts, mean, histogram and bootstrap interval. A completed run's scores
-    no longer change (retrying or resuming it reopens it and gives it a new finish time), so
-    its summaries are kept in the process's cache under that time: the bootstrap is most of
-    the run page's CPU, and leads open finished runs far more often than they grade."""
-    return finished(run, "summaries", lambda: _model_summaries(run))
+    """Per model of the run, by name: its score and the run page's extras. A completed run's
+    are kept (grading.kept)."""
+    return kept.finished(run, "summaries", lambda: _model_summaries(run))
 
 
 def _model_summaries(run: GradingRun) -> list[ModelSummary]:
+    # Counted per (model, histogram bin) in the database: a few rows, however many scores.
+    clipped = Greatest(Value(0.0), Least(Value(1.0), F("raw")))
     rows = (
         Score.objects.filter(run=run)
-        .values("response__model")
         .annotate(
-            n=Count("pk"),
-            scored=Count("pk", filter=Q(raw__isnull=False)),
-            errors=Count("pk", filter=Q(error_count__gt=0)),
-            mean_raw=Avg("raw"),
+            bin=Case(
+                When(raw__isnull=True, then=None),
+                default=Least(Value(HISTOGRAM_BINS - 1.0), Floor(clipped * HISTOGRAM_BINS)),
+            )
         )
-        .order_by("response__model")
+        .values_list("response__model", "bin")
+        .annotate(n=Count("pk"), errors=Count("pk", filter=Q(error_count__gt=0)), total=Sum("raw"))
+        .order_by()
     )
-    histograms: dict[str, list[int]] = {}
-    values: dict[str, list[float]] = {}
-    for model, raw in Score.objects.filter(run=run, raw__isnull=False).values_list(
-        "response__model", "raw"
-    ):
-        bins = histograms.setdefault(model, [0] * HISTOGRAM_BINS)
-        clipped = min(1.0, max(0.0, raw))
-        bins[min(HISTOGRAM_BINS - 1, int(clipped * HISTOGRAM_BINS))] += 1
-        values.setdefault(model, []).append(clipped)
-    return [
-        ModelSummary(
-            model=row["response__model"],
-            responses=row["n"],
-            scored=row["scored"],
-            errors=row["errors"],
-            mean_raw=row["mean_raw"],
-            histogram=histograms.get(row["response__model"], [0] * HISTOGRAM_BINS),
-            ci=bootstrap_ci(values.get(row["response__model"], [])),
+    extras: dict[str, dict] = {}
+    for model, bin_, n, errors, total in rows:
+        extra = extras.setdefault(
+            model, {"responses": 0, "errors": 0, "total": 0.0, "histogram": [0] * HISTOGRAM_BINS}
         )
-        for row in rows
-    ]
+        extra["responses"] += n
+        extra["errors"] += errors
+        if bin_ is not None:
+            extra["histogram"][int(bin_)] += n
+            extra["total"] += total
+    scores = {s.model: s for s in leaderboard.model_scores([run]).get(run.pk, [])}
+    summaries = []
+    for model in sorted(extras):
+        score = scores.get(model) or leaderboard.ModelScore(None, 0, model=model)
+        extra = extras[model]
+        summaries.append(
+            ModelSummary(
+                score=score,
+                responses=extra["responses"],
+                errors=extra["errors"],
+                mean_raw=extra["total"] / score.n if score.n else None,
+                histogram=extra["histogram"],
+            )
+        )
+    return summaries
 
 
 def chart_data(summaries: list[ModelSummary]) -> dict:
@@ -439,9 +394,11 @@ def run_scores_page(run: GradingRun, page, *, count: int):
         paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
         paginator.count = count
         return paginator.get_page(page)
-    # A completed run's order is kept (`finished`): sorting 10,000 scores by task and model
+    # A completed run's order is kept (grading.kept): sorting 10,000 scores by task and model
     # for each page is most of the page's database time; a page is then 50 rows by id.
-    order = finished(run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True)))
+    order = kept.finished(
+        run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True))
+    )
     shown = Paginator(order, SCORES_PER_PAGE).get_page(page)
     rows = Score.objects.select_related("response__task").in_bulk(list(shown.object_list))
     shown.object_list = [rows[pk] for pk in shown.object_list if pk in rows]
@@ -556,7 +513,7 @@ def score_for(user, run_pk: int, score_pk: int, perm: Perm) -> Score:
 def run_flagged_responses(run: GradingRun) -> int:
     """Responses of the run whose judge verdicts are marked for review: they address the
     grader (grading.injection)."""
-    return finished(
+    return kept.finished(
         run,
         "flagged",
         lambda: (
@@ -570,7 +527,7 @@ def run_flagged_responses(run: GradingRun) -> int:
 
 def run_error_reasons(run: GradingRun) -> list[dict]:
     """Error verdicts counted by reason (the text before the first colon of `error`)."""
-    return finished(run, "errors", lambda: _run_error_reasons(run))
+    return kept.finished(run, "errors", lambda: _run_error_reasons(run))
 
 
 def _run_error_reasons(run: GradingRun) -> list[dict]:
@@ -595,10 +552,16 @@ class Costs:
 
 def _call_totals(run: GradingRun) -> list[dict]:
     """The run's judge calls summed per judge model: the one source of a run's tokens, for
-    its progress line and its cost panel alike."""
-    return list(
-        JudgeCall.objects.filter(run=run)
-        .values(model=F("judge__model"))
+    its progress line, its cost panel and the runs list alike."""
+    return _call_totals_of([run.pk])[run.pk]
+
+
+def _call_totals_of(run_ids: list[int]) -> dict[int, list[dict]]:
+    """`_call_totals` of each run, in one query."""
+    totals: dict[int, list[dict]] = {pk: [] for pk in run_ids}
+    for row in (
+        JudgeCall.objects.filter(run_id__in=run_ids)
+        .values("run_id", model=F("judge__model"))
         .annotate(
             calls=Count("pk"),
             requests=Sum("attempts"),
@@ -606,8 +569,10 @@ def _call_totals(run: GradingRun) -> list[dict]:
             cached=Sum("cached_tokens"),
             completion=Sum("completion_tokens"),
         )
-        .order_by("model")
-    )
+        .order_by("run_id", "model")
+    ):
+        totals[row.pop("run_id")].append(row)
+    return totals
 
 
 def _priced(rows: list[dict], prices: dict) -> float | None:
@@ -699,25 +664,6 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
     return rates
 
 
-def tag_summaries(run: GradingRun) -> list[dict]:
-    """Mean score per (axis tag, model), clipped as HealthBench reports it."""
-    return finished(run, "tags", lambda: _tag_summaries(run))
-
-
-def _tag_summaries(run: GradingRun) -> list[dict]:
-    sums: dict[tuple[str, str], list[float]] = {}
-    for model, by_tag in Score.objects.filter(run=run, raw__isnull=False).values_list(
-        "response__model", "by_tag"
-    ):
-        for tag, raw in (by_tag or {}).items():
-            if raw is not None:
-                sums.setdefault((tag, model), []).append(min(1.0, max(0.0, raw)))
-    return [
-        {"tag": tag, "model": model, "n": len(v), "mean": sum(v) / len(v)}
-        for (tag, model), v in sorted(sums.items())
-    ]
-
-
 def comparable_runs(run: GradingRun):
     """Runs this one compares with: those over the same suite, any version of it
     (grading.comparison refuses the others)."""
@@ -734,59 +680,29 @@ def _clip(value: float | None) -> float | None:
     return None if value is None else min(1.0, max(0.0, value))
 
 
-def _model_figures(run: GradingRun, by_model: dict[str, dict]) -> list[dict]:
-    """Per model: the clipped mean over scored responses, its 95% interval and n, from the
-    run's leaderboard (grading.leaderboard: the interval resamples tasks; none below two
-    tasks), with the responses, errors and tasks counted from `by_model` ({"responses",
-    "errors", "by_task": {task: [raw, ...]}})."""
-    from grading import leaderboard
-
-    rows = {row.model: row for row in leaderboard.run_leaderboard(run).models}
-    figures = []
-    for model in sorted(by_model):
-        stats = by_model[model]
-        row = rows.get(model)
-        ci = row.overall.ci if row else None
-        figures.append(
-            {
-                "model": model,
-                "mean": row.overall.mean if row else None,
-                "ci95": list(ci) if ci else None,
-                "ci_resamples": "tasks" if ci else None,
-                "n": row.overall.n if row else 0,
-                "tasks": len(stats["by_task"]),
-                "responses": stats["responses"],
-                "errors": stats["errors"],
-            }
-        )
-    return figures
-
-
-def _tally(by_model: dict, task: str, model: str, raw, errors) -> None:
-    stats = by_model.setdefault(model, {"responses": 0, "errors": 0, "by_task": {}})
-    stats["responses"] += 1
-    stats["errors"] += bool(errors)
-    if raw is not None:
-        stats["by_task"].setdefault(task, []).append(raw)
-
-
 def model_results(run: GradingRun) -> list[dict]:
-    """Per model: the clipped mean, its 95% interval over tasks and n (what `run_report`
-    gives per model), from the run's scores alone: one query."""
-    by_model: dict[str, dict] = {}
-    for task, model, raw, errors in (
-        Score.objects.filter(run=run)
-        .values_list("response__task__external_id", "response__model", "raw", "error_count")
-        .iterator(chunk_size=5000)
-    ):
-        _tally(by_model, task, model, raw, errors)
-    return _model_figures(run, by_model)
+    """Per model, by name: the clipped mean over scored responses, its 95% interval over tasks
+    (none below two tasks), n, its scored tasks, responses and errors: the run page's
+    summaries (`model_summaries`), as `run_report` and `manage.py grade` print them."""
+    return [
+        {
+            "model": s.model,
+            "mean": s.mean,
+            "ci95": list(s.ci) if s.ci else None,
+            "ci_resamples": "tasks" if s.ci else None,
+            "n": s.scored,
+            "tasks": s.score.tasks,
+            "responses": s.responses,
+            "errors": s.errors,
+        }
+        for s in model_summaries(run)
+    ]
 
 
 def run_report(run: GradingRun) -> dict:
     """What a run found, as one JSON document (`manage.py grade --output`): its suite version,
     judge and mode; per model the clipped mean over scored responses, its 95% interval from a
-    bootstrap over tasks (the run's leaderboard), and n; per response its task, model, sample
+    bootstrap over tasks, and n (`model_results`); per response its task, model, sample
     index, raw and clipped score, the gates it missed and its judges' verdicts criterion by
     criterion. A few queries, however large the run; verdicts are streamed."""
     version = run.suite_version
@@ -820,7 +736,6 @@ def run_report(run: GradingRun) -> dict:
             }
         )
     responses: list[dict] = []
-    by_model: dict[str, dict] = {}
     scores = (
         Score.objects.filter(run=run)
         .order_by("response__task__external_id", "response__model", "response__sample_index")
@@ -851,8 +766,6 @@ def run_report(run: GradingRun) -> dict:
                 "criteria": outcomes.pop(response_id, []),
             }
         )
-        _tally(by_model, task, model, raw, errors)
-    models = _model_figures(run, by_model)
     return {
         "run": run.pk,
         "status": run.status,
@@ -871,10 +784,11 @@ def run_report(run: GradingRun) -> dict:
         "aggregation": (
             "HealthBench: per response, met points over positive points (raw, may be below 0); "
             "per model, the mean raw score clipped to [0, 1]; ci95 is a 95% percentile "
-            "bootstrap that resamples tasks (the mean raw score of each task), clipped "
-            "likewise; over a single task it resamples responses (ci_resamples says which)."
+            "bootstrap that resamples tasks (each resample's mean over the responses of the "
+            "tasks drawn), clipped likewise; none over a single task (the same figures as the "
+            "run's page and leaderboard)."
         ),
-        "models": models,
+        "models": model_results(run),
         "responses": responses,
     }
 
@@ -1002,41 +916,32 @@ SUITE_TASKS_PAGE = 50
 @dataclass(frozen=True)
 class SuiteRunRow:
     run: GradingRun
-    # [(model, clipped mean over its scored responses, n)], by model
-    models: list[tuple[str, float | None, int]]
+    models: list[leaderboard.ModelScore]  # by model
 
 
 def suite_run_rows(suite: Suite) -> list[SuiteRunRow]:
-    """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with the HealthBench
-    mean per model (each response's raw score clipped to [0, 1], then averaged). Two
-    queries, however many runs, models or responses."""
+    """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with its score per model
+    (grading.leaderboard.model_scores: the clipped mean, its interval over tasks and n). Two
+    queries, however many runs, models or responses (one when every run is completed and its
+    scores are kept in the cache)."""
     runs = list(
         GradingRun.objects.filter(suite_version__suite=suite)
         .select_related(*RUN_RELATED, "judge", "created_by")
         .defer(*RUN_DEFERRED)
         .order_by("-created_at", "-pk")[:SUITE_RUNS_SHOWN]
     )
-    means: dict[int, list[tuple[str, float | None, int]]] = {}
-    clipped = Greatest(Value(0.0), Least(Value(1.0), F("raw")))
-    rows = (
-        Score.objects.filter(run_id__in=[r.pk for r in runs], raw__isnull=False)
-        .values("run_id", "response__model")
-        .annotate(mean=Avg(clipped), n=Count("pk"))
-        .order_by("run_id", "response__model")
-    )
-    for row in rows:
-        means.setdefault(row["run_id"], []).append((row["response__model"], row["mean"], row["n"]))
-    return [SuiteRunRow(run=r, models=means.get(r.pk, [])) for r in runs]
+    scores = leaderboard.model_scores(runs)
+    return [SuiteRunRow(run=r, models=scores.get(r.pk, [])) for r in runs]
 
 
 def suite_chart_data(rows: list[SuiteRunRow]) -> dict:
     """The runs over time chart: x = each run (oldest first) by its start, y = per model
     clipped mean; a model a run did not grade is a gap."""
     ordered = list(reversed(rows))
-    models = sorted({model for row in ordered for model, _, _ in row.models})
+    models = sorted({s.model for row in ordered for s in row.models})
     series = {model: [] for model in models}
     for row in ordered:
-        got = {model: mean for model, mean, _ in row.models}
+        got = {s.model: s.mean for s in row.models}
         for model in models:
             value = got.get(model)
             series[model].append(None if value is None else round(value, 4))

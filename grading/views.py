@@ -198,6 +198,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # region too once the run has finished, so the page swaps in the charts and scores.
     if request.htmx and request.GET.get("part") == "progress" and not run.is_finished:
         return render(request, "grading/run.html#progress", context)
+    # The leaderboard first: building a completed run's keeps its overall cells as the run's
+    # model scores, which the summaries read.
+    board = leaderboard.run_leaderboard(run)
     summaries = selectors.model_summaries(run)
     context["summaries"] = summaries
     chart_data = selectors.chart_data(summaries)
@@ -212,9 +215,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # In an attribute, not a <script>: htmx drops the <script> elements of what it swaps in
     # (scripts are off under the CSP), so the live update would bring charts without data.
     context["chart_json"] = json.dumps(chart_data)
-    context["board"] = leaderboard.shown(
-        leaderboard.run_leaderboard(run), all_tasks=request.GET.get("tasks") == "all"
-    )
+    context["board"] = leaderboard.shown(board, all_tasks=request.GET.get("tasks") == "all")
     context["tie_rule"] = services.TIE_RULE
     context["judges"] = services.run_judges(run)
     context["other_runs"] = selectors.comparable_runs(run)

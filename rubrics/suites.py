@@ -399,8 +399,9 @@ def versions_of(suite: Suite):
 
 
 def version_of(suite: Suite, number: int | None = None) -> SuiteVersion | None:
-    """The suite's version `number`, or its newest when None."""
-    versions = SuiteVersion.objects.filter(suite=suite)
+    """The suite's version `number`, or its newest when None; its manifest unread (its
+    entries hold it as rows; 5,000 tasks make it a third of a megabyte of JSON)."""
+    versions = SuiteVersion.objects.filter(suite=suite).defer("manifest")
     if number is None:
         return versions.order_by("-number").first()
     return versions.filter(number=number).first()

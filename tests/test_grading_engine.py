@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 
 from annotation.models import Verdict
-from grading import comparison, selectors, services
+from grading import comparison, leaderboard, selectors, services
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, JudgeCall, Score
 from tests import factories
@@ -301,12 +301,15 @@ def expected_models(expected: dict) -> set[str]:
 
 
 def test_an_interval_that_cannot_be_drawn_says_why():
-    none = selectors.ModelSummary("m", 1, 0, 1, None, [])
-    one = selectors.ModelSummary("m", 1, 1, 0, 0.5, [])
-    two = selectors.ModelSummary("m", 2, 2, 0, 0.5, [], ci=(0.4, 0.6))
+    none = leaderboard.ModelScore(None, 0, model="m")
+    one = leaderboard.ModelScore(0.5, 3, model="m", tasks=1)
+    two = leaderboard.ModelScore(0.5, 2, (0.4, 0.6), model="m", tasks=2)
     assert none.ci_missing == "no scored response yet"
-    assert one.ci_missing == "one scored response; an interval needs two"
+    assert one.ci_missing == "one task scored; an interval over tasks needs two"
     assert two.ci_missing == ""
+    summary = selectors.ModelSummary(one, responses=4, errors=1, mean_raw=0.5, histogram=[])
+    assert (summary.model, summary.scored, summary.mean, summary.ci) == ("m", 3, 0.5, None)
+    assert summary.ci_missing == one.ci_missing
 
 
 def test_reward_endpoint_returns_the_same_scores_as_a_run(personas, sim, celery_worker):

@@ -108,6 +108,16 @@ def independent_task_bootstrap(sums, counts, resamples, seed):
     return means, (float(low), float(high))
 
 
+def response_bootstrap(values, resamples=2000, seed=0):
+    """What an interval over responses would say (what the run page once showed): each
+    resample draws the responses, clipped one by one, with replacement."""
+    data = np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 @pytest.mark.django_db
 def test_the_interval_resamples_tasks_a_hand_worked_example(personas):
     run = scored_run(personas, HAND)
@@ -136,7 +146,7 @@ def test_the_interval_resamples_tasks_a_hand_worked_example(personas):
 
     # Resampling the seven responses independently says something else: far narrower, as if
     # responses of one task were independent evidence.
-    per_response = selectors.bootstrap_ci([1.0] * 4 + [0.0] + [0.5] * 2)
+    per_response = response_bootstrap([1.0] * 4 + [0.0] + [0.5] * 2)
     assert per_response[1] - per_response[0] < 0.6
     assert per_response != pytest.approx(overall.ci)
 
@@ -159,7 +169,7 @@ def test_the_interval_equals_the_written_out_bootstrap_on_unequal_tasks(personas
     assert overall.ci == pytest.approx(interval, abs=1e-12)
     assert overall.mean == pytest.approx(min(1.0, max(0.0, sum(sums) / sum(counts))))
     raws = [r[2] for r in rows]
-    assert selectors.bootstrap_ci(raws) != pytest.approx(overall.ci, abs=1e-3)
+    assert response_bootstrap(raws) != pytest.approx(overall.ci, abs=1e-3)
 
 
 @pytest.mark.django_db
@@ -339,17 +349,114 @@ def test_the_suite_leaderboard_reads_a_fixed_number_of_queries(personas):
 
 
 @pytest.mark.django_db
-def test_the_run_page_reads_the_same_queries_for_10_and_200_tasks(personas, client):
+def test_the_results_pages_read_the_same_queries_for_10_and_200_tasks(personas, client):
+    """The run page, its suite's page and the runs list, first seen (nothing kept) and
+    again (the completed run's figures kept): as many queries whatever the tasks."""
     client.force_login(personas.admin)
     counts = []
     for tasks in (10, 200):
         run = scored_run(personas, _many(tasks))
         GradingRun.objects.filter(pk=run.pk).update(total_items=tasks * 4)
-        with CaptureQueriesContext(connection) as ctx:
-            response = client.get(f"/runs/{run.pk}/")
-        assert response.status_code == 200
-        counts.append(len(ctx.captured_queries))
+        pages = (
+            f"/runs/{run.pk}/",
+            f"/suites/{run.suite_version.suite_id}/",
+            f"/p/{personas.project.slug}/runs/",
+        )
+        seen = []
+        for page in pages:
+            cache.clear()
+            for _ in range(2):  # first seen, then with the completed runs' figures kept
+                with CaptureQueriesContext(connection) as ctx:
+                    response = client.get(page)
+                assert response.status_code == 200, page
+                seen.append(len(ctx.captured_queries))
+        counts.append(seen)
     assert counts[0] == counts[1]
+    # Kept: each page again reads fewer (no score, verdict or judge call is counted again).
+    assert all(again < first for first, again in itertools.batched(counts[0], 2))
+
+
+# --- One score per model, wherever it is shown ----------------------------------------------
+
+# Negative raws tell the rules apart: clipped once averaged, a: 1.6 / 4 = 0.40 and b: 1.6 / 3 =
+# 0.53; clipped response by response first, a: 2.2 / 4 = 0.55 and b: 1.5 / 3 = 0.50.
+MIXED = [
+    ("u1", "a", -0.6),
+    ("u1", "a", 1.0),
+    ("u2", "a", 0.9),
+    ("u3", "a", 0.3),
+    ("u1", "b", 0.5),
+    ("u2", "b", 1.3),
+    ("u3", "b", -0.2),
+]
+
+
+@pytest.mark.django_db
+def test_a_models_score_is_one_figure_on_every_page(personas, client):
+    run = scored_run(personas, MIXED)
+    # Each made on its own, from an empty cache: the run's model scores, its leaderboard.
+    scores = {s.model: s for s in leaderboard.model_scores([run])[run.pk]}
+    cache.clear()
+    board = leaderboard.run_leaderboard(run)
+    assert scores["a"].mean == pytest.approx(0.4) and scores["b"].mean == pytest.approx(1.6 / 3)
+    assert (scores["a"].n, scores["a"].tasks, scores["b"].n, scores["b"].tasks) == (4, 3, 3, 3)
+    for row in board.models:
+        score = scores[row.model]
+        assert row.overall.mean == pytest.approx(score.mean, abs=1e-12)
+        assert (row.overall.n, row.overall.tasks) == (score.n, score.tasks)
+        assert row.overall.ci == pytest.approx(score.ci, abs=1e-12)
+        assert score.ci[0] <= score.mean <= score.ci[1]
+
+    cache.clear()
+    summaries = {s.model: s for s in selectors.model_summaries(run)}
+    suite_row = selectors.suite_run_rows(run.suite_version.suite)[0]
+    _, run_rows = selectors.runs_page(personas.project, sort="", page=1)
+    listed = {s.model: s for s in next(r for r in run_rows if r.run.pk == run.pk).scores}
+    results = {m["model"]: m for m in selectors.model_results(run)}
+    for model, score in scores.items():
+        summary = summaries[model]
+        assert (summary.mean, summary.scored, summary.ci) == (
+            pytest.approx(score.mean, abs=1e-12),
+            score.n,
+            pytest.approx(score.ci, abs=1e-12),
+        )
+        assert listed[model] == summary.score
+        assert results[model]["mean"] == summary.mean and results[model]["n"] == score.n
+        assert results[model]["ci95"] == list(summary.ci) and results[model]["tasks"] == 3
+    assert {s.model: s for s in suite_row.models} == listed
+    # The run page's extras: responses, the mean before clipping, the histogram.
+    assert summaries["a"].responses == 4 and summaries["a"].mean_raw == pytest.approx(0.4)
+    assert summaries["a"].histogram == [1, 0, 0, 1, 0, 0, 0, 0, 0, 2]
+    assert summaries["b"].mean_raw == pytest.approx(1.6 / 3)
+
+    client.force_login(personas.admin)
+    run_page = client.get(f"/runs/{run.pk}/").content.decode()
+    a = summaries["a"]
+    assert f'<td class="num" data-testid="ci">{a.ci[0]:.2f} – {a.ci[1]:.2f}</td>' in run_page
+    suite_page = client.get(f"/suites/{run.suite_version.suite_id}/").content.decode()
+    assert "a: 0.40 (4) [" in suite_page and "b: 0.53 (3) [" in suite_page
+    runs_list = client.get(f"/p/{personas.project.slug}/runs/").content.decode()
+    assert "a 0.400</span>" in runs_list and "b 0.533</span>" in runs_list
+
+
+@pytest.mark.django_db
+def test_run_model_scores_read_one_query_for_any_number_of_runs_and_are_kept(personas):
+    runs = [scored_run(personas, _many(tasks)) for tasks in (3, 40, 7)]
+    running = scored_run(personas, _many(5), status="running")
+    with CaptureQueriesContext(connection) as ctx:
+        scores = leaderboard.model_scores([*runs, running])
+    assert len(ctx.captured_queries) == 1
+    assert [s.tasks for s in scores[runs[1].pk]] == [40, 40]
+    # Completed runs' are kept; a running run's are read again.
+    with CaptureQueriesContext(connection) as ctx:
+        again = leaderboard.model_scores([*runs, running])
+    assert len(ctx.captured_queries) == 1 and again == scores
+    with CaptureQueriesContext(connection) as ctx:
+        assert leaderboard.model_scores(runs) == {r.pk: scores[r.pk] for r in runs}
+    assert not ctx.captured_queries
+    # A run with no scored response has no model yet.
+    empty = scored_run(personas, [("e1", "z", None)])
+    assert leaderboard.model_scores([empty]) == {empty.pk: []}
 
 
 # --- The suite's leaderboard ----------------------------------------------------------------
@@ -386,6 +493,26 @@ def test_a_suite_takes_each_models_newest_completed_run_on_the_version(personas)
 
     with pytest.raises(Exception, match="no version 9"):
         leaderboard.suite_leaderboard(version.suite, 9)
+
+
+@pytest.mark.django_db
+def test_a_suite_whose_models_come_from_one_run_shows_that_runs_leaderboard(personas):
+    run = scored_run(personas, MIXED, tags={"u1": ["cardio"]})
+    board = leaderboard.run_leaderboard(run)
+    # Made once: the suite's leaderboard sums no score again.
+    with CaptureQueriesContext(connection) as ctx:
+        suite_board = leaderboard.suite_leaderboard(run.suite_version.suite)
+    assert not any("SUM(" in q["sql"].upper() for q in ctx.captured_queries)
+    assert suite_board.models == board.models and suite_board.task_info == board.task_info
+    assert suite_board.heatmap == board.heatmap and suite_board.runs == [run.pk]
+    assert suite_board.version == run.suite_version
+    # The same as it would be made from its sources, model by model.
+    own = leaderboard._build({"a": run.pk, "b": run.pk})
+    assert (own.models, own.task_info, own.task_cells) == (
+        board.models,
+        board.task_info,
+        board.task_cells,
+    )
 
 
 @pytest.mark.django_db
