@@ -13,7 +13,8 @@ depends on the criterion's **scope** (a `View` of the response):
   response fence, with a section after the criterion saying what it is and what the budget
   cut (`Rendered.note`, `prompts.about_section`);
 * ``step``: one item per step (`Episode.steps(tool=step_tool)`), each judged on the episode up
-  to that step (`render.for_judge_step`), the prompt saying to judge the last assistant turn
+  to that step (`render.for_judge_step`; `render.Transcript` makes each message's block once
+  for all of them), the prompt saying to judge the last assistant turn
   shown. Each step's verdict comes back with `Graded.step` (the step's message index), and
   then the criterion's verdict on the response (`step` None) by its step rule
   (`rubrics.scoring.step_rule_outcome`), so scores read one verdict per criterion as before.
@@ -297,6 +298,8 @@ class Views:
         if isinstance(response, Episode) and not response.is_text:
             self.episode: Episode | None = response
             self.text = response.final_text
+            # Its blocks, made once for the trajectory view and every step's.
+            self._transcript = render.Transcript(response)
         else:
             self.episode = None
             if isinstance(response, Episode):
@@ -358,7 +361,7 @@ class Views:
                 conversation=conversation,
             )
         if scope == TRAJECTORY:
-            rendered = render.for_judge(episode, sight=sight)
+            rendered = self._transcript.whole(sight=sight)
             turns = [m for m in episode.messages if m.role == "assistant"]
             return View(
                 (TRAJECTORY, sight),
@@ -368,7 +371,7 @@ class Views:
                 attachments=rendered.attachments,
                 conversation=conversation,
             )
-        rendered = render.for_judge_step(episode, step, sight=sight)
+        rendered = self._transcript.upto(step, sight=sight)
         return View(
             (STEP, step, sight),
             rendered.text,
