@@ -54,6 +54,7 @@ and what to add to the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -143,10 +144,11 @@ def _kept_request(client, request: Prepared) -> str:
     """The body as sent, cut to REQUEST_CHARS, each image's or file's data: URI shortened to
     its length (the part before it names the file and its hash); any key the client sends is
     removed, should the graded text carry one."""
-    body = DATA_URI_BODY.sub(
-        lambda m: f"{m.group(1)}[{len(m.group(0)) - len(m.group(1)):,} characters]",
-        request.content.decode(),
-    )
+    body = request.content.decode()
+    if "data:" in body:  # most requests carry no image or file: no need to look for them
+        body = DATA_URI_BODY.sub(
+            lambda m: f"{m.group(1)}[{len(m.group(0)) - len(m.group(1)):,} characters]", body
+        )
     return client.scrub(replies.clean(body, REQUEST_CHARS))
 
 
@@ -226,7 +228,7 @@ def cache_key(
                 "grader": grader_hash,
                 "criterion": criterion_id,
                 "conversation": prompts.content_hash(conversation),
-                "response": hashlib.sha256(response.encode()).hexdigest(),
+                "response": prompts.digest(response),
                 "model": judge.model,
                 "base_url": judge.base_url,
                 "params": {"temperature": judge.temperature, "mode": mode},
@@ -261,7 +263,7 @@ class View:
     # ...and the task's messages as this judge reads them (with their own attachments).
     conversation: render.Rendered = render.Rendered("")
 
-    @property
+    @functools.cached_property
     def cache_text(self) -> str:
         """What the cache key covers of the response: an outcome view's text alone (keys as
         before episodes), else what the prompt says of the episode and its rendering, and the
