@@ -13,7 +13,8 @@ depends on the criterion's **scope** (a `View` of the response):
   response fence, with a section after the criterion saying what it is and what the budget
   cut (`Rendered.note`, `prompts.about_section`);
 * ``step``: one item per step (`Episode.steps(tool=step_tool)`), each judged on the episode up
-  to that step (`render.for_judge_step`), the prompt saying to judge the last assistant turn
+  to that step (`render.for_judge_step`; `render.Transcript` makes each message's block once
+  for all of them), the prompt saying to judge the last assistant turn
   shown. Each step's verdict comes back with `Graded.step` (the step's message index), and
   then the criterion's verdict on the response (`step` None) by its step rule
   (`rubrics.scoring.step_rule_outcome`), so scores read one verdict per criterion as before.
@@ -55,6 +56,7 @@ and what to add to the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -144,10 +146,11 @@ def _kept_request(client, request: Prepared) -> str:
     """The body as sent, cut to REQUEST_CHARS, each image's or file's data: URI shortened to
     its length (the part before it names the file and its hash); any key the client sends is
     removed, should the graded text carry one."""
-    body = DATA_URI_BODY.sub(
-        lambda m: f"{m.group(1)}[{len(m.group(0)) - len(m.group(1)):,} characters]",
-        request.content.decode(),
-    )
+    body = request.content.decode()
+    if "data:" in body:  # most requests carry no image or file: no need to look for them
+        body = DATA_URI_BODY.sub(
+            lambda m: f"{m.group(1)}[{len(m.group(0)) - len(m.group(1)):,} characters]", body
+        )
     return client.scrub(replies.clean(body, REQUEST_CHARS))
 
 
@@ -227,7 +230,7 @@ def cache_key(
                 "grader": grader_hash,
                 "criterion": criterion_id,
                 "conversation": prompts.content_hash(conversation),
-                "response": hashlib.sha256(response.encode()).hexdigest(),
+                "response": prompts.digest(response),
                 "model": judge.model,
                 "base_url": judge.base_url,
                 "params": {"temperature": judge.temperature, "mode": mode},
@@ -262,7 +265,7 @@ class View:
     # ...and the task's messages as this judge reads them (with their own attachments).
     conversation: render.Rendered = render.Rendered("")
 
-    @property
+    @functools.cached_property
     def cache_text(self) -> str:
         """What the cache key covers of the response: an outcome view's text alone (keys as
         before episodes), else what the prompt says of the episode and its rendering, and the
@@ -299,6 +302,8 @@ class Views:
         if isinstance(response, Episode) and not response.is_text:
             self.episode: Episode | None = response
             self.text = response.final_text
+            # Its blocks, made once for the trajectory view and every step's.
+            self._transcript = render.Transcript(response)
         else:
             self.episode = None
             if isinstance(response, Episode):
@@ -360,7 +365,7 @@ class Views:
                 conversation=conversation,
             )
         if scope == TRAJECTORY:
-            rendered = render.for_judge(episode, sight=sight)
+            rendered = self._transcript.whole(sight=sight)
             turns = [m for m in episode.messages if m.role == "assistant"]
             return View(
                 (TRAJECTORY, sight),
@@ -370,7 +375,7 @@ class Views:
                 attachments=rendered.attachments,
                 conversation=conversation,
             )
-        rendered = render.for_judge_step(episode, step, sight=sight)
+        rendered = self._transcript.upto(step, sight=sight)
         return View(
             (STEP, step, sight),
             rendered.text,

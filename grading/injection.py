@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+import re2
 
 DETECTOR = "assay.injection/1"
 MAX_SCAN = 200_000  # characters scanned; a longer response is scanned up to here
@@ -906,12 +909,188 @@ def _sentence_before(source: str, start: int) -> str:
     return source[cut + 1 : start]
 
 
-def _scan(text: str, note: str = "", v: Views | None = None) -> list[Reason]:
-    v = v or views(text)
-    sources = {"folded": v.folded, "plain": v.plain, "lines": v.lines.translate(CONFUSABLES)}
+# --- Which rules may match: one pass of RE2 over many texts ------------------------------
+#
+# Python's regex engine tries each rule at every position of every text: an agent's episode
+# (every assistant turn and tool output, a hundred texts) took tens of milliseconds, more CPU
+# than all its judge calls. Each rule also has a prefilter: its pattern made looser (word
+# boundaries and lookarounds dropped, \w, \d and \s widened to every non-ASCII character) so
+# that it matches wherever the rule could, compiled with RE2, which reads text in one linear
+# pass. The texts' views are joined, one per line, and each prefilter runs once over them; a
+# rule is then tried, exactly as before, only on the texts a prefilter match touches. Every
+# finding is the one the rule alone would give: a prefilter never misses a match, it only
+# finds some that the rule then turns down.
+
+_WIDER = {
+    # Supersets, for RE2 (whose classes are ASCII), of what Python's classes take in text.
+    "w": r"[0-9A-Za-z_\x{80}-\x{10FFFF}]",
+    "W": r"[^0-9A-Za-z_]",
+    "d": r"[0-9\x{80}-\x{10FFFF}]",
+    "D": r"[^0-9]",
+    "s": r"[\t-\r\x1c-\x20\x{80}-\x{10FFFF}]",
+    "S": r"[^\t-\r\x1c-\x20]",
+}
+_KEPT_ESCAPES = set("nrtfv") | set("\\.^$|?*+()[]{}-\"'`/#&~!%,:;<=>@_ ")
+
+
+def _prefilter_source(pattern: str) -> str | None:
+    """`pattern` loosened so that it matches wherever it does (see above), in RE2's syntax;
+    None when it uses something this does not loosen (the rule is then tried everywhere)."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            i += 2
+            if nxt == "b" and not in_class:
+                continue  # a word boundary: always taken
+            if nxt in _WIDER and not in_class:
+                out.append(_WIDER[nxt])
+            elif nxt in _KEPT_ESCAPES:
+                out.append("\\" + nxt)
+            else:
+                return None
+            continue
+        if in_class:
+            if ch == "[":
+                return None  # a nested set (Python warns of it): not loosened here
+            in_class = ch != "]"
+            out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            out.append(ch)
+            if pattern.startswith("^", i + 1):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i + 1):  # a "]" first in a set is a member
+                out.append("\\]")
+                i += 1
+            i += 1
+            continue
+        if ch == "(" and pattern.startswith("?", i + 1):
+            if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+                end = _group_end(pattern, i)
+                if end is None:
+                    return None
+                i = end  # a lookaround: always taken
+                continue
+            if not pattern.startswith("(?:", i):
+                return None  # named groups, flags, atomic groups...
+        if ch in "+*?}" and pattern.startswith("+", i + 1):
+            return None  # a possessive quantifier
+        out.append(ch)
+        i += 1
+    return "(?m)" + "".join(out)
+
+
+def _group_end(pattern: str, start: int) -> int | None:
+    """The index after the group opened at `start`."""
+    depth, i, in_class = 0, start, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern.startswith("^", i + 1):
+                i += 1
+            if pattern.startswith("]", i + 1):
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def _prefilter(rule: Rule):
+    source = _prefilter_source(rule.pattern.pattern)
+    if source is None or rule.pattern.flags & ~(re.MULTILINE | re.UNICODE):
+        return None
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    try:
+        return re2.compile(source.encode(), options)
+    except re2.error:
+        return None
+
+
+RULES: list[Rule] = [*ENGLISH, *MULTILINGUAL]
+# Each view's rules (their index in RULES) with their prefilters (None: tried on every text).
+_BY_VIEW: dict[str, list[tuple[int, object]]] = {}
+for _index, _rule in enumerate(RULES):
+    _BY_VIEW.setdefault(_rule.view, []).append((_index, _prefilter(_rule)))
+
+
+def _sources(v: Views) -> dict[str, str]:
+    """The texts the rules read, by Rule.view."""
+    return {"folded": v.folded, "plain": v.plain, "lines": v.lines.translate(CONFUSABLES)}
+
+
+def _candidates(sources: list[dict[str, str]]) -> list[list[Rule]]:
+    """For each text (its `_sources`), the rules that may match it, in their order: those
+    whose prefilter touches it, and those without one."""
+    touched: list[set[int]] = [set() for _ in sources]
+    for view, rules in _BY_VIEW.items():
+        parts = []
+        whole: set[int] = set()  # texts RE2 cannot read (lone surrogates): every rule
+        for k, own in enumerate(sources):
+            try:
+                parts.append(own[view].encode())
+            except UnicodeEncodeError:
+                parts.append(b"")
+                whole.add(k)
+        # Where each text starts in the joined bytes (one line each: "^" and "$" hold at its
+        # ends as they do in it alone).
+        starts, at = [], 0
+        for part in parts:
+            starts.append(at)
+            at += len(part) + 1
+        joined = b"\n".join(parts)
+        for index, prefilter in rules:
+            if prefilter is None:
+                for k in range(len(sources)):
+                    touched[k].add(index)
+                continue
+            for k in whole:
+                touched[k].add(index)
+            for match in prefilter.finditer(joined):
+                start, end = match.span()
+                first = bisect.bisect_right(starts, start) - 1
+                last = bisect.bisect_right(starts, max(start, end - 1)) - 1
+                for k in range(first, last + 1):
+                    touched[k].add(index)
+    return [[RULES[i] for i in sorted(own)] for own in touched]
+
+
+def _scan(
+    text: str,
+    note: str = "",
+    v: Views | None = None,
+    rules: list[Rule] | None = None,
+    sources: dict[str, str] | None = None,
+) -> list[Reason]:
+    """The rules' findings in `text` (`rules`: those that may match it, by `_candidates`;
+    default: found here)."""
+    if sources is None:
+        sources = _sources(v or views(text))
+    if rules is None:
+        rules = _candidates([sources])[0]
     reasons: list[Reason] = []
     seen: set[tuple[str, str]] = set()
-    for r in [*ENGLISH, *MULTILINGUAL]:
+    for r in rules:
         if (r.rule, r.why) in seen:
             continue
         source = sources[r.view]
@@ -941,16 +1120,19 @@ def detect(content) -> Finding | None:
 def _detect_episode(episode) -> Finding | None:
     if episode.is_text:
         return _detect_text(episode.final_text)
-    reasons: list[Reason] = []
-    seen: set[tuple[str, str]] = set()
+    scanned: list[tuple[str, str]] = []
     budget = MAX_SCAN
     for where, text in episode.scanned_texts():
         if budget <= 0:
             break
-        # A bare "{}" of arguments or "ok" of a tool is data, not a master-key reply: that rule
-        # reads only what the agent says.
-        found = _detect_text(text[:budget], master_key=", " not in where)
+        scanned.append((where, text[:budget]))
         budget -= len(text)
+    # A bare "{}" of arguments or "ok" of a tool is data, not a master-key reply: that rule
+    # reads only what the agent says.
+    findings = _detect_texts([text for _w, text in scanned], [", " not in w for w, _t in scanned])
+    reasons: list[Reason] = []
+    seen: set[tuple[str, str]] = set()
+    for (where, _text), found in zip(scanned, findings, strict=True):
         for r in found.reasons if found else ():
             if (r.rule, where) in seen:
                 continue
@@ -960,34 +1142,45 @@ def _detect_episode(episode) -> Finding | None:
 
 
 def _detect_text(text: str | None, master_key: bool = True) -> Finding | None:
-    if is_empty(text):
-        return None
-    assert text is not None
-    v = views(text)
-    reasons = _scan(text, v=v)
-    key = _master_key(v.plain) if master_key else None
-    if key:
-        reasons.append(key)
-    hidden = [ch for ch in HIDDEN.findall(text[:MAX_SCAN])]
-    # A leading byte-order mark is an encoding artefact, not hiding.
-    if hidden and not (len(hidden) == 1 and text.startswith("\ufeff")):
-        names = sorted({unicodedata.name(ch, f"U+{ord(ch):04X}") for ch in hidden})[:3]
-        smuggled = v.hidden
-        reasons.append(
-            Reason(
-                "hidden-text",
-                f"contains {len(hidden)} invisible character{'s' if len(hidden) != 1 else ''}"
-                f" ({', '.join(n.lower() for n in names)})",
-                smuggled[:60] if smuggled else "",
+    return _detect_texts([text], [master_key])[0]
+
+
+def _detect_texts(texts: list[str | None], master_keys: list[bool]) -> list[Finding | None]:
+    """`_detect_text` of each of `texts`, the rules' prefilters run over all of them at once."""
+    live = [k for k, text in enumerate(texts) if not is_empty(text)]
+    seen = {k: views(texts[k]) for k in live}  # type: ignore[arg-type]
+    sources = {k: _sources(v) for k, v in seen.items()}
+    rules = dict(zip(live, _candidates([sources[k] for k in live]), strict=True))
+    out: list[Finding | None] = [None] * len(texts)
+    for k in live:
+        text = texts[k]
+        assert text is not None
+        v = seen[k]
+        reasons = _scan(text, v=v, rules=rules[k], sources=sources[k])
+        key = _master_key(v.plain) if master_keys[k] else None
+        if key:
+            reasons.append(key)
+        hidden = [ch for ch in HIDDEN.findall(text[:MAX_SCAN])]
+        # A leading byte-order mark is an encoding artefact, not hiding.
+        if hidden and not (len(hidden) == 1 and text.startswith("\ufeff")):
+            names = sorted({unicodedata.name(ch, f"U+{ord(ch):04X}") for ch in hidden})[:3]
+            smuggled = v.hidden
+            reasons.append(
+                Reason(
+                    "hidden-text",
+                    f"contains {len(hidden)} invisible character{'s' if len(hidden) != 1 else ''}"
+                    f" ({', '.join(n.lower() for n in names)})",
+                    smuggled[:60] if smuggled else "",
+                )
             )
-        )
-        if smuggled:
-            reasons.extend(_scan(smuggled, " (spelled in invisible tag characters)"))
-    for decoded in _decoded_base64(text):
-        inner = _scan(decoded, " (hidden in base64)")
-        if inner:
-            reasons.extend(inner)
-    return Finding(tuple(reasons)) if reasons else None
+            if smuggled:
+                reasons.extend(_scan(smuggled, " (spelled in invisible tag characters)"))
+        for decoded in _decoded_base64(text):
+            inner = _scan(decoded, " (hidden in base64)")
+            if inner:
+                reasons.extend(inner)
+        out[k] = Finding(tuple(reasons)) if reasons else None
+    return out
 
 
 # --- The adversarial corpus ---------------------------------------------------------------

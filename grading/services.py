@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -1504,8 +1505,11 @@ _CALL_COLUMNS = {
 
 
 def _insert_sql(table: str, columns: dict[str, str]) -> str:
-    """INSERT of rows sent as one array per column, stamped now."""
-    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+    """INSERT of rows sent as one array per column, stamped now. Text arrays go in binary
+    (`%b`, with `_binding_cursor`): a text array is otherwise written out with every quote
+    and backslash escaped, in Python, and a call's kept request is tens of kilobytes of JSON
+    (a 30-step episode's 54 requests took 21 ms of CPU to escape, 0.6 ms to send in binary)."""
+    arrays = ", ".join(f"%{'b' if kind == 'text' else 's'}::{kind}[]" for kind in columns.values())
     return (
         f"INSERT INTO {table} ({', '.join(columns)}, created_at) "  # noqa: S608 - constants
         f"SELECT *, now() FROM unnest({arrays})"
@@ -1557,6 +1561,18 @@ def _cache_rows(to_cache: dict[str, engine.Graded]) -> list[tuple]:
     ]
 
 
+def _binding_cursor():
+    """A cursor of the default connection (PostgreSQL) that sends its parameters apart from
+    the statement, so binary ones (`%b`) go as they are: Django's own cursors bind them
+    into the statement's text, escaped. Wrapped as Django wraps its cursors (queries logged
+    and counted, errors translated)."""
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
+
+
 def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> list[int]:
     """Write the judge's answers to the cache (a key already there is kept) and the rows of
     its calls, together: in one statement on PostgreSQL, else in the caller's transaction or
@@ -1566,7 +1582,7 @@ def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> list[int]
     if connection.vendor == "postgresql":
         columns = [list(c) for c in zip(*call_rows, strict=True)] or [[]] * len(_CALL_COLUMNS)
         columns += [list(c) for c in zip(*cache_rows, strict=True)] or [[]] * len(_CACHE_COLUMNS)
-        with connection.cursor() as cursor:
+        with _binding_cursor() as cursor:
             cursor.execute(_STORE_SQL, columns)
             return [row[0] for row in cursor.fetchall()]
     with transaction.atomic():

@@ -140,3 +140,32 @@ def test_long_episodes_keep_head_and_tail_and_say_what_was_elided():
     assert rendered.cut_parts == 60  # every 3,000-character output is over the 2,000 cap
     full = render.for_judge(episode, budget=10**9)
     assert full.elided_messages == 0 and len(full.text) > len(rendered.text)
+
+
+@pytest.mark.parametrize("budget", [2_000, 12_000, 10**9])
+def test_a_transcript_renders_each_step_as_the_episode_up_to_it(budget):
+    """render.Transcript makes each message's block once for every step's rendering: each
+    step (asked for in any order) reads exactly as the episode cut at that step rendered on
+    its own, elided middle, counts and cut parts included."""
+    messages = [{"role": "user", "content": "Plan the trip."}]
+    for i in range(30):
+        messages.append(
+            {
+                "role": "assistant",
+                "content": f"step {i} " + "y" * (i * 200),
+                "tool_calls": [call(f"c{i}", "search", {"q": i})],
+            }
+        )
+        messages.append({"role": "tool", "tool_call_id": f"c{i}", "content": "x" * (i * 100)})
+    messages.append({"role": "assistant", "content": "Booked."})
+    episode = Episode.parse({"messages": messages, "final_state": {"booked": True}})
+    transcript = render.Transcript(episode)
+    steps = episode.steps()
+    for step in [steps[-1], *steps]:  # the last first: its blocks are then all made
+        alone = render.for_judge(episode.upto(step), budget=budget)
+        shared = transcript.upto(step, budget=budget)
+        assert shared == alone
+        assert "FINAL STATE" not in shared.text
+    assert transcript.whole(budget=budget) == render.for_judge(episode, budget=budget)
+    if budget == 2_000:
+        assert transcript.upto(steps[-1], budget=budget).elided_messages > 0

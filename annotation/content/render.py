@@ -58,6 +58,7 @@ fence.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -370,61 +371,107 @@ def for_judge(
 ) -> Rendered:
     """The episode as the judge reads it inside the response fence (see the module doc); its
     files within their own budget, and what a judge of `sight` is sent beside it."""
-    blocks = []
-    cuts = 0
-    for i, message in enumerate(episode.messages):
-        block, cut = _block(i, message)
-        blocks.append(block)
-        cuts += cut
-    state = ""
-    if episode.has_final_state:
-        dumped = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True)
-        dumped, cut = _cut(dumped, STATE_CHARS)
-        cuts += cut
-        state = "FINAL STATE:\n" + dumped
-    total = sum(len(b) + 1 for b in blocks) + len(state)
-    elided = (0, 0, 0)
-    kept = list(range(len(blocks)))
-    marker_at = None
-    if total > budget and len(blocks) > HEAD_MESSAGES + TAIL_MESSAGES:
-        first_turn = next((i for i, m in enumerate(episode.messages) if m.role == "assistant"), 0)
-        head_end = min(first_turn + HEAD_MESSAGES, len(blocks) - TAIL_MESSAGES)
-        room = budget - len(state) - sum(len(b) + 1 for b in blocks[:head_end])
-        tail_start = len(blocks) - TAIL_MESSAGES
-        used = sum(len(b) + 1 for b in blocks[tail_start:])
-        while tail_start > head_end and used + len(blocks[tail_start - 1]) + 1 <= room:
-            tail_start -= 1
-            used += len(blocks[tail_start]) + 1
-        if tail_start > head_end:
-            middle = episode.messages[head_end:tail_start]
-            elided = (
-                len(middle),
-                sum(1 for m in middle if m.role == "assistant"),
-                sum(1 for m in middle if m.role == "tool"),
-            )
-            marker_at = (
-                head_end,
+    return Transcript(episode).whole(budget=budget, sight=sight)
+
+
+class Transcript:
+    """An episode's blocks for the judge (`_block`, one per message), each made once however
+    many renderings read it: the whole episode (`whole`, as `for_judge`) and the episode up to
+    each of its steps (`upto`, as `for_judge_step`). A step criterion reads every step's
+    prefix, so rendering each from scratch would make a block per message and step; here a
+    rendering only joins blocks, and its budget is worked out from running totals."""
+
+    def __init__(self, episode: Episode):
+        self.episode = episode
+        messages = episode.messages
+        self._blocks: list[str] = []
+        # Running totals over the first k messages (index k): the characters of their blocks,
+        # each with its line break; their cut parts; their assistant and tool messages.
+        self._size = [0]
+        self._cuts = [0]
+        self._assistants = [0]
+        self._tools = [0]
+        self._files = [m.files for m in messages]
+        self._has_files = any(self._files)
+        self._first_turn = next((i for i, m in enumerate(messages) if m.role == "assistant"), 0)
+
+    def _made(self, end: int) -> None:
+        """The blocks of the first `end` messages, made if not yet."""
+        messages = self.episode.messages
+        for i in range(len(self._blocks), end):
+            message = messages[i]
+            block, cut = _block(i, message)
+            self._blocks.append(block)
+            self._size.append(self._size[-1] + len(block) + 1)
+            self._cuts.append(self._cuts[-1] + cut)
+            self._assistants.append(self._assistants[-1] + (message.role == "assistant"))
+            self._tools.append(self._tools[-1] + (message.role == "tool"))
+
+    def whole(self, *, budget: int = EPISODE_CHARS, sight: Sight = TEXT_ONLY) -> Rendered:
+        """The whole episode, with its final state (`for_judge`)."""
+        return self._render(len(self.episode.messages), True, budget, sight)
+
+    def upto(self, step: int, *, budget: int = EPISODE_CHARS, sight: Sight = TEXT_ONLY) -> Rendered:
+        """The episode up to `step` (`Episode.upto`: its messages to that one, no final
+        state), for a step criterion (`for_judge_step`)."""
+        return self._render(min(step + 1, len(self.episode.messages)), False, budget, sight)
+
+    def _render(self, n: int, with_state: bool, budget: int, sight: Sight) -> Rendered:
+        """The first `n` messages (and the final state when `with_state`), within `budget`."""
+        episode = self.episode
+        self._made(n)
+        blocks, size = self._blocks, self._size
+        cuts = self._cuts[n]
+        state = ""
+        if with_state and episode.has_final_state:
+            dumped = json.dumps(episode.final_state, ensure_ascii=False, sort_keys=True)
+            dumped, cut = _cut(dumped, STATE_CHARS)
+            cuts += cut
+            state = "FINAL STATE:\n" + dumped
+        total = size[n] + len(state)
+        elided = (0, 0, 0)
+        head_end = tail_start = n  # no middle elided: every message is kept
+        if total > budget and n > HEAD_MESSAGES + TAIL_MESSAGES:
+            first_turn = self._first_turn if self._first_turn < n else 0
+            head_end = min(first_turn + HEAD_MESSAGES, n - TAIL_MESSAGES)
+            room = budget - len(state) - size[head_end]
+            # As many of the last messages as fit in `room` (at least TAIL_MESSAGES): the
+            # earliest start whose blocks to the end fit, the running totals being increasing.
+            tail_start = bisect.bisect_left(size, size[n] - room, head_end, n - TAIL_MESSAGES)
+            if tail_start > head_end:
+                elided = (
+                    tail_start - head_end,
+                    self._assistants[tail_start] - self._assistants[head_end],
+                    self._tools[tail_start] - self._tools[head_end],
+                )
+            else:
+                head_end = tail_start = n
+        if head_end < n:
+            marker = (
                 f"[... {elided[0]} messages elided ({label(head_end)} to "
                 f"{label(tail_start - 1)}): {elided[1]} assistant steps and {elided[2]} tool "
-                "outputs ...]",
+                "outputs ...]"
             )
-            kept = [*range(head_end), *range(tail_start, len(blocks))]
-    # The files of the messages kept, within their own budget (the module doc).
-    refs = [(i, ref) for i in kept for ref in episode.messages[i].files]
-    tally, attachments = None, ()
-    if refs:
-        lines, attached, tally = files_for_judge([r for _i, r in refs], sight=sight)
-        by_message: dict[int, list[list[str]]] = {}
-        for (i, _ref), own in zip(refs, lines, strict=True):
-            by_message.setdefault(i, []).append(own)
-        for i, own in by_message.items():
-            blocks[i] = _block(i, episode.messages[i], own)[0]
-        attachments = tuple(a for group in attached for a in group)
-    shown = [blocks[i] for i in kept]
-    if marker_at is not None:
-        shown.insert(marker_at[0], marker_at[1])
-    text = "\n".join(shown) + (("\n" + state) if state else "")
-    return Rendered(text, *elided, cut_parts=cuts, attachments=attachments, files=tally)
+            shown = [*blocks[:head_end], marker, *blocks[tail_start:n]]
+        else:
+            shown = blocks[:n]
+        tally, attachments = None, ()
+        if self._has_files:
+            # The files of the messages kept, within their own budget (the module doc).
+            kept = [*range(head_end), *range(tail_start, n)] if head_end < n else range(n)
+            refs = [(i, ref) for i in kept for ref in self._files[i]]
+            if refs:
+                lines, attached, tally = files_for_judge([r for _i, r in refs], sight=sight)
+                by_message: dict[int, list[list[str]]] = {}
+                for (i, _ref), own in zip(refs, lines, strict=True):
+                    by_message.setdefault(i, []).append(own)
+                # Where a kept message's block is in `shown` (after the marker: one more).
+                at = {i: i if i < head_end else i - tail_start + head_end + 1 for i in kept}
+                for i, own in by_message.items():
+                    shown[at[i]] = _block(i, episode.messages[i], own)[0]
+                attachments = tuple(a for group in attached for a in group)
+        text = "\n".join(shown) + (("\n" + state) if state else "")
+        return Rendered(text, *elided, cut_parts=cuts, attachments=attachments, files=tally)
 
 
 def deliverables(episode: Episode) -> list[FileRef]:
@@ -517,7 +564,7 @@ def for_judge_step(
     episode: Episode, step: int, *, budget: int = EPISODE_CHARS, sight: Sight = TEXT_ONLY
 ) -> Rendered:
     """The episode up to `step`, for a step criterion: the last message is the step judged."""
-    return for_judge(episode.upto(step), budget=budget, sight=sight)
+    return Transcript(episode).upto(step, budget=budget, sight=sight)
 
 
 # --- exports ----------------------------------------------------------------------------

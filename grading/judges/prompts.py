@@ -26,6 +26,7 @@ URIs when the request is built.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -38,13 +39,28 @@ from rubrics.files import parts as file_parts
 FENCE_SALT = b"assay.grading.judges.prompts.fence"
 
 
+@functools.lru_cache(maxsize=8)
+def _key_of(secret: str) -> bytes:
+    return hashlib.sha256(FENCE_SALT + secret.encode()).digest()
+
+
 def _fence_key() -> bytes:
-    return hashlib.sha256(FENCE_SALT + settings.SECRET_KEY.encode()).digest()
+    return _key_of(settings.SECRET_KEY)
+
+
+# The texts of one response are fenced, hashed and keyed again for each of its criteria (a
+# 30-step episode's step views are tens of kilobytes each): the last few texts' nonces and
+# hashes are kept. A text passed again is most often the very same string, found at once.
+TEXTS_KEPT = 64
 
 
 def nonce(text: str) -> str:
     """The fence nonce of `text`: 24 hex digits that `text` does not contain."""
-    key = _fence_key()
+    return _nonce(_fence_key(), text)
+
+
+@functools.lru_cache(maxsize=TEXTS_KEPT)
+def _nonce(key: bytes, text: str) -> str:
     for attempt in range(1000):
         digest = hmac.new(key, f"{attempt}\n{text}".encode(), hashlib.sha256).hexdigest()[:24]
         if digest not in text:
@@ -52,9 +68,15 @@ def nonce(text: str) -> str:
     raise ValueError("no fence nonce found that the text does not contain")  # unreachable
 
 
+@functools.lru_cache(maxsize=TEXTS_KEPT)
+def digest(text: str) -> str:
+    """The SHA-256 of `text` (UTF-8), in hex: what cache keys cover of a text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def content_hash(text: str) -> str:
     """A plain content address (no key): for cache keys, which must survive a key change."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return digest(text)[:16]
 
 
 def conversation_text(messages: list[dict], sight: render.Sight = render.TEXT_ONLY) -> str:
