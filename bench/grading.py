@@ -25,8 +25,9 @@ and the same JSON line under "healthbench", a HealthBench-shaped case after the 
 compiled graders and hashes, without the service's per-rubric history and audit rows), one
 suite frozen over them (`rubrics.suites.suite_freeze`, timed: target < 5 s), two models with
 one response per task each, and one per-criterion run over the suite version, cache empty:
-verdicts per second and their ratio to the ideal 320/s (target >= 0.9), Assay CPU ms per
-verdict and its ratio to the one-task case's (target <= 1), the judge's occupancy; then the
+the seconds `grading.services.run_create` takes to start it (in the run's wall time; target
+< 2 s), verdicts per second and their ratio to the ideal 320/s (target >= 0.9), Assay CPU ms
+per verdict and its ratio to the one-task case's (target <= 1), the judge's occupancy; then the
 same (response, criterion) pairs through the peer loop, and the ratio of its wall time to
 Assay's. The peer formats each prompt in its threads, as the HealthBench reference grader
 does (a list of 100,000 prompts built beforehand would take gigabytes).
@@ -247,6 +248,8 @@ def main() -> None:
                     "tail_s": round(wall - busy[-1], 2) if busy else None,
                 }
 
+        run_create_s: dict[str, float] = {}  # the last run_create's seconds, by mode
+
         def grade(
             mode: str, use_cache: bool, occupancy=None, *, target=None, timeout=PHASE_TIMEOUT_S
         ) -> tuple[GradingRun, float]:
@@ -267,6 +270,7 @@ def main() -> None:
                 interval=0.02,
             )
             wall = time.monotonic() - start
+            run_create_s[mode] = created - start
             if os.environ.get("BENCH_DEBUG"):
                 r = GradingRun.objects.get(pk=run.pk)
                 marks = Verdict.objects.filter(run=run).aggregate(
@@ -427,6 +431,10 @@ def main() -> None:
                 "suite_freeze_s": round(hb["suite_freeze_s"], 3),
                 "suite_freeze_under_5s": hb["suite_freeze_s"] < 5,
                 "per_criterion_wall_s": round(wall_hb, 2),
+                # Starting the run (grading.services.run_create, in the wall time above):
+                # bench/run_create.py times it apart, with its estimate and the doors.
+                "run_create_s": round(run_create_s["per_criterion"], 3),
+                "run_create_under_2s": run_create_s["per_criterion"] < 2,
                 "verdicts": verdicts_hb,
                 "errors": errors_hb,
                 "judge_calls": calls_hb["calls"],

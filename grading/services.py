@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef, ProtectedError, Q, TextField
+from django.db.models import Exists, OuterRef, ProtectedError, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -42,6 +42,7 @@ from rubrics.models import (
     Project,
     Rubric,
     RubricVersion,
+    SuiteEntry,
     SuiteVersion,
     Task,
 )
@@ -641,54 +642,123 @@ VISUAL_CRITERION = re.compile(
 IMAGE_PART = '"image_url"'
 
 
-def _carry_images(model, ids: list[int], field: str) -> int:
-    """How many rows of `model` among `ids` carry an image part in their JSON `field` (the
-    stored shape names its type "image_url"; a text quoting it is escaped in the JSON)."""
-    found = 0
-    for start in range(0, len(ids), 10_000):
-        found += (
-            model.objects.filter(pk__in=ids[start : start + 10_000])
-            .annotate(_json=Cast(field, TextField()))
-            .filter(_json__contains=IMAGE_PART)
-            .count()
+@dataclass(frozen=True)
+class GraderShape:
+    """What a run's size and estimate need of a grader's criteria, read without its spec (a
+    HealthBench suite's 5,000 specs are 40 MB of JSON): how many criteria, how many are
+    judged and how many of those can go in a batch, and the numbers of the judged criteria
+    about an image, a chart, a figure, a photo or a diagram."""
+
+    criteria: int
+    judged: int
+    batchable: int
+    visual: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, criteria: list[dict]) -> GraderShape:
+        judged = [c for c in criteria if engine.kind_of(c) != "checked"]
+        return cls(
+            criteria=len(criteria),
+            judged=len(judged),
+            batchable=sum(1 for c in judged if prompts.batchable(c)),
+            visual=tuple(
+                n
+                for n, c in enumerate(criteria, start=1)
+                if engine.kind_of(c) != "checked" and VISUAL_CRITERION.search(c.get("text", ""))
+            ),
         )
-    return found
+
+    def calls(self, mode: str) -> int:
+        """Judge calls per response, as `_calls_of` counts them."""
+        batch = self.batchable if mode == engine.BATCHED else 0
+        if batch == 1:
+            batch = 0
+        return self.judged - batch + (1 if batch else 0)
+
+
+# VISUAL_CRITERION's words as substrings of a lowercased text: a superset the database tests
+# cheaply, so that only the few criteria it keeps are matched in Python.
+_VISUAL_WORDS = [
+    f"%{w}%" for w in ("image", "chart", "figure", "photo", "diagram", "picture", "screenshot")
+]
+
+
+def grader_shapes(graders: QuerySet) -> dict[int, GraderShape]:
+    """{grader id: GraderShape} of the graders whose ids `graders` (a queryset of ids) gives:
+    GraderShape.of each one's criteria. On PostgreSQL the database counts the criteria in
+    each spec and returns only those counts and the text of the criteria that may be visual;
+    elsewhere each spec's criteria are read and counted here."""
+    if connection.vendor != "postgresql":
+        rows = Grader.objects.filter(pk__in=graders).values_list("pk", "spec__criteria")
+        return {pk: GraderShape.of(criteria or []) for pk, criteria in rows}
+    subquery, params = graders.query.sql_with_params()
+    # engine.kind_of and prompts.batchable in SQL: a missing "kind" is binary; comparing
+    # JSON values keeps a null or non-string kind judged but not batchable, as in Python.
+    judged = "e.c -> 'kind' IS DISTINCT FROM '\"checked\"'::jsonb"
+    batchable = "coalesce(e.c -> 'kind', '\"binary\"'::jsonb) IN ('\"binary\"', '\"scale\"')"
+    sql = (
+        "SELECT g.id, s.n, s.judged, s.batchable, s.visual "  # noqa: S608 - constants and the compiled subquery
+        f"FROM {Grader._meta.db_table} g CROSS JOIN LATERAL ("
+        f"SELECT count(*) AS n, count(*) FILTER (WHERE {judged}) AS judged, "
+        f"count(*) FILTER (WHERE {batchable}) AS batchable, "
+        "jsonb_agg(jsonb_build_array(e.n, e.c -> 'text') ORDER BY e.n) "
+        f"FILTER (WHERE {judged} AND lower(e.c ->> 'text') LIKE ANY (%s)) AS visual "
+        "FROM jsonb_array_elements(g.spec -> 'criteria') WITH ORDINALITY AS e(c, n)) s "
+        f"WHERE g.id IN ({subquery})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_VISUAL_WORDS, *params])
+        rows = cursor.fetchall()
+    shapes = {}
+    for pk, n, judged_n, batchable_n, visual in rows:
+        if isinstance(visual, str):  # Django reads jsonb as text, for JSONField to decode
+            visual = json.loads(visual)
+        shapes[pk] = GraderShape(
+            criteria=n,
+            judged=judged_n,
+            batchable=batchable_n,
+            visual=tuple(
+                number
+                for number, text in visual or ()
+                if VISUAL_CRITERION.search(text if isinstance(text, str) else "")
+            ),
+        )
+    return shapes
 
 
 def image_warnings(
-    *, work: dict[int, list[int]], judges: list[Judge], graders: dict[int, Grader]
+    *, work: RunWork, judges: list[Judge], shapes: dict[int, GraderShape]
 ) -> list[dict]:
     """What a run needs to see that some of its judges cannot: responses or tasks that carry
     images, or criteria about an image, a chart, a figure, a photo or a diagram, graded by a
     judge that does not accept images (it is told an image was there, and grades without it).
     One warning per judge that cannot see images, saying what needs them; none when every
-    judge sees images or nothing needs them."""
+    judge sees images or nothing needs them. Two counts, over the run's responses and their
+    tasks as subqueries (no lists of ids), whatever the run's size."""
     blind = [j for j in judges if not j.accepts_images]
-    if not blind or not work:
+    if not blind or not work.pairs:
         return []
     needs = []
-    response_ids = [pk for ids in work.values() for pk in ids]
-    responses = _carry_images(Response, response_ids, "content")
+    # The stored shape names an image part's type "image_url"; a text quoting it is escaped
+    # in the JSON.
+    responses = (
+        work.responses.annotate(_json=Cast("content", TextField()))
+        .filter(_json__contains=IMAGE_PART)
+        .count()
+    )
     if responses:
         needs.append(f"{responses:,} response{'s carry' if responses != 1 else ' carries'} images")
-    task_ids = list(
-        Response.objects.filter(pk__in=response_ids[:100_000])
-        .values_list("task_id", flat=True)
-        .distinct()
+    tasks = (
+        Task.objects.filter(pk__in=work.responses.values("task_id"))
+        .annotate(_json=Cast("messages", TextField()))
+        .filter(_json__contains=IMAGE_PART)
+        .count()
     )
-    tasks = _carry_images(Task, task_ids, "messages")
     if tasks:
         needs.append(
             f"{tasks:,} task{'s carry' if tasks != 1 else ' carries'} images in its prompt"
         )
-    visual = sorted(
-        {
-            n
-            for grader_id in work
-            for n, c in enumerate(graders[grader_id].spec["criteria"], start=1)
-            if engine.kind_of(c) != "checked" and VISUAL_CRITERION.search(c.get("text", ""))
-        }
-    )
+    visual = sorted({n for grader_id in work.by_grader() for n in shapes[grader_id].visual})
     if visual:
         numbers = ", ".join(f"#{n}" for n in visual[:10]) + (" ..." if len(visual) > 10 else "")
         needs.append(f"criteria {numbers} ask about an image, chart, figure, photo or diagram")
@@ -708,28 +778,29 @@ def image_warnings(
 
 def run_estimate(
     *,
-    work: dict[int, list[int]],
+    work: RunWork,
     judges: list[Judge],
     mode: str,
     samples: int,
-    graders: dict[int, Grader] | None = None,
+    shapes: dict[int, GraderShape] | None = None,
 ) -> dict:
-    """Calls and tokens a run will cost without the cache, for `work` ({grader id: response
-    ids}): calls are counted exactly; tokens come from prompts rendered for a sample of
-    EST_SAMPLE_RESPONSES responses spread over the graders, and extrapolated per call to the
-    graders not sampled. The cost, where an admin has priced the judges' models.
+    """Calls and tokens a run will cost without the cache, for `work`: calls are counted
+    exactly from each grader's shape (`grader_shapes`, read here unless given); tokens come
+    from prompts rendered for a sample of EST_SAMPLE_RESPONSES responses spread over the
+    graders (only their specs are read), and extrapolated per call to the graders not
+    sampled. The cost, where an admin has priced the judges' models.
 
     A grader with trajectory or step criteria has its sampled responses' prompts rendered as
     the engine renders them (engine.planned_prompts: the episode in the fence, one prompt per
     step for step criteria), and its calls and verdicts per response are the sample's mean:
     how many steps an episode has is known only from its content. Unsampled, such a grader
     counts one call per criterion, as for texts."""
-    work = {g: ids for g, ids in work.items() if ids}
-    if graders is None:
-        graders = Grader.objects.in_bulk(list(work))
+    by_grader = work.by_grader()
+    if shapes is None:
+        shapes = grader_shapes(work.graders())
     # The sample: graders in turn, one response each, until EST_SAMPLE_RESPONSES.
     picked: dict[int, list[int]] = {}
-    queues = {g: list(ids[:EST_SAMPLE_RESPONSES]) for g, ids in work.items()}
+    queues = {g: list(ids[:EST_SAMPLE_RESPONSES]) for g, ids in by_grader.items()}
     taken = 0
     while taken < EST_SAMPLE_RESPONSES and any(queues.values()):
         for g, ids in queues.items():
@@ -739,6 +810,7 @@ def run_estimate(
     loaded = Response.objects.select_related("task").in_bulk(
         [pk for ids in picked.values() for pk in ids]
     )
+    specs = {pk: g.spec for pk, g in Grader.objects.in_bulk(list(picked)).items()}
     calls = input_tokens = output_tokens = checked = 0
     sampled_calls = sampled_tokens = 0.0
     unsampled_calls = 0
@@ -746,14 +818,14 @@ def run_estimate(
     # What each judge is sent depends on what it sees (images, files): prompts are planned
     # once per kind of judge, and the tokens and images of a response are the judges' mean.
     sights = [render.Sight(images=j.accepts_images, files=j.accepts_files) for j in judges]
-    for grader_id, ids in work.items():
-        spec = graders[grader_id].spec
-        judged, batch, singles = _calls_of(spec, mode)
-        per_response_calls: float = len(singles) + (1 if batch else 0)
-        verdicts: float = len(judged)
+    for grader_id, ids in by_grader.items():
+        shape = shapes[grader_id]
+        per_response_calls: float = shape.calls(mode)
+        verdicts: float = shape.judged
         n = len(ids)
-        checked += n * (len(spec["criteria"]) - len(judged))
+        checked += n * (shape.criteria - shape.judged)
         sample = [loaded[pk] for pk in picked.get(grader_id, []) if pk in loaded]
+        spec = specs.get(grader_id)
         planned = None
         if sample and (
             engine.has_episode_scopes(spec)
@@ -789,6 +861,7 @@ def run_estimate(
                 ) / len(sights)
                 images += n * shown / len(sample)
             else:
+                _, batch, singles = _calls_of(spec, mode)
                 tokens = _estimate_chars(spec, sample, singles, batch) / 4
             per_response = tokens / len(sample)
             input_tokens += n * per_response
@@ -807,7 +880,7 @@ def run_estimate(
         # Images sent beside the prompts (sampled, counted in input_tokens at
         # prompts.IMAGE_TOKENS each), and what the judges cannot see that the run needs.
         "images": round(images * samples),
-        "warnings": image_warnings(work=work, judges=judges, graders=graders),
+        "warnings": image_warnings(work=work, judges=judges, shapes=shapes),
     }
     prices = {p.model: p for p in ModelPrice.objects.filter(model__in={j.model for j in judges})}
     if all(j.model in prices for j in judges):
@@ -847,12 +920,20 @@ class RunWork:
     suite_version: SuiteVersion
     selection: dict
     pairs: list[tuple[int, int]]  # (response id, grader id), by response id
+    # The same responses as a query: counts over them are subqueries, not lists of ids.
+    responses: QuerySet
 
     def by_grader(self) -> dict[int, list[int]]:
         work: dict[int, list[int]] = {}
         for response_id, grader_id in self.pairs:
             work.setdefault(grader_id, []).append(response_id)
         return work
+
+    def graders(self) -> QuerySet:
+        """The ids of the graders the responses are graded by, as a query."""
+        return SuiteEntry.objects.filter(
+            version=self.suite_version, task_id__in=self.responses.values("task_id")
+        ).values("grader_id")
 
 
 def run_work(
@@ -870,21 +951,23 @@ def run_work(
     if suite_version.suite.project_id != project.pk:
         raise ValidationError("The suite must belong to this project.")
     selection = {}
-    pinned = suites.pinned_by_external_id(suite_version)
+    entries = SuiteEntry.objects.filter(version=suite_version)
     models = _clean_list(models, "models")
     sample_indices = _clean_list(sample_indices, "sample_indices", kind=int)
     tasks = _clean_list(tasks, "tasks")
     if tasks:
-        unknown = [t for t in tasks if t not in pinned]
+        entries = entries.filter(task__external_id__in=tasks)
+        known = set(entries.values_list("task__external_id", flat=True))
+        unknown = [t for t in tasks if t not in known]
         if unknown:
             raise ValidationError(
                 {"tasks": f"Not in suite version {suite_version.number}: {', '.join(unknown[:20])}"}
             )
-        pinned = {t: pinned[t] for t in tasks}
         selection["tasks"] = tasks
-    grader_of = {task_id: grader_id for task_id, grader_id in pinned.values()}
+    grader_of = dict(entries.values_list("task_id", "grader_id"))
+    # The suite's tasks as a subquery: a HealthBench suite has 5,000.
     query = (responses if responses is not None else Response.objects.all()).filter(
-        task__project=project, task_id__in=list(grader_of)
+        task__project=project, task_id__in=entries.values("task_id")
     )
     if models:
         query = query.filter(model__in=models)
@@ -908,7 +991,7 @@ def run_work(
     if not pairs:
         where = "for this rubric" if suite_version.suite.rubric_id else "in this suite"
         raise ValidationError(f"There are no responses to grade {where}; import some.")
-    return RunWork(suite_version=suite_version, selection=selection, pairs=pairs)
+    return RunWork(suite_version=suite_version, selection=selection, pairs=pairs, responses=query)
 
 
 def _clean_run_options(judges: list[Judge], project: Project, mode: str, samples: int) -> None:
@@ -956,8 +1039,7 @@ def _plan(
         tasks=tasks,
         responses=responses,
     )
-    by_grader = work.by_grader()
-    return judges, work, by_grader, Grader.objects.in_bulk(list(by_grader))
+    return judges, work
 
 
 @transaction.atomic
@@ -976,7 +1058,7 @@ def run_create_estimate(
     user=None,
 ) -> dict:
     """What `run_create` with these arguments would cost, without starting anything."""
-    judges, _, by_grader, graders = _plan(
+    judges, work = _plan(
         project=project,
         judge=judge,
         user=user,
@@ -990,7 +1072,7 @@ def run_create_estimate(
         mode=mode,
         samples=samples,
     )
-    return run_estimate(work=by_grader, judges=judges, mode=mode, samples=samples, graders=graders)
+    return run_estimate(work=work, judges=judges, mode=mode, samples=samples)
 
 
 @transaction.atomic
@@ -1013,7 +1095,7 @@ def run_create(
 ) -> GradingRun:
     """A run over a frozen suite version; or over one grader, which is a run over its rubric's
     suite of one frozen with that grader (rubrics.suites.suite_of_grader): one path."""
-    planned = _plan(
+    judges, work = _plan(
         project=project,
         judge=judge,
         user=user,
@@ -1027,11 +1109,12 @@ def run_create(
         mode=mode,
         samples=samples,
     )
-    judges, work, by_grader, graders = planned
     panel = judges[1:]
     suite_version = work.suite_version
+    # Read once for the run's size and its estimate.
+    shapes = grader_shapes(work.graders())
     total = (
-        sum(len(ids) * len(graders[g].spec["criteria"]) for g, ids in by_grader.items())
+        sum(len(ids) * shapes[g].criteria for g, ids in work.by_grader().items())
         * len(judges)
         * samples
     )
@@ -1045,9 +1128,7 @@ def run_create(
         samples=samples,
         use_cache=use_cache,
         total_items=total,
-        estimate=run_estimate(
-            work=by_grader, judges=judges, mode=mode, samples=samples, graders=graders
-        ),
+        estimate=run_estimate(work=work, judges=judges, mode=mode, samples=samples, shapes=shapes),
     )
     if panel:
         run.panel.set(panel)

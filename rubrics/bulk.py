@@ -7,6 +7,7 @@ still check every row. Elsewhere (the embedded SQLite default) bulk_create does 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from django.db import connection, models
@@ -27,11 +28,19 @@ def insert_rows(model: type[models.Model], rows: Iterable[dict]) -> list[int]:
     # JSON needs its database form; psycopg adapts the other values (text, Decimal, UUID).
     json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
     now = timezone.now()
-    stamped = {
-        f.attname
-        for f in fields
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
-    }
+    # What a row that leaves a field out gets, worked out once for all rows (a run's 10,000
+    # pending scores leave out all but three): the time for stamped fields, else the default,
+    # unless it is a function that may give each row another value (a UUID, the time). JSON
+    # goes as its text, which COPY parses as a column of any JSON type does.
+    fixed = {}
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            fixed[f.attname] = now
+        elif not f.has_default() or not callable(f.default) or f.default in (dict, list):
+            value = f.get_default()
+            if f.attname in json_fields:
+                value = None if value is None else json.dumps(value, cls=f.encoder)
+            fixed[f.attname] = value
     table = connection.ops.quote_name(model._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *fields])
     with connection.cursor() as cursor:
@@ -44,11 +53,15 @@ def insert_rows(model: type[models.Model], rows: Iterable[dict]) -> list[int]:
             for new_id, row in zip(ids, rows, strict=True):
                 values = [new_id]
                 for f in fields:
-                    if f.attname in row:
-                        value = row[f.attname]
+                    name = f.attname
+                    if name in row:
+                        value = row[name]
+                    elif name in fixed:
+                        values.append(fixed[name])
+                        continue
                     else:
-                        value = now if f.attname in stamped else f.get_default()
-                    if f.attname in json_fields:
+                        value = f.get_default()
+                    if name in json_fields:
                         value = f.get_db_prep_save(value, connection)
                     values.append(value)
                 copy.write_row(values)

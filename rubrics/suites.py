@@ -412,17 +412,6 @@ def pinned_graders(version: SuiteVersion) -> dict[int, int]:
     return dict(SuiteEntry.objects.filter(version=version).values_list("task_id", "grader_id"))
 
 
-def pinned_by_external_id(version: SuiteVersion) -> dict[str, tuple[int, int]]:
-    """{task external id: (task id, grader id)} of a frozen version: what the suite reward
-    endpoint looks up."""
-    return {
-        external_id: (task_id, grader_id)
-        for external_id, task_id, grader_id in SuiteEntry.objects.filter(
-            version=version
-        ).values_list("task__external_id", "task_id", "grader_id")
-    }
-
-
 @dataclass
 class TaskChange:
     external_id: str

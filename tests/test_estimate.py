@@ -40,9 +40,7 @@ def test_estimated_input_tokens_are_those_of_every_prompt_of_the_sample():
     judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     ids = list(Response.objects.order_by("pk").values_list("pk", flat=True))
 
-    estimate = services.run_estimate(
-        work={grader.pk: ids}, judges=[judge], mode="per_criterion", samples=1
-    )
+    estimate = services.run_create_estimate(project=project, judge=judge, grader=grader)
 
     chars = sum(
         len(m["content"])
@@ -57,8 +55,8 @@ def test_estimated_input_tokens_are_those_of_every_prompt_of_the_sample():
     assert estimate["calls"] == len(ids) * len(grader.spec["criteria"])
     assert estimate["input_tokens"] == round(chars / 4)
 
-    batched = services.run_estimate(
-        work={grader.pk: ids}, judges=[judge], mode="batched", samples=1
+    batched = services.run_create_estimate(
+        project=project, judge=judge, grader=grader, mode="batched"
     )
     chars = sum(
         len(m["content"])

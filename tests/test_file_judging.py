@@ -443,17 +443,18 @@ def test_the_estimate_counts_file_text_and_images(personas):
     )
     blind = factories.make_judge(project, "http://127.0.0.1:9/v1")
     seeing = vision_judge(project, "http://127.0.0.1:9/v1")
-    work = {grader.pk: [plain.pk]}
-    base = services.run_estimate(work=work, judges=[blind], mode="per_criterion", samples=1)
-    with_files = services.run_estimate(
-        work={grader.pk: [filed.pk]}, judges=[blind], mode="per_criterion", samples=1
-    )
+
+    def estimate(judge, model):
+        return services.run_create_estimate(
+            project=project, judge=judge, grader=grader, models=[model]
+        )
+
+    base = estimate(blind, plain.model)
+    with_files = estimate(blind, filed.model)
     # The memo's 6,000 characters are about 1,500 tokens more.
     assert with_files["input_tokens"] - base["input_tokens"] >= 1_500
     assert with_files["images"] == 0 == base["images"]
-    vision = services.run_estimate(
-        work={grader.pk: [filed.pk]}, judges=[seeing], mode="per_criterion", samples=1
-    )
+    vision = estimate(seeing, filed.model)
     assert vision["images"] == 1
     assert vision["input_tokens"] - with_files["input_tokens"] >= prompts.IMAGE_TOKENS - 100
     # What the estimate counted is what planned_prompts renders.
