@@ -41,6 +41,7 @@ a throwaway database: created if missing, migrated, emptied before seeding.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -69,6 +70,55 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_reward"
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def worker_cpu_s(master: int) -> float:
+    """User + system CPU seconds of a gunicorn master's live workers (its children), from
+    /proc: the server's CPU, which does not depend on the machine's load as wall time does."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for pid in children:
+        with contextlib.suppress(OSError):
+            total += _django.cpu_seconds(int(pid))
+    return total
+
+
+class CpuMeter:
+    """CPU per request, load-independent. In process: the request thread's CPU (the view,
+    the engine, the batched call and the after-reply write all run on it) and the process's
+    (with the judge pool's threads and the test client). Over HTTP: the server's workers'."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+
+    def now(self) -> tuple[float, float]:
+        if self.server_pid is not None:
+            return 0.0, worker_cpu_s(self.server_pid)
+        return time.thread_time(), time.process_time()
+
+    def add(self, phase: str, before: tuple[float, float]) -> None:
+        after = self.now()
+        self.samples.setdefault(phase, []).append(
+            (1000 * (after[0] - before[0]), 1000 * (after[1] - before[1]))
+        )
+
+    def figures(self, phase: str) -> dict:
+        got = self.samples.get(phase, [])
+        if not got:
+            return {}
+        threads, processes = [t for t, _ in got], [p for _, p in got]
+        if self.server_pid is not None:  # clock ticks of 10 ms: only the mean means much
+            return {"server_cpu_ms_mean": round(statistics.mean(processes), 2)}
+        return {
+            "thread_cpu_ms_p50": pct(threads, 0.5),
+            "thread_cpu_ms_mean": round(statistics.mean(threads), 2),
+            "process_cpu_ms_p50": pct(processes, 0.5),
+            "process_cpu_ms_mean": round(statistics.mean(processes), 2),
+        }
 
 
 def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dict[str, str]]:
@@ -107,7 +157,9 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
     return f"/api/suites/{suite.pk}/score/", dict(version.manifest)
 
 
-def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], rng) -> dict:
+def suite_case(
+    args, post, sim_stats, suite_url: str, manifest: dict[str, str], rng, meter: CpuMeter
+) -> dict:
     """The suite URL against the per-grader URL, alternating in the same run, per mode; then
     suite requests spanning N tasks (batched)."""
     task_ids = sorted(manifest)
@@ -115,12 +167,14 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
     def text(tag: str) -> str:
         return f"{tag}. " + " ".join(rng.choice(WORDS) for _ in range(120)) + "."
 
-    def timed(to: str, body: dict, calls: int) -> float:
+    def timed(to: str, body: dict, calls: int, phase: str = "") -> float:
         """Overhead: wall time less the slowest of the request's `calls` judge calls."""
         before = sim_stats()["requests"]
+        cpu0 = meter.now()
         t0 = time.perf_counter()
         status, content = post(body, to)
         wall = 1000 * (time.perf_counter() - t0)
+        meter.add(phase or "warm", cpu0)
         assert status == 200, content
         after = sim_stats()
         made = after["requests"] - before
@@ -133,11 +187,12 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
         suite_body = {"items": [{"task": task, "responses": [text(f"S{mode}{i}")]}], "mode": mode}
         grader_body = {"task": task, "responses": [text(f"G{mode}{i}")], "mode": mode}
         grader_url = f"/api/graders/{manifest[task]}/score/"
+        on_suite, on_grader = (f"suite {mode}", f"grader {mode}") if i >= 0 else ("", "")
         if i % 2:  # alternate which goes first
-            g = timed(grader_url, grader_body, calls)
-            return timed(suite_url, suite_body, calls), g
-        s = timed(suite_url, suite_body, calls)
-        return s, timed(grader_url, grader_body, calls)
+            g = timed(grader_url, grader_body, calls, on_grader)
+            return timed(suite_url, suite_body, calls, on_suite), g
+        s = timed(suite_url, suite_body, calls, on_suite)
+        return s, timed(grader_url, grader_body, calls, on_grader)
 
     out: dict = {"tasks": len(task_ids), "vs_grader": {}, "spread_batched": {}}
     for mode in ("batched", "per_criterion"):
@@ -155,6 +210,8 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
             "ratio_p50": round(suite_p50 / grader_p50, 2) if grader_p50 > 0 else None,
             "suite_overhead_p90_ms": pct([s for s, _ in pairs], 0.9),
             "pass": suite_p50 - grader_p50 <= SUITE_TARGET_MS,
+            "suite_cpu": meter.figures(f"suite {mode}"),
+            "grader_cpu": meter.figures(f"grader {mode}"),
         }
     for n in [int(x) for x in args.spread.split(",") if x.strip()]:
         log(f"suite, batched, {n} task(s) a request: {args.requests} requests")
@@ -164,7 +221,9 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
                 {"task": task, "responses": [text(f"N{n}-{i}-{j}")]}
                 for j, task in enumerate(rng.sample(task_ids, n))
             ]
-            return timed(suite_url, {"items": items, "mode": "batched"}, n)
+            return timed(
+                suite_url, {"items": items, "mode": "batched"}, n, f"spread {n}" if i >= 0 else ""
+            )
 
         for i in range(3):
             spread(-1 - i)
@@ -172,6 +231,7 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
         out["spread_batched"][str(n)] = {
             "overhead_p50_ms": pct(overheads, 0.5),
             "overhead_p90_ms": pct(overheads, 0.9),
+            **meter.figures(f"spread {n}"),
         }
     return out
 
@@ -253,6 +313,7 @@ def main() -> None:
             suite_url, manifest = seed_suite(owner, project, args.suite_tasks, args.criteria, rng)
         url = f"/api/graders/{grader.hash}/score/"
         headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
+        meter = CpuMeter(None)
         if args.in_process:
             # Django's test client: no HTTP, so --profile sees the request's own work.
             web = Client(HTTP_AUTHORIZATION=headers["Authorization"])
@@ -273,6 +334,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
             procs.append(server)
+            meter = CpuMeter(server.pid)
             conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=30)
 
             def post(body: dict, to: str = url) -> tuple[int, bytes]:
@@ -305,11 +367,13 @@ def main() -> None:
             """(wall ms, the judge's own latency ms for this request)."""
             before = sim_stats()["requests"]
             words = " ".join(rng.choice(WORDS) for _ in range(120))
+            cpu0 = meter.now()
             t0 = time.perf_counter()
             status, content = post(
                 {"task": "bench", "responses": [f"Probe {mode} {i}. {words}."], "mode": mode}
             )
             wall = 1000 * (time.perf_counter() - t0)
+            meter.add(mode if i >= 0 else "warm", cpu0)
             assert status == 200, content
             after = sim_stats()
             calls = after["requests"] - before
@@ -345,6 +409,7 @@ def main() -> None:
                 "overhead_min_ms": pct(overheads, 0.0),
                 "over_nominal_p50_ms": pct([w - LATENCY_MS for w in walls], 0.5),
                 "wall_mean_ms": round(statistics.mean(walls), 1),
+                **meter.figures(mode),
             }
         # The floor for per-criterion: the same 20 calls from a bare HealthBench-style loop
         # in this process (a thread each, http.client keep-alive, the same prompts; no Django,
@@ -396,7 +461,7 @@ def main() -> None:
         pool.shutdown()
 
         if suite_url:
-            figures["suite"] = suite_case(args, post, sim_stats, suite_url, manifest, rng)
+            figures["suite"] = suite_case(args, post, sim_stats, suite_url, manifest, rng, meter)
             figures["pass_by_mode"] = {
                 **figures.get("pass_by_mode", {}),
                 **{f"suite_{m}": f["pass"] for m, f in figures["suite"]["vs_grader"].items()},
