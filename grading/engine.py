@@ -58,8 +58,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.conf import settings as django_settings
 
@@ -128,11 +130,18 @@ class CallRecord:
     usage: Usage
     error: str = ""
     # The ids of the criteria it decided (one, or a batch's), the request's body as sent (never
-    # its headers, so never a key) and the judge's raw reply: for the call's page.
+    # its headers, so never a key; `request`) and the judge's raw reply: for the call's page.
     criterion_ids: tuple[int, ...] = ()
-    request: str = ""
+    # Makes `request` from the body as sent, when the call's row is written: the reward
+    # endpoint writes it once the trainer has its scores, not while 20 calls' threads that
+    # have just had their replies take turns for the GIL.
+    kept: Callable[[], str] | None = None
     reply: str = ""
     step: int | None = None  # the step its criteria were judged at (None: the response)
+
+    @property
+    def request(self) -> str:
+        return self.kept() if self.kept is not None else ""
 
 
 DATA_URI_BODY = re.compile(r"(data:[\w.+/-]+;base64,)[A-Za-z0-9+/=]{200,}")
@@ -522,7 +531,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
             exc.usage,
             exc.reason,
             (criterion["id"],),
-            _kept_request(client, request) if exc.usage.attempts else "",
+            partial(_kept_request, client, request) if exc.usage.attempts else None,
             exc.raw,
             step,
         )
@@ -554,7 +563,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         usage,
         "",
         (criterion["id"],),
-        _kept_request(client, request),
+        partial(_kept_request, client, request),
         reply.raw,
         step,
     )
@@ -589,7 +598,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
             exc.usage,
             exc.reason,
             tuple(c["id"] for c in criteria),
-            _kept_request(client, request) if exc.usage.attempts else "",
+            partial(_kept_request, client, request) if exc.usage.attempts else None,
             exc.raw,
             step,
         )
@@ -638,7 +647,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
         reply.usage,
         error,
         tuple(c["id"] for c in criteria),
-        _kept_request(client, request),
+        partial(_kept_request, client, request),
         reply.raw,
         step,
     )

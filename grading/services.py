@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import re
@@ -1474,46 +1475,50 @@ def _with_db(fn, *, what: str):
 # The judge's answers and its calls are read and written on every graded response and every
 # reward request, where the ORM's compiling of a query costs more than the database's answer
 # (about 1 ms of CPU against 0.3 ms here): these few statements are written out once.
-# Each table's columns with their PostgreSQL types: the statements below, and the order of
-# the rows' values, come from these.
-_CACHE_COLUMNS = {
-    "key": "text",
-    "outcome": "text",
-    "value": "float8",
-    "explanation": "text",
-    "raw_output": "text",
-    "judge_model": "text",
-    "simulated": "bool",
-}
-_CALL_COLUMNS = {
-    "run_id": "bigint",
-    "judge_id": "bigint",
-    "response_id": "bigint",
-    "sample_index": "int",
-    "criteria": "int",
-    "attempts": "int",
-    "prompt_tokens": "int",
-    "cached_tokens": "int",
-    "completion_tokens": "int",
-    "error": "text",
-    "request": "text",
-    "reply": "text",
-    "latency_ms": "int",
-}
+# Each table's columns: the statements below, and the order of the rows' values, come from
+# these.
+_CACHE_COLUMNS = (
+    "key",
+    "outcome",
+    "value",
+    "explanation",
+    "raw_output",
+    "judge_model",
+    "simulated",
+)
+_CALL_COLUMNS = (
+    "run_id",
+    "judge_id",
+    "response_id",
+    "sample_index",
+    "criteria",
+    "attempts",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "error",
+    "request",
+    "reply",
+    "latency_ms",
+)
 
 
-def _insert_sql(table: str, columns: dict[str, str]) -> str:
-    """INSERT of rows sent as one array per column, stamped now."""
-    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    """INSERT of rows sent as one JSON array of objects (column: value), stamped now: the
+    table's own row type reads each value as its column's type."""
+    names = ", ".join(columns)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}, created_at) "  # noqa: S608 - constants
-        f"SELECT *, now() FROM unnest({arrays})"
+        f"INSERT INTO {table} ({names}, created_at) "  # noqa: S608 - constants
+        f"SELECT {names}, now() FROM json_populate_recordset(NULL::{table}, %s::json)"
     )
 
 
 # PostgreSQL: both inserts in one statement (one round trip, and one commit outside a
 # transaction), answering the calls' new ids in the order of their rows: ids come from a
-# sequence, taken as the rows are inserted in the order unnest gives them.
+# sequence, taken as the rows are inserted in the order the array gives them. The rows go as
+# two JSON texts rather than an array per column, which psycopg adapts item by item in
+# Python: a per-criterion reward request's 20 calls (their requests and replies, 76 kB) and
+# 20 answers took 3.8 ms of CPU that way, 1.7 ms so.
 _STORE_SQL = (
     f"WITH calls AS ({_insert_sql(JudgeCall._meta.db_table, _CALL_COLUMNS)} RETURNING id), "  # noqa: S608 - constants
     f"answers AS ({_insert_sql(CachedVerdict._meta.db_table, _CACHE_COLUMNS)} "
@@ -1563,10 +1568,18 @@ def _store_answers(cache_rows: list[tuple], call_rows: list[tuple]) -> list[int]
     if not cache_rows and not call_rows:
         return []
     if connection.vendor == "postgresql":
-        columns = [list(c) for c in zip(*call_rows, strict=True)] or [[]] * len(_CALL_COLUMNS)
-        columns += [list(c) for c in zip(*cache_rows, strict=True)] or [[]] * len(_CACHE_COLUMNS)
+        calls = json.dumps(
+            [dict(zip(_CALL_COLUMNS, r, strict=True)) for r in call_rows],
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        answers = json.dumps(
+            [dict(zip(_CACHE_COLUMNS, r, strict=True)) for r in cache_rows],
+            ensure_ascii=False,
+            allow_nan=False,
+        )
         with connection.cursor() as cursor:
-            cursor.execute(_STORE_SQL, columns)
+            cursor.execute(_STORE_SQL, [calls, answers])
             return [row[0] for row in cursor.fetchall()]
     with transaction.atomic():
         CachedVerdict.objects.bulk_create(
@@ -2008,8 +2021,8 @@ def _reward_score(
     deadline: float,
 ) -> tuple[list[list[Reward]], Callable[[], None]]:
     ref = judge_ref(judge)
-    cache_rows: list[tuple] = []
-    call_rows: list[tuple] = []
+    # Each response's engine outcome: its cache and cost rows are made when they are written.
+    outcomes: list[engine.Outcome] = []
 
     def one(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True) -> Reward:
         item, response = job
@@ -2039,8 +2052,7 @@ def _reward_score(
         finally:
             if own_thread:
                 connection.close()
-        cache_rows.extend(_cache_rows(out.to_cache))  # list.extend is atomic under the GIL
-        call_rows.extend(_judge_call_rows(out.calls, judge_id=judge.pk))
+        outcomes.append(out)  # list.append is atomic under the GIL
         by_id = {g.criterion_id: g for g in out.graded if g.step is None}
         graded = [by_id[c["id"]] for c in spec["criteria"]]
         detect()  # if no call was made (all from the cache, or an empty response)
@@ -2053,7 +2065,10 @@ def _reward_score(
         )
 
     def store() -> None:
-        _store_answers(cache_rows, call_rows)
+        _store_answers(
+            [row for out in outcomes for row in _cache_rows(out.to_cache)],
+            [row for out in outcomes for row in _judge_call_rows(out.calls, judge_id=judge.pk)],
+        )
 
     jobs = [(item, response) for item in items for response in item.responses]
     if len(jobs) == 1:
