@@ -672,6 +672,30 @@ def _templates_of(grader_hash: str, spec: dict) -> str:
     return found
 
 
+@dataclass
+class Plan:
+    """One response's items sorted out before any cache read or judge call (`plan_items`):
+    the verdicts decided already (checked criteria, empty views), in `result`; the judged
+    items still to decide with their cache keys; the step criteria to decide from their
+    steps' verdicts."""
+
+    spec: dict
+    grader_hash: str
+    judges: list[JudgeRef]
+    messages: list[dict]
+    mode: str
+    result: Outcome
+    # criterion, judge id, sample, view, cache key
+    pending: list[tuple[dict, int, int, View, str]]
+    # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
+    by_step: list[tuple[dict, int, int, list[int]]]
+
+    @property
+    def keys(self) -> list[str]:
+        """The cache keys of the items still to decide."""
+        return [p[4] for p in self.pending]
+
+
 def grade_items(
     spec: dict,
     *,
@@ -681,7 +705,6 @@ def grade_items(
     response: str | Episode | None,
     items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
     mode: str = PER_CRITERION,
-    cache: dict[str, Graded] | None = None,
     cache_lookup=None,
     should_stop=None,
     leases_at_once: bool = False,
@@ -700,15 +723,49 @@ def grade_items(
     before it is sent, nor when no call is made; the caller checks. An empty view makes no
     judge call: its judged criteria are not met (`grade_empty`); checked ones still run.
     `deadline` (time.monotonic()), when given, ends every call by then even if a judge's own
-    item deadline is later (the reward endpoint's request deadline)."""
+    item deadline is later (the reward endpoint's request deadline).
+
+    It is `plan_items`, the cache read, then `finish_items`: a caller grading many responses
+    at once (the reward endpoint) plans them all, reads the cache once for all of them, and
+    finishes each."""
+    plan = plan_items(
+        spec,
+        grader_hash=grader_hash,
+        judges=judges,
+        messages=messages,
+        response=response,
+        items=items,
+        mode=mode,
+    )
+    hits = cache_lookup(plan.keys) if plan.pending and cache_lookup is not None else {}
+    return finish_items(
+        plan,
+        hits,
+        should_stop=should_stop,
+        leases_at_once=leases_at_once,
+        while_waiting=while_waiting,
+        deadline=deadline,
+    )
+
+
+def plan_items(
+    spec: dict,
+    *,
+    grader_hash: str,
+    judges: list[JudgeRef],
+    messages: list[dict],
+    response: str | Episode | None,
+    items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
+    mode: str = PER_CRITERION,
+) -> Plan:
+    """`grade_items`' first step: the response's views, checked criteria run, empty views
+    decided, and every other item's cache key. Reads neither the cache nor a judge."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
     templates = _templates_of(grader_hash, spec) if mode == BATCHED else ""
     views = Views(response, messages)
-    # criterion, judge id, sample, view, cache key
     pending: list[tuple[dict, int, int, View, str]] = []
-    # Step criteria: (criterion, judge id, sample, steps), decided from their steps' verdicts.
     by_step: list[tuple[dict, int, int, list[int]]] = []
     for criterion_id, judge_id, sample in items:
         criterion = by_id[criterion_id]
@@ -746,50 +803,63 @@ def grade_items(
                 conversation=view.conversation.text,
             )
             pending.append((criterion, judge_id, sample, view, key))
-    if pending and cache_lookup is not None:
-        hits = cache_lookup([p[4] for p in pending])
-        still = []
-        for criterion, judge_id, sample, view, key in pending:
-            hit = hits.get(key)
-            if hit is None:
-                still.append((criterion, judge_id, sample, view, key))
-            else:
-                result.graded.append(
-                    Graded(
-                        **{
-                            **hit.__dict__,
-                            "criterion_id": criterion["id"],
-                            "judge_id": judge_id,
-                            "sample_index": sample,
-                            "cached": True,
-                            "prompt_tokens": 0,
-                            "completion_tokens": 0,
-                            "step": view.step,
-                        }
-                    )
+    return Plan(spec, grader_hash, judges, messages, mode, result, pending, by_step)
+
+
+def finish_items(
+    plan: Plan,
+    hits: dict[str, Graded],
+    *,
+    should_stop=None,
+    leases_at_once: bool = False,
+    while_waiting=None,
+    deadline: float | None = None,
+) -> Outcome:
+    """`grade_items`' last step: the items of `plan` whose keys are in `hits` (the cache's
+    answers) decided from them, the judges asked for the rest, the step criteria decided
+    from their steps. Reads no database."""
+    result = plan.result
+    pending = []
+    for criterion, judge_id, sample, view, key in plan.pending:
+        hit = hits.get(key)
+        if hit is None:
+            pending.append((criterion, judge_id, sample, view, key))
+        else:
+            result.graded.append(
+                Graded(
+                    **{
+                        **hit.__dict__,
+                        "criterion_id": criterion["id"],
+                        "judge_id": judge_id,
+                        "sample_index": sample,
+                        "cached": True,
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                        "step": view.step,
+                    }
                 )
-        pending = still
+            )
     if pending:
         _call_judges(
-            spec,
+            plan.spec,
             result,
             pending,
-            grader_hash=grader_hash,
-            judges=judges,
-            messages=messages,
-            mode=mode,
+            grader_hash=plan.grader_hash,
+            judges=plan.judges,
+            messages=plan.messages,
+            mode=plan.mode,
             should_stop=should_stop,
             leases_at_once=leases_at_once,
             while_waiting=while_waiting,
             deadline=deadline,
         )
-    if by_step:
+    if plan.by_step:
         at = {
             (g.criterion_id, g.judge_id, g.sample_index, g.step): g
             for g in result.graded
             if g.step is not None
         }
-        for criterion, judge_id, sample, steps in by_step:
+        for criterion, judge_id, sample, steps in plan.by_step:
             got = [at[(criterion["id"], judge_id, sample, i)] for i in steps]
             result.graded.append(step_verdict(criterion, got, judge_id=judge_id, sample=sample))
     return result

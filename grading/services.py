@@ -2024,9 +2024,31 @@ def _reward_score(
     # Each response's engine outcome: its cache and cost rows are made when they are written.
     outcomes: list[engine.Outcome] = []
 
-    def one(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True) -> Reward:
+    def plan(job: tuple[RewardItem, str | Episode | None], own_thread: bool = True):
         item, response = job
-        grader, spec = item.grader, item.grader.spec
+        spec = item.grader.spec
+        try:
+            return engine.plan_items(
+                spec,
+                grader_hash=item.grader.hash,
+                judges=[ref],
+                messages=item.messages,
+                response=response,
+                items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
+                mode=mode,
+            )
+        finally:
+            if own_thread:
+                connection.close()  # a file's preview may have read its row
+
+    def finish(
+        job: tuple[RewardItem, str | Episode | None],
+        planned: engine.Plan,
+        hits: dict[str, engine.Graded],
+        own_thread: bool = True,
+    ) -> Reward:
+        item, response = job
+        spec = item.grader.spec
         found: list[injection.Finding | None] = []
 
         def detect():
@@ -2036,18 +2058,8 @@ def _reward_score(
         try:
             # The detector runs while the judge answers, once all the calls are sent: before
             # that it would hold the GIL against their sending.
-            out = engine.grade_items(
-                spec,
-                grader_hash=grader.hash,
-                judges=[ref],
-                messages=item.messages,
-                response=response,
-                items=[(c["id"], judge.pk, 0) for c in spec["criteria"]],
-                mode=mode,
-                cache_lookup=_cache_lookup,
-                leases_at_once=True,
-                while_waiting=detect,
-                deadline=deadline,
+            out = engine.finish_items(
+                planned, hits, leases_at_once=True, while_waiting=detect, deadline=deadline
             )
         finally:
             if own_thread:
@@ -2072,13 +2084,20 @@ def _reward_score(
 
     jobs = [(item, response) for item in items for response in item.responses]
     if len(jobs) == 1:
-        # The common RL case: stay on the request's thread and its open connection.
-        rewards = [one(jobs[0], own_thread=False)]
+        # The common RL case: all on the request's thread and its open connection.
+        planned = plan(jobs[0], own_thread=False)
+        hits = _cache_lookup(planned.keys)
+        rewards = [finish(jobs[0], planned, hits, own_thread=False)]
     else:
-        # Each response, whatever its item, on its own thread (which closes its own
-        # connection); their judge calls share the process's judge pool and the judge's limits.
+        # Each response, whatever its item, on a thread of its own (views, keys, judge calls,
+        # the detector); their calls share the process's judge pool and the judge's limits.
+        # The cache is read once for all of them, on the request's connection: a thread that
+        # read it opened a PostgreSQL connection of its own, a new backend per response per
+        # request (most of a request's CPU over 16 tasks).
         with ThreadPoolExecutor(max_workers=min(32, len(jobs))) as pool:
-            rewards = list(pool.map(one, jobs))
+            plans = list(pool.map(plan, jobs))
+            hits = _cache_lookup([key for planned in plans for key in planned.keys])
+            rewards = list(pool.map(finish, jobs, plans, [hits] * len(jobs)))
     grouped, start = [], 0
     for item in items:
         grouped.append(rewards[start : start + len(item.responses)])
