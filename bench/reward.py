@@ -1,7 +1,7 @@
 """The reward endpoint's overhead over the judge's own latency. Prints ONE JSON line.
 
     .venv/bin/python bench/reward.py [--requests 100] [--criteria 20] [--in-process] [--profile]
-        [--suite-tasks 5000] [--spread 1,4,16] [--only-suite]
+        [--suite-tasks 5000] [--spread 1,4,16] [--only-suite] [--phase-seconds 90]
 
 A trainer posts one fresh response at a time, back to back on one keep-alive connection, to
 `POST /api/graders/{hash}/score/` with a grade-scoped API token. The server is gunicorn as the
@@ -27,7 +27,18 @@ requests carry one fresh response on each of N random tasks (`--spread 1,4,16`):
 over the slowest of their N judge calls. `--only-suite` skips the per-grader modes above
 and the peer loop.
 
-`--reuse` keeps the previous run's database and suite instead of seeding them again.
+`--reuse` keeps the previous run's database and suite instead of seeding them again (the
+suite's graders are published in bulk, `_django.publish_in_bulk`: 500 tasks take seconds).
+
+CPU a request, which does not move with the machine's load as wall time does: over HTTP the
+server's workers' ("server_cpu_ms_mean", from /proc), in process the request thread's (the
+view, the engine, a batched call, the after-reply write) and the process's (with the judge
+pool's threads), per mode, per endpoint of the suite pairs and per spread.
+
+Every measured loop ends after `--phase-seconds` (90) whatever `--requests` asks: "phases"
+says how many requests each made and whether its bound cut it. (Without a bound, `--requests
+300 --suite-tasks 500` made some 3,000 requests of at least 200 ms each in eight loops, its
+16-task requests at about a second each: over 20 minutes on a loaded host.)
 
 `--in-process` calls Django through its test client instead (no HTTP; the response's
 after-send write then counts in the wall time). `--profile` (in-process) prints a cProfile of
@@ -35,7 +46,9 @@ the batched requests to stderr (BENCH_SORT=tottime to sort so): where the overhe
 the wait on the judge shows as time in the socket read.
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench_reward),
-a throwaway database: created if missing, migrated, emptied before seeding.
+a throwaway database: created if missing, migrated, emptied before seeding; BENCH_BROKER_URL
+(default redis://127.0.0.1:6379/14), the Redis that holds the judge's limits, under a key
+prefix of the run's own.
 """
 
 from __future__ import annotations
@@ -56,7 +69,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import WORDS, Simulator, bench_grader, free_port, log
+from _django import WORDS, Simulator, bench_grader, free_port, log, publish_in_bulk
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
@@ -121,10 +134,36 @@ class CpuMeter:
         }
 
 
+class Budget:
+    """Every measured loop ends `seconds` after it began, whether or not it has made all its
+    requests (it then says so in "phases" and in the log): a benchmark must end. Each request
+    is bounded too (the client's timeout, the endpoint's deadline)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.phases: dict[str, dict] = {}
+
+    def loop(self, name: str, n: int):
+        started = time.monotonic()
+        done = 0
+        for i in range(n):
+            if time.monotonic() - started > self.seconds:
+                log(f"{name}: stopped at its {self.seconds:g} s bound, after {i} of {n}")
+                break
+            yield i
+            done += 1
+        self.phases[name] = {
+            "requests": done,
+            "seconds": round(time.monotonic() - started, 1),
+            "cut": done < n,
+        }
+
+
 def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dict[str, str]]:
     """`tasks` HealthBench rows, each its own rubric of `criteria` criteria naming two of
     WORDS, imported and published, in one frozen suite. Returns (its score URL, manifest)."""
     from rubrics import formats, suites
+    from rubrics.models import RubricVersion
 
     t0 = time.perf_counter()
     rows = []
@@ -141,7 +180,15 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
             )
         prompt = [{"role": "user", "content": f"Case {i}: fever and vomiting. What now?"}]
         rows.append(json.dumps({"prompt_id": f"hb-{i:05d}", "prompt": prompt, "rubrics": items}))
-    formats.import_healthbench(project=project, lines=rows, user=owner, publish=True)
+    formats.import_healthbench(project=project, lines=rows, user=owner)
+    imported = time.perf_counter()
+    # Published in bulk (the real compiled graders and hashes): through the service, one
+    # rubric at a time, 5,000 rubrics of 20 criteria took 20 minutes on a loaded host.
+    drafts = RubricVersion.objects.filter(
+        rubric__project=project, rubric__task__external_id__startswith="hb-"
+    ).values_list("pk", flat=True)
+    published = publish_in_bulk(list(drafts), owner)
+    assert published == tasks, (published, tasks)
     seeded = time.perf_counter()
     suite = suites.suite_create(
         project=project,
@@ -151,14 +198,21 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
     )
     version, _ = suites.suite_freeze(suite=suite, user=owner)
     log(
-        f"suite of {version.task_count} tasks: imported and published in "
-        f"{seeded - t0:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
+        f"suite of {version.task_count} tasks: imported in {imported - t0:.1f} s, published "
+        f"in {seeded - imported:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
     )
     return f"/api/suites/{suite.pk}/score/", dict(version.manifest)
 
 
 def suite_case(
-    args, post, sim_stats, suite_url: str, manifest: dict[str, str], rng, meter: CpuMeter
+    args,
+    post,
+    sim_stats,
+    suite_url: str,
+    manifest: dict[str, str],
+    rng,
+    meter: CpuMeter,
+    budget: Budget,
 ) -> dict:
     """The suite URL against the per-grader URL, alternating in the same run, per mode; then
     suite requests spanning N tasks (batched)."""
@@ -199,7 +253,7 @@ def suite_case(
         for i in range(10):  # warm both endpoints in every server process
             pair(-1 - i, mode)
         log(f"suite vs grader, {mode}: {args.requests} pairs")
-        pairs = [pair(i, mode) for i in range(args.requests)]
+        pairs = [pair(i, mode) for i in budget.loop(f"suite vs grader {mode}", args.requests)]
         suite_p50 = pct([s for s, _ in pairs], 0.5)
         grader_p50 = pct([g for _, g in pairs], 0.5)
         out["vs_grader"][mode] = {
@@ -227,7 +281,7 @@ def suite_case(
 
         for i in range(3):
             spread(-1 - i)
-        overheads = [spread(i) for i in range(args.requests)]
+        overheads = [spread(i) for i in budget.loop(f"spread {n}", args.requests)]
         out["spread_batched"][str(n)] = {
             "overhead_p50_ms": pct(overheads, 0.5),
             "overhead_p90_ms": pct(overheads, 0.9),
@@ -250,6 +304,12 @@ def main() -> None:
     parser.add_argument("--spread", default="1,4,16", help="tasks a suite request spans")
     parser.add_argument("--only-suite", action="store_true", help="skip the per-grader modes")
     parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=90,
+        help="each measured loop ends after this long, whatever --requests says",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep the database and the suite a previous run seeded (seeding 5,000 graders "
@@ -263,6 +323,14 @@ def main() -> None:
     url = urlsplit(os.environ["BENCH_DATABASE_URL"])
     db_name = url.path.lstrip("/")
     os.environ["BENCH_DATABASE_URL"] = url._replace(path="/postgres").geturl()
+    # The judge's limits live in Redis under the judge's id, which starts at 1 in every
+    # emptied database: a Redis database and key prefix of this run's own, so two benchmarks
+    # on one machine never share a judge's leases (the server processes inherit both).
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+    if urlsplit(broker).hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("The benchmark runs on loopback only.")
+    os.environ["CELERY_BROKER_URL"] = broker
+    os.environ["ASSAY_REDIS_PREFIX"] = f"bench-reward-{os.urandom(4).hex()}"
     _django.setup(db_name)
 
     from django.contrib.auth import get_user_model
@@ -386,6 +454,7 @@ def main() -> None:
             probe(-1 - i, "per_criterion")
 
         figures: dict = {"criteria": args.criteria, "judge_latency_ms": LATENCY_MS}
+        budget = Budget(args.phase_seconds)
         profiler = None
         for mode in () if args.only_suite else ("batched", "per_criterion"):
             log(f"{mode}: {args.requests} requests")
@@ -396,7 +465,7 @@ def main() -> None:
                 profiler.enable()
             walls, overheads = [], []
 
-            for i in range(args.requests):
+            for i in budget.loop(mode, args.requests):
                 wall, judge_ms = probe(i, mode)
                 walls.append(wall)
                 overheads.append(wall - judge_ms)
@@ -448,7 +517,8 @@ def main() -> None:
             for i in range(5):
                 peer(-1 - i)
             overheads = [
-                wall - judge_ms for wall, judge_ms in (peer(i) for i in range(args.requests))
+                wall - judge_ms
+                for wall, judge_ms in (peer(i) for i in budget.loop("peer", args.requests))
             ]
             figures["peer_per_criterion"] = {
                 "overhead_p50_ms": pct(overheads, 0.5),
@@ -461,12 +531,15 @@ def main() -> None:
         pool.shutdown()
 
         if suite_url:
-            figures["suite"] = suite_case(args, post, sim_stats, suite_url, manifest, rng, meter)
+            figures["suite"] = suite_case(
+                args, post, sim_stats, suite_url, manifest, rng, meter, budget
+            )
             figures["pass_by_mode"] = {
                 **figures.get("pass_by_mode", {}),
                 **{f"suite_{m}": f["pass"] for m, f in figures["suite"]["vs_grader"].items()},
             }
         figures["pass"] = all(figures["pass_by_mode"].values())
+        figures["phases"] = budget.phases
         figures["cpus"] = os.cpu_count()
         print(json.dumps(figures))
         if profiler is not None:
