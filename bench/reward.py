@@ -1,7 +1,7 @@
 """The reward endpoint's overhead over the judge's own latency. Prints ONE JSON line.
 
     .venv/bin/python bench/reward.py [--requests 100] [--criteria 20] [--in-process] [--profile]
-        [--suite-tasks 5000] [--spread 1,4,16] [--only-suite]
+        [--suite-tasks 5000] [--spread 1,4,16] [--only-suite] [--phase-seconds 90]
 
 A trainer posts one fresh response at a time, back to back on one keep-alive connection, to
 `POST /api/graders/{hash}/score/` with a grade-scoped API token. The server is gunicorn as the
@@ -27,7 +27,18 @@ requests carry one fresh response on each of N random tasks (`--spread 1,4,16`):
 over the slowest of their N judge calls. `--only-suite` skips the per-grader modes above
 and the peer loop.
 
-`--reuse` keeps the previous run's database and suite instead of seeding them again.
+`--reuse` keeps the previous run's database and suite instead of seeding them again (the
+suite's graders are published in bulk, `_django.publish_in_bulk`: 500 tasks take seconds).
+
+CPU a request, which does not move with the machine's load as wall time does: over HTTP the
+server's workers' ("server_cpu_ms_mean", from /proc), in process the request thread's (the
+view, the engine, a batched call, the after-reply write) and the process's (with the judge
+pool's threads), per mode, per endpoint of the suite pairs and per spread.
+
+Every measured loop ends after `--phase-seconds` (90) whatever `--requests` asks: "phases"
+says how many requests each made and whether its bound cut it. (Without a bound, `--requests
+300 --suite-tasks 500` made some 3,000 requests of at least 200 ms each in eight loops, its
+16-task requests at about a second each: over 20 minutes on a loaded host.)
 
 `--in-process` calls Django through its test client instead (no HTTP; the response's
 after-send write then counts in the wall time). `--profile` (in-process) prints a cProfile of
@@ -35,12 +46,15 @@ the batched requests to stderr (BENCH_SORT=tottime to sort so): where the overhe
 the wait on the judge shows as time in the socket read.
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench_reward),
-a throwaway database: created if missing, migrated, emptied before seeding.
+a throwaway database: created if missing, migrated, emptied before seeding; BENCH_BROKER_URL
+(default redis://127.0.0.1:6379/14), the Redis that holds the judge's limits, under a key
+prefix of the run's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -55,7 +69,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import WORDS, Simulator, bench_grader, free_port, log
+from _django import WORDS, Simulator, bench_grader, free_port, log, publish_in_bulk
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
@@ -71,10 +85,85 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def worker_cpu_s(master: int) -> float:
+    """User + system CPU seconds of a gunicorn master's live workers (its children), from
+    /proc: the server's CPU, which does not depend on the machine's load as wall time does."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for pid in children:
+        with contextlib.suppress(OSError):
+            total += _django.cpu_seconds(int(pid))
+    return total
+
+
+class CpuMeter:
+    """CPU per request, load-independent. In process: the request thread's CPU (the view,
+    the engine, the batched call and the after-reply write all run on it) and the process's
+    (with the judge pool's threads and the test client). Over HTTP: the server's workers'."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+
+    def now(self) -> tuple[float, float]:
+        if self.server_pid is not None:
+            return 0.0, worker_cpu_s(self.server_pid)
+        return time.thread_time(), time.process_time()
+
+    def add(self, phase: str, before: tuple[float, float]) -> None:
+        after = self.now()
+        self.samples.setdefault(phase, []).append(
+            (1000 * (after[0] - before[0]), 1000 * (after[1] - before[1]))
+        )
+
+    def figures(self, phase: str) -> dict:
+        got = self.samples.get(phase, [])
+        if not got:
+            return {}
+        threads, processes = [t for t, _ in got], [p for _, p in got]
+        if self.server_pid is not None:  # clock ticks of 10 ms: only the mean means much
+            return {"server_cpu_ms_mean": round(statistics.mean(processes), 2)}
+        return {
+            "thread_cpu_ms_p50": pct(threads, 0.5),
+            "thread_cpu_ms_mean": round(statistics.mean(threads), 2),
+            "process_cpu_ms_p50": pct(processes, 0.5),
+            "process_cpu_ms_mean": round(statistics.mean(processes), 2),
+        }
+
+
+class Budget:
+    """Every measured loop ends `seconds` after it began, whether or not it has made all its
+    requests (it then says so in "phases" and in the log): a benchmark must end. Each request
+    is bounded too (the client's timeout, the endpoint's deadline)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.phases: dict[str, dict] = {}
+
+    def loop(self, name: str, n: int):
+        started = time.monotonic()
+        done = 0
+        for i in range(n):
+            if time.monotonic() - started > self.seconds:
+                log(f"{name}: stopped at its {self.seconds:g} s bound, after {i} of {n}")
+                break
+            yield i
+            done += 1
+        self.phases[name] = {
+            "requests": done,
+            "seconds": round(time.monotonic() - started, 1),
+            "cut": done < n,
+        }
+
+
 def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dict[str, str]]:
     """`tasks` HealthBench rows, each its own rubric of `criteria` criteria naming two of
     WORDS, imported and published, in one frozen suite. Returns (its score URL, manifest)."""
     from rubrics import formats, suites
+    from rubrics.models import RubricVersion
 
     t0 = time.perf_counter()
     rows = []
@@ -91,7 +180,15 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
             )
         prompt = [{"role": "user", "content": f"Case {i}: fever and vomiting. What now?"}]
         rows.append(json.dumps({"prompt_id": f"hb-{i:05d}", "prompt": prompt, "rubrics": items}))
-    formats.import_healthbench(project=project, lines=rows, user=owner, publish=True)
+    formats.import_healthbench(project=project, lines=rows, user=owner)
+    imported = time.perf_counter()
+    # Published in bulk (the real compiled graders and hashes): through the service, one
+    # rubric at a time, 5,000 rubrics of 20 criteria took 20 minutes on a loaded host.
+    drafts = RubricVersion.objects.filter(
+        rubric__project=project, rubric__task__external_id__startswith="hb-"
+    ).values_list("pk", flat=True)
+    published = publish_in_bulk(list(drafts), owner)
+    assert published == tasks, (published, tasks)
     seeded = time.perf_counter()
     suite = suites.suite_create(
         project=project,
@@ -101,13 +198,22 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
     )
     version, _ = suites.suite_freeze(suite=suite, user=owner)
     log(
-        f"suite of {version.task_count} tasks: imported and published in "
-        f"{seeded - t0:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
+        f"suite of {version.task_count} tasks: imported in {imported - t0:.1f} s, published "
+        f"in {seeded - imported:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
     )
     return f"/api/suites/{suite.pk}/score/", dict(version.manifest)
 
 
-def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], rng) -> dict:
+def suite_case(
+    args,
+    post,
+    sim_stats,
+    suite_url: str,
+    manifest: dict[str, str],
+    rng,
+    meter: CpuMeter,
+    budget: Budget,
+) -> dict:
     """The suite URL against the per-grader URL, alternating in the same run, per mode; then
     suite requests spanning N tasks (batched)."""
     task_ids = sorted(manifest)
@@ -115,12 +221,14 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
     def text(tag: str) -> str:
         return f"{tag}. " + " ".join(rng.choice(WORDS) for _ in range(120)) + "."
 
-    def timed(to: str, body: dict, calls: int) -> float:
+    def timed(to: str, body: dict, calls: int, phase: str = "") -> float:
         """Overhead: wall time less the slowest of the request's `calls` judge calls."""
         before = sim_stats()["requests"]
+        cpu0 = meter.now()
         t0 = time.perf_counter()
         status, content = post(body, to)
         wall = 1000 * (time.perf_counter() - t0)
+        meter.add(phase or "warm", cpu0)
         assert status == 200, content
         after = sim_stats()
         made = after["requests"] - before
@@ -133,18 +241,19 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
         suite_body = {"items": [{"task": task, "responses": [text(f"S{mode}{i}")]}], "mode": mode}
         grader_body = {"task": task, "responses": [text(f"G{mode}{i}")], "mode": mode}
         grader_url = f"/api/graders/{manifest[task]}/score/"
+        on_suite, on_grader = (f"suite {mode}", f"grader {mode}") if i >= 0 else ("", "")
         if i % 2:  # alternate which goes first
-            g = timed(grader_url, grader_body, calls)
-            return timed(suite_url, suite_body, calls), g
-        s = timed(suite_url, suite_body, calls)
-        return s, timed(grader_url, grader_body, calls)
+            g = timed(grader_url, grader_body, calls, on_grader)
+            return timed(suite_url, suite_body, calls, on_suite), g
+        s = timed(suite_url, suite_body, calls, on_suite)
+        return s, timed(grader_url, grader_body, calls, on_grader)
 
     out: dict = {"tasks": len(task_ids), "vs_grader": {}, "spread_batched": {}}
     for mode in ("batched", "per_criterion"):
         for i in range(10):  # warm both endpoints in every server process
             pair(-1 - i, mode)
         log(f"suite vs grader, {mode}: {args.requests} pairs")
-        pairs = [pair(i, mode) for i in range(args.requests)]
+        pairs = [pair(i, mode) for i in budget.loop(f"suite vs grader {mode}", args.requests)]
         suite_p50 = pct([s for s, _ in pairs], 0.5)
         grader_p50 = pct([g for _, g in pairs], 0.5)
         out["vs_grader"][mode] = {
@@ -155,6 +264,8 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
             "ratio_p50": round(suite_p50 / grader_p50, 2) if grader_p50 > 0 else None,
             "suite_overhead_p90_ms": pct([s for s, _ in pairs], 0.9),
             "pass": suite_p50 - grader_p50 <= SUITE_TARGET_MS,
+            "suite_cpu": meter.figures(f"suite {mode}"),
+            "grader_cpu": meter.figures(f"grader {mode}"),
         }
     for n in [int(x) for x in args.spread.split(",") if x.strip()]:
         log(f"suite, batched, {n} task(s) a request: {args.requests} requests")
@@ -164,14 +275,17 @@ def suite_case(args, post, sim_stats, suite_url: str, manifest: dict[str, str], 
                 {"task": task, "responses": [text(f"N{n}-{i}-{j}")]}
                 for j, task in enumerate(rng.sample(task_ids, n))
             ]
-            return timed(suite_url, {"items": items, "mode": "batched"}, n)
+            return timed(
+                suite_url, {"items": items, "mode": "batched"}, n, f"spread {n}" if i >= 0 else ""
+            )
 
         for i in range(3):
             spread(-1 - i)
-        overheads = [spread(i) for i in range(args.requests)]
+        overheads = [spread(i) for i in budget.loop(f"spread {n}", args.requests)]
         out["spread_batched"][str(n)] = {
             "overhead_p50_ms": pct(overheads, 0.5),
             "overhead_p90_ms": pct(overheads, 0.9),
+            **meter.figures(f"spread {n}"),
         }
     return out
 
@@ -190,6 +304,12 @@ def main() -> None:
     parser.add_argument("--spread", default="1,4,16", help="tasks a suite request spans")
     parser.add_argument("--only-suite", action="store_true", help="skip the per-grader modes")
     parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=90,
+        help="each measured loop ends after this long, whatever --requests says",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep the database and the suite a previous run seeded (seeding 5,000 graders "
@@ -203,6 +323,14 @@ def main() -> None:
     url = urlsplit(os.environ["BENCH_DATABASE_URL"])
     db_name = url.path.lstrip("/")
     os.environ["BENCH_DATABASE_URL"] = url._replace(path="/postgres").geturl()
+    # The judge's limits live in Redis under the judge's id, which starts at 1 in every
+    # emptied database: a Redis database and key prefix of this run's own, so two benchmarks
+    # on one machine never share a judge's leases (the server processes inherit both).
+    broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+    if urlsplit(broker).hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("The benchmark runs on loopback only.")
+    os.environ["CELERY_BROKER_URL"] = broker
+    os.environ["ASSAY_REDIS_PREFIX"] = f"bench-reward-{os.urandom(4).hex()}"
     _django.setup(db_name)
 
     from django.contrib.auth import get_user_model
@@ -253,6 +381,7 @@ def main() -> None:
             suite_url, manifest = seed_suite(owner, project, args.suite_tasks, args.criteria, rng)
         url = f"/api/graders/{grader.hash}/score/"
         headers = {"Authorization": f"Token {key}", "Content-Type": "application/json"}
+        meter = CpuMeter(None)
         if args.in_process:
             # Django's test client: no HTTP, so --profile sees the request's own work.
             web = Client(HTTP_AUTHORIZATION=headers["Authorization"])
@@ -273,6 +402,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
             procs.append(server)
+            meter = CpuMeter(server.pid)
             conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=30)
 
             def post(body: dict, to: str = url) -> tuple[int, bytes]:
@@ -305,11 +435,13 @@ def main() -> None:
             """(wall ms, the judge's own latency ms for this request)."""
             before = sim_stats()["requests"]
             words = " ".join(rng.choice(WORDS) for _ in range(120))
+            cpu0 = meter.now()
             t0 = time.perf_counter()
             status, content = post(
                 {"task": "bench", "responses": [f"Probe {mode} {i}. {words}."], "mode": mode}
             )
             wall = 1000 * (time.perf_counter() - t0)
+            meter.add(mode if i >= 0 else "warm", cpu0)
             assert status == 200, content
             after = sim_stats()
             calls = after["requests"] - before
@@ -322,6 +454,7 @@ def main() -> None:
             probe(-1 - i, "per_criterion")
 
         figures: dict = {"criteria": args.criteria, "judge_latency_ms": LATENCY_MS}
+        budget = Budget(args.phase_seconds)
         profiler = None
         for mode in () if args.only_suite else ("batched", "per_criterion"):
             log(f"{mode}: {args.requests} requests")
@@ -332,7 +465,7 @@ def main() -> None:
                 profiler.enable()
             walls, overheads = [], []
 
-            for i in range(args.requests):
+            for i in budget.loop(mode, args.requests):
                 wall, judge_ms = probe(i, mode)
                 walls.append(wall)
                 overheads.append(wall - judge_ms)
@@ -345,6 +478,7 @@ def main() -> None:
                 "overhead_min_ms": pct(overheads, 0.0),
                 "over_nominal_p50_ms": pct([w - LATENCY_MS for w in walls], 0.5),
                 "wall_mean_ms": round(statistics.mean(walls), 1),
+                **meter.figures(mode),
             }
         # The floor for per-criterion: the same 20 calls from a bare HealthBench-style loop
         # in this process (a thread each, http.client keep-alive, the same prompts; no Django,
@@ -383,7 +517,8 @@ def main() -> None:
             for i in range(5):
                 peer(-1 - i)
             overheads = [
-                wall - judge_ms for wall, judge_ms in (peer(i) for i in range(args.requests))
+                wall - judge_ms
+                for wall, judge_ms in (peer(i) for i in budget.loop("peer", args.requests))
             ]
             figures["peer_per_criterion"] = {
                 "overhead_p50_ms": pct(overheads, 0.5),
@@ -396,12 +531,15 @@ def main() -> None:
         pool.shutdown()
 
         if suite_url:
-            figures["suite"] = suite_case(args, post, sim_stats, suite_url, manifest, rng)
+            figures["suite"] = suite_case(
+                args, post, sim_stats, suite_url, manifest, rng, meter, budget
+            )
             figures["pass_by_mode"] = {
                 **figures.get("pass_by_mode", {}),
                 **{f"suite_{m}": f["pass"] for m, f in figures["suite"]["vs_grader"].items()},
             }
         figures["pass"] = all(figures["pass_by_mode"].values())
+        figures["phases"] = budget.phases
         figures["cpus"] = os.cpu_count()
         print(json.dumps(figures))
         if profiler is not None:

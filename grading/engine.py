@@ -43,8 +43,9 @@ and the step criteria judged at the same step (one call per step, per judge and 
 Runs (grading.services), the reward endpoint, the CLI and the rubric editor's "try it" all
 grade through this module, so a verdict means the same everywhere.
 
-`grade_items` is the engine proper (`plan_items` then `grade_planned`, which a run's chunk
-calls apart so that it reads the cache once for all its responses): for one response it takes
+`grade_items` is the engine proper (`plan_items`, a cache read, then `finish_items`, which a
+run's chunk and the reward endpoint call apart so that they read the cache once for all their
+responses): for one response it takes
 the items still to decide —
 (criterion, judge, sample) — answers what it can from the content-addressed cache, groups the
 rest into judge calls (one per criterion, or one per judge and sample in batched mode, binary
@@ -62,8 +63,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.conf import settings as django_settings
 
@@ -132,11 +135,18 @@ class CallRecord:
     usage: Usage
     error: str = ""
     # The ids of the criteria it decided (one, or a batch's), the request's body as sent (never
-    # its headers, so never a key) and the judge's raw reply: for the call's page.
+    # its headers, so never a key; `request`) and the judge's raw reply: for the call's page.
     criterion_ids: tuple[int, ...] = ()
-    request: str = ""
+    # Makes `request` from the body as sent, when the call's row is written: the reward
+    # endpoint writes it once the trainer has its scores, not while 20 calls' threads that
+    # have just had their replies take turns for the GIL.
+    kept: Callable[[], str] | None = None
     reply: str = ""
     step: int | None = None  # the step its criteria were judged at (None: the response)
+
+    @property
+    def request(self) -> str:
+        return self.kept() if self.kept is not None else ""
 
 
 DATA_URI_BODY = re.compile(r"(data:[\w.+/-]+;base64,)[A-Za-z0-9+/=]{200,}")
@@ -529,7 +539,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
             exc.usage,
             exc.reason,
             (criterion["id"],),
-            _kept_request(client, request) if exc.usage.attempts else "",
+            partial(_kept_request, client, request) if exc.usage.attempts else None,
             exc.raw,
             step,
         )
@@ -561,7 +571,7 @@ def _single_call(client, request: Prepared, criterion, *, judge_id, sample, dead
         usage,
         "",
         (criterion["id"],),
-        _kept_request(client, request),
+        partial(_kept_request, client, request),
         reply.raw,
         step,
     )
@@ -596,7 +606,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
             exc.usage,
             exc.reason,
             tuple(c["id"] for c in criteria),
-            _kept_request(client, request) if exc.usage.attempts else "",
+            partial(_kept_request, client, request) if exc.usage.attempts else None,
             exc.raw,
             step,
         )
@@ -645,7 +655,7 @@ def _batch_call(client, request: Prepared, criteria, *, judge_id, sample, deadli
         reply.usage,
         error,
         tuple(c["id"] for c in criteria),
-        _kept_request(client, request),
+        partial(_kept_request, client, request),
         reply.raw,
         step,
     )
@@ -671,10 +681,11 @@ def _templates_of(grader_hash: str, spec: dict) -> str:
 
 
 @dataclass
-class Planned:
-    """One response's items as `plan_items` leaves them: what was decided without a judge
-    (checked criteria, empty views) in `result`, and what is still to decide, each with its
-    cache key, in `pending`."""
+class Plan:
+    """One response's items sorted out before any cache read or judge call (`plan_items`):
+    the verdicts decided already (checked criteria, empty views), in `result`; the judged
+    items still to decide with their cache keys; the step criteria to decide from their
+    steps' verdicts."""
 
     spec: dict
     grader_hash: str
@@ -693,6 +704,58 @@ class Planned:
         return [p[4] for p in self.pending]
 
 
+def grade_items(
+    spec: dict,
+    *,
+    grader_hash: str,
+    judges: list[JudgeRef],
+    messages: list[dict],
+    response: str | Episode | None,
+    items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
+    mode: str = PER_CRITERION,
+    cache_lookup=None,
+    should_stop=None,
+    leases_at_once: bool = False,
+    while_waiting=None,
+    deadline: float | None = None,
+) -> Outcome:
+    """Decide `items` for one response: a text, or an Episode (see the module doc for what
+    each scope reads). A step criterion's item comes back as one verdict per step (`step`
+    set) and its verdict on the response (`step` None). `cache_lookup(keys) -> {key: Graded}`
+    reads the cache (None: bypass it). `leases_at_once`: take the judge's leases for all the
+    calls in one round trip to Redis and return them in one once the last call ends
+    (grading.judges.limits.Together), for a caller that waits for the slowest call anyway (the
+    reward endpoint); runs return each lease as its call ends, so no slot stands idle.
+    `while_waiting()` is run once every call has been sent, on the thread that sent the last,
+    while the judge answers: CPU work that then delays no call. It is not run when a call fails
+    before it is sent, nor when no call is made; the caller checks. An empty view makes no
+    judge call: its judged criteria are not met (`grade_empty`); checked ones still run.
+    `deadline` (time.monotonic()), when given, ends every call by then even if a judge's own
+    item deadline is later (the reward endpoint's request deadline).
+
+    It is `plan_items`, the cache read, then `finish_items`: a caller grading many responses
+    at once (the reward endpoint) plans them all, reads the cache once for all of them, and
+    finishes each."""
+    plan = plan_items(
+        spec,
+        grader_hash=grader_hash,
+        judges=judges,
+        messages=messages,
+        response=response,
+        items=items,
+        mode=mode,
+    )
+    hits = cache_lookup(plan.keys) if plan.pending and cache_lookup is not None else {}
+    return finish_items(
+        plan,
+        hits,
+        should_stop=should_stop,
+        leases_at_once=leases_at_once,
+        while_waiting=while_waiting,
+        deadline=deadline,
+    )
+
+
 def plan_items(
     spec: dict,
     *,
@@ -702,11 +765,9 @@ def plan_items(
     response: str | Episode | None,
     items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
     mode: str = PER_CRITERION,
-) -> Planned:
-    """The first half of `grade_items`, in this thread and without I/O: the response's views,
-    its checked criteria and empty views decided, and the cache key of every other item. A
-    caller grading many responses plans them all, reads the cache once for all their keys,
-    then calls `grade_planned` for each."""
+) -> Plan:
+    """`grade_items`' first step: the response's views, checked criteria run, empty views
+    decided, and every other item's cache key. Reads neither the cache nor a judge."""
     by_id = {c["id"]: c for c in spec["criteria"]}
     refs = {j.judge_id: j for j in judges}
     result = Outcome()
@@ -750,116 +811,66 @@ def plan_items(
                 conversation=view.conversation.text,
             )
             pending.append((criterion, judge_id, sample, view, key))
-    return Planned(spec, grader_hash, judges, messages, mode, result, pending, by_step)
+    return Plan(spec, grader_hash, judges, messages, mode, result, pending, by_step)
 
 
-def grade_planned(
-    planned: Planned,
+def finish_items(
+    plan: Plan,
+    hits: dict[str, Graded],
     *,
-    hits: dict[str, Graded] | None = None,
     should_stop=None,
     leases_at_once: bool = False,
     while_waiting=None,
     deadline: float | None = None,
 ) -> Outcome:
-    """The second half of `grade_items`: the planned items found in `hits` (cache key ->
-    verdict, read by the caller) are decided from them, the judges are asked about the rest,
-    and step criteria are decided from their steps' verdicts."""
-    result, pending = planned.result, planned.pending
-    if pending and hits:
-        still = []
-        for criterion, judge_id, sample, view, key in pending:
-            hit = hits.get(key)
-            if hit is None:
-                still.append((criterion, judge_id, sample, view, key))
-            else:
-                result.graded.append(
-                    Graded(
-                        **{
-                            **hit.__dict__,
-                            "criterion_id": criterion["id"],
-                            "judge_id": judge_id,
-                            "sample_index": sample,
-                            "cached": True,
-                            "prompt_tokens": 0,
-                            "completion_tokens": 0,
-                            "step": view.step,
-                        }
-                    )
+    """`grade_items`' last step: the items of `plan` whose keys are in `hits` (the cache's
+    answers) decided from them, the judges asked for the rest, the step criteria decided
+    from their steps. Reads no database."""
+    result = plan.result
+    pending = []
+    for criterion, judge_id, sample, view, key in plan.pending:
+        hit = hits.get(key)
+        if hit is None:
+            pending.append((criterion, judge_id, sample, view, key))
+        else:
+            result.graded.append(
+                Graded(
+                    **{
+                        **hit.__dict__,
+                        "criterion_id": criterion["id"],
+                        "judge_id": judge_id,
+                        "sample_index": sample,
+                        "cached": True,
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                        "step": view.step,
+                    }
                 )
-        pending = still
+            )
     if pending:
         _call_judges(
-            planned.spec,
+            plan.spec,
             result,
             pending,
-            grader_hash=planned.grader_hash,
-            judges=planned.judges,
-            messages=planned.messages,
-            mode=planned.mode,
+            grader_hash=plan.grader_hash,
+            judges=plan.judges,
+            messages=plan.messages,
+            mode=plan.mode,
             should_stop=should_stop,
             leases_at_once=leases_at_once,
             while_waiting=while_waiting,
             deadline=deadline,
         )
-    if planned.by_step:
+    if plan.by_step:
         at = {
             (g.criterion_id, g.judge_id, g.sample_index, g.step): g
             for g in result.graded
             if g.step is not None
         }
-        for criterion, judge_id, sample, steps in planned.by_step:
+        for criterion, judge_id, sample, steps in plan.by_step:
             got = [at[(criterion["id"], judge_id, sample, i)] for i in steps]
             result.graded.append(step_verdict(criterion, got, judge_id=judge_id, sample=sample))
     return result
-
-
-def grade_items(
-    spec: dict,
-    *,
-    grader_hash: str,
-    judges: list[JudgeRef],
-    messages: list[dict],
-    response: str | Episode | None,
-    items: list[tuple[int, int, int]],  # (criterion id, judge id, sample index)
-    mode: str = PER_CRITERION,
-    cache_lookup=None,
-    should_stop=None,
-    leases_at_once: bool = False,
-    while_waiting=None,
-    deadline: float | None = None,
-) -> Outcome:
-    """Decide `items` for one response: a text, or an Episode (see the module doc for what
-    each scope reads); `plan_items`, then `grade_planned`. A step criterion's item comes back
-    as one verdict per step (`step` set) and its verdict on the response (`step` None).
-    `cache_lookup(keys) -> {key: Graded}` reads the cache (None: bypass it). `leases_at_once`:
-    take the judge's leases for all the calls in one round trip to Redis and return them in
-    one once the last call ends (grading.judges.limits.Together), for a caller that waits for
-    the slowest call anyway (the reward endpoint); runs return each lease as its call ends, so
-    no slot stands idle. `while_waiting()` is run once every call has been sent, on the thread
-    that sent the last, while the judge answers: CPU work that then delays no call. It is not
-    run when a call fails before it is sent, nor when no call is made; the caller checks. An
-    empty view makes no judge call: its judged criteria are not met (`grade_empty`); checked
-    ones still run. `deadline` (time.monotonic()), when given, ends every call by then even if
-    a judge's own item deadline is later (the reward endpoint's request deadline)."""
-    planned = plan_items(
-        spec,
-        grader_hash=grader_hash,
-        judges=judges,
-        messages=messages,
-        response=response,
-        items=items,
-        mode=mode,
-    )
-    hits = cache_lookup(planned.keys) if planned.pending and cache_lookup is not None else None
-    return grade_planned(
-        planned,
-        hits=hits,
-        should_stop=should_stop,
-        leases_at_once=leases_at_once,
-        while_waiting=while_waiting,
-        deadline=deadline,
-    )
 
 
 def _group(pending: list[tuple[dict, int, int, View, str]], mode: str) -> list[tuple]:

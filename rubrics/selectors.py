@@ -265,12 +265,16 @@ _TARGET_SQL = (
 )
 
 
-_FACT_FIELDS = (
-    "pk",
-    "version_id",
-    "spec",
-    "version__rubric__project_id",
-    "version__rubric__task_id",
+# The facts of graders by hash, written out: a trainer over a suite of 5,000 tasks meets
+# graders this process has not read yet (or has let go: _FACTS_MAX) all the time, and the
+# ORM's compiling of the query cost 1.2 ms of CPU where the database's answer takes 0.15.
+_GRADERS = Rows(Grader, "g", ["id", "hash", "version_id", "spec"])  # in the model's order
+_FACTS_SQL = (
+    f"SELECT {_GRADERS.sql}, r.project_id, r.task_id "  # noqa: S608 - the models' own names
+    f"FROM {Grader._meta.db_table} g "
+    f"JOIN {RubricVersion._meta.db_table} v ON v.id = g.version_id "
+    f"JOIN {Rubric._meta.db_table} r ON r.id = v.rubric_id "
+    "WHERE g.hash IN ({marks})"
 )
 
 
@@ -280,15 +284,31 @@ def _keep(grader_hash: str, facts: _GraderFacts) -> None:
     _FACTS[grader_hash] = facts
 
 
+def _read_facts(hashes: list[str]) -> dict[str, _GraderFacts]:
+    """The facts of the graders of `hashes` that exist, read in one query and kept."""
+    if not hashes:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_FACTS_SQL.format(marks=", ".join(["%s"] * len(hashes))), hashes)
+        rows = cursor.fetchall()
+    found = {}
+    at = len(_GRADERS)
+    for row in rows:
+        grader = _GRADERS.build(row)
+        found[grader.hash] = _GraderFacts(
+            grader.pk, grader.version_id, grader.spec, row[at], row[at + 1]
+        )
+        _keep(grader.hash, found[grader.hash])
+    return found
+
+
 def _grader_facts(grader_hash: str, *, fresh: bool = False) -> _GraderFacts:
     facts = None if fresh else _FACTS.get(grader_hash)
     if facts is None:
-        row = Grader.objects.filter(hash=grader_hash).values_list(*_FACT_FIELDS).first()
-        if row is None:
+        facts = _read_facts([grader_hash]).get(grader_hash)
+        if facts is None:
             _FACTS.pop(grader_hash, None)
             raise Http404("No such grader.")
-        facts = _GraderFacts(*row)
-        _keep(grader_hash, facts)
     return facts
 
 
@@ -331,10 +351,7 @@ def _graders(wanted: dict[str, int]) -> dict[str, Grader]:
     read in one query for all of them."""
     known = {h: _FACTS.get(h) for h in wanted}
     missing = [h for h, pk in wanted.items() if getattr(known[h], "pk", None) != pk]
-    if missing:
-        for row in Grader.objects.filter(hash__in=missing).values_list("hash", *_FACT_FIELDS):
-            known[row[0]] = _GraderFacts(*row[1:])
-            _keep(row[0], known[row[0]])
+    known.update(_read_facts(missing))
     return {
         h: Grader(pk=facts.pk, hash=h, version_id=facts.version_id, spec=facts.spec)
         for h, facts in known.items()

@@ -199,3 +199,48 @@ def test_the_judge_asked_for_or_else_the_projects_first_by_name(personas, sim):
     reply = score(client, grader, "Rest.", judge=first.pk + later.pk + 1000)
     assert reply.status_code == 400
     assert "No such judge" in reply.content.decode()
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        dict(raw=0.625, gated=False, gated_by=()),
+        dict(raw=-0.4, gated=True, gated_by=(7, 9)),
+        dict(raw=None, gated=False, gated_by=()),
+        dict(raw=1, gated=False, gated_by=()),  # an integer score is still a float in JSON
+    ],
+)
+def test_the_reply_is_what_the_documented_serializer_makes_of_it(figures):
+    """The reward endpoints build their reply directly (api._reward_out) rather than through
+    DRF's serializers, which cost a trainer over a millisecond a request; the serializer
+    stays the schema, and this holds the two to the same JSON, field for field."""
+    from grading import api, engine, services
+    from rubrics import scoring
+
+    reward = services.Reward(
+        scoring.ScoreResult(met_points=5, possible_points=8, error_count=0, method="hb", **figures),
+        [
+            engine.Graded(7, "met", explanation="Says it.", cached=True),
+            engine.Graded(9, "unmet", value=0.25, explanation="Level 2 of 5."),
+            engine.Graded(11, "error", error="timeout: judge call exceeded its deadline"),
+        ],
+        ["instructions to the grader in message 2"],
+        [
+            services.StepReward(step=1, criterion_id=11, outcome="met", reward=0.5),
+            services.StepReward(step=3, criterion_id=11, outcome="error", reward=None),
+            services.StepReward(step=5, criterion_id=11, outcome="unmet", reward=0),
+        ],
+    )
+    direct = api._reward_out(reward)
+    documented = api.RewardScoreApi.OutputSerializer(
+        {
+            "score": reward.figures.raw,
+            "clipped": reward.figures.clipped,
+            "gated": reward.figures.gated,
+            "gated_by": list(reward.figures.gated_by),
+            "verdicts": reward.graded,
+            "flags": reward.flags,
+            "steps": reward.steps,
+        }
+    ).data
+    assert json.dumps(direct) == json.dumps(documented)

@@ -4,6 +4,8 @@ the per-grader endpoint's own path (tests/test_reward_endpoint.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -292,3 +294,28 @@ def test_grader_facts_that_outlived_their_database_are_read_again(personas, sim,
     assert reply.status_code == 200, reply.content
     assert [len(i["results"][0]["verdicts"]) for i in reply.json()["items"]] == [2, 2]
     assert {t: selectors._FACTS[w.graders[t].hash] for t in kept} == kept
+
+
+def test_many_responses_read_the_cache_once_on_the_requests_connection(personas, sim, suite_world):
+    """A request over several tasks reads the verdict cache in one statement, on the request's
+    own connection, for every response at once: its responses' threads open no connection of
+    their own (each was a new PostgreSQL backend per response per request)."""
+    w = suite_world
+    client = api_client(personas.engineer)
+    items = [
+        {"task": "t-fever", "responses": ["Hydration.", "Electrolytes."]},
+        {"task": "t-chest", "responses": ["Aspirin."]},
+        {"task": "t-bleed", "responses": ["Warfarin."]},
+    ]
+    assert post(client, w.suite, {"items": items}).status_code == 200  # now all cached
+    calls = sim.stats.requests
+    with CaptureQueriesContext(connection) as queries:
+        reply = post(client, w.suite, {"items": items})
+    assert reply.status_code == 200, reply.content
+    assert sim.stats.requests == calls  # every verdict from the cache
+    assert all(
+        v["cached"] for i in reply.json()["items"] for r in i["results"] for v in r["verdicts"]
+    )
+    reads = [q["sql"] for q in queries if "FROM grading_cachedverdict" in q["sql"]]
+    assert len(reads) == 1, reads
+    assert len(set(re.findall(r"'([0-9a-f]{64})'", reads[0]))) == 8  # 4 responses x 2 criteria
