@@ -159,37 +159,3 @@ def test_the_simulator_can_explain_every_verdict_with_a_set_text(sim):
     sim.config.explanation = "<b>planted</b>"
     reply = client_for(sim).grade(messages_for("Rest."), VERDICT_SCHEMA)
     assert reply.explanation == "<b>planted</b>"
-
-
-@pytest.mark.parametrize(
-    "block",
-    [
-        b"Content-Type: application/json\r\nContent-Length: 12\r\nX-Assay-Simulator: 1\r\n\r\n",
-        b"content-length:  7  \r\nConnection: close\r\nconnection: keep-alive\r\n\r\n",
-        b"Retry-After: 3\r\n\r\n",
-        b"\r\n",
-        # What the plain reading leaves to the email parser: folded and unnamed lines, a
-        # stray CR or a character it breaks lines at, a block cut short.
-        b"Location: /a\r\n  /b\r\nContent-Length: 3\r\n\r\n",
-        b": no name\r\nContent-Length: 3\r\n\r\n",
-        b"From judge\r\nContent-Length: 3\r\n\r\n",
-        b"X-A: a\rb\r\nContent-Length: 3\r\n\r\n",
-        b"X-A: a\x85b\r\nContent-Length: 3\r\n\r\n",
-        b"Content-Length: 3\r\n",
-        b"X-\xff: \xfe\r\nContent-Length: 3\n\n",
-    ],
-)
-def test_a_replys_headers_read_as_http_clients_parser_reads_them(block):
-    """The transport reads plain header lines itself (the email parser http.client uses
-    cost a tenth of a call's CPU) and leaves the rest to that parser: the same headers."""
-    import http.client
-    import io
-
-    from grading.judges import transport
-
-    theirs = http.client.parse_headers(io.BytesIO(block + b"body"))
-    ours = transport._parse_headers(io.BytesIO(block + b"body"))
-    assert isinstance(ours, http.client.HTTPMessage)
-    assert ours.items() == theirs.items()
-    for name in ("content-length", "connection", "location", "x-a", "from"):
-        assert ours.get_all(name) == theirs.get_all(name)

@@ -32,7 +32,6 @@ import io
 import json as jsonlib
 import logging
 import math
-import re
 import ssl
 import threading
 import time
@@ -104,75 +103,7 @@ class _Deadlined:
         """http.client makes the response with this (a method here, so it sees the deadline):
         its reads go through _UntilDeadline, headers and body alike."""
         self.phase = "waiting for the reply"
-        return _Response(_Reads(sock, self), *args, **kwargs)
-
-
-# A header line as the email parser http.client uses reads it alone, whole: a name of visible
-# characters but ":", a colon, and a value with no character that parser takes for a line
-# break. Any other line (folded, unnamed, "From ", a stray CR) goes to that parser.
-_PLAIN_HEADER = re.compile(rb"([!-9;-~]+):[ \t]*([^\r\n\x0b\x0c\x1c-\x1e\x85]*)\r?\n")
-
-
-def _parse_headers(fp) -> http.client.HTTPMessage:
-    """http.client.parse_headers, the same message made without the email parser when every
-    line is a plain `name: value` (a judge's reply, always: the parser took a tenth of a
-    judge call's CPU). The lines are read by http.client, with its limits."""
-    lines = http.client._read_headers(fp)
-    message = http.client.HTTPMessage()
-    for line in lines[:-1]:
-        match = _PLAIN_HEADER.fullmatch(line)
-        if match is None or lines[-1] not in (b"\r\n", b"\n"):
-            return http.client.parse_headers(io.BytesIO(b"".join(lines)))
-        # As the parser stores it (email.policy.compat32): the name as sent, the value
-        # without the blanks after the colon, bytes read as ISO-8859-1.
-        message.set_raw(match[1].decode("iso-8859-1"), match[2].decode("iso-8859-1"))
-    return message
-
-
-class _Response(http.client.HTTPResponse):
-    """http.client's response, its headers read by `_parse_headers`: `begin` is http.client's
-    (Python 3.12), but for that."""
-
-    def begin(self):
-        if self.headers is not None:
-            return
-        while True:  # skip any 100 Continue and its headers
-            version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
-                break
-            http.client._read_headers(self.fp)
-        self.code = self.status = status
-        self.reason = reason.strip()
-        if version in ("HTTP/1.0", "HTTP/0.9"):
-            self.version = 10
-        elif version.startswith("HTTP/1."):
-            self.version = 11
-        else:
-            raise http.client.UnknownProtocol(version)
-        self.headers = self.msg = _parse_headers(self.fp)
-        encoding = self.headers.get("transfer-encoding")
-        self.chunked = bool(encoding and encoding.lower() == "chunked")
-        if self.chunked:
-            self.chunk_left = None
-        self.will_close = self._check_close()
-        self.length = None
-        length = self.headers.get("content-length")
-        if length and not self.chunked:
-            try:
-                self.length = int(length)
-            except ValueError:
-                self.length = None
-            else:
-                if self.length < 0:
-                    self.length = None
-        if (
-            status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
-            or 100 <= status < 200
-            or self._method == "HEAD"
-        ):
-            self.length = 0
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True
+        return http.client.HTTPResponse(_Reads(sock, self), *args, **kwargs)
 
 
 class _Reads:
