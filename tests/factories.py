@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from annotation import services as annotation_services
 from grading import services as grading_services
 from rubrics import services as rubric_services
+from rubrics import suites
 from rubrics.models import Role
 
 _counter = itertools.count(1)
@@ -112,3 +113,34 @@ def make_run(*, project, grader, judge, **fields):
 
     version = suites.suite_of_grader(grader=grader)
     return GradingRun.objects.create(project=project, suite_version=version, judge=judge, **fields)
+
+
+def frozen_suite(n_tasks: int, *, models=("model-a", "model-b"), criteria_of=lambda i: 2 + i % 3):
+    """A project with a frozen suite of `n_tasks` tasks (t-000, ...), each its own published
+    grader of `criteria_of(i)` criteria, a response of each model to each task, and a judge
+    at an address nothing answers (for tests that write results directly or only start a
+    run). (project, version, judge, admin, criteria in all)."""
+    admin = make_user()
+    project = make_project(owner=admin)
+    tasks, criteria = [], 0
+    for i in range(n_tasks):
+        task = make_task(project, external_id=f"t-{i:03d}")
+        points = [(f"Mentions point {j} of task {i}", 1 + j) for j in range(criteria_of(i))]
+        make_published_rubric(project, task, points, admin)
+        tasks.append(task)
+        criteria += len(points)
+    import_responses(
+        project,
+        [
+            {"task_id": t.external_id, "model": m, "response": f"{m} answers {t.external_id}."}
+            for t in tasks
+            for m in models
+        ],
+    )
+    suite = suites.suite_create(
+        project=project, name="Scale", user=admin, task_ids=[t.pk for t in tasks]
+    )
+    version, created = suites.suite_freeze(suite=suite, user=admin)
+    assert created and version.task_count == n_tasks
+    judge = make_judge(project, "http://127.0.0.1:9/v1")
+    return project, version, judge, admin, criteria

@@ -15,7 +15,6 @@ from django.test.utils import CaptureQueriesContext
 from grading import services
 from grading.models import Score
 from rubrics import services as rubric_services
-from rubrics import suites
 from rubrics.models import Grader
 from tests import factories
 
@@ -31,34 +30,6 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def frozen_suite(n_tasks: int):
-    """A project with a frozen suite of `n_tasks` tasks, each its own grader of 2-4 criteria,
-    two models' responses to each, and a judge. (project, version, judge, admin, criteria)."""
-    admin = factories.make_user()
-    project = factories.make_project(owner=admin)
-    tasks, criteria = [], 0
-    for i in range(n_tasks):
-        task = factories.make_task(project, external_id=f"t-{i:03d}")
-        points = [(f"Mentions point {j} of task {i}", 1 + j) for j in range(2 + i % 3)]
-        factories.make_published_rubric(project, task, points, admin)
-        tasks.append(task)
-        criteria += len(points)
-    factories.import_responses(
-        project,
-        [
-            {"task_id": t.external_id, "model": m, "response": f"{m} answers {t.external_id}."}
-            for t in tasks
-            for m in MODELS
-        ],
-    )
-    suite = suites.suite_create(
-        project=project, name="Scale", user=admin, task_ids=[t.pk for t in tasks]
-    )
-    version, _ = suites.suite_freeze(suite=suite, user=admin)
-    judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
-    return project, version, judge, admin, criteria
-
-
 def queries_of(fn, **kwargs) -> tuple[object, list[str]]:
     with CaptureQueriesContext(connection) as captured:
         result = fn(**kwargs)
@@ -68,7 +39,7 @@ def queries_of(fn, **kwargs) -> tuple[object, list[str]]:
 def test_starting_a_run_reads_the_same_queries_for_50_tasks_as_for_5():
     made = {}
     for n in (FEW, MANY):
-        project, version, judge, admin, criteria = frozen_suite(n)
+        project, version, judge, admin, criteria = factories.frozen_suite(n, models=MODELS)
         target = {"project": project, "suite_version": version, "judge": judge}
         estimate, estimate_sql = queries_of(services.run_create_estimate, **target)
         run, create_sql = queries_of(services.run_create, **target, user=admin, start=False)

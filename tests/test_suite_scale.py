@@ -33,29 +33,10 @@ def suite_run(n_tasks: int, *, criteria_of=lambda i: 2 + i % 3, runs: int = 1):
     """A project whose suite of `n_tasks` tasks (each its own grader) is frozen, and `runs`
     completed runs over that version, for two models, with scores and verdicts. The newest
     run, its project and its admin."""
-    admin = factories.make_user()
-    project = factories.make_project(owner=admin)
-    tasks = []
-    for i in range(n_tasks):
-        task = factories.make_task(project, external_id=f"t-{i:03d}")
-        criteria = [(f"Mentions point {j} of task {i}", 1 + j) for j in range(criteria_of(i))]
-        factories.make_published_rubric(project, task, criteria, admin)
-        tasks.append(task)
-    factories.import_responses(
-        project,
-        [
-            {"task_id": t.external_id, "model": m, "response": f"{m} answers {t.external_id}."}
-            for t in tasks
-            for m in MODELS
-        ],
+    project, version, judge, admin, _ = factories.frozen_suite(
+        n_tasks, models=MODELS, criteria_of=criteria_of
     )
-    suite = suites.suite_create(
-        project=project, name="Scale", user=admin, task_ids=[t.pk for t in tasks]
-    )
-    version, created = suites.suite_freeze(suite=suite, user=admin)
-    assert created and version.task_count == n_tasks
     pinned = suites.pinned_graders(version)
-    judge = factories.make_judge(project, "http://127.0.0.1:9/v1")
     rng = random.Random(n_tasks)
     responses = list(Response.objects.filter(task__project=project).order_by("pk"))
     now = timezone.now()
