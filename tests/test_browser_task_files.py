@@ -39,7 +39,11 @@ def test_the_editor_shows_a_task_image_and_a_reference_file(page, live_server):
     page.goto(f"{live_server.url}/rubrics/{rubric.pk}/")
     shown = page.get_by_test_id("task-files").locator("img")
     expect(shown).to_be_visible()
-    assert page.evaluate("(img) => img.naturalWidth", shown.element_handle()) == 40
+    # Shown is not loaded: wait until the browser is done with it (loaded, or broken, when its
+    # width stays 0 and the assertion fails), as CI once read the width before the bytes came.
+    handle = shown.element_handle()
+    page.wait_for_function("(img) => img.complete", arg=handle)
+    assert page.evaluate("(img) => img.naturalWidth", handle) == 40
     listed = page.get_by_test_id("reference-files")
     expect(listed).to_contain_text("answer.pdf")
     expect(listed).to_contain_text("pdf")
