@@ -20,6 +20,19 @@ from tests.test_api import api_client
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def build_here_or_wait(snapshot: DatasetSnapshot) -> None:
+    """Build a snapshot in this process, or wait for the worker that claimed it first: this
+    module's tests commit, so the request is also queued on commit, and a worker still running
+    from an earlier test may take it (the inline build then returns "not queued" at once)."""
+    snapshots.snapshot_build(snapshot_id=snapshot.pk)
+    wait_for(
+        lambda: DatasetSnapshot.objects.get(pk=snapshot.pk).status == "ready",
+        timeout=60,
+        what="the snapshot to be built",
+    )
+    snapshot.refresh_from_db()
+
+
 def graded_project(personas, sim):
     p = personas
     task = factories.make_task(p.project, "snap-task")
@@ -227,15 +240,7 @@ def test_card_agreement_figures_equal_the_annotation_statistics(personas):
     snapshot = snapshots.snapshot_create(
         project=p.project, name="with-people", format="verdicts-jsonl", user=p.admin
     )
-    # The request is also queued on commit: a worker still running from an earlier test may
-    # claim the build first, and then this call returns at once ("not queued").
-    snapshots.snapshot_build(snapshot_id=snapshot.pk)
-    wait_for(
-        lambda: DatasetSnapshot.objects.get(pk=snapshot.pk).status == "ready",
-        timeout=60,
-        what="the snapshot to be built",
-    )
-    snapshot.refresh_from_db()
+    build_here_or_wait(snapshot)
     ratings, _ = annotation_selectors.version_ratings(grader.version)
     expected = stats.agreement(ratings).overall
     (figures,) = snapshot.provenance["agreement"]
@@ -260,8 +265,7 @@ def test_healthbench_snapshot_matches_the_shared_sample_and_warns_of_its_canary(
     snapshot = snapshots.snapshot_create(
         project=personas.project, name="hb", format="healthbench-jsonl", user=personas.admin
     )
-    snapshots.snapshot_build(snapshot_id=snapshot.pk)
-    snapshot.refresh_from_db()
+    build_here_or_wait(snapshot)
     with default_storage.open(snapshot.file, "rb") as built:
         rows = [json.loads(line) for line in built.read().decode().split("\n")[:-1]]
     original = [json.loads(line) for line in sample.read_text().splitlines()]
