@@ -3,8 +3,8 @@
 A domain function calls `record()` inside its own transaction, so an action and its event
 commit together or not at all. The actor is passed in explicitly (services already take the
 acting user); where the action came from -- the web, the API, a command, a worker -- and the
-client's address come from `origin`, which the middleware sets per request and a management
-command sets with `with audit.origin("command")`. Domain functions never see the request.
+client's address come from `origin`, which the middleware sets per request and every
+management command sets by being an `audit.Command`. Domain functions never see the request.
 
 The table is append-only in the database (rubrics/migrations/0006_audit_event_append_only).
 """
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from django.core.management.base import BaseCommand
 from django.http import HttpRequest, HttpResponse
 
 from rubrics.models import AuditEvent, Project
@@ -43,6 +44,15 @@ def origin(source: str, *, ip: str | None = None) -> Iterator[None]:
 
 def current_origin() -> Origin:
     return _origin.get()
+
+
+class Command(BaseCommand):
+    """The base of every project management command: what it records says it came from a
+    command, whichever domain function records it."""
+
+    def execute(self, *args, **options):
+        with origin(AuditEvent.Source.COMMAND):
+            return super().execute(*args, **options)
 
 
 def record(

@@ -525,6 +525,54 @@ def test_export_dataset_command_is_recorded(personas, graded, tmp_path):
     no_new_event(since)
 
 
+def test_every_project_command_records_its_events_as_from_a_command():
+    """Each management command of the project's apps is an `audit.Command`, so whatever domain
+    function it calls, its events say "command" (not "system")."""
+    from django.core.management import get_commands, load_command_class
+
+    ours = {name: app for name, app in get_commands().items() if app.split(".")[0] in PROJECT_APPS}
+    assert {"import_rubrics", "import_responses", "grade", "load_demo"} <= set(ours)
+    plain = [
+        name
+        for name, app in ours.items()
+        if not isinstance(load_command_class(app, name), audit.Command)
+    ]
+    assert plain == []
+
+
+PROJECT_APPS = {"rubrics", "annotation", "grading", "assay"}
+
+
+def test_an_import_by_command_records_the_publish_and_the_suite_as_from_a_command(
+    personas, tmp_path
+):
+    path = tmp_path / "hb.jsonl"
+    row = {
+        "prompt_id": "cmd-1",
+        "prompt": [{"role": "user", "content": "Is water wet?"}],
+        "rubrics": [{"criterion": "Says yes", "points": 1, "tags": []}],
+    }
+    path.write_text(json.dumps(row) + "\n")
+    since = last_pk()
+    call_command(
+        "import_rubrics",
+        str(path),
+        "--format",
+        "healthbench",
+        "--project",
+        personas.project.slug,
+        "--user",
+        personas.author.username,
+        "--publish",
+        "--suite",
+        "by-command",
+    )
+    new = list(AuditEvent.objects.filter(pk__gt=since))
+    assert {e.action for e in new} >= {Action.VERSION_PUBLISHED, Action.SUITE_FROZEN}
+    assert {e.source for e in new} == {"command"}
+    assert audit.current_origin().source == "system"  # the command's origin ends with it
+
+
 def test_rubric_export_page_is_recorded(client, personas, graded):
     client.force_login(personas.annotator)
     since = last_pk()

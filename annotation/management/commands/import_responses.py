@@ -2,14 +2,15 @@ import contextlib
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from annotation import services
 from annotation.importers import detect
+from rubrics import audit
 from rubrics.models import Project
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Import model outputs: response rows as JSONL or Parquet (task_id, model, response or "
         "messages and final_state, sample_index, metadata, external_id), inspect-ai eval logs "

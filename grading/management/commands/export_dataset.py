@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from grading.datasets import formats, snapshots
 from grading.models import GradingRun
@@ -11,7 +11,7 @@ from rubrics import audit, suites
 from rubrics.models import Project, Suite
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Stream a project's export (verdicts as JSONL or Parquet; responses as JSONL, as a zip "
         "with their files, or as Parquet with their images; tasks, HealthBench, OpenAI RFT, "
@@ -47,10 +47,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        with audit.origin("command"):
-            self.export(options)
-
-    def export(self, options):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"--project: no project with slug '{options['project']}'")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connection
 from django.db.models import Q
 
@@ -33,11 +33,11 @@ from annotation import services as annotation_services
 from annotation.models import Response
 from grading import selectors, services, workers
 from grading.models import GradingRun, Judge, Score
-from rubrics import suites, uploads
+from rubrics import audit, suites, uploads
 from rubrics.models import Grader, Project, Suite
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = "Grade a suite version (or a published rubric version) with a judge, in this process."
 
     def add_arguments(self, parser):

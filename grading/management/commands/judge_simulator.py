@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from grading.judges.simulator import FAULT_KINDS, SimulatorConfig, SimulatorServer
+from rubrics import audit
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Serve /v1/chat/completions with deterministic verdicts (see grading/judges/simulator.py "
         "for the rule), set latency and injected faults. GET /stats reports requests and the peak "

@@ -2,12 +2,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from grading.demo import DEMO_PASSWORD, DEMO_USERS, load_demo
+from rubrics import audit
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = "Load the demo project (clinical, legal, investment tasks) graded by the simulator."
 
     def add_arguments(self, parser):

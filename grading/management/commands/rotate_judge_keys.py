@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from assay.secrets import SecretsUnavailable
 from grading import services
+from rubrics import audit
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Re-encrypt every project judge key under the first key in ASSAY_SECRETS_KEY "
         "(put the new key first, keep the old one until this has run)."

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from rubrics import audit, formats
 from rubrics.management.commands.import_rubrics import error_text
 from rubrics.models import Project
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Export a project's rubrics as HealthBench JSONL, one PaperBench rubric tree, or a CSV "
         "sheet in the importer's columns (formula-like cells guarded)."
@@ -53,5 +53,4 @@ class Command(BaseCommand):
             Path(options["output"]).write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
-        with audit.origin("command"):
-            formats.export_recorded(project=project, format=options["format"], rubric=rubric)
+        formats.export_recorded(project=project, format=options["format"], rubric=rubric)

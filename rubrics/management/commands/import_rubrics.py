@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from rubrics import audit, formats, suites
 from rubrics.models import Project
@@ -19,7 +19,7 @@ def error_text(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = "Import rubrics from a HealthBench JSONL file or a PaperBench rubric tree."
 
     def add_arguments(self, parser):
@@ -67,8 +67,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path}: no such file.")
         try:
-            # The suite and rubric events it records say they came from a command.
-            with path.open("rb") as upload, audit.origin("command"):
+            with path.open("rb") as upload:
                 done = suites.suite_import(
                     project=project,
                     upload=upload,

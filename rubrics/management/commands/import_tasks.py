@@ -1,12 +1,13 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from rubrics import audit
 from rubrics.models import Project
 from rubrics.task_import import tasks_import_file
 
 
-class Command(BaseCommand):
+class Command(audit.Command):
     help = (
         "Import tasks from JSONL or Parquet (external_id, title, messages, context, tags, "
         "reference). All or nothing; identical tasks already stored are skipped."
