@@ -58,11 +58,10 @@ from _django import (  # noqa: E402 - beside this file
     WORDS,
     Simulator,
     bench_grader,
-    check_published,
     cpu_seconds,
     drop_database,
     fresh_database_env,
-    healthbench_suite,
+    healthbench_case,
     start_workers,
     wait,
 )
@@ -76,51 +75,23 @@ IDEAL = LIMIT / (LATENCY_MS / 1000)  # verdicts per second at the judge's limit:
 def build_healthbench(admin, *, tag: str, tasks: int, sim_url: str) -> dict:
     """The HealthBench-shaped case's project (see the module's docstring): its suite version,
     two models' responses, and a judge on the simulator. Django must be set up."""
-    from annotation import services as annotation_services
-    from grading import services
-    from rubrics import suites
-    from rubrics.models import Criterion
-
-    rng = random.Random(5000)
-    project, suite, timings = healthbench_suite(
-        admin, project_name=f"Bench HealthBench {tag}", tasks=tasks, rng=rng
-    )
-    check_published(project)
-    start = time.monotonic()
-    version, created = suites.suite_freeze(suite=suite, user=admin)
-    timings["suite_freeze_s"] = time.monotonic() - start
-    assert created and version.task_count == tasks
-    lines = [
-        json.dumps(
-            {
-                "task_id": external_id,
-                "model": model,
-                "response": f"{model} on {external_id}. "
-                + " ".join(rng.choice(WORDS) for _ in range(120))
-                + ".",
-            }
-        )
-        for external_id in project.tasks.order_by("pk").values_list("external_id", flat=True)
-        for model in ("model-a", "model-b")
-    ]
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
-    criteria = Criterion.objects.filter(version__rubric__project=project).count()
-    judge = services.judge_create(
-        project=project,
-        name="simulator",
-        base_url=sim_url,
-        model="bench-judge",
-        max_concurrency=LIMIT,
+    case = healthbench_case(
+        admin,
+        project_name=f"Bench HealthBench {tag}",
+        tasks=tasks,
+        rng=random.Random(5000),
+        judge_url=sim_url,
+        judge_limit=LIMIT,
+        response="{model} on {task}. {words}.",
     )
     return {
-        "project": project,
-        "version": version,
-        "judge": judge,
-        "responses": len(lines),
-        "criteria": criteria,
-        "pairs": 2 * criteria,  # one response per task per model
-        **timings,
+        "project": case.project,
+        "version": case.version,
+        "judge": case.judge,
+        "responses": case.responses,
+        "criteria": case.criteria,
+        "pairs": 2 * case.criteria,  # one response per task per model
+        **case.timings,
     }
 
 
