@@ -2,7 +2,7 @@
 the judge simulator and workers in processes of their own; the data they seed (bench_grader,
 healthbench_case).
 
-Benchmarks print one JSON line of figures on stdout; progress goes to stderr."""
+Benchmarks print one JSON line of figures on stdout (`emit`); progress goes to stderr."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def setup(db_name: str) -> None:
 def log(message: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
+
+
+def emit(bench: str, figures: dict) -> None:
+    """Print a benchmark's one JSON line on stdout: its name, its figures, and how loaded the
+    machine was as it ended (the 1-minute load average, the CPUs)."""
+    line = {"bench": bench, **figures}
+    line.update(load_avg_1m=round(os.getloadavg()[0], 2), cpus=os.cpu_count())
+    print(json.dumps(line), flush=True)
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -249,18 +248,14 @@ def main() -> None:
         ).print_stats(40)
     if os.environ.get("BENCH_DUMP"):
         Path(os.environ["BENCH_DUMP"]).write_bytes(client.get(pages(seeded)["run_page"]).content)
-    print(
-        json.dumps(
-            {
-                "bench": "pages",
-                **{k: v for k, v in seeded.items() if not hasattr(v, "pk")},
-                "requests": args.requests,
-                "target_p95_ms": TARGET_P95_MS,
-                "pages": figures,
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-                "cpus": os.cpu_count(),
-            }
-        )
+    _django.emit(
+        "pages",
+        {
+            **{k: v for k, v in seeded.items() if not hasattr(v, "pk")},
+            "requests": args.requests,
+            "target_p95_ms": TARGET_P95_MS,
+            "pages": figures,
+        },
     )
 
 

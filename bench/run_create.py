@@ -176,23 +176,19 @@ def main() -> None:
             os.environ.get("BENCH_SORT", "cumulative")
         ).print_stats(40)
     GradingRun.objects.filter(project=project).delete()
-    print(
-        json.dumps(
-            {
-                "bench": "run_create",
-                "tasks": args.tasks,
-                "responses": responses,
-                "total_items": run.total_items,
-                "repeat": args.repeat,
-                "run_create_estimate": median(estimates),
-                "run_create": median(creates),
-                **doors,
-                "estimate": {k: v for k, v in estimate.items() if k != "warnings"},
-                "warnings": [w["message"] for w in estimate["warnings"]],
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-                "cpus": os.cpu_count(),
-            }
-        )
+    _django.emit(
+        "run_create",
+        {
+            "tasks": args.tasks,
+            "responses": responses,
+            "total_items": run.total_items,
+            "repeat": args.repeat,
+            "run_create_estimate": median(estimates),
+            "run_create": median(creates),
+            **doors,
+            "estimate": {k: v for k, v in estimate.items() if k != "warnings"},
+            "warnings": [w["message"] for w in estimate["warnings"]],
+        },
     )
 
 
