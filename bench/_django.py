@@ -1,15 +1,20 @@
-"""Shared set-up for benchmarks: a dedicated PostgreSQL database, migrated, and Django ready.
+"""Shared set-up for benchmarks: a dedicated PostgreSQL database, migrated, and Django ready;
+the judge simulator and workers in processes of their own; the data they seed (bench_grader,
+healthbench_case).
 
-Benchmarks print one JSON line of figures on stdout; progress goes to stderr."""
+Benchmarks print one JSON line of figures on stdout (`emit`); progress goes to stderr."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +51,14 @@ def setup(db_name: str) -> None:
 def log(message: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
+
+
+def emit(bench: str, figures: dict) -> None:
+    """Print a benchmark's one JSON line on stdout: its name, its figures, and how loaded the
+    machine was as it ended (the 1-minute load average, the CPUs)."""
+    line = {"bench": bench, **figures}
+    line.update(load_avg_1m=round(os.getloadavg()[0], 2), cpus=os.cpu_count())
+    print(json.dumps(line), flush=True)
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
@@ -262,8 +275,6 @@ def healthbench_lines(tasks: int, *, rng, criteria=(8, 15)) -> list[str]:
     """`tasks` lines of a HealthBench-shaped file: each task its own one-message prompt and a
     rubric of `criteria` (a range, drawn from `rng`) items, each naming two of WORDS, with an
     axis tag; the first item of each rubric is worth 5 points, so every rubric publishes."""
-    import json
-
     lines = []
     for t in range(tasks):
         n = rng.randint(*criteria)
@@ -337,32 +348,114 @@ def publish_in_bulk(version_ids: list[int], user) -> int:
     return len(rows)
 
 
-def healthbench_suite(owner, *, project_name: str, tasks: int, rng, criteria=(8, 15)):
-    """A project holding a HealthBench-shaped suite: `tasks` tasks imported through the
-    HealthBench importer (`rubrics.formats.import_healthbench`), each rubric published
-    (`publish_in_bulk`), all in one suite. Returns (project, suite, timings in s)."""
+def import_suite(owner, project, lines: list[str]):
+    """HealthBench-shaped `lines` (healthbench_lines, or rows of a bench's own) imported into
+    `project` through the HealthBench importer (`rubrics.formats.import_healthbench`), their
+    rubrics published (`publish_in_bulk`), their tasks in one suite, frozen
+    (`rubrics.suites.suite_freeze`). Returns (suite, its version, timings in s: import_s,
+    publish_s, suite_freeze_s)."""
     from rubrics import formats, suites
-    from rubrics import services as rubric_services
     from rubrics.models import RubricVersion
 
     timings = {}
-    project = rubric_services.project_create(name=project_name, user=owner)
-    lines = healthbench_lines(tasks, rng=rng, criteria=criteria)
     t0 = time.monotonic()
-    formats.import_healthbench(project=project, lines=lines, user=owner)
+    imported = formats.import_healthbench(project=project, lines=lines, user=owner)
     timings["import_s"] = time.monotonic() - t0
     t0 = time.monotonic()
-    ids = list(RubricVersion.objects.filter(rubric__project=project).values_list("pk", flat=True))
-    published = publish_in_bulk(ids, owner)
-    assert published == tasks, (published, tasks)
+    drafts = RubricVersion.objects.filter(rubric__task_id__in=imported.task_ids)
+    published = publish_in_bulk(list(drafts.values_list("pk", flat=True)), owner)
+    assert published == len(lines), (published, len(lines))
     timings["publish_s"] = time.monotonic() - t0
     suite = suites.suite_create(
-        project=project,
-        name="HealthBench-shaped",
-        user=owner,
-        task_ids=list(project.tasks.values_list("pk", flat=True)),
+        project=project, name="HealthBench-shaped", user=owner, task_ids=imported.task_ids
     )
-    return project, suite, timings
+    t0 = time.monotonic()
+    version, created = suites.suite_freeze(suite=suite, user=owner)
+    timings["suite_freeze_s"] = time.monotonic() - t0
+    assert created and version.task_count == len(lines), (created, version.task_count)
+    return suite, version, timings
+
+
+# The models of the HealthBench-shaped case: one response per task each.
+MODELS = ("model-a", "model-b")
+
+
+@dataclass
+class HealthBenchCase:
+    """What `healthbench_case` seeds."""
+
+    project: Any
+    suite: Any
+    version: Any  # the suite's frozen version
+    judge: Any
+    responses: int
+    criteria: int
+    # import_s, publish_s, suite_freeze_s (import_suite), responses_import_s
+    timings: dict[str, float]
+
+
+def healthbench_case(
+    owner,
+    *,
+    project_name: str,
+    tasks: int,
+    rng,
+    judge_url: str,
+    judge_limit: int | None = None,
+    response: str = "{model} on {task}: {words}",
+    response_words: int = 120,
+) -> HealthBenchCase:
+    """The HealthBench-shaped case of the grading, pages and run_create benches, everything
+    drawn from `rng` in the same order for the same figures: a project of `tasks` tasks, each
+    its own rubric of 8-15 criteria (healthbench_lines), imported, published in bulk and frozen
+    in one suite (import_suite), a few of its graders compiled again (check_published); each
+    of MODELS with one response per task, `response` formatted with the model, the task's
+    external id and `response_words` of WORDS, through the responses importer; and a judge
+    "simulator" at `judge_url` (`judge_limit` calls at once, else the service's default).
+    Django must be set up."""
+    from annotation import services as annotation_services
+    from grading import services as grading_services
+    from rubrics import services as rubric_services
+    from rubrics.models import Criterion
+
+    project = rubric_services.project_create(name=project_name, user=owner)
+    suite, version, timings = import_suite(owner, project, healthbench_lines(tasks, rng=rng))
+    check_published(project)
+    lines = [
+        json.dumps(
+            {
+                "task_id": external_id,
+                "model": model,
+                "response": response.format(
+                    model=model,
+                    task=external_id,
+                    words=" ".join(rng.choice(WORDS) for _ in range(response_words)),
+                ),
+            }
+        )
+        for external_id in project.tasks.order_by("pk").values_list("external_id", flat=True)
+        for model in MODELS
+    ]
+    t0 = time.monotonic()
+    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
+    assert result.ok, result.errors
+    timings["responses_import_s"] = time.monotonic() - t0
+    judge = grading_services.judge_create(
+        project=project,
+        name="simulator",
+        base_url=judge_url,
+        model="bench-judge",
+        **({"max_concurrency": judge_limit} if judge_limit else {}),
+    )
+    return HealthBenchCase(
+        project=project,
+        suite=suite,
+        version=version,
+        judge=judge,
+        responses=len(lines),
+        criteria=Criterion.objects.filter(version__rubric__project=project).count(),
+        timings=timings,
+    )
 
 
 def check_published(project, sample: int = 5) -> None:

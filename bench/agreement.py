@@ -25,7 +25,6 @@ a throwaway database: created if missing, migrated, its tables emptied before se
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -35,7 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import log
+from _django import emit, log
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_agree"
 
@@ -157,22 +156,19 @@ def main() -> None:
     if os.environ.get("BENCH_DUMP"):  # the page, to compare before and after a change
         Path(os.environ["BENCH_DUMP"]).write_bytes(response.content)
     cpu.sort()
-    print(
-        json.dumps(
-            {
-                "bench": "agreement",
-                "annotators": args.annotators,
-                "verdicts": n_verdicts,
-                "requests": args.requests,
-                "cpu_ms_p50": round(statistics.median(cpu), 1),
-                "cpu_ms_min": round(cpu[0], 1),
-                "process_cpu_ms_p50": round(statistics.median(process_cpu), 1),
-                "wall_ms_p50": round(statistics.median(wall), 1),
-                "queries": n_queries,
-                "bytes": len(response.content),
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-            }
-        )
+    emit(
+        "agreement",
+        {
+            "annotators": args.annotators,
+            "verdicts": n_verdicts,
+            "requests": args.requests,
+            "cpu_ms_p50": round(statistics.median(cpu), 1),
+            "cpu_ms_min": round(cpu[0], 1),
+            "process_cpu_ms_p50": round(statistics.median(process_cpu), 1),
+            "wall_ms_p50": round(statistics.median(wall), 1),
+            "queries": n_queries,
+            "bytes": len(response.content),
+        },
     )
 
 

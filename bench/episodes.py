@@ -40,6 +40,7 @@ from _django import (  # noqa: E402 - beside this file
     WORDS,
     Simulator,
     cpu_seconds,
+    emit,
     fresh_database_env,
     log,
     start_workers,
@@ -233,29 +234,27 @@ def main() -> None:
         sample = episodes[:20]
         with_budget = tokens_per_episode(grader.spec, sample, None)
         without = tokens_per_episode(grader.spec, sample, 10**12)
-        print(
-            json.dumps(
-                {
-                    "bench": "episodes",
-                    "episodes": args.episodes,
-                    "steps": args.steps,
-                    "criteria": len(CRITERIA),
-                    "status": run.status,
-                    "wall_s": round(wall, 2),
-                    "judge_calls": calls,
-                    "calls_per_s": round(calls / wall, 1),
-                    "ideal_per_s": IDEAL,
-                    "ratio_to_ideal": round(calls / wall / IDEAL, 3),
-                    "cpu_ms_per_call": round(1000 * cpu / max(1, calls), 2),
-                    "step_verdicts": verdicts.filter(step__isnull=False).count(),
-                    "response_verdicts": verdicts.filter(step__isnull=True).count(),
-                    "errors": verdicts.filter(outcome="error").count(),
-                    "input_tokens_per_episode": round(with_budget),
-                    "input_tokens_per_episode_unbudgeted": round(without),
-                    "budget_saving": round(without / max(1, with_budget), 2),
-                    "grading_runs": GradingRun.objects.filter(project=project).count(),
-                }
-            )
+        emit(
+            "episodes",
+            {
+                "episodes": args.episodes,
+                "steps": args.steps,
+                "criteria": len(CRITERIA),
+                "status": run.status,
+                "wall_s": round(wall, 2),
+                "judge_calls": calls,
+                "calls_per_s": round(calls / wall, 1),
+                "ideal_per_s": IDEAL,
+                "ratio_to_ideal": round(calls / wall / IDEAL, 3),
+                "cpu_ms_per_call": round(1000 * cpu / max(1, calls), 2),
+                "step_verdicts": verdicts.filter(step__isnull=False).count(),
+                "response_verdicts": verdicts.filter(step__isnull=True).count(),
+                "errors": verdicts.filter(outcome="error").count(),
+                "input_tokens_per_episode": round(with_budget),
+                "input_tokens_per_episode_unbudgeted": round(without),
+                "budget_saving": round(without / max(1, with_budget), 2),
+                "grading_runs": GradingRun.objects.filter(project=project).count(),
+            },
         )
     finally:
         for proc in procs:

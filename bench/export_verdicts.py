@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 
-from _django import ROOT, log, peak_rss_mb, setup
+from _django import ROOT, emit, log, peak_rss_mb, setup
 
 VERDICTS_SQL = (
     "INSERT INTO annotation_verdict (response_id, criterion_id, rater_id, sample_index, "
@@ -86,7 +85,6 @@ def main() -> None:
     parquet_seconds = time.monotonic() - started
     assert parquet_rows == verdicts
     figures = {
-        "bench": "export_verdicts",
         "verdicts": verdicts,
         "seconds": round(seconds, 1),
         "verdicts_per_second": round(verdicts / seconds),
@@ -99,7 +97,7 @@ def main() -> None:
         "target_seconds": 30,
         "target_peak_mb": 300,
     }
-    print(json.dumps(figures))
+    emit("export_verdicts", figures)
 
 
 if __name__ == "__main__":

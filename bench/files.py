@@ -21,7 +21,7 @@ import random
 import time
 import zipfile
 
-from _django import ROOT, log, peak_rss_mb, setup
+from _django import ROOT, emit, log, peak_rss_mb, setup
 
 
 def make_pdf(pages: int = 10) -> bytes:
@@ -228,10 +228,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per conversion")
     args = parser.parse_args()
     setup("assay_bench_files")
-    figures = {"bench": "files", "conversion": conversions(args.seconds)}
+    figures = {"conversion": conversions(args.seconds)}
     figures["import"] = import_bundle(args.responses, args.tasks, args.pool, args.unique_every)
     figures["peak_rss_mb"] = round(peak_rss_mb())
-    print(json.dumps(figures))
+    emit("files", figures)
 
 
 if __name__ == "__main__":

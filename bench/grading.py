@@ -58,11 +58,11 @@ from _django import (  # noqa: E402 - beside this file
     WORDS,
     Simulator,
     bench_grader,
-    check_published,
     cpu_seconds,
     drop_database,
+    emit,
     fresh_database_env,
-    healthbench_suite,
+    healthbench_case,
     start_workers,
     wait,
 )
@@ -76,51 +76,23 @@ IDEAL = LIMIT / (LATENCY_MS / 1000)  # verdicts per second at the judge's limit:
 def build_healthbench(admin, *, tag: str, tasks: int, sim_url: str) -> dict:
     """The HealthBench-shaped case's project (see the module's docstring): its suite version,
     two models' responses, and a judge on the simulator. Django must be set up."""
-    from annotation import services as annotation_services
-    from grading import services
-    from rubrics import suites
-    from rubrics.models import Criterion
-
-    rng = random.Random(5000)
-    project, suite, timings = healthbench_suite(
-        admin, project_name=f"Bench HealthBench {tag}", tasks=tasks, rng=rng
-    )
-    check_published(project)
-    start = time.monotonic()
-    version, created = suites.suite_freeze(suite=suite, user=admin)
-    timings["suite_freeze_s"] = time.monotonic() - start
-    assert created and version.task_count == tasks
-    lines = [
-        json.dumps(
-            {
-                "task_id": external_id,
-                "model": model,
-                "response": f"{model} on {external_id}. "
-                + " ".join(rng.choice(WORDS) for _ in range(120))
-                + ".",
-            }
-        )
-        for external_id in project.tasks.order_by("pk").values_list("external_id", flat=True)
-        for model in ("model-a", "model-b")
-    ]
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
-    criteria = Criterion.objects.filter(version__rubric__project=project).count()
-    judge = services.judge_create(
-        project=project,
-        name="simulator",
-        base_url=sim_url,
-        model="bench-judge",
-        max_concurrency=LIMIT,
+    case = healthbench_case(
+        admin,
+        project_name=f"Bench HealthBench {tag}",
+        tasks=tasks,
+        rng=random.Random(5000),
+        judge_url=sim_url,
+        judge_limit=LIMIT,
+        response="{model} on {task}. {words}.",
     )
     return {
-        "project": project,
-        "version": version,
-        "judge": judge,
-        "responses": len(lines),
-        "criteria": criteria,
-        "pairs": 2 * criteria,  # one response per task per model
-        **timings,
+        "project": case.project,
+        "version": case.version,
+        "judge": case.judge,
+        "responses": case.responses,
+        "criteria": case.criteria,
+        "pairs": 2 * case.criteria,  # one response per task per model
+        **case.timings,
     }
 
 
@@ -454,48 +426,45 @@ def main() -> None:
                 "simulator_429s": hb_stats["faults"].get("429", 0) - faults0,
             }
         client.close()
-        print(
-            json.dumps(
-                {
-                    "shape": args.shape,
-                    "pairs": pairs,
-                    "responses": args.responses,
-                    "criteria": args.criteria,
-                    "workers": args.workers,
-                    "judge_threads_per_worker": args.judge_threads,
-                    "judge_latency_ms": LATENCY_MS,
-                    "judge_limit": LIMIT,
-                    "per_criterion_wall_s": round(wall1, 2),
-                    "verdicts": verdicts1,
-                    "errors": errors1,
-                    "verdicts_per_s": round(rate, 1),
-                    "ratio_to_ideal_320": round(rate / IDEAL, 3),
-                    "assay_cpu_ms_per_verdict": round(cpu_per_verdict1, 3),
-                    "per_criterion_calls": per_criterion["calls"],
-                    "per_criterion_input_tokens": per_criterion["input_tokens"],
-                    "batched_calls": batched["calls"],
-                    "batched_http_requests": batched_requests,
-                    "batched_input_tokens": batched["input_tokens"],
-                    "batched_wall_s": round(wall3, 2),
-                    "calls_ratio_per_criterion_to_batched": round(
-                        per_criterion["calls"] / max(1, batched["calls"]), 1
-                    ),
-                    "second_run_calls": second_calls,
-                    "second_run_wall_s": round(wall2, 2),
-                    "peer": "thread-pool loop, HealthBench style, 64 threads",
-                    "peer_wall_s": round(peer_wall, 2),
-                    "peer_met": sum(peer_results),
-                    "peer_cpu_ms_per_verdict": round(1000 * peer_cpu / len(jobs), 3),
-                    "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
-                    "per_criterion_occupancy": occupancy.summary(wall1),
-                    "peer_occupancy": peer_occupancy.summary(peer_wall),
-                    "simulator_peak_concurrency": stats["peak_concurrency"],
-                    "simulator_429s": stats["faults"].get("429", 0),
-                    "cpus": os.cpu_count(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2),
-                    **({"healthbench": healthbench} if healthbench else {}),
-                }
-            )
+        emit(
+            "grading",
+            {
+                "shape": args.shape,
+                "pairs": pairs,
+                "responses": args.responses,
+                "criteria": args.criteria,
+                "workers": args.workers,
+                "judge_threads_per_worker": args.judge_threads,
+                "judge_latency_ms": LATENCY_MS,
+                "judge_limit": LIMIT,
+                "per_criterion_wall_s": round(wall1, 2),
+                "verdicts": verdicts1,
+                "errors": errors1,
+                "verdicts_per_s": round(rate, 1),
+                "ratio_to_ideal_320": round(rate / IDEAL, 3),
+                "assay_cpu_ms_per_verdict": round(cpu_per_verdict1, 3),
+                "per_criterion_calls": per_criterion["calls"],
+                "per_criterion_input_tokens": per_criterion["input_tokens"],
+                "batched_calls": batched["calls"],
+                "batched_http_requests": batched_requests,
+                "batched_input_tokens": batched["input_tokens"],
+                "batched_wall_s": round(wall3, 2),
+                "calls_ratio_per_criterion_to_batched": round(
+                    per_criterion["calls"] / max(1, batched["calls"]), 1
+                ),
+                "second_run_calls": second_calls,
+                "second_run_wall_s": round(wall2, 2),
+                "peer": "thread-pool loop, HealthBench style, 64 threads",
+                "peer_wall_s": round(peer_wall, 2),
+                "peer_met": sum(peer_results),
+                "peer_cpu_ms_per_verdict": round(1000 * peer_cpu / len(jobs), 3),
+                "wall_ratio_peer_to_assay": round(peer_wall / wall1, 3),
+                "per_criterion_occupancy": occupancy.summary(wall1),
+                "peer_occupancy": peer_occupancy.summary(peer_wall),
+                "simulator_peak_concurrency": stats["peak_concurrency"],
+                "simulator_429s": stats["faults"].get("429", 0),
+                **({"healthbench": healthbench} if healthbench else {}),
+            },
         )
     finally:
         for p in reversed(procs):

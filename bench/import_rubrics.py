@@ -74,8 +74,13 @@ def main() -> None:
         _django.log(f"importing {args.rows} rows, {criteria} criteria")
         start = time.perf_counter()
         options = {"publish": True, "suite": "bench"} if args.suite else {}
-        call_command(
-            "import_rubrics", str(path), format="healthbench", project=project.slug, **options
+        call_command(  # its summary to stderr: stdout holds the one JSON line
+            "import_rubrics",
+            str(path),
+            format="healthbench",
+            project=project.slug,
+            stdout=sys.stderr,
+            **options,
         )
         imported = time.perf_counter() - start
         figures = {}
@@ -90,17 +95,16 @@ def main() -> None:
         assert [json.loads(line) for line in out.read_text().splitlines()] == rows
         if not args.suite:
             Project.objects.filter(pk=project.pk).delete()
-    print(
-        json.dumps(
-            {
-                "rows": args.rows,
-                "criteria": criteria,
-                "import_s": round(imported, 2),
-                "export_s": round(exported, 2),
-                **figures,
-                "peak_rss_mb": round(_django.peak_rss_mb()),
-            }
-        )
+    _django.emit(
+        "import_rubrics",
+        {
+            "rows": args.rows,
+            "criteria": criteria,
+            "import_s": round(imported, 2),
+            "export_s": round(exported, 2),
+            **figures,
+            "peak_rss_mb": round(_django.peak_rss_mb()),
+        },
     )
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -39,7 +38,6 @@ import _django
 from _django import log
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_pages"
-MODELS = ("model-a", "model-b")
 TARGET_P95_MS = 300
 
 
@@ -48,11 +46,10 @@ def seed(tasks: int, rng: random.Random) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from annotation import services as annotation_services
     from annotation.models import Verdict
     from grading import services as grading_services
     from grading.models import GradingRun, JudgeCall, Score
-    from rubrics import bulk, suites
+    from rubrics import bulk
     from rubrics import services as rubric_services
     from rubrics.models import Grader, Role
 
@@ -60,38 +57,19 @@ def seed(tasks: int, rng: random.Random) -> dict:
     user_model = get_user_model()
     owner = user_model.objects.create_user(username="owner")
     reviewer = user_model.objects.create_user(username="reviewer")
-    project, suite, timings = _django.healthbench_suite(
-        owner, project_name="Pages bench", tasks=tasks, rng=rng
+    case = _django.healthbench_case(
+        owner,
+        project_name="Pages bench",
+        tasks=tasks,
+        rng=rng,
+        judge_url="http://127.0.0.1:9/v1",
+        response_words=60,
     )
-    _django.check_published(project)
+    project, suite, version, judge = case.project, case.suite, case.version, case.judge
     rubric_services.membership_set(project=project, username="reviewer", role=Role.REVIEWER)
-    figures.update({k: round(v, 2) for k, v in timings.items()})
-    t0 = time.monotonic()
-    version, created = suites.suite_freeze(suite=suite, user=owner)
-    figures["suite_freeze_s"] = round(time.monotonic() - t0, 3)
-    assert created and version.task_count == tasks
+    figures.update({k: round(v, 2) for k, v in case.timings.items()})
+    figures["suite_freeze_s"] = round(case.timings["suite_freeze_s"], 3)
 
-    external_ids = list(project.tasks.order_by("pk").values_list("external_id", flat=True))
-    lines = [
-        json.dumps(
-            {
-                "task_id": ext,
-                "model": model,
-                "response": f"{model} on {ext}: "
-                + " ".join(rng.choice(_django.WORDS) for _ in range(60)),
-            }
-        )
-        for ext in external_ids
-        for model in MODELS
-    ]
-    t0 = time.monotonic()
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
-    figures["responses_import_s"] = round(time.monotonic() - t0, 2)
-
-    judge = grading_services.judge_create(
-        project=project, name="simulator", base_url="http://127.0.0.1:9/v1", model="bench-judge"
-    )
     t0 = time.monotonic()
     run = grading_services.run_create(
         project=project, suite_version=version, judge=judge, user=owner, start=False
@@ -270,18 +248,14 @@ def main() -> None:
         ).print_stats(40)
     if os.environ.get("BENCH_DUMP"):
         Path(os.environ["BENCH_DUMP"]).write_bytes(client.get(pages(seeded)["run_page"]).content)
-    print(
-        json.dumps(
-            {
-                "bench": "pages",
-                **{k: v for k, v in seeded.items() if not hasattr(v, "pk")},
-                "requests": args.requests,
-                "target_p95_ms": TARGET_P95_MS,
-                "pages": figures,
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-                "cpus": os.cpu_count(),
-            }
-        )
+    _django.emit(
+        "pages",
+        {
+            **{k: v for k, v in seeded.items() if not hasattr(v, "pk")},
+            "requests": args.requests,
+            "target_p95_ms": TARGET_P95_MS,
+            "pages": figures,
+        },
     )
 
 

@@ -69,7 +69,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import _django
-from _django import WORDS, Simulator, bench_grader, free_port, log, publish_in_bulk
+from _django import WORDS, Simulator, bench_grader, emit, free_port, import_suite, log
 
 ROOT = Path(__file__).resolve().parent.parent
 LATENCY_MS = 200
@@ -161,11 +161,9 @@ class Budget:
 
 def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dict[str, str]]:
     """`tasks` HealthBench rows, each its own rubric of `criteria` criteria naming two of
-    WORDS, imported and published, in one frozen suite. Returns (its score URL, manifest)."""
-    from rubrics import formats, suites
-    from rubrics.models import RubricVersion
-
-    t0 = time.perf_counter()
+    WORDS, imported, published in bulk and frozen in one suite (`_django.import_suite`: through
+    the service, one rubric at a time, 5,000 rubrics of 20 criteria took 20 minutes on a loaded
+    host). Returns (its score URL, manifest)."""
     rows = []
     for i in range(tasks):
         items = []
@@ -180,26 +178,10 @@ def seed_suite(owner, project, tasks: int, criteria: int, rng) -> tuple[str, dic
             )
         prompt = [{"role": "user", "content": f"Case {i}: fever and vomiting. What now?"}]
         rows.append(json.dumps({"prompt_id": f"hb-{i:05d}", "prompt": prompt, "rubrics": items}))
-    formats.import_healthbench(project=project, lines=rows, user=owner)
-    imported = time.perf_counter()
-    # Published in bulk (the real compiled graders and hashes): through the service, one
-    # rubric at a time, 5,000 rubrics of 20 criteria took 20 minutes on a loaded host.
-    drafts = RubricVersion.objects.filter(
-        rubric__project=project, rubric__task__external_id__startswith="hb-"
-    ).values_list("pk", flat=True)
-    published = publish_in_bulk(list(drafts), owner)
-    assert published == tasks, (published, tasks)
-    seeded = time.perf_counter()
-    suite = suites.suite_create(
-        project=project,
-        name="HealthBench-shaped",
-        user=owner,
-        task_ids=project.tasks.filter(external_id__startswith="hb-").values_list("pk", flat=True),
-    )
-    version, _ = suites.suite_freeze(suite=suite, user=owner)
+    suite, version, timings = import_suite(owner, project, rows)
     log(
-        f"suite of {version.task_count} tasks: imported in {imported - t0:.1f} s, published "
-        f"in {seeded - imported:.1f} s, frozen in {time.perf_counter() - seeded:.1f} s"
+        f"suite of {version.task_count} tasks: imported in {timings['import_s']:.1f} s, "
+        f"published in {timings['publish_s']:.1f} s, frozen in {timings['suite_freeze_s']:.1f} s"
     )
     return f"/api/suites/{suite.pk}/score/", dict(version.manifest)
 
@@ -540,8 +522,7 @@ def main() -> None:
             }
         figures["pass"] = all(figures["pass_by_mode"].values())
         figures["phases"] = budget.phases
-        figures["cpus"] = os.cpu_count()
-        print(json.dumps(figures))
+        emit("reward", figures)
         if profiler is not None:
             import pstats
 

@@ -8,7 +8,6 @@ PostgreSQL, and the page's query count. Runs in a throwaway test database.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _django import emit  # noqa: E402 - beside this file
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assay.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
 
@@ -139,20 +140,17 @@ def main() -> None:
         times.sort()
         # The minimum is what the page costs on an idle machine; p50/p95 include whatever else
         # the (shared) machine was doing.
-        print(
-            json.dumps(
-                {
-                    "bench": "rubric_editor",
-                    "criteria": CRITERIA,
-                    "requests": REQUESTS,
-                    "p50_ms": round(statistics.median(times), 1),
-                    "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
-                    "min_ms": round(times[0], 1),
-                    "load_avg_1m": round(os.getloadavg()[0], 2),
-                    "queries": len(queries),
-                    "bytes": len(response.content),
-                }
-            )
+        emit(
+            "rubric_editor",
+            {
+                "criteria": CRITERIA,
+                "requests": REQUESTS,
+                "p50_ms": round(statistics.median(times), 1),
+                "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+                "min_ms": round(times[0], 1),
+                "queries": len(queries),
+                "bytes": len(response.content),
+            },
         )
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)

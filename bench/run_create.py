@@ -38,39 +38,15 @@ import _django
 from _django import log
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_run_create"
-MODELS = ("model-a", "model-b")
 PROJECT = "Run create bench"
 
 
-def seed(tasks: int, rng: random.Random):
+def seed(tasks: int, rng: random.Random) -> None:
     from django.contrib.auth import get_user_model
 
-    from annotation import services as annotation_services
-    from grading import services
-    from rubrics import suites
-
     owner = get_user_model().objects.create_user(username="owner")
-    project, suite, timings = _django.healthbench_suite(
-        owner, project_name=PROJECT, tasks=tasks, rng=rng
-    )
-    version, created = suites.suite_freeze(suite=suite, user=owner)
-    assert created and version.task_count == tasks
-    lines = [
-        json.dumps(
-            {
-                "task_id": ext,
-                "model": model,
-                "response": f"{model} on {ext}: "
-                + " ".join(rng.choice(_django.WORDS) for _ in range(120)),
-            }
-        )
-        for ext in project.tasks.order_by("pk").values_list("external_id", flat=True)
-        for model in MODELS
-    ]
-    result = annotation_services.responses_import_jsonl(project=project, lines=lines)
-    assert result.ok, result.errors
-    services.judge_create(
-        project=project, name="simulator", base_url="http://127.0.0.1:9/v1", model="bench-judge"
+    _django.healthbench_case(
+        owner, project_name=PROJECT, tasks=tasks, rng=rng, judge_url="http://127.0.0.1:9/v1"
     )
 
 
@@ -200,23 +176,19 @@ def main() -> None:
             os.environ.get("BENCH_SORT", "cumulative")
         ).print_stats(40)
     GradingRun.objects.filter(project=project).delete()
-    print(
-        json.dumps(
-            {
-                "bench": "run_create",
-                "tasks": args.tasks,
-                "responses": responses,
-                "total_items": run.total_items,
-                "repeat": args.repeat,
-                "run_create_estimate": median(estimates),
-                "run_create": median(creates),
-                **doors,
-                "estimate": {k: v for k, v in estimate.items() if k != "warnings"},
-                "warnings": [w["message"] for w in estimate["warnings"]],
-                "load_avg_1m": round(os.getloadavg()[0], 2),
-                "cpus": os.cpu_count(),
-            }
-        )
+    _django.emit(
+        "run_create",
+        {
+            "tasks": args.tasks,
+            "responses": responses,
+            "total_items": run.total_items,
+            "repeat": args.repeat,
+            "run_create_estimate": median(estimates),
+            "run_create": median(creates),
+            **doors,
+            "estimate": {k: v for k, v in estimate.items() if k != "warnings"},
+            "warnings": [w["message"] for w in estimate["warnings"]],
+        },
     )
 
 
