@@ -6,11 +6,11 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.views import APIView
 
-from annotation import api as annotation_api
+from annotation.api import queues as annotation_api
 from grading import api as grading_api
 from grading import api_leaderboard, api_suites
 from grading.datasets import api as datasets_api
-from rubrics import api as rubrics_api
+from rubrics.api import rubrics as rubrics_api
 
 _SKIPPED = {"options", "head"}
 

@@ -21,7 +21,7 @@ from annotation import import_jobs, selectors, services
 from annotation.models import Assignment, ImportJob, Rater, Verdict
 from rubrics import params, uploads
 from rubrics import selectors as rubric_selectors
-from rubrics.api import (
+from rubrics.api.rubrics import (
     FILTERS_RULE,
     NEWEST_FIRST,
     MessagesField,
