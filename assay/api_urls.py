@@ -6,11 +6,97 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.views import APIView
 
-from annotation import api as annotation_api
+from annotation.api.agreement import AgreementApi, DisagreementListApi
+from annotation.api.calibration import (
+    CalibrationApi,
+    CalibrationSettingsApi,
+    CalibrationSettingsSetApi,
+)
+from annotation.api.gold import GoldDecideApi, GoldListApi
+from annotation.api.imports import ImportJobCreateApi, ImportJobDetailApi, ImportJobListApi
+from annotation.api.members import MemberRemoveApi
+from annotation.api.queues import (
+    AssignmentDetailApi,
+    AssignmentSkipApi,
+    AssignmentSubmitApi,
+    QueueAssignmentListApi,
+    QueueClaimApi,
+    QueueCreateApi,
+    QueueDeleteApi,
+    QueueDetailApi,
+    QueueListApi,
+    QueueUpdateApi,
+    VerdictDraftApi,
+)
+from annotation.api.raters import ProjectVerdictListApi, RaterListApi
+from annotation.api.responses import (
+    ResponseDetailApi,
+    ResponseImportApi,
+    ResponseListApi,
+    ResponseModelsApi,
+)
+from annotation.api.tasks import TaskDeleteApi, TaskUpdateApi
 from grading import api as grading_api
 from grading import api_leaderboard, api_suites
 from grading.datasets import api as datasets_api
-from rubrics import api as rubrics_api
+from rubrics.api.graders import GraderDetailApi
+from rubrics.api.projects import (
+    AuditEventListApi,
+    InvitationAcceptApi,
+    InvitationDeclineApi,
+    InvitationListApi,
+    MemberDetailApi,
+    MemberListApi,
+    MemberRoleApi,
+    MemberSetApi,
+    ProjectCreateApi,
+    ProjectDetailApi,
+    ProjectInvitationCancelApi,
+    ProjectInvitationListApi,
+    ProjectListApi,
+    ProjectUpdateApi,
+)
+from rubrics.api.references import (
+    ReferenceCreateApi,
+    ReferenceDeleteApi,
+    ReferenceDetailApi,
+    ReferenceFileApi,
+    ReferenceUpdateApi,
+)
+from rubrics.api.review import (
+    CommentCreateApi,
+    CommentListApi,
+    CommentReplyApi,
+    CommentResolveApi,
+    ReviewInboxApi,
+    RubricApproveApi,
+    RubricDiffApi,
+    RubricHistoryApi,
+    RubricReopenApi,
+    RubricSubmitApi,
+    VersionRetireApi,
+)
+from rubrics.api.rubrics import (
+    CriterionAddApi,
+    CriterionDeleteApi,
+    CriterionDetailApi,
+    CriterionUpdateApi,
+    DraftCriteriaReplaceApi,
+    DraftDiscardApi,
+    RubricCreateApi,
+    RubricDeleteApi,
+    RubricDetailApi,
+    RubricListApi,
+    RubricUpdateApi,
+)
+from rubrics.api.tasks import TaskCreateApi, TaskDetailApi, TaskImportApi, TaskListApi
+from rubrics.api.tokens import (
+    TokenCreateApi,
+    TokenDetailApi,
+    TokenListApi,
+    TokenObtainApi,
+    TokenRevokeApi,
+)
 
 _SKIPPED = {"options", "head"}
 
@@ -51,144 +137,138 @@ def one_path(*views: type[APIView]):
 
 
 urlpatterns = [
-    path("auth/token/", rubrics_api.TokenObtainApi.as_view(), name="api_token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="api_token"),
     path(
         "tokens/",
-        one_path(rubrics_api.TokenListApi, rubrics_api.TokenCreateApi),
+        one_path(TokenListApi, TokenCreateApi),
         name="api_tokens",
     ),
     path(
         "tokens/<int:pk>/",
-        one_path(rubrics_api.TokenDetailApi, rubrics_api.TokenRevokeApi),
+        one_path(TokenDetailApi, TokenRevokeApi),
         name="api_token_revoke",
     ),
     path(
         "projects/",
-        one_path(rubrics_api.ProjectListApi, rubrics_api.ProjectCreateApi),
+        one_path(ProjectListApi, ProjectCreateApi),
         name="api_projects",
     ),
     path(
         "projects/<slug:slug>/",
-        one_path(
-            rubrics_api.ProjectDetailApi, rubrics_api.ProjectUpdateApi, grading_api.ProjectDeleteApi
-        ),
+        one_path(ProjectDetailApi, ProjectUpdateApi, grading_api.ProjectDeleteApi),
         name="api_project",
     ),
     path(
         "projects/<slug:slug>/members/",
-        one_path(rubrics_api.MemberListApi, rubrics_api.MemberSetApi),
+        one_path(MemberListApi, MemberSetApi),
         name="api_members",
     ),
     path(
         "projects/<slug:slug>/members/<str:username>/",
-        one_path(
-            rubrics_api.MemberDetailApi, rubrics_api.MemberRoleApi, annotation_api.MemberRemoveApi
-        ),
+        one_path(MemberDetailApi, MemberRoleApi, MemberRemoveApi),
         name="api_member",
     ),
     path(
         "projects/<slug:slug>/invitations/",
-        rubrics_api.ProjectInvitationListApi.as_view(),
+        ProjectInvitationListApi.as_view(),
         name="api_project_invitations",
     ),
     path(
         "projects/<slug:slug>/invitations/<str:username>/",
-        rubrics_api.ProjectInvitationCancelApi.as_view(),
+        ProjectInvitationCancelApi.as_view(),
         name="api_project_invitation",
     ),
-    path("invitations/", rubrics_api.InvitationListApi.as_view(), name="api_invitations"),
+    path("invitations/", InvitationListApi.as_view(), name="api_invitations"),
     path(
         "invitations/<int:pk>/accept/",
-        rubrics_api.InvitationAcceptApi.as_view(),
+        InvitationAcceptApi.as_view(),
         name="api_invitation_accept",
     ),
     path(
         "invitations/<int:pk>/decline/",
-        rubrics_api.InvitationDeclineApi.as_view(),
+        InvitationDeclineApi.as_view(),
         name="api_invitation_decline",
     ),
     path(
         "projects/<slug:slug>/audit/",
-        rubrics_api.AuditEventListApi.as_view(),
+        AuditEventListApi.as_view(),
         name="api_audit",
     ),
     path(
         "projects/<slug:slug>/tasks/",
-        one_path(rubrics_api.TaskListApi, rubrics_api.TaskCreateApi),
+        one_path(TaskListApi, TaskCreateApi),
         name="api_tasks",
     ),
     path(
         "projects/<slug:slug>/imports/tasks/",
-        rubrics_api.TaskImportApi.as_view(),
+        TaskImportApi.as_view(),
         name="api_tasks_import",
     ),
     path(
         "projects/<slug:slug>/tasks/<str:external_id>/",
-        one_path(
-            rubrics_api.TaskDetailApi, annotation_api.TaskUpdateApi, annotation_api.TaskDeleteApi
-        ),
+        one_path(TaskDetailApi, TaskUpdateApi, TaskDeleteApi),
         name="api_task",
     ),
     path(
         "projects/<slug:slug>/tasks/<str:external_id>/references/",
-        rubrics_api.ReferenceCreateApi.as_view(),
+        ReferenceCreateApi.as_view(),
         name="api_task_references",
     ),
     path(
         "references/<int:pk>/",
         one_path(
-            rubrics_api.ReferenceDetailApi,
-            rubrics_api.ReferenceUpdateApi,
-            rubrics_api.ReferenceDeleteApi,
+            ReferenceDetailApi,
+            ReferenceUpdateApi,
+            ReferenceDeleteApi,
         ),
         name="api_reference",
     ),
     path(
         "references/<int:pk>/file/",
-        rubrics_api.ReferenceFileApi.as_view(),
+        ReferenceFileApi.as_view(),
         name="api_reference_file",
     ),
     path(
         "projects/<slug:slug>/reviews/",
-        rubrics_api.ReviewInboxApi.as_view(),
+        ReviewInboxApi.as_view(),
         name="api_review_inbox",
     ),
     path(
         "projects/<slug:slug>/rubrics/",
-        one_path(rubrics_api.RubricListApi, rubrics_api.RubricCreateApi),
+        one_path(RubricListApi, RubricCreateApi),
         name="api_rubrics",
     ),
     path(
         "projects/<slug:slug>/responses/",
-        annotation_api.ResponseListApi.as_view(),
+        ResponseListApi.as_view(),
         name="api_responses",
     ),
     path(
         "projects/<slug:slug>/responses/import/",
-        annotation_api.ResponseImportApi.as_view(),
+        ResponseImportApi.as_view(),
         name="api_responses_import",
     ),
     path(
         "projects/<slug:slug>/responses/models/",
-        annotation_api.ResponseModelsApi.as_view(),
+        ResponseModelsApi.as_view(),
         name="api_response_models",
     ),
-    path("responses/<int:pk>/", annotation_api.ResponseDetailApi.as_view(), name="api_response"),
+    path("responses/<int:pk>/", ResponseDetailApi.as_view(), name="api_response"),
     path(
         "projects/<slug:slug>/imports/",
-        one_path(annotation_api.ImportJobListApi, annotation_api.ImportJobCreateApi),
+        one_path(ImportJobListApi, ImportJobCreateApi),
         name="api_imports",
     ),
-    path("imports/<int:pk>/", annotation_api.ImportJobDetailApi.as_view(), name="api_import"),
-    path("projects/<slug:slug>/raters/", annotation_api.RaterListApi.as_view(), name="api_raters"),
+    path("imports/<int:pk>/", ImportJobDetailApi.as_view(), name="api_import"),
+    path("projects/<slug:slug>/raters/", RaterListApi.as_view(), name="api_raters"),
     path(
         "projects/<slug:slug>/verdicts/",
-        annotation_api.ProjectVerdictListApi.as_view(),
+        ProjectVerdictListApi.as_view(),
         name="api_project_verdicts",
     ),
     path(
         "projects/<slug:slug>/calibration-settings/",
-        one_path(annotation_api.CalibrationSettingsApi, annotation_api.CalibrationSettingsSetApi),
+        one_path(CalibrationSettingsApi, CalibrationSettingsSetApi),
         name="api_calibration_settings",
     ),
     path(
@@ -247,128 +327,124 @@ urlpatterns = [
     path("suites/<int:pk>/diff/", api_suites.SuiteDiffApi.as_view(), name="api_suite_diff"),
     path(
         "projects/<slug:slug>/queues/",
-        one_path(annotation_api.QueueListApi, annotation_api.QueueCreateApi),
+        one_path(QueueListApi, QueueCreateApi),
         name="api_queues",
     ),
     path(
         "queues/<int:pk>/",
         one_path(
-            annotation_api.QueueDetailApi,
-            annotation_api.QueueUpdateApi,
-            annotation_api.QueueDeleteApi,
+            QueueDetailApi,
+            QueueUpdateApi,
+            QueueDeleteApi,
         ),
         name="api_queue",
     ),
     path(
         "queues/<int:pk>/assignments/",
-        annotation_api.QueueAssignmentListApi.as_view(),
+        QueueAssignmentListApi.as_view(),
         name="api_queue_assignments",
     ),
-    path("queues/<int:pk>/claim/", annotation_api.QueueClaimApi.as_view(), name="api_queue_claim"),
+    path("queues/<int:pk>/claim/", QueueClaimApi.as_view(), name="api_queue_claim"),
     path(
         "assignments/<int:pk>/",
-        annotation_api.AssignmentDetailApi.as_view(),
+        AssignmentDetailApi.as_view(),
         name="api_assignment",
     ),
     path(
         "assignments/<int:pk>/verdicts/",
-        annotation_api.VerdictDraftApi.as_view(),
+        VerdictDraftApi.as_view(),
         name="api_assignment_verdicts",
     ),
     path(
         "assignments/<int:pk>/submit/",
-        annotation_api.AssignmentSubmitApi.as_view(),
+        AssignmentSubmitApi.as_view(),
         name="api_assignment_submit",
     ),
     path(
         "assignments/<int:pk>/skip/",
-        annotation_api.AssignmentSkipApi.as_view(),
+        AssignmentSkipApi.as_view(),
         name="api_assignment_skip",
     ),
-    path(
-        "versions/<int:pk>/agreement/", annotation_api.AgreementApi.as_view(), name="api_agreement"
-    ),
+    path("versions/<int:pk>/agreement/", AgreementApi.as_view(), name="api_agreement"),
     path(
         "versions/<int:pk>/disagreements/",
-        annotation_api.DisagreementListApi.as_view(),
+        DisagreementListApi.as_view(),
         name="api_disagreements",
     ),
     path(
         "versions/<int:pk>/gold/",
-        one_path(annotation_api.GoldListApi, annotation_api.GoldDecideApi),
+        one_path(GoldListApi, GoldDecideApi),
         name="api_gold",
     ),
     path(
         "versions/<int:pk>/calibration/",
-        annotation_api.CalibrationApi.as_view(),
+        CalibrationApi.as_view(),
         name="api_calibration",
     ),
     path(
         "rubrics/<int:pk>/",
-        one_path(
-            rubrics_api.RubricDetailApi, rubrics_api.RubricUpdateApi, rubrics_api.RubricDeleteApi
-        ),
+        one_path(RubricDetailApi, RubricUpdateApi, RubricDeleteApi),
         name="api_rubric",
     ),
-    path("rubrics/<int:pk>/draft/", rubrics_api.DraftDiscardApi.as_view(), name="api_draft"),
+    path("rubrics/<int:pk>/draft/", DraftDiscardApi.as_view(), name="api_draft"),
     path(
         "rubrics/<int:pk>/draft/criteria/",
-        one_path(rubrics_api.DraftCriteriaReplaceApi, rubrics_api.CriterionAddApi),
+        one_path(DraftCriteriaReplaceApi, CriterionAddApi),
         name="api_draft_criteria",
     ),
     path(
         "criteria/<int:pk>/",
         one_path(
-            rubrics_api.CriterionDetailApi,
-            rubrics_api.CriterionUpdateApi,
-            rubrics_api.CriterionDeleteApi,
+            CriterionDetailApi,
+            CriterionUpdateApi,
+            CriterionDeleteApi,
         ),
         name="api_criterion",
     ),
     path(
         "rubrics/<int:pk>/reopen/",
-        rubrics_api.RubricReopenApi.as_view(),
+        RubricReopenApi.as_view(),
         name="api_rubric_reopen",
     ),
     path(
         "rubrics/<int:pk>/versions/<int:number>/retire/",
-        rubrics_api.VersionRetireApi.as_view(),
+        VersionRetireApi.as_view(),
         name="api_version_retire",
     ),
     path(
         "rubrics/<int:pk>/history/",
-        rubrics_api.RubricHistoryApi.as_view(),
+        RubricHistoryApi.as_view(),
         name="api_rubric_history",
     ),
     path(
         "rubrics/<int:pk>/submit/",
-        rubrics_api.RubricSubmitApi.as_view(),
+        RubricSubmitApi.as_view(),
         name="api_rubric_submit",
     ),
     path(
         "rubrics/<int:pk>/approve/",
-        rubrics_api.RubricApproveApi.as_view(),
+        RubricApproveApi.as_view(),
         name="api_rubric_approve",
     ),
-    path("rubrics/<int:pk>/diff/", rubrics_api.RubricDiffApi.as_view(), name="api_rubric_diff"),
+    path("rubrics/<int:pk>/diff/", RubricDiffApi.as_view(), name="api_rubric_diff"),
     path(
         "rubrics/<int:pk>/comments/",
-        one_path(rubrics_api.CommentListApi, rubrics_api.CommentCreateApi),
+        one_path(CommentListApi, CommentCreateApi),
         name="api_rubric_comments",
     ),
     path(
         "comments/<int:pk>/resolve/",
-        rubrics_api.CommentResolveApi.as_view(),
+        CommentResolveApi.as_view(),
         name="api_comment_resolve",
     ),
     path(
         "comments/<int:pk>/replies/",
-        rubrics_api.CommentReplyApi.as_view(),
+        CommentReplyApi.as_view(),
         name="api_comment_reply",
     ),
     path(
         "graders/<str:grader_hash>/",
-        rubrics_api.GraderDetailApi.as_view(),
+        GraderDetailApi.as_view(),
         name="api_grader",
     ),
     path(

@@ -28,7 +28,7 @@ from annotation.models import Verdict
 from grading import selectors, services
 from grading.models import GradingRun, Score
 from rubrics import suites
-from rubrics.api import (
+from rubrics.api.common import (
     FILTERS_RULE,
     HASH_RULE,
     NEWEST_FIRST,

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from grading import kept, leaderboard, selectors
-from rubrics.api import query_filters, responses, service_errors
+from rubrics.api.common import query_filters, responses, service_errors
 from rubrics.permissions import Perm
 
 LEADERBOARD_RULE = (

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from grading import selectors
 from rubrics import suites
-from rubrics.api import (
+from rubrics.api.common import (
     FILTERS_RULE,
     NEWEST_FIRST,
     ConflictError,

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from grading.datasets import snapshots
 from grading.models import DatasetSnapshot
-from rubrics.api import (
+from rubrics.api.common import (
     FILTERS_RULE,
     NEWEST_FIRST,
     Pagination,
