@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
+from django.db import Error as DatabaseFailure
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, ProtectedError, Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -29,7 +30,7 @@ from annotation.content import render
 from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
-from grading import broker, engine, injection
+from grading import broker, engine, injection, leaderboard
 from grading.judges import addresses, prompts
 from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
@@ -1243,7 +1244,7 @@ def run_resume(*, run: GradingRun) -> bool:
     if run.status == GradingRun.Status.COMPLETED:
         return False
     GradingRun.objects.filter(pk=run.pk).exclude(status=GradingRun.Status.QUEUED).update(
-        status=GradingRun.Status.RUNNING, finished_at=None
+        status=GradingRun.Status.RUNNING, finished_at=None, model_scores=None
     )
     transaction.on_commit(lambda: _set_cancel_flag(run.pk, False))
     transaction.on_commit(lambda: _send(tasks.run_start, run.pk))
@@ -1267,7 +1268,9 @@ def run_retry_failed(*, run: GradingRun) -> int:
     Score.objects.filter(run_id=run.pk, response_id__in=response_ids).update(
         status=Score.Status.PENDING, raw=None, error_count=0, gated_by=[], finished_at=None
     )
-    GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
+    GradingRun.objects.filter(pk=run.pk).update(
+        status=GradingRun.Status.RUNNING, finished_at=None, model_scores=None
+    )
 
     transaction.on_commit(lambda: _send_responses(run.pk, response_ids))
     return deleted
@@ -1275,13 +1278,34 @@ def run_retry_failed(*, run: GradingRun) -> int:
 
 def run_finish_if_done(*, run_id: int) -> bool:
     """Completion is derived from the database: a run is done when no score is pending. One
-    statement (every chunk of a run ends with it)."""
+    conditional statement (every chunk of a run ends with it); the chunk that completes the
+    run also stores its score per model (`_store_model_scores`) in the same transaction, so
+    no reader sees it completed without them."""
     pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
-    return bool(
-        GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
-        .filter(~Exists(pending))
-        .update(status=GradingRun.Status.COMPLETED, finished_at=timezone.now())
-    )
+    with transaction.atomic():
+        finished = bool(
+            GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
+            .filter(~Exists(pending))
+            .update(status=GradingRun.Status.COMPLETED, finished_at=timezone.now())
+        )
+        if finished:
+            _store_model_scores(run_id)
+    return finished
+
+
+def _store_model_scores(run_id: int) -> None:
+    """Store the just-completed run's score per model (grading.leaderboard.model_scores). The
+    run's row stays locked by the completing update until commit: a retry or a resume waits,
+    and no score of the run changes meanwhile. A failure to compute them (not the database's)
+    never keeps the run from completing: the first read computes and stores them instead."""
+    try:
+        scores = leaderboard.compute_model_scores([run_id])[run_id]
+    except DatabaseFailure:
+        raise  # the transaction is lost: the run is completed by the chunk done again
+    except Exception:
+        logger.exception("run %s completed without its model scores stored", run_id)
+        return
+    GradingRun.objects.filter(pk=run_id).update(model_scores=leaderboard.scores_to_json(scores))
 
 
 # --- Recovering work the broker lost ------------------------------------------------------
