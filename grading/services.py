@@ -681,6 +681,14 @@ class GraderShape:
 _VISUAL_WORDS = [
     f"%{w}%" for w in ("image", "chart", "figure", "photo", "diagram", "picture", "screenshot")
 ]
+# The characters outside ASCII that re.I takes for a letter of those words (Unicode's simple
+# case folding): the dotted capital I and the dotless i for i, the long s for s (a word with
+# a k would add the Kelvin sign; tests/test_run_create_scale.py tries all of Unicode).
+# PostgreSQL's lower() leaves the dotless i and the long s as they are and folds the dotted I
+# by the database's locale, so the database swaps them for their letters before lower(): its
+# superset then never misses a criterion VISUAL_CRITERION finds.
+_CASE_FOLDS = {"\u0130": "i", "\u0131": "i", "\u017f": "s"}
+_FOLD_FROM, _FOLD_TO = "".join(_CASE_FOLDS), "".join(_CASE_FOLDS.values())
 
 
 def grader_shapes(graders: QuerySet) -> dict[int, GraderShape]:
@@ -702,12 +710,13 @@ def grader_shapes(graders: QuerySet) -> dict[int, GraderShape]:
         f"SELECT count(*) AS n, count(*) FILTER (WHERE {judged}) AS judged, "
         f"count(*) FILTER (WHERE {batchable}) AS batchable, "
         "jsonb_agg(jsonb_build_array(e.n, e.c -> 'text') ORDER BY e.n) "
-        f"FILTER (WHERE {judged} AND lower(e.c ->> 'text') LIKE ANY (%s)) AS visual "
+        f"FILTER (WHERE {judged} AND lower(translate(e.c ->> 'text', %s, %s)) LIKE ANY (%s)) "
+        "AS visual "
         "FROM jsonb_array_elements(g.spec -> 'criteria') WITH ORDINALITY AS e(c, n)) s "
         f"WHERE g.id IN ({subquery})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_VISUAL_WORDS, *params])
+        cursor.execute(sql, [_FOLD_FROM, _FOLD_TO, _VISUAL_WORDS, *params])
         rows = cursor.fetchall()
     shapes = {}
     for pk, n, judged_n, batchable_n, visual in rows:
