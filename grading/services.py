@@ -1288,33 +1288,36 @@ def run_retry_failed(*, run: GradingRun) -> int:
 def run_finish_if_done(*, run_id: int) -> bool:
     """Completion is derived from the database: a run is done when no score is pending. One
     conditional statement (every chunk of a run ends with it); the chunk that completes the
-    run also stores its score per model (`_store_model_scores`) in the same transaction, so
-    no reader sees it completed without them."""
+    run then stores its score per model (`_store_model_scores`)."""
     pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
-    with transaction.atomic():
-        finished = bool(
-            GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
-            .filter(~Exists(pending))
-            .update(status=GradingRun.Status.COMPLETED, finished_at=timezone.now())
-        )
-        if finished:
-            _store_model_scores(run_id)
+    finished_at = timezone.now()
+    finished = bool(
+        GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
+        .filter(~Exists(pending))
+        .update(status=GradingRun.Status.COMPLETED, finished_at=finished_at)
+    )
+    if finished:
+        _store_model_scores(run_id, finished_at=finished_at)
     return finished
 
 
-def _store_model_scores(run_id: int) -> None:
-    """Store the just-completed run's score per model (grading.leaderboard.model_scores). The
-    run's row stays locked by the completing update until commit: a retry or a resume waits,
-    and no score of the run changes meanwhile. A failure to compute them (not the database's)
-    never keeps the run from completing: the first read computes and stores them instead."""
+def _store_model_scores(run_id: int, *, finished_at) -> None:
+    """Store the run's score per model (grading.leaderboard.model_scores), completed at
+    `finished_at`: its scores no longer change unless it reopens, and then its finish time
+    goes, so they are stored only while it is the one set. A reader in between, or after a
+    failure to compute them, computes them itself (and stores them: leaderboard.model_scores).
+    Not in the completing statement's transaction: every chunk would pay a BEGIN and a COMMIT
+    for the one that completes the run."""
     try:
         scores = leaderboard.compute_model_scores([run_id])[run_id]
     except DatabaseFailure:
-        raise  # the transaction is lost: the run is completed by the chunk done again
+        raise  # the caller's to wait out (_with_db), or its transaction's to roll back
     except Exception:
         logger.exception("run %s completed without its model scores stored", run_id)
         return
-    GradingRun.objects.filter(pk=run_id).update(model_scores=leaderboard.scores_to_json(scores))
+    GradingRun.objects.filter(
+        pk=run_id, status=GradingRun.Status.COMPLETED, finished_at=finished_at
+    ).update(model_scores=leaderboard.scores_to_json(scores))
 
 
 # --- Recovering work the broker lost ------------------------------------------------------
