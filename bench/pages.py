@@ -1,6 +1,6 @@
 """Page speed of a HealthBench-sized suite run. Prints ONE JSON line of figures.
 
-    .venv/bin/python bench/pages.py [--tasks 5000] [--requests 20] [--profile PAGE]
+    .venv/bin/python bench/pages.py [--tasks 5000] [--requests 20] [--runs 1] [--profile PAGE]
 
 Seeds, in a throwaway database: 5,000 tasks imported through the HealthBench importer, each
 its own rubric of 8-15 criteria (seeded), published in bulk (bench/_django.py
@@ -9,14 +9,19 @@ its own rubric of 8-15 criteria (seeded), published in bulk (bench/_django.py
 each, through the responses importer); a run over the suite version made by
 `grading.services.run_create` (timed; not started), then completed as a worker would leave
 it: a verdict and a judge call per (response, criterion), written in bulk, and every score
-done (the pages read verdicts and scores, not how the judge reached them).
+done (the pages read verdicts and scores, not how the judge reached them), then finished as the
+worker finishes a run (`grading.services.run_finish_if_done`). With `--runs N`, N - 1 more runs
+over the same version, each its scores done (other raws) and finished the same way, without
+verdicts or calls: the suite page lists every run with its score per model.
 
 Then a reviewer GETs each page with Django's test client, in this process: the first request
 (cold: the run's model summaries are computed and cached), then `--requests` more: wall p50
 and p95 in ms (target p95 < 300 ms), server CPU p50 (time.thread_time), and the page's query
 count. Pages: the run page, its second page of scores, the runs list, the suite page; and
 the leaderboard (the run page's section and the suite leaderboard API) when
-grading/leaderboard.py exists.
+grading/leaderboard.py exists. `suite_page_first_view`: the suite page with an empty cache, as
+a web process that has not shown it yet (each of --cold views after cache.clear()): wall and
+server CPU p50, queries.
 
 Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/assay_bench_pages),
 created if missing, migrated, emptied before seeding.
@@ -41,14 +46,13 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/assay_bench_pages"
 TARGET_P95_MS = 300
 
 
-def seed(tasks: int, rng: random.Random) -> dict:
+def seed(tasks: int, rng: random.Random, runs: int = 1) -> dict:
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.utils import timezone
 
     from annotation.models import Verdict
     from grading import services as grading_services
-    from grading.models import GradingRun, JudgeCall, Score
+    from grading.models import JudgeCall, Score
     from rubrics import bulk
     from rubrics import services as rubric_services
     from rubrics.models import Grader, Role
@@ -113,18 +117,15 @@ def seed(tasks: int, rng: random.Random) -> dict:
             )
     bulk.insert_rows(Verdict, verdicts)
     bulk.insert_rows(JudgeCall, calls)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE grading_score SET status = 'done', raw = random() * 1.3 - 0.2, "
-            "met_points = 5, possible_points = 10, finished_at = %s, "
-            "by_tag = jsonb_build_object('axis:accuracy', random(), "
-            "'axis:completeness', random()) WHERE run_id = %s",
-            [now, run.pk],
-        )
-    GradingRun.objects.filter(pk=run.pk).update(
-        status=GradingRun.Status.COMPLETED, started_at=now, finished_at=now
-    )
+    _finish(run, now)
     figures["seed_results_s"] = round(time.monotonic() - t0, 2)
+    t0 = time.monotonic()
+    for _ in range(runs - 1):
+        more = grading_services.run_create(
+            project=project, suite_version=version, judge=judge, user=owner, start=False
+        )
+        _finish(more, timezone.now())
+    figures["seed_more_runs_s"] = round(time.monotonic() - t0, 2)
     figures.update(
         tasks=tasks,
         responses=len(scores),
@@ -139,6 +140,51 @@ def seed(tasks: int, rng: random.Random) -> dict:
         "reviewer": reviewer,
         "owner": owner,
         **figures,
+    }
+
+
+def _finish(run, now) -> None:
+    """Every score of `run` done (random raws and axis scores), then the run finished as the
+    worker finishes it."""
+    from django.db import connection
+
+    from grading import services as grading_services
+    from grading.models import GradingRun
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE grading_score SET status = 'done', raw = random() * 1.3 - 0.2, "
+            "met_points = 5, possible_points = 10, finished_at = %s, "
+            "by_tag = jsonb_build_object('axis:accuracy', random(), "
+            "'axis:completeness', random()) WHERE run_id = %s",
+            [now, run.pk],
+        )
+    GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, started_at=now)
+    assert grading_services.run_finish_if_done(run_id=run.pk)
+
+
+def first_view(client, path: str, views: int) -> dict:
+    """`path` with an empty cache, `views` times: what a web process pays the first time."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    wall, cpu, queries = [], [], []
+    for _ in range(views):
+        cache.clear()
+        with CaptureQueriesContext(connection) as captured:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            response = client.get(path)
+            cpu.append((time.thread_time() - c0) * 1000)
+            wall.append((time.perf_counter() - w0) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+        queries.append(len(captured))
+    return {
+        "views": views,
+        "wall_ms_p50": round(statistics.median(wall), 1),
+        "cpu_ms_p50": round(statistics.median(cpu), 1),
+        "cpu_ms_min": round(min(cpu), 1),
+        "queries": sorted(set(queries)),
     }
 
 
@@ -202,6 +248,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=1, help="runs over the suite (at least 1)")
+    parser.add_argument("--cold", type=int, default=5, help="first views of the suite page")
     parser.add_argument("--profile", default="", help="cProfile one GET of this page to stderr")
     args = parser.parse_args()
 
@@ -226,10 +274,11 @@ def main() -> None:
     }
     call_command("flush", interactive=False, verbosity=0)
     log(f"seeding {args.tasks} tasks")
-    seeded = seed(args.tasks, random.Random(args.seed))
+    seeded = seed(args.tasks, random.Random(args.seed), runs=max(1, args.runs))
     log("seeded; timing pages")
     client = Client()
     client.force_login(seeded["reviewer"])
+    suite_first = first_view(client, pages(seeded)["suite_page"], args.cold)
     figures = {name: time_page(client, path, args.requests) for name, path in pages(seeded).items()}
     # The runs list as an admin sees it: with the form that starts a run (its grader picker).
     admin = Client()
@@ -254,6 +303,8 @@ def main() -> None:
             **{k: v for k, v in seeded.items() if not hasattr(v, "pk")},
             "requests": args.requests,
             "target_p95_ms": TARGET_P95_MS,
+            "runs": max(1, args.runs),
+            "suite_page_first_view": suite_first,
             "pages": figures,
         },
     )

@@ -52,9 +52,3 @@ def finished_many[T](
         found.update(fresh)
         cache.set_many({keys[pk]: fresh[pk] for pk in fresh if pk in keys}, timeout=CACHE_S)
     return found
-
-
-def keep(run: GradingRun, name: str, value) -> None:
-    """Keep `value` as the completed run's figure `name` (made along with another one)."""
-    if where := key(run, name):
-        cache.set(where, value, timeout=CACHE_S)

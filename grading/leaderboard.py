@@ -29,6 +29,7 @@ import numpy as np
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Q
 
 from annotation.models import Response
 from grading import kept
@@ -259,16 +260,78 @@ def _suite_sources(version: SuiteVersion) -> dict[str, tuple[int, str]]:
 
 def model_scores(runs: Sequence[GradingRun]) -> dict[int, list[ModelScore]]:
     """Per run id: its models' scores, by model name (the run's overall cells: its
-    leaderboard's and its page's). Completed runs' are kept (grading.kept); the others are
-    read in one query, however many runs, tasks or responses, and bootstrapped run by run."""
-    return kept.finished_many(runs, "model-scores", _read_model_scores)
+    leaderboard's and its page's). A completed run's are those stored on it when it completed
+    (GradingRun.model_scores: no query, no bootstrap); the others' are computed
+    (`compute_model_scores`: one query, however many runs, tasks or responses). A completed
+    run without them (completed before they were stored) gets them stored here, once."""
+    found: dict[int, list[ModelScore]] = {}
+    live: dict[int, GradingRun] = {}
+    for run in runs:
+        stored = run.model_scores if run.status == _COMPLETED else None
+        if stored is not None:
+            found[run.pk] = scores_from_json(stored)
+        else:
+            live[run.pk] = run
+    if live:
+        fresh = compute_model_scores(list(live))
+        found.update(fresh)
+        _fill({pk: fresh[pk] for pk, run in live.items() if run.status == _COMPLETED}, live)
+    return found
 
 
-def _read_model_scores(run_ids: list[int]) -> dict[int, list[ModelScore]]:
+_COMPLETED = GradingRun.Status.COMPLETED
+
+
+def _fill(scores: dict[int, list[ModelScore]], runs: dict[int, GradingRun]) -> None:
+    """Store the scores of runs completed before scores were stored, in one statement, each
+    unless it has changed since it was read (reopened, or completed again: then they are
+    another's to store)."""
+    filled = [runs[pk] for pk in scores if runs[pk].finished_at is not None]
+    if not filled:
+        return
+    unchanged = Q()
+    for run in filled:
+        run.model_scores = scores_to_json(scores[run.pk])
+        unchanged |= Q(pk=run.pk, finished_at=run.finished_at)
+    GradingRun.objects.filter(unchanged, status=_COMPLETED, model_scores__isnull=True).bulk_update(
+        filled, ["model_scores"]
+    )
+
+
+def compute_model_scores(run_ids: list[int]) -> dict[int, list[ModelScore]]:
+    """Per run id, its models' scores from its scored responses: every model score is made
+    here, whether stored when a run completes or shown while it runs."""
     by_run: dict[int, list[tuple]] = {pk: [] for pk in run_ids}
     for run_id, model, task_id, external_id, n, total in _task_sums(run_ids, details=False):
         by_run[run_id].append((model, task_id, external_id, n, total))
     return {pk: _model_scores(rows) for pk, rows in by_run.items()}
+
+
+def scores_to_json(scores: list[ModelScore]) -> list[dict]:
+    """`scores` as GradingRun.model_scores stores them (floats round-trip exactly)."""
+    return [
+        {
+            "model": s.model,
+            "mean": s.mean,
+            "n": s.n,
+            "ci": list(s.ci) if s.ci is not None else None,
+            "tasks": s.tasks,
+        }
+        for s in scores
+    ]
+
+
+def scores_from_json(stored: list[dict]) -> list[ModelScore]:
+    return [
+        ModelScore(
+            s["mean"],
+            s["n"],
+            tuple(s["ci"]) if s["ci"] is not None else None,
+            model=s["model"],
+            tasks=s["tasks"],
+        )
+        for s in stored
+    ]
 
 
 def _model_scores(rows: list[tuple]) -> list[ModelScore]:
@@ -295,13 +358,11 @@ def _model_scores(rows: list[tuple]) -> list[ModelScore]:
 
 def run_leaderboard(run: GradingRun) -> Leaderboard:
     """The run's leaderboard over its scored responses; a completed run's is kept
-    (grading.kept), and its model scores with it: they are its overall cells."""
+    (grading.kept). Its overall cells are the run's model scores (the same draws)."""
 
     def build() -> Leaderboard:
         board = _build(run.pk)
         board.cache_key = kept.key(run, "leaderboard")
-        scores = sorted((row.overall for row in board.models), key=lambda s: s.model)
-        kept.keep(run, "model-scores", scores)
         return board
 
     return kept.finished(run, "leaderboard", build)

@@ -97,7 +97,8 @@ def runs_page(project: Project, *, sort: str, page) -> tuple:
     """One page (RUNS_PER_PAGE) of the project's runs in `sort` order, each with its score per
     model (grading.leaderboard.model_scores), progress and cost: a fixed number of queries,
     however many runs and scores (the scores, verdicts and calls of the page's runs are summed
-    in one query each; completed runs' scores and calls are kept: grading.kept)."""
+    in one query each; completed runs' scores are stored on them and their calls kept:
+    grading.kept)."""
     sort = clean_run_sort(sort)
     descending, key = sort.startswith("-"), sort.lstrip("-")
     order = [
@@ -922,8 +923,8 @@ class SuiteRunRow:
 def suite_run_rows(suite: Suite) -> list[SuiteRunRow]:
     """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with its score per model
     (grading.leaderboard.model_scores: the clipped mean, its interval over tasks and n). Two
-    queries, however many runs, models or responses (one when every run is completed and its
-    scores are kept in the cache)."""
+    queries, however many runs, models or responses (one when every run is completed: their
+    scores are stored on them)."""
     runs = list(
         GradingRun.objects.filter(suite_version__suite=suite)
         .select_related(*RUN_RELATED, "judge", "created_by")

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
+from django.db import Error as DatabaseFailure
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, ProtectedError, Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -29,7 +30,7 @@ from annotation.content import render
 from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
-from grading import broker, engine, injection
+from grading import broker, engine, injection, leaderboard
 from grading.judges import addresses, prompts
 from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
@@ -680,6 +681,14 @@ class GraderShape:
 _VISUAL_WORDS = [
     f"%{w}%" for w in ("image", "chart", "figure", "photo", "diagram", "picture", "screenshot")
 ]
+# The characters outside ASCII that re.I takes for a letter of those words (Unicode's simple
+# case folding): the dotted capital I and the dotless i for i, the long s for s (a word with
+# a k would add the Kelvin sign; tests/test_run_create_scale.py tries all of Unicode).
+# PostgreSQL's lower() leaves the dotless i and the long s as they are and folds the dotted I
+# by the database's locale, so the database swaps them for their letters before lower(): its
+# superset then never misses a criterion VISUAL_CRITERION finds.
+_CASE_FOLDS = {"\u0130": "i", "\u0131": "i", "\u017f": "s"}
+_FOLD_FROM, _FOLD_TO = "".join(_CASE_FOLDS), "".join(_CASE_FOLDS.values())
 
 
 def grader_shapes(graders: QuerySet) -> dict[int, GraderShape]:
@@ -701,12 +710,13 @@ def grader_shapes(graders: QuerySet) -> dict[int, GraderShape]:
         f"SELECT count(*) AS n, count(*) FILTER (WHERE {judged}) AS judged, "
         f"count(*) FILTER (WHERE {batchable}) AS batchable, "
         "jsonb_agg(jsonb_build_array(e.n, e.c -> 'text') ORDER BY e.n) "
-        f"FILTER (WHERE {judged} AND lower(e.c ->> 'text') LIKE ANY (%s)) AS visual "
+        f"FILTER (WHERE {judged} AND lower(translate(e.c ->> 'text', %s, %s)) LIKE ANY (%s)) "
+        "AS visual "
         "FROM jsonb_array_elements(g.spec -> 'criteria') WITH ORDINALITY AS e(c, n)) s "
         f"WHERE g.id IN ({subquery})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_VISUAL_WORDS, *params])
+        cursor.execute(sql, [_FOLD_FROM, _FOLD_TO, _VISUAL_WORDS, *params])
         rows = cursor.fetchall()
     shapes = {}
     for pk, n, judged_n, batchable_n, visual in rows:
@@ -1243,7 +1253,7 @@ def run_resume(*, run: GradingRun) -> bool:
     if run.status == GradingRun.Status.COMPLETED:
         return False
     GradingRun.objects.filter(pk=run.pk).exclude(status=GradingRun.Status.QUEUED).update(
-        status=GradingRun.Status.RUNNING, finished_at=None
+        status=GradingRun.Status.RUNNING, finished_at=None, model_scores=None
     )
     transaction.on_commit(lambda: _set_cancel_flag(run.pk, False))
     transaction.on_commit(lambda: _send(tasks.run_start, run.pk))
@@ -1267,7 +1277,9 @@ def run_retry_failed(*, run: GradingRun) -> int:
     Score.objects.filter(run_id=run.pk, response_id__in=response_ids).update(
         status=Score.Status.PENDING, raw=None, error_count=0, gated_by=[], finished_at=None
     )
-    GradingRun.objects.filter(pk=run.pk).update(status=GradingRun.Status.RUNNING, finished_at=None)
+    GradingRun.objects.filter(pk=run.pk).update(
+        status=GradingRun.Status.RUNNING, finished_at=None, model_scores=None
+    )
 
     transaction.on_commit(lambda: _send_responses(run.pk, response_ids))
     return deleted
@@ -1275,13 +1287,37 @@ def run_retry_failed(*, run: GradingRun) -> int:
 
 def run_finish_if_done(*, run_id: int) -> bool:
     """Completion is derived from the database: a run is done when no score is pending. One
-    statement (every chunk of a run ends with it)."""
+    conditional statement (every chunk of a run ends with it); the chunk that completes the
+    run then stores its score per model (`_store_model_scores`)."""
     pending = Score.objects.filter(run_id=run_id, status=Score.Status.PENDING)
-    return bool(
+    finished_at = timezone.now()
+    finished = bool(
         GradingRun.objects.filter(pk=run_id, status=GradingRun.Status.RUNNING)
         .filter(~Exists(pending))
-        .update(status=GradingRun.Status.COMPLETED, finished_at=timezone.now())
+        .update(status=GradingRun.Status.COMPLETED, finished_at=finished_at)
     )
+    if finished:
+        _store_model_scores(run_id, finished_at=finished_at)
+    return finished
+
+
+def _store_model_scores(run_id: int, *, finished_at) -> None:
+    """Store the run's score per model (grading.leaderboard.model_scores), completed at
+    `finished_at`: its scores no longer change unless it reopens, and then its finish time
+    goes, so they are stored only while it is the one set. A reader in between, or after a
+    failure to compute them, computes them itself (and stores them: leaderboard.model_scores).
+    Not in the completing statement's transaction: every chunk would pay a BEGIN and a COMMIT
+    for the one that completes the run."""
+    try:
+        scores = leaderboard.compute_model_scores([run_id])[run_id]
+    except DatabaseFailure:
+        raise  # the caller's to wait out (_with_db), or its transaction's to roll back
+    except Exception:
+        logger.exception("run %s completed without its model scores stored", run_id)
+        return
+    GradingRun.objects.filter(
+        pk=run_id, status=GradingRun.Status.COMPLETED, finished_at=finished_at
+    ).update(model_scores=leaderboard.scores_to_json(scores))
 
 
 # --- Recovering work the broker lost ------------------------------------------------------

@@ -440,20 +440,33 @@ def test_a_models_score_is_one_figure_on_every_page(personas, client):
 
 
 @pytest.mark.django_db
-def test_run_model_scores_read_one_query_for_any_number_of_runs_and_are_kept(personas):
-    runs = [scored_run(personas, _many(tasks)) for tasks in (3, 40, 7)]
+def test_run_model_scores_read_one_query_for_any_number_of_runs_and_are_stored(personas):
+    # Completed as the worker completes a run: their scores are stored on them then.
+    runs = [scored_run(personas, _many(tasks), status="running") for tasks in (3, 40, 7)]
+    for run in runs:
+        assert services.run_finish_if_done(run_id=run.pk)
+    runs = list(GradingRun.objects.filter(pk__in=[r.pk for r in runs]).order_by("pk"))
     running = scored_run(personas, _many(5), status="running")
     with CaptureQueriesContext(connection) as ctx:
         scores = leaderboard.model_scores([*runs, running])
-    assert len(ctx.captured_queries) == 1
+    assert len(ctx.captured_queries) == 1  # the running run's, however many completed
     assert [s.tasks for s in scores[runs[1].pk]] == [40, 40]
-    # Completed runs' are kept; a running run's are read again.
-    with CaptureQueriesContext(connection) as ctx:
-        again = leaderboard.model_scores([*runs, running])
-    assert len(ctx.captured_queries) == 1 and again == scores
+    assert scores == leaderboard.compute_model_scores([*(r.pk for r in runs), running.pk])
     with CaptureQueriesContext(connection) as ctx:
         assert leaderboard.model_scores(runs) == {r.pk: scores[r.pk] for r in runs}
     assert not ctx.captured_queries
+    # A run completed before scores were stored: computed on its first read and stored then
+    # (one read, one conditional write), read from the run afterwards.
+    older = scored_run(personas, _many(4))
+    assert older.model_scores is None
+    with CaptureQueriesContext(connection) as ctx:
+        first = leaderboard.model_scores([older])
+    assert len(ctx.captured_queries) == 2
+    older.refresh_from_db()
+    with CaptureQueriesContext(connection) as ctx:
+        assert leaderboard.model_scores([older]) == first
+    assert not ctx.captured_queries
+    assert first == leaderboard.compute_model_scores([older.pk])
     # A run with no scored response has no model yet.
     empty = scored_run(personas, [("e1", "z", None)])
     assert leaderboard.model_scores([empty]) == {empty.pk: []}

@@ -103,3 +103,50 @@ def test_the_criteria_counted_in_the_database_are_those_of_the_spec():
     assert (estimate["calls"], estimate["checked_in_code"]) == (1, 1)
     [warning] = estimate["warnings"]
     assert "criteria #1, #3, #5 ask about an image" in warning["message"]
+
+
+def test_the_database_keeps_every_criterion_pythons_case_folding_finds_visual():
+    """The database's prefilter of visual criteria (LIKE over lower()) keeps every criterion
+    VISUAL_CRITERION (re.I) matches: Python's case folding takes the dotless i, the dotted
+    capital I and the long s for i, i and s, which PostgreSQL's lower() leaves as they are
+    (or folds by the database's locale)."""
+    admin = factories.make_user()
+    project = factories.make_project(owner=admin)
+    task = factories.make_task(project, external_id="folds")
+    texts = [
+        "Describes the \u0131MAGE",  # dotless i: lower() keeps it
+        "Reads the \u017fCREENSHOT",  # long s
+        "Names the d\u0130AGRAM's axes",  # dotted capital I
+        "Is short",
+        "Uses \u0131magery",  # not the word: not visual in Python either
+    ]
+    assert [bool(services.VISUAL_CRITERION.search(t)) for t in texts] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    rubric = rubric_services.rubric_create(
+        project=project,
+        task=task,
+        title="Folds",
+        user=admin,
+        criteria=[rubric_services.CriterionInput(text=t, points=Decimal(1)) for t in texts],
+    )
+    grader = rubric_services.version_publish(version=rubric.versions.get(), user=admin)
+    assert [c["text"] for c in grader.spec["criteria"]] == texts  # stored as written
+    shapes = services.grader_shapes(Grader.objects.filter(pk=grader.pk).values("pk"))
+    assert shapes[grader.pk].visual == (1, 2, 3)
+    assert shapes[grader.pk] == services.GraderShape.of(grader.spec["criteria"])
+
+
+def test_the_folds_the_database_is_told_are_every_non_ascii_letter_re_i_takes_for_ascii():
+    """services._CASE_FOLDS lists every character outside ASCII that VISUAL_CRITERION's
+    case-insensitive matching takes for a letter of its words (all of Unicode is tried)."""
+    letters = sorted({ch for w in services._VISUAL_WORDS for ch in w.strip("%")})
+    any_letter = re.compile(f"[{''.join(letters)}]", re.I)
+    folds = {chr(cp) for cp in range(0x80, 0x110000) if any_letter.fullmatch(chr(cp))}
+    assert folds == set(services._CASE_FOLDS)
+    for char, ascii_letter in services._CASE_FOLDS.items():
+        assert re.fullmatch(ascii_letter, char, re.I)
