@@ -36,8 +36,9 @@ from annotation.api.responses import (
     ResponseModelsApi,
 )
 from annotation.api.tasks import TaskDeleteApi, TaskUpdateApi
-from grading import api as grading_api
-from grading import api_leaderboard, api_suites
+from grading.api import leaderboard as api_leaderboard
+from grading.api import reward as grading_api
+from grading.api import suites as api_suites
 from grading.datasets import api as datasets_api
 from rubrics.api.graders import GraderDetailApi
 from rubrics.api.projects import (
