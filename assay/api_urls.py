@@ -36,9 +36,52 @@ from annotation.api.responses import (
     ResponseModelsApi,
 )
 from annotation.api.tasks import TaskDeleteApi, TaskUpdateApi
-from grading import api as grading_api
-from grading import api_leaderboard, api_suites
-from grading.datasets import api as datasets_api
+from grading.api.comparison import RunCompareApi
+from grading.api.judges import (
+    JudgeCreateApi,
+    JudgeDeleteApi,
+    JudgeDetailApi,
+    JudgeListApi,
+    JudgeTestApi,
+    JudgeUpdateApi,
+)
+from grading.api.leaderboard import RunLeaderboardApi, SuiteLeaderboardApi
+from grading.api.prices import (
+    ModelPriceCreateApi,
+    ModelPriceDeleteApi,
+    ModelPriceDetailApi,
+    ModelPriceListApi,
+    ModelPriceUpdateApi,
+)
+from grading.api.projects import ProjectDeleteApi
+from grading.api.reward import RewardScoreApi, SuiteRewardScoreApi, SuiteVersionRewardScoreApi
+from grading.api.runs import (
+    RunCancelApi,
+    RunCreateApi,
+    RunDetailApi,
+    RunListApi,
+    RunResumeApi,
+    RunRetryFailedApi,
+)
+from grading.api.scores import ScoreListApi, VerdictListApi
+from grading.api.suites import (
+    SuiteCreateApi,
+    SuiteDetailApi,
+    SuiteDiffApi,
+    SuiteFreezeApi,
+    SuiteListApi,
+    SuiteUpdateApi,
+    SuiteVersionDetailApi,
+    SuiteVersionListApi,
+)
+from grading.datasets.api import (
+    SnapshotCreateApi,
+    SnapshotDeleteApi,
+    SnapshotDetailApi,
+    SnapshotDownloadApi,
+    SnapshotListApi,
+    SnapshotRetryApi,
+)
 from rubrics.api.graders import GraderDetailApi
 from rubrics.api.projects import (
     AuditEventListApi,
@@ -155,7 +198,7 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/",
-        one_path(ProjectDetailApi, ProjectUpdateApi, grading_api.ProjectDeleteApi),
+        one_path(ProjectDetailApi, ProjectUpdateApi, ProjectDeleteApi),
         name="api_project",
     ),
     path(
@@ -273,58 +316,56 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/judges/",
-        one_path(grading_api.JudgeListApi, grading_api.JudgeCreateApi),
+        one_path(JudgeListApi, JudgeCreateApi),
         name="api_judges",
     ),
     path(
         "judges/<int:pk>/",
-        one_path(
-            grading_api.JudgeDetailApi, grading_api.JudgeUpdateApi, grading_api.JudgeDeleteApi
-        ),
+        one_path(JudgeDetailApi, JudgeUpdateApi, JudgeDeleteApi),
         name="api_judge",
     ),
-    path("judges/<int:pk>/test/", grading_api.JudgeTestApi.as_view(), name="api_judge_test"),
+    path("judges/<int:pk>/test/", JudgeTestApi.as_view(), name="api_judge_test"),
     path(
         "model-prices/",
-        one_path(grading_api.ModelPriceListApi, grading_api.ModelPriceCreateApi),
+        one_path(ModelPriceListApi, ModelPriceCreateApi),
         name="api_model_prices",
     ),
     path(
         "model-prices/<int:pk>/",
         one_path(
-            grading_api.ModelPriceDetailApi,
-            grading_api.ModelPriceUpdateApi,
-            grading_api.ModelPriceDeleteApi,
+            ModelPriceDetailApi,
+            ModelPriceUpdateApi,
+            ModelPriceDeleteApi,
         ),
         name="api_model_price",
     ),
     path(
         "projects/<slug:slug>/runs/",
-        one_path(grading_api.RunListApi, grading_api.RunCreateApi),
+        one_path(RunListApi, RunCreateApi),
         name="api_runs",
     ),
     path(
         "projects/<slug:slug>/suites/",
-        one_path(api_suites.SuiteListApi, api_suites.SuiteCreateApi),
+        one_path(SuiteListApi, SuiteCreateApi),
         name="api_suites",
     ),
     path(
         "suites/<int:pk>/",
-        one_path(api_suites.SuiteDetailApi, api_suites.SuiteUpdateApi),
+        one_path(SuiteDetailApi, SuiteUpdateApi),
         name="api_suite",
     ),
-    path("suites/<int:pk>/freeze/", api_suites.SuiteFreezeApi.as_view(), name="api_suite_freeze"),
+    path("suites/<int:pk>/freeze/", SuiteFreezeApi.as_view(), name="api_suite_freeze"),
     path(
         "suites/<int:pk>/versions/",
-        api_suites.SuiteVersionListApi.as_view(),
+        SuiteVersionListApi.as_view(),
         name="api_suite_versions",
     ),
     path(
         "suites/<int:pk>/versions/<int:number>/",
-        api_suites.SuiteVersionDetailApi.as_view(),
+        SuiteVersionDetailApi.as_view(),
         name="api_suite_version",
     ),
-    path("suites/<int:pk>/diff/", api_suites.SuiteDiffApi.as_view(), name="api_suite_diff"),
+    path("suites/<int:pk>/diff/", SuiteDiffApi.as_view(), name="api_suite_diff"),
     path(
         "projects/<slug:slug>/queues/",
         one_path(QueueListApi, QueueCreateApi),
@@ -449,66 +490,66 @@ urlpatterns = [
     ),
     path(
         "projects/<slug:slug>/datasets/",
-        one_path(datasets_api.SnapshotListApi, datasets_api.SnapshotCreateApi),
+        one_path(SnapshotListApi, SnapshotCreateApi),
         name="api_datasets",
     ),
     path(
         "datasets/<int:pk>/",
-        one_path(datasets_api.SnapshotDetailApi, datasets_api.SnapshotDeleteApi),
+        one_path(SnapshotDetailApi, SnapshotDeleteApi),
         name="api_dataset",
     ),
     path(
         "datasets/<int:pk>/retry/",
-        datasets_api.SnapshotRetryApi.as_view(),
+        SnapshotRetryApi.as_view(),
         name="api_dataset_retry",
     ),
     path(
         "datasets/<int:pk>/download/",
-        datasets_api.SnapshotDownloadApi.as_view(),
+        SnapshotDownloadApi.as_view(),
         name="api_dataset_download",
     ),
     path(
         "graders/<str:grader_hash>/score/",
-        grading_api.RewardScoreApi.as_view(),
+        RewardScoreApi.as_view(),
         name="api_grader_score",
     ),
     path(
         "suites/<int:pk>/score/",
-        grading_api.SuiteRewardScoreApi.as_view(),
+        SuiteRewardScoreApi.as_view(),
         name="api_suite_score",
     ),
     path(
         "suites/<int:pk>/versions/<int:number>/score/",
-        grading_api.SuiteVersionRewardScoreApi.as_view(),
+        SuiteVersionRewardScoreApi.as_view(),
         name="api_suite_version_score",
     ),
-    path("runs/<int:pk>/", grading_api.RunDetailApi.as_view(), name="api_run"),
+    path("runs/<int:pk>/", RunDetailApi.as_view(), name="api_run"),
     path(
         "runs/<int:pk>/retry-failed/",
-        grading_api.RunRetryFailedApi.as_view(),
+        RunRetryFailedApi.as_view(),
         name="api_run_retry_failed",
     ),
-    path("runs/<int:pk>/resume/", grading_api.RunResumeApi.as_view(), name="api_run_resume"),
-    path("runs/<int:pk>/cancel/", grading_api.RunCancelApi.as_view(), name="api_run_cancel"),
+    path("runs/<int:pk>/resume/", RunResumeApi.as_view(), name="api_run_resume"),
+    path("runs/<int:pk>/cancel/", RunCancelApi.as_view(), name="api_run_cancel"),
     path(
         "runs/<int:pk>/compare/<int:other_id>/",
-        grading_api.RunCompareApi.as_view(),
+        RunCompareApi.as_view(),
         name="api_run_compare",
     ),
-    path("runs/<int:pk>/scores/", grading_api.ScoreListApi.as_view(), name="api_scores"),
+    path("runs/<int:pk>/scores/", ScoreListApi.as_view(), name="api_scores"),
     path(
         "runs/<int:pk>/leaderboard/",
-        api_leaderboard.RunLeaderboardApi.as_view(),
+        RunLeaderboardApi.as_view(),
         name="api_run_leaderboard",
     ),
     path(
         "suites/<int:pk>/leaderboard/",
-        api_leaderboard.SuiteLeaderboardApi.as_view(),
+        SuiteLeaderboardApi.as_view(),
         name="api_suite_leaderboard",
     ),
     path(
         "runs/<int:pk>/scores/<int:score_pk>/verdicts/",
-        grading_api.VerdictListApi.as_view(),
+        VerdictListApi.as_view(),
         name="api_verdicts",
     ),
 ]

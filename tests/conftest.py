@@ -89,7 +89,7 @@ def _flush_only_when_quiet() -> None:
     flush = TransactionTestCase._fixture_teardown
 
     def quiet_then_flush(self) -> None:
-        from grading.api import AFTER_REPLY
+        from grading.api.reward import AFTER_REPLY
 
         AFTER_REPLY.wait_idle(timeout=30)
         if SESSION_WORKER is not None:

@@ -11,7 +11,7 @@ import pytest
 
 from annotation.models import Verdict
 from grading import reward_client, services
-from grading.api import AFTER_REPLY
+from grading.api.reward import AFTER_REPLY
 from grading.models import GradingRun, Score
 from rubrics import suites
 from rubrics.tokens import token_create

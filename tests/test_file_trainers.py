@@ -19,7 +19,7 @@ from django.utils.html import escape
 from annotation.content.episode import Episode
 from annotation.content.intake import ProjectIntake
 from grading import reward_client
-from grading.api import AFTER_REPLY
+from grading.api.reward import AFTER_REPLY
 from grading.datasets import formats
 from rubrics import suites
 from rubrics.files import store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grading import reward_client
-from grading.api import AFTER_REPLY
+from grading.api.reward import AFTER_REPLY
 from grading.judges.simulator import simulated_verdict
 from rubrics import tokens
 from tests import factories

@@ -211,10 +211,11 @@ def test_the_judge_asked_for_or_else_the_projects_first_by_name(personas, sim):
     ],
 )
 def test_the_reply_is_what_the_documented_serializer_makes_of_it(figures):
-    """The reward endpoints build their reply directly (api._reward_out) rather than through
+    """The reward endpoints build their reply directly (_reward_out) rather than through
     DRF's serializers, which cost a trainer over a millisecond a request; the serializer
     stays the schema, and this holds the two to the same JSON, field for field."""
-    from grading import api, engine, services
+    from grading import engine, services
+    from grading.api.reward import RewardScoreApi, _reward_out
     from rubrics import scoring
 
     reward = services.Reward(
@@ -231,8 +232,8 @@ def test_the_reply_is_what_the_documented_serializer_makes_of_it(figures):
             services.StepReward(step=5, criterion_id=11, outcome="unmet", reward=0),
         ],
     )
-    direct = api._reward_out(reward)
-    documented = api.RewardScoreApi.OutputSerializer(
+    direct = _reward_out(reward)
+    documented = RewardScoreApi.OutputSerializer(
         {
             "score": reward.figures.raw,
             "clipped": reward.figures.clipped,
