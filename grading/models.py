@@ -128,7 +128,7 @@ class GradingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # A completed run's score per model (grading.leaderboard.model_scores), written when it
+    # A completed run's score per model (grading.results.leaderboard.model_scores), written when it
     # completes and cleared when it reopens (retry, resume): its pages read them, not its
     # scores. Null while it is not completed, and for a run completed before they were
     # stored (or whose worker stopped in between): then its first read stores them.

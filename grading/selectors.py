@@ -16,9 +16,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from annotation.models import Verdict
-from grading import kept, leaderboard
 from grading.engine import EMPTY_EXPLANATION
 from grading.models import GradingRun, Judge, JudgeCall, ModelPrice, Score
+from grading.results import kept, leaderboard
 from rubrics.models import Project, Suite, SuiteEntry, SuiteVersion, Task
 from rubrics.permissions import Perm, check
 from rubrics.rows import Rows
@@ -95,10 +95,10 @@ class RunRow:
 
 def runs_page(project: Project, *, sort: str, page) -> tuple:
     """One page (RUNS_PER_PAGE) of the project's runs in `sort` order, each with its score per
-    model (grading.leaderboard.model_scores), progress and cost: a fixed number of queries,
+    model (grading.results.leaderboard.model_scores), progress and cost: a fixed number of queries,
     however many runs and scores (the scores, verdicts and calls of the page's runs are summed
     in one query each; completed runs' scores are stored on them and their calls kept:
-    grading.kept)."""
+    grading.results.kept)."""
     sort = clean_run_sort(sort)
     descending, key = sort.startswith("-"), sort.lstrip("-")
     order = [
@@ -288,8 +288,8 @@ def workers_missing(run: GradingRun) -> bool:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """A model's score in a run (grading.leaderboard.model_scores: the clipped mean, n and the
-    interval over tasks, as on every page) with the run page's extras: its responses, those
+    """A model's score in a run (grading.results.leaderboard.model_scores: the clipped mean, n
+    and the interval over tasks, as on every page) with the run page's extras: its responses, those
     with an error verdict, the mean before clipping and the histogram of clipped scores."""
 
     score: leaderboard.ModelScore
@@ -321,7 +321,7 @@ class ModelSummary:
 
 def model_summaries(run: GradingRun) -> list[ModelSummary]:
     """Per model of the run, by name: its score and the run page's extras. A completed run's
-    are kept (grading.kept)."""
+    are kept (grading.results.kept)."""
     return kept.finished(run, "summaries", lambda: _model_summaries(run))
 
 
@@ -395,8 +395,8 @@ def run_scores_page(run: GradingRun, page, *, count: int):
         paginator = Paginator(run_scores(run), SCORES_PER_PAGE)
         paginator.count = count
         return paginator.get_page(page)
-    # A completed run's order is kept (grading.kept): sorting 10,000 scores by task and model
-    # for each page is most of the page's database time; a page is then 50 rows by id.
+    # A completed run's order is kept (grading.results.kept): sorting 10,000 scores by task and
+    # model for each page is most of the page's database time; a page is then 50 rows by id.
     order = kept.finished(
         run, "score-order", lambda: list(run_scores(run).values_list("pk", flat=True))
     )
@@ -667,7 +667,7 @@ def criterion_rates(run: GradingRun) -> list[CriterionRate]:
 
 def comparable_runs(run: GradingRun):
     """Runs this one compares with: those over the same suite, any version of it
-    (grading.comparison refuses the others)."""
+    (grading.results.comparison refuses the others)."""
     return (
         GradingRun.objects.filter(suite_version__suite_id=run.suite_version.suite_id)
         .exclude(pk=run.pk)
@@ -922,7 +922,7 @@ class SuiteRunRow:
 
 def suite_run_rows(suite: Suite) -> list[SuiteRunRow]:
     """The suite's newest runs (SUITE_RUNS_SHOWN), newest first, each with its score per model
-    (grading.leaderboard.model_scores: the clipped mean, its interval over tasks and n). Two
+    (grading.results.leaderboard.model_scores: the clipped mean, its interval over tasks and n). Two
     queries, however many runs, models or responses (one when every run is completed: their
     scores are stored on them)."""
     runs = list(

@@ -30,11 +30,12 @@ from annotation.content import render
 from annotation.content.episode import Episode
 from annotation.models import Rater, Response, ResponseFlag, Verdict
 from assay import secrets as assay_secrets
-from grading import broker, engine, injection, leaderboard
+from grading import broker, engine, injection
 from grading.judges import addresses, prompts
 from grading.judges.client import JudgeClient, JudgeError, JudgeSettings
 from grading.judges.limits import REDIS_DOWN, Limits, redis_client
 from grading.models import CachedVerdict, GradingRun, Judge, JudgeCall, ModelPrice, Score
+from grading.results import leaderboard
 from rubrics import audit, bulk, scoring, suites
 from rubrics.models import (
     AuditEvent,
@@ -1302,7 +1303,7 @@ def run_finish_if_done(*, run_id: int) -> bool:
 
 
 def _store_model_scores(run_id: int, *, finished_at) -> None:
-    """Store the run's score per model (grading.leaderboard.model_scores), completed at
+    """Store the run's score per model (grading.results.leaderboard.model_scores), completed at
     `finished_at`: its scores no longer change unless it reopens, and then its finish time
     goes, so they are stored only while it is the one set. A reader in between, or after a
     failure to compute them, computes them itself (and stores them: leaderboard.model_scores).

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from annotation import selectors as annotation_selectors
-from grading import comparison, leaderboard, selectors, services
+from grading import selectors, services
 from grading.forms import JudgeForm, RunForm
+from grading.results import comparison, leaderboard
 from rubrics import suites
 from rubrics.permissions import Perm, project_for, role_allows
 from rubrics.selectors import grader_picked, grader_search, published_graders

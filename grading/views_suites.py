@@ -12,8 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from grading import leaderboard, selectors
+from grading import selectors
 from grading.forms import SUITE_CHECKBOXES, SuiteEditForm, SuiteForm
+from grading.results import leaderboard
 from rubrics import suites
 from rubrics.models import Suite
 from rubrics.params import whole_number

@@ -1,4 +1,4 @@
-"""Comparing two runs over one suite (grading.comparison): deltas with a paired interval by
+"""Comparing two runs over one suite (grading.results.comparison): deltas with a paired interval by
 task, per-task and per-criterion deltas, flipped verdicts, judge-vs-judge agreement, the
 refusal across suites, and query counts that do not grow with tasks."""
 
@@ -12,9 +12,10 @@ from sklearn.metrics import cohen_kappa_score
 
 from annotation import stats
 from annotation.models import Verdict
-from grading import comparison, services
+from grading import services
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
+from grading.results import comparison
 from rubrics import services as rubric_services
 from rubrics import suites
 from tests import factories

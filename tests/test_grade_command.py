@@ -8,9 +8,10 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from grading import leaderboard, selectors
+from grading import selectors
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, Score
+from grading.results import leaderboard
 from rubrics import suites
 from tests import factories
 from tests.test_grading_flow import CRITERIA, keywords_text

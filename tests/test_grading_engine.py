@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
 
 from annotation.models import Verdict
-from grading import comparison, leaderboard, selectors, services
+from grading import selectors, services
 from grading.judges.simulator import simulated_verdict
 from grading.models import GradingRun, JudgeCall, Score
+from grading.results import comparison, leaderboard
 from tests import factories
 from tests.conftest import WorkerProcess, wait_for
 from tests.test_grading_flow import CRITERIA, MODEL_PLANS, expected_score, keywords_text

@@ -14,8 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.models import Response
-from grading import leaderboard, selectors, services
+from grading import selectors, services
 from grading.models import GradingRun, Judge, Score
+from grading.results import leaderboard
 from rubrics import suites
 from rubrics.models import Task
 from tests import factories

@@ -1,7 +1,7 @@
 """A completed run's score per model is stored on it when it completes (GradingRun.model_scores,
-grading.leaderboard.model_scores): the suite page, the runs list, the run page, the API and the
-CLI read them instead of bootstrapping every run; reopening the run clears them and completing
-it again stores them again. The runs are completed as the worker completes them
+grading.results.leaderboard.model_scores): the suite page, the runs list, the run page, the API
+and the CLI read them instead of bootstrapping every run; reopening the run clears them and
+completing it again stores them again. The runs are completed as the worker completes them
 (grading.services.run_finish_if_done) over scores written directly (no judge)."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Response, Verdict
-from grading import leaderboard, selectors, services
+from grading import selectors, services
 from grading.models import GradingRun, Score
+from grading.results import leaderboard
 from rubrics import suites
 from tests import factories
 

@@ -16,9 +16,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Rater, Response, Verdict
-from grading import leaderboard
 from grading.datasets import formats, snapshots
 from grading.models import DatasetSnapshot, GradingRun, Score
+from grading.results import leaderboard
 from rubrics import services, suites
 from rubrics.models import AuditEvent, Rubric, RubricVersion, Suite, SuiteEntry, SuiteVersion, Task
 from tests import factories

@@ -155,7 +155,7 @@ class RunCompareApi(APIView):
         responses=responses({200: OutputSerializer}, 400, 403, 404),
     )
     def get(self, request: Request, pk: int, other_id: int) -> Response:
-        from grading import comparison
+        from grading.results import comparison
 
         a = selectors.run_for(request.user, pk, Perm.VIEW_RESULTS)
         b = selectors.run_for(request.user, other_id, Perm.VIEW_RESULTS)

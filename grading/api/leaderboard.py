@@ -13,7 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from grading import kept, leaderboard, selectors
+from grading import selectors
+from grading.results import kept, leaderboard
 from rubrics.api.common import query_filters, responses, service_errors
 from rubrics.permissions import Perm
 

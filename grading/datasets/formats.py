@@ -1024,10 +1024,10 @@ def suite_card_text(version) -> str:
 
 def _suite_card(version) -> tuple[str, int]:
     """The card's text and its number of models. The leaderboard is the suite's
-    (grading.leaderboard): per model, the newest completed run over this version that scored
+    (grading.results.leaderboard): per model, the newest completed run over this version that scored
     it, the clipped mean, a 95% interval that resamples tasks, and n."""
-    from grading import leaderboard
     from grading.models import GradingRun
+    from grading.results import leaderboard
 
     board = leaderboard.suite_leaderboard(version.suite, version.number)
     lines = [

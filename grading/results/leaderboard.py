@@ -32,8 +32,8 @@ from django.db import connection
 from django.db.models import Q
 
 from annotation.models import Response
-from grading import kept
 from grading.models import GradingRun, Score
+from grading.results import kept
 from rubrics import suites
 from rubrics.models import Suite, SuiteVersion, Task
 
@@ -358,7 +358,7 @@ def _model_scores(rows: list[tuple]) -> list[ModelScore]:
 
 def run_leaderboard(run: GradingRun) -> Leaderboard:
     """The run's leaderboard over its scored responses; a completed run's is kept
-    (grading.kept). Its overall cells are the run's model scores (the same draws)."""
+    (grading.results.kept). Its overall cells are the run's model scores (the same draws)."""
 
     def build() -> Leaderboard:
         board = _build(run.pk)
