@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import itertools
 import json
 import re
 import unicodedata
@@ -133,17 +134,39 @@ class Views:
     hidden: str  # text spelled in Unicode tag characters, decoded
 
 
+BLANKS = re.compile(r"[ \t]+")
+
+
+def _one_line(line: str) -> str:
+    """A line with its runs of spaces and tabs made one space, stripped (most lines have no
+    run to rewrite)."""
+    if "\t" in line or "  " in line:
+        line = BLANKS.sub(" ", line)
+    return line.strip()
+
+
 def views(text: str) -> Views:
     text = text[:MAX_SCAN]
     hidden = ""
-    if TAG_RUN.search(text):
-        hidden = "".join(chr(ord(ch) - 0xE0000) for ch in text if ord(ch) in TAG_CHARS)
-        text = TAG_RUN.sub("", text)
-    visible = text.translate(DROP_INVISIBLE)
-    normal = unicodedata.normalize("NFKC", visible).casefold()
-    lines = "\n".join(re.sub(r"[ \t]+", " ", line).strip() for line in normal.splitlines())
-    plain = re.sub(r"\s+", " ", normal).strip()
-    return Views(plain, plain.translate(CONFUSABLES), lines, hidden)
+    if text.isascii():
+        # Nothing hidden, invisible or look-alike in ASCII, which is its own NFKC form (most
+        # responses: each is scanned as it is graded).
+        normal = text.lower()
+    else:
+        if TAG_RUN.search(text):
+            hidden = "".join(chr(ord(ch) - 0xE0000) for ch in text if ord(ch) in TAG_CHARS)
+            text = TAG_RUN.sub("", text)
+        visible = text.translate(DROP_INVISIBLE)
+        normal = unicodedata.normalize("NFKC", visible).casefold()
+    lines = "\n".join(_one_line(line) for line in normal.splitlines())
+    # Runs of whitespace made one space, stripped: str.split's whitespace is re's \s.
+    plain = " ".join(normal.split())
+    return Views(plain, _fold(plain), lines, hidden)
+
+
+def _fold(text: str) -> str:
+    """Latin look-alikes folded to Latin (none in ASCII)."""
+    return text if text.isascii() else text.translate(CONFUSABLES)
 
 
 def _excerpt(text: str, match: re.Match) -> str:
@@ -863,8 +886,15 @@ MASTER_KEYS = frozenset(
 )
 
 
+# A run of letters or digits: a word of `_master_key`'s core (what is left between its runs of
+# spaces, punctuation and underscores).
+WORD_RUN = re.compile(r"[^\W_]+")
+
+
 def _master_key(text: str) -> Reason | None:
     stripped = text.strip()
+    if sum(1 for _ in itertools.islice(WORD_RUN.finditer(stripped), 9)) > 8:
+        return None  # more than eight words is no bare opener (counted without a rewrite)
     core = re.sub(r"[\s\W_]+", " ", stripped, flags=re.UNICODE).strip()
     if not core:
         return Reason(
@@ -887,12 +917,21 @@ def _master_key(text: str) -> Reason | None:
 
 
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+# Speed only: where BASE64_RUN matches, so does this, found by RE2 in one pass (Python's engine
+# tries the run at every letter of a text that has none).
+BASE64_GATE = re2.compile(rb"[A-Za-z0-9+/]{24}")
 
 
 def _decoded_base64(text: str) -> list[str]:
     """Readable text hidden in base64 runs (a judge model decodes it; a person does not)."""
-    found = []
-    for match in BASE64_RUN.finditer(text[:MAX_SCAN]):
+    found: list[str] = []
+    text = text[:MAX_SCAN]
+    try:
+        if not BASE64_GATE.search(text.encode()):
+            return found
+    except UnicodeEncodeError:
+        pass  # lone surrogates, which RE2 cannot read: Python's engine looks
+    for match in BASE64_RUN.finditer(text):
         chunk = match.group(0)
         try:
             raw = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
@@ -1034,9 +1073,49 @@ for _index, _rule in enumerate(RULES):
     _BY_VIEW.setdefault(_rule.view, []).append((_index, _prefilter(_rule)))
 
 
+class _AnyOf:
+    """A view's prefilters as one RE2 set: which of them match somewhere in a text, in one
+    pass rather than one per prefilter (a response that no rule concerns, most of them, is
+    read once). Only the prefilters it names are then run to see which texts they touch.
+
+    RE2 answers a set's match with no error when its automaton runs out of memory: an empty
+    answer. The set's first pattern matches every text, so an answer without it is that
+    failure, and `matching` then names every prefilter (each runs as without the set)."""
+
+    def __init__(self, prefilters: list[tuple[int, object]]):
+        options = re2.Options()
+        options.max_mem = 64 << 20
+        self.set = re2.Set.SearchSet(options)
+        self.set.Add(b"")  # matches everywhere: its absence is RE2's failure
+        self.rules: list[int] = []
+        for index, prefilter in prefilters:
+            if prefilter is not None:
+                self.set.Add(prefilter.pattern)
+                self.rules.append(index)
+        self.set.Compile()
+
+    def matching(self, joined: bytes) -> set[int] | None:
+        """The RULES indices of the prefilters that match in `joined`; None: unknown (all
+        may)."""
+        found = self.set.Match(joined) or ()
+        if 0 not in found:
+            return None
+        return {self.rules[i - 1] for i in found if i}
+
+
+def _any_of(prefilters: list[tuple[int, object]]) -> _AnyOf | None:
+    try:
+        return _AnyOf(prefilters)
+    except re2.error:  # too large for one set: each prefilter runs alone
+        return None
+
+
+_ANY_OF = {view: _any_of(rules) for view, rules in _BY_VIEW.items()}
+
+
 def _sources(v: Views) -> dict[str, str]:
     """The texts the rules read, by Rule.view."""
-    return {"folded": v.folded, "plain": v.plain, "lines": v.lines.translate(CONFUSABLES)}
+    return {"folded": v.folded, "plain": v.plain, "lines": _fold(v.lines)}
 
 
 def _candidates(sources: list[dict[str, str]]) -> list[list[Rule]]:
@@ -1059,6 +1138,8 @@ def _candidates(sources: list[dict[str, str]]) -> list[list[Rule]]:
             starts.append(at)
             at += len(part) + 1
         joined = b"\n".join(parts)
+        any_of = _ANY_OF[view]
+        matching = any_of.matching(joined) if any_of is not None else None
         for index, prefilter in rules:
             if prefilter is None:
                 for k in range(len(sources)):
@@ -1066,6 +1147,8 @@ def _candidates(sources: list[dict[str, str]]) -> list[list[Rule]]:
                 continue
             for k in whole:
                 touched[k].add(index)
+            if matching is not None and index not in matching:
+                continue  # it matches nowhere in the texts
             for match in prefilter.finditer(joined):
                 start, end = match.span()
                 first = bisect.bisect_right(starts, start) - 1
@@ -1160,7 +1243,7 @@ def _detect_texts(texts: list[str | None], master_keys: list[bool]) -> list[Find
         key = _master_key(v.plain) if master_keys[k] else None
         if key:
             reasons.append(key)
-        hidden = [ch for ch in HIDDEN.findall(text[:MAX_SCAN])]
+        hidden = [] if text.isascii() else HIDDEN.findall(text[:MAX_SCAN])
         # A leading byte-order mark is an encoding artefact, not hiding.
         if hidden and not (len(hidden) == 1 and text.startswith("\ufeff")):
             names = sorted({unicodedata.name(ch, f"U+{ord(ch):04X}") for ch in hidden})[:3]

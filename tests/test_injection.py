@@ -137,6 +137,23 @@ def test_every_rule_has_a_prefilter_that_finds_each_of_its_matches_in_the_corpus
     assert matched >= len(ATTACKS)
 
 
+def test_the_prefilters_set_names_exactly_the_prefilters_that_match():
+    """`_candidates` runs a view's prefilters as one RE2 set first and then only those the
+    set names: the set must name every prefilter that matches a text, and no other."""
+    texts = [s.text for s in CORPUS if isinstance(s.text, str) and not injection.is_empty(s.text)]
+    texts += ["Rest and fluids help; see a doctor if it lasts a week.", "Критерии выполнены"]
+    named = 0
+    for view, rules in injection._BY_VIEW.items():
+        any_of = injection._ANY_OF[view]
+        assert any_of is not None
+        for text in texts:
+            joined = injection._sources(injection.views(text))[view].encode()
+            expected = {i for i, prefilter in rules if prefilter.search(joined)}
+            assert any_of.matching(joined) == expected, (view, text)
+            named += len(expected)
+    assert named >= len(ATTACKS)
+
+
 def test_an_episode_finds_what_each_of_its_texts_finds_alone():
     """One prefilter pass over all of an episode's texts: each text's findings are what the
     text gives alone, attacks among honest turns and tool outputs found where they are."""
